@@ -1,0 +1,516 @@
+//! The I/O vocabulary: what a driver feeds a state machine and what it must carry out.
+//!
+//! Every driver — the simulator, the smol and tokio runtimes, a test harness — speaks these
+//! types and nothing else. A state machine that implements [`Endpoint`] can be run by any of
+//! them: a whole `Node`, a lone TURN client, or a test endpoint.
+//!
+//! This module owns the *shape* of I/O only: TCP lifecycle, DHT access, file access and
+//! timers, and the [`Event`] type that reaches the application. It does no I/O itself.
+//!
+//! # Identifiers
+//!
+//! Both sides name things, and the names never collide:
+//! - the core names its listeners ([`ListenerId`]), the connections it asks for
+//!   ([`ConnId::Connect`]) and its files ([`FileId`]);
+//! - the driver names the connections it accepted ([`ConnId::Accepted`]).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::transfer::{Digest, Status, TransferId};
+
+/// A listening socket, named by the core when it asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerId(pub u32);
+
+/// One TCP connection.
+///
+/// The two variants are two name spaces: the core picks the number of a connection it asks
+/// the driver to open; the driver picks the number of a connection it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnId {
+    /// Opened on the core's request ([`Output::Connect`]).
+    Connect(u32),
+    /// Accepted by the driver on a listener ([`Input::Accepted`]).
+    Accepted(u32),
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnId::Connect(n) => write!(f, "c{n}"),
+            ConnId::Accepted(n) => write!(f, "a{n}"),
+        }
+    }
+}
+
+/// A file the core reads or writes, named by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId(pub u64);
+
+/// A DHT key: 20 bytes, like OpenDHT's `InfoHash`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DhtKey(pub [u8; 20]);
+
+impl fmt::Debug for DhtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DhtKey({})", hex::encode(self.0))
+    }
+}
+
+/// Why a TCP connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The remote answered with a reset (nobody listens there).
+    Refused,
+    /// Nothing answered before the connect timeout.
+    TimedOut,
+    /// No route to the address.
+    Unreachable,
+    /// The local port asked for could not be bound.
+    LocalPortUnavailable,
+    /// Anything else, as the operating system described it.
+    Other(String),
+}
+
+/// Why a file operation failed, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file or folder does not exist.
+    NotFound,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// No space left on the device.
+    DiskFull,
+    /// The file is shorter than the range asked for (it changed under us).
+    ShortRead,
+    /// Anything else, as the operating system described it.
+    Other(String),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::NotFound => f.write_str("not found"),
+            FileError::PermissionDenied => f.write_str("permission denied"),
+            FileError::DiskFull => f.write_str("disk full"),
+            FileError::ShortRead => f.write_str("file shorter than expected"),
+            FileError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A file operation the core asks of the driver. Each has exactly one answer,
+/// a [`FileResult`] with the same [`FileId`].
+///
+/// Files being received are always written under a *partial* name; only
+/// [`FileOp::Commit`] gives them their final name, and only after the digest matched.
+/// Names are [`SafeName`](crate::transfer::SafeName)s: one path component, relative to the
+/// driver's receive folder, so nothing is ever written outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileOp {
+    /// Open a file the application asked to send; answered by [`FileResult::Opened`] with
+    /// its length. `source` is the application's own reference, passed back unchanged.
+    OpenSource {
+        /// The name the core gives this file.
+        file: FileId,
+        /// The application's reference to the file (a path for the runtimes).
+        source: String,
+    },
+    /// Open (or create) the partial file for an incoming transfer; answered by
+    /// [`FileResult::Opened`] with the length already held, which is where a resume starts.
+    OpenPartial {
+        /// The name the core gives this file.
+        file: FileId,
+        /// The final name; the driver derives the partial name from it.
+        name: crate::transfer::SafeName,
+        /// The size of the whole file: an existing partial file longer than this is
+        /// truncated to zero (it cannot be a prefix of this file).
+        size: u64,
+    },
+    /// Read `len` bytes at `offset`; answered by [`FileResult::Data`].
+    Read {
+        /// Which file.
+        file: FileId,
+        /// First byte.
+        offset: u64,
+        /// How many bytes; never more than the core can send.
+        len: u32,
+    },
+    /// Write `data` at `offset`; answered by [`FileResult::Written`].
+    Write {
+        /// Which file.
+        file: FileId,
+        /// Where the first byte goes.
+        offset: u64,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Compute the SHA3-512 of the first `len` bytes of the file; answered by
+    /// [`FileResult::Digest`]. A driver may hash the bytes as they pass through its reads and
+    /// writes and read from disk only what it has not seen (see
+    /// [`StreamDigest`](crate::transfer::StreamDigest)), on a thread of its own.
+    Digest {
+        /// Which file.
+        file: FileId,
+        /// How many bytes, from the start.
+        len: u64,
+    },
+    /// Flush the partial file to disk and give it its final name, never replacing an existing
+    /// file; answered by [`FileResult::Committed`] with the name it got.
+    Commit {
+        /// Which file.
+        file: FileId,
+    },
+    /// Delete the partial file; answered by [`FileResult::Closed`].
+    Discard {
+        /// Which file.
+        file: FileId,
+    },
+    /// Close the file and keep it as it is (a partial file stays, for a later resume);
+    /// answered by [`FileResult::Closed`].
+    Close {
+        /// Which file.
+        file: FileId,
+    },
+}
+
+impl FileOp {
+    /// The file this operation is about.
+    pub fn file(&self) -> FileId {
+        match self {
+            FileOp::OpenSource { file, .. }
+            | FileOp::OpenPartial { file, .. }
+            | FileOp::Read { file, .. }
+            | FileOp::Write { file, .. }
+            | FileOp::Digest { file, .. }
+            | FileOp::Commit { file }
+            | FileOp::Discard { file }
+            | FileOp::Close { file } => *file,
+        }
+    }
+}
+
+/// The driver's answer to a [`FileOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileResult {
+    /// The file is open; `len` is its current length.
+    Opened {
+        /// Which file.
+        file: FileId,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// The bytes of a [`FileOp::Read`].
+    Data {
+        /// Which file.
+        file: FileId,
+        /// Where they start.
+        offset: u64,
+        /// The bytes, exactly as many as asked.
+        data: Bytes,
+    },
+    /// A [`FileOp::Write`] is done.
+    Written {
+        /// Which file.
+        file: FileId,
+        /// Where it started.
+        offset: u64,
+        /// How many bytes.
+        len: u32,
+    },
+    /// The digest asked for by [`FileOp::Digest`].
+    Digest {
+        /// Which file.
+        file: FileId,
+        /// SHA3-512 of the range.
+        digest: Digest,
+    },
+    /// The file has its final name (which may differ from the one asked for, when that one
+    /// was taken).
+    Committed {
+        /// Which file.
+        file: FileId,
+        /// The name it was given.
+        name: String,
+    },
+    /// The file is closed (and deleted, after [`FileOp::Discard`]).
+    Closed {
+        /// Which file.
+        file: FileId,
+    },
+    /// The operation failed.
+    Failed {
+        /// Which file.
+        file: FileId,
+        /// What went wrong.
+        error: FileError,
+    },
+}
+
+impl FileResult {
+    /// The file this result is about.
+    pub fn file(&self) -> FileId {
+        match self {
+            FileResult::Opened { file, .. }
+            | FileResult::Data { file, .. }
+            | FileResult::Written { file, .. }
+            | FileResult::Digest { file, .. }
+            | FileResult::Committed { file, .. }
+            | FileResult::Closed { file }
+            | FileResult::Failed { file, .. } => *file,
+        }
+    }
+}
+
+/// Something that happened, fed to an [`Endpoint`] by its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// A listener asked for with [`Output::Listen`] is bound.
+    Listening {
+        /// Which listener.
+        listener: ListenerId,
+        /// The address it is bound to (with the port the system chose).
+        local: SocketAddr,
+    },
+    /// A listener could not be bound.
+    ListenFailed {
+        /// Which listener.
+        listener: ListenerId,
+        /// Why, as the operating system said.
+        reason: String,
+    },
+    /// A connection asked for with [`Output::Connect`] is established.
+    Connected {
+        /// Which connection.
+        conn: ConnId,
+        /// The local address it uses.
+        local: SocketAddr,
+    },
+    /// A connection asked for with [`Output::Connect`] could not be established.
+    ConnectFailed {
+        /// Which connection.
+        conn: ConnId,
+        /// Why.
+        error: ConnectError,
+    },
+    /// A listener accepted a connection; the driver named it.
+    Accepted {
+        /// The listener that accepted it.
+        listener: ListenerId,
+        /// The driver's name for it, always [`ConnId::Accepted`].
+        conn: ConnId,
+        /// The remote address.
+        remote: SocketAddr,
+    },
+    /// Bytes arrived on a connection.
+    Received {
+        /// Which connection.
+        conn: ConnId,
+        /// The bytes, in order; any split is possible.
+        data: Bytes,
+    },
+    /// The driver has handed `bytes` more of this connection's queued bytes to the network,
+    /// so the core may queue that much more (see [`Output::Send`]).
+    Writable {
+        /// Which connection.
+        conn: ConnId,
+        /// How many bytes left the driver's queue.
+        bytes: usize,
+    },
+    /// The remote closed its sending side (end of stream); we may still send.
+    HalfClosed {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// The connection is closed in both directions.
+    Closed {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// The connection was reset (by the remote or the network).
+    Reset {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// A value arrived on a DHT key the core listens to (or a value it asked for).
+    DhtValue {
+        /// The key.
+        key: DhtKey,
+        /// The value's bytes, untrusted.
+        value: Bytes,
+    },
+    /// A DHT put completed, or failed.
+    DhtPutDone {
+        /// The key.
+        key: DhtKey,
+        /// Whether the network stored it.
+        ok: bool,
+    },
+    /// The answer to a [`FileOp`].
+    File(FileResult),
+}
+
+/// Something the driver must do, drained from an [`Endpoint`] with `poll_output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Bind a TCP listener. Port 0 lets the system choose. The listening port may later be
+    /// used as the local port of outbound connections (address and port reuse).
+    Listen {
+        /// The core's name for it.
+        listener: ListenerId,
+        /// Where to bind.
+        local: SocketAddr,
+    },
+    /// Open a TCP connection.
+    Connect {
+        /// The core's name for it, always [`ConnId::Connect`].
+        conn: ConnId,
+        /// Where to.
+        remote: SocketAddr,
+        /// Bind this local port first (a listening port, for ICE-TCP and simultaneous open).
+        local_port: Option<u16>,
+        /// Give up after this long and answer [`ConnectError::TimedOut`].
+        timeout: Duration,
+    },
+    /// Queue bytes on a connection. The core never has more than its send window queued
+    /// and not yet acknowledged by [`Input::Writable`], so the driver's buffers stay bounded.
+    Send {
+        /// Which connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close our sending side once the queued bytes are sent (TCP FIN); keep reading.
+    HalfClose {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Close the connection once the queued bytes are sent.
+    Close {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Abort the connection now (TCP RST), dropping what is queued.
+    Reset {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Stop delivering [`Input::Received`] for this connection until
+    /// [`Output::ResumeReading`]: the core is behind (its disk is slow, say), and TCP's own
+    /// window will push back on the peer.
+    PauseReading {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Deliver [`Input::Received`] again.
+    ResumeReading {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Close a listener.
+    Unlisten {
+        /// Which listener.
+        listener: ListenerId,
+    },
+    /// Store a value on the DHT.
+    DhtPut {
+        /// The key.
+        key: DhtKey,
+        /// The value.
+        value: Bytes,
+    },
+    /// Deliver every value stored under this key, now and later, as [`Input::DhtValue`].
+    DhtListen {
+        /// The key.
+        key: DhtKey,
+    },
+    /// Stop a [`Output::DhtListen`].
+    DhtCancelListen {
+        /// The key.
+        key: DhtKey,
+    },
+    /// A file operation.
+    File(FileOp),
+    /// Something for the application.
+    Event(Event),
+}
+
+/// What the application hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A peer offers a file; the application accepts or refuses it.
+    IncomingTransfer {
+        /// The transfer.
+        transfer: TransferId,
+        /// The sanitised name the file will get.
+        name: String,
+        /// The whole file size.
+        size: u64,
+    },
+    /// A transfer moved to another state.
+    Status {
+        /// The transfer.
+        transfer: TransferId,
+        /// Its new state.
+        status: Status,
+        /// Why, when the state is a failure.
+        reason: Option<crate::transfer::Reason>,
+    },
+    /// Bytes moved. `done` never decreases for a transfer.
+    Progress {
+        /// The transfer.
+        transfer: TransferId,
+        /// Bytes the receiver holds (including a resumed prefix).
+        done: u64,
+        /// The whole file size.
+        total: u64,
+    },
+    /// The file arrived whole and its SHA3-512 matched; on the receiving side it now has
+    /// its final name.
+    Verified {
+        /// The transfer.
+        transfer: TransferId,
+        /// The digest both sides agree on.
+        digest: Digest,
+        /// The final name (receiving side), empty on the sending side.
+        name: String,
+    },
+}
+
+/// Anything a driver can run: the sans-IO contract shared by every state machine in Ferry.
+///
+/// A driver calls, in a loop:
+/// 1. [`handle_input`](Endpoint::handle_input) for each thing that happened, and
+///    [`handle_timeout`](Endpoint::handle_timeout) when the deadline from
+///    [`poll_timeout`](Endpoint::poll_timeout) has passed (extra calls are harmless);
+/// 2. [`poll_output`](Endpoint::poll_output) until it returns `None`, carrying out each
+///    [`Output`];
+/// 3. [`poll_timeout`](Endpoint::poll_timeout), then waits for input or that deadline.
+///
+/// `now` never goes backwards between calls. Nothing inside reads a clock, opens a socket,
+/// starts a thread or draws global randomness.
+pub trait Endpoint {
+    /// Feed one input. An `Err` is a caller mistake (an id the endpoint never issued, say);
+    /// everything the network or a peer does wrong becomes an [`Event`] instead.
+    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), crate::Error>;
+
+    /// Let time pass up to `now`.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// The next thing to do, if any.
+    fn poll_output(&mut self) -> Option<Output>;
+
+    /// When [`handle_timeout`](Endpoint::handle_timeout) should next be called.
+    fn poll_timeout(&self) -> Option<Instant>;
+}

@@ -1,0 +1,156 @@
+//! Turning a peer's `Display-Name` into a file name that is safe to create.
+//!
+//! A `Display-Name` comes from the network and is never trusted as a path. The rules:
+//! - path separators (`/`, `\`) and the characters Windows forbids (`: * ? " < > |`) become `_`;
+//! - NUL and every other control character become `_`;
+//! - leading and trailing spaces and dots are trimmed (so `..` and `.` vanish, and no hidden
+//!   or Windows-mangled name is made);
+//! - names longer than [`MAX_NAME_BYTES`] are shortened, keeping the extension;
+//! - what is left must be non-empty and not a name Windows reserves (`CON`, `NUL`, `COM1`,
+//!   `LPT1`, … with any extension), otherwise the name is refused (`invalid_pathname`).
+//!
+//! The result is a single path component: joined to the receive folder, it stays inside it.
+
+use std::fmt;
+
+/// Longest file name kept, in bytes (most file systems allow 255).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A file name that is safe to create inside the receive folder.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SafeName(String);
+
+/// Why a `Display-Name` could not be made into a [`SafeName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Nothing usable is left once separators, control characters, dots and spaces are gone.
+    #[error("the name is empty once unsafe characters are removed")]
+    Empty,
+    /// The name is one Windows reserves for devices.
+    #[error("the name {0:?} is reserved")]
+    Reserved(String),
+}
+
+impl SafeName {
+    /// Sanitises a peer's `Display-Name`.
+    pub fn from_display_name(raw: &str) -> Result<SafeName, NameError> {
+        let replaced: String = raw
+            .chars()
+            .map(|c| match c {
+                '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+                c if c.is_control() => '_',
+                c => c,
+            })
+            .collect();
+        let trimmed = replaced.trim_matches(|c: char| c == '.' || c.is_whitespace());
+        if trimmed.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let name = shorten(trimmed, MAX_NAME_BYTES);
+        if is_reserved(&name) {
+            return Err(NameError::Reserved(name));
+        }
+        Ok(SafeName(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Cuts `name` to at most `max` bytes on a character boundary, keeping a short extension.
+fn shorten(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_owned();
+    }
+    let ext = match name.rfind('.') {
+        Some(dot) if name.len() - dot <= 16 && dot > 0 => &name[dot..],
+        _ => "",
+    };
+    let mut stem_end = max - ext.len();
+    while !name.is_char_boundary(stem_end) {
+        stem_end -= 1;
+    }
+    let stem = name[..stem_end].trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    format!("{stem}{ext}")
+}
+
+fn is_reserved(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    let upper = stem.to_ascii_uppercase();
+    matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && upper.as_bytes()[3].is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> String {
+        SafeName::from_display_name(raw).expect("a safe name").0
+    }
+
+    #[test]
+    fn ordinary_names_are_kept() {
+        assert_eq!(ok("photo.jpg"), "photo.jpg");
+        assert_eq!(ok("rapport final (2).pdf"), "rapport final (2).pdf");
+        assert_eq!(ok("été.txt"), "été.txt");
+    }
+
+    #[test]
+    fn separators_and_traversal_cannot_leave_the_folder() {
+        assert_eq!(ok("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(ok("/etc/passwd"), "_etc_passwd");
+        assert_eq!(ok("..\\windows\\system32"), "_windows_system32");
+        assert_eq!(ok("C:secret"), "C_secret");
+        for raw in ["..", ".", " ", "", "...", " . "] {
+            assert_eq!(
+                SafeName::from_display_name(raw),
+                Err(NameError::Empty),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_and_nul_are_replaced() {
+        assert_eq!(ok("a\0b"), "a_b");
+        assert_eq!(ok("a\nb\tc\x1b"), "a_b_c_");
+        assert_eq!(ok(".hidden"), "hidden");
+    }
+
+    #[test]
+    fn reserved_names_are_refused() {
+        for raw in ["CON", "nul.txt", "com1", "LPT9.log", "aux"] {
+            assert!(
+                matches!(
+                    SafeName::from_display_name(raw),
+                    Err(NameError::Reserved(_))
+                ),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(ok("CONSOLE.txt"), "CONSOLE.txt");
+        assert_eq!(ok("com10"), "com10");
+    }
+
+    #[test]
+    fn long_names_are_shortened_keeping_the_extension() {
+        let long = format!("{}.tar.gz", "é".repeat(300));
+        let name = ok(&long);
+        assert!(name.len() <= MAX_NAME_BYTES, "{} bytes", name.len());
+        assert!(name.ends_with(".gz"));
+        let no_ext = "x".repeat(1000);
+        assert_eq!(ok(&no_ext).len(), MAX_NAME_BYTES);
+    }
+}

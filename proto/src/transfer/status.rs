@@ -1,0 +1,137 @@
+//! Jami's transfer states (`DataTransferEventCode`) and the reasons Ferry attaches to failures.
+
+use std::fmt;
+
+use crate::io::FileError;
+use crate::transfer::frame::CancelCode;
+use crate::transfer::header::HeaderError;
+
+/// The state of one transfer, as Jami names it (`DataTransferEventCode`, in Jami's order),
+/// plus Ferry's `digest_mismatch` at the end.
+///
+/// From the sender's side "host" is us and "peer" the receiver; from the receiver's side,
+/// "host" is us and "peer" the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// Not a valid transfer.
+    Invalid,
+    /// Created; the file is being opened.
+    Created,
+    /// The peer's form of the protocol is not supported.
+    Unsupported,
+    /// Sender: the header is sent, waiting for `GO` / `NGO`.
+    WaitPeerAcceptance,
+    /// Receiver: the header arrived, waiting for the local user to accept or refuse.
+    WaitHostAcceptance,
+    /// Data is flowing.
+    Ongoing,
+    /// The file arrived whole (and, with Ferry's extension, its digest matched).
+    Finished,
+    /// Ended on this side: the local user refused or cancelled, or a local error.
+    ClosedByHost,
+    /// Ended by the other side: it refused, cancelled, broke the protocol or went away.
+    ClosedByPeer,
+    /// The name the peer offered cannot be used as a file name.
+    InvalidPathname,
+    /// No connection to the device could be established.
+    UnjoinablePeer,
+    /// The peer did not answer the header within [`ACCEPT_TIMEOUT`](crate::transfer::ACCEPT_TIMEOUT).
+    TimeoutExpired,
+    /// Ferry: every byte arrived but the SHA3-512 did not match; nothing was kept.
+    DigestMismatch,
+}
+
+impl Status {
+    /// Jami's snake_case name of the state, as used in traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Invalid => "invalid",
+            Status::Created => "created",
+            Status::Unsupported => "unsupported",
+            Status::WaitPeerAcceptance => "wait_peer_acceptance",
+            Status::WaitHostAcceptance => "wait_host_acceptance",
+            Status::Ongoing => "ongoing",
+            Status::Finished => "finished",
+            Status::ClosedByHost => "closed_by_host",
+            Status::ClosedByPeer => "closed_by_peer",
+            Status::InvalidPathname => "invalid_pathname",
+            Status::UnjoinablePeer => "unjoinable_peer",
+            Status::TimeoutExpired => "timeout_expired",
+            Status::DigestMismatch => "digest_mismatch",
+        }
+    }
+
+    /// Whether the transfer is over (successfully or not).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Status::Created
+                | Status::WaitPeerAcceptance
+                | Status::WaitHostAcceptance
+                | Status::Ongoing
+        )
+    }
+
+    /// Whether this is a failure.
+    pub fn is_error(self) -> bool {
+        self.is_final() && self != Status::Finished
+    }
+
+    /// How far along the happy path this state is, for the optimistic view: `None` for errors.
+    pub fn progress_rank(self) -> Option<u8> {
+        match self {
+            Status::Created => Some(0),
+            Status::WaitPeerAcceptance | Status::WaitHostAcceptance => Some(1),
+            Status::Ongoing => Some(2),
+            Status::Finished => Some(3),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transfer failed: the detail behind an error [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The receiver answered `NGO`.
+    Refused,
+    /// The local user cancelled.
+    Cancelled,
+    /// The peer sent CANCEL, with its code.
+    PeerCancelled(CancelCode),
+    /// The stream closed or reset before the transfer ended. A partial file is kept.
+    ConnectionLost,
+    /// The peer did not answer in time.
+    Timeout,
+    /// The peer's header could not be parsed.
+    BadHeader(HeaderError),
+    /// The peer broke the protocol (the detail says how).
+    Protocol(&'static str),
+    /// A local file operation failed.
+    File(FileError),
+    /// The received bytes do not have the announced SHA3-512.
+    DigestMismatch,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Refused => f.write_str("refused by the peer"),
+            Reason::Cancelled => f.write_str("cancelled"),
+            Reason::PeerCancelled(code) => write!(f, "cancelled by the peer ({code})"),
+            Reason::ConnectionLost => f.write_str("connection lost"),
+            Reason::Timeout => f.write_str("no answer in time"),
+            Reason::BadHeader(e) => write!(f, "bad header: {e}"),
+            Reason::Protocol(what) => write!(f, "protocol violation: {what}"),
+            Reason::File(e) => write!(f, "file error: {e}"),
+            Reason::DigestMismatch => f.write_str("SHA3-512 mismatch"),
+        }
+    }
+}
