@@ -471,7 +471,8 @@ pub enum Event {
     Progress {
         /// The transfer.
         transfer: TransferId,
-        /// Bytes the receiver holds (including a resumed prefix).
+        /// Receiving side: bytes on disk, a resumed prefix included. Sending side: bytes
+        /// that left for the network (the receiver's VERDICT, not this, says they arrived).
         done: u64,
         /// The whole file size.
         total: u64,

@@ -128,6 +128,9 @@ impl fmt::Display for Line {
                 }
                 Ok(())
             }
+            (Some(Bulk::Latest { .. }), Some((_, _, last))) if last != self.at => {
+                write!(f, "{} (at {:.3}s)", self.summary.text, last.as_secs_f64())
+            }
             _ => f.write_str(&self.summary.text),
         }
     }
@@ -270,9 +273,10 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
 pub fn file_op(op: &FileOp) -> Summary {
     match op {
         FileOp::OpenSource { source, .. } => Summary::plain(format!("file open {source:?}")),
-        FileOp::OpenPartial { name, size, .. } => {
-            Summary::plain(format!("file open partial for {name:?} ({size} bytes)"))
-        }
+        FileOp::OpenPartial { name, size, .. } => Summary::plain(format!(
+            "file open partial for {:?} ({size} bytes)",
+            name.as_str()
+        )),
         FileOp::Read { len, .. } => Summary::sum("read", u64::from(*len)),
         FileOp::Write { data, .. } => Summary::sum("write", data.len() as u64),
         FileOp::Digest { len, .. } => Summary::plain(format!("file sha3-512 of {len} bytes")),

@@ -1,1 +1,9 @@
-//! placeholder
+//! Harnesses shared by Ferry's cross-crate tests.
+//!
+//! - [`content`]: file contents generated from a seed and an offset, so a test can send a
+//!   file of any size and check every byte without keeping a copy.
+//! - [`pair`]: two transfer state machines, an outgoing and an incoming one, pumped through
+//!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
+
+pub mod content;
+pub mod pair;

@@ -100,7 +100,8 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
-    /// The receiver answered `NGO`.
+    /// The receiver answered `NGO` (seen by the sender), or the local user refused (seen
+    /// by the receiver).
     Refused,
     /// The local user cancelled.
     Cancelled,
@@ -123,7 +124,7 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Refused => f.write_str("refused by the peer"),
+            Reason::Refused => f.write_str("refused"),
             Reason::Cancelled => f.write_str("cancelled"),
             Reason::PeerCancelled(code) => write!(f, "cancelled by the peer ({code})"),
             Reason::ConnectionLost => f.write_str("connection lost"),
