@@ -1,0 +1,417 @@
+//! The transfer state machines against a misbehaving peer or disk, driven by hand.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_proto::io::{Event, FileError, FileId, FileOp, FileResult};
+use ferry_proto::transfer::frame::{CancelCode, Frame};
+use ferry_proto::transfer::header::Header;
+use ferry_proto::transfer::{
+    Digest, Form, Incoming, Input, Outgoing, Output, Reason, Status, TransferId, WRITE_WINDOW,
+};
+
+const T: TransferId = TransferId(9);
+const F: FileId = FileId(1);
+
+fn drain_in(m: &mut Incoming) -> Vec<Output> {
+    std::iter::from_fn(|| m.poll_output()).collect()
+}
+
+fn drain_out(m: &mut Outgoing) -> Vec<Output> {
+    std::iter::from_fn(|| m.poll_output()).collect()
+}
+
+fn header(size: u64, offset: u64, ext: bool) -> Bytes {
+    Header {
+        content_length: size,
+        display_name: "f.bin".into(),
+        offset,
+        extension: ext.then_some(1),
+    }
+    .encode()
+}
+
+fn reason(outs: &[Output]) -> Option<Reason> {
+    outs.iter().find_map(|o| match o {
+        Output::Event(Event::Status {
+            reason: Some(r), ..
+        }) => Some(r.clone()),
+        _ => None,
+    })
+}
+
+fn has_file_op(outs: &[Output], f: impl Fn(&FileOp) -> bool) -> bool {
+    outs.iter().any(|o| matches!(o, Output::File(op) if f(op)))
+}
+
+/// An incoming transfer accepted with `held` bytes already on disk; returns it after GO.
+fn accepted(size: u64, held: u64, ext: bool, now: Instant) -> Incoming {
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(size, 0, ext)))
+        .expect("ok");
+    drain_in(&mut m);
+    m.accept(now).expect("waiting for acceptance");
+    let outs = drain_in(&mut m);
+    assert!(has_file_op(
+        &outs,
+        |op| matches!(op, FileOp::OpenPartial { size: s, .. } if *s == size)
+    ));
+    m.handle_input(now, Input::File(FileResult::Opened { file: F, len: held }))
+        .expect("ok");
+    m
+}
+
+#[test]
+fn the_receiver_pauses_reading_while_its_disk_lags_and_resumes_after() {
+    let now = Instant::now();
+    let size = 4 * WRITE_WINDOW as u64;
+    let mut m = accepted(size, 0, true, now);
+    drain_in(&mut m);
+    let chunk = vec![0u8; 64 * 1024];
+    let mut writes = Vec::new();
+    let mut paused_after = None;
+    for i in 0..32 {
+        m.handle_input(
+            now,
+            Input::Received(Frame::Data(chunk.clone().into()).encode()),
+        )
+        .expect("ok");
+        for o in drain_in(&mut m) {
+            match o {
+                Output::File(FileOp::Write { offset, data, .. }) => {
+                    writes.push((offset, data.len() as u32))
+                }
+                Output::PauseReading => paused_after = paused_after.or(Some(i + 1)),
+                _ => {}
+            }
+        }
+        if paused_after.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        paused_after,
+        Some(WRITE_WINDOW / chunk.len()),
+        "pause once a window of writes is pending"
+    );
+    // The disk catches up: reading resumes once half the window is written.
+    let mut resumed = false;
+    for (offset, len) in writes {
+        m.handle_input(
+            now,
+            Input::File(FileResult::Written {
+                file: F,
+                offset,
+                len,
+            }),
+        )
+        .expect("ok");
+        resumed |= drain_in(&mut m).contains(&Output::ResumeReading);
+    }
+    assert!(resumed);
+}
+
+#[test]
+fn more_data_than_announced_is_refused_and_deleted() {
+    let now = Instant::now();
+    for ext in [true, false] {
+        let mut m = accepted(100, 0, ext, now);
+        drain_in(&mut m);
+        let wire = if ext {
+            Frame::Data(vec![0u8; 101].into()).encode()
+        } else {
+            Bytes::from(vec![0u8; 101])
+        };
+        m.handle_input(now, Input::Received(wire)).expect("ok");
+        let outs = drain_in(&mut m);
+        assert_eq!(m.status(), Status::ClosedByPeer, "ext={ext}");
+        assert_eq!(
+            reason(&outs),
+            Some(Reason::Protocol("more data than Content-Length"))
+        );
+        assert!(
+            has_file_op(&outs, |op| matches!(op, FileOp::Discard { .. })),
+            "nothing beyond the size is kept"
+        );
+        assert!(
+            !has_file_op(&outs, |op| matches!(op, FileOp::Write { .. })),
+            "not a byte written"
+        );
+        if ext {
+            assert!(outs.contains(&Output::Send(Frame::Cancel(CancelCode::Protocol).encode())));
+        } else {
+            assert!(outs.contains(&Output::Reset), "the raw form can only reset");
+        }
+    }
+}
+
+#[test]
+fn end_before_all_data_keeps_the_prefix() {
+    let now = Instant::now();
+    let mut m = accepted(100, 0, true, now);
+    drain_in(&mut m);
+    let mut wire = Frame::Data(vec![0u8; 50].into()).encode().to_vec();
+    wire.extend_from_slice(&Frame::End(Digest::of(b"")).encode());
+    m.handle_input(now, Input::Received(wire.into()))
+        .expect("ok");
+    let outs = drain_in(&mut m);
+    assert_eq!(
+        reason(&outs),
+        Some(Reason::Protocol("END before all the data"))
+    );
+    assert!(has_file_op(&outs, |op| matches!(op, FileOp::Close { .. })));
+    assert!(!has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::Commit { .. } | FileOp::Discard { .. }
+    )));
+}
+
+#[test]
+fn a_reset_mid_file_is_never_taken_for_the_end() {
+    let now = Instant::now();
+    for ext in [true, false] {
+        let mut m = accepted(100, 0, ext, now);
+        drain_in(&mut m);
+        let wire = if ext {
+            Frame::Data(vec![0u8; 60].into()).encode()
+        } else {
+            Bytes::from(vec![0u8; 60])
+        };
+        m.handle_input(now, Input::Received(wire)).expect("ok");
+        m.handle_input(now, Input::StreamReset).expect("ok");
+        let outs = drain_in(&mut m);
+        assert_eq!(m.status(), Status::ClosedByPeer);
+        assert_eq!(reason(&outs), Some(Reason::ConnectionLost));
+        assert!(!has_file_op(&outs, |op| matches!(
+            op,
+            FileOp::Commit { .. } | FileOp::Digest { .. }
+        )));
+    }
+}
+
+#[test]
+fn a_raw_form_offset_beyond_what_is_held_is_unsupported() {
+    let now = Instant::now();
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(100, 40, false)))
+        .expect("ok");
+    m.accept(now).expect("ok");
+    m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 10 }))
+        .expect("ok");
+    let outs = drain_in(&mut m);
+    assert_eq!(m.status(), Status::Unsupported);
+    assert!(outs.contains(&Output::Send(Bytes::from_static(b"NGO\n"))));
+}
+
+#[test]
+fn a_raw_form_offset_within_what_is_held_is_honoured() {
+    let now = Instant::now();
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(100, 40, false)))
+        .expect("ok");
+    m.accept(now).expect("ok");
+    m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 70 }))
+        .expect("ok");
+    m.handle_input(now, Input::Received(Bytes::from(vec![1u8; 60])))
+        .expect("ok");
+    let outs = drain_in(&mut m);
+    assert!(outs.contains(&Output::Send(Bytes::from_static(b"GO\n"))));
+    assert!(has_file_op(
+        &outs,
+        |op| matches!(op, FileOp::Write { offset: 40, data, .. } if data.len() == 60)
+    ));
+}
+
+#[test]
+fn commands_in_the_wrong_state_are_errors_and_cancel_is_idempotent() {
+    let now = Instant::now();
+    let mut m = Incoming::new(T, F, Form::Framed);
+    assert!(m.accept(now).is_err(), "no header yet");
+    assert!(m.refuse(now).is_err());
+    m.cancel(now);
+    m.cancel(now);
+    assert_eq!(m.status(), Status::ClosedByHost);
+    assert!(m.accept(now).is_err());
+    assert_eq!(
+        m.handle_input(now, Input::File(FileResult::Closed { file: FileId(77) })),
+        Err(ferry_proto::Error::UnknownFile(FileId(77)))
+    );
+}
+
+fn outgoing_waiting(size: u64, form: Form, now: Instant) -> Outgoing {
+    let mut m = Outgoing::new(T, F, "src".into(), "f.bin".into(), form);
+    drain_out(&mut m);
+    m.handle_input(now, Input::File(FileResult::Opened { file: F, len: size }))
+        .expect("ok");
+    drain_out(&mut m);
+    assert_eq!(m.status(), Status::WaitPeerAcceptance);
+    m
+}
+
+#[test]
+fn the_sender_refuses_bad_replies_and_impossible_offsets() {
+    let now = Instant::now();
+    let cases: [(Form, &[u8], Reason); 3] = [
+        (
+            Form::Framed,
+            b"OK\n",
+            Reason::Protocol("reply is neither GO nor NGO"),
+        ),
+        (
+            Form::Framed,
+            b"GO 101\n",
+            Reason::Protocol("GO offset beyond the file size"),
+        ),
+        (
+            Form::Raw,
+            b"GO 5\n",
+            Reason::Protocol("GO with an offset to a sender that did not offer frames"),
+        ),
+    ];
+    for (form, reply, want) in cases {
+        let mut m = outgoing_waiting(100, form, now);
+        m.handle_input(now, Input::Received(Bytes::from_static(reply)))
+            .expect("ok");
+        let outs = drain_out(&mut m);
+        assert_eq!(m.status(), Status::ClosedByPeer, "{reply:?}");
+        assert_eq!(reason(&outs), Some(want));
+        assert!(
+            !has_file_op(&outs, |op| matches!(op, FileOp::Read { .. })),
+            "not a byte read"
+        );
+    }
+}
+
+#[test]
+fn the_sender_waits_ten_minutes_then_cancels_and_lingers() {
+    let start = Instant::now();
+    let mut m = outgoing_waiting(100, Form::Framed, start);
+    let deadline = m.poll_timeout().expect("the accept timer");
+    assert_eq!(deadline - start, Duration::from_secs(600));
+    m.handle_timeout(deadline - Duration::from_millis(1));
+    assert_eq!(
+        m.status(),
+        Status::WaitPeerAcceptance,
+        "not a millisecond early"
+    );
+    m.handle_timeout(deadline);
+    let outs = drain_out(&mut m);
+    assert_eq!(m.status(), Status::TimeoutExpired);
+    assert!(outs.contains(&Output::Send(Frame::Cancel(CancelCode::Timeout).encode())));
+    assert!(
+        !outs.contains(&Output::Close),
+        "the side that spoke last does not close at once"
+    );
+    let linger = m.poll_timeout().expect("the linger timer");
+    m.handle_timeout(linger);
+    assert_eq!(drain_out(&mut m), [Output::Close]);
+    assert!(m.is_drained());
+}
+
+#[test]
+fn a_missing_source_is_invalid_pathname() {
+    let now = Instant::now();
+    let mut m = Outgoing::new(T, F, "nope".into(), "f.bin".into(), Form::Framed);
+    drain_out(&mut m);
+    m.handle_input(
+        now,
+        Input::File(FileResult::Failed {
+            file: F,
+            error: FileError::NotFound,
+        }),
+    )
+    .expect("ok");
+    let outs = drain_out(&mut m);
+    assert_eq!(m.status(), Status::InvalidPathname);
+    assert!(
+        !outs.iter().any(|o| matches!(o, Output::Send(_))),
+        "no header for a file that is not there"
+    );
+}
+
+#[test]
+fn the_sender_keeps_at_most_a_window_in_flight() {
+    let now = Instant::now();
+    let mut m = outgoing_waiting(10 * 1024 * 1024, Form::Framed, now);
+    m.handle_input(now, Input::Received(Bytes::from_static(b"GO 0\n")))
+        .expect("ok");
+    let outs = drain_out(&mut m);
+    let asked: u64 = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::File(FileOp::Read { len, .. }) => Some(u64::from(*len)),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        asked > 0 && asked <= ferry_proto::transfer::SEND_WINDOW as u64,
+        "{asked}"
+    );
+}
+
+/// A tiny deterministic generator, so the garbage is the same in every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn garbage_from_the_network_never_panics_and_never_writes_past_the_size() {
+    let now = Instant::now();
+    let mut rng = Rng(0x5eed);
+    for round in 0..2000 {
+        // Half the rounds start with a valid header, so the garbage reaches the later states.
+        let mut m = Incoming::new(
+            T,
+            F,
+            if round % 3 == 0 {
+                Form::Raw
+            } else {
+                Form::Framed
+            },
+        );
+        let size = rng.next() % 5000;
+        if round % 2 == 0 {
+            m.handle_input(now, Input::Received(header(size, 0, round % 4 == 0)))
+                .expect("ok");
+            let _ = m.accept(now);
+            let _ = m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 0 }));
+        }
+        let mut written = 0u64;
+        for _ in 0..8 {
+            let n = (rng.next() % 300) as usize;
+            let mut chunk = rng.bytes(n);
+            // Sometimes a plausible frame type, to get past the first byte.
+            if !chunk.is_empty() && rng.next() % 2 == 0 {
+                chunk[0] = (rng.next() % 5) as u8;
+            }
+            m.handle_input(now, Input::Received(chunk.into()))
+                .expect("network input is never a caller error");
+            for o in drain_in(&mut m) {
+                if let Output::File(FileOp::Write { offset, data, .. }) = o {
+                    assert_eq!(offset, written, "writes are contiguous");
+                    written += data.len() as u64;
+                }
+            }
+            assert!(
+                written <= size,
+                "round {round}: {written} bytes written for a {size}-byte file"
+            );
+        }
+        let mut o = outgoing_waiting(size, Form::Framed, now);
+        for _ in 0..4 {
+            let n = (rng.next() % 64) as usize;
+            o.handle_input(now, Input::Received(rng.bytes(n).into()))
+                .expect("never a caller error");
+            drain_out(&mut o);
+        }
+    }
+}
