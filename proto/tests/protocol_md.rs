@@ -18,9 +18,16 @@ fn vectors() -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut lines = SPEC.lines();
     while let Some(line) = lines.next() {
-        let Some(info) = line.strip_prefix("```") else { continue };
-        let Some((kind, name)) = info.split_once(" vector=") else { continue };
-        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        let Some(info) = line.strip_prefix("```") else {
+            continue;
+        };
+        let Some((kind, name)) = info.split_once(" vector=") else {
+            continue;
+        };
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
         let bytes = match kind {
             "text" => body.iter().flat_map(|l| l.bytes().chain([b'\n'])).collect(),
             "hex" => {
@@ -33,17 +40,27 @@ fn vectors() -> BTreeMap<String, Vec<u8>> {
             }
             other => panic!("vector {name}: unknown kind {other}"),
         };
-        assert!(out.insert(name.to_owned(), bytes).is_none(), "vector {name} twice");
+        assert!(
+            out.insert(name.to_owned(), bytes).is_none(),
+            "vector {name} twice"
+        );
     }
     out
 }
 
 fn vector(name: &str) -> Vec<u8> {
-    vectors().remove(name).unwrap_or_else(|| panic!("PROTOCOL.md has no vector {name}"))
+    vectors()
+        .remove(name)
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no vector {name}"))
 }
 
 fn hello_header(ext: bool) -> Header {
-    Header { content_length: 5, display_name: "hello.txt".into(), offset: 0, extension: ext.then_some(1) }
+    Header {
+        content_length: 5,
+        display_name: "hello.txt".into(),
+        offset: 0,
+        extension: ext.then_some(1),
+    }
 }
 
 #[test]
@@ -75,16 +92,28 @@ fn headers() {
     for (name, ext) in [("header-framed", true), ("header-jami", false)] {
         let wire = vector(name);
         assert_eq!(hello_header(ext).encode(), wire, "{name}");
-        assert_eq!(HeaderParser::new().push(&wire), Ok(Some(hello_header(ext))), "{name}");
+        assert_eq!(
+            HeaderParser::new().push(&wire),
+            Ok(Some(hello_header(ext))),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn replies() {
-    for (name, reply) in [("reply-go", Reply::Go), ("reply-go-at", Reply::GoAt(4096)), ("reply-ngo", Reply::Ngo)] {
+    for (name, reply) in [
+        ("reply-go", Reply::Go),
+        ("reply-go-at", Reply::GoAt(4096)),
+        ("reply-ngo", Reply::Ngo),
+    ] {
         let wire = vector(name);
         assert_eq!(reply.encode(), wire, "{name}");
-        assert_eq!(ReplyParser::new().push(&wire).map(|r| r.map(|(r, _)| r)), Ok(Some(reply)), "{name}");
+        assert_eq!(
+            ReplyParser::new().push(&wire).map(|r| r.map(|(r, _)| r)),
+            Ok(Some(reply)),
+            "{name}"
+        );
     }
 }
 
@@ -112,7 +141,13 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
     const FILE: &[u8] = b"hello";
     let now = Instant::now();
     let (fa, fb) = (FileId(1), FileId(2));
-    let mut alice = Outgoing::new(TransferId(1), fa, "hello".into(), "hello.txt".into(), sender_form);
+    let mut alice = Outgoing::new(
+        TransferId(1),
+        fa,
+        "hello".into(),
+        "hello.txt".into(),
+        sender_form,
+    );
     let mut bob = Incoming::new(TransferId(1), fb, receiver_form);
     let (mut a_sent, mut b_sent) = (Vec::new(), Vec::new());
     let mut disk = Vec::new();
@@ -127,12 +162,21 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
                     to_bob.push(Input::Received(d));
                 }
                 Output::Close => to_bob.push(Input::StreamEnded),
-                Output::File(FileOp::OpenSource { file, .. }) => to_alice.push(Input::File(FileResult::Opened { file, len: 5 })),
+                Output::File(FileOp::OpenSource { file, .. }) => {
+                    to_alice.push(Input::File(FileResult::Opened { file, len: 5 }))
+                }
                 Output::File(FileOp::Read { file, offset, len }) => {
-                    let data = Bytes::copy_from_slice(&FILE[offset as usize..(offset as usize + len as usize)]);
+                    let data = Bytes::copy_from_slice(
+                        &FILE[offset as usize..(offset as usize + len as usize)],
+                    );
                     to_alice.push(Input::File(FileResult::Data { file, offset, data }));
                 }
-                Output::File(FileOp::Digest { file, .. }) => to_alice.push(Input::File(FileResult::Digest { file, digest: Digest::of(FILE) })),
+                Output::File(FileOp::Digest { file, .. }) => {
+                    to_alice.push(Input::File(FileResult::Digest {
+                        file,
+                        digest: Digest::of(FILE),
+                    }))
+                }
                 _ => {}
             }
         }
@@ -143,14 +187,32 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
                     to_alice.push(Input::Received(d));
                 }
                 Output::Close => to_alice.push(Input::StreamEnded),
-                Output::Event(ferry_proto::io::Event::IncomingTransfer { .. }) => bob.accept(now).expect("waiting"),
-                Output::File(FileOp::OpenPartial { file, .. }) => to_bob.push(Input::File(FileResult::Opened { file, len: 0 })),
+                Output::Event(ferry_proto::io::Event::IncomingTransfer { .. }) => {
+                    bob.accept(now).expect("waiting")
+                }
+                Output::File(FileOp::OpenPartial { file, .. }) => {
+                    to_bob.push(Input::File(FileResult::Opened { file, len: 0 }))
+                }
                 Output::File(FileOp::Write { file, offset, data }) => {
                     disk.extend_from_slice(&data);
-                    to_bob.push(Input::File(FileResult::Written { file, offset, len: data.len() as u32 }));
+                    to_bob.push(Input::File(FileResult::Written {
+                        file,
+                        offset,
+                        len: data.len() as u32,
+                    }));
                 }
-                Output::File(FileOp::Digest { file, .. }) => to_bob.push(Input::File(FileResult::Digest { file, digest: Digest::of(&disk) })),
-                Output::File(FileOp::Commit { file }) => to_bob.push(Input::File(FileResult::Committed { file, name: "hello.txt".into() })),
+                Output::File(FileOp::Digest { file, .. }) => {
+                    to_bob.push(Input::File(FileResult::Digest {
+                        file,
+                        digest: Digest::of(&disk),
+                    }))
+                }
+                Output::File(FileOp::Commit { file }) => {
+                    to_bob.push(Input::File(FileResult::Committed {
+                        file,
+                        name: "hello.txt".into(),
+                    }))
+                }
                 _ => {}
             }
         }
@@ -173,7 +235,10 @@ fn framed_session() {
     let (a, b, sa, sb) = session(Form::Framed, Form::Framed);
     assert_eq!((sa, sb), (Status::Finished, Status::Finished));
     assert_eq!(hex::encode(a), hex::encode(vector("session-framed-sender")));
-    assert_eq!(hex::encode(b), hex::encode(vector("session-framed-receiver")));
+    assert_eq!(
+        hex::encode(b),
+        hex::encode(vector("session-framed-receiver"))
+    );
 }
 
 #[test]

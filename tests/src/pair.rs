@@ -140,11 +140,12 @@ impl Outcome {
     pub fn receiver_progress(&self) -> u64 {
         self.receiver_events
             .iter()
+            .rev()
             .filter_map(|e| match e {
                 Event::Progress { done, .. } => Some(*done),
                 _ => None,
             })
-            .last()
+            .next()
             .unwrap_or(0)
     }
 
@@ -434,24 +435,22 @@ impl Pair {
                 };
                 res.expect("Bob's decision is allowed while the offer waits");
             }
-            (Who::Alice, Event::Progress { done, .. }) => {
-                if self.script.sender_cancels_at.is_some_and(|at| *done >= at)
-                    && !self.sender_cancelled
-                {
-                    self.sender_cancelled = true;
-                    self.alice.cancel(self.now);
-                }
+            (Who::Alice, Event::Progress { done, .. })
+                if !self.sender_cancelled
+                    && self.script.sender_cancels_at.is_some_and(|at| *done >= at) =>
+            {
+                self.sender_cancelled = true;
+                self.alice.cancel(self.now);
             }
-            (Who::Bob, Event::Progress { done, .. }) => {
-                if self
-                    .script
-                    .receiver_cancels_at
-                    .is_some_and(|at| *done >= at)
-                    && !self.receiver_cancelled
-                {
-                    self.receiver_cancelled = true;
-                    self.bob.cancel(self.now);
-                }
+            (Who::Bob, Event::Progress { done, .. })
+                if !self.receiver_cancelled
+                    && self
+                        .script
+                        .receiver_cancels_at
+                        .is_some_and(|at| *done >= at) =>
+            {
+                self.receiver_cancelled = true;
+                self.bob.cancel(self.now);
             }
             _ => {}
         }

@@ -328,28 +328,23 @@ impl Outgoing {
             }
             State::Sending | State::WaitVerdict if self.framed => {
                 self.frames.push(&data);
-                loop {
-                    match self.frames.next_frame() {
-                        Ok(None) => break,
-                        Ok(Some(Frame::Cancel(code))) => {
-                            self.finish(Status::ClosedByPeer, Some(Reason::PeerCancelled(code)));
-                            self.close_stream();
-                            break;
-                        }
-                        Ok(Some(Frame::Verdict(ok))) if self.state == State::WaitVerdict => {
-                            if ok {
-                                self.finish(Status::Finished, None);
-                            } else {
-                                self.finish(Status::DigestMismatch, Some(Reason::DigestMismatch));
-                            }
-                            self.close_stream();
-                            break;
-                        }
-                        Ok(Some(_)) => {
-                            break self.violation(now, "unexpected frame from the receiver");
-                        }
-                        Err(_) => break self.violation(now, "undecodable frame from the receiver"),
+                // Every frame a receiver may send ends the transfer, so one is all we read.
+                match self.frames.next_frame() {
+                    Ok(None) => {}
+                    Ok(Some(Frame::Cancel(code))) => {
+                        self.finish(Status::ClosedByPeer, Some(Reason::PeerCancelled(code)));
+                        self.close_stream();
                     }
+                    Ok(Some(Frame::Verdict(ok))) if self.state == State::WaitVerdict => {
+                        if ok {
+                            self.finish(Status::Finished, None);
+                        } else {
+                            self.finish(Status::DigestMismatch, Some(Reason::DigestMismatch));
+                        }
+                        self.close_stream();
+                    }
+                    Ok(Some(_)) => self.violation(now, "unexpected frame from the receiver"),
+                    Err(_) => self.violation(now, "undecodable frame from the receiver"),
                 }
             }
             // Jami's raw form has nothing to say after GO; once over, nothing matters.
