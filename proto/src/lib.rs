@@ -82,6 +82,7 @@
 pub mod aggregate;
 pub mod io;
 pub mod timer;
+pub mod tls;
 pub mod trace;
 pub mod transfer;
 
