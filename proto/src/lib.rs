@@ -83,6 +83,7 @@
 
 pub mod aggregate;
 pub mod io;
+pub mod signal;
 pub mod timer;
 pub mod tls;
 pub mod trace;

@@ -261,6 +261,12 @@ impl Account {
         })
     }
 
+    /// The account's signing key.
+    pub(crate) fn signing_key(&self) -> Result<ring::signature::Ed25519KeyPair, IdentityError> {
+        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(self.key.serialized_der())
+            .map_err(|e| IdentityError::BadKey(e.to_string()))
+    }
+
     /// The account's certificate and private key, PEM-encoded.
     pub fn to_pem(&self) -> String {
         let mut out = pem_section("CERTIFICATE", &self.cert);
@@ -309,6 +315,21 @@ impl Device {
         vec![self.cert.clone(), self.account_cert.clone()]
     }
 
+    /// The device's Ed25519 seed (its private key), from which its other keys derive.
+    pub(crate) fn seed(&self) -> [u8; 32] {
+        let der = self.key.secret_pkcs8_der();
+        let mut seed = [0u8; 32];
+        // Our PKCS#8 v1 encoding ends with the 32-byte seed (see `ed25519_pkcs8`).
+        seed.copy_from_slice(&der[der.len() - 32..]);
+        seed
+    }
+
+    /// The device's signing key.
+    pub(crate) fn signing_key(&self) -> Result<ring::signature::Ed25519KeyPair, IdentityError> {
+        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(self.key.secret_pkcs8_der())
+            .map_err(|e| IdentityError::BadKey(e.to_string()))
+    }
+
     /// The device's private key.
     pub(crate) fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
@@ -355,7 +376,7 @@ impl Device {
 
 /// Whether `issuer`'s key made the signature on `cert` (the signature only: validity and
 /// revocation are the verifier's job, at the time the caller gives it).
-fn signed_by(cert: &CertificateDer<'_>, issuer: &CertificateDer<'_>) -> bool {
+pub(crate) fn signed_by(cert: &CertificateDer<'_>, issuer: &CertificateDer<'_>) -> bool {
     let Some((tbs, signature)) = super::der::split_certificate(cert) else {
         return false;
     };

@@ -19,6 +19,8 @@ mod session;
 mod verify;
 
 pub use id::{AccountId, BadId, DeviceId};
+/// Whether `issuer`'s key signed `cert` (for the signalling checks).
+pub(crate) use identity::signed_by as identity_signed_by;
 pub use identity::{Account, Device, IdentityError, Validity, derive_seed};
 pub use revocation::{RevocationError, RevocationList, Revocations};
 pub use session::{
