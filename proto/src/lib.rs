@@ -82,6 +82,7 @@
 //! - [`timer`]: the table of deadlines each state machine keeps.
 
 pub mod aggregate;
+pub mod channel;
 pub mod io;
 pub mod signal;
 pub mod timer;
