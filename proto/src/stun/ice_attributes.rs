@@ -77,28 +77,22 @@ macro_rules! fixed_attribute {
     };
 }
 
-fixed_attribute!(
-    Priority,
-    4,
-    |s| s.0.to_be_bytes().to_vec(),
-    |v| Ok(Priority(u32::from_be_bytes(
-        v.try_into().map_err(|_| StunParseError::InvalidAttributeData)?
-    )))
-);
+fixed_attribute!(Priority, 4, |s| s.0.to_be_bytes().to_vec(), |v| Ok(
+    Priority(u32::from_be_bytes(
+        v.try_into()
+            .map_err(|_| StunParseError::InvalidAttributeData)?
+    ))
+));
 fixed_attribute!(UseCandidate, 0, |_s| Vec::new(), |_v| Ok(UseCandidate));
-fixed_attribute!(
-    IceControlled,
-    8,
-    |s| s.0.to_be_bytes().to_vec(),
-    |v| Ok(IceControlled(u64::from_be_bytes(
-        v.try_into().map_err(|_| StunParseError::InvalidAttributeData)?
-    )))
-);
-fixed_attribute!(
-    IceControlling,
-    8,
-    |s| s.0.to_be_bytes().to_vec(),
-    |v| Ok(IceControlling(u64::from_be_bytes(
-        v.try_into().map_err(|_| StunParseError::InvalidAttributeData)?
-    )))
-);
+fixed_attribute!(IceControlled, 8, |s| s.0.to_be_bytes().to_vec(), |v| Ok(
+    IceControlled(u64::from_be_bytes(
+        v.try_into()
+            .map_err(|_| StunParseError::InvalidAttributeData)?
+    ))
+));
+fixed_attribute!(IceControlling, 8, |s| s.0.to_be_bytes().to_vec(), |v| Ok(
+    IceControlling(u64::from_be_bytes(
+        v.try_into()
+            .map_err(|_| StunParseError::InvalidAttributeData)?
+    ))
+));
