@@ -237,7 +237,11 @@ impl Net {
                         .entry((h, conn))
                         .or_default()
                         .decode(&data, &mut self.txs);
-                    for s in summaries {
+                    for mut s in summaries {
+                        // Say which connection carries it, as RFC 6544 figures do.
+                        if s.bulk.is_none() {
+                            s.text = format!("{conn}  {}", s.text);
+                        }
                         self.trace
                             .record(self.at(), &name, Direction::To(peer_name.clone()), s);
                     }
@@ -250,6 +254,7 @@ impl Net {
                 }
             }
             Output::Close { conn } => {
+                self.note(h, format!("close {conn}"));
                 self.hosts[h].closed.push(conn);
                 self.silent.remove(&(h, conn));
                 if let Some((peer, pconn)) = self.links.remove(&(h, conn)) {
@@ -294,6 +299,35 @@ impl Net {
         let now = self.now;
         match d {
             Delivery::Input(h, input) => {
+                // A driver cancels what is pending on a connection the agent closed.
+                let conn = match &input {
+                    Input::Connected { conn, .. }
+                    | Input::ConnectFailed { conn, .. }
+                    | Input::Received { conn, .. }
+                    | Input::Closed { conn }
+                    | Input::Reset { conn } => Some(*conn),
+                    _ => None,
+                };
+                if conn.is_some_and(|c| self.hosts[h].closed.contains(&c)) {
+                    return;
+                }
+                let text = match &input {
+                    Input::Accepted {
+                        conn,
+                        local,
+                        remote,
+                    } => Some(format!("accepted {conn} on {local} from {remote}")),
+                    Input::Connected { conn, .. } => Some(format!("connected {conn}")),
+                    Input::ConnectFailed { conn, error } => {
+                        Some(format!("connect {conn} failed: {error:?}"))
+                    }
+                    Input::Closed { conn } => Some(format!("{conn} closed by peer")),
+                    Input::Reset { conn } => Some(format!("{conn} reset")),
+                    _ => None,
+                };
+                if let Some(text) = text {
+                    self.note(h, text);
+                }
                 self.hosts[h]
                     .agent
                     .handle_input(now, input)
@@ -301,6 +335,7 @@ impl Net {
             }
             Delivery::ResetFrom(h, conn) => {
                 if self.silent.remove(&(h, conn)).is_some() {
+                    self.note(h, format!("{conn} reset"));
                     self.hosts[h]
                         .agent
                         .handle_input(now, Input::Reset { conn })
