@@ -306,15 +306,8 @@ A.A.A.A:YYYY
 
     // ----- STUN and framing -----
 
-    fn check(transaction: u128, username: &str, password: &str) -> Builder {
-        Builder::new(Class::Request, BINDING, transaction)
-            .username(username)
-            .priority(1_862_270_975)
-            .role(RoleAttribute::Controlling(0x0102_0304_0506_0708))
-            .use_candidate()
-            .finish(Some(password))
-            .map(|_| ())
-            .expect("builds");
+    /// A check with every attribute ICE uses.
+    fn check(transaction: u128, username: &str) -> Builder {
         Builder::new(Class::Request, BINDING, transaction)
             .username(username)
             .priority(1_862_270_975)
@@ -324,7 +317,7 @@ A.A.A.A:YYYY
 
     #[test]
     fn stun_checks_round_trip_and_bad_integrity_or_fingerprint_is_rejected() {
-        let bytes = check(7, "bob1:ali2", "secretsecretsecretsecret")
+        let bytes = check(7, "bob1:ali2")
             .finish(Some("secretsecretsecretsecret"))
             .expect("builds");
         let m = StunMessage::decode(&bytes).expect("decodes");
@@ -413,6 +406,35 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn stun_trace_lines_read_like_rfc_figures() {
+        let mut txs = ferry_proto::trace::Ordinals::new("tx");
+        let request = check(0xabc, "bob1:ali2")
+            .finish(Some("pw"))
+            .expect("builds");
+        let response = Builder::new(Class::Success, BINDING, 0xabc)
+            .xor_mapped(addr("192.0.2.1:4242"))
+            .finish(Some("pw"))
+            .expect("builds");
+        let conflict = Builder::new(Class::Error, BINDING, 0xdef)
+            .error_code(487, "Role Conflict")
+            .finish(Some("pw"))
+            .expect("builds");
+        let lines: Vec<String> = [&request[..], &response[..], &conflict[..], b"junk"]
+            .iter()
+            .map(|b| ferry_proto::trace::stun(b, &mut txs).text)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "Binding request tx1 USERNAME=bob1:ali2 PRIORITY=1862270975 ICE-CONTROLLING USE-CANDIDATE",
+                "Binding success response tx1 XOR-MAPPED-ADDRESS=192.0.2.1:4242",
+                "Binding error response tx2 ERROR-CODE=487 \"Role Conflict\"",
+                "STUN? 4 bytes (not a STUN message)",
+            ]
+        );
+    }
+
+    #[test]
     fn transaction_ids_come_from_the_seed() {
         let mut a = SeededRng::new(42);
         let mut b = SeededRng::new(42);
@@ -427,7 +449,7 @@ A.A.A.A:YYYY
     fn rfc4571_frames_parse_the_same_under_any_split() {
         let mut stream = BytesMut::new();
         let payloads: Vec<Vec<u8>> = vec![
-            check(1, "a1b2:c3d4", "p")
+            check(1, "a1b2:c3d4")
                 .finish(Some("p"))
                 .expect("builds")
                 .to_vec(),
@@ -927,6 +949,101 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn early_checks_are_answered_or_dropped_before_the_remote_description() {
+        let t0 = Instant::now();
+        let alice = agent(t0, Role::Controlling, host("10.0.0.1", 5000), 1);
+        let mut bob = agent(t0, Role::Controlled, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        let conn = ConnId::Accepted(1);
+        bob.handle_input(
+            t0,
+            Input::Accepted {
+                conn,
+                local: addr("10.0.0.2:6000"),
+                remote: addr("10.0.0.1:40001"),
+            },
+        )
+        .expect("accepted");
+        let user = format!("{}:{}", b.ufrag, a.ufrag);
+        let feed = |bob: &mut Agent, bytes: &[u8]| {
+            bob.handle_input(
+                t0,
+                Input::Received {
+                    conn,
+                    data: framing::encode(bytes),
+                },
+            )
+            .expect("input");
+        };
+        let wrong_ufrag = check(1, &format!("{}:{}", a.ufrag, a.ufrag))
+            .finish(Some(&b.pwd))
+            .expect("builds");
+        let wrong_key = check(2, &user).finish(Some(&a.pwd)).expect("builds");
+        let mut bad_fp = check(3, &user)
+            .finish(Some(&b.pwd))
+            .expect("builds")
+            .to_vec();
+        let n = bad_fp.len();
+        bad_fp[n - 2] ^= 0x10;
+        for bytes in [&wrong_ufrag[..], &wrong_key[..], &bad_fp[..]] {
+            feed(&mut bob, bytes);
+        }
+        assert_eq!(
+            (
+                bob.dropped().wrong_ufrag,
+                bob.dropped().bad_integrity,
+                bob.dropped().bad_fingerprint
+            ),
+            (1, 1, 1)
+        );
+        assert!(
+            outputs(&mut bob).is_empty(),
+            "dropped checks change nothing"
+        );
+        // A good early check is answered at once, signed with our password…
+        let good = Builder::new(Class::Request, BINDING, 4)
+            .username(&user)
+            .priority(1_862_270_975)
+            .role(RoleAttribute::Controlling(9))
+            .finish(Some(&b.pwd))
+            .expect("builds");
+        feed(&mut bob, &good);
+        let out = outputs(&mut bob);
+        let Some(Output::Send { data, .. }) = out.first() else {
+            panic!("expected an answer, got {out:?}");
+        };
+        let answer = FrameDecoder::new().push(data).remove(0);
+        let m = StunMessage::decode(&answer).expect("decodes");
+        assert_eq!((m.class, m.transaction), (Class::Success, 4));
+        assert_eq!(m.xor_mapped, Some(addr("10.0.0.1:40001")));
+        assert_eq!(verify_integrity(&answer, &b.pwd), Ok(()));
+        // …but the triggered check waits: without Alice's password it cannot be signed.
+        bob.handle_timeout(t0 + Duration::from_secs(5));
+        assert!(outputs(&mut bob).is_empty());
+        assert!(
+            bob.poll_timeout() > Some(t0 + Duration::from_secs(5)),
+            "the connection is kept"
+        );
+        let t1 = t0 + Duration::from_secs(5);
+        bob.set_remote_description(t1, a.clone()).expect("set");
+        bob.handle_timeout(t1);
+        let out = outputs(&mut bob);
+        let triggered = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Send { conn: c, data } if *c == conn => {
+                    Some(FrameDecoder::new().push(data).remove(0))
+                }
+                _ => None,
+            })
+            .expect("the triggered check goes back on the same connection");
+        let m = StunMessage::decode(&triggered).expect("decodes");
+        assert_eq!(m.class, Class::Request);
+        assert_eq!(m.username, Some(format!("{}:{}", a.ufrag, b.ufrag)));
+        assert_eq!(verify_integrity(&triggered, &a.pwd), Ok(()));
+    }
+
+    #[test]
     fn a_connection_that_never_checks_is_closed() {
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
@@ -977,11 +1094,25 @@ A.A.A.A:YYYY
         let mut rng = SeededRng::new(2026);
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
-        let mut valid = check(1, "a1b2:c3d4", "p")
+        let responses = [
+            Builder::new(Class::Success, BINDING, 3)
+                .xor_mapped(addr("10.0.0.1:5"))
+                .finish(Some("p"))
+                .expect("builds"),
+            Builder::new(Class::Success, BINDING, 3)
+                .xor_mapped(addr("[2001:db8::1]:5"))
+                .finish(Some("p"))
+                .expect("builds"),
+            Builder::new(Class::Error, BINDING, 3)
+                .error_code(487, "Role Conflict")
+                .finish(Some("p"))
+                .expect("builds"),
+        ];
+        let mut valid = check(1, "a1b2:c3d4")
             .finish(Some("p"))
             .expect("builds")
             .to_vec();
-        for round in 0..3000u32 {
+        for round in 0..20_000u32 {
             let len = (rng.next_u64() % 120) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if round % 3 == 0 && len >= 8 {
@@ -994,10 +1125,18 @@ A.A.A.A:YYYY
                 }
             }
             if round % 5 == 0 {
-                // Mutate one byte of a valid check.
-                let i = (rng.next_u64() as usize) % valid.len();
+                // Mutate one byte of a valid check, keeping its FINGERPRINT right so the
+                // attribute parsers behind it run too.
+                let i = (rng.next_u64() as usize) % (valid.len() - 8);
                 valid[i] ^= 1 << (rng.next_u64() % 8);
+                valid = refingerprint(&valid);
                 bytes = valid.clone();
+            }
+            if round % 7 == 0 {
+                let mut r = responses[(round as usize / 7) % responses.len()].to_vec();
+                let i = 20 + (rng.next_u64() as usize) % (r.len() - 28);
+                r[i] = rng.next_u64() as u8;
+                bytes = refingerprint(&r);
             }
             let _ = StunMessage::decode(&bytes);
             let _ = verify_integrity(&bytes, "p");

@@ -386,6 +386,16 @@ impl Agent {
         if self.state != State::Checking {
             return Err(Error::NotNow("the ICE session is over"));
         }
+        // What `Description::parse` accepts; a description built by hand must fit it too, or
+        // no check could carry its USERNAME.
+        let fits = |s: &str, min: usize| {
+            (min..=256).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        };
+        if !fits(&remote.ufrag, 4) || !fits(&remote.pwd, 22) {
+            return Err(Error::UnexpectedInput("remote ufrag or pwd is malformed"));
+        }
         self.remote_credentials = Some((remote.ufrag, remote.pwd));
         self.list = CheckList::form(
             self.role,
@@ -735,7 +745,10 @@ impl Agent {
             })
             .or_else(|| passive().find(|l| same_family(&l.addr)))
             .cloned();
-        let Some(local) = local else {
+        // Passive pairs are bounded too: a peer that keeps opening connections with valid
+        // checks must not grow the list without end.
+        let full = self.list.pairs().len() >= 2 * self.config.max_pairs;
+        let Some(local) = local.filter(|_| !full) else {
             self.dropped.unmatched_connection += 1;
             self.close_conn(conn);
             return;
@@ -776,11 +789,6 @@ impl Agent {
                 p.nominate_on_success = true;
             }
         }
-        // Until its check is sent and answered, the pair may not wait forever.
-        self.timers.set(
-            Timer::Pair(idx),
-            now + self.config.check_timeout + self.config.pacing * 2,
-        );
         self.triggered.push_back(idx);
         self.schedule(now);
     }

@@ -53,7 +53,8 @@ pub enum DescriptionError {
     /// No ufrag line, or one that is not 4 to 256 ICE characters.
     #[error("missing or malformed ufrag")]
     Ufrag,
-    /// No pwd line, or one that is not 22 to 256 ICE characters.
+    /// No pwd line, or one that is not 22 to 256 ICE characters (the seed's Jami pwd has
+    /// 24).
     #[error("missing or malformed pwd")]
     Pwd,
 }
