@@ -262,6 +262,21 @@ impl Agent {
         &self.dropped
     }
 
+    /// Why [`poll_timeout`](Self::poll_timeout) chose its deadline, for logs and traces:
+    /// `"ice timeout"`, `"pacing"`, `"nomination wait"`, `"check timeout"`,
+    /// `"silent connection"`, `"keepalive"` or `"consent"`.
+    pub fn timeout_reason(&self) -> Option<&'static str> {
+        Some(match self.timers.next_timer()?.0 {
+            Timer::Overall => "ice timeout",
+            Timer::Pace => "pacing",
+            Timer::NominationWait => "nomination wait",
+            Timer::Pair(_) => "check timeout",
+            Timer::Silent(_) => "silent connection",
+            Timer::Keepalive => "keepalive",
+            Timer::Consent => "consent",
+        })
+    }
+
     // ----- handle_* -----
 
     /// Feeds one input. Inputs about connections the agent no longer knows (it closed them,
@@ -838,8 +853,8 @@ impl Agent {
         if message.class == Class::Error {
             let code = message.error.as_ref().map_or(0, |(code, _)| *code);
             if code == 487 {
-                // We claimed the wrong role: take the other one and check again on the same
-                // connection (RFC 8445 §7.2.5.1).
+                // We claimed the wrong role: take the other one and check the pair again, as
+                // a triggered check on the same connection (RFC 8445 §7.2.5.1).
                 let other = match tx.role {
                     Role::Controlling => Role::Controlled,
                     Role::Controlled => Role::Controlling,
@@ -847,15 +862,14 @@ impl Agent {
                 if other != self.role {
                     self.switch_role(now, other);
                 }
-                let kind = if tx.kind == TxKind::Nominate && self.role == Role::Controlling {
-                    TxKind::Nominate
-                } else {
-                    if self.nominating == Some(idx) {
-                        self.nominating = None;
-                    }
-                    TxKind::Check
-                };
-                self.send_check(now, idx, kind);
+                if self.nominating == Some(idx) {
+                    self.nominating = None;
+                }
+                if !self.triggered.contains(&idx) {
+                    self.triggered.push_back(idx);
+                }
+                self.schedule(now);
+                self.maybe_nominate(now);
             } else {
                 self.fail_pair(now, idx, PairFailure::ErrorResponse(code));
                 self.close_conn(conn);
