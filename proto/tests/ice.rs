@@ -373,6 +373,21 @@ A.A.A.A:YYYY
             .expect("builds");
         let m = StunMessage::decode(&err).expect("decodes");
         assert_eq!(m.error, Some((487, "Role Conflict".to_owned())));
+        // Other attributes pass through; integrity and fingerprint only come from finish().
+        let software = stun_types::attribute::Software::new("ferry").expect("software");
+        assert!(
+            Builder::new(Class::Request, BINDING, 1)
+                .attribute(&software)
+                .finish(None)
+                .is_ok()
+        );
+        let fp = stun_types::attribute::Fingerprint::new([0; 4]);
+        assert!(
+            Builder::new(Class::Request, BINDING, 1)
+                .attribute(&fp)
+                .finish(None)
+                .is_err()
+        );
         // Trailing bytes and short messages.
         let mut long = bytes.to_vec();
         long.extend_from_slice(&[0, 0, 0, 0]);
@@ -516,6 +531,39 @@ A.A.A.A:YYYY
         // Nothing was dropped along the way.
         assert_eq!(net.hosts[a].agent.dropped(), &Default::default());
         assert_eq!(net.hosts[b].agent.dropped(), &Default::default());
+    }
+
+    #[test]
+    fn hosts_shaped_like_the_seed_connect_over_the_address_that_works() {
+        // Global IPv6, link-local IPv6 and private IPv4, each passive and active, every one
+        // at 2130706431 as in the seed; only IPv4 is routed between the two.
+        let shaped = |v6: &str, ll: &str, v4: &str, port: u16| {
+            let mut c = host(v6, port);
+            c.extend(host(ll, port));
+            c.extend(host(v4, port));
+            c
+        };
+        let alice = shaped("2607:fad8:4:6::1", "fe80::1", "192.168.0.123", 50693);
+        let bob = shaped("2607:fad8:4:7::2", "fe80::2", "192.168.0.124", 42751);
+        let (mut net, a, b) = pair_net(alice, bob);
+        for dead in [
+            "[2607:fad8:4:6::1]:50693",
+            "[fe80::1]:50693",
+            "[2607:fad8:4:7::2]:42751",
+            "[fe80::2]:42751",
+        ] {
+            net.routes.insert(addr(dead), Route::Refuse);
+        }
+        net.exchange(a, b);
+        assert_eq!(
+            net.hosts[a].agent.check_list().pairs().len(),
+            5,
+            "v6 × v6 (4) + v4"
+        );
+        net.run_for(Duration::from_secs(3));
+        assert_same_connection(&net, a, b);
+        assert!(net.selected(a).expect("selected").1.addr.is_ipv4());
+        assert_eq!(net.hosts[b].agent.timeout_reason(), Some("keepalive"));
     }
 
     #[test]

@@ -278,6 +278,24 @@ impl Builder {
         }
     }
 
+    /// Any other attribute `stun-types` (or a crate built on it, like `turn-types`) can
+    /// write; this is how a TURN client adds REALM, NONCE or LIFETIME. MESSAGE-INTEGRITY and
+    /// FINGERPRINT are refused here: [`finish`](Self::finish) adds them.
+    pub fn attribute(self, attr: &dyn stun_types::attribute::AttributeWrite) -> Builder {
+        use stun_types::attribute::AttributeStaticType as _;
+        let t = attr.get_type();
+        if t == MessageIntegrity::TYPE
+            || t == MessageIntegritySha256::TYPE
+            || t == Fingerprint::TYPE
+        {
+            return Builder {
+                error: Some(BuildError::Refused(format!("{t} is added by finish()"))),
+                ..self
+            };
+        }
+        self.add(attr)
+    }
+
     fn add(mut self, attr: &dyn stun_types::attribute::AttributeWrite) -> Builder {
         if self.error.is_none() {
             if let Err(e) = self.write.add_attribute(attr) {
