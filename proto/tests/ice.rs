@@ -420,6 +420,57 @@ A.A.A.A:YYYY
         out
     }
 
+    /// RFC 5769 §2.1 and §2.2: an ICE check and its IPv4 answer, as another implementation
+    /// wrote them. Decoding, integrity and fingerprint must agree with it.
+    #[test]
+    fn rfc5769_test_vectors_decode_and_verify() {
+        let request = hex_bytes(
+            "000100582112a442b7e7a701bc34d686fa87dfae\
+             802200105354554e207465737420636c69656e74\
+             002400046e0001ff80290008932ff9b151263b36\
+             000600096576746a3a68367659202020\
+             000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2\
+             80280004e57a3bcf",
+        );
+        let m = StunMessage::decode(&request).expect("decodes");
+        assert_eq!(m.class, Class::Request);
+        assert_eq!(m.username.as_deref(), Some("evtj:h6vY"));
+        assert_eq!(m.priority, Some(0x6e00_01ff));
+        assert_eq!(
+            m.role,
+            Some(RoleAttribute::Controlled(0x932f_f9b1_5126_3b36))
+        );
+        assert!(!m.use_candidate && m.has_integrity && m.has_fingerprint);
+        assert_eq!(verify_integrity(&request, "VOkJxbRl1RmTxUk/WvJxBt"), Ok(()));
+        assert_eq!(
+            verify_integrity(&request, "VOkJxbRl1RmTxUk/WvJxBu"),
+            Err(IntegrityError::Mismatch)
+        );
+        let response = hex_bytes(
+            "0101003c2112a442b7e7a701bc34d686fa87dfae\
+             8022000b7465737420766563746f7220\
+             002000080001a147e112a643\
+             000800142b91f599fd9e90c38c7489f92af9ba53f06be7d7\
+             80280004c07d4c96",
+        );
+        let m = StunMessage::decode(&response).expect("decodes");
+        assert_eq!(m.class, Class::Success);
+        assert_eq!(m.xor_mapped, Some(addr("192.0.2.1:32853")));
+        assert_eq!(
+            verify_integrity(&response, "VOkJxbRl1RmTxUk/WvJxBt"),
+            Ok(())
+        );
+    }
+
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        let digits: Vec<u8> = s
+            .bytes()
+            .filter(u8::is_ascii_hexdigit)
+            .map(|c| (c as char).to_digit(16).expect("hex") as u8)
+            .collect();
+        digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+    }
+
     #[test]
     fn stun_trace_lines_read_like_rfc_figures() {
         let mut txs = ferry_proto::trace::Ordinals::new("tx");
