@@ -910,6 +910,88 @@ A.A.A.A:YYYY
         assert_eq!(run(), run());
     }
 
+    /// Many random worlds: every passive address gets a random fate, Alice may sit behind a
+    /// NAT, roles may clash, latency varies. Whatever happens, the two agents agree: both
+    /// select the two ends of one connection when some connection can carry a check, and
+    /// both fail with the ICE timeout when none can.
+    #[test]
+    fn random_worlds_end_in_agreement() {
+        let fates = [
+            Route::Refuse,
+            Route::Blackhole,
+            Route::Silent,
+            Route::ResetOnData,
+        ];
+        for seed in 0..1000u64 {
+            let mut rng = SeededRng::new(seed);
+            let mut pick = |n: u64| rng.next_u64() % n;
+            let t0 = Instant::now();
+            let mut net = Net::new(t0);
+            let roles = [Role::Controlling, Role::Controlled];
+            let (ra, rb) = (roles[pick(2) as usize], roles[pick(2) as usize]);
+            let mut alice = host("10.0.0.1", 5000);
+            alice.extend(host("2001:db8::1", 5000));
+            let mut bob = host("10.0.0.2", 6000);
+            bob.extend(host("2001:db8::2", 6000));
+            if pick(2) == 0 {
+                bob.push(passive(CandidateType::Relayed, "198.51.100.1:3478"));
+            }
+            let a = net.add("alice", agent(t0, ra, alice, seed * 2 + 1));
+            let b = net.add("bob", agent(t0, rb, bob, seed * 2 + 2));
+            if pick(3) == 0 {
+                net.hosts[a].public_ip = Some("203.0.113.7".parse().expect("ip"));
+            }
+            net.latency = Duration::from_millis(1 + pick(150));
+            let addresses: Vec<SocketAddr> = net.routes.keys().copied().collect();
+            let mut reachable = false;
+            for address in addresses {
+                let fate = pick(6);
+                if fate < 4 {
+                    net.routes.insert(address, fates[fate as usize]);
+                } else {
+                    reachable = true;
+                }
+            }
+            if pick(4) == 0 {
+                // Bob's answer comes late: Alice's first checks arrive before it.
+                net.tell(a, b);
+                net.run_for(Duration::from_millis(pick(800)));
+                net.tell(b, a);
+            } else {
+                net.exchange(a, b);
+            }
+            net.run_for(Duration::from_secs(12));
+            if reachable {
+                let ca = net.selected(a).map(|s| s.0);
+                let cb = net.selected(b).map(|s| s.0);
+                assert!(
+                    ca.is_some() && cb.is_some(),
+                    "seed {seed}: alice {ca:?}, bob {cb:?}\n{}",
+                    net.trace.render()
+                );
+                assert_same_connection(&net, a, b);
+                assert!(
+                    net.failed(a).is_none() && net.failed(b).is_none(),
+                    "seed {seed}"
+                );
+            } else {
+                for h in [a, b] {
+                    assert!(net.selected(h).is_none(), "seed {seed}");
+                    assert!(
+                        matches!(
+                            net.failed(h),
+                            Some(Event::Failed {
+                                reason: FailReason::Timeout,
+                                ..
+                            })
+                        ),
+                        "seed {seed}"
+                    );
+                }
+            }
+        }
+    }
+
     // ----- malformed input, by hand -----
 
     /// Bob alone, with Alice's description set, and one connection Alice opened to him.
