@@ -575,6 +575,16 @@ A.A.A.A:YYYY
         assert_eq!(net.hosts[b].data.len(), 1);
         assert_eq!(&net.hosts[b].data[0].1[..], b"hello bob");
         assert_eq!(&net.hosts[a].data[0].1[..], b"hello alice");
+        // Application bytes that merely start like STUN (a TLS record whose ciphertext holds
+        // the magic cookie) are still the application's on the selected pair.
+        let mut lookalike = vec![0x17, 0x03, 0x03, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        lookalike.extend_from_slice(&[0x5a; 40]);
+        net.hosts[a].agent.send(&lookalike).expect("selected");
+        net.run_for(Duration::from_secs(4));
+        assert_eq!(
+            net.hosts[b].data.last().map(|d| d.1.to_vec()),
+            Some(lookalike)
+        );
         // Keepalives keep consent: a minute later, still up.
         net.run_for(Duration::from_secs(70));
         assert!(net.failed(a).is_none() && net.failed(b).is_none());
@@ -834,6 +844,41 @@ A.A.A.A:YYYY
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_server_reflexive_address_beats_the_relay_when_the_host_one_is_unreachable() {
+        let mut bob = host("10.0.0.2", 6000);
+        bob.push(passive(CandidateType::ServerReflexive, "203.0.113.2:6000"));
+        bob.push(passive(CandidateType::Relayed, "198.51.100.1:3478"));
+        let (mut net, a, b) = pair_net(host("10.0.0.1", 5000), bob);
+        // Bob's NAT forwards its public port (UPnP, as in the seed) and the relay forwards
+        // too; his private address is out of reach, and so is Alice.
+        net.routes.insert(addr("203.0.113.2:6000"), Route::To(b));
+        net.routes.insert(addr("198.51.100.1:3478"), Route::To(b));
+        net.routes.insert(addr("10.0.0.2:6000"), Route::Blackhole);
+        net.routes.insert(addr("10.0.0.1:5000"), Route::Blackhole);
+        net.exchange(a, b);
+        let kinds: Vec<CandidateType> = net.hosts[a]
+            .agent
+            .check_list()
+            .pairs()
+            .iter()
+            .map(|p| p.remote.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                CandidateType::Host,
+                CandidateType::ServerReflexive,
+                CandidateType::Relayed
+            ],
+            "checked in priority order"
+        );
+        net.run_for(Duration::from_secs(5));
+        assert_same_connection(&net, a, b);
+        let (_, _, remote) = net.selected(a).expect("alice selected");
+        assert_eq!(remote.kind, CandidateType::ServerReflexive);
     }
 
     #[test]

@@ -602,12 +602,29 @@ impl Agent {
     // ----- incoming bytes -----
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, frame: Bytes) {
-        if looks_like_stun(&frame) {
-            self.on_stun(now, conn, &frame);
-            return;
-        }
         let selected_conn = self.selected().map(|(c, _)| c);
         let state = self.state;
+        let carries_application = state == State::Selected && selected_conn == Some(conn);
+        if looks_like_stun(&frame) {
+            match StunMessage::decode(&frame) {
+                Ok(message) if message.has_fingerprint => {
+                    self.on_stun(now, conn, &message, &frame);
+                    return;
+                }
+                // FINGERPRINT is what tells STUN from application bytes that merely start
+                // like it (RFC 8489 §14.7; a TLS record's ciphertext matches the magic cookie
+                // once in 2^32): on the selected connection such a frame is the application's.
+                _ if carries_application => {}
+                Err(StunError::BadFingerprint) | Ok(_) => {
+                    self.dropped.bad_fingerprint += 1;
+                    return;
+                }
+                Err(_) => {
+                    self.dropped.malformed += 1;
+                    return;
+                }
+            }
+        }
         let limit = self.config.early_data_limit;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -632,29 +649,14 @@ impl Agent {
         }
     }
 
-    fn on_stun(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let message = match StunMessage::decode(bytes) {
-            Ok(m) => m,
-            Err(StunError::BadFingerprint) => {
-                self.dropped.bad_fingerprint += 1;
-                return;
-            }
-            Err(_) => {
-                self.dropped.malformed += 1;
-                return;
-            }
-        };
-        if !message.has_fingerprint {
-            self.dropped.bad_fingerprint += 1;
-            return;
-        }
+    fn on_stun(&mut self, now: Instant, conn: ConnId, message: &StunMessage, bytes: &[u8]) {
         if message.method != BINDING {
             self.dropped.malformed += 1;
             return;
         }
         match message.class {
-            Class::Request => self.on_request(now, conn, &message, bytes),
-            Class::Success | Class::Error => self.on_response(now, conn, &message, bytes),
+            Class::Request => self.on_request(now, conn, message, bytes),
+            Class::Success | Class::Error => self.on_response(now, conn, message, bytes),
             // Binding indications are keepalives: nothing to do.
             Class::Indication => {}
         }
