@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::candidate::{Candidate, CandidateType, TcpType, Transport};
+use super::candidate::{Candidate, CandidateType, TcpType};
 use super::check_list::{CheckList, Pair, PairState};
 use super::description::Description;
 use super::priority::type_preference;
@@ -28,7 +28,8 @@ use crate::timer::Timers;
 pub struct Dropped {
     /// STUN messages that did not parse, or checks missing PRIORITY or a role attribute.
     pub malformed: u64,
-    /// STUN messages whose FINGERPRINT was wrong or missing.
+    /// STUN messages whose FINGERPRINT was wrong or missing (on the selected connection such
+    /// a frame is taken for application bytes instead, and not counted).
     pub bad_fingerprint: u64,
     /// Checks whose USERNAME did not start with our ufrag.
     pub wrong_ufrag: u64,
@@ -780,6 +781,9 @@ impl Agent {
         let remote = match known {
             Some(r) => r,
             None => {
+                // Its foundation is made like ours; its address is the connection's real
+                // source (not port 9: this one was seen, not advertised), and its priority
+                // the one its check asked for (RFC 8445 §7.3.1.3).
                 let mut learned = Candidate::tcp(
                     CandidateType::PeerReflexive,
                     TcpType::Active,
@@ -788,7 +792,6 @@ impl Agent {
                 );
                 learned.addr = remote_addr;
                 learned.priority = check.priority;
-                learned.transport = Transport::Tcp;
                 self.remote.push(learned.clone());
                 self.out.push_back(Output::Event(Event::PeerReflexive {
                     candidate: learned.clone(),

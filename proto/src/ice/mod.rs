@@ -64,7 +64,11 @@
 //! - Consent freshness (RFC 7675) is a Binding request every keepalive interval on the
 //!   selected pair, whatever the traffic; consent is lost when no authenticated response
 //!   arrived for [`Config::consent_timeout`].
-//! - Checks carry FINGERPRINT always; a message without one is dropped.
+//! - Checks carry FINGERPRINT always; a message without one is dropped. On the selected
+//!   connection the FINGERPRINT is also the demultiplexer (RFC 8489 §14.7): a frame that
+//!   starts like STUN but does not decode with a valid one is the application's.
+//! - An accepted connection must bring a valid check within [`Config::check_timeout`] or it
+//!   is closed; a relayed or NATed peer that connects and then says nothing costs nothing.
 
 mod agent;
 mod candidate;
