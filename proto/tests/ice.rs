@@ -1270,6 +1270,31 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn a_connect_the_driver_never_answers_fails_its_pair() {
+        let t0 = Instant::now();
+        let mut alice = agent(t0, Role::Controlled, host("10.0.0.1", 5000), 1);
+        let bob = agent(t0, Role::Controlling, host("10.0.0.2", 6000), 2);
+        alice
+            .set_remote_description(t0, bob.local_description())
+            .expect("set");
+        alice.handle_timeout(t0);
+        let out = outputs(&mut alice);
+        let Some(Output::Connect { conn, timeout, .. }) = out.first().cloned() else {
+            panic!("expected a connect, got {out:?}");
+        };
+        assert_eq!(timeout, Config::default().connect_timeout);
+        assert_eq!(alice.timeout_reason(), Some("connect timeout"));
+        let guard = alice.poll_timeout().expect("a guard");
+        alice.handle_timeout(guard);
+        assert!(outputs(&mut alice).contains(&Output::Close { conn }));
+        assert_eq!(
+            alice.check_list().pairs()[0].state,
+            PairState::Failed(PairFailure::ConnectFailed(ConnectError::TimedOut))
+        );
+        assert_eq!(alice.timeout_reason(), Some("ice timeout"));
+    }
+
+    #[test]
     fn a_connection_that_never_checks_is_closed() {
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);

@@ -17,8 +17,8 @@ use crate::Error;
 use crate::io::ConnId;
 use crate::stun::framing::{self, FrameDecoder};
 use crate::stun::{
-    BINDING, Builder, Class, RoleAttribute, SeededRng, StunError, StunMessage, looks_like_stun,
-    verify_integrity,
+    BINDING, Builder, Class, RoleAttribute, SeededRng, StunError, StunMessage, Transactions,
+    looks_like_stun, verify_integrity,
 };
 use crate::timer::Timers;
 
@@ -62,8 +62,9 @@ enum Timer {
     Pace,
     /// The controlling agent's wait for better pairs after the first valid one.
     NominationWait,
-    /// A pair's connect-and-check, or check, deadline.
-    Pair(usize),
+    /// A pair's connection must open by then (a guard: the driver answers at
+    /// `connect_timeout` itself).
+    Connect(usize),
     /// An accepted connection's wait for its first valid check.
     Silent(ConnId),
     /// The next consent check on the selected pair.
@@ -150,7 +151,7 @@ pub struct Agent {
     remote: Vec<Candidate>,
     list: CheckList,
     conns: BTreeMap<ConnId, Conn>,
-    transactions: BTreeMap<u128, Transaction>,
+    transactions: Transactions<Transaction>,
     triggered: VecDeque<usize>,
     next_conn: u32,
     last_check: Option<Instant>,
@@ -195,7 +196,7 @@ impl Agent {
             remote: Vec::new(),
             list: CheckList::default(),
             conns: BTreeMap::new(),
-            transactions: BTreeMap::new(),
+            transactions: Transactions::new(),
             triggered: VecDeque::new(),
             next_conn: 0,
             last_check: None,
@@ -264,14 +265,20 @@ impl Agent {
     }
 
     /// Why [`poll_timeout`](Self::poll_timeout) chose its deadline, for logs and traces:
-    /// `"ice timeout"`, `"pacing"`, `"nomination wait"`, `"check timeout"`,
-    /// `"silent connection"`, `"keepalive"` or `"consent"`.
+    /// `"ice timeout"`, `"pacing"`, `"nomination wait"`, `"connect timeout"`,
+    /// `"check timeout"`, `"silent connection"`, `"keepalive"` or `"consent"`.
     pub fn timeout_reason(&self) -> Option<&'static str> {
-        Some(match self.timers.next_timer()?.0 {
+        let timer = self.timers.next_timer();
+        if let Some(check) = self.transactions.next_deadline() {
+            if timer.is_none_or(|(_, at)| check < at) {
+                return Some("check timeout");
+            }
+        }
+        Some(match timer?.0 {
             Timer::Overall => "ice timeout",
             Timer::Pace => "pacing",
             Timer::NominationWait => "nomination wait",
-            Timer::Pair(_) => "check timeout",
+            Timer::Connect(_) => "connect timeout",
             Timer::Silent(_) => "silent connection",
             Timer::Keepalive => "keepalive",
             Timer::Consent => "consent",
@@ -349,13 +356,12 @@ impl Agent {
                     self.nomination_wait_over = true;
                     self.maybe_nominate(now);
                 }
-                Timer::Pair(idx) => {
-                    let stuck = self.list.get(idx).is_some_and(|p| {
-                        p.state == PairState::InProgress || self.nominating == Some(idx)
-                    });
-                    if stuck && self.state == State::Checking {
-                        let conn = self.list.get(idx).and_then(|p| p.conn);
-                        self.fail_pair(now, idx, PairFailure::Silent);
+                Timer::Connect(idx) => {
+                    let conn = self.list.get(idx).and_then(|p| p.conn);
+                    let waiting = conn.is_some_and(|c| self.conns.get(&c).is_some_and(|c| !c.open));
+                    if waiting && self.state == State::Checking {
+                        let timed_out = crate::io::ConnectError::TimedOut;
+                        self.fail_pair(now, idx, PairFailure::ConnectFailed(timed_out));
                         if let Some(conn) = conn {
                             self.close_conn(conn);
                         }
@@ -384,6 +390,15 @@ impl Agent {
                     }
                 }
             }
+        }
+        while let Some((_, tx)) = self.transactions.pop_expired(now) {
+            // A consent check that goes unanswered only matters through the consent timer.
+            if tx.kind == TxKind::Consent || self.state != State::Checking {
+                continue;
+            }
+            // No answer on an open TCP connection: nothing will come (no retransmission).
+            self.fail_pair(now, tx.pair, PairFailure::Silent);
+            self.close_conn(tx.conn);
         }
     }
 
@@ -467,7 +482,10 @@ impl Agent {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [self.timers.next(), self.transactions.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- checks -----
@@ -524,8 +542,8 @@ impl Agent {
             timeout: self.config.connect_timeout,
         });
         self.timers.set(
-            Timer::Pair(idx),
-            now + self.config.connect_timeout + self.config.check_timeout,
+            Timer::Connect(idx),
+            now + self.config.connect_timeout + self.config.pacing,
         );
     }
 
@@ -538,6 +556,7 @@ impl Agent {
         let Some(idx) = c.pair else {
             return;
         };
+        self.timers.clear(Timer::Connect(idx));
         if self.state == State::Checking
             && self
                 .list
@@ -585,7 +604,11 @@ impl Agent {
             conn,
             data: framing::encode(&message),
         });
-        self.transactions.insert(
+        let deadline = match kind {
+            TxKind::Consent => now + self.config.consent_timeout,
+            TxKind::Check | TxKind::Nominate => now + self.config.check_timeout,
+        };
+        self.transactions.start(
             transaction,
             Transaction {
                 conn,
@@ -593,11 +616,8 @@ impl Agent {
                 kind,
                 role: self.role,
             },
+            deadline,
         );
-        if kind != TxKind::Consent {
-            self.timers
-                .set(Timer::Pair(idx), now + self.config.check_timeout);
-        }
     }
 
     // ----- incoming bytes -----
@@ -827,7 +847,7 @@ impl Agent {
     fn on_response(&mut self, now: Instant, conn: ConnId, message: &StunMessage, bytes: &[u8]) {
         let matches = self
             .transactions
-            .get(&message.transaction)
+            .get(message.transaction)
             .is_some_and(|t| t.conn == conn);
         if !matches {
             self.dropped.unmatched_response += 1;
@@ -841,7 +861,7 @@ impl Agent {
             self.dropped.bad_integrity += 1;
             return;
         }
-        let Some(tx) = self.transactions.remove(&message.transaction) else {
+        let Some(tx) = self.transactions.take(message.transaction) else {
             return;
         };
         let idx = tx.pair;
@@ -894,7 +914,6 @@ impl Agent {
             pair.local.foundation.clone(),
             pair.remote.foundation.clone(),
         );
-        self.timers.clear(Timer::Pair(idx));
         self.list.unfreeze(&lf, &rf);
         if nominate_now {
             self.select(now, idx);
@@ -997,7 +1016,9 @@ impl Agent {
             return;
         }
         pair.state = PairState::Failed(failure);
-        self.timers.clear(Timer::Pair(idx));
+        self.timers.clear(Timer::Connect(idx));
+        self.transactions
+            .retain(|_, t| t.pair != idx || t.kind == TxKind::Consent);
         self.triggered.retain(|t| *t != idx);
         if self.nominating == Some(idx) {
             self.nominating = None;
