@@ -11,7 +11,8 @@
 //! data) into summaries, so traces show what is on the wire rather than what a state machine
 //! believes it sent. [`stun`] summarises one STUN message the way RFC figures draw them
 //! (method, class, the attributes that matter, the transaction as an ordinal), and
-//! [`FramedWire`] cuts one direction of an ICE-TCP connection into its RFC 4571 frames.
+//! [`FramedWire`] cuts one direction of an ICE-TCP connection into its RFC 4571 frames;
+//! [`ice_event`] gives an ICE agent's events their line.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -488,6 +489,29 @@ pub fn stun(bytes: &[u8], transactions: &mut Ordinals<u128>) -> Summary {
         let _ = write!(text, " XOR-MAPPED-ADDRESS={addr}");
     }
     Summary::plain(text)
+}
+
+/// Summarises an event of an ICE agent: `selected c0: host 10.0.0.2:9 → host
+/// 10.0.0.1:5000`, `failed: ICE timeout (2 pairs)`, `role changed to controlled`, `learned
+/// peer-reflexive 203.0.113.7:40001`.
+pub fn ice_event(event: &crate::ice::Event) -> Summary {
+    use crate::ice::Event as E;
+    Summary::plain(match event {
+        E::Selected {
+            conn,
+            local,
+            remote,
+        } => format!(
+            "selected {conn}: {} {} → {} {}",
+            local.kind.as_str(),
+            local.addr,
+            remote.kind.as_str(),
+            remote.addr
+        ),
+        E::Failed { reason, pairs } => format!("failed: {reason} ({} pairs)", pairs.len()),
+        E::RoleChanged { role } => format!("role changed to {role}"),
+        E::PeerReflexive { candidate } => format!("learned peer-reflexive {}", candidate.addr),
+    })
 }
 
 /// One direction of an ICE-TCP connection: RFC 4571 frames, each a STUN message or a run of

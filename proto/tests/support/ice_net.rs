@@ -267,28 +267,8 @@ impl Net {
             }
             Output::Data { conn, data } => self.hosts[h].data.push((conn, data)),
             Output::Event(event) => {
-                let text = match &event {
-                    Event::Selected {
-                        conn,
-                        local,
-                        remote,
-                    } => format!(
-                        "selected {conn}: {} {} → {} {}",
-                        local.kind.as_str(),
-                        local.addr,
-                        remote.kind.as_str(),
-                        remote.addr
-                    ),
-                    Event::Failed { reason, pairs } => {
-                        format!("failed: {reason} ({} pairs)", pairs.len())
-                    }
-                    Event::RoleChanged { role } => format!("role changed to {role}"),
-                    Event::PeerReflexive { candidate } => {
-                        format!("learned peer-reflexive {}", candidate.addr)
-                    }
-                    other => format!("{other:?}"),
-                };
-                self.note(h, text);
+                let summary = ferry_proto::trace::ice_event(&event);
+                self.note(h, summary.text);
                 self.hosts[h].events.push(event);
             }
             other => panic!("unexpected output {other:?}"),
