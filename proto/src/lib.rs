@@ -78,13 +78,19 @@
 //! - [`transfer`]: the header, `GO` / `NGO`, Ferry's frames, and the sending and receiving
 //!   state machines (byte for byte in `PROTOCOL.md`).
 //! - [`aggregate`]: the optimistic view of one file sent to several devices.
+//! - [`stun`]: RFC 4571 framing and the STUN messages ICE speaks, on `stun-types`.
+//! - [`ice`]: ICE over TCP: candidates in Jami's text form, the description blob, the check
+//!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`timer`]: the table of deadlines each state machine keeps.
 
 pub mod aggregate;
 pub mod channel;
+pub mod ice;
 pub mod io;
+pub mod rng;
 pub mod signal;
+pub mod stun;
 pub mod timer;
 pub mod tls;
 pub mod trace;

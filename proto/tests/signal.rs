@@ -86,7 +86,7 @@ fn bad_announcements_are_refused_with_their_reason() {
 fn a_sealed_request_opens_only_for_its_device_and_names_its_sender() {
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1, b2) = (device(&alice, "a1"), device(&bob, "b1"), device(&bob, "b2"));
-    let mut rng = SeededRng::new([7; 32]);
+    let mut rng = SeededRng::from_seed([7; 32]);
     let sealed = seal(&a1, &b1.recipient(), &request().encode(), &mut rng).expect("seal");
     let opened = open(&b1, &sealed, &Revocations::new()).expect("open");
     assert_eq!((opened.account, opened.device), (alice.id(), a1.id()));
@@ -120,9 +120,27 @@ fn sealing_is_deterministic_for_a_seed() {
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
     let body = request().encode();
-    let x = seal(&a1, &b1.recipient(), &body, &mut SeededRng::new([9; 32])).expect("seal");
-    let y = seal(&a1, &b1.recipient(), &body, &mut SeededRng::new([9; 32])).expect("seal");
-    let z = seal(&a1, &b1.recipient(), &body, &mut SeededRng::new([8; 32])).expect("seal");
+    let x = seal(
+        &a1,
+        &b1.recipient(),
+        &body,
+        &mut SeededRng::from_seed([9; 32]),
+    )
+    .expect("seal");
+    let y = seal(
+        &a1,
+        &b1.recipient(),
+        &body,
+        &mut SeededRng::from_seed([9; 32]),
+    )
+    .expect("seal");
+    let z = seal(
+        &a1,
+        &b1.recipient(),
+        &body,
+        &mut SeededRng::from_seed([8; 32]),
+    )
+    .expect("seal");
     assert_eq!(x, y);
     assert_ne!(x, z);
 }

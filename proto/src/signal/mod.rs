@@ -10,14 +10,13 @@ mod announce;
 mod keys;
 mod message;
 mod replay;
-mod rng;
 mod seal;
 
+pub use crate::rng::SeededRng;
 pub use announce::Announcement;
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};
-pub use rng::SeededRng;
 pub use seal::{MAX_SEALED, Opened, Recipient, open, seal};
 
 use crate::tls::{AccountId, DeviceId};

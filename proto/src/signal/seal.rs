@@ -20,7 +20,7 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
-use super::rng::SeededRng;
+use crate::rng::SeededRng;
 use crate::tls::{AccountId, Device, DeviceId, Revocations};
 
 type Kem = hpke::kem::X25519HkdfSha256;
