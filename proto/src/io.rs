@@ -460,6 +460,30 @@ pub enum Event {
         name: String,
         /// The whole file size.
         size: u64,
+        /// Who offers it, once known (a node fills it in; a lone transfer cannot know).
+        from: Option<crate::tls::PeerIdentity>,
+    },
+    /// A file sent to an account reaches one more of its devices: `transfer` is that
+    /// device's sub-transfer of `group`.
+    SubTransfer {
+        /// What [`send_file`](crate::node::Node::send_file) returned.
+        group: TransferId,
+        /// The sub-transfer to one device.
+        transfer: TransferId,
+        /// The device.
+        device: crate::tls::DeviceId,
+    },
+    /// The optimistic view of a file sent to every device of an account changed (see
+    /// [`aggregate`](crate::aggregate)).
+    Aggregate {
+        /// What [`send_file`](crate::node::Node::send_file) returned.
+        group: TransferId,
+        /// The most advanced state, or an error when every device failed.
+        status: Status,
+        /// The most bytes any device got; never decreases.
+        done: u64,
+        /// The file's size.
+        total: u64,
     },
     /// A transfer moved to another state.
     Status {

@@ -230,10 +230,22 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
             transfer,
             name,
             size,
+            ..
         } => Summary::plain(format!(
             "{} incoming {name:?} {size} bytes",
             ids.of(*transfer)
         )),
+        Event::SubTransfer { group, transfer, .. } => {
+            let (g, t) = (ids.of(*group), ids.of(*transfer));
+            Summary::plain(format!("{g} reaches a device as {t}"))
+        }
+        Event::Aggregate { group, status, done, total } => {
+            let g = ids.of(*group);
+            Summary {
+                text: format!("{g} aggregate {status} {done}/{total}"),
+                bulk: Some(Bulk::Latest { key: format!("agg {g}") }),
+            }
+        }
         Event::Status {
             transfer,
             status,

@@ -6,6 +6,7 @@
 //! | `protocol` | u32 | `0x01000002`, with bit 0 set in the answer |
 //! | `ice` | string | the ICE description blob (ufrag, pwd, one line per candidate) |
 //! | `addresses` | [string] | request: the requester's public addresses; answer: the answerer's relay addresses (`1.2.3.4:5`, `[v6]:5`) |
+//! | `seal` | bin(32), request only | Ferry: the requester's sealing key, for the answer |
 
 use std::net::SocketAddr;
 
@@ -27,6 +28,9 @@ pub struct PeerConnection {
     pub ice: String,
     /// Public addresses (request) or relay addresses (answer).
     pub addresses: Vec<SocketAddr>,
+    /// Ferry: in a request, the requester's sealing key, so the answer needs no lookup of
+    /// its announcement (the request is signed by the requester's device, so it is its key).
+    pub seal: Option<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,6 +39,8 @@ struct Wire {
     protocol: u32,
     ice: String,
     addresses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    seal: Option<Vec<u8>>,
 }
 
 /// Most addresses a message may carry (a host has few; a flood is refused).
@@ -50,6 +56,7 @@ impl PeerConnection {
             protocol: PROTOCOL | u32::from(self.is_answer),
             ice: self.ice.clone(),
             addresses: self.addresses.iter().map(SocketAddr::to_string).collect(),
+            seal: self.seal.map(|k| k.to_vec()),
         };
         // Encoding a plain struct into a Vec cannot fail.
         rmp_serde::to_vec_named(&wire).unwrap_or_default()
@@ -74,6 +81,14 @@ impl PeerConnection {
                 .iter()
                 .filter_map(|a| a.parse().ok())
                 .collect(),
+            seal: match wire.seal {
+                None => None,
+                Some(k) => Some(
+                    k.as_slice()
+                        .try_into()
+                        .map_err(|_| SignalError::Malformed("sealing key"))?,
+                ),
+            },
         })
     }
 }

@@ -42,6 +42,7 @@ use turn_types::message::{
 use super::codec::StunStream;
 use super::error::TurnError;
 use crate::io::{ConnId, Endpoint, Input, Output};
+use crate::rng::SeededRng;
 use crate::timer::Timers;
 
 /// IANA protocol number of TCP, for REQUESTED-TRANSPORT (RFC 6062).
@@ -273,7 +274,7 @@ enum Timer {
 #[derive(Debug)]
 pub struct TurnClient {
     config: TurnConfig,
-    rng: u64,
+    rng: SeededRng,
     state: State,
     control: ConnId,
     next_conn: u32,
@@ -303,8 +304,7 @@ impl TurnClient {
         });
         TurnClient {
             config,
-            // Never zero, or xorshift stays at zero.
-            rng: seed | 1,
+            rng: SeededRng::new(seed),
             state: State::Connecting,
             control,
             next_conn: 2,
@@ -393,15 +393,7 @@ impl TurnClient {
     }
 
     fn next_transaction(&mut self) -> TransactionId {
-        // xorshift64*: two draws make the 96 bits a transaction id holds.
-        let mut draw = || {
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
-        let id = (u128::from(draw()) << 64) | u128::from(draw());
-        TransactionId::from(id)
+        self.rng.transaction_id()
     }
 
     fn credentials(&self) -> Option<MessageIntegrityCredentials> {
