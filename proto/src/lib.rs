@@ -88,6 +88,7 @@ pub mod aggregate;
 pub mod channel;
 pub mod ice;
 pub mod io;
+pub mod node;
 pub mod rng;
 pub mod signal;
 pub mod stun;
