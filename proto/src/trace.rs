@@ -235,15 +235,24 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
             "{} incoming {name:?} {size} bytes",
             ids.of(*transfer)
         )),
-        Event::SubTransfer { group, transfer, .. } => {
+        Event::SubTransfer {
+            group, transfer, ..
+        } => {
             let (g, t) = (ids.of(*group), ids.of(*transfer));
             Summary::plain(format!("{g} reaches a device as {t}"))
         }
-        Event::Aggregate { group, status, done, total } => {
+        Event::Aggregate {
+            group,
+            status,
+            done,
+            total,
+        } => {
             let g = ids.of(*group);
             Summary {
                 text: format!("{g} aggregate {status} {done}/{total}"),
-                bulk: Some(Bulk::Latest { key: format!("agg {g}") }),
+                bulk: Some(Bulk::Latest {
+                    key: format!("agg {g}"),
+                }),
             }
         }
         Event::Status {

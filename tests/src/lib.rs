@@ -6,8 +6,10 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
+//! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 
 pub mod content;
 pub mod coturn;
+pub mod lan;
 pub mod pair;
 pub mod realnet;

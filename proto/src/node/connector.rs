@@ -20,9 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{
-    ANSWER_TIMEOUT, Node, PERMISSION_WAIT, REQUEST_RETRY, Route, TLS_TIMEOUT, TransferId,
-};
+use super::{ANSWER_TIMEOUT, Node, PERMISSION_WAIT, REQUEST_RETRY, Route, TLS_TIMEOUT, TransferId};
 use crate::channel::{ChannelId, Mux, Side};
 use crate::ice::{self, Agent, Description, Role};
 use crate::io::{ConnId, Output};
@@ -99,7 +97,12 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    fn new(account: AccountId, device: DeviceId, recipient: Recipient, requester: bool) -> Connector {
+    fn new(
+        account: AccountId,
+        device: DeviceId,
+        recipient: Recipient,
+        requester: bool,
+    ) -> Connector {
         Connector {
             account,
             device,
@@ -124,7 +127,12 @@ impl Connector {
     }
 
     /// A connector answering `request` from `device`.
-    pub(super) fn answerer(account: AccountId, device: DeviceId, recipient: Recipient, request: PeerConnection) -> Connector {
+    pub(super) fn answerer(
+        account: AccountId,
+        device: DeviceId,
+        recipient: Recipient,
+        request: PeerConnection,
+    ) -> Connector {
         let mut c = Connector::new(account, device, recipient, false);
         c.request_id = request.id;
         c.peer_ips = peer_ips(&request);
@@ -137,7 +145,13 @@ impl Connector {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.next(), self.agent.as_ref().and_then(Agent::poll_timeout)].into_iter().flatten().min()
+        [
+            self.timers.next(),
+            self.agent.as_ref().and_then(Agent::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -154,7 +168,13 @@ fn peer_ips(msg: &PeerConnection) -> Vec<IpAddr> {
 
 impl Node {
     /// The connector to `device`, made (as requester) if there is none.
-    pub(super) fn ensure_connector(&mut self, now: Instant, account: AccountId, device: DeviceId, recipient: Recipient) -> u32 {
+    pub(super) fn ensure_connector(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        device: DeviceId,
+        recipient: Recipient,
+    ) -> u32 {
         if let Some(id) = self.by_device.get(&device) {
             return *id;
         }
@@ -177,7 +197,9 @@ impl Node {
         let public = self.public_addresses();
         let ice_config = self.config.ice.clone();
         let seed = self.rng.next_u64();
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if c.stage != Stage::Gathering {
             return;
         }
@@ -191,10 +213,18 @@ impl Node {
                 seal: Some(self.config.device.seal_public_key()),
             };
             c.agent = Some(agent);
-            match signal::seal(&self.config.device, &c.recipient, &msg.encode(), &mut self.rng) {
+            match signal::seal(
+                &self.config.device,
+                &c.recipient,
+                &msg.encode(),
+                &mut self.rng,
+            ) {
                 Ok(sealed) => {
                     let sealed = Bytes::from(sealed);
-                    self.out.push_back(Output::DhtPut { key: signal::peer_key(&c.device), value: sealed.clone() });
+                    self.out.push_back(Output::DhtPut {
+                        key: signal::peer_key(&c.device),
+                        value: sealed.clone(),
+                    });
                     c.sealed = Some(sealed);
                     c.stage = Stage::WaitAnswer;
                     c.timers.set(Timer::Retry, now + REQUEST_RETRY);
@@ -217,7 +247,9 @@ impl Node {
 
     /// A relay installed permissions: an answerer waiting for them answers.
     pub(super) fn connector_permitted(&mut self, now: Instant, id: u32, ips: &[IpAddr]) {
-        let Some(c) = self.connectors.get(&id) else { return };
+        let Some(c) = self.connectors.get(&id) else {
+            return;
+        };
         if c.stage == Stage::WaitPermission && c.peer_ips.iter().any(|ip| ips.contains(ip)) {
             self.connector_answer_now(now, id);
         }
@@ -229,25 +261,46 @@ impl Node {
         let ice_config = self.config.ice.clone();
         let seed = self.rng.next_u64();
         let relays = self.relayed();
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if c.stage != Stage::WaitPermission {
             return;
         }
         c.timers.clear(Timer::Permission);
-        let Some(request) = c.request.take() else { return };
+        let Some(request) = c.request.take() else {
+            return;
+        };
         let mut agent = Agent::new(now, ice_config, Role::Controlling, candidates, seed);
         let remote = match Description::parse(&request.ice) {
             Ok(parsed) => parsed.description,
-            Err(e) => return self.connector_failed(id, format!("signalling: unusable ICE description ({e})")),
+            Err(e) => {
+                return self
+                    .connector_failed(id, format!("signalling: unusable ICE description ({e})"));
+            }
         };
-        let answer = PeerConnection { id: request.id, is_answer: true, ice: agent.local_description().to_string(), addresses: relays, seal: None };
+        let answer = PeerConnection {
+            id: request.id,
+            is_answer: true,
+            ice: agent.local_description().to_string(),
+            addresses: relays,
+            seal: None,
+        };
         if let Err(e) = agent.set_remote_description(now, remote) {
             return self.connector_failed(id, format!("ICE: {e}"));
         }
         c.agent = Some(agent);
         c.stage = Stage::Ice;
-        match signal::seal(&self.config.device, &c.recipient, &answer.encode(), &mut self.rng) {
-            Ok(sealed) => self.out.push_back(Output::DhtPut { key: signal::peer_key(&c.device), value: Bytes::from(sealed) }),
+        match signal::seal(
+            &self.config.device,
+            &c.recipient,
+            &answer.encode(),
+            &mut self.rng,
+        ) {
+            Ok(sealed) => self.out.push_back(Output::DhtPut {
+                key: signal::peer_key(&c.device),
+                value: Bytes::from(sealed),
+            }),
             Err(e) => self.connector_failed(id, format!("cannot seal the answer: {e}")),
         }
         self.retry_unrouted(now);
@@ -256,7 +309,9 @@ impl Node {
     /// Requester: the answer came.
     pub(super) fn connector_answer(&mut self, now: Instant, id: u32, answer: PeerConnection) {
         let ips = peer_ips(&answer);
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if c.stage != Stage::WaitAnswer {
             self.dropped.replayed += 1;
             return;
@@ -266,7 +321,10 @@ impl Node {
         c.peer_ips = ips.clone();
         let remote = match Description::parse(&answer.ice) {
             Ok(parsed) => parsed.description,
-            Err(e) => return self.connector_failed(id, format!("signalling: unusable ICE description ({e})")),
+            Err(e) => {
+                return self
+                    .connector_failed(id, format!("signalling: unusable ICE description ({e})"));
+            }
         };
         c.stage = Stage::Ice;
         if let Some(agent) = c.agent.as_mut() {
@@ -279,7 +337,9 @@ impl Node {
     }
 
     pub(super) fn connector_timeout(&mut self, now: Instant, id: u32) {
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if let Some(agent) = c.agent.as_mut() {
             agent.handle_timeout(now);
         }
@@ -288,13 +348,21 @@ impl Node {
                 Timer::Retry => {
                     if let Some(sealed) = c.sealed.clone() {
                         // The same value, the same id: a DHT that dropped it gets it again.
-                        self.out.push_back(Output::DhtPut { key: signal::peer_key(&c.device), value: sealed });
+                        self.out.push_back(Output::DhtPut {
+                            key: signal::peer_key(&c.device),
+                            value: sealed,
+                        });
                         c.timers.set(Timer::Retry, now + super::REQUEST_RETRY);
                     }
                 }
-                Timer::Answer => return self.connector_failed(id, "signalling: no answer on the DHT".to_owned()),
+                Timer::Answer => {
+                    return self.connector_failed(id, "signalling: no answer on the DHT".to_owned());
+                }
                 Timer::Permission => return self.connector_answer_now(now, id),
-                Timer::Tls => return self.connector_failed(id, "TLS: the handshake did not finish".to_owned()),
+                Timer::Tls => {
+                    return self
+                        .connector_failed(id, "TLS: the handshake did not finish".to_owned());
+                }
             }
         }
     }
@@ -310,17 +378,33 @@ impl Node {
     pub(super) fn drain_connector(&mut self, now: Instant, id: u32) -> bool {
         let mut moved = false;
         loop {
-            let Some(out) = self.connectors.get_mut(&id).and_then(|c| c.agent.as_mut()).and_then(Agent::poll_output) else { break };
+            let Some(out) = self
+                .connectors
+                .get_mut(&id)
+                .and_then(|c| c.agent.as_mut())
+                .and_then(Agent::poll_output)
+            else {
+                break;
+            };
             moved = true;
             self.on_agent_output(now, id, out);
         }
         loop {
-            let Some(out) = self.connectors.get_mut(&id).and_then(|c| c.tls.as_mut()).and_then(TlsSession::poll_output) else { break };
+            let Some(out) = self
+                .connectors
+                .get_mut(&id)
+                .and_then(|c| c.tls.as_mut())
+                .and_then(TlsSession::poll_output)
+            else {
+                break;
+            };
             moved = true;
             self.on_tls_output(now, id, out);
         }
         loop {
-            let Some(c) = self.connectors.get_mut(&id) else { break };
+            let Some(c) = self.connectors.get_mut(&id) else {
+                break;
+            };
             let Some(mux) = c.mux.as_mut() else { break };
             if let Some(bytes) = mux.poll_transmit() {
                 moved = true;
@@ -338,19 +422,42 @@ impl Node {
 
     fn on_agent_output(&mut self, now: Instant, id: u32, out: ice::Output) {
         match out {
-            ice::Output::Connect { conn, remote, local_ip, timeout } => {
+            ice::Output::Connect {
+                conn,
+                remote,
+                local_ip,
+                timeout,
+            } => {
                 let n = self.new_conn();
                 // Connect from the listening port of that address, so a NAT maps it as it
                 // maps our passive candidate.
-                let local_port = self.listeners.values().filter_map(|(_, a)| *a).find(|a| a.ip() == local_ip).map(|a| a.port());
-                self.routes.insert(n, Route::Agent { connector: id, agent_conn: conn });
+                let local_port = self
+                    .listeners
+                    .values()
+                    .filter_map(|(_, a)| *a)
+                    .find(|a| a.ip() == local_ip)
+                    .map(|a| a.port());
+                self.routes.insert(
+                    n,
+                    Route::Agent {
+                        connector: id,
+                        agent_conn: conn,
+                    },
+                );
                 if let Some(c) = self.connectors.get_mut(&id) {
                     c.links.insert(conn, Link::Direct(n));
                 }
-                self.out.push_back(Output::Connect { conn: n, remote, local_port, timeout });
+                self.out.push_back(Output::Connect {
+                    conn: n,
+                    remote,
+                    local_port,
+                    timeout,
+                });
             }
             ice::Output::Send { conn, data } => {
-                let Some(c) = self.connectors.get_mut(&id) else { return };
+                let Some(c) = self.connectors.get_mut(&id) else {
+                    return;
+                };
                 if c.selected == Some(conn) {
                     c.wire_sent += data.len() as u64;
                 }
@@ -363,13 +470,17 @@ impl Node {
                 }
             }
             ice::Output::Close { conn } => {
-                let Some(c) = self.connectors.get_mut(&id) else { return };
+                let Some(c) = self.connectors.get_mut(&id) else {
+                    return;
+                };
                 match c.links.remove(&conn) {
                     Some(Link::Direct(n)) => {
                         self.routes.remove(&n);
                         self.out.push_back(Output::Close { conn: n });
                     }
-                    Some(Link::Relay { slot, turn_conn }) => self.turns[slot].client.close_peer(turn_conn),
+                    Some(Link::Relay { slot, turn_conn }) => {
+                        self.turns[slot].client.close_peer(turn_conn)
+                    }
                     None => {}
                 }
             }
@@ -396,11 +507,20 @@ impl Node {
         let device = self.config.device.clone();
         let revocations = self.config.revocations.clone();
         let anchor = self.config.anchor;
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         c.selected = Some(conn);
         // Roles follow the signalling: the answerer (ICE controlling) is the TLS client.
-        let role = if c.requester { tls::Role::Server } else { tls::Role::Client };
-        let pin = Pin { account: c.account, device: c.device };
+        let role = if c.requester {
+            tls::Role::Server
+        } else {
+            tls::Role::Client
+        };
+        let pin = Pin {
+            account: c.account,
+            device: c.device,
+        };
         match TlsSession::new(role, &device, pin, revocations, anchor, now) {
             Ok(session) => {
                 c.tls = Some(session);
@@ -412,7 +532,9 @@ impl Node {
     }
 
     fn on_tls_output(&mut self, now: Instant, id: u32, out: TlsOutput) {
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         match out {
             TlsOutput::Transmit(bytes) => {
                 if let Some(agent) = c.agent.as_mut() {
@@ -422,7 +544,11 @@ impl Node {
             TlsOutput::Established(_) => {
                 c.timers.clear(Timer::Tls);
                 c.stage = Stage::Ready;
-                c.mux = Some(Mux::new(if c.requester { Side::Server } else { Side::Client }));
+                c.mux = Some(Mux::new(if c.requester {
+                    Side::Server
+                } else {
+                    Side::Client
+                }));
                 self.open_pending_channels(now, id);
             }
             TlsOutput::Plaintext(bytes) => {
@@ -431,20 +557,34 @@ impl Node {
                     None => false,
                 };
                 if failed {
-                    self.connector_failed(id, "channels: the peer broke the multiplexing".to_owned());
+                    self.connector_failed(
+                        id,
+                        "channels: the peer broke the multiplexing".to_owned(),
+                    );
                 }
             }
-            TlsOutput::Closed => self.connector_failed(id, "connection closed by the peer".to_owned()),
+            TlsOutput::Closed => {
+                self.connector_failed(id, "connection closed by the peer".to_owned())
+            }
             TlsOutput::Failed(f) => self.connector_failed(id, format!("TLS: {f}")),
         }
     }
 
     /// A transfer's bytes go down: channel → TLS → ICE framing → the selected link. The
     /// transfer gets its send credit back once the link has written them all.
-    pub(super) fn channel_send(&mut self, now: Instant, id: u32, channel: ChannelId, tid: TransferId, data: Bytes) {
+    pub(super) fn channel_send(
+        &mut self,
+        now: Instant,
+        id: u32,
+        channel: ChannelId,
+        tid: TransferId,
+        data: Bytes,
+    ) {
         let len = data.len();
         let sent = {
-            let Some(c) = self.connectors.get_mut(&id) else { return };
+            let Some(c) = self.connectors.get_mut(&id) else {
+                return;
+            };
             let Some(mux) = c.mux.as_mut() else { return };
             if mux.send(channel, &data).is_err() {
                 return;
@@ -469,7 +609,9 @@ impl Node {
     pub(super) fn credit(&mut self, now: Instant, id: u32, link: Link, bytes: usize) {
         let mut ready = Vec::new();
         {
-            let Some(c) = self.connectors.get_mut(&id) else { return };
+            let Some(c) = self.connectors.get_mut(&id) else {
+                return;
+            };
             if c.selected_link() != Some(link) {
                 return;
             }

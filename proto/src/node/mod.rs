@@ -94,7 +94,13 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// A configuration with Ferry's defaults for the rest.
-    pub fn new(device: Device, announcement: Vec<u8>, local_ips: Vec<IpAddr>, seed: u64, anchor: UnixAnchor) -> NodeConfig {
+    pub fn new(
+        device: Device,
+        announcement: Vec<u8>,
+        local_ips: Vec<IpAddr>,
+        seed: u64,
+        anchor: UnixAnchor,
+    ) -> NodeConfig {
         NodeConfig {
             device,
             announcement,
@@ -227,7 +233,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("device", &self.config.device.id()).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("device", &self.config.device.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,16 +275,29 @@ impl Node {
             node.next_listener += 1;
             node.listeners.insert(listener, (ip, None));
             node.listeners_pending += 1;
-            node.out.push_back(Output::Listen { listener, local: SocketAddr::new(ip, 0) });
+            node.out.push_back(Output::Listen {
+                listener,
+                local: SocketAddr::new(ip, 0),
+            });
         }
         for config in node.config.turn.clone() {
             let seed = node.rng.next_u64();
-            node.turns.push(TurnSlot { client: TurnClient::new(config, seed), to_node: BTreeMap::new(), allocated: None, done: false });
+            node.turns.push(TurnSlot {
+                client: TurnClient::new(config, seed),
+                to_node: BTreeMap::new(),
+                allocated: None,
+                done: false,
+            });
         }
         node.timers.set(NodeTimer::Gather, now + GATHER_TIMEOUT);
         let me = node.config.device.clone();
-        node.out.push_back(Output::DhtListen { key: signal::peer_key(&me.id()) });
-        node.out.push_back(Output::DhtPut { key: signal::devices_key(&me.account()), value: Bytes::from(node.config.announcement.clone()) });
+        node.out.push_back(Output::DhtListen {
+            key: signal::peer_key(&me.id()),
+        });
+        node.out.push_back(Output::DhtPut {
+            key: signal::devices_key(&me.account()),
+            value: Bytes::from(node.config.announcement.clone()),
+        });
         node.pump(now);
         node
     }
@@ -293,12 +314,18 @@ impl Node {
 
     /// Our relayed addresses, once allocated.
     pub fn relayed(&self) -> Vec<SocketAddr> {
-        self.turns.iter().filter_map(|t| t.allocated.map(|(r, _)| r)).collect()
+        self.turns
+            .iter()
+            .filter_map(|t| t.allocated.map(|(r, _)| r))
+            .collect()
     }
 
     /// How many connections to remote devices are ready (TLS up, channels usable).
     pub fn ready_connections(&self) -> usize {
-        self.connectors.values().filter(|c| c.stage == Stage::Ready).count()
+        self.connectors
+            .values()
+            .filter(|c| c.stage == Stage::Ready)
+            .count()
     }
 
     // ----- application calls -----
@@ -306,17 +333,35 @@ impl Node {
     /// Sends the file the driver knows as `source`, under `name`, to every device of
     /// `account`. Returns the id of the group; each device gets its own sub-transfer
     /// ([`Event::SubTransfer`]) and the group an optimistic view ([`Event::Aggregate`]).
-    pub fn send_file(&mut self, now: Instant, account: AccountId, source: String, name: String) -> TransferId {
+    pub fn send_file(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        source: String,
+        name: String,
+    ) -> TransferId {
         let group = self.new_transfer_id();
         self.groups.insert(
             group,
-            Group { account, source, name, aggregate: Aggregate::new(0), devices: BTreeMap::new(), lookup_deadline: Some(now + LOOKUP_TIMEOUT) },
+            Group {
+                account,
+                source,
+                name,
+                aggregate: Aggregate::new(0),
+                devices: BTreeMap::new(),
+                lookup_deadline: Some(now + LOOKUP_TIMEOUT),
+            },
         );
         let key = signal::devices_key(&account);
         if self.lookups.insert(key, account).is_none() {
             self.out.push_back(Output::DhtListen { key });
         }
-        self.out.push_back(Output::Event(Event::Aggregate { group, status: Status::Created, done: 0, total: 0 }));
+        self.out.push_back(Output::Event(Event::Aggregate {
+            group,
+            status: Status::Created,
+            done: 0,
+            total: 0,
+        }));
         self.pump(now);
         group
     }
@@ -364,7 +409,10 @@ impl Node {
     fn new_transfer_id(&mut self) -> TransferId {
         loop {
             let id = self.rng.next_u64();
-            if id != 0 && !self.transfers.contains_key(&TransferId(id)) && !self.groups.contains_key(&TransferId(id)) {
+            if id != 0
+                && !self.transfers.contains_key(&TransferId(id))
+                && !self.groups.contains_key(&TransferId(id))
+            {
                 return TransferId(id);
             }
         }
@@ -390,24 +438,46 @@ impl Node {
         if !self.config.relay_only {
             for addr in &listening {
                 let p = next_pref();
-                out.push(Candidate::tcp(CandidateType::Host, TcpType::Passive, *addr, p));
-                out.push(Candidate::tcp(CandidateType::Host, TcpType::Active, *addr, p));
+                out.push(Candidate::tcp(
+                    CandidateType::Host,
+                    TcpType::Passive,
+                    *addr,
+                    p,
+                ));
+                out.push(Candidate::tcp(
+                    CandidateType::Host,
+                    TcpType::Active,
+                    *addr,
+                    p,
+                ));
             }
             for slot in &self.turns {
-                let Some((_, mapped)) = slot.allocated else { continue };
+                let Some((_, mapped)) = slot.allocated else {
+                    continue;
+                };
                 if listening.iter().any(|a| a.ip() == mapped.ip()) {
                     continue;
                 }
                 // The NAT maps our listening port (we connect out from it too); with port
                 // preservation the peer reaches it at the mapped address and that port.
                 if let Some(l) = listening.iter().find(|a| a.is_ipv4() == mapped.is_ipv4()) {
-                    out.push(Candidate::tcp(CandidateType::ServerReflexive, TcpType::Passive, SocketAddr::new(mapped.ip(), l.port()), next_pref()));
+                    out.push(Candidate::tcp(
+                        CandidateType::ServerReflexive,
+                        TcpType::Passive,
+                        SocketAddr::new(mapped.ip(), l.port()),
+                        next_pref(),
+                    ));
                 }
             }
         }
         for slot in &self.turns {
             if let Some((relayed, _)) = slot.allocated {
-                out.push(Candidate::tcp(CandidateType::Relayed, TcpType::Passive, relayed, next_pref()));
+                out.push(Candidate::tcp(
+                    CandidateType::Relayed,
+                    TcpType::Passive,
+                    relayed,
+                    next_pref(),
+                ));
             }
         }
         out
@@ -415,7 +485,10 @@ impl Node {
 
     /// Our public addresses, as TURN servers saw us.
     fn public_addresses(&self) -> Vec<SocketAddr> {
-        self.turns.iter().filter_map(|t| t.allocated.map(|(_, m)| m)).collect()
+        self.turns
+            .iter()
+            .filter_map(|t| t.allocated.map(|(_, m)| m))
+            .collect()
     }
 
     fn check_gathered(&mut self, now: Instant) {
@@ -467,11 +540,27 @@ impl Node {
         while let Some(o) = self.turns[slot].client.poll_output() {
             moved = true;
             match o {
-                Output::Connect { conn: tc, remote, local_port, timeout } => {
+                Output::Connect {
+                    conn: tc,
+                    remote,
+                    local_port,
+                    timeout,
+                } => {
                     let n = self.new_conn();
                     self.turns[slot].to_node.insert(tc, n);
-                    self.routes.insert(n, Route::Turn { slot, turn_conn: tc });
-                    self.out.push_back(Output::Connect { conn: n, remote, local_port, timeout });
+                    self.routes.insert(
+                        n,
+                        Route::Turn {
+                            slot,
+                            turn_conn: tc,
+                        },
+                    );
+                    self.out.push_back(Output::Connect {
+                        conn: n,
+                        remote,
+                        local_port,
+                        timeout,
+                    });
                 }
                 Output::Send { conn: tc, data } => {
                     if let Some(n) = self.turns[slot].to_node.get(&tc) {
@@ -493,7 +582,9 @@ impl Node {
 
     fn on_turn_event(&mut self, now: Instant, slot: usize, event: TurnEvent) {
         match event {
-            TurnEvent::Allocated { relayed, mapped, .. } => {
+            TurnEvent::Allocated {
+                relayed, mapped, ..
+            } => {
                 self.turns[slot].allocated = Some((relayed, mapped));
                 self.turns[slot].done = true;
                 self.check_gathered(now);
@@ -509,41 +600,74 @@ impl Node {
                     self.connector_permitted(now, id, &ips);
                 }
             }
-            TurnEvent::PeerStream { conn, peer, incoming: true } => {
+            TurnEvent::PeerStream {
+                conn,
+                peer,
+                incoming: true,
+            } => {
                 let local = self.turns[slot].allocated.map_or(peer, |(r, _)| r);
                 self.add_unrouted(now, Inbound::Relay(slot, conn), local, peer);
             }
-            TurnEvent::PeerData { conn, data } => self.inbound_bytes(now, Inbound::Relay(slot, conn), data),
+            TurnEvent::PeerData { conn, data } => {
+                self.inbound_bytes(now, Inbound::Relay(slot, conn), data)
+            }
             TurnEvent::PeerWritable { conn, bytes } => {
-                let link = Link::Relay { slot, turn_conn: conn };
+                let link = Link::Relay {
+                    slot,
+                    turn_conn: conn,
+                };
                 let ids: Vec<u32> = self.connectors.keys().copied().collect();
                 for id in ids {
                     self.credit(now, id, link, bytes);
                 }
             }
-            TurnEvent::PeerClosed { conn } => self.inbound_gone(now, Inbound::Relay(slot, conn), false),
+            TurnEvent::PeerClosed { conn } => {
+                self.inbound_gone(now, Inbound::Relay(slot, conn), false)
+            }
             _ => {}
         }
     }
 
     // ----- unrouted inbound streams -----
 
-    fn add_unrouted(&mut self, now: Instant, inbound: Inbound, local: SocketAddr, remote: SocketAddr) {
+    fn add_unrouted(
+        &mut self,
+        now: Instant,
+        inbound: Inbound,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
         if let Inbound::Driver(conn) = inbound {
             self.routes.insert(conn, Route::Unrouted);
         }
         self.unrouted.insert(
             inbound,
-            Unrouted { local, remote, frames: FrameDecoder::new(), buffered: Vec::new(), bytes: 0, deadline: now + UNROUTED_TIMEOUT },
+            Unrouted {
+                local,
+                remote,
+                frames: FrameDecoder::new(),
+                buffered: Vec::new(),
+                bytes: 0,
+                deadline: now + UNROUTED_TIMEOUT,
+            },
         );
     }
 
     /// Bytes on an accepted or relayed-in stream: to its agent, or buffered until routed.
     fn inbound_bytes(&mut self, now: Instant, inbound: Inbound, data: Bytes) {
         if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
-            return self.agent_input(now, connector, ice::Input::Received { conn: agent_conn, data });
+            return self.agent_input(
+                now,
+                connector,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
         }
-        let Some(u) = self.unrouted.get_mut(&inbound) else { return };
+        let Some(u) = self.unrouted.get_mut(&inbound) else {
+            return;
+        };
         u.bytes += data.len();
         if u.bytes > UNROUTED_LIMIT {
             self.dropped.unrouted += 1;
@@ -569,14 +693,31 @@ impl Node {
     }
 
     fn try_route(&mut self, now: Instant, inbound: Inbound, ufrag: &str) {
-        let Some(id) = self.connectors.iter().find(|(_, c)| c.agent.as_ref().is_some_and(|a| a.local_description().ufrag == ufrag)).map(|(id, _)| *id) else {
+        let Some(id) = self
+            .connectors
+            .iter()
+            .find(|(_, c)| {
+                c.agent
+                    .as_ref()
+                    .is_some_and(|a| a.local_description().ufrag == ufrag)
+            })
+            .map(|(id, _)| *id)
+        else {
             return; // Stays buffered until an agent with that ufrag exists, or times out.
         };
-        let Some(u) = self.unrouted.remove(&inbound) else { return };
+        let Some(u) = self.unrouted.remove(&inbound) else {
+            return;
+        };
         let c = self.connectors.get_mut(&id).expect("found above");
         let (agent_conn, link) = match inbound {
             Inbound::Driver(conn) => {
-                self.routes.insert(conn, Route::Agent { connector: id, agent_conn: conn });
+                self.routes.insert(
+                    conn,
+                    Route::Agent {
+                        connector: id,
+                        agent_conn: conn,
+                    },
+                );
                 (conn, Link::Direct(conn))
             }
             Inbound::Relay(slot, turn_conn) => {
@@ -586,9 +727,24 @@ impl Node {
             }
         };
         c.links.insert(agent_conn, link);
-        self.agent_input(now, id, ice::Input::Accepted { conn: agent_conn, local: u.local, remote: u.remote });
+        self.agent_input(
+            now,
+            id,
+            ice::Input::Accepted {
+                conn: agent_conn,
+                local: u.local,
+                remote: u.remote,
+            },
+        );
         for data in u.buffered {
-            self.agent_input(now, id, ice::Input::Received { conn: agent_conn, data });
+            self.agent_input(
+                now,
+                id,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
         }
     }
 
@@ -612,11 +768,17 @@ impl Node {
     fn agent_of_inbound(&self, inbound: Inbound) -> Option<(u32, ConnId)> {
         match inbound {
             Inbound::Driver(conn) => match self.routes.get(&conn) {
-                Some(Route::Agent { connector, agent_conn }) => Some((*connector, *agent_conn)),
+                Some(Route::Agent {
+                    connector,
+                    agent_conn,
+                }) => Some((*connector, *agent_conn)),
                 _ => None,
             },
             Inbound::Relay(slot, turn_conn) => self.connectors.iter().find_map(|(id, c)| {
-                c.links.iter().find(|(_, l)| **l == Link::Relay { slot, turn_conn }).map(|(a, _)| (*id, *a))
+                c.links
+                    .iter()
+                    .find(|(_, l)| **l == Link::Relay { slot, turn_conn })
+                    .map(|(a, _)| (*id, *a))
             }),
         }
     }
@@ -629,7 +791,11 @@ impl Node {
             return;
         }
         if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
-            let input = if reset { ice::Input::Reset { conn: agent_conn } } else { ice::Input::Closed { conn: agent_conn } };
+            let input = if reset {
+                ice::Input::Reset { conn: agent_conn }
+            } else {
+                ice::Input::Closed { conn: agent_conn }
+            };
             self.agent_input(now, connector, input);
         }
     }
@@ -652,7 +818,9 @@ impl Node {
         if key == signal::peer_key(&me) {
             return self.on_signal(now, &value);
         }
-        let Some(account) = self.lookups.get(&key).copied() else { return };
+        let Some(account) = self.lookups.get(&key).copied() else {
+            return;
+        };
         match Announcement::verify(&value, &account, &self.config.revocations) {
             Ok(a) if a.device != me => self.on_announcement(now, a),
             Ok(_) => {}
@@ -674,8 +842,19 @@ impl Node {
                 g.aggregate.add(sub);
                 g.lookup_deadline = None;
             }
-            self.out.push_back(Output::Event(Event::SubTransfer { group, transfer: sub, device: a.device }));
-            self.pending_subs.insert(sub, PendingSub { group, device: a.device, channel: None });
+            self.out.push_back(Output::Event(Event::SubTransfer {
+                group,
+                transfer: sub,
+                device: a.device,
+            }));
+            self.pending_subs.insert(
+                sub,
+                PendingSub {
+                    group,
+                    device: a.device,
+                    channel: None,
+                },
+            );
             let id = self.ensure_connector(now, a.account, a.device, a.recipient());
             self.open_pending_channels(now, id);
         }
@@ -698,7 +877,11 @@ impl Node {
             return;
         }
         if msg.is_answer {
-            let found = self.connectors.iter().find(|(_, c)| c.requester && c.request_id == msg.id && c.device == opened.device).map(|(id, _)| *id);
+            let found = self
+                .connectors
+                .iter()
+                .find(|(_, c)| c.requester && c.request_id == msg.id && c.device == opened.device)
+                .map(|(id, _)| *id);
             match found {
                 Some(id) => self.connector_answer(now, id, msg),
                 None => self.dropped.unexpected += 1,
@@ -709,10 +892,14 @@ impl Node {
             self.dropped.unopened += 1;
             return;
         };
-        let recipient = Recipient { device: opened.device, seal_key };
+        let recipient = Recipient {
+            device: opened.device,
+            seal_key,
+        };
         if let Some(existing) = self.by_device.get(&opened.device).copied() {
             let c = &self.connectors[&existing];
-            let ours_wins = c.requester && c.stage != Stage::Failed && self.config.device.id() < opened.device;
+            let ours_wins =
+                c.requester && c.stage != Stage::Failed && self.config.device.id() < opened.device;
             if c.stage == Stage::Ready || ours_wins {
                 // Two devices connecting at once keep the connection the smaller id asked for.
                 return;
@@ -738,7 +925,8 @@ impl Node {
     }
 
     fn forget_connector_routes(&mut self, id: u32) {
-        self.routes.retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
+        self.routes
+            .retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
     }
 
     // ----- transfers -----
@@ -746,7 +934,9 @@ impl Node {
     fn drain_transfer(&mut self, now: Instant, tid: TransferId) -> bool {
         let mut moved = false;
         loop {
-            let Some(slot) = self.transfers.get_mut(&tid) else { return moved };
+            let Some(slot) = self.transfers.get_mut(&tid) else {
+                return moved;
+            };
             let out = match &mut slot.machine {
                 Machine::Out(m) => m.poll_output(),
                 Machine::In(m) => m.poll_output(),
@@ -755,7 +945,9 @@ impl Node {
             moved = true;
             let (connector, channel) = (slot.connector, slot.channel);
             match out {
-                transfer::Output::Send(data) => self.channel_send(now, connector, channel, tid, data),
+                transfer::Output::Send(data) => {
+                    self.channel_send(now, connector, channel, tid, data)
+                }
                 transfer::Output::Close | transfer::Output::Reset => {
                     if let Some(c) = self.connectors.get_mut(&connector) {
                         if let Some(mux) = c.mux.as_mut() {
@@ -765,8 +957,16 @@ impl Node {
                 }
                 transfer::Output::PauseReading | transfer::Output::ResumeReading => {
                     let pause = matches!(out, transfer::Output::PauseReading);
-                    if let Some(Link::Direct(conn)) = self.connectors.get(&connector).and_then(|c| c.selected_link()) {
-                        self.out.push_back(if pause { Output::PauseReading { conn } } else { Output::ResumeReading { conn } });
+                    if let Some(Link::Direct(conn)) = self
+                        .connectors
+                        .get(&connector)
+                        .and_then(|c| c.selected_link())
+                    {
+                        self.out.push_back(if pause {
+                            Output::PauseReading { conn }
+                        } else {
+                            Output::ResumeReading { conn }
+                        });
                     }
                 }
                 transfer::Output::File(op) => {
@@ -790,10 +990,26 @@ impl Node {
         let slot = &self.transfers[&tid];
         let (group, peer) = (slot.group, slot.peer);
         let event = match event {
-            Event::IncomingTransfer { transfer, name, size, .. } => {
-                let image = [".jpg", ".jpeg", ".png", ".gif", ".webp"].iter().any(|e| name.to_ascii_lowercase().ends_with(e));
-                let auto = image && self.config.auto_accept_images_under.is_some_and(|limit| size < limit);
-                self.out.push_back(Output::Event(Event::IncomingTransfer { transfer, name, size, from: Some(peer) }));
+            Event::IncomingTransfer {
+                transfer,
+                name,
+                size,
+                ..
+            } => {
+                let image = [".jpg", ".jpeg", ".png", ".gif", ".webp"]
+                    .iter()
+                    .any(|e| name.to_ascii_lowercase().ends_with(e));
+                let auto = image
+                    && self
+                        .config
+                        .auto_accept_images_under
+                        .is_some_and(|limit| size < limit);
+                self.out.push_back(Output::Event(Event::IncomingTransfer {
+                    transfer,
+                    name,
+                    size,
+                    from: Some(peer),
+                }));
                 if auto {
                     let _ = self.accept(now, transfer);
                 }
@@ -808,15 +1024,30 @@ impl Node {
     }
 
     fn update_aggregate(&mut self, group: TransferId, event: &Event) {
-        let Some(g) = self.groups.get_mut(&group) else { return };
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
         if g.aggregate.apply(event) {
-            let (status, done, total) = (g.aggregate.status(), g.aggregate.progress(), g.aggregate.total());
-            self.out.push_back(Output::Event(Event::Aggregate { group, status, done, total }));
+            let (status, done, total) = (
+                g.aggregate.status(),
+                g.aggregate.progress(),
+                g.aggregate.total(),
+            );
+            self.out.push_back(Output::Event(Event::Aggregate {
+                group,
+                status,
+                done,
+                total,
+            }));
         }
     }
 
     fn sub_failed(&mut self, sub: TransferId, group: TransferId, status: Status, reason: Reason) {
-        let event = Event::Status { transfer: sub, status, reason: Some(reason) };
+        let event = Event::Status {
+            transfer: sub,
+            status,
+            reason: Some(reason),
+        };
         self.update_aggregate(group, &event);
         self.out.push_back(Output::Event(event));
     }
@@ -825,7 +1056,9 @@ impl Node {
         let Some(tid) = self.files.get(&result.file()).copied() else {
             return Err(Error::UnknownFile(result.file()));
         };
-        let Some(slot) = self.transfers.get_mut(&tid) else { return Ok(()) };
+        let Some(slot) = self.transfers.get_mut(&tid) else {
+            return Ok(());
+        };
         match &mut slot.machine {
             Machine::Out(m) => m.handle_input(now, transfer::Input::File(result)),
             Machine::In(m) => m.handle_input(now, transfer::Input::File(result)),
@@ -845,16 +1078,33 @@ impl Node {
     fn on_mux_event(&mut self, now: Instant, id: u32, event: MuxEvent) {
         match event {
             MuxEvent::OpenRequest { channel, name } => {
-                let tid = name.strip_prefix(FILE_CHANNEL).and_then(|t| t.parse::<u64>().ok()).map(TransferId);
-                let Some(c) = self.connectors.get_mut(&id) else { return };
+                let tid = name
+                    .strip_prefix(FILE_CHANNEL)
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(TransferId);
+                let Some(c) = self.connectors.get_mut(&id) else {
+                    return;
+                };
                 let Some(mux) = c.mux.as_mut() else { return };
                 match tid {
                     Some(tid) if tid.0 != 0 && !self.transfers.contains_key(&tid) => {
                         let _ = mux.accept(channel);
                         let file = FileId(self.next_file);
                         self.next_file += 1;
-                        let peer = PeerIdentity { account: c.account, device: c.device };
-                        self.transfers.insert(tid, TransferSlot { machine: Machine::In(Incoming::new(tid, file, Form::Framed)), connector: id, channel, group: None, peer });
+                        let peer = PeerIdentity {
+                            account: c.account,
+                            device: c.device,
+                        };
+                        self.transfers.insert(
+                            tid,
+                            TransferSlot {
+                                machine: Machine::In(Incoming::new(tid, file, Form::Framed)),
+                                connector: id,
+                                channel,
+                                group: None,
+                                peer,
+                            },
+                        );
                     }
                     _ => {
                         let _ = mux.decline(channel);
@@ -862,18 +1112,47 @@ impl Node {
                 }
             }
             MuxEvent::Opened { channel } => {
-                let Some(sub) = self.pending_subs.iter().find(|(_, p)| p.channel == Some((id, channel))).map(|(t, _)| *t) else { return };
-                let Some(p) = self.pending_subs.remove(&sub) else { return };
-                let Some(g) = self.groups.get(&p.group) else { return };
+                let Some(sub) = self
+                    .pending_subs
+                    .iter()
+                    .find(|(_, p)| p.channel == Some((id, channel)))
+                    .map(|(t, _)| *t)
+                else {
+                    return;
+                };
+                let Some(p) = self.pending_subs.remove(&sub) else {
+                    return;
+                };
+                let Some(g) = self.groups.get(&p.group) else {
+                    return;
+                };
                 let file = FileId(self.next_file);
                 self.next_file += 1;
-                let machine = Outgoing::new(sub, file, g.source.clone(), g.name.clone(), Form::Framed);
+                let machine =
+                    Outgoing::new(sub, file, g.source.clone(), g.name.clone(), Form::Framed);
                 let c = &self.connectors[&id];
-                let peer = PeerIdentity { account: c.account, device: c.device };
-                self.transfers.insert(sub, TransferSlot { machine: Machine::Out(machine), connector: id, channel, group: Some(p.group), peer });
+                let peer = PeerIdentity {
+                    account: c.account,
+                    device: c.device,
+                };
+                self.transfers.insert(
+                    sub,
+                    TransferSlot {
+                        machine: Machine::Out(machine),
+                        connector: id,
+                        channel,
+                        group: Some(p.group),
+                        peer,
+                    },
+                );
             }
             MuxEvent::Declined { channel } => {
-                if let Some(sub) = self.pending_subs.iter().find(|(_, p)| p.channel == Some((id, channel))).map(|(t, _)| *t) {
+                if let Some(sub) = self
+                    .pending_subs
+                    .iter()
+                    .find(|(_, p)| p.channel == Some((id, channel)))
+                    .map(|(t, _)| *t)
+                {
                     if let Some(p) = self.pending_subs.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
                     }
@@ -893,12 +1172,17 @@ impl Node {
     }
 
     fn transfer_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
-        self.transfers.iter().find(|(_, s)| s.connector == connector && s.channel == channel).map(|(t, _)| *t)
+        self.transfers
+            .iter()
+            .find(|(_, s)| s.connector == connector && s.channel == channel)
+            .map(|(t, _)| *t)
     }
 
     /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
     fn open_pending_channels(&mut self, now: Instant, id: u32) {
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if c.stage != Stage::Ready {
             return;
         }
@@ -916,7 +1200,9 @@ impl Node {
 
     /// A connector failed: everything that waited on it, or ran on it, hears why.
     fn connector_failed(&mut self, id: u32, why: String) {
-        let Some(c) = self.connectors.get_mut(&id) else { return };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         if c.stage == Stage::Failed {
             return;
         }
@@ -930,13 +1216,28 @@ impl Node {
             agent.close();
         }
         self.by_device.remove(&device);
-        let subs: Vec<(TransferId, TransferId)> = self.pending_subs.iter().filter(|(_, p)| p.device == device).map(|(t, p)| (*t, p.group)).collect();
+        let subs: Vec<(TransferId, TransferId)> = self
+            .pending_subs
+            .iter()
+            .filter(|(_, p)| p.device == device)
+            .map(|(t, p)| (*t, p.group))
+            .collect();
         for (sub, group) in subs {
             self.pending_subs.remove(&sub);
-            self.sub_failed(sub, group, Status::UnjoinablePeer, Reason::Unreachable(why.clone()));
+            self.sub_failed(
+                sub,
+                group,
+                Status::UnjoinablePeer,
+                Reason::Unreachable(why.clone()),
+            );
         }
         if was_ready {
-            let running: Vec<TransferId> = self.transfers.iter().filter(|(_, s)| s.connector == id).map(|(t, _)| *t).collect();
+            let running: Vec<TransferId> = self
+                .transfers
+                .iter()
+                .filter(|(_, s)| s.connector == id)
+                .map(|(t, _)| *t)
+                .collect();
             for t in running {
                 self.pending_reset.push_back(t);
             }
@@ -967,7 +1268,11 @@ impl Endpoint for Node {
                 }
                 self.check_gathered(now);
             }
-            Input::Accepted { listener, conn, remote } => {
+            Input::Accepted {
+                listener,
+                conn,
+                remote,
+            } => {
                 let local = self.listeners.get(&listener).and_then(|l| l.1);
                 match local {
                     Some(local) => self.add_unrouted(now, Inbound::Driver(conn), local, remote),
@@ -1006,17 +1311,32 @@ impl Endpoint for Node {
         for slot in &mut self.turns {
             slot.client.handle_timeout(now);
         }
-        let expired: Vec<Inbound> = self.unrouted.iter().filter(|(_, u)| u.deadline <= now).map(|(k, _)| *k).collect();
+        let expired: Vec<Inbound> = self
+            .unrouted
+            .iter()
+            .filter(|(_, u)| u.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
         for inbound in expired {
             self.dropped.unrouted += 1;
             self.close_inbound(inbound);
         }
-        let lost: Vec<TransferId> = self.groups.iter().filter(|(_, g)| g.lookup_deadline.is_some_and(|d| d <= now)).map(|(t, _)| *t).collect();
+        let lost: Vec<TransferId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.lookup_deadline.is_some_and(|d| d <= now))
+            .map(|(t, _)| *t)
+            .collect();
         for group in lost {
             if let Some(g) = self.groups.get_mut(&group) {
                 g.lookup_deadline = None;
             }
-            self.out.push_back(Output::Event(Event::Aggregate { group, status: Status::UnjoinablePeer, done: 0, total: 0 }));
+            self.out.push_back(Output::Event(Event::Aggregate {
+                group,
+                status: Status::UnjoinablePeer,
+                done: 0,
+                total: 0,
+            }));
         }
         let ids: Vec<u32> = self.connectors.keys().copied().collect();
         for id in ids {
@@ -1076,11 +1396,37 @@ impl Node {
                 // A TURN client refuses only inputs it cannot have asked for.
                 let _ = self.turns[slot].client.handle_input(now, renamed);
             }
-            Some(Route::Agent { connector, agent_conn }) => match input {
-                Input::Connected { local, .. } => self.agent_input(now, connector, ice::Input::Connected { conn: agent_conn, local }),
-                Input::ConnectFailed { error, .. } => self.agent_input(now, connector, ice::Input::ConnectFailed { conn: agent_conn, error }),
-                Input::Received { data, .. } => self.agent_input(now, connector, ice::Input::Received { conn: agent_conn, data }),
-                Input::Writable { bytes, .. } => self.credit(now, connector, Link::Direct(conn), bytes),
+            Some(Route::Agent {
+                connector,
+                agent_conn,
+            }) => match input {
+                Input::Connected { local, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Connected {
+                        conn: agent_conn,
+                        local,
+                    },
+                ),
+                Input::ConnectFailed { error, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::ConnectFailed {
+                        conn: agent_conn,
+                        error,
+                    },
+                ),
+                Input::Received { data, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Received {
+                        conn: agent_conn,
+                        data,
+                    },
+                ),
+                Input::Writable { bytes, .. } => {
+                    self.credit(now, connector, Link::Direct(conn), bytes)
+                }
                 Input::HalfClosed { .. } | Input::Closed { .. } => {
                     self.routes.remove(&conn);
                     self.agent_input(now, connector, ice::Input::Closed { conn: agent_conn });
@@ -1092,8 +1438,12 @@ impl Node {
                 _ => {}
             },
             Some(Route::Unrouted) => match input {
-                Input::Received { data, .. } => self.inbound_bytes(now, Inbound::Driver(conn), data),
-                Input::HalfClosed { .. } | Input::Closed { .. } => self.inbound_gone(now, Inbound::Driver(conn), false),
+                Input::Received { data, .. } => {
+                    self.inbound_bytes(now, Inbound::Driver(conn), data)
+                }
+                Input::HalfClosed { .. } | Input::Closed { .. } => {
+                    self.inbound_gone(now, Inbound::Driver(conn), false)
+                }
                 Input::Reset { .. } => self.inbound_gone(now, Inbound::Driver(conn), true),
                 _ => {}
             },
@@ -1128,4 +1478,3 @@ fn rename(input: Input, to: ConnId) -> Input {
         other => other,
     }
 }
-
