@@ -360,9 +360,12 @@ pub enum Input {
 }
 
 /// Something the driver must do, drained from an [`Endpoint`] with `poll_output`.
+///
+/// `E` is what the endpoint tells its owner: [`Event`] for a whole node, a narrower type for
+/// a component run on its own (a lone TURN client reports its relayed address, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Output {
+pub enum Output<E = Event> {
     /// Bind a TCP listener. Port 0 lets the system choose. The listening port may later be
     /// used as the local port of outbound connections (address and port reuse).
     Listen {
@@ -441,8 +444,8 @@ pub enum Output {
     },
     /// A file operation.
     File(FileOp),
-    /// Something for the application.
-    Event(Event),
+    /// Something for the owner (the application, for a node).
+    Event(E),
 }
 
 /// What the application hears.
@@ -502,6 +505,9 @@ pub enum Event {
 /// `now` never goes backwards between calls. Nothing inside reads a clock, opens a socket,
 /// starts a thread or draws global randomness.
 pub trait Endpoint {
+    /// What the endpoint tells its owner through [`Output::Event`].
+    type Event;
+
     /// Feed one input. An `Err` is a caller mistake (an id the endpoint never issued, say);
     /// everything the network or a peer does wrong becomes an [`Event`] instead.
     fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), crate::Error>;
@@ -510,7 +516,7 @@ pub trait Endpoint {
     fn handle_timeout(&mut self, now: Instant);
 
     /// The next thing to do, if any.
-    fn poll_output(&mut self) -> Option<Output>;
+    fn poll_output(&mut self) -> Option<Output<Self::Event>>;
 
     /// When [`handle_timeout`](Endpoint::handle_timeout) should next be called.
     fn poll_timeout(&self) -> Option<Instant>;

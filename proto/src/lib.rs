@@ -20,6 +20,8 @@
 //! struct Echo { next_tick: Instant, out: Vec<Output> }
 //!
 //! impl Endpoint for Echo {
+//!     type Event = ferry_proto::io::Event;
+//!
 //!     fn handle_input(&mut self, _now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
 //!         if let Input::Received { conn, data } = input {
 //!             self.out.push(Output::Send { conn, data });
@@ -83,12 +85,16 @@
 //! - [`timer`]: the table of deadlines each state machine keeps.
 
 pub mod aggregate;
+pub mod channel;
 pub mod ice;
 pub mod io;
+pub mod signal;
 pub mod stun;
 pub mod timer;
+pub mod tls;
 pub mod trace;
 pub mod transfer;
+pub mod turn;
 
 /// A caller mistake: the driver or the application did something the state machine never
 /// asked for or cannot do now.

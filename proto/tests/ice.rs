@@ -16,7 +16,7 @@ mod ice {
     use ferry_proto::io::{ConnId, ConnectError};
     use ferry_proto::stun::framing::{self, FrameDecoder};
     use ferry_proto::stun::{
-        BINDING, Builder, Class, IntegrityError, RoleAttribute, SeededRng, StunError, StunMessage,
+        BINDING, Builder, Class, IntegrityError, RoleAttribute, StunError, StunMessage, StunRng,
         verify_integrity,
     };
 
@@ -502,9 +502,9 @@ A.A.A.A:YYYY
 
     #[test]
     fn transaction_ids_come_from_the_seed() {
-        let mut a = SeededRng::new(42);
-        let mut b = SeededRng::new(42);
-        let mut c = SeededRng::new(43);
+        let mut a = StunRng::new(42);
+        let mut b = StunRng::new(42);
+        let mut c = StunRng::new(43);
         let (x, y, z) = (a.transaction_id(), b.transaction_id(), c.transaction_id());
         assert_eq!(x, y);
         assert_ne!(x, z);
@@ -528,7 +528,7 @@ A.A.A.A:YYYY
             framing::encode_into(p, &mut stream);
         }
         let stream = stream.freeze();
-        let mut rng = SeededRng::new(7);
+        let mut rng = StunRng::new(7);
         for _ in 0..200 {
             let mut d = FrameDecoder::new();
             let mut got = Vec::new();
@@ -968,7 +968,7 @@ A.A.A.A:YYYY
             Route::ResetOnData,
         ];
         for seed in 0..1000u64 {
-            let mut rng = SeededRng::new(seed);
+            let mut rng = StunRng::new(seed);
             let mut pick = |n: u64| rng.next_u64() % n;
             let t0 = Instant::now();
             let mut net = Net::new(t0);
@@ -1342,7 +1342,7 @@ A.A.A.A:YYYY
 
     #[test]
     fn garbage_never_panics() {
-        let mut rng = SeededRng::new(2026);
+        let mut rng = StunRng::new(2026);
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
         let responses = [

@@ -1,22 +1,29 @@
-//! The seeded random source of a state machine: transaction ids, tie-breakers, credentials.
+//! The random values STUN and ICE need — transaction ids, and an agent's ufrag, password and
+//! tie-breaker — drawn from the crate's seeded generator, never from global randomness.
 //!
-//! `proto` never draws global randomness; each machine owns one [`SeededRng`] built from a
-//! seed its owner chose. The simulator derives seeds from the run's seed; the runtimes seed
-//! from the operating system. ChaCha12 keeps the values unpredictable to a peer (STUN
-//! transaction ids should be) while the same seed still replays the same run.
+//! [`StunRng`] wraps [`SeededRng`](crate::signal::SeededRng) (SHA3-512 in counter mode, the
+//! one generator of `proto`) and adds the shapes STUN needs. The simulator derives seeds
+//! from the run's seed; the runtimes seed from the operating system. Transaction ids stay
+//! unpredictable to a peer, as RFC 8489 asks, while the same seed still replays a run.
 
-use rand_chacha::ChaCha12Rng;
-use rand_core::{RngCore, SeedableRng};
 use stun_types::message::TransactionId;
 
-/// A deterministic, seeded random source.
-#[derive(Debug, Clone)]
-pub struct SeededRng(ChaCha12Rng);
+use crate::signal::SeededRng;
 
-impl SeededRng {
+/// Keeps the streams of STUN users apart from other users of the same `u64` seed.
+const DOMAIN: &[u8; 24] = b"ferry stun transactions\0";
+
+/// A deterministic, seeded source of STUN's random values.
+#[derive(Debug, Clone)]
+pub struct StunRng(SeededRng);
+
+impl StunRng {
     /// The source for `seed`: the same seed gives the same values.
-    pub fn new(seed: u64) -> SeededRng {
-        SeededRng(ChaCha12Rng::seed_from_u64(seed))
+    pub fn new(seed: u64) -> StunRng {
+        let mut full = [0u8; 32];
+        full[..24].copy_from_slice(DOMAIN);
+        full[24..].copy_from_slice(&seed.to_le_bytes());
+        StunRng(SeededRng::new(full))
     }
 
     /// A random `u64`.
@@ -26,24 +33,19 @@ impl SeededRng {
 
     /// A fresh 96-bit STUN transaction id.
     pub fn transaction_id(&mut self) -> TransactionId {
-        let hi = u128::from(self.0.next_u32());
-        let lo = u128::from(self.0.next_u64());
-        TransactionId::from((hi << 64) | lo)
-    }
-
-    /// `len` characters from the ICE alphabet (`ice-char`: letters, digits, `+`, `/`).
-    pub fn ice_chars(&mut self, len: usize) -> String {
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
-        (0..len)
-            .map(|_| char::from(ALPHABET[(self.0.next_u32() % 64) as usize]))
-            .collect()
+        let mut bytes = [0u8; 16];
+        self.0.fill(&mut bytes[4..]);
+        TransactionId::from(u128::from_be_bytes(bytes))
     }
 
     /// `len` lowercase hexadecimal digits, the shape of Jami's ufrag and pwd.
     pub fn hex(&mut self, len: usize) -> String {
-        const DIGITS: &[u8] = b"0123456789abcdef";
-        (0..len)
-            .map(|_| char::from(DIGITS[(self.0.next_u32() % 16) as usize]))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = vec![0u8; len];
+        self.0.fill(&mut bytes);
+        bytes
+            .iter()
+            .map(|b| char::from(DIGITS[usize::from(b & 0x0f)]))
             .collect()
     }
 }

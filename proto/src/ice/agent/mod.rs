@@ -24,7 +24,7 @@ use super::{Config, FailReason, Input, Output, PairFailure, Role};
 use crate::Error;
 use crate::io::ConnId;
 use crate::stun::framing::{self, FrameDecoder};
-use crate::stun::{SeededRng, Transactions};
+use crate::stun::{StunRng, Transactions};
 use crate::timer::Timers;
 
 /// What the agent dropped, and why: everything a peer or the network sent that it could
@@ -147,7 +147,7 @@ pub struct Agent {
     config: Config,
     role: Role,
     tie_breaker: u64,
-    rng: SeededRng,
+    rng: StunRng,
     ufrag: String,
     pwd: String,
     local: Vec<Candidate>,
@@ -182,7 +182,7 @@ impl Agent {
         local: Vec<Candidate>,
         seed: u64,
     ) -> Agent {
-        let mut rng = SeededRng::new(seed);
+        let mut rng = StunRng::new(seed);
         // Jami's shapes: 8 and 24 hexadecimal characters.
         let ufrag = rng.hex(8);
         let pwd = rng.hex(24);
