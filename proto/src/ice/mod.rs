@@ -13,6 +13,16 @@
 //! a connection that reaches us through the relay is handed to the agent as an accepted
 //! connection like any other. The agent knows nothing of TURN.
 //!
+//! With the [`crate::turn`] client, the owner wires a relayed candidate like this: the
+//! [`TurnEvent::Allocated`](crate::turn::TurnEvent::Allocated) address becomes a
+//! `relay` passive candidate; a
+//! [`TurnEvent::PeerStream`](crate::turn::TurnEvent::PeerStream) with `incoming: true`
+//! becomes [`Input::Accepted`] with `local` = the relayed address and `remote` = the peer;
+//! its `PeerData` becomes [`Input::Received`], and the agent's [`Output::Send`] and
+//! [`Output::Close`] on that connection go to the TURN client's data connection. The peer's
+//! address as the relay saw it is usually none of its candidates, so the pair's remote side
+//! is a peer-reflexive candidate; the pair stays the lowest-priority one either way.
+//!
 //! # Why the agent has its own `Input` / `Output`
 //!
 //! The agent speaks a narrower vocabulary than [`crate::io`] rather than implementing
