@@ -74,6 +74,8 @@
 //! - Consent freshness (RFC 7675) is a Binding request every keepalive interval on the
 //!   selected pair, whatever the traffic; consent is lost when no authenticated response
 //!   arrived for [`Config::consent_timeout`].
+//! - Credentials have Jami's shapes: an 8-hex-digit ufrag and a 24-hex-digit password, so
+//!   96 random bits where RFC 8445 §5.3 asks for 128. The parser accepts any RFC-sized ones.
 //! - Checks carry FINGERPRINT always; a message without one is dropped. On the selected
 //!   connection the FINGERPRINT is also the demultiplexer (RFC 8489 §14.7): a frame that
 //!   starts like STUN but does not decode with a valid one is the application's.
