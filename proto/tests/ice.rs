@@ -230,6 +230,13 @@ A.A.A.A:YYYY
             passive(CandidateType::Host, "10.0.0.1:5000"),
             active("10.0.0.1:9"),
             active("[2001:db8::1]:9"),
+            // Its base is the host candidate above; it never makes pairs of its own.
+            Candidate::tcp(
+                CandidateType::ServerReflexive,
+                TcpType::Active,
+                addr("203.0.113.1:9"),
+                65535,
+            ),
         ];
         let remote = vec![
             passive(CandidateType::Relayed, "198.51.100.1:3478"),
@@ -258,7 +265,7 @@ A.A.A.A:YYYY
                 (addr("10.0.0.1:9"), addr("203.0.113.2:6000")),
                 (addr("10.0.0.1:9"), addr("198.51.100.1:3478")),
             ],
-            "no local passive, no remote active, no UDP or so, no family mix; best first"
+            "no local passive or srflx, no remote active, no UDP or so, no family mix; best first"
         );
         assert!(list.pairs().iter().all(|p| p.origin == Origin::Active));
         assert!(
