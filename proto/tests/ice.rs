@@ -1302,6 +1302,67 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn a_forged_answer_changes_nothing_and_the_real_one_still_counts() {
+        let t0 = Instant::now();
+        let mut alice = agent(t0, Role::Controlled, host("10.0.0.1", 5000), 1);
+        let bob = agent(t0, Role::Controlling, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        alice.set_remote_description(t0, b.clone()).expect("set");
+        alice.handle_timeout(t0);
+        let conn = ConnId::Connect(0);
+        assert!(matches!(
+            outputs(&mut alice).first(),
+            Some(Output::Connect { conn: c, .. }) if *c == conn
+        ));
+        alice
+            .handle_input(
+                t0,
+                Input::Connected {
+                    conn,
+                    local: addr("10.0.0.1:40001"),
+                },
+            )
+            .expect("connected");
+        let check = outputs(&mut alice)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { data, .. } => Some(FrameDecoder::new().push(&data).remove(0)),
+                _ => None,
+            })
+            .expect("a check");
+        let m = StunMessage::decode(&check).expect("decodes");
+        assert_eq!(m.username, Some(format!("{}:{}", b.ufrag, a.ufrag)));
+        assert_eq!(m.role, Some(RoleAttribute::Controlled(alice.tie_breaker())));
+        let answer = |password: &str| {
+            Builder::new(Class::Success, BINDING, m.transaction)
+                .xor_mapped(addr("10.0.0.1:40001"))
+                .finish(Some(password))
+                .expect("builds")
+        };
+        let feed = |alice: &mut Agent, bytes: &[u8]| {
+            alice
+                .handle_input(
+                    t0,
+                    Input::Received {
+                        conn,
+                        data: framing::encode(bytes),
+                    },
+                )
+                .expect("input");
+        };
+        // Signed with our own password, not Bob's: a forgery.
+        feed(&mut alice, &answer(&a.pwd));
+        assert_eq!(alice.dropped().bad_integrity, 1);
+        assert_eq!(alice.check_list().pairs()[0].state, PairState::InProgress);
+        // The real answer still ends the transaction.
+        feed(&mut alice, &answer(&b.pwd));
+        assert_eq!(alice.check_list().pairs()[0].state, PairState::Succeeded);
+        // A second copy of it no longer matches anything.
+        feed(&mut alice, &answer(&b.pwd));
+        assert_eq!(alice.dropped().unmatched_response, 1);
+    }
+
+    #[test]
     fn a_connection_that_never_checks_is_closed() {
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
