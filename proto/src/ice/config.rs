@@ -32,7 +32,8 @@ pub struct Config {
     /// How long a check may wait for its response on an open connection, and an accepted
     /// connection for its first valid check. There is no retransmission over TCP.
     pub check_timeout: Duration,
-    /// The whole negotiation (Jami: 10 s), from [`Agent::new`](super::Agent::new) to a selected pair.
+    /// The whole negotiation (Jami: 10 s), from [`Agent::new`](super::Agent::new) to a
+    /// selected pair.
     pub ice_timeout: Duration,
     /// How long the controlling agent waits, after the first valid pair, for better pairs
     /// still in progress before it nominates the best valid one.
@@ -41,7 +42,8 @@ pub struct Config {
     pub keepalive_interval: Duration,
     /// Consent is lost when no consent check was answered for this long (RFC 7675: 30 s).
     pub consent_timeout: Duration,
-    /// At most this many pairs are formed (RFC 8445 §6.1.2.5: 100).
+    /// At most this many pairs are formed (RFC 8445 §6.1.2.5: 100), and at most as many
+    /// again are learned from the peer's connections.
     pub max_pairs: usize,
     /// At most this many connections at once, accepted ones included; more are closed.
     pub max_connections: usize,
