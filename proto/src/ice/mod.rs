@@ -17,9 +17,12 @@
 //! [`TurnEvent::Allocated`](crate::turn::TurnEvent::Allocated) address becomes a
 //! `relay` passive candidate; a
 //! [`TurnEvent::PeerStream`](crate::turn::TurnEvent::PeerStream) with `incoming: true`
-//! becomes [`Input::Accepted`] with `local` = the relayed address and `remote` = the peer;
-//! its `PeerData` becomes [`Input::Received`], and the agent's [`Output::Send`] and
-//! [`Output::Close`] on that connection go to the TURN client's data connection. The peer's
+//! becomes [`Input::Accepted`] with `local` = the relayed address and `remote` = the peer,
+//! under a [`ConnId::Accepted`](crate::io::ConnId::Accepted) name the owner picks (the
+//! agent names every `ConnId::Connect` in its space, and the TURN client's data connection
+//! is one of the owner's own); its `PeerData` becomes [`Input::Received`], and the agent's
+//! [`Output::Send`] and [`Output::Close`] on that name go to the TURN client's data
+//! connection. The peer's
 //! address as the relay saw it is usually none of its candidates, so the pair's remote side
 //! is a peer-reflexive candidate; the pair stays the lowest-priority one either way.
 //!
