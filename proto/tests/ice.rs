@@ -1363,6 +1363,79 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn a_peer_that_nominates_aggressively_is_followed() {
+        // Older pjnath put USE-CANDIDATE in every check (aggressive nomination). The
+        // controlled side selects the pair once its own triggered check on it succeeds.
+        let t0 = Instant::now();
+        let alice = agent(t0, Role::Controlling, host("10.0.0.1", 5000), 1);
+        let mut bob = agent(t0, Role::Controlled, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        bob.set_remote_description(t0, a.clone()).expect("set");
+        let _ = outputs(&mut bob);
+        let conn = ConnId::Accepted(4);
+        bob.handle_input(
+            t0,
+            Input::Accepted {
+                conn,
+                local: addr("10.0.0.2:6000"),
+                remote: addr("10.0.0.1:40001"),
+            },
+        )
+        .expect("accepted");
+        let aggressive = Builder::new(Class::Request, BINDING, 77)
+            .username(&format!("{}:{}", b.ufrag, a.ufrag))
+            .priority(1_862_270_975)
+            .role(RoleAttribute::Controlling(u64::MAX))
+            .use_candidate()
+            .finish(Some(&b.pwd))
+            .expect("builds");
+        bob.handle_input(
+            t0,
+            Input::Received {
+                conn,
+                data: framing::encode(&aggressive),
+            },
+        )
+        .expect("input");
+        assert!(
+            bob.selected().is_none(),
+            "not before bob's own check succeeds"
+        );
+        // The triggered check goes out on the same connection at the next pacing tick.
+        bob.handle_timeout(t0 + Duration::from_millis(50));
+        let triggered = outputs(&mut bob)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { conn: c, data } if c == conn => {
+                    Some(FrameDecoder::new().push(&data).remove(0))
+                }
+                _ => None,
+            })
+            .map(|f| StunMessage::decode(&f).expect("decodes"))
+            .find(|m| m.class == Class::Request)
+            .expect("a triggered check");
+        let answer = Builder::new(Class::Success, BINDING, triggered.transaction)
+            .xor_mapped(addr("10.0.0.2:6000"))
+            .finish(Some(&a.pwd))
+            .expect("builds");
+        let t1 = t0 + Duration::from_millis(60);
+        bob.handle_input(
+            t1,
+            Input::Received {
+                conn,
+                data: framing::encode(&answer),
+            },
+        )
+        .expect("input");
+        let out = outputs(&mut bob);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::Selected { conn: c, .. }) if *c == conn
+        )));
+        assert_eq!(bob.selected().map(|(c, _)| c), Some(conn));
+    }
+
+    #[test]
     fn a_connection_that_never_checks_is_closed() {
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
