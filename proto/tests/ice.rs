@@ -576,7 +576,11 @@ A.A.A.A:YYYY
         assert_eq!(net.hosts[b].agent.role(), Role::Controlling);
         // The nominated pair is the best one, and its connection carries application bytes
         // in RFC 4571 frames, both ways.
-        net.hosts[a].agent.send(b"hello bob").expect("selected");
+        assert_eq!(
+            net.hosts[a].agent.send(b"hello bob"),
+            Ok(11),
+            "9 bytes and 2 of length"
+        );
         net.hosts[b].agent.send(b"hello alice").expect("selected");
         net.run_for(Duration::from_secs(3));
         assert_eq!(net.hosts[b].data.len(), 1);

@@ -455,16 +455,17 @@ impl Agent {
         Ok(())
     }
 
-    /// Sends application bytes on the selected pair, in RFC 4571 frames.
-    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// Sends application bytes on the selected pair, in RFC 4571 frames, and returns how
+    /// many bytes that queued on the connection (the data plus 2 per frame), which is what
+    /// the driver's `Writable` will count when they leave.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         let Some((conn, _)) = self.selected().filter(|_| self.state == State::Selected) else {
             return Err(Error::NotNow("no selected pair"));
         };
-        self.out.push_back(Output::Send {
-            conn,
-            data: framing::encode(data),
-        });
-        Ok(())
+        let framed = framing::encode(data);
+        let queued = framed.len();
+        self.out.push_back(Output::Send { conn, data: framed });
+        Ok(queued)
     }
 
     /// Ends the session: every connection is closed, the selected one included.
