@@ -16,7 +16,7 @@ mod ice {
     use ferry_proto::io::{ConnId, ConnectError};
     use ferry_proto::stun::framing::{self, FrameDecoder};
     use ferry_proto::stun::{
-        BINDING, Builder, Class, IntegrityError, RoleAttribute, SeededRng, StunError, StunMessage,
+        BINDING, Builder, Class, IntegrityError, RoleAttribute, StunError, StunMessage, StunRng,
         verify_integrity,
     };
 
@@ -230,6 +230,13 @@ A.A.A.A:YYYY
             passive(CandidateType::Host, "10.0.0.1:5000"),
             active("10.0.0.1:9"),
             active("[2001:db8::1]:9"),
+            // Its base is the host candidate above; it never makes pairs of its own.
+            Candidate::tcp(
+                CandidateType::ServerReflexive,
+                TcpType::Active,
+                addr("203.0.113.1:9"),
+                65535,
+            ),
         ];
         let remote = vec![
             passive(CandidateType::Relayed, "198.51.100.1:3478"),
@@ -258,7 +265,7 @@ A.A.A.A:YYYY
                 (addr("10.0.0.1:9"), addr("203.0.113.2:6000")),
                 (addr("10.0.0.1:9"), addr("198.51.100.1:3478")),
             ],
-            "no local passive, no remote active, no UDP or so, no family mix; best first"
+            "no local passive or srflx, no remote active, no UDP or so, no family mix; best first"
         );
         assert!(list.pairs().iter().all(|p| p.origin == Origin::Active));
         assert!(
@@ -502,9 +509,9 @@ A.A.A.A:YYYY
 
     #[test]
     fn transaction_ids_come_from_the_seed() {
-        let mut a = SeededRng::new(42);
-        let mut b = SeededRng::new(42);
-        let mut c = SeededRng::new(43);
+        let mut a = StunRng::new(42);
+        let mut b = StunRng::new(42);
+        let mut c = StunRng::new(43);
         let (x, y, z) = (a.transaction_id(), b.transaction_id(), c.transaction_id());
         assert_eq!(x, y);
         assert_ne!(x, z);
@@ -528,7 +535,7 @@ A.A.A.A:YYYY
             framing::encode_into(p, &mut stream);
         }
         let stream = stream.freeze();
-        let mut rng = SeededRng::new(7);
+        let mut rng = StunRng::new(7);
         for _ in 0..200 {
             let mut d = FrameDecoder::new();
             let mut got = Vec::new();
@@ -569,7 +576,11 @@ A.A.A.A:YYYY
         assert_eq!(net.hosts[b].agent.role(), Role::Controlling);
         // The nominated pair is the best one, and its connection carries application bytes
         // in RFC 4571 frames, both ways.
-        net.hosts[a].agent.send(b"hello bob").expect("selected");
+        assert_eq!(
+            net.hosts[a].agent.send(b"hello bob"),
+            Ok(11),
+            "9 bytes and 2 of length"
+        );
         net.hosts[b].agent.send(b"hello alice").expect("selected");
         net.run_for(Duration::from_secs(3));
         assert_eq!(net.hosts[b].data.len(), 1);
@@ -968,7 +979,7 @@ A.A.A.A:YYYY
             Route::ResetOnData,
         ];
         for seed in 0..1000u64 {
-            let mut rng = SeededRng::new(seed);
+            let mut rng = StunRng::new(seed);
             let mut pick = |n: u64| rng.next_u64() % n;
             let t0 = Instant::now();
             let mut net = Net::new(t0);
@@ -1295,6 +1306,140 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn a_forged_answer_changes_nothing_and_the_real_one_still_counts() {
+        let t0 = Instant::now();
+        let mut alice = agent(t0, Role::Controlled, host("10.0.0.1", 5000), 1);
+        let bob = agent(t0, Role::Controlling, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        alice.set_remote_description(t0, b.clone()).expect("set");
+        alice.handle_timeout(t0);
+        let conn = ConnId::Connect(0);
+        assert!(matches!(
+            outputs(&mut alice).first(),
+            Some(Output::Connect { conn: c, .. }) if *c == conn
+        ));
+        alice
+            .handle_input(
+                t0,
+                Input::Connected {
+                    conn,
+                    local: addr("10.0.0.1:40001"),
+                },
+            )
+            .expect("connected");
+        let check = outputs(&mut alice)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send { data, .. } => Some(FrameDecoder::new().push(&data).remove(0)),
+                _ => None,
+            })
+            .expect("a check");
+        let m = StunMessage::decode(&check).expect("decodes");
+        assert_eq!(m.username, Some(format!("{}:{}", b.ufrag, a.ufrag)));
+        assert_eq!(m.role, Some(RoleAttribute::Controlled(alice.tie_breaker())));
+        let answer = |password: &str| {
+            Builder::new(Class::Success, BINDING, m.transaction)
+                .xor_mapped(addr("10.0.0.1:40001"))
+                .finish(Some(password))
+                .expect("builds")
+        };
+        let feed = |alice: &mut Agent, bytes: &[u8]| {
+            alice
+                .handle_input(
+                    t0,
+                    Input::Received {
+                        conn,
+                        data: framing::encode(bytes),
+                    },
+                )
+                .expect("input");
+        };
+        // Signed with our own password, not Bob's: a forgery.
+        feed(&mut alice, &answer(&a.pwd));
+        assert_eq!(alice.dropped().bad_integrity, 1);
+        assert_eq!(alice.check_list().pairs()[0].state, PairState::InProgress);
+        // The real answer still ends the transaction.
+        feed(&mut alice, &answer(&b.pwd));
+        assert_eq!(alice.check_list().pairs()[0].state, PairState::Succeeded);
+        // A second copy of it no longer matches anything.
+        feed(&mut alice, &answer(&b.pwd));
+        assert_eq!(alice.dropped().unmatched_response, 1);
+    }
+
+    #[test]
+    fn a_peer_that_nominates_aggressively_is_followed() {
+        // Older pjnath put USE-CANDIDATE in every check (aggressive nomination). The
+        // controlled side selects the pair once its own triggered check on it succeeds.
+        let t0 = Instant::now();
+        let alice = agent(t0, Role::Controlling, host("10.0.0.1", 5000), 1);
+        let mut bob = agent(t0, Role::Controlled, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        bob.set_remote_description(t0, a.clone()).expect("set");
+        let _ = outputs(&mut bob);
+        let conn = ConnId::Accepted(4);
+        bob.handle_input(
+            t0,
+            Input::Accepted {
+                conn,
+                local: addr("10.0.0.2:6000"),
+                remote: addr("10.0.0.1:40001"),
+            },
+        )
+        .expect("accepted");
+        let aggressive = Builder::new(Class::Request, BINDING, 77)
+            .username(&format!("{}:{}", b.ufrag, a.ufrag))
+            .priority(1_862_270_975)
+            .role(RoleAttribute::Controlling(u64::MAX))
+            .use_candidate()
+            .finish(Some(&b.pwd))
+            .expect("builds");
+        bob.handle_input(
+            t0,
+            Input::Received {
+                conn,
+                data: framing::encode(&aggressive),
+            },
+        )
+        .expect("input");
+        assert!(
+            bob.selected().is_none(),
+            "not before bob's own check succeeds"
+        );
+        // The triggered check goes out on the same connection at the next pacing tick.
+        bob.handle_timeout(t0 + Duration::from_millis(50));
+        let triggered = outputs(&mut bob)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { conn: c, data } if c == conn => {
+                    Some(FrameDecoder::new().push(&data).remove(0))
+                }
+                _ => None,
+            })
+            .map(|f| StunMessage::decode(&f).expect("decodes"))
+            .find(|m| m.class == Class::Request)
+            .expect("a triggered check");
+        let answer = Builder::new(Class::Success, BINDING, triggered.transaction)
+            .xor_mapped(addr("10.0.0.2:6000"))
+            .finish(Some(&a.pwd))
+            .expect("builds");
+        let t1 = t0 + Duration::from_millis(60);
+        bob.handle_input(
+            t1,
+            Input::Received {
+                conn,
+                data: framing::encode(&answer),
+            },
+        )
+        .expect("input");
+        let out = outputs(&mut bob);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::Selected { conn: c, .. }) if *c == conn
+        )));
+        assert_eq!(bob.selected().map(|(c, _)| c), Some(conn));
+    }
+
+    #[test]
     fn a_connection_that_never_checks_is_closed() {
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
@@ -1342,7 +1487,7 @@ A.A.A.A:YYYY
 
     #[test]
     fn garbage_never_panics() {
-        let mut rng = SeededRng::new(2026);
+        let mut rng = StunRng::new(2026);
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
         let responses = [

@@ -38,8 +38,13 @@ pub struct Host {
 }
 
 enum OpenFile {
-    Source { seed: u64, digest: StreamDigest },
-    Partial { name: String },
+    Source {
+        seed: u64,
+        digest: Box<StreamDigest>,
+    },
+    Partial {
+        name: String,
+    },
 }
 
 struct Scheduled {
@@ -374,7 +379,7 @@ impl Lan {
                             file.0,
                             OpenFile::Source {
                                 seed,
-                                digest: StreamDigest::new(),
+                                digest: Box::default(),
                             },
                         );
                         FileResult::Opened { file, len }
@@ -402,7 +407,7 @@ impl Lan {
             },
             FileOp::Digest { file, len } => match host.open.get_mut(&file.0) {
                 Some(OpenFile::Source { seed, digest, .. }) => {
-                    let mut d = std::mem::take(digest);
+                    let mut d = std::mem::take(digest.as_mut());
                     let missing = d.missing(len);
                     d.update(
                         missing.start,

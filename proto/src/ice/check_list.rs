@@ -1,7 +1,7 @@
 //! The check list: candidate pairs, their states and their order (RFC 8445 §6.1.2, with
 //! RFC 6544's rules for TCP).
 //!
-//! Forming pairs for TCP keeps only *active → passive*: a local active candidate opens a
+//! Forming pairs for TCP keeps only *active → passive*: a local active host candidate opens a
 //! connection to a remote passive one. A local passive candidate never starts a check (it
 //! waits for the peer's connection), a remote active one cannot be connected to, and
 //! simultaneous-open and UDP candidates are not paired at all. Pairs whose addresses are of
@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use super::candidate::{Candidate, Transport};
+use super::candidate::{Candidate, CandidateType, Transport};
 use super::priority::pair_priority;
 use super::{PairFailure, Role};
 use crate::io::ConnId;
@@ -119,7 +119,15 @@ impl CheckList {
         max_pairs: usize,
     ) -> CheckList {
         let mut pairs: Vec<Pair> = Vec::new();
-        for l in local.iter().filter(|c| c.is_active() && c.component == 1) {
+        // An active connection leaves from a local interface: a server-reflexive local
+        // candidate would be replaced by its base (§6.1.2.4), a host candidate the list
+        // already holds, so only host candidates are paired.
+        let from_host = |c: &&Candidate| c.kind == CandidateType::Host;
+        for l in local
+            .iter()
+            .filter(|c| c.is_active() && c.component == 1)
+            .filter(from_host)
+        {
             for r in remote.iter().filter(|c| c.is_passive() && c.component == 1) {
                 if l.addr.is_ipv4() != r.addr.is_ipv4() || r.transport != Transport::Tcp {
                     continue;

@@ -13,6 +13,19 @@
 //! a connection that reaches us through the relay is handed to the agent as an accepted
 //! connection like any other. The agent knows nothing of TURN.
 //!
+//! With the [`crate::turn`] client, the owner wires a relayed candidate like this: the
+//! [`TurnEvent::Allocated`](crate::turn::TurnEvent::Allocated) address becomes a
+//! `relay` passive candidate; a
+//! [`TurnEvent::PeerStream`](crate::turn::TurnEvent::PeerStream) with `incoming: true`
+//! becomes [`Input::Accepted`] with `local` = the relayed address and `remote` = the peer,
+//! under a [`ConnId::Accepted`](crate::io::ConnId::Accepted) name the owner picks (the
+//! agent names every `ConnId::Connect` in its space, and the TURN client's data connection
+//! is one of the owner's own); its `PeerData` becomes [`Input::Received`], and the agent's
+//! [`Output::Send`] and [`Output::Close`] on that name go to the TURN client's data
+//! connection. The peer's
+//! address as the relay saw it is usually none of its candidates, so the pair's remote side
+//! is a peer-reflexive candidate; the pair stays the lowest-priority one either way.
+//!
 //! # Why the agent has its own `Input` / `Output`
 //!
 //! The agent speaks a narrower vocabulary than [`crate::io`] rather than implementing
@@ -64,6 +77,8 @@
 //! - Consent freshness (RFC 7675) is a Binding request every keepalive interval on the
 //!   selected pair, whatever the traffic; consent is lost when no authenticated response
 //!   arrived for [`Config::consent_timeout`].
+//! - Credentials have Jami's shapes: an 8-hex-digit ufrag and a 24-hex-digit password, so
+//!   96 random bits where RFC 8445 §5.3 asks for 128. The parser accepts any RFC-sized ones.
 //! - Checks carry FINGERPRINT always; a message without one is dropped. On the selected
 //!   connection the FINGERPRINT is also the demultiplexer (RFC 8489 §14.7): a frame that
 //!   starts like STUN but does not decode with a valid one is the application's.
@@ -73,267 +88,15 @@
 mod agent;
 mod candidate;
 mod check_list;
+mod config;
 mod description;
 pub mod priority;
-
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
-use bytes::Bytes;
+mod vocabulary;
 
 pub use agent::{Agent, Dropped};
 pub use candidate::{ACTIVE_PORT, Candidate, CandidateError, CandidateType, TcpType, Transport};
 pub use check_list::{CheckList, Origin, Pair, PairState};
+pub use config::{Config, Role};
 pub use description::{BadLine, Description, DescriptionError, Parsed};
 pub use priority::LocalPreference;
-
-use crate::io::{ConnId, ConnectError};
-
-/// Which agent decides (RFC 8445 §6.1.1). The answerer of a connection request is
-/// controlling, the requester controlled, as in Jami.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Nominates the pair.
-    Controlling,
-    /// Accepts the nomination.
-    Controlled,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Controlling => "controlling",
-            Role::Controlled => "controlled",
-        })
-    }
-}
-
-/// Every timeout and limit of an agent. The defaults follow Jami where it has a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Ta: the pacing between two checks started (RFC 8445 §14.2: 50 ms).
-    pub pacing: Duration,
-    /// How long the driver may take to open a TCP connection.
-    pub connect_timeout: Duration,
-    /// How long a check may wait for its response on an open connection, and an accepted
-    /// connection for its first valid check. There is no retransmission over TCP.
-    pub check_timeout: Duration,
-    /// The whole negotiation (Jami: 10 s), from [`Agent::new`] to a selected pair.
-    pub ice_timeout: Duration,
-    /// How long the controlling agent waits, after the first valid pair, for better pairs
-    /// still in progress before it nominates the best valid one.
-    pub nomination_wait: Duration,
-    /// Interval between consent checks on the selected pair.
-    pub keepalive_interval: Duration,
-    /// Consent is lost when no consent check was answered for this long (RFC 7675: 30 s).
-    pub consent_timeout: Duration,
-    /// At most this many pairs are formed (RFC 8445 §6.1.2.5: 100).
-    pub max_pairs: usize,
-    /// At most this many connections at once, accepted ones included; more are closed.
-    pub max_connections: usize,
-    /// Application bytes that may arrive on a connection before it is selected (the peer
-    /// selected first and started TLS); more and the connection is dropped.
-    pub early_data_limit: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            pacing: Duration::from_millis(50),
-            connect_timeout: Duration::from_secs(3),
-            check_timeout: Duration::from_secs(2),
-            ice_timeout: Duration::from_secs(10),
-            nomination_wait: Duration::from_millis(500),
-            keepalive_interval: Duration::from_secs(15),
-            consent_timeout: Duration::from_secs(30),
-            max_pairs: 100,
-            max_connections: 200,
-            early_data_limit: 64 * 1024,
-        }
-    }
-}
-
-/// What the owner feeds an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Input {
-    /// A connection asked for with [`Output::Connect`] is open.
-    Connected {
-        /// Which connection.
-        conn: ConnId,
-        /// The local address it uses.
-        local: SocketAddr,
-    },
-    /// A connection asked for with [`Output::Connect`] could not be opened.
-    ConnectFailed {
-        /// Which connection.
-        conn: ConnId,
-        /// Why.
-        error: ConnectError,
-    },
-    /// The peer opened a connection to one of our passive candidates (directly, or through
-    /// our TURN relay).
-    Accepted {
-        /// The driver's name for it, always [`ConnId::Accepted`].
-        conn: ConnId,
-        /// The address it arrived on: a passive candidate's address.
-        local: SocketAddr,
-        /// The peer's address as we see it.
-        remote: SocketAddr,
-    },
-    /// Bytes arrived on a connection; any split is possible.
-    Received {
-        /// Which connection.
-        conn: ConnId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// The peer closed the connection (half or whole: ICE has no use for a half).
-    Closed {
-        /// Which connection.
-        conn: ConnId,
-    },
-    /// The connection was reset.
-    Reset {
-        /// Which connection.
-        conn: ConnId,
-    },
-}
-
-/// What an agent asks of its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Output {
-    /// Open a TCP connection from `local_ip` to `remote`, giving up after `timeout`.
-    Connect {
-        /// The agent's name for it, always [`ConnId::Connect`].
-        conn: ConnId,
-        /// The remote passive candidate.
-        remote: SocketAddr,
-        /// The IP of the local active candidate to connect from.
-        local_ip: IpAddr,
-        /// Answer [`ConnectError::TimedOut`] after this long.
-        timeout: Duration,
-    },
-    /// Queue bytes (whole RFC 4571 frames) on a connection.
-    Send {
-        /// Which connection.
-        conn: ConnId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// Close a connection the agent no longer needs.
-    Close {
-        /// Which connection.
-        conn: ConnId,
-    },
-    /// Application bytes the peer sent on the selected pair, unframed.
-    Data {
-        /// The selected connection.
-        conn: ConnId,
-        /// The bytes of one frame.
-        data: Bytes,
-    },
-    /// Something for the owner.
-    Event(Event),
-}
-
-/// What happened, for the owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The peer's check came from an address that is none of its candidates: a new remote
-    /// peer-reflexive candidate.
-    PeerReflexive {
-        /// The learned candidate.
-        candidate: Candidate,
-    },
-    /// A role conflict made this agent change role.
-    RoleChanged {
-        /// The new role.
-        role: Role,
-    },
-    /// A pair is nominated: its connection now carries the application's bytes.
-    Selected {
-        /// The connection.
-        conn: ConnId,
-        /// Our candidate.
-        local: Candidate,
-        /// The peer's candidate.
-        remote: Candidate,
-    },
-    /// ICE is over without a path, or the selected path was lost.
-    Failed {
-        /// Why.
-        reason: FailReason,
-        /// Every pair and how it ended.
-        pairs: Vec<PairReport>,
-    },
-}
-
-/// Why an ICE session failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailReason {
-    /// No pair was selected within [`Config::ice_timeout`].
-    Timeout,
-    /// The selected pair's connection closed or was reset.
-    SelectedConnectionLost,
-    /// The peer stopped answering consent checks on the selected pair.
-    ConsentExpired,
-}
-
-impl fmt::Display for FailReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FailReason::Timeout => "ICE timeout",
-            FailReason::SelectedConnectionLost => "selected connection lost",
-            FailReason::ConsentExpired => "consent expired",
-        })
-    }
-}
-
-/// Why one pair failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PairFailure {
-    /// The TCP connection could not be opened.
-    ConnectFailed(ConnectError),
-    /// The connection was reset.
-    Reset,
-    /// The peer closed the connection.
-    Closed,
-    /// The connection opened but no response (or no check) came in time.
-    Silent,
-    /// The peer answered with this STUN error code.
-    ErrorResponse(u16),
-    /// The peer sent more application bytes before selection than allowed.
-    EarlyDataOverflow,
-}
-
-impl fmt::Display for PairFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PairFailure::ConnectFailed(e) => write!(f, "connect failed ({e:?})"),
-            PairFailure::Reset => f.write_str("reset"),
-            PairFailure::Closed => f.write_str("closed by peer"),
-            PairFailure::Silent => f.write_str("no answer"),
-            PairFailure::ErrorResponse(code) => write!(f, "error response {code}"),
-            PairFailure::EarlyDataOverflow => f.write_str("too much early data"),
-        }
-    }
-}
-
-/// One pair in a [`Event::Failed`] report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PairReport {
-    /// Our candidate's address.
-    pub local: SocketAddr,
-    /// The peer's candidate's address.
-    pub remote: SocketAddr,
-    /// The peer's candidate's type.
-    pub remote_kind: CandidateType,
-    /// How the pair ended.
-    pub state: PairState,
-}
+pub use vocabulary::{Event, FailReason, Input, Output, PairFailure, PairReport};

@@ -356,7 +356,8 @@ impl Node {
                     }
                 }
                 Timer::Answer => {
-                    return self.connector_failed(id, "signalling: no answer on the DHT".to_owned());
+                    return self
+                        .connector_failed(id, "signalling: no answer on the DHT".to_owned());
                 }
                 Timer::Permission => return self.connector_answer_now(now, id),
                 Timer::Tls => {
@@ -401,10 +402,7 @@ impl Node {
             moved = true;
             self.on_tls_output(now, id, out);
         }
-        loop {
-            let Some(c) = self.connectors.get_mut(&id) else {
-                break;
-            };
+        while let Some(c) = self.connectors.get_mut(&id) {
             let Some(mux) = c.mux.as_mut() else { break };
             if let Some(bytes) = mux.poll_transmit() {
                 moved = true;

@@ -1,7 +1,7 @@
 //! Building and reading the STUN messages ICE needs, on top of `stun-types`.
 //!
 //! Building: [`Builder`] starts a request, success, error or indication with a transaction
-//! id the caller drew from its [`SeededRng`](super::SeededRng), takes the attributes ICE
+//! id the caller drew from its [`StunRng`](super::StunRng), takes the attributes ICE
 //! uses, and ends with short-term MESSAGE-INTEGRITY (optional) and FINGERPRINT (always).
 //!
 //! Reading: [`StunMessage::decode`] checks the header, the length and the FINGERPRINT when

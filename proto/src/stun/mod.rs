@@ -5,7 +5,7 @@
 //! [`Builder`] and [`StunMessage`] write and read STUN messages on the `stun-types` crate
 //! (which does the encoding, integrity and fingerprint arithmetic); [`ice_attributes`] adds
 //! PRIORITY, USE-CANDIDATE, ICE-CONTROLLING and ICE-CONTROLLED, which `stun-types` leaves to
-//! its users; [`SeededRng`] draws transaction ids from a seed, never from global randomness;
+//! its users; [`StunRng`] draws transaction ids from a seed, never from global randomness;
 //! [`Transactions`] keeps the requests sent and not yet answered, with their deadlines.
 //!
 //! It does not own any state machine: the ICE agent ([`crate::ice`]) and, later, the TURN
@@ -23,5 +23,5 @@ pub use message::{
     BINDING, BuildError, Builder, Class, IntegrityError, RoleAttribute, StunError, StunMessage,
     looks_like_stun, verify_integrity,
 };
-pub use rng::SeededRng;
+pub use rng::StunRng;
 pub use transactions::Transactions;
