@@ -155,7 +155,7 @@ fn the_header_arrives_after_three_dht_hops_and_a_few_round_trips() {
     // the TLS 1.3 handshake and the header: round trips.
     let (dht, rtt) = (lan.dht_latency, lan.latency * 2);
     let took = offered_at - sent_at;
-    println!(
+    eprintln!(
         "send_file → header at the receiver: {took:?} = 3 × {dht:?} DHT + {:.1} RTT of {rtt:?}",
         (took - dht * 3).as_secs_f64() / rtt.as_secs_f64()
     );
