@@ -1,10 +1,9 @@
-//! Ferry's deterministic network simulator — **not built yet**.
+//! Ferry's deterministic network simulator.
 //!
-//! This crate will run any number of `ferry-proto` endpoints (anything implementing
-//! [`ferry_proto::io::Endpoint`]) on a virtual clock, with hosts, NATs, simulated TCP, a DHT
-//! model, a TURN server and faults, recording traces with [`ferry_proto::trace`]. It is the
-//! subject of the `[sim]` and `[sim-turn]` issues; until they land it exports nothing, so that
-//! nothing here pretends to work.
-//!
-//! Today the two-party transfer harness in `ferry-tests` (`ferry_tests::pair`) is the only
-//! virtual-time driver; its event queue and file serving are what this crate will generalise.
+//! The world itself (virtual clock, hosts, NATs, TCP, DHT, faults) is the subject of the
+//! `[sim]` issue and is not in this crate yet. What is here already:
+//! - [`turn_server`]: a TURN server (RFC 8656, RFC 6062) as a sans-IO
+//!   [`Endpoint`](ferry_proto::io::Endpoint), held to the same client tests as the real
+//!   coturn; any driver can run it (the interop tests run it on real loopback sockets).
+
+pub mod turn_server;
