@@ -80,8 +80,12 @@
 //! - [`aggregate`]: the optimistic view of one file sent to several devices.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`timer`]: the table of deadlines each state machine keeps.
+//! - `driver` (cargo feature `driver`): what the runtimes share to run an endpoint on real
+//!   sockets and files; no state machine uses it.
 
 pub mod aggregate;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod io;
 pub mod signal;
 pub mod timer;

@@ -1,0 +1,592 @@
+//! The runtime-independent half of a driver: the [`Shell`] around one [`Endpoint`].
+//!
+//! A runtime (smol, tokio) provides sockets and tasks through the [`Net`] trait and an event
+//! loop that waits for the next [`SocketEvent`], [`Input`] (from the file thread and the DHT),
+//! application command or deadline, and hands it to the shell. The shell carries out every
+//! [`Output`] and keeps the bookkeeping both runtimes would otherwise write twice:
+//!
+//! - names: a [`Tag`] per socket, never reused, so a late report from a stopped task is
+//!   recognised and dropped; [`ConnId::Accepted`] numbers for accepted connections;
+//! - `PauseReading`: the reader task stops, and what it had already read is held back, in
+//!   order, until `ResumeReading`;
+//! - closing: a half-close is a FIN after the queued bytes; [`Input::HalfClosed`] when the peer
+//!   ends its side first, [`Input::Closed`] once both sides are done; a `Close` keeps reading
+//!   (and discarding) until the peer's FIN or [`CLOSE_LINGER`], so that unread bytes never
+//!   turn our close into a reset that loses our last bytes;
+//! - deadlines: connect timeouts and close lingers, beside the endpoint's own.
+//!
+//! It is sans-IO like the endpoint it wraps: time comes in as an argument, and it reaches the
+//! world only through [`Net`], the [`FileThread`] and the [`DhtClient`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::dht::DhtClient;
+use super::files::FileThread;
+use super::net;
+use crate::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
+use crate::timer::Timers;
+
+/// How long a closed connection keeps reading for the peer's FIN before it is dropped.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
+
+/// The shell's name for one socket (listener or connection). Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag(pub u64);
+
+/// What a runtime's socket tasks report to the shell.
+#[derive(Debug)]
+pub enum SocketEvent<S> {
+    /// The accept task of listener `tag` accepted a connection.
+    Accepted {
+        /// The listener's tag.
+        tag: Tag,
+        /// The new connection.
+        stream: S,
+        /// Who connected.
+        remote: SocketAddr,
+    },
+    /// A connect finished ([`net::finish_connect`] said so).
+    Connected {
+        /// The connection's tag.
+        tag: Tag,
+        /// The connection.
+        stream: S,
+        /// The local address it got.
+        local: SocketAddr,
+    },
+    /// A connect failed.
+    ConnectFailed {
+        /// The connection's tag.
+        tag: Tag,
+        /// Why.
+        error: ConnectError,
+    },
+    /// The reader task read bytes.
+    Received {
+        /// The connection's tag.
+        tag: Tag,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The writer task handed `bytes` more bytes to the system.
+    Sent {
+        /// The connection's tag.
+        tag: Tag,
+        /// How many.
+        bytes: usize,
+    },
+    /// The writer task sent our FIN, after every queued byte.
+    FinSent {
+        /// The connection's tag.
+        tag: Tag,
+    },
+    /// The reader task read the peer's FIN; it has stopped.
+    Eof {
+        /// The connection's tag.
+        tag: Tag,
+    },
+    /// Reading or writing failed (a reset, mostly); the connection is gone.
+    Failed {
+        /// The connection's tag.
+        tag: Tag,
+    },
+}
+
+/// What a runtime provides: tasks over its own sockets, each reporting [`SocketEvent`]s.
+///
+/// Dropping a [`Task`](Net::Task) or a [`Conn`](Net::Conn) stops its tasks and closes the
+/// socket.
+pub trait Net {
+    /// A connected socket of this runtime.
+    type Stream;
+    /// A running connection: its reader and writer tasks and the way to reach them.
+    type Conn;
+    /// A running accept or connect task.
+    type Task;
+
+    /// Starts accepting on `listener` (non-blocking, from [`net::listener`]), reporting
+    /// [`SocketEvent::Accepted`] with `tag`.
+    fn accept(&mut self, tag: Tag, listener: std::net::TcpListener) -> std::io::Result<Self::Task>;
+
+    /// Waits until the connect started on `socket` (by [`net::start_connect`]) is writable,
+    /// then reports [`SocketEvent::Connected`] or [`SocketEvent::ConnectFailed`] with `tag`.
+    fn connect(&mut self, tag: Tag, socket: std::net::TcpStream) -> std::io::Result<Self::Task>;
+
+    /// Starts the reader and writer tasks of a connection, reading at once.
+    fn start(&mut self, tag: Tag, stream: Self::Stream) -> Self::Conn;
+
+    /// Queues bytes for the writer; it reports [`SocketEvent::Sent`] as they leave.
+    fn send(&mut self, conn: &Self::Conn, data: Bytes);
+
+    /// Queues our FIN after the bytes already queued; reported by [`SocketEvent::FinSent`].
+    fn shutdown_write(&mut self, conn: &Self::Conn);
+
+    /// Stops or restarts the reader (TCP's window then pushes back on the peer).
+    fn set_reading(&mut self, conn: &Self::Conn, on: bool);
+
+    /// Aborts the connection with a reset (see [`net::reset_on_close`]), dropping its queue.
+    fn reset(&mut self, conn: Self::Conn);
+}
+
+/// What a reader reported while its connection was paused, kept in order.
+enum Held {
+    Data(Bytes),
+    Eof,
+}
+
+struct Open<C> {
+    conn: ConnId,
+    io: C,
+    paused: bool,
+    held: VecDeque<Held>,
+    fin_asked: bool,
+    fin_sent: bool,
+    eof: bool,
+}
+
+enum Socket<N: Net> {
+    Connecting { conn: ConnId, _task: N::Task },
+    Open(Open<N::Conn>),
+    /// The endpoint closed it and forgot it; waiting for both FINs.
+    Closing { _io: N::Conn, fin_sent: bool, eof: bool },
+}
+
+struct Listener<T> {
+    id: ListenerId,
+    local: SocketAddr,
+    _task: T,
+}
+
+/// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtClient`].
+///
+/// The runtime's loop calls, for whatever woke it: [`handle_socket`](Self::handle_socket),
+/// [`handle_input`](Self::handle_input), [`command`](Self::command) or
+/// [`handle_timeout`](Self::handle_timeout); then takes the application's events with
+/// [`poll_event`](Self::poll_event) and sleeps until [`poll_timeout`](Self::poll_timeout) or
+/// the next wake-up. Every handler carries out all the outputs it caused before it returns.
+pub struct Shell<E: Endpoint, N: Net> {
+    endpoint: E,
+    net: N,
+    files: FileThread,
+    dht: DhtClient,
+    dht_listening: BTreeSet<DhtKey>,
+    next_tag: u64,
+    next_accepted: u32,
+    listeners: BTreeMap<Tag, Listener<N::Task>>,
+    sockets: BTreeMap<Tag, Socket<N>>,
+    conns: BTreeMap<ConnId, Tag>,
+    /// Connect timeouts and close lingers, by socket.
+    timers: Timers<Tag>,
+    /// Paused connections that were resumed with bytes held back.
+    resumed: VecDeque<Tag>,
+    events: VecDeque<E::Event>,
+    refused: Vec<crate::Error>,
+}
+
+impl<E: Endpoint, N: Net> Shell<E, N> {
+    /// Wraps `endpoint`; nothing happens until the first handler call.
+    pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtClient) -> Self {
+        Shell {
+            endpoint,
+            net,
+            files,
+            dht,
+            dht_listening: BTreeSet::new(),
+            next_tag: 0,
+            next_accepted: 1,
+            listeners: BTreeMap::new(),
+            sockets: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            timers: Timers::new(),
+            resumed: VecDeque::new(),
+            events: VecDeque::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &E {
+        &self.endpoint
+    }
+
+    /// Inputs the endpoint refused (`handle_input` returned an error): driver bugs or races
+    /// an endpoint should tolerate. Kept for tests and logs; a driver never stops for them.
+    pub fn refused(&self) -> &[crate::Error] {
+        &self.refused
+    }
+
+    /// Runs an application command on the endpoint, then carries out what it asked.
+    pub fn command(&mut self, now: Instant, f: impl FnOnce(&mut E, Instant)) {
+        f(&mut self.endpoint, now);
+        self.drain(now);
+    }
+
+    /// An input from the file thread or the DHT.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        // A value already queued when the endpoint stopped listening is not news to it.
+        if let Input::DhtValue { key, .. } = &input {
+            if !self.dht_listening.contains(key) {
+                return;
+            }
+        }
+        self.feed(now, input);
+        self.drain(now);
+    }
+
+    /// A report from a socket task.
+    pub fn handle_socket(&mut self, now: Instant, event: SocketEvent<N::Stream>) {
+        match event {
+            SocketEvent::Accepted { tag, stream, remote } => {
+                let Some(listener) = self.listeners.get(&tag).map(|l| l.id) else {
+                    return; // Unlistened meanwhile: dropping the stream closes it.
+                };
+                let tag = self.tag();
+                let conn = ConnId::Accepted(self.next_accepted);
+                self.next_accepted += 1;
+                let io = self.net.start(tag, stream);
+                self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
+                self.conns.insert(conn, tag);
+                self.feed(now, Input::Accepted { listener, conn, remote });
+            }
+            SocketEvent::Connected { tag, stream, local } => {
+                let Some(Socket::Connecting { conn, .. }) = self.sockets.get(&tag) else {
+                    return;
+                };
+                let conn = *conn;
+                self.timers.clear(tag);
+                let io = self.net.start(tag, stream);
+                self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
+                self.feed(now, Input::Connected { conn, local });
+            }
+            SocketEvent::ConnectFailed { tag, error } => {
+                if let Some(Socket::Connecting { conn, .. }) = self.sockets.get(&tag) {
+                    let conn = *conn;
+                    self.forget(tag);
+                    self.feed(now, Input::ConnectFailed { conn, error });
+                }
+            }
+            SocketEvent::Received { tag, data } => match self.sockets.get_mut(&tag) {
+                Some(Socket::Open(o)) if o.paused || !o.held.is_empty() => {
+                    o.held.push_back(Held::Data(data));
+                }
+                Some(Socket::Open(o)) => {
+                    let conn = o.conn;
+                    self.feed(now, Input::Received { conn, data });
+                }
+                _ => {} // Closing: read and discarded.
+            },
+            SocketEvent::Sent { tag, bytes } => {
+                if let Some(Socket::Open(o)) = self.sockets.get(&tag) {
+                    let conn = o.conn;
+                    self.feed(now, Input::Writable { conn, bytes });
+                }
+            }
+            SocketEvent::FinSent { tag } => match self.sockets.get_mut(&tag) {
+                Some(Socket::Open(o)) => {
+                    o.fin_sent = true;
+                    if o.eof {
+                        let conn = o.conn;
+                        self.forget(tag);
+                        self.feed(now, Input::Closed { conn });
+                    }
+                }
+                Some(Socket::Closing { fin_sent, eof, .. }) => {
+                    *fin_sent = true;
+                    if *eof {
+                        self.forget(tag);
+                    }
+                }
+                _ => {}
+            },
+            SocketEvent::Eof { tag } => match self.sockets.get_mut(&tag) {
+                Some(Socket::Open(o)) if o.paused || !o.held.is_empty() => {
+                    o.held.push_back(Held::Eof);
+                }
+                Some(Socket::Open(_)) => self.eof(now, tag),
+                Some(Socket::Closing { fin_sent, eof, .. }) => {
+                    *eof = true;
+                    if *fin_sent {
+                        self.forget(tag);
+                    }
+                }
+                _ => {}
+            },
+            SocketEvent::Failed { tag } => {
+                let conn = match self.sockets.get(&tag) {
+                    Some(Socket::Open(o)) => Some(o.conn),
+                    _ => None,
+                };
+                self.forget(tag);
+                if let Some(conn) = conn {
+                    self.feed(now, Input::Reset { conn });
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    /// Lets time pass: connect timeouts, close lingers and the endpoint's own deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(tag) = self.timers.pop_expired(now) {
+            let timed_out = match self.sockets.get(&tag) {
+                Some(Socket::Connecting { conn, .. }) => Some(*conn),
+                _ => None,
+            };
+            self.forget(tag);
+            if let Some(conn) = timed_out {
+                let error = ConnectError::TimedOut;
+                self.feed(now, Input::ConnectFailed { conn, error });
+            }
+        }
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.drain(now);
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<E::Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.endpoint.poll_timeout(), self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn tag(&mut self) -> Tag {
+        self.next_tag += 1;
+        Tag(self.next_tag)
+    }
+
+    fn feed(&mut self, now: Instant, input: Input) {
+        if let Err(e) = self.endpoint.handle_input(now, input) {
+            self.refused.push(e);
+        }
+    }
+
+    /// Drops a socket (stopping its tasks) and its names.
+    fn forget(&mut self, tag: Tag) {
+        self.timers.clear(tag);
+        if let Some(Socket::Connecting { conn, .. } | Socket::Open(Open { conn, .. })) =
+            self.sockets.remove(&tag)
+        {
+            self.conns.remove(&conn);
+        }
+    }
+
+    /// The peer ended its side of an open connection.
+    fn eof(&mut self, now: Instant, tag: Tag) {
+        let Some(Socket::Open(o)) = self.sockets.get_mut(&tag) else {
+            return;
+        };
+        o.eof = true;
+        let conn = o.conn;
+        if o.fin_sent {
+            self.forget(tag);
+            self.feed(now, Input::Closed { conn });
+        } else {
+            self.feed(now, Input::HalfClosed { conn });
+        }
+    }
+
+    /// Carries out every output, and releases held-back reads of resumed connections, until
+    /// the endpoint has nothing more to say.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            while let Some(output) = self.endpoint.poll_output() {
+                self.carry_out(now, output);
+            }
+            let Some(tag) = self.resumed.pop_front() else {
+                return;
+            };
+            let Some(Socket::Open(o)) = self.sockets.get_mut(&tag) else {
+                continue;
+            };
+            if o.paused {
+                continue;
+            }
+            let conn = o.conn;
+            let next = o.held.pop_front();
+            if !o.held.is_empty() {
+                self.resumed.push_front(tag);
+            }
+            match next {
+                Some(Held::Data(data)) => self.feed(now, Input::Received { conn, data }),
+                Some(Held::Eof) => self.eof(now, tag),
+                None => {}
+            }
+        }
+    }
+
+    fn carry_out(&mut self, now: Instant, output: Output<E::Event>) {
+        match output {
+            Output::Listen { listener, local } => {
+                let input = match self.listen(listener, local) {
+                    Ok(local) => Input::Listening { listener, local },
+                    Err(e) => Input::ListenFailed {
+                        listener,
+                        reason: e.to_string(),
+                    },
+                };
+                self.feed(now, input);
+            }
+            Output::Unlisten { listener } => self.listeners.retain(|_, l| l.id != listener),
+            Output::Connect {
+                conn,
+                remote,
+                local_port,
+                timeout,
+            } => {
+                let listening = self.listeners.values().map(|l| l.local);
+                let local = local_port.map(|port| net::local_for(remote, port, listening));
+                let tag = self.tag();
+                let started = net::start_connect(remote, local).and_then(|socket| {
+                    self.net
+                        .connect(tag, socket)
+                        .map_err(|e| net::connect_error(&e))
+                });
+                match started {
+                    Ok(task) => {
+                        self.sockets
+                            .insert(tag, Socket::Connecting { conn, _task: task });
+                        self.conns.insert(conn, tag);
+                        self.timers.set(tag, now + timeout);
+                    }
+                    Err(error) => self.feed(now, Input::ConnectFailed { conn, error }),
+                }
+            }
+            Output::Send { conn, data } => {
+                if let Some((_, o)) = open(&self.conns, &mut self.sockets, conn) {
+                    self.net.send(&o.io, data);
+                }
+            }
+            Output::HalfClose { conn } => {
+                if let Some((_, o)) = open(&self.conns, &mut self.sockets, conn) {
+                    if !o.fin_asked {
+                        o.fin_asked = true;
+                        self.net.shutdown_write(&o.io);
+                    }
+                }
+            }
+            Output::Close { conn } => self.close(now, conn),
+            Output::Reset { conn } => {
+                let Some(tag) = self.conns.remove(&conn) else {
+                    return;
+                };
+                self.timers.clear(tag);
+                if let Some(Socket::Open(o)) = self.sockets.remove(&tag) {
+                    self.net.reset(o.io);
+                }
+            }
+            Output::PauseReading { conn } => {
+                if let Some((_, o)) = open(&self.conns, &mut self.sockets, conn) {
+                    if !o.paused {
+                        o.paused = true;
+                        self.net.set_reading(&o.io, false);
+                    }
+                }
+            }
+            Output::ResumeReading { conn } => {
+                if let Some((tag, o)) = open(&self.conns, &mut self.sockets, conn) {
+                    if o.paused {
+                        o.paused = false;
+                        if !o.held.is_empty() {
+                            self.resumed.push_back(tag);
+                        }
+                        self.net.set_reading(&o.io, true);
+                    }
+                }
+            }
+            Output::DhtPut { key, value } => self.dht.put(key, value),
+            Output::DhtListen { key } => {
+                self.dht_listening.insert(key);
+                self.dht.listen(key);
+            }
+            Output::DhtCancelListen { key } => {
+                self.dht_listening.remove(&key);
+                self.dht.cancel_listen(key);
+            }
+            Output::File(op) => self.files.submit(op),
+            Output::Event(event) => self.events.push_back(event),
+        }
+    }
+
+    fn listen(&mut self, id: ListenerId, local: SocketAddr) -> std::io::Result<SocketAddr> {
+        let socket = net::listener(local)?;
+        let local = socket.local_addr()?;
+        let tag = self.tag();
+        let task = self.net.accept(tag, socket)?;
+        self.listeners.insert(
+            tag,
+            Listener {
+                id,
+                local,
+                _task: task,
+            },
+        );
+        Ok(local)
+    }
+
+    fn close(&mut self, now: Instant, conn: ConnId) {
+        let Some(tag) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.timers.clear(tag);
+        let Some(Socket::Open(o)) = self.sockets.remove(&tag) else {
+            return; // Still connecting: dropping the task abandons it.
+        };
+        if o.fin_sent && o.eof {
+            return; // Both sides done: dropping closes the socket.
+        }
+        if !o.fin_asked {
+            self.net.shutdown_write(&o.io);
+        }
+        if o.paused {
+            self.net.set_reading(&o.io, true);
+        }
+        self.sockets.insert(
+            tag,
+            Socket::Closing {
+                _io: o.io,
+                fin_sent: o.fin_sent,
+                eof: o.eof,
+            },
+        );
+        self.timers.set(tag, now + CLOSE_LINGER);
+    }
+}
+
+/// The open connection `conn`, if it is one.
+fn open<'a, N: Net>(
+    conns: &BTreeMap<ConnId, Tag>,
+    sockets: &'a mut BTreeMap<Tag, Socket<N>>,
+    conn: ConnId,
+) -> Option<(Tag, &'a mut Open<N::Conn>)> {
+    let tag = *conns.get(&conn)?;
+    match sockets.get_mut(&tag) {
+        Some(Socket::Open(o)) => Some((tag, o)),
+        _ => None,
+    }
+}
+
+impl<C> Open<C> {
+    fn new(conn: ConnId, io: C) -> Open<C> {
+        Open {
+            conn,
+            io,
+            paused: false,
+            held: VecDeque::new(),
+            fin_asked: false,
+            fin_sent: false,
+            eof: false,
+        }
+    }
+}
