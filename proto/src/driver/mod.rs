@@ -24,3 +24,42 @@ pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use shell::{Net, Shell, SocketEvent, Tag};
+
+use std::path::PathBuf;
+
+/// What a driver needs besides its endpoint.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where received files go (partial files too); it must exist.
+    pub receive_folder: PathBuf,
+    /// The DHT to use: the embedded one, shared with every driver given a clone of it.
+    pub dht: DhtStore,
+}
+
+impl Config {
+    /// Files go to `receive_folder`; the DHT is a fresh embedded one of this driver alone.
+    pub fn new(receive_folder: impl Into<PathBuf>) -> Config {
+        Config {
+            receive_folder: receive_folder.into(),
+            dht: DhtStore::new(),
+        }
+    }
+
+    /// Uses `dht`, shared with other drivers, instead.
+    pub fn with_dht(mut self, dht: &DhtStore) -> Config {
+        self.dht = dht.clone();
+        self
+    }
+}
+
+/// The driver has stopped: a command cannot reach its endpoint any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the driver has stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}

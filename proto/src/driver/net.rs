@@ -60,13 +60,16 @@ pub fn start_connect(
 }
 
 /// Once a started connect is writable: its outcome, with the local address it got.
-pub fn finish_connect(stream: &std::net::TcpStream) -> Result<SocketAddr, ConnectError> {
-    if let Some(e) = stream.take_error().map_err(|e| connect_error(&e))? {
+pub fn finish_connect(socket: socket2::SockRef<'_>) -> Result<SocketAddr, ConnectError> {
+    if let Some(e) = socket.take_error().map_err(|e| connect_error(&e))? {
         return Err(connect_error(&e));
     }
     // Writable without an error but not connected happens on some systems after a failure.
-    stream.peer_addr().map_err(|e| connect_error(&e))?;
-    stream.local_addr().map_err(|e| connect_error(&e))
+    socket.peer_addr().map_err(|e| connect_error(&e))?;
+    let local = socket.local_addr().map_err(|e| connect_error(&e))?;
+    local
+        .as_socket()
+        .ok_or_else(|| ConnectError::Other("not an IP socket".into()))
 }
 
 /// Where a connection to `remote` from `port` binds: the address of the listener that holds

@@ -188,6 +188,22 @@ pub struct Shell<E: Endpoint, N: Net> {
 }
 
 impl<E: Endpoint, N: Net> Shell<E, N> {
+    /// Wraps `endpoint` with a file thread and a DHT client made from `config`, whose results
+    /// go to `deliver` (a send on the runtime's channel of inputs, for
+    /// [`handle_input`](Self::handle_input)).
+    pub fn start(
+        endpoint: E,
+        net: N,
+        config: &super::Config,
+        deliver: impl Fn(Input) + Clone + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let to_files = deliver.clone();
+        let service = super::FileService::new(&config.receive_folder);
+        let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
+        let dht = config.dht.client(deliver);
+        Ok(Shell::new(endpoint, net, files, dht))
+    }
+
     /// Wraps `endpoint`; nothing happens until the first handler call.
     pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtClient) -> Self {
         Shell {
