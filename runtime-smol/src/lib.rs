@@ -106,7 +106,10 @@ enum Wake<E> {
 impl<E: Endpoint> Driver<E> {
     /// A driver for `endpoint`, the handle to command it and the receiver of its events.
     /// Starts the file thread; sockets open once [`run`](Self::run) runs.
-    pub fn new(endpoint: E, config: Config) -> io::Result<(Driver<E>, Handle<E>, Receiver<E::Event>)> {
+    pub fn new(
+        endpoint: E,
+        config: Config,
+    ) -> io::Result<(Driver<E>, Handle<E>, Receiver<E::Event>)> {
         let (report, sockets) = channel::bounded(SOCKET_QUEUE);
         let (deliver, inputs) = channel::unbounded();
         let (commands_tx, commands) = channel::unbounded();

@@ -218,7 +218,10 @@ mod tests {
         let key = DhtKey([1; 20]);
         let (c, rx) = client(&store);
         c.put(key, Bytes::from(vec![0; MAX_VALUE_SIZE + 1]));
-        assert_eq!(rx.try_iter().last(), Some(Input::DhtPutDone { key, ok: false }));
+        assert_eq!(
+            rx.try_iter().last(),
+            Some(Input::DhtPutDone { key, ok: false })
+        );
         for i in 0..(MAX_VALUES_PER_KEY as u32 + 10) {
             c.put(key, Bytes::copy_from_slice(&i.to_be_bytes()));
         }

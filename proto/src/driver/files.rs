@@ -303,7 +303,8 @@ fn sync_folder(folder: &Path) {
 /// Extends `digest` from disk up to `len` bytes.
 fn hash_from_disk(file: &File, digest: &mut StreamDigest, len: u64) -> Result<(), Failure> {
     let range = digest.missing(len);
-    let mut buf = vec![0; HASH_CHUNK.min(usize::try_from(range.end - range.start).unwrap_or(HASH_CHUNK))];
+    let mut buf =
+        vec![0; HASH_CHUNK.min(usize::try_from(range.end - range.start).unwrap_or(HASH_CHUNK))];
     let mut at = range.start;
     while at < range.end {
         let want = usize::try_from(range.end - at).map_or(buf.len(), |left| left.min(buf.len()));
@@ -446,5 +447,348 @@ impl FileThread {
     pub fn submit(&self, op: FileOp) {
         // The thread ends only when this handle is gone; a send cannot fail before.
         let _ = self.ops.send(op);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> SafeName {
+        SafeName::from_display_name(s).expect("a safe name")
+    }
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    /// Receives `content` as `file_name` in `service`, starting at what is already there.
+    fn receive(service: &mut FileService, id: u64, file_name: &str, content: &[u8]) -> FileResult {
+        let file = FileId(id);
+        let size = content.len() as u64;
+        let opened = service.perform(FileOp::OpenPartial {
+            file,
+            name: name(file_name),
+            size,
+        });
+        let FileResult::Opened { len: start, .. } = opened else {
+            panic!("{opened:?}");
+        };
+        for (i, chunk) in content[start as usize..].chunks(1000).enumerate() {
+            let offset = start + (i * 1000) as u64;
+            let data = Bytes::copy_from_slice(chunk);
+            let written = service.perform(FileOp::Write { file, offset, data });
+            assert!(matches!(written, FileResult::Written { .. }), "{written:?}");
+        }
+        let digest = service.perform(FileOp::Digest { file, len: size });
+        assert_eq!(
+            digest,
+            FileResult::Digest {
+                file,
+                digest: Digest::of(content)
+            }
+        );
+        service.perform(FileOp::Commit { file })
+    }
+
+    #[test]
+    fn a_commit_never_replaces_a_file_and_leaves_no_partial() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        fs::write(dir.path().join("photo.jpg"), b"mine").expect("write");
+        let got = receive(&mut service, 1, "photo.jpg", &data(5000, 1));
+        assert_eq!(
+            got,
+            FileResult::Committed {
+                file: FileId(1),
+                name: "photo (1).jpg".into()
+            }
+        );
+        let got = receive(&mut service, 2, "photo.jpg", &data(10, 2));
+        assert_eq!(
+            got,
+            FileResult::Committed {
+                file: FileId(2),
+                name: "photo (2).jpg".into()
+            }
+        );
+        assert_eq!(
+            fs::read(dir.path().join("photo.jpg")).expect("read"),
+            b"mine"
+        );
+        assert_eq!(
+            fs::read(dir.path().join("photo (1).jpg")).expect("read"),
+            data(5000, 1)
+        );
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["photo (1).jpg", "photo (2).jpg", "photo.jpg"]);
+    }
+
+    #[test]
+    fn a_resume_hashes_the_prefix_once_and_the_digest_matches() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        let content = data(100_000, 3);
+        fs::write(service.partial_path(&name("big.bin")), &content[..40_000]).expect("prefix");
+        let file = FileId(9);
+        let opened = service.perform(FileOp::OpenPartial {
+            file,
+            name: name("big.bin"),
+            size: content.len() as u64,
+        });
+        assert_eq!(opened, FileResult::Opened { file, len: 40_000 });
+        // The prefix is hashed already: the writes that follow extend it.
+        assert_eq!(service.open[&file].digest.hashed(), 40_000);
+        let data = Bytes::copy_from_slice(&content[40_000..]);
+        service.perform(FileOp::Write {
+            file,
+            offset: 40_000,
+            data,
+        });
+        assert_eq!(service.open[&file].digest.hashed(), 100_000);
+        let len = content.len() as u64;
+        let digest = Digest::of(&content);
+        assert_eq!(
+            service.perform(FileOp::Digest { file, len }),
+            FileResult::Digest { file, digest }
+        );
+        // A digest of a shorter range is computed afresh from disk.
+        let short = Digest::of(&content[..123]);
+        assert_eq!(
+            service.perform(FileOp::Digest { file, len: 123 }),
+            FileResult::Digest {
+                file,
+                digest: short
+            }
+        );
+    }
+
+    #[test]
+    fn a_partial_longer_than_the_file_starts_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        fs::write(service.partial_path(&name("a.txt")), data(500, 4)).expect("partial");
+        let content = data(100, 5);
+        let got = receive(&mut service, 1, "a.txt", &content);
+        assert!(matches!(got, FileResult::Committed { .. }), "{got:?}");
+        assert_eq!(fs::read(dir.path().join("a.txt")).expect("read"), content);
+    }
+
+    #[test]
+    fn discard_deletes_the_partial_and_close_keeps_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        let partial = service.partial_path(&name("x.bin"));
+        for (id, op_keeps) in [(1, true), (2, false)] {
+            let file = FileId(id);
+            service.perform(FileOp::OpenPartial {
+                file,
+                name: name("x.bin"),
+                size: 10,
+            });
+            let data = Bytes::from_static(b"abc");
+            service.perform(FileOp::Write {
+                file,
+                offset: 0,
+                data,
+            });
+            let op = if op_keeps {
+                FileOp::Close { file }
+            } else {
+                FileOp::Discard { file }
+            };
+            assert_eq!(service.perform(op), FileResult::Closed { file });
+            assert_eq!(partial.exists(), op_keeps);
+        }
+    }
+
+    #[test]
+    fn a_source_is_read_and_hashed_and_never_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        let content = data(3000, 6);
+        let path = dir.path().join("source.bin");
+        fs::write(&path, &content).expect("source");
+        let file = FileId(1);
+        let source = path.to_string_lossy().into_owned();
+        assert_eq!(
+            service.perform(FileOp::OpenSource { file, source }),
+            FileResult::Opened { file, len: 3000 }
+        );
+        for offset in (0..3000).step_by(1000) {
+            let got = service.perform(FileOp::Read {
+                file,
+                offset,
+                len: 1000,
+            });
+            let want = Bytes::copy_from_slice(&content[offset as usize..offset as usize + 1000]);
+            assert_eq!(
+                got,
+                FileResult::Data {
+                    file,
+                    offset,
+                    data: want
+                }
+            );
+        }
+        let past_end = service.perform(FileOp::Read {
+            file,
+            offset: 2500,
+            len: 1000,
+        });
+        assert_eq!(
+            past_end,
+            FileResult::Failed {
+                file,
+                error: FileError::ShortRead
+            }
+        );
+        let digest = Digest::of(&content);
+        assert_eq!(
+            service.perform(FileOp::Digest { file, len: 3000 }),
+            FileResult::Digest { file, digest }
+        );
+        let not_a_partial = service.perform(FileOp::Write {
+            file,
+            offset: 0,
+            data: Bytes::new(),
+        });
+        assert!(matches!(not_a_partial, FileResult::Failed { .. }));
+        assert_eq!(
+            service.perform(FileOp::Discard { file }),
+            FileResult::Closed { file }
+        );
+        assert!(
+            path.exists(),
+            "a source is the user's: discard only closes it"
+        );
+    }
+
+    #[test]
+    fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        let file = FileId(1);
+        let source = dir.path().join("nope").to_string_lossy().into_owned();
+        assert_eq!(
+            service.perform(FileOp::OpenSource { file, source }),
+            FileResult::Failed {
+                file,
+                error: FileError::NotFound
+            }
+        );
+        service.perform(FileOp::OpenPartial {
+            file,
+            name: name("same"),
+            size: 1,
+        });
+        let second = FileId(2);
+        let busy = service.perform(FileOp::OpenPartial {
+            file: second,
+            name: name("same"),
+            size: 1,
+        });
+        assert!(
+            matches!(
+                busy,
+                FileResult::Failed {
+                    error: FileError::Other(_),
+                    ..
+                }
+            ),
+            "{busy:?}"
+        );
+        let unknown = service.perform(FileOp::Read {
+            file: FileId(7),
+            offset: 0,
+            len: 1,
+        });
+        assert!(matches!(unknown, FileResult::Failed { .. }), "{unknown:?}");
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_disk_full() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return; // Only systems with /dev/full can provoke ENOSPC without filling a disk.
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(full, service.partial_path(&name("f.bin"))).expect("symlink");
+        let file = FileId(1);
+        service.perform(FileOp::OpenPartial {
+            file,
+            name: name("f.bin"),
+            size: 10,
+        });
+        let data = Bytes::from_static(b"0123456789");
+        assert_eq!(
+            service.perform(FileOp::Write {
+                file,
+                offset: 0,
+                data
+            }),
+            FileResult::Failed {
+                file,
+                error: FileError::DiskFull
+            }
+        );
+    }
+
+    #[test]
+    fn names_of_partial_and_committed_files() {
+        assert_eq!(partial_name("a.txt"), "a.txt.ferry-part");
+        let long = "x".repeat(MAX_NAME_BYTES);
+        let partial = partial_name(&long);
+        assert!(partial.len() <= MAX_NAME_BYTES && partial.ends_with(PARTIAL_SUFFIX));
+        assert_ne!(partial, partial_name(&"x".repeat(MAX_NAME_BYTES - 1)));
+        assert_eq!(variant("archive.tar.gz", 2), "archive.tar (2).gz");
+        assert_eq!(variant("README", 1), "README (1)");
+        assert_eq!(variant("evil.ferry-part", 0), "evil.ferry-part_");
+    }
+
+    #[test]
+    fn the_thread_answers_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (tx, rx) = mpsc::channel();
+        let thread = FileThread::spawn(FileService::new(dir.path()), move |r| {
+            let _ = tx.send(r);
+        })
+        .expect("thread");
+        let file = FileId(1);
+        thread.submit(FileOp::OpenPartial {
+            file,
+            name: name("t"),
+            size: 3,
+        });
+        thread.submit(FileOp::Write {
+            file,
+            offset: 0,
+            data: Bytes::from_static(b"abc"),
+        });
+        thread.submit(FileOp::Commit { file });
+        let got: Vec<FileResult> = rx.iter().take(3).collect();
+        assert_eq!(
+            got,
+            [
+                FileResult::Opened { file, len: 0 },
+                FileResult::Written {
+                    file,
+                    offset: 0,
+                    len: 3
+                },
+                FileResult::Committed {
+                    file,
+                    name: "t".into()
+                },
+            ]
+        );
     }
 }

@@ -17,7 +17,11 @@ use crate::io::ConnectError;
 const BACKLOG: i32 = 1024;
 
 fn reusable_socket(addr: &SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     if addr.is_ipv6() {
         // One family per socket, on every system: dual-stack sockets differ between them.
         socket.set_only_v6(true)?;

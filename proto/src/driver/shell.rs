@@ -149,10 +149,17 @@ struct Open<C> {
 }
 
 enum Socket<N: Net> {
-    Connecting { conn: ConnId, _task: N::Task },
+    Connecting {
+        conn: ConnId,
+        _task: N::Task,
+    },
     Open(Open<N::Conn>),
     /// The endpoint closed it and forgot it; waiting for both FINs.
-    Closing { _io: N::Conn, fin_sent: bool, eof: bool },
+    Closing {
+        _io: N::Conn,
+        fin_sent: bool,
+        eof: bool,
+    },
 }
 
 struct Listener<T> {
@@ -256,7 +263,11 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
     /// A report from a socket task.
     pub fn handle_socket(&mut self, now: Instant, event: SocketEvent<N::Stream>) {
         match event {
-            SocketEvent::Accepted { tag, stream, remote } => {
+            SocketEvent::Accepted {
+                tag,
+                stream,
+                remote,
+            } => {
                 let Some(listener) = self.listeners.get(&tag).map(|l| l.id) else {
                     return; // Unlistened meanwhile: dropping the stream closes it.
                 };
@@ -266,7 +277,14 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                 let io = self.net.start(tag, stream);
                 self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
                 self.conns.insert(conn, tag);
-                self.feed(now, Input::Accepted { listener, conn, remote });
+                self.feed(
+                    now,
+                    Input::Accepted {
+                        listener,
+                        conn,
+                        remote,
+                    },
+                );
             }
             SocketEvent::Connected { tag, stream, local } => {
                 let Some(Socket::Connecting { conn, .. }) = self.sockets.get(&tag) else {
