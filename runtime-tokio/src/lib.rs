@@ -119,6 +119,8 @@ impl<E: Endpoint> Driver<E> {
 
     /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
     pub async fn run(mut self) {
+        // Carries out what the endpoint asked for when it was made.
+        self.shell.handle_timeout(Instant::now());
         loop {
             while let Some(event) = self.shell.poll_event() {
                 // An application that dropped its receiver does not stop the driver.

@@ -6,8 +6,15 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
+//! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`]: any endpoint on a real
+//!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
+//!   runtime passes.
 
 pub mod content;
 pub mod coturn;
+pub mod driven;
 pub mod pair;
+pub mod probe;
 pub mod realnet;
+pub mod runtime_suite;
+pub mod stream_transfer;

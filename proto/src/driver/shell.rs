@@ -211,7 +211,9 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         Ok(Shell::new(endpoint, net, files, dht))
     }
 
-    /// Wraps `endpoint`; nothing happens until the first handler call.
+    /// Wraps `endpoint`. Nothing happens until the first handler call: call
+    /// [`handle_timeout`](Self::handle_timeout) once at the start to carry out what the
+    /// endpoint asked for when it was made.
     pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtClient) -> Self {
         Shell {
             endpoint,
