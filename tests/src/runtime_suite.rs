@@ -535,3 +535,110 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     }
     out
 }
+
+/// The process's resident memory and its peak since the last reset, in bytes (Linux).
+fn memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Resets the peak the kernel keeps (Linux: `5` in `clear_refs`).
+fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// `Outgoing` to `Incoming` through [`StreamTransfer`]: a real 64 MiB file over a real
+/// loopback connection, between two drivers of runtime `R`. The received file has the same
+/// SHA3-512 and its final name, and the process's peak memory grows by far less than the
+/// file (run it alone in its test binary, so other tests do not add to the peak).
+pub fn transfer_a_64_mib_file<R: Runtime>() {
+    use crate::stream_transfer::{StreamEvent, StreamTransfer};
+    use ferry_proto::io::Event;
+    use std::io::Write as _;
+
+    const SIZE: usize = 64 << 20;
+    const CHUNK: usize = 1 << 20;
+    let sending = tempfile::tempdir().expect("temp dir");
+    let receiving = tempfile::tempdir().expect("temp dir");
+    let source = sending.path().join("big.bin");
+    let mut expected = StreamDigest::new();
+    {
+        let mut file = std::fs::File::create(&source).expect("create");
+        for i in 0..SIZE / CHUNK {
+            let chunk = pattern(CHUNK, i as u8);
+            expected.update((i * CHUNK) as u64, &chunk);
+            file.write_all(&chunk).expect("write");
+        }
+    }
+    let expected = expected.finish();
+
+    let mut bob = R::spawn(
+        StreamTransfer::receiver(LOOPBACK),
+        Config::new(receiving.path()),
+    );
+    let Some(StreamEvent::Listening(addr)) =
+        bob.run_until(WAIT, |e| matches!(e, StreamEvent::Listening(_)))
+    else {
+        panic!("the receiver does not listen");
+    };
+    let baseline = memory();
+    let measured = reset_peak_memory();
+    let source = source.to_string_lossy().into_owned();
+    let mut alice = R::spawn(
+        StreamTransfer::sender(addr, source, "big.bin"),
+        Config::new(sending.path()),
+    );
+    let offer = bob.run_until(WAIT, |e| {
+        matches!(e, StreamEvent::Transfer(Event::IncomingTransfer { .. }))
+    });
+    assert!(
+        matches!(offer, Some(StreamEvent::Transfer(Event::IncomingTransfer { size, .. })) if size == SIZE as u64),
+        "{offer:?}"
+    );
+    bob.command(|t, now| t.accept(now).expect("an offer to accept"));
+    let verified = |e: &StreamEvent| matches!(e, StreamEvent::Transfer(Event::Verified { .. }));
+    let long = Duration::from_secs(120);
+    let Some(StreamEvent::Transfer(Event::Verified { digest, name, .. })) =
+        bob.run_until(long, verified)
+    else {
+        panic!(
+            "the receiver did not verify the file: {:?}",
+            bob.take_events().last()
+        );
+    };
+    assert_eq!((digest, name.as_str()), (expected, "big.bin"));
+    let sender_side = alice.run_until(long, verified);
+    assert!(
+        matches!(sender_side, Some(StreamEvent::Transfer(Event::Verified { digest, .. })) if digest == expected),
+        "{sender_side:?}"
+    );
+    let received = receiving.path().join("big.bin");
+    assert_eq!(
+        std::fs::metadata(&received).expect("final file").len(),
+        SIZE as u64
+    );
+    let names: Vec<_> = std::fs::read_dir(receiving.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["big.bin"], "no partial file left");
+    if let (true, Some((rss, _)), Some((_, peak))) = (measured, baseline, memory()) {
+        let growth = peak.saturating_sub(rss);
+        eprintln!(
+            "{}: 64 MiB transferred; peak resident memory grew by {} KiB",
+            R::NAME,
+            growth >> 10
+        );
+        assert!(
+            growth < (SIZE as u64) / 2,
+            "peak memory grew by {} MiB for a {} MiB file",
+            growth >> 20,
+            SIZE >> 20
+        );
+    }
+}
