@@ -44,6 +44,12 @@ pub use ferry_proto::driver::{Config, DhtStore, LocalAddr, Paths, Stopped, local
 /// A command for the endpoint, run on the driver's task with the current time.
 pub type Command<E> = Box<dyn FnOnce(&mut E, Instant) + Send>;
 
+/// What [`Driver::new`] gives: the driver to run, a handle to command it, and its events.
+pub type Parts<E> = (Driver<E>, Handle<E>, Events<<E as Endpoint>::Event>);
+
+/// The application's end of a driver's events, in the order the endpoint emitted them.
+pub type Events<T> = Receiver<T>;
+
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// Socket reports waiting for the driver; readers wait when it is full (backpressure).
@@ -106,10 +112,7 @@ enum Wake<E> {
 impl<E: Endpoint> Driver<E> {
     /// A driver for `endpoint`, the handle to command it and the receiver of its events.
     /// Starts the file thread; sockets open once [`run`](Self::run) runs.
-    pub fn new(
-        endpoint: E,
-        config: Config,
-    ) -> io::Result<(Driver<E>, Handle<E>, Receiver<E::Event>)> {
+    pub fn new(endpoint: E, config: Config) -> io::Result<Parts<E>> {
         let (report, sockets) = channel::bounded(SOCKET_QUEUE);
         let (deliver, inputs) = channel::unbounded();
         let (commands_tx, commands) = channel::unbounded();
