@@ -1,0 +1,177 @@
+//! Loopback throughput of the tokio driver, as a ratio to a plain tokio socket pair moving
+//! the same bytes in the same run. `cargo bench -p ferry-tokio`
+//!
+//! The driver side is two [`Driver`]s: one runs a [`Blast`] endpoint that connects and sends
+//! with a credit window the way the transfer machines do (more only as `Writable` returns
+//! it), the other a [`Blast`] that listens and counts. No TLS, no files: this measures the
+//! driver's own cost (tasks, channels, copies, credit) over the kernel's.
+#![allow(missing_docs)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
+use ferry_tokio::{Config, Driver};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const TOTAL: u64 = 1 << 30;
+const CHUNK: usize = 64 * 1024;
+/// The transfer machines' send window.
+const WINDOW: usize = ferry_proto::transfer::SEND_WINDOW;
+const ROUNDS: usize = 3;
+
+/// Sends `TOTAL` bytes (sender) or counts them (receiver).
+struct Blast {
+    conn: Option<ConnId>,
+    chunk: Bytes,
+    sending: bool,
+    queued: u64,
+    in_flight: usize,
+    received: u64,
+    out: VecDeque<Output<Event>>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Listening(SocketAddr),
+    Done,
+}
+
+impl Blast {
+    fn new(first: Output<Event>, sending: bool) -> Blast {
+        Blast {
+            conn: None,
+            chunk: Bytes::from(vec![0x5a; CHUNK]),
+            sending,
+            queued: 0,
+            in_flight: 0,
+            received: 0,
+            out: VecDeque::from([first]),
+        }
+    }
+
+    fn fill(&mut self) {
+        let Some(conn) = self.conn else { return };
+        while self.sending && self.queued < TOTAL && self.in_flight + CHUNK <= WINDOW {
+            self.queued += CHUNK as u64;
+            self.in_flight += CHUNK;
+            let data = self.chunk.clone();
+            self.out.push_back(Output::Send { conn, data });
+        }
+    }
+}
+
+impl Endpoint for Blast {
+    type Event = Event;
+
+    fn handle_input(&mut self, _now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
+        match input {
+            Input::Listening { local, .. } => {
+                self.out.push_back(Output::Event(Event::Listening(local)));
+            }
+            Input::Connected { conn, .. } | Input::Accepted { conn, .. } => {
+                self.conn = Some(conn);
+                self.fill();
+            }
+            Input::Writable { bytes, .. } => {
+                self.in_flight -= bytes;
+                self.fill();
+            }
+            Input::Received { data, .. } => {
+                self.received += data.len() as u64;
+                if self.received == TOTAL {
+                    self.out.push_back(Output::Event(Event::Done));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_output(&mut self) -> Option<Output<Event>> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+}
+
+async fn plain_socket_pair() -> Duration {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let chunk = vec![0x5a; CHUNK];
+        let mut sent = 0;
+        while sent < TOTAL {
+            stream.write_all(&chunk).await.expect("write");
+            sent += CHUNK as u64;
+        }
+    });
+    let (mut stream, _) = listener.accept().await.expect("accept");
+    let mut buf = vec![0; CHUNK];
+    let mut got = 0;
+    while got < TOTAL {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "early end");
+        got += n as u64;
+    }
+    writer.await.expect("writer");
+    start.elapsed()
+}
+
+async fn through_the_driver() -> Duration {
+    let folder = std::env::temp_dir();
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let listen = Output::Listen {
+        listener: ListenerId(1),
+        local,
+    };
+    let (receiver, _keep_rx, mut rx_events) =
+        Driver::new(Blast::new(listen, false), Config::new(&folder)).expect("driver");
+    tokio::spawn(receiver.run());
+    let Some(Event::Listening(addr)) = rx_events.recv().await else {
+        panic!("no listener");
+    };
+    let connect = Output::Connect {
+        conn: ConnId::Connect(1),
+        remote: addr,
+        local_port: None,
+        timeout: Duration::from_secs(5),
+    };
+    let start = Instant::now();
+    let (sender, _keep_tx, _tx_events) =
+        Driver::new(Blast::new(connect, true), Config::new(&folder)).expect("driver");
+    tokio::spawn(sender.run());
+    let done = rx_events.recv().await;
+    assert!(matches!(done, Some(Event::Done)), "{done:?}");
+    start.elapsed()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gib = TOTAL as f64 / f64::from(1u32 << 30);
+    runtime.block_on(async {
+        for round in 1..=ROUNDS {
+            let plain = plain_socket_pair().await;
+            let driver = through_the_driver().await;
+            let rate = |d: Duration| gib / d.as_secs_f64();
+            eprintln!(
+                "round {round}: plain tokio socket pair {:.2} GiB/s, ferry-tokio driver {:.2} GiB/s, ratio {:.2}",
+                rate(plain),
+                rate(driver),
+                plain.as_secs_f64() / driver.as_secs_f64()
+            );
+        }
+    });
+}
