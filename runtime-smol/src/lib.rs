@@ -54,6 +54,8 @@ pub type Events<T> = Receiver<T>;
 const READ_CHUNK: usize = 64 * 1024;
 /// Socket reports waiting for the driver; readers wait when it is full (backpressure).
 const SOCKET_QUEUE: usize = 64;
+/// Most socket reports taken in one go after a wake-up.
+const BATCH: usize = 32;
 /// Events waiting for the application; the driver waits when it is full.
 const EVENT_QUEUE: usize = 256;
 
@@ -163,6 +165,13 @@ impl<E: Endpoint> Driver<E> {
                 Wake::Command(None) => return,
                 Wake::Input(input) => self.shell.handle_input(now, input),
                 Wake::Socket(event) => self.shell.handle_socket(now, event),
+            }
+            // Under load, take what else is ready before waiting again.
+            for _ in 0..BATCH {
+                let Ok(event) = self.sockets.try_recv() else {
+                    break;
+                };
+                self.shell.handle_socket(Instant::now(), event);
             }
         }
     }

@@ -102,7 +102,9 @@ impl Endpoint for Blast {
 }
 
 async fn plain_socket_pair() -> Duration {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let start = Instant::now();
     let writer = tokio::spawn(async move {

@@ -26,7 +26,7 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes};
+use bytes::{Buf as _, Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
 use ferry_proto::driver::{Net, Shell, SocketEvent, Tag};
 use ferry_proto::io::{Endpoint, Input};
@@ -50,6 +50,8 @@ pub type Events<T> = mpsc::Receiver<T>;
 const READ_CHUNK: usize = 64 * 1024;
 /// Socket reports waiting for the driver; readers wait when it is full (backpressure).
 const SOCKET_QUEUE: usize = 64;
+/// Most socket reports taken in one go after a wake-up.
+const BATCH: usize = 32;
 /// Events waiting for the application; the driver waits when it is full.
 const EVENT_QUEUE: usize = 256;
 
@@ -140,6 +142,13 @@ impl<E: Endpoint> Driver<E> {
                 },
                 Some(input) = self.inputs.recv() => self.shell.handle_input(Instant::now(), input),
                 Some(event) = self.sockets.recv() => self.shell.handle_socket(Instant::now(), event),
+            }
+            // Under load, take what else is ready before waiting again.
+            for _ in 0..BATCH {
+                let Ok(event) = self.sockets.try_recv() else {
+                    break;
+                };
+                self.shell.handle_socket(Instant::now(), event);
             }
         }
     }
@@ -261,7 +270,7 @@ async fn read_loop(
     mut reading: watch::Receiver<bool>,
     report: mpsc::Sender<SocketEvent<TcpStream>>,
 ) {
-    let mut buf = vec![0; READ_CHUNK];
+    let mut buf = BytesMut::new();
     loop {
         if !*reading.borrow_and_update() {
             if reading.changed().await.is_err() {
@@ -278,8 +287,8 @@ async fn read_loop(
         };
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
-            Ok(n) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
+            Ok(_) => {
+                let data = buf.split().freeze();
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),
@@ -290,10 +299,13 @@ async fn read_loop(
     }
 }
 
-async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads into the spare capacity of `buf` (no zeroing, no copy); the bytes read are then
+/// split off as they are, and the allocation is reused once the core drops them.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
+        buf.reserve(READ_CHUNK);
         stream.readable().await?;
-        match stream.try_read(buf) {
+        match stream.try_read_buf(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             read => return read,
         }
