@@ -123,6 +123,9 @@ impl<E: Endpoint> Driver<E> {
     }
 
     /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
+    ///
+    /// The application must keep taking [`Events`]: with a full event queue the driver waits
+    /// for it (and TCP pushes back on the peers), which keeps memory bounded.
     pub async fn run(mut self) {
         // Carries out what the endpoint asked for when it was made.
         self.shell.handle_timeout(Instant::now());

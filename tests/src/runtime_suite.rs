@@ -34,6 +34,7 @@ macro_rules! runtime_suite {
             reset_reaches_the_peer,
             pause_holds_reads_back_until_resume,
             connect_refused,
+            connect_times_out,
             the_endpoint_timer_wakes_it,
             dht_values_between_two_drivers,
             files_through_the_driver,
@@ -336,6 +337,48 @@ pub fn connect_refused<R: Runtime>() {
         _ => None,
     });
     assert_eq!(error, ConnectError::Refused);
+}
+
+/// A listener whose queue is full drops SYNs: the connect times out after the endpoint's
+/// timeout, as `ConnectFailed { TimedOut }`.
+pub fn connect_times_out<R: Runtime>() {
+    let (mut p, _f) = probe::<R>(&DhtStore::new());
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&LOOPBACK.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("addr");
+    // Fill the accept queue until a connect hangs.
+    let mut fillers = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        fillers.push(s);
+        assert!(
+            fillers.len() < 64,
+            "the accept queue never fills on this system"
+        );
+    }
+    let conn = ConnId::Connect(1);
+    let timeout = Duration::from_millis(300);
+    let remote = addr;
+    let local_port = None;
+    ask(
+        &p,
+        Output::Connect {
+            conn,
+            remote,
+            local_port,
+            timeout,
+        },
+    );
+    let error = wait(&mut p, "ConnectFailed", |i| match i {
+        Input::ConnectFailed { conn: c, error } if *c == conn => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(error, ConnectError::TimedOut);
 }
 
 /// The endpoint's deadline is honoured.

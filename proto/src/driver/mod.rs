@@ -30,7 +30,7 @@ use std::path::PathBuf;
 /// What a driver needs besides its endpoint.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where received files go (partial files too); it must exist.
+    /// Where received files go (partial files too); created if missing.
     pub receive_folder: PathBuf,
     /// The DHT to use: the embedded one, shared with every driver given a clone of it.
     pub dht: DhtStore,

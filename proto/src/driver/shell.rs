@@ -15,6 +15,12 @@
 //!   turn our close into a reset that loses our last bytes;
 //! - deadlines: connect timeouts and close lingers, beside the endpoint's own.
 //!
+//! Memory stays bounded without a limit of its own here: a connection's write queue holds at
+//! most what the endpoint sent and `Writable` has not returned (its send window), the file
+//! thread's queue what the endpoint asked and was not answered (its read and write windows),
+//! and what a paused connection holds back is what its reader had read before it stopped (at
+//! most the runtime's socket queue).
+//!
 //! It is sans-IO like the endpoint it wraps: time comes in as an argument, and it reaches the
 //! world only through [`Net`], the [`FileThread`] and the [`DhtClient`].
 
@@ -191,7 +197,8 @@ pub struct Shell<E: Endpoint, N: Net> {
     /// Paused connections that were resumed with bytes held back.
     resumed: VecDeque<Tag>,
     events: VecDeque<E::Event>,
-    refused: Vec<crate::Error>,
+    refused: u64,
+    last_refused: Option<crate::Error>,
 }
 
 impl<E: Endpoint, N: Net> Shell<E, N> {
@@ -204,6 +211,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         config: &super::Config,
         deliver: impl Fn(Input) + Clone + Send + 'static,
     ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.receive_folder)?;
         let to_files = deliver.clone();
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
@@ -229,7 +237,8 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             timers: Timers::new(),
             resumed: VecDeque::new(),
             events: VecDeque::new(),
-            refused: Vec::new(),
+            refused: 0,
+            last_refused: None,
         }
     }
 
@@ -238,10 +247,11 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         &self.endpoint
     }
 
-    /// Inputs the endpoint refused (`handle_input` returned an error): driver bugs or races
-    /// an endpoint should tolerate. Kept for tests and logs; a driver never stops for them.
-    pub fn refused(&self) -> &[crate::Error] {
-        &self.refused
+    /// How many inputs the endpoint refused (`handle_input` returned an error), and the last
+    /// such error: driver bugs, or races an endpoint should tolerate. For tests and logs; a
+    /// driver never stops for them.
+    pub fn refused(&self) -> (u64, Option<&crate::Error>) {
+        (self.refused, self.last_refused.as_ref())
     }
 
     /// Runs an application command on the endpoint, then carries out what it asked.
@@ -404,7 +414,8 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
 
     fn feed(&mut self, now: Instant, input: Input) {
         if let Err(e) = self.endpoint.handle_input(now, input) {
-            self.refused.push(e);
+            self.refused += 1;
+            self.last_refused = Some(e);
         }
     }
 
