@@ -2,7 +2,7 @@
 //! test thread: the driver runs on a thread of its own, commands go to it, events come back.
 //!
 //! A runtime's tests implement [`Runtime`] in a few lines; the scenarios of
-//! [`runtime_suite`](crate::runtime_suite) are written once against it.
+//! [`runtime_suite`](mod@crate::runtime_suite) are written once against it.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;

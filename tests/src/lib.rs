@@ -6,7 +6,7 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
-//! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`]: any endpoint on a real
+//! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
 

@@ -595,7 +595,7 @@ fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// `Outgoing` to `Incoming` through [`StreamTransfer`]: a real 64 MiB file over a real
+/// `Outgoing` to `Incoming` through [`StreamTransfer`](crate::stream_transfer::StreamTransfer): a real 64 MiB file over a real
 /// loopback connection, between two drivers of runtime `R`. The received file has the same
 /// SHA3-512 and its final name, and the process's peak memory grows by far less than the
 /// file (run it alone in its test binary, so other tests do not add to the peak).
