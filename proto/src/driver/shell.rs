@@ -637,3 +637,286 @@ impl<C> Open<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{DhtStore, FileService};
+
+    /// Records what the shell asks of the runtime.
+    #[derive(Default)]
+    struct FakeNet {
+        calls: Vec<String>,
+    }
+
+    impl Net for FakeNet {
+        type Stream = ();
+        type Conn = Tag;
+        type Task = ();
+
+        fn accept(&mut self, tag: Tag, _: std::net::TcpListener) -> std::io::Result<()> {
+            self.calls.push(format!("accept {}", tag.0));
+            Ok(())
+        }
+        fn connect(&mut self, tag: Tag, _: std::net::TcpStream) -> std::io::Result<()> {
+            self.calls.push(format!("connect {}", tag.0));
+            Ok(())
+        }
+        fn start(&mut self, tag: Tag, (): ()) -> Tag {
+            self.calls.push(format!("start {}", tag.0));
+            tag
+        }
+        fn send(&mut self, conn: &Tag, data: Bytes) {
+            self.calls.push(format!("send {} {}", conn.0, data.len()));
+        }
+        fn shutdown_write(&mut self, conn: &Tag) {
+            self.calls.push(format!("fin {}", conn.0));
+        }
+        fn set_reading(&mut self, conn: &Tag, on: bool) {
+            self.calls.push(format!("reading {} {on}", conn.0));
+        }
+        fn reset(&mut self, conn: Tag) {
+            self.calls.push(format!("reset {}", conn.0));
+        }
+    }
+
+    /// Emits what the test queues, records what it is fed.
+    #[derive(Default)]
+    struct Script {
+        out: VecDeque<Output<()>>,
+        fed: Vec<Input>,
+    }
+
+    impl Endpoint for Script {
+        type Event = ();
+        fn handle_input(&mut self, _: Instant, input: Input) -> Result<(), crate::Error> {
+            self.fed.push(input);
+            Ok(())
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_output(&mut self) -> Option<Output<()>> {
+            self.out.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    type TestShell = Shell<Script, FakeNet>;
+
+    fn shell() -> (TestShell, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files = FileThread::spawn(FileService::new(dir.path()), |_| {}).expect("thread");
+        let dht = DhtStore::new().client(|_| {});
+        let shell = Shell::new(Script::default(), FakeNet::default(), files, dht);
+        (shell, dir)
+    }
+
+    fn ask(shell: &mut TestShell, now: Instant, output: Output<()>) {
+        shell.command(now, |e, _| e.out.push_back(output));
+    }
+
+    /// A connection opened through the shell, with the tag its tasks report under.
+    fn open(shell: &mut TestShell, now: Instant) -> (ConnId, Tag) {
+        let conn = ConnId::Connect(1);
+        let remote = SocketAddr::from(([127, 0, 0, 1], 9));
+        let timeout = Duration::from_secs(1);
+        let local_port = None;
+        ask(
+            shell,
+            now,
+            Output::Connect {
+                conn,
+                remote,
+                local_port,
+                timeout,
+            },
+        );
+        let tag = Tag(shell.next_tag);
+        let local = SocketAddr::from(([127, 0, 0, 1], 50_000));
+        shell.handle_socket(
+            now,
+            SocketEvent::Connected {
+                tag,
+                stream: (),
+                local,
+            },
+        );
+        assert_eq!(
+            shell.endpoint().fed.last(),
+            Some(&Input::Connected { conn, local })
+        );
+        (conn, tag)
+    }
+
+    fn data(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn reads_held_while_paused_come_out_in_order_on_resume() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (conn, tag) = open(&mut shell, now);
+        ask(&mut shell, now, Output::PauseReading { conn });
+        shell.handle_socket(
+            now,
+            SocketEvent::Received {
+                tag,
+                data: data("ab"),
+            },
+        );
+        shell.handle_socket(
+            now,
+            SocketEvent::Received {
+                tag,
+                data: data("cd"),
+            },
+        );
+        shell.handle_socket(now, SocketEvent::Eof { tag });
+        shell.handle_socket(now, SocketEvent::Sent { tag, bytes: 3 });
+        // Writes are not reads: credit is not held back.
+        assert_eq!(
+            shell.endpoint().fed[1..],
+            [Input::Writable { conn, bytes: 3 }]
+        );
+        ask(&mut shell, now, Output::ResumeReading { conn });
+        assert_eq!(
+            shell.endpoint().fed[2..],
+            [
+                Input::Received {
+                    conn,
+                    data: data("ab")
+                },
+                Input::Received {
+                    conn,
+                    data: data("cd")
+                },
+                Input::HalfClosed { conn },
+            ]
+        );
+        assert_eq!(shell.net.calls[2..], ["reading 1 false", "reading 1 true"]);
+    }
+
+    #[test]
+    fn after_a_reset_late_reports_are_dropped() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (conn, tag) = open(&mut shell, now);
+        ask(&mut shell, now, Output::Reset { conn });
+        shell.handle_socket(
+            now,
+            SocketEvent::Received {
+                tag,
+                data: data("late"),
+            },
+        );
+        shell.handle_socket(now, SocketEvent::Failed { tag });
+        assert_eq!(shell.endpoint().fed.len(), 1, "only Connected");
+        assert_eq!(shell.net.calls.last().map(String::as_str), Some("reset 1"));
+        // The core may name a new connection like the old one: it is a new socket.
+        let (_, new_tag) = open(&mut shell, now);
+        assert_ne!(new_tag, tag);
+    }
+
+    #[test]
+    fn a_close_reads_until_both_fins_or_the_linger_and_tells_the_core_nothing() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (conn, tag) = open(&mut shell, now);
+        ask(&mut shell, now, Output::Close { conn });
+        assert_eq!(shell.net.calls.last().map(String::as_str), Some("fin 1"));
+        assert_eq!(shell.poll_timeout(), Some(now + CLOSE_LINGER));
+        shell.handle_socket(
+            now,
+            SocketEvent::Received {
+                tag,
+                data: data("x"),
+            },
+        );
+        shell.handle_socket(now, SocketEvent::FinSent { tag });
+        shell.handle_socket(now, SocketEvent::Eof { tag });
+        assert!(shell.sockets.is_empty() && shell.conns.is_empty());
+        assert_eq!(shell.poll_timeout(), None);
+        let (conn, _) = open(&mut shell, now);
+        ask(&mut shell, now, Output::Close { conn });
+        shell.handle_timeout(now + CLOSE_LINGER);
+        assert!(shell.sockets.is_empty(), "dropped after the linger");
+        assert_eq!(shell.endpoint().fed.len(), 2, "two Connected, nothing else");
+    }
+
+    #[test]
+    fn a_half_close_each_way_ends_in_closed() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (conn, tag) = open(&mut shell, now);
+        ask(&mut shell, now, Output::HalfClose { conn });
+        ask(&mut shell, now, Output::HalfClose { conn });
+        assert_eq!(shell.net.calls.iter().filter(|c| *c == "fin 1").count(), 1);
+        shell.handle_socket(now, SocketEvent::FinSent { tag });
+        shell.handle_socket(now, SocketEvent::Eof { tag });
+        assert_eq!(shell.endpoint().fed[1..], [Input::Closed { conn }]);
+        assert!(shell.sockets.is_empty());
+    }
+
+    #[test]
+    fn a_connect_times_out_and_a_late_success_is_ignored() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let conn = ConnId::Connect(4);
+        let remote = SocketAddr::from(([127, 0, 0, 1], 9));
+        let timeout = Duration::from_millis(300);
+        let local_port = None;
+        ask(
+            &mut shell,
+            now,
+            Output::Connect {
+                conn,
+                remote,
+                local_port,
+                timeout,
+            },
+        );
+        let tag = Tag(shell.next_tag);
+        assert_eq!(shell.poll_timeout(), Some(now + timeout));
+        shell.handle_timeout(now + timeout);
+        let error = ConnectError::TimedOut;
+        assert_eq!(shell.endpoint().fed, [Input::ConnectFailed { conn, error }]);
+        let local = SocketAddr::from(([127, 0, 0, 1], 50_000));
+        shell.handle_socket(
+            now,
+            SocketEvent::Connected {
+                tag,
+                stream: (),
+                local,
+            },
+        );
+        assert_eq!(shell.endpoint().fed.len(), 1);
+        assert!(!shell.net.calls.iter().any(|c| c.starts_with("start")));
+    }
+
+    #[test]
+    fn dht_values_after_a_cancel_are_not_news() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let key = DhtKey([3; 20]);
+        ask(&mut shell, now, Output::DhtListen { key });
+        let value = data("v");
+        shell.handle_input(
+            now,
+            Input::DhtValue {
+                key,
+                value: value.clone(),
+            },
+        );
+        ask(&mut shell, now, Output::DhtCancelListen { key });
+        shell.handle_input(
+            now,
+            Input::DhtValue {
+                key,
+                value: value.clone(),
+            },
+        );
+        assert_eq!(shell.endpoint().fed, [Input::DhtValue { key, value }]);
+    }
+}
