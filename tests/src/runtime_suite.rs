@@ -33,6 +33,8 @@ macro_rules! runtime_suite {
             close_sends_the_queued_bytes_first,
             reset_reaches_the_peer,
             pause_holds_reads_back_until_resume,
+            ipv6_connect_from_a_listening_port,
+            unlisten_closes_the_listener,
             connect_refused,
             connect_times_out,
             the_endpoint_timer_wakes_it,
@@ -203,6 +205,41 @@ pub fn connect_from_a_listening_port<R: Runtime>() {
     assert_eq!(receive(&mut a, a_conn, 15), b"still listening");
 }
 
+/// The same on IPv6 loopback.
+pub fn ipv6_connect_from_a_listening_port<R: Runtime>() {
+    let dht = DhtStore::new();
+    let (mut a, _fa) = probe::<R>(&dht);
+    let (mut b, _fb) = probe::<R>(&dht);
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0));
+    let a_addr = listen(&mut a, 1, v6);
+    let b_addr = listen(&mut b, 1, v6);
+    let conn = connect(&b, 1, a_addr, Some(b_addr.port()));
+    assert_eq!(connected(&mut b, conn), b_addr);
+    let (a_conn, remote) = accepted(&mut a);
+    assert_eq!(remote, b_addr);
+    send(&a, a_conn, b"v6");
+    assert_eq!(receive(&mut b, conn, 2), b"v6");
+}
+
+/// After `Unlisten`, the port is closed: a connect there is refused.
+pub fn unlisten_closes_the_listener<R: Runtime>() {
+    let (mut p, _f) = probe::<R>(&DhtStore::new());
+    let addr = listen(&mut p, 3, LOOPBACK);
+    ask(
+        &p,
+        Output::Unlisten {
+            listener: ListenerId(3),
+        },
+    );
+    p.call(|_, _| ());
+    let conn = connect(&p, 1, addr, None);
+    let error = wait(&mut p, "ConnectFailed", |i| match i {
+        Input::ConnectFailed { conn: c, error } if *c == conn => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(error, ConnectError::Refused);
+}
+
 /// A half-close reaches the peer as `HalfClosed`, the other direction keeps working, and once
 /// both sides ended, both hear `Closed`.
 pub fn half_close_each_way_then_closed<R: Runtime>() {
@@ -284,13 +321,15 @@ pub fn pause_holds_reads_back_until_resume<R: Runtime>() {
         b_conn,
         ..
     } = pair::<R>();
-    const LEN: usize = 48 << 20;
+    // More than the kernel can buffer (both sockets at their largest) and the reader had
+    // read before the pause reached it.
+    let total = (kernel_buffer("tcp_rmem") + kernel_buffer("tcp_wmem") + (16 << 20)) >> 20 << 20;
     ask(&b, Output::PauseReading { conn: b_conn });
     // The pause is in force once a later command has run on b's driver.
     b.call(|_, _| ());
-    let data = Bytes::from(pattern(LEN, 3));
+    let data = Bytes::from(pattern(total, 3));
     let expected = Digest::of(&data);
-    for chunk in 0..LEN / (1 << 20) {
+    for chunk in 0..total >> 20 {
         let data = data.slice(chunk << 20..(chunk + 1) << 20);
         ask(&a, Output::Send { conn: a_conn, data });
     }
@@ -307,13 +346,13 @@ pub fn pause_holds_reads_back_until_resume<R: Runtime>() {
         })
         .sum();
     assert!(
-        credit < LEN,
-        "the sender is held back ({credit} of {LEN} bytes left)"
+        credit < total,
+        "the sender is held back ({credit} of {total} bytes left)"
     );
     ask(&b, Output::ResumeReading { conn: b_conn });
     let mut digest = StreamDigest::new();
     let mut len = 0;
-    while len < LEN {
+    while len < total {
         let got = wait(&mut b, "bytes", |i| match i {
             Input::Received { conn, data } if *conn == b_conn => Some(data.clone()),
             _ => None,
@@ -321,8 +360,17 @@ pub fn pause_holds_reads_back_until_resume<R: Runtime>() {
         digest.update(len as u64, &got);
         len += got.len();
     }
-    assert_eq!(len, LEN);
+    assert_eq!(len, total);
     assert_eq!(digest.finish(), expected);
+}
+
+/// The largest buffer the kernel gives a TCP socket (`tcp_rmem` or `tcp_wmem`), or 32 MiB
+/// where it does not say.
+fn kernel_buffer(name: &str) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(32 << 20)
 }
 
 /// Nobody listens: `ConnectFailed { Refused }`.

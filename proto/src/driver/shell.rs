@@ -171,7 +171,19 @@ enum Socket<N: Net> {
 struct Listener<T> {
     id: ListenerId,
     local: SocketAddr,
+    /// A second handle on the listening socket, to stop it at once when it is dropped: the
+    /// runtime's accept task lets go of its own handle only when the runtime next polls it.
+    closer: std::net::TcpListener,
     _task: T,
+}
+
+impl<T> Drop for Listener<T> {
+    fn drop(&mut self) {
+        // On Linux this takes the socket out of LISTEN now, so the port refuses connections
+        // as soon as the endpoint said `Unlisten`; elsewhere it may fail, and closing waits
+        // for the task.
+        let _ = socket2::SockRef::from(&self.closer).shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtClient`].
@@ -569,6 +581,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
     fn listen(&mut self, id: ListenerId, local: SocketAddr) -> std::io::Result<SocketAddr> {
         let socket = net::listener(local)?;
         let local = socket.local_addr()?;
+        let closer = socket.try_clone()?;
         let tag = self.tag();
         let task = self.net.accept(tag, socket)?;
         self.listeners.insert(
@@ -576,6 +589,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             Listener {
                 id,
                 local,
+                closer,
                 _task: task,
             },
         );
