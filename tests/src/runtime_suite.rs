@@ -41,6 +41,7 @@ macro_rules! runtime_suite {
             dht_values_between_two_drivers,
             files_through_the_driver,
             turn_allocate_permit_connect_and_deallocate,
+            transfer_resumes_from_a_partial_file,
         );
     };
     (@tests $runtime:ty; $($name:ident),* $(,)?) => {
@@ -643,52 +644,52 @@ fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// `Outgoing` to `Incoming` through [`StreamTransfer`](crate::stream_transfer::StreamTransfer): a real 64 MiB file over a real
-/// loopback connection, between two drivers of runtime `R`. The received file has the same
-/// SHA3-512 and its final name, and the process's peak memory grows by far less than the
-/// file (run it alone in its test binary, so other tests do not add to the peak).
-pub fn transfer_a_64_mib_file<R: Runtime>() {
+/// A file of `size` bytes (made of [`pattern`] chunks) at `path`; its digest.
+fn make_file(path: &std::path::Path, size: usize) -> Digest {
+    use std::io::Write as _;
+    const CHUNK: usize = 1 << 20;
+    let mut digest = StreamDigest::new();
+    let mut file = std::fs::File::create(path).expect("create");
+    for i in 0..size.div_ceil(CHUNK) {
+        let chunk = pattern(CHUNK.min(size - i * CHUNK), i as u8);
+        digest.update((i * CHUNK) as u64, &chunk);
+        file.write_all(&chunk).expect("write");
+    }
+    digest.finish()
+}
+
+/// Sends `source` as "big.bin" to a receiver whose folder is `receiving`, on two drivers of
+/// runtime `R`; the receiver accepts. `sending` is called once the receiver listens, before
+/// the sender starts. Checks that both sides verified `expected` and that the file has its
+/// final name and nothing else is left; returns the sender's events.
+fn transfer<R: Runtime>(
+    source: &std::path::Path,
+    receiving: &std::path::Path,
+    expected: Digest,
+    sending: impl FnOnce(),
+) -> Vec<crate::stream_transfer::StreamEvent> {
     use crate::stream_transfer::{StreamEvent, StreamTransfer};
     use ferry_proto::io::Event;
-    use std::io::Write as _;
 
-    const SIZE: usize = 64 << 20;
-    const CHUNK: usize = 1 << 20;
-    let sending = tempfile::tempdir().expect("temp dir");
-    let receiving = tempfile::tempdir().expect("temp dir");
-    let source = sending.path().join("big.bin");
-    let mut expected = StreamDigest::new();
-    {
-        let mut file = std::fs::File::create(&source).expect("create");
-        for i in 0..SIZE / CHUNK {
-            let chunk = pattern(CHUNK, i as u8);
-            expected.update((i * CHUNK) as u64, &chunk);
-            file.write_all(&chunk).expect("write");
-        }
-    }
-    let expected = expected.finish();
-
-    let mut bob = R::spawn(
-        StreamTransfer::receiver(LOOPBACK),
-        Config::new(receiving.path()),
-    );
+    let size = std::fs::metadata(source).expect("source").len();
+    let sender_folder = tempfile::tempdir().expect("temp dir");
+    let mut bob = R::spawn(StreamTransfer::receiver(LOOPBACK), Config::new(receiving));
     let Some(StreamEvent::Listening(addr)) =
         bob.run_until(WAIT, |e| matches!(e, StreamEvent::Listening(_)))
     else {
         panic!("the receiver does not listen");
     };
-    let baseline = memory();
-    let measured = reset_peak_memory();
+    sending();
     let source = source.to_string_lossy().into_owned();
     let mut alice = R::spawn(
         StreamTransfer::sender(addr, source, "big.bin"),
-        Config::new(sending.path()),
+        Config::new(sender_folder.path()),
     );
     let offer = bob.run_until(WAIT, |e| {
         matches!(e, StreamEvent::Transfer(Event::IncomingTransfer { .. }))
     });
     assert!(
-        matches!(offer, Some(StreamEvent::Transfer(Event::IncomingTransfer { size, .. })) if size == SIZE as u64),
+        matches!(offer, Some(StreamEvent::Transfer(Event::IncomingTransfer { size: s, .. })) if s == size),
         "{offer:?}"
     );
     bob.command(|t, now| t.accept(now).expect("an offer to accept"));
@@ -708,16 +709,36 @@ pub fn transfer_a_64_mib_file<R: Runtime>() {
         matches!(sender_side, Some(StreamEvent::Transfer(Event::Verified { digest, .. })) if digest == expected),
         "{sender_side:?}"
     );
-    let received = receiving.path().join("big.bin");
+    let received = receiving.join("big.bin");
     assert_eq!(
         std::fs::metadata(&received).expect("final file").len(),
-        SIZE as u64
+        size
     );
-    let names: Vec<_> = std::fs::read_dir(receiving.path())
+    let names: Vec<_> = std::fs::read_dir(receiving)
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names, ["big.bin"], "no partial file left");
+    alice.take_events()
+}
+
+/// `Outgoing` to `Incoming` through
+/// [`StreamTransfer`](crate::stream_transfer::StreamTransfer): a real 64 MiB file over a real
+/// loopback connection, between two drivers of runtime `R`. The received file has the same
+/// SHA3-512 and its final name, and the process's peak memory grows by far less than the
+/// file (run it alone in its test binary, so other tests do not add to the peak).
+pub fn transfer_a_64_mib_file<R: Runtime>() {
+    const SIZE: usize = 64 << 20;
+    let sending = tempfile::tempdir().expect("temp dir");
+    let receiving = tempfile::tempdir().expect("temp dir");
+    let source = sending.path().join("big.bin");
+    let expected = make_file(&source, SIZE);
+    let mut baseline = None;
+    let mut measured = false;
+    transfer::<R>(&source, receiving.path(), expected, || {
+        baseline = memory();
+        measured = reset_peak_memory();
+    });
     if let (true, Some((rss, _)), Some((_, peak))) = (measured, baseline, memory()) {
         let growth = peak.saturating_sub(rss);
         eprintln!(
@@ -732,4 +753,32 @@ pub fn transfer_a_64_mib_file<R: Runtime>() {
             SIZE >> 20
         );
     }
+}
+
+/// A receiver that holds the first part of the file in its partial file gets only the rest
+/// (`GO <offset>`): the sender's first progress is past that part, and both digests, each
+/// computed beside the file I/O with the held part hashed from disk once, match.
+pub fn transfer_resumes_from_a_partial_file<R: Runtime>() {
+    use crate::stream_transfer::StreamEvent;
+    use ferry_proto::io::Event;
+
+    const SIZE: usize = (4 << 20) + 12_345;
+    const HELD: usize = (3 << 19) + 7;
+    let sending = tempfile::tempdir().expect("temp dir");
+    let receiving = tempfile::tempdir().expect("temp dir");
+    let source = sending.path().join("big.bin");
+    let expected = make_file(&source, SIZE);
+    let held = std::fs::read(&source).expect("source")[..HELD].to_vec();
+    let name = SafeName::from_display_name("big.bin").expect("safe");
+    let partial = ferry_proto::driver::FileService::new(receiving.path()).partial_path(&name);
+    std::fs::write(partial, held).expect("partial");
+    let events = transfer::<R>(&source, receiving.path(), expected, || {});
+    let first_progress = events.iter().find_map(|e| match e {
+        StreamEvent::Transfer(Event::Progress { done, .. }) => Some(*done),
+        _ => None,
+    });
+    assert!(
+        first_progress.is_some_and(|done| done > HELD as u64),
+        "the sender started past the held part: {first_progress:?}"
+    );
 }

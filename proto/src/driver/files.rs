@@ -10,9 +10,10 @@
 //!   existing file (then `name (1).ext`, `name (2).ext`, …), so a crash never leaves a
 //!   half-written file under a final name and nothing is ever overwritten.
 //! - Each open file carries a [`StreamDigest`] fed by its reads and writes. A partial file
-//!   opened with a prefix already on disk has that prefix hashed once, when it opens; the
-//!   writes that follow extend it, so [`FileOp::Digest`] reads from disk only bytes it never
-//!   saw.
+//!   opened with a prefix already on disk has that prefix hashed once, when it opens; a source
+//!   first read past its start (a resumed send) has the skipped part hashed then. The reads
+//!   and writes that follow extend the digest, so each byte is read from disk and hashed
+//!   once, and [`FileOp::Digest`] reads only bytes it never saw.
 //! - Two open operations on the same partial file are refused: two transfers writing one file
 //!   would only corrupt it.
 
@@ -168,6 +169,11 @@ impl FileService {
 
     fn read(&mut self, file: FileId, offset: u64, len: u32) -> Result<FileResult, Failure> {
         let open = self.get(file)?;
+        if offset > open.digest.hashed() {
+            // A resumed send starts past the start: hash the part the peer already holds now,
+            // so the reads that follow extend the digest and no byte is read twice.
+            hash_from_disk(&open.file, &mut open.digest, offset)?;
+        }
         let mut buf = vec![0; len as usize];
         let got = read_at(&open.file, &mut buf, offset)?;
         if got < buf.len() {
@@ -667,6 +673,30 @@ mod tests {
         assert!(
             path.exists(),
             "a source is the user's: discard only closes it"
+        );
+    }
+
+    #[test]
+    fn a_resumed_send_hashes_the_skipped_part_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut service = FileService::new(dir.path());
+        let content = data(5000, 8);
+        let path = dir.path().join("s.bin");
+        fs::write(&path, &content).expect("source");
+        let file = FileId(1);
+        let source = path.to_string_lossy().into_owned();
+        service.perform(FileOp::OpenSource { file, source });
+        let got = service.perform(FileOp::Read {
+            file,
+            offset: 3000,
+            len: 2000,
+        });
+        assert!(matches!(got, FileResult::Data { .. }), "{got:?}");
+        assert_eq!(service.open[&file].digest.hashed(), 5000);
+        let digest = Digest::of(&content);
+        assert_eq!(
+            service.perform(FileOp::Digest { file, len: 5000 }),
+            FileResult::Digest { file, digest }
         );
     }
 
