@@ -55,7 +55,8 @@ const BATCH: usize = 32;
 /// Events waiting for the application; the driver waits when it is full.
 const EVENT_QUEUE: usize = 256;
 
-/// Runs one endpoint. Made by [`Driver::new`]; [`run`](Driver::run) it on a tokio runtime.
+/// Runs one endpoint. Made by [`Driver::new`]; [`run`](Driver::run) it on a tokio runtime
+/// with I/O and time enabled (`enable_all`).
 pub struct Driver<E: Endpoint> {
     shell: Shell<E, Tokio>,
     sockets: mpsc::Receiver<SocketEvent<TcpStream>>,

@@ -328,7 +328,7 @@ fn hash_from_disk(file: &File, digest: &mut StreamDigest, len: u64) -> Result<()
 fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match positioned::read(file, &mut buf[done..], offset + done as u64) {
+        match positioned::read(file, &mut buf[done..], offset.saturating_add(done as u64)) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -344,7 +344,7 @@ fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()>
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
                 data = &data[n..];
-                offset += n as u64;
+                offset = offset.saturating_add(n as u64);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -296,8 +296,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                     return; // Unlistened meanwhile: dropping the stream closes it.
                 };
                 let tag = self.tag();
-                let conn = ConnId::Accepted(self.next_accepted);
-                self.next_accepted += 1;
+                let conn = self.accepted_id();
                 let io = self.net.start(tag, stream);
                 self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
                 self.conns.insert(conn, tag);
@@ -416,6 +415,18 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         match (self.endpoint.poll_timeout(), self.timers.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// The next name for an accepted connection; after 2^32 of them, numbers come round again,
+    /// skipping those still in use.
+    fn accepted_id(&mut self) -> ConnId {
+        loop {
+            let conn = ConnId::Accepted(self.next_accepted);
+            self.next_accepted = self.next_accepted.wrapping_add(1);
+            if !self.conns.contains_key(&conn) {
+                return conn;
+            }
         }
     }
 
