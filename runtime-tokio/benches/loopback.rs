@@ -7,99 +7,13 @@
 //! driver's own cost (tasks, channels, copies, credit) over the kernel's.
 #![allow(missing_docs)]
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
+use ferry_tests::blast::{Blast, BlastEvent, CHUNK, TOTAL};
 use ferry_tokio::{Config, Driver};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const TOTAL: u64 = 1 << 30;
-const CHUNK: usize = 64 * 1024;
-/// The transfer machines' send window.
-const WINDOW: usize = ferry_proto::transfer::SEND_WINDOW;
 const ROUNDS: usize = 3;
-
-/// Sends `TOTAL` bytes (sender) or counts them (receiver).
-struct Blast {
-    conn: Option<ConnId>,
-    chunk: Bytes,
-    sending: bool,
-    queued: u64,
-    in_flight: usize,
-    received: u64,
-    out: VecDeque<Output<Event>>,
-}
-
-#[derive(Debug)]
-enum Event {
-    Listening(SocketAddr),
-    Done,
-}
-
-impl Blast {
-    fn new(first: Output<Event>, sending: bool) -> Blast {
-        Blast {
-            conn: None,
-            chunk: Bytes::from(vec![0x5a; CHUNK]),
-            sending,
-            queued: 0,
-            in_flight: 0,
-            received: 0,
-            out: VecDeque::from([first]),
-        }
-    }
-
-    fn fill(&mut self) {
-        let Some(conn) = self.conn else { return };
-        while self.sending && self.queued < TOTAL && self.in_flight + CHUNK <= WINDOW {
-            self.queued += CHUNK as u64;
-            self.in_flight += CHUNK;
-            let data = self.chunk.clone();
-            self.out.push_back(Output::Send { conn, data });
-        }
-    }
-}
-
-impl Endpoint for Blast {
-    type Event = Event;
-
-    fn handle_input(&mut self, _now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
-        match input {
-            Input::Listening { local, .. } => {
-                self.out.push_back(Output::Event(Event::Listening(local)));
-            }
-            Input::Connected { conn, .. } | Input::Accepted { conn, .. } => {
-                self.conn = Some(conn);
-                self.fill();
-            }
-            Input::Writable { bytes, .. } => {
-                self.in_flight -= bytes;
-                self.fill();
-            }
-            Input::Received { data, .. } => {
-                self.received += data.len() as u64;
-                if self.received == TOTAL {
-                    self.out.push_back(Output::Event(Event::Done));
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
-
-    fn poll_output(&mut self) -> Option<Output<Event>> {
-        self.out.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-}
 
 async fn plain_socket_pair() -> Duration {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -131,29 +45,18 @@ async fn plain_socket_pair() -> Duration {
 
 async fn through_the_driver() -> Duration {
     let folder = std::env::temp_dir();
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let listen = Output::Listen {
-        listener: ListenerId(1),
-        local,
-    };
     let (receiver, _keep_rx, mut rx_events) =
-        Driver::new(Blast::new(listen, false), Config::new(&folder)).expect("driver");
+        Driver::new(Blast::receiver(), Config::new(&folder)).expect("driver");
     tokio::spawn(receiver.run());
-    let Some(Event::Listening(addr)) = rx_events.recv().await else {
+    let Some(BlastEvent::Listening(addr)) = rx_events.recv().await else {
         panic!("no listener");
-    };
-    let connect = Output::Connect {
-        conn: ConnId::Connect(1),
-        remote: addr,
-        local_port: None,
-        timeout: Duration::from_secs(5),
     };
     let start = Instant::now();
     let (sender, _keep_tx, _tx_events) =
-        Driver::new(Blast::new(connect, true), Config::new(&folder)).expect("driver");
+        Driver::new(Blast::sender(addr), Config::new(&folder)).expect("driver");
     tokio::spawn(sender.run());
     let done = rx_events.recv().await;
-    assert!(matches!(done, Some(Event::Done)), "{done:?}");
+    assert!(matches!(done, Some(BlastEvent::Done)), "{done:?}");
     start.elapsed()
 }
 

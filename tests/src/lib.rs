@@ -9,7 +9,9 @@
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
+//! - [`blast`]: endpoints that push bytes through a driver, for throughput benchmarks.
 
+pub mod blast;
 pub mod content;
 pub mod coturn;
 pub mod driven;
