@@ -98,6 +98,7 @@ impl FileService {
     }
 
     fn open_source(&mut self, file: FileId, path: &Path) -> Result<FileResult, Failure> {
+        self.check_free(file)?;
         let handle = File::open(path)?;
         let meta = handle.metadata()?;
         if !meta.is_file() {
@@ -116,6 +117,7 @@ impl FileService {
         name: SafeName,
         size: u64,
     ) -> Result<FileResult, Failure> {
+        self.check_free(file)?;
         let path = self.partial_path(&name);
         if self
             .open
@@ -142,6 +144,13 @@ impl FileService {
         Ok(FileResult::Opened { file, len })
     }
 
+    fn check_free(&self, file: FileId) -> Result<(), Failure> {
+        match self.open.contains_key(&file) {
+            true => Err(Failure::AlreadyOpen),
+            false => Ok(()),
+        }
+    }
+
     fn insert(
         &mut self,
         file: FileId,
@@ -149,9 +158,7 @@ impl FileService {
         partial: Option<(PathBuf, SafeName)>,
         digest: StreamDigest,
     ) -> Result<(), Failure> {
-        if self.open.contains_key(&file) {
-            return Err(Failure::AlreadyOpen);
-        }
+        self.check_free(file)?;
         self.open.insert(
             file,
             OpenFile {
