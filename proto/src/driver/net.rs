@@ -4,7 +4,8 @@
 //! bind the same port ([`Output::Connect`](crate::io::Output::Connect) with a `local_port`):
 //! ICE-TCP active candidates and simultaneous open need it. Both sockets set `SO_REUSEADDR`
 //! and, on Unix, `SO_REUSEPORT` (Linux requires it on both for a second bind of a listening
-//! port).
+//! port). The price: another socket of the same user that also asks for port reuse can bind
+//! a port one of our listeners holds, so a `Listen` on a fixed port is not exclusive.
 
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
