@@ -32,6 +32,7 @@ macro_rules! runtime_suite {
             half_close_each_way_then_closed,
             close_sends_the_queued_bytes_first,
             reset_reaches_the_peer,
+            a_stopped_driver_closes_its_connections,
             pause_holds_reads_back_until_resume,
             ipv6_connect_from_a_listening_port,
             unlisten_closes_the_listener,
@@ -310,6 +311,24 @@ pub fn reset_reaches_the_peer<R: Runtime>() {
     wait(&mut a, "Reset", |i| {
         (*i == Input::Reset { conn: a_conn }).then_some(())
     });
+}
+
+/// When every handle of a driver is gone, it stops and its connections end: the peer hears
+/// of it rather than hanging.
+pub fn a_stopped_driver_closes_its_connections<R: Runtime>() {
+    let Pair {
+        a, mut b, b_conn, ..
+    } = pair::<R>();
+    drop(a);
+    let end = wait(&mut b, "the end of the connection", |i| match i {
+        Input::HalfClosed { conn } | Input::Closed { conn } | Input::Reset { conn }
+            if *conn == b_conn =>
+        {
+            Some(i.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(end, Input::HalfClosed { conn: b_conn });
 }
 
 /// While paused, nothing is delivered and TCP pushes back on the sender; after a resume,
