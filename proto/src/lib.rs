@@ -83,9 +83,13 @@
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`timer`]: the table of deadlines each state machine keeps.
+//! - `driver` (cargo feature `driver`): what the runtimes share to run an endpoint on real
+//!   sockets and files; no state machine uses it.
 
 pub mod aggregate;
 pub mod channel;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod ice;
 pub mod io;
 pub mod node;

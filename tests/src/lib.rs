@@ -8,10 +8,19 @@
 //! - [`coturn`]: a real coturn started and stopped by a test.
 //! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
+//! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
+//!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
+//!   runtime passes.
+//! - [`blast`]: endpoints that push bytes through a driver, for throughput benchmarks.
 
+pub mod blast;
 pub mod content;
 pub mod coturn;
+pub mod driven;
 pub mod lan;
 pub mod pair;
+pub mod probe;
 pub mod realnet;
+pub mod runtime_suite;
+pub mod stream_transfer;
 pub mod turn_suite;

@@ -1,0 +1,65 @@
+//! For drivers; no state machine uses it (cargo feature `driver`, off by default).
+//!
+//! What a driver that runs an [`Endpoint`](crate::io::Endpoint) on a real machine needs,
+//! whatever its async runtime: the runtimes `ferry-smol` and `ferry-tokio` add only their own
+//! sockets, tasks and timers on top. Like [`tls::files`](crate::tls::files), this module
+//! touches the system (files, sockets, threads); nothing else in `ferry-proto` calls it.
+//!
+//! - [`shell`]: the [`Shell`] around one endpoint, which carries out its outputs through a
+//!   runtime's [`Net`] and keeps the connection bookkeeping (names, pause and resume, half
+//!   and full close, connect timeouts);
+//! - [`files`]: [`FileService`] does the [`FileOp`](crate::io::FileOp)s on real files, with
+//!   the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
+//! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`net`]: listening and connecting sockets with address and port reuse;
+//! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy.
+
+pub mod dht;
+pub mod files;
+pub mod interfaces;
+pub mod net;
+pub mod shell;
+
+pub use dht::{DhtClient, DhtStore};
+pub use files::{FileService, FileThread};
+pub use interfaces::{LocalAddr, Paths, local_addresses};
+pub use shell::{Net, Shell, SocketEvent, Tag};
+
+use std::path::PathBuf;
+
+/// What a driver needs besides its endpoint.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where received files go (partial files too); created if missing.
+    pub receive_folder: PathBuf,
+    /// The DHT to use: the embedded one, shared with every driver given a clone of it.
+    pub dht: DhtStore,
+}
+
+impl Config {
+    /// Files go to `receive_folder`; the DHT is a fresh embedded one of this driver alone.
+    pub fn new(receive_folder: impl Into<PathBuf>) -> Config {
+        Config {
+            receive_folder: receive_folder.into(),
+            dht: DhtStore::new(),
+        }
+    }
+
+    /// Uses `dht`, shared with other drivers, instead.
+    pub fn with_dht(mut self, dht: &DhtStore) -> Config {
+        self.dht = dht.clone();
+        self
+    }
+}
+
+/// The driver has stopped: a command cannot reach its endpoint any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the driver has stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
