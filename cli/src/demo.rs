@@ -175,7 +175,7 @@ impl Report {
             bar.set_position(done);
             if !self.tty {
                 // Plain lines every quarter.
-                let quarter = if total == 0 { 4 } else { done * 4 / total };
+                let quarter = (done * 4).checked_div(total).unwrap_or(4);
                 if self.last_line.insert(transfer, quarter) != Some(quarter) {
                     println!("alice → {label}: {done}/{total} bytes");
                 }
