@@ -1,10 +1,78 @@
-//! Ferry's deterministic network simulator — **not built yet**.
+//! Ferry's deterministic network simulator.
 //!
-//! This crate will run any number of `ferry-proto` endpoints (anything implementing
-//! [`ferry_proto::io::Endpoint`]) on a virtual clock, with hosts, NATs, simulated TCP, a DHT
-//! model, a TURN server and faults, recording traces with [`ferry_proto::trace`]. It is the
-//! subject of the `[sim]` and `[sim-turn]` issues; until they land it exports nothing, so that
-//! nothing here pretends to work.
+//! It runs any number of sans-IO endpoints (anything implementing
+//! [`ferry_proto::io::Endpoint`]) in one thread, on a virtual clock that jumps from one
+//! event to the next, in a world of hosts, networks, routers with NATs and firewalls, links
+//! with latency, jitter and bandwidth, a DHT, and files generated from seeds. A run is a
+//! function of its seed: the same seed gives the same trace, byte for byte, so a failing
+//! run is replayed by its seed.
 //!
-//! Today the two-party transfer harness in `ferry-tests` (`ferry_tests::pair`) is the only
-//! virtual-time driver; its event queue and file serving are what this crate will generalise.
+//! # A run
+//!
+//! ```
+//! use std::time::Duration;
+//! use ferry_proto::io::{ConnId, ListenerId};
+//! use ferry_sim::{HostSpec, Nat, Probe, RouterSpec, Step, World};
+//!
+//! let mut b = World::builder(1);
+//! let internet = b.internet();
+//! let home = b.network("home");
+//! b.router(RouterSpec::new("nat", internet, home).v4([203, 0, 113, 1]).nat(Nat::symmetric()));
+//! let epoch = b.epoch();
+//! let server = Probe::new(epoch)
+//!     .at(Duration::ZERO, Step::Listen { listener: ListenerId(1), local: "198.51.100.7:443".parse()? })
+//!     .echo();
+//! let client = Probe::new(epoch)
+//!     .at(Duration::from_millis(10), Step::connect(1, "198.51.100.7:443".parse()?))
+//!     .at(Duration::from_millis(200), Step::Send { conn: ConnId::Connect(1), data: "hello".into() });
+//! b.host(HostSpec::new("server", internet).v4([198, 51, 100, 7]), server);
+//! let alice = b.host(HostSpec::new("alice", home).v4([192, 168, 1, 2]), client);
+//! let mut world = b.trace().build()?;
+//! world.run_for(Duration::from_secs(1));
+//! let probe: &Probe = world.endpoint(alice).expect("alice runs a probe");
+//! assert_eq!(probe.received(ConnId::Connect(1)), b"hello");
+//! assert!(world.violations().is_empty());
+//! println!("{}", world.trace());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Modules
+//!
+//! - [`World`] and its [`WorldBuilder`]: the loop, the clock, the queries (`world`,
+//!   `builder`); hosts (`host`); networks and routing (`net`); the NAT and firewall rules
+//!   ([`nat`]); links ([`link`]); TCP (`tcp`); the DHT model ([`dht`]); files ([`files`],
+//!   [`content`]); faults ([`fault`]); traces ([`record`]); randomness ([`rng`]).
+//! - [`Probe`]: a scriptable test endpoint for the tests, the sweep and examples.
+//!
+//! A TURN server (the `[sim-turn]` issue) will be one more [`ferry_proto::io::Endpoint`]
+//! on a public host: the world drives built-in servers exactly like any endpoint.
+
+#![allow(clippy::print_stdout)] // only in the doc example above
+
+mod builder;
+pub mod content;
+pub mod dht;
+pub mod fault;
+pub mod files;
+mod host;
+mod ids;
+pub mod link;
+pub mod nat;
+mod net;
+mod probe;
+mod queue;
+pub mod record;
+pub mod rng;
+mod tcp;
+mod world;
+
+pub use builder::{BuildError, HostSpec, RouterSpec, WorldBuilder};
+pub use dht::DhtSpec;
+pub use fault::Fault;
+pub use host::{ClosedPorts, SimEndpoint};
+pub use ids::{HostId, LinkOf, NetworkId, RouterId};
+pub use link::LinkSpec;
+pub use nat::{Behaviour, Nat, RouterKind};
+pub use probe::{Probe, Step};
+pub use tcp::{RECEIVE_WINDOW, SEGMENT};
+pub use world::{Stats, Violation, World};

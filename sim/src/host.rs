@@ -1,0 +1,147 @@
+//! A host: one endpoint, its addresses, ports, connections, files and DHT listens.
+//!
+//! The host is the driver-side state an operating system would keep for one process; the
+//! endpoint inside is anything that implements [`Endpoint`].
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use ferry_proto::io::{ConnId, DhtKey, Endpoint, Input, ListenerId};
+
+use crate::files::Files;
+use crate::ids::NetworkId;
+use crate::tcp::ConnKey;
+
+/// An [`Endpoint`] the world can also hand back to a test as its concrete type.
+pub trait SimEndpoint: Endpoint + Any {
+    /// Itself, for downcasting.
+    fn as_any(&self) -> &dyn Any;
+    /// Itself, for downcasting.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Endpoint + Any> SimEndpoint for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// What a host does with a SYN to a port nobody listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedPorts {
+    /// Answer with a RST: the connecting side hears "refused" after one round trip.
+    Refuse,
+    /// Drop it (a host firewall): the connecting side waits for its timeout.
+    Drop,
+}
+
+/// First port handed out for outbound connections and port-0 listeners (IANA's dynamic range).
+const FIRST_EPHEMERAL: u16 = 49_152;
+
+pub(crate) struct Host {
+    pub(crate) name: String,
+    pub(crate) endpoint: Box<dyn SimEndpoint>,
+    pub(crate) net: NetworkId,
+    pub(crate) v4: Option<Ipv4Addr>,
+    pub(crate) v6: Option<Ipv6Addr>,
+    /// Index of the access link.
+    pub(crate) link: usize,
+    pub(crate) closed_ports: ClosedPorts,
+    pub(crate) listeners: BTreeMap<ListenerId, SocketAddr>,
+    /// Bound listening ports: (port, is IPv6) → listener.
+    pub(crate) listening: BTreeMap<(u16, bool), ListenerId>,
+    pub(crate) conns: BTreeMap<ConnId, (ConnKey, usize)>,
+    /// (local, remote) → connection and side, for matching SYNs.
+    pub(crate) tuples: BTreeMap<(SocketAddr, SocketAddr), (ConnKey, usize)>,
+    /// Connections using each local port.
+    pub(crate) ports: BTreeMap<u16, u32>,
+    pub(crate) next_ephemeral: u16,
+    pub(crate) next_accepted: u32,
+    /// Inputs for the endpoint at the current instant, fed before time moves.
+    pub(crate) inbox: VecDeque<Input>,
+    /// The wake-up scheduled, if any.
+    pub(crate) wake_at: Option<Duration>,
+    /// When `handle_timeout` last ran, to catch an endpoint that asks to be woken in the past.
+    pub(crate) woke_at: Option<Duration>,
+    pub(crate) spin_reported: bool,
+    pub(crate) files: Files,
+    pub(crate) dht_listens: BTreeSet<DhtKey>,
+}
+
+impl Host {
+    pub(crate) fn new(
+        name: String,
+        endpoint: Box<dyn SimEndpoint>,
+        net: NetworkId,
+        link: usize,
+    ) -> Host {
+        Host {
+            name,
+            endpoint,
+            net,
+            v4: None,
+            v6: None,
+            link,
+            closed_ports: ClosedPorts::Refuse,
+            listeners: BTreeMap::new(),
+            listening: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            tuples: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            next_ephemeral: FIRST_EPHEMERAL,
+            next_accepted: 0,
+            inbox: VecDeque::new(),
+            wake_at: None,
+            woke_at: None,
+            spin_reported: false,
+            files: Files::default(),
+            dht_listens: BTreeSet::new(),
+        }
+    }
+
+    /// The host's address of the family of `ip`.
+    pub(crate) fn addr_like(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+
+    pub(crate) fn owns(&self, ip: IpAddr) -> bool {
+        ip.is_unspecified() || self.addr_like(ip) == Some(ip)
+    }
+
+    /// A port no listener and no connection uses, for a connection or a port-0 listener.
+    pub(crate) fn ephemeral(&mut self, v6: bool) -> Option<u16> {
+        for _ in 0..=(u16::MAX - FIRST_EPHEMERAL) {
+            let p = self.next_ephemeral;
+            self.next_ephemeral = if p == u16::MAX {
+                FIRST_EPHEMERAL
+            } else {
+                p + 1
+            };
+            if !self.listening.contains_key(&(p, v6)) && !self.ports.contains_key(&p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn take_port(&mut self, port: u16) {
+        *self.ports.entry(port).or_insert(0) += 1;
+    }
+
+    pub(crate) fn drop_port(&mut self, port: u16) {
+        if let Some(n) = self.ports.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.remove(&port);
+            }
+        }
+    }
+}
