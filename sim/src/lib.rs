@@ -74,5 +74,10 @@ pub use ids::{HostId, LinkOf, NetworkId, RouterId};
 pub use link::LinkSpec;
 pub use nat::{Behaviour, Nat, RouterKind};
 pub use probe::{Probe, Step};
+
+/// What a [`Probe`] records about its connections.
+pub mod probe_state {
+    pub use crate::probe::{ConnLog, ConnState};
+}
 pub use tcp::{RECEIVE_WINDOW, SEGMENT};
 pub use world::{Stats, Violation, World};
