@@ -230,3 +230,48 @@ fn misbehaving_endpoints_are_reported_not_fatal() {
     assert!(world.violations().iter().all(|v| v.host == "a"));
     let _ = a;
 }
+
+#[test]
+fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name() {
+    use ferry_proto::io::{FileId, FileOp, FileResult};
+    use ferry_proto::transfer::SafeName;
+    let mut b = World::builder(13);
+    let epoch = b.epoch();
+    let internet = b.internet();
+    let name = SafeName::from_display_name("movie.mkv").expect("name");
+    let source = ferry_sim::files::Source { size: 3_000_000, seed: 77 };
+    let mut p = Probe::new(epoch)
+        .at(ms(0), Step::File(FileOp::OpenSource { file: FileId(1), source: "movie".into() }))
+        .at(ms(0), Step::File(FileOp::Read { file: FileId(1), offset: 1000, len: 16 }))
+        .at(ms(0), Step::File(FileOp::Digest { file: FileId(1), len: source.size }))
+        .at(ms(0), Step::File(FileOp::OpenPartial { file: FileId(2), name: name.clone(), size: source.size }));
+    // The receiver already holds 1 MB of it (a resume) and writes the rest.
+    let mut at = 1_000_000;
+    while at < source.size {
+        let n = 500_000.min(source.size - at);
+        let data = Bytes::from(content::range(77, at, n as usize));
+        p = p.at(ms(1), Step::File(FileOp::Write { file: FileId(2), offset: at, data }));
+        at += n;
+    }
+    p = p
+        .at(ms(2), Step::File(FileOp::Digest { file: FileId(2), len: source.size }))
+        .at(ms(2), Step::File(FileOp::Commit { file: FileId(2) }));
+    let h = b.host(
+        HostSpec::new("h", internet).v4([198, 51, 100, 7]).source("movie", source.size, source.seed).partial("movie.mkv", source.size, 77, 1_000_000),
+        p,
+    );
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(1));
+    no_violations(&world);
+    let results = probe(&world, h).file_results();
+    let digest = source.digest();
+    assert!(results.contains(&FileResult::Opened { file: FileId(2), len: 1_000_000 }), "resume from what is held");
+    assert!(results.contains(&FileResult::Data { file: FileId(1), offset: 1000, data: Bytes::from(content::range(77, 1000, 16)) }));
+    assert!(results.contains(&FileResult::Digest { file: FileId(1), digest }));
+    assert!(results.contains(&FileResult::Digest { file: FileId(2), digest }));
+    assert!(results.contains(&FileResult::Committed { file: FileId(2), name: "movie.mkv".into() }));
+    let stored = world.received_file(h, "movie.mkv").expect("committed");
+    assert_eq!((stored.len, stored.digest()), (source.size, digest));
+    assert!(world.partial_file(h, "movie.mkv").is_none(), "the partial got its final name");
+    assert_eq!(world.open_files(h), 1, "the source is still open");
+}
