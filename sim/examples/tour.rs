@@ -51,25 +51,40 @@ fn tour(seed: u64) -> Result<World, Box<dyn std::error::Error>> {
     });
     let key = DhtKey([1; 20]);
     let server = Probe::new(epoch)
-        .at(ms(0), Step::Listen {
-            listener: ListenerId(1),
-            local: "0.0.0.0:443".parse()?,
-        })
+        .at(
+            ms(0),
+            Step::Listen {
+                listener: ListenerId(1),
+                local: "0.0.0.0:443".parse()?,
+            },
+        )
         .echo();
-    b.host(HostSpec::new("server", internet).v4([198, 51, 100, 7]), server);
+    b.host(
+        HostSpec::new("server", internet).v4([198, 51, 100, 7]),
+        server,
+    );
     let alice = Probe::new(epoch)
         .at(ms(0), Step::DhtListen(key))
         .at(ms(10), Step::connect(1, "198.51.100.7:443".parse()?))
-        .at(ms(200), Step::Send {
-            conn: ConnId::Connect(1),
-            data: Bytes::from(content::range(seed, 0, 200_000)),
-        })
+        .at(
+            ms(200),
+            Step::Send {
+                conn: ConnId::Connect(1),
+                data: Bytes::from(content::range(seed, 0, 200_000)),
+            },
+        )
         .at(ms(200), Step::HalfClose(ConnId::Connect(1)))
-        .at(ms(1000), Step::connect_from(2, 5000, "203.0.113.2:6000".parse()?))
-        .at(ms(1500), Step::Send {
-            conn: ConnId::Connect(2),
-            data: "hello bob".into(),
-        });
+        .at(
+            ms(1000),
+            Step::connect_from(2, 5000, "203.0.113.2:6000".parse()?),
+        )
+        .at(
+            ms(1500),
+            Step::Send {
+                conn: ConnId::Connect(2),
+                data: "hello bob".into(),
+            },
+        );
     let a = b.host(
         HostSpec::new("alice", home_a)
             .v4([192, 168, 1, 2])
@@ -77,15 +92,24 @@ fn tour(seed: u64) -> Result<World, Box<dyn std::error::Error>> {
         alice,
     );
     let bob = Probe::new(epoch)
-        .at(ms(300), Step::DhtPut {
-            key,
-            value: "bob is at 203.0.113.2:6000".into(),
-        })
-        .at(ms(1000), Step::connect_from(1, 6000, "203.0.113.1:5000".parse()?))
-        .at(ms(1500), Step::Send {
-            conn: ConnId::Connect(1),
-            data: "hello alice".into(),
-        })
+        .at(
+            ms(300),
+            Step::DhtPut {
+                key,
+                value: "bob is at 203.0.113.2:6000".into(),
+            },
+        )
+        .at(
+            ms(1000),
+            Step::connect_from(1, 6000, "203.0.113.1:5000".parse()?),
+        )
+        .at(
+            ms(1500),
+            Step::Send {
+                conn: ConnId::Connect(1),
+                data: "hello alice".into(),
+            },
+        )
         .at(ms(2500), Step::Close(ConnId::Connect(1)));
     b.host(HostSpec::new("bob", home_b).v4([192, 168, 1, 2]), bob);
     b.fault(ms(400), Fault::LinkDown(LinkOf::Host(a)))

@@ -165,8 +165,10 @@ impl HostSpec {
     /// A partial file it already holds for final name `name`: the first `len` bytes of the
     /// file `size` bytes long generated from `seed` (to test resuming).
     pub fn partial(mut self, name: &str, size: u64, seed: u64, len: u64) -> HostSpec {
-        self.partials
-            .push((name.to_owned(), Stored::prefix_of(Source { size, seed }, len)));
+        self.partials.push((
+            name.to_owned(),
+            Stored::prefix_of(Source { size, seed }, len),
+        ));
         self
     }
 }
@@ -321,13 +323,23 @@ impl WorldBuilder {
         let net_ok = |n: NetworkId| n.ix() < self.networks.len();
         for (i, spec) in self.routers.iter().enumerate() {
             if !net_ok(spec.parent) || !net_ok(spec.child) {
-                return Err(BuildError::UnknownId(format!("network of router {}", spec.name)));
+                return Err(BuildError::UnknownId(format!(
+                    "network of router {}",
+                    spec.name
+                )));
             }
             if spec.child == spec.parent || spec.child == NetworkId(0) {
-                return Err(BuildError::BadTopology(format!("router {} joins {} to itself or puts the internet below", spec.name, self.networks[spec.child.ix()])));
+                return Err(BuildError::BadTopology(format!(
+                    "router {} joins {} to itself or puts the internet below",
+                    spec.name,
+                    self.networks[spec.child.ix()]
+                )));
             }
             if networks[spec.child.ix()].uplink.is_some() {
-                return Err(BuildError::BadTopology(format!("network {} has two routers up", self.networks[spec.child.ix()])));
+                return Err(BuildError::BadTopology(format!(
+                    "network {} has two routers up",
+                    self.networks[spec.child.ix()]
+                )));
             }
             networks[spec.child.ix()].uplink = Some(RouterId(i as u32));
             links.push(Link::new(spec.link));
@@ -351,20 +363,32 @@ impl WorldBuilder {
                 n = routers[r.ix()].parent;
                 hops += 1;
                 if hops > networks.len() {
-                    return Err(BuildError::BadTopology(format!("network {} is in a loop", networks[start].name)));
+                    return Err(BuildError::BadTopology(format!(
+                        "network {} is in a loop",
+                        networks[start].name
+                    )));
                 }
             }
         }
-        let register = |networks: &mut Vec<Network>, net: NetworkId, ip: IpAddr, what: Attach| -> Result<(), BuildError> {
+        let register = |networks: &mut Vec<Network>,
+                        net: NetworkId,
+                        ip: IpAddr,
+                        what: Attach|
+         -> Result<(), BuildError> {
             let mut net = net;
             let mut what = what;
             loop {
                 let network = &mut networks[net.ix()];
                 if network.addrs.insert(ip, what).is_some() {
-                    return Err(BuildError::DuplicateAddress { network: network.name.clone(), addr: ip });
+                    return Err(BuildError::DuplicateAddress {
+                        network: network.name.clone(),
+                        addr: ip,
+                    });
                 }
                 // Addresses behind a router that does not translate are reachable above it.
-                let Some(r) = network.uplink else { return Ok(()) };
+                let Some(r) = network.uplink else {
+                    return Ok(());
+                };
                 let router = &routers[r.ix()];
                 if router.kind(ip).translates() {
                     return Ok(());
@@ -375,20 +399,29 @@ impl WorldBuilder {
         };
         for (i, r) in self.routers.iter().enumerate() {
             let id = RouterId(i as u32);
-            for ip in [r.v4.map(IpAddr::V4), r.v6.map(IpAddr::V6)].into_iter().flatten() {
+            for ip in [r.v4.map(IpAddr::V4), r.v6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
                 register(&mut networks, r.parent, ip, Attach::Router(id))?;
             }
         }
         let mut hosts = Vec::new();
         for (i, (spec, endpoint)) in std::mem::take(&mut self.hosts).into_iter().enumerate() {
             if !net_ok(spec.net) {
-                return Err(BuildError::UnknownId(format!("network of host {}", spec.name)));
+                return Err(BuildError::UnknownId(format!(
+                    "network of host {}",
+                    spec.name
+                )));
             }
             if spec.v4.is_none() && spec.v6.is_none() {
                 return Err(BuildError::NoAddress(spec.name));
             }
             let id = HostId(i as u32);
-            for ip in [spec.v4.map(IpAddr::V4), spec.v6.map(IpAddr::V6)].into_iter().flatten() {
+            for ip in [spec.v4.map(IpAddr::V4), spec.v6.map(IpAddr::V6)]
+                .into_iter()
+                .flatten()
+            {
                 register(&mut networks, spec.net, ip, Attach::Host(id))?;
             }
             links.push(Link::new(spec.link));
@@ -424,6 +457,7 @@ impl WorldBuilder {
             events: BTreeMap::new(),
             next_serial: 0,
             dirty: VecDeque::new(),
+            deadlines: std::collections::BTreeSet::new(),
         };
         // Every endpoint gets its first chance to speak at time zero.
         for i in 0..world.hosts.len() {

@@ -82,9 +82,9 @@ pub(crate) struct Rules {
 
 impl Rules {
     pub(crate) fn partitioned(&self, x: HostId, y: HostId) -> bool {
-        self.partitions.iter().any(|(a, b)| {
-            (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x))
-        })
+        self.partitions
+            .iter()
+            .any(|(a, b)| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x)))
     }
 
     pub(crate) fn stalled(&self, host: HostId, port: u16) -> bool {
@@ -124,7 +124,9 @@ impl World {
             }
             Fault::ResetConnections { host, port } => {
                 for key in self.conns.keys() {
-                    let Some(c) = self.conns.get(key) else { continue };
+                    let Some(c) = self.conns.get(key) else {
+                        continue;
+                    };
                     let sides = if c.bound { 2 } else { 1 };
                     let hit = (0..sides).any(|s| {
                         c.ends[s].host == host && port.is_none_or(|p| c.ends[s].local.port() == p)
@@ -133,7 +135,9 @@ impl World {
                         continue;
                     }
                     for side in 0..2 {
-                        let Some(c) = self.conns.get_mut(key) else { break };
+                        let Some(c) = self.conns.get_mut(key) else {
+                            break;
+                        };
                         let e = &mut c.ends[side];
                         let was_open = e.state == State::Open;
                         e.state = State::Dead;

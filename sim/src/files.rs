@@ -85,8 +85,13 @@ impl Stored {
 
 #[derive(Debug)]
 enum Open {
-    Source { source: Source, digest: StreamDigest },
-    Partial { name: String },
+    Source {
+        source: Source,
+        digest: StreamDigest,
+    },
+    Partial {
+        name: String,
+    },
 }
 
 /// One host's files.
@@ -115,7 +120,10 @@ impl Files {
                         digest: StreamDigest::new(),
                     };
                     if self.open.insert(file, open).is_some() {
-                        return (fail(FileError::Other("file id in use".into())), Some(format!("file {file:?} opened twice")));
+                        return (
+                            fail(FileError::Other("file id in use".into())),
+                            Some(format!("file {file:?} opened twice")),
+                        );
                     }
                     (FileResult::Opened { file, len }, None)
                 }
@@ -123,13 +131,19 @@ impl Files {
             },
             FileOp::OpenPartial { file, name, size } => {
                 let name = name.as_str().to_owned();
-                let partial = self.partials.entry(name.clone()).or_insert_with(Stored::new);
+                let partial = self
+                    .partials
+                    .entry(name.clone())
+                    .or_insert_with(Stored::new);
                 if partial.len > size {
                     *partial = Stored::new();
                 }
                 let len = partial.len;
                 if self.open.insert(file, Open::Partial { name }).is_some() {
-                    return (fail(FileError::Other("file id in use".into())), Some(format!("file {file:?} opened twice")));
+                    return (
+                        fail(FileError::Other("file id in use".into())),
+                        Some(format!("file {file:?} opened twice")),
+                    );
                 }
                 (FileResult::Opened { file, len }, None)
             }
@@ -145,24 +159,35 @@ impl Files {
                     (FileResult::Data { file, offset, data }, None)
                 }
                 Some(Open::Partial { .. }) => (
-                    fail(FileError::Other("the simulated disk keeps no received bytes to read".into())),
+                    fail(FileError::Other(
+                        "the simulated disk keeps no received bytes to read".into(),
+                    )),
                     Some(format!("read of received file {file:?}")),
                 ),
                 None => unknown(file),
             },
             FileOp::Write { file, offset, data } => match self.open.get(&file) {
                 Some(Open::Partial { name }) => {
-                    let partial = self.partials.entry(name.clone()).or_insert_with(Stored::new);
+                    let partial = self
+                        .partials
+                        .entry(name.clone())
+                        .or_insert_with(Stored::new);
                     if !partial.write(offset, &data) {
                         return (
                             fail(FileError::Other("write leaves a gap".into())),
-                            Some(format!("write at {offset} past the end ({}) of {name:?}", partial.len)),
+                            Some(format!(
+                                "write at {offset} past the end ({}) of {name:?}",
+                                partial.len
+                            )),
                         );
                     }
                     let len = data.len() as u32;
                     (FileResult::Written { file, offset, len }, None)
                 }
-                Some(Open::Source { .. }) => (fail(FileError::PermissionDenied), Some(format!("write to source {file:?}"))),
+                Some(Open::Source { .. }) => (
+                    fail(FileError::PermissionDenied),
+                    Some(format!("write to source {file:?}")),
+                ),
                 None => unknown(file),
             },
             FileOp::Digest { file, len } => match self.open.get_mut(&file) {
@@ -180,13 +205,27 @@ impl Files {
                         d.update(at, &buf[..n]);
                         at += n as u64;
                     }
-                    (FileResult::Digest { file, digest: d.finish() }, None)
+                    (
+                        FileResult::Digest {
+                            file,
+                            digest: d.finish(),
+                        },
+                        None,
+                    )
                 }
                 Some(Open::Partial { name }) => match self.partials.get(name) {
-                    Some(p) if p.len == len => (FileResult::Digest { file, digest: p.digest() }, None),
+                    Some(p) if p.len == len => (
+                        FileResult::Digest {
+                            file,
+                            digest: p.digest(),
+                        },
+                        None,
+                    ),
                     Some(p) => (
                         fail(FileError::ShortRead),
-                        (len > p.len).then(|| format!("digest of {len} bytes of {name:?} which holds {}", p.len)),
+                        (len > p.len).then(|| {
+                            format!("digest of {len} bytes of {name:?} which holds {}", p.len)
+                        }),
                     ),
                     None => (fail(FileError::NotFound), None),
                 },
@@ -203,11 +242,20 @@ impl Files {
                         n += 1;
                     }
                     self.finals.insert(final_name.clone(), stored);
-                    (FileResult::Committed { file, name: final_name }, None)
+                    (
+                        FileResult::Committed {
+                            file,
+                            name: final_name,
+                        },
+                        None,
+                    )
                 }
                 Some(other) => {
                     self.open.insert(file, other);
-                    (fail(FileError::PermissionDenied), Some(format!("commit of source {file:?}")))
+                    (
+                        fail(FileError::PermissionDenied),
+                        Some(format!("commit of source {file:?}")),
+                    )
                 }
                 None => unknown(file),
             },
@@ -216,14 +264,20 @@ impl Files {
                     self.partials.remove(&name);
                     (FileResult::Closed { file }, None)
                 }
-                Some(Open::Source { .. }) => (FileResult::Closed { file }, Some(format!("discard of source {file:?}"))),
+                Some(Open::Source { .. }) => (
+                    FileResult::Closed { file },
+                    Some(format!("discard of source {file:?}")),
+                ),
                 None => unknown(file),
             },
             FileOp::Close { file } => match self.open.remove(&file) {
                 Some(_) => (FileResult::Closed { file }, None),
                 None => unknown(file),
             },
-            other => (fail(FileError::Other("unsupported".into())), Some(format!("unsupported {other:?}"))),
+            other => (
+                fail(FileError::Other("unsupported".into())),
+                Some(format!("unsupported {other:?}")),
+            ),
         }
     }
 
@@ -250,24 +304,56 @@ mod tests {
 
     #[test]
     fn a_received_file_hashes_like_its_source_and_commits_under_a_free_name() {
-        let source = Source { size: 100_000, seed: 9 };
+        let source = Source {
+            size: 100_000,
+            seed: 9,
+        };
         let mut files = Files::default();
         files.finals.insert("a.bin".into(), Stored::new());
         let name = SafeName::from_display_name("a.bin").expect("a name");
-        let (r, _) = files.handle(FileOp::OpenPartial { file: FileId(1), name, size: source.size });
-        assert_eq!(r, FileResult::Opened { file: FileId(1), len: 0 });
+        let (r, _) = files.handle(FileOp::OpenPartial {
+            file: FileId(1),
+            name,
+            size: source.size,
+        });
+        assert_eq!(
+            r,
+            FileResult::Opened {
+                file: FileId(1),
+                len: 0
+            }
+        );
         let mut at = 0;
         while at < source.size {
             let n = 30_000.min(source.size - at) as usize;
             let data = Bytes::from(content::range(source.seed, at, n));
-            let (r, bad) = files.handle(FileOp::Write { file: FileId(1), offset: at, data });
+            let (r, bad) = files.handle(FileOp::Write {
+                file: FileId(1),
+                offset: at,
+                data,
+            });
             assert!(matches!(r, FileResult::Written { .. }) && bad.is_none());
             at += n as u64;
         }
-        let (r, _) = files.handle(FileOp::Digest { file: FileId(1), len: source.size });
-        assert_eq!(r, FileResult::Digest { file: FileId(1), digest: source.digest() });
+        let (r, _) = files.handle(FileOp::Digest {
+            file: FileId(1),
+            len: source.size,
+        });
+        assert_eq!(
+            r,
+            FileResult::Digest {
+                file: FileId(1),
+                digest: source.digest()
+            }
+        );
         let (r, _) = files.handle(FileOp::Commit { file: FileId(1) });
-        assert_eq!(r, FileResult::Committed { file: FileId(1), name: "a.bin (1)".into() });
+        assert_eq!(
+            r,
+            FileResult::Committed {
+                file: FileId(1),
+                name: "a.bin (1)".into()
+            }
+        );
         assert!(files.partials.is_empty());
     }
 
@@ -275,23 +361,64 @@ mod tests {
     fn gaps_and_unknown_files_fail_and_are_reported() {
         let mut files = Files::default();
         let name = SafeName::from_display_name("b").expect("a name");
-        files.handle(FileOp::OpenPartial { file: FileId(1), name, size: 10 });
-        let (r, bad) = files.handle(FileOp::Write { file: FileId(1), offset: 5, data: Bytes::from_static(b"x") });
+        files.handle(FileOp::OpenPartial {
+            file: FileId(1),
+            name,
+            size: 10,
+        });
+        let (r, bad) = files.handle(FileOp::Write {
+            file: FileId(1),
+            offset: 5,
+            data: Bytes::from_static(b"x"),
+        });
         assert!(matches!(r, FileResult::Failed { .. }) && bad.is_some());
         let (r, bad) = files.handle(FileOp::Close { file: FileId(7) });
-        assert!(matches!(r, FileResult::Failed { error: FileError::NotFound, .. }) && bad.is_some());
+        assert!(
+            matches!(
+                r,
+                FileResult::Failed {
+                    error: FileError::NotFound,
+                    ..
+                }
+            ) && bad.is_some()
+        );
     }
 
     #[test]
     fn a_partial_longer_than_the_file_starts_over_and_a_prefix_resumes() {
-        let source = Source { size: 1000, seed: 3 };
+        let source = Source {
+            size: 1000,
+            seed: 3,
+        };
         let mut files = Files::default();
-        files.partials.insert("c".into(), Stored::prefix_of(source, 400));
+        files
+            .partials
+            .insert("c".into(), Stored::prefix_of(source, 400));
         let name = SafeName::from_display_name("c").expect("a name");
-        let (r, _) = files.handle(FileOp::OpenPartial { file: FileId(2), name: name.clone(), size: 1000 });
-        assert_eq!(r, FileResult::Opened { file: FileId(2), len: 400 });
+        let (r, _) = files.handle(FileOp::OpenPartial {
+            file: FileId(2),
+            name: name.clone(),
+            size: 1000,
+        });
+        assert_eq!(
+            r,
+            FileResult::Opened {
+                file: FileId(2),
+                len: 400
+            }
+        );
         files.handle(FileOp::Close { file: FileId(2) });
-        let (r, _) = files.handle(FileOp::OpenPartial { file: FileId(3), name, size: 10 });
-        assert_eq!(r, FileResult::Opened { file: FileId(3), len: 0 });
+        let (r, _) = files.handle(FileOp::OpenPartial {
+            file: FileId(3),
+            name,
+            size: 10,
+        });
+        assert_eq!(
+            r,
+            FileResult::Opened {
+                file: FileId(3),
+                len: 0
+            }
+        );
     }
 }

@@ -243,7 +243,8 @@ impl NatTable {
                     }
                 };
                 self.by_key.insert(key, id);
-                self.by_external.insert(SocketAddr::new(external_ip, port), id);
+                self.by_external
+                    .insert(SocketAddr::new(external_ip, port), id);
                 (id, true)
             }
         };
@@ -270,10 +271,7 @@ impl NatTable {
             .ok_or(Filtered::NoMapping)?;
         let allowed = match rules.filtering {
             Behaviour::EndpointIndependent => true,
-            Behaviour::AddressDependent => mapping
-                .contacted
-                .iter()
-                .any(|c| c.ip() == remote.ip()),
+            Behaviour::AddressDependent => mapping.contacted.iter().any(|c| c.ip() == remote.ip()),
             Behaviour::AddressAndPortDependent => mapping.contacted.contains(&remote),
         };
         if !allowed {
@@ -333,7 +331,8 @@ impl NatTable {
     }
 
     fn pick_port(&mut self, rules: &Nat, internal_port: u16, ip: IpAddr) -> Option<u16> {
-        let taken = |p: u16, t: &BTreeMap<SocketAddr, MapId>| t.contains_key(&SocketAddr::new(ip, p));
+        let taken =
+            |p: u16, t: &BTreeMap<SocketAddr, MapId>| t.contains_key(&SocketAddr::new(ip, p));
         if rules.port_preservation && !taken(internal_port, &self.by_external) {
             return Some(internal_port);
         }

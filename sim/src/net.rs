@@ -148,10 +148,9 @@ impl World {
                     } else {
                         walk.src.ip()
                     };
-                    let Some((map, ext, fresh)) =
-                        router
-                            .table
-                            .outbound(&rules, now, walk.src, walk.dst, external)
+                    let Some((map, ext, fresh)) = router
+                        .table
+                        .outbound(&rules, now, walk.src, walk.dst, external)
                     else {
                         return Step::Lost("NAT out of ports");
                     };
@@ -205,6 +204,10 @@ impl World {
 }
 
 /// The external address a router's NAT currently maps `internal` to towards `remote`.
-pub(crate) fn mapped(router: &Router, internal: SocketAddr, remote: SocketAddr) -> Option<SocketAddr> {
+pub(crate) fn mapped(
+    router: &Router,
+    internal: SocketAddr,
+    remote: SocketAddr,
+) -> Option<SocketAddr> {
     router.table.lookup(internal, remote)
 }

@@ -299,7 +299,9 @@ impl Probe {
 
     fn problem(&mut self, what: String) -> Result<(), ferry_proto::Error> {
         self.problems.push(what);
-        Err(ferry_proto::Error::UnexpectedInput("the probe saw a contract breach"))
+        Err(ferry_proto::Error::UnexpectedInput(
+            "the probe saw a contract breach",
+        ))
     }
 
     fn emit(&mut self, out: Output) {
@@ -314,7 +316,10 @@ impl Probe {
             }
             Output::Close { conn } | Output::Reset { conn } => {
                 if let Some(c) = self.conns.get_mut(conn) {
-                    if matches!(c.state, ConnState::Open | ConnState::HalfClosed | ConnState::Opening) {
+                    if matches!(
+                        c.state,
+                        ConnState::Open | ConnState::HalfClosed | ConnState::Opening
+                    ) {
                         c.state = ConnState::Dropped;
                     }
                 }
@@ -357,7 +362,9 @@ impl Endpoint for Probe {
                     c.state = ConnState::Failed(error);
                     c.ended_at = Some(at);
                 }
-                _ => return self.problem(format!("ConnectFailed for {conn}, which is not opening")),
+                _ => {
+                    return self.problem(format!("ConnectFailed for {conn}, which is not opening"));
+                }
             },
             Input::Accepted { conn, remote, .. } => {
                 if !matches!(conn, ConnId::Accepted(_)) || self.conns.contains_key(&conn) {
@@ -386,13 +393,26 @@ impl Endpoint for Probe {
             }
             Input::Writable { conn, bytes } => {
                 let c = match self.conns.get_mut(&conn) {
-                    Some(c) if !matches!(c.state, ConnState::Opening | ConnState::Closed | ConnState::Reset | ConnState::Failed(_) | ConnState::Dropped) => c,
+                    Some(c)
+                        if !matches!(
+                            c.state,
+                            ConnState::Opening
+                                | ConnState::Closed
+                                | ConnState::Reset
+                                | ConnState::Failed(_)
+                                | ConnState::Dropped
+                        ) =>
+                    {
+                        c
+                    }
                     _ => return self.problem(format!("Writable for {conn}, which is not open")),
                 };
                 c.writable += bytes;
                 let (writable, sent) = (c.writable, c.sent);
                 if writable > sent {
-                    return self.problem(format!("{conn} got {writable} bytes of credit for {sent} sent"));
+                    return self.problem(format!(
+                        "{conn} got {writable} bytes of credit for {sent} sent"
+                    ));
                 }
             }
             Input::HalfClosed { conn } => {

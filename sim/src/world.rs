@@ -21,7 +21,7 @@
 //! `Send` after `Close`, an unknown file, or an `Err` from `handle_input` is recorded as a
 //! [`Violation`] (and a trace line) and the run goes on; tests and the sweep fail on them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ use crate::net::{Network, Router};
 use crate::queue::{Ev, Queue};
 use crate::record::Tracer;
 use crate::rng::SimRng;
-use crate::tcp::Conns;
+use crate::tcp::{ConnKey, Conns};
 
 /// Events kept per host for [`World::events`]; past this the oldest are dropped.
 const EVENTS_KEPT: usize = 10_000;
@@ -110,6 +110,10 @@ pub struct World {
     pub(crate) next_serial: u64,
     /// Hosts with inputs waiting, in the order they got them.
     pub(crate) dirty: VecDeque<HostId>,
+    /// Connect timeouts, kept apart from the queue so that a connection that opens takes
+    /// its timeout away instead of leaving a dead event behind (a thousand connects a
+    /// second with 10 s timeouts would otherwise keep ten thousand of them queued).
+    pub(crate) deadlines: BTreeSet<(Duration, ConnKey)>,
 }
 
 impl World {
@@ -140,25 +144,44 @@ impl World {
 
     /// Runs everything due at the next instant. `false` when nothing is scheduled at all.
     pub fn step(&mut self) -> bool {
-        let Some(at) = self.queue.peek_time() else {
+        let Some(at) = self.next_time() else {
             return false;
         };
         self.now = self.now.max(at);
         self.stats.peak_queue = self.stats.peak_queue.max(self.queue.len());
-        while self.queue.peek_time().is_some_and(|t| t <= self.now) {
-            let Some((_, ev)) = self.queue.pop() else {
+        loop {
+            if self.queue.peek_time().is_some_and(|t| t <= self.now) {
+                let Some((_, ev)) = self.queue.pop() else {
+                    break;
+                };
+                self.stats.events += 1;
+                self.dispatch(ev);
+            } else if self.deadlines.first().is_some_and(|(t, _)| *t <= self.now) {
+                let Some((_, key)) = self.deadlines.pop_first() else {
+                    break;
+                };
+                self.stats.events += 1;
+                self.connect_timeout(key);
+            } else {
                 break;
-            };
-            self.stats.events += 1;
-            self.dispatch(ev);
+            }
             self.flush();
         }
         true
     }
 
+    /// When the next thing is due.
+    fn next_time(&self) -> Option<Duration> {
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        match (self.queue.peek_time(), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Runs every event up to and including `t`, then stands the clock on `t`.
     pub fn run_until(&mut self, t: Duration) {
-        while self.queue.peek_time().is_some_and(|at| at <= t) {
+        while self.next_time().is_some_and(|at| at <= t) {
             self.step();
         }
         self.now = self.now.max(t);
@@ -171,7 +194,7 @@ impl World {
 
     /// Runs until nothing is scheduled, or until `limit`; `true` when it went idle.
     pub fn run_until_idle(&mut self, limit: Duration) -> bool {
-        while let Some(at) = self.queue.peek_time() {
+        while let Some(at) = self.next_time() {
             if at > limit {
                 self.now = self.now.max(limit);
                 return false;
@@ -280,7 +303,9 @@ impl World {
 
     /// Files a host has open.
     pub fn open_files(&self, host: HostId) -> usize {
-        self.hosts.get(host.ix()).map_or(0, |h| h.files.open_count())
+        self.hosts
+            .get(host.ix())
+            .map_or(0, |h| h.files.open_count())
     }
 
     /// Values the DHT holds under `key` now, oldest first.
@@ -401,7 +426,6 @@ impl World {
             Ev::Syn(walk) => self.syn_walk(walk),
             Ev::Arrive { conn, to, seg } => self.arrive(conn, to, seg),
             Ev::Credit { conn, side, bytes } => self.credit(conn, side, bytes),
-            Ev::ConnectTimeout(conn) => self.connect_timeout(conn),
             Ev::DhtStore { from, key, value } => self.dht_store(from, key, value),
             Ev::DhtDeliver { to, key, value } => self.dht_deliver(to, key, value),
             Ev::Input { to, input } => self.input(to, input),
@@ -457,7 +481,11 @@ impl World {
     pub(crate) fn violation(&mut self, h: HostId, what: String) {
         self.violation_count += 1;
         if self.tracer.is_some() {
-            self.note(h, Direction::Local, Summary::plain(format!("VIOLATION {what}")));
+            self.note(
+                h,
+                Direction::Local,
+                Summary::plain(format!("VIOLATION {what}")),
+            );
         }
         if self.violations.len() < VIOLATIONS_KEPT {
             let host = self.hosts[h.ix()].name.clone();

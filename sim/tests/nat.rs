@@ -14,8 +14,20 @@ fn ports_seen(nat: Nat) -> [u16; 3] {
     let mut b = World::builder(1);
     let epoch = b.epoch();
     let (home, _) = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Nat(nat));
-    let s1 = public(&mut b, "s1", [198, 51, 100, 7], Probe::new(epoch).at(ms(0), listen(443)).at(ms(0), listen(444)));
-    let s2 = public(&mut b, "s2", [198, 51, 100, 8], Probe::new(epoch).at(ms(0), listen(443)));
+    let s1 = public(
+        &mut b,
+        "s1",
+        [198, 51, 100, 7],
+        Probe::new(epoch)
+            .at(ms(0), listen(443))
+            .at(ms(0), listen(444)),
+    );
+    let s2 = public(
+        &mut b,
+        "s2",
+        [198, 51, 100, 8],
+        Probe::new(epoch).at(ms(0), listen(443)),
+    );
     let alice = Probe::new(epoch)
         .at(ms(10), Step::connect_from(1, 5000, sa("198.51.100.7:443")))
         .at(ms(10), Step::connect_from(2, 5000, sa("198.51.100.7:444")))
@@ -35,13 +47,19 @@ fn ports_seen(nat: Nat) -> [u16; 3] {
 
 #[test]
 fn endpoint_independent_mapping_keeps_one_port_for_every_remote() {
-    let [a, b, c] = ports_seen(Nat::new(Behaviour::EndpointIndependent, Behaviour::EndpointIndependent));
+    let [a, b, c] = ports_seen(Nat::new(
+        Behaviour::EndpointIndependent,
+        Behaviour::EndpointIndependent,
+    ));
     assert_eq!([a, b, c], [5000, 5000, 5000], "port preserved and shared");
 }
 
 #[test]
 fn address_dependent_mapping_changes_port_per_remote_address() {
-    let [a, b, c] = ports_seen(Nat::new(Behaviour::AddressDependent, Behaviour::EndpointIndependent));
+    let [a, b, c] = ports_seen(Nat::new(
+        Behaviour::AddressDependent,
+        Behaviour::EndpointIndependent,
+    ));
     assert_eq!(a, b, "same remote address, same mapping");
     assert_ne!(a, c, "another remote address, another mapping");
 }
@@ -83,7 +101,12 @@ fn inbound(kind: RouterKind, alice_ip: [u8; 4]) -> [bool; 3] {
             .at(secs(1), Step::connect_from(1, 443, target))
             .at(secs(1), Step::connect_from(2, 6000, target)),
     );
-    let s2 = public(&mut b, "s2", [198, 51, 100, 8], Probe::new(epoch).at(secs(1), Step::connect_from(1, 443, target)));
+    let s2 = public(
+        &mut b,
+        "s2",
+        [198, 51, 100, 8],
+        Probe::new(epoch).at(secs(1), Step::connect_from(1, 443, target)),
+    );
     let alice = Probe::new(epoch)
         .at(ms(0), listen(5000))
         .at(ms(10), Step::connect_from(1, 5000, sa("198.51.100.7:443")))
@@ -102,35 +125,69 @@ fn inbound(kind: RouterKind, alice_ip: [u8; 4]) -> [bool; 3] {
 
 #[test]
 fn endpoint_independent_filtering_lets_anyone_in_once_mapped() {
-    assert_eq!(inbound(RouterKind::Nat(Nat::full_cone()), [192, 168, 1, 2]), [true, true, true]);
+    assert_eq!(
+        inbound(RouterKind::Nat(Nat::full_cone()), [192, 168, 1, 2]),
+        [true, true, true]
+    );
 }
 
 #[test]
 fn address_dependent_filtering_lets_in_the_contacted_address_only() {
-    assert_eq!(inbound(RouterKind::Nat(Nat::restricted_cone()), [192, 168, 1, 2]), [true, true, false]);
+    assert_eq!(
+        inbound(RouterKind::Nat(Nat::restricted_cone()), [192, 168, 1, 2]),
+        [true, true, false]
+    );
 }
 
 #[test]
 fn address_and_port_dependent_filtering_lets_in_the_contacted_address_and_port_only() {
-    assert_eq!(inbound(RouterKind::Nat(Nat::port_restricted_cone()), [192, 168, 1, 2]), [true, false, false]);
+    assert_eq!(
+        inbound(
+            RouterKind::Nat(Nat::port_restricted_cone()),
+            [192, 168, 1, 2]
+        ),
+        [true, false, false]
+    );
 }
 
 #[test]
 fn a_firewall_drops_unsolicited_syns_and_an_open_router_does_not() {
-    assert_eq!(inbound(RouterKind::Firewall, [100, 64, 0, 2]), [true, false, false]);
-    assert_eq!(inbound(RouterKind::Open, [100, 64, 0, 2]), [true, true, true]);
+    assert_eq!(
+        inbound(RouterKind::Firewall, [100, 64, 0, 2]),
+        [true, false, false]
+    );
+    assert_eq!(
+        inbound(RouterKind::Open, [100, 64, 0, 2]),
+        [true, true, true]
+    );
 }
 
 #[test]
 fn without_a_mapping_nothing_gets_in() {
     let mut b = World::builder(3);
     let epoch = b.epoch();
-    let (home, _) = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Nat(Nat::full_cone()));
-    b.host(HostSpec::new("alice", home).v4([192, 168, 1, 2]), Probe::new(epoch).at(ms(0), listen(5000)));
-    let s = public(&mut b, "s", [198, 51, 100, 7], Probe::new(epoch).at(ms(10), Step::connect(1, sa("203.0.113.1:5000"))));
+    let (home, _) = site(
+        &mut b,
+        "home",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::full_cone()),
+    );
+    b.host(
+        HostSpec::new("alice", home).v4([192, 168, 1, 2]),
+        Probe::new(epoch).at(ms(0), listen(5000)),
+    );
+    let s = public(
+        &mut b,
+        "s",
+        [198, 51, 100, 7],
+        Probe::new(epoch).at(ms(10), Step::connect(1, sa("203.0.113.1:5000"))),
+    );
     let mut world = b.build().expect("world");
     world.run_for(secs(11));
-    assert_eq!(probe(&world, s).state(ConnId::Connect(1)), Some(ConnState::Failed(ConnectError::TimedOut)));
+    assert_eq!(
+        probe(&world, s).state(ConnId::Connect(1)),
+        Some(ConnState::Failed(ConnectError::TimedOut))
+    );
     // Nor can anyone reach a private address from outside.
     no_violations(&world);
 }
@@ -140,18 +197,37 @@ fn without_a_mapping_nothing_gets_in() {
 fn hairpin(on: bool) -> (Option<ConnState>, Vec<std::net::SocketAddr>) {
     let mut b = World::builder(4);
     let epoch = b.epoch();
-    let (home, _) = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Nat(Nat::full_cone().with_hairpinning(on)));
-    public(&mut b, "s", [198, 51, 100, 7], Probe::new(epoch).at(ms(0), listen(443)));
+    let (home, _) = site(
+        &mut b,
+        "home",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::full_cone().with_hairpinning(on)),
+    );
+    public(
+        &mut b,
+        "s",
+        [198, 51, 100, 7],
+        Probe::new(epoch).at(ms(0), listen(443)),
+    );
     let bob = b.host(
         HostSpec::new("bob", home).v4([192, 168, 1, 3]),
-        Probe::new(epoch).at(ms(0), listen(6000)).at(ms(1), Step::connect_from(1, 6000, sa("198.51.100.7:443"))),
+        Probe::new(epoch)
+            .at(ms(0), listen(6000))
+            .at(ms(1), Step::connect_from(1, 6000, sa("198.51.100.7:443"))),
     );
-    let alice = b.host(HostSpec::new("alice", home).v4([192, 168, 1, 2]), Probe::new(epoch).at(ms(500), Step::connect(1, sa("203.0.113.1:6000"))));
+    let alice = b.host(
+        HostSpec::new("alice", home).v4([192, 168, 1, 2]),
+        Probe::new(epoch).at(ms(500), Step::connect(1, sa("203.0.113.1:6000"))),
+    );
     let mut world = b.build().expect("world");
     world.run_for(secs(12));
     no_violations(&world);
     let p = probe(&world, bob);
-    let remotes = p.accepted().iter().filter_map(|c| p.conn(*c).and_then(|c| c.addr)).collect();
+    let remotes = p
+        .accepted()
+        .iter()
+        .filter_map(|c| p.conn(*c).and_then(|c| c.addr))
+        .collect();
     (probe(&world, alice).state(ConnId::Connect(1)), remotes)
 }
 
@@ -160,7 +236,11 @@ fn hairpinning_on_reaches_a_neighbour_through_the_external_address() {
     let (state, remotes) = hairpin(true);
     assert_eq!(state, Some(ConnState::Open));
     assert_eq!(remotes.len(), 1);
-    assert_eq!(remotes[0].ip(), "203.0.113.1".parse::<std::net::IpAddr>().expect("ip"), "the neighbour sees the external address");
+    assert_eq!(
+        remotes[0].ip(),
+        "203.0.113.1".parse::<std::net::IpAddr>().expect("ip"),
+        "the neighbour sees the external address"
+    );
 }
 
 #[test]
@@ -177,14 +257,38 @@ fn nested_nats_translate_twice() {
     let internet = b.internet();
     let carrier = b.network("carrier");
     let home = b.network("home");
-    b.router(ferry_sim::RouterSpec::new("cgnat", internet, carrier).v4([203, 0, 113, 9]).nat(Nat::symmetric()));
-    b.router(ferry_sim::RouterSpec::new("home-nat", carrier, home).v4([100, 64, 0, 5]).nat(Nat::full_cone()));
-    let s = public(&mut b, "s", [198, 51, 100, 7], Probe::new(epoch).at(ms(0), listen(443)));
-    b.host(HostSpec::new("alice", home).v4([192, 168, 1, 2]), Probe::new(epoch).at(ms(1), Step::connect(1, sa("198.51.100.7:443"))));
+    b.router(
+        ferry_sim::RouterSpec::new("cgnat", internet, carrier)
+            .v4([203, 0, 113, 9])
+            .nat(Nat::symmetric()),
+    );
+    b.router(
+        ferry_sim::RouterSpec::new("home-nat", carrier, home)
+            .v4([100, 64, 0, 5])
+            .nat(Nat::full_cone()),
+    );
+    let s = public(
+        &mut b,
+        "s",
+        [198, 51, 100, 7],
+        Probe::new(epoch).at(ms(0), listen(443)),
+    );
+    b.host(
+        HostSpec::new("alice", home).v4([192, 168, 1, 2]),
+        Probe::new(epoch).at(ms(1), Step::connect(1, sa("198.51.100.7:443"))),
+    );
     let mut world = b.build().expect("world");
     world.run_for(secs(1));
     let p = probe(&world, s);
-    let remote = p.accepted().first().and_then(|c| p.conn(*c)).and_then(|c| c.addr).expect("accepted");
-    assert_eq!(remote.ip(), "203.0.113.9".parse::<std::net::IpAddr>().expect("ip"));
+    let remote = p
+        .accepted()
+        .first()
+        .and_then(|c| p.conn(*c))
+        .and_then(|c| c.addr)
+        .expect("accepted");
+    assert_eq!(
+        remote.ip(),
+        "203.0.113.9".parse::<std::net::IpAddr>().expect("ip")
+    );
     no_violations(&world);
 }

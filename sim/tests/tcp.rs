@@ -20,12 +20,22 @@ fn a_closed_port_refuses_after_one_round_trip() {
     let mut b = World::builder(1);
     let epoch = b.epoch();
     public(&mut b, "s", [198, 51, 100, 7], Probe::new(epoch));
-    let a = public(&mut b, "a", [198, 51, 100, 8], Probe::new(epoch).at(ms(0), Step::connect(1, sa("198.51.100.7:80"))));
+    let a = public(
+        &mut b,
+        "a",
+        [198, 51, 100, 8],
+        Probe::new(epoch).at(ms(0), Step::connect(1, sa("198.51.100.7:80"))),
+    );
     let mut world = b.trace().build().expect("world");
     world.run_for(secs(1));
     let c = probe(&world, a).conn(C1).expect("c1").clone();
     assert_eq!(c.state, ConnState::Failed(ConnectError::Refused));
-    assert_eq!(c.ended_at, Some(ms(40)), "two 10 ms links each way\n{}", world.trace());
+    assert_eq!(
+        c.ended_at,
+        Some(ms(40)),
+        "two 10 ms links each way\n{}",
+        world.trace()
+    );
     assert_eq!(world.live_connections(), 0);
     no_violations(&world);
 }
@@ -35,9 +45,24 @@ fn a_port_that_drops_syns_makes_the_connect_time_out() {
     let mut b = World::builder(1);
     let epoch = b.epoch();
     let internet = b.internet();
-    b.host(HostSpec::new("s", internet).v4([198, 51, 100, 7]).closed_ports(ClosedPorts::Drop), Probe::new(epoch));
-    let step = Step::Connect { conn: C1, remote: sa("198.51.100.7:80"), local_port: None, timeout: secs(3) };
-    let a = public(&mut b, "a", [198, 51, 100, 8], Probe::new(epoch).at(ms(0), step));
+    b.host(
+        HostSpec::new("s", internet)
+            .v4([198, 51, 100, 7])
+            .closed_ports(ClosedPorts::Drop),
+        Probe::new(epoch),
+    );
+    let step = Step::Connect {
+        conn: C1,
+        remote: sa("198.51.100.7:80"),
+        local_port: None,
+        timeout: secs(3),
+    };
+    let a = public(
+        &mut b,
+        "a",
+        [198, 51, 100, 8],
+        Probe::new(epoch).at(ms(0), step),
+    );
     let mut world = b.build().expect("world");
     world.run_for(secs(5));
     let c = probe(&world, a).conn(C1).expect("c1").clone();
@@ -56,17 +81,42 @@ fn no_address_of_the_family_is_unreachable_and_a_bad_listen_fails() {
         [198, 51, 100, 8],
         Probe::new(epoch)
             .at(ms(0), Step::connect(1, sa("[2001:db8::1]:80")))
-            .at(ms(0), Step::Listen { listener: ferry_proto::io::ListenerId(9), local: sa("10.9.9.9:1") })
+            .at(
+                ms(0),
+                Step::Listen {
+                    listener: ferry_proto::io::ListenerId(9),
+                    local: sa("10.9.9.9:1"),
+                },
+            )
             .at(ms(0), listen(80))
-            .at(ms(0), Step::Listen { listener: ferry_proto::io::ListenerId(10), local: sa("0.0.0.0:80") }),
+            .at(
+                ms(0),
+                Step::Listen {
+                    listener: ferry_proto::io::ListenerId(10),
+                    local: sa("0.0.0.0:80"),
+                },
+            ),
     );
     let mut world = b.build().expect("world");
     world.run_for(secs(1));
     let p = probe(&world, a);
-    assert_eq!(p.state(C1), Some(ConnState::Failed(ConnectError::Unreachable)));
-    assert!(p.listener(ferry_proto::io::ListenerId(9)).is_some_and(|r| r.is_err()));
-    assert!(p.listener(ferry_proto::io::ListenerId(80)).is_some_and(|r| r.is_ok()));
-    assert!(p.listener(ferry_proto::io::ListenerId(10)).is_some_and(|r| r.is_err()), "port in use");
+    assert_eq!(
+        p.state(C1),
+        Some(ConnState::Failed(ConnectError::Unreachable))
+    );
+    assert!(
+        p.listener(ferry_proto::io::ListenerId(9))
+            .is_some_and(|r| r.is_err())
+    );
+    assert!(
+        p.listener(ferry_proto::io::ListenerId(80))
+            .is_some_and(|r| r.is_ok())
+    );
+    assert!(
+        p.listener(ferry_proto::io::ListenerId(10))
+            .is_some_and(|r| r.is_err()),
+        "port in use"
+    );
 }
 
 /// Alice sends `len` bytes to an echo server, half-closes, and reads the echo to the end.
@@ -74,12 +124,28 @@ fn echo_run(link: LinkSpec, len: usize) -> World {
     let mut b = World::builder(7);
     let epoch = b.epoch();
     let internet = b.internet();
-    b.host(HostSpec::new("s", internet).v4([198, 51, 100, 7]).link(link), Probe::new(epoch).at(ms(0), listen(443)).echo());
+    b.host(
+        HostSpec::new("s", internet)
+            .v4([198, 51, 100, 7])
+            .link(link),
+        Probe::new(epoch).at(ms(0), listen(443)).echo(),
+    );
     let alice = Probe::new(epoch)
         .at(ms(1), Step::connect(1, sa("198.51.100.7:443")))
-        .at(ms(100), Step::Send { conn: C1, data: data(1, len) })
+        .at(
+            ms(100),
+            Step::Send {
+                conn: C1,
+                data: data(1, len),
+            },
+        )
         .at(ms(100), Step::HalfClose(C1));
-    b.host(HostSpec::new("alice", internet).v4([198, 51, 100, 8]).link(link), alice);
+    b.host(
+        HostSpec::new("alice", internet)
+            .v4([198, 51, 100, 8])
+            .link(link),
+        alice,
+    );
     let mut world = b.trace().build().expect("world");
     world.run_for(secs(120));
     world
@@ -92,12 +158,24 @@ fn bytes_arrive_in_order_and_half_close_then_close_end_both_sides() {
     let alice = world.host("alice").expect("alice");
     let p = probe(&world, alice);
     let c = p.conn(C1).expect("c1");
-    assert_eq!(c.received, content::range(1, 0, 1_000_000), "every byte, in order, despite jitter");
-    assert_eq!(c.state, ConnState::Closed, "alice half-closed, then the server's FIN came");
+    assert_eq!(
+        c.received,
+        content::range(1, 0, 1_000_000),
+        "every byte, in order, despite jitter"
+    );
+    assert_eq!(
+        c.state,
+        ConnState::Closed,
+        "alice half-closed, then the server's FIN came"
+    );
     assert_eq!(c.writable, 1_000_000, "all credit came back");
     let s = probe(&world, world.host("s").expect("s"));
     let a1 = s.accepted()[0];
-    assert_eq!(s.state(a1), Some(ConnState::Dropped), "the server closed on end of stream");
+    assert_eq!(
+        s.state(a1),
+        Some(ConnState::Dropped),
+        "the server closed on end of stream"
+    );
     assert_eq!(world.live_connections(), 0, "nothing leaks");
     let trace = world.trace();
     assert!(trace.contains("BYTES ×"), "bulk bytes collapse:\n{trace}");
@@ -105,7 +183,10 @@ fn bytes_arrive_in_order_and_half_close_then_close_end_both_sides() {
 
 #[test]
 fn bandwidth_makes_transfer_time_mean_something() {
-    let world = echo_run(LinkSpec::latency(ms(10)).with_bandwidth(1_000_000), 1_000_000);
+    let world = echo_run(
+        LinkSpec::latency(ms(10)).with_bandwidth(1_000_000),
+        1_000_000,
+    );
     no_violations(&world);
     let p = probe(&world, world.host("alice").expect("alice"));
     let c = p.conn(C1).expect("c1");
@@ -122,20 +203,39 @@ fn a_paused_reader_pushes_back_on_the_sender() {
     let epoch = b.epoch();
     // Accepted connections are named by the simulator in order: the first is a1.
     let a1 = ConnId::Accepted(1);
-    let server = Probe::new(epoch).at(ms(0), listen(443)).at(ms(50), Step::Pause(a1)).at(secs(5), Step::Resume(a1));
+    let server = Probe::new(epoch)
+        .at(ms(0), listen(443))
+        .at(ms(50), Step::Pause(a1))
+        .at(secs(5), Step::Resume(a1));
     let s = public(&mut b, "s", [198, 51, 100, 7], server);
     let alice = Probe::new(epoch)
         .at(ms(1), Step::connect(1, sa("198.51.100.7:443")))
-        .at(ms(100), Step::Send { conn: C1, data: data(2, 2_000_000) });
+        .at(
+            ms(100),
+            Step::Send {
+                conn: C1,
+                data: data(2, 2_000_000),
+            },
+        );
     let a = public(&mut b, "alice", [198, 51, 100, 8], alice);
     let mut world = b.build().expect("world");
     world.run_until(secs(4));
     let credit = probe(&world, a).conn(C1).expect("c1").writable;
-    assert_eq!(credit, ferry_sim::RECEIVE_WINDOW, "the sender stops at the receiver's window");
-    assert!(probe(&world, s).received(a1).is_empty(), "nothing read while paused");
+    assert_eq!(
+        credit,
+        ferry_sim::RECEIVE_WINDOW,
+        "the sender stops at the receiver's window"
+    );
+    assert!(
+        probe(&world, s).received(a1).is_empty(),
+        "nothing read while paused"
+    );
     world.run_until(secs(10));
     assert_eq!(probe(&world, a).conn(C1).expect("c1").writable, 2_000_000);
-    assert_eq!(probe(&world, s).received(a1), &content::range(2, 0, 2_000_000)[..]);
+    assert_eq!(
+        probe(&world, s).received(a1),
+        &content::range(2, 0, 2_000_000)[..]
+    );
     no_violations(&world);
 }
 
@@ -152,16 +252,32 @@ fn a_reset_reaches_the_peer_and_data_to_a_closed_socket_is_answered_with_a_reset
         .at(ms(1), Step::connect(1, sa("198.51.100.7:443")))
         .at(ms(2), Step::connect(2, sa("198.51.100.7:444")))
         .at(ms(100), Step::Reset(C1))
-        .at(ms(100), Step::Send { conn: ConnId::Connect(2), data: Bytes::from_static(b"too late") });
+        .at(
+            ms(100),
+            Step::Send {
+                conn: ConnId::Connect(2),
+                data: Bytes::from_static(b"too late"),
+            },
+        );
     let a = public(&mut b, "alice", [198, 51, 100, 8], alice);
     let mut world = b.trace().build().expect("world");
     world.run_until(secs(1));
     no_violations(&world);
     let (sp, ap) = (probe(&world, s), probe(&world, a));
-    assert_eq!(sp.state(ConnId::Accepted(1)), Some(ConnState::Reset), "{}", world.trace());
+    assert_eq!(
+        sp.state(ConnId::Accepted(1)),
+        Some(ConnState::Reset),
+        "{}",
+        world.trace()
+    );
     // a2's close sent a FIN first: alice saw end of stream, then her bytes met a closed
     // socket and came back as a reset.
-    assert_eq!(ap.state(ConnId::Connect(2)), Some(ConnState::Reset), "{}", world.trace());
+    assert_eq!(
+        ap.state(ConnId::Connect(2)),
+        Some(ConnState::Reset),
+        "{}",
+        world.trace()
+    );
     assert_eq!(world.live_connections(), 0, "{}", world.trace());
 }
 
@@ -170,26 +286,68 @@ fn simultaneous_open_through_two_port_restricted_nats() {
     for skew in [0, 7, 30] {
         let mut b = World::builder(10 + skew);
         let epoch = b.epoch();
-        let (net_a, _) = site(&mut b, "home-a", [203, 0, 113, 1], RouterKind::Nat(Nat::port_restricted_cone()));
-        let (net_b, _) = site(&mut b, "home-b", [203, 0, 113, 2], RouterKind::Nat(Nat::port_restricted_cone()));
+        let (net_a, _) = site(
+            &mut b,
+            "home-a",
+            [203, 0, 113, 1],
+            RouterKind::Nat(Nat::port_restricted_cone()),
+        );
+        let (net_b, _) = site(
+            &mut b,
+            "home-b",
+            [203, 0, 113, 2],
+            RouterKind::Nat(Nat::port_restricted_cone()),
+        );
         let alice = Probe::new(epoch)
             .at(ms(100), Step::connect_from(1, 5000, sa("203.0.113.2:6000")))
-            .at(secs(1), Step::Send { conn: C1, data: Bytes::from_static(b"from alice") });
+            .at(
+                secs(1),
+                Step::Send {
+                    conn: C1,
+                    data: Bytes::from_static(b"from alice"),
+                },
+            );
         let bob = Probe::new(epoch)
-            .at(ms(100 + skew), Step::connect_from(1, 6000, sa("203.0.113.1:5000")))
-            .at(secs(1), Step::Send { conn: C1, data: Bytes::from_static(b"from bob") });
+            .at(
+                ms(100 + skew),
+                Step::connect_from(1, 6000, sa("203.0.113.1:5000")),
+            )
+            .at(
+                secs(1),
+                Step::Send {
+                    conn: C1,
+                    data: Bytes::from_static(b"from bob"),
+                },
+            );
         let a = b.host(HostSpec::new("alice", net_a).v4([192, 168, 1, 2]), alice);
         let bb = b.host(HostSpec::new("bob", net_b).v4([192, 168, 1, 2]), bob);
         let mut world = b.trace().build().expect("world");
         world.run_for(secs(2));
         no_violations(&world);
         let (pa, pb) = (probe(&world, a), probe(&world, bb));
-        assert_eq!(pa.state(C1), Some(ConnState::Open), "skew {skew}\n{}", world.trace());
-        assert_eq!(pb.state(C1), Some(ConnState::Open), "skew {skew}\n{}", world.trace());
+        assert_eq!(
+            pa.state(C1),
+            Some(ConnState::Open),
+            "skew {skew}\n{}",
+            world.trace()
+        );
+        assert_eq!(
+            pb.state(C1),
+            Some(ConnState::Open),
+            "skew {skew}\n{}",
+            world.trace()
+        );
         assert_eq!(pa.received(C1), b"from bob");
         assert_eq!(pb.received(C1), b"from alice");
-        assert!(pa.accepted().is_empty() && pb.accepted().is_empty(), "nobody listens");
-        assert_eq!(world.live_connections(), 1, "two attempts became one connection");
+        assert!(
+            pa.accepted().is_empty() && pb.accepted().is_empty(),
+            "nobody listens"
+        );
+        assert_eq!(
+            world.live_connections(),
+            1,
+            "two attempts became one connection"
+        );
         assert!(world.trace().contains("simultaneous open"));
     }
 }
@@ -198,14 +356,33 @@ fn simultaneous_open_through_two_port_restricted_nats() {
 fn simultaneous_open_fails_between_symmetric_nats() {
     let mut b = World::builder(11);
     let epoch = b.epoch();
-    let (net_a, _) = site(&mut b, "home-a", [203, 0, 113, 1], RouterKind::Nat(Nat::symmetric()));
-    let (net_b, _) = site(&mut b, "home-b", [203, 0, 113, 2], RouterKind::Nat(Nat::symmetric()));
-    let a = b.host(HostSpec::new("alice", net_a).v4([192, 168, 1, 2]), Probe::new(epoch).at(ms(100), Step::connect_from(1, 5000, sa("203.0.113.2:6000"))));
-    let bb = b.host(HostSpec::new("bob", net_b).v4([192, 168, 1, 2]), Probe::new(epoch).at(ms(100), Step::connect_from(1, 6000, sa("203.0.113.1:5000"))));
+    let (net_a, _) = site(
+        &mut b,
+        "home-a",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::symmetric()),
+    );
+    let (net_b, _) = site(
+        &mut b,
+        "home-b",
+        [203, 0, 113, 2],
+        RouterKind::Nat(Nat::symmetric()),
+    );
+    let a = b.host(
+        HostSpec::new("alice", net_a).v4([192, 168, 1, 2]),
+        Probe::new(epoch).at(ms(100), Step::connect_from(1, 5000, sa("203.0.113.2:6000"))),
+    );
+    let bb = b.host(
+        HostSpec::new("bob", net_b).v4([192, 168, 1, 2]),
+        Probe::new(epoch).at(ms(100), Step::connect_from(1, 6000, sa("203.0.113.1:5000"))),
+    );
     let mut world = b.build().expect("world");
     world.run_for(secs(11));
     for h in [a, bb] {
-        assert_eq!(probe(&world, h).state(C1), Some(ConnState::Failed(ConnectError::TimedOut)));
+        assert_eq!(
+            probe(&world, h).state(C1),
+            Some(ConnState::Failed(ConnectError::TimedOut))
+        );
     }
     assert_eq!(world.live_connections(), 0);
 }
@@ -219,10 +396,29 @@ fn misbehaving_endpoints_are_reported_not_fatal() {
         "a",
         [198, 51, 100, 8],
         Probe::new(epoch)
-            .at(ms(0), Step::Send { conn: ConnId::Connect(77), data: Bytes::from_static(b"x") })
-            .at(ms(0), Step::Connect { conn: ConnId::Accepted(3), remote: sa("198.51.100.7:1"), local_port: None, timeout: secs(1) })
+            .at(
+                ms(0),
+                Step::Send {
+                    conn: ConnId::Connect(77),
+                    data: Bytes::from_static(b"x"),
+                },
+            )
+            .at(
+                ms(0),
+                Step::Connect {
+                    conn: ConnId::Accepted(3),
+                    remote: sa("198.51.100.7:1"),
+                    local_port: None,
+                    timeout: secs(1),
+                },
+            )
             .at(ms(0), Step::HalfClose(ConnId::Connect(5)))
-            .at(ms(0), Step::File(ferry_proto::io::FileOp::Close { file: ferry_proto::io::FileId(4) })),
+            .at(
+                ms(0),
+                Step::File(ferry_proto::io::FileOp::Close {
+                    file: ferry_proto::io::FileId(4),
+                }),
+            ),
     );
     let mut world = b.build().expect("world");
     world.run_for(secs(1));
@@ -239,25 +435,70 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
     let epoch = b.epoch();
     let internet = b.internet();
     let name = SafeName::from_display_name("movie.mkv").expect("name");
-    let source = ferry_sim::files::Source { size: 3_000_000, seed: 77 };
+    let source = ferry_sim::files::Source {
+        size: 3_000_000,
+        seed: 77,
+    };
     let mut p = Probe::new(epoch)
-        .at(ms(0), Step::File(FileOp::OpenSource { file: FileId(1), source: "movie".into() }))
-        .at(ms(0), Step::File(FileOp::Read { file: FileId(1), offset: 1000, len: 16 }))
-        .at(ms(0), Step::File(FileOp::Digest { file: FileId(1), len: source.size }))
-        .at(ms(0), Step::File(FileOp::OpenPartial { file: FileId(2), name: name.clone(), size: source.size }));
+        .at(
+            ms(0),
+            Step::File(FileOp::OpenSource {
+                file: FileId(1),
+                source: "movie".into(),
+            }),
+        )
+        .at(
+            ms(0),
+            Step::File(FileOp::Read {
+                file: FileId(1),
+                offset: 1000,
+                len: 16,
+            }),
+        )
+        .at(
+            ms(0),
+            Step::File(FileOp::Digest {
+                file: FileId(1),
+                len: source.size,
+            }),
+        )
+        .at(
+            ms(0),
+            Step::File(FileOp::OpenPartial {
+                file: FileId(2),
+                name: name.clone(),
+                size: source.size,
+            }),
+        );
     // The receiver already holds 1 MB of it (a resume) and writes the rest.
     let mut at = 1_000_000;
     while at < source.size {
         let n = 500_000.min(source.size - at);
         let data = Bytes::from(content::range(77, at, n as usize));
-        p = p.at(ms(1), Step::File(FileOp::Write { file: FileId(2), offset: at, data }));
+        p = p.at(
+            ms(1),
+            Step::File(FileOp::Write {
+                file: FileId(2),
+                offset: at,
+                data,
+            }),
+        );
         at += n;
     }
     p = p
-        .at(ms(2), Step::File(FileOp::Digest { file: FileId(2), len: source.size }))
+        .at(
+            ms(2),
+            Step::File(FileOp::Digest {
+                file: FileId(2),
+                len: source.size,
+            }),
+        )
         .at(ms(2), Step::File(FileOp::Commit { file: FileId(2) }));
     let h = b.host(
-        HostSpec::new("h", internet).v4([198, 51, 100, 7]).source("movie", source.size, source.seed).partial("movie.mkv", source.size, 77, 1_000_000),
+        HostSpec::new("h", internet)
+            .v4([198, 51, 100, 7])
+            .source("movie", source.size, source.seed)
+            .partial("movie.mkv", source.size, 77, 1_000_000),
         p,
     );
     let mut world = b.trace().build().expect("world");
@@ -265,13 +506,35 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
     no_violations(&world);
     let results = probe(&world, h).file_results();
     let digest = source.digest();
-    assert!(results.contains(&FileResult::Opened { file: FileId(2), len: 1_000_000 }), "resume from what is held");
-    assert!(results.contains(&FileResult::Data { file: FileId(1), offset: 1000, data: Bytes::from(content::range(77, 1000, 16)) }));
-    assert!(results.contains(&FileResult::Digest { file: FileId(1), digest }));
-    assert!(results.contains(&FileResult::Digest { file: FileId(2), digest }));
-    assert!(results.contains(&FileResult::Committed { file: FileId(2), name: "movie.mkv".into() }));
+    assert!(
+        results.contains(&FileResult::Opened {
+            file: FileId(2),
+            len: 1_000_000
+        }),
+        "resume from what is held"
+    );
+    assert!(results.contains(&FileResult::Data {
+        file: FileId(1),
+        offset: 1000,
+        data: Bytes::from(content::range(77, 1000, 16))
+    }));
+    assert!(results.contains(&FileResult::Digest {
+        file: FileId(1),
+        digest
+    }));
+    assert!(results.contains(&FileResult::Digest {
+        file: FileId(2),
+        digest
+    }));
+    assert!(results.contains(&FileResult::Committed {
+        file: FileId(2),
+        name: "movie.mkv".into()
+    }));
     let stored = world.received_file(h, "movie.mkv").expect("committed");
     assert_eq!((stored.len, stored.digest()), (source.size, digest));
-    assert!(world.partial_file(h, "movie.mkv").is_none(), "the partial got its final name");
+    assert!(
+        world.partial_file(h, "movie.mkv").is_none(),
+        "the partial got its final name"
+    );
     assert_eq!(world.open_files(h), 1, "the source is still open");
 }

@@ -120,6 +120,7 @@ impl World {
             bound: false,
             route: Vec::new(),
             mappings: Vec::new(),
+            deadline: Some(self.now + timeout),
         };
         let key = self.conns.insert(conn);
         self.stats.connections += 1;
@@ -127,10 +128,15 @@ impl World {
         let host = &mut self.hosts[h.ix()];
         host.conns.insert(id, (key, 0));
         host.tuples.insert((local, remote), (key, 0));
-        self.queue.push(self.now + timeout, Ev::ConnectTimeout(key));
+        self.deadlines.insert((self.now + timeout, key));
 
         // An on-path interceptor answers in the target's place.
-        let intercepted = self.rules.intercepts.get(&remote).copied().filter(|by| *by != h);
+        let intercepted = self
+            .rules
+            .intercepts
+            .get(&remote)
+            .copied()
+            .filter(|by| *by != h);
         let dst = match intercepted.and_then(|by| self.hosts[by.ix()].addr_like(remote.ip())) {
             Some(ip) => SocketAddr::new(ip, remote.port()),
             None => remote,
@@ -187,7 +193,10 @@ impl World {
                 }
                 Step::Lost(why) => {
                     if self.tracer.is_some() {
-                        let text = format!("#{} SYN {} → {} lost: {why}", walk.serial, walk.src, walk.dst);
+                        let text = format!(
+                            "#{} SYN {} → {} lost: {why}",
+                            walk.serial, walk.src, walk.dst
+                        );
                         self.note_world(text);
                     }
                     self.release_mappings(&walk.mappings);
@@ -220,10 +229,9 @@ impl World {
             .get(&(local.port(), local.is_ipv6()))
             .copied()
             .filter(|l| {
-                self.hosts[g.ix()]
-                    .listeners
-                    .get(l)
-                    .is_some_and(|a| a.ip().is_unspecified() || a.ip() == local.ip() || walk.intercepted_as.is_some())
+                self.hosts[g.ix()].listeners.get(l).is_some_and(|a| {
+                    a.ip().is_unspecified() || a.ip() == local.ip() || walk.intercepted_as.is_some()
+                })
             });
         match (alive, listener) {
             (false, _) => self.release_mappings(&walk.mappings),
@@ -254,7 +262,14 @@ impl World {
         }
     }
 
-    fn accept(&mut self, walk: Box<SynWalk>, g: HostId, listener: ListenerId, local: SocketAddr, remote: SocketAddr) {
+    fn accept(
+        &mut self,
+        walk: Box<SynWalk>,
+        g: HostId,
+        listener: ListenerId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
         let host = &mut self.hosts[g.ix()];
         host.next_accepted = host.next_accepted.wrapping_add(1);
         let id = ConnId::Accepted(host.next_accepted);
@@ -313,7 +328,10 @@ impl World {
         if theirs_open && !mine_bound {
             // Both SYNs were sent and this one arrived first: the two attempts are one
             // connection. Ours joins theirs as its second end, and answers with a SYN-ACK.
-            let Some(mut old) = self.conns.remove(mine) else { return };
+            self.disarm(mine);
+            let Some(mut old) = self.conns.remove(mine) else {
+                return;
+            };
             let placeholder = End::placeholder(g, old.ends[0].local, old.ends[0].remote);
             let mut end = std::mem::replace(&mut old.ends[0], placeholder);
             end.state = State::Open;
@@ -321,7 +339,9 @@ impl World {
             let local = end.local;
             self.release_mappings(&old.mappings);
             let back = self.latency_back(&walk.links);
-            let Some(theirs) = self.conns.get_mut(walk.conn) else { return };
+            let Some(theirs) = self.conns.get_mut(walk.conn) else {
+                return;
+            };
             theirs.ends[1] = end;
             theirs.bound = true;
             theirs.route = walk.links;
@@ -332,7 +352,14 @@ impl World {
             if let Some(t) = host.tuples.get_mut(&(local, walk.src)) {
                 *t = (walk.conn, 1);
             }
-            self.queue.push(self.now + back, Ev::Arrive { conn: walk.conn, to: 0, seg: Segment::SynAck });
+            self.queue.push(
+                self.now + back,
+                Ev::Arrive {
+                    conn: walk.conn,
+                    to: 0,
+                    seg: Segment::SynAck,
+                },
+            );
             if self.tracer.is_some() {
                 let text = format!("#{serial} {id} simultaneous open (joins #{})", old.serial);
                 self.note(g, Direction::Local, Summary::plain(text));
@@ -351,7 +378,10 @@ impl World {
 
     /// End 0 of `key` learns its connection is up.
     pub(crate) fn established(&mut self, key: ConnKey) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        self.disarm(key);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let end = &mut c.ends[0];
         if end.state != State::SynSent {
             return;
@@ -360,7 +390,11 @@ impl World {
         let (h, id, local, known, serial) = (end.host, end.id, end.local, end.known, c.serial);
         if known {
             if self.tracer.is_some() {
-                self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} connected")));
+                self.note(
+                    h,
+                    Direction::Local,
+                    Summary::plain(format!("#{serial} {id} connected")),
+                );
             }
             self.input(h, Input::Connected { conn: id, local });
             self.pump(key, 0);
@@ -371,7 +405,10 @@ impl World {
     }
 
     pub(crate) fn connect_timeout(&mut self, key: ConnKey) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.deadline = None; // already taken out of the world's deadlines
         let end = &mut c.ends[0];
         if end.state != State::SynSent || !end.known {
             return;
@@ -379,11 +416,28 @@ impl World {
         end.state = State::Dead;
         let (h, id, serial) = (end.host, end.id, c.serial);
         if self.tracer.is_some() {
-            self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} connect timed out")));
+            self.note(
+                h,
+                Direction::Local,
+                Summary::plain(format!("#{serial} {id} connect timed out")),
+            );
         }
         self.forget(key, 0);
-        self.input(h, Input::ConnectFailed { conn: id, error: ConnectError::TimedOut });
+        self.input(
+            h,
+            Input::ConnectFailed {
+                conn: id,
+                error: ConnectError::TimedOut,
+            },
+        );
         self.maybe_free(key);
+    }
+
+    /// Takes a connection's connect timeout away.
+    pub(crate) fn disarm(&mut self, key: ConnKey) {
+        if let Some(at) = self.conns.get_mut(key).and_then(|c| c.deadline.take()) {
+            self.deadlines.remove(&(at, key));
+        }
     }
 
     /// One-way delay back along a route, without bandwidth (control segments are tiny).
@@ -396,7 +450,10 @@ impl World {
         d
     }
 
-    pub(crate) fn release_mappings(&mut self, mappings: &[(crate::ids::RouterId, crate::nat::MapId)]) {
+    pub(crate) fn release_mappings(
+        &mut self,
+        mappings: &[(crate::ids::RouterId, crate::nat::MapId)],
+    ) {
         for (r, m) in mappings {
             self.routers[r.ix()].table.release(*m, self.now);
         }

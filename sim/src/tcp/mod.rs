@@ -162,6 +162,8 @@ pub(crate) struct Conn {
     pub(crate) route: Vec<(usize, Way)>,
     /// The NAT mappings this connection holds a reference on.
     pub(crate) mappings: Vec<(RouterId, MapId)>,
+    /// When the connect gives up, while end 0 waits for its SYN-ACK.
+    pub(crate) deadline: Option<Duration>,
 }
 
 /// A SYN on its way, one network at a time.

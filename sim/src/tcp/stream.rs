@@ -19,7 +19,9 @@ impl World {
             self.violation(h, format!("send on {id}, which is not open"));
             return;
         };
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let e = &mut c.ends[side];
         if e.fin != Fin::None {
             self.violation(h, format!("send on {id} after closing it"));
@@ -62,7 +64,9 @@ impl World {
             // A close of a connection already reported closed or reset is harmless.
             return;
         };
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let serial = c.serial;
         let e = &mut c.ends[side];
         if e.fin == Fin::None {
@@ -74,7 +78,11 @@ impl World {
         }
         if self.tracer.is_some() {
             let what = if close { "close" } else { "half-close" };
-            self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} {what}")));
+            self.note(
+                h,
+                Direction::Local,
+                Summary::plain(format!("#{serial} {id} {what}")),
+            );
         }
         self.pump(key, side);
         self.maybe_free(key);
@@ -88,7 +96,11 @@ impl World {
         let serial = c.serial;
         let open = c.ends[side].state == State::Open;
         if self.tracer.is_some() {
-            self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} RST")));
+            self.note(
+                h,
+                Direction::Local,
+                Summary::plain(format!("#{serial} {id} RST")),
+            );
         }
         if open {
             self.send_rst(key, side);
@@ -108,7 +120,9 @@ impl World {
             self.violation(h, format!("pause or resume of {id}, which is not open"));
             return;
         };
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         c.ends[side].paused = paused;
         if !paused {
             while let Some(c) = self.conns.get_mut(key) {
@@ -188,10 +202,23 @@ impl World {
                     let left = left.unwrap_or(now);
                     if left <= now {
                         if known {
-                            self.input(h, Input::Writable { conn: id, bytes: len });
+                            self.input(
+                                h,
+                                Input::Writable {
+                                    conn: id,
+                                    bytes: len,
+                                },
+                            );
                         }
                     } else {
-                        self.queue.push(left, Ev::Credit { conn: key, side, bytes: len });
+                        self.queue.push(
+                            left,
+                            Ev::Credit {
+                                conn: key,
+                                side,
+                                bytes: len,
+                            },
+                        );
                     }
                 }
                 None => {
@@ -211,7 +238,11 @@ impl World {
                         let peer = c.map_or(String::new(), |c| {
                             self.hosts[c.ends[1 - side].host.ix()].name.clone()
                         });
-                        self.note(h, Direction::To(format!("{peer}#{serial}")), Summary::plain("FIN"));
+                        self.note(
+                            h,
+                            Direction::To(format!("{peer}#{serial}")),
+                            Summary::plain("FIN"),
+                        );
                     }
                     if closed_both {
                         self.closed(key, side);
@@ -234,7 +265,9 @@ impl World {
 
     /// A segment reaches end `to`.
     pub(crate) fn arrive(&mut self, key: ConnKey, to: usize, seg: Segment) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         match seg {
             Segment::SynAck => {
                 if to == 0 {
@@ -269,7 +302,9 @@ impl World {
 
     /// Hands a data or FIN segment to the endpoint of end `to`.
     fn take(&mut self, key: ConnKey, to: usize, seg: Segment) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let serial = c.serial;
         match seg {
             Segment::Data(data) => {
@@ -287,7 +322,11 @@ impl World {
                 let (h, id) = (e.host, e.id);
                 if e.fin == Fin::None {
                     if self.tracer.is_some() {
-                        self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} half-closed by peer")));
+                        self.note(
+                            h,
+                            Direction::Local,
+                            Summary::plain(format!("#{serial} {id} half-closed by peer")),
+                        );
                     }
                     self.input(h, Input::HalfClosed { conn: id });
                 } else if e.fin == Fin::Sent {
@@ -309,14 +348,23 @@ impl World {
         }
         let (h, id, serial) = (e.host, e.id, c.serial);
         if self.tracer.is_some() {
-            self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} closed")));
+            self.note(
+                h,
+                Direction::Local,
+                Summary::plain(format!("#{serial} {id} closed")),
+            );
         }
         self.forget(key, side);
         self.input(h, Input::Closed { conn: id });
     }
 
     fn rst_arrive(&mut self, key: ConnKey, to: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        if to == 0 {
+            self.disarm(key);
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let serial = c.serial;
         let e = &mut c.ends[to];
         let before = e.state;
@@ -337,7 +385,11 @@ impl World {
                 State::Dead => return,
             };
             if self.tracer.is_some() {
-                self.note(h, Direction::Local, Summary::plain(format!("#{serial} {id} {what}")));
+                self.note(
+                    h,
+                    Direction::Local,
+                    Summary::plain(format!("#{serial} {id} {what}")),
+                );
             }
             self.forget(key, to);
             self.input(h, input);
@@ -356,7 +408,9 @@ impl World {
         }
         let route = c.route.clone();
         let back = self.latency_back(&route);
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let e = &mut c.ends[side];
         let at = (self.now + back).max(e.last_arrival);
         e.last_arrival = at;
@@ -372,7 +426,9 @@ impl World {
 
     /// The endpoint no longer uses this end's id.
     pub(crate) fn forget(&mut self, key: ConnKey, side: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let e = &mut c.ends[side];
         if !e.known {
             return;
@@ -396,7 +452,10 @@ impl World {
         if !done {
             return;
         }
-        let Some(c) = self.conns.remove(key) else { return };
+        self.disarm(key);
+        let Some(c) = self.conns.remove(key) else {
+            return;
+        };
         let sides = if c.bound { 2 } else { 1 };
         for (side, e) in c.ends.iter().enumerate().take(sides) {
             let host = &mut self.hosts[e.host.ix()];
@@ -416,7 +475,9 @@ impl World {
 
     /// Whether the connection's route is cut (a link down, a partition, a stall).
     pub(crate) fn blocked(&self, key: ConnKey) -> bool {
-        let Some(c) = self.conns.get(key) else { return true };
+        let Some(c) = self.conns.get(key) else {
+            return true;
+        };
         if !c.bound {
             return false;
         }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferry_proto::io::ListenerId;
-use ferry_sim::{HostId, HostSpec, LinkSpec, Probe, RouterId, RouterKind, RouterSpec, Step, WorldBuilder};
+use ferry_sim::{
+    HostId, HostSpec, LinkSpec, Probe, RouterId, RouterKind, RouterSpec, Step, WorldBuilder,
+};
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -27,17 +29,32 @@ pub fn listen(port: u16) -> Step {
 }
 
 /// A network behind a router of `kind` at `ext`, with its LAN prefix `lan` (e.g. `[192, 168, 1]`).
-pub fn site(b: &mut WorldBuilder, name: &str, ext: [u8; 4], kind: RouterKind) -> (ferry_sim::NetworkId, RouterId) {
+pub fn site(
+    b: &mut WorldBuilder,
+    name: &str,
+    ext: [u8; 4],
+    kind: RouterKind,
+) -> (ferry_sim::NetworkId, RouterId) {
     let internet = b.internet();
     let net = b.network(name);
-    let r = b.router(RouterSpec::new(&format!("{name}-nat"), internet, net).v4(ext).kind(kind).link(LinkSpec::latency(ms(10))));
+    let r = b.router(
+        RouterSpec::new(&format!("{name}-nat"), internet, net)
+            .v4(ext)
+            .kind(kind)
+            .link(LinkSpec::latency(ms(10))),
+    );
     (net, r)
 }
 
 /// A public host at `ip` running `probe`.
 pub fn public(b: &mut WorldBuilder, name: &str, ip: [u8; 4], probe: Probe) -> HostId {
     let internet = b.internet();
-    b.host(HostSpec::new(name, internet).v4(ip).link(LinkSpec::latency(ms(10))), probe)
+    b.host(
+        HostSpec::new(name, internet)
+            .v4(ip)
+            .link(LinkSpec::latency(ms(10))),
+        probe,
+    )
 }
 
 pub fn probe<'a>(world: &'a ferry_sim::World, host: HostId) -> &'a Probe {
