@@ -134,19 +134,29 @@ impl World {
                     if !hit || !c.bound {
                         continue;
                     }
+                    self.disarm(key);
                     for side in 0..2 {
                         let Some(c) = self.conns.get_mut(key) else {
                             break;
                         };
                         let e = &mut c.ends[side];
-                        let was_open = e.state == State::Open;
+                        let before = e.state;
                         e.state = State::Dead;
                         e.queue.clear();
                         e.held.clear();
                         let (h, id, known) = (e.host, e.id, e.known);
-                        if known && was_open {
+                        let input = match before {
+                            State::Open => Input::Reset { conn: id },
+                            // A RST in the middle of the handshake: the connect is refused.
+                            State::SynSent => Input::ConnectFailed {
+                                conn: id,
+                                error: ferry_proto::io::ConnectError::Refused,
+                            },
+                            State::Dead => continue,
+                        };
+                        if known {
                             self.forget(key, side);
-                            self.input(h, Input::Reset { conn: id });
+                            self.input(h, input);
                         }
                     }
                     self.maybe_free(key);

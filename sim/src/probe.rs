@@ -188,6 +188,7 @@ pub struct Probe {
     puts: Vec<(DhtKey, bool)>,
     files: Vec<FileResult>,
     inputs: usize,
+    skipped: usize,
     problems: Vec<String>,
 }
 
@@ -208,6 +209,7 @@ impl Probe {
             puts: Vec::new(),
             files: Vec::new(),
             inputs: 0,
+            skipped: 0,
             problems: Vec::new(),
         }
     }
@@ -290,6 +292,11 @@ impl Probe {
     /// Breaches of the I/O contract it saw (also reported to the world as errors).
     pub fn problems(&self) -> &[String] {
         &self.problems
+    }
+
+    /// Plan steps skipped because their connection was already over.
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 
     /// Inputs it was fed.
@@ -454,6 +461,24 @@ impl Endpoint for Probe {
             }
             let out = step.clone().into_output();
             self.next += 1;
+            // A script cannot know in advance that a connection will fail or be reset; a
+            // step on a connection already over is skipped, as an application would.
+            // Unknown connections are not skipped: tests use them to misbehave on purpose.
+            let over = match &out {
+                Output::Send { conn, .. }
+                | Output::HalfClose { conn }
+                | Output::Close { conn }
+                | Output::Reset { conn }
+                | Output::PauseReading { conn }
+                | Output::ResumeReading { conn } => self.conns.get(conn).is_some_and(|c| {
+                    !matches!(c.state, ConnState::Opening | ConnState::Open | ConnState::HalfClosed)
+                }),
+                _ => false,
+            };
+            if over {
+                self.skipped += 1;
+                continue;
+            }
             self.emit(out);
         }
     }

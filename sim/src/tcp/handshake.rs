@@ -150,7 +150,11 @@ impl World {
         }
         let link = self.hosts[h.ix()].link;
         if !self.links[link].up {
-            return; // lost on a dead link: the connect times out
+            // Lost on a dead link: the connect times out.
+            if self.tracer.is_some() {
+                self.note_world(format!("#{serial} SYN {local} → {remote} lost: link down"));
+            }
+            return;
         }
         let l = &self.links[link];
         let at = self.now + l.spec.latency + self.rng.up_to(l.spec.jitter);
