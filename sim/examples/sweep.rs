@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run -p ferry-sim --release --example sweep -- --seeds 1000
+//! cargo run -p ferry-sim --release --example sweep -- --from 5000 --seeds 1000
 //! cargo run -p ferry-sim --release --example sweep -- --seed 17 --trace
 //! ```
 //!
@@ -31,8 +32,8 @@ use ferry_proto::io::{ConnId, ConnectError, ListenerId};
 use ferry_sim::probe_state::ConnState;
 use ferry_sim::rng::SimRng;
 use ferry_sim::{
-    Behaviour, Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind, RouterSpec,
-    Step, World, content,
+    Behaviour, Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind, RouterSpec, Step,
+    World, content,
 };
 
 const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -102,11 +103,29 @@ fn build(seed: u64) -> Result<Scenario, String> {
     let any4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 443);
     let any6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 443);
     let server = Probe::new(epoch)
-        .at(ms(0), Step::Listen { listener: ListenerId(4), local: any4 })
-        .at(ms(0), Step::Listen { listener: ListenerId(6), local: any6 })
+        .at(
+            ms(0),
+            Step::Listen {
+                listener: ListenerId(4),
+                local: any4,
+            },
+        )
+        .at(
+            ms(0),
+            Step::Listen {
+                listener: ListenerId(6),
+                local: any6,
+            },
+        )
         .echo();
     let server_link = link(&mut rng);
-    let server = b.host(HostSpec::new("server", internet).v4(SERVER_V4).v6(SERVER_V6).link(server_link), server);
+    let server = b.host(
+        HostSpec::new("server", internet)
+            .v4(SERVER_V4)
+            .v6(SERVER_V6)
+            .link(server_link),
+        server,
+    );
 
     let n = 2 + rng.below(3) as usize;
     let mut clients = Vec::new();
@@ -123,15 +142,32 @@ fn build(seed: u64) -> Result<Scenario, String> {
                     2 => (RouterKind::Firewall, true, Ipv4Addr::new(100, 64, idx, 2)),
                     _ => {
                         let nat = pick_nat(&mut rng);
-                        (RouterKind::Nat(nat), nat.port_preservation, Ipv4Addr::new(192, 168, 1, 2))
+                        (
+                            RouterKind::Nat(nat),
+                            nat.port_preservation,
+                            Ipv4Addr::new(192, 168, 1, 2),
+                        )
                     }
                 };
-                let k6 = if rng.chance(0.5) { RouterKind::Firewall } else { RouterKind::Open };
+                let k6 = if rng.chance(0.5) {
+                    RouterKind::Firewall
+                } else {
+                    RouterKind::Open
+                };
                 let uplink = link(&mut rng);
                 b.router(
                     RouterSpec::new(&format!("r{idx}"), internet, net)
                         .v4(ext_v4)
-                        .v6(Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0, 0, 0, 0, u16::from(idx)))
+                        .v6(Ipv6Addr::new(
+                            0x2001,
+                            0xdb8,
+                            0xfffe,
+                            0,
+                            0,
+                            0,
+                            0,
+                            u16::from(idx),
+                        ))
                         .kind(k4)
                         .kind_v6(k6)
                         .link(uplink),
@@ -154,13 +190,32 @@ fn build(seed: u64) -> Result<Scenario, String> {
             let conn = ConnId::Connect(k);
             plan = plan
                 .at(at, Step::connect(k, remote))
-                .at(at + ms(1000), Step::Send { conn, data: Bytes::from(content::range(cseed, 0, len)) })
+                .at(
+                    at + ms(1000),
+                    Step::Send {
+                        conn,
+                        data: Bytes::from(content::range(cseed, 0, len)),
+                    },
+                )
                 .at(at + ms(1000), Step::HalfClose(conn));
             streams.push((k, len, cseed));
         }
         // Where others reach it: its NAT's address, or its own when nothing translates.
         let ext_v4 = if v4.is_private() { ext_v4 } else { v4 };
-        clients.push(Client { name, host: None, net, v4, v6, plan, predictable, stateful, ext_v4, streams, cut: false, reset: false });
+        clients.push(Client {
+            name,
+            host: None,
+            net,
+            v4,
+            v6,
+            plan,
+            predictable,
+            stateful,
+            ext_v4,
+            streams,
+            cut: false,
+            reset: false,
+        });
     }
 
     // Simultaneous open between c1 and c2: each dials the other's external address from
@@ -174,8 +229,17 @@ fn build(seed: u64) -> Result<Scenario, String> {
             let conn = ConnId::Connect(100);
             let plan = std::mem::replace(&mut clients[me].plan, Probe::new(epoch));
             clients[me].plan = plan
-                .at(at + skew, Step::connect_from(100, P2P_BASE + me as u16, remote))
-                .at(at + ms(12_000), Step::Send { conn, data: Bytes::from(format!("hello from {me}")) })
+                .at(
+                    at + skew,
+                    Step::connect_from(100, P2P_BASE + me as u16, remote),
+                )
+                .at(
+                    at + ms(12_000),
+                    Step::Send {
+                        conn,
+                        data: Bytes::from(format!("hello from {me}")),
+                    },
+                )
                 .at(at + ms(14_000), Step::Close(conn));
         }
     }
@@ -193,40 +257,73 @@ fn build(seed: u64) -> Result<Scenario, String> {
         let c = rng.below(n as u64) as usize;
         let down = ms(rng.below(3000));
         let h = host(&clients[c])?;
-        b.fault(down, Fault::LinkDown(LinkOf::Host(h)))
-            .fault(down + ms(200 + rng.below(3000)), Fault::LinkUp(LinkOf::Host(h)));
+        b.fault(down, Fault::LinkDown(LinkOf::Host(h))).fault(
+            down + ms(200 + rng.below(3000)),
+            Fault::LinkUp(LinkOf::Host(h)),
+        );
         clients[c].cut = true;
     }
     if rng.chance(0.3) {
         let c = rng.below(n as u64) as usize;
         let from = ms(rng.below(3000));
         let h = host(&clients[c])?;
-        b.fault(from, Fault::Partition { a: vec![h], b: vec![server] })
-            .fault(from + ms(100 + rng.below(3000)), Fault::Heal);
+        b.fault(
+            from,
+            Fault::Partition {
+                a: vec![h],
+                b: vec![server],
+            },
+        )
+        .fault(from + ms(100 + rng.below(3000)), Fault::Heal);
         clients[c].cut = true;
     }
     if rng.chance(0.3) {
         let from = ms(rng.below(3000));
-        b.fault(from, Fault::Stall { host: server, port: Some(443) })
-            .fault(from + ms(100 + rng.below(5000)), Fault::Unstall { host: server, port: Some(443) });
+        b.fault(
+            from,
+            Fault::Stall {
+                host: server,
+                port: Some(443),
+            },
+        )
+        .fault(
+            from + ms(100 + rng.below(5000)),
+            Fault::Unstall {
+                host: server,
+                port: Some(443),
+            },
+        );
     }
     if rng.chance(0.2) {
         let c = rng.below(n as u64) as usize;
-        b.fault(ms(rng.below(4000)), Fault::ResetConnections { host: host(&clients[c])?, port: None });
+        b.fault(
+            ms(rng.below(4000)),
+            Fault::ResetConnections {
+                host: host(&clients[c])?,
+                port: None,
+            },
+        );
         clients[c].reset = true;
     }
     // The determinism check compares traces, so every run records one.
-    let world = b.trace().build().map_err(|e| format!("cannot build: {e}"))?;
-    Ok(Scenario { world, clients, p2p })
+    let world = b
+        .trace()
+        .build()
+        .map_err(|e| format!("cannot build: {e}"))?;
+    Ok(Scenario {
+        world,
+        clients,
+        p2p,
+    })
 }
 
 /// Runs one seed and checks it; the error says which invariant broke.
-fn check(seed: u64) -> Result<World, (String, Option<World>)> {
+fn check(seed: u64) -> Result<World, (String, Option<Box<World>>)> {
     let mut s = build(seed).map_err(|e| (e, None))?;
     s.world.run_for(Duration::from_secs(60));
     match invariants(&s) {
         Ok(()) => Ok(s.world),
-        Err(e) => Err((e, Some(s.world))),
+        Err(e) => Err((e, Some(Box::new(s.world)))),
     }
 }
 
@@ -243,17 +340,33 @@ fn invariants(s: &Scenario) -> Result<(), String> {
         }
         for (k, len, cseed) in &c.streams {
             let conn = ConnId::Connect(*k);
-            let log = p.conn(conn).ok_or_else(|| format!("{} {conn}: never opened", c.name))?;
+            let log = p
+                .conn(conn)
+                .ok_or_else(|| format!("{} {conn}: never opened", c.name))?;
             let expect = content::range(*cseed, 0, log.received.len().min(*len));
             if log.received.len() > *len || log.received != expect {
-                return Err(format!("{} {conn}: echo is not a prefix of what was sent", c.name));
+                return Err(format!(
+                    "{} {conn}: echo is not a prefix of what was sent",
+                    c.name
+                ));
             }
             match &log.state {
                 ConnState::Closed if log.received.len() == *len => {}
-                ConnState::Closed => return Err(format!("{} {conn}: closed cleanly with {} of {len} bytes", c.name, log.received.len())),
+                ConnState::Closed => {
+                    return Err(format!(
+                        "{} {conn}: closed cleanly with {} of {len} bytes",
+                        c.name,
+                        log.received.len()
+                    ));
+                }
                 ConnState::Failed(ConnectError::TimedOut) if c.cut => {}
                 ConnState::Reset | ConnState::Failed(ConnectError::Refused) if c.reset => {}
-                other => return Err(format!("{} {conn}: ended {other:?} (faults: cut {}, reset {})", c.name, c.cut, c.reset)),
+                other => {
+                    return Err(format!(
+                        "{} {conn}: ended {other:?} (faults: cut {}, reset {})",
+                        c.name, c.cut, c.reset
+                    ));
+                }
             }
         }
     }
@@ -261,27 +374,44 @@ fn invariants(s: &Scenario) -> Result<(), String> {
         let (a, b) = (&s.clients[0], &s.clients[1]);
         let conn = ConnId::Connect(100);
         let state = |c: &Client| -> Result<ConnState, String> {
-            let p: &Probe = world.endpoint(c.host.ok_or("no host")?).ok_or("not a probe")?;
-            p.state(conn).ok_or_else(|| format!("{}: no p2p connection", c.name))
+            let p: &Probe = world
+                .endpoint(c.host.ok_or("no host")?)
+                .ok_or("not a probe")?;
+            p.state(conn)
+                .ok_or_else(|| format!("{}: no p2p connection", c.name))
         };
         let (sa, sb) = (state(a)?, state(b)?);
         let faulted = a.cut || b.cut || a.reset || b.reset;
         let must = a.predictable && b.predictable && a.stateful && b.stateful;
         let cannot = !(a.predictable && b.predictable);
-        let ok = |s: &ConnState| matches!(s, ConnState::Dropped | ConnState::Closed | ConnState::HalfClosed);
+        let ok = |s: &ConnState| {
+            matches!(
+                s,
+                ConnState::Dropped | ConnState::Closed | ConnState::HalfClosed
+            )
+        };
         let failed = |s: &ConnState| matches!(s, ConnState::Failed(_));
         if !faulted && must && !(ok(&sa) && ok(&sb)) {
-            return Err(format!("simultaneous open between predictable NATs failed: {sa:?} / {sb:?}"));
+            return Err(format!(
+                "simultaneous open between predictable NATs failed: {sa:?} / {sb:?}"
+            ));
         }
         if !faulted && cannot && !(failed(&sa) && failed(&sb)) {
-            return Err(format!("simultaneous open succeeded through an unpredictable NAT: {sa:?} / {sb:?}"));
+            return Err(format!(
+                "simultaneous open succeeded through an unpredictable NAT: {sa:?} / {sb:?}"
+            ));
         }
         if ok(&sa) != ok(&sb) && !faulted {
-            return Err(format!("one side of a simultaneous open connected alone: {sa:?} / {sb:?}"));
+            return Err(format!(
+                "one side of a simultaneous open connected alone: {sa:?} / {sb:?}"
+            ));
         }
     }
     if world.live_connections() != 0 {
-        return Err(format!("{} connections still alive after every endpoint let go", world.live_connections()));
+        return Err(format!(
+            "{} connections still alive after every endpoint let go",
+            world.live_connections()
+        ));
     }
     Ok(())
 }
@@ -293,14 +423,18 @@ fn main() -> ExitCode {
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|v| v.parse::<u64>().ok());
         match a.as_str() {
-            "--seeds" => seeds = 0..num().unwrap_or(100),
+            "--seeds" => seeds = seeds.start..seeds.start + num().unwrap_or(100),
+            "--from" => {
+                let from = num().unwrap_or(0);
+                seeds = from..from + (seeds.end - seeds.start);
+            }
             "--seed" => {
                 let s = num().unwrap_or(0);
                 seeds = s..s + 1;
             }
             "--trace" => trace = true,
             _ => {
-                println!("usage: sweep [--seeds N | --seed S] [--trace]");
+                println!("usage: sweep [--from FIRST] [--seeds N | --seed S] [--trace]");
                 return ExitCode::from(2);
             }
         }
@@ -308,7 +442,8 @@ fn main() -> ExitCode {
     let count = seeds.end - seeds.start;
     let mut events = 0;
     for seed in seeds {
-        let replay = format!("cargo run -p ferry-sim --release --example sweep -- --seed {seed} --trace");
+        let replay =
+            format!("cargo run -p ferry-sim --release --example sweep -- --seed {seed} --trace");
         let first = match check(seed) {
             Ok(world) => world,
             Err((why, world)) => {
@@ -324,7 +459,9 @@ fn main() -> ExitCode {
         let again = match check(seed) {
             Ok(world) => world,
             Err((why, _)) => {
-                println!("seed {seed} broke an invariant on its second run (nondeterminism): {why}");
+                println!(
+                    "seed {seed} broke an invariant on its second run (nondeterminism): {why}"
+                );
                 println!("replay: {replay}");
                 return ExitCode::FAILURE;
             }

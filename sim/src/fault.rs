@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use ferry_proto::io::Input;
-use ferry_proto::trace::{Direction, Summary};
 
 use crate::ids::{HostId, LinkOf};
 use crate::tcp::State;
@@ -210,11 +209,5 @@ impl World {
             }
             Fault::StopIntercept { target } => format!("stop intercepting {target}"),
         }
-    }
-
-    /// Records a local line for a host about a fault's effect.
-    #[allow(dead_code)]
-    pub(crate) fn note_fault(&mut self, h: HostId, text: String) {
-        self.note(h, Direction::Local, Summary::plain(text));
     }
 }

@@ -85,9 +85,10 @@ impl Stored {
 
 #[derive(Debug)]
 enum Open {
+    // The hasher is big; boxing it keeps every open file small.
     Source {
         source: Source,
-        digest: StreamDigest,
+        digest: Box<StreamDigest>,
     },
     Partial {
         name: String,
@@ -117,7 +118,7 @@ impl Files {
                     let len = s.size;
                     let open = Open::Source {
                         source: *s,
-                        digest: StreamDigest::new(),
+                        digest: Box::default(),
                     };
                     if self.open.insert(file, open).is_some() {
                         return (
@@ -195,7 +196,7 @@ impl Files {
                     if len > source.size {
                         return (fail(FileError::ShortRead), None);
                     }
-                    let mut d = std::mem::take(digest);
+                    let mut d = std::mem::take(&mut **digest);
                     let missing = d.missing(len);
                     let mut buf = vec![0; 64 * 1024];
                     let mut at = missing.start;

@@ -471,7 +471,10 @@ impl Endpoint for Probe {
                 | Output::Reset { conn }
                 | Output::PauseReading { conn }
                 | Output::ResumeReading { conn } => self.conns.get(conn).is_some_and(|c| {
-                    !matches!(c.state, ConnState::Opening | ConnState::Open | ConnState::HalfClosed)
+                    !matches!(
+                        c.state,
+                        ConnState::Opening | ConnState::Open | ConnState::HalfClosed
+                    )
                 }),
                 _ => false,
             };

@@ -1,6 +1,6 @@
 //! Listening, connecting, and the SYN's way to a listener — or to a crossing SYN.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferry_proto::io::{ConnId, ConnectError, Input, ListenerId};
@@ -179,7 +179,7 @@ impl World {
     /// others wait until the SYN reaches that router.
     pub(crate) fn syn_walk(&mut self, mut walk: Box<SynWalk>) {
         if walk.to.is_some() {
-            self.syn_arrive(walk);
+            self.syn_arrive(*walk);
             return;
         }
         loop {
@@ -211,7 +211,7 @@ impl World {
     }
 
     /// A SYN reached its host.
-    fn syn_arrive(&mut self, walk: Box<SynWalk>) {
+    fn syn_arrive(&mut self, walk: SynWalk) {
         let Some(g) = walk.to else { return };
         if self.rules.partitioned(walk.from, g) {
             if self.tracer.is_some() {
@@ -268,7 +268,7 @@ impl World {
 
     fn accept(
         &mut self,
-        walk: Box<SynWalk>,
+        walk: SynWalk,
         g: HostId,
         listener: ListenerId,
         local: SocketAddr,
@@ -315,7 +315,7 @@ impl World {
     }
 
     /// A SYN met a connection with the same addresses on its host.
-    fn crossing_syn(&mut self, walk: Box<SynWalk>, mine: ConnKey, side: usize) {
+    fn crossing_syn(&mut self, walk: SynWalk, mine: ConnKey, side: usize) {
         let g = walk.to.unwrap_or(walk.from);
         let Some(c) = self.conns.get(mine) else {
             self.release_mappings(&walk.mappings);
@@ -461,11 +461,5 @@ impl World {
         for (r, m) in mappings {
             self.routers[r.ix()].table.release(*m, self.now);
         }
-    }
-
-    /// Whether `ip` is one of `h`'s addresses.
-    #[allow(dead_code)]
-    pub(crate) fn is_local(&self, h: HostId, ip: IpAddr) -> bool {
-        self.hosts[h.ix()].addr_like(ip) == Some(ip)
     }
 }

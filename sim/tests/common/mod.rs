@@ -57,7 +57,7 @@ pub fn public(b: &mut WorldBuilder, name: &str, ip: [u8; 4], probe: Probe) -> Ho
     )
 }
 
-pub fn probe<'a>(world: &'a ferry_sim::World, host: HostId) -> &'a Probe {
+pub fn probe(world: &ferry_sim::World, host: HostId) -> &Probe {
     world.endpoint(host).expect("a probe")
 }
 
