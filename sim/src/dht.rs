@@ -60,7 +60,11 @@ pub(crate) struct Dht {
     pub(crate) spec: DhtSpec,
     store: BTreeMap<DhtKey, VecDeque<Stored>>,
     listeners: BTreeMap<DhtKey, BTreeSet<HostId>>,
+    stores: u64,
 }
+
+/// Stores between two sweeps of expired values.
+const SWEEP_EVERY: u64 = 1024;
 
 impl Dht {
     pub(crate) fn new(spec: DhtSpec) -> Dht {
@@ -77,6 +81,19 @@ impl Dht {
                 .map(|s| s.value.clone())
                 .collect()
         })
+    }
+
+    /// Every so many stores, forgets every expired value, so keys nobody touches again do
+    /// not pile up: memory follows the values alive, not the values ever put.
+    fn sweep(&mut self, now: Duration) {
+        self.stores += 1;
+        if self.stores % SWEEP_EVERY != 0 {
+            return;
+        }
+        self.store.retain(|_, vs| {
+            vs.retain(|s| s.expires > now);
+            !vs.is_empty()
+        });
     }
 
     fn expire(&mut self, key: DhtKey, now: Duration) {
@@ -127,6 +144,7 @@ impl World {
     pub(crate) fn dht_store(&mut self, from: HostId, key: DhtKey, value: Bytes) {
         let now = self.now;
         self.dht.expire(key, now);
+        self.dht.sweep(now);
         let spec = self.dht.spec;
         let values = self.dht.store.entry(key).or_default();
         // The same bytes put again refresh the stored value instead of adding one.

@@ -4,9 +4,12 @@
 //! Bytes on a connection go `→ peer#n`, `#n` being the connection's number in order of
 //! creation, so bulk bytes collapse per connection. What the bytes *mean* is up to a
 //! [`WireDecoder`]: by default they are counted; [`TransferDecoder`] decodes Ferry's
-//! transfer stream (header, `GO`, frames). Lifecycle lines (connect, accept, FIN, reset),
-//! NAT mappings and drops, DHT operations, file operations and application events are
-//! plain lines.
+//! transfer stream (header, `GO`, frames). Byte lines are recorded when the endpoint hands
+//! the bytes over, in the order it wrote them (so a decoder sees the stream as sent), not
+//! when they arrive: a held or stalled stream shows as a gap before the peer's reaction.
+//! Lifecycle lines (SYN, accept, connected, refused, half-close, close, reset, closed), NAT
+//! mappings and lost SYNs, DHT operations, file operations, faults and application events
+//! are plain lines.
 //!
 //! Nothing random reaches a line: times are virtual, ids are ordinals or serials, and
 //! nothing is iterated out of a hash map.

@@ -224,7 +224,6 @@ impl World {
                 None => {
                     e.fin = Fin::Sent;
                     let closed_both = e.peer_fin && known;
-                    let serial = c.serial;
                     self.queue.push(
                         arrive,
                         Ev::Arrive {
@@ -233,17 +232,6 @@ impl World {
                             seg: Segment::Fin,
                         },
                     );
-                    if self.tracer.is_some() {
-                        let c = self.conns.get(key);
-                        let peer = c.map_or(String::new(), |c| {
-                            self.hosts[c.ends[1 - side].host.ix()].name.clone()
-                        });
-                        self.note(
-                            h,
-                            Direction::To(format!("{peer}#{serial}")),
-                            Summary::plain("FIN"),
-                        );
-                    }
                     if closed_both {
                         self.closed(key, side);
                     }

@@ -38,7 +38,7 @@ pub fn site(
     let internet = b.internet();
     let net = b.network(name);
     let r = b.router(
-        RouterSpec::new(&format!("{name}-nat"), internet, net)
+        RouterSpec::new(name, internet, net)
             .v4(ext)
             .kind(kind)
             .link(LinkSpec::latency(ms(10))),

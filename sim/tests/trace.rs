@@ -1,0 +1,73 @@
+//! A trace is documentation: this snapshot shows what one small world does, line by line.
+//! The assertions below it check the same run's outcome.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use ferry_proto::io::{ConnId, ConnectError, DhtKey};
+use ferry_sim::probe_state::ConnState;
+use ferry_sim::{DhtSpec, Fault, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind, Step, World};
+
+#[test]
+fn a_small_world_reads_as_a_trace() {
+    let mut b = World::builder(2026);
+    let epoch = b.epoch();
+    b.dht(DhtSpec {
+        latency: ms(50),
+        jitter: ms(0),
+        ..DhtSpec::default()
+    });
+    let (home, _) = site(
+        &mut b,
+        "home",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::port_restricted_cone()),
+    );
+    let key = DhtKey([0xab; 20]);
+    let server = Probe::new(epoch)
+        .at(ms(0), listen(443))
+        .at(ms(0), Step::DhtListen(key))
+        .echo();
+    let s = public(&mut b, "server", [198, 51, 100, 7], server);
+    let alice = Probe::new(epoch)
+        .at(
+            ms(0),
+            Step::DhtPut {
+                key,
+                value: Bytes::from_static(b"alice is home"),
+            },
+        )
+        .at(ms(100), Step::connect(1, sa("198.51.100.7:443")))
+        .at(ms(100), Step::connect(2, sa("198.51.100.7:80")))
+        .at(
+            ms(200),
+            Step::Send {
+                conn: ConnId::Connect(1),
+                data: Bytes::from(vec![7; 100_000]),
+            },
+        )
+        .at(ms(200), Step::HalfClose(ConnId::Connect(1)));
+    let a = b.host(
+        HostSpec::new("alice", home)
+            .v4([192, 168, 1, 2])
+            .link(LinkSpec::latency(ms(5)).with_bandwidth(1_000_000)),
+        alice,
+    );
+    b.fault(ms(250), Fault::LinkDown(LinkOf::Host(a)))
+        .fault(ms(400), Fault::LinkUp(LinkOf::Host(a)));
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(2));
+    insta::assert_snapshot!(world.trace());
+
+    no_violations(&world);
+    let pa = probe(&world, a);
+    assert_eq!(pa.state(ConnId::Connect(1)), Some(ConnState::Closed));
+    assert_eq!(pa.received(ConnId::Connect(1)).len(), 100_000);
+    assert_eq!(
+        pa.state(ConnId::Connect(2)),
+        Some(ConnState::Failed(ConnectError::Refused))
+    );
+    assert_eq!(probe(&world, s).dht_values().len(), 1);
+    assert_eq!(world.live_connections(), 0);
+}
