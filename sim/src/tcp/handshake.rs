@@ -120,7 +120,7 @@ impl World {
             bound: false,
             route: Vec::new(),
             mappings: Vec::new(),
-            deadline: Some(self.now + timeout),
+            deadline: Some(self.now.saturating_add(timeout)),
         };
         let key = self.conns.insert(conn);
         self.stats.connections += 1;
@@ -128,7 +128,8 @@ impl World {
         let host = &mut self.hosts[h.ix()];
         host.conns.insert(id, (key, 0));
         host.tuples.insert((local, remote), (key, 0));
-        self.deadlines.insert((self.now + timeout, key));
+        // An endpoint may ask for any timeout, `Duration::MAX` included.
+        self.deadlines.insert((self.now.saturating_add(timeout), key));
 
         // An on-path interceptor answers in the target's place.
         let intercepted = self
@@ -137,7 +138,7 @@ impl World {
             .get(&remote)
             .copied()
             .filter(|by| *by != h);
-        let dst = match intercepted.and_then(|by| self.hosts[by.ix()].addr_like(remote.ip())) {
+        let dst = match intercepted.and_then(|by| self.hosts.get(by.ix())?.addr_like(remote.ip())) {
             Some(ip) => SocketAddr::new(ip, remote.port()),
             None => remote,
         };
