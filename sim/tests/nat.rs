@@ -303,34 +303,62 @@ fn v6_home(kind_v6: RouterKind) -> (Option<std::net::SocketAddr>, Option<ConnSta
     b.router(
         ferry_sim::RouterSpec::new("home", internet, home)
             .v4([203, 0, 113, 1])
-            .v6("2001:db8:ffff::1".parse::<std::net::Ipv6Addr>().expect("v6"))
+            .v6("2001:db8:ffff::1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("v6"))
             .nat(Nat::port_restricted_cone())
             .kind_v6(kind_v6),
     );
     let s = b.host(
-        HostSpec::new("s", internet).v4([198, 51, 100, 7]).v6("2001:db8:ffff::7".parse::<std::net::Ipv6Addr>().expect("v6")),
+        HostSpec::new("s", internet)
+            .v4([198, 51, 100, 7])
+            .v6("2001:db8:ffff::7"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("v6")),
         Probe::new(epoch)
-            .at(ms(0), Step::Listen { listener: ferry_proto::io::ListenerId(6), local: sa("[::]:443") })
+            .at(
+                ms(0),
+                Step::Listen {
+                    listener: ferry_proto::io::ListenerId(6),
+                    local: sa("[::]:443"),
+                },
+            )
             .at(ms(500), Step::connect(1, sa("[2001:db8:1::2]:5000"))),
     );
     b.host(
-        HostSpec::new("alice", home).v4([192, 168, 1, 2]).v6("2001:db8:1::2".parse::<std::net::Ipv6Addr>().expect("v6")),
+        HostSpec::new("alice", home)
+            .v4([192, 168, 1, 2])
+            .v6("2001:db8:1::2".parse::<std::net::Ipv6Addr>().expect("v6")),
         Probe::new(epoch)
-            .at(ms(0), Step::Listen { listener: ferry_proto::io::ListenerId(5), local: sa("[::]:5000") })
+            .at(
+                ms(0),
+                Step::Listen {
+                    listener: ferry_proto::io::ListenerId(5),
+                    local: sa("[::]:5000"),
+                },
+            )
             .at(ms(10), Step::connect(1, sa("[2001:db8:ffff::7]:443"))),
     );
     let mut world = b.build().expect("world");
     world.run_for(secs(11));
     no_violations(&world);
     let p = probe(&world, s);
-    let seen = p.accepted().first().and_then(|c| p.conn(*c)).and_then(|c| c.addr);
+    let seen = p
+        .accepted()
+        .first()
+        .and_then(|c| p.conn(*c))
+        .and_then(|c| c.addr);
     (seen, p.state(ConnId::Connect(1)))
 }
 
 #[test]
 fn ipv6_passes_untranslated_and_a_v6_firewall_still_drops_unsolicited_syns() {
     let (seen, inbound) = v6_home(RouterKind::Firewall);
-    assert_eq!(seen.map(|a| a.ip()), Some("2001:db8:1::2".parse().expect("v6")), "no NAT on IPv6");
+    assert_eq!(
+        seen.map(|a| a.ip()),
+        Some("2001:db8:1::2".parse().expect("v6")),
+        "no NAT on IPv6"
+    );
     assert_eq!(inbound, Some(ConnState::Failed(ConnectError::TimedOut)));
     let (_, inbound) = v6_home(RouterKind::Open);
     assert_eq!(inbound, Some(ConnState::Open), "an open router lets it in");

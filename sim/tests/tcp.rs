@@ -543,22 +543,56 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
 fn absurd_timeouts_and_foreign_ids_do_not_crash_the_world() {
     let mut b = World::builder(14);
     let epoch = b.epoch();
-    let step = Step::Connect { conn: C1, remote: sa("198.51.100.9:1"), local_port: Some(0), timeout: std::time::Duration::MAX };
-    let a = public(&mut b, "a", [198, 51, 100, 8], Probe::new(epoch).at(ms(0), step));
+    let step = Step::Connect {
+        conn: C1,
+        remote: sa("198.51.100.9:1"),
+        local_port: Some(0),
+        timeout: std::time::Duration::MAX,
+    };
+    let a = public(
+        &mut b,
+        "a",
+        [198, 51, 100, 8],
+        Probe::new(epoch).at(ms(0), step),
+    );
     let mut world = b.build().expect("world");
     // A fault naming a host from another world is ignored rather than trusted.
     let stranger = {
         let mut other = World::builder(0);
         let e = other.epoch();
         for i in 0..5u8 {
-            public(&mut other, &format!("x{i}"), [198, 51, 100, 20 + i], Probe::new(e));
+            public(
+                &mut other,
+                &format!("x{i}"),
+                [198, 51, 100, 20 + i],
+                Probe::new(e),
+            );
         }
         public(&mut other, "far", [198, 51, 100, 30], Probe::new(e))
     };
-    world.schedule(ms(0), ferry_sim::Fault::Intercept { target: sa("198.51.100.9:1"), by: stranger });
-    world.schedule(ms(0), ferry_sim::Fault::LinkDown(ferry_sim::LinkOf::Host(stranger)));
-    world.schedule(ms(0), ferry_sim::Fault::ResetConnections { host: stranger, port: None });
+    world.schedule(
+        ms(0),
+        ferry_sim::Fault::Intercept {
+            target: sa("198.51.100.9:1"),
+            by: stranger,
+        },
+    );
+    world.schedule(
+        ms(0),
+        ferry_sim::Fault::LinkDown(ferry_sim::LinkOf::Host(stranger)),
+    );
+    world.schedule(
+        ms(0),
+        ferry_sim::Fault::ResetConnections {
+            host: stranger,
+            port: None,
+        },
+    );
     world.run_for(secs(100));
-    assert_eq!(probe(&world, a).state(C1), Some(ConnState::Opening), "nobody answers, and the timeout is for ever");
+    assert_eq!(
+        probe(&world, a).state(C1),
+        Some(ConnState::Opening),
+        "nobody answers, and the timeout is for ever"
+    );
     no_violations(&world);
 }

@@ -71,3 +71,47 @@ fn a_small_world_reads_as_a_trace() {
     assert_eq!(probe(&world, s).dht_values().len(), 1);
     assert_eq!(world.live_connections(), 0);
 }
+
+#[test]
+fn a_transfer_decoder_shows_the_transfer_protocol_on_the_wire() {
+    let mut b = World::builder(1);
+    let epoch = b.epoch();
+    let header = "Content-Length: 5\nDisplay-Name: a.txt\nOffset: 0\n\n";
+    let receiver = Probe::new(epoch).at(ms(0), listen(443)).at(
+        ms(100),
+        Step::Send {
+            conn: ConnId::Accepted(1),
+            data: Bytes::from_static(b"GO\n"),
+        },
+    );
+    public(&mut b, "bob", [198, 51, 100, 7], receiver);
+    let sender = Probe::new(epoch)
+        .at(ms(10), Step::connect(1, sa("198.51.100.7:443")))
+        .at(
+            ms(60),
+            Step::Send {
+                conn: ConnId::Connect(1),
+                data: Bytes::from(header),
+            },
+        )
+        .at(
+            ms(200),
+            Step::Send {
+                conn: ConnId::Connect(1),
+                data: Bytes::from_static(b"hello"),
+            },
+        );
+    public(&mut b, "alice", [198, 51, 100, 8], sender);
+    let mut world = b
+        .trace_with(ferry_sim::record::TransferDecoder::default())
+        .build()
+        .expect("world");
+    world.run_for(secs(1));
+    let trace = world.trace();
+    assert!(
+        trace.contains("alice  → bob#1  HEADER Content-Length=5 Display-Name=\"a.txt\" Offset=0"),
+        "{trace}"
+    );
+    assert!(trace.contains("bob    → alice#1 GO"), "{trace}");
+    assert!(trace.contains("alice  → bob#1  RAW ×1 5 bytes"), "{trace}");
+}

@@ -129,7 +129,8 @@ impl World {
         host.conns.insert(id, (key, 0));
         host.tuples.insert((local, remote), (key, 0));
         // An endpoint may ask for any timeout, `Duration::MAX` included.
-        self.deadlines.insert((self.now.saturating_add(timeout), key));
+        self.deadlines
+            .insert((self.now.saturating_add(timeout), key));
 
         // An on-path interceptor answers in the target's place.
         let intercepted = self
