@@ -596,3 +596,44 @@ fn absurd_timeouts_and_foreign_ids_do_not_crash_the_world() {
     );
     no_violations(&world);
 }
+
+#[test]
+fn a_syn_ack_after_the_connect_timed_out_resets_the_accepted_side() {
+    let mut b = World::builder(15);
+    let epoch = b.epoch();
+    let internet = b.internet();
+    // 400 ms each way: the SYN gets there, but the connect gives up after 500 ms.
+    let slow = LinkSpec::latency(ms(200));
+    let s = b.host(
+        HostSpec::new("s", internet)
+            .v4([198, 51, 100, 7])
+            .link(slow),
+        Probe::new(epoch).at(ms(0), listen(443)),
+    );
+    let step = Step::Connect {
+        conn: C1,
+        remote: sa("198.51.100.7:443"),
+        local_port: None,
+        timeout: ms(500),
+    };
+    let a = b.host(
+        HostSpec::new("a", internet)
+            .v4([198, 51, 100, 8])
+            .link(slow),
+        Probe::new(epoch).at(ms(0), step),
+    );
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(3));
+    no_violations(&world);
+    assert_eq!(
+        probe(&world, a).state(C1),
+        Some(ConnState::Failed(ConnectError::TimedOut))
+    );
+    assert_eq!(
+        probe(&world, s).state(ConnId::Accepted(1)),
+        Some(ConnState::Reset),
+        "{}",
+        world.trace()
+    );
+    assert_eq!(world.live_connections(), 0);
+}

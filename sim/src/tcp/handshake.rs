@@ -382,31 +382,34 @@ impl World {
         }
     }
 
-    /// End 0 of `key` learns its connection is up.
+    /// End 0 of `key` learns its connection is up (a SYN-ACK, or a crossing SYN).
     pub(crate) fn established(&mut self, key: ConnKey) {
         self.disarm(key);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        let serial = c.serial;
         let end = &mut c.ends[0];
-        if end.state != State::SynSent {
-            return;
-        }
-        end.state = State::Open;
-        let (h, id, local, known, serial) = (end.host, end.id, end.local, end.known, c.serial);
-        if known {
-            if self.tracer.is_some() {
-                self.note(
-                    h,
-                    Direction::Local,
-                    Summary::plain(format!("#{serial} {id} connected")),
-                );
+        let (h, id, local, known) = (end.host, end.id, end.local, end.known);
+        match end.state {
+            State::SynSent if known => {
+                end.state = State::Open;
+                if self.tracer.is_some() {
+                    let text = format!("#{serial} {id} connected");
+                    self.note(h, Direction::Local, Summary::plain(text));
+                }
+                self.input(h, Input::Connected { conn: id, local });
+                self.pump(key, 0);
             }
-            self.input(h, Input::Connected { conn: id, local });
-            self.pump(key, 0);
-        } else {
-            // Given up on already: tell the other side.
-            self.send_rst(key, 0);
+            State::SynSent | State::Dead if !end.rst_sent => {
+                // The opener gave up already (timed out, or closed): like a kernel that
+                // no longer knows the connection, it answers the SYN-ACK with a RST.
+                end.state = State::Dead;
+                end.rst_sent = true;
+                self.send_rst(key, 0);
+                self.maybe_free(key);
+            }
+            _ => {}
         }
     }
 
