@@ -20,7 +20,9 @@
 //! only for a reason the faults explain; a simultaneous open succeeds when both sides have
 //! a predictable external port behind a NAT or firewall, fails when either port is
 //! unpredictable, and in every case connects both sides or neither; nothing leaks (no connection alive once all are done); and the same
-//! seed run twice gives the same trace.
+//! seed run twice gives the same trace. When the clients use the DHT (each listens, each
+//! puts one value): no value arrives that nobody put; each put gets one answer; a lossless
+//! DHT delivers every value to every listener; without duplication, never twice.
 #![allow(clippy::print_stdout)]
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,12 +30,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::io::{ConnId, ConnectError, ListenerId};
+use ferry_proto::io::{ConnId, ConnectError, DhtKey, ListenerId};
 use ferry_sim::probe_state::ConnState;
 use ferry_sim::rng::SimRng;
 use ferry_sim::{
-    Behaviour, Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind, RouterSpec, Step,
-    World, content,
+    Behaviour, DhtSpec, Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind,
+    RouterSpec, Step, World, content,
 };
 
 const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -72,6 +74,16 @@ struct Scenario {
     world: World,
     clients: Vec<Client>,
     p2p: bool,
+    /// The DHT's behaviour, when clients use it; each client puts one value.
+    dht: Option<DhtSpec>,
+    /// A link went down at some point (DHT operations of that host may fail).
+    flap: bool,
+}
+
+const KEY: DhtKey = DhtKey([0x5e; 20]);
+
+fn dht_value(seed: u64, client: usize) -> Bytes {
+    Bytes::from(format!("seed {seed} client {client}"))
 }
 
 fn pick_nat(rng: &mut SimRng) -> Nat {
@@ -127,6 +139,25 @@ fn build(seed: u64) -> Result<Scenario, String> {
         server,
     );
 
+    let dht = rng.chance(0.5).then(|| DhtSpec {
+        latency: ms(10 + rng.below(200)),
+        jitter: ms(rng.below(300)),
+        loss: if rng.chance(0.5) {
+            0.0
+        } else {
+            rng.below(30) as f64 / 100.0
+        },
+        duplicate: if rng.chance(0.5) {
+            0.0
+        } else {
+            rng.below(30) as f64 / 100.0
+        },
+        ttl: Duration::from_secs(600),
+        max_values: 64,
+    });
+    if let Some(spec) = dht {
+        b.dht(spec);
+    }
     let n = 2 + rng.below(3) as usize;
     let mut clients = Vec::new();
     for i in 0..n {
@@ -177,6 +208,15 @@ fn build(seed: u64) -> Result<Scenario, String> {
             }
         };
         let mut plan = Probe::new(epoch);
+        if dht.is_some() {
+            let put = Step::DhtPut {
+                key: KEY,
+                value: dht_value(seed, i),
+            };
+            plan = plan
+                .at(ms(0), Step::DhtListen(KEY))
+                .at(ms(rng.below(3000)), put);
+        }
         let mut streams = Vec::new();
         for k in 1..=(1 + rng.below(3) as u32) {
             let at = ms(rng.below(2000));
@@ -253,7 +293,8 @@ fn build(seed: u64) -> Result<Scenario, String> {
     }
     let host = |c: &Client| c.host.ok_or_else(|| "a client has no host".to_owned());
 
-    if rng.chance(0.3) {
+    let flap = rng.chance(0.3);
+    if flap {
         let c = rng.below(n as u64) as usize;
         let down = ms(rng.below(3000));
         let h = host(&clients[c])?;
@@ -314,6 +355,8 @@ fn build(seed: u64) -> Result<Scenario, String> {
         world,
         clients,
         p2p,
+        dht,
+        flap,
     })
 }
 
@@ -405,6 +448,39 @@ fn invariants(s: &Scenario) -> Result<(), String> {
             return Err(format!(
                 "one side of a simultaneous open connected alone: {sa:?} / {sb:?}"
             ));
+        }
+    }
+    if let Some(spec) = s.dht {
+        let put: Vec<Bytes> = (0..s.clients.len())
+            .map(|i| dht_value(world.seed(), i))
+            .collect();
+        for c in &s.clients {
+            let p: &Probe = world
+                .endpoint(c.host.ok_or("no host")?)
+                .ok_or("not a probe")?;
+            let got: Vec<&Bytes> = p.dht_values().iter().map(|(_, _, v)| v).collect();
+            if let Some(v) = got.iter().find(|v| !put.contains(v)) {
+                return Err(format!("{}: DHT value nobody put: {v:?}", c.name));
+            }
+            if p.puts().len() != 1 {
+                return Err(format!("{}: {} answers to one put", c.name, p.puts().len()));
+            }
+            let reliable = spec.loss == 0.0 && !s.flap;
+            if reliable && !p.puts().iter().all(|(_, ok)| *ok) {
+                return Err(format!("{}: a put failed on a lossless DHT", c.name));
+            }
+            for v in &put {
+                let n = got.iter().filter(|g| **g == v).count();
+                if reliable && n == 0 {
+                    return Err(format!("{}: lossless DHT never delivered {v:?}", c.name));
+                }
+                if spec.duplicate == 0.0 && n > 1 {
+                    return Err(format!(
+                        "{}: {v:?} delivered {n} times without duplication",
+                        c.name
+                    ));
+                }
+            }
         }
     }
     if world.live_connections() != 0 {
