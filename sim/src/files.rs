@@ -2,7 +2,7 @@
 //! partial files that get their final name only when committed.
 //!
 //! Nothing keeps file bytes: a source is a (size, seed) pair read through
-//! [`content`](crate::content), and a received file is its length and a running SHA3-512
+//! [`content`], and a received file is its length and a running SHA3-512
 //! of what was written, so a 1 GiB transfer costs no 1 GiB of memory. The price: the
 //! simulated disk takes writes in order (a write may overlap what is there, never leave a
 //! gap), which is how Ferry's receiver writes. A write that would leave a gap fails.

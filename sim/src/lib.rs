@@ -47,8 +47,6 @@
 //! A TURN server (the `[sim-turn]` issue) will be one more [`ferry_proto::io::Endpoint`]
 //! on a public host: the world drives built-in servers exactly like any endpoint.
 
-#![allow(clippy::print_stdout)] // only in the doc example above
-
 mod builder;
 pub mod content;
 pub mod dht;
