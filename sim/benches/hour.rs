@@ -187,7 +187,7 @@ fn main() {
     let base = baseline(stats.events, seed);
     println!("hosts {hosts}, virtual time {virtual_secs} s, wall time {wall:.2} s");
     println!(
-        "events {} ({} inputs, {} outputs), connections {} ({} closed cleanly on both ends), peak live {}, peak queue {}",
+        "events {} ({} inputs, {} outputs), connections {} ({} exchanges completed), peak live {}, peak queue {}",
         stats.events,
         stats.inputs,
         stats.outputs,
