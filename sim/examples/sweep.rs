@@ -9,20 +9,25 @@
 //!
 //! Each seed builds its own world: an echo server (IPv4 and IPv6), two to four clients, each
 //! public or behind an open router, a firewall, or a NAT of random mapping, filtering, port
-//! preservation and hairpinning; links of random latency, jitter and bandwidth; and random
-//! faults (a link flap, a stall, a partition, a reset). Every client sends streams of random
-//! length to the server and reads the echo; two clients also try a TCP simultaneous open.
-//! Until Ferry's `Node` exists, the endpoints are [`Probe`]s; then whole transfers.
+//! preservation and hairpinning; links of random latency, jitter, bandwidth and sometimes
+//! loss; random faults (a link flap, a stall, a partition, a reset); and, half the time, a
+//! DHT of random latency, loss and duplication. Every client sends streams of random length
+//! to the server and reads the echo; two clients also try a TCP simultaneous open. Until
+//! Ferry's `Node` exists, the endpoints are [`Probe`]s; then whole transfers.
 //!
-//! Invariants: the I/O contract holds (no violation in the world, no breach seen by a
-//! probe); every byte read is the byte sent at that offset; a stream that closed cleanly
-//! carried everything; without a fault on its way every stream completes; a connect fails
-//! only for a reason the faults explain; a simultaneous open succeeds when both sides have
-//! a predictable external port behind a NAT or firewall, fails when either port is
-//! unpredictable, and in every case connects both sides or neither; nothing leaks (no connection alive once all are done); and the same
-//! seed run twice gives the same trace. When the clients use the DHT (each listens, each
-//! puts one value): no value arrives that nobody put; each put gets one answer; a lossless
-//! DHT delivers every value to every listener; without duplication, never twice.
+//! Invariants:
+//! - the I/O contract holds: no violation in the world, no breach seen by a probe;
+//! - every byte read is the byte sent at that offset, and a stream that closed cleanly
+//!   carried everything;
+//! - a stream completes unless a fault or loss on its way explains why not (a timeout
+//!   needs a cut link or loss, a reset needs a reset fault);
+//! - a simultaneous open succeeds when both sides have a predictable external port behind a
+//!   NAT or firewall, fails when either port is unpredictable, and never connects one side
+//!   alone;
+//! - with the DHT: no value arrives that nobody put; each put gets one answer; a lossless
+//!   DHT delivers every value to every listener, and without duplication never twice;
+//! - nothing leaks: no connection is alive once every endpoint let go;
+//! - the same seed run twice gives the same trace, byte for byte.
 #![allow(clippy::print_stdout)]
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -78,6 +83,8 @@ struct Scenario {
     dht: Option<DhtSpec>,
     /// A link went down at some point (DHT operations of that host may fail).
     flap: bool,
+    /// Some link loses packets.
+    lossy: bool,
 }
 
 const KEY: DhtKey = DhtKey([0x5e; 20]);
@@ -99,10 +106,16 @@ fn pick_nat(rng: &mut SimRng) -> Nat {
         .with_hairpinning(rng.chance(0.5))
 }
 
-fn link(rng: &mut SimRng) -> LinkSpec {
+/// A random link; `lossy` is set when it loses packets (a connect may then time out: the
+/// handshake's retransmissions can outlast the connect timeout).
+fn link(rng: &mut SimRng, lossy: &mut bool) -> LinkSpec {
     let mut l = LinkSpec::latency(ms(1 + rng.below(40))).with_jitter(ms(rng.below(10)));
     if rng.chance(0.5) {
         l = l.with_bandwidth(200_000 + rng.below(5_000_000));
+    }
+    if rng.chance(0.2) {
+        l = l.with_loss(rng.below(5) as f64 / 100.0);
+        *lossy |= l.loss > 0.0;
     }
     l
 }
@@ -130,7 +143,8 @@ fn build(seed: u64) -> Result<Scenario, String> {
             },
         )
         .echo();
-    let server_link = link(&mut rng);
+    let mut lossy = false;
+    let server_link = link(&mut rng, &mut lossy);
     let server = b.host(
         HostSpec::new("server", internet)
             .v4(SERVER_V4)
@@ -185,7 +199,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
                 } else {
                     RouterKind::Open
                 };
-                let uplink = link(&mut rng);
+                let uplink = link(&mut rng, &mut lossy);
                 b.router(
                     RouterSpec::new(&format!("r{idx}"), internet, net)
                         .v4(ext_v4)
@@ -285,7 +299,9 @@ fn build(seed: u64) -> Result<Scenario, String> {
     }
     for c in &mut clients {
         let plan = std::mem::replace(&mut c.plan, Probe::new(epoch));
-        let mut spec = HostSpec::new(&c.name, c.net).v4(c.v4).link(link(&mut rng));
+        let mut spec = HostSpec::new(&c.name, c.net)
+            .v4(c.v4)
+            .link(link(&mut rng, &mut lossy));
         if let Some(v6) = c.v6 {
             spec = spec.v6(v6);
         }
@@ -357,6 +373,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
         p2p,
         dht,
         flap,
+        lossy,
     })
 }
 
@@ -402,7 +419,7 @@ fn invariants(s: &Scenario) -> Result<(), String> {
                         log.received.len()
                     ));
                 }
-                ConnState::Failed(ConnectError::TimedOut) if c.cut => {}
+                ConnState::Failed(ConnectError::TimedOut) if c.cut || s.lossy => {}
                 ConnState::Reset | ConnState::Failed(ConnectError::Refused) if c.reset => {}
                 other => {
                     return Err(format!(
@@ -424,7 +441,7 @@ fn invariants(s: &Scenario) -> Result<(), String> {
                 .ok_or_else(|| format!("{}: no p2p connection", c.name))
         };
         let (sa, sb) = (state(a)?, state(b)?);
-        let faulted = a.cut || b.cut || a.reset || b.reset;
+        let faulted = a.cut || b.cut || a.reset || b.reset || s.lossy;
         let must = a.predictable && b.predictable && a.stateful && b.stateful;
         let cannot = !(a.predictable && b.predictable);
         let ok = |s: &ConnState| {

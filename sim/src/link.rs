@@ -5,11 +5,18 @@
 //! direction (bandwidth), then travels (latency plus a random jitter). A link that is down
 //! carries nothing: connection attempts across it are lost and established connections hold
 //! their data until it comes back, as TCP's retransmissions would.
+//!
+//! A link may also lose packets. TCP hides loss behind retransmission, so a loss shows as
+//! delay: each crossing is lost with the link's probability, and each loss costs one
+//! retransmission timeout, doubling from [`DATA_RTO`] (data) or [`SYN_RTO`] (handshake
+//! segments, as Linux's initial RTO), for at most [`MAX_RETRIES`] losses in a row (then the
+//! segment goes through: the simulator never gives up on a connection by itself). Order
+//! within a connection is kept, so one loss delays everything behind it.
 
 use std::time::Duration;
 
 /// How a link behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkSpec {
     /// One-way delay.
     pub latency: Duration,
@@ -18,7 +25,16 @@ pub struct LinkSpec {
     pub jitter: Duration,
     /// Bytes per second in each direction; `None` is unlimited.
     pub bandwidth: Option<u64>,
+    /// Probability that a crossing is lost (and retransmitted later).
+    pub loss: f64,
 }
+
+/// First retransmission timeout of a data segment (Linux's minimum RTO).
+pub const DATA_RTO: Duration = Duration::from_millis(200);
+/// First retransmission timeout of a SYN or SYN-ACK (Linux's initial RTO).
+pub const SYN_RTO: Duration = Duration::from_secs(1);
+/// Losses in a row after which a crossing goes through anyway.
+pub const MAX_RETRIES: u32 = 8;
 
 impl Default for LinkSpec {
     fn default() -> Self {
@@ -26,6 +42,7 @@ impl Default for LinkSpec {
             latency: Duration::from_millis(5),
             jitter: Duration::ZERO,
             bandwidth: None,
+            loss: 0.0,
         }
     }
 }
@@ -50,6 +67,28 @@ impl LinkSpec {
             bandwidth: Some(bytes_per_second.max(1)),
             ..self
         }
+    }
+
+    /// The same link losing each crossing with probability `loss`.
+    pub fn with_loss(self, loss: f64) -> LinkSpec {
+        LinkSpec { loss, ..self }
+    }
+
+    /// The delay of one crossing: latency, jitter, and retransmissions of what is lost
+    /// (`rto` is the first retransmission timeout).
+    pub(crate) fn delay(&self, rng: &mut crate::rng::SimRng, rto: Duration) -> Duration {
+        let mut d = self.latency + rng.up_to(self.jitter);
+        if self.loss > 0.0 {
+            let mut rto = rto;
+            for _ in 0..MAX_RETRIES {
+                if !rng.chance(self.loss) {
+                    break;
+                }
+                d += rto;
+                rto *= 2;
+            }
+        }
+        d
     }
 
     /// How long `bytes` take to be put on the wire.

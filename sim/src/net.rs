@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::ids::{HostId, NetworkId, RouterId};
-use crate::link::Way;
+use crate::link::{SYN_RTO, Way};
 use crate::nat::{Filtered, NatTable, RouterKind};
 use crate::tcp::SynWalk;
 use crate::world::World;
@@ -179,7 +179,7 @@ impl World {
         if !l.up {
             return false;
         }
-        walk.at += l.spec.latency + self.rng.up_to(l.spec.jitter);
+        walk.at += l.spec.delay(&mut self.rng, SYN_RTO);
         walk.links.push((link, way));
         true
     }

@@ -637,3 +637,71 @@ fn a_syn_ack_after_the_connect_timed_out_resets_the_accepted_side() {
     );
     assert_eq!(world.live_connections(), 0);
 }
+
+#[test]
+fn loss_costs_retransmission_time_but_never_bytes() {
+    let clean = echo_run(LinkSpec::latency(ms(10)), 300_000);
+    let lossy = echo_run(LinkSpec::latency(ms(10)).with_loss(0.2), 300_000);
+    let took = |w: &World| {
+        let p = probe(w, w.host("alice").expect("alice"));
+        let c = p.conn(C1).expect("c1");
+        assert_eq!(
+            c.received,
+            content::range(1, 0, 300_000),
+            "every byte, in order"
+        );
+        assert_eq!(c.state, ConnState::Closed);
+        c.ended_at.expect("ended")
+    };
+    let (t_clean, t_lossy) = (took(&clean), took(&lossy));
+    assert!(
+        t_lossy >= t_clean + ms(200),
+        "losses cost at least one RTO: {t_clean:?} vs {t_lossy:?}"
+    );
+    no_violations(&lossy);
+}
+
+#[test]
+fn a_lost_syn_is_retried_after_a_second() {
+    // Each crossing of alice's link is lost with probability 0.3; over seeds, some connects
+    // take one or more handshake timeouts longer, and none is lost for good.
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        let mut b = World::builder(seed);
+        let epoch = b.epoch();
+        public(
+            &mut b,
+            "s",
+            [198, 51, 100, 7],
+            Probe::new(epoch).at(ms(0), listen(443)),
+        );
+        let internet = b.internet();
+        let a = b.host(
+            HostSpec::new("a", internet)
+                .v4([198, 51, 100, 8])
+                .link(LinkSpec::latency(ms(10)).with_loss(0.3)),
+            Probe::new(epoch).at(
+                ms(0),
+                Step::Connect {
+                    conn: C1,
+                    remote: sa("198.51.100.7:443"),
+                    local_port: None,
+                    timeout: secs(60),
+                },
+            ),
+        );
+        let mut world = b.build().expect("world");
+        world.run_for(secs(60));
+        let c = probe(&world, a).conn(C1).expect("c1").clone();
+        assert_eq!(c.state, ConnState::Open);
+        delays.push(c.opened_at.expect("opened"));
+    }
+    assert!(
+        delays.iter().any(|d| *d < secs(1)),
+        "some handshakes lose nothing"
+    );
+    assert!(
+        delays.iter().any(|d| *d >= secs(1)),
+        "some lose a SYN or SYN-ACK: {delays:?}"
+    );
+}

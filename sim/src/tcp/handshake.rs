@@ -9,7 +9,7 @@ use ferry_proto::trace::{Direction, Summary};
 use super::{Conn, ConnKey, End, Segment, State, SynWalk};
 use crate::host::ClosedPorts;
 use crate::ids::HostId;
-use crate::link::Way;
+use crate::link::{SYN_RTO, Way};
 use crate::net::Step;
 use crate::queue::Ev;
 use crate::world::World;
@@ -159,7 +159,7 @@ impl World {
             return;
         }
         let l = &self.links[link];
-        let at = self.now + l.spec.latency + self.rng.up_to(l.spec.jitter);
+        let at = self.now + l.spec.delay(&mut self.rng, SYN_RTO);
         let walk = SynWalk {
             conn: key,
             from: h,
@@ -449,12 +449,13 @@ impl World {
         }
     }
 
-    /// One-way delay back along a route, without bandwidth (control segments are tiny).
+    /// One-way delay of a control segment (SYN-ACK, RST) back along a route: no bandwidth
+    /// (they are tiny), and handshake timeouts for what the links lose.
     pub(crate) fn latency_back(&mut self, links: &[(usize, Way)]) -> Duration {
         let mut d = Duration::ZERO;
         for (l, _) in links {
             let spec = self.links[*l].spec;
-            d += spec.latency + self.rng.up_to(spec.jitter);
+            d += spec.delay(&mut self.rng, SYN_RTO);
         }
         d
     }

@@ -6,6 +6,7 @@ use ferry_proto::trace::{Direction, Summary};
 
 use super::{ConnKey, Fin, RECEIVE_WINDOW, SEGMENT, Segment, State};
 use crate::ids::HostId;
+use crate::link::DATA_RTO;
 use crate::queue::Ev;
 use crate::world::World;
 
@@ -183,7 +184,7 @@ impl World {
                 let done = start + link.spec.serialisation(len);
                 link.busy_until[w] = done;
                 left.get_or_insert(done);
-                t = done + link.spec.latency + rng.up_to(link.spec.jitter);
+                t = done + link.spec.delay(rng, DATA_RTO);
             }
             let e = &mut c.ends[side];
             let arrive = t.max(e.last_arrival);
