@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, ConnectError, DhtKey, ListenerId};
-use ferry_sim::probe_state::ConnState;
+use ferry_sim::probe::ConnState;
 use ferry_sim::rng::SimRng;
 use ferry_sim::{
     Behaviour, DhtSpec, Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind,

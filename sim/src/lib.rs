@@ -42,7 +42,8 @@
 //!   `builder`); hosts (`host`); networks and routing (`net`); the NAT and firewall rules
 //!   ([`nat`]); links ([`link`]); TCP (`tcp`); the DHT model ([`dht`]); files ([`files`],
 //!   [`content`]); faults ([`fault`]); traces ([`record`]); randomness ([`rng`]).
-//! - [`Probe`]: a scriptable test endpoint for the tests, the sweep and examples.
+//! - [`Probe`] ([`probe`]): a scriptable test endpoint for the tests, the sweep and the
+//!   examples, which also checks that the simulator keeps the I/O contract.
 //!
 //! A TURN server (the `[sim-turn]` issue) will be one more [`ferry_proto::io::Endpoint`]
 //! on a public host: the world drives built-in servers exactly like any endpoint.
@@ -57,7 +58,7 @@ mod ids;
 pub mod link;
 pub mod nat;
 mod net;
-mod probe;
+pub mod probe;
 mod queue;
 pub mod record;
 pub mod rng;
@@ -72,10 +73,5 @@ pub use ids::{HostId, LinkOf, NetworkId, RouterId};
 pub use link::LinkSpec;
 pub use nat::{Behaviour, Nat, RouterKind};
 pub use probe::{Probe, Step};
-
-/// What a [`Probe`] records about its connections.
-pub mod probe_state {
-    pub use crate::probe::{ConnLog, ConnState};
-}
 pub use tcp::{RECEIVE_WINDOW, SEGMENT};
 pub use world::{Stats, Violation, World};

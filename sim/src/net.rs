@@ -84,6 +84,7 @@ impl World {
         let net = &self.networks[walk.net.ix()];
         match net.addrs.get(&walk.dst.ip()).copied() {
             Some(Attach::Host(h)) => {
+                walk.blame = None;
                 let link = self.hosts[h.ix()].link;
                 if !self.cross(walk, link, Way::Down) {
                     return Step::Lost("host link down");
@@ -92,6 +93,7 @@ impl World {
                 Step::Arrived
             }
             Some(Attach::Router(r)) => {
+                walk.blame = Some(r);
                 let router = &mut self.routers[r.ix()];
                 let kind = router.kind(walk.dst.ip());
                 let Some(rules) = kind.rules() else {
@@ -117,6 +119,7 @@ impl World {
                 }
             }
             Some(Attach::Via(r)) => {
+                walk.blame = Some(r);
                 let router = &mut self.routers[r.ix()];
                 if let Some(rules) = router.kind(walk.dst.ip()).rules() {
                     match router.table.inbound(&rules, walk.dst, walk.src) {
@@ -134,8 +137,10 @@ impl World {
             }
             None => {
                 let Some(r) = net.uplink else {
+                    walk.blame = None;
                     return Step::Lost("no route");
                 };
+                walk.blame = Some(r);
                 let now = walk.at;
                 let router = &mut self.routers[r.ix()];
                 let kind = router.kind(walk.dst.ip());

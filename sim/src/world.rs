@@ -7,7 +7,9 @@
 //! driven (inputs fed, outputs drained and carried out) until it has nothing left to say.
 //! Only when nothing is due at the current instant does the clock jump to the next event:
 //! it never sleeps and never moves while work is pending. Endpoint timers are events too
-//! (one pending wake-up per host), so a thousand idle hosts cost nothing.
+//! (one pending wake-up per host), so a thousand idle hosts cost nothing. Connect timeouts
+//! due at an instant run after that instant's other events, so a SYN-ACK that arrives
+//! exactly at the deadline still connects.
 //!
 //! # Determinism
 //!

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ferry_proto::io::{ConnId, ConnectError};
-use ferry_sim::probe_state::ConnState;
+use ferry_sim::probe::ConnState;
 use ferry_sim::{Behaviour, HostSpec, Nat, Probe, RouterKind, Step, World};
 
 /// Alice (behind `nat`) connects from port 5000 to s1:443, s1:444 and s2:443; returns the

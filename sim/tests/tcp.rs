@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use ferry_proto::io::{ConnId, ConnectError};
-use ferry_sim::probe_state::ConnState;
+use ferry_sim::probe::ConnState;
 use ferry_sim::{ClosedPorts, HostSpec, LinkSpec, Nat, Probe, RouterKind, Step, World, content};
 
 const C1: ConnId = ConnId::Connect(1);

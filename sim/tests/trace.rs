@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use ferry_proto::io::{ConnId, ConnectError, DhtKey};
-use ferry_sim::probe_state::ConnState;
+use ferry_sim::probe::ConnState;
 use ferry_sim::{DhtSpec, Fault, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterKind, Step, World};
 
 #[test]
@@ -114,4 +114,46 @@ fn a_transfer_decoder_shows_the_transfer_protocol_on_the_wire() {
     );
     assert!(trace.contains("bob    → alice#1 GO"), "{trace}");
     assert!(trace.contains("alice  → bob#1  RAW ×1 5 bytes"), "{trace}");
+}
+
+#[test]
+fn a_simultaneous_open_through_two_nats_reads_as_a_trace() {
+    let mut b = World::builder(7);
+    let epoch = b.epoch();
+    let (net_a, _) = site(
+        &mut b,
+        "nat-a",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::port_restricted_cone()),
+    );
+    let (net_b, _) = site(
+        &mut b,
+        "nat-b",
+        [203, 0, 113, 2],
+        RouterKind::Nat(Nat::restricted_cone()),
+    );
+    let c = ConnId::Connect(1);
+    let alice = Probe::new(epoch)
+        .at(ms(100), Step::connect_from(1, 5000, sa("203.0.113.2:6000")))
+        .at(
+            ms(500),
+            Step::Send {
+                conn: c,
+                data: Bytes::from_static(b"hi bob"),
+            },
+        )
+        .at(ms(600), Step::HalfClose(c));
+    let bob = Probe::new(epoch)
+        .at(ms(120), Step::connect_from(1, 6000, sa("203.0.113.1:5000")))
+        .close_on_eof();
+    let a = b.host(HostSpec::new("alice", net_a).v4([192, 168, 1, 2]), alice);
+    let bb = b.host(HostSpec::new("bob", net_b).v4([192, 168, 7, 9]), bob);
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(2));
+    insta::assert_snapshot!(world.trace());
+
+    no_violations(&world);
+    assert_eq!(probe(&world, a).state(c), Some(ConnState::Closed));
+    assert_eq!(probe(&world, bb).received(c), b"hi bob");
+    assert_eq!(world.live_connections(), 0);
 }

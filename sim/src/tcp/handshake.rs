@@ -173,6 +173,7 @@ impl World {
             mappings: Vec::new(),
             at,
             to: None,
+            blame: None,
         };
         self.syn_walk(Box::new(walk));
     }
@@ -200,10 +201,13 @@ impl World {
                 Step::Lost(why) => {
                     if self.tracer.is_some() {
                         let text = format!(
-                            "#{} SYN {} → {} lost: {why}",
+                            "#{} SYN {} → {} dropped: {why}",
                             walk.serial, walk.src, walk.dst
                         );
-                        self.note_world(text);
+                        match walk.blame {
+                            Some(r) => self.note_router(r, text),
+                            None => self.note_world(text),
+                        }
                     }
                     self.release_mappings(&walk.mappings);
                     return;
@@ -367,7 +371,7 @@ impl World {
                 },
             );
             if self.tracer.is_some() {
-                let text = format!("#{serial} {id} simultaneous open (joins #{})", old.serial);
+                let text = format!("#{serial} {id} simultaneous open (was #{})", old.serial);
                 self.note(g, Direction::Local, Summary::plain(text));
             }
             self.input(g, Input::Connected { conn: id, local });

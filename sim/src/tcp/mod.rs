@@ -187,6 +187,8 @@ pub(crate) struct SynWalk {
     pub(crate) at: Duration,
     /// The destination host, once found.
     pub(crate) to: Option<HostId>,
+    /// The router deciding the current step, which the trace names when it drops the SYN.
+    pub(crate) blame: Option<RouterId>,
 }
 
 /// Every connection, in slots that are reused.
