@@ -83,6 +83,10 @@ impl Stored {
     }
 }
 
+/// The most one read may ask for: a read is answered with the bytes in memory, and an
+/// endpoint asks only for what it can send (a window), so more is a bug worth reporting.
+pub const MAX_READ: u32 = 16 * 1024 * 1024;
+
 #[derive(Debug)]
 enum Open {
     // The hasher is big; boxing it keeps every open file small.
@@ -149,6 +153,12 @@ impl Files {
                 (FileResult::Opened { file, len }, None)
             }
             FileOp::Read { file, offset, len } => match self.open.get_mut(&file) {
+                Some(Open::Source { .. }) if len > MAX_READ => (
+                    fail(FileError::Other("read too large".into())),
+                    Some(format!(
+                        "read of {len} bytes at once (the simulator serves at most {MAX_READ})"
+                    )),
+                ),
                 Some(Open::Source { source, digest }) => {
                     if offset.saturating_add(u64::from(len)) > source.size {
                         return (fail(FileError::ShortRead), None);
