@@ -68,6 +68,8 @@ pub(crate) struct Host {
     pub(crate) wake_at: Option<Duration>,
     /// When `handle_timeout` last ran, to catch an endpoint that asks to be woken in the past.
     pub(crate) woke_at: Option<Duration>,
+    /// How many times it was woken at `woke_at`.
+    pub(crate) wakes_now: u32,
     pub(crate) spin_reported: bool,
     pub(crate) files: Files,
     pub(crate) dht_listens: BTreeSet<DhtKey>,
@@ -98,6 +100,7 @@ impl Host {
             inbox: VecDeque::new(),
             wake_at: None,
             woke_at: None,
+            wakes_now: 0,
             spin_reported: false,
             files: Files::default(),
             dht_listens: BTreeSet::new(),

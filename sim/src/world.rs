@@ -47,6 +47,8 @@ use crate::tcp::{ConnKey, Conns};
 
 /// Events kept per host for [`World::events`]; past this the oldest are dropped.
 const EVENTS_KEPT: usize = 10_000;
+/// Wake-ups of one host at one instant before it counts as spinning.
+const SPIN_LIMIT: u32 = 1_000;
 /// Violations kept; past this only the count grows.
 const VIOLATIONS_KEPT: usize = 1_000;
 
@@ -396,9 +398,10 @@ impl World {
             return;
         };
         let mut at = deadline.saturating_duration_since(self.epoch).max(self.now);
-        if at == self.now && host.woke_at == Some(self.now) {
-            // It was just woken at this instant and still asks for now: waking it again
-            // at once would spin for ever. Give it a millisecond and say so once.
+        if at == self.now && host.woke_at == Some(self.now) && host.wakes_now >= SPIN_LIMIT {
+            // Woken again and again at this instant and still asking for now: the clock
+            // could never move. Give it a millisecond and say so once. (A few wake-ups at
+            // one instant are fine: a zero-delay timer set in answer to an input, say.)
             at = self.now + Duration::from_millis(1);
             if !host.spin_reported {
                 host.spin_reported = true;
@@ -421,7 +424,12 @@ impl World {
                     return; // superseded by a later poll_timeout
                 }
                 host.wake_at = None;
-                host.woke_at = Some(self.now);
+                if host.woke_at == Some(self.now) {
+                    host.wakes_now += 1;
+                } else {
+                    host.woke_at = Some(self.now);
+                    host.wakes_now = 1;
+                }
                 host.endpoint.handle_timeout(now);
                 self.mark(h);
             }

@@ -192,3 +192,41 @@ fn random_outputs_never_crash_the_world() {
         );
     }
 }
+
+/// Always wants to be woken now.
+struct Spinner {
+    wakes: u64,
+    epoch: Instant,
+}
+
+impl Endpoint for Spinner {
+    fn handle_input(&mut self, _now: Instant, _input: Input) -> Result<(), ferry_proto::Error> {
+        Ok(())
+    }
+    fn handle_timeout(&mut self, _now: Instant) {
+        self.wakes += 1;
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.epoch)
+    }
+}
+
+#[test]
+fn an_endpoint_that_always_wants_now_cannot_stop_the_clock() {
+    let mut b = World::builder(1);
+    let epoch = b.epoch();
+    let internet = b.internet();
+    let h = b.host(
+        HostSpec::new("spin", internet).v4([198, 51, 100, 1]),
+        Spinner { wakes: 0, epoch },
+    );
+    let mut world = b.build().expect("world");
+    world.run_for(ms(10));
+    assert_eq!(world.now(), ms(10));
+    assert_eq!(world.violation_count(), 1, "reported once");
+    let wakes = world.endpoint::<Spinner>(h).expect("spinner").wakes;
+    assert!(wakes > 1_000 && wakes < 20_000, "{wakes}");
+}
