@@ -45,6 +45,30 @@
 //! - [`Probe`] ([`probe`]): a scriptable test endpoint for the tests, the sweep and the
 //!   examples, which also checks that the simulator keeps the I/O contract.
 //!
+//! # What the model leaves out, on purpose
+//!
+//! Every simplification below is a place where a real network can do something the
+//! simulator does not; each was chosen because the protocol above TCP cannot tell, or
+//! because modelling it would cost determinism or speed for no test we need yet.
+//!
+//! - TCP has no congestion control and no segments on the wire: loss becomes retransmission
+//!   delay ([`link`]), the receive window is fixed ([`RECEIVE_WINDOW`]), and the simulator
+//!   never gives up on an established connection by itself (no user timeout, no keepalive).
+//! - A segment's whole journey is computed when it leaves: bytes already sent when a link
+//!   goes down still arrive; only what is sent while it is down waits. A RST sent across a
+//!   cut route is lost (TCP does not retransmit it).
+//! - NAT mappings used by a live connection never expire; unused ones expire after the NAT's
+//!   idle timeout. Only SYNs are filtered: the segments of an established connection follow
+//!   the state its SYN created.
+//! - There is no UDP: Ferry speaks TCP only (ICE-TCP, TURN over TCP).
+//! - A listener on `0.0.0.0` takes IPv4 and one on `[::]` IPv6 (no dual-stack sockets).
+//! - The DHT stands for the internet beyond the topology: partitions and NATs do not touch
+//!   it, a host's dead access link does. Listening returns what is stored, which is how an
+//!   endpoint gets a value (the I/O vocabulary has no separate get).
+//! - Received files keep their length and digest, not their bytes, so writes must come in
+//!   order ([`files`]).
+//! - Accepted connections are named `a1`, `a2`, … per host, in order of acceptance.
+//!
 //! A TURN server (the `[sim-turn]` issue) will be one more [`ferry_proto::io::Endpoint`]
 //! on a public host: the world drives built-in servers exactly like any endpoint.
 
