@@ -221,7 +221,8 @@ impl Probe {
         self
     }
 
-    /// Sends back whatever it receives, on the same connection.
+    /// Sends back whatever it receives, on the same connection, and closes it once the
+    /// peer's end of stream arrives (an echo server).
     pub fn echo(mut self) -> Probe {
         self.echo = true;
         self.close_on_eof = true;
