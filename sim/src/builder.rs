@@ -113,6 +113,7 @@ pub struct HostSpec {
     v6: Option<Ipv6Addr>,
     link: LinkSpec,
     closed_ports: ClosedPorts,
+    receive_window: usize,
     sources: Vec<(String, Source)>,
     partials: Vec<(String, Stored)>,
 }
@@ -127,6 +128,7 @@ impl HostSpec {
             v6: None,
             link: LinkSpec::default(),
             closed_ports: ClosedPorts::Refuse,
+            receive_window: crate::tcp::RECEIVE_WINDOW,
             sources: Vec::new(),
             partials: Vec::new(),
         }
@@ -153,6 +155,14 @@ impl HostSpec {
     /// What it does with SYNs to closed ports.
     pub fn closed_ports(mut self, policy: ClosedPorts) -> HostSpec {
         self.closed_ports = policy;
+        self
+    }
+
+    /// Its receive window in bytes (at least one byte): how much of a peer's data may be
+    /// in flight or unread before the peer's queue stops draining. A large window stands
+    /// for an operating system that autotunes its buffers.
+    pub fn receive_window(mut self, bytes: usize) -> HostSpec {
+        self.receive_window = bytes.max(1);
         self
     }
 
@@ -429,6 +439,7 @@ impl WorldBuilder {
             host.v4 = spec.v4;
             host.v6 = spec.v6;
             host.closed_ports = spec.closed_ports;
+            host.receive_window = spec.receive_window;
             host.files.sources = spec.sources.into_iter().collect();
             host.files.partials = spec.partials.into_iter().collect();
             hosts.push(host);

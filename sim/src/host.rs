@@ -52,6 +52,8 @@ pub(crate) struct Host {
     /// Index of the access link.
     pub(crate) link: usize,
     pub(crate) closed_ports: ClosedPorts,
+    /// Its receive window, for every connection.
+    pub(crate) receive_window: usize,
     pub(crate) listeners: BTreeMap<ListenerId, SocketAddr>,
     /// Bound listening ports: (port, is IPv6) → listener.
     pub(crate) listening: BTreeMap<(u16, bool), ListenerId>,
@@ -90,6 +92,7 @@ impl Host {
             v6: None,
             link,
             closed_ports: ClosedPorts::Refuse,
+            receive_window: crate::tcp::RECEIVE_WINDOW,
             listeners: BTreeMap::new(),
             listening: BTreeMap::new(),
             conns: BTreeMap::new(),

@@ -52,8 +52,10 @@
 //! because modelling it would cost determinism or speed for no test we need yet.
 //!
 //! - TCP has no congestion control and no segments on the wire: loss becomes retransmission
-//!   delay ([`link`]), the receive window is fixed ([`RECEIVE_WINDOW`]), and the simulator
-//!   never gives up on an established connection by itself (no user timeout, no keepalive).
+//!   delay ([`link`]); each host's receive window is fixed ([`RECEIVE_WINDOW`] unless set),
+//!   and the room a read makes travels back one way only when the sender is waiting for it;
+//!   the simulator never gives up on an established connection by itself (no user timeout,
+//!   no keepalive).
 //! - A segment's whole journey is computed when it leaves: bytes already sent when a link
 //!   goes down still arrive; only what is sent while it is down waits. A RST sent across a
 //!   cut route is lost (TCP does not retransmit it).

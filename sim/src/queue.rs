@@ -25,6 +25,12 @@ pub(crate) enum Ev {
         to: usize,
         seg: Segment,
     },
+    /// The receiver's acknowledgement of read bytes reaches the sender.
+    Window {
+        conn: ConnKey,
+        side: usize,
+        bytes: usize,
+    },
     /// Bytes left the sender's first link: its queue has room again.
     Credit {
         conn: ConnKey,

@@ -436,6 +436,7 @@ impl World {
             Ev::Syn(walk) => self.syn_walk(walk),
             Ev::Arrive { conn, to, seg } => self.arrive(conn, to, seg),
             Ev::Credit { conn, side, bytes } => self.credit(conn, side, bytes),
+            Ev::Window { conn, side, bytes } => self.window(conn, side, bytes),
             Ev::DhtStore { from, key, value } => self.dht_store(from, key, value),
             Ev::DhtDeliver { to, key, value } => self.dht_deliver(to, key, value),
             Ev::Input { to, input } => self.input(to, input),

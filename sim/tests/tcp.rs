@@ -705,3 +705,49 @@ fn a_lost_syn_is_retried_after_a_second() {
         "some lose a SYN or SYN-ACK: {delays:?}"
     );
 }
+
+#[test]
+fn a_window_bound_stream_moves_one_window_per_round_trip() {
+    // 40 ms one way, unlimited bandwidth: 2 MB with a 256 KiB window takes about eight
+    // round trips; with an 8 MiB window, about one.
+    let run = |window: usize| {
+        let mut b = World::builder(16);
+        let epoch = b.epoch();
+        let internet = b.internet();
+        let link = LinkSpec::latency(ms(20));
+        let s = b.host(
+            HostSpec::new("s", internet)
+                .v4([198, 51, 100, 7])
+                .link(link)
+                .receive_window(window),
+            Probe::new(epoch).at(ms(0), listen(443)),
+        );
+        let alice = Probe::new(epoch)
+            .at(ms(0), Step::connect(1, sa("198.51.100.7:443")))
+            .at(
+                ms(100),
+                Step::Send {
+                    conn: C1,
+                    data: data(4, 2_000_000),
+                },
+            );
+        b.host(
+            HostSpec::new("a", internet)
+                .v4([198, 51, 100, 8])
+                .link(link),
+            alice,
+        );
+        let mut world = b.build().expect("world");
+        let mut done = None;
+        while done.is_none() && world.now() < secs(10) {
+            world.run_for(ms(1));
+            if probe(&world, s).received(ConnId::Accepted(1)).len() == 2_000_000 {
+                done = Some(world.now() - ms(100));
+            }
+        }
+        done.expect("all arrived")
+    };
+    let (small, large) = (run(ferry_sim::RECEIVE_WINDOW), run(8 << 20));
+    assert!(small >= ms(560) && small <= ms(720), "{small:?}");
+    assert!(large <= ms(45), "{large:?}");
+}

@@ -119,6 +119,7 @@ impl World {
             ],
             bound: false,
             route: Vec::new(),
+            one_way: Duration::ZERO,
             mappings: Vec::new(),
             deadline: Some(self.now.saturating_add(timeout)),
         };
@@ -295,6 +296,11 @@ impl World {
         end.listener = Some(listener);
         conn.ends[1] = end;
         conn.bound = true;
+        conn.one_way = walk
+            .links
+            .iter()
+            .map(|(l, _)| self.links[*l].spec.latency)
+            .sum();
         conn.route = walk.links;
         conn.mappings.extend(walk.mappings);
         let serial = conn.serial;
@@ -354,6 +360,11 @@ impl World {
             };
             theirs.ends[1] = end;
             theirs.bound = true;
+            theirs.one_way = walk
+                .links
+                .iter()
+                .map(|(l, _)| self.links[*l].spec.latency)
+                .sum();
             theirs.route = walk.links;
             theirs.mappings.extend(walk.mappings);
             let serial = theirs.serial;

@@ -8,8 +8,10 @@
 //!   to a closed port is refused with a RST, or dropped so the connect times out;
 //! - ordered delivery with latency, jitter and bandwidth on every link of the route;
 //! - flow control: bytes leave the sender's queue (and come back to the core as
-//!   [`Input::Writable`]) only while the receiver holds less than [`RECEIVE_WINDOW`] unread
-//!   bytes, so a receiver that pauses reading pushes back on the sender;
+//!   [`Input::Writable`]) only while the receiver holds less than its receive window
+//!   ([`RECEIVE_WINDOW`] unless the host says otherwise) in flight or unread, so a receiver
+//!   that pauses reading pushes back on the sender, and the room its reads make reaches the
+//!   sender one way later (a window-bound stream moves one window per round trip);
 //! - FIN (half-close), close, RST, and data arriving at a closed socket (answered by RST);
 //! - the faults of [`fault`](crate::fault): a route that is down or partitioned, or a stalled
 //!   connection, holds its data until it heals.
@@ -38,7 +40,8 @@ mod handshake;
 mod stream;
 
 /// Unread bytes a receiver holds, plus bytes in flight to it, before the sender's queue
-/// stops draining (a common default socket buffer).
+/// stops draining: the default receive window (a common default socket buffer, without
+/// autotuning). A host can have another ([`HostSpec::receive_window`](crate::HostSpec::receive_window)).
 pub const RECEIVE_WINDOW: usize = 256 * 1024;
 /// Bytes carried by one simulated segment: the unit of delivery (and of jitter).
 pub const SEGMENT: usize = 64 * 1024;
@@ -160,6 +163,9 @@ pub(crate) struct Conn {
     pub(crate) bound: bool,
     /// The links from end 0 to end 1, known once the SYN arrived.
     pub(crate) route: Vec<(usize, Way)>,
+    /// The route's one-way latency (no jitter, no queueing): how long an acknowledgement
+    /// takes to come back.
+    pub(crate) one_way: Duration,
     /// The NAT mappings this connection holds a reference on.
     pub(crate) mappings: Vec<(RouterId, MapId)>,
     /// When the connect gives up, while end 0 waits for its SYN-ACK.

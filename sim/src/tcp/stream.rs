@@ -4,7 +4,7 @@ use bytes::Bytes;
 use ferry_proto::io::{ConnId, Input};
 use ferry_proto::trace::{Direction, Summary};
 
-use super::{ConnKey, Fin, RECEIVE_WINDOW, SEGMENT, Segment, State};
+use super::{ConnKey, Fin, SEGMENT, Segment, State};
 use crate::ids::HostId;
 use crate::link::DATA_RTO;
 use crate::queue::Ev;
@@ -143,19 +143,24 @@ impl World {
         let now = self.now;
         loop {
             let World {
-                conns, links, rng, ..
+                conns,
+                links,
+                rng,
+                hosts,
+                ..
             } = self;
             let Some(c) = conns.get_mut(key) else { return };
             if !c.bound || blocked || c.ends[side].state != State::Open {
                 return;
             }
+            let window = hosts[c.ends[1 - side].host.ix()].receive_window;
             let e = &mut c.ends[side];
             let chunk = match e.queue.front_mut() {
                 Some(front) => {
-                    if e.unread >= RECEIVE_WINDOW {
+                    if e.unread >= window {
                         return;
                     }
-                    let n = front.len().min(SEGMENT).min(RECEIVE_WINDOW - e.unread);
+                    let n = front.len().min(SEGMENT).min(window - e.unread);
                     let chunk = front.split_to(n);
                     if front.is_empty() {
                         e.queue.pop_front();
@@ -243,6 +248,16 @@ impl World {
         }
     }
 
+    /// The receiver read `bytes` of what end `side` sent: its window opens again.
+    pub(crate) fn window(&mut self, key: ConnKey, side: usize, bytes: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let e = &mut c.ends[side];
+        e.unread = e.unread.saturating_sub(bytes);
+        self.pump(key, side);
+    }
+
     pub(crate) fn credit(&mut self, key: ConnKey, side: usize, bytes: usize) {
         let Some(c) = self.conns.get(key) else { return };
         let e = &c.ends[side];
@@ -298,12 +313,25 @@ impl World {
         match seg {
             Segment::Data(data) => {
                 let len = data.len();
-                let from = &mut c.ends[1 - to];
-                from.unread = from.unread.saturating_sub(len);
+                let waiting = !c.ends[1 - to].queue.is_empty();
+                let back = c.one_way;
                 let e = &c.ends[to];
                 let (h, id) = (e.host, e.id);
                 self.input(h, Input::Received { conn: id, data });
-                self.pump(key, 1 - to);
+                if waiting {
+                    // The sender is held by the window: the room made by this read reaches
+                    // it with the acknowledgement, one way back, so a window-bound stream
+                    // moves one window per round trip, as TCP does.
+                    let ev = Ev::Window {
+                        conn: key,
+                        side: 1 - to,
+                        bytes: len,
+                    };
+                    self.queue.push(self.now + back, ev);
+                } else {
+                    // Nobody waits for the room: returning it now changes no timing.
+                    self.window(key, 1 - to, len);
+                }
             }
             Segment::Fin => {
                 let e = &mut c.ends[to];
