@@ -389,6 +389,16 @@ fn check(seed: u64) -> Result<World, (String, Option<Box<World>>)> {
 
 fn invariants(s: &Scenario) -> Result<(), String> {
     let world = &s.world;
+    // A probe's own account of a contract breach says more than the world's record of
+    // the refused input, so probes speak first.
+    for c in &s.clients {
+        let p: &Probe = world
+            .endpoint(c.host.ok_or("no host")?)
+            .ok_or("not a probe")?;
+        if let Some(problem) = p.problems().first() {
+            return Err(format!("{}: contract breach: {problem}", c.name));
+        }
+    }
     if let Some(v) = world.violations().first() {
         return Err(format!("violation: {v}"));
     }

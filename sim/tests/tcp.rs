@@ -751,3 +751,34 @@ fn a_window_bound_stream_moves_one_window_per_round_trip() {
     assert!(small >= ms(560) && small <= ms(720), "{small:?}");
     assert!(large <= ms(45), "{large:?}");
 }
+
+#[test]
+fn a_world_with_nothing_left_to_do_goes_idle() {
+    let mut b = World::builder(17);
+    let epoch = b.epoch();
+    public(
+        &mut b,
+        "s",
+        [198, 51, 100, 7],
+        Probe::new(epoch).at(ms(0), listen(443)).echo(),
+    );
+    let alice = Probe::new(epoch)
+        .at(ms(5), Step::connect(1, sa("198.51.100.7:443")))
+        .at(
+            ms(100),
+            Step::Send {
+                conn: C1,
+                data: Bytes::from_static(b"ping"),
+            },
+        )
+        .at(ms(100), Step::HalfClose(C1));
+    public(&mut b, "a", [198, 51, 100, 8], alice);
+    let mut world = b.build().expect("world");
+    assert!(world.run_until_idle(secs(3600)), "nothing keeps it busy");
+    assert!(
+        world.now() < secs(1),
+        "the clock stopped at the last event: {:?}",
+        world.now()
+    );
+    assert_eq!(world.live_connections(), 0);
+}
