@@ -12,7 +12,8 @@
 //! preservation and hairpinning; links of random latency, jitter, bandwidth and sometimes
 //! loss; random faults (a link flap, a stall, a partition, a reset); and, half the time, a
 //! DHT of random latency, loss and duplication. Every client sends streams of random length
-//! to the server and reads the echo; two clients also try a TCP simultaneous open. Until
+//! to the server and reads the echo; two clients also try a TCP simultaneous open, and a
+//! neighbour may reach the first client through its NAT (hairpinning). Until
 //! Ferry's `Node` exists, the endpoints are [`Probe`]s; then whole transfers.
 //!
 //! Invariants:
@@ -24,6 +25,8 @@
 //! - a simultaneous open succeeds when both sides have a predictable external port behind a
 //!   NAT or firewall, fails when either port is unpredictable, and never connects one side
 //!   alone;
+//! - a hairpinned connection succeeds exactly when the NAT hairpins, preserves the port and
+//!   filters independently of the endpoint;
 //! - with the DHT: no value arrives that nobody put; each put gets one answer; a lossless
 //!   DHT delivers every value to every listener, and without duplication never twice;
 //! - nothing leaks: no connection is alive once every endpoint let go;
@@ -46,6 +49,7 @@ use ferry_sim::{
 const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7);
 const P2P_BASE: u16 = 7000;
+const HAIRPIN_PORT: u16 = 7100;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -73,6 +77,8 @@ struct Client {
     cut: bool,
     /// A fault resets this client's connections.
     reset: bool,
+    /// Its NAT, when it has one.
+    nat: Option<Nat>,
 }
 
 struct Scenario {
@@ -85,6 +91,8 @@ struct Scenario {
     flap: bool,
     /// Some link loses packets.
     lossy: bool,
+    /// The neighbour that tries a hairpin, and whether it must succeed.
+    hairpin: Option<(HostId, bool)>,
 }
 
 const KEY: DhtKey = DhtKey([0x5e; 20]);
@@ -178,6 +186,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
         let idx = i as u8 + 1;
         let ext_v4 = Ipv4Addr::new(203, 0, 113, idx);
         let name = format!("c{idx}");
+        let mut nat_of = None;
         let (net, predictable, stateful, v4, v6) = match rng.below(4) {
             0 => (internet, true, false, ext_v4, None),
             kind => {
@@ -187,6 +196,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
                     2 => (RouterKind::Firewall, true, Ipv4Addr::new(100, 64, idx, 2)),
                     _ => {
                         let nat = pick_nat(&mut rng);
+                        nat_of = Some(nat);
                         (
                             RouterKind::Nat(nat),
                             nat.port_preservation,
@@ -269,6 +279,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
             streams,
             cut: false,
             reset: false,
+            nat: nat_of,
         });
     }
 
@@ -297,6 +308,38 @@ fn build(seed: u64) -> Result<Scenario, String> {
                 .at(at + ms(14_000), Step::Close(conn));
         }
     }
+    // Hairpinning: a neighbour on c1's network dials c1's external address, on a port c1
+    // listens on and mapped by connecting out from it.
+    let hairpin = match clients[0].nat {
+        Some(nat) if rng.chance(0.5) => {
+            let ext = SocketAddr::new(clients[0].ext_v4.into(), HAIRPIN_PORT);
+            let server = SocketAddr::new(SERVER_V4.into(), 443);
+            let plan = std::mem::replace(&mut clients[0].plan, Probe::new(epoch));
+            clients[0].plan = plan
+                .at(
+                    ms(0),
+                    Step::Listen {
+                        listener: ListenerId(7),
+                        local: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), HAIRPIN_PORT),
+                    },
+                )
+                .at(ms(100), Step::connect_from(200, HAIRPIN_PORT, server))
+                .at(ms(300), Step::HalfClose(ConnId::Connect(200)))
+                .close_on_eof();
+            let neighbour = Probe::new(epoch)
+                .at(ms(1000), Step::connect(1, ext))
+                .at(ms(15_000), Step::Close(ConnId::Connect(1)));
+            let spec = HostSpec::new("n1", clients[0].net).v4(Ipv4Addr::new(192, 168, 1, 77));
+            let h = b.host(spec, neighbour);
+            Some((
+                h,
+                nat.hairpinning
+                    && nat.port_preservation
+                    && nat.filtering == Behaviour::EndpointIndependent,
+            ))
+        }
+        _ => None,
+    };
     for c in &mut clients {
         let plan = std::mem::replace(&mut c.plan, Probe::new(epoch));
         let mut spec = HostSpec::new(&c.name, c.net)
@@ -374,6 +417,7 @@ fn build(seed: u64) -> Result<Scenario, String> {
         dht,
         flap,
         lossy,
+        hairpin,
     })
 }
 
@@ -477,6 +521,24 @@ fn invariants(s: &Scenario) -> Result<(), String> {
             ));
         }
     }
+    if let Some((n1, must)) = s.hairpin {
+        let c1 = &s.clients[0];
+        let p: &Probe = world.endpoint(n1).ok_or("not a probe")?;
+        if let Some(problem) = p.problems().first() {
+            return Err(format!("n1: contract breach: {problem}"));
+        }
+        let state = p.state(ConnId::Connect(1)).ok_or("n1 never connected")?;
+        let ok = matches!(
+            state,
+            ConnState::Dropped | ConnState::Closed | ConnState::HalfClosed
+        );
+        if !(c1.cut || c1.reset || s.lossy) && ok != must {
+            return Err(format!(
+                "hairpin through {:?}: expected success {must}, got {state:?}",
+                c1.nat
+            ));
+        }
+    }
     if let Some(spec) = s.dht {
         let put: Vec<Bytes> = (0..s.clients.len())
             .map(|i| dht_value(world.seed(), i))
@@ -544,6 +606,7 @@ fn main() -> ExitCode {
     }
     let count = seeds.end - seeds.start;
     let mut events = 0;
+    let (mut simultaneous, mut hairpins, mut nat_drops) = (0, 0, 0);
     for seed in seeds {
         let replay =
             format!("cargo run -p ferry-sim --release --example sweep -- --seed {seed} --trace");
@@ -575,10 +638,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         events += first.stats().events;
+        // What the seeds exercised, so a green sweep is not a vacuous one.
+        let lines = first.trace();
+        simultaneous += u64::from(lines.contains("simultaneous open"));
+        let hairpinned = lines
+            .lines()
+            .any(|l| l.contains(" n1 ") && l.ends_with(" connected"));
+        hairpins += u64::from(hairpinned);
+        let dropped = lines.contains("dropped: filtered") || lines.contains("dropped: no mapping");
+        nat_drops += u64::from(dropped);
         if trace {
             print!("{}", first.trace());
         }
     }
     println!("{count} seeds passed ({events} events), every one twice with identical traces");
+    println!(
+        "seeds with a simultaneous open: {simultaneous}, a hairpinned connection: {hairpins}, a SYN dropped by a NAT: {nat_drops}"
+    );
     ExitCode::SUCCESS
 }
