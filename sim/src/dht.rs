@@ -119,6 +119,19 @@ impl World {
         self.links[self.hosts[h.ix()].link].up
     }
 
+    /// The answer to a put reaches its host.
+    pub(crate) fn dht_put_done(&mut self, to: HostId, key: DhtKey, ok: bool) {
+        if self.tracer.is_some() {
+            let text = format!(
+                "dht put {}… {}",
+                short(&key),
+                if ok { "stored" } else { "failed" }
+            );
+            self.note(to, Direction::Local, Summary::plain(text));
+        }
+        self.input(to, Input::DhtPutDone { key, ok });
+    }
+
     pub(crate) fn dht_put(&mut self, h: HostId, key: DhtKey, value: Bytes) {
         if self.tracer.is_some() {
             let text = format!("dht put {}… {} bytes", short(&key), value.len());
@@ -127,8 +140,14 @@ impl World {
         let delay = self.dht_delay();
         if !self.dht_reachable(h) || self.rng.chance(self.dht.spec.loss) {
             let back = delay + self.dht_delay();
-            let input = Input::DhtPutDone { key, ok: false };
-            self.queue.push(self.now + back, Ev::Input { to: h, input });
+            self.queue.push(
+                self.now + back,
+                Ev::DhtPutDone {
+                    to: h,
+                    key,
+                    ok: false,
+                },
+            );
             return;
         }
         self.queue.push(
@@ -159,8 +178,14 @@ impl World {
             expires: now + spec.ttl,
         });
         let back = self.dht_delay();
-        let input = Input::DhtPutDone { key, ok: true };
-        self.queue.push(now + back, Ev::Input { to: from, input });
+        self.queue.push(
+            now + back,
+            Ev::DhtPutDone {
+                to: from,
+                key,
+                ok: true,
+            },
+        );
         let listeners: Vec<HostId> = self
             .dht
             .listeners
@@ -190,7 +215,14 @@ impl World {
     }
 
     pub(crate) fn dht_deliver(&mut self, to: HostId, key: DhtKey, value: Bytes) {
-        if !self.hosts[to.ix()].dht_listens.contains(&key) || !self.dht_reachable(to) {
+        if !self.hosts[to.ix()].dht_listens.contains(&key) {
+            return;
+        }
+        if !self.dht_reachable(to) {
+            if self.tracer.is_some() {
+                let text = format!("dht value {}… lost: link down", short(&key));
+                self.note(to, Direction::Local, Summary::plain(text));
+            }
             return;
         }
         if self.tracer.is_some() {

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::io::{DhtKey, Input};
+use ferry_proto::io::DhtKey;
 
 use crate::fault::Fault;
 use crate::ids::HostId;
@@ -49,8 +49,8 @@ pub(crate) enum Ev {
         key: DhtKey,
         value: Bytes,
     },
-    /// An input for a host, as is.
-    Input { to: HostId, input: Input },
+    /// The answer to a DHT put reaches its host.
+    DhtPutDone { to: HostId, key: DhtKey, ok: bool },
     /// A fault takes effect.
     Fault(Fault),
 }

@@ -439,7 +439,7 @@ impl World {
             Ev::Window { conn, side, bytes } => self.window(conn, side, bytes),
             Ev::DhtStore { from, key, value } => self.dht_store(from, key, value),
             Ev::DhtDeliver { to, key, value } => self.dht_deliver(to, key, value),
-            Ev::Input { to, input } => self.input(to, input),
+            Ev::DhtPutDone { to, key, ok } => self.dht_put_done(to, key, ok),
             Ev::Fault(f) => self.apply(f),
         }
     }
