@@ -93,6 +93,14 @@ pub struct Stats {
 }
 
 /// A simulated network with its hosts, run on a virtual clock.
+///
+/// Its methods fall into three groups. **Running**: [`step`](World::step),
+/// [`run_until`](World::run_until), [`run_for`](World::run_for),
+/// [`run_until_idle`](World::run_until_idle). **Acting between runs**:
+/// [`with_endpoint`](World::with_endpoint) (an application command on one endpoint, carried
+/// out at the current instant) and [`schedule`](World::schedule) (a fault). **Looking**:
+/// everything else (the clock, hosts and addresses, NAT mappings, endpoints, files, the DHT,
+/// counters, violations, the trace); looking never changes the run.
 pub struct World {
     pub(crate) seed: u64,
     pub(crate) epoch: Instant,
@@ -226,7 +234,7 @@ impl World {
         self.hosts.get(host.ix()).map_or("?", |h| h.name.as_str())
     }
 
-    /// A host's address of the family of `like` (pass any v4 or v6 address).
+    /// A host's IPv6 address when `v6`, else its IPv4 address.
     pub fn addr(&self, host: HostId, v6: bool) -> Option<IpAddr> {
         let h = self.hosts.get(host.ix())?;
         if v6 {
