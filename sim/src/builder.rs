@@ -288,7 +288,9 @@ impl WorldBuilder {
         self
     }
 
-    /// Records a trace, counting connection bytes.
+    /// Records a trace, counting connection bytes. A trace keeps every line it records
+    /// (bulk lines merge), so its memory grows with the run: leave it off for long runs, as
+    /// the benchmark does. Everything else the world keeps is bounded by what is alive.
     pub fn trace(&mut self) -> &mut Self {
         self.decoder = Some(Box::new(CountBytes));
         self
