@@ -360,9 +360,12 @@ pub enum Input {
 }
 
 /// Something the driver must do, drained from an [`Endpoint`] with `poll_output`.
+///
+/// `E` is what the endpoint tells its owner: [`Event`] for a whole node, a narrower type for
+/// a component run on its own (a lone TURN client reports its relayed address, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Output {
+pub enum Output<E = Event> {
     /// Bind a TCP listener. Port 0 lets the system choose. The listening port may later be
     /// used as the local port of outbound connections (address and port reuse).
     Listen {
@@ -441,8 +444,8 @@ pub enum Output {
     },
     /// A file operation.
     File(FileOp),
-    /// Something for the application.
-    Event(Event),
+    /// Something for the owner (the application, for a node).
+    Event(E),
 }
 
 /// What the application hears.
@@ -457,6 +460,30 @@ pub enum Event {
         name: String,
         /// The whole file size.
         size: u64,
+        /// Who offers it, once known (a node fills it in; a lone transfer cannot know).
+        from: Option<crate::tls::PeerIdentity>,
+    },
+    /// A file sent to an account reaches one more of its devices: `transfer` is that
+    /// device's sub-transfer of `group`.
+    SubTransfer {
+        /// What [`send_file`](crate::node::Node::send_file) returned.
+        group: TransferId,
+        /// The sub-transfer to one device.
+        transfer: TransferId,
+        /// The device.
+        device: crate::tls::DeviceId,
+    },
+    /// The optimistic view of a file sent to every device of an account changed (see
+    /// [`aggregate`](crate::aggregate)).
+    Aggregate {
+        /// What [`send_file`](crate::node::Node::send_file) returned.
+        group: TransferId,
+        /// The most advanced state, or an error when every device failed.
+        status: Status,
+        /// The most bytes any device got; never decreases.
+        done: u64,
+        /// The file's size.
+        total: u64,
     },
     /// A transfer moved to another state.
     Status {
@@ -502,6 +529,9 @@ pub enum Event {
 /// `now` never goes backwards between calls. Nothing inside reads a clock, opens a socket,
 /// starts a thread or draws global randomness.
 pub trait Endpoint {
+    /// What the endpoint tells its owner through [`Output::Event`].
+    type Event;
+
     /// Feed one input. An `Err` is a caller mistake (an id the endpoint never issued, say);
     /// everything the network or a peer does wrong becomes an [`Event`] instead.
     fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), crate::Error>;
@@ -510,7 +540,7 @@ pub trait Endpoint {
     fn handle_timeout(&mut self, now: Instant);
 
     /// The next thing to do, if any.
-    fn poll_output(&mut self) -> Option<Output>;
+    fn poll_output(&mut self) -> Option<Output<Self::Event>>;
 
     /// When [`handle_timeout`](Endpoint::handle_timeout) should next be called.
     fn poll_timeout(&self) -> Option<Instant>;

@@ -20,6 +20,8 @@
 //! struct Echo { next_tick: Instant, out: Vec<Output> }
 //!
 //! impl Endpoint for Echo {
+//!     type Event = ferry_proto::io::Event;
+//!
 //!     fn handle_input(&mut self, _now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
 //!         if let Input::Received { conn, data } = input {
 //!             self.out.push(Output::Send { conn, data });
@@ -76,14 +78,25 @@
 //! - [`transfer`]: the header, `GO` / `NGO`, Ferry's frames, and the sending and receiving
 //!   state machines (byte for byte in `PROTOCOL.md`).
 //! - [`aggregate`]: the optimistic view of one file sent to several devices.
+//! - [`stun`]: RFC 4571 framing and the STUN messages ICE speaks, on `stun-types`.
+//! - [`ice`]: ICE over TCP: candidates in Jami's text form, the description blob, the check
+//!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`timer`]: the table of deadlines each state machine keeps.
 
 pub mod aggregate;
+pub mod channel;
+pub mod ice;
 pub mod io;
+pub mod node;
+pub mod rng;
+pub mod signal;
+pub mod stun;
 pub mod timer;
+pub mod tls;
 pub mod trace;
 pub mod transfer;
+pub mod turn;
 
 /// A caller mistake: the driver or the application did something the state machine never
 /// asked for or cannot do now.

@@ -9,13 +9,18 @@
 //!
 //! [`TransferWire`] decodes the bytes of one transfer stream (header, reply, frames, raw
 //! data) into summaries, so traces show what is on the wire rather than what a state machine
-//! believes it sent.
+//! believes it sent. [`stun`] summarises one STUN message the way RFC figures draw them
+//! (method, class, the attributes that matter, the transaction as an ordinal), and
+//! [`FramedWire`] cuts one direction of an ICE-TCP connection into its RFC 4571 frames;
+//! [`ice_event`] gives an ICE agent's events their line.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use crate::io::{Event, FileOp};
+use crate::stun::framing::FrameDecoder as Rfc4571Decoder;
+use crate::stun::{Class, RoleAttribute, StunMessage};
 use crate::transfer::TransferId;
 use crate::transfer::frame::{Frame, FrameDecoder};
 use crate::transfer::header::{Header, HeaderParser};
@@ -225,10 +230,31 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
             transfer,
             name,
             size,
+            ..
         } => Summary::plain(format!(
             "{} incoming {name:?} {size} bytes",
             ids.of(*transfer)
         )),
+        Event::SubTransfer {
+            group, transfer, ..
+        } => {
+            let (g, t) = (ids.of(*group), ids.of(*transfer));
+            Summary::plain(format!("{g} reaches a device as {t}"))
+        }
+        Event::Aggregate {
+            group,
+            status,
+            done,
+            total,
+        } => {
+            let g = ids.of(*group);
+            Summary {
+                text: format!("{g} aggregate {status} {done}/{total}"),
+                bulk: Some(Bulk::Latest {
+                    key: format!("agg {g}"),
+                }),
+            }
+        }
         Event::Status {
             transfer,
             status,
@@ -439,5 +465,101 @@ fn frames_out(frames: &mut FrameDecoder, out: &mut Vec<Summary>) -> bool {
                 return false;
             }
         }
+    }
+}
+
+/// Summarises one STUN message: `Binding request tx1 USERNAME=… PRIORITY=… ICE-CONTROLLING
+/// USE-CANDIDATE`. Transaction ids become ordinals (`tx1`, `tx2`, …), so a response reads as
+/// the answer to its request; tie-breakers and integrity bytes are left out (they are random
+/// or opaque); an error response shows its code and reason. Bytes that are not a valid STUN
+/// message summarise as `STUN? (why)`.
+pub fn stun(bytes: &[u8], transactions: &mut Ordinals<u128>) -> Summary {
+    let message = match StunMessage::decode(bytes) {
+        Ok(m) => m,
+        Err(e) => return Summary::plain(format!("STUN? {} bytes ({e})", bytes.len())),
+    };
+    let method = match message.method {
+        crate::stun::BINDING => "Binding".to_owned(),
+        other => format!("method 0x{other:03x}"),
+    };
+    let class = match message.class {
+        Class::Request => "request",
+        Class::Indication => "indication",
+        Class::Success => "success response",
+        Class::Error => "error response",
+    };
+    let mut text = format!("{method} {class} {}", transactions.of(message.transaction));
+    if let Some((code, reason)) = &message.error {
+        let _ = write!(text, " ERROR-CODE={code} {reason:?}");
+    }
+    if let Some(user) = &message.username {
+        let _ = write!(text, " USERNAME={user}");
+    }
+    if let Some(p) = message.priority {
+        let _ = write!(text, " PRIORITY={p}");
+    }
+    match message.role {
+        Some(RoleAttribute::Controlling(_)) => text.push_str(" ICE-CONTROLLING"),
+        Some(RoleAttribute::Controlled(_)) => text.push_str(" ICE-CONTROLLED"),
+        None => {}
+    }
+    if message.use_candidate {
+        text.push_str(" USE-CANDIDATE");
+    }
+    if let Some(addr) = message.xor_mapped {
+        let _ = write!(text, " XOR-MAPPED-ADDRESS={addr}");
+    }
+    Summary::plain(text)
+}
+
+/// Summarises an event of an ICE agent: `selected c0: host 10.0.0.2:9 → host
+/// 10.0.0.1:5000`, `failed: ICE timeout (2 pairs)`, `role changed to controlled`, `learned
+/// peer-reflexive 203.0.113.7:40001`.
+pub fn ice_event(event: &crate::ice::Event) -> Summary {
+    use crate::ice::Event as E;
+    Summary::plain(match event {
+        E::Selected {
+            conn,
+            local,
+            remote,
+        } => format!(
+            "selected {conn}: {} {} → {} {}",
+            local.kind.as_str(),
+            local.addr,
+            remote.kind.as_str(),
+            remote.addr
+        ),
+        E::Failed { reason, pairs } => format!("failed: {reason} ({} pairs)", pairs.len()),
+        E::RoleChanged { role } => format!("role changed to {role}"),
+        E::PeerReflexive { candidate } => format!("learned peer-reflexive {}", candidate.addr),
+    })
+}
+
+/// One direction of an ICE-TCP connection: RFC 4571 frames, each a STUN message or a run of
+/// application bytes (which collapse into `APP ×n bytes`).
+#[derive(Debug, Default)]
+pub struct FramedWire {
+    frames: Rfc4571Decoder,
+}
+
+impl FramedWire {
+    /// A direction on which nothing was sent yet.
+    pub fn new() -> FramedWire {
+        FramedWire::default()
+    }
+
+    /// Decodes the next bytes sent in this direction.
+    pub fn decode(&mut self, data: &[u8], transactions: &mut Ordinals<u128>) -> Vec<Summary> {
+        self.frames
+            .push(data)
+            .iter()
+            .map(|frame| {
+                if crate::stun::looks_like_stun(frame) {
+                    stun(frame, transactions)
+                } else {
+                    Summary::sum("APP", frame.len() as u64)
+                }
+            })
+            .collect()
     }
 }

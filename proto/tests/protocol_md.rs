@@ -69,6 +69,8 @@ fn the_spec_has_every_vector_this_test_checks() {
     assert_eq!(
         names,
         [
+            "channel-request",
+            "channel-unit",
             "frame-cancel-user",
             "frame-data",
             "frame-end",
@@ -228,6 +230,29 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
     }
     assert_eq!(disk, FILE);
     (a_sent, b_sent, alice.status(), bob.status())
+}
+
+#[test]
+fn channel_units() {
+    let mut out = bytes::BytesMut::new();
+    ferry_proto::channel::encode_unit(3, b"hi", &mut out);
+    assert_eq!(hex::encode(&out), hex::encode(vector("channel-unit")));
+    // What a client's first `open` puts on the wire.
+    let mut client = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Client);
+    assert_eq!(client.open("file-transfer://42"), Ok(1));
+    let sent = client.poll_transmit().expect("the request");
+    assert_eq!(hex::encode(&sent), hex::encode(vector("channel-request")));
+    let mut server = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Server);
+    server
+        .handle_bytes(&vector("channel-request"))
+        .expect("parses");
+    assert_eq!(
+        server.poll_event(),
+        Some(ferry_proto::channel::MuxEvent::OpenRequest {
+            channel: 1,
+            name: "file-transfer://42".into()
+        })
+    );
 }
 
 #[test]

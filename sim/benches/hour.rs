@@ -48,6 +48,8 @@ fn addr(i: u32) -> IpAddr {
 }
 
 impl Endpoint for Chatter {
+    type Event = ferry_proto::io::Event;
+
     fn handle_input(&mut self, _now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
         match input {
             Input::Connected { conn, .. } => {

@@ -5,30 +5,106 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry_proto::io::{ConnId, DhtKey, Endpoint, Input, ListenerId};
+use ferry_proto::io::{ConnId, DhtKey, Endpoint, Input, ListenerId, Output};
 
 use crate::files::Files;
 use crate::ids::NetworkId;
 use crate::tcp::ConnKey;
 
-/// An [`Endpoint`] the world can also hand back to a test as its concrete type.
-pub trait SimEndpoint: Endpoint + Any {
+/// What an endpoint tells its owner, as the world keeps it: any event type (a node's
+/// [`Event`](ferry_proto::io::Event), a lone TURN client's or ICE agent's own), boxed.
+pub trait SimEvent: Any + fmt::Debug {
+    /// Itself, for downcasting.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any + fmt::Debug> SimEvent for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// An event as the world carries it.
+pub type BoxedEvent = Box<dyn SimEvent>;
+
+/// Any [`Endpoint`], whatever its event type, as the world drives it; and, for a test, the
+/// endpoint again as its concrete type. Implemented for every `Endpoint` whose events are
+/// `Debug`: nothing to write by hand.
+pub trait SimEndpoint: Any {
+    /// [`Endpoint::handle_input`].
+    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), ferry_proto::Error>;
+    /// [`Endpoint::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// [`Endpoint::poll_output`], its event boxed. `Err` carries an output the simulator
+    /// does not know (a variant newer than it), described.
+    fn poll_output(&mut self) -> Option<Result<Output<BoxedEvent>, String>>;
+    /// [`Endpoint::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
     /// Itself, for downcasting.
     fn as_any(&self) -> &dyn Any;
     /// Itself, for downcasting.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
-impl<T: Endpoint + Any> SimEndpoint for T {
+impl<T> SimEndpoint for T
+where
+    T: Endpoint + Any,
+    T::Event: fmt::Debug + 'static,
+{
+    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
+        Endpoint::handle_input(self, now, input)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Result<Output<BoxedEvent>, String>> {
+        Endpoint::poll_output(self).map(boxed)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+}
+
+/// The same output with its event boxed: every variant is rebuilt, since `Output<E>` and
+/// `Output<BoxedEvent>` are different types.
+fn boxed<E: fmt::Debug + 'static>(out: Output<E>) -> Result<Output<BoxedEvent>, String> {
+    Ok(match out {
+        Output::Listen { listener, local } => Output::Listen { listener, local },
+        Output::Connect {
+            conn,
+            remote,
+            local_port,
+            timeout,
+        } => Output::Connect {
+            conn,
+            remote,
+            local_port,
+            timeout,
+        },
+        Output::Send { conn, data } => Output::Send { conn, data },
+        Output::HalfClose { conn } => Output::HalfClose { conn },
+        Output::Close { conn } => Output::Close { conn },
+        Output::Reset { conn } => Output::Reset { conn },
+        Output::PauseReading { conn } => Output::PauseReading { conn },
+        Output::ResumeReading { conn } => Output::ResumeReading { conn },
+        Output::Unlisten { listener } => Output::Unlisten { listener },
+        Output::DhtPut { key, value } => Output::DhtPut { key, value },
+        Output::DhtListen { key } => Output::DhtListen { key },
+        Output::DhtCancelListen { key } => Output::DhtCancelListen { key },
+        Output::File(op) => Output::File(op),
+        Output::Event(event) => Output::Event(Box::new(event)),
+        other => return Err(format!("{other:?}")),
+    })
 }
 
 /// What a host does with a SYN to a port nobody listens on.

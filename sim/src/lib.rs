@@ -94,7 +94,7 @@ mod world;
 pub use builder::{BuildError, HostSpec, RouterSpec, WorldBuilder};
 pub use dht::DhtSpec;
 pub use fault::Fault;
-pub use host::{ClosedPorts, SimEndpoint};
+pub use host::{BoxedEvent, ClosedPorts, SimEndpoint, SimEvent};
 pub use ids::{HostId, LinkOf, NetworkId, RouterId};
 pub use link::LinkSpec;
 pub use nat::{Behaviour, Nat, RouterKind};

@@ -347,6 +347,8 @@ impl Probe {
 }
 
 impl Endpoint for Probe {
+    type Event = ferry_proto::io::Event;
+
     fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), ferry_proto::Error> {
         self.inputs += 1;
         let at = now.saturating_duration_since(self.epoch);

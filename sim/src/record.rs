@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use ferry_proto::trace::{Bulk, Ordinals, Recorder, Side, Summary, TransferWire};
 use ferry_proto::transfer::TransferId;
 
+use crate::host::SimEvent;
+
 /// Turns the bytes one end of a connection sent into trace summaries.
 pub trait WireDecoder {
     /// Bytes sent on connection `conn`, by its opener when `from_opener`, in order.
@@ -61,6 +63,19 @@ impl WireDecoder for TransferDecoder {
 
     fn forget(&mut self, conn: u64) {
         self.wires.remove(&conn);
+    }
+}
+
+/// Summarises what an endpoint told its owner: a node's [`Event`](ferry_proto::io::Event)
+/// and an ICE agent's events as `proto::trace` renders them; any other type as its `Debug`.
+pub(crate) fn event(event: &dyn SimEvent, transfers: &mut Ordinals<TransferId>) -> Summary {
+    let any = event.as_any();
+    if let Some(e) = any.downcast_ref::<ferry_proto::io::Event>() {
+        ferry_proto::trace::event(e, transfers)
+    } else if let Some(e) = any.downcast_ref::<ferry_proto::ice::Event>() {
+        ferry_proto::trace::ice_event(e)
+    } else {
+        Summary::plain(format!("{event:?}"))
     }
 }
 

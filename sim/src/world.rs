@@ -29,14 +29,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::io::{DhtKey, Event, Input, Output};
+use ferry_proto::io::{DhtKey, Input, Output};
 use ferry_proto::trace::{Direction, Line, Summary};
 
 use crate::builder::WorldBuilder;
 use crate::dht::Dht;
 use crate::fault::{Fault, Rules};
 use crate::files::Stored;
-use crate::host::{Host, SimEndpoint};
+use crate::host::{BoxedEvent, Host, SimEndpoint};
 use crate::ids::{HostId, RouterId};
 use crate::link::Link;
 use crate::net::{Network, Router};
@@ -118,7 +118,7 @@ pub struct World {
     pub(crate) stats: Stats,
     pub(crate) violations: Vec<Violation>,
     pub(crate) violation_count: usize,
-    pub(crate) events: BTreeMap<HostId, VecDeque<(Duration, Event)>>,
+    pub(crate) events: BTreeMap<HostId, VecDeque<(Duration, BoxedEvent)>>,
     pub(crate) next_serial: u64,
     /// Hosts with inputs waiting, in the order they got them.
     pub(crate) dirty: VecDeque<HostId>,
@@ -295,11 +295,19 @@ impl World {
         Some(r)
     }
 
-    /// The application events a host's endpoint emitted (the latest ones, bounded).
-    pub fn events(&self, host: HostId) -> Vec<(Duration, Event)> {
+    /// The events of type `E` a host's endpoint told its owner (the latest ones, bounded),
+    /// with their virtual time. `E` is the endpoint's `Endpoint::Event`:
+    /// [`Event`](ferry_proto::io::Event) for a node.
+    pub fn events<E: Clone + 'static>(&self, host: HostId) -> Vec<(Duration, E)> {
         self.events
             .get(&host)
-            .map(|e| e.iter().cloned().collect())
+            .map(|e| {
+                e.iter()
+                    .filter_map(|(at, ev)| {
+                        Some((*at, (**ev).as_any().downcast_ref::<E>()?.clone()))
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -385,7 +393,12 @@ impl World {
         loop {
             while let Some(out) = self.hosts[h.ix()].endpoint.poll_output() {
                 self.stats.outputs += 1;
-                self.output(h, out);
+                match out {
+                    Ok(out) => self.output(h, out),
+                    Err(unknown) => {
+                        self.violation(h, format!("output the simulator does not know: {unknown}"));
+                    }
+                }
             }
             let Some(input) = self.hosts[h.ix()].inbox.pop_front() else {
                 break;
@@ -452,7 +465,7 @@ impl World {
         }
     }
 
-    fn output(&mut self, h: HostId, out: Output) {
+    fn output(&mut self, h: HostId, out: Output<BoxedEvent>) {
         match out {
             Output::Listen { listener, local } => self.listen(h, listener, local),
             Output::Unlisten { listener } => self.unlisten(h, listener),
@@ -483,7 +496,7 @@ impl World {
             }
             Output::Event(event) => {
                 if let Some(t) = &mut self.tracer {
-                    let s = ferry_proto::trace::event(&event, &mut t.transfers);
+                    let s = crate::record::event(&*event, &mut t.transfers);
                     self.note(h, Direction::Local, s);
                 }
                 let kept = self.events.entry(h).or_default();
@@ -492,7 +505,10 @@ impl World {
                 }
                 kept.push_back((self.now, event));
             }
-            other => self.violation(h, format!("output the simulator does not know: {other:?}")),
+            other => {
+                let what = format!("output the simulator does not know: {other:?}");
+                self.violation(h, what);
+            }
         }
     }
 

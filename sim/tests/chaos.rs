@@ -110,6 +110,8 @@ impl Chaos {
 }
 
 impl Endpoint for Chaos {
+    type Event = ferry_proto::io::Event;
+
     fn handle_input(&mut self, _now: Instant, _input: Input) -> Result<(), ferry_proto::Error> {
         // Half the time, complain: the world must take refusals in its stride too.
         if self.rng.chance(0.5) {
@@ -200,6 +202,8 @@ struct Spinner {
 }
 
 impl Endpoint for Spinner {
+    type Event = ferry_proto::io::Event;
+
     fn handle_input(&mut self, _now: Instant, _input: Input) -> Result<(), ferry_proto::Error> {
         Ok(())
     }

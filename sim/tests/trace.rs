@@ -157,3 +157,56 @@ fn a_simultaneous_open_through_two_nats_reads_as_a_trace() {
     assert_eq!(probe(&world, bb).received(c), b"hi bob");
     assert_eq!(world.live_connections(), 0);
 }
+
+/// An endpoint whose owner hears plain strings (as a lone TURN client reports its relayed
+/// address in a type of its own).
+struct Announcer {
+    said: bool,
+}
+
+impl ferry_proto::io::Endpoint for Announcer {
+    type Event = String;
+
+    fn handle_input(
+        &mut self,
+        _: std::time::Instant,
+        _: ferry_proto::io::Input,
+    ) -> Result<(), ferry_proto::Error> {
+        Ok(())
+    }
+    fn handle_timeout(&mut self, _: std::time::Instant) {}
+    fn poll_output(&mut self) -> Option<ferry_proto::io::Output<String>> {
+        (!std::mem::replace(&mut self.said, true))
+            .then(|| ferry_proto::io::Output::Event("relay at 192.0.2.1:3478".to_owned()))
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+#[test]
+fn endpoints_with_their_own_event_type_are_driven_and_traced() {
+    let mut b = World::builder(3);
+    let internet = b.internet();
+    let lone = b.host(
+        HostSpec::new("lone", internet).v4([198, 51, 100, 10]),
+        Announcer { said: false },
+    );
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(1));
+    assert_eq!(
+        world.events::<String>(lone),
+        vec![(secs(0), "relay at 192.0.2.1:3478".to_owned())]
+    );
+    assert!(
+        world.events::<ferry_proto::io::Event>(lone).is_empty(),
+        "events are kept with their type"
+    );
+    assert!(
+        world
+            .trace()
+            .contains("lone   ·        \"relay at 192.0.2.1:3478\""),
+        "{}",
+        world.trace()
+    );
+}

@@ -101,6 +101,8 @@ impl TransferHost {
 }
 
 impl Endpoint for TransferHost {
+    type Event = ferry_proto::io::Event;
+
     fn handle_input(&mut self, now: Instant, input: io::Input) -> Result<(), ferry_proto::Error> {
         match input {
             io::Input::Connected { conn, .. } => {

@@ -4,6 +4,12 @@
 //!   file of any size and check every byte without keeping a copy.
 //! - [`pair`]: two transfer state machines, an outgoing and an incoming one, pumped through
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
+//! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
+//! - [`coturn`]: a real coturn started and stopped by a test.
+//! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 
 pub mod content;
+pub mod coturn;
+pub mod lan;
 pub mod pair;
+pub mod realnet;

@@ -274,6 +274,7 @@ impl Incoming {
                     transfer: self.id,
                     name: name.to_string(),
                     size,
+                    from: None,
                 }));
                 self.name = Some(name);
                 self.event_status(Status::WaitHostAcceptance, None);

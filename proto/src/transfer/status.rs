@@ -119,6 +119,8 @@ pub enum Reason {
     File(FileError),
     /// The received bytes do not have the announced SHA3-512.
     DigestMismatch,
+    /// The device could not be reached: the stage that failed and why.
+    Unreachable(String),
 }
 
 impl fmt::Display for Reason {
@@ -133,6 +135,7 @@ impl fmt::Display for Reason {
             Reason::Protocol(what) => write!(f, "protocol violation: {what}"),
             Reason::File(e) => write!(f, "file error: {e}"),
             Reason::DigestMismatch => f.write_str("SHA3-512 mismatch"),
+            Reason::Unreachable(why) => write!(f, "unreachable: {why}"),
         }
     }
 }

@@ -1,0 +1,461 @@
+//! Many channels over one TLS connection, in the way of dhtnet's multiplexed socket, so a
+//! second file to the same device does not pay for ICE and TLS again.
+//!
+//! ```text
+//! unit    = msgpack [channel: uint16, data: bin]     data ≤ 65535 bytes; empty data ends the channel
+//! channel 0 carries requests: msgpack {name: str, channel: uint16, state: uint8}
+//!           state 0 REQUEST, 1 ACCEPT, 2 DECLINE
+//! ```
+//!
+//! The TLS client numbers the channels it opens with odd numbers, the server with even ones,
+//! so two requests crossing never collide. A channel is over when both sides have ended it.
+//! The stream cannot be re-synchronised after a unit that does not parse: that is a
+//! [`MuxError`], and the connection must close.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Largest data in one unit.
+pub const MAX_UNIT: usize = 65_535;
+/// Most channels open at once on one connection.
+pub const MAX_CHANNELS: usize = 1024;
+/// Largest control request accepted.
+const MAX_CONTROL: usize = 1024;
+
+const REQUEST: u8 = 0;
+const ACCEPT: u8 = 1;
+const DECLINE: u8 = 2;
+
+/// A channel's number on its connection.
+pub type ChannelId = u16;
+
+/// Which side of the TLS connection this is (decides the channel numbers it picks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The TLS client: odd channel numbers.
+    Client,
+    /// The TLS server: even channel numbers.
+    Server,
+}
+
+/// What the multiplexer tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MuxEvent {
+    /// The peer asks to open a channel; answer with [`Mux::accept`] or [`Mux::decline`].
+    OpenRequest {
+        /// The channel.
+        channel: ChannelId,
+        /// What it is for.
+        name: String,
+    },
+    /// The peer accepted a channel we opened.
+    Opened {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// The peer declined a channel we opened.
+    Declined {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// Bytes on an open channel.
+    Data {
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The peer ended the channel (it sends nothing more on it).
+    Ended {
+        /// The channel.
+        channel: ChannelId,
+    },
+}
+
+/// The stream does not carry channel units.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MuxError {
+    /// A unit does not parse.
+    #[error("malformed channel unit: {0}")]
+    Malformed(&'static str),
+    /// A unit is larger than [`MAX_UNIT`].
+    #[error("channel unit of {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// [`MAX_CHANNELS`] are open.
+    #[error("too many channels open")]
+    TooMany,
+    /// The channel is not open (or not waiting for an answer, for accept and decline).
+    #[error("channel {0} is not in a state for that")]
+    NotOpen(ChannelId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// We asked; waiting for ACCEPT or DECLINE.
+    Requested,
+    /// The peer asked; waiting for our answer.
+    Offered,
+    /// Open; each flag says whether that side ended it.
+    Open {
+        local_ended: bool,
+        remote_ended: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Control {
+    name: String,
+    channel: u16,
+    state: u8,
+}
+
+/// The multiplexer of one connection.
+#[derive(Debug)]
+pub struct Mux {
+    side: Side,
+    next: u16,
+    channels: BTreeMap<ChannelId, State>,
+    buf: BytesMut,
+    broken: bool,
+    transmit: VecDeque<Bytes>,
+    events: VecDeque<MuxEvent>,
+}
+
+impl Mux {
+    /// A multiplexer for one side of a connection.
+    pub fn new(side: Side) -> Mux {
+        let next = match side {
+            Side::Client => 1,
+            Side::Server => 2,
+        };
+        Mux {
+            side,
+            next,
+            channels: BTreeMap::new(),
+            buf: BytesMut::new(),
+            broken: false,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Asks the peer to open a channel for `name`.
+    pub fn open(&mut self, name: &str) -> Result<ChannelId, ChannelError> {
+        if self.channels.len() >= MAX_CHANNELS {
+            return Err(ChannelError::TooMany);
+        }
+        let mut id = self.next;
+        while self.channels.contains_key(&id) || id == 0 {
+            id = id.wrapping_add(2);
+        }
+        self.next = id.wrapping_add(2);
+        self.channels.insert(id, State::Requested);
+        self.control(name, id, REQUEST);
+        Ok(id)
+    }
+
+    /// Accepts a channel the peer asked for.
+    pub fn accept(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+        self.answer(channel, true)
+    }
+
+    /// Declines a channel the peer asked for.
+    pub fn decline(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+        self.answer(channel, false)
+    }
+
+    fn answer(&mut self, channel: ChannelId, yes: bool) -> Result<(), ChannelError> {
+        if self.channels.get(&channel) != Some(&State::Offered) {
+            return Err(ChannelError::NotOpen(channel));
+        }
+        if yes {
+            self.channels.insert(
+                channel,
+                State::Open {
+                    local_ended: false,
+                    remote_ended: false,
+                },
+            );
+        } else {
+            self.channels.remove(&channel);
+        }
+        self.control("", channel, if yes { ACCEPT } else { DECLINE });
+        Ok(())
+    }
+
+    /// Sends bytes on an open channel, cut into units.
+    pub fn send(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), ChannelError> {
+        match self.channels.get(&channel) {
+            Some(State::Open {
+                local_ended: false, ..
+            }) => {}
+            _ => return Err(ChannelError::NotOpen(channel)),
+        }
+        for piece in data.chunks(MAX_UNIT) {
+            self.unit(channel, piece);
+        }
+        Ok(())
+    }
+
+    /// Ends our side of a channel.
+    pub fn end(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+        let Some(State::Open {
+            local_ended: false,
+            remote_ended,
+        }) = self.channels.get(&channel).copied()
+        else {
+            return Err(ChannelError::NotOpen(channel));
+        };
+        self.unit(channel, &[]);
+        if remote_ended {
+            self.channels.remove(&channel);
+        } else {
+            self.channels.insert(
+                channel,
+                State::Open {
+                    local_ended: true,
+                    remote_ended: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Channels currently known (requested, offered or open).
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Takes bytes from the connection. An error is final: close the connection.
+    pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), MuxError> {
+        if self.broken {
+            return Err(MuxError::Malformed("the stream broke earlier"));
+        }
+        self.buf.extend_from_slice(data);
+        loop {
+            match parse_unit(&self.buf) {
+                Ok(None) => return Ok(()),
+                Ok(Some((channel, start, len))) => {
+                    let mut unit = self.buf.split_to(start + len);
+                    unit.advance(start);
+                    self.on_unit(channel, unit.freeze());
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Bytes to write to the connection.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<MuxEvent> {
+        self.events.pop_front()
+    }
+
+    fn on_unit(&mut self, channel: ChannelId, data: Bytes) {
+        if channel == 0 {
+            return self.on_control(&data);
+        }
+        // Bytes for a channel that is not open (ended, declined, never opened) are dropped:
+        // they may have crossed our own end on the way.
+        let Some(State::Open {
+            remote_ended: false,
+            local_ended,
+        }) = self.channels.get(&channel).copied()
+        else {
+            return;
+        };
+        if !data.is_empty() {
+            self.events.push_back(MuxEvent::Data { channel, data });
+            return;
+        }
+        if local_ended {
+            self.channels.remove(&channel);
+        } else {
+            self.channels.insert(
+                channel,
+                State::Open {
+                    local_ended,
+                    remote_ended: true,
+                },
+            );
+        }
+        self.events.push_back(MuxEvent::Ended { channel });
+    }
+
+    fn on_control(&mut self, data: &[u8]) {
+        if data.len() > MAX_CONTROL {
+            return;
+        }
+        let Ok(c) = rmp_serde::from_slice::<Control>(data) else {
+            return;
+        };
+        let theirs = match self.side {
+            Side::Client => c.channel % 2 == 0,
+            Side::Server => c.channel % 2 == 1,
+        };
+        match (c.state, self.channels.get(&c.channel).copied()) {
+            (REQUEST, None) if theirs && c.channel != 0 => {
+                if self.channels.len() >= MAX_CHANNELS {
+                    return self.control("", c.channel, DECLINE);
+                }
+                self.channels.insert(c.channel, State::Offered);
+                self.events.push_back(MuxEvent::OpenRequest {
+                    channel: c.channel,
+                    name: c.name,
+                });
+            }
+            // A request on a number that is ours or in use breaks the rule: decline it.
+            (REQUEST, _) => self.control("", c.channel, DECLINE),
+            (ACCEPT, Some(State::Requested)) => {
+                self.channels.insert(
+                    c.channel,
+                    State::Open {
+                        local_ended: false,
+                        remote_ended: false,
+                    },
+                );
+                self.events
+                    .push_back(MuxEvent::Opened { channel: c.channel });
+            }
+            (DECLINE, Some(State::Requested)) => {
+                self.channels.remove(&c.channel);
+                self.events
+                    .push_back(MuxEvent::Declined { channel: c.channel });
+            }
+            _ => {}
+        }
+    }
+
+    fn control(&mut self, name: &str, channel: ChannelId, state: u8) {
+        let body = rmp_serde::to_vec_named(&Control {
+            name: name.to_owned(),
+            channel,
+            state,
+        })
+        .unwrap_or_default();
+        self.unit(0, &body);
+    }
+
+    fn unit(&mut self, channel: ChannelId, data: &[u8]) {
+        let mut out = BytesMut::with_capacity(data.len() + 8);
+        encode_unit(channel, data, &mut out);
+        self.transmit.push_back(out.freeze());
+    }
+}
+
+/// Appends the unit `[channel, data]` to `out`, in msgpack's shortest forms.
+pub fn encode_unit(channel: ChannelId, data: &[u8], out: &mut BytesMut) {
+    out.put_u8(0x92);
+    match channel {
+        0..=0x7f => out.put_u8(channel as u8),
+        0x80..=0xff => {
+            out.put_u8(0xcc);
+            out.put_u8(channel as u8);
+        }
+        _ => {
+            out.put_u8(0xcd);
+            out.put_u16(channel);
+        }
+    }
+    if data.len() <= 0xff {
+        out.put_u8(0xc4);
+        out.put_u8(data.len() as u8);
+    } else {
+        out.put_u8(0xc5);
+        out.put_u16(data.len() as u16);
+    }
+    out.put_slice(data);
+}
+
+/// Finds the next whole unit: (channel, where its data starts, data length).
+fn parse_unit(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>, MuxError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first != 0x92 {
+        return Err(MuxError::Malformed("a unit is a two-element array"));
+    }
+    let mut at = 1;
+    let need = |n: usize| if buf.len() < n { Err(()) } else { Ok(()) };
+    if need(at + 1).is_err() {
+        return Ok(None);
+    }
+    let channel = match buf[at] {
+        b @ 0x00..=0x7f => {
+            at += 1;
+            u16::from(b)
+        }
+        0xcc => {
+            if need(at + 2).is_err() {
+                return Ok(None);
+            }
+            at += 2;
+            u16::from(buf[at - 1])
+        }
+        0xcd => {
+            if need(at + 3).is_err() {
+                return Ok(None);
+            }
+            at += 3;
+            u16::from_be_bytes([buf[at - 2], buf[at - 1]])
+        }
+        _ => {
+            return Err(MuxError::Malformed(
+                "a channel is an unsigned 16-bit integer",
+            ));
+        }
+    };
+    if need(at + 1).is_err() {
+        return Ok(None);
+    }
+    let len = match buf[at] {
+        0xc4 => {
+            if need(at + 2).is_err() {
+                return Ok(None);
+            }
+            at += 2;
+            usize::from(buf[at - 1])
+        }
+        0xc5 => {
+            if need(at + 3).is_err() {
+                return Ok(None);
+            }
+            at += 3;
+            usize::from(u16::from_be_bytes([buf[at - 2], buf[at - 1]]))
+        }
+        0xc6 => {
+            if need(at + 5).is_err() {
+                return Ok(None);
+            }
+            let len =
+                u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]) as usize;
+            if len > MAX_UNIT {
+                return Err(MuxError::TooLarge(len));
+            }
+            at += 5;
+            len
+        }
+        _ => return Err(MuxError::Malformed("data is a msgpack bin")),
+    };
+    if buf.len() < at + len {
+        return Ok(None);
+    }
+    Ok(Some((channel, at, len)))
+}

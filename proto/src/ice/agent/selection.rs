@@ -1,0 +1,142 @@
+//! Roles, nomination and selection, and how pairs, connections and the session end.
+
+use std::time::Instant;
+
+use super::{Agent, State, Timer, TxKind};
+use crate::ice::check_list::PairState;
+use crate::ice::{Event, FailReason, Output, PairFailure, PairReport, Role};
+use crate::io::ConnId;
+
+impl Agent {
+    pub(super) fn switch_role(&mut self, now: Instant, role: Role) {
+        if role == self.role {
+            return;
+        }
+        self.role = role;
+        self.list.set_role(role);
+        self.nominating = None;
+        self.out
+            .push_back(Output::Event(Event::RoleChanged { role }));
+        self.maybe_nominate(now);
+    }
+
+    /// The controlling agent nominates the best valid pair once it may (regular
+    /// nomination, RFC 8445 §8.1.1).
+    pub(super) fn maybe_nominate(&mut self, now: Instant) {
+        if self.role != Role::Controlling
+            || self.state != State::Checking
+            || self.nominating.is_some()
+            || !self.any_valid
+        {
+            return;
+        }
+        if let Some(idx) = self.list.nomination_candidate(self.nomination_wait_over) {
+            self.nominating = Some(idx);
+            self.send_check(now, idx, TxKind::Nominate);
+        }
+    }
+
+    pub(super) fn select(&mut self, now: Instant, idx: usize) {
+        let Some(pair) = self.list.get_mut(idx) else {
+            return;
+        };
+        let Some(conn) = pair.conn else {
+            return;
+        };
+        pair.nominated = true;
+        let (local, remote) = (pair.local.clone(), pair.remote.clone());
+        self.state = State::Selected;
+        self.selected = Some(idx);
+        self.nominating = None;
+        self.out.push_back(Output::Event(Event::Selected {
+            conn,
+            local,
+            remote,
+        }));
+        let others: Vec<ConnId> = self.conns.keys().copied().filter(|c| *c != conn).collect();
+        for other in others {
+            self.close_conn(other);
+        }
+        self.transactions.retain(|_, t| t.conn == conn);
+        self.triggered.clear();
+        self.timers.clear_all();
+        self.timers
+            .set(Timer::Keepalive, now + self.config.keepalive_interval);
+        self.timers
+            .set(Timer::Consent, now + self.config.consent_timeout);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.early_bytes = 0;
+            for data in std::mem::take(&mut c.early_data) {
+                self.out.push_back(Output::Data { conn, data });
+            }
+        }
+    }
+
+    // ----- failures and connections -----
+
+    pub(super) fn fail_pair(&mut self, now: Instant, idx: usize, failure: PairFailure) {
+        let Some(pair) = self.list.get_mut(idx) else {
+            return;
+        };
+        if matches!(pair.state, PairState::Failed(_)) {
+            return;
+        }
+        pair.state = PairState::Failed(failure);
+        self.timers.clear(Timer::Connect(idx));
+        self.transactions
+            .retain(|_, t| t.pair != idx || t.kind == TxKind::Consent);
+        self.triggered.retain(|t| *t != idx);
+        if self.nominating == Some(idx) {
+            self.nominating = None;
+        }
+        self.maybe_nominate(now);
+        self.schedule(now);
+    }
+
+    pub(super) fn fail_session(&mut self, reason: FailReason) {
+        let pairs = self
+            .list
+            .pairs()
+            .iter()
+            .map(|p| PairReport {
+                local: p.local.addr,
+                remote: p.remote.addr,
+                remote_kind: p.remote.kind,
+                state: p.state.clone(),
+            })
+            .collect();
+        self.close();
+        self.state = State::Failed;
+        self.out
+            .push_back(Output::Event(Event::Failed { reason, pairs }));
+    }
+
+    pub(super) fn on_conn_lost(&mut self, now: Instant, conn: ConnId, failure: PairFailure) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.forget_conn(conn);
+        let Some(idx) = c.pair else {
+            return;
+        };
+        if self.state == State::Selected && self.selected == Some(idx) {
+            self.fail_session(FailReason::SelectedConnectionLost);
+        } else if self.state == State::Checking {
+            self.fail_pair(now, idx, failure);
+        }
+    }
+
+    /// Closes a connection we no longer need; its pair, if any, keeps its state.
+    pub(super) fn close_conn(&mut self, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.forget_conn(conn);
+            self.out.push_back(Output::Close { conn });
+        }
+    }
+
+    /// Drops what refers to a connection that is gone.
+    pub(super) fn forget_conn(&mut self, conn: ConnId) {
+        self.timers.clear(Timer::Silent(conn));
+        self.transactions.retain(|_, t| t.conn != conn);
+    }
+}

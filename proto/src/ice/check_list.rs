@@ -1,0 +1,263 @@
+//! The check list: candidate pairs, their states and their order (RFC 8445 §6.1.2, with
+//! RFC 6544's rules for TCP).
+//!
+//! Forming pairs for TCP keeps only *active → passive*: a local active host candidate opens a
+//! connection to a remote passive one. A local passive candidate never starts a check (it
+//! waits for the peer's connection), a remote active one cannot be connected to, and
+//! simultaneous-open and UDP candidates are not paired at all. Pairs whose addresses are of
+//! different IP families are dropped, and of pairs with the same local and remote address
+//! only the highest-priority one stays (RFC 8445 §6.1.2.4). Pairs a passive side learns from
+//! an incoming check are added later with [`CheckList::add_passive`].
+//!
+//! Pairs are kept in insertion order, so indices stay stable for timers and transactions;
+//! every choice ("which pair next", "which valid pair is best") scans them by priority,
+//! breaking ties by index, so the order never depends on hashing.
+
+use std::fmt;
+
+use super::candidate::{Candidate, CandidateType, Transport};
+use super::priority::pair_priority;
+use super::{PairFailure, Role};
+use crate::io::ConnId;
+
+/// Which side opened the pair's TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// We connect from a local active candidate to a remote passive one.
+    Active,
+    /// The peer connected to one of our passive candidates; we learned the pair from its
+    /// first check.
+    Passive,
+}
+
+/// Where a pair stands (RFC 8445 §6.1.2.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairState {
+    /// Waits for a pair of the same foundation to succeed, or for nothing else to do.
+    Frozen,
+    /// Ready to be checked at the next pacing tick.
+    Waiting,
+    /// Connecting, or a check is in flight.
+    InProgress,
+    /// A check succeeded: the pair is valid.
+    Succeeded,
+    /// Nothing more will be tried on it.
+    Failed(PairFailure),
+}
+
+impl PairState {
+    /// Whether nothing more will happen to the pair before nomination.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, PairState::Succeeded | PairState::Failed(_))
+    }
+}
+
+/// One candidate pair.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// Our candidate.
+    pub local: Candidate,
+    /// The peer's candidate.
+    pub remote: Candidate,
+    /// RFC 8445 pair priority for the current roles.
+    pub priority: u64,
+    /// Where it stands.
+    pub state: PairState,
+    /// Who opens its connection.
+    pub origin: Origin,
+    /// Its connection, once asked for or accepted.
+    pub conn: Option<ConnId>,
+    /// Nominated: the controlling side's USE-CANDIDATE check succeeded, or the controlled
+    /// side received one on this valid pair.
+    pub nominated: bool,
+    /// Controlled side: a USE-CANDIDATE check arrived before the pair was valid; it is
+    /// nominated as soon as our own check on it succeeds (RFC 8445 §7.3.1.5).
+    pub nominate_on_success: bool,
+}
+
+impl Pair {
+    /// The pair's foundation: the two candidates' foundations together.
+    pub fn foundation(&self) -> (&str, &str) {
+        (&self.local.foundation, &self.remote.foundation)
+    }
+}
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} → {} {}",
+            self.local.kind.as_str(),
+            self.local.addr,
+            self.remote.kind.as_str(),
+            self.remote.addr
+        )
+    }
+}
+
+/// The pairs of one ICE session.
+#[derive(Debug, Clone, Default)]
+pub struct CheckList {
+    pairs: Vec<Pair>,
+}
+
+fn prioritise(role: Role, local: &Candidate, remote: &Candidate) -> u64 {
+    match role {
+        Role::Controlling => pair_priority(local.priority, remote.priority),
+        Role::Controlled => pair_priority(remote.priority, local.priority),
+    }
+}
+
+impl CheckList {
+    /// Forms, prunes and orders the active pairs of `local` × `remote`, keeping at most
+    /// `max_pairs` (the highest-priority ones), and sets the initial states: per foundation,
+    /// the highest-priority pair is Waiting and the others Frozen (RFC 8445 §6.1.2.6).
+    pub fn form(
+        role: Role,
+        local: &[Candidate],
+        remote: &[Candidate],
+        max_pairs: usize,
+    ) -> CheckList {
+        let mut pairs: Vec<Pair> = Vec::new();
+        // An active connection leaves from a local interface: a server-reflexive local
+        // candidate would be replaced by its base (§6.1.2.4), a host candidate the list
+        // already holds, so only host candidates are paired.
+        let from_host = |c: &&Candidate| c.kind == CandidateType::Host;
+        for l in local
+            .iter()
+            .filter(|c| c.is_active() && c.component == 1)
+            .filter(from_host)
+        {
+            for r in remote.iter().filter(|c| c.is_passive() && c.component == 1) {
+                if l.addr.is_ipv4() != r.addr.is_ipv4() || r.transport != Transport::Tcp {
+                    continue;
+                }
+                let priority = prioritise(role, l, r);
+                // Same local base and remote address: keep the best (§6.1.2.4).
+                if let Some(twin) = pairs
+                    .iter_mut()
+                    .find(|p| p.local.addr == l.addr && p.remote.addr == r.addr)
+                {
+                    if priority > twin.priority {
+                        twin.local = l.clone();
+                        twin.remote = r.clone();
+                        twin.priority = priority;
+                    }
+                    continue;
+                }
+                pairs.push(Pair {
+                    local: l.clone(),
+                    remote: r.clone(),
+                    priority,
+                    state: PairState::Frozen,
+                    origin: Origin::Active,
+                    conn: None,
+                    nominated: false,
+                    nominate_on_success: false,
+                });
+            }
+        }
+        // Highest priority first; the sort is stable, so equal priorities keep the order in
+        // which the candidates were given.
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        pairs.truncate(max_pairs);
+        let mut list = CheckList { pairs };
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for pair in &mut list.pairs {
+            let f = (
+                pair.local.foundation.clone(),
+                pair.remote.foundation.clone(),
+            );
+            if !seen.contains(&f) {
+                pair.state = PairState::Waiting;
+                seen.push(f);
+            }
+        }
+        list
+    }
+
+    /// Every pair, in insertion order (the order of [`CheckList::form`], then passive
+    /// pairs as they were learned).
+    pub fn pairs(&self) -> &[Pair] {
+        &self.pairs
+    }
+
+    /// One pair.
+    pub fn get(&self, index: usize) -> Option<&Pair> {
+        self.pairs.get(index)
+    }
+
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Pair> {
+        self.pairs.get_mut(index)
+    }
+
+    /// Adds the pair a passive side learned from the first check on an accepted connection,
+    /// and returns its index. It starts In-Progress: its triggered check goes out next.
+    pub fn add_passive(
+        &mut self,
+        role: Role,
+        local: Candidate,
+        remote: Candidate,
+        conn: ConnId,
+    ) -> usize {
+        let priority = prioritise(role, &local, &remote);
+        self.pairs.push(Pair {
+            local,
+            remote,
+            priority,
+            state: PairState::InProgress,
+            origin: Origin::Passive,
+            conn: Some(conn),
+            nominated: false,
+            nominate_on_success: false,
+        });
+        self.pairs.len() - 1
+    }
+
+    /// Recomputes every pair priority after a role change (G and D swap).
+    pub fn set_role(&mut self, role: Role) {
+        for p in &mut self.pairs {
+            p.priority = prioritise(role, &p.local, &p.remote);
+        }
+    }
+
+    /// The next ordinary check (RFC 8445 §6.1.4.2): the highest-priority Waiting pair, else
+    /// the highest-priority Frozen one.
+    pub fn next_to_check(&self) -> Option<usize> {
+        let best = |state: &PairState| {
+            self.pairs
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.origin == Origin::Active && &p.state == state)
+                .max_by(|(i, a), (j, b)| a.priority.cmp(&b.priority).then(j.cmp(i)))
+                .map(|(i, _)| i)
+        };
+        best(&PairState::Waiting).or_else(|| best(&PairState::Frozen))
+    }
+
+    /// Unfreezes every Frozen pair with this foundation (a pair of it succeeded).
+    pub fn unfreeze(&mut self, local: &str, remote: &str) {
+        for p in &mut self.pairs {
+            if p.state == PairState::Frozen && p.foundation() == (local, remote) {
+                p.state = PairState::Waiting;
+            }
+        }
+    }
+
+    /// The valid pair the controlling agent should nominate, if it may now: the
+    /// highest-priority Succeeded pair, once every pair above it has finished — or at
+    /// once when `impatient` (the nomination wait is over).
+    pub fn nomination_candidate(&self, impatient: bool) -> Option<usize> {
+        let (best, pair) = self
+            .pairs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.state == PairState::Succeeded)
+            .max_by(|(i, a), (j, b)| a.priority.cmp(&b.priority).then(j.cmp(i)))?;
+        let blocked = self
+            .pairs
+            .iter()
+            .any(|p| p.priority > pair.priority && !p.state.is_finished());
+        (impatient || !blocked).then_some(best)
+    }
+}

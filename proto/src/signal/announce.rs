@@ -1,0 +1,136 @@
+//! Device announcements: how a sender learns a contact's devices.
+//!
+//! ```text
+//! msgpack { v: 1, account: bin, device: bin, seal: bin(32), sig: bin(64) }
+//!   account, device: certificates (DER); seal: the device's X25519 sealing key
+//!   sig: Ed25519 by the ACCOUNT key over "ferry-announce-v1" ‖ device ‖ seal
+//! ```
+//! Put under [`devices_key`](super::devices_key) of the account. A reader checks that the
+//! account certificate is the account it looked up, that it signed the device certificate
+//! and the announcement, and that the device is not revoked.
+
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+
+use super::SignalError;
+use super::seal::Recipient;
+use crate::tls::{Account, AccountId, Device, DeviceId, IdentityError, Revocations};
+
+const CONTEXT: &[u8] = b"ferry-announce-v1";
+/// Largest announcement read.
+const MAX_ANNOUNCEMENT: usize = 8 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    v: u8,
+    #[serde(with = "serde_bytes")]
+    account: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    device: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    seal: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sig: Vec<u8>,
+}
+
+/// A verified announcement: one device of an account, and how to seal to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The account.
+    pub account: AccountId,
+    /// The device.
+    pub device: DeviceId,
+    /// The device certificate.
+    pub device_cert: CertificateDer<'static>,
+    /// The device's sealing key.
+    pub seal_key: [u8; 32],
+}
+
+impl Announcement {
+    /// Where to seal values for this device.
+    pub fn recipient(&self) -> Recipient {
+        Recipient {
+            device: self.device,
+            seal_key: self.seal_key,
+        }
+    }
+
+    /// Reads and checks an announcement found under `account`'s key.
+    pub fn verify(
+        bytes: &[u8],
+        account: &AccountId,
+        revocations: &Revocations,
+    ) -> Result<Announcement, SignalError> {
+        if bytes.len() > MAX_ANNOUNCEMENT {
+            return Err(SignalError::Malformed("announcement too large"));
+        }
+        let wire: Wire =
+            rmp_serde::from_slice(bytes).map_err(|_| SignalError::Malformed("announcement"))?;
+        if wire.v != 1 {
+            return Err(SignalError::Malformed("unknown announcement version"));
+        }
+        let seal_key: [u8; 32] = wire
+            .seal
+            .as_slice()
+            .try_into()
+            .map_err(|_| SignalError::Malformed("sealing key"))?;
+        let account_cert = CertificateDer::from(wire.account);
+        let device_cert = CertificateDer::from(wire.device);
+        let presented = AccountId::of_certificate(&account_cert)
+            .map_err(|_| SignalError::Malformed("account certificate"))?;
+        if presented != *account {
+            return Err(SignalError::WrongAccount {
+                expected: *account,
+                presented,
+            });
+        }
+        if !crate::tls::identity_signed_by(&device_cert, &account_cert) {
+            return Err(SignalError::NotSignedByAccount);
+        }
+        let signer = webpki::EndEntityCert::try_from(&account_cert)
+            .map_err(|_| SignalError::Malformed("account certificate"))?;
+        signer
+            .verify_signature(
+                webpki::ring::ED25519,
+                &signed(&device_cert, &seal_key),
+                &wire.sig,
+            )
+            .map_err(|_| SignalError::BadSignature)?;
+        let device = DeviceId::of_certificate(&device_cert)
+            .map_err(|_| SignalError::Malformed("device certificate"))?;
+        if revocations
+            .of(account)
+            .is_some_and(|list| list.names(&device))
+        {
+            return Err(SignalError::Revoked(device));
+        }
+        Ok(Announcement {
+            account: *account,
+            device,
+            device_cert,
+            seal_key,
+        })
+    }
+}
+
+fn signed(device_cert: &[u8], seal: &[u8; 32]) -> Vec<u8> {
+    [CONTEXT, device_cert, seal].concat()
+}
+
+impl Account {
+    /// The announcement of one of the account's devices, signed by the account key; the
+    /// device publishes it.
+    pub fn announce(&self, device: &Device) -> Result<Vec<u8>, IdentityError> {
+        let key = self.signing_key()?;
+        let seal = device.seal_public_key();
+        let sig = key.sign(&signed(device.certificate(), &seal));
+        let wire = Wire {
+            v: 1,
+            account: self.certificate().to_vec(),
+            device: device.certificate().to_vec(),
+            seal: seal.to_vec(),
+            sig: sig.as_ref().to_vec(),
+        };
+        rmp_serde::to_vec_named(&wire).map_err(|e| IdentityError::Generate(e.to_string()))
+    }
+}

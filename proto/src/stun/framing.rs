@@ -1,0 +1,129 @@
+//! RFC 4571 framing: how STUN messages and application bytes share one TCP stream.
+//!
+//! ```text
+//! frame = length:u16 (big-endian)  payload[length]
+//! ```
+//!
+//! Jami frames every STUN message and every run of application bytes (the TLS records) this
+//! way on an ICE-TCP path, so Ferry does too. A frame holds at most 65535 bytes; an empty
+//! frame is legal and carries nothing. The decoder never holds more than one largest frame
+//! plus its header, whatever the peer sends, and any split of the stream decodes the same.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Largest payload of one frame.
+pub const MAX_FRAME: usize = u16::MAX as usize;
+/// Bytes before a frame's payload.
+pub const LENGTH_PREFIX: usize = 2;
+
+/// Appends one frame holding `payload` to `out`.
+///
+/// # Panics
+/// Never: a payload longer than [`MAX_FRAME`] is a caller bug and is cut into several
+/// frames instead, which a receiver reads back as the same bytes in order.
+pub fn encode_into(payload: &[u8], out: &mut BytesMut) {
+    if payload.is_empty() {
+        out.put_u16(0);
+        return;
+    }
+    for chunk in payload.chunks(MAX_FRAME) {
+        out.reserve(LENGTH_PREFIX + chunk.len());
+        // `chunks(MAX_FRAME)` keeps every length within u16.
+        out.put_u16(chunk.len() as u16);
+        out.put_slice(chunk);
+    }
+}
+
+/// The frame (or frames, past [`MAX_FRAME`]) holding `payload`.
+pub fn encode(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
+    encode_into(payload, &mut out);
+    out.freeze()
+}
+
+/// Cuts a TCP byte stream, split anywhere, into RFC 4571 frames.
+#[derive(Debug, Default, Clone)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> FrameDecoder {
+        FrameDecoder::default()
+    }
+
+    /// Takes the bytes that arrived and returns every frame they complete, in order.
+    ///
+    /// The decoder only ever buffers the incomplete tail: at most one frame header and
+    /// payload ([`LENGTH_PREFIX`] + [`MAX_FRAME`] bytes), however much arrives at once.
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        while !data.is_empty() {
+            let want = self.needed();
+            let take = want.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if let Some(frame) = self.take_frame() {
+                frames.push(frame);
+            }
+        }
+        // A zero-length frame completes as soon as its header does.
+        while let Some(frame) = self.take_frame() {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    /// Bytes received that do not yet make a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many more bytes the frame being read needs.
+    fn needed(&self) -> usize {
+        if self.buf.len() < LENGTH_PREFIX {
+            LENGTH_PREFIX - self.buf.len()
+        } else {
+            let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
+            // Zero when a whole frame is buffered; `take_frame` then takes it.
+            (LENGTH_PREFIX + len).saturating_sub(self.buf.len())
+        }
+    }
+
+    fn take_frame(&mut self) -> Option<Bytes> {
+        if self.buf.len() < LENGTH_PREFIX {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
+        if self.buf.len() < LENGTH_PREFIX + len {
+            return None;
+        }
+        self.buf.advance(LENGTH_PREFIX);
+        Some(self.buf.split_to(len).freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_split_decodes_the_same() {
+        let mut stream = BytesMut::new();
+        encode_into(b"hello", &mut stream);
+        encode_into(b"", &mut stream);
+        encode_into(&[7u8; 300], &mut stream);
+        let stream = stream.freeze();
+        for cut in 0..=stream.len() {
+            let mut d = FrameDecoder::new();
+            let mut frames = d.push(&stream[..cut]);
+            frames.extend(d.push(&stream[cut..]));
+            assert_eq!(frames.len(), 3, "cut at {cut}");
+            assert_eq!(&frames[0][..], b"hello");
+            assert!(frames[1].is_empty());
+            assert_eq!(&frames[2][..], &[7u8; 300][..]);
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+}

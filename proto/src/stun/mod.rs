@@ -1,0 +1,27 @@
+//! STUN for ICE over TCP: RFC 4571 framing, the messages ICE sends, and a seeded random
+//! source for transaction ids.
+//!
+//! This module owns the bytes: [`framing`] cuts a TCP stream into frames and back;
+//! [`Builder`] and [`StunMessage`] write and read STUN messages on the `stun-types` crate
+//! (which does the encoding, integrity and fingerprint arithmetic); [`ice_attributes`] adds
+//! PRIORITY, USE-CANDIDATE, ICE-CONTROLLING and ICE-CONTROLLED, which `stun-types` leaves to
+//! its users; [`StunRng`] draws transaction ids from a seed, never from global randomness;
+//! [`Transactions`] keeps the requests sent and not yet answered, with their deadlines.
+//!
+//! It does not own any state machine: the ICE agent ([`crate::ice`]) and, later, the TURN
+//! client use this module to speak and decide for themselves what an answer or an expiry
+//! means.
+//! Nothing here knows about candidates or ICE roles beyond the attributes themselves.
+
+pub mod framing;
+pub mod ice_attributes;
+mod message;
+mod rng;
+mod transactions;
+
+pub use message::{
+    BINDING, BuildError, Builder, Class, IntegrityError, RoleAttribute, StunError, StunMessage,
+    looks_like_stun, verify_integrity,
+};
+pub use rng::StunRng;
+pub use transactions::Transactions;

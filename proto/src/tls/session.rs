@@ -1,0 +1,445 @@
+//! A TLS 1.3 session over byte buffers: rustls, which is sans-IO already, wrapped in the four
+//! verbs of every Ferry state machine.
+//!
+//! Settings: TLS 1.3 only; AES-256-GCM first (then ChaCha20-Poly1305, AES-128-GCM), chosen by
+//! the server; X25519 only; the `ring` provider; no session tickets or resumption; both sides
+//! present `[device, account]` and run the [`verify`](super::verify) checks against a [`Pin`].
+//! The server name is a fixed string: a 64-hex device id is not a valid DNS name, and
+//! identity is the pin's business, not the name's.
+//!
+//! Time: rustls asks a time provider for "now" when it checks certificates. Ours answers with
+//! the time the caller passed to the last call, mapped to Unix time by a [`UnixAnchor`], so
+//! certificates expire in the simulator's virtual time as they do on a wall clock.
+//!
+//! rustls draws handshake randomness from the operating system, so the bytes of two runs
+//! differ: traces show TLS records by type and length only (see [`trace_records`]).
+
+use std::collections::VecDeque;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+
+use super::identity::Device;
+use super::revocation::Revocations;
+use super::verify::{PeerCheckError, PeerIdentity, Pin, PinnedVerifier, peer_check_failure};
+
+/// The server name both sides use: fixed, since identity is checked by the pin.
+pub const SERVER_NAME: &str = "ferry.invalid";
+
+/// Largest plaintext piece handed out at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Maps the driver's `Instant`s to Unix time: `unix` was the Unix time at `instant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixAnchor {
+    /// A moment on the driver's clock.
+    pub instant: Instant,
+    /// The Unix time at that moment.
+    pub unix: Duration,
+}
+
+impl UnixAnchor {
+    /// The Unix time at `now` (never before the anchor's).
+    pub fn at(&self, now: Instant) -> UnixTime {
+        UnixTime::since_unix_epoch(self.unix + now.saturating_duration_since(self.instant))
+    }
+}
+
+/// rustls's clock: the time of the caller's last call, in Unix seconds.
+#[derive(Debug, Default)]
+struct CallerTime(AtomicU64);
+
+impl rustls::time_provider::TimeProvider for CallerTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(
+            self.0.load(Ordering::Relaxed),
+        )))
+    }
+}
+
+/// Which side of the handshake this is. ICE's controlling agent is the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the ClientHello.
+    Client,
+    /// Answers it.
+    Server,
+}
+
+/// What the session's owner feeds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsInput {
+    /// Bytes from the transport.
+    Received(Bytes),
+    /// The transport ended (closed or reset).
+    StreamEnded,
+}
+
+/// What the session asks of its owner, or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsOutput {
+    /// TLS records to write to the transport.
+    Transmit(Bytes),
+    /// The handshake is done; the peer is who the pin said.
+    Established(PeerIdentity),
+    /// Application bytes from the peer.
+    Plaintext(Bytes),
+    /// The peer closed cleanly (close_notify); nothing more will come.
+    Closed,
+    /// The session failed; nothing more will come.
+    Failed(TlsFailure),
+}
+
+/// Why a session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// We refused the peer's identity: the check that failed.
+    #[error("peer refused: {0}")]
+    PeerRejected(PeerCheckError),
+    /// The peer refused us, with this TLS alert.
+    #[error("the peer ended the handshake with alert {0}")]
+    AlertReceived(String),
+    /// A record did not decrypt: bytes were altered on the way.
+    #[error("a record failed to decrypt: the stream was altered")]
+    Corrupt,
+    /// The transport ended without close_notify: the data may be cut short.
+    #[error("the stream ended without close_notify")]
+    Truncated,
+    /// Any other TLS error.
+    #[error("TLS error: {0}")]
+    Protocol(String),
+}
+
+/// A session could not be set up (a local configuration problem, not the peer's doing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS set-up failed: {0}")]
+pub struct TlsSetupError(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Established,
+    /// Nothing more will come in (closed or failed).
+    Over,
+}
+
+/// One TLS 1.3 session with one device.
+pub struct TlsSession {
+    conn: Connection,
+    time: Arc<CallerTime>,
+    anchor: UnixAnchor,
+    state: State,
+    peer: Option<PeerIdentity>,
+    out: VecDeque<TlsOutput>,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("state", &self.state)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ferry's crypto provider: the `ring` provider with TLS 1.3 suites, AES-256-GCM first, and
+/// X25519 alone.
+pub fn provider() -> CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite, default_provider, kx_group};
+    CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+        ],
+        kx_groups: vec![kx_group::X25519],
+        ..default_provider()
+    }
+}
+
+impl TlsSession {
+    /// Starts a session as `role`, presenting `device`, expecting the peer `pin`, honouring
+    /// `revocations`. A client's first output is its ClientHello.
+    pub fn new(
+        role: Role,
+        device: &Device,
+        pin: Pin,
+        revocations: Revocations,
+        anchor: UnixAnchor,
+        now: Instant,
+    ) -> Result<TlsSession, TlsSetupError> {
+        let setup = |e: rustls::Error| TlsSetupError(e.to_string());
+        let provider = Arc::new(provider());
+        let time = Arc::new(CallerTime::default());
+        time.0.store(anchor.at(now).as_secs(), Ordering::Relaxed);
+        let verifier = Arc::new(PinnedVerifier::new(
+            pin,
+            revocations,
+            provider.signature_verification_algorithms,
+        ));
+        let conn = match role {
+            Role::Client => {
+                let mut config = ClientConfig::builder_with_details(provider, time.clone())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(setup)?
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_client_auth_cert(device.chain(), device.private_key())
+                    .map_err(setup)?;
+                config.resumption = Resumption::disabled();
+                let name =
+                    ServerName::try_from(SERVER_NAME).map_err(|e| TlsSetupError(e.to_string()))?;
+                Connection::Client(ClientConnection::new(Arc::new(config), name).map_err(setup)?)
+            }
+            Role::Server => {
+                let mut config = ServerConfig::builder_with_details(provider, time.clone())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(setup)?
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(device.chain(), device.private_key())
+                    .map_err(setup)?;
+                config.send_tls13_tickets = 0;
+                config.session_storage = Arc::new(NoServerSessionStorage {});
+                // Our preference (AES-256-GCM first) decides, not the client's.
+                config.ignore_client_order = true;
+                Connection::Server(ServerConnection::new(Arc::new(config)).map_err(setup)?)
+            }
+        };
+        let mut session = TlsSession {
+            conn,
+            time,
+            anchor,
+            state: State::Handshaking,
+            peer: None,
+            out: VecDeque::new(),
+        };
+        session.flush();
+        Ok(session)
+    }
+
+    /// Feeds transport bytes or the transport's end.
+    pub fn handle_input(&mut self, now: Instant, input: TlsInput) {
+        if self.state == State::Over {
+            return;
+        }
+        self.set_time(now);
+        match input {
+            TlsInput::Received(data) => {
+                let mut rest = &data[..];
+                while !rest.is_empty() && self.state != State::Over {
+                    match self.conn.read_tls(&mut rest) {
+                        Ok(0) => break,
+                        Ok(_) => self.process(),
+                        Err(e) => return self.fail(TlsFailure::Protocol(e.to_string())),
+                    }
+                }
+            }
+            TlsInput::StreamEnded => {
+                // A zero-length read tells rustls the transport is done; without a
+                // close_notify before it, the reader reports the truncation.
+                let _ = self.conn.read_tls(&mut &[][..]);
+                self.process();
+                if self.state != State::Over {
+                    self.fail(TlsFailure::Truncated);
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// Nothing in TLS itself waits on time here: the handshake's deadline is the owner's.
+    pub fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// Encrypts application bytes. Only once established; the owner keeps its own send
+    /// window, since every byte given here comes out at once as [`TlsOutput::Transmit`].
+    pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), crate::Error> {
+        if self.state != State::Established {
+            return Err(crate::Error::NotNow(
+                "send: the TLS session is not established",
+            ));
+        }
+        self.set_time(now);
+        let mut rest = data;
+        while !rest.is_empty() {
+            // rustls takes a bounded amount at a time; emptying its queue makes room.
+            let n = std::io::Write::write(&mut self.conn.writer(), rest).unwrap_or(0);
+            self.flush();
+            if n == 0 {
+                return Err(crate::Error::NotNow(
+                    "send: the TLS session refused the bytes",
+                ));
+            }
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// Ends our direction cleanly with close_notify.
+    pub fn close(&mut self, now: Instant) {
+        self.set_time(now);
+        self.conn.send_close_notify();
+        self.flush();
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<TlsOutput> {
+        self.out.pop_front()
+    }
+
+    /// Always `None`: see [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Who the peer is, once established.
+    pub fn peer(&self) -> Option<PeerIdentity> {
+        self.peer
+    }
+
+    /// The negotiated cipher suite, once known.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.conn.negotiated_cipher_suite().map(|s| s.suite())
+    }
+
+    /// Whether the handshake is done and the session not over.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    fn set_time(&self, now: Instant) {
+        self.time
+            .0
+            .store(self.anchor.at(now).as_secs(), Ordering::Relaxed);
+    }
+
+    fn process(&mut self) {
+        if let Err(e) = self.conn.process_new_packets() {
+            // rustls queued an alert for the peer; send it before giving up.
+            self.flush();
+            let failure = match (peer_check_failure(&e), e) {
+                (Some(check), _) => TlsFailure::PeerRejected(check),
+                (None, rustls::Error::AlertReceived(alert)) => {
+                    TlsFailure::AlertReceived(format!("{alert:?}"))
+                }
+                (None, rustls::Error::DecryptError) => TlsFailure::Corrupt,
+                (None, other) => TlsFailure::Protocol(other.to_string()),
+            };
+            return self.fail(failure);
+        }
+        if self.state == State::Handshaking && !self.conn.is_handshaking() {
+            match self.identify_peer() {
+                Some(peer) => {
+                    self.peer = Some(peer);
+                    self.state = State::Established;
+                    self.out.push_back(TlsOutput::Established(peer));
+                }
+                None => {
+                    return self.fail(TlsFailure::Protocol(
+                        "no peer certificate after the handshake".to_owned(),
+                    ));
+                }
+            }
+        }
+        self.read_plaintext();
+    }
+
+    /// The ids of the chain the verifier accepted.
+    fn identify_peer(&self) -> Option<PeerIdentity> {
+        let chain = self.conn.peer_certificates()?;
+        let device = super::id::DeviceId::of_certificate(chain.first()?).ok()?;
+        let account = super::id::AccountId::of_certificate(chain.get(1)?).ok()?;
+        Some(PeerIdentity { account, device })
+    }
+
+    fn read_plaintext(&mut self) {
+        loop {
+            let mut buf = vec![0u8; READ_CHUNK];
+            match self.conn.reader().read(&mut buf) {
+                Ok(0) => {
+                    self.state = State::Over;
+                    self.out.push_back(TlsOutput::Closed);
+                    return;
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    self.out.push_back(TlsOutput::Plaintext(Bytes::from(buf)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return self.fail(TlsFailure::Truncated);
+                }
+                Err(e) => return self.fail(TlsFailure::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: TlsFailure) {
+        if self.state != State::Over {
+            self.state = State::Over;
+            self.out.push_back(TlsOutput::Failed(failure));
+        }
+    }
+
+    fn flush(&mut self) {
+        while self.conn.wants_write() {
+            let mut records = Vec::new();
+            match self.conn.write_tls(&mut records) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => self
+                    .out
+                    .push_back(TlsOutput::Transmit(Bytes::from(records))),
+            }
+        }
+    }
+}
+
+/// Summaries of the TLS records in `data` for traces: content type and length only, since
+/// the bytes differ from run to run. Bytes that do not start a record (a split) are counted.
+pub fn trace_records(data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 5 {
+        let kind = match rest[0] {
+            20 => "ChangeCipherSpec",
+            21 => "Alert",
+            22 => "Handshake",
+            23 => "ApplicationData",
+            _ => break,
+        };
+        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+        out.push(format!("TLS {kind} {len}"));
+        rest = &rest[(5 + len).min(rest.len())..];
+    }
+    if !rest.is_empty() {
+        out.push(format!("TLS … {} bytes", rest.len()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_records;
+
+    #[test]
+    fn records_are_traced_by_type_and_length_only() {
+        let mut wire = vec![22, 3, 3, 0, 4, 1, 2, 3, 4];
+        wire.extend_from_slice(&[23, 3, 3, 0, 2, 9, 9]);
+        wire.extend_from_slice(&[23, 3]);
+        assert_eq!(
+            trace_records(&wire),
+            ["TLS Handshake 4", "TLS ApplicationData 2", "TLS … 2 bytes"]
+        );
+        assert_eq!(trace_records(&[99, 0, 0, 0, 0]), ["TLS … 5 bytes"]);
+    }
+}

@@ -1,0 +1,970 @@
+//! The TURN client: one TCP allocation on one server, for one address family.
+//!
+//! ```text
+//!  control connection ── Allocate ──401──▶ Allocate (signed) ──▶ Allocated { relayed, mapped }
+//!        │                      438: re-sign with the new nonce, same request
+//!        ├── CreatePermission(ip…) every 4 min while wanted
+//!        ├── Refresh at half the lifetime; Refresh(0) to deallocate
+//!        ├── Connect(peer) ──▶ CONNECTION-ID ──▶ data connection ── ConnectionBind ──▶ PeerStream
+//!        └── ConnectionAttempt(peer, CONNECTION-ID) ──▶ data connection ── ConnectionBind ──▶ PeerStream
+//! ```
+//!
+//! Every request sits in one table, keyed by transaction id, with what it asks for: the
+//! message is rebuilt from that and the current realm and nonce, so a 401 or 438 answer
+//! re-signs and resends the same request uniformly. Each request has a deadline; a timeout is
+//! an event, never a hang. Transaction ids come from a seeded generator.
+//!
+//! Once a data connection is bound it is a raw byte pipe to the peer: the client hands it to
+//! its owner as [`TurnEvent::PeerStream`] and then only relays bytes ([`TurnEvent::PeerData`],
+//! [`TurnClient::send`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stun_types::attribute::{
+    AttributeStaticType as _, ErrorCode, MessageIntegrity, Nonce, Realm, Software, Username,
+    XorMappedAddress,
+};
+use stun_types::message::{
+    IntegrityAlgorithm, LongTermCredentials, Message, MessageClass, MessageIntegrityCredentials,
+    MessageType, MessageWrite, MessageWriteExt, MessageWriteVec, Method, TransactionId,
+};
+use turn_types::attribute::{
+    ConnectionId, Lifetime, RequestedAddressFamily, RequestedTransport, XorPeerAddress,
+    XorRelayedAddress,
+};
+use turn_types::message::{
+    ALLOCATE, CONNECT, CONNECTION_ATTEMPT, CONNECTION_BIND, CREATE_PERMISSION, REFRESH,
+};
+
+use super::codec::StunStream;
+use super::error::TurnError;
+use crate::io::{ConnId, Endpoint, Input, Output};
+use crate::rng::SeededRng;
+use crate::timer::Timers;
+
+/// IANA protocol number of TCP, for REQUESTED-TRANSPORT (RFC 6062).
+const TCP: u8 = 6;
+/// Permissions last 5 minutes on the server; refresh a minute before.
+pub const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
+/// How many times a request is re-signed after 438 before giving up.
+const MAX_STALE_NONCE: u8 = 3;
+/// The SOFTWARE attribute we send.
+const SOFTWARE: &str = "ferry";
+
+/// Which address family the relay is in (RFC 6156: one allocation per family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    /// An IPv4 relayed address.
+    V4,
+    /// An IPv6 relayed address.
+    V6,
+}
+
+/// How to reach and use a TURN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// The server's TCP address.
+    pub server: SocketAddr,
+    /// Long-term credential username.
+    pub username: String,
+    /// Long-term credential password.
+    pub password: String,
+    /// The relayed address's family.
+    pub family: Family,
+    /// The allocation lifetime to ask for.
+    pub lifetime: Duration,
+    /// How long a request may wait for its answer (Jami: 10 s).
+    pub request_timeout: Duration,
+    /// How long a TCP connection to the server may take.
+    pub connect_timeout: Duration,
+}
+
+impl TurnConfig {
+    /// A configuration with Ferry's defaults: IPv4, 600 s lifetime, 10 s timeouts.
+    pub fn new(
+        server: SocketAddr,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> TurnConfig {
+        TurnConfig {
+            server,
+            username: username.into(),
+            password: password.into(),
+            family: Family::V4,
+            lifetime: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the TURN client tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TurnEvent {
+    /// The allocation exists.
+    Allocated {
+        /// The relayed transport address: give it to peers as a relayed candidate.
+        relayed: SocketAddr,
+        /// Our address as the server sees it (server-reflexive).
+        mapped: SocketAddr,
+        /// How long the server keeps it without a refresh.
+        lifetime: Duration,
+    },
+    /// A refresh succeeded.
+    Refreshed {
+        /// The new lifetime.
+        lifetime: Duration,
+    },
+    /// The server installed (or refreshed) permissions for these addresses.
+    Permitted {
+        /// The addresses.
+        ips: Vec<IpAddr>,
+    },
+    /// The server refused permissions for these addresses.
+    PermissionFailed {
+        /// The addresses.
+        ips: Vec<IpAddr>,
+        /// Why.
+        error: TurnError,
+    },
+    /// A data connection to a peer is bound: from now on it carries the peer's raw bytes.
+    PeerStream {
+        /// The data connection.
+        conn: ConnId,
+        /// The peer.
+        peer: SocketAddr,
+        /// Whether the peer connected to our relay (ConnectionAttempt) rather than we to it.
+        incoming: bool,
+    },
+    /// Bytes from a peer on a bound data connection.
+    PeerData {
+        /// The data connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Bytes queued on a data connection left the driver's queue.
+    PeerWritable {
+        /// The data connection.
+        conn: ConnId,
+        /// How many bytes.
+        bytes: usize,
+    },
+    /// A data connection ended (the relay turns a peer's close into a reset).
+    PeerClosed {
+        /// The data connection.
+        conn: ConnId,
+    },
+    /// A connection to or from a peer could not be set up.
+    PeerConnectFailed {
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        error: TurnError,
+    },
+    /// The allocation failed or was lost; the client is done.
+    Failed {
+        /// Why.
+        error: TurnError,
+    },
+    /// The allocation was deleted on request; the client is done.
+    Deallocated,
+}
+
+/// What a request asks for: the request table's entries, from which the message is rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Allocate,
+    Refresh {
+        lifetime: Duration,
+    },
+    CreatePermission {
+        ips: Vec<IpAddr>,
+    },
+    Connect {
+        peer: SocketAddr,
+    },
+    ConnectionBind {
+        conn: ConnId,
+        id: u32,
+        peer: SocketAddr,
+        incoming: bool,
+    },
+}
+
+impl Request {
+    fn method(&self) -> Method {
+        match self {
+            Request::Allocate => ALLOCATE,
+            Request::Refresh { .. } => REFRESH,
+            Request::CreatePermission { .. } => CREATE_PERMISSION,
+            Request::Connect { .. } => CONNECT,
+            Request::ConnectionBind { .. } => CONNECTION_BIND,
+        }
+    }
+
+    /// The connection it travels on.
+    fn conn(&self, control: ConnId) -> ConnId {
+        match self {
+            Request::ConnectionBind { conn, .. } => *conn,
+            _ => control,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    request: Request,
+    deadline: Instant,
+    stale_nonces: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the control connection.
+    Connecting,
+    /// Allocate sent.
+    Allocating,
+    /// The allocation exists.
+    Allocated,
+    /// Refresh(0) sent.
+    Deallocating,
+    /// Over (failed or deallocated).
+    Done,
+}
+
+#[derive(Debug)]
+enum DataConn {
+    /// Opening the TCP connection to the server for `id`.
+    Opening {
+        id: u32,
+        peer: SocketAddr,
+        incoming: bool,
+    },
+    /// ConnectionBind sent; STUN until its answer.
+    Binding {
+        stream: StunStream,
+        peer: SocketAddr,
+    },
+    /// A raw pipe to the peer.
+    Bound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Permission {
+    /// Asked for, not yet requested from the server.
+    Wanted,
+    /// A CreatePermission for it is out.
+    Requesting,
+    /// Installed; refresh at this time.
+    Active { refresh_at: Instant },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Refresh,
+    Permissions,
+}
+
+/// A TURN-over-TCP client for one allocation.
+#[derive(Debug)]
+pub struct TurnClient {
+    config: TurnConfig,
+    rng: SeededRng,
+    state: State,
+    control: ConnId,
+    next_conn: u32,
+    stream: StunStream,
+    realm: Option<String>,
+    nonce: Option<String>,
+    pending: BTreeMap<u128, Pending>,
+    permissions: BTreeMap<IpAddr, Permission>,
+    /// Peers to Connect to once allocated.
+    queued_connects: Vec<SocketAddr>,
+    data: BTreeMap<ConnId, DataConn>,
+    relayed: Option<SocketAddr>,
+    timers: Timers<Timer>,
+    out: VecDeque<Output<TurnEvent>>,
+}
+
+impl TurnClient {
+    /// Starts: the first output opens the control connection. `seed` feeds transaction ids.
+    pub fn new(config: TurnConfig, seed: u64) -> TurnClient {
+        let control = ConnId::Connect(1);
+        let mut out = VecDeque::new();
+        out.push_back(Output::Connect {
+            conn: control,
+            remote: config.server,
+            local_port: None,
+            timeout: config.connect_timeout,
+        });
+        TurnClient {
+            config,
+            rng: SeededRng::new(seed),
+            state: State::Connecting,
+            control,
+            next_conn: 2,
+            stream: StunStream::new(),
+            realm: None,
+            nonce: None,
+            pending: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+            queued_connects: Vec::new(),
+            data: BTreeMap::new(),
+            relayed: None,
+            timers: Timers::new(),
+            out,
+        }
+    }
+
+    /// The relayed address, once allocated.
+    pub fn relayed(&self) -> Option<SocketAddr> {
+        self.relayed
+    }
+
+    /// Whether the client is over (failed or deallocated).
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Permits these peer addresses (ports are ignored by servers), now if allocated or as soon
+    /// as the allocation exists, and keeps them refreshed.
+    pub fn permit(&mut self, now: Instant, ips: impl IntoIterator<Item = IpAddr>) {
+        for ip in ips {
+            self.permissions.entry(ip).or_insert(Permission::Wanted);
+        }
+        self.flush_permissions(now);
+    }
+
+    /// Opens a relayed connection to `peer` (RFC 6062 Connect). The peer's address must be
+    /// permitted first. The result is a [`TurnEvent::PeerStream`] or
+    /// [`TurnEvent::PeerConnectFailed`].
+    pub fn connect_peer(&mut self, now: Instant, peer: SocketAddr) {
+        match self.state {
+            State::Allocated => self.request(now, Request::Connect { peer }),
+            State::Connecting | State::Allocating => self.queued_connects.push(peer),
+            State::Deallocating | State::Done => self.event(TurnEvent::PeerConnectFailed {
+                peer,
+                error: TurnError::AllocationMismatch,
+            }),
+        }
+    }
+
+    /// Sends bytes to the peer of a bound data connection.
+    pub fn send(&mut self, conn: ConnId, data: Bytes) -> Result<(), crate::Error> {
+        match self.data.get(&conn) {
+            Some(DataConn::Bound) => {
+                self.out.push_back(Output::Send { conn, data });
+                Ok(())
+            }
+            _ => Err(crate::Error::NotNow(
+                "send: not a bound TURN data connection",
+            )),
+        }
+    }
+
+    /// Closes a data connection.
+    pub fn close_peer(&mut self, conn: ConnId) {
+        if self.data.remove(&conn).is_some() {
+            self.out.push_back(Output::Close { conn });
+        }
+    }
+
+    /// Deletes the allocation (Refresh with lifetime 0), then closes every connection.
+    pub fn deallocate(&mut self, now: Instant) {
+        match self.state {
+            State::Allocated => {
+                self.state = State::Deallocating;
+                self.timers.clear_all();
+                self.request(
+                    now,
+                    Request::Refresh {
+                        lifetime: Duration::ZERO,
+                    },
+                );
+            }
+            State::Connecting | State::Allocating => self.finish(TurnEvent::Deallocated),
+            State::Deallocating | State::Done => {}
+        }
+    }
+
+    fn next_transaction(&mut self) -> TransactionId {
+        self.rng.transaction_id()
+    }
+
+    fn credentials(&self) -> Option<MessageIntegrityCredentials> {
+        let realm = self.realm.clone()?;
+        Some(
+            LongTermCredentials::new(self.config.username.clone(), self.config.password.clone())
+                .to_key(realm)
+                .into(),
+        )
+    }
+
+    /// Builds and sends `request` as a new transaction, signed when a realm is known.
+    fn request(&mut self, now: Instant, request: Request) {
+        self.request_with(now, request, 0);
+    }
+
+    fn request_with(&mut self, now: Instant, request: Request, stale_nonces: u8) {
+        let tid = self.next_transaction();
+        let bytes = match self.encode(&request, tid) {
+            Ok(b) => b,
+            Err(what) => {
+                // Only our own inputs (a name too long for STUN, say) can get here.
+                return self.fail_request(&request, TurnError::BadResponse(what));
+            }
+        };
+        let conn = request.conn(self.control);
+        self.pending.insert(
+            u128::from(tid),
+            Pending {
+                request,
+                deadline: now + self.config.request_timeout,
+                stale_nonces,
+            },
+        );
+        self.out.push_back(Output::Send { conn, data: bytes });
+    }
+
+    fn encode(&self, request: &Request, tid: TransactionId) -> Result<Bytes, &'static str> {
+        let mtype = MessageType::from_class_method(MessageClass::Request, request.method());
+        let mut msg = Message::builder(mtype, tid, MessageWriteVec::new());
+        let bad = |_| "cannot encode the request";
+        match request {
+            Request::Allocate => {
+                msg.add_attribute(&RequestedTransport::new(TCP))
+                    .map_err(bad)?;
+                msg.add_attribute(&Lifetime::new(self.config.lifetime.as_secs() as u32))
+                    .map_err(bad)?;
+                if self.config.family == Family::V6 {
+                    msg.add_attribute(&RequestedAddressFamily::new(
+                        stun_types::AddressFamily::IPV6,
+                    ))
+                    .map_err(bad)?;
+                }
+            }
+            Request::Refresh { lifetime } => {
+                msg.add_attribute(&Lifetime::new(lifetime.as_secs() as u32))
+                    .map_err(bad)?;
+            }
+            Request::CreatePermission { ips } => {
+                for ip in ips {
+                    msg.add_attribute(&XorPeerAddress::new(SocketAddr::new(*ip, 0), tid))
+                        .map_err(bad)?;
+                }
+            }
+            Request::Connect { peer } => {
+                msg.add_attribute(&XorPeerAddress::new(*peer, tid))
+                    .map_err(bad)?;
+            }
+            Request::ConnectionBind { id, .. } => {
+                msg.add_attribute(&ConnectionId::new(*id)).map_err(bad)?;
+            }
+        }
+        msg.add_attribute(&Software::new(SOFTWARE).map_err(bad)?)
+            .map_err(bad)?;
+        if let (Some(realm), Some(nonce), Some(creds)) =
+            (&self.realm, &self.nonce, self.credentials())
+        {
+            msg.add_attribute(&Username::new(&self.config.username).map_err(bad)?)
+                .map_err(bad)?;
+            msg.add_attribute(&Realm::new(realm).map_err(bad)?)
+                .map_err(bad)?;
+            msg.add_attribute(&Nonce::new(nonce).map_err(bad)?)
+                .map_err(bad)?;
+            msg.add_message_integrity(&creds, IntegrityAlgorithm::Sha1)
+                .map_err(bad)?;
+        }
+        msg.add_fingerprint().map_err(bad)?;
+        Ok(Bytes::from(msg.finish()))
+    }
+
+    fn on_control_bytes(&mut self, now: Instant, data: &[u8]) {
+        self.stream.push(data);
+        loop {
+            match self.stream.next_message() {
+                Ok(Some(msg)) => self.on_message(now, &msg),
+                Ok(None) => return,
+                Err(_) => {
+                    return self.finish(TurnEvent::Failed {
+                        error: TurnError::BadResponse("not STUN on the control connection"),
+                    });
+                }
+            }
+            if self.state == State::Done {
+                return;
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, bytes: &[u8]) {
+        let Ok(msg) = Message::from_bytes(bytes) else {
+            // A damaged message is dropped; its transaction will time out.
+            return;
+        };
+        if msg.has_class(MessageClass::Indication) {
+            if msg.has_method(CONNECTION_ATTEMPT) {
+                self.on_connection_attempt(now, &msg);
+            }
+            return;
+        }
+        if !msg.is_response() {
+            return;
+        }
+        let tid = msg.transaction_id();
+        let Some(pending) = self.pending.remove(&u128::from(tid)) else {
+            return;
+        };
+        if pending.request.method() != msg.method() {
+            self.pending.insert(u128::from(tid), pending);
+            return;
+        }
+        // A response to a signed request must carry a valid integrity, or it is not the server's.
+        if msg.has_attribute(MessageIntegrity::TYPE) {
+            if let Some(creds) = self.credentials() {
+                if msg.validate_integrity(&creds).is_err() {
+                    self.pending.insert(u128::from(tid), pending);
+                    return;
+                }
+            }
+        }
+        if msg.has_class(MessageClass::Success) {
+            self.on_success(now, pending.request, &msg);
+        } else {
+            self.on_error(now, pending, &msg);
+        }
+    }
+
+    fn on_success(&mut self, now: Instant, request: Request, msg: &Message<'_>) {
+        let tid = msg.transaction_id();
+        match request {
+            Request::Allocate => {
+                let relayed = msg.attribute::<XorRelayedAddress>().map(|a| a.addr(tid));
+                let mapped = msg.attribute::<XorMappedAddress>().map(|a| a.addr(tid));
+                let lifetime = msg
+                    .attribute::<Lifetime>()
+                    .map(|l| Duration::from_secs(l.seconds().into()));
+                let (Ok(relayed), Ok(mapped), Ok(lifetime)) = (relayed, mapped, lifetime) else {
+                    return self.finish(TurnEvent::Failed {
+                        error: TurnError::BadResponse("Allocate success without its addresses"),
+                    });
+                };
+                self.state = State::Allocated;
+                self.relayed = Some(relayed);
+                self.timers.set(Timer::Refresh, now + lifetime / 2);
+                self.event(TurnEvent::Allocated {
+                    relayed,
+                    mapped,
+                    lifetime,
+                });
+                self.flush_permissions(now);
+                for peer in std::mem::take(&mut self.queued_connects) {
+                    self.request(now, Request::Connect { peer });
+                }
+            }
+            Request::Refresh { lifetime } if lifetime.is_zero() => self.deallocated(),
+            Request::Refresh { .. } => {
+                let lifetime = msg
+                    .attribute::<Lifetime>()
+                    .map(|l| Duration::from_secs(l.seconds().into()))
+                    .unwrap_or(self.config.lifetime);
+                self.timers.set(Timer::Refresh, now + lifetime / 2);
+                self.event(TurnEvent::Refreshed { lifetime });
+            }
+            Request::CreatePermission { ips } => {
+                for ip in &ips {
+                    self.permissions.insert(
+                        *ip,
+                        Permission::Active {
+                            refresh_at: now + PERMISSION_REFRESH,
+                        },
+                    );
+                }
+                self.arm_permission_timer();
+                self.event(TurnEvent::Permitted { ips });
+            }
+            Request::Connect { peer } => {
+                let Ok(id) = msg.attribute::<ConnectionId>().map(|c| c.id()) else {
+                    return self.event(TurnEvent::PeerConnectFailed {
+                        peer,
+                        error: TurnError::BadResponse("Connect success without CONNECTION-ID"),
+                    });
+                };
+                self.open_data(id, peer, false);
+            }
+            Request::ConnectionBind {
+                conn,
+                peer,
+                incoming,
+                ..
+            } => {
+                let rest = match self.data.insert(conn, DataConn::Bound) {
+                    Some(DataConn::Binding { mut stream, .. }) => stream.take_rest(),
+                    _ => Bytes::new(),
+                };
+                self.event(TurnEvent::PeerStream {
+                    conn,
+                    peer,
+                    incoming,
+                });
+                if !rest.is_empty() {
+                    self.event(TurnEvent::PeerData { conn, data: rest });
+                }
+            }
+        }
+    }
+
+    fn on_error(&mut self, now: Instant, pending: Pending, msg: &Message<'_>) {
+        let (code, reason) = match msg.attribute::<ErrorCode>() {
+            Ok(e) => (e.code(), e.reason().to_owned()),
+            Err(_) => (0, "error response without ERROR-CODE".to_owned()),
+        };
+        let realm = msg.attribute::<Realm>().ok().map(|r| r.realm().to_owned());
+        let nonce = msg.attribute::<Nonce>().ok().map(|n| n.nonce().to_owned());
+        match code {
+            // The challenge: sign and resend, once. A 401 to a signed request is a wrong password.
+            401 if self.nonce.is_none() || self.realm != realm => {
+                if let (Some(realm), Some(nonce)) = (realm, nonce) {
+                    self.realm = Some(realm);
+                    self.nonce = Some(nonce);
+                    return self.request_with(now, pending.request, pending.stale_nonces);
+                }
+                self.fail_request(
+                    &pending.request,
+                    TurnError::BadResponse("401 without REALM and NONCE"),
+                )
+            }
+            438 => {
+                if pending.stale_nonces >= MAX_STALE_NONCE {
+                    return self.fail_request(&pending.request, TurnError::StaleNonceLoop);
+                }
+                if let Some(nonce) = nonce {
+                    self.nonce = Some(nonce);
+                }
+                if realm.is_some() {
+                    self.realm = realm;
+                }
+                self.request_with(now, pending.request, pending.stale_nonces + 1)
+            }
+            code => self.fail_request(&pending.request, TurnError::from_code(code, &reason)),
+        }
+    }
+
+    /// Reports a request's failure in the terms of what it was for.
+    fn fail_request(&mut self, request: &Request, error: TurnError) {
+        match request {
+            Request::Allocate => self.finish(TurnEvent::Failed { error }),
+            Request::Refresh { lifetime } if lifetime.is_zero() => self.deallocated(),
+            Request::Refresh { .. } => self.finish(TurnEvent::Failed { error }),
+            Request::CreatePermission { ips } => {
+                for ip in ips {
+                    self.permissions.remove(ip);
+                }
+                self.event(TurnEvent::PermissionFailed {
+                    ips: ips.clone(),
+                    error,
+                });
+            }
+            Request::Connect { peer } => {
+                self.event(TurnEvent::PeerConnectFailed { peer: *peer, error })
+            }
+            Request::ConnectionBind { conn, peer, .. } => {
+                if self.data.remove(conn).is_some() {
+                    self.out.push_back(Output::Close { conn: *conn });
+                }
+                self.event(TurnEvent::PeerConnectFailed { peer: *peer, error });
+            }
+        }
+    }
+
+    fn on_connection_attempt(&mut self, now: Instant, msg: &Message<'_>) {
+        let _ = now;
+        if self.state != State::Allocated {
+            return;
+        }
+        let tid = msg.transaction_id();
+        let (Ok(id), Ok(peer)) = (
+            msg.attribute::<ConnectionId>(),
+            msg.attribute::<XorPeerAddress>(),
+        ) else {
+            return;
+        };
+        self.open_data(id.id(), peer.addr(tid), true);
+    }
+
+    fn open_data(&mut self, id: u32, peer: SocketAddr, incoming: bool) {
+        let conn = ConnId::Connect(self.next_conn);
+        self.next_conn += 1;
+        self.data
+            .insert(conn, DataConn::Opening { id, peer, incoming });
+        self.out.push_back(Output::Connect {
+            conn,
+            remote: self.config.server,
+            local_port: None,
+            timeout: self.config.connect_timeout,
+        });
+    }
+
+    fn flush_permissions(&mut self, now: Instant) {
+        if self.state != State::Allocated {
+            return;
+        }
+        let due: Vec<IpAddr> = self
+            .permissions
+            .iter()
+            .filter(|(_, p)| match p {
+                Permission::Wanted => true,
+                Permission::Requesting => false,
+                Permission::Active { refresh_at } => *refresh_at <= now,
+            })
+            .map(|(ip, _)| *ip)
+            .filter(|ip| self.same_family(ip))
+            .collect();
+        if due.is_empty() {
+            return self.arm_permission_timer();
+        }
+        for ip in &due {
+            self.permissions.insert(*ip, Permission::Requesting);
+        }
+        self.request(now, Request::CreatePermission { ips: due });
+        self.arm_permission_timer();
+    }
+
+    /// A relay of one family relays to peers of that family only.
+    fn same_family(&self, ip: &IpAddr) -> bool {
+        matches!(
+            (self.config.family, ip),
+            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
+        )
+    }
+
+    fn arm_permission_timer(&mut self) {
+        let next = self
+            .permissions
+            .values()
+            .filter_map(|p| match p {
+                Permission::Active { refresh_at } => Some(*refresh_at),
+                _ => None,
+            })
+            .min();
+        match next {
+            Some(at) => self.timers.set(Timer::Permissions, at),
+            None => self.timers.clear(Timer::Permissions),
+        }
+    }
+
+    fn deallocated(&mut self) {
+        self.finish(TurnEvent::Deallocated);
+    }
+
+    /// Ends the client: closes every connection and reports `event`.
+    fn finish(&mut self, event: TurnEvent) {
+        if self.state == State::Done {
+            return;
+        }
+        self.state = State::Done;
+        self.timers.clear_all();
+        self.pending.clear();
+        for (conn, _) in std::mem::take(&mut self.data) {
+            self.out.push_back(Output::Close { conn });
+        }
+        self.out.push_back(Output::Close { conn: self.control });
+        self.relayed = None;
+        for peer in std::mem::take(&mut self.queued_connects) {
+            self.event(TurnEvent::PeerConnectFailed {
+                peer,
+                error: TurnError::ControlLost,
+            });
+        }
+        self.event(event);
+    }
+
+    fn event(&mut self, event: TurnEvent) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn on_data_input(&mut self, now: Instant, conn: ConnId, input: Input) {
+        let Some(state) = self.data.get_mut(&conn) else {
+            return;
+        };
+        match (state, input) {
+            (DataConn::Opening { id, peer, incoming }, Input::Connected { .. }) => {
+                let (id, peer, incoming) = (*id, *peer, *incoming);
+                self.data.insert(
+                    conn,
+                    DataConn::Binding {
+                        stream: StunStream::new(),
+                        peer,
+                    },
+                );
+                self.request(
+                    now,
+                    Request::ConnectionBind {
+                        conn,
+                        id,
+                        peer,
+                        incoming,
+                    },
+                );
+            }
+            (DataConn::Opening { peer, .. }, Input::ConnectFailed { error, .. }) => {
+                let peer = *peer;
+                self.data.remove(&conn);
+                self.event(TurnEvent::PeerConnectFailed {
+                    peer,
+                    error: TurnError::Unreachable(error),
+                });
+            }
+            (DataConn::Binding { stream, .. }, Input::Received { data, .. }) => {
+                stream.push(&data);
+                // Exactly one message, the ConnectionBind answer, comes before the peer's bytes.
+                match stream.next_message() {
+                    Ok(Some(msg)) => self.on_message(now, &msg),
+                    Ok(None) => {}
+                    Err(_) => {
+                        let peer = match self.data.remove(&conn) {
+                            Some(DataConn::Binding { peer, .. }) => peer,
+                            _ => return,
+                        };
+                        self.out.push_back(Output::Close { conn });
+                        self.event(TurnEvent::PeerConnectFailed {
+                            peer,
+                            error: TurnError::BadResponse(
+                                "not STUN before ConnectionBind's answer",
+                            ),
+                        });
+                    }
+                }
+            }
+            (DataConn::Bound, Input::Received { data, .. }) => {
+                self.event(TurnEvent::PeerData { conn, data })
+            }
+            (DataConn::Bound, Input::Writable { bytes, .. }) => {
+                self.event(TurnEvent::PeerWritable { conn, bytes })
+            }
+            (_, Input::HalfClosed { .. } | Input::Closed { .. } | Input::Reset { .. }) => {
+                let was = self.data.remove(&conn);
+                // The pending bind, if any, fails with the connection.
+                self.pending.retain(|_, p| !matches!(p.request, Request::ConnectionBind { conn: c, .. } if c == conn));
+                self.out.push_back(Output::Close { conn });
+                match was {
+                    Some(DataConn::Bound) => self.event(TurnEvent::PeerClosed { conn }),
+                    Some(DataConn::Binding { peer, .. } | DataConn::Opening { peer, .. }) => self
+                        .event(TurnEvent::PeerConnectFailed {
+                            peer,
+                            error: TurnError::ConnectionFailed,
+                        }),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn expire_requests(&mut self, now: Instant) {
+        let expired: Vec<u128> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for tid in expired {
+            if let Some(p) = self.pending.remove(&tid) {
+                self.fail_request(&p.request, TurnError::Timeout);
+            }
+        }
+    }
+}
+
+impl Endpoint for TurnClient {
+    type Event = TurnEvent;
+
+    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), crate::Error> {
+        let conn = match &input {
+            Input::Connected { conn, .. }
+            | Input::ConnectFailed { conn, .. }
+            | Input::Received { conn, .. }
+            | Input::Writable { conn, .. }
+            | Input::HalfClosed { conn }
+            | Input::Closed { conn }
+            | Input::Reset { conn } => *conn,
+            _ => {
+                return Err(crate::Error::UnexpectedInput(
+                    "a TURN client has no listener, DHT or files",
+                ));
+            }
+        };
+        if conn != self.control {
+            self.on_data_input(now, conn, input);
+            return Ok(());
+        }
+        if self.state == State::Done {
+            return Ok(());
+        }
+        match input {
+            Input::Connected { .. } if self.state == State::Connecting => {
+                self.state = State::Allocating;
+                self.request(now, Request::Allocate);
+            }
+            Input::ConnectFailed { error, .. } => self.finish(TurnEvent::Failed {
+                error: TurnError::Unreachable(error),
+            }),
+            Input::Received { data, .. } => self.on_control_bytes(now, &data),
+            Input::HalfClosed { .. } | Input::Closed { .. } | Input::Reset { .. } => {
+                if self.state == State::Deallocating {
+                    self.deallocated();
+                } else {
+                    self.finish(TurnEvent::Failed {
+                        error: TurnError::ControlLost,
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.expire_requests(now);
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Refresh if self.state == State::Allocated => {
+                    self.request(
+                        now,
+                        Request::Refresh {
+                            lifetime: self.config.lifetime,
+                        },
+                    );
+                }
+                Timer::Permissions => self.flush_permissions(now),
+                Timer::Refresh => {}
+            }
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output<TurnEvent>> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let request = self.pending.values().map(|p| p.deadline).min();
+        [self.timers.next(), request].into_iter().flatten().min()
+    }
+}
+
+/// Addresses of permissions currently installed or asked for, in order (for tests and traces).
+impl TurnClient {
+    /// Every address the client keeps a permission for.
+    pub fn permitted(&self) -> BTreeSet<IpAddr> {
+        self.permissions
+            .iter()
+            .filter(|(_, p)| matches!(p, Permission::Active { .. }))
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+}

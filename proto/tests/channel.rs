@@ -1,0 +1,199 @@
+//! The channel multiplexer: two sides wired back to back.
+
+use bytes::BytesMut;
+use ferry_proto::channel::{ChannelError, MAX_UNIT, Mux, MuxError, MuxEvent, Side, encode_unit};
+
+/// Moves every pending unit from `a` to `b`, in pieces of `step` bytes.
+fn carry(a: &mut Mux, b: &mut Mux, step: usize) {
+    let mut wire = Vec::new();
+    while let Some(t) = a.poll_transmit() {
+        wire.extend_from_slice(&t);
+    }
+    for piece in wire.chunks(step.max(1)) {
+        b.handle_bytes(piece).expect("well-formed units");
+    }
+}
+
+fn events(m: &mut Mux) -> Vec<MuxEvent> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+#[test]
+fn open_accept_data_both_ways_and_end_whatever_the_split() {
+    for step in [1, 2, 3, 7, 100, 70_000] {
+        let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+        let ch = c.open("file-transfer://42").expect("open");
+        assert_eq!(ch % 2, 1, "the client picks odd numbers");
+        carry(&mut c, &mut s, step);
+        assert_eq!(
+            events(&mut s),
+            [MuxEvent::OpenRequest {
+                channel: ch,
+                name: "file-transfer://42".into()
+            }]
+        );
+        s.accept(ch).expect("offered");
+        carry(&mut s, &mut c, step);
+        assert_eq!(events(&mut c), [MuxEvent::Opened { channel: ch }]);
+        let big = vec![5u8; MAX_UNIT + 10];
+        c.send(ch, &big).expect("open");
+        s.send(ch, b"GO 0\n").expect("open");
+        carry(&mut c, &mut s, step);
+        carry(&mut s, &mut c, step);
+        let got: Vec<u8> = events(&mut s)
+            .into_iter()
+            .flat_map(|e| match e {
+                MuxEvent::Data { data, .. } => data.to_vec(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, big, "step {step}");
+        assert_eq!(
+            events(&mut c),
+            [MuxEvent::Data {
+                channel: ch,
+                data: "GO 0\n".into()
+            }]
+        );
+        c.end(ch).expect("open");
+        carry(&mut c, &mut s, step);
+        assert_eq!(events(&mut s), [MuxEvent::Ended { channel: ch }]);
+        assert_eq!(
+            s.send(ch, b"still allowed"),
+            Ok(()),
+            "the other direction stays open"
+        );
+        s.end(ch).expect("open");
+        carry(&mut s, &mut c, step);
+        assert_eq!(
+            events(&mut c),
+            [
+                MuxEvent::Data {
+                    channel: ch,
+                    data: "still allowed".into()
+                },
+                MuxEvent::Ended { channel: ch }
+            ]
+        );
+        assert_eq!(
+            (c.channels(), s.channels()),
+            (0, 0),
+            "both ended: the channel is gone"
+        );
+    }
+}
+
+#[test]
+fn crossing_requests_never_collide_and_declines_are_heard() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let a = c.open("a").expect("open");
+    let b = s.open("b").expect("open");
+    assert_ne!(a, b);
+    assert_eq!(b % 2, 0);
+    carry(&mut c, &mut s, 5);
+    carry(&mut s, &mut c, 5);
+    assert_eq!(
+        events(&mut c),
+        [MuxEvent::OpenRequest {
+            channel: b,
+            name: "b".into()
+        }]
+    );
+    assert_eq!(
+        events(&mut s),
+        [MuxEvent::OpenRequest {
+            channel: a,
+            name: "a".into()
+        }]
+    );
+    s.decline(a).expect("offered");
+    carry(&mut s, &mut c, 5);
+    assert_eq!(events(&mut c), [MuxEvent::Declined { channel: a }]);
+    assert_eq!(c.send(a, b"x"), Err(ChannelError::NotOpen(a)));
+    assert_eq!(
+        s.accept(a),
+        Err(ChannelError::NotOpen(a)),
+        "already answered"
+    );
+}
+
+#[test]
+fn a_request_on_the_wrong_parity_is_declined_and_stray_data_dropped() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    // A broken (or hostile) client asks for an even channel: the server declines it.
+    let mut wire = BytesMut::new();
+    let control = rmp_serde::to_vec_named(&serde_json_like(2)).expect("encode");
+    encode_unit(0, &control, &mut wire);
+    encode_unit(9, b"data for a channel nobody opened", &mut wire);
+    s.handle_bytes(&wire).expect("well-formed");
+    assert!(events(&mut s).is_empty());
+    carry(&mut s, &mut c, 100);
+    assert!(
+        events(&mut c).is_empty(),
+        "a decline for something the client never asked is ignored"
+    );
+}
+
+#[derive(serde::Serialize)]
+struct Request {
+    name: String,
+    channel: u16,
+    state: u8,
+}
+
+fn serde_json_like(channel: u16) -> Request {
+    Request {
+        name: "x".into(),
+        channel,
+        state: 0,
+    }
+}
+
+#[test]
+fn malformed_streams_are_errors_that_stay() {
+    let cases: [(&[u8], MuxError); 4] = [
+        (
+            b"\x93\x01\xc4\x00",
+            MuxError::Malformed("a unit is a two-element array"),
+        ),
+        (
+            b"\x92\xd0\x01",
+            MuxError::Malformed("a channel is an unsigned 16-bit integer"),
+        ),
+        (
+            b"\x92\x01\xa1x",
+            MuxError::Malformed("data is a msgpack bin"),
+        ),
+        (b"\x92\x01\xc6\x00\x01\x00\x00", MuxError::TooLarge(65_536)),
+    ];
+    for (wire, want) in cases {
+        let mut m = Mux::new(Side::Server);
+        assert_eq!(m.handle_bytes(wire), Err(want));
+        assert!(
+            m.handle_bytes(b"\x92\x01\xc4\x00").is_err(),
+            "once broken, always broken"
+        );
+    }
+}
+
+#[test]
+fn unit_bytes_are_msgpack() {
+    let mut out = BytesMut::new();
+    encode_unit(3, b"hi", &mut out);
+    assert_eq!(&out[..], b"\x92\x03\xc4\x02hi");
+    let decoded: (u16, serde_bytes::ByteBuf) =
+        rmp_serde::from_slice(&out).expect("a msgpack array");
+    assert_eq!((decoded.0, decoded.1.into_vec()), (3, b"hi".to_vec()));
+    out.clear();
+    encode_unit(300, &[0u8; 300], &mut out);
+    assert_eq!(&out[..6], b"\x92\xcd\x01\x2c\xc5\x01");
+}
+
+#[test]
+fn too_many_channels_are_refused() {
+    let mut c = Mux::new(Side::Client);
+    for _ in 0..ferry_proto::channel::MAX_CHANNELS {
+        c.open("x").expect("room");
+    }
+    assert_eq!(c.open("one more"), Err(ChannelError::TooMany));
+}
