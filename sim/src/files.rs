@@ -117,11 +117,11 @@ impl Files {
         let file = op.file();
         let fail = |error: FileError| FileResult::Failed { file, error };
         match op {
-            FileOp::OpenSource { file, source } => match self.sources.get(&source) {
+            FileOp::OpenSource { file, source } => match self.source(&source) {
                 Some(s) => {
                     let len = s.size;
                     let open = Open::Source {
-                        source: *s,
+                        source: s,
                         digest: Box::default(),
                     };
                     if self.open.insert(file, open).is_some() {
@@ -289,6 +289,22 @@ impl Files {
                 fail(FileError::Other("unsupported".into())),
                 Some(format!("unsupported {other:?}")),
             ),
+        }
+    }
+
+    /// A source by the name the host was given it, or, for a name `seed:<seed>:<len>`, the
+    /// file generated from that seed (the convention every Ferry test driver shares).
+    fn source(&self, name: &str) -> Option<Source> {
+        if let Some(s) = self.sources.get(name) {
+            return Some(*s);
+        }
+        let mut parts = name.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("seed"), Some(seed), Some(size), None) => Some(Source {
+                size: size.parse().ok()?,
+                seed: seed.parse().ok()?,
+            }),
+            _ => None,
         }
     }
 
