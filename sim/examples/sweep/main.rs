@@ -16,6 +16,9 @@
 //! neighbour may reach the first client through its NAT (hairpinning). Until
 //! Ferry's `Node` exists, the endpoints are [`Probe`]s; then whole transfers.
 //!
+//! Every fourth seed also runs whole Ferry nodes ([`nodes`]): a file sent from behind a
+//! random NAT must arrive verified.
+//!
 //! Invariants:
 //! - the I/O contract holds: no violation in the world, no breach seen by a probe;
 //! - every byte read is the byte sent at that offset, and a stream that closed cleanly
@@ -32,6 +35,8 @@
 //! - nothing leaks: no connection is alive once every endpoint let go;
 //! - the same seed run twice gives the same trace, byte for byte.
 #![allow(clippy::print_stdout)]
+
+mod nodes;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -101,7 +106,7 @@ fn dht_value(seed: u64, client: usize) -> Bytes {
     Bytes::from(format!("seed {seed} client {client}"))
 }
 
-fn pick_nat(rng: &mut SimRng) -> Nat {
+pub(crate) fn pick_nat(rng: &mut SimRng) -> Nat {
     let b = |rng: &mut SimRng| match rng.below(3) {
         0 => Behaviour::EndpointIndependent,
         1 => Behaviour::AddressDependent,
@@ -606,7 +611,7 @@ fn main() -> ExitCode {
     }
     let count = seeds.end - seeds.start;
     let mut events = 0;
-    let (mut simultaneous, mut hairpins, mut nat_drops) = (0, 0, 0);
+    let (mut simultaneous, mut hairpins, mut nat_drops, mut transfers) = (0, 0, 0, 0);
     for seed in seeds {
         let replay =
             format!("cargo run -p ferry-sim --release --example sweep -- --seed {seed} --trace");
@@ -638,6 +643,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         events += first.stats().events;
+        if seed % 4 == 0 {
+            let runs = (nodes::check(seed), nodes::check(seed));
+            match runs {
+                (Ok(a), Ok(b)) if a.trace() == b.trace() => {
+                    transfers += 1;
+                    events += a.stats().events;
+                }
+                (Ok(_), Ok(_)) => {
+                    println!("seed {seed}: two runs of the node world gave different traces");
+                    println!("replay: {replay}");
+                    return ExitCode::FAILURE;
+                }
+                (Err((why, world)), _) | (_, Err((why, world))) => {
+                    if let (true, Some(world)) = (trace, world) {
+                        print!("{}", world.trace());
+                    }
+                    println!("seed {seed} broke an invariant of the node world: {why}");
+                    println!("replay: {replay}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         // What the seeds exercised, so a green sweep is not a vacuous one.
         let lines = first.trace();
         simultaneous += u64::from(lines.contains("simultaneous open"));
@@ -653,7 +680,7 @@ fn main() -> ExitCode {
     }
     println!("{count} seeds passed ({events} events), every one twice with identical traces");
     println!(
-        "seeds with a simultaneous open: {simultaneous}, a hairpinned connection: {hairpins}, a SYN dropped by a NAT: {nat_drops}"
+        "seeds with a simultaneous open: {simultaneous}, a hairpinned connection: {hairpins}, a SYN dropped by a NAT: {nat_drops}, a whole node transfer: {transfers}"
     );
     ExitCode::SUCCESS
 }
