@@ -44,6 +44,8 @@
 //!   [`content`]); faults ([`fault`]); traces ([`record`]); randomness ([`rng`]).
 //! - [`Probe`] ([`probe`]): a scriptable test endpoint for the tests, the sweep and the
 //!   examples, which also checks that the simulator keeps the I/O contract.
+//! - [`turn_server`]: a TURN server (RFC 8656, RFC 6062) as a sans-IO endpoint, held to the
+//!   same client tests as coturn; any driver can run it, the world on a public host.
 //!
 //! # What the model leaves out, on purpose
 //!
@@ -71,8 +73,8 @@
 //!   order ([`files`]).
 //! - Accepted connections are named `a1`, `a2`, … per host, in order of acceptance.
 //!
-//! A TURN server (the `[sim-turn]` issue) will be one more [`ferry_proto::io::Endpoint`]
-//! on a public host: the world drives built-in servers exactly like any endpoint.
+//! Built-in servers are endpoints like any other: the TURN server runs on a public host of
+//! the world, driven exactly as a node is.
 
 mod builder;
 pub mod content;
@@ -89,6 +91,7 @@ mod queue;
 pub mod record;
 pub mod rng;
 mod tcp;
+pub mod turn_server;
 mod world;
 
 pub use builder::{BuildError, HostSpec, RouterSpec, WorldBuilder};

@@ -94,6 +94,16 @@ impl Coturn {
     }
 }
 
+impl crate::turn_suite::TurnFixture for Coturn {
+    fn v4(&self) -> SocketAddr {
+        Coturn::v4(self)
+    }
+
+    fn v6(&self) -> SocketAddr {
+        Coturn::v6(self)
+    }
+}
+
 impl Drop for Coturn {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -87,6 +87,9 @@ pub struct Lan {
     pub drop_puts: usize,
     /// Deliver each DHT value this many times.
     pub dht_copies: usize,
+    /// Bytes per second of each host's uplink.
+    pub bandwidth: u64,
+    busy_until: BTreeMap<usize, Instant>,
     listeners: BTreeMap<SocketAddr, (usize, ListenerId)>,
     conns: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -109,6 +112,8 @@ impl Lan {
             dht_latency: Duration::from_millis(50),
             drop_puts: 0,
             dht_copies: 1,
+            bandwidth: 50_000_000,
+            busy_until: BTreeMap::new(),
             listeners: BTreeMap::new(),
             conns: BTreeMap::new(),
             queue: BinaryHeap::new(),
@@ -296,10 +301,14 @@ impl Lan {
             }
             Output::Send { conn, data } => {
                 let len = data.len();
+                // The uplink sends one thing at a time: the bytes leave, then travel.
+                let start = self.busy_until.get(&h).copied().unwrap_or(now).max(now);
+                let sent = start + Duration::from_secs_f64(len as f64 / self.bandwidth as f64);
+                self.busy_until.insert(h, sent);
                 if let Some((r, rc)) = self.conns.get(&(h, conn)).copied() {
-                    self.schedule(now + self.latency, r, Input::Received { conn: rc, data });
+                    self.schedule(sent + self.latency, r, Input::Received { conn: rc, data });
                 }
-                self.schedule(now, h, Input::Writable { conn, bytes: len });
+                self.schedule(sent, h, Input::Writable { conn, bytes: len });
             }
             Output::Close { conn } | Output::HalfClose { conn } => {
                 if let Some((r, rc)) = self.conns.remove(&(h, conn)) {

@@ -6,6 +6,7 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
+//! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 
 pub mod content;
@@ -13,3 +14,4 @@ pub mod coturn;
 pub mod lan;
 pub mod pair;
 pub mod realnet;
+pub mod turn_suite;

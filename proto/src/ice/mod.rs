@@ -45,7 +45,7 @@
 //! # What an agent does, in order
 //!
 //! 1. [`Agent::new`] with the local candidates; [`Agent::local_description`] goes to the
-//!    peer. The overall ICE timeout starts now.
+//!    peer.
 //! 2. [`Agent::set_remote_description`] forms the check list. Checks start, one per pacing
 //!    interval (Ta): for each active pair, [`Output::Connect`], then on
 //!    [`Input::Connected`] a Binding request on that connection.

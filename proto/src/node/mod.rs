@@ -219,6 +219,8 @@ pub struct Node {
     next_connector: u32,
     by_device: BTreeMap<DeviceId, u32>,
     lookups: BTreeMap<DhtKey, AccountId>,
+    /// Every verified device announcement seen, by account.
+    known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
     groups: BTreeMap<TransferId, Group>,
     pending_subs: BTreeMap<TransferId, PendingSub>,
     transfers: BTreeMap<TransferId, TransferSlot>,
@@ -259,6 +261,7 @@ impl Node {
             next_connector: 1,
             by_device: BTreeMap::new(),
             lookups: BTreeMap::new(),
+            known: BTreeMap::new(),
             groups: BTreeMap::new(),
             pending_subs: BTreeMap::new(),
             transfers: BTreeMap::new(),
@@ -362,6 +365,15 @@ impl Node {
             done: 0,
             total: 0,
         }));
+        // Devices already known get their sub-transfer now; others as they announce.
+        let known: Vec<Announcement> = self
+            .known
+            .get(&account)
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default();
+        for a in known {
+            self.on_announcement(now, a);
+        }
         self.pump(now);
         group
     }
@@ -822,7 +834,13 @@ impl Node {
             return;
         };
         match Announcement::verify(&value, &account, &self.config.revocations) {
-            Ok(a) if a.device != me => self.on_announcement(now, a),
+            Ok(a) if a.device != me => {
+                self.known
+                    .entry(a.account)
+                    .or_default()
+                    .insert(a.device, a.clone());
+                self.on_announcement(now, a);
+            }
             Ok(_) => {}
             Err(_) => self.dropped.bad_announcements += 1,
         }

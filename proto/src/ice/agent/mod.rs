@@ -187,8 +187,11 @@ impl Agent {
         let ufrag = rng.hex(8);
         let pwd = rng.hex(24);
         let tie_breaker = rng.next_u64();
-        let mut timers = Timers::new();
-        timers.set(Timer::Overall, now + config.ice_timeout);
+        // The overall timeout starts with the checks, at the remote description: a requester
+        // makes its agent (for its description) long before the answer comes, and how long
+        // it waits for that answer is its owner's business.
+        let timers = Timers::new();
+        let _ = now;
         Agent {
             config,
             role,
@@ -433,6 +436,8 @@ impl Agent {
             return Err(Error::UnexpectedInput("remote ufrag or pwd is malformed"));
         }
         self.remote_credentials = Some((remote.ufrag, remote.pwd));
+        self.timers
+            .set(Timer::Overall, now + self.config.ice_timeout);
         self.list = CheckList::form(
             self.role,
             &self.local,
