@@ -72,6 +72,8 @@
 //! - Received files keep their length and digest, not their bytes, so writes must come in
 //!   order ([`files`]).
 //! - Accepted connections are named `a1`, `a2`, … per host, in order of acceptance.
+//! - A connection from a port to the same address and port (a TCP self-connect, which a
+//!   real kernel completes) is never established: it times out.
 //!
 //! Built-in servers are endpoints like any other: the TURN server runs on a public host of
 //! the world, driven exactly as a node is.
