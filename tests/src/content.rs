@@ -1,24 +1,10 @@
 //! File contents that are a pure function of a seed and an offset.
+//!
+//! The generator lives in the simulator (`ferry_sim::content`), which serves simulated
+//! files from it; this module re-exports it so the harnesses here and the simulator agree
+//! on every byte.
 
-/// The byte at `offset` of the file generated from `seed`.
-pub fn byte_at(seed: u64, offset: u64) -> u8 {
-    let word = splitmix64(seed ^ (offset / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    word.to_le_bytes()[(offset % 8) as usize]
-}
-
-/// `len` bytes of the file generated from `seed`, starting at `offset`.
-pub fn range(seed: u64, offset: u64, len: usize) -> Vec<u8> {
-    (offset..offset + len as u64)
-        .map(|o| byte_at(seed, o))
-        .collect()
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+pub use ferry_sim::content::{byte_at, fill, range};
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,184 @@
+//! The sweep's second world: whole Ferry nodes. Alice, behind a random NAT, firewall or
+//! none, sends a file of random size to Bob on the internet, over links of random latency,
+//! jitter and bandwidth and a DHT of random latency. Bob is always reachable (Alice opens
+//! the connection), so every seed must end with the file verified under its name on Bob's
+//! side and both nodes reporting the transfer finished.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ferry_proto::io::Event;
+use ferry_proto::node::{Node, NodeConfig};
+use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+use ferry_proto::transfer::{Status, TransferId};
+use ferry_sim::rng::SimRng;
+use ferry_sim::{DhtSpec, HostId, HostSpec, LinkSpec, RouterKind, RouterSpec, World};
+
+/// Unix time at virtual time zero: certificates are valid around it.
+const T0: u64 = 1_795_651_200;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn account(seed: u64, name: &str) -> Result<Account, String> {
+    let validity = Validity::days_from(T0 - 86_400, 365);
+    Account::from_seed(
+        &derive_seed(format!("sweep {seed}").as_bytes(), name),
+        validity,
+    )
+    .map_err(|e| format!("account: {e}"))
+}
+
+fn device(seed: u64, account: &Account, name: &str) -> Result<Device, String> {
+    let validity = Validity::days_from(T0 - 86_400, 365);
+    account
+        .add_device(
+            &derive_seed(format!("sweep {seed}").as_bytes(), name),
+            validity,
+        )
+        .map_err(|e| format!("device: {e}"))
+}
+
+fn node(
+    epoch: Instant,
+    account: &Account,
+    device: &Device,
+    seed: u64,
+    ip: IpAddr,
+) -> Result<Node, String> {
+    let anchor = UnixAnchor {
+        instant: epoch,
+        unix: Duration::from_secs(T0),
+    };
+    let announce = account
+        .announce(device)
+        .map_err(|e| format!("announce: {e}"))?;
+    Ok(Node::new(
+        epoch,
+        NodeConfig::new(device.clone(), announce, vec![ip], seed, anchor),
+    ))
+}
+
+fn link(rng: &mut SimRng) -> LinkSpec {
+    let l = LinkSpec::latency(ms(1 + rng.below(60))).with_jitter(ms(rng.below(10)));
+    if rng.chance(0.5) {
+        l.with_bandwidth(500_000 + rng.below(10_000_000))
+    } else {
+        l
+    }
+}
+
+fn incoming(world: &World, host: HostId) -> Option<TransferId> {
+    world
+        .events::<Event>(host)
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::IncomingTransfer { transfer, .. } => Some(*transfer),
+            _ => None,
+        })
+}
+
+fn finished(world: &World, host: HostId, t: TransferId) -> bool {
+    world.events::<Event>(host).iter().any(|(_, e)| {
+        matches!(e, Event::Status { transfer, status: Status::Finished, .. } if *transfer == t)
+    })
+}
+
+/// Runs the node world of `seed` and checks it.
+pub(crate) fn check(seed: u64) -> Result<World, (String, Option<Box<World>>)> {
+    let mut rng = SimRng::new(seed ^ 0x6e6f_6465);
+    let mut b = World::builder(seed);
+    let epoch = b.epoch();
+    let internet = b.internet();
+    b.dht(DhtSpec {
+        latency: ms(10 + rng.below(300)),
+        jitter: ms(rng.below(200)),
+        ..DhtSpec::default()
+    });
+    let fail = |e: String| (e, None);
+    let (alice, bob) = (
+        account(seed, "alice").map_err(fail)?,
+        account(seed, "bob").map_err(fail)?,
+    );
+    let (a1, b1) = (
+        device(seed, &alice, "a1").map_err(fail)?,
+        device(seed, &bob, "b1").map_err(fail)?,
+    );
+    let home = b.network("home");
+    let kind = match rng.below(4) {
+        0 => RouterKind::Open,
+        1 => RouterKind::Firewall,
+        _ => RouterKind::Nat(crate::pick_nat(&mut rng)),
+    };
+    let uplink = link(&mut rng);
+    b.router(
+        RouterSpec::new("home", internet, home)
+            .v4([203, 0, 113, 1])
+            .kind(kind)
+            .link(uplink),
+    );
+    let a_ip = if kind.translates() {
+        Ipv4Addr::new(192, 168, 1, 2)
+    } else {
+        Ipv4Addr::new(100, 64, 1, 2)
+    };
+    let b_ip = Ipv4Addr::new(198, 51, 100, 7);
+    let size = 1 + rng.below(3_000_000);
+    let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into()).map_err(fail)?;
+    let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into()).map_err(fail)?;
+    let ha = b.host(HostSpec::new("a1", home).v4(a_ip).link(link(&mut rng)), na);
+    let hb = b.host(
+        HostSpec::new("b1", internet).v4(b_ip).link(link(&mut rng)),
+        nb,
+    );
+    let mut world = b
+        .trace()
+        .build()
+        .map_err(|e| (format!("cannot build: {e}"), None))?;
+    let broke = |why: String, world: World| Err((why, Some(Box::new(world))));
+
+    world.run_for(Duration::from_secs(1));
+    let sent = world.with_endpoint(ha, |n: &mut Node, now| {
+        n.send_file(
+            now,
+            bob.id(),
+            format!("seed:{seed}:{size}"),
+            "sweep.bin".into(),
+        )
+    });
+    if sent.is_none() {
+        return broke("a1 is not a node".into(), world);
+    }
+    let mut offer = None;
+    while offer.is_none() && world.now() < Duration::from_secs(60) {
+        world.run_for(ms(50));
+        offer = incoming(&world, hb);
+    }
+    let Some(t) = offer else {
+        return broke("b1 never heard of the file".into(), world);
+    };
+    match world.with_endpoint(hb, |n: &mut Node, now| n.accept(now, t)) {
+        Some(Ok(())) => {}
+        other => return broke(format!("b1 could not accept: {other:?}"), world),
+    }
+    world.run_for(Duration::from_secs(120));
+    if let Some(v) = world.violations().first() {
+        return broke(format!("violation: {v}"), world);
+    }
+    let digest = ferry_sim::files::Source { size, seed }.digest();
+    match world.received_file(hb, "sweep.bin") {
+        Some(f) if (f.len, f.digest()) == (size, digest) => {}
+        Some(f) => {
+            return broke(
+                format!("b1 committed {} bytes that do not match", f.len),
+                world,
+            );
+        }
+        None => return broke(format!("b1 has no file through {kind:?}"), world),
+    }
+    if !finished(&world, hb, t) || !finished(&world, ha, t) {
+        return broke("a side never reported the transfer finished".into(), world);
+    }
+    Ok(world)
+}

@@ -1,0 +1,264 @@
+//! A model of the DHT as an endpoint sees it: put, listen (which also gets what is there),
+//! cancel; with latency, loss, duplication, reordering, and values that expire.
+//!
+//! The DHT stands for the whole internet outside the simulated topology: NATs and
+//! partitions do not affect it, but a host whose access link is down cannot reach it.
+//! Each delivery to a listener draws its own delay, loss and duplication, so two values
+//! put in one order may arrive in the other — as with OpenDHT, where nothing orders them.
+//! A put that is lost is answered `ok: false` (OpenDHT reports a failed put).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_proto::io::{DhtKey, Input};
+use ferry_proto::trace::{Direction, Summary};
+
+use crate::ids::HostId;
+use crate::queue::Ev;
+use crate::world::World;
+
+/// How the DHT behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DhtSpec {
+    /// Least one-way delay of a put or a delivery.
+    pub latency: Duration,
+    /// Extra delay drawn uniformly in `0..=jitter` for each put and each delivery.
+    pub jitter: Duration,
+    /// Probability that a put, or one delivery, is lost.
+    pub loss: f64,
+    /// Probability that a delivery arrives twice.
+    pub duplicate: f64,
+    /// How long a stored value lives (OpenDHT's default is 10 minutes).
+    pub ttl: Duration,
+    /// Values kept per key; past this the oldest go (bounded memory).
+    pub max_values: usize,
+}
+
+impl Default for DhtSpec {
+    fn default() -> Self {
+        DhtSpec {
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(100),
+            loss: 0.0,
+            duplicate: 0.0,
+            ttl: Duration::from_secs(600),
+            max_values: 64,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Stored {
+    value: Bytes,
+    expires: Duration,
+}
+
+/// The DHT's state.
+#[derive(Debug, Default)]
+pub(crate) struct Dht {
+    pub(crate) spec: DhtSpec,
+    store: BTreeMap<DhtKey, VecDeque<Stored>>,
+    listeners: BTreeMap<DhtKey, BTreeSet<HostId>>,
+    stores: u64,
+}
+
+/// Stores between two sweeps of expired values.
+const SWEEP_EVERY: u64 = 1024;
+
+impl Dht {
+    pub(crate) fn new(spec: DhtSpec) -> Dht {
+        Dht {
+            spec,
+            ..Dht::default()
+        }
+    }
+
+    pub(crate) fn values(&self, key: DhtKey, now: Duration) -> Vec<Bytes> {
+        self.store.get(&key).map_or_else(Vec::new, |vs| {
+            vs.iter()
+                .filter(|s| s.expires > now)
+                .map(|s| s.value.clone())
+                .collect()
+        })
+    }
+
+    /// Every so many stores, forgets every expired value, so keys nobody touches again do
+    /// not pile up: memory follows the values alive, not the values ever put.
+    fn sweep(&mut self, now: Duration) {
+        self.stores += 1;
+        if self.stores % SWEEP_EVERY != 0 {
+            return;
+        }
+        self.store.retain(|_, vs| {
+            vs.retain(|s| s.expires > now);
+            !vs.is_empty()
+        });
+    }
+
+    fn expire(&mut self, key: DhtKey, now: Duration) {
+        if let Some(vs) = self.store.get_mut(&key) {
+            vs.retain(|s| s.expires > now);
+            if vs.is_empty() {
+                self.store.remove(&key);
+            }
+        }
+    }
+}
+
+fn short(key: &DhtKey) -> String {
+    key.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl World {
+    fn dht_delay(&mut self) -> Duration {
+        self.dht.spec.latency + self.rng.up_to(self.dht.spec.jitter)
+    }
+
+    fn dht_reachable(&self, h: HostId) -> bool {
+        self.links[self.hosts[h.ix()].link].up
+    }
+
+    /// The answer to a put reaches its host.
+    pub(crate) fn dht_put_done(&mut self, to: HostId, key: DhtKey, ok: bool) {
+        if self.tracer.is_some() {
+            let text = format!(
+                "dht put {}… {}",
+                short(&key),
+                if ok { "stored" } else { "failed" }
+            );
+            self.note(to, Direction::Local, Summary::plain(text));
+        }
+        self.input(to, Input::DhtPutDone { key, ok });
+    }
+
+    pub(crate) fn dht_put(&mut self, h: HostId, key: DhtKey, value: Bytes) {
+        if self.tracer.is_some() {
+            let text = format!("dht put {}… {} bytes", short(&key), value.len());
+            self.note(h, Direction::Local, Summary::plain(text));
+        }
+        let delay = self.dht_delay();
+        if !self.dht_reachable(h) || self.rng.chance(self.dht.spec.loss) {
+            let back = delay + self.dht_delay();
+            self.queue.push(
+                self.now + back,
+                Ev::DhtPutDone {
+                    to: h,
+                    key,
+                    ok: false,
+                },
+            );
+            return;
+        }
+        self.queue.push(
+            self.now + delay,
+            Ev::DhtStore {
+                from: h,
+                key,
+                value,
+            },
+        );
+    }
+
+    pub(crate) fn dht_store(&mut self, from: HostId, key: DhtKey, value: Bytes) {
+        let now = self.now;
+        self.dht.expire(key, now);
+        self.dht.sweep(now);
+        let spec = self.dht.spec;
+        let values = self.dht.store.entry(key).or_default();
+        // The same bytes put again refresh the stored value instead of adding one.
+        if let Some(pos) = values.iter().position(|s| s.value == value) {
+            values.remove(pos);
+        }
+        if values.len() >= spec.max_values {
+            values.pop_front();
+        }
+        values.push_back(Stored {
+            value: value.clone(),
+            expires: now + spec.ttl,
+        });
+        let back = self.dht_delay();
+        self.queue.push(
+            now + back,
+            Ev::DhtPutDone {
+                to: from,
+                key,
+                ok: true,
+            },
+        );
+        let listeners: Vec<HostId> = self
+            .dht
+            .listeners
+            .get(&key)
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default();
+        for to in listeners {
+            self.dht_send(to, key, value.clone());
+        }
+    }
+
+    /// One delivery, with its own loss, delay and maybe a duplicate.
+    fn dht_send(&mut self, to: HostId, key: DhtKey, value: Bytes) {
+        if self.rng.chance(self.dht.spec.loss) {
+            return;
+        }
+        let copies = if self.rng.chance(self.dht.spec.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + self.dht_delay();
+            let value = value.clone();
+            self.queue.push(at, Ev::DhtDeliver { to, key, value });
+        }
+    }
+
+    pub(crate) fn dht_deliver(&mut self, to: HostId, key: DhtKey, value: Bytes) {
+        if !self.hosts[to.ix()].dht_listens.contains(&key) {
+            return;
+        }
+        if !self.dht_reachable(to) {
+            if self.tracer.is_some() {
+                let text = format!("dht value {}… lost: link down", short(&key));
+                self.note(to, Direction::Local, Summary::plain(text));
+            }
+            return;
+        }
+        if self.tracer.is_some() {
+            let text = format!("dht value {}… {} bytes", short(&key), value.len());
+            self.note(to, Direction::Local, Summary::plain(text));
+        }
+        self.input(to, Input::DhtValue { key, value });
+    }
+
+    pub(crate) fn dht_listen(&mut self, h: HostId, key: DhtKey) {
+        if self.tracer.is_some() {
+            let text = format!("dht listen {}…", short(&key));
+            self.note(h, Direction::Local, Summary::plain(text));
+        }
+        self.hosts[h.ix()].dht_listens.insert(key);
+        self.dht.listeners.entry(key).or_default().insert(h);
+        self.dht.expire(key, self.now);
+        if !self.dht_reachable(h) {
+            return;
+        }
+        for value in self.dht.values(key, self.now) {
+            self.dht_send(h, key, value);
+        }
+    }
+
+    pub(crate) fn dht_cancel(&mut self, h: HostId, key: DhtKey) {
+        if self.tracer.is_some() {
+            let text = format!("dht cancel listen {}…", short(&key));
+            self.note(h, Direction::Local, Summary::plain(text));
+        }
+        self.hosts[h.ix()].dht_listens.remove(&key);
+        if let Some(l) = self.dht.listeners.get_mut(&key) {
+            l.remove(&h);
+            if l.is_empty() {
+                self.dht.listeners.remove(&key);
+            }
+        }
+    }
+}
