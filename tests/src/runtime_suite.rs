@@ -38,6 +38,7 @@ macro_rules! runtime_suite {
             unlisten_closes_the_listener,
             connect_refused,
             connect_times_out,
+            connect_from_a_port_someone_else_holds,
             the_endpoint_timer_wakes_it,
             dht_values_between_two_drivers,
             files_through_the_driver,
@@ -447,6 +448,22 @@ pub fn connect_times_out<R: Runtime>() {
         _ => None,
     });
     assert_eq!(error, ConnectError::TimedOut);
+}
+
+/// A local port held by a socket that did not ask for port reuse cannot be shared:
+/// `ConnectFailed { LocalPortUnavailable }`.
+pub fn connect_from_a_port_someone_else_holds<R: Runtime>() {
+    let (mut p, _f) = probe::<R>(&DhtStore::new());
+    let (mut q, _g) = probe::<R>(&DhtStore::new());
+    let remote = listen(&mut q, 1, LOOPBACK);
+    let held = TcpListener::bind(LOOPBACK).expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let conn = connect(&p, 1, remote, Some(port));
+    let error = wait(&mut p, "ConnectFailed", |i| match i {
+        Input::ConnectFailed { conn: c, error } if *c == conn => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(error, ConnectError::LocalPortUnavailable);
 }
 
 /// The endpoint's deadline is honoured.
