@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
 use ferry_proto::io::{Endpoint, Input};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -136,7 +136,9 @@ impl<E: Endpoint> Driver<E> {
         Ok((driver, handle, events_rx))
     }
 
-    /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
+    /// Runs until every [`Handle`] is dropped, then closes every connection (its queued bytes
+    /// first, then a FIN) and returns once the peers closed too, or after [`CLOSE_LINGER`].
+    /// Dropping the future instead drops every socket at once.
     ///
     /// The application must keep taking [`Events`]: with a full event queue the driver waits
     /// for it (and TCP pushes back on the peers), which keeps memory bounded.
@@ -165,7 +167,7 @@ impl<E: Endpoint> Driver<E> {
             match wake {
                 Wake::Timeout => self.shell.handle_timeout(now),
                 Wake::Command(Some(command)) => self.shell.command(now, command),
-                Wake::Command(None) => return,
+                Wake::Command(None) => break,
                 Wake::Input(input) => self.shell.handle_input(now, input),
                 Wake::Socket(event) => self.shell.handle_socket(now, event),
             }
@@ -175,6 +177,26 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 };
                 self.shell.handle_socket(Instant::now(), event);
+            }
+        }
+        self.close().await;
+    }
+
+    /// Closes every connection and waits for them, at most [`CLOSE_LINGER`].
+    async fn close(mut self) {
+        let until = Instant::now() + CLOSE_LINGER;
+        self.shell.close_all(Instant::now());
+        while !self.shell.is_closed() && Instant::now() < until {
+            let deadline = self.shell.poll_timeout().map_or(until, |at| at.min(until));
+            let event = async {
+                Timer::at(deadline).await;
+                None
+            }
+            .or(async { Some(next(&self.sockets).await) })
+            .await;
+            match event {
+                Some(event) => self.shell.handle_socket(Instant::now(), event),
+                None => self.shell.handle_timeout(Instant::now()),
             }
         }
     }

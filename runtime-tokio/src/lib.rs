@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
 use ferry_proto::io::{Endpoint, Input};
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -123,7 +123,9 @@ impl<E: Endpoint> Driver<E> {
         Ok((driver, handle, events_rx))
     }
 
-    /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
+    /// Runs until every [`Handle`] is dropped, then closes every connection (its queued bytes
+    /// first, then a FIN) and returns once the peers closed too, or after [`CLOSE_LINGER`].
+    /// Dropping the future instead drops every socket at once.
     ///
     /// The application must keep taking [`Events`]: with a full event queue the driver waits
     /// for it (and TCP pushes back on the peers), which keeps memory bounded.
@@ -142,7 +144,7 @@ impl<E: Endpoint> Driver<E> {
                 () = sleep_until(deadline) => self.shell.handle_timeout(Instant::now()),
                 command = self.commands.recv() => match command {
                     Some(command) => self.shell.command(Instant::now(), command),
-                    None => return,
+                    None => break,
                 },
                 Some(input) = self.inputs.recv() => self.shell.handle_input(Instant::now(), input),
                 Some(event) = self.sockets.recv() => self.shell.handle_socket(Instant::now(), event),
@@ -153,6 +155,20 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 };
                 self.shell.handle_socket(Instant::now(), event);
+            }
+        }
+        self.close().await;
+    }
+
+    /// Closes every connection and waits for them, at most [`CLOSE_LINGER`].
+    async fn close(mut self) {
+        let until = Instant::now() + CLOSE_LINGER;
+        self.shell.close_all(Instant::now());
+        while !self.shell.is_closed() && Instant::now() < until {
+            let deadline = self.shell.poll_timeout().map_or(until, |at| at.min(until));
+            tokio::select! {
+                () = sleep_until(Some(deadline)) => self.shell.handle_timeout(Instant::now()),
+                Some(event) = self.sockets.recv() => self.shell.handle_socket(Instant::now(), event),
             }
         }
     }

@@ -23,7 +23,7 @@ pub mod shell;
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
-pub use shell::{Net, Shell, SocketEvent, Tag};
+pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
 
 use std::path::PathBuf;
 

@@ -211,6 +211,8 @@ pub struct Shell<E: Endpoint, N: Net> {
     events: VecDeque<E::Event>,
     refused: u64,
     last_refused: Option<crate::Error>,
+    /// After [`close_all`](Self::close_all): the endpoint is no longer run.
+    closing: bool,
 }
 
 impl<E: Endpoint, N: Net> Shell<E, N> {
@@ -251,6 +253,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             events: VecDeque::new(),
             refused: 0,
             last_refused: None,
+            closing: false,
         }
     }
 
@@ -399,7 +402,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                 self.feed(now, Input::ConnectFailed { conn, error });
             }
         }
-        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+        if !self.closing && self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
         self.drain(now);
@@ -412,10 +415,30 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.endpoint.poll_timeout(), self.timers.next()) {
+        let endpoint = self.endpoint.poll_timeout().filter(|_| !self.closing);
+        match (endpoint, self.timers.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Stops listening and closes every connection as [`Output::Close`] does: queued bytes
+    /// first, then a FIN, then reading until the peer's FIN or [`CLOSE_LINGER`]. For a runtime
+    /// that is shutting down: it keeps handing socket reports and timeouts to the shell until
+    /// [`is_closed`](Self::is_closed), or the linger has passed. The endpoint is not run any
+    /// more (its timers no longer fire), so it opens nothing new.
+    pub fn close_all(&mut self, now: Instant) {
+        self.closing = true;
+        self.listeners.clear();
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(now, conn);
+        }
+    }
+
+    /// Whether no socket is left (after [`close_all`](Self::close_all)).
+    pub fn is_closed(&self) -> bool {
+        self.sockets.is_empty() && self.listeners.is_empty()
     }
 
     /// The next name for an accepted connection; after 2^32 of them, numbers come round again,
@@ -918,6 +941,23 @@ mod tests {
         );
         assert_eq!(shell.endpoint().fed.len(), 1);
         assert!(!shell.net.calls.iter().any(|c| c.starts_with("start")));
+    }
+
+    #[test]
+    fn close_all_closes_every_connection_and_listener() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (_, tag) = open(&mut shell, now);
+        let listener = ListenerId(1);
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        ask(&mut shell, now, Output::Listen { listener, local });
+        shell.close_all(now);
+        assert!(!shell.is_closed());
+        assert_eq!(shell.net.calls.last().map(String::as_str), Some("fin 1"));
+        assert_eq!(shell.poll_timeout(), Some(now + CLOSE_LINGER));
+        shell.handle_socket(now, SocketEvent::FinSent { tag });
+        shell.handle_socket(now, SocketEvent::Eof { tag });
+        assert!(shell.is_closed());
     }
 
     #[test]
