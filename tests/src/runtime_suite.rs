@@ -43,6 +43,7 @@ macro_rules! runtime_suite {
             dht_values_between_two_drivers,
             files_through_the_driver,
             turn_allocate_permit_connect_and_deallocate,
+            turn_a_peer_connecting_to_the_relay_is_bound,
             transfer_resumes_from_a_partial_file,
         );
     };
@@ -660,6 +661,66 @@ pub fn turn_allocate_permit_connect_and_deallocate<R: Runtime>() {
     assert!(turn.call(|c, _| c.is_done()));
     // The deallocation closed the relay's connection to the peer, which ends its thread.
     assert_eq!(&peer_thread.join().expect("peer thread"), b"ping");
+}
+
+/// The other direction through a real coturn on this runtime: a peer connects to the relayed
+/// address, the client hears ConnectionAttempt, opens a data connection and binds it, and
+/// bytes go both ways.
+pub fn turn_a_peer_connecting_to_the_relay_is_bound<R: Runtime>() {
+    use std::io::{Read as _, Write as _};
+    let Some(server) = Coturn::start(&[]) else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("temp dir");
+    let mut config = TurnConfig::new(server.v4(), USER, PASSWORD);
+    config.family = Family::V4;
+    let mut turn = R::spawn(TurnClient::new(config, 0x5eed), Config::new(folder.path()));
+    let allocated = turn.run_until(WAIT, |e| {
+        matches!(e, TurnEvent::Allocated { .. } | TurnEvent::Failed { .. })
+    });
+    let Some(TurnEvent::Allocated { relayed, .. }) = allocated else {
+        panic!("no allocation on {}: {allocated:?}", R::NAME);
+    };
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    turn.command(move |c, now| c.permit(now, [loopback]));
+    let permitted = turn.run_until(WAIT, |e| {
+        matches!(
+            e,
+            TurnEvent::Permitted { .. } | TurnEvent::PermissionFailed { .. }
+        )
+    });
+    assert_eq!(
+        permitted,
+        Some(TurnEvent::Permitted {
+            ips: vec![loopback]
+        })
+    );
+    let peer = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(relayed).expect("connect to the relay");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        s.write_all(b"hello relay").expect("write");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("answer");
+        buf
+    });
+    let stream = turn.run_until(WAIT, |e| matches!(e, TurnEvent::PeerStream { .. }));
+    let Some(TurnEvent::PeerStream { conn, incoming, .. }) = stream else {
+        panic!("no peer stream: {stream:?}");
+    };
+    assert!(incoming);
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        match turn.run_until(
+            WAIT,
+            |e| matches!(e, TurnEvent::PeerData { conn: c, .. } if *c == conn),
+        ) {
+            Some(TurnEvent::PeerData { data, .. }) => got.extend_from_slice(&data),
+            other => panic!("no data from the peer: {other:?}"),
+        }
+    }
+    assert_eq!(got, b"hello relay");
+    turn.command(move |c, _| c.send(conn, Bytes::from_static(b"howdy")).expect("bound"));
+    assert_eq!(&peer.join().expect("peer thread"), b"howdy");
 }
 
 /// `len` bytes that differ from chunk to chunk, cheap to make.
