@@ -6,6 +6,7 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
+//! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
@@ -14,6 +15,7 @@
 pub mod blast;
 pub mod content;
 pub mod coturn;
+pub mod dhtnode;
 pub mod driven;
 pub mod pair;
 pub mod probe;

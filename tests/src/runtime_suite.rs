@@ -41,6 +41,7 @@ macro_rules! runtime_suite {
             connect_from_a_port_someone_else_holds,
             the_endpoint_timer_wakes_it,
             dht_values_between_two_drivers,
+            dht_signalling_through_a_real_opendht,
             files_through_the_driver,
             turn_allocate_permit_connect_and_deallocate,
             turn_a_peer_connecting_to_the_relay_is_bound,
@@ -514,6 +515,56 @@ pub fn dht_values_between_two_drivers<R: Runtime>() {
         _ => None,
     });
     assert_eq!(got, value);
+}
+
+/// Two drivers on a real OpenDHT (two `dhtnode`s, through the first one's HTTP proxy, in a
+/// network namespace of this test's own): a value put before a listen and one put after it
+/// both reach the listener, each once.
+pub fn dht_signalling_through_a_real_opendht<R: Runtime>() {
+    use crate::dhtnode::{DhtNodes, in_network_namespace};
+    if !in_network_namespace("dht_signalling_through_a_real_opendht") {
+        return;
+    }
+    let nodes = DhtNodes::start();
+    let spawn = || {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let config = Config::new(folder.path()).with_opendht(nodes.proxy);
+        (R::spawn(Probe::new(), config), folder)
+    };
+    let (mut a, _fa) = spawn();
+    let (mut b, _fb) = spawn();
+    let key = DhtKey(*b"ferry-opendht-test!!");
+    let put = |p: &mut Remote<Probe>, value: &'static [u8]| {
+        // The second node may not have joined yet: a put fails until it has.
+        for _ in 0..50 {
+            let value = Bytes::from_static(value);
+            ask(p, Output::DhtPut { key, value });
+            let ok = wait(p, "DhtPutDone", |i| match i {
+                Input::DhtPutDone { ok, .. } => Some(*ok),
+                _ => None,
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("OpenDHT never stored the value");
+    };
+    put(&mut b, b"stored before the listen");
+    ask(&a, Output::DhtListen { key });
+    let value = |p: &mut Remote<Probe>| {
+        wait(p, "DhtValue", |i| match i {
+            Input::DhtValue { value, .. } => Some(value.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(value(&mut a), &b"stored before the listen"[..]);
+    put(&mut b, b"stored after the listen");
+    assert_eq!(value(&mut a), &b"stored after the listen"[..]);
+    let again = a.run_until(Duration::from_millis(300), |e| {
+        matches!(e, ProbeEvent::Input(Input::DhtValue { .. }))
+    });
+    assert_eq!(again, None, "each value once");
 }
 
 fn file_result(p: &mut Remote<Probe>, file: FileId) -> FileResult {

@@ -11,6 +11,7 @@
 //! - [`files`]: [`FileService`] does the [`FileOp`](crate::io::FileOp)s on real files, with
 //!   the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
 //! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy.
 
@@ -18,13 +19,16 @@ pub mod dht;
 pub mod files;
 pub mod interfaces;
 pub mod net;
+pub mod opendht;
 pub mod shell;
 
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
-pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
+pub use opendht::ProxyClient;
+pub use shell::{CLOSE_LINGER, DhtConnection, Net, Shell, SocketEvent, Tag};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// What a driver needs besides its endpoint.
@@ -32,8 +36,20 @@ use std::path::PathBuf;
 pub struct Config {
     /// Where received files go (partial files too); created if missing.
     pub receive_folder: PathBuf,
-    /// The DHT to use: the embedded one, shared with every driver given a clone of it.
-    pub dht: DhtStore,
+    /// The DHT to use.
+    pub dht: Dht,
+}
+
+/// Which DHT a driver uses.
+#[derive(Debug, Clone)]
+pub enum Dht {
+    /// The embedded one, shared with every driver given a clone of the store.
+    Embedded(DhtStore),
+    /// OpenDHT, through the HTTP proxy of a `dhtnode` at this address.
+    OpenDht {
+        /// The proxy's address.
+        proxy: SocketAddr,
+    },
 }
 
 impl Config {
@@ -41,13 +57,19 @@ impl Config {
     pub fn new(receive_folder: impl Into<PathBuf>) -> Config {
         Config {
             receive_folder: receive_folder.into(),
-            dht: DhtStore::new(),
+            dht: Dht::Embedded(DhtStore::new()),
         }
     }
 
-    /// Uses `dht`, shared with other drivers, instead.
+    /// Uses the embedded `dht`, shared with other drivers, instead.
     pub fn with_dht(mut self, dht: &DhtStore) -> Config {
-        self.dht = dht.clone();
+        self.dht = Dht::Embedded(dht.clone());
+        self
+    }
+
+    /// Uses OpenDHT through the proxy at `proxy` instead.
+    pub fn with_opendht(mut self, proxy: SocketAddr) -> Config {
+        self.dht = Dht::OpenDht { proxy };
         self
     }
 }

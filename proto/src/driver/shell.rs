@@ -33,6 +33,7 @@ use bytes::Bytes;
 use super::dht::DhtClient;
 use super::files::FileThread;
 use super::net;
+use super::opendht::ProxyClient;
 use crate::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
 use crate::timer::Timers;
 
@@ -138,6 +139,38 @@ pub trait Net {
     fn reset(&mut self, conn: Self::Conn);
 }
 
+/// A driver's live DHT.
+#[derive(Debug)]
+pub enum DhtConnection {
+    /// The embedded store.
+    Embedded(DhtClient),
+    /// OpenDHT through a proxy.
+    OpenDht(ProxyClient),
+}
+
+impl DhtConnection {
+    fn put(&mut self, key: DhtKey, value: Bytes) {
+        match self {
+            DhtConnection::Embedded(c) => c.put(key, value),
+            DhtConnection::OpenDht(c) => c.put(key, value),
+        }
+    }
+
+    fn listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.listen(key),
+            DhtConnection::OpenDht(c) => c.listen(key),
+        }
+    }
+
+    fn cancel_listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.cancel_listen(key),
+            DhtConnection::OpenDht(c) => c.cancel_listen(key),
+        }
+    }
+}
+
 /// What a reader reported while its connection was paused, kept in order.
 enum Held {
     Data(Bytes),
@@ -197,7 +230,7 @@ pub struct Shell<E: Endpoint, N: Net> {
     endpoint: E,
     net: N,
     files: FileThread,
-    dht: DhtClient,
+    dht: DhtConnection,
     dht_listening: BTreeSet<DhtKey>,
     next_tag: u64,
     next_accepted: u32,
@@ -223,20 +256,25 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         endpoint: E,
         net: N,
         config: &super::Config,
-        deliver: impl Fn(Input) + Clone + Send + 'static,
+        deliver: impl Fn(Input) + Clone + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.receive_folder)?;
         let to_files = deliver.clone();
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
-        let dht = config.dht.client(deliver);
+        let dht = match &config.dht {
+            super::Dht::Embedded(store) => DhtConnection::Embedded(store.client(deliver)),
+            super::Dht::OpenDht { proxy } => {
+                DhtConnection::OpenDht(ProxyClient::new(*proxy, deliver)?)
+            }
+        };
         Ok(Shell::new(endpoint, net, files, dht))
     }
 
     /// Wraps `endpoint`. Nothing happens until the first handler call: call
     /// [`handle_timeout`](Self::handle_timeout) once at the start to carry out what the
     /// endpoint asked for when it was made.
-    pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtClient) -> Self {
+    pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtConnection) -> Self {
         Shell {
             endpoint,
             net,
@@ -755,7 +793,7 @@ mod tests {
     fn shell() -> (TestShell, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = FileThread::spawn(FileService::new(dir.path()), |_| {}).expect("thread");
-        let dht = DhtStore::new().client(|_| {});
+        let dht = DhtConnection::Embedded(DhtStore::new().client(|_| {}));
         let shell = Shell::new(Script::default(), FakeNet::default(), files, dht);
         (shell, dir)
     }
