@@ -375,3 +375,106 @@ fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
     buf.extend_from_slice(&chunk[..n]);
     Ok(n > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-shot HTTP server on loopback: answers each connection with the next response.
+    fn serve(responses: Vec<Vec<Vec<u8>>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for parts in responses {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request);
+                for part in parts {
+                    let _ = s.write_all(&part);
+                    let _ = s.flush();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Hold a listen stream open until the client hangs up.
+                let _ = s.read(&mut request);
+            }
+        });
+        addr
+    }
+
+    fn client(proxy: SocketAddr) -> (ProxyClient, mpsc::Receiver<Input>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let client = ProxyClient::new(proxy, move |input| {
+            let _ = tx.lock().map(|tx| tx.send(input));
+        })
+        .expect("client");
+        (client, rx)
+    }
+
+    #[test]
+    fn a_chunked_listen_stream_split_anywhere_gives_each_value_once() {
+        let lines = concat!(
+            "{\"data\":\"aGVsbG8=\",\"id\":\"1\",\"type\":0}\n",
+            "{\"data\":\"aGVsbG8=\",\"id\":\"1\",\"type\":0}\n",
+            "{\"id\":\"2\",\"expired\":true}\n",
+            "not json\n",
+            "{\"data\":\"d29ybGQ=\",\"id\":\"3\",\"type\":0}\n",
+        );
+        let (first, second) = lines.as_bytes().split_at(50);
+        let chunk = |b: &[u8]| {
+            [
+                format!("{:x}\r\n", b.len()).into_bytes(),
+                b.to_vec(),
+                b"\r\n".to_vec(),
+            ]
+            .concat()
+        };
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let whole = [head, chunk(first), chunk(second)].concat();
+        // Cut the bytes at awkward places: inside the head, a size line, a CRLF.
+        let parts = vec![
+            whole[..20].to_vec(),
+            whole[20..49].to_vec(),
+            whole[49..53].to_vec(),
+            whole[53..].to_vec(),
+        ];
+        let (mut client, rx) = client(serve(vec![parts]));
+        let key = DhtKey([9; 20]);
+        client.listen(key);
+        let got: Vec<Input> = (0..2)
+            .filter_map(|_| rx.recv_timeout(TIMEOUT).ok())
+            .collect();
+        let value = |v: &'static [u8]| Input::DhtValue {
+            key,
+            value: Bytes::from_static(v),
+        };
+        assert_eq!(got, [value(b"hello"), value(b"world")]);
+        client.cancel_listen(key);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "nothing more"
+        );
+    }
+
+    #[test]
+    fn only_a_put_answered_with_an_id_is_stored() {
+        let refused = b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"err\":\"Put failed\"}\r\n";
+        let stored = b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n{\"data\":\"eA==\",\"id\":\"42\",\"type\":0}\r\n\r\n";
+        let proxy = serve(vec![vec![refused.to_vec()], vec![stored.to_vec()]]);
+        let (client, rx) = client(proxy);
+        let key = DhtKey([1; 20]);
+        client.put(key, Bytes::from_static(b"x"));
+        client.put(key, Bytes::from_static(b"x"));
+        assert_eq!(
+            rx.recv_timeout(TIMEOUT).ok(),
+            Some(Input::DhtPutDone { key, ok: false })
+        );
+        assert_eq!(
+            rx.recv_timeout(TIMEOUT).ok(),
+            Some(Input::DhtPutDone { key, ok: true })
+        );
+    }
+}
