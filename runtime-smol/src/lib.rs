@@ -1,5 +1,6 @@
 //! Ferry on smol: a [`Driver`] that runs any [`Endpoint`] of `ferry-proto` on async-io's
-//! sockets and timers, with its files on a thread of their own and the embedded DHT.
+//! sockets and timers, with its files on a thread of their own and a DHT: the embedded one,
+//! or OpenDHT through a `dhtnode`'s HTTP proxy ([`Config::with_opendht`]).
 //!
 //! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
 //! crate only adds smol's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
