@@ -26,10 +26,14 @@ pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
-pub use shell::{CLOSE_LINGER, DhtConnection, Net, Shell, SocketEvent, Tag};
+pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::io::DhtKey;
 
 /// What a driver needs besides its endpoint.
 #[derive(Debug, Clone)]
@@ -71,6 +75,38 @@ impl Config {
     pub fn with_opendht(mut self, proxy: SocketAddr) -> Config {
         self.dht = Dht::OpenDht { proxy };
         self
+    }
+}
+
+/// A driver's live DHT.
+#[derive(Debug)]
+pub enum DhtConnection {
+    /// The embedded store.
+    Embedded(DhtClient),
+    /// OpenDHT through a proxy.
+    OpenDht(ProxyClient),
+}
+
+impl DhtConnection {
+    pub(crate) fn put(&mut self, key: DhtKey, value: Bytes) {
+        match self {
+            DhtConnection::Embedded(c) => c.put(key, value),
+            DhtConnection::OpenDht(c) => c.put(key, value),
+        }
+    }
+
+    pub(crate) fn listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.listen(key),
+            DhtConnection::OpenDht(c) => c.listen(key),
+        }
+    }
+
+    pub(crate) fn cancel_listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.cancel_listen(key),
+            DhtConnection::OpenDht(c) => c.cancel_listen(key),
+        }
     }
 }
 

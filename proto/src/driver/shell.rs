@@ -22,7 +22,7 @@
 //! most the runtime's socket queue).
 //!
 //! It is sans-IO like the endpoint it wraps: time comes in as an argument, and it reaches the
-//! world only through [`Net`], the [`FileThread`] and the [`DhtClient`].
+//! world only through [`Net`], the [`FileThread`] and the [`DhtConnection`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::dht::DhtClient;
+use super::DhtConnection;
 use super::files::FileThread;
 use super::net;
 use super::opendht::ProxyClient;
@@ -139,38 +139,6 @@ pub trait Net {
     fn reset(&mut self, conn: Self::Conn);
 }
 
-/// A driver's live DHT.
-#[derive(Debug)]
-pub enum DhtConnection {
-    /// The embedded store.
-    Embedded(DhtClient),
-    /// OpenDHT through a proxy.
-    OpenDht(ProxyClient),
-}
-
-impl DhtConnection {
-    fn put(&mut self, key: DhtKey, value: Bytes) {
-        match self {
-            DhtConnection::Embedded(c) => c.put(key, value),
-            DhtConnection::OpenDht(c) => c.put(key, value),
-        }
-    }
-
-    fn listen(&mut self, key: DhtKey) {
-        match self {
-            DhtConnection::Embedded(c) => c.listen(key),
-            DhtConnection::OpenDht(c) => c.listen(key),
-        }
-    }
-
-    fn cancel_listen(&mut self, key: DhtKey) {
-        match self {
-            DhtConnection::Embedded(c) => c.cancel_listen(key),
-            DhtConnection::OpenDht(c) => c.cancel_listen(key),
-        }
-    }
-}
-
 /// What a reader reported while its connection was paused, kept in order.
 enum Held {
     Data(Bytes),
@@ -219,7 +187,7 @@ impl<T> Drop for Listener<T> {
     }
 }
 
-/// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtClient`].
+/// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtConnection`].
 ///
 /// The runtime's loop calls, for whatever woke it: [`handle_socket`](Self::handle_socket),
 /// [`handle_input`](Self::handle_input), [`command`](Self::command) or
