@@ -4,7 +4,8 @@
 //!
 //! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
 //! crate only adds smol's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
-//! Connection tasks run on smol's global executor.
+//! Connection tasks run on smol's global executor (`SMOL_THREADS` threads, one by default);
+//! the driver itself runs wherever its [`run`](Driver::run) future is polled.
 //!
 //! ```no_run
 //! # fn example() -> std::io::Result<()> {
