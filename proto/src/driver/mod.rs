@@ -13,7 +13,9 @@
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
-//! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy.
+//! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy;
+//! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
+//!   and [`Stopped`], what a command to a driver that ended gets.
 
 pub mod dht;
 pub mod files;
