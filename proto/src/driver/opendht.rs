@@ -460,6 +460,24 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_stream_is_reopened() {
+        let garbage = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
+        let too_long = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n".to_vec(),
+            vec![b'x'; MAX_LINE + 10],
+        ]
+        .concat();
+        let good = b"HTTP/1.1 200 OK\r\n\r\n{\"data\":\"eQ==\",\"id\":\"7\"}\n".to_vec();
+        let proxy = serve(vec![vec![garbage], vec![too_long], vec![good]]);
+        let (mut client, rx) = client(proxy);
+        let key = DhtKey([5; 20]);
+        client.listen(key);
+        let got = rx.recv_timeout(TIMEOUT).ok();
+        let value = Bytes::from_static(b"y");
+        assert_eq!(got, Some(Input::DhtValue { key, value }));
+    }
+
+    #[test]
     fn only_a_put_answered_with_an_id_is_stored() {
         let refused = b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"err\":\"Put failed\"}\r\n";
         let stored = b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n{\"data\":\"eA==\",\"id\":\"42\",\"type\":0}\r\n\r\n";
