@@ -31,9 +31,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -218,11 +218,6 @@ struct Smol {
     report: Sender<SocketEvent<Async<TcpStream>>>,
 }
 
-enum Write {
-    Data(Bytes),
-    Fin,
-}
-
 /// A connection's reader and writer tasks over one shared socket.
 struct Conn {
     stream: Stream,
@@ -361,31 +356,39 @@ async fn write_loop(
     writes: Receiver<Write>,
     report: Sender<SocketEvent<Async<TcpStream>>>,
 ) {
-    while let Ok(write) = writes.recv().await {
-        let mut data = match write {
-            Write::Data(data) => data,
-            Write::Fin => {
-                let event = match stream.get_ref().shutdown(Shutdown::Write) {
-                    Ok(()) => SocketEvent::FinSent { tag },
-                    Err(_) => SocketEvent::Failed { tag },
-                };
-                let _ = report.send(event).await;
-                return;
+    let mut queue = WriteQueue::default();
+    loop {
+        if queue.is_idle() {
+            match writes.recv().await {
+                Ok(write) => queue.push(write),
+                Err(_) => return,
             }
-        };
-        while !data.is_empty() {
-            let event = match (&*stream).write(&data).await {
-                Ok(0) => SocketEvent::Failed { tag },
-                Ok(bytes) => {
-                    data.advance(bytes);
-                    SocketEvent::Sent { tag, bytes }
-                }
+        }
+        // Whatever else is queued goes out in the same system call.
+        while !queue.is_full() {
+            match writes.try_recv() {
+                Ok(write) => queue.push(write),
+                Err(_) => break,
+            }
+        }
+        if queue.fin_due() {
+            let event = match stream.get_ref().shutdown(Shutdown::Write) {
+                Ok(()) => SocketEvent::FinSent { tag },
                 Err(_) => SocketEvent::Failed { tag },
             };
-            let failed = matches!(event, SocketEvent::Failed { .. });
-            if report.send(event).await.is_err() || failed {
-                return;
+            let _ = report.send(event).await;
+            return;
+        }
+        let event = match (&*stream).write_vectored(&queue.slices()).await {
+            Ok(0) | Err(_) => SocketEvent::Failed { tag },
+            Ok(bytes) => {
+                queue.advance(bytes);
+                SocketEvent::Sent { tag, bytes }
             }
+        };
+        let failed = matches!(event, SocketEvent::Failed { .. });
+        if report.send(event).await.is_err() || failed {
+            return;
         }
     }
 }

@@ -27,9 +27,9 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -196,11 +196,6 @@ impl Drop for Task {
     }
 }
 
-enum Write {
-    Data(Bytes),
-    Fin,
-}
-
 /// A connection's reader and writer tasks over one shared socket.
 struct Conn {
     stream: Arc<TcpStream>,
@@ -339,38 +334,48 @@ async fn write_loop(
     mut writes: mpsc::UnboundedReceiver<Write>,
     report: mpsc::Sender<SocketEvent<TcpStream>>,
 ) {
-    while let Some(write) = writes.recv().await {
-        let mut data = match write {
-            Write::Data(data) => data,
-            Write::Fin => {
-                let event = match SockRef::from(&*stream).shutdown(Shutdown::Write) {
-                    Ok(()) => SocketEvent::FinSent { tag },
-                    Err(_) => SocketEvent::Failed { tag },
-                };
-                let _ = report.send(event).await;
-                return;
+    let mut queue = WriteQueue::default();
+    loop {
+        if queue.is_idle() {
+            match writes.recv().await {
+                Some(write) => queue.push(write),
+                None => return,
             }
-        };
-        while !data.is_empty() {
-            let event = match write_some(&stream, &data).await {
-                Ok(bytes) => {
-                    data.advance(bytes);
-                    SocketEvent::Sent { tag, bytes }
-                }
+        }
+        // Whatever else is queued goes out in the same system call.
+        while !queue.is_full() {
+            match writes.try_recv() {
+                Ok(write) => queue.push(write),
+                Err(_) => break,
+            }
+        }
+        let event = if queue.fin_due() {
+            let event = match SockRef::from(&*stream).shutdown(Shutdown::Write) {
+                Ok(()) => SocketEvent::FinSent { tag },
                 Err(_) => SocketEvent::Failed { tag },
             };
-            let failed = matches!(event, SocketEvent::Failed { .. });
-            if report.send(event).await.is_err() || failed {
-                return;
+            let _ = report.send(event).await;
+            return;
+        } else {
+            match write_some(&stream, &queue.slices()).await {
+                Ok(0) | Err(_) => SocketEvent::Failed { tag },
+                Ok(bytes) => {
+                    queue.advance(bytes);
+                    SocketEvent::Sent { tag, bytes }
+                }
             }
+        };
+        let failed = matches!(event, SocketEvent::Failed { .. });
+        if report.send(event).await.is_err() || failed {
+            return;
         }
     }
 }
 
-async fn write_some(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
+async fn write_some(stream: &TcpStream, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
     loop {
         stream.writable().await?;
-        match stream.try_write(data) {
+        match stream.try_write_vectored(data) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             written => return written,
         }

@@ -13,6 +13,7 @@
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
+//! - [`write_queue`]: a connection's queued bytes and FIN, written in batches;
 //! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy;
 //! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
 //!   and [`Stopped`], what a command to a driver that ended gets.
@@ -23,12 +24,14 @@ pub mod interfaces;
 pub mod net;
 pub mod opendht;
 pub mod shell;
+pub mod write_queue;
 
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
 pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
+pub use write_queue::{Write, WriteQueue};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
