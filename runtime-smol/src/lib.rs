@@ -31,7 +31,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
 use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
@@ -310,7 +310,7 @@ async fn read_loop(
     reading: Receiver<bool>,
     report: Sender<SocketEvent<Async<TcpStream>>>,
 ) {
-    let mut buf = vec![0; READ_CHUNK];
+    let mut buf = BytesMut::new();
     let mut on = true;
     loop {
         // The latest word on pausing wins; while paused, only that word can wake us.
@@ -324,6 +324,9 @@ async fn read_loop(
             }
             continue;
         }
+        // Large reads are split off as they are (zeroed, not copied); the allocation is reused
+        // once the core drops them.
+        buf.resize(READ_CHUNK, 0);
         let read = async { Some((&*stream).read(&mut buf).await) }
             .or(async {
                 let _ = reading.recv().await.map(|word| on = word);
@@ -339,7 +342,14 @@ async fn read_loop(
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
             Ok(n) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
+                let data = if n >= READ_CHUNK / 2 {
+                    buf.truncate(n);
+                    buf.split().freeze()
+                } else {
+                    // A small read gets an allocation of its own, so that a peer that trickles
+                    // bytes cannot make the core hold a whole read buffer per byte.
+                    Bytes::copy_from_slice(&buf[..n])
+                };
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),

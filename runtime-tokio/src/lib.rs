@@ -303,8 +303,16 @@ async fn read_loop(
         };
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
-            Ok(_) => {
-                let data = buf.split().freeze();
+            Ok(n) => {
+                let data = if n >= READ_CHUNK / 2 {
+                    buf.split().freeze()
+                } else {
+                    // A small read gets an allocation of its own, so that a peer that trickles
+                    // bytes cannot make the core hold a whole read buffer per byte.
+                    let data = Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    data
+                };
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),
@@ -315,8 +323,8 @@ async fn read_loop(
     }
 }
 
-/// Reads into the spare capacity of `buf` (no zeroing, no copy); the bytes read are then
-/// split off as they are, and the allocation is reused once the core drops them.
+/// Reads into the spare capacity of `buf` (no zeroing, no copy); large reads are then split
+/// off as they are, and the allocation is reused once the core drops them.
 async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         buf.reserve(READ_CHUNK);
