@@ -1,9 +1,11 @@
 //! Ferry on smol: a [`Driver`] that runs any [`Endpoint`] of `ferry-proto` on async-io's
-//! sockets and timers, with its files on a thread of their own and the embedded DHT.
+//! sockets and timers, with its files on a thread of their own and a DHT: the embedded one,
+//! or OpenDHT through a `dhtnode`'s HTTP proxy ([`Config::with_opendht`]).
 //!
 //! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
 //! crate only adds smol's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
-//! Connection tasks run on smol's global executor.
+//! Connection tasks run on smol's global executor (`SMOL_THREADS` threads, one by default);
+//! the driver itself runs wherever its [`run`](Driver::run) future is polled.
 //!
 //! ```no_run
 //! # fn example() -> std::io::Result<()> {
@@ -29,9 +31,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes};
+use bytes::{Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -136,7 +138,9 @@ impl<E: Endpoint> Driver<E> {
         Ok((driver, handle, events_rx))
     }
 
-    /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
+    /// Runs until every [`Handle`] is dropped, then closes every connection (its queued bytes
+    /// first, then a FIN) and returns once the peers closed too, or after [`CLOSE_LINGER`].
+    /// Dropping the future instead drops every socket at once.
     ///
     /// The application must keep taking [`Events`]: with a full event queue the driver waits
     /// for it (and TCP pushes back on the peers), which keeps memory bounded.
@@ -165,7 +169,7 @@ impl<E: Endpoint> Driver<E> {
             match wake {
                 Wake::Timeout => self.shell.handle_timeout(now),
                 Wake::Command(Some(command)) => self.shell.command(now, command),
-                Wake::Command(None) => return,
+                Wake::Command(None) => break,
                 Wake::Input(input) => self.shell.handle_input(now, input),
                 Wake::Socket(event) => self.shell.handle_socket(now, event),
             }
@@ -175,6 +179,26 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 };
                 self.shell.handle_socket(Instant::now(), event);
+            }
+        }
+        self.close().await;
+    }
+
+    /// Closes every connection and waits for them, at most [`CLOSE_LINGER`].
+    async fn close(mut self) {
+        let until = Instant::now() + CLOSE_LINGER;
+        self.shell.close_all(Instant::now());
+        while !self.shell.is_closed() && Instant::now() < until {
+            let deadline = self.shell.poll_timeout().map_or(until, |at| at.min(until));
+            let event = async {
+                Timer::at(deadline).await;
+                None
+            }
+            .or(async { Some(next(&self.sockets).await) })
+            .await;
+            match event {
+                Some(event) => self.shell.handle_socket(Instant::now(), event),
+                None => self.shell.handle_timeout(Instant::now()),
             }
         }
     }
@@ -192,11 +216,6 @@ async fn next<T>(channel: &Receiver<T>) -> T {
 /// smol's half of the driver.
 struct Smol {
     report: Sender<SocketEvent<Async<TcpStream>>>,
-}
-
-enum Write {
-    Data(Bytes),
-    Fin,
 }
 
 /// A connection's reader and writer tasks over one shared socket.
@@ -291,7 +310,7 @@ async fn read_loop(
     reading: Receiver<bool>,
     report: Sender<SocketEvent<Async<TcpStream>>>,
 ) {
-    let mut buf = vec![0; READ_CHUNK];
+    let mut buf = BytesMut::new();
     let mut on = true;
     loop {
         // The latest word on pausing wins; while paused, only that word can wake us.
@@ -305,6 +324,9 @@ async fn read_loop(
             }
             continue;
         }
+        // Large reads are split off as they are (zeroed, not copied); the allocation is reused
+        // once the core drops them.
+        buf.resize(READ_CHUNK, 0);
         let read = async { Some((&*stream).read(&mut buf).await) }
             .or(async {
                 let _ = reading.recv().await.map(|word| on = word);
@@ -320,7 +342,14 @@ async fn read_loop(
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
             Ok(n) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
+                let data = if n >= READ_CHUNK / 2 {
+                    buf.truncate(n);
+                    buf.split().freeze()
+                } else {
+                    // A small read gets an allocation of its own, so that a peer that trickles
+                    // bytes cannot make the core hold a whole read buffer per byte.
+                    Bytes::copy_from_slice(&buf[..n])
+                };
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),
@@ -337,31 +366,39 @@ async fn write_loop(
     writes: Receiver<Write>,
     report: Sender<SocketEvent<Async<TcpStream>>>,
 ) {
-    while let Ok(write) = writes.recv().await {
-        let mut data = match write {
-            Write::Data(data) => data,
-            Write::Fin => {
-                let event = match stream.get_ref().shutdown(Shutdown::Write) {
-                    Ok(()) => SocketEvent::FinSent { tag },
-                    Err(_) => SocketEvent::Failed { tag },
-                };
-                let _ = report.send(event).await;
-                return;
+    let mut queue = WriteQueue::default();
+    loop {
+        if queue.is_idle() {
+            match writes.recv().await {
+                Ok(write) => queue.push(write),
+                Err(_) => return,
             }
-        };
-        while !data.is_empty() {
-            let event = match (&*stream).write(&data).await {
-                Ok(0) => SocketEvent::Failed { tag },
-                Ok(bytes) => {
-                    data.advance(bytes);
-                    SocketEvent::Sent { tag, bytes }
-                }
+        }
+        // Whatever else is queued goes out in the same system call.
+        while !queue.is_full() {
+            match writes.try_recv() {
+                Ok(write) => queue.push(write),
+                Err(_) => break,
+            }
+        }
+        if queue.fin_due() {
+            let event = match stream.get_ref().shutdown(Shutdown::Write) {
+                Ok(()) => SocketEvent::FinSent { tag },
                 Err(_) => SocketEvent::Failed { tag },
             };
-            let failed = matches!(event, SocketEvent::Failed { .. });
-            if report.send(event).await.is_err() || failed {
-                return;
+            let _ = report.send(event).await;
+            return;
+        }
+        let event = match (&*stream).write_vectored(&queue.slices()).await {
+            Ok(0) | Err(_) => SocketEvent::Failed { tag },
+            Ok(bytes) => {
+                queue.advance(bytes);
+                SocketEvent::Sent { tag, bytes }
             }
+        };
+        let failed = matches!(event, SocketEvent::Failed { .. });
+        if report.send(event).await.is_err() || failed {
+            return;
         }
     }
 }

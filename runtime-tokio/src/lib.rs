@@ -1,5 +1,6 @@
 //! Ferry on tokio: a [`Driver`] that runs any [`Endpoint`] of `ferry-proto` on tokio's
-//! sockets and timers, with its files on a thread of their own and the embedded DHT.
+//! sockets and timers, with its files on a thread of their own and a DHT: the embedded one,
+//! or OpenDHT through a `dhtnode`'s HTTP proxy ([`Config::with_opendht`]).
 //!
 //! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
 //! crate only adds tokio's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
@@ -26,9 +27,9 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{Net, Shell, SocketEvent, Tag};
+use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -123,7 +124,9 @@ impl<E: Endpoint> Driver<E> {
         Ok((driver, handle, events_rx))
     }
 
-    /// Runs until every [`Handle`] is dropped. Dropping the future closes every socket.
+    /// Runs until every [`Handle`] is dropped, then closes every connection (its queued bytes
+    /// first, then a FIN) and returns once the peers closed too, or after [`CLOSE_LINGER`].
+    /// Dropping the future instead drops every socket at once.
     ///
     /// The application must keep taking [`Events`]: with a full event queue the driver waits
     /// for it (and TCP pushes back on the peers), which keeps memory bounded.
@@ -142,7 +145,7 @@ impl<E: Endpoint> Driver<E> {
                 () = sleep_until(deadline) => self.shell.handle_timeout(Instant::now()),
                 command = self.commands.recv() => match command {
                     Some(command) => self.shell.command(Instant::now(), command),
-                    None => return,
+                    None => break,
                 },
                 Some(input) = self.inputs.recv() => self.shell.handle_input(Instant::now(), input),
                 Some(event) = self.sockets.recv() => self.shell.handle_socket(Instant::now(), event),
@@ -153,6 +156,20 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 };
                 self.shell.handle_socket(Instant::now(), event);
+            }
+        }
+        self.close().await;
+    }
+
+    /// Closes every connection and waits for them, at most [`CLOSE_LINGER`].
+    async fn close(mut self) {
+        let until = Instant::now() + CLOSE_LINGER;
+        self.shell.close_all(Instant::now());
+        while !self.shell.is_closed() && Instant::now() < until {
+            let deadline = self.shell.poll_timeout().map_or(until, |at| at.min(until));
+            tokio::select! {
+                () = sleep_until(Some(deadline)) => self.shell.handle_timeout(Instant::now()),
+                Some(event) = self.sockets.recv() => self.shell.handle_socket(Instant::now(), event),
             }
         }
     }
@@ -177,11 +194,6 @@ impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-enum Write {
-    Data(Bytes),
-    Fin,
 }
 
 /// A connection's reader and writer tasks over one shared socket.
@@ -291,8 +303,16 @@ async fn read_loop(
         };
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
-            Ok(_) => {
-                let data = buf.split().freeze();
+            Ok(n) => {
+                let data = if n >= READ_CHUNK / 2 {
+                    buf.split().freeze()
+                } else {
+                    // A small read gets an allocation of its own, so that a peer that trickles
+                    // bytes cannot make the core hold a whole read buffer per byte.
+                    let data = Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    data
+                };
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),
@@ -303,8 +323,8 @@ async fn read_loop(
     }
 }
 
-/// Reads into the spare capacity of `buf` (no zeroing, no copy); the bytes read are then
-/// split off as they are, and the allocation is reused once the core drops them.
+/// Reads into the spare capacity of `buf` (no zeroing, no copy); large reads are then split
+/// off as they are, and the allocation is reused once the core drops them.
 async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         buf.reserve(READ_CHUNK);
@@ -322,38 +342,48 @@ async fn write_loop(
     mut writes: mpsc::UnboundedReceiver<Write>,
     report: mpsc::Sender<SocketEvent<TcpStream>>,
 ) {
-    while let Some(write) = writes.recv().await {
-        let mut data = match write {
-            Write::Data(data) => data,
-            Write::Fin => {
-                let event = match SockRef::from(&*stream).shutdown(Shutdown::Write) {
-                    Ok(()) => SocketEvent::FinSent { tag },
-                    Err(_) => SocketEvent::Failed { tag },
-                };
-                let _ = report.send(event).await;
-                return;
+    let mut queue = WriteQueue::default();
+    loop {
+        if queue.is_idle() {
+            match writes.recv().await {
+                Some(write) => queue.push(write),
+                None => return,
             }
-        };
-        while !data.is_empty() {
-            let event = match write_some(&stream, &data).await {
-                Ok(bytes) => {
-                    data.advance(bytes);
-                    SocketEvent::Sent { tag, bytes }
-                }
+        }
+        // Whatever else is queued goes out in the same system call.
+        while !queue.is_full() {
+            match writes.try_recv() {
+                Ok(write) => queue.push(write),
+                Err(_) => break,
+            }
+        }
+        let event = if queue.fin_due() {
+            let event = match SockRef::from(&*stream).shutdown(Shutdown::Write) {
+                Ok(()) => SocketEvent::FinSent { tag },
                 Err(_) => SocketEvent::Failed { tag },
             };
-            let failed = matches!(event, SocketEvent::Failed { .. });
-            if report.send(event).await.is_err() || failed {
-                return;
+            let _ = report.send(event).await;
+            return;
+        } else {
+            match write_some(&stream, &queue.slices()).await {
+                Ok(0) | Err(_) => SocketEvent::Failed { tag },
+                Ok(bytes) => {
+                    queue.advance(bytes);
+                    SocketEvent::Sent { tag, bytes }
+                }
             }
+        };
+        let failed = matches!(event, SocketEvent::Failed { .. });
+        if report.send(event).await.is_err() || failed {
+            return;
         }
     }
 }
 
-async fn write_some(stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
+async fn write_some(stream: &TcpStream, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
     loop {
         stream.writable().await?;
-        match stream.try_write(data) {
+        match stream.try_write_vectored(data) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             written => return written,
         }

@@ -8,6 +8,7 @@
 //! - [`coturn`]: a real coturn started and stopped by a test.
 //! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
+//! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
@@ -16,6 +17,7 @@
 pub mod blast;
 pub mod content;
 pub mod coturn;
+pub mod dhtnode;
 pub mod driven;
 pub mod lan;
 pub mod pair;

@@ -38,10 +38,13 @@ macro_rules! runtime_suite {
             unlisten_closes_the_listener,
             connect_refused,
             connect_times_out,
+            connect_from_a_port_someone_else_holds,
             the_endpoint_timer_wakes_it,
             dht_values_between_two_drivers,
+            dht_signalling_through_a_real_opendht,
             files_through_the_driver,
             turn_allocate_permit_connect_and_deallocate,
+            turn_a_peer_connecting_to_the_relay_is_bound,
             transfer_resumes_from_a_partial_file,
         );
     };
@@ -313,22 +316,35 @@ pub fn reset_reaches_the_peer<R: Runtime>() {
     });
 }
 
-/// When every handle of a driver is gone, it stops and its connections end: the peer hears
-/// of it rather than hanging.
+/// When every handle of a driver is gone, it closes its connections before it stops: what
+/// it had queued arrives, then its FIN.
 pub fn a_stopped_driver_closes_its_connections<R: Runtime>() {
     let Pair {
-        a, mut b, b_conn, ..
+        a,
+        a_conn,
+        mut b,
+        b_conn,
+        ..
     } = pair::<R>();
+    let data = Bytes::from(pattern(8 << 20, 5));
+    let expected = Digest::of(&data);
+    ask(&a, Output::Send { conn: a_conn, data });
     drop(a);
-    let end = wait(&mut b, "the end of the connection", |i| match i {
-        Input::HalfClosed { conn } | Input::Closed { conn } | Input::Reset { conn }
-            if *conn == b_conn =>
-        {
-            Some(i.clone())
+    let mut digest = StreamDigest::new();
+    let mut len = 0u64;
+    loop {
+        let event = b.run_until(WAIT, |e| matches!(e, ProbeEvent::Input(_)));
+        match event {
+            Some(ProbeEvent::Input(Input::Received { conn, data })) if conn == b_conn => {
+                digest.update(len, &data);
+                len += data.len() as u64;
+            }
+            Some(ProbeEvent::Input(Input::HalfClosed { conn })) if conn == b_conn => break,
+            other => panic!("unexpected {other:?} after {len} bytes"),
         }
-        _ => None,
-    });
-    assert_eq!(end, Input::HalfClosed { conn: b_conn });
+    }
+    assert_eq!(len, 8 << 20);
+    assert_eq!(digest.finish(), expected);
 }
 
 /// While paused, nothing is delivered and TCP pushes back on the sender; after a resume,
@@ -449,6 +465,22 @@ pub fn connect_times_out<R: Runtime>() {
     assert_eq!(error, ConnectError::TimedOut);
 }
 
+/// A local port held by a socket that did not ask for port reuse cannot be shared:
+/// `ConnectFailed { LocalPortUnavailable }`.
+pub fn connect_from_a_port_someone_else_holds<R: Runtime>() {
+    let (mut p, _f) = probe::<R>(&DhtStore::new());
+    let (mut q, _g) = probe::<R>(&DhtStore::new());
+    let remote = listen(&mut q, 1, LOOPBACK);
+    let held = TcpListener::bind(LOOPBACK).expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let conn = connect(&p, 1, remote, Some(port));
+    let error = wait(&mut p, "ConnectFailed", |i| match i {
+        Input::ConnectFailed { conn: c, error } if *c == conn => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(error, ConnectError::LocalPortUnavailable);
+}
+
 /// The endpoint's deadline is honoured.
 pub fn the_endpoint_timer_wakes_it<R: Runtime>() {
     let (mut p, _f) = probe::<R>(&DhtStore::new());
@@ -483,6 +515,56 @@ pub fn dht_values_between_two_drivers<R: Runtime>() {
         _ => None,
     });
     assert_eq!(got, value);
+}
+
+/// Two drivers on a real OpenDHT (two `dhtnode`s, through the first one's HTTP proxy, in a
+/// network namespace of this test's own): a value put before a listen and one put after it
+/// both reach the listener, each once.
+pub fn dht_signalling_through_a_real_opendht<R: Runtime>() {
+    use crate::dhtnode::{DhtNodes, in_network_namespace};
+    if !in_network_namespace("dht_signalling_through_a_real_opendht") {
+        return;
+    }
+    let nodes = DhtNodes::start();
+    let spawn = || {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let config = Config::new(folder.path()).with_opendht(nodes.proxy);
+        (R::spawn(Probe::new(), config), folder)
+    };
+    let (mut a, _fa) = spawn();
+    let (mut b, _fb) = spawn();
+    let key = DhtKey(*b"ferry-opendht-test!!");
+    let put = |p: &mut Remote<Probe>, value: &'static [u8]| {
+        // The second node may not have joined yet: a put fails until it has.
+        for _ in 0..50 {
+            let value = Bytes::from_static(value);
+            ask(p, Output::DhtPut { key, value });
+            let ok = wait(p, "DhtPutDone", |i| match i {
+                Input::DhtPutDone { ok, .. } => Some(*ok),
+                _ => None,
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("OpenDHT never stored the value");
+    };
+    put(&mut b, b"stored before the listen");
+    ask(&a, Output::DhtListen { key });
+    let value = |p: &mut Remote<Probe>| {
+        wait(p, "DhtValue", |i| match i {
+            Input::DhtValue { value, .. } => Some(value.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(value(&mut a), &b"stored before the listen"[..]);
+    put(&mut b, b"stored after the listen");
+    assert_eq!(value(&mut a), &b"stored after the listen"[..]);
+    let again = a.run_until(Duration::from_millis(300), |e| {
+        matches!(e, ProbeEvent::Input(Input::DhtValue { .. }))
+    });
+    assert_eq!(again, None, "each value once");
 }
 
 fn file_result(p: &mut Remote<Probe>, file: FileId) -> FileResult {
@@ -630,6 +712,66 @@ pub fn turn_allocate_permit_connect_and_deallocate<R: Runtime>() {
     assert!(turn.call(|c, _| c.is_done()));
     // The deallocation closed the relay's connection to the peer, which ends its thread.
     assert_eq!(&peer_thread.join().expect("peer thread"), b"ping");
+}
+
+/// The other direction through a real coturn on this runtime: a peer connects to the relayed
+/// address, the client hears ConnectionAttempt, opens a data connection and binds it, and
+/// bytes go both ways.
+pub fn turn_a_peer_connecting_to_the_relay_is_bound<R: Runtime>() {
+    use std::io::{Read as _, Write as _};
+    let Some(server) = Coturn::start(&[]) else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("temp dir");
+    let mut config = TurnConfig::new(server.v4(), USER, PASSWORD);
+    config.family = Family::V4;
+    let mut turn = R::spawn(TurnClient::new(config, 0x5eed), Config::new(folder.path()));
+    let allocated = turn.run_until(WAIT, |e| {
+        matches!(e, TurnEvent::Allocated { .. } | TurnEvent::Failed { .. })
+    });
+    let Some(TurnEvent::Allocated { relayed, .. }) = allocated else {
+        panic!("no allocation on {}: {allocated:?}", R::NAME);
+    };
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    turn.command(move |c, now| c.permit(now, [loopback]));
+    let permitted = turn.run_until(WAIT, |e| {
+        matches!(
+            e,
+            TurnEvent::Permitted { .. } | TurnEvent::PermissionFailed { .. }
+        )
+    });
+    assert_eq!(
+        permitted,
+        Some(TurnEvent::Permitted {
+            ips: vec![loopback]
+        })
+    );
+    let peer = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(relayed).expect("connect to the relay");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        s.write_all(b"hello relay").expect("write");
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).expect("answer");
+        buf
+    });
+    let stream = turn.run_until(WAIT, |e| matches!(e, TurnEvent::PeerStream { .. }));
+    let Some(TurnEvent::PeerStream { conn, incoming, .. }) = stream else {
+        panic!("no peer stream: {stream:?}");
+    };
+    assert!(incoming);
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        match turn.run_until(
+            WAIT,
+            |e| matches!(e, TurnEvent::PeerData { conn: c, .. } if *c == conn),
+        ) {
+            Some(TurnEvent::PeerData { data, .. }) => got.extend_from_slice(&data),
+            other => panic!("no data from the peer: {other:?}"),
+        }
+    }
+    assert_eq!(got, b"hello relay");
+    turn.command(move |c, _| c.send(conn, Bytes::from_static(b"howdy")).expect("bound"));
+    assert_eq!(&peer.join().expect("peer thread"), b"howdy");
 }
 
 /// `len` bytes that differ from chunk to chunk, cheap to make.

@@ -11,29 +11,54 @@
 //! - [`files`]: [`FileService`] does the [`FileOp`](crate::io::FileOp)s on real files, with
 //!   the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
-//! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy.
+//! - [`write_queue`]: a connection's queued bytes and FIN, written in batches;
+//! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy;
+//! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
+//!   and [`Stopped`], what a command to a driver that ended gets.
 
 pub mod dht;
 pub mod files;
 pub mod interfaces;
 pub mod net;
+pub mod opendht;
 pub mod shell;
+pub mod write_queue;
 
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};
-pub use shell::{Net, Shell, SocketEvent, Tag};
+pub use opendht::ProxyClient;
+pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
+pub use write_queue::{Write, WriteQueue};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::io::DhtKey;
 
 /// What a driver needs besides its endpoint.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where received files go (partial files too); created if missing.
     pub receive_folder: PathBuf,
-    /// The DHT to use: the embedded one, shared with every driver given a clone of it.
-    pub dht: DhtStore,
+    /// The DHT to use.
+    pub dht: Dht,
+}
+
+/// Which DHT a driver uses.
+#[derive(Debug, Clone)]
+pub enum Dht {
+    /// The embedded one, shared with every driver given a clone of the store.
+    Embedded(DhtStore),
+    /// OpenDHT, through the HTTP proxy of a `dhtnode` at this address.
+    OpenDht {
+        /// The proxy's address.
+        proxy: SocketAddr,
+    },
 }
 
 impl Config {
@@ -41,14 +66,52 @@ impl Config {
     pub fn new(receive_folder: impl Into<PathBuf>) -> Config {
         Config {
             receive_folder: receive_folder.into(),
-            dht: DhtStore::new(),
+            dht: Dht::Embedded(DhtStore::new()),
         }
     }
 
-    /// Uses `dht`, shared with other drivers, instead.
+    /// Uses the embedded `dht`, shared with other drivers, instead.
     pub fn with_dht(mut self, dht: &DhtStore) -> Config {
-        self.dht = dht.clone();
+        self.dht = Dht::Embedded(dht.clone());
         self
+    }
+
+    /// Uses OpenDHT through the proxy at `proxy` instead.
+    pub fn with_opendht(mut self, proxy: SocketAddr) -> Config {
+        self.dht = Dht::OpenDht { proxy };
+        self
+    }
+}
+
+/// A driver's live DHT.
+#[derive(Debug)]
+pub enum DhtConnection {
+    /// The embedded store.
+    Embedded(DhtClient),
+    /// OpenDHT through a proxy.
+    OpenDht(ProxyClient),
+}
+
+impl DhtConnection {
+    pub(crate) fn put(&mut self, key: DhtKey, value: Bytes) {
+        match self {
+            DhtConnection::Embedded(c) => c.put(key, value),
+            DhtConnection::OpenDht(c) => c.put(key, value),
+        }
+    }
+
+    pub(crate) fn listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.listen(key),
+            DhtConnection::OpenDht(c) => c.listen(key),
+        }
+    }
+
+    pub(crate) fn cancel_listen(&mut self, key: DhtKey) {
+        match self {
+            DhtConnection::Embedded(c) => c.cancel_listen(key),
+            DhtConnection::OpenDht(c) => c.cancel_listen(key),
+        }
     }
 }
 

@@ -22,7 +22,7 @@
 //! most the runtime's socket queue).
 //!
 //! It is sans-IO like the endpoint it wraps: time comes in as an argument, and it reaches the
-//! world only through [`Net`], the [`FileThread`] and the [`DhtClient`].
+//! world only through [`Net`], the [`FileThread`] and the [`DhtConnection`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::dht::DhtClient;
+use super::DhtConnection;
 use super::files::FileThread;
 use super::net;
+use super::opendht::ProxyClient;
 use crate::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
 use crate::timer::Timers;
 
@@ -186,7 +187,7 @@ impl<T> Drop for Listener<T> {
     }
 }
 
-/// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtClient`].
+/// Runs one [`Endpoint`] through a runtime's [`Net`], a [`FileThread`] and a [`DhtConnection`].
 ///
 /// The runtime's loop calls, for whatever woke it: [`handle_socket`](Self::handle_socket),
 /// [`handle_input`](Self::handle_input), [`command`](Self::command) or
@@ -197,7 +198,7 @@ pub struct Shell<E: Endpoint, N: Net> {
     endpoint: E,
     net: N,
     files: FileThread,
-    dht: DhtClient,
+    dht: DhtConnection,
     dht_listening: BTreeSet<DhtKey>,
     next_tag: u64,
     next_accepted: u32,
@@ -211,6 +212,8 @@ pub struct Shell<E: Endpoint, N: Net> {
     events: VecDeque<E::Event>,
     refused: u64,
     last_refused: Option<crate::Error>,
+    /// After [`close_all`](Self::close_all): the endpoint is no longer run.
+    closing: bool,
 }
 
 impl<E: Endpoint, N: Net> Shell<E, N> {
@@ -221,20 +224,25 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         endpoint: E,
         net: N,
         config: &super::Config,
-        deliver: impl Fn(Input) + Clone + Send + 'static,
+        deliver: impl Fn(Input) + Clone + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.receive_folder)?;
         let to_files = deliver.clone();
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
-        let dht = config.dht.client(deliver);
+        let dht = match &config.dht {
+            super::Dht::Embedded(store) => DhtConnection::Embedded(store.client(deliver)),
+            super::Dht::OpenDht { proxy } => {
+                DhtConnection::OpenDht(ProxyClient::new(*proxy, deliver)?)
+            }
+        };
         Ok(Shell::new(endpoint, net, files, dht))
     }
 
     /// Wraps `endpoint`. Nothing happens until the first handler call: call
     /// [`handle_timeout`](Self::handle_timeout) once at the start to carry out what the
     /// endpoint asked for when it was made.
-    pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtClient) -> Self {
+    pub fn new(endpoint: E, net: N, files: FileThread, dht: DhtConnection) -> Self {
         Shell {
             endpoint,
             net,
@@ -251,6 +259,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             events: VecDeque::new(),
             refused: 0,
             last_refused: None,
+            closing: false,
         }
     }
 
@@ -399,7 +408,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                 self.feed(now, Input::ConnectFailed { conn, error });
             }
         }
-        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+        if !self.closing && self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
         self.drain(now);
@@ -412,10 +421,30 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.endpoint.poll_timeout(), self.timers.next()) {
+        let endpoint = self.endpoint.poll_timeout().filter(|_| !self.closing);
+        match (endpoint, self.timers.next()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Stops listening and closes every connection as [`Output::Close`] does: queued bytes
+    /// first, then a FIN, then reading until the peer's FIN or [`CLOSE_LINGER`]. For a runtime
+    /// that is shutting down: it keeps handing socket reports and timeouts to the shell until
+    /// [`is_closed`](Self::is_closed), or the linger has passed. The endpoint is not run any
+    /// more (its timers no longer fire), so it opens nothing new.
+    pub fn close_all(&mut self, now: Instant) {
+        self.closing = true;
+        self.listeners.clear();
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(now, conn);
+        }
+    }
+
+    /// Whether no socket is left (after [`close_all`](Self::close_all)).
+    pub fn is_closed(&self) -> bool {
+        self.sockets.is_empty() && self.listeners.is_empty()
     }
 
     /// The next name for an accepted connection; after 2^32 of them, numbers come round again,
@@ -732,7 +761,7 @@ mod tests {
     fn shell() -> (TestShell, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = FileThread::spawn(FileService::new(dir.path()), |_| {}).expect("thread");
-        let dht = DhtStore::new().client(|_| {});
+        let dht = DhtConnection::Embedded(DhtStore::new().client(|_| {}));
         let shell = Shell::new(Script::default(), FakeNet::default(), files, dht);
         (shell, dir)
     }
@@ -918,6 +947,23 @@ mod tests {
         );
         assert_eq!(shell.endpoint().fed.len(), 1);
         assert!(!shell.net.calls.iter().any(|c| c.starts_with("start")));
+    }
+
+    #[test]
+    fn close_all_closes_every_connection_and_listener() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (_, tag) = open(&mut shell, now);
+        let listener = ListenerId(1);
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        ask(&mut shell, now, Output::Listen { listener, local });
+        shell.close_all(now);
+        assert!(!shell.is_closed());
+        assert_eq!(shell.net.calls.last().map(String::as_str), Some("fin 1"));
+        assert_eq!(shell.poll_timeout(), Some(now + CLOSE_LINGER));
+        shell.handle_socket(now, SocketEvent::FinSent { tag });
+        shell.handle_socket(now, SocketEvent::Eof { tag });
+        assert!(shell.is_closed());
     }
 
     #[test]

@@ -1,0 +1,498 @@
+//! OpenDHT through the HTTP proxy of a `dhtnode` (`dhtnode --proxyserver PORT`), for nodes
+//! that meet on the real DHT rather than in one process.
+//!
+//! What the proxy does, as seen with Debian's `dhtnode` 2.4:
+//! - `POST /key/<40 hex>` with `{"data": "<base64>"}` stores a value and answers it back with
+//!   its `id`; a refusal is still `200 OK`, with `{"err": …}` (a lone node answers every put
+//!   with `{"err":"Put failed"}`), so only an answer with an `id` counts as stored;
+//! - `GET /key/<40 hex>/listen` streams, chunked, one JSON value per line: those already
+//!   stored, then each new one.
+//!
+//! Each listen is a thread of its own holding one streaming request; puts go one at a time
+//! on another. Everything here blocks, on those threads, so it needs no async runtime. HTTP
+//! heads and chunk sizes are parsed by `httparse`; a line longer than [`MAX_LINE`] (a value
+//! far above OpenDHT's own limit) ends the stream, which is then reopened.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+
+use crate::io::{DhtKey, Input};
+
+/// Longest line of a listen stream kept.
+pub const MAX_LINE: usize = 256 * 1024;
+/// How long a request may wait for the proxy.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a listen waits before it reopens a stream that ended.
+const RETRY: Duration = Duration::from_secs(1);
+/// Value ids remembered per listen, so a reopened stream does not repeat values.
+const SEEN: usize = 1024;
+
+type Deliver = Arc<dyn Fn(Input) + Send + Sync>;
+
+struct Listen {
+    stop: Arc<AtomicBool>,
+    /// The stream being read, to end it at once on cancel.
+    stream: Arc<std::sync::Mutex<Option<TcpStream>>>,
+}
+
+impl Drop for Listen {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = stream.as_ref() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// One driver's access to OpenDHT through a proxy; answers come as [`Input`]s through the
+/// callback it was made with. Dropping it ends its listens.
+pub struct ProxyClient {
+    proxy: SocketAddr,
+    deliver: Deliver,
+    puts: mpsc::Sender<(DhtKey, Bytes)>,
+    listens: BTreeMap<DhtKey, Listen>,
+}
+
+impl std::fmt::Debug for ProxyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyClient")
+            .field("proxy", &self.proxy)
+            .field("listens", &self.listens.len())
+            .finish()
+    }
+}
+
+impl ProxyClient {
+    /// A client of the proxy at `proxy`. `deliver` runs on the client's threads.
+    pub fn new(
+        proxy: SocketAddr,
+        deliver: impl Fn(Input) + Send + Sync + 'static,
+    ) -> io::Result<ProxyClient> {
+        let deliver: Deliver = Arc::new(deliver);
+        let (puts, rx) = mpsc::channel::<(DhtKey, Bytes)>();
+        let to_app = deliver.clone();
+        std::thread::Builder::new()
+            .name("ferry-dht-put".into())
+            .spawn(move || {
+                for (key, value) in rx {
+                    let ok = put(proxy, key, &value).unwrap_or(false);
+                    to_app(Input::DhtPutDone { key, ok });
+                }
+            })?;
+        Ok(ProxyClient {
+            proxy,
+            deliver,
+            puts,
+            listens: BTreeMap::new(),
+        })
+    }
+
+    /// Stores `value` under `key`; answers [`Input::DhtPutDone`].
+    pub fn put(&self, key: DhtKey, value: Bytes) {
+        let _ = self.puts.send((key, value));
+    }
+
+    /// Delivers every value under `key`, those stored now and those to come.
+    pub fn listen(&mut self, key: DhtKey) {
+        if self.listens.contains_key(&key) {
+            return;
+        }
+        let listen = Listen {
+            stop: Arc::new(AtomicBool::new(false)),
+            stream: Arc::new(std::sync::Mutex::new(None)),
+        };
+        let (stop, slot, proxy, deliver) = (
+            listen.stop.clone(),
+            listen.stream.clone(),
+            self.proxy,
+            self.deliver.clone(),
+        );
+        let started = std::thread::Builder::new()
+            .name("ferry-dht-listen".into())
+            .spawn(move || listen_loop(proxy, key, &stop, &slot, &*deliver));
+        if started.is_ok() {
+            self.listens.insert(key, listen);
+        }
+    }
+
+    /// Stops delivering values under `key`.
+    pub fn cancel_listen(&mut self, key: DhtKey) {
+        self.listens.remove(&key);
+    }
+}
+
+fn path(key: DhtKey) -> String {
+    format!("/key/{}", hex::encode(key.0))
+}
+
+fn connect(proxy: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&proxy, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
+/// One put; whether the proxy answered with a stored value.
+fn put(proxy: SocketAddr, key: DhtKey, value: &[u8]) -> io::Result<bool> {
+    let body = serde_json::json!({ "data": BASE64.encode(value) }).to_string();
+    let mut stream = connect(proxy)?;
+    write!(
+        stream,
+        "POST {} HTTP/1.1\r\nHost: {proxy}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        path(key),
+        body.len()
+    )?;
+    let mut response = Response::read_head(stream)?;
+    if response.status != 200 {
+        return Ok(false);
+    }
+    let body = response.read_body(64 * 1024)?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    Ok(answer.get("id").is_some())
+}
+
+/// Reads `key`'s listen stream until stopped, reopening it when it ends.
+fn listen_loop(
+    proxy: SocketAddr,
+    key: DhtKey,
+    stop: &AtomicBool,
+    slot: &std::sync::Mutex<Option<TcpStream>>,
+    deliver: &(dyn Fn(Input) + Send + Sync),
+) {
+    let mut seen = VecDeque::new();
+    while !stop.load(Ordering::Acquire) {
+        let _ = listen_once(proxy, key, stop, slot, &mut seen, deliver);
+        if !stop.load(Ordering::Acquire) {
+            std::thread::sleep(RETRY);
+        }
+    }
+}
+
+fn listen_once(
+    proxy: SocketAddr,
+    key: DhtKey,
+    stop: &AtomicBool,
+    slot: &std::sync::Mutex<Option<TcpStream>>,
+    seen: &mut VecDeque<String>,
+    deliver: &(dyn Fn(Input) + Send + Sync),
+) -> io::Result<()> {
+    let mut stream = connect(proxy)?;
+    // A listen is quiet until a value comes: no read timeout.
+    stream.set_read_timeout(None)?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
+    if stop.load(Ordering::Acquire) {
+        return Ok(()); // Cancelled while connecting.
+    }
+    write!(
+        stream,
+        "GET {}/listen HTTP/1.1\r\nHost: {proxy}\r\nAccept: application/json\r\n\r\n",
+        path(key)
+    )?;
+    let mut response = Response::read_head(stream)?;
+    if response.status != 200 {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let mut line = Vec::new();
+    while let Some(chunk) = response.next_body_part()? {
+        for &byte in &chunk {
+            if byte != b'\n' {
+                line.push(byte);
+                if line.len() > MAX_LINE {
+                    return Err(io::ErrorKind::InvalidData.into());
+                }
+                continue;
+            }
+            if let Some((id, value)) = parse_value(&line) {
+                if !seen.contains(&id) {
+                    if seen.len() == SEEN {
+                        seen.pop_front();
+                    }
+                    seen.push_back(id);
+                    deliver(Input::DhtValue { key, value });
+                }
+            }
+            line.clear();
+        }
+    }
+    Ok(())
+}
+
+/// A value line: its id and its bytes. Expired values and anything else are skipped.
+fn parse_value(line: &[u8]) -> Option<(String, Bytes)> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if value.get("expired").is_some() {
+        return None;
+    }
+    let data = BASE64.decode(value.get("data")?.as_str()?).ok()?;
+    let id = match value.get("id")? {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some((id, Bytes::from(data)))
+}
+
+/// An HTTP/1.1 response being read: its head, then its body in parts (by length or chunked).
+struct Response {
+    stream: TcpStream,
+    status: u16,
+    /// Bytes read past what was consumed.
+    buf: Vec<u8>,
+    body: Body,
+}
+
+enum Body {
+    Length(u64),
+    Chunked { left_in_chunk: u64, done: bool },
+    UntilClose,
+}
+
+impl Response {
+    /// Reads and parses the head (at most 16 KiB).
+    fn read_head(mut stream: TcpStream) -> io::Result<Response> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut head = httparse::Response::new(&mut headers);
+            match head
+                .parse(&buf)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?
+            {
+                httparse::Status::Partial if buf.len() < 16 * 1024 => continue,
+                httparse::Status::Partial => return Err(io::ErrorKind::InvalidData.into()),
+                httparse::Status::Complete(len) => {
+                    let status = head.code.unwrap_or(0);
+                    let header = |name: &str| {
+                        head.headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                            .and_then(|h| std::str::from_utf8(h.value).ok())
+                            .map(str::trim)
+                    };
+                    let body = if header("Transfer-Encoding")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                    {
+                        Body::Chunked {
+                            left_in_chunk: 0,
+                            done: false,
+                        }
+                    } else if let Some(len) = header("Content-Length") {
+                        Body::Length(len.parse().map_err(|_| io::ErrorKind::InvalidData)?)
+                    } else {
+                        Body::UntilClose
+                    };
+                    buf.drain(..len);
+                    return Ok(Response {
+                        stream,
+                        status,
+                        buf,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The whole body, refused past `max` bytes.
+    fn read_body(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        while let Some(part) = self.next_body_part()? {
+            body.extend_from_slice(&part);
+            if body.len() > max {
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+        }
+        Ok(body)
+    }
+
+    /// The next part of the body, `None` at its end.
+    fn next_body_part(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let (stream, buf) = (&mut self.stream, &mut self.buf);
+        loop {
+            let left = match &mut self.body {
+                Body::UntilClose => {
+                    if buf.is_empty() && !fill(stream, buf)? {
+                        return Ok(None);
+                    }
+                    return Ok(Some(std::mem::take(buf)));
+                }
+                Body::Length(0) | Body::Chunked { done: true, .. } => return Ok(None),
+                Body::Length(left) => left,
+                Body::Chunked { left_in_chunk, .. } if *left_in_chunk > 0 => left_in_chunk,
+                Body::Chunked {
+                    left_in_chunk,
+                    done,
+                } => {
+                    // Between chunks: the CRLF that ends the last one, then the next size.
+                    while buf.starts_with(b"\r\n") {
+                        buf.drain(..2);
+                    }
+                    match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            buf.drain(..used);
+                            *left_in_chunk = size;
+                            *done = size == 0;
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() < 1024 => {
+                            if !fill(stream, buf)? {
+                                return Err(io::ErrorKind::UnexpectedEof.into());
+                            }
+                        }
+                        _ => return Err(io::ErrorKind::InvalidData.into()),
+                    }
+                    continue;
+                }
+            };
+            if buf.is_empty() && !fill(stream, buf)? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let take = usize::try_from(*left).map_or(buf.len(), |l| l.min(buf.len()));
+            *left -= take as u64;
+            return Ok(Some(buf.drain(..take).collect()));
+        }
+    }
+}
+
+/// More bytes from `stream` into `buf`; whether any came.
+fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut chunk = [0u8; 8192];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A one-shot HTTP server on loopback: answers each connection with the next response.
+    fn serve(responses: Vec<Vec<Vec<u8>>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for parts in responses {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request);
+                for part in parts {
+                    let _ = s.write_all(&part);
+                    let _ = s.flush();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // Hold a listen stream open until the client hangs up.
+                let _ = s.read(&mut request);
+            }
+        });
+        addr
+    }
+
+    fn client(proxy: SocketAddr) -> (ProxyClient, mpsc::Receiver<Input>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let client = ProxyClient::new(proxy, move |input| {
+            let _ = tx.lock().map(|tx| tx.send(input));
+        })
+        .expect("client");
+        (client, rx)
+    }
+
+    #[test]
+    fn a_chunked_listen_stream_split_anywhere_gives_each_value_once() {
+        let lines = concat!(
+            "{\"data\":\"aGVsbG8=\",\"id\":\"1\",\"type\":0}\n",
+            "{\"data\":\"aGVsbG8=\",\"id\":\"1\",\"type\":0}\n",
+            "{\"id\":\"2\",\"expired\":true}\n",
+            "not json\n",
+            "{\"data\":\"d29ybGQ=\",\"id\":\"3\",\"type\":0}\n",
+        );
+        let (first, second) = lines.as_bytes().split_at(50);
+        let chunk = |b: &[u8]| {
+            [
+                format!("{:x}\r\n", b.len()).into_bytes(),
+                b.to_vec(),
+                b"\r\n".to_vec(),
+            ]
+            .concat()
+        };
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let whole = [head, chunk(first), chunk(second)].concat();
+        // Cut the bytes at awkward places: inside the head, a size line, a CRLF.
+        let parts = vec![
+            whole[..20].to_vec(),
+            whole[20..49].to_vec(),
+            whole[49..53].to_vec(),
+            whole[53..].to_vec(),
+        ];
+        let (mut client, rx) = client(serve(vec![parts]));
+        let key = DhtKey([9; 20]);
+        client.listen(key);
+        let got: Vec<Input> = (0..2)
+            .filter_map(|_| rx.recv_timeout(TIMEOUT).ok())
+            .collect();
+        let value = |v: &'static [u8]| Input::DhtValue {
+            key,
+            value: Bytes::from_static(v),
+        };
+        assert_eq!(got, [value(b"hello"), value(b"world")]);
+        client.cancel_listen(key);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "nothing more"
+        );
+    }
+
+    #[test]
+    fn a_broken_stream_is_reopened() {
+        let garbage = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
+        let too_long = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n".to_vec(),
+            vec![b'x'; MAX_LINE + 10],
+        ]
+        .concat();
+        let good = b"HTTP/1.1 200 OK\r\n\r\n{\"data\":\"eQ==\",\"id\":\"7\"}\n".to_vec();
+        let proxy = serve(vec![vec![garbage], vec![too_long], vec![good]]);
+        let (mut client, rx) = client(proxy);
+        let key = DhtKey([5; 20]);
+        client.listen(key);
+        let got = rx.recv_timeout(TIMEOUT).ok();
+        let value = Bytes::from_static(b"y");
+        assert_eq!(got, Some(Input::DhtValue { key, value }));
+    }
+
+    #[test]
+    fn only_a_put_answered_with_an_id_is_stored() {
+        let refused = b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"err\":\"Put failed\"}\r\n";
+        let stored = b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n{\"data\":\"eA==\",\"id\":\"42\",\"type\":0}\r\n\r\n";
+        let proxy = serve(vec![vec![refused.to_vec()], vec![stored.to_vec()]]);
+        let (client, rx) = client(proxy);
+        let key = DhtKey([1; 20]);
+        client.put(key, Bytes::from_static(b"x"));
+        client.put(key, Bytes::from_static(b"x"));
+        assert_eq!(
+            rx.recv_timeout(TIMEOUT).ok(),
+            Some(Input::DhtPutDone { key, ok: false })
+        );
+        assert_eq!(
+            rx.recv_timeout(TIMEOUT).ok(),
+            Some(Input::DhtPutDone { key, ok: true })
+        );
+    }
+}
