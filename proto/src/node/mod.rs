@@ -56,6 +56,10 @@ pub const REQUEST_RETRY: Duration = Duration::from_secs(5);
 pub const TLS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an answerer waits for its relay to install the requester's permissions.
 pub const PERMISSION_WAIT: Duration = Duration::from_secs(2);
+/// How often a node puts its announcement again (DHT values expire; OpenDHT keeps them 10
+/// minutes), and how soon after a failed put.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
@@ -200,6 +204,8 @@ struct PendingSub {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum NodeTimer {
     Gather,
+    /// Put our announcement again.
+    Announce,
 }
 
 /// One device of one account: see the module docs.
@@ -219,6 +225,9 @@ pub struct Node {
     next_connector: u32,
     by_device: BTreeMap<DeviceId, u32>,
     lookups: BTreeMap<DhtKey, AccountId>,
+    /// When to listen again to an account's devices that none of which was heard of yet (a
+    /// lossy DHT may have lost the delivery of what it stores).
+    lookup_retry: BTreeMap<DhtKey, Instant>,
     /// Every verified device announcement seen, by account.
     known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
     groups: BTreeMap<TransferId, Group>,
@@ -261,6 +270,7 @@ impl Node {
             next_connector: 1,
             by_device: BTreeMap::new(),
             lookups: BTreeMap::new(),
+            lookup_retry: BTreeMap::new(),
             known: BTreeMap::new(),
             groups: BTreeMap::new(),
             pending_subs: BTreeMap::new(),
@@ -293,6 +303,7 @@ impl Node {
             });
         }
         node.timers.set(NodeTimer::Gather, now + GATHER_TIMEOUT);
+        node.timers.set(NodeTimer::Announce, now + ANNOUNCE_EVERY);
         let me = node.config.device.clone();
         node.out.push_back(Output::DhtListen {
             key: signal::peer_key(&me.id()),
@@ -358,6 +369,9 @@ impl Node {
         let key = signal::devices_key(&account);
         if self.lookups.insert(key, account).is_none() {
             self.out.push_back(Output::DhtListen { key });
+        }
+        if !self.known.contains_key(&account) {
+            self.lookup_retry.insert(key, now + REQUEST_RETRY);
         }
         self.out.push_back(Output::Event(Event::Aggregate {
             group,
@@ -890,8 +904,27 @@ impl Node {
             self.dropped.unopened += 1;
             return;
         };
-        if !self.seen.first_time(opened.device, msg.id, msg.is_answer) {
+        let failed_before = !msg.is_answer
+            && self.connectors.values().any(|c| {
+                !c.requester
+                    && c.device == opened.device
+                    && c.request_id == msg.id
+                    && c.stage == Stage::Failed
+            });
+        if failed_before {
+            // The requester still asks, but our side of that exchange gave up (its answer
+            // was lost, say): start it over, as a new request with the same id.
+            if let Some(old) = self.by_device.get(&opened.device).copied() {
+                self.forget_connector_routes(old);
+            }
+            self.connectors
+                .retain(|_, c| !(c.device == opened.device && c.stage == Stage::Failed));
+        } else if !self.seen.first_time(opened.device, msg.id, msg.is_answer) {
             self.dropped.replayed += 1;
+            if !msg.is_answer {
+                // A retried request: our answer may have been lost on the DHT; put it again.
+                self.answer_again(opened.device, msg.id);
+            }
             return;
         }
         if msg.is_answer {
@@ -939,6 +972,20 @@ impl Node {
         }
         if self.gathered {
             self.connector_gathered(now, id);
+        }
+    }
+
+    fn answer_again(&mut self, device: DeviceId, id: u64) {
+        let again = self
+            .connectors
+            .values()
+            .find(|c| !c.requester && c.device == device && c.request_id == id)
+            .and_then(|c| c.sealed_answer.clone());
+        if let Some(value) = again {
+            self.out.push_back(Output::DhtPut {
+                key: signal::peer_key(&device),
+                value,
+            });
         }
     }
 
@@ -1298,7 +1345,12 @@ impl Endpoint for Node {
                 }
             }
             Input::DhtValue { key, value } => self.on_dht_value(now, key, value),
-            Input::DhtPutDone { .. } => {}
+            Input::DhtPutDone { key, ok } => {
+                if !ok && key == signal::devices_key(&self.config.device.account()) {
+                    // Nobody can find us until the announcement is stored: try again soon.
+                    self.timers.set(NodeTimer::Announce, now + ANNOUNCE_RETRY);
+                }
+            }
             Input::File(result) => self.on_file(now, result)?,
             Input::Connected { conn, .. }
             | Input::ConnectFailed { conn, .. }
@@ -1324,6 +1376,13 @@ impl Endpoint for Node {
                     self.listeners_pending = 0;
                     self.check_gathered(now);
                 }
+                NodeTimer::Announce => {
+                    self.out.push_back(Output::DhtPut {
+                        key: signal::devices_key(&self.config.device.account()),
+                        value: Bytes::from(self.config.announcement.clone()),
+                    });
+                    self.timers.set(NodeTimer::Announce, now + ANNOUNCE_EVERY);
+                }
             }
         }
         for slot in &mut self.turns {
@@ -1338,6 +1397,29 @@ impl Endpoint for Node {
         for inbound in expired {
             self.dropped.unrouted += 1;
             self.close_inbound(inbound);
+        }
+        let relisten: Vec<DhtKey> = self
+            .lookup_retry
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in relisten {
+            let still_unknown = self
+                .lookups
+                .get(&key)
+                .is_some_and(|a| !self.known.contains_key(a))
+                && self.groups.values().any(|g| {
+                    g.lookup_deadline.is_some() && self.lookups.get(&key) == Some(&g.account)
+                });
+            if still_unknown {
+                // Listening again delivers what is stored again.
+                self.out.push_back(Output::DhtCancelListen { key });
+                self.out.push_back(Output::DhtListen { key });
+                self.lookup_retry.insert(key, now + REQUEST_RETRY);
+            } else {
+                self.lookup_retry.remove(&key);
+            }
         }
         let lost: Vec<TransferId> = self
             .groups
@@ -1392,6 +1474,9 @@ impl Endpoint for Node {
         }
         for g in self.groups.values() {
             take(g.lookup_deadline);
+        }
+        for at in self.lookup_retry.values() {
+            take(Some(*at));
         }
         for c in self.connectors.values() {
             take(c.poll_timeout());
