@@ -473,6 +473,14 @@ pub enum Event {
         /// The device.
         device: crate::tls::DeviceId,
     },
+    /// A connection to (or from) a device failed: the stage and why. Transfers waiting on it
+    /// hear it too, as [`Status`](Event::Status) `unjoinable_peer`.
+    PeerUnreachable {
+        /// The device.
+        device: crate::tls::DeviceId,
+        /// The stage that failed and why.
+        reason: String,
+    },
     /// The optimistic view of a file sent to every device of an account changed (see
     /// [`aggregate`](crate::aggregate)).
     Aggregate {

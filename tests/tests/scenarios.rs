@@ -794,3 +794,236 @@ fn s8_a_forged_answer_from_another_account_is_dropped() {
     );
     no_violations(&world);
 }
+
+/// An on-path host: it relays Alice's connection to Bob untouched while ICE runs, then answers
+/// Bob's TLS ClientHello itself, with its own account's certificate.
+struct OnPath {
+    device: Device,
+    anchor: UnixAnchor,
+    target: std::net::SocketAddr,
+    alice: Option<ferry_proto::io::ConnId>,
+    connected: bool,
+    held: Vec<bytes::Bytes>,
+    from_bob: ferry_proto::stun::framing::FrameDecoder,
+    tls: Option<ferry_proto::tls::TlsSession>,
+    out: std::collections::VecDeque<ferry_proto::io::Output<String>>,
+}
+
+const TO_BOB: ferry_proto::io::ConnId = ferry_proto::io::ConnId::Connect(1);
+
+impl OnPath {
+    fn new(device: Device, anchor: UnixAnchor, target: std::net::SocketAddr) -> OnPath {
+        let mut out = std::collections::VecDeque::new();
+        out.push_back(ferry_proto::io::Output::Listen {
+            listener: ferry_proto::io::ListenerId(1),
+            local: std::net::SocketAddr::new([0, 0, 0, 0].into(), target.port()),
+        });
+        OnPath {
+            device,
+            anchor,
+            target,
+            alice: None,
+            connected: false,
+            held: Vec::new(),
+            from_bob: Default::default(),
+            tls: None,
+            out,
+        }
+    }
+
+    fn drain_tls(&mut self) {
+        while let Some(o) = self.tls.as_mut().and_then(|t| t.poll_output()) {
+            match o {
+                ferry_proto::tls::TlsOutput::Transmit(b) => {
+                    self.out.push_back(ferry_proto::io::Output::Send {
+                        conn: TO_BOB,
+                        data: ferry_proto::stun::framing::encode(&b),
+                    });
+                }
+                other => self
+                    .out
+                    .push_back(ferry_proto::io::Output::Event(format!("{other:?}"))),
+            }
+        }
+    }
+}
+
+impl ferry_proto::io::Endpoint for OnPath {
+    type Event = String;
+
+    fn handle_input(
+        &mut self,
+        now: Instant,
+        input: ferry_proto::io::Input,
+    ) -> Result<(), ferry_proto::Error> {
+        use ferry_proto::io::{Input, Output};
+        match input {
+            Input::Accepted { conn, .. } if self.alice.is_none() => {
+                self.alice = Some(conn);
+                self.out.push_back(Output::Connect {
+                    conn: TO_BOB,
+                    remote: self.target,
+                    local_port: None,
+                    timeout: secs(3),
+                });
+            }
+            Input::Connected { conn: TO_BOB, .. } => {
+                self.connected = true;
+                for data in std::mem::take(&mut self.held) {
+                    self.out.push_back(Output::Send { conn: TO_BOB, data });
+                }
+            }
+            Input::Received { conn, data } if Some(conn) == self.alice => {
+                if self.connected {
+                    self.out.push_back(Output::Send { conn: TO_BOB, data });
+                } else {
+                    self.held.push(data);
+                }
+            }
+            Input::Received { conn: TO_BOB, data } => {
+                for frame in self.from_bob.push(&data) {
+                    if self.tls.is_none() && ferry_proto::stun::looks_like_stun(&frame) {
+                        // ICE passes through untouched.
+                        if let Some(alice) = self.alice {
+                            self.out.push_back(Output::Send {
+                                conn: alice,
+                                data: ferry_proto::stun::framing::encode(&frame),
+                            });
+                        }
+                        continue;
+                    }
+                    if self.tls.is_none() {
+                        let pin = ferry_proto::tls::Pin {
+                            account: self.device.account(),
+                            device: self.device.id(),
+                        };
+                        let session = ferry_proto::tls::TlsSession::new(
+                            ferry_proto::tls::Role::Server,
+                            &self.device,
+                            pin,
+                            Default::default(),
+                            self.anchor,
+                            now,
+                        )
+                        .expect("a TLS server");
+                        self.tls = Some(session);
+                        self.drain_tls();
+                    }
+                    if let Some(tls) = self.tls.as_mut() {
+                        tls.handle_input(now, ferry_proto::tls::TlsInput::Received(frame));
+                    }
+                    self.drain_tls();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_output(&mut self) -> Option<ferry_proto::io::Output<String>> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+}
+
+#[test]
+fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
+    let mut b = builder(18);
+    let epoch = b.epoch();
+    let anchor = UnixAnchor {
+        instant: epoch,
+        unix: Duration::from_secs(T0),
+    };
+    // Alice sits behind a firewall: only her own connections get out, and they are intercepted.
+    let home = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Firewall);
+    let internet = b.internet();
+    let (alice, bob, mallory) = (account("alice"), account("bob"), account("mallory"));
+    let (a1, b1, m1) = (
+        device(&alice, "a1"),
+        device(&bob, "b1"),
+        device(&mallory, "m1"),
+    );
+    let ha = b.host(
+        HostSpec::new("a1", home).v4([203, 0, 113, 10]).link(link()),
+        node(
+            epoch,
+            &alice,
+            &a1,
+            1,
+            "203.0.113.10".parse().expect("ip"),
+            None,
+        ),
+    );
+    let hb = b.host(
+        HostSpec::new("b1", internet)
+            .v4([198, 51, 100, 20])
+            .link(link()),
+        node(
+            epoch,
+            &bob,
+            &b1,
+            2,
+            "198.51.100.20".parse().expect("ip"),
+            None,
+        ),
+    );
+    let bob_listener: std::net::SocketAddr = "198.51.100.20:49152".parse().expect("addr");
+    let hm = b.host(
+        HostSpec::new("mallory", internet)
+            .v4([198, 51, 100, 66])
+            .link(link()),
+        OnPath::new(m1, anchor, bob_listener),
+    );
+    b.fault(
+        Duration::ZERO,
+        Fault::Intercept {
+            target: bob_listener,
+            by: hm,
+        },
+    );
+    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    world.run_for(secs(2));
+    let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
+    assert!(
+        run_until(&mut world, secs(60), |w| aggregate(w, ha, group)
+            == Some(Status::UnjoinablePeer)),
+        "{}",
+        world.trace()
+    );
+    let bob_says = world
+        .events::<Event>(hb)
+        .into_iter()
+        .find_map(|(_, e)| match e {
+            Event::PeerUnreachable { device, reason } if device == a1.id() => Some(reason),
+            _ => None,
+        });
+    let expected = format!(
+        "TLS: peer refused: wrong account: expected {}, the peer is {}",
+        alice.id(),
+        mallory.id()
+    );
+    assert_eq!(
+        bob_says.as_deref(),
+        Some(expected.as_str()),
+        "Bob refuses the impostor, and says why"
+    );
+    assert!(
+        incoming(&world, hb).is_empty(),
+        "no file was offered through the impostor"
+    );
+    let mallory_saw: Vec<String> = world
+        .events::<String>(hm)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert!(
+        mallory_saw.iter().any(|e| e.contains("AlertReceived")),
+        "Bob's alert reached the impostor: {mallory_saw:?}"
+    );
+    insta::assert_snapshot!(world.trace());
+}

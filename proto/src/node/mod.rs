@@ -1281,6 +1281,10 @@ impl Node {
             agent.close();
         }
         self.by_device.remove(&device);
+        self.out.push_back(Output::Event(Event::PeerUnreachable {
+            device,
+            reason: why.clone(),
+        }));
         let subs: Vec<(TransferId, TransferId)> = self
             .pending_subs
             .iter()
