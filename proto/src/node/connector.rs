@@ -32,6 +32,8 @@ use crate::transfer;
 /// Where a connector stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
+    /// Answerer: the application decides whether to answer this device.
+    WaitApproval,
     /// Waiting for the node's candidates.
     Gathering,
     /// Requester: the request is on the DHT.
@@ -83,6 +85,8 @@ pub(super) struct Connector {
     sealed: Option<Bytes>,
     /// Answerer: the sealed answer, to put again when the request comes again.
     pub(super) sealed_answer: Option<Bytes>,
+    /// Answerer: the local user refused this device; its retries are not asked again.
+    pub(super) denied: bool,
     /// Addresses the peer is known by, to permit on our relays.
     peer_ips: Vec<IpAddr>,
     pub(super) links: BTreeMap<ConnId, Link>,
@@ -116,6 +120,7 @@ impl Connector {
             request: None,
             sealed: None,
             sealed_answer: None,
+            denied: false,
             peer_ips: Vec::new(),
             links: BTreeMap::new(),
             next_relay_in: 0,

@@ -94,6 +94,12 @@ pub struct NodeConfig {
     pub auto_accept_images_under: Option<u64>,
     /// Offer only relayed candidates (for users on hostile networks, and for tests).
     pub relay_only: bool,
+    /// Ask the application ([`Event::ConnectionRequest`]) before answering a device of an
+    /// account that is not ours and not in [`contacts`](Self::contacts); off, every valid
+    /// request is answered (the application still accepts or refuses each file).
+    pub ask_before_connecting: bool,
+    /// Accounts whose devices are answered without asking.
+    pub contacts: std::collections::BTreeSet<AccountId>,
 }
 
 impl NodeConfig {
@@ -116,6 +122,8 @@ impl NodeConfig {
             ice: ice::Config::default(),
             auto_accept_images_under: None,
             relay_only: false,
+            ask_before_connecting: false,
+            contacts: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -390,6 +398,46 @@ impl Node {
         }
         self.pump(now);
         group
+    }
+
+    /// Lets a device that asked to connect (see [`Event::ConnectionRequest`]) go on.
+    pub fn allow_connection(&mut self, now: Instant, device: DeviceId) -> Result<(), Error> {
+        let Some(id) = self.by_device.get(&device).copied() else {
+            return Err(Error::NotNow(
+                "allow_connection: no request from that device",
+            ));
+        };
+        match self.connectors.get_mut(&id) {
+            Some(c) if c.stage == Stage::WaitApproval => c.stage = Stage::Gathering,
+            _ => {
+                return Err(Error::NotNow(
+                    "allow_connection: the request is not waiting",
+                ));
+            }
+        }
+        if self.gathered {
+            self.connector_gathered(now, id);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Refuses a device that asked to connect: it gets no answer.
+    pub fn deny_connection(&mut self, now: Instant, device: DeviceId) -> Result<(), Error> {
+        let Some(id) = self.by_device.get(&device).copied() else {
+            return Err(Error::NotNow(
+                "deny_connection: no request from that device",
+            ));
+        };
+        if self.connectors.get(&id).map(|c| c.stage) != Some(Stage::WaitApproval) {
+            return Err(Error::NotNow("deny_connection: the request is not waiting"));
+        }
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.denied = true;
+        }
+        self.connector_failed(id, "refused by the local user".to_owned());
+        self.pump(now);
+        Ok(())
     }
 
     /// Accepts an incoming transfer.
@@ -910,6 +958,7 @@ impl Node {
                     && c.device == opened.device
                     && c.request_id == msg.id
                     && c.stage == Stage::Failed
+                    && !c.denied
             });
         if failed_before {
             // The requester still asks, but our side of that exchange gave up (its answer
@@ -962,7 +1011,18 @@ impl Node {
         }
         let id = self.next_connector;
         self.next_connector += 1;
-        let c = Connector::answerer(opened.account, opened.device, recipient, msg);
+        let mut c = Connector::answerer(opened.account, opened.device, recipient, msg);
+        let ask = self.config.ask_before_connecting
+            && opened.account != self.config.device.account()
+            && !self.config.contacts.contains(&opened.account);
+        if ask {
+            // A device of an account we do not know: the application decides.
+            c.stage = Stage::WaitApproval;
+            self.out.push_back(Output::Event(Event::ConnectionRequest {
+                account: opened.account,
+                device: opened.device,
+            }));
+        }
         self.connectors.insert(id, c);
         self.by_device.insert(opened.device, id);
         for p in self.pending_subs.values_mut() {
