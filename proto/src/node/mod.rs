@@ -3,9 +3,9 @@
 //!
 //! A [`Node`] owns every other machine of this crate and translates their outputs:
 //! - one [`TurnClient`] per configured TURN server (one per address family);
-//! - one [`Connector`](connector) per remote device: sealed DHT request and answer → ICE over
+//! - one connector (`node/connector.rs`) per remote device: sealed DHT request and answer → ICE over
 //!   TCP with relayed candidates as the last resort → TLS 1.3 pinned to that device → a
-//!   channel multiplexer ([`Mux`]) that carries every transfer with that device;
+//!   channel multiplexer ([`Mux`](crate::channel::Mux)) that carries every transfer with that device;
 //! - one [`Outgoing`] or [`Incoming`] transfer per channel;
 //! - one [`Aggregate`] per file sent to an account.
 //!
