@@ -34,8 +34,9 @@ pub type Peer = usize;
 pub struct Setup {
     /// A TURN server every node uses.
     pub turn: Option<TurnConfig>,
-    /// No host candidates: only the relay (needs [`turn`](Self::turn)).
-    pub relay_only: bool,
+    /// Devices with direct paths disabled ([`Paths::relay_only`](ferry_proto::driver::Paths)):
+    /// no host address at all, only their relayed candidate (needs [`turn`](Self::turn)).
+    pub relay_only: Vec<Peer>,
     /// OpenDHT through this `dhtnode` proxy instead of the embedded DHT.
     pub opendht: Option<SocketAddr>,
 }
@@ -491,7 +492,11 @@ pub fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Both nodes offer only relayed candidates on a real coturn: the file goes through it.
+/// Bob's device has direct paths disabled: no host address, no listener, only its relayed
+/// address on a real coturn, so the file can reach it only through the relay. (Alice keeps her
+/// direct paths: her active host candidate is what connects to Bob's relayed one. Two
+/// relay-only devices cannot meet yet: the node has no active relayed candidate, which
+/// would connect out through its own TURN server with RFC 6062's Connect.)
 pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     use crate::coturn::{Coturn, PASSWORD, USER};
     let Some(coturn) = Coturn::start(&[]) else {
@@ -499,7 +504,7 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     };
     let setup = Setup {
         turn: Some(TurnConfig::new(coturn.v4(), USER, PASSWORD)),
-        relay_only: true,
+        relay_only: vec![1],
         opendht: None,
     };
     let cast = Cast::new(1);

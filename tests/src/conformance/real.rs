@@ -84,14 +84,15 @@ impl<R: ClientRuntime> Harness for Real<R> {
         let dht = DhtStore::new();
         let devices = devices
             .iter()
-            .map(|(account, device)| {
+            .enumerate()
+            .map(|(peer, (account, device))| {
                 let folders = Folders::new();
                 let mut driver = Config::new(&folders.inbox).with_dht(&dht);
                 if let Some(proxy) = setup.opendht {
                     driver = driver.with_opendht(proxy);
                 }
                 let announcement = account.announce(device).expect("announce");
-                let paths = if setup.relay_only {
+                let paths = if setup.relay_only.contains(&peer) {
                     Paths::relay_only()
                 } else {
                     Paths::loopback_only()
