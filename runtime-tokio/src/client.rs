@@ -122,11 +122,7 @@ impl Client {
     /// TURN allocations deleted (waiting at most [`SHUTDOWN_TIMEOUT`] for the servers), then
     /// every connection closed after its queued bytes. Events not taken yet are dropped.
     pub async fn shutdown(mut self) {
-        if self
-            .handle
-            .command(|node, now| node.shutdown(now))
-            .is_ok()
-        {
+        if self.handle.command(|node, now| node.shutdown(now)).is_ok() {
             let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
                 while let Some(event) = self.events.recv().await {
                     if event == Event::ShutDown {

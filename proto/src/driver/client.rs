@@ -346,7 +346,13 @@ mod tests {
             },
             Path::new("/in"),
         );
-        assert!(matches!(ended, ClientEvent::Ended { status: Status::ClosedByPeer, .. }));
+        assert!(matches!(
+            ended,
+            ClientEvent::Ended {
+                status: Status::ClosedByPeer,
+                ..
+            }
+        ));
         let verified = ClientEvent::from_event(
             Event::Verified {
                 transfer,

@@ -507,8 +507,7 @@ impl Node {
 
     /// Emits [`Event::ShutDown`] once a shutdown has released every TURN allocation.
     fn check_shut_down(&mut self) {
-        if self.stopping == Stopping::Releasing && self.turns.iter().all(|t| t.client.is_done())
-        {
+        if self.stopping == Stopping::Releasing && self.turns.iter().all(|t| t.client.is_done()) {
             self.stopping = Stopping::Done;
             self.out.push_back(Output::Event(Event::ShutDown));
         }

@@ -99,6 +99,9 @@ pub trait Harness: Sized {
 
     /// The length and SHA3-512 of the file `peer` received as `name`.
     fn received(&self, peer: Peer, name: &str) -> Option<(u64, Digest)>;
+
+    /// The harness's clock: virtual on the simulator, real elsewhere.
+    fn now(&self) -> Duration;
 }
 
 /// How long a scenario waits for anything.
@@ -206,8 +209,7 @@ impl Cast {
     pub fn new(bob_devices: usize) -> Cast {
         let now = unix_now();
         let validity = Validity::days_from(now.saturating_sub(86_400), 30);
-        let account =
-            |name: &str| Account::from_seed(&derive_seed(b"conformance", name), validity);
+        let account = |name: &str| Account::from_seed(&derive_seed(b"conformance", name), validity);
         let alice = account("alice").expect("account");
         let bob = account("bob").expect("account");
         let device = |a: &Account, name: &str| {
@@ -248,7 +250,8 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn file(name: &str, size: u64, seed: u64) -> TestFile {
+/// A test file of `size` bytes from `seed`, offered as `name`.
+pub fn file(name: &str, size: u64, seed: u64) -> TestFile {
     TestFile {
         name: name.to_owned(),
         size,
@@ -264,7 +267,10 @@ fn offer<H: Harness>(h: &mut H, cast: &Cast, peer: Peer, file: &TestFile) -> Off
             _ => None,
         })
         .unwrap_or_else(|| panic!("{}: peer {peer} is offered nothing", H::NAME));
-    assert_eq!((offer.name.as_str(), offer.size), (file.name.as_str(), file.size));
+    assert_eq!(
+        (offer.name.as_str(), offer.size),
+        (file.name.as_str(), file.size)
+    );
     let from = offer.from.expect("a node knows who offers");
     assert_eq!((from.account, from.device), (cast.alice.id(), cast.id(0)));
     offer
@@ -307,11 +313,15 @@ fn group_ended<H: Harness>(h: &mut H, group: TransferId) -> Status {
     .unwrap_or_else(|| panic!("{}: the group never ends", H::NAME))
 }
 
-/// Alice sends `file` to Bob's one device, which accepts; both sides verify it.
-fn deliver<H: Harness>(h: &mut H, cast: &Cast, file: &TestFile) {
+/// Alice (peer 0) sends `file` to Bob's one device (peer 1), which accepts; both sides verify
+/// it and the stored file is the one sent. Returns the time from the accept to the end of the
+/// transfer on Bob's side (the file's bytes, its SHA3-512 and its commit), on the harness's
+/// clock.
+pub fn deliver<H: Harness>(h: &mut H, cast: &Cast, file: &TestFile) -> Duration {
     let group = h.send_file(0, cast.bob.id(), file);
     let sub = reaching(h, group, cast.id(1));
     let o = offer(h, cast, 1, file);
+    let start = h.now();
     h.accept(1, o.transfer);
     let path = h
         .wait(1, WAIT, |e| match e {
@@ -325,6 +335,7 @@ fn deliver<H: Harness>(h: &mut H, cast: &Cast, file: &TestFile) {
         assert_eq!(path.file_name(), Some(Path::new(&file.name).as_os_str()));
     }
     assert_eq!(ended(h, 1, o.transfer), (Status::Finished, None));
+    let took = h.now().saturating_sub(start);
     assert_eq!(ended(h, 0, sub), (Status::Finished, None));
     assert_eq!(group_ended(h, group), Status::Finished);
     assert_eq!(
@@ -333,13 +344,14 @@ fn deliver<H: Harness>(h: &mut H, cast: &Cast, file: &TestFile) {
         "{}: the received file is the one sent",
         H::NAME
     );
+    took
 }
 
 /// One file to one device, accepted: verified on both sides, stored under its name.
 pub fn a_file_to_one_device<H: Harness>() {
     let cast = Cast::new(1);
     let mut h: H = cast.start(&Setup::default());
-    deliver(&mut h, &cast, &file("one.bin", (1 << 20) + 321, 1));
+    let _ = deliver(&mut h, &cast, &file("one.bin", (1 << 20) + 321, 1));
 }
 
 /// One file to an account with two devices: the first accepts and gets it, the second
@@ -455,7 +467,7 @@ pub fn a_file_far_larger_than_the_memory_bound<H: Harness>() {
     let f = file("large.bin", 256 << 20, 5);
     let before = memory();
     let measured = reset_peak_memory();
-    deliver(&mut h, &cast, &f);
+    let _ = deliver(&mut h, &cast, &f);
     let after = memory();
     if let (true, Some((rss, _)), Some((_, peak))) = (measured, before, after) {
         let growth = peak.saturating_sub(rss);
@@ -509,7 +521,7 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     };
     let cast = Cast::new(1);
     let mut h: H = cast.start(&setup);
-    deliver(&mut h, &cast, &file("relayed.bin", 2 << 20, 6));
+    let _ = deliver(&mut h, &cast, &file("relayed.bin", 2 << 20, 6));
     drop(h);
 }
 
@@ -524,7 +536,7 @@ pub fn signalling_through_a_real_dhtnode<H: Harness>() {
     };
     let cast = Cast::new(1);
     let mut h: H = cast.start(&setup);
-    deliver(&mut h, &cast, &file("signalled.bin", 1 << 20, 7));
+    let _ = deliver(&mut h, &cast, &file("signalled.bin", 1 << 20, 7));
     drop(h);
 }
 

@@ -65,6 +65,7 @@ struct Running {
 pub struct Real<R> {
     devices: Vec<Running>,
     _dht: DhtStore,
+    epoch: Instant,
     _runtime: std::marker::PhantomData<R>,
 }
 
@@ -113,6 +114,7 @@ impl<R: ClientRuntime> Harness for Real<R> {
         Real {
             devices,
             _dht: dht,
+            epoch: Instant::now(),
             _runtime: std::marker::PhantomData,
         }
     }
@@ -162,6 +164,10 @@ impl<R: ClientRuntime> Harness for Real<R> {
                 Err(_) => return None,
             }
         }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
     }
 
     fn received(&self, peer: Peer, name: &str) -> Option<(u64, Digest)> {

@@ -152,6 +152,10 @@ impl Harness for Simulated {
         }
     }
 
+    fn now(&self) -> Duration {
+        self.world.now()
+    }
+
     fn received(&self, peer: Peer, name: &str) -> Option<(u64, Digest)> {
         let stored = self.world.received_file(self.hosts[peer], name)?;
         Some((stored.len, stored.digest()))
