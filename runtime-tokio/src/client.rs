@@ -1,6 +1,7 @@
 //! The application API: a [`Client`] is one device's [`Node`] on a tokio [`Driver`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -109,6 +110,11 @@ impl Client {
             .call(move |node, now| node.cancel(now, transfer))
             .await?;
         Ok(())
+    }
+
+    /// This device's relayed addresses, one per TURN server that allocated one.
+    pub async fn relayed(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        Ok(self.handle.call(|node, _| node.relayed()).await?)
     }
 
     /// The next event; `None` once the driver stopped. Take them steadily: the driver waits

@@ -102,6 +102,12 @@ pub trait Harness: Sized {
 
     /// The harness's clock: virtual on the simulator, real elsewhere.
     fn now(&self) -> Duration;
+
+    /// `peer`'s relayed addresses.
+    fn relayed(&mut self, peer: Peer) -> Vec<SocketAddr>;
+
+    /// Shuts `peer` down; returns once its shutdown is complete.
+    fn shutdown(&mut self, peer: Peer);
 }
 
 /// How long a scenario waits for anything.
@@ -522,7 +528,30 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     let cast = Cast::new(1);
     let mut h: H = cast.start(&setup);
     let _ = deliver(&mut h, &cast, &file("relayed.bin", 2 << 20, 6));
-    drop(h);
+    // A clean shutdown deletes the allocation: coturn stops listening on the relayed port.
+    let relayed = h.relayed(1);
+    assert_eq!(
+        relayed.len(),
+        1,
+        "{}: bob's device has its relayed address",
+        H::NAME
+    );
+    assert!(
+        crate::realnet::is_listening(relayed[0]),
+        "coturn relays at {}",
+        relayed[0]
+    );
+    h.shutdown(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while crate::realnet::is_listening(relayed[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: the allocation at {} outlived the shutdown",
+            H::NAME,
+            relayed[0]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The nodes find each other through a real OpenDHT network (two `dhtnode`s, the first

@@ -5,6 +5,7 @@
 //! [`ClientConfig`], serves [`Command`]s and forwards every event, and shuts the client down
 //! when the command channel closes.
 
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Refuse(TransferId, mpsc::Sender<Result<(), ClientError>>),
     /// `cancel`.
     Cancel(TransferId, mpsc::Sender<Result<(), ClientError>>),
+    /// `relayed`.
+    Relayed(mpsc::Sender<Result<Vec<SocketAddr>, ClientError>>),
 }
 
 /// A client running on a thread of its own.
@@ -168,6 +171,18 @@ impl<R: ClientRuntime> Harness for Real<R> {
 
     fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    fn relayed(&mut self, peer: Peer) -> Vec<SocketAddr> {
+        self.ask(peer, Command::Relayed).expect("relayed")
+    }
+
+    fn shutdown(&mut self, peer: Peer) {
+        let d = &mut self.devices[peer];
+        d.commands = None;
+        if let Some(thread) = d.thread.take() {
+            thread.join().expect("the client's thread");
+        }
     }
 
     fn received(&self, peer: Peer, name: &str) -> Option<(u64, Digest)> {

@@ -1,7 +1,7 @@
 //! The conformance [`Harness`] on the simulator: every device a public host on one simulated
 //! internet, Nodes driven in virtual time, files generated from seeds.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -154,6 +154,18 @@ impl Harness for Simulated {
 
     fn now(&self) -> Duration {
         self.world.now()
+    }
+
+    fn relayed(&mut self, peer: Peer) -> Vec<SocketAddr> {
+        self.on_node(peer, |n, _| n.relayed())
+    }
+
+    fn shutdown(&mut self, peer: Peer) {
+        self.on_node(peer, |n, now| n.shutdown(now));
+        let done = self.wait(peer, super::WAIT, |e| {
+            (*e == ClientEvent::ShutDown).then_some(())
+        });
+        assert!(done.is_some(), "the node shuts down");
     }
 
     fn received(&self, peer: Peer, name: &str) -> Option<(u64, Digest)> {

@@ -22,6 +22,9 @@ macro_rules! carry_out {
             Command::Cancel(transfer, answer) => {
                 let _ = answer.send($client.cancel(transfer).await);
             }
+            Command::Relayed(answer) => {
+                let _ = answer.send($client.relayed().await);
+            }
         }
     };
 }
