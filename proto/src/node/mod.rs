@@ -13,8 +13,8 @@
 //! runtimes drive it like any other. The driver calls, as for every machine here:
 //! `handle_input` / `handle_timeout`, then `poll_output` until `None`, then `poll_timeout`.
 //! Application calls ([`send_file`](Node::send_file), [`accept`](Node::accept),
-//! [`refuse`](Node::refuse), [`cancel`](Node::cancel)) go between those, and their effects
-//! come out of `poll_output` too.
+//! [`refuse`](Node::refuse), [`cancel`](Node::cancel), [`shutdown`](Node::shutdown)) go
+//! between those, and their effects come out of `poll_output` too.
 //!
 //! # Connection ids
 //! Children name their connections in their own spaces; the node renames them: every

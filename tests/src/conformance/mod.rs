@@ -127,6 +127,7 @@ macro_rules! conformance {
                 the_sender_cancels,
                 the_receiver_cancels,
                 the_receiver_refuses,
+                a_shutdown_cancels_what_runs,
             );
 
             /// Alone in a process of its own, so that the peak memory it checks is its own.
@@ -149,6 +150,7 @@ macro_rules! conformance {
                 the_sender_cancels,
                 the_receiver_cancels,
                 the_receiver_refuses,
+                a_shutdown_cancels_what_runs,
                 relayed_through_a_real_coturn_with_direct_paths_disabled,
             );
 
@@ -458,6 +460,33 @@ pub fn the_receiver_refuses<H: Harness>() {
     );
     assert_eq!(group_ended(&mut h, group), Status::ClosedByPeer);
     assert_eq!(h.received(1, &f.name), None);
+}
+
+/// The sender shuts down while bytes flow: the receiver hears a cancel (not a lost
+/// connection) and keeps no final file; the shutdown completes.
+pub fn a_shutdown_cancels_what_runs<H: Harness>() {
+    let cast = Cast::new(1);
+    let mut h: H = cast.start(&Setup::default());
+    let f = in_flight();
+    let _ = h.send_file(0, cast.bob.id(), &f);
+    let o = offer(&mut h, &cast, 1, &f);
+    h.accept(1, o.transfer);
+    h.wait(1, WAIT, |e| match e {
+        ClientEvent::Progress { transfer, done, .. } if *transfer == o.transfer && *done > 0 => {
+            Some(())
+        }
+        _ => None,
+    })
+    .unwrap_or_else(|| panic!("{}: no byte arrives", H::NAME));
+    h.shutdown(0);
+    let (status, reason) = ended(&mut h, 1, o.transfer);
+    assert_eq!(status, Status::ClosedByPeer, "{reason:?}");
+    assert!(
+        matches!(reason, Some(Reason::PeerCancelled(_))),
+        "{}: the receiver hears a cancel, not a lost connection: {reason:?}",
+        H::NAME
+    );
+    assert_eq!(h.received(1, &f.name), None, "no final file");
 }
 
 /// How much a transfer may add to the process's peak memory, whatever the file's size: the
