@@ -12,7 +12,7 @@
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
-//! - [`conformance`]: whole-node scenarios run on the simulator and on each real runtime.
+//! - [`conformance`](mod@conformance): whole-node scenarios run on the simulator and on each real runtime.
 //! - [`blast`]: endpoints that push bytes through a driver, for throughput benchmarks.
 
 pub mod blast;
