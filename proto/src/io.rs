@@ -531,6 +531,9 @@ pub enum Event {
         /// The final name (receiving side), empty on the sending side.
         name: String,
     },
+    /// A node's [`shutdown`](crate::node::Node::shutdown) is complete: its transfers are
+    /// cancelled, its connections closed and its TURN allocations deleted. The driver may stop.
+    ShutDown,
 }
 
 /// Anything a driver can run: the sans-IO contract shared by every state machine in Ferry.

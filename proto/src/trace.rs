@@ -301,6 +301,7 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
                 ))
             }
         }
+        Event::ShutDown => Summary::plain("shut down"),
     }
 }
 

@@ -2,6 +2,9 @@
 //! sockets and timers, with its files on a thread of their own and a DHT: the embedded one,
 //! or OpenDHT through a `dhtnode`'s HTTP proxy ([`Config::with_opendht`]).
 //!
+//! Applications use a [`Client`]: one device's `Node` on this driver, with `send_file`,
+//! `accept` / `refuse` / `cancel`, its events and a clean `shutdown`.
+//!
 //! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
 //! crate only adds tokio's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
 //!
@@ -36,7 +39,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use ferry_proto::driver::{Config, DhtStore, LocalAddr, Paths, Stopped, local_addresses};
+pub use client::Client;
+pub use ferry_proto::driver::{
+    ClientConfig, ClientError, ClientEvent, Config, DhtStore, LocalAddr, Offer, Paths, Stopped,
+    local_addresses,
+};
+
+mod client;
 
 /// A command for the endpoint, run on the driver's task with the current time.
 pub type Command<E> = Box<dyn FnOnce(&mut E, Instant) + Send>;

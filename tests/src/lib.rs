@@ -13,9 +13,11 @@
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
+//! - [`conformance`](mod@conformance): whole-node scenarios run on the simulator and on each real runtime.
 //! - [`blast`]: endpoints that push bytes through a driver, for throughput benchmarks.
 
 pub mod blast;
+pub mod conformance;
 pub mod content;
 pub mod coturn;
 pub mod dhtnode;

@@ -5,6 +5,8 @@
 //! sockets, tasks and timers on top. Like [`tls::files`](crate::tls::files), this module
 //! touches the system (files, sockets, threads); nothing else in `ferry-proto` calls it.
 //!
+//! - [`client`]: what the runtimes' application API shares: a node's configuration from the
+//!   host ([`ClientConfig`]), the application's [`ClientEvent`]s, [`ClientError`];
 //! - [`shell`]: the [`Shell`] around one endpoint, which carries out its outputs through a
 //!   runtime's [`Net`] and keeps the connection bookkeeping (names, pause and resume, half
 //!   and full close, connect timeouts);
@@ -18,6 +20,7 @@
 //! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
 //!   and [`Stopped`], what a command to a driver that ended gets.
 
+pub mod client;
 pub mod dht;
 pub mod files;
 pub mod interfaces;
@@ -26,6 +29,7 @@ pub mod opendht;
 pub mod shell;
 pub mod write_queue;
 
+pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use interfaces::{LocalAddr, Paths, local_addresses};

@@ -581,6 +581,16 @@ impl Node {
                 }
             }
             TlsOutput::Closed => {
+                // What the peer sent before its close_notify (a CANCEL, say) is delivered
+                // before the close fails what still runs on this connection.
+                while let Some(event) = self
+                    .connectors
+                    .get_mut(&id)
+                    .and_then(|c| c.mux.as_mut())
+                    .and_then(Mux::poll_event)
+                {
+                    self.on_mux_event(now, id, event);
+                }
                 self.connector_failed(id, "connection closed by the peer".to_owned())
             }
             TlsOutput::Failed(f) => self.connector_failed(id, format!("TLS: {f}")),

@@ -13,8 +13,8 @@
 //! runtimes drive it like any other. The driver calls, as for every machine here:
 //! `handle_input` / `handle_timeout`, then `poll_output` until `None`, then `poll_timeout`.
 //! Application calls ([`send_file`](Node::send_file), [`accept`](Node::accept),
-//! [`refuse`](Node::refuse), [`cancel`](Node::cancel)) go between those, and their effects
-//! come out of `poll_output` too.
+//! [`refuse`](Node::refuse), [`cancel`](Node::cancel), [`shutdown`](Node::shutdown)) go
+//! between those, and their effects come out of `poll_output` too.
 //!
 //! # Connection ids
 //! Children name their connections in their own spaces; the node renames them: every
@@ -247,7 +247,20 @@ pub struct Node {
     timers: Timers<NodeTimer>,
     /// Transfers whose connection died, to reset once the pump is done.
     pending_reset: VecDeque<TransferId>,
+    /// Where [`shutdown`](Node::shutdown) stands.
+    stopping: Stopping,
     out: VecDeque<Output>,
+}
+
+/// Where a node stands in its shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    /// Running.
+    No,
+    /// [`Node::shutdown`] was called; TURN allocations are being released.
+    Releasing,
+    /// [`Event::ShutDown`] was emitted.
+    Done,
 }
 
 impl std::fmt::Debug for Node {
@@ -288,6 +301,7 @@ impl Node {
             dropped: DroppedValues::default(),
             timers: Timers::new(),
             pending_reset: VecDeque::new(),
+            stopping: Stopping::No,
             out: VecDeque::new(),
             config,
         };
@@ -363,6 +377,16 @@ impl Node {
         name: String,
     ) -> TransferId {
         let group = self.new_transfer_id();
+        if self.stopping != Stopping::No {
+            // A node that is shutting down takes no new work.
+            self.out.push_back(Output::Event(Event::Aggregate {
+                group,
+                status: Status::ClosedByHost,
+                done: 0,
+                total: 0,
+            }));
+            return group;
+        }
         self.groups.insert(
             group,
             Group {
@@ -478,6 +502,77 @@ impl Node {
             }
         }
         self.pump(now);
+    }
+
+    /// Shuts the node down, for an application that quits: every transfer is cancelled (the
+    /// peers hear CANCEL, not a lost connection), every connection ends with TLS close_notify
+    /// and is closed, listeners and DHT listens stop, and every TURN allocation is deleted.
+    /// [`Event::ShutDown`] comes once the TURN servers answered (or gave up, after the TURN
+    /// client's own retransmissions); the driver can then stop. Afterwards the node takes
+    /// no new work: peers' requests are ignored, accepted connections closed, and a
+    /// [`send_file`](Node::send_file) ends at once with [`Status::ClosedByHost`].
+    /// Calling it again does nothing.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.stopping != Stopping::No {
+            return;
+        }
+        self.stopping = Stopping::Releasing;
+        let groups: Vec<TransferId> = self.groups.keys().copied().collect();
+        for group in groups {
+            if let Some(g) = self.groups.get_mut(&group) {
+                if g.lookup_deadline.take().is_some() && g.devices.is_empty() {
+                    self.out.push_back(Output::Event(Event::Aggregate {
+                        group,
+                        status: Status::ClosedByHost,
+                        done: 0,
+                        total: 0,
+                    }));
+                }
+            }
+            self.cancel(now, group);
+        }
+        let running: Vec<TransferId> = self.transfers.keys().copied().collect();
+        for t in running {
+            self.cancel(now, t);
+        }
+        for c in self.connectors.values_mut() {
+            if let Some(tls) = c.tls.as_mut() {
+                tls.close(now);
+            }
+        }
+        // The CANCEL frames and close_notify go down to the connections before they close.
+        self.pump(now);
+        let ids: Vec<u32> = self.connectors.keys().copied().collect();
+        for id in ids {
+            self.connector_failed(id, "this device is shutting down".to_owned());
+        }
+        let inbound: Vec<Inbound> = self.unrouted.keys().copied().collect();
+        for i in inbound {
+            self.close_inbound(i);
+        }
+        for listener in std::mem::take(&mut self.listeners).into_keys() {
+            self.out.push_back(Output::Unlisten { listener });
+        }
+        self.out.push_back(Output::DhtCancelListen {
+            key: signal::peer_key(&self.config.device.id()),
+        });
+        for key in std::mem::take(&mut self.lookups).into_keys() {
+            self.out.push_back(Output::DhtCancelListen { key });
+        }
+        for slot in &mut self.turns {
+            slot.client.deallocate(now);
+        }
+        self.pump(now);
+        self.after_pump(now);
+        self.check_shut_down();
+    }
+
+    /// Emits [`Event::ShutDown`] once a shutdown has released every TURN allocation.
+    fn check_shut_down(&mut self) {
+        if self.stopping == Stopping::Releasing && self.turns.iter().all(|t| t.client.is_done()) {
+            self.stopping = Stopping::Done;
+            self.out.push_back(Output::Event(Event::ShutDown));
+        }
     }
 
     fn new_transfer_id(&mut self) -> TransferId {
@@ -667,6 +762,7 @@ impl Node {
                 self.turns[slot].allocated = None;
                 self.turns[slot].done = true;
                 self.check_gathered(now);
+                self.check_shut_down();
             }
             TurnEvent::Permitted { ips } | TurnEvent::PermissionFailed { ips, .. } => {
                 let ids: Vec<u32> = self.connectors.keys().copied().collect();
@@ -941,6 +1037,9 @@ impl Node {
     }
 
     fn on_signal(&mut self, now: Instant, value: &[u8]) {
+        if self.stopping != Stopping::No {
+            return;
+        }
         let opened = match signal::open(&self.config.device, value, &self.config.revocations) {
             Ok(o) => o,
             Err(_) => {
@@ -1403,7 +1502,7 @@ impl Endpoint for Node {
                 remote,
             } => {
                 let local = self.listeners.get(&listener).and_then(|l| l.1);
-                match local {
+                match local.filter(|_| self.stopping == Stopping::No) {
                     Some(local) => self.add_unrouted(now, Inbound::Driver(conn), local, remote),
                     None => self.out.push_back(Output::Close { conn }),
                 }

@@ -1,0 +1,380 @@
+//! What the runtimes' application API (`ferry_smol::Client`, `ferry_tokio::Client`) shares:
+//! how a [`Node`](crate::node::Node) is configured from the host ([`ClientConfig`]), the
+//! events an application sees ([`ClientEvent`]), and what a call can fail with
+//! ([`ClientError`]).
+//!
+//! A runtime's `Client` is a [`Node`](crate::node::Node) on that runtime's driver: its calls
+//! are commands on the node, its events the node's [`Event`]s as [`ClientEvent`]s.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom as _, SystemRandom};
+
+use super::{Config, Paths, local_addresses};
+use crate::io::Event;
+use crate::node::NodeConfig;
+use crate::tls::{Device, DeviceId, PeerIdentity, UnixAnchor};
+use crate::transfer::{Digest, Reason, Status, TransferId};
+use crate::turn::TurnConfig;
+
+/// How long a client's shutdown waits for its TURN servers to delete the allocations before
+/// it closes everything anyway.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a client needs: who this device is, where files go, which DHT, which paths.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// This device.
+    pub device: Device,
+    /// This device's announcement, signed by its account
+    /// ([`Account::announce`](crate::tls::Account::announce)).
+    pub announcement: Vec<u8>,
+    /// The receive folder and the DHT.
+    pub driver: Config,
+    /// Which local addresses make host candidates; [`Paths::relay_only`] offers none.
+    pub paths: Paths,
+    /// TURN servers, one per address family at most.
+    pub turn: Vec<TurnConfig>,
+    /// Accept incoming pictures smaller than this without asking.
+    pub auto_accept_images_under: Option<u64>,
+    /// The seed of the node's random values (ICE credentials, transfer ids); `None` draws one
+    /// from the operating system, which is what a real application wants.
+    pub seed: Option<u64>,
+}
+
+impl ClientConfig {
+    /// A device with every interface but loopback, no TURN server, and `driver`'s folder and
+    /// DHT.
+    pub fn new(device: Device, announcement: Vec<u8>, driver: Config) -> ClientConfig {
+        ClientConfig {
+            device,
+            announcement,
+            driver,
+            paths: Paths::default(),
+            turn: Vec::new(),
+            auto_accept_images_under: None,
+            seed: None,
+        }
+    }
+
+    /// Uses these local addresses instead.
+    pub fn with_paths(mut self, paths: Paths) -> ClientConfig {
+        self.paths = paths;
+        self
+    }
+
+    /// Adds a TURN server.
+    pub fn with_turn(mut self, turn: TurnConfig) -> ClientConfig {
+        self.turn.push(turn);
+        self
+    }
+
+    /// The node's configuration, with the host's addresses as [`paths`](Self::paths) allows
+    /// (none and relay only when it disables direct paths), the system clock as the anchor
+    /// of certificate validity, and a seed from the system unless one was given.
+    pub fn node_config(&self, now: Instant) -> std::io::Result<NodeConfig> {
+        let local_ips: Vec<IpAddr> = local_addresses(&self.paths)?
+            .into_iter()
+            .map(|a| a.ip)
+            .collect();
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| std::io::Error::other("the system clock is before 1970"))?;
+        let anchor = UnixAnchor { instant: now, unix };
+        let seed = match self.seed {
+            Some(seed) => seed,
+            None => {
+                let mut bytes = [0u8; 8];
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| std::io::Error::other("no randomness from the system"))?;
+                u64::from_le_bytes(bytes)
+            }
+        };
+        let mut config = NodeConfig::new(
+            self.device.clone(),
+            self.announcement.clone(),
+            local_ips,
+            seed,
+            anchor,
+        );
+        config.turn = self.turn.clone();
+        config.relay_only = !self.paths.direct;
+        config.auto_accept_images_under = self.auto_accept_images_under;
+        Ok(config)
+    }
+}
+
+/// A file a peer offers; answer it with the client's `accept` or `refuse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The incoming transfer.
+    pub transfer: TransferId,
+    /// The sanitised name the file will get in the receive folder.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The sending account and device (TLS-verified).
+    pub from: Option<PeerIdentity>,
+}
+
+/// What a client tells its application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A peer offers a file.
+    Incoming(Offer),
+    /// A file sent with `send_file` reaches one more device of the account, as `transfer`.
+    Reaching {
+        /// What `send_file` returned.
+        group: TransferId,
+        /// The sub-transfer to that device.
+        transfer: TransferId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// Bytes moved (sent, or written to disk on the receiving side).
+    Progress {
+        /// The transfer.
+        transfer: TransferId,
+        /// Bytes so far; never decreases.
+        done: u64,
+        /// The file's size.
+        total: u64,
+    },
+    /// A transfer moved to a state that is not final yet.
+    Status {
+        /// The transfer.
+        transfer: TransferId,
+        /// Its state.
+        status: Status,
+    },
+    /// The file arrived whole with the SHA3-512 both sides agree on.
+    Verified {
+        /// The transfer.
+        transfer: TransferId,
+        /// The digest.
+        digest: Digest,
+        /// Receiving side: where the file now is. Sending side: `None`.
+        path: Option<PathBuf>,
+    },
+    /// A transfer is over: [`Status::Finished`], or the failure and why. The last event of a
+    /// transfer.
+    Ended {
+        /// The transfer.
+        transfer: TransferId,
+        /// Its final state.
+        status: Status,
+        /// Why, for a failure.
+        reason: Option<Reason>,
+    },
+    /// The view over every device of a file sent with `send_file` changed.
+    Group {
+        /// What `send_file` returned.
+        group: TransferId,
+        /// The most advanced state, or the failure once every device failed.
+        status: Status,
+        /// The most bytes any device got.
+        done: u64,
+        /// The file's size.
+        total: u64,
+    },
+    /// The node finished its shutdown (the client's `shutdown` waits for this one).
+    ShutDown,
+}
+
+impl ClientEvent {
+    /// The application's view of a node's `event`; received files are in `receive_folder`.
+    pub fn from_event(event: Event, receive_folder: &Path) -> ClientEvent {
+        match event {
+            Event::IncomingTransfer {
+                transfer,
+                name,
+                size,
+                from,
+            } => ClientEvent::Incoming(Offer {
+                transfer,
+                name,
+                size,
+                from,
+            }),
+            Event::SubTransfer {
+                group,
+                transfer,
+                device,
+            } => ClientEvent::Reaching {
+                group,
+                transfer,
+                device,
+            },
+            Event::Aggregate {
+                group,
+                status,
+                done,
+                total,
+            } => ClientEvent::Group {
+                group,
+                status,
+                done,
+                total,
+            },
+            Event::Status {
+                transfer,
+                status,
+                reason,
+            } if status.is_final() => ClientEvent::Ended {
+                transfer,
+                status,
+                reason,
+            },
+            Event::Status {
+                transfer, status, ..
+            } => ClientEvent::Status { transfer, status },
+            Event::Progress {
+                transfer,
+                done,
+                total,
+            } => ClientEvent::Progress {
+                transfer,
+                done,
+                total,
+            },
+            Event::Verified {
+                transfer,
+                digest,
+                name,
+            } => ClientEvent::Verified {
+                transfer,
+                digest,
+                path: (!name.is_empty()).then(|| receive_folder.join(name)),
+            },
+            Event::ShutDown => ClientEvent::ShutDown,
+        }
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client was shut down (or its driver stopped).
+    #[error("the client has stopped")]
+    Stopped,
+    /// The file to send is not a readable file.
+    #[error("cannot send {path}: {why}")]
+    Source {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The node refused the call (no such transfer, or not in a state that allows it).
+    #[error(transparent)]
+    Refused(#[from] crate::Error),
+}
+
+impl From<super::Stopped> for ClientError {
+    fn from(_: super::Stopped) -> ClientError {
+        ClientError::Stopped
+    }
+}
+
+/// Checks that `path` is a file this process can open, and returns the source reference and
+/// the name to offer (its last component) for [`Node::send_file`](crate::node::Node::send_file).
+pub fn source_of(path: &Path) -> Result<(String, String), ClientError> {
+    let fail = |why: String| ClientError::Source {
+        path: path.to_owned(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".to_owned()));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| fail("no file name".to_owned()))?;
+    let source = path
+        .to_str()
+        .ok_or_else(|| fail("the path is not UTF-8".to_owned()))?
+        .to_owned();
+    Ok((source, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{Account, Validity, derive_seed};
+
+    fn device() -> (Device, Vec<u8>) {
+        let validity = Validity::days_from(1_795_651_200, 365);
+        let account = Account::from_seed(&derive_seed(b"t", "a"), validity).expect("account");
+        let device = account
+            .add_device(&derive_seed(b"t", "d"), validity)
+            .expect("device");
+        let announcement = account.announce(&device).expect("announce");
+        (device, announcement)
+    }
+
+    #[test]
+    fn relay_only_paths_make_a_relay_only_node_without_host_addresses() {
+        let (device, announcement) = device();
+        let config = ClientConfig::new(device, announcement, Config::new("/nonexistent"))
+            .with_paths(Paths::relay_only());
+        let node = config.node_config(Instant::now()).expect("config");
+        assert!(node.relay_only && node.local_ips.is_empty());
+        let lo = ClientConfig {
+            paths: Paths::loopback_only(),
+            seed: Some(9),
+            ..config
+        };
+        let node = lo.node_config(Instant::now()).expect("config");
+        assert!(!node.relay_only && node.seed == 9);
+        assert!(!node.local_ips.is_empty() && node.local_ips.iter().all(|ip| ip.is_loopback()));
+    }
+
+    #[test]
+    fn final_statuses_end_a_transfer_and_verified_files_have_their_path() {
+        let transfer = TransferId(5);
+        let ended = ClientEvent::from_event(
+            Event::Status {
+                transfer,
+                status: Status::ClosedByPeer,
+                reason: Some(Reason::Refused),
+            },
+            Path::new("/in"),
+        );
+        assert!(matches!(
+            ended,
+            ClientEvent::Ended {
+                status: Status::ClosedByPeer,
+                ..
+            }
+        ));
+        let verified = ClientEvent::from_event(
+            Event::Verified {
+                transfer,
+                digest: Digest([0; 64]),
+                name: "a.bin".into(),
+            },
+            Path::new("/in"),
+        );
+        assert!(
+            matches!(verified, ClientEvent::Verified { path: Some(p), .. } if p == Path::new("/in/a.bin"))
+        );
+    }
+
+    #[test]
+    fn only_readable_files_can_be_sent() {
+        assert!(matches!(
+            source_of(Path::new("/nonexistent/x")),
+            Err(ClientError::Source { .. })
+        ));
+        assert!(matches!(
+            source_of(Path::new("/")),
+            Err(ClientError::Source { .. })
+        ));
+    }
+}

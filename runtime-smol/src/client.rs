@@ -1,0 +1,149 @@
+//! The application API: a [`Client`] is one device's [`Node`] on a smol [`Driver`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ferry_proto::driver::client::{SHUTDOWN_TIMEOUT, source_of};
+use ferry_proto::driver::{ClientConfig, ClientError, ClientEvent};
+use ferry_proto::io::Event;
+use ferry_proto::node::Node;
+use ferry_proto::tls::{AccountId, DeviceId};
+use ferry_proto::transfer::TransferId;
+use smol::future::FutureExt as _;
+use smol::{Task, Timer};
+
+use crate::{Driver, Events, Handle};
+
+/// One device of one account, sending and receiving files on smol.
+///
+/// ```no_run
+/// # async fn example(config: ferry_proto::driver::ClientConfig, bob: ferry_proto::tls::AccountId)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use ferry_proto::driver::ClientEvent;
+/// use ferry_smol::Client;
+///
+/// let mut client = Client::start(config)?;
+/// let group = client.send_file(bob, "/tmp/report.pdf").await?;
+/// while let Some(event) = client.next_event().await {
+///     match event {
+///         ClientEvent::Incoming(offer) => client.refuse(offer.transfer).await?,
+///         ClientEvent::Group { group: g, status, .. } if g == group && status.is_final() => break,
+///         _ => {}
+///     }
+/// }
+/// client.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Client {
+    handle: Handle<Node>,
+    events: Events<Event>,
+    receive_folder: PathBuf,
+    device: DeviceId,
+    driver: Task<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts the node, and its driver on smol's global executor. Fails when the host's addresses, the receive folder or the DHT
+    /// cannot be reached.
+    pub fn start(config: ClientConfig) -> io::Result<Client> {
+        let now = Instant::now();
+        let node = Node::new(now, config.node_config(now)?);
+        let (driver, handle, events) = Driver::new(node, config.driver.clone())?;
+        Ok(Client {
+            handle,
+            events,
+            receive_folder: config.driver.receive_folder,
+            device: config.device.id(),
+            driver: smol::spawn(driver.run()),
+        })
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// Sends the file at `path` to every device of `account`; returns the group id that
+    /// [`ClientEvent::Reaching`] and [`ClientEvent::Group`] name.
+    pub async fn send_file(
+        &self,
+        account: AccountId,
+        path: impl AsRef<Path>,
+    ) -> Result<TransferId, ClientError> {
+        let (source, name) = source_of(path.as_ref())?;
+        let group = self
+            .handle
+            .call(move |node, now| node.send_file(now, account, source, name))
+            .await?;
+        Ok(group)
+    }
+
+    /// Accepts an offered file ([`ClientEvent::Incoming`]).
+    pub async fn accept(&self, transfer: TransferId) -> Result<(), ClientError> {
+        self.handle
+            .call(move |node, now| node.accept(now, transfer))
+            .await??;
+        Ok(())
+    }
+
+    /// Refuses an offered file.
+    pub async fn refuse(&self, transfer: TransferId) -> Result<(), ClientError> {
+        self.handle
+            .call(move |node, now| node.refuse(now, transfer))
+            .await??;
+        Ok(())
+    }
+
+    /// Cancels a transfer either way, or a whole group (every device of it).
+    pub async fn cancel(&self, transfer: TransferId) -> Result<(), ClientError> {
+        self.handle
+            .call(move |node, now| node.cancel(now, transfer))
+            .await?;
+        Ok(())
+    }
+
+    /// This device's relayed addresses, one per TURN server that allocated one.
+    pub async fn relayed(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        Ok(self.handle.call(|node, _| node.relayed()).await?)
+    }
+
+    /// The next event; `None` once the driver stopped. Take them steadily: the driver waits
+    /// while its event queue is full, which keeps memory bounded.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        let event = self.events.recv().await.ok()?;
+        Some(ClientEvent::from_event(event, &self.receive_folder))
+    }
+
+    /// Shuts down cleanly: transfers cancelled, connections ended with TLS close_notify,
+    /// TURN allocations deleted (waiting at most [`SHUTDOWN_TIMEOUT`] for the servers), then
+    /// every connection closed after its queued bytes. Events not taken yet are dropped.
+    pub async fn shutdown(self) {
+        if self.handle.command(|node, now| node.shutdown(now)).is_ok() {
+            async {
+                while let Ok(event) = self.events.recv().await {
+                    if event == Event::ShutDown {
+                        break;
+                    }
+                }
+            }
+            .or(async {
+                Timer::after(SHUTDOWN_TIMEOUT).await;
+            })
+            .await;
+        }
+        // The driver closes its connections once its last handle is gone.
+        drop(self.handle);
+        drop(self.events);
+        self.driver.await;
+    }
+}

@@ -1,0 +1,3 @@
+//! What the conformance suite and the benchmark share.
+
+pub(crate) mod clients;
