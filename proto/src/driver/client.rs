@@ -75,7 +75,12 @@ impl ClientConfig {
     /// (none and relay only when it disables direct paths), the system clock as the anchor
     /// of certificate validity, and a seed from the system unless one was given.
     pub fn node_config(&self, now: Instant) -> std::io::Result<NodeConfig> {
-        let local_ips: Vec<IpAddr> = local_addresses(&self.paths)?
+        // Relay only still connects out from local addresses; it only offers none.
+        let connect_from = Paths {
+            direct: true,
+            ..self.paths.clone()
+        };
+        let local_ips: Vec<IpAddr> = local_addresses(&connect_from)?
             .into_iter()
             .map(|a| a.ip)
             .collect();
@@ -181,6 +186,21 @@ pub enum ClientEvent {
         /// The file's size.
         total: u64,
     },
+    /// A device of an unknown account asks to connect (with
+    /// [`NodeConfig::ask_before_connecting`]).
+    ConnectionRequest {
+        /// Its account.
+        account: crate::tls::AccountId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// A connection to or from a device failed: the stage and why.
+    PeerUnreachable {
+        /// The device.
+        device: DeviceId,
+        /// The stage that failed and why.
+        reason: String,
+    },
     /// The node finished its shutdown (the client's `shutdown` waits for this one).
     ShutDown,
 }
@@ -250,6 +270,12 @@ impl ClientEvent {
                 digest,
                 path: (!name.is_empty()).then(|| receive_folder.join(name)),
             },
+            Event::ConnectionRequest { account, device } => {
+                ClientEvent::ConnectionRequest { account, device }
+            }
+            Event::PeerUnreachable { device, reason } => {
+                ClientEvent::PeerUnreachable { device, reason }
+            }
             Event::ShutDown => ClientEvent::ShutDown,
         }
     }
@@ -319,12 +345,19 @@ mod tests {
     }
 
     #[test]
-    fn relay_only_paths_make_a_relay_only_node_without_host_addresses() {
+    fn relay_only_paths_make_a_relay_only_node_that_still_connects_out() {
         let (device, announcement) = device();
-        let config = ClientConfig::new(device, announcement, Config::new("/nonexistent"))
+        let config = ClientConfig::new(device.clone(), announcement, Config::new("/nonexistent"))
             .with_paths(Paths::relay_only());
         let node = config.node_config(Instant::now()).expect("config");
-        assert!(node.relay_only && node.local_ips.is_empty());
+        let direct = ClientConfig::new(device, Vec::new(), Config::new("/nonexistent"))
+            .node_config(Instant::now())
+            .expect("config");
+        assert!(node.relay_only, "no direct address is offered");
+        assert_eq!(
+            node.local_ips, direct.local_ips,
+            "but connections still go out from them"
+        );
         let lo = ClientConfig {
             paths: Paths::loopback_only(),
             seed: Some(9),

@@ -92,7 +92,9 @@ pub struct NodeConfig {
     pub ice: ice::Config,
     /// Accept incoming pictures smaller than this without asking (Jami's clients: 20 MB).
     pub auto_accept_images_under: Option<u64>,
-    /// Offer only relayed candidates (for users on hostile networks, and for tests).
+    /// Offer only relayed candidates (for users on hostile networks, and for tests): no host
+    /// or server-reflexive address is given to peers; connections still go out from the
+    /// local addresses, to the peers' relayed candidates.
     pub relay_only: bool,
     /// Ask the application ([`Event::ConnectionRequest`]) before answering a device of an
     /// account that is not ours and not in [`contacts`](Self::contacts); off, every valid
@@ -604,22 +606,26 @@ impl Node {
             p
         };
         let listening: Vec<SocketAddr> = self.listeners.values().filter_map(|(_, a)| *a).collect();
-        if !self.config.relay_only {
-            for addr in &listening {
-                let p = next_pref();
+        for addr in &listening {
+            let p = next_pref();
+            // Relay only offers no address to reach us directly, but we still open
+            // connections (to the peer's relayed candidates, through its TURN server).
+            if !self.config.relay_only {
                 out.push(Candidate::tcp(
                     CandidateType::Host,
                     TcpType::Passive,
                     *addr,
                     p,
                 ));
-                out.push(Candidate::tcp(
-                    CandidateType::Host,
-                    TcpType::Active,
-                    *addr,
-                    p,
-                ));
             }
+            out.push(Candidate::tcp(
+                CandidateType::Host,
+                TcpType::Active,
+                *addr,
+                p,
+            ));
+        }
+        if !self.config.relay_only {
             for slot in &self.turns {
                 let Some((_, mapped)) = slot.allocated else {
                     continue;
