@@ -2,6 +2,7 @@
 //! `FERRY_REQUIRE_INTEROP=1 cargo test -p ferry-tests --test turn_coturn`
 
 use ferry_tests::coturn::Coturn;
+use ferry_tests::turn_loopback::Loopback;
 use ferry_tests::turn_suite;
 
 macro_rules! against_coturn {
@@ -9,7 +10,7 @@ macro_rules! against_coturn {
         #[test]
         fn $name() {
             let Some(server) = Coturn::start($options) else { return };
-            turn_suite::$name(&server);
+            turn_suite::$name(&mut Loopback::new(server));
         }
     )*};
 }
