@@ -873,6 +873,10 @@ impl Endpoint for TurnServer {
                 }
             }
             Input::HalfClosed { conn } | Input::Closed { conn } | Input::Reset { conn } => {
+                if matches!(input, Input::HalfClosed { .. }) {
+                    // The other side is done: so is ours (coturn closes the socket).
+                    self.out.push_back(Output::Close { conn });
+                }
                 if let Some(cid) = self.by_peer_conn.get(&conn).copied() {
                     self.close_peer(cid, false);
                 } else {

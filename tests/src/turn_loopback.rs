@@ -208,6 +208,17 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
         self.peers[peer.0].pump();
     }
 
+    fn peer_close(&mut self, peer: Peer) {
+        let p = &mut self.peers[peer.0];
+        p.pump();
+        if let Some(s) = p.stream.take() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        if p.log.state == PeerState::Open {
+            p.log.state = PeerState::Closed;
+        }
+    }
+
     fn peer(&self, peer: Peer) -> PeerLog {
         self.peers[peer.0].log.clone()
     }

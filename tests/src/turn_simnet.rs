@@ -327,6 +327,11 @@ impl TurnFixture for SimTurn {
         );
     }
 
+    fn peer_close(&mut self, peer: Peer) {
+        let (host, conn) = self.locate(peer).expect("the peer has a connection");
+        self.act(host, Step::Close(conn));
+    }
+
     fn peer(&self, peer: Peer) -> PeerLog {
         let Some((host, conn)) = self.locate(peer) else {
             return PeerLog {

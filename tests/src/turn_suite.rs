@@ -99,6 +99,8 @@ pub trait TurnFixture {
     fn connect_peer(&mut self, to: SocketAddr, from: PeerHost) -> Peer;
     /// A peer sends bytes.
     fn peer_send(&mut self, peer: Peer, data: &[u8]);
+    /// A peer closes its connection (a FIN, once what it sent is out).
+    fn peer_close(&mut self, peer: Peer);
     /// What a peer saw so far.
     fn peer(&self, peer: Peer) -> PeerLog;
     /// Makes the server fail; `false` when this server cannot.
@@ -433,4 +435,58 @@ pub fn a_dropped_data_connection_closes_the_peer_stream(f: &mut impl TurnFixture
     assert_eq!(got, Some(TurnEvent::PeerClosed { conn }));
     let log = f.run_until_peer(WAIT, peer, ended);
     assert_eq!(log.state, PeerState::Reset, "the peer's side was reset too");
+}
+
+/// Scenario `connect_and_accept_on_one_allocation`, the whole of RFC 6062 on one allocation
+/// (the simulator's trace snapshot is of this one): the 401 dance, a permission for the
+/// peer, a Connect to the peer with bytes both ways, then the same peer connecting to the
+/// relayed address (ConnectionAttempt) with bytes both ways; the peer closes that second
+/// connection and the client hears PeerClosed; the client closes the first and the peer is
+/// reset; then a clean deallocation.
+pub fn connect_and_accept_on_one_allocation(f: &mut impl TurnFixture) {
+    let (listening, peer_addr) = f.listen_peer(Family::V4);
+    start(f, PASSWORD, Family::V4);
+    let (relayed, _) = allocate(f);
+    permit(f, peer_addr.ip());
+
+    f.command(|c, now| c.connect_peer(now, peer_addr));
+    let (active, from, incoming) = peer_stream(f);
+    assert_eq!((from, incoming), (peer_addr, false));
+    f.command(|c, _| c.send(active, Bytes::from_static(b"ping")).expect("bound"));
+    assert_eq!(peer_reads(f, listening, 4), b"ping");
+    f.peer_send(listening, b"pong");
+    assert_eq!(read_from_peer(f, active, 4), b"pong");
+
+    let connecting = f.connect_peer(relayed, PeerHost::Peer);
+    f.peer_send(connecting, b"knock knock");
+    let (passive, from, incoming) = peer_stream(f);
+    assert!(incoming);
+    assert_eq!(from.ip(), peer_addr.ip());
+    assert_ne!(passive, active);
+    assert_eq!(read_from_peer(f, passive, 11), b"knock knock");
+    f.command(|c, _| {
+        c.send(passive, Bytes::from_static(b"who's there"))
+            .expect("bound")
+    });
+    assert_eq!(peer_reads(f, connecting, 11), b"who's there");
+
+    f.peer_close(connecting);
+    let got = f.run_until(WAIT, |e| matches!(e, TurnEvent::PeerClosed { .. }));
+    assert_eq!(got, Some(TurnEvent::PeerClosed { conn: passive }));
+    f.command(|c, _| c.close_peer(active));
+    let log = f.run_until_peer(WAIT, listening, ended);
+    assert_eq!(
+        log.state,
+        PeerState::Reset,
+        "the client's close reaches the peer as a reset"
+    );
+
+    f.command(|c, now| c.deallocate(now));
+    assert_eq!(
+        f.run_until(WAIT, |e| matches!(
+            e,
+            TurnEvent::Deallocated | TurnEvent::Failed { .. }
+        )),
+        Some(TurnEvent::Deallocated)
+    );
 }

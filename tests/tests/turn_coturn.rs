@@ -23,4 +23,5 @@ against_coturn! {
     a_connection_from_an_address_without_permission_is_refused: &[];
     a_short_lifetime_is_refreshed: &["--max-allocate-lifetime=4"];
     ipv6_allocation_and_connect: &[];
+    connect_and_accept_on_one_allocation: &[];
 }

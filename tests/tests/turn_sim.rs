@@ -31,7 +31,74 @@ in_the_simulator! {
     a_connection_from_an_address_without_permission_is_refused: HOUR;
     a_short_lifetime_is_refreshed: Duration::from_secs(4);
     ipv6_allocation_and_connect: HOUR;
+    connect_and_accept_on_one_allocation: HOUR;
     a_restart_loses_the_allocation_and_the_client_hears_it: HOUR;
     a_server_that_stops_answering_is_a_timeout: HOUR;
     a_dropped_data_connection_closes_the_peer_stream: HOUR;
+}
+
+/// The RFC 6062 tour on one seed, traced: the trace and the fixture after it.
+fn traced_tour(seed: u64) -> (String, SimTurn) {
+    let mut fixture = SimTurn::traced(seed, HOUR);
+    turn_suite::connect_and_accept_on_one_allocation(&mut fixture);
+    // Let the last closes and resets land.
+    fixture.world_mut().run_for(Duration::from_secs(1));
+    (fixture.world().trace(), fixture)
+}
+
+/// A trace is documentation: an allocation (401, then the signed Allocate), a
+/// CreatePermission, a Connect with its data connection and ConnectionBind, a
+/// ConnectionAttempt accepted and bound, as RFC 6062's figures draw them.
+#[test]
+fn the_rfc_6062_exchange_reads_as_a_trace() {
+    let (trace, fixture) = traced_tour(2026);
+    insta::assert_snapshot!(trace);
+
+    let world = fixture.world();
+    let v: Vec<String> = world.violations().iter().map(|v| v.to_string()).collect();
+    assert!(v.is_empty(), "violations: {v:#?}");
+    assert_eq!(fixture.server_v4().allocations(), 0, "deallocated");
+    assert_eq!(
+        world.live_connections(),
+        0,
+        "every connection is over\n{trace}"
+    );
+    let lines: Vec<&str> = trace.lines().collect();
+    let position = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in\n{trace}"))
+    };
+    // The order of RFC 6062 §4.3 and §4.4.
+    let order = [
+        "Allocate request tx1",
+        "Allocate error tx1 401",
+        "Allocate request tx2",
+        "Allocate success tx2",
+        "CreatePermission request tx3",
+        "CreatePermission success tx3",
+        "Connect request tx4 peer=198.51.100.20:7000",
+        "Connect success tx4",
+        "ConnectionBind request tx5",
+        "ConnectionBind success tx5",
+        "ConnectionAttempt indication",
+        "ConnectionBind request tx7",
+        "ConnectionBind success tx7",
+        "Refresh request tx8",
+        "Refresh success tx8",
+    ];
+    let at: Vec<usize> = order.iter().map(|w| position(w)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {order:?} at {at:?}\n{trace}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    let (first, _) = traced_tour(7);
+    let (second, _) = traced_tour(7);
+    assert!(!first.is_empty());
+    assert_eq!(first, second);
 }
