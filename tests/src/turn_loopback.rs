@@ -101,6 +101,7 @@ pub struct Loopback<S: LoopbackServer> {
     pub server: S,
     net: Option<RealNet<TurnClient>>,
     peers: Vec<RealPeer>,
+    held: bool,
 }
 
 impl<S: LoopbackServer> Loopback<S> {
@@ -110,6 +111,7 @@ impl<S: LoopbackServer> Loopback<S> {
             server,
             net: None,
             peers: Vec::new(),
+            held: false,
         }
     }
 
@@ -161,7 +163,8 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
         let slice = deadline
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(1));
-        match self.net.as_mut() {
+        let held = self.held;
+        match self.net.as_mut().filter(|_| !held) {
             Some(net) => {
                 net.run_until(slice, |_| false);
             }
@@ -171,6 +174,9 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
     }
 
     fn take_event(&mut self, until: &mut dyn FnMut(&TurnEvent) -> bool) -> Option<TurnEvent> {
+        if self.held {
+            return None;
+        }
         self.net.as_mut()?.run_until(Duration::ZERO, until)
     }
 
@@ -206,6 +212,10 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
     fn peer_send(&mut self, peer: Peer, data: &[u8]) {
         self.peers[peer.0].out.extend_from_slice(data);
         self.peers[peer.0].pump();
+    }
+
+    fn hold_client(&mut self, held: bool) {
+        self.held = held;
     }
 
     fn peer_close(&mut self, peer: Peer) {

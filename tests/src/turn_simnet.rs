@@ -23,7 +23,7 @@ use ferry_proto::turn::{Family, TurnClient, TurnEvent};
 use ferry_sim::probe::ConnState;
 use ferry_sim::record::TurnDecoder;
 use ferry_sim::turn_server::{TurnServer, TurnServerConfig};
-use ferry_sim::{HostId, HostSpec, LinkSpec, Nat, Probe, RouterSpec, Step, World};
+use ferry_sim::{Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterSpec, Step, World};
 
 use crate::coturn::{PASSWORD, REALM, USER};
 use crate::turn_suite::{Peer, PeerHost, PeerLog, PeerState, ServerFault, TurnFixture};
@@ -325,6 +325,19 @@ impl TurnFixture for SimTurn {
                 data: Bytes::copy_from_slice(data),
             },
         );
+    }
+
+    fn hold_client(&mut self, held: bool) {
+        let link = LinkOf::Host(self.alice);
+        let fault = if held {
+            Fault::LinkDown(link)
+        } else {
+            Fault::LinkUp(link)
+        };
+        let now = self.world.now();
+        self.world.schedule(now, fault);
+        // Carry it out now, before anything else moves.
+        self.world.step();
     }
 
     fn peer_close(&mut self, peer: Peer) {

@@ -105,6 +105,9 @@ pub trait TurnFixture {
     fn peer(&self, peer: Peer) -> PeerLog;
     /// Makes the server fail; `false` when this server cannot.
     fn fault(&mut self, fault: ServerFault) -> bool;
+    /// Holds the client back (`true`) or lets it go: while held, nothing the server sends
+    /// reaches it (its access link is down in the simulator; on sockets it is not run).
+    fn hold_client(&mut self, held: bool);
 
     /// Runs until a client event satisfies `until` (returned, and taken) or `timeout`
     /// passes (`None`). Events that do not satisfy it stay for later calls.
@@ -488,5 +491,46 @@ pub fn connect_and_accept_on_one_allocation(f: &mut impl TurnFixture) {
             TurnEvent::Deallocated | TurnEvent::Failed { .. }
         )),
         Some(TurnEvent::Deallocated)
+    );
+}
+
+/// What a server keeps of a peer's bytes before the client binds: 64 KiB. (coturn keeps 16
+/// reads, `MAX_UNSENT_BUFFER_SIZE`, and drops the rest; on loopback that is 65 536 bytes, run
+/// after run; Ferry's server keeps [`EARLY_DATA`](ferry_sim::turn_server::EARLY_DATA).)
+pub const EARLY_DATA_KEPT: usize = 64 * 1024;
+
+/// Scenario `early_data_beyond_the_limit_is_dropped`: a permitted peer connects and sends
+/// 200 000 bytes while the client is held back, so all of it reaches the server before the
+/// client can bind; the client then gets the first [`EARLY_DATA_KEPT`] bytes and nothing
+/// more: the rest was dropped, not delayed.
+pub fn early_data_beyond_the_limit_is_dropped(f: &mut impl TurnFixture) {
+    start(f, PASSWORD, Family::V4);
+    let (relayed, _) = allocate(f);
+    let peer_ip = f.peer_ip(Family::V4);
+    permit(f, peer_ip);
+    f.hold_client(true);
+    let peer = f.connect_peer(relayed, PeerHost::Peer);
+    let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    f.peer_send(peer, &sent);
+    f.run_for(Duration::from_secs(1));
+    f.hold_client(false);
+    let (conn, _, incoming) = peer_stream(f);
+    assert!(incoming);
+    let mut got = Vec::new();
+    // Until a second passes with nothing new.
+    while let Some(TurnEvent::PeerData { data, .. }) = f.run_until(
+        Duration::from_secs(1),
+        |e| matches!(e, TurnEvent::PeerData { conn: c, .. } if *c == conn),
+    ) {
+        got.extend_from_slice(&data);
+    }
+    assert_eq!(
+        got.len(),
+        EARLY_DATA_KEPT,
+        "what the server kept before the bind"
+    );
+    assert!(
+        got == sent[..got.len()],
+        "the client got a prefix of what the peer sent"
     );
 }

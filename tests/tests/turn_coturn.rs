@@ -24,4 +24,5 @@ against_coturn! {
     a_short_lifetime_is_refreshed: &["--max-allocate-lifetime=4"];
     ipv6_allocation_and_connect: &[];
     connect_and_accept_on_one_allocation: &[];
+    early_data_beyond_the_limit_is_dropped: &[];
 }

@@ -122,6 +122,7 @@ against_ferry! {
     a_short_lifetime_is_refreshed: Duration::from_secs(4);
     ipv6_allocation_and_connect: HOUR;
     connect_and_accept_on_one_allocation: HOUR;
+    early_data_beyond_the_limit_is_dropped: HOUR;
     a_restart_loses_the_allocation_and_the_client_hears_it: HOUR;
     a_server_that_stops_answering_is_a_timeout: HOUR;
     a_dropped_data_connection_closes_the_peer_stream: HOUR;
