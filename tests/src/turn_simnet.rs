@@ -280,7 +280,7 @@ impl TurnFixture for SimTurn {
         self.unclaimed
             .extend(events.into_iter().skip(self.seen).map(|(_, e)| e));
         self.seen = total;
-        let i = self.unclaimed.iter().position(|e| until(e))?;
+        let i = self.unclaimed.iter().position(until)?;
         self.unclaimed.remove(i)
     }
 
