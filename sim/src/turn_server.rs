@@ -5,10 +5,13 @@
 //! - allocations with a lifetime (capped), refreshed or deleted (lifetime 0), gone with their
 //!   control connection;
 //! - permissions by IP address, for 5 minutes; a peer connection from an address without
-//!   permission is reset, and a Connect to one is answered 403;
-//! - Connect (CONNECTION-ID once the peer answered, 447 when it did not), ConnectionAttempt,
-//!   ConnectionBind on a new connection, then a raw pipe; a close on one side is a reset on
-//!   the other; a peer's early bytes are kept up to 64 KiB, the rest dropped;
+//!   permission is reset, and a Connect to one is answered 403 (here this server is
+//!   stricter than coturn, which connects anyway);
+//! - Connect (CONNECTION-ID once the peer answered, 447 when it did not, 446 when that peer
+//!   is already connected), ConnectionAttempt, ConnectionBind on a new connection, then a
+//!   raw pipe; a close on one side is a reset on the other, and a half-close is answered
+//!   with a close; a peer's early bytes are kept up to 64 KiB, the rest dropped (coturn
+//!   keeps 16 reads, which on loopback is 64 KiB too);
 //! - IPv4 and IPv6 relays (REQUESTED-ADDRESS-FAMILY).
 //!
 //! Faults for tests: [`restart`](TurnServer::restart) (every allocation lost),

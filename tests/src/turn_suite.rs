@@ -534,3 +534,56 @@ pub fn early_data_beyond_the_limit_is_dropped(f: &mut impl TurnFixture) {
         "the client got a prefix of what the peer sent"
     );
 }
+
+fn connect_outcome(f: &mut impl TurnFixture, peer: SocketAddr) -> TurnEvent {
+    f.command(|c, now| c.connect_peer(now, peer));
+    f.run_until(WAIT, |e| {
+        matches!(
+            e,
+            TurnEvent::PeerStream { .. } | TurnEvent::PeerConnectFailed { .. }
+        )
+    })
+    .expect("the Connect was answered")
+}
+
+/// Scenario `connect_errors_are_named_as_coturn_names_them`: with a permission, a Connect to
+/// a port where nothing listens is 447 (Connection Timeout or Failure), a second Connect to
+/// a peer already connected is 446 (Connection Already Exists).
+pub fn connect_errors_are_named_as_coturn_names_them(f: &mut impl TurnFixture) {
+    let (_listening, peer_addr) = f.listen_peer(Family::V4);
+    start(f, PASSWORD, Family::V4);
+    allocate(f);
+    permit(f, peer_addr.ip());
+    let closed = SocketAddr::new(peer_addr.ip(), 1);
+    assert_eq!(
+        connect_outcome(f, closed),
+        TurnEvent::PeerConnectFailed {
+            peer: closed,
+            error: TurnError::ConnectionFailed
+        }
+    );
+    assert!(matches!(
+        connect_outcome(f, peer_addr),
+        TurnEvent::PeerStream {
+            incoming: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        connect_outcome(f, peer_addr),
+        TurnEvent::PeerConnectFailed {
+            peer: peer_addr,
+            error: TurnError::ConnectionAlreadyExists
+        }
+    );
+}
+
+/// Scenario `a_connect_without_permission`: the answer to a Connect to a listening peer for
+/// which the client installed no permission. Servers differ here: coturn connects anyway;
+/// Ferry's server answers 403, as RFC 8656 permissions suggest. Each driver asserts its own.
+pub fn a_connect_without_permission(f: &mut impl TurnFixture) -> TurnEvent {
+    let (_listening, peer_addr) = f.listen_peer(Family::V4);
+    start(f, PASSWORD, Family::V4);
+    allocate(f);
+    connect_outcome(f, peer_addr)
+}

@@ -1,6 +1,7 @@
 //! The TURN client against Debian's real coturn on loopback.
 //! `FERRY_REQUIRE_INTEROP=1 cargo test -p ferry-tests --test turn_coturn`
 
+use ferry_proto::turn::TurnEvent;
 use ferry_tests::coturn::Coturn;
 use ferry_tests::turn_loopback::Loopback;
 use ferry_tests::turn_suite;
@@ -25,4 +26,25 @@ against_coturn! {
     ipv6_allocation_and_connect: &[];
     connect_and_accept_on_one_allocation: &[];
     early_data_beyond_the_limit_is_dropped: &[];
+    connect_errors_are_named_as_coturn_names_them: &[];
+}
+
+/// coturn does not check permissions on Connect: it connects. (Ferry's server answers 403;
+/// `turn_sim` pins that. This test tells us if Debian's coturn ever changes.)
+#[test]
+fn coturn_connects_without_a_permission() {
+    let Some(server) = Coturn::start(&[]) else {
+        return;
+    };
+    let got = turn_suite::a_connect_without_permission(&mut Loopback::new(server));
+    assert!(
+        matches!(
+            got,
+            TurnEvent::PeerStream {
+                incoming: false,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
 }

@@ -123,6 +123,7 @@ against_ferry! {
     ipv6_allocation_and_connect: HOUR;
     connect_and_accept_on_one_allocation: HOUR;
     early_data_beyond_the_limit_is_dropped: HOUR;
+    connect_errors_are_named_as_coturn_names_them: HOUR;
     a_restart_loses_the_allocation_and_the_client_hears_it: HOUR;
     a_server_that_stops_answering_is_a_timeout: HOUR;
     a_dropped_data_connection_closes_the_peer_stream: HOUR;

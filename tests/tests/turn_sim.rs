@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ferry_proto::turn::{TurnError, TurnEvent};
 use ferry_tests::turn_simnet::SimTurn;
 use ferry_tests::turn_suite;
 
@@ -33,6 +34,7 @@ in_the_simulator! {
     ipv6_allocation_and_connect: HOUR;
     connect_and_accept_on_one_allocation: HOUR;
     early_data_beyond_the_limit_is_dropped: HOUR;
+    connect_errors_are_named_as_coturn_names_them: HOUR;
     a_restart_loses_the_allocation_and_the_client_hears_it: HOUR;
     a_server_that_stops_answering_is_a_timeout: HOUR;
     a_dropped_data_connection_closes_the_peer_stream: HOUR;
@@ -102,4 +104,19 @@ fn the_same_seed_gives_the_same_trace() {
     let (second, _) = traced_tour(7);
     assert!(!first.is_empty());
     assert_eq!(first, second);
+}
+
+/// Where Ferry's server is stricter than coturn (which connects anyway): a Connect to a peer
+/// without a permission is 403.
+#[test]
+fn a_connect_without_permission_is_forbidden() {
+    let mut fixture = SimTurn::new(1, HOUR);
+    let got = turn_suite::a_connect_without_permission(&mut fixture);
+    assert_eq!(
+        got,
+        TurnEvent::PeerConnectFailed {
+            peer: "198.51.100.20:7000".parse().expect("addr"),
+            error: TurnError::Forbidden
+        }
+    );
 }
