@@ -99,17 +99,18 @@ const PEER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
 const TURN_PORT: u16 = 3478;
 
 impl SimTurn {
-    /// A world on `seed` whose servers cap lifetimes at `max_lifetime`; no trace.
-    pub fn new(seed: u64, max_lifetime: Duration) -> SimTurn {
-        SimTurn::build(seed, max_lifetime, false)
+    /// A world on `seed` whose servers are configured by `configure` (after
+    /// [`TurnServerConfig::new`] with [`USER`], [`PASSWORD`], [`REALM`]); no trace.
+    pub fn new(seed: u64, configure: impl Fn(&mut TurnServerConfig)) -> SimTurn {
+        SimTurn::build(seed, configure, false)
     }
 
     /// The same world, tracing TURN on the wire with [`TurnDecoder`].
-    pub fn traced(seed: u64, max_lifetime: Duration) -> SimTurn {
-        SimTurn::build(seed, max_lifetime, true)
+    pub fn traced(seed: u64, configure: impl Fn(&mut TurnServerConfig)) -> SimTurn {
+        SimTurn::build(seed, configure, true)
     }
 
-    fn build(seed: u64, max_lifetime: Duration, trace: bool) -> SimTurn {
+    fn build(seed: u64, configure: impl Fn(&mut TurnServerConfig), trace: bool) -> SimTurn {
         let latency = LinkSpec::latency(Duration::from_millis(10));
         let mut b = World::builder(seed);
         let epoch = b.epoch();
@@ -131,7 +132,7 @@ impl SimTurn {
         );
         let server = |listen: SocketAddr| {
             let mut config = TurnServerConfig::new(listen, USER, PASSWORD, REALM);
-            config.max_lifetime = max_lifetime;
+            configure(&mut config);
             TurnServer::new(config)
         };
         let turn = b.host(

@@ -587,3 +587,15 @@ pub fn a_connect_without_permission(f: &mut impl TurnFixture) -> TurnEvent {
     allocate(f);
     connect_outcome(f, peer_addr)
 }
+
+/// Scenario `a_stale_nonce_is_renewed`: the server's nonces last 2 s; 4 s after the
+/// allocation a CreatePermission still succeeds (the server answers 438 Stale Nonce with a
+/// new nonce, the client signs the request again).
+pub fn a_stale_nonce_is_renewed(f: &mut impl TurnFixture) {
+    start(f, PASSWORD, Family::V4);
+    allocate(f);
+    f.run_for(Duration::from_secs(4));
+    let peer_ip = f.peer_ip(Family::V4);
+    permit(f, peer_ip);
+    assert!(!f.client().is_done());
+}

@@ -27,6 +27,7 @@ against_coturn! {
     connect_and_accept_on_one_allocation: &[];
     early_data_beyond_the_limit_is_dropped: &[];
     connect_errors_are_named_as_coturn_names_them: &[];
+    a_stale_nonce_is_renewed: &["--stale-nonce=2"];
 }
 
 /// coturn does not check permissions on Connect: it connects. (Ferry's server answers 403;

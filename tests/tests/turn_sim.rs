@@ -7,16 +7,18 @@
 use std::time::Duration;
 
 use ferry_proto::turn::{TurnError, TurnEvent};
+use ferry_sim::turn_server::TurnServerConfig;
 use ferry_tests::turn_simnet::SimTurn;
 use ferry_tests::turn_suite;
 
-const HOUR: Duration = Duration::from_secs(3600);
+/// The servers as `TurnServerConfig::new` makes them.
+fn default(_: &mut TurnServerConfig) {}
 
 macro_rules! in_the_simulator {
-    ($($name:ident: $max_lifetime:expr;)*) => {$(
+    ($($name:ident: $configure:expr;)*) => {$(
         #[test]
         fn $name() {
-            let mut fixture = SimTurn::new(1, $max_lifetime);
+            let mut fixture = SimTurn::new(1, $configure);
             turn_suite::$name(&mut fixture);
             let v: Vec<String> = fixture.world().violations().iter().map(|v| v.to_string()).collect();
             assert!(v.is_empty(), "violations: {v:#?}");
@@ -25,24 +27,25 @@ macro_rules! in_the_simulator {
 }
 
 in_the_simulator! {
-    allocation_with_the_401_dance_and_clean_deallocation: HOUR;
-    a_wrong_password_is_a_clear_error: HOUR;
-    permission_then_connect_to_a_peer_with_bytes_both_ways: HOUR;
-    a_peer_connecting_to_the_relay_is_accepted_with_bytes_both_ways: HOUR;
-    a_connection_from_an_address_without_permission_is_refused: HOUR;
-    a_short_lifetime_is_refreshed: Duration::from_secs(4);
-    ipv6_allocation_and_connect: HOUR;
-    connect_and_accept_on_one_allocation: HOUR;
-    early_data_beyond_the_limit_is_dropped: HOUR;
-    connect_errors_are_named_as_coturn_names_them: HOUR;
-    a_restart_loses_the_allocation_and_the_client_hears_it: HOUR;
-    a_server_that_stops_answering_is_a_timeout: HOUR;
-    a_dropped_data_connection_closes_the_peer_stream: HOUR;
+    allocation_with_the_401_dance_and_clean_deallocation: default;
+    a_wrong_password_is_a_clear_error: default;
+    permission_then_connect_to_a_peer_with_bytes_both_ways: default;
+    a_peer_connecting_to_the_relay_is_accepted_with_bytes_both_ways: default;
+    a_connection_from_an_address_without_permission_is_refused: default;
+    a_short_lifetime_is_refreshed: |c| c.max_lifetime = Duration::from_secs(4);
+    ipv6_allocation_and_connect: default;
+    connect_and_accept_on_one_allocation: default;
+    early_data_beyond_the_limit_is_dropped: default;
+    a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
+    connect_errors_are_named_as_coturn_names_them: default;
+    a_restart_loses_the_allocation_and_the_client_hears_it: default;
+    a_server_that_stops_answering_is_a_timeout: default;
+    a_dropped_data_connection_closes_the_peer_stream: default;
 }
 
 /// The RFC 6062 tour on one seed, traced: the trace and the fixture after it.
 fn traced_tour(seed: u64) -> (String, SimTurn) {
-    let mut fixture = SimTurn::traced(seed, HOUR);
+    let mut fixture = SimTurn::traced(seed, default);
     turn_suite::connect_and_accept_on_one_allocation(&mut fixture);
     // Let the last closes and resets land.
     fixture.world_mut().run_for(Duration::from_secs(1));
@@ -110,7 +113,7 @@ fn the_same_seed_gives_the_same_trace() {
 /// without a permission is 403.
 #[test]
 fn a_connect_without_permission_is_forbidden() {
-    let mut fixture = SimTurn::new(1, HOUR);
+    let mut fixture = SimTurn::new(1, default);
     let got = turn_suite::a_connect_without_permission(&mut fixture);
     assert_eq!(
         got,
@@ -118,5 +121,32 @@ fn a_connect_without_permission_is_forbidden() {
             peer: "198.51.100.20:7000".parse().expect("addr"),
             error: TurnError::Forbidden
         }
+    );
+}
+
+/// The nonce goes stale after 2 s: the next request is answered 438 with a new nonce, and
+/// the client re-signs it and goes on (its owner never hears of it).
+#[test]
+fn a_stale_nonce_is_a_438_and_the_request_is_signed_again() {
+    let mut fixture = SimTurn::traced(1, |c| c.nonce_lifetime = Duration::from_secs(2));
+    turn_suite::a_stale_nonce_is_renewed(&mut fixture);
+    let trace = fixture.world().trace();
+    let lines: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("CreatePermission"))
+        .map(|l| {
+            l.split_once("CreatePermission")
+                .map_or(l, |(_, rest)| rest)
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            " request tx3 peer=198.51.100.20:0 (signed)",
+            " error tx3 438 Stale Nonce",
+            " request tx4 peer=198.51.100.20:0 (signed)",
+            " success tx4 (signed)",
+        ],
+        "{trace}"
     );
 }
