@@ -134,10 +134,7 @@ fn a_stale_nonce_is_a_438_and_the_request_is_signed_again() {
     let lines: Vec<&str> = trace
         .lines()
         .filter(|l| l.contains("CreatePermission"))
-        .map(|l| {
-            l.split_once("CreatePermission")
-                .map_or(l, |(_, rest)| rest)
-        })
+        .map(|l| l.split_once("CreatePermission").map_or(l, |(_, rest)| rest))
         .collect();
     assert_eq!(
         lines,
