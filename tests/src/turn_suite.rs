@@ -599,3 +599,26 @@ pub fn a_stale_nonce_is_renewed(f: &mut impl TurnFixture) {
     permit(f, peer_ip);
     assert!(!f.client().is_done());
 }
+
+/// Scenario `a_permission_is_kept_past_five_minutes`: permissions last 5 minutes on the
+/// server; the client refreshes them while it wants them, so a peer connecting 6 minutes
+/// later is still let in. (Six minutes of real time: the simulator runs it, the socket
+/// drivers do not.)
+pub fn a_permission_is_kept_past_five_minutes(f: &mut impl TurnFixture) {
+    start(f, PASSWORD, Family::V4);
+    let (relayed, _) = allocate(f);
+    let peer_ip = f.peer_ip(Family::V4);
+    permit(f, peer_ip);
+    let refreshed = f.run_until(Duration::from_secs(6 * 60), |e| {
+        matches!(
+            e,
+            TurnEvent::Failed { .. } | TurnEvent::PermissionFailed { .. }
+        )
+    });
+    assert_eq!(refreshed, None, "the allocation and the permission held");
+    let peer = f.connect_peer(relayed, PeerHost::Peer);
+    f.peer_send(peer, b"still here");
+    let (conn, _, incoming) = peer_stream(f);
+    assert!(incoming);
+    assert_eq!(read_from_peer(f, conn, 10), b"still here");
+}

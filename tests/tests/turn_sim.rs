@@ -37,6 +37,7 @@ in_the_simulator! {
     connect_and_accept_on_one_allocation: default;
     early_data_beyond_the_limit_is_dropped: default;
     a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
+    a_permission_is_kept_past_five_minutes: default;
     connect_errors_are_named_as_coturn_names_them: default;
     a_restart_loses_the_allocation_and_the_client_hears_it: default;
     a_server_that_stops_answering_is_a_timeout: default;
@@ -146,4 +147,54 @@ fn a_stale_nonce_is_a_438_and_the_request_is_signed_again() {
         ],
         "{trace}"
     );
+}
+
+/// Without the client's refresh, the server forgets a permission after 5 minutes: a peer
+/// from that address is refused again. (The client is held back, its link down, so its
+/// refresh at 4 minutes never reaches the server.)
+#[test]
+fn an_unrefreshed_permission_expires_after_five_minutes() {
+    use ferry_proto::turn::{Family, TurnClient, TurnConfig};
+    use ferry_tests::coturn::{PASSWORD, USER};
+    use ferry_tests::turn_suite::{PeerHost, PeerState, TurnFixture as _};
+
+    let mut f = SimTurn::new(1, default);
+    let config = TurnConfig::new(f.server(Family::V4), USER, PASSWORD);
+    f.start(TurnClient::new(config, 3));
+    let relayed = match f.run_until(turn_suite::WAIT, |e| {
+        matches!(e, TurnEvent::Allocated { .. })
+    }) {
+        Some(TurnEvent::Allocated { relayed, .. }) => relayed,
+        other => panic!("{other:?}"),
+    };
+    let peer_ip = f.peer_ip(Family::V4);
+    f.command(|c, now| c.permit(now, [peer_ip]));
+    let got = f.run_until(turn_suite::WAIT, |e| {
+        matches!(e, TurnEvent::Permitted { .. })
+    });
+    assert!(got.is_some());
+    f.hold_client(true);
+    f.run_for(Duration::from_secs(4 * 60));
+    // Before the 5 minutes are up, the peer still gets in.
+    let early = f.connect_peer(relayed, PeerHost::Peer);
+    f.run_for(Duration::from_secs(1));
+    assert_eq!(f.peer(early).state, PeerState::Open);
+    f.run_for(Duration::from_secs(60));
+    // Past them, it is refused.
+    let late = f.connect_peer(relayed, PeerHost::Peer);
+    let log = f.run_until_peer(turn_suite::WAIT, late, |l| {
+        !matches!(l.state, PeerState::Connecting | PeerState::Open)
+    });
+    assert_eq!(log.state, PeerState::Reset, "{log:?}");
+    let refused = fixture_refusals(&f);
+    assert_eq!(refused, 1, "the server refused one peer");
+}
+
+fn fixture_refusals(f: &SimTurn) -> usize {
+    use ferry_sim::turn_server::TurnServerEvent;
+    f.world()
+        .events::<TurnServerEvent>(f.turn)
+        .iter()
+        .filter(|(_, e)| matches!(e, TurnServerEvent::Refused { .. }))
+        .count()
 }
