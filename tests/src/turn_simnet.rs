@@ -1,5 +1,5 @@
 //! [`TurnFixture`] in the simulator: Ferry's TURN server on public hosts of a
-//! [`World`](ferry_sim::World), the client on a host behind a NAT, peers as scripted
+//! [`World`], the client on a host behind a NAT, peers as scripted
 //! [`Probe`]s acted on between runs, time virtual.
 //!
 //! ```text
