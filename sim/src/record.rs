@@ -186,3 +186,49 @@ fn raw(bytes: u64) -> Summary {
         bulk: Some(Bulk::Sum { kind: "RAW", bytes }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stun_types::message::{
+        Message, MessageClass, MessageType, MessageWrite as _, MessageWriteExt as _,
+        MessageWriteVec, TransactionId,
+    };
+
+    fn connection_bind() -> Vec<u8> {
+        let mtype = MessageType::from_class_method(
+            MessageClass::Request,
+            turn_types::message::CONNECTION_BIND,
+        );
+        let mut w = Message::builder(mtype, TransactionId::from(7u128), MessageWriteVec::new());
+        w.add_attribute(&turn_types::attribute::ConnectionId::new(4096))
+            .expect("an attribute");
+        w.finish()
+    }
+
+    #[test]
+    fn a_message_split_across_writes_is_one_line_and_bytes_after_a_bind_are_raw() {
+        let mut d = TurnDecoder::default();
+        let mut wire = connection_bind();
+        wire.extend_from_slice(b"early");
+        assert!(d.decode(1, true, &wire[..10]).is_empty(), "half a header");
+        let out = d.decode(1, true, &wire[10..]);
+        assert_eq!(
+            out,
+            vec![
+                Summary::plain("ConnectionBind request tx1 connection-id=4096"),
+                raw(5)
+            ]
+        );
+        assert_eq!(d.decode(1, true, b"more"), vec![raw(4)]);
+        // The other direction of the same connection is still STUN.
+        assert_eq!(
+            d.decode(1, false, &connection_bind()),
+            vec![Summary::plain(
+                "ConnectionBind request tx1 connection-id=4096"
+            )]
+        );
+        // A relay's connection to a peer is raw from its first byte.
+        assert_eq!(d.decode(2, true, b"hello"), vec![raw(5)]);
+    }
+}
