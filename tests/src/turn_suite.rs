@@ -331,9 +331,10 @@ pub fn a_connection_from_an_address_without_permission_is_refused(f: &mut impl T
     });
     assert_eq!(got, None, "no stream from an address without permission");
     let log = f.run_until_peer(WAIT, stranger, ended);
-    assert!(
-        ended(&log),
-        "the relay closed the unpermitted connection: {log:?}"
+    assert_eq!(
+        log.state,
+        PeerState::Reset,
+        "the relay reset the unpermitted connection: {log:?}"
     );
     assert!(log.received.is_empty(), "{log:?}");
 }
