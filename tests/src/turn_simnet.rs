@@ -11,7 +11,8 @@
 //!            ── stranger 198.51.100.21 / 2001:db8::21 (never given a permission)
 //! ```
 //!
-//! Every link has 10 ms of latency. A run is a function of its seed.
+//! Every link has 10 ms of latency unless [`SimTurn::with_links`] says otherwise. A run is
+//! a function of its seed.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -102,16 +103,39 @@ impl SimTurn {
     /// A world on `seed` whose servers are configured by `configure` (after
     /// [`TurnServerConfig::new`] with [`USER`], [`PASSWORD`], [`REALM`]); no trace.
     pub fn new(seed: u64, configure: impl Fn(&mut TurnServerConfig)) -> SimTurn {
-        SimTurn::build(seed, configure, false)
+        SimTurn::build(
+            seed,
+            configure,
+            LinkSpec::latency(Duration::from_millis(10)),
+            false,
+        )
     }
 
     /// The same world, tracing TURN on the wire with [`TurnDecoder`].
     pub fn traced(seed: u64, configure: impl Fn(&mut TurnServerConfig)) -> SimTurn {
-        SimTurn::build(seed, configure, true)
+        SimTurn::build(
+            seed,
+            configure,
+            LinkSpec::latency(Duration::from_millis(10)),
+            true,
+        )
     }
 
-    fn build(seed: u64, configure: impl Fn(&mut TurnServerConfig), trace: bool) -> SimTurn {
-        let latency = LinkSpec::latency(Duration::from_millis(10));
+    /// The same world with `link` for every link (jitter, loss, bandwidth), no trace.
+    pub fn with_links(
+        seed: u64,
+        link: LinkSpec,
+        configure: impl Fn(&mut TurnServerConfig),
+    ) -> SimTurn {
+        SimTurn::build(seed, configure, link, false)
+    }
+
+    fn build(
+        seed: u64,
+        configure: impl Fn(&mut TurnServerConfig),
+        latency: LinkSpec,
+        trace: bool,
+    ) -> SimTurn {
         let mut b = World::builder(seed);
         let epoch = b.epoch();
         let internet = b.internet();

@@ -15,10 +15,10 @@ use ferry_tests::turn_suite;
 fn default(_: &mut TurnServerConfig) {}
 
 macro_rules! in_the_simulator {
-    ($($name:ident: $configure:expr;)*) => {$(
+    ($fixture:expr; $($name:ident: $configure:expr;)*) => {$(
         #[test]
         fn $name() {
-            let mut fixture = SimTurn::new(1, $configure);
+            let mut fixture = $fixture($configure);
             turn_suite::$name(&mut fixture);
             let v: Vec<String> = fixture.world().violations().iter().map(|v| v.to_string()).collect();
             assert!(v.is_empty(), "violations: {v:#?}");
@@ -26,22 +26,52 @@ macro_rules! in_the_simulator {
     )*};
 }
 
-in_the_simulator! {
-    allocation_with_the_401_dance_and_clean_deallocation: default;
-    a_wrong_password_is_a_clear_error: default;
-    permission_then_connect_to_a_peer_with_bytes_both_ways: default;
-    a_peer_connecting_to_the_relay_is_accepted_with_bytes_both_ways: default;
-    a_connection_from_an_address_without_permission_is_refused: default;
-    a_short_lifetime_is_refreshed: |c| c.max_lifetime = Duration::from_secs(4);
-    ipv6_allocation_and_connect: default;
-    connect_and_accept_on_one_allocation: default;
-    early_data_beyond_the_limit_is_dropped: default;
-    a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
-    a_permission_is_kept_past_five_minutes: default;
-    connect_errors_are_named_as_coturn_names_them: default;
-    a_restart_loses_the_allocation_and_the_client_hears_it: default;
-    a_server_that_stops_answering_is_a_timeout: default;
-    a_dropped_data_connection_closes_the_peer_stream: default;
+/// Every scenario, on the fixture `$fixture` makes.
+macro_rules! every_scenario {
+    ($fixture:expr) => {
+        in_the_simulator! {
+            $fixture;
+            allocation_with_the_401_dance_and_clean_deallocation: default;
+            a_wrong_password_is_a_clear_error: default;
+            permission_then_connect_to_a_peer_with_bytes_both_ways: default;
+            a_peer_connecting_to_the_relay_is_accepted_with_bytes_both_ways: default;
+            a_connection_from_an_address_without_permission_is_refused: default;
+            a_short_lifetime_is_refreshed: |c| c.max_lifetime = Duration::from_secs(4);
+            ipv6_allocation_and_connect: default;
+            connect_and_accept_on_one_allocation: default;
+            early_data_beyond_the_limit_is_dropped: default;
+            a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
+            a_permission_is_kept_past_five_minutes: default;
+            connect_errors_are_named_as_coturn_names_them: default;
+            a_restart_loses_the_allocation_and_the_client_hears_it: default;
+            a_server_that_stops_answering_is_a_timeout: default;
+            a_dropped_data_connection_closes_the_peer_stream: default;
+        }
+    };
+}
+
+/// The simulator fixture on 10 ms links, seed 1.
+fn calm(configure: fn(&mut TurnServerConfig)) -> SimTurn {
+    SimTurn::new(1, configure)
+}
+
+every_scenario!(calm);
+
+/// Every scenario again, on rough links: 30 ms ± 20 ms, 2 % loss (as retransmission
+/// delay), 1 MB/s, on another seed.
+mod rough_links {
+    use super::*;
+    use ferry_sim::LinkSpec;
+
+    fn rough(configure: fn(&mut TurnServerConfig)) -> SimTurn {
+        let link = LinkSpec::latency(Duration::from_millis(30))
+            .with_jitter(Duration::from_millis(20))
+            .with_loss(0.02)
+            .with_bandwidth(1_000_000);
+        SimTurn::with_links(99, link, configure)
+    }
+
+    every_scenario!(rough);
 }
 
 /// The RFC 6062 tour on one seed, traced: the trace and the fixture after it.
