@@ -513,7 +513,11 @@ pub fn early_data_beyond_the_limit_is_dropped(f: &mut impl TurnFixture) {
     let peer = f.connect_peer(relayed, PeerHost::Peer);
     let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     f.peer_send(peer, &sent);
-    f.run_for(Duration::from_secs(1));
+    // The peer's connection is open (the server accepted it), then its bytes have time to
+    // arrive, retransmissions and all.
+    let log = f.run_until_peer(WAIT, peer, |l| l.state != PeerState::Connecting);
+    assert_eq!(log.state, PeerState::Open);
+    f.run_for(Duration::from_secs(2));
     f.hold_client(false);
     let (conn, _, incoming) = peer_stream(f);
     assert!(incoming);
