@@ -45,6 +45,7 @@ impl RealPeer {
             log: PeerLog {
                 state,
                 received: Vec::new(),
+                error: None,
             },
         }
     }
@@ -86,8 +87,9 @@ impl RealPeer {
                 }
                 Ok(n) => self.log.received.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(_) => {
+                Err(e) => {
                     self.log.state = PeerState::Reset;
+                    self.log.error = Some(e.to_string());
                     return;
                 }
             }
@@ -203,7 +205,16 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
                 let _ = s.set_nodelay(true);
                 RealPeer::new(Some(s), None, PeerState::Open)
             }
-            Err(_) => RealPeer::new(None, None, PeerState::Failed),
+            // A RST that comes before the connect's poll sees the socket writable surfaces
+            // as the connect's error: the connection was made, then reset.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                RealPeer::new(None, None, PeerState::Reset)
+            }
+            Err(e) => {
+                let mut peer = RealPeer::new(None, None, PeerState::Failed);
+                peer.log.error = Some(e.to_string());
+                peer
+            }
         };
         self.peers.push(peer);
         Peer(self.peers.len() - 1)

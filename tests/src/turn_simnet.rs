@@ -375,6 +375,7 @@ impl TurnFixture for SimTurn {
             return PeerLog {
                 state: PeerState::Listening,
                 received: Vec::new(),
+                error: None,
             };
         };
         let log = self
@@ -388,9 +389,14 @@ impl TurnFixture for SimTurn {
             ConnState::Reset => PeerState::Reset,
             ConnState::Failed(_) => PeerState::Failed,
         };
+        let error = match &log.state {
+            ConnState::Failed(e) => Some(format!("{e:?}")),
+            _ => None,
+        };
         PeerLog {
             state,
             received: log.received.clone(),
+            error,
         }
     }
 

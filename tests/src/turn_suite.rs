@@ -55,6 +55,8 @@ pub struct PeerLog {
     pub state: PeerState,
     /// Every byte it received, in order.
     pub received: Vec<u8>,
+    /// What the driver said went wrong (a failed connect, a read error), for messages.
+    pub error: Option<String>,
 }
 
 /// A fault a server can be told to have (Ferry's can; coturn cannot).
