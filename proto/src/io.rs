@@ -473,6 +473,23 @@ pub enum Event {
         /// The device.
         device: crate::tls::DeviceId,
     },
+    /// A device of an account we do not know asks to connect; answer with
+    /// [`Node::allow_connection`](crate::node::Node::allow_connection) or
+    /// [`Node::deny_connection`](crate::node::Node::deny_connection).
+    ConnectionRequest {
+        /// Its account.
+        account: crate::tls::AccountId,
+        /// The device.
+        device: crate::tls::DeviceId,
+    },
+    /// A connection to (or from) a device failed: the stage and why. Transfers waiting on it
+    /// hear it too, as [`Status`](Event::Status) `unjoinable_peer`.
+    PeerUnreachable {
+        /// The device.
+        device: crate::tls::DeviceId,
+        /// The stage that failed and why.
+        reason: String,
+    },
     /// The optimistic view of a file sent to every device of an account changed (see
     /// [`aggregate`](crate::aggregate)).
     Aggregate {

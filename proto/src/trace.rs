@@ -241,6 +241,15 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
             let (g, t) = (ids.of(*group), ids.of(*transfer));
             Summary::plain(format!("{g} reaches a device as {t}"))
         }
+        Event::ConnectionRequest { account, device } => Summary::plain(format!(
+            "account {}… device {}… asks to connect",
+            &account.to_string()[..8],
+            &device.to_string()[..8]
+        )),
+        Event::PeerUnreachable { device, reason } => Summary::plain(format!(
+            "device {}… unreachable: {reason}",
+            &device.to_string()[..8]
+        )),
         Event::Aggregate {
             group,
             status,

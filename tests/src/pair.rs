@@ -2,7 +2,7 @@
 //!
 //! Alice runs an [`Outgoing`], Bob an [`Incoming`]. Between them, one byte stream with a
 //! latency and a bandwidth in each direction; beside each, files served from memory the way
-//! a runtime serves them from disk (Alice's from [`content`](crate::content), Bob's in a
+//! a runtime serves them from disk (Alice's from [`content`](mod@crate::content), Bob's in a
 //! receive folder with partial and final names). The clock jumps from one event to the next,
 //! so a ten-minute timeout costs nothing. Every byte on the pipe is decoded into the trace
 //! with [`TransferWire`], every event and file operation too.

@@ -466,3 +466,83 @@ fn a_forged_answer_from_another_account_is_dropped() {
     );
     assert_eq!(lan.hosts[ha].node.ready_connections(), 0);
 }
+
+#[test]
+fn a_request_from_an_unknown_account_waits_for_the_application() {
+    for allow in [true, false] {
+        let mut lan = Lan::new(Instant::now());
+        let (alice, bob) = (account("alice"), account("bob"));
+        let a1 = alice
+            .add_device(
+                &derive_seed(b"lan", "a1"),
+                Validity::days_from(T0 - 86_400, 365),
+            )
+            .expect("device");
+        let b1 = bob
+            .add_device(
+                &derive_seed(b"lan", "b1"),
+                Validity::days_from(T0 - 86_400, 365),
+            )
+            .expect("device");
+        let n = node(&lan, &alice, &a1, 1, "10.0.0.1".parse().expect("ip"));
+        let ha = lan.add("a1", "10.0.0.1".parse().expect("ip"), n);
+        let anchor = UnixAnchor {
+            instant: lan.start,
+            unix: Duration::from_secs(T0),
+        };
+        let mut config = NodeConfig::new(
+            b1.clone(),
+            bob.announce(&b1).expect("announce"),
+            vec!["10.0.0.2".parse().expect("ip")],
+            2,
+            anchor,
+        );
+        config.ask_before_connecting = true;
+        let hb = lan.add(
+            "b1",
+            "10.0.0.2".parse().expect("ip"),
+            Node::new(lan.now, config),
+        );
+        lan.run_until(Duration::from_secs(1), |_| false);
+        let group = lan.with(ha, |n, now| {
+            n.send_file(now, bob.id(), "seed:7:1000".into(), "x.bin".into())
+        });
+        let asked = |l: &Lan| {
+            l.events(hb).iter().any(|e| matches!(e, Event::ConnectionRequest { account, device } if *account == alice.id() && *device == a1.id()))
+        };
+        assert!(
+            lan.run_until(Duration::from_secs(10), asked),
+            "Bob is asked first"
+        );
+        lan.run_until(Duration::from_secs(2), |_| false);
+        assert!(
+            incoming(&lan, hb).is_none(),
+            "nothing happens until he decides"
+        );
+        if allow {
+            lan.with(hb, |n, now| n.allow_connection(now, a1.id()))
+                .expect("waiting");
+            assert!(
+                lan.run_until(Duration::from_secs(30), |l| incoming(l, hb).is_some()),
+                "then the file is offered"
+            );
+        } else {
+            lan.with(hb, |n, now| n.deny_connection(now, a1.id()))
+                .expect("waiting");
+            let unjoinable = |l: &Lan| {
+                l.events(ha).iter().any(|e| matches!(e, Event::Aggregate { group: g, status: Status::UnjoinablePeer, .. } if *g == group))
+            };
+            assert!(
+                lan.run_until(Duration::from_secs(60), unjoinable),
+                "Alice hears nothing, and gives up"
+            );
+            assert!(incoming(&lan, hb).is_none());
+            let asked_times = lan
+                .events(hb)
+                .iter()
+                .filter(|e| matches!(e, Event::ConnectionRequest { .. }))
+                .count();
+            assert_eq!(asked_times, 1, "Alice's retries do not ask Bob again");
+        }
+    }
+}

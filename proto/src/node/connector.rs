@@ -32,6 +32,8 @@ use crate::transfer;
 /// Where a connector stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
+    /// Answerer: the application decides whether to answer this device.
+    WaitApproval,
     /// Waiting for the node's candidates.
     Gathering,
     /// Requester: the request is on the DHT.
@@ -81,6 +83,10 @@ pub(super) struct Connector {
     request: Option<PeerConnection>,
     /// The sealed request, to put again.
     sealed: Option<Bytes>,
+    /// Answerer: the sealed answer, to put again when the request comes again.
+    pub(super) sealed_answer: Option<Bytes>,
+    /// Answerer: the local user refused this device; its retries are not asked again.
+    pub(super) denied: bool,
     /// Addresses the peer is known by, to permit on our relays.
     peer_ips: Vec<IpAddr>,
     pub(super) links: BTreeMap<ConnId, Link>,
@@ -113,6 +119,8 @@ impl Connector {
             agent: None,
             request: None,
             sealed: None,
+            sealed_answer: None,
+            denied: false,
             peer_ips: Vec::new(),
             links: BTreeMap::new(),
             next_relay_in: 0,
@@ -297,10 +305,14 @@ impl Node {
             &answer.encode(),
             &mut self.rng,
         ) {
-            Ok(sealed) => self.out.push_back(Output::DhtPut {
-                key: signal::peer_key(&c.device),
-                value: Bytes::from(sealed),
-            }),
+            Ok(sealed) => {
+                let sealed = Bytes::from(sealed);
+                c.sealed_answer = Some(sealed.clone());
+                self.out.push_back(Output::DhtPut {
+                    key: signal::peer_key(&c.device),
+                    value: sealed,
+                });
+            }
             Err(e) => self.connector_failed(id, format!("cannot seal the answer: {e}")),
         }
         self.retry_unrouted(now);
@@ -523,7 +535,14 @@ impl Node {
             Ok(session) => {
                 c.tls = Some(session);
                 c.stage = Stage::Tls;
-                c.timers.set(Timer::Tls, now + TLS_TIMEOUT);
+                // The answerer's checks can succeed before its answer reaches the requester,
+                // whose side of TLS waits for that answer: give it the answer's time too.
+                let wait = if c.requester {
+                    TLS_TIMEOUT
+                } else {
+                    TLS_TIMEOUT + super::ANSWER_TIMEOUT
+                };
+                c.timers.set(Timer::Tls, now + wait);
             }
             Err(e) => self.connector_failed(id, format!("TLS: {e}")),
         }

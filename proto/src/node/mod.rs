@@ -3,9 +3,9 @@
 //!
 //! A [`Node`] owns every other machine of this crate and translates their outputs:
 //! - one [`TurnClient`] per configured TURN server (one per address family);
-//! - one [`Connector`](connector) per remote device: sealed DHT request and answer → ICE over
+//! - one connector (`node/connector.rs`) per remote device: sealed DHT request and answer → ICE over
 //!   TCP with relayed candidates as the last resort → TLS 1.3 pinned to that device → a
-//!   channel multiplexer ([`Mux`]) that carries every transfer with that device;
+//!   channel multiplexer ([`Mux`](crate::channel::Mux)) that carries every transfer with that device;
 //! - one [`Outgoing`] or [`Incoming`] transfer per channel;
 //! - one [`Aggregate`] per file sent to an account.
 //!
@@ -56,6 +56,10 @@ pub const REQUEST_RETRY: Duration = Duration::from_secs(5);
 pub const TLS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an answerer waits for its relay to install the requester's permissions.
 pub const PERMISSION_WAIT: Duration = Duration::from_secs(2);
+/// How often a node puts its announcement again (DHT values expire; OpenDHT keeps them 10
+/// minutes), and how soon after a failed put.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
@@ -90,6 +94,12 @@ pub struct NodeConfig {
     pub auto_accept_images_under: Option<u64>,
     /// Offer only relayed candidates (for users on hostile networks, and for tests).
     pub relay_only: bool,
+    /// Ask the application ([`Event::ConnectionRequest`]) before answering a device of an
+    /// account that is not ours and not in [`contacts`](Self::contacts); off, every valid
+    /// request is answered (the application still accepts or refuses each file).
+    pub ask_before_connecting: bool,
+    /// Accounts whose devices are answered without asking.
+    pub contacts: std::collections::BTreeSet<AccountId>,
 }
 
 impl NodeConfig {
@@ -112,6 +122,8 @@ impl NodeConfig {
             ice: ice::Config::default(),
             auto_accept_images_under: None,
             relay_only: false,
+            ask_before_connecting: false,
+            contacts: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -200,6 +212,8 @@ struct PendingSub {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum NodeTimer {
     Gather,
+    /// Put our announcement again.
+    Announce,
 }
 
 /// One device of one account: see the module docs.
@@ -219,6 +233,9 @@ pub struct Node {
     next_connector: u32,
     by_device: BTreeMap<DeviceId, u32>,
     lookups: BTreeMap<DhtKey, AccountId>,
+    /// When to listen again to an account's devices that none of which was heard of yet (a
+    /// lossy DHT may have lost the delivery of what it stores).
+    lookup_retry: BTreeMap<DhtKey, Instant>,
     /// Every verified device announcement seen, by account.
     known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
     groups: BTreeMap<TransferId, Group>,
@@ -261,6 +278,7 @@ impl Node {
             next_connector: 1,
             by_device: BTreeMap::new(),
             lookups: BTreeMap::new(),
+            lookup_retry: BTreeMap::new(),
             known: BTreeMap::new(),
             groups: BTreeMap::new(),
             pending_subs: BTreeMap::new(),
@@ -293,6 +311,7 @@ impl Node {
             });
         }
         node.timers.set(NodeTimer::Gather, now + GATHER_TIMEOUT);
+        node.timers.set(NodeTimer::Announce, now + ANNOUNCE_EVERY);
         let me = node.config.device.clone();
         node.out.push_back(Output::DhtListen {
             key: signal::peer_key(&me.id()),
@@ -359,6 +378,9 @@ impl Node {
         if self.lookups.insert(key, account).is_none() {
             self.out.push_back(Output::DhtListen { key });
         }
+        if !self.known.contains_key(&account) {
+            self.lookup_retry.insert(key, now + REQUEST_RETRY);
+        }
         self.out.push_back(Output::Event(Event::Aggregate {
             group,
             status: Status::Created,
@@ -376,6 +398,46 @@ impl Node {
         }
         self.pump(now);
         group
+    }
+
+    /// Lets a device that asked to connect (see [`Event::ConnectionRequest`]) go on.
+    pub fn allow_connection(&mut self, now: Instant, device: DeviceId) -> Result<(), Error> {
+        let Some(id) = self.by_device.get(&device).copied() else {
+            return Err(Error::NotNow(
+                "allow_connection: no request from that device",
+            ));
+        };
+        match self.connectors.get_mut(&id) {
+            Some(c) if c.stage == Stage::WaitApproval => c.stage = Stage::Gathering,
+            _ => {
+                return Err(Error::NotNow(
+                    "allow_connection: the request is not waiting",
+                ));
+            }
+        }
+        if self.gathered {
+            self.connector_gathered(now, id);
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Refuses a device that asked to connect: it gets no answer.
+    pub fn deny_connection(&mut self, now: Instant, device: DeviceId) -> Result<(), Error> {
+        let Some(id) = self.by_device.get(&device).copied() else {
+            return Err(Error::NotNow(
+                "deny_connection: no request from that device",
+            ));
+        };
+        if self.connectors.get(&id).map(|c| c.stage) != Some(Stage::WaitApproval) {
+            return Err(Error::NotNow("deny_connection: the request is not waiting"));
+        }
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.denied = true;
+        }
+        self.connector_failed(id, "refused by the local user".to_owned());
+        self.pump(now);
+        Ok(())
     }
 
     /// Accepts an incoming transfer.
@@ -890,8 +952,28 @@ impl Node {
             self.dropped.unopened += 1;
             return;
         };
-        if !self.seen.first_time(opened.device, msg.id, msg.is_answer) {
+        let failed_before = !msg.is_answer
+            && self.connectors.values().any(|c| {
+                !c.requester
+                    && c.device == opened.device
+                    && c.request_id == msg.id
+                    && c.stage == Stage::Failed
+                    && !c.denied
+            });
+        if failed_before {
+            // The requester still asks, but our side of that exchange gave up (its answer
+            // was lost, say): start it over, as a new request with the same id.
+            if let Some(old) = self.by_device.get(&opened.device).copied() {
+                self.forget_connector_routes(old);
+            }
+            self.connectors
+                .retain(|_, c| !(c.device == opened.device && c.stage == Stage::Failed));
+        } else if !self.seen.first_time(opened.device, msg.id, msg.is_answer) {
             self.dropped.replayed += 1;
+            if !msg.is_answer {
+                // A retried request: our answer may have been lost on the DHT; put it again.
+                self.answer_again(opened.device, msg.id);
+            }
             return;
         }
         if msg.is_answer {
@@ -929,7 +1011,18 @@ impl Node {
         }
         let id = self.next_connector;
         self.next_connector += 1;
-        let c = Connector::answerer(opened.account, opened.device, recipient, msg);
+        let mut c = Connector::answerer(opened.account, opened.device, recipient, msg);
+        let ask = self.config.ask_before_connecting
+            && opened.account != self.config.device.account()
+            && !self.config.contacts.contains(&opened.account);
+        if ask {
+            // A device of an account we do not know: the application decides.
+            c.stage = Stage::WaitApproval;
+            self.out.push_back(Output::Event(Event::ConnectionRequest {
+                account: opened.account,
+                device: opened.device,
+            }));
+        }
         self.connectors.insert(id, c);
         self.by_device.insert(opened.device, id);
         for p in self.pending_subs.values_mut() {
@@ -939,6 +1032,20 @@ impl Node {
         }
         if self.gathered {
             self.connector_gathered(now, id);
+        }
+    }
+
+    fn answer_again(&mut self, device: DeviceId, id: u64) {
+        let again = self
+            .connectors
+            .values()
+            .find(|c| !c.requester && c.device == device && c.request_id == id)
+            .and_then(|c| c.sealed_answer.clone());
+        if let Some(value) = again {
+            self.out.push_back(Output::DhtPut {
+                key: signal::peer_key(&device),
+                value,
+            });
         }
     }
 
@@ -1234,6 +1341,10 @@ impl Node {
             agent.close();
         }
         self.by_device.remove(&device);
+        self.out.push_back(Output::Event(Event::PeerUnreachable {
+            device,
+            reason: why.clone(),
+        }));
         let subs: Vec<(TransferId, TransferId)> = self
             .pending_subs
             .iter()
@@ -1298,7 +1409,12 @@ impl Endpoint for Node {
                 }
             }
             Input::DhtValue { key, value } => self.on_dht_value(now, key, value),
-            Input::DhtPutDone { .. } => {}
+            Input::DhtPutDone { key, ok } => {
+                if !ok && key == signal::devices_key(&self.config.device.account()) {
+                    // Nobody can find us until the announcement is stored: try again soon.
+                    self.timers.set(NodeTimer::Announce, now + ANNOUNCE_RETRY);
+                }
+            }
             Input::File(result) => self.on_file(now, result)?,
             Input::Connected { conn, .. }
             | Input::ConnectFailed { conn, .. }
@@ -1324,6 +1440,13 @@ impl Endpoint for Node {
                     self.listeners_pending = 0;
                     self.check_gathered(now);
                 }
+                NodeTimer::Announce => {
+                    self.out.push_back(Output::DhtPut {
+                        key: signal::devices_key(&self.config.device.account()),
+                        value: Bytes::from(self.config.announcement.clone()),
+                    });
+                    self.timers.set(NodeTimer::Announce, now + ANNOUNCE_EVERY);
+                }
             }
         }
         for slot in &mut self.turns {
@@ -1338,6 +1461,29 @@ impl Endpoint for Node {
         for inbound in expired {
             self.dropped.unrouted += 1;
             self.close_inbound(inbound);
+        }
+        let relisten: Vec<DhtKey> = self
+            .lookup_retry
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in relisten {
+            let still_unknown = self
+                .lookups
+                .get(&key)
+                .is_some_and(|a| !self.known.contains_key(a))
+                && self.groups.values().any(|g| {
+                    g.lookup_deadline.is_some() && self.lookups.get(&key) == Some(&g.account)
+                });
+            if still_unknown {
+                // Listening again delivers what is stored again.
+                self.out.push_back(Output::DhtCancelListen { key });
+                self.out.push_back(Output::DhtListen { key });
+                self.lookup_retry.insert(key, now + REQUEST_RETRY);
+            } else {
+                self.lookup_retry.remove(&key);
+            }
         }
         let lost: Vec<TransferId> = self
             .groups
@@ -1392,6 +1538,9 @@ impl Endpoint for Node {
         }
         for g in self.groups.values() {
             take(g.lookup_deadline);
+        }
+        for at in self.lookup_retry.values() {
+            take(Some(*at));
         }
         for c in self.connectors.values() {
             take(c.poll_timeout());
