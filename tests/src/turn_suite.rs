@@ -5,6 +5,16 @@
 //! A fixture owns the server, one TURN client and the peers. Peers are operations on the
 //! fixture (listen, connect, send, look), not threads, so a scenario reads the same whether
 //! time is real (sockets polled in a loop) or virtual (the simulator's clock).
+//!
+//! Who runs what:
+//! - every driver: the allocation and its 401, a wrong password, Connect and
+//!   ConnectionAttempt with bytes both ways, an unpermitted peer reset, a 4 s lifetime
+//!   refreshed, IPv6, the whole RFC 6062 tour, early data cut at 64 KiB, Connect's 446 and
+//!   447, a stale nonce (438) signed again, and a Connect without permission (whose answer
+//!   differs: each driver asserts its server's);
+//! - Ferry's server only (loopback and simulator), as coturn cannot be told to fail: a
+//!   restart, silence, a dropped data connection;
+//! - the simulator only, as it takes six minutes: permissions kept past five minutes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
