@@ -3,7 +3,7 @@
 //! - long-term credentials: 401 with REALM and NONCE, 438 once the nonce is stale, 401 for a
 //!   wrong password; success responses are signed;
 //! - allocations with a lifetime (capped), refreshed or deleted (lifetime 0), gone with their
-//!   control connection;
+//!   control connection; one that expires closes its control connection, as coturn does;
 //! - permissions by IP address, for 5 minutes; a peer connection from an address without
 //!   permission is reset, and a Connect to one is answered 403 (here this server is
 //!   stricter than coturn, which connects anyway);
@@ -917,7 +917,14 @@ impl Endpoint for TurnServer {
             .map(|(id, _)| *id)
             .collect();
         for alloc in expired {
+            let control = self.allocations.get(&alloc).map(|a| a.control);
             self.delete_allocation(alloc);
+            // An allocation that expires ends its session, as coturn does: the control
+            // connection is closed (the client hears it lost, rather than a 437 later).
+            if let Some(control) = control {
+                self.clients.remove(&control);
+                self.out.push_back(Output::Close { conn: control });
+            }
         }
         let unbound: Vec<u32> = self
             .peers

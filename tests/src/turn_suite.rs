@@ -9,7 +9,7 @@
 //! Who runs what:
 //! - every driver: the allocation and its 401, a wrong password, Connect and
 //!   ConnectionAttempt with bytes both ways, an unpermitted peer reset, a 4 s lifetime
-//!   refreshed, IPv6, the whole RFC 6062 tour, early data cut at 64 KiB, Connect's 446 and
+//!   refreshed and one left to expire, IPv6, the whole RFC 6062 tour, early data cut at 64 KiB, Connect's 446 and
 //!   447, a stale nonce (438) signed again, and a Connect without permission (whose answer
 //!   differs: each driver asserts its server's);
 //! - Ferry's server only (loopback and simulator), as coturn cannot be told to fail: a
@@ -638,4 +638,26 @@ pub fn a_permission_is_kept_past_five_minutes(f: &mut impl TurnFixture) {
     let (conn, _, incoming) = peer_stream(f);
     assert!(incoming);
     assert_eq!(read_from_peer(f, conn, 10), b"still here");
+}
+
+/// Scenario `an_allocation_not_refreshed_in_time_is_gone`: lifetimes capped at 4 s; the
+/// client is held back for 6 s, so its refresh comes too late: the server ended the session
+/// and closed the control connection (coturn does; a 437 to the late refresh would say the
+/// same less directly), and the client says the allocation is lost.
+pub fn an_allocation_not_refreshed_in_time_is_gone(f: &mut impl TurnFixture) {
+    start(f, PASSWORD, Family::V4);
+    allocate(f);
+    f.hold_client(true);
+    f.run_for(Duration::from_secs(6));
+    f.hold_client(false);
+    let got = f.run_until(WAIT, |e| {
+        matches!(e, TurnEvent::Refreshed { .. } | TurnEvent::Failed { .. })
+    });
+    assert_eq!(
+        got,
+        Some(TurnEvent::Failed {
+            error: TurnError::ControlLost
+        })
+    );
+    assert!(f.client().is_done());
 }

@@ -28,6 +28,7 @@ against_coturn! {
     early_data_beyond_the_limit_is_dropped: &[];
     connect_errors_are_named_as_coturn_names_them: &[];
     a_stale_nonce_is_renewed: &["--stale-nonce=2"];
+    an_allocation_not_refreshed_in_time_is_gone: &["--max-allocate-lifetime=4"];
 }
 
 /// coturn does not check permissions on Connect: it connects. (Ferry's server answers 403;

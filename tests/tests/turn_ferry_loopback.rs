@@ -122,6 +122,7 @@ against_ferry! {
     connect_and_accept_on_one_allocation: |_| {};
     early_data_beyond_the_limit_is_dropped: |_| {};
     a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
+    an_allocation_not_refreshed_in_time_is_gone: |c| c.max_lifetime = Duration::from_secs(4);
     connect_errors_are_named_as_coturn_names_them: |_| {};
     a_restart_loses_the_allocation_and_the_client_hears_it: |_| {};
     a_server_that_stops_answering_is_a_timeout: |_| {};

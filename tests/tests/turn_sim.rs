@@ -41,6 +41,7 @@ macro_rules! every_scenario {
             connect_and_accept_on_one_allocation: default;
             early_data_beyond_the_limit_is_dropped: default;
             a_stale_nonce_is_renewed: |c| c.nonce_lifetime = Duration::from_secs(2);
+            an_allocation_not_refreshed_in_time_is_gone: |c| c.max_lifetime = Duration::from_secs(4);
             a_permission_is_kept_past_five_minutes: default;
             connect_errors_are_named_as_coturn_names_them: default;
             a_restart_loses_the_allocation_and_the_client_hears_it: default;
