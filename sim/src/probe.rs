@@ -241,6 +241,12 @@ impl Probe {
         self
     }
 
+    /// Does `step` now, as if the plan said so: a test acting between runs, through
+    /// [`World::with_endpoint`](crate::World::with_endpoint), which carries it out at once.
+    pub fn act(&mut self, step: Step) {
+        self.emit(step.into_output());
+    }
+
     /// What it knows about a connection.
     pub fn conn(&self, conn: ConnId) -> Option<&ConnLog> {
         self.conns.get(&conn)

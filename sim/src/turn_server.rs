@@ -3,12 +3,15 @@
 //! - long-term credentials: 401 with REALM and NONCE, 438 once the nonce is stale, 401 for a
 //!   wrong password; success responses are signed;
 //! - allocations with a lifetime (capped), refreshed or deleted (lifetime 0), gone with their
-//!   control connection;
+//!   control connection; one that expires closes its control connection, as coturn does;
 //! - permissions by IP address, for 5 minutes; a peer connection from an address without
-//!   permission is reset, and a Connect to one is answered 403;
-//! - Connect (CONNECTION-ID once the peer answered, 447 when it did not), ConnectionAttempt,
-//!   ConnectionBind on a new connection, then a raw pipe; a close on one side is a reset on
-//!   the other; a peer's early bytes are kept up to 64 KiB, the rest dropped;
+//!   permission is reset, and a Connect to one is answered 403 (here this server is
+//!   stricter than coturn, which connects anyway);
+//! - Connect (CONNECTION-ID once the peer answered, 447 when it did not, 446 when that peer
+//!   is already connected), ConnectionAttempt, ConnectionBind on a new connection, then a
+//!   raw pipe; a close on one side is a reset on the other, and a half-close is answered
+//!   with a close; a peer's early bytes are kept up to 64 KiB, the rest dropped (coturn
+//!   keeps 16 reads, which on loopback is 64 KiB too);
 //! - IPv4 and IPv6 relays (REQUESTED-ADDRESS-FAMILY).
 //!
 //! Faults for tests: [`restart`](TurnServer::restart) (every allocation lost),
@@ -873,6 +876,10 @@ impl Endpoint for TurnServer {
                 }
             }
             Input::HalfClosed { conn } | Input::Closed { conn } | Input::Reset { conn } => {
+                if matches!(input, Input::HalfClosed { .. }) {
+                    // The other side is done: so is ours (coturn closes the socket).
+                    self.out.push_back(Output::Close { conn });
+                }
                 if let Some(cid) = self.by_peer_conn.get(&conn).copied() {
                     self.close_peer(cid, false);
                 } else {
@@ -910,7 +917,14 @@ impl Endpoint for TurnServer {
             .map(|(id, _)| *id)
             .collect();
         for alloc in expired {
+            let control = self.allocations.get(&alloc).map(|a| a.control);
             self.delete_allocation(alloc);
+            // An allocation that expires ends its session, as coturn does: the control
+            // connection is closed (the client hears it lost, rather than a 437 later).
+            if let Some(control) = control {
+                self.clients.remove(&control);
+                self.out.push_back(Output::Close { conn: control });
+            }
         }
         let unbound: Vec<u32> = self
             .peers

@@ -182,8 +182,9 @@ impl World {
         true
     }
 
-    /// When the next thing is due.
-    fn next_time(&self) -> Option<Duration> {
+    /// When the next thing is due (virtual time), if anything is scheduled: a test that
+    /// waits for a condition steps up to a deadline without passing it.
+    pub fn next_time(&self) -> Option<Duration> {
         let deadline = self.deadlines.first().map(|(t, _)| *t);
         match (self.queue.peek_time(), deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

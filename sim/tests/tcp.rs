@@ -782,3 +782,88 @@ fn a_world_with_nothing_left_to_do_goes_idle() {
     );
     assert_eq!(world.live_connections(), 0);
 }
+
+/// An endpoint that listens on 443 and resets every connection the moment it accepts it
+/// (as a TURN relay does with a peer that has no permission).
+struct Slammer {
+    listening: bool,
+    out: std::collections::VecDeque<ferry_proto::io::Output>,
+}
+
+impl ferry_proto::io::Endpoint for Slammer {
+    type Event = ferry_proto::io::Event;
+
+    fn handle_input(
+        &mut self,
+        _: std::time::Instant,
+        input: ferry_proto::io::Input,
+    ) -> Result<(), ferry_proto::Error> {
+        if let ferry_proto::io::Input::Accepted { conn, .. } = input {
+            self.out.push_back(ferry_proto::io::Output::Reset { conn });
+        }
+        Ok(())
+    }
+    fn handle_timeout(&mut self, _: std::time::Instant) {}
+    fn poll_output(&mut self) -> Option<ferry_proto::io::Output> {
+        if !std::mem::replace(&mut self.listening, true) {
+            return Some(ferry_proto::io::Output::Listen {
+                listener: ferry_proto::io::ListenerId(443),
+                local: sa("0.0.0.0:443"),
+            });
+        }
+        self.out.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+/// What the accepting side sends at once — a reply, or a RST — reaches the connecting side
+/// after the SYN-ACK, however the lossy, jittery link delays the SYN-ACK: the connect
+/// succeeds, then the bytes or the reset come.
+#[test]
+fn what_an_accepting_side_sends_at_once_arrives_after_its_syn_ack() {
+    let lossy = LinkSpec::latency(ms(10)).with_jitter(ms(30)).with_loss(0.3);
+    for seed in 0..40 {
+        let mut b = World::builder(seed);
+        let epoch = b.epoch();
+        let internet = b.internet();
+        b.host(
+            HostSpec::new("replier", internet)
+                .v4([198, 51, 100, 7])
+                .link(lossy),
+            Probe::new(epoch).at(ms(0), listen(443)).reply("hi"),
+        );
+        b.host(
+            HostSpec::new("slammer", internet)
+                .v4([198, 51, 100, 8])
+                .link(lossy),
+            Slammer {
+                listening: false,
+                out: Default::default(),
+            },
+        );
+        // Patient connects: the lost SYNs cost their retransmissions, never the connect.
+        let connect = |n, to: &str| Step::Connect {
+            conn: ConnId::Connect(n),
+            remote: sa(to),
+            local_port: None,
+            timeout: secs(300),
+        };
+        let client = Probe::new(epoch)
+            .at(ms(10), connect(1, "198.51.100.7:443"))
+            .at(ms(10), connect(2, "198.51.100.8:443"));
+        let a = public(&mut b, "alice", [198, 51, 100, 9], client);
+        let mut world = b.trace().build().expect("world");
+        world.run_for(secs(600));
+        no_violations(&world);
+        let p = probe(&world, a);
+        assert_eq!(p.received(C1), b"hi", "seed {seed}\n{}", world.trace());
+        assert_eq!(
+            p.state(ConnId::Connect(2)),
+            Some(ConnState::Reset),
+            "seed {seed}: connected, then reset\n{}",
+            world.trace()
+        );
+    }
+}

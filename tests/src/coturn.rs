@@ -94,13 +94,12 @@ impl Coturn {
     }
 }
 
-impl crate::turn_suite::TurnFixture for Coturn {
-    fn v4(&self) -> SocketAddr {
-        Coturn::v4(self)
-    }
-
-    fn v6(&self) -> SocketAddr {
-        Coturn::v6(self)
+impl crate::turn_loopback::LoopbackServer for Coturn {
+    fn addr(&self, family: ferry_proto::turn::Family) -> SocketAddr {
+        match family {
+            ferry_proto::turn::Family::V4 => self.v4(),
+            ferry_proto::turn::Family::V6 => self.v6(),
+        }
     }
 }
 

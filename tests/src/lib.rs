@@ -6,7 +6,8 @@
 //!   an in-memory byte pipe on a virtual clock, with in-memory files and a trace recorder.
 //! - [`realnet`]: any endpoint on real loopback sockets, for interop tests.
 //! - [`coturn`]: a real coturn started and stopped by a test.
-//! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server.
+//! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server;
+//!   [`turn_loopback`] runs them on real loopback sockets, [`turn_simnet`] in the simulator.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 //! - [`node_wire`]: a trace decoder that shows nodes' STUN, TURN and TLS on the wire.
 //! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
@@ -29,4 +30,6 @@ pub mod probe;
 pub mod realnet;
 pub mod runtime_suite;
 pub mod stream_transfer;
+pub mod turn_loopback;
+pub mod turn_simnet;
 pub mod turn_suite;

@@ -140,7 +140,10 @@ where
                 }
                 Output::Reset { conn } => {
                     if let Some(c) = self.conns.remove(&conn) {
-                        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                        // A zero linger makes the close a RST, as the endpoint asked (a
+                        // shutdown would send a FIN: a close, not a reset).
+                        let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+                        drop(c.stream);
                     }
                 }
                 Output::Unlisten { listener } => {

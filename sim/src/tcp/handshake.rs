@@ -294,6 +294,8 @@ impl World {
         let mut end = End::new(g, id, local, remote);
         end.state = State::Open;
         end.listener = Some(listener);
+        // Whatever this end sends next (data, a FIN, a RST) arrives after its SYN-ACK.
+        end.last_arrival = self.now + back;
         conn.ends[1] = end;
         conn.bound = true;
         conn.one_way = walk
