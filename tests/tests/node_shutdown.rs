@@ -153,13 +153,12 @@ fn shutdown_cancels_closes_and_deletes_the_allocation() {
         1,
         "only bob's allocation is left"
     );
-    // Alice closed both of hers: the one to bob is gone; her TURN control connection stays
-    // half-open only because the simulated TURN server does not close its side after a
-    // client's FIN. Bob's control connection is the other one.
+    // Alice closed both of hers (to bob, and her TURN control connection, which the server
+    // closes in turn); what is left is bob's control connection.
     assert_eq!(
         world.live_connections(),
-        2,
-        "alice's connection to bob is gone"
+        1,
+        "alice's connections are gone"
     );
     assert!(world.violations().is_empty(), "{:?}", world.violations());
 
