@@ -155,11 +155,7 @@ fn shutdown_cancels_closes_and_deletes_the_allocation() {
     );
     // Alice closed both of hers (to bob, and her TURN control connection, which the server
     // closes in turn); what is left is bob's control connection.
-    assert_eq!(
-        world.live_connections(),
-        1,
-        "alice's connections are gone"
-    );
+    assert_eq!(world.live_connections(), 1, "alice's connections are gone");
     assert!(world.violations().is_empty(), "{:?}", world.violations());
 
     // No new work after a shutdown.
