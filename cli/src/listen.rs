@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::failure::Failure;
-use crate::home::{Home, create_private_dir};
+use crate::home::Home;
 use crate::outcome::failure_of;
 use crate::report::Report;
 use crate::session::{self, NetOptions};
@@ -89,7 +89,6 @@ pub(crate) async fn run(
     options: &Options,
     json_mode: bool,
 ) -> Result<(), Failure> {
-    create_private_dir(&options.into)?;
     let mut session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
     let mut report = Report::new(json_mode);
     let me = &session.device.device;
@@ -278,8 +277,7 @@ pub(crate) async fn run(
                 }
                 report.close();
                 report.line("Stopped.");
-                // Let the cancels reach the peers before the driver closes.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                session.close().await;
                 return if open.is_empty() {
                     Ok(())
                 } else {
@@ -290,6 +288,7 @@ pub(crate) async fn run(
         }
     }
     report.close();
+    session.close().await;
     // Only `--once` gets here: the first transfer's outcome is the command's.
     let Some(o) = first.and_then(|t| offers.get(&t)) else {
         return Ok(());

@@ -206,6 +206,7 @@ pub(crate) async fn run(
     }
     report.close();
     let elapsed = started.map(|s| s.elapsed());
+    session.close().await;
 
     let delivered: Vec<&Sub> = subs.values().filter(|s| s.verified.is_some()).collect();
     if let Some(first) = delivered.first() {

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferry_proto::driver::{Paths, local_addresses};
+use ferry_proto::driver::{CLOSE_LINGER, Paths, local_addresses};
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::UnixAnchor;
@@ -13,7 +13,7 @@ use ferry_proto::turn::TurnConfig;
 use ferry_tokio::{Config, Driver, Events, Handle};
 
 use crate::failure::Failure;
-use crate::home::{DeviceFile, Home, default_dht_folder};
+use crate::home::{DeviceFile, Home, create_private_dir, default_dht_folder};
 use crate::identity::{random_seed, unix_now};
 
 /// Where the DHT is.
@@ -104,6 +104,24 @@ pub(crate) struct Session {
     pub(crate) events: Events<Event>,
     /// This device.
     pub(crate) device: DeviceFile,
+    /// The driver's task.
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Stops the node the polite way: the driver sends what it queued (a last VERDICT or
+    /// CANCEL), closes every connection and ends; then returns, after [`CLOSE_LINGER`] at
+    /// most. Ending the process without it could reset a connection before its last frame.
+    pub(crate) async fn close(self) {
+        let Session {
+            handle,
+            events,
+            driver,
+            ..
+        } = self;
+        drop((handle, events));
+        let _ = tokio::time::timeout(CLOSE_LINGER + Duration::from_secs(1), driver).await;
+    }
 }
 
 /// Starts this device's node, with received files going to `receive_folder`.
@@ -115,6 +133,7 @@ pub(crate) fn start(
 ) -> Result<Session, Failure> {
     let device = DeviceFile::load(&home.device())?;
     let revocations = home.load_revocations(&device.device)?;
+    create_private_dir(receive_folder)?;
     // Two processes of one machine meet through a folder: their loopback addresses then are
     // a path too. Over a real DHT, only addresses other machines can reach are offered.
     let paths = match net.dht {
@@ -166,11 +185,12 @@ pub(crate) fn start(
             net.dht
         ))
     })?;
-    tokio::spawn(driver.run());
+    let driver = tokio::spawn(driver.run());
     Ok(Session {
         handle,
         events,
         device,
+        driver,
     })
 }
 

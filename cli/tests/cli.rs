@@ -1,0 +1,454 @@
+//! The real `ferry` binary, run as separate processes in temporary homes: identities, a
+//! `listen` and a `send` that find each other through a folder DHT, refusals and cancels and
+//! their exit codes, unusable identity files, and `--json` lines.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest any one process may run here.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A scratch world: homes and a DHT folder, all under one temporary folder.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `ferry` with `home` as its home and this world's DHT folder, logs quiet.
+    fn ferry(&self, home: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.env("FERRY_HOME", self.path(home))
+            .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
+            .env_remove("FERRY_TURN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `ferry --json ARGS` in `home` to the end.
+    fn run(&self, home: &str, args: &[&str]) -> Output {
+        let child = self
+            .ferry(home)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry starts");
+        finish(child)
+    }
+
+    /// A new account in `home`; its id.
+    fn account(&self, home: &str) -> String {
+        let out = self.run(home, &["--json", "account", "new"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let line = json_lines(&out.stdout).remove(0);
+        line["account"].as_str().expect("an account id").to_owned()
+    }
+}
+
+/// Waits for `child` (at most [`LIMIT`], then kills it) and collects its output.
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("ferry's output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("ferry (pid {pid}) ran longer than {LIMIT:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every stdout line as JSON; panics on a line that is not a JSON object with an `event`.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    text(stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            assert!(v["event"].is_string(), "no event in {l}");
+            v
+        })
+        .collect()
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|v| v["event"] == event).collect()
+}
+
+fn code(status: ExitStatus) -> Option<i32> {
+    status.code()
+}
+
+/// A file of `size` bytes that is not all one byte.
+fn make_file(path: &Path, size: usize) {
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(path, data).expect("a test file");
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn account_new_then_show_and_no_second_account_over_it() {
+    let w = World::new();
+    let id = w.account("alice");
+    assert_eq!(id.len(), 40, "{id}");
+    let show = w.run("alice", &["--json", "account", "show"]);
+    assert_eq!(code(show.status), Some(0), "{}", text(&show.stderr));
+    let shown = json_lines(&show.stdout).remove(0);
+    assert_eq!(shown["account"], id.as_str());
+    assert_eq!(shown["device"].as_str().map(str::len), Some(64));
+    assert_eq!(shown["account_key_here"], true);
+
+    let plain = w.run("alice", &["account", "show"]);
+    assert!(text(&plain.stdout).contains(&id), "{}", text(&plain.stdout));
+
+    let again = w.run("alice", &["account", "new"]);
+    assert_eq!(code(again.status), Some(2));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    #[cfg(unix)]
+    for file in ["account.pem", "device.pem"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(w.path("alice").join(file))
+            .expect("the identity file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn a_device_is_added_imported_elsewhere_and_revoked() {
+    let w = World::new();
+    let id = w.account("alice");
+    let file = w.path("laptop.pem");
+    let file_text = file.to_string_lossy().into_owned();
+    let add = w.run("alice", &["--json", "device", "add", "--out", &file_text]);
+    assert_eq!(code(add.status), Some(0), "{}", text(&add.stderr));
+    let device = json_lines(&add.stdout)[0]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+
+    let import = w.run("laptop", &["device", "import", &file_text]);
+    assert_eq!(code(import.status), Some(0), "{}", text(&import.stderr));
+    let show = w.run("laptop", &["--json", "account", "show"]);
+    let shown = json_lines(&show.stdout).remove(0);
+    assert_eq!(shown["account"], id.as_str(), "the same account");
+    assert_eq!(shown["device"], device.as_str(), "the device of the file");
+    assert_eq!(shown["account_key_here"], false);
+
+    // Only the machine with the account key issues or revokes devices.
+    let denied = w.run("laptop", &["device", "add"]);
+    assert_eq!(code(denied.status), Some(3), "{}", text(&denied.stderr));
+
+    let revoke = w.run("alice", &["--json", "device", "revoke", &device]);
+    assert_eq!(code(revoke.status), Some(0), "{}", text(&revoke.stderr));
+    assert_eq!(json_lines(&revoke.stdout)[0]["list_number"], 1);
+    let again = w.run("alice", &["--json", "device", "revoke", &device]);
+    assert_eq!(
+        json_lines(&again.stdout)[0]["list_number"],
+        2,
+        "lists are numbered up"
+    );
+    assert!(w.path("alice").join("revocations.der").exists());
+
+    let bad = w.run("alice", &["device", "revoke", "not-an-id"]);
+    assert_eq!(code(bad.status), Some(2));
+    assert!(
+        text(&bad.stderr).contains("not a device id"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn unusable_or_missing_identity_files_say_so_with_code_3() {
+    let w = World::new();
+    let missing = w.run("nobody", &["account", "show"]);
+    assert_eq!(code(missing.status), Some(3));
+    assert!(
+        text(&missing.stderr).contains("ferry account new"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    std::fs::create_dir_all(w.path("broken")).expect("a home");
+    let device = w.path("broken").join("device.pem");
+    std::fs::write(&device, "this is not an identity\n").expect("a bad file");
+    for args in [
+        &["account", "show"][..],
+        &["listen", "--once", "--accept-all"][..],
+        &["send", "Cargo.toml", "--to", &"0".repeat(40)][..],
+    ] {
+        let out = w.run("broken", args);
+        assert_eq!(code(out.status), Some(3), "{args:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("unusable") && err.contains("device.pem"),
+            "{err}"
+        );
+    }
+
+    // A device file without its announcement is unusable too.
+    let w2 = World::new();
+    w2.account("alice");
+    let pem = std::fs::read_to_string(w2.path("alice").join("device.pem")).expect("device");
+    let cut = pem
+        .find("-----BEGIN FERRY ANNOUNCEMENT")
+        .expect("an announcement");
+    std::fs::write(w2.path("alice").join("device.pem"), &pem[..cut]).expect("write");
+    let out = w2.run("alice", &["--json", "account", "show"]);
+    assert_eq!(code(out.status), Some(3));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines[0]["event"], "error");
+    assert_eq!(lines[0]["kind"], "identity");
+    assert_eq!(lines[0]["exit_code"], 3);
+}
+
+#[test]
+fn bad_arguments_exit_with_2() {
+    let w = World::new();
+    w.account("alice");
+    let not_an_id = w.run("alice", &["send", "Cargo.toml", "--to", "bob"]);
+    assert_eq!(code(not_an_id.status), Some(2));
+    assert!(text(&not_an_id.stderr).contains("not an account id"));
+    let no_file = w.run("alice", &["send", "/no/such/file", "--to", &"0".repeat(40)]);
+    assert_eq!(code(no_file.status), Some(2));
+    assert!(text(&no_file.stderr).contains("/no/such/file"));
+    let bad_dht = w.run("alice", &["listen", "--dht", "ftp://x"]);
+    assert_eq!(code(bad_dht.status), Some(2));
+    let bad_turn = w.run("alice", &["listen", "--turn", "turn://nobody"]);
+    assert_eq!(code(bad_turn.status), Some(2));
+}
+
+/// Starts `ferry listen --once --json` in `home` with `extra` arguments; its stdin is piped.
+fn listen(w: &World, home: &str, into: &Path, extra: &[&str]) -> Child {
+    w.ferry(home)
+        .args(["--json", "listen", "--once", "--into"])
+        .arg(into)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts")
+}
+
+#[test]
+fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("photo of the sea.bin");
+    make_file(&source, 3 * 1024 * 1024 + 17);
+    let into = w.path("received");
+
+    let listener = listen(&w, "bob", &into, &["--accept-all"]);
+    let started = Instant::now();
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    eprintln!("listen + send took {:?}", started.elapsed());
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+
+    let got = std::fs::read(into.join("photo of the sea.bin")).expect("the received file");
+    let want = std::fs::read(&source).expect("the source");
+    assert!(got == want, "the file arrived byte for byte");
+    assert_eq!(
+        files_in(&into),
+        ["photo of the sea.bin"],
+        "no partial file left behind"
+    );
+
+    // Both sides' JSON: the same verified digest.
+    let send_lines = json_lines(&sent.stdout);
+    let listen_lines = json_lines(&received.stdout);
+    let sent_digest = &events(&send_lines, "verified")[0]["sha3_512"];
+    let got_digest = &events(&listen_lines, "verified")[0]["sha3_512"];
+    assert_eq!(sent_digest.as_str().map(str::len), Some(128));
+    assert_eq!(sent_digest, got_digest);
+    assert_eq!(events(&send_lines, "done")[0]["delivered"], 1);
+    let incoming = &events(&listen_lines, "incoming")[0];
+    assert_eq!(incoming["decision"], "accept");
+    assert_eq!(incoming["size"], 3 * 1024 * 1024 + 17);
+    let progress = events(&send_lines, "progress");
+    assert!(!progress.is_empty(), "progress lines");
+    assert!(
+        progress
+            .windows(2)
+            .all(|p| p[0]["done"].as_u64() <= p[1]["done"].as_u64()),
+        "progress never goes back"
+    );
+}
+
+#[test]
+fn plain_output_when_not_a_terminal() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("notes.txt");
+    make_file(&source, 100_000);
+    let into = w.path("in");
+    let listener = w
+        .ferry("bob")
+        .args(["listen", "--once", "--accept-all", "--into"])
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &source.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    let out = text(&sent.stdout);
+    assert!(out.contains("SHA3-512 verified"), "{out}");
+    assert!(
+        !out.contains('\r') && !out.contains('\u{1b}'),
+        "no bar drawing: {out:?}"
+    );
+    assert!(text(&received.stdout).contains("SHA3-512 verified"));
+}
+
+#[test]
+fn a_refused_transfer_exits_6_on_both_sides_and_leaves_nothing() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("unwanted.bin");
+    make_file(&source, 50_000);
+    let into = w.path("received");
+
+    let mut listener = listen(&w, "bob", &into, &[]);
+    // The answer is typed before the offer comes: it waits for the question.
+    listener
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"n\n")
+        .expect("an answer");
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(6), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(6),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(text(&sent.stderr).contains("refused"));
+    let error = json_lines(&sent.stdout).pop().expect("a last line");
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["kind"], "refused");
+    assert_eq!(files_in(&into), Vec::<String>::new(), "nothing kept");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_send_cancels_and_both_sides_exit_7() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("big.bin");
+    make_file(&source, 200_000);
+    let into = w.path("received");
+
+    // Nobody answers: the offer waits, and the sender is interrupted meanwhile.
+    let mut listener = listen(&w, "bob", &into, &[]);
+    let _keep_stdin_open = listener.stdin.take();
+    let stdout = listener.stdout.take().expect("stdout");
+    let (asked_tx, asked) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("wait_host_acceptance") {
+                let _ = asked_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let sender = w
+        .ferry("alice")
+        .args(["--json", "send"])
+        .arg(&source)
+        .args(["--to", &bob])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry send starts");
+    asked.recv_timeout(LIMIT).expect("the offer reaches bob");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &sender.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let sent = finish(sender);
+    let received = finish(listener);
+    let listen_lines = reader.join().expect("the reader");
+    assert_eq!(code(sent.status), Some(7), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(7),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(
+        listen_lines
+            .iter()
+            .any(|l| l.contains("cancelled by the peer")),
+        "{listen_lines:?}"
+    );
+    assert_eq!(files_in(&into), Vec::<String>::new(), "nothing kept");
+}
