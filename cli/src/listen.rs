@@ -24,6 +24,9 @@ use crate::session::{self, NetOptions};
 /// How long `--once` waits, after the transfer finished, for its verdict.
 const VERDICT_GRACE: Duration = Duration::from_secs(2);
 
+/// What is said of an offer refused because standard input ended.
+const NO_ONE_TO_ASK: &str = "refused (no one to ask: standard input is closed; see --accept-all)";
+
 /// What `ferry listen` was asked.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -185,7 +188,7 @@ pub(crate) async fn run(
                                         ask(&report, &offers, &transfer);
                                     } else {
                                         asking.clear();
-                                        report.line(&format!("{from_text} offers {name:?}: refused (no one to ask: standard input is closed; see --accept-all)"));
+                                        report.line(&format!("{from_text} offers {name:?}: {NO_ONE_TO_ASK}"));
                                         let _ = session.handle.command(move |node, now| { let _ = node.refuse(now, transfer); });
                                     }
                                 }
@@ -251,7 +254,12 @@ pub(crate) async fn run(
                     answers = None;
                 }
                 if let Some(o) = offers.get(&transfer) {
-                    report.line(&format!("{:?}: {}", o.name, if yes { "accepted" } else { "refused" }));
+                    let verdict = match (yes, answers.is_some()) {
+                        (true, _) => "accepted",
+                        (false, true) => "refused",
+                        (false, false) => NO_ONE_TO_ASK,
+                    };
+                    report.line(&format!("{:?}: {verdict}", o.name));
                 }
                 let _ = session.handle.command(move |node, now| {
                     let _ = if yes { node.accept(now, transfer) } else { node.refuse(now, transfer) };

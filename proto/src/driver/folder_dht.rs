@@ -152,8 +152,10 @@ impl Worker {
                     (self.deliver)(Input::DhtPutDone { key, ok });
                 }
                 Ok(Command::Listen(key)) => {
-                    if !self.listens.contains_key(&key) {
-                        self.listens.insert(key, BTreeSet::new());
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        self.listens.entry(key)
+                    {
+                        slot.insert(BTreeSet::new());
                         self.scan(key);
                     }
                 }
