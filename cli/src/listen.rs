@@ -150,6 +150,9 @@ pub(crate) async fn run(
                 let Some(event) = event else {
                     return Err(Failure::Internal("the node stopped".to_owned()));
                 };
+                if !matches!(event, Event::Progress { .. }) {
+                    tracing::debug!(?event, "node event");
+                }
                 match event {
                     Event::IncomingTransfer { transfer, name, size, from } => {
                         let from_text = who(from.as_ref());

@@ -8,6 +8,19 @@
 //!   and machines, meeting through a DHT: by default one in a folder shared by every `ferry`
 //!   of this user on this machine (no server to start), or OpenDHT through a `dhtnode` proxy
 //!   (`--dht http://HOST:PORT`).
+//!
+//! # `--json`
+//! Every line on standard output is one JSON object whose `event` says what it is; ids are
+//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers.
+//!
+//! | command | events and their fields |
+//! |---|---|
+//! | `account new` | `account_created`: `account`, `device`, `home` |
+//! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
+//! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
+//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `verified`: `transfer`, `name`, `path`, `sha3_512` |
+//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`; `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
+//! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]

@@ -17,6 +17,9 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
         (_, Some(Reason::PeerCancelled(CancelCode::FileError))) => Failure::File(format!(
             "{who}: the other side could not read or write the file (disk full?)"
         )),
+        (Status::ClosedByHost, Some(Reason::Refused)) => {
+            Failure::Refused(format!("{who}: refused here"))
+        }
         (_, Some(Reason::Refused)) => Failure::Refused(format!("{who}: refused")),
         (Status::ClosedByHost, Some(Reason::Cancelled)) => {
             Failure::Cancelled(format!("{who}: cancelled here"))

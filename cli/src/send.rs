@@ -124,6 +124,9 @@ pub(crate) async fn run(
                 let Some(event) = event else {
                     return Err(Failure::Internal("the node stopped".to_owned()));
                 };
+                if !matches!(event, Event::Progress { .. }) {
+                    tracing::debug!(?event, "node event");
+                }
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
                         let sub = Sub { device, status: None, verified: None };

@@ -119,7 +119,14 @@ impl Session {
             driver,
             ..
         } = self;
-        drop((handle, events));
+        // Events nobody reads any more must not hold the driver up.
+        drop(events);
+        let counts = handle.call(|node, _| (node.dropped(), node.ready_connections()));
+        if let Ok(Ok((dropped, ready))) = tokio::time::timeout(Duration::from_secs(1), counts).await
+        {
+            tracing::debug!(?dropped, ready, "closing the node");
+        }
+        drop(handle);
         let _ = tokio::time::timeout(CLOSE_LINGER + Duration::from_secs(1), driver).await;
     }
 }
