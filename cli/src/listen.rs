@@ -237,7 +237,11 @@ pub(crate) async fn run(
                             "path": path,
                             "sha3_512": digest.to_string(),
                         }));
-                        report.finish(transfer, &format!("received as {}, SHA3-512 verified: {digest}", path.display()));
+                        report.finish_with(
+                            transfer,
+                            "verified",
+                            &format!("received as {}, SHA3-512 verified: {digest}", path.display()),
+                        );
                         if let Some(o) = offers.get_mut(&transfer) {
                             o.verified = true;
                         }

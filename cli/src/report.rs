@@ -146,8 +146,13 @@ impl Report {
 
     /// A transfer ended: its bar stops with `text`, and a line says it.
     pub(crate) fn finish(&mut self, transfer: TransferId, text: &str) {
+        self.finish_with(transfer, text, text);
+    }
+
+    /// A transfer ended: its bar stops with the short `bar_text`, and a line says `text`.
+    pub(crate) fn finish_with(&mut self, transfer: TransferId, bar_text: &str, text: &str) {
         if let Some(line) = self.lines.get(&transfer) {
-            line.bar.finish_with_message(text.to_owned());
+            line.bar.finish_with_message(bar_text.to_owned());
             let label = line.label.clone();
             self.line(&format!("{label}: {text}"));
         }
