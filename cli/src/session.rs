@@ -150,11 +150,17 @@ pub(crate) fn start(
         },
         DhtChoice::Proxy(_) => Paths::default(),
     };
-    let local_ips = local_addresses(&paths)
-        .map_err(|e| Failure::Internal(format!("cannot list this machine's addresses: {e}")))?
-        .into_iter()
-        .map(|a| a.ip)
-        .collect();
+    let listed = |paths: &Paths| {
+        local_addresses(paths)
+            .map_err(|e| Failure::Internal(format!("cannot list this machine's addresses: {e}")))
+    };
+    let mut found = listed(&paths)?;
+    if found.is_empty() {
+        // A machine with no other address (a container, a network namespace): loopback is
+        // the only direct path left, to nodes of this machine.
+        found = listed(&Paths::loopback_only())?;
+    }
+    let local_ips = found.into_iter().map(|a| a.ip).collect();
     let seed = random_seed()?;
     let anchor = UnixAnchor {
         instant: Instant::now(),
