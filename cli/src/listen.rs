@@ -40,6 +40,27 @@ pub(crate) struct Options {
     pub(crate) once: bool,
 }
 
+/// Who decides whether an offer is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// `--accept-all`: taken.
+    Accept,
+    /// A picture under the `--auto-accept-images-under` limit: the node takes it itself.
+    Auto,
+    /// The person at the terminal.
+    Ask,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Auto => "auto",
+            Decision::Ask => "ask",
+        }
+    }
+}
+
 /// An incoming transfer.
 struct Offer {
     name: String,
@@ -157,14 +178,13 @@ pub(crate) async fn run(
                     Event::IncomingTransfer { transfer, name, size, from } => {
                         let from_text = who(from.as_ref());
                         let decision = if options.accept_all {
-                            "accept"
+                            Decision::Accept
                         } else if is_image_name(&name)
                             && options.auto_accept_images_under.is_some_and(|l| size < l)
                         {
-                            // The node accepts it itself.
-                            "auto"
+                            Decision::Auto
                         } else {
-                            "ask"
+                            Decision::Ask
                         };
                         report.json(json!({
                             "event": "incoming",
@@ -173,18 +193,19 @@ pub(crate) async fn run(
                             "size": size,
                             "from_account": from.as_ref().map(|p| p.account.to_string()),
                             "from_device": from.as_ref().map(|p| p.device.to_string()),
-                            "decision": decision,
+                            "decision": decision.as_str(),
                         }));
                         first.get_or_insert(transfer);
                         report.add(transfer, name.clone(), size);
                         offers.insert(transfer, Offer { name: name.clone(), size, from: from_text.clone(), status: None, verified: false });
                         match decision {
-                            "accept" => {
+                            Decision::Accept => {
                                 report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted (--accept-all)"));
                                 let _ = session.handle.command(move |node, now| { let _ = node.accept(now, transfer); });
                             }
-                            "auto" => report.line(&format!("{from_text} offers the picture {name:?} ({size} bytes): accepted (under the --auto-accept-images-under limit)")),
-                            _ => {
+                            // The node accepts it itself.
+                            Decision::Auto => report.line(&format!("{from_text} offers the picture {name:?} ({size} bytes): accepted (under the --auto-accept-images-under limit)")),
+                            Decision::Ask => {
                                 asking.push_back(transfer);
                                 if asking.len() == 1 {
                                     if answers_open {

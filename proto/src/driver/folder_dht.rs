@@ -30,7 +30,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::Digest as _;
@@ -143,10 +143,17 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self, commands: &mpsc::Receiver<Command>) {
-        let mut next_poll = std::time::Instant::now() + POLL_INTERVAL;
+        let mut next_poll = Instant::now() + POLL_INTERVAL;
         loop {
-            let wait = next_poll.saturating_duration_since(std::time::Instant::now());
-            match commands.recv_timeout(wait) {
+            let received = if self.listens.is_empty() {
+                // Nothing to poll: sleep until asked.
+                commands
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            } else {
+                commands.recv_timeout(next_poll.saturating_duration_since(Instant::now()))
+            };
+            match received {
                 Ok(Command::Put(key, value)) => {
                     let ok = self.put(key, &value).is_ok();
                     (self.deliver)(Input::DhtPutDone { key, ok });
@@ -167,7 +174,7 @@ impl Worker {
                     for key in keys {
                         self.scan(key);
                     }
-                    next_poll = std::time::Instant::now() + POLL_INTERVAL;
+                    next_poll = Instant::now() + POLL_INTERVAL;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
