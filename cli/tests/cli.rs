@@ -666,3 +666,59 @@ fn listen_and_send_meet_through_an_opendht_proxy() {
     // The folder DHT was not used.
     assert!(!w.path("dht").exists());
 }
+
+/// A device revoked with `ferry device revoke` is refused by the nodes of the home that
+/// revoked it: before, a file sent to the account reaches it; after, its announcement no
+/// longer counts, so the account has no device left to reach (exit 4, after
+/// [`ferry_proto::node::LOOKUP_TIMEOUT`]).
+#[test]
+fn a_revoked_device_is_no_longer_reached_by_its_own_account() {
+    let w = World::new();
+    let account = w.account("main");
+    let laptop_file = w.path("laptop.pem");
+    let add = w.run(
+        "main",
+        &[
+            "--json",
+            "device",
+            "add",
+            "--out",
+            &laptop_file.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code(add.status), Some(0), "{}", text(&add.stderr));
+    let laptop = json_lines(&add.stdout)[0]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+    let import = w.run(
+        "laptop",
+        &["device", "import", &laptop_file.to_string_lossy()],
+    );
+    assert_eq!(code(import.status), Some(0), "{}", text(&import.stderr));
+    let note = w.path("note.txt");
+    make_file(&note, 2000);
+
+    // Before: the laptop gets what is sent to the account.
+    let into = w.path("laptop-in");
+    let listener = listen(&w, "laptop", &into, &["--accept-all"]);
+    let sent = w.run("main", &["send", &note.to_string_lossy(), "--to", &account]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+
+    // After: main's node no longer takes the laptop's announcement.
+    let revoke = w.run("main", &["device", "revoke", &laptop]);
+    assert_eq!(code(revoke.status), Some(0), "{}", text(&revoke.stderr));
+    let into = w.path("laptop-in-after");
+    let mut listener = listen(&w, "laptop", &into, &["--accept-all"]);
+    let sent = w.run("main", &["send", &note.to_string_lossy(), "--to", &account]);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!(code(sent.status), Some(4), "{}", text(&sent.stderr));
+    assert_eq!(
+        files_in(&into),
+        Vec::<String>::new(),
+        "nothing reached the laptop"
+    );
+}
