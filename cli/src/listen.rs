@@ -114,6 +114,7 @@ pub(crate) async fn run(
     json_mode: bool,
 ) -> Result<(), Failure> {
     let mut session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
+    let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     let me = &session.device.device;
     report.json(json!({
@@ -139,8 +140,6 @@ pub(crate) async fn run(
     let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
     let mut first: Option<TransferId> = None;
     let mut grace: Option<Instant> = None;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
 
     let ask = |report: &Report, offers: &BTreeMap<TransferId, Offer>, t: &TransferId| {
         if let Some(o) = offers.get(t) {

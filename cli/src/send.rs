@@ -77,6 +77,7 @@ pub(crate) async fn run(
     // A sender takes no files; its driver still needs a folder.
     let folder = home.dir().join("received");
     let mut session = session::start(home, net, &folder, None)?;
+    let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     report.add_aggregate("all devices", size);
     report.line(&format!(
@@ -106,8 +107,6 @@ pub(crate) async fn run(
     let mut unknown = false;
     let mut cancelled_here = false;
     let mut grace: Option<Instant> = None;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         if !subs.is_empty() && subs.values().all(Sub::settled) {
             break;

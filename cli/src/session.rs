@@ -1,8 +1,11 @@
 //! What `listen` and `send` share: the network options, and starting this device's node on
 //! the tokio driver.
 
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use ferry_proto::driver::{CLOSE_LINGER, Paths, local_addresses};
@@ -205,6 +208,25 @@ pub(crate) fn start(
         device,
         driver,
     })
+}
+
+/// Ctrl-C from now on, as a future that ends when it comes. The handler is installed before
+/// this returns, so an interrupt after it is seen (one before would end the process at
+/// once); if it cannot be installed, the future never ends.
+pub(crate) async fn ctrl_c() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut signal = Box::pin(tokio::signal::ctrl_c());
+    // The handler is installed on the first poll.
+    let first = std::future::poll_fn(|cx| Poll::Ready(signal.as_mut().poll(cx))).await;
+    match first {
+        Poll::Pending => Box::pin(async move {
+            let _ = signal.await;
+        }),
+        Poll::Ready(Ok(())) => Box::pin(std::future::ready(())),
+        Poll::Ready(Err(e)) => {
+            tracing::warn!("cannot catch Ctrl-C: {e}");
+            Box::pin(std::future::pending())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -722,3 +722,34 @@ fn a_revoked_device_is_no_longer_reached_by_its_own_account() {
         "nothing reached the laptop"
     );
 }
+
+/// `listen` without `--once` runs until interrupted, then stops cleanly with 0.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_idle_listen_exits_0() {
+    let w = World::new();
+    w.account("bob");
+    let mut listener = w
+        .ferry("bob")
+        .args(["--json", "listen", "--accept-all", "--into"])
+        .arg(w.path("in"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let mut first = String::new();
+    BufReader::new(listener.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the listening line");
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).expect("JSON")["event"],
+        "listening"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let out = finish(listener);
+    assert_eq!(code(out.status), Some(0), "{}", text(&out.stderr));
+}
