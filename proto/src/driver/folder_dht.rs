@@ -8,7 +8,10 @@
 //! there, then each new one. Like OpenDHT, and unlike the in-process store, values expire: one
 //! not stored again within its time to live ([`DEFAULT_TTL`], OpenDHT's ten minutes) is no
 //! longer delivered and is removed by the next put under its key, so the folder does not
-//! grow without bound and a process that ended long ago is not offered to anyone.
+//! grow without bound and a process that ended long ago is not offered to anyone. Like
+//! OpenDHT's permanent puts, a client keeps the values it put alive while it runs (it
+//! refreshes them every half time to live, the last [`MAX_KEPT`]), so a node that announced
+//! itself once stays findable for as long as its process lives.
 //!
 //! # Layout
 //! `<folder>/<40 hex digits of the key>/<32 hex digits>`: one file per value, named by the
@@ -19,12 +22,13 @@
 //! readable by their owner only.
 //!
 //! # Threads
-//! Each [`FolderClient`] has one thread that does its puts and polls the key folders it
-//! listens to every [`POLL_INTERVAL`] (a handful of directory reads; no file is read twice).
+//! Each [`FolderClient`] has one thread that does its puts, polls the key folders it listens
+//! to every [`POLL_INTERVAL`] (a handful of directory reads; no file is read twice) and
+//! refreshes its values; with nothing to do, it sleeps until asked.
 //! Answers come back as [`Input`]s through the callback the client was made with, from that
 //! thread. Dropping the client ends the thread.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,8 @@ use crate::io::{DhtKey, Input};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
 /// How often a listening client looks for new values.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Most values a client keeps alive; past it, the oldest put is left to expire.
+pub const MAX_KEPT: usize = 1024;
 
 enum Command {
     Put(DhtKey, Bytes),
@@ -103,6 +109,7 @@ impl FolderClient {
                 }
             }),
             next_tmp: 0,
+            kept: VecDeque::new(),
         };
         std::thread::Builder::new()
             .name("ferry-dht-folder".into())
@@ -139,19 +146,29 @@ struct Worker {
     listens: BTreeMap<DhtKey, BTreeSet<String>>,
     deliver: Box<dyn Fn(Input) + Send>,
     next_tmp: u64,
+    /// The values this client put and keeps alive, oldest first: key and file name.
+    kept: VecDeque<(DhtKey, String)>,
 }
 
 impl Worker {
     fn run(&mut self, commands: &mpsc::Receiver<Command>) {
         let mut next_poll = Instant::now() + POLL_INTERVAL;
+        let mut next_refresh = Instant::now() + self.ttl / 2;
         loop {
-            let received = if self.listens.is_empty() {
-                // Nothing to poll: sleep until asked.
-                commands
+            // The next thing due: a poll if anything is listened to, a refresh if anything
+            // was put; with neither, sleep until asked.
+            let due = [
+                (!self.listens.is_empty()).then_some(next_poll),
+                (!self.kept.is_empty()).then_some(next_refresh),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let received = match due {
+                Some(at) => commands.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => commands
                     .recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                commands.recv_timeout(next_poll.saturating_duration_since(Instant::now()))
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             };
             match received {
                 Ok(Command::Put(key, value)) => {
@@ -169,16 +186,37 @@ impl Worker {
                 Ok(Command::CancelListen(key)) => {
                     self.listens.remove(&key);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let keys: Vec<DhtKey> = self.listens.keys().copied().collect();
-                    for key in keys {
-                        self.scan(key);
-                    }
-                    next_poll = Instant::now() + POLL_INTERVAL;
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+            let now = Instant::now();
+            if now >= next_poll {
+                let keys: Vec<DhtKey> = self.listens.keys().copied().collect();
+                for key in keys {
+                    self.scan(key);
+                }
+                next_poll = now + POLL_INTERVAL;
+            }
+            if now >= next_refresh {
+                self.refresh();
+                next_refresh = now + self.ttl / 2;
+            }
         }
+    }
+
+    /// Makes the values this client put young again; those gone (pushed out by newer values
+    /// of their key) are forgotten.
+    fn refresh(&mut self) {
+        let now = SystemTime::now();
+        let folder = self.folder.clone();
+        self.kept.retain(|(key, name)| {
+            let path = folder.join(hex::encode(key.0)).join(name);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(now))
+                .is_ok()
+        });
     }
 
     fn key_dir(&self, key: DhtKey) -> PathBuf {
@@ -210,6 +248,13 @@ impl Worker {
             }
         }
         self.prune(&dir);
+        let entry = (key, name);
+        if !self.kept.contains(&entry) {
+            if self.kept.len() == MAX_KEPT {
+                self.kept.pop_front();
+            }
+            self.kept.push_back(entry);
+        }
         Ok(())
     }
 
@@ -408,6 +453,28 @@ mod tests {
             "the old value is dead"
         );
         assert!(!old.exists(), "a put removes what expired under its key");
+    }
+
+    #[test]
+    fn a_client_keeps_its_values_alive_until_it_is_dropped() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let key = DhtKey([4; 20]);
+        let ttl = Duration::from_millis(800);
+        let (a, a_heard) = client(dir.path(), ttl);
+        a.put(key, Bytes::from_static(b"alive"));
+        assert_eq!(a_heard.next(), done(key, true));
+        // Well past its time to live, the value is still there: its client refreshed it.
+        std::thread::sleep(2 * ttl);
+        let (b, b_heard) = client(dir.path(), ttl);
+        b.listen(key);
+        assert_eq!(b_heard.next(), value(key, "alive"));
+        // Its client gone, it expires.
+        drop(a);
+        std::thread::sleep(2 * ttl);
+        let (c, c_heard) = client(dir.path(), ttl);
+        c.listen(key);
+        assert!(c_heard.quiet_for(3 * POLL_INTERVAL), "the value expired");
+        drop(b);
     }
 
     #[test]
