@@ -123,7 +123,7 @@ enum DeviceCommand {
     /// Issue a device of this account for another machine, in a file to copy there (needs
     /// the account key: run it where `ferry account new` ran).
     Add {
-        /// The file to write (default: ferry-device-<id>.pem here).
+        /// The file to write (default: ferry-device-ID.pem here, ID the start of the device id).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
