@@ -2,6 +2,10 @@
 //! data folder), the folder DHT (`--dht`, `FERRY_DHT`, or the platform's runtime or cache
 //! folder) and the receive folder (`--into`, or the platform's download folder).
 //!
+//! Settings that would otherwise be given every time (`dht`, `turn`, `into`) can be kept in
+//! `config.json`: in the home when `--home` / `FERRY_HOME` names one, else in the platform's
+//! configuration folder; flags and environment variables win over it.
+//!
 //! The identity folder holds:
 //! - `account.pem`: the account's certificate and key (only on the machine that made it);
 //! - `device.pem`: this device's chain and key, and its announcement signed by the account
@@ -31,20 +35,61 @@ fn project() -> Option<ProjectDirs> {
 #[derive(Debug, Clone)]
 pub(crate) struct Home {
     dir: PathBuf,
+    /// The settings file.
+    config: PathBuf,
+}
+
+/// What `config.json` may hold; each is what the flag of the same name takes.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// `--dht`.
+    pub(crate) dht: Option<String>,
+    /// `--turn`.
+    pub(crate) turn: Option<String>,
+    /// `--into`.
+    pub(crate) into: Option<PathBuf>,
 }
 
 impl Home {
     /// `flag` (which clap fills from `FERRY_HOME` too), else the platform's data folder.
     pub(crate) fn locate(flag: Option<PathBuf>) -> Result<Home, Failure> {
-        let dir = match flag {
-            Some(dir) => dir,
-            None => project().map(|p| p.data_dir().to_owned()).ok_or_else(|| {
-                Failure::Usage(
-                    "no home folder is known for this user: give --home or FERRY_HOME".to_owned(),
-                )
-            })?,
+        if let Some(dir) = flag {
+            return Ok(Home {
+                config: dir.join("config.json"),
+                dir,
+            });
+        }
+        let project = project().ok_or_else(|| {
+            Failure::Usage(
+                "no home folder is known for this user: give --home or FERRY_HOME".to_owned(),
+            )
+        })?;
+        Ok(Home {
+            dir: project.data_dir().to_owned(),
+            config: project.config_dir().join("config.json"),
+        })
+    }
+
+    /// The settings in `config.json`; none when there is no such file.
+    pub(crate) fn settings(&self) -> Result<Settings, Failure> {
+        let path = &self.config;
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(e) => {
+                return Err(Failure::Usage(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
         };
-        Ok(Home { dir })
+        serde_json::from_str(&text).map_err(|e| {
+            Failure::Usage(format!(
+                "{} is not usable: {e} (it may hold \"dht\", \"turn\" and \"into\", as strings)",
+                path.display()
+            ))
+        })
     }
 
     /// The folder itself.

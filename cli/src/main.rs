@@ -47,7 +47,8 @@ use home::Home;
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
-    /// The identity folder (default: the platform's data folder for ferry).
+    /// The identity folder, with config.json in it (default: the platform's data folder for
+    /// ferry, and config.json in its configuration folder).
     #[arg(long, global = true, env = "FERRY_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
     /// Print one JSON object per line (events, results, errors) instead of text.
@@ -150,16 +151,24 @@ struct NetArgs {
     /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r
     #[arg(long, env = "FERRY_TURN", value_name = "URL")]
     turn: Option<String>,
-    /// Offer only the relayed path (needs --turn).
-    #[arg(long, requires = "turn")]
+    /// Offer only the relayed path (needs a TURN server).
+    #[arg(long)]
     relay_only: bool,
 }
 
 impl NetArgs {
-    fn options(&self) -> Result<session::NetOptions, Failure> {
+    /// The options: flags and environment first, then `config.json`.
+    fn options(&self, settings: &home::Settings) -> Result<session::NetOptions, Failure> {
+        let dht = self.dht.as_deref().or(settings.dht.as_deref());
+        let turn = self.turn.as_deref().or(settings.turn.as_deref());
+        if self.relay_only && turn.is_none() {
+            return Err(Failure::Usage(
+                "--relay-only needs a TURN server (--turn)".to_owned(),
+            ));
+        }
         Ok(session::NetOptions {
-            dht: session::parse_dht(self.dht.as_deref())?,
-            turn: self.turn.as_deref().map(session::parse_turn).transpose()?,
+            dht: session::parse_dht(dht)?,
+            turn: turn.map(session::parse_turn).transpose()?,
             relay_only: self.relay_only,
         })
     }
@@ -239,9 +248,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             net,
         } => {
             let home = home()?;
-            let net = net.options()?;
+            let settings = home.settings()?;
+            let net = net.options(&settings)?;
             let options = listen::Options {
-                into: into.unwrap_or_else(|| home::default_receive_folder(&home)),
+                into: into
+                    .or(settings.into)
+                    .unwrap_or_else(|| home::default_receive_folder(&home)),
                 accept_all,
                 auto_accept_images_under,
                 once,
@@ -250,7 +262,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Send { file, to, net } => {
             let home = home()?;
-            let net = net.options()?;
+            let net = net.options(&home.settings()?)?;
             runtime()?.block_on(send::run(&home, &net, &file, &to, json))
         }
     }

@@ -753,3 +753,40 @@ fn an_interrupted_idle_listen_exits_0() {
     let out = finish(listener);
     assert_eq!(code(out.status), Some(0), "{}", text(&out.stderr));
 }
+
+/// `config.json` in the home gives `dht` and `into` when no flag or variable does; a file
+/// that is not usable says which and why, with exit code 2.
+#[test]
+fn settings_come_from_config_json_in_the_home() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("from-config");
+    let settings = serde_json::json!({
+        "dht": format!("file:{}", w.path("dht").display()),
+        "into": into,
+    });
+    std::fs::write(w.path("bob").join("config.json"), settings.to_string()).expect("config");
+    let source = w.path("configured.txt");
+    make_file(&source, 5000);
+    // Bob's listen has neither FERRY_DHT nor --into: both come from its config.json.
+    let listener = w
+        .ferry("bob")
+        .env_remove("FERRY_DHT")
+        .args(["listen", "--once", "--accept-all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &source.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    assert_eq!(files_in(&into), ["configured.txt"]);
+
+    std::fs::write(w.path("bob").join("config.json"), r#"{"dhtt": "file:/x"}"#).expect("config");
+    let bad = w.run("bob", &["listen", "--once"]);
+    assert_eq!(code(bad.status), Some(2));
+    let err = text(&bad.stderr);
+    assert!(err.contains("config.json") && err.contains("dhtt"), "{err}");
+}
