@@ -790,3 +790,73 @@ fn settings_come_from_config_json_in_the_home() {
     let err = text(&bad.stderr);
     assert!(err.contains("config.json") && err.contains("dhtt"), "{err}");
 }
+
+/// Runs `ferry --json listen --once --accept-all` with its receive folder on a 64 KiB tmpfs,
+/// in a mount namespace of its own (`unshare -m`, root); `None` when this user cannot.
+#[cfg(target_os = "linux")]
+fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
+    let allowed = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("SKIP: this user cannot mount a tmpfs in a mount namespace (unshare -m)");
+        return None;
+    }
+    std::fs::create_dir_all(into).expect("the mount point");
+    // The tmpfs is mounted on the receive folder, seen by this process alone.
+    let script = "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"";
+    let spawned = Command::new("unshare")
+        .env("FERRY_HOME", w.path(home))
+        .env("FERRY_DHT", format!("file:{}", w.path("dht").display()))
+        .env_remove("RUST_LOG")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(into)
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--json", "listen", "--once", "--accept-all", "--into"])
+        .arg(into)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare starts");
+    Some(spawned)
+}
+
+/// A receiving disk that fills up: the receiver stops with "disk full" and exit 9, and so
+/// does the sender, told by the receiver's CANCEL; no partial file is given the final name.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_exits_9_on_both_sides() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("too-big.bin");
+    make_file(&source, 1024 * 1024);
+    let into = w.path("tiny");
+    let Some(listener) = listen_on_a_tiny_disk(&w, "bob", &into) else {
+        return;
+    };
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    assert_eq!(
+        code(received.status),
+        Some(9),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(
+        text(&received.stderr).contains("disk full"),
+        "{}",
+        text(&received.stderr)
+    );
+    assert_eq!(code(sent.status), Some(9), "send: {}", text(&sent.stderr));
+    let error = json_lines(&sent.stdout).pop().expect("a last line");
+    assert_eq!(error["kind"], "file");
+    // The mount is gone with the listener: whatever it wrote was on the tmpfs.
+    assert!(!into.join("too-big.bin").exists());
+}
