@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,17 +43,6 @@ fn seed64() -> Result<u64, String> {
     Ok(u64::from_le_bytes([
         s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
     ]))
-}
-
-/// `turn://user:pass@host:port?realm=r`
-fn parse_turn(url: &str) -> Result<TurnConfig, String> {
-    let bad = || format!("not a TURN URL (turn://user:pass@host:port?realm=r): {url}");
-    let rest = url.strip_prefix("turn://").ok_or_else(bad)?;
-    let (creds, rest) = rest.split_once('@').ok_or_else(bad)?;
-    let (user, pass) = creds.split_once(':').ok_or_else(bad)?;
-    let addr = rest.split('?').next().ok_or_else(bad)?;
-    let server: SocketAddr = addr.parse().map_err(|_| bad())?;
-    Ok(TurnConfig::new(server, user, pass))
 }
 
 /// Writes `size` bytes of a repeating pattern, in pieces (never the whole file in memory).
@@ -211,7 +200,11 @@ fn style() -> ProgressStyle {
 /// Runs the demo; `Ok(true)` when Bob's device got the file and its SHA3-512 matched.
 pub(crate) async fn run(options: Options) -> Result<bool, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temporary folder: {e}"))?;
-    let turn = options.relay.as_deref().map(parse_turn).transpose()?;
+    let turn = options
+        .relay
+        .as_deref()
+        .map(|url| crate::session::parse_turn(url).map_err(|e| e.to_string()))
+        .transpose()?;
     let (source, size) = match &options.file {
         Some(p) => {
             let len = std::fs::metadata(p)

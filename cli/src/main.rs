@@ -1,36 +1,59 @@
 //! `ferry`: peer-to-peer file transfer in the way Jami does it.
 //!
-//! Today it has one command, `ferry demo`: a real transfer in one process, over real loopback
-//! sockets, real ICE over TCP, real TLS 1.3 and an in-process DHT. The everyday commands
-//! (`account`, `device`, `listen`, `send`) are the subject of the `[cli]` issue.
+//! - `ferry demo`: a real transfer in one process, over real loopback sockets, real ICE over
+//!   TCP, real TLS 1.3 and an in-process DHT;
+//! - `ferry account new|show`, `ferry device add|import|revoke`: identities, in the
+//!   platform's data folder or `--home` / `FERRY_HOME`;
+//! - `ferry listen` and `ferry send FILE --to ACCOUNT`: everyday transfers between processes
+//!   and machines, meeting through a DHT: by default one in a folder shared by every `ferry`
+//!   of this user on this machine (no server to start), or OpenDHT through a `dhtnode` proxy
+//!   (`--dht http://HOST:PORT`).
+//!
+//! # `--json`
+//! Every line on standard output is one JSON object whose `event` says what it is; ids are
+//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers.
+//!
+//! | command | events and their fields |
+//! |---|---|
+//! | `account new` | `account_created`: `account`, `device`, `home` |
+//! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
+//! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
+//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `verified`: `transfer`, `name`, `path`, `sha3_512` |
+//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`; `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
+//! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
 
 mod demo;
+mod failure;
+mod home;
+mod identity;
+mod listen;
+mod outcome;
+mod report;
+mod send;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-/// Exit codes, for scripts.
-mod exit {
-    /// The file arrived and its SHA3-512 matched.
-    pub(crate) const OK: u8 = 0;
-    /// Bad arguments or set-up (a file that cannot be read, say).
-    pub(crate) const USAGE: u8 = 2;
-    /// No device received and verified the file.
-    pub(crate) const NOT_DELIVERED: u8 = 3;
-}
+use failure::{EXIT_CODES, Failure, exit};
+use home::Home;
 
 /// Peer-to-peer file transfer in the way Jami does it.
-///
-/// Exit codes: 0 the file arrived and its SHA3-512 matched; 2 bad arguments or set-up;
-/// 3 no device received and verified the file.
 #[derive(Parser, Debug)]
-#[command(name = "ferry", version, about, long_about = None)]
+#[command(name = "ferry", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
+    /// The identity folder, with config.json in it (default: the platform's data folder for
+    /// ferry, and config.json in its configuration folder).
+    #[arg(long, global = true, env = "FERRY_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Print one JSON object per line (events, results, errors) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,8 +74,107 @@ enum Command {
         #[arg(long)]
         relay: Option<String>,
     },
+    /// Your account: create it, or show its id.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The devices of your account.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Wait for files; ask whether to take each one (answer y or n on standard input).
+    Listen {
+        /// Where received files go (default: the platform's download folder).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// Take every file without asking.
+        #[arg(long)]
+        accept_all: bool,
+        /// Take pictures (.jpg, .jpeg, .png, .gif, .webp) smaller than this without asking
+        /// (K, M, G = powers of 1024).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        auto_accept_images_under: Option<u64>,
+        /// Stop after the first transfer ends; its outcome is the exit code.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Send a file to every device of a contact; exit code 0 when at least one device
+    /// received it and its SHA3-512 matched.
+    Send {
+        /// The file.
+        file: PathBuf,
+        /// The contact's account id (what `ferry account show` prints there).
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        to: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
 }
 
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Create an account and make this machine its first device; prints the account id.
+    New,
+    /// Print the account id to give to contacts, and this device's id.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Issue a device of this account for another machine, in a file to copy there (needs
+    /// the account key: run it where `ferry account new` ran).
+    Add {
+        /// The file to write (default: ferry-device-ID.pem here, ID the start of the device id).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make this machine the device in a file from `ferry device add`.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Revoke a device: sign a revocation list naming it (and every device revoked before);
+    /// nodes using this home refuse it from then on.
+    Revoke {
+        /// The device id (as `ferry account show` prints it there).
+        device: String,
+    },
+}
+
+/// How `listen` and `send` reach the others.
+#[derive(Args, Debug)]
+struct NetArgs {
+    /// The DHT: http://HOST:PORT for an OpenDHT proxy (`dhtnode --proxyserver PORT`), or
+    /// file:PATH for a folder. Default: a folder shared by every ferry of this user here.
+    #[arg(long, env = "FERRY_DHT", value_name = "URL")]
+    dht: Option<String>,
+    /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r
+    #[arg(long, env = "FERRY_TURN", value_name = "URL")]
+    turn: Option<String>,
+    /// Offer only the relayed path (needs a TURN server).
+    #[arg(long)]
+    relay_only: bool,
+}
+
+impl NetArgs {
+    /// The options: flags and environment first, then `config.json`.
+    fn options(&self, settings: &home::Settings) -> Result<session::NetOptions, Failure> {
+        let dht = self.dht.as_deref().or(settings.dht.as_deref());
+        let turn = self.turn.as_deref().or(settings.turn.as_deref());
+        if self.relay_only && turn.is_none() {
+            return Err(Failure::Usage(
+                "--relay-only needs a TURN server (--turn)".to_owned(),
+            ));
+        }
+        Ok(session::NetOptions {
+            dht: session::parse_dht(dht)?,
+            turn: turn.map(session::parse_turn).transpose()?,
+            relay_only: self.relay_only,
+        })
+    }
+}
+
+/// `64M`, `20MB`, `1G`, `512`: bytes, with K, M, G meaning powers of 1024.
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -60,7 +182,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         None => (s, ""),
     };
     let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult = match unit.to_ascii_uppercase().as_str() {
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
@@ -71,28 +193,101 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "size too large".to_owned())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Logs go to standard error, filtered by `RUST_LOG` (`warn` when unset), e.g.
+/// `RUST_LOG=debug` or `RUST_LOG=ferry=debug`.
+fn init_logs() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("ferry: RUST_LOG={spec:?} is not understood ({e}); logging warnings");
+            Targets::new().with_default(LevelFilter::WARN)
+        }),
+        _ => Targets::new().with_default(LevelFilter::WARN),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(format!("cannot start the runtime: {e}")))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    let home = || Home::locate(cli.home.clone());
     match cli.command {
         Command::Demo { size, file, relay } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ferry: cannot start the runtime: {e}");
-                    return ExitCode::from(exit::USAGE);
-                }
-            };
-            match runtime.block_on(demo::run(demo::Options { size, file, relay })) {
-                Ok(true) => ExitCode::from(exit::OK),
-                Ok(false) => ExitCode::from(exit::NOT_DELIVERED),
-                Err(e) => {
-                    eprintln!("ferry: {e}");
-                    ExitCode::from(exit::USAGE)
-                }
+            match runtime()?.block_on(demo::run(demo::Options { size, file, relay })) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Failure::Unreachable(
+                    "the demo's file was not delivered and verified".to_owned(),
+                )),
+                Err(e) => Err(Failure::Usage(e)),
             }
+        }
+        Command::Account(AccountCommand::New) => identity::account_new(&home()?, json),
+        Command::Account(AccountCommand::Show) => identity::account_show(&home()?, json),
+        Command::Device(DeviceCommand::Add { out }) => identity::device_add(&home()?, out, json),
+        Command::Device(DeviceCommand::Import { file }) => {
+            identity::device_import(&home()?, &file, json)
+        }
+        Command::Device(DeviceCommand::Revoke { device }) => {
+            identity::device_revoke(&home()?, &device, json)
+        }
+        Command::Listen {
+            into,
+            accept_all,
+            auto_accept_images_under,
+            once,
+            net,
+        } => {
+            let home = home()?;
+            let settings = home.settings()?;
+            let net = net.options(&settings)?;
+            let options = listen::Options {
+                into: into
+                    .or(settings.into)
+                    .unwrap_or_else(|| home::default_receive_folder(&home)),
+                accept_all,
+                auto_accept_images_under,
+                once,
+            };
+            runtime()?.block_on(listen::run(&home, &net, &options, json))
+        }
+        Command::Send { file, to, net } => {
+            let home = home()?;
+            let net = net.options(&home.settings()?)?;
+            runtime()?.block_on(send::run(&home, &net, &file, &to, json))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "error",
+                        "kind": failure.kind(),
+                        "message": failure.to_string(),
+                        "exit_code": failure.code(),
+                    })
+                );
+            }
+            eprintln!("ferry: {failure}");
+            ExitCode::from(failure.code())
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`files`]: [`FileService`] does the [`FileOp`](crate::io::FileOp)s on real files, with
 //!   the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
+//!   processes of one machine;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
 //! - [`write_queue`]: a connection's queued bytes and FIN, written in batches;
@@ -23,6 +25,7 @@
 pub mod client;
 pub mod dht;
 pub mod files;
+pub mod folder_dht;
 pub mod interfaces;
 pub mod net;
 pub mod opendht;
@@ -32,6 +35,7 @@ pub mod write_queue;
 pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
+pub use folder_dht::FolderClient;
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
 pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
@@ -63,6 +67,12 @@ pub enum Dht {
         /// The proxy's address.
         proxy: SocketAddr,
     },
+    /// A DHT in this folder, shared with every driver, in any process, given the same one
+    /// (see [`folder_dht`]).
+    Folder {
+        /// The folder; created if missing.
+        path: PathBuf,
+    },
 }
 
 impl Config {
@@ -85,6 +95,12 @@ impl Config {
         self.dht = Dht::OpenDht { proxy };
         self
     }
+
+    /// Uses the DHT in the folder `path` instead, shared across processes.
+    pub fn with_folder_dht(mut self, path: impl Into<PathBuf>) -> Config {
+        self.dht = Dht::Folder { path: path.into() };
+        self
+    }
 }
 
 /// A driver's live DHT.
@@ -94,6 +110,8 @@ pub enum DhtConnection {
     Embedded(DhtClient),
     /// OpenDHT through a proxy.
     OpenDht(ProxyClient),
+    /// A DHT in a folder.
+    Folder(FolderClient),
 }
 
 impl DhtConnection {
@@ -101,6 +119,7 @@ impl DhtConnection {
         match self {
             DhtConnection::Embedded(c) => c.put(key, value),
             DhtConnection::OpenDht(c) => c.put(key, value),
+            DhtConnection::Folder(c) => c.put(key, value),
         }
     }
 
@@ -108,6 +127,7 @@ impl DhtConnection {
         match self {
             DhtConnection::Embedded(c) => c.listen(key),
             DhtConnection::OpenDht(c) => c.listen(key),
+            DhtConnection::Folder(c) => c.listen(key),
         }
     }
 
@@ -115,6 +135,7 @@ impl DhtConnection {
         match self {
             DhtConnection::Embedded(c) => c.cancel_listen(key),
             DhtConnection::OpenDht(c) => c.cancel_listen(key),
+            DhtConnection::Folder(c) => c.cancel_listen(key),
         }
     }
 }

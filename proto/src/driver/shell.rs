@@ -235,6 +235,9 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             super::Dht::OpenDht { proxy } => {
                 DhtConnection::OpenDht(ProxyClient::new(*proxy, deliver)?)
             }
+            super::Dht::Folder { path } => {
+                DhtConnection::Folder(super::FolderClient::new(path, deliver)?)
+            }
         };
         Ok(Shell::new(endpoint, net, files, dht))
     }

@@ -71,6 +71,17 @@ const RELAY_IN_BASE: u32 = 0x8000_0000;
 /// Channel names that carry a transfer.
 const FILE_CHANNEL: &str = "file-transfer://";
 
+/// What the name of a picture ends with, for
+/// [`auto_accept_images_under`](NodeConfig::auto_accept_images_under) (any case).
+pub const IMAGE_EXTENSIONS: &[&str] = &[".jpg", ".jpeg", ".png", ".gif", ".webp"];
+
+/// Whether a file called `name` counts as a picture: it ends with one of
+/// [`IMAGE_EXTENSIONS`], in any case.
+pub fn is_image_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(e))
+}
+
 /// How a node runs.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -1226,10 +1237,7 @@ impl Node {
                 size,
                 ..
             } => {
-                let image = [".jpg", ".jpeg", ".png", ".gif", ".webp"]
-                    .iter()
-                    .any(|e| name.to_ascii_lowercase().ends_with(e));
-                let auto = image
+                let auto = is_image_name(&name)
                     && self
                         .config
                         .auto_accept_images_under

@@ -1,0 +1,336 @@
+//! `ferry listen`: waits for transfers and asks, for each, whether to take it (a line on
+//! standard input: `y` or `yes` accepts, anything else refuses), unless `--accept-all` or
+//! `--auto-accept-images-under` answers for the user. Files are written under a partial
+//! name in the receive folder and get their final name only once their SHA3-512 matched.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferry_proto::io::Event;
+use ferry_proto::node::is_image_name;
+use ferry_proto::tls::PeerIdentity;
+use ferry_proto::transfer::{Reason, Status, TransferId};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::failure::Failure;
+use crate::home::Home;
+use crate::outcome::failure_of;
+use crate::report::Report;
+use crate::session::{self, NetOptions};
+
+/// How long `--once` waits, after the transfer finished, for its verdict.
+const VERDICT_GRACE: Duration = Duration::from_secs(2);
+
+/// What is said of an offer refused because standard input ended.
+const NO_ONE_TO_ASK: &str = "refused (no one to ask: standard input is closed; see --accept-all)";
+
+/// What `ferry listen` was asked.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// Where files go.
+    pub(crate) into: PathBuf,
+    /// Take every file without asking.
+    pub(crate) accept_all: bool,
+    /// Take pictures smaller than this without asking.
+    pub(crate) auto_accept_images_under: Option<u64>,
+    /// Stop after the first transfer ends, with its outcome as the exit code.
+    pub(crate) once: bool,
+}
+
+/// Who decides whether an offer is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// `--accept-all`: taken.
+    Accept,
+    /// A picture under the `--auto-accept-images-under` limit: the node takes it itself.
+    Auto,
+    /// The person at the terminal.
+    Ask,
+}
+
+impl Decision {
+    fn as_str(self) -> &'static str {
+        match self {
+            Decision::Accept => "accept",
+            Decision::Auto => "auto",
+            Decision::Ask => "ask",
+        }
+    }
+}
+
+/// An incoming transfer.
+struct Offer {
+    name: String,
+    size: u64,
+    from: String,
+    status: Option<(Status, Option<Reason>)>,
+    verified: bool,
+}
+
+fn who(from: Option<&PeerIdentity>) -> String {
+    match from {
+        Some(p) => format!(
+            "account {} (device {})",
+            p.account,
+            &p.device.to_string()[..12]
+        ),
+        None => "an unknown peer".to_owned(),
+    }
+}
+
+/// Reads answers from standard input on a thread of its own (reading blocks); the channel
+/// closes at end of input.
+fn answers() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("ferry-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread, the sender is dropped: every question is refused.
+        tracing::warn!("cannot read answers from standard input: {e}");
+    }
+    rx
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Listens until interrupted, or, with `--once`, until the first transfer ends.
+pub(crate) async fn run(
+    home: &Home,
+    net: &NetOptions,
+    options: &Options,
+    json_mode: bool,
+) -> Result<(), Failure> {
+    let mut session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
+    let mut ctrl_c = session::ctrl_c().await;
+    let mut report = Report::new(json_mode);
+    let me = &session.device.device;
+    report.json(json!({
+        "event": "listening",
+        "account": me.account().to_string(),
+        "device": me.id().to_string(),
+        "into": options.into,
+    }));
+    report.line(&format!(
+        "Listening as account {} (device {}); files go to {}. Ctrl-C stops.",
+        me.account(),
+        &me.id().to_string()[..12],
+        options.into.display()
+    ));
+
+    let mut answers = if options.accept_all {
+        None
+    } else {
+        Some(answers())
+    };
+    // Offers waiting for an answer, asked in turn.
+    let mut asking: VecDeque<TransferId> = VecDeque::new();
+    let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
+    let mut first: Option<TransferId> = None;
+    let mut grace: Option<Instant> = None;
+
+    let ask = |report: &Report, offers: &BTreeMap<TransferId, Offer>, t: &TransferId| {
+        if let Some(o) = offers.get(t) {
+            report.line(&format!(
+                "{} offers {:?} ({} bytes). Accept? [y/N]",
+                o.from, o.name, o.size
+            ));
+        }
+    };
+
+    loop {
+        if options.once {
+            if let Some(o) = first.and_then(|t| offers.get(&t)) {
+                match &o.status {
+                    Some((Status::Finished, _)) if o.verified => break,
+                    Some((Status::Finished, _)) => {
+                        grace.get_or_insert_with(|| Instant::now() + VERDICT_GRACE);
+                    }
+                    Some((s, _)) if s.is_final() => break,
+                    _ => {}
+                }
+            }
+        }
+        let sleep = grace.map(|at| tokio::time::sleep_until(at.into()));
+        let answers_open = answers.is_some();
+        tokio::select! {
+            event = session.events.recv() => {
+                let Some(event) = event else {
+                    return Err(Failure::Internal("the node stopped".to_owned()));
+                };
+                if !matches!(event, Event::Progress { .. }) {
+                    tracing::debug!(?event, "node event");
+                }
+                match event {
+                    Event::IncomingTransfer { transfer, name, size, from } => {
+                        let from_text = who(from.as_ref());
+                        let decision = if options.accept_all {
+                            Decision::Accept
+                        } else if is_image_name(&name)
+                            && options.auto_accept_images_under.is_some_and(|l| size < l)
+                        {
+                            Decision::Auto
+                        } else {
+                            Decision::Ask
+                        };
+                        report.json(json!({
+                            "event": "incoming",
+                            "transfer": transfer.to_string(),
+                            "name": name,
+                            "size": size,
+                            "from_account": from.as_ref().map(|p| p.account.to_string()),
+                            "from_device": from.as_ref().map(|p| p.device.to_string()),
+                            "decision": decision.as_str(),
+                        }));
+                        first.get_or_insert(transfer);
+                        report.add(transfer, name.clone(), size);
+                        offers.insert(transfer, Offer { name: name.clone(), size, from: from_text.clone(), status: None, verified: false });
+                        match decision {
+                            Decision::Accept => {
+                                report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted (--accept-all)"));
+                                let _ = session.handle.command(move |node, now| { let _ = node.accept(now, transfer); });
+                            }
+                            // The node accepts it itself.
+                            Decision::Auto => report.line(&format!("{from_text} offers the picture {name:?} ({size} bytes): accepted (under the --auto-accept-images-under limit)")),
+                            Decision::Ask => {
+                                asking.push_back(transfer);
+                                if asking.len() == 1 {
+                                    if answers_open {
+                                        ask(&report, &offers, &transfer);
+                                    } else {
+                                        asking.clear();
+                                        report.line(&format!("{from_text} offers {name:?}: {NO_ONE_TO_ASK}"));
+                                        let _ = session.handle.command(move |node, now| { let _ = node.refuse(now, transfer); });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
+                    Event::Status { transfer, status, reason } => {
+                        report.json(json!({
+                            "event": "status",
+                            "transfer": transfer.to_string(),
+                            "status": status.as_str(),
+                            "reason": reason.as_ref().map(ToString::to_string),
+                        }));
+                        if status.is_final() {
+                            // An offer withdrawn while we asked is not asked any more.
+                            if asking.front() == Some(&transfer) {
+                                asking.pop_front();
+                                if let Some(next) = asking.front() {
+                                    ask(&report, &offers, next);
+                                }
+                            } else {
+                                asking.retain(|t| *t != transfer);
+                            }
+                            if status != Status::Finished {
+                                let text = match &reason {
+                                    Some(r) => format!("{status} ({r})"),
+                                    None => status.to_string(),
+                                };
+                                report.finish(transfer, &text);
+                            }
+                        }
+                        if let Some(o) = offers.get_mut(&transfer) {
+                            o.status = Some((status, reason));
+                        }
+                    }
+                    Event::Verified { transfer, digest, name } => {
+                        let path = options.into.join(&name);
+                        report.json(json!({
+                            "event": "verified",
+                            "transfer": transfer.to_string(),
+                            "name": name,
+                            "path": path,
+                            "sha3_512": digest.to_string(),
+                        }));
+                        report.finish_with(
+                            transfer,
+                            "verified",
+                            &format!("received as {}, SHA3-512 verified: {digest}", path.display()),
+                        );
+                        if let Some(o) = offers.get_mut(&transfer) {
+                            o.verified = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            answer = async {
+                match answers.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if answers_open && !asking.is_empty() => {
+                let Some(transfer) = asking.pop_front() else { continue };
+                let yes = answer.as_deref().is_some_and(is_yes);
+                if answer.is_none() {
+                    answers = None;
+                }
+                if let Some(o) = offers.get(&transfer) {
+                    let verdict = match (yes, answers.is_some()) {
+                        (true, _) => "accepted",
+                        (false, true) => "refused",
+                        (false, false) => NO_ONE_TO_ASK,
+                    };
+                    report.line(&format!("{:?}: {verdict}", o.name));
+                }
+                let _ = session.handle.command(move |node, now| {
+                    let _ = if yes { node.accept(now, transfer) } else { node.refuse(now, transfer) };
+                });
+                if answers.is_none() {
+                    // End of input: nobody is left to answer the others.
+                    for t in asking.drain(..) {
+                        let _ = session.handle.command(move |node, now| { let _ = node.refuse(now, t); });
+                    }
+                } else if let Some(next) = asking.front() {
+                    ask(&report, &offers, next);
+                }
+            }
+            _ = &mut ctrl_c => {
+                let open: Vec<TransferId> = offers
+                    .iter()
+                    .filter(|(_, o)| !o.status.as_ref().is_some_and(|(s, _)| s.is_final()))
+                    .map(|(t, _)| *t)
+                    .collect();
+                for t in &open {
+                    let t = *t;
+                    let _ = session.handle.command(move |node, now| node.cancel(now, t));
+                }
+                report.close();
+                report.line("Stopped.");
+                session.close().await;
+                return if open.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Failure::Cancelled("stopped while receiving: cancelled".to_owned()))
+                };
+            }
+            () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,
+        }
+    }
+    report.close();
+    session.close().await;
+    // Only `--once` gets here: the first transfer's outcome is the command's.
+    let Some(o) = first.and_then(|t| offers.get(&t)) else {
+        return Ok(());
+    };
+    match &o.status {
+        Some((Status::Finished, _)) if o.verified => Ok(()),
+        Some((status, reason)) => Err(failure_of(*status, reason.as_ref(), &o.from)),
+        None => Err(Failure::Internal("the transfer did not end".to_owned())),
+    }
+}

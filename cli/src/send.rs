@@ -1,0 +1,255 @@
+//! `ferry send FILE --to ACCOUNT`: the file goes to every device of the account; each device
+//! has its own progress, and the optimistic aggregate sums them up.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ferry_proto::io::Event;
+use ferry_proto::node::LOOKUP_TIMEOUT;
+use ferry_proto::tls::{AccountId, DeviceId};
+use ferry_proto::transfer::{Reason, Status, TransferId};
+use serde_json::json;
+
+use crate::failure::Failure;
+use crate::home::Home;
+use crate::outcome::{combine, failure_of};
+use crate::report::Report;
+use crate::session::{self, NetOptions};
+
+/// How long, once every device's transfer ended, to wait for a digest verdict still on its
+/// way.
+const VERDICT_GRACE: Duration = Duration::from_secs(2);
+
+/// One device's sub-transfer.
+struct Sub {
+    device: DeviceId,
+    status: Option<(Status, Option<Reason>)>,
+    verified: Option<String>,
+}
+
+impl Sub {
+    fn label(&self) -> String {
+        format!("device {}", &self.device.to_string()[..12])
+    }
+
+    fn ended(&self) -> bool {
+        self.status.as_ref().is_some_and(|(s, _)| s.is_final())
+    }
+
+    /// Ended and, if it finished, its verdict known.
+    fn settled(&self) -> bool {
+        match &self.status {
+            Some((Status::Finished, _)) => self.verified.is_some(),
+            Some((s, _)) => s.is_final(),
+            None => false,
+        }
+    }
+}
+
+/// Sends `file` to every device of `to`; `Ok` when at least one device received it and its
+/// SHA3-512 matched.
+pub(crate) async fn run(
+    home: &Home,
+    net: &NetOptions,
+    file: &Path,
+    to: &str,
+    json_mode: bool,
+) -> Result<(), Failure> {
+    let account: AccountId = to
+        .trim()
+        .parse()
+        .map_err(|e| Failure::Usage(format!("{to:?} is not an account id: {e}")))?;
+    let unreadable =
+        |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", file.display()));
+    let meta = std::fs::metadata(file).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(Failure::Usage(format!("{} is not a file", file.display())));
+    }
+    std::fs::File::open(file).map_err(unreadable)?;
+    let source = std::fs::canonicalize(file).map_err(unreadable)?;
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::Usage(format!("{} has no file name", file.display())))?;
+    let size = meta.len();
+
+    // A sender takes no files; its driver still needs a folder.
+    let folder = home.dir().join("received");
+    let mut session = session::start(home, net, &folder, None)?;
+    let mut ctrl_c = session::ctrl_c().await;
+    let mut report = Report::new(json_mode);
+    report.add_aggregate("all devices", size);
+    report.line(&format!(
+        "Sending {name} ({size} bytes) to every device of {account} (looking for them for up \
+         to {} s)",
+        LOOKUP_TIMEOUT.as_secs()
+    ));
+    let source_text = source.to_string_lossy().into_owned();
+    let sent_name = name.clone();
+    let group = session
+        .handle
+        .call(move |node, now| node.send_file(now, account, source_text, sent_name))
+        .await
+        .map_err(|_| Failure::Internal("the node stopped".to_owned()))?;
+    report.json(json!({
+        "event": "sending",
+        "group": group.to_string(),
+        "file": source,
+        "name": name,
+        "size": size,
+        "to": account.to_string(),
+        "from_device": session.device.device.id().to_string(),
+    }));
+
+    let mut subs: BTreeMap<TransferId, Sub> = BTreeMap::new();
+    let mut started: Option<Instant> = None;
+    let mut unknown = false;
+    let mut cancelled_here = false;
+    let mut grace: Option<Instant> = None;
+    loop {
+        if !subs.is_empty() && subs.values().all(Sub::settled) {
+            break;
+        }
+        if unknown {
+            break;
+        }
+        if grace.is_none() && !subs.is_empty() && subs.values().all(Sub::ended) {
+            grace = Some(Instant::now() + VERDICT_GRACE);
+        }
+        let sleep = grace.map(|at| tokio::time::sleep_until(at.into()));
+        tokio::select! {
+            event = session.events.recv() => {
+                let Some(event) = event else {
+                    return Err(Failure::Internal("the node stopped".to_owned()));
+                };
+                if !matches!(event, Event::Progress { .. }) {
+                    tracing::debug!(?event, "node event");
+                }
+                match event {
+                    Event::SubTransfer { group: g, transfer, device } if g == group => {
+                        let sub = Sub { device, status: None, verified: None };
+                        let label = sub.label();
+                        report.line(&format!("{label}: found, connecting"));
+                        report.json(json!({
+                            "event": "device",
+                            "transfer": transfer.to_string(),
+                            "device": device.to_string(),
+                            "label": label,
+                        }));
+                        report.add(transfer, label, size);
+                        subs.insert(transfer, sub);
+                    }
+                    Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
+                        started.get_or_insert_with(Instant::now);
+                        report.progress(transfer, done, total);
+                    }
+                    Event::Status { transfer, status, reason } => {
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            report.json(json!({
+                                "event": "status",
+                                "transfer": transfer.to_string(),
+                                "status": status.as_str(),
+                                "reason": reason.as_ref().map(ToString::to_string),
+                            }));
+                            if status.is_final() {
+                                let text = match &reason {
+                                    Some(r) => format!("{status} ({r})"),
+                                    None => status.to_string(),
+                                };
+                                report.finish(transfer, &text);
+                            }
+                            sub.status = Some((status, reason));
+                        }
+                    }
+                    Event::Verified { transfer, digest, .. } => {
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            report.json(json!({
+                                "event": "verified",
+                                "transfer": transfer.to_string(),
+                                "device": sub.device.to_string(),
+                                "sha3_512": digest.to_string(),
+                            }));
+                            sub.verified = Some(digest.to_string());
+                        }
+                    }
+                    Event::Aggregate { group: g, status, done, total } if g == group => {
+                        report.aggregate(done, total.max(size), status.as_str());
+                        report.json(json!({
+                            "event": "aggregate",
+                            "group": group.to_string(),
+                            "status": status.as_str(),
+                            "done": done,
+                            "total": total,
+                        }));
+                        if status == Status::UnjoinablePeer && subs.is_empty() {
+                            unknown = true;
+                        }
+                    }
+                    Event::IncomingTransfer { transfer, .. } => {
+                        // `send` takes no files.
+                        let _ = session.handle.command(move |node, now| {
+                            let _ = node.refuse(now, transfer);
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            _ = &mut ctrl_c, if !cancelled_here => {
+                cancelled_here = true;
+                report.line("Cancelling…");
+                let _ = session.handle.command(move |node, now| node.cancel(now, group));
+                if subs.is_empty() {
+                    break;
+                }
+            }
+            () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,
+        }
+    }
+    report.close();
+    let elapsed = started.map(|s| s.elapsed());
+    session.close().await;
+
+    let delivered: Vec<&Sub> = subs.values().filter(|s| s.verified.is_some()).collect();
+    if let Some(first) = delivered.first() {
+        let digest = first.verified.clone().unwrap_or_default();
+        report.json(json!({
+            "event": "done",
+            "delivered": delivered.len(),
+            "devices": subs.len(),
+            "sha3_512": digest,
+        }));
+        report.line(&format!(
+            "Delivered to {} of {} device(s); SHA3-512 verified: {digest}",
+            delivered.len(),
+            subs.len()
+        ));
+        if let Some(t) = elapsed {
+            let mib = size as f64 / (1024.0 * 1024.0);
+            report.line(&format!(
+                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s",
+                t.as_secs_f64(),
+                mib / t.as_secs_f64().max(1e-9)
+            ));
+        }
+        return Ok(());
+    }
+    if cancelled_here {
+        return Err(Failure::Cancelled("cancelled here".to_owned()));
+    }
+    if subs.is_empty() {
+        return Err(Failure::UnknownContact(format!(
+            "no device of {account} announced itself within {} s: check the account id, and \
+             that `ferry listen` runs there on the same DHT",
+            LOOKUP_TIMEOUT.as_secs()
+        )));
+    }
+    let failures = subs
+        .values()
+        .map(|s| match &s.status {
+            Some((status, reason)) => failure_of(*status, reason.as_ref(), &s.label()),
+            None => Failure::Unreachable(format!("{}: no answer", s.label())),
+        })
+        .collect();
+    Err(combine(failures).unwrap_or_else(|| Failure::Internal("no outcome".to_owned())))
+}

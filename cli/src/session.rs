@@ -1,0 +1,284 @@
+//! What `listen` and `send` share: the network options, and starting this device's node on
+//! the tokio driver.
+
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use ferry_proto::driver::{CLOSE_LINGER, Paths, local_addresses};
+use ferry_proto::io::Event;
+use ferry_proto::node::{Node, NodeConfig};
+use ferry_proto::tls::UnixAnchor;
+use ferry_proto::turn::TurnConfig;
+use ferry_tokio::{Config, Driver, Events, Handle};
+
+use crate::failure::Failure;
+use crate::home::{DeviceFile, Home, create_private_dir, default_dht_folder};
+use crate::identity::{random_seed, unix_now};
+
+/// Where the DHT is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DhtChoice {
+    /// OpenDHT through the proxy of a `dhtnode` at this address.
+    Proxy(SocketAddr),
+    /// A DHT in this folder.
+    Folder(PathBuf),
+}
+
+/// Reads `--dht`: `http://HOST:PORT` for an OpenDHT proxy, `file:PATH` (or `file://PATH`) for
+/// a folder; none for the default folder.
+pub(crate) fn parse_dht(url: Option<&str>) -> Result<DhtChoice, Failure> {
+    let Some(url) = url else {
+        return Ok(DhtChoice::Folder(default_dht_folder()?));
+    };
+    let bad = || {
+        Failure::Usage(format!(
+            "not a DHT (http://HOST:PORT for an OpenDHT proxy, file:PATH for a folder): {url}"
+        ))
+    };
+    if let Some(path) = url
+        .strip_prefix("file://")
+        .or_else(|| url.strip_prefix("file:"))
+    {
+        if path.is_empty() {
+            return Err(bad());
+        }
+        return Ok(DhtChoice::Folder(PathBuf::from(path)));
+    }
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        return Err(bad());
+    }
+    let addr = resolve(authority).ok_or_else(bad)?;
+    Ok(DhtChoice::Proxy(addr))
+}
+
+fn resolve(host_port: &str) -> Option<SocketAddr> {
+    host_port.to_socket_addrs().ok()?.next()
+}
+
+/// Reads `--turn`: `turn://USER:PASS@HOST:PORT?realm=R`. The realm, if given, is only
+/// checked for form: the client uses the one the server announces.
+pub(crate) fn parse_turn(url: &str) -> Result<TurnConfig, Failure> {
+    let bad = || {
+        Failure::Usage(format!(
+            "not a TURN URL (turn://user:pass@host:port?realm=r): {url}"
+        ))
+    };
+    let rest = url.strip_prefix("turn://").ok_or_else(bad)?;
+    let (creds, rest) = rest.rsplit_once('@').ok_or_else(bad)?;
+    let (user, pass) = creds.split_once(':').ok_or_else(bad)?;
+    let (addr, query) = match rest.split_once('?') {
+        Some((addr, query)) => (addr, Some(query)),
+        None => (rest, None),
+    };
+    if let Some(query) = query {
+        if !query.split('&').all(|kv| kv.starts_with("realm=")) {
+            return Err(bad());
+        }
+    }
+    if user.is_empty() || addr.is_empty() {
+        return Err(bad());
+    }
+    let server = resolve(addr).ok_or_else(bad)?;
+    Ok(TurnConfig::new(server, user, pass))
+}
+
+/// The network options of `listen` and `send`.
+#[derive(Debug, Clone)]
+pub(crate) struct NetOptions {
+    /// Where the DHT is.
+    pub(crate) dht: DhtChoice,
+    /// A TURN server.
+    pub(crate) turn: Option<TurnConfig>,
+    /// Offer only the relayed path.
+    pub(crate) relay_only: bool,
+}
+
+/// A running node.
+pub(crate) struct Session {
+    /// Commands to the node.
+    pub(crate) handle: Handle<Node>,
+    /// Its events.
+    pub(crate) events: Events<Event>,
+    /// This device.
+    pub(crate) device: DeviceFile,
+    /// The driver's task.
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Stops the node the polite way: the driver sends what it queued (a last VERDICT or
+    /// CANCEL), closes every connection and ends; then returns, after [`CLOSE_LINGER`] at
+    /// most. Ending the process without it could reset a connection before its last frame.
+    pub(crate) async fn close(self) {
+        let Session {
+            handle,
+            events,
+            driver,
+            ..
+        } = self;
+        // Events nobody reads any more must not hold the driver up.
+        drop(events);
+        let counts = handle.call(|node, _| (node.dropped(), node.ready_connections()));
+        if let Ok(Ok((dropped, ready))) = tokio::time::timeout(Duration::from_secs(1), counts).await
+        {
+            tracing::debug!(?dropped, ready, "closing the node");
+        }
+        drop(handle);
+        let _ = tokio::time::timeout(CLOSE_LINGER + Duration::from_secs(1), driver).await;
+    }
+}
+
+/// Starts this device's node, with received files going to `receive_folder`.
+pub(crate) fn start(
+    home: &Home,
+    net: &NetOptions,
+    receive_folder: &Path,
+    auto_accept_images_under: Option<u64>,
+) -> Result<Session, Failure> {
+    let device = DeviceFile::load(&home.device())?;
+    let revocations = home.load_revocations(&device.device)?;
+    create_private_dir(receive_folder)?;
+    // Two processes of one machine meet through a folder: their loopback addresses then are
+    // a path too. Over a real DHT, only addresses other machines can reach are offered.
+    let paths = match net.dht {
+        DhtChoice::Folder(_) => Paths {
+            loopback: true,
+            ..Paths::default()
+        },
+        DhtChoice::Proxy(_) => Paths::default(),
+    };
+    let listed = |paths: &Paths| {
+        local_addresses(paths)
+            .map_err(|e| Failure::Internal(format!("cannot list this machine's addresses: {e}")))
+    };
+    let mut found = listed(&paths)?;
+    if found.is_empty() {
+        // A machine with no other address (a container, a network namespace): loopback is
+        // the only direct path left, to nodes of this machine.
+        found = listed(&Paths::loopback_only())?;
+    }
+    let local_ips = found.into_iter().map(|a| a.ip).collect();
+    let seed = random_seed()?;
+    let anchor = UnixAnchor {
+        instant: Instant::now(),
+        unix: Duration::from_secs(unix_now()?),
+    };
+    let mut config = NodeConfig::new(
+        device.device.clone(),
+        device.announcement.clone(),
+        local_ips,
+        u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]),
+        anchor,
+    );
+    config.turn = net.turn.iter().cloned().collect();
+    config.relay_only = net.relay_only;
+    config.revocations = revocations;
+    config.auto_accept_images_under = auto_accept_images_under;
+    tracing::info!(
+        device = %device.device.id(),
+        ips = ?config.local_ips,
+        dht = ?net.dht,
+        turn = ?net.turn.as_ref().map(|t| t.server),
+        "starting the node"
+    );
+    let driver_config = match &net.dht {
+        DhtChoice::Folder(path) => Config::new(receive_folder).with_folder_dht(path),
+        DhtChoice::Proxy(addr) => Config::new(receive_folder).with_opendht(*addr),
+    };
+    let node = Node::new(Instant::now(), config);
+    let (driver, handle, events) = Driver::new(node, driver_config).map_err(|e| {
+        Failure::Usage(format!(
+            "cannot start (receive folder {}, DHT {:?}): {e}",
+            receive_folder.display(),
+            net.dht
+        ))
+    })?;
+    let driver = tokio::spawn(driver.run());
+    Ok(Session {
+        handle,
+        events,
+        device,
+        driver,
+    })
+}
+
+/// Ctrl-C from now on, as a future that ends when it comes. The handler is installed before
+/// this returns, so an interrupt after it is seen (one before would end the process at
+/// once); if it cannot be installed, the future never ends.
+pub(crate) async fn ctrl_c() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut signal = Box::pin(tokio::signal::ctrl_c());
+    // The handler is installed on the first poll.
+    let first = std::future::poll_fn(|cx| Poll::Ready(signal.as_mut().poll(cx))).await;
+    match first {
+        Poll::Pending => Box::pin(async move {
+            let _ = signal.await;
+        }),
+        Poll::Ready(Ok(())) => Box::pin(std::future::ready(())),
+        Poll::Ready(Err(e)) => {
+            tracing::warn!("cannot catch Ctrl-C: {e}");
+            Box::pin(std::future::pending())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dht_urls() {
+        assert_eq!(
+            parse_dht(Some("http://127.0.0.1:8000")),
+            Ok(DhtChoice::Proxy(SocketAddr::from(([127, 0, 0, 1], 8000))))
+        );
+        assert_eq!(
+            parse_dht(Some("file:///tmp/x")),
+            Ok(DhtChoice::Folder(PathBuf::from("/tmp/x")))
+        );
+        assert_eq!(
+            parse_dht(Some("file:rel/dir")),
+            Ok(DhtChoice::Folder(PathBuf::from("rel/dir")))
+        );
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://127.0.0.1:80/path",
+            "file:",
+            "127.0.0.1:80",
+        ] {
+            assert!(
+                matches!(parse_dht(Some(bad)), Err(Failure::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn turn_urls() {
+        let t = parse_turn("turn://alice:s3cr:et@127.0.0.1:3478?realm=ferry");
+        let t = t.ok();
+        assert_eq!(
+            t.as_ref().map(|t| t.server),
+            Some(SocketAddr::from(([127, 0, 0, 1], 3478)))
+        );
+        assert_eq!(t.as_ref().map(|t| t.username.as_str()), Some("alice"));
+        assert_eq!(t.as_ref().map(|t| t.password.as_str()), Some("s3cr:et"));
+        for bad in [
+            "turn://127.0.0.1:3478",
+            "stun://a:b@127.0.0.1:3478",
+            "turn://a:b@127.0.0.1:3478?transport=udp",
+            "turn://:b@127.0.0.1:3478",
+            "turn://a:b@nowhere",
+        ] {
+            assert!(matches!(parse_turn(bad), Err(Failure::Usage(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,860 @@
+//! The real `ferry` binary, run as separate processes in temporary homes: identities, a
+//! `listen` and a `send` that find each other through a folder DHT, refusals and cancels and
+//! their exit codes, unusable identity files, and `--json` lines.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest any one process may run here.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A scratch world: homes and a DHT folder, all under one temporary folder.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `ferry` with `home` as its home and this world's DHT folder, logs quiet.
+    fn ferry(&self, home: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.env("FERRY_HOME", self.path(home))
+            .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
+            .env_remove("FERRY_TURN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `ferry --json ARGS` in `home` to the end.
+    fn run(&self, home: &str, args: &[&str]) -> Output {
+        let child = self
+            .ferry(home)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry starts");
+        finish(child)
+    }
+
+    /// A new account in `home`; its id.
+    fn account(&self, home: &str) -> String {
+        let out = self.run(home, &["--json", "account", "new"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let line = json_lines(&out.stdout).remove(0);
+        line["account"].as_str().expect("an account id").to_owned()
+    }
+}
+
+/// Waits for `child` (at most [`LIMIT`], then kills it) and collects its output.
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("ferry's output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("ferry (pid {pid}) ran longer than {LIMIT:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every stdout line as JSON; panics on a line that is not a JSON object with an `event`.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    text(stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            assert!(v["event"].is_string(), "no event in {l}");
+            v
+        })
+        .collect()
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|v| v["event"] == event).collect()
+}
+
+fn code(status: ExitStatus) -> Option<i32> {
+    status.code()
+}
+
+/// A file of `size` bytes that is not all one byte.
+fn make_file(path: &Path, size: usize) {
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(path, data).expect("a test file");
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn account_new_then_show_and_no_second_account_over_it() {
+    let w = World::new();
+    let id = w.account("alice");
+    assert_eq!(id.len(), 40, "{id}");
+    let show = w.run("alice", &["--json", "account", "show"]);
+    assert_eq!(code(show.status), Some(0), "{}", text(&show.stderr));
+    let shown = json_lines(&show.stdout).remove(0);
+    assert_eq!(shown["account"], id.as_str());
+    assert_eq!(shown["device"].as_str().map(str::len), Some(64));
+    assert_eq!(shown["account_key_here"], true);
+
+    let plain = w.run("alice", &["account", "show"]);
+    assert!(text(&plain.stdout).contains(&id), "{}", text(&plain.stdout));
+
+    let again = w.run("alice", &["account", "new"]);
+    assert_eq!(code(again.status), Some(2));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    #[cfg(unix)]
+    for file in ["account.pem", "device.pem"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(w.path("alice").join(file))
+            .expect("the identity file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn a_device_is_added_imported_elsewhere_and_revoked() {
+    let w = World::new();
+    let id = w.account("alice");
+    let file = w.path("laptop.pem");
+    let file_text = file.to_string_lossy().into_owned();
+    let add = w.run("alice", &["--json", "device", "add", "--out", &file_text]);
+    assert_eq!(code(add.status), Some(0), "{}", text(&add.stderr));
+    let device = json_lines(&add.stdout)[0]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+
+    let import = w.run("laptop", &["device", "import", &file_text]);
+    assert_eq!(code(import.status), Some(0), "{}", text(&import.stderr));
+    let show = w.run("laptop", &["--json", "account", "show"]);
+    let shown = json_lines(&show.stdout).remove(0);
+    assert_eq!(shown["account"], id.as_str(), "the same account");
+    assert_eq!(shown["device"], device.as_str(), "the device of the file");
+    assert_eq!(shown["account_key_here"], false);
+
+    // Only the machine with the account key issues or revokes devices.
+    let denied = w.run("laptop", &["device", "add"]);
+    assert_eq!(code(denied.status), Some(3), "{}", text(&denied.stderr));
+
+    let revoke = w.run("alice", &["--json", "device", "revoke", &device]);
+    assert_eq!(code(revoke.status), Some(0), "{}", text(&revoke.stderr));
+    assert_eq!(json_lines(&revoke.stdout)[0]["list_number"], 1);
+    let again = w.run("alice", &["--json", "device", "revoke", &device]);
+    assert_eq!(
+        json_lines(&again.stdout)[0]["list_number"],
+        2,
+        "lists are numbered up"
+    );
+    assert!(w.path("alice").join("revocations.der").exists());
+
+    let bad = w.run("alice", &["device", "revoke", "not-an-id"]);
+    assert_eq!(code(bad.status), Some(2));
+    assert!(
+        text(&bad.stderr).contains("not a device id"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn unusable_or_missing_identity_files_say_so_with_code_3() {
+    let w = World::new();
+    let missing = w.run("nobody", &["account", "show"]);
+    assert_eq!(code(missing.status), Some(3));
+    assert!(
+        text(&missing.stderr).contains("ferry account new"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    std::fs::create_dir_all(w.path("broken")).expect("a home");
+    let device = w.path("broken").join("device.pem");
+    std::fs::write(&device, "this is not an identity\n").expect("a bad file");
+    for args in [
+        &["account", "show"][..],
+        &["listen", "--once", "--accept-all"][..],
+        &["send", "Cargo.toml", "--to", &"0".repeat(40)][..],
+    ] {
+        let out = w.run("broken", args);
+        assert_eq!(code(out.status), Some(3), "{args:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("unusable") && err.contains("device.pem"),
+            "{err}"
+        );
+    }
+
+    // A device file without its announcement is unusable too.
+    let w2 = World::new();
+    w2.account("alice");
+    let pem = std::fs::read_to_string(w2.path("alice").join("device.pem")).expect("device");
+    let cut = pem
+        .find("-----BEGIN FERRY ANNOUNCEMENT")
+        .expect("an announcement");
+    std::fs::write(w2.path("alice").join("device.pem"), &pem[..cut]).expect("write");
+    let out = w2.run("alice", &["--json", "account", "show"]);
+    assert_eq!(code(out.status), Some(3));
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines[0]["event"], "error");
+    assert_eq!(lines[0]["kind"], "identity");
+    assert_eq!(lines[0]["exit_code"], 3);
+}
+
+#[test]
+fn bad_arguments_exit_with_2() {
+    let w = World::new();
+    w.account("alice");
+    let not_an_id = w.run("alice", &["send", "Cargo.toml", "--to", "bob"]);
+    assert_eq!(code(not_an_id.status), Some(2));
+    assert!(text(&not_an_id.stderr).contains("not an account id"));
+    let no_file = w.run("alice", &["send", "/no/such/file", "--to", &"0".repeat(40)]);
+    assert_eq!(code(no_file.status), Some(2));
+    assert!(text(&no_file.stderr).contains("/no/such/file"));
+    let bad_dht = w.run("alice", &["listen", "--dht", "ftp://x"]);
+    assert_eq!(code(bad_dht.status), Some(2));
+    let bad_turn = w.run("alice", &["listen", "--turn", "turn://nobody"]);
+    assert_eq!(code(bad_turn.status), Some(2));
+}
+
+/// Starts `ferry listen --once --json` in `home` with `extra` arguments; its stdin is piped.
+fn listen(w: &World, home: &str, into: &Path, extra: &[&str]) -> Child {
+    w.ferry(home)
+        .args(["--json", "listen", "--once", "--into"])
+        .arg(into)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts")
+}
+
+#[test]
+fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("photo of the sea.bin");
+    make_file(&source, 3 * 1024 * 1024 + 17);
+    let into = w.path("received");
+
+    let listener = listen(&w, "bob", &into, &["--accept-all"]);
+    let started = Instant::now();
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    eprintln!("listen + send took {:?}", started.elapsed());
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+
+    let got = std::fs::read(into.join("photo of the sea.bin")).expect("the received file");
+    let want = std::fs::read(&source).expect("the source");
+    assert!(got == want, "the file arrived byte for byte");
+    assert_eq!(
+        files_in(&into),
+        ["photo of the sea.bin"],
+        "no partial file left behind"
+    );
+
+    // Both sides' JSON: the same verified digest.
+    let send_lines = json_lines(&sent.stdout);
+    let listen_lines = json_lines(&received.stdout);
+    let sent_digest = &events(&send_lines, "verified")[0]["sha3_512"];
+    let got_digest = &events(&listen_lines, "verified")[0]["sha3_512"];
+    assert_eq!(sent_digest.as_str().map(str::len), Some(128));
+    assert_eq!(sent_digest, got_digest);
+    assert_eq!(events(&send_lines, "done")[0]["delivered"], 1);
+    let incoming = &events(&listen_lines, "incoming")[0];
+    assert_eq!(incoming["decision"], "accept");
+    assert_eq!(incoming["size"], 3 * 1024 * 1024 + 17);
+    let progress = events(&send_lines, "progress");
+    assert!(!progress.is_empty(), "progress lines");
+    assert!(
+        progress
+            .windows(2)
+            .all(|p| p[0]["done"].as_u64() <= p[1]["done"].as_u64()),
+        "progress never goes back"
+    );
+}
+
+#[test]
+fn plain_output_when_not_a_terminal() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("notes.txt");
+    make_file(&source, 100_000);
+    let into = w.path("in");
+    let listener = w
+        .ferry("bob")
+        .args(["listen", "--once", "--accept-all", "--into"])
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &source.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    let out = text(&sent.stdout);
+    assert!(out.contains("SHA3-512 verified"), "{out}");
+    assert!(
+        !out.contains('\r') && !out.contains('\u{1b}'),
+        "no bar drawing: {out:?}"
+    );
+    assert!(text(&received.stdout).contains("SHA3-512 verified"));
+}
+
+#[test]
+fn a_refused_transfer_exits_6_on_both_sides_and_leaves_nothing() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("unwanted.bin");
+    make_file(&source, 50_000);
+    let into = w.path("received");
+
+    let mut listener = listen(&w, "bob", &into, &[]);
+    // The answer is typed before the offer comes: it waits for the question.
+    listener
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"n\n")
+        .expect("an answer");
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(6), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(6),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(text(&sent.stderr).contains("refused"));
+    let error = json_lines(&sent.stdout).pop().expect("a last line");
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["kind"], "refused");
+    assert_eq!(files_in(&into), Vec::<String>::new(), "nothing kept");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_send_cancels_and_both_sides_exit_7() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("big.bin");
+    make_file(&source, 200_000);
+    let into = w.path("received");
+
+    // Nobody answers: the offer waits, and the sender is interrupted meanwhile.
+    let mut listener = listen(&w, "bob", &into, &[]);
+    let _keep_stdin_open = listener.stdin.take();
+    let stdout = listener.stdout.take().expect("stdout");
+    let (asked_tx, asked) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("wait_host_acceptance") {
+                let _ = asked_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let sender = w
+        .ferry("alice")
+        .args(["--json", "send"])
+        .arg(&source)
+        .args(["--to", &bob])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry send starts");
+    asked.recv_timeout(LIMIT).expect("the offer reaches bob");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &sender.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let sent = finish(sender);
+    let received = finish(listener);
+    let listen_lines = reader.join().expect("the reader");
+    assert_eq!(code(sent.status), Some(7), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(7),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(
+        listen_lines
+            .iter()
+            .any(|l| l.contains("cancelled by the peer")),
+        "{listen_lines:?}"
+    );
+    assert_eq!(files_in(&into), Vec::<String>::new(), "nothing kept");
+}
+
+#[test]
+fn small_pictures_are_taken_without_asking_when_allowed() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let picture = w.path("Holiday.PNG");
+    make_file(&picture, 40_000);
+    let into = w.path("pictures");
+    // Standard input is closed: anything that needed asking would be refused.
+    let listener = w
+        .ferry("bob")
+        .args([
+            "--json",
+            "listen",
+            "--once",
+            "--auto-accept-images-under",
+            "20MB",
+            "--into",
+        ])
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &picture.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    let lines = json_lines(&received.stdout);
+    assert_eq!(events(&lines, "incoming")[0]["decision"], "auto");
+    assert_eq!(files_in(&into), ["Holiday.PNG"]);
+}
+
+#[test]
+fn a_file_that_is_not_a_picture_is_refused_when_nobody_can_answer() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let file = w.path("tool.exe");
+    make_file(&file, 40_000);
+    let into = w.path("in");
+    let listener = w
+        .ferry("bob")
+        .args([
+            "listen",
+            "--once",
+            "--auto-accept-images-under",
+            "20M",
+            "--into",
+        ])
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &file.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(6), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(6), "{}", text(&received.stderr));
+    assert!(text(&received.stdout).contains("standard input is closed"));
+    assert_eq!(files_in(&into), Vec::<String>::new());
+}
+
+/// Takes [`ferry_proto::node::LOOKUP_TIMEOUT`] (30 s): nobody announces the account.
+#[test]
+fn an_unknown_contact_exits_4() {
+    let w = World::new();
+    w.account("alice");
+    let file = w.path("letter.txt");
+    make_file(&file, 1000);
+    let nobody = "0123456789abcdef0123456789abcdef01234567";
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &file.to_string_lossy(), "--to", nobody],
+    );
+    assert_eq!(code(sent.status), Some(4), "{}", text(&sent.stderr));
+    assert!(
+        text(&sent.stderr).contains("announced itself"),
+        "{}",
+        text(&sent.stderr)
+    );
+    let last = json_lines(&sent.stdout).pop().expect("a last line");
+    assert_eq!(last["kind"], "unknown_contact");
+}
+
+/// Takes [`ferry_proto::node::ANSWER_TIMEOUT`] (30 s): bob's device announced itself, then
+/// its process died, so nobody answers the connection request.
+#[cfg(unix)]
+#[test]
+fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let mut listener = listen(&w, "bob", &w.path("in"), &["--accept-all"]);
+    let stdout = listener.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("the listening line");
+    assert!(first.contains("listening"), "{first}");
+    // The announcement is in the folder once the node's put is done; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    listener.kill().expect("kill");
+    let _ = listener.wait();
+
+    let file = w.path("letter.txt");
+    make_file(&file, 1000);
+    let sent = w.run("alice", &["send", &file.to_string_lossy(), "--to", &bob]);
+    assert_eq!(code(sent.status), Some(5), "{}", text(&sent.stderr));
+    let err = text(&sent.stderr);
+    assert!(err.contains("could not connect"), "{err}");
+}
+
+/// `listen` and `send` in two processes, with Bob's bytes through a real coturn only
+/// (`--relay-only`): the `--turn` URL reaches the node.
+#[test]
+fn listen_and_send_through_a_turn_relay() {
+    let Some(coturn) = ferry_tests::coturn::Coturn::start(&[]) else {
+        return;
+    };
+    let turn = format!(
+        "turn://{}:{}@127.0.0.1:{}?realm={}",
+        ferry_tests::coturn::USER,
+        ferry_tests::coturn::PASSWORD,
+        coturn.port,
+        ferry_tests::coturn::REALM
+    );
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("relayed.bin");
+    make_file(&source, 512 * 1024);
+    let into = w.path("in");
+    let listener = listen(
+        &w,
+        "bob",
+        &into,
+        &["--accept-all", "--relay-only", "--turn", &turn],
+    );
+    let sent = w.run(
+        "alice",
+        &[
+            "send",
+            &source.to_string_lossy(),
+            "--to",
+            &bob,
+            "--relay-only",
+            "--turn",
+            &turn,
+        ],
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    let got = std::fs::read(into.join("relayed.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("the source"),
+        "byte for byte"
+    );
+}
+
+/// `listen` and `send` in two processes meeting on OpenDHT through a `dhtnode` proxy
+/// (`--dht http://…`), inside a network namespace of their own.
+#[test]
+fn listen_and_send_meet_through_an_opendht_proxy() {
+    if !ferry_tests::dhtnode::in_network_namespace("listen_and_send_meet_through_an_opendht_proxy")
+    {
+        return;
+    }
+    let nodes = ferry_tests::dhtnode::DhtNodes::start();
+    let dht = format!("http://{}", nodes.proxy);
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("over-opendht.bin");
+    make_file(&source, 256 * 1024);
+    let into = w.path("in");
+    let listener = listen(&w, "bob", &into, &["--accept-all", "--dht", &dht]);
+    let sent = w.run(
+        "alice",
+        &[
+            "--json",
+            "send",
+            &source.to_string_lossy(),
+            "--to",
+            &bob,
+            "--dht",
+            &dht,
+        ],
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    let got = std::fs::read(into.join("over-opendht.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("the source"),
+        "byte for byte"
+    );
+    // The folder DHT was not used.
+    assert!(!w.path("dht").exists());
+}
+
+/// A device revoked with `ferry device revoke` is refused by the nodes of the home that
+/// revoked it: before, a file sent to the account reaches it; after, its announcement no
+/// longer counts, so the account has no device left to reach (exit 4, after
+/// [`ferry_proto::node::LOOKUP_TIMEOUT`]).
+#[test]
+fn a_revoked_device_is_no_longer_reached_by_its_own_account() {
+    let w = World::new();
+    let account = w.account("main");
+    let laptop_file = w.path("laptop.pem");
+    let add = w.run(
+        "main",
+        &[
+            "--json",
+            "device",
+            "add",
+            "--out",
+            &laptop_file.to_string_lossy(),
+        ],
+    );
+    assert_eq!(code(add.status), Some(0), "{}", text(&add.stderr));
+    let laptop = json_lines(&add.stdout)[0]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+    let import = w.run(
+        "laptop",
+        &["device", "import", &laptop_file.to_string_lossy()],
+    );
+    assert_eq!(code(import.status), Some(0), "{}", text(&import.stderr));
+    let note = w.path("note.txt");
+    make_file(&note, 2000);
+
+    // Before: the laptop gets what is sent to the account.
+    let into = w.path("laptop-in");
+    let listener = listen(&w, "laptop", &into, &["--accept-all"]);
+    let sent = w.run("main", &["send", &note.to_string_lossy(), "--to", &account]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+
+    // After: main's node no longer takes the laptop's announcement.
+    let revoke = w.run("main", &["device", "revoke", &laptop]);
+    assert_eq!(code(revoke.status), Some(0), "{}", text(&revoke.stderr));
+    let into = w.path("laptop-in-after");
+    let mut listener = listen(&w, "laptop", &into, &["--accept-all"]);
+    let sent = w.run("main", &["send", &note.to_string_lossy(), "--to", &account]);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!(code(sent.status), Some(4), "{}", text(&sent.stderr));
+    assert_eq!(
+        files_in(&into),
+        Vec::<String>::new(),
+        "nothing reached the laptop"
+    );
+}
+
+/// `listen` without `--once` runs until interrupted, then stops cleanly with 0.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_idle_listen_exits_0() {
+    let w = World::new();
+    w.account("bob");
+    let mut listener = w
+        .ferry("bob")
+        .args(["--json", "listen", "--accept-all", "--into"])
+        .arg(w.path("in"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let mut first = String::new();
+    BufReader::new(listener.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the listening line");
+    assert_eq!(
+        serde_json::from_str::<Value>(&first).expect("JSON")["event"],
+        "listening"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let out = finish(listener);
+    assert_eq!(code(out.status), Some(0), "{}", text(&out.stderr));
+}
+
+/// `config.json` in the home gives `dht` and `into` when no flag or variable does; a file
+/// that is not usable says which and why, with exit code 2.
+#[test]
+fn settings_come_from_config_json_in_the_home() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("from-config");
+    let settings = serde_json::json!({
+        "dht": format!("file:{}", w.path("dht").display()),
+        "into": into,
+    });
+    std::fs::write(w.path("bob").join("config.json"), settings.to_string()).expect("config");
+    let source = w.path("configured.txt");
+    make_file(&source, 5000);
+    // Bob's listen has neither FERRY_DHT nor --into: both come from its config.json.
+    let listener = w
+        .ferry("bob")
+        .env_remove("FERRY_DHT")
+        .args(["listen", "--once", "--accept-all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &source.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    assert_eq!(files_in(&into), ["configured.txt"]);
+
+    std::fs::write(w.path("bob").join("config.json"), r#"{"dhtt": "file:/x"}"#).expect("config");
+    let bad = w.run("bob", &["listen", "--once"]);
+    assert_eq!(code(bad.status), Some(2));
+    let err = text(&bad.stderr);
+    assert!(err.contains("config.json") && err.contains("dhtt"), "{err}");
+}
+
+/// Runs `ferry --json listen --once --accept-all` with its receive folder on a 64 KiB tmpfs,
+/// in a mount namespace of its own (`unshare -m`, root); `None` when this user cannot.
+#[cfg(target_os = "linux")]
+fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
+    let allowed = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        eprintln!("SKIP: this user cannot mount a tmpfs in a mount namespace (unshare -m)");
+        return None;
+    }
+    std::fs::create_dir_all(into).expect("the mount point");
+    // The tmpfs is mounted on the receive folder, seen by this process alone.
+    let script = "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"";
+    let spawned = Command::new("unshare")
+        .env("FERRY_HOME", w.path(home))
+        .env("FERRY_DHT", format!("file:{}", w.path("dht").display()))
+        .env_remove("RUST_LOG")
+        .args(["-m", "sh", "-c", script, "sh"])
+        .arg(into)
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--json", "listen", "--once", "--accept-all", "--into"])
+        .arg(into)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare starts");
+    Some(spawned)
+}
+
+/// A receiving disk that fills up: the receiver stops with "disk full" and exit 9, and so
+/// does the sender, told by the receiver's CANCEL; no partial file is given the final name.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_exits_9_on_both_sides() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("too-big.bin");
+    make_file(&source, 1024 * 1024);
+    let into = w.path("tiny");
+    let Some(listener) = listen_on_a_tiny_disk(&w, "bob", &into) else {
+        return;
+    };
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    let received = finish(listener);
+    assert_eq!(
+        code(received.status),
+        Some(9),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    assert!(
+        text(&received.stderr).contains("disk full"),
+        "{}",
+        text(&received.stderr)
+    );
+    assert_eq!(code(sent.status), Some(9), "send: {}", text(&sent.stderr));
+    let error = json_lines(&sent.stdout).pop().expect("a last line");
+    assert_eq!(error["kind"], "file");
+    // The mount is gone with the listener: whatever it wrote was on the tmpfs.
+    assert!(!into.join("too-big.bin").exists());
+}
