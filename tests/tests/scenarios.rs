@@ -303,22 +303,12 @@ fn s1_same_lan_direct_host_pair() {
     insta::assert_snapshot!(trace);
 }
 
-#[test]
-fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
-    let mut b = builder(2);
+/// Alice and Bob each behind a NAT of `nat`, with a TURN server on the internet; one file.
+fn behind_nats(seed: u64, nat: Nat) -> (World, HostId, Duration) {
+    let mut b = builder(seed);
     let (turn, turn_addr) = turn_server(&mut b);
-    let na = site(
-        &mut b,
-        "nat-a",
-        [203, 0, 113, 1],
-        RouterKind::Nat(Nat::full_cone()),
-    );
-    let nb = site(
-        &mut b,
-        "nat-b",
-        [203, 0, 113, 2],
-        RouterKind::Nat(Nat::full_cone()),
-    );
+    let na = site(&mut b, "nat-a", [203, 0, 113, 1], RouterKind::Nat(nat));
+    let nb = site(&mut b, "nat-b", [203, 0, 113, 2], RouterKind::Nat(nat));
     let (world, _, _, _, took) = one_transfer(
         b,
         "192.168.1.2".parse().expect("ip"),
@@ -327,8 +317,13 @@ fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
         nb,
         Some(turn_addr),
     );
+    (world, turn, took)
+}
+
+#[test]
+fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
+    let (world, _, took) = behind_nats(2, Nat::full_cone());
     // The relayed pairs are checked too (as the last resort), but TLS runs between the NATs.
-    let _ = turn;
     assert!(
         tls_between(&world.trace(), "a1", "b1") && !tls_between(&world.trace(), "a1", "turn"),
         "the server-reflexive pair carries TLS, not the relay"
@@ -339,28 +334,7 @@ fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
 
 #[test]
 fn s3_symmetric_nats_go_through_the_relay() {
-    let mut b = builder(3);
-    let (turn, turn_addr) = turn_server(&mut b);
-    let na = site(
-        &mut b,
-        "nat-a",
-        [203, 0, 113, 1],
-        RouterKind::Nat(Nat::symmetric()),
-    );
-    let nb = site(
-        &mut b,
-        "nat-b",
-        [203, 0, 113, 2],
-        RouterKind::Nat(Nat::symmetric()),
-    );
-    let (world, _, _, _, took) = one_transfer(
-        b,
-        "192.168.1.2".parse().expect("ip"),
-        "192.168.2.2".parse().expect("ip"),
-        na,
-        nb,
-        Some(turn_addr),
-    );
+    let (world, turn, took) = behind_nats(3, Nat::symmetric());
     let bound = world
         .events::<TurnServerEvent>(turn)
         .iter()
