@@ -315,6 +315,20 @@ fn a_device_that_never_answers_ends_unjoinable_after_the_timeouts() {
     assert!(lan.run_until(Duration::from_secs(10), |l| {
         l.events(ha).iter().any(|e| matches!(e, Event::Aggregate { group: g, status: Status::Finished, .. } if *g == group))
     }), "the optimistic view shows the device that got it");
+    assert_eq!(
+        lan.hosts[ha].node.known_connections(),
+        2,
+        "the failed one is kept a while"
+    );
+    lan.run_until(
+        ferry_proto::node::FORGET_FAILED + Duration::from_secs(1),
+        |_| false,
+    );
+    assert_eq!(
+        lan.hosts[ha].node.known_connections(),
+        1,
+        "then forgotten: only the live one stays"
+    );
 }
 
 #[test]

@@ -95,6 +95,8 @@ pub(super) struct Connector {
     pub(super) tls: Option<TlsSession>,
     pub(super) mux: Option<Mux>,
     pub(super) timers: Timers<Timer>,
+    /// Once failed: when the node forgets it (it stays a while to answer retried requests).
+    pub(super) forget_at: Option<Instant>,
     /// Bytes written to the selected link, and acknowledged by it.
     wire_sent: u64,
     wire_acked: u64,
@@ -128,6 +130,7 @@ impl Connector {
             tls: None,
             mux: None,
             timers: Timers::new(),
+            forget_at: None,
             wire_sent: 0,
             wire_acked: 0,
             credits: VecDeque::new(),
@@ -155,6 +158,7 @@ impl Connector {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.timers.next(),
+            self.forget_at,
             self.agent.as_ref().and_then(Agent::poll_timeout),
         ]
         .into_iter()

@@ -60,6 +60,9 @@ pub const PERMISSION_WAIT: Duration = Duration::from_secs(2);
 /// minutes), and how soon after a failed put.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
 const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
+/// How long a failed connection's state is kept (to answer retried requests, and to remember
+/// a denial) before it is forgotten.
+pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
@@ -367,6 +370,13 @@ impl Node {
             .iter()
             .filter_map(|t| t.allocated.map(|(r, _)| r))
             .collect()
+    }
+
+    /// How many connections to remote devices are ready (TLS up, channels usable).
+    /// How many remote devices the node keeps any state for (connecting, ready, or failed
+    /// recently).
+    pub fn known_connections(&self) -> usize {
+        self.connectors.len()
     }
 
     /// How many connections to remote devices are ready (TLS up, channels usable).
@@ -1165,6 +1175,26 @@ impl Node {
         }
     }
 
+    /// A failed connector stays long enough to answer the requester's retries (and to
+    /// remember a denial), then goes: memory stays bounded by the devices in contact.
+    fn forget_failed(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        for (id, c) in self.connectors.iter_mut() {
+            if c.stage != Stage::Failed {
+                continue;
+            }
+            match c.forget_at {
+                None => c.forget_at = Some(now + FORGET_FAILED),
+                Some(at) if at <= now => gone.push(*id),
+                Some(_) => {}
+            }
+        }
+        for id in gone {
+            self.forget_connector_routes(id);
+            self.connectors.remove(&id);
+        }
+    }
+
     fn forget_connector_routes(&mut self, id: u32) {
         self.routes
             .retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
@@ -1734,6 +1764,7 @@ impl Node {
     /// Work that a pump leaves behind: resets of transfers whose connection died, routes for
     /// streams whose agent now exists.
     fn after_pump(&mut self, now: Instant) {
+        self.forget_failed(now);
         while let Some(t) = self.pending_reset.pop_front() {
             self.transfer_input(now, t, transfer::Input::StreamReset);
             self.pump(now);
