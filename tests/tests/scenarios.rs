@@ -365,40 +365,44 @@ fn s4_ipv6_only() {
     insta::assert_snapshot!(world.trace());
 }
 
+/// A public host `name` at 198.51.100.`last`, running a node of `device` (of `account`).
+fn public_node(
+    b: &mut WorldBuilder,
+    name: &str,
+    account: &Account,
+    device: &Device,
+    seed: u64,
+    last: u8,
+) -> HostId {
+    let (epoch, internet) = (b.epoch(), b.internet());
+    let ip = IpAddr::from([198, 51, 100, last]);
+    b.host(
+        HostSpec::new(name, internet)
+            .v4([198, 51, 100, last])
+            .link(link()),
+        node(epoch, account, device, seed, ip, None),
+    )
+}
+
 /// Alice, and Bob with the given devices, on the open internet.
 fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<HostId>) {
     let mut b = builder(seed);
-    let epoch = b.epoch();
-    let internet = b.internet();
     let (alice, bob) = (account("alice"), account("bob"));
-    let a1 = device(&alice, "a1");
-    let ha = b.host(
-        HostSpec::new("a1", internet)
-            .v4([198, 51, 100, 10])
-            .link(link()),
-        node(
-            epoch,
-            &alice,
-            &a1,
-            1,
-            "198.51.100.10".parse().expect("ip"),
-            None,
-        ),
-    );
-    let mut hosts = Vec::new();
-    for (i, name) in devices.iter().enumerate() {
-        let d = device(&bob, name);
-        let last = 20 + i as u8;
-        let ip: IpAddr = format!("198.51.100.{last}").parse().expect("ip");
-        hosts.push(
-            b.host(
-                HostSpec::new(name, internet)
-                    .v4([198, 51, 100, last])
-                    .link(link()),
-                node(epoch, &bob, &d, 10 + i as u64, ip, None),
-            ),
-        );
-    }
+    let ha = public_node(&mut b, "a1", &alice, &device(&alice, "a1"), 1, 10);
+    let hosts: Vec<HostId> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            public_node(
+                &mut b,
+                name,
+                &bob,
+                &device(&bob, name),
+                10 + i as u64,
+                20 + i as u8,
+            )
+        })
+        .collect();
     if devices.len() == 3 {
         // The third device announced itself, then went offline.
         b.fault(secs(1), Fault::LinkDown(LinkOf::Host(hosts[2])));
@@ -519,36 +523,10 @@ fn s9_a_second_file_reuses_the_connection() {
 #[test]
 fn s9_two_devices_sending_to_each_other_at_once_end_with_one_connection() {
     let mut b = builder(19);
-    let epoch = b.epoch();
-    let internet = b.internet();
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
-    let ha = b.host(
-        HostSpec::new("a1", internet)
-            .v4([198, 51, 100, 10])
-            .link(link()),
-        node(
-            epoch,
-            &alice,
-            &a1,
-            1,
-            "198.51.100.10".parse().expect("ip"),
-            None,
-        ),
-    );
-    let hb = b.host(
-        HostSpec::new("b1", internet)
-            .v4([198, 51, 100, 20])
-            .link(link()),
-        node(
-            epoch,
-            &bob,
-            &b1,
-            2,
-            "198.51.100.20".parse().expect("ip"),
-            None,
-        ),
-    );
+    let ha = public_node(&mut b, "a1", &alice, &a1, 1, 10);
+    let hb = public_node(&mut b, "b1", &bob, &b1, 2, 20);
     let mut world = b.trace_with(NodeWire::new()).build().expect("world");
     world.run_for(secs(2));
     let ga = send(&mut world, ha, &bob, 10_000, "to-bob.bin");
@@ -617,36 +595,10 @@ fn lossy(seed: u64) -> (World, Account, HostId, HostId) {
         duplicate: 1.0,
         ..DhtSpec::default()
     });
-    let epoch = b.epoch();
-    let internet = b.internet();
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
-    let ha = b.host(
-        HostSpec::new("a1", internet)
-            .v4([198, 51, 100, 10])
-            .link(link()),
-        node(
-            epoch,
-            &alice,
-            &a1,
-            1,
-            "198.51.100.10".parse().expect("ip"),
-            None,
-        ),
-    );
-    let hb = b.host(
-        HostSpec::new("b1", internet)
-            .v4([198, 51, 100, 20])
-            .link(link()),
-        node(
-            epoch,
-            &bob,
-            &b1,
-            2,
-            "198.51.100.20".parse().expect("ip"),
-            None,
-        ),
-    );
+    let ha = public_node(&mut b, "a1", &alice, &a1, 1, 10);
+    let hb = public_node(&mut b, "b1", &bob, &b1, 2, 20);
     let mut world = b.trace_with(NodeWire::new()).build().expect("world");
     world.run_for(secs(5));
     (world, bob, ha, hb)
