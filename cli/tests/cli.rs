@@ -570,7 +570,9 @@ fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
 /// (`--relay-only`): the `--turn` URL reaches the node.
 #[test]
 fn listen_and_send_through_a_turn_relay() {
-    let Some(coturn) = ferry_tests::coturn::Coturn::start(&[]) else {
+    // Both devices relay through this coturn, so its relay carries traffic both ways at once:
+    // with its default relay threads that can stall (DESIGN.md), hence one relay thread.
+    let Some(coturn) = ferry_tests::coturn::Coturn::start(&["--relay-threads=1"]) else {
         return;
     };
     let turn = format!(
