@@ -1451,6 +1451,32 @@ A.A.A.A:YYYY
     }
 
     #[test]
+    fn a_connection_the_peer_ends_is_closed_by_us_too() {
+        // A peer's FIN (or close, or reset) makes the agent forget the connection; it must say
+        // `Close` so the driver sends our FIN and frees the socket (else CLOSE-WAIT for ever).
+        for lost in [
+            (|conn| Input::Closed { conn }) as fn(ConnId) -> Input,
+            |conn| Input::Reset { conn },
+        ] {
+            let t0 = Instant::now();
+            let (mut bob, _, conn) = bob_with_a_connection(t0);
+            let _ = outputs(&mut bob);
+            bob.handle_input(t0, lost(conn)).expect("known connection");
+            assert_eq!(
+                outputs(&mut bob)
+                    .iter()
+                    .filter(|o| **o == Output::Close { conn })
+                    .count(),
+                1,
+                "exactly one Close for the lost connection"
+            );
+            // Closing is remembered: a second report of it changes nothing.
+            bob.handle_input(t0, lost(conn)).expect("ignored");
+            assert!(outputs(&mut bob).is_empty());
+        }
+    }
+
+    #[test]
     fn driver_mistakes_are_errors_not_panics() {
         let t0 = Instant::now();
         let (mut bob, alice, conn) = bob_with_a_connection(t0);

@@ -465,6 +465,39 @@ fn permissions_wait_for_the_allocation_are_batched_filtered_by_family_and_refres
     );
 }
 
+#[test]
+fn an_address_already_permitted_is_reported_at_once_without_a_request() {
+    let mut h = Harness::allocated("p");
+    let a: IpAddr = "10.0.0.1".parse().expect("ip");
+    let b: IpAddr = "10.0.0.2".parse().expect("ip");
+    h.client.permit(h.now, [a]);
+    h.drain();
+    h.reply(|m| success(m, &|_, _| {}));
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::Permitted { ips: vec![a] })
+    );
+    // A second connection from the same peer: the caller waits for `Permitted`, which must
+    // come now, not after its own deadline (it cost every repeat connection 2 s).
+    let requests = h.sent.len();
+    h.events.clear();
+    h.client.permit(h.now, [a]);
+    h.drain();
+    assert_eq!(h.events, [TurnEvent::Permitted { ips: vec![a] }]);
+    assert_eq!(h.sent.len(), requests, "no request for a permitted address");
+    // A mix: the permitted one at once, the new one after its CreatePermission succeeds.
+    h.events.clear();
+    h.client.permit(h.now, [a, b]);
+    h.drain();
+    assert_eq!(h.events, [TurnEvent::Permitted { ips: vec![a] }]);
+    assert_eq!(method(&h.last().1), CREATE_PERMISSION);
+    h.reply(|m| success(m, &|_, _| {}));
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::Permitted { ips: vec![b] })
+    );
+}
+
 fn connection_bind_flow(h: &mut Harness, id: u32, peer: SocketAddr, incoming: bool) -> ConnId {
     let data_conn = match h.other.pop() {
         Some(Output::Connect { conn, remote, .. }) => {

@@ -328,19 +328,24 @@ impl Probe {
                     c.sent += data.len();
                 }
             }
-            Output::Close { conn } | Output::Reset { conn } => {
-                if let Some(c) = self.conns.get_mut(conn) {
-                    if matches!(
-                        c.state,
-                        ConnState::Open | ConnState::HalfClosed | ConnState::Opening
-                    ) {
-                        c.state = ConnState::Dropped;
-                    }
-                }
-            }
             _ => {}
         }
         self.out.push_back(out);
+    }
+
+    /// A close takes effect when the driver takes it, not when it is queued: inputs about the
+    /// connection (credit for bytes queued before the close, say) may arrive in between.
+    fn taken(&mut self, out: &Output) {
+        if let Output::Close { conn } | Output::Reset { conn } = out {
+            if let Some(c) = self.conns.get_mut(conn) {
+                if matches!(
+                    c.state,
+                    ConnState::Open | ConnState::HalfClosed | ConnState::Opening
+                ) {
+                    c.state = ConnState::Dropped;
+                }
+            }
+        }
     }
 
     fn live(&mut self, conn: ConnId, what: &str) -> Result<&mut ConnLog, String> {
@@ -496,7 +501,9 @@ impl Endpoint for Probe {
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front()?;
+        self.taken(&out);
+        Some(out)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

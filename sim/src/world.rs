@@ -339,6 +339,30 @@ impl World {
         self.conns.live()
     }
 
+    /// The connections that the peer has ended (its FIN was delivered) and that their host
+    /// neither closed nor half-closed: what a kernel shows as CLOSE-WAIT, named as
+    /// `host: conn`. An endpoint that forgets a connection without closing it leaves one here
+    /// for ever, so a run that settles with any is leaking descriptors.
+    pub fn close_wait(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for key in self.conns.keys() {
+            let Some(c) = self.conns.get(key) else {
+                continue;
+            };
+            let sides = if c.bound { 2 } else { 1 };
+            for e in c.ends.iter().take(sides) {
+                if e.known
+                    && e.peer_fin
+                    && e.fin == crate::tcp::Fin::None
+                    && e.state == crate::tcp::State::Open
+                {
+                    found.push(format!("{}: {}", self.hosts[e.host.ix()].name, e.id));
+                }
+            }
+        }
+        found
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -466,6 +490,22 @@ impl World {
         }
     }
 
+    /// An endpoint that closed a connection hears nothing more of it, as from a real driver,
+    /// which drops the socket: inputs queued for it before the close (credit for bytes sent
+    /// just before, say) are dropped too.
+    fn drop_inbox(&mut self, h: HostId, conn: ferry_proto::io::ConnId) {
+        self.hosts[h.ix()].inbox.retain(|input| {
+            !matches!(input,
+                Input::Connected { conn: c, .. }
+                | Input::ConnectFailed { conn: c, .. }
+                | Input::Received { conn: c, .. }
+                | Input::Writable { conn: c, .. }
+                | Input::HalfClosed { conn: c }
+                | Input::Closed { conn: c }
+                | Input::Reset { conn: c } if *c == conn)
+        });
+    }
+
     fn output(&mut self, h: HostId, out: Output<BoxedEvent>) {
         match out {
             Output::Listen { listener, local } => self.listen(h, listener, local),
@@ -478,8 +518,14 @@ impl World {
             } => self.connect(h, conn, remote, local_port, timeout),
             Output::Send { conn, data } => self.send(h, conn, data),
             Output::HalfClose { conn } => self.shutdown(h, conn, false),
-            Output::Close { conn } => self.shutdown(h, conn, true),
-            Output::Reset { conn } => self.reset(h, conn),
+            Output::Close { conn } => {
+                self.drop_inbox(h, conn);
+                self.shutdown(h, conn, true)
+            }
+            Output::Reset { conn } => {
+                self.drop_inbox(h, conn);
+                self.reset(h, conn)
+            }
             Output::PauseReading { conn } => self.pause(h, conn, true),
             Output::ResumeReading { conn } => self.pause(h, conn, false),
             Output::DhtPut { key, value } => self.dht_put(h, key, value),

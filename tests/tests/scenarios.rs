@@ -201,9 +201,13 @@ fn received_whole(world: &World, host: HostId, name: &str, size: u64) -> bool {
         .is_some_and(|f| f.len == size && f.digest() == digest)
 }
 
+/// No endpoint broke the I/O contract, and none holds a connection its peer has ended
+/// without closing it (a descriptor leak on real sockets).
 fn no_violations(world: &World) {
     let v: Vec<String> = world.violations().iter().map(|v| v.to_string()).collect();
     assert!(v.is_empty(), "violations: {v:#?}");
+    let leaks = world.close_wait();
+    assert!(leaks.is_empty(), "left in CLOSE-WAIT: {leaks:#?}");
 }
 
 /// One file from Alice to Bob (one device each), accepted; returns the world, Bob's host, the

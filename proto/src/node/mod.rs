@@ -372,7 +372,11 @@ impl Node {
             .collect()
     }
 
-    /// How many connections to remote devices are ready (TLS up, channels usable).
+    /// The addresses the node listens on, once the driver has bound them.
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        self.listeners.values().filter_map(|(_, a)| *a).collect()
+    }
+
     /// How many remote devices the node keeps any state for (connecting, ready, or failed
     /// recently).
     pub fn known_connections(&self) -> usize {
@@ -981,11 +985,9 @@ impl Node {
     }
 
     fn inbound_gone(&mut self, now: Instant, inbound: Inbound, reset: bool) {
-        if self.unrouted.remove(&inbound).is_some() {
-            if let Inbound::Driver(conn) = inbound {
-                self.routes.remove(&conn);
-            }
-            return;
+        if self.unrouted.contains_key(&inbound) {
+            // Our side closes too, so the driver frees the socket (a peer's FIN gets ours).
+            return self.close_inbound(inbound);
         }
         if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
             let input = if reset {

@@ -333,9 +333,20 @@ impl TurnClient {
 
     /// Permits these peer addresses (ports are ignored by servers), now if allocated or as soon
     /// as the allocation exists, and keeps them refreshed.
+    ///
+    /// Addresses already permitted are reported at once with [`TurnEvent::Permitted`]: the
+    /// caller waits for that event, and no request will be sent for them until they are due
+    /// for a refresh.
     pub fn permit(&mut self, now: Instant, ips: impl IntoIterator<Item = IpAddr>) {
+        let mut active = Vec::new();
         for ip in ips {
-            self.permissions.entry(ip).or_insert(Permission::Wanted);
+            match self.permissions.entry(ip).or_insert(Permission::Wanted) {
+                Permission::Active { .. } if !active.contains(&ip) => active.push(ip),
+                _ => {}
+            }
+        }
+        if !active.is_empty() {
+            self.event(TurnEvent::Permitted { ips: active });
         }
         self.flush_permissions(now);
     }

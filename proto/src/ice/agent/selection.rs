@@ -111,12 +111,15 @@ impl Agent {
             .push_back(Output::Event(Event::Failed { reason, pairs }));
     }
 
+    /// The peer closed or reset a connection. Our side closes it too: a FIN from the peer
+    /// gets ours once our queued bytes are out, and the driver frees the socket. (Forgetting
+    /// it without a `Close` left it in CLOSE-WAIT, one descriptor per connection, forever.)
     pub(super) fn on_conn_lost(&mut self, now: Instant, conn: ConnId, failure: PairFailure) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(pair) = self.conns.get(&conn).map(|c| c.pair) else {
             return;
         };
-        self.forget_conn(conn);
-        let Some(idx) = c.pair else {
+        self.close_conn(conn);
+        let Some(idx) = pair else {
             return;
         };
         if self.state == State::Selected && self.selected == Some(idx) {
