@@ -111,9 +111,9 @@ impl fmt::Display for Failure {
     }
 }
 
-impl From<ferry_proto::tls::files::IdentityFileError> for Failure {
-    fn from(e: ferry_proto::tls::files::IdentityFileError) -> Failure {
-        use ferry_proto::tls::files::IdentityFileError;
+impl From<ferry_driver::identity_files::IdentityFileError> for Failure {
+    fn from(e: ferry_driver::identity_files::IdentityFileError) -> Failure {
+        use ferry_driver::identity_files::IdentityFileError;
         match e {
             IdentityFileError::Missing(path) => Failure::Identity(format!(
                 "no identity file at {}: run `ferry account new` first (or `ferry device \

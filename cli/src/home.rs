@@ -18,8 +18,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use directories::{ProjectDirs, UserDirs};
+use ferry_driver::identity_files::load_device;
 use ferry_proto::signal::Announcement;
-use ferry_proto::tls::files::load_device;
 use ferry_proto::tls::{Device, Revocations};
 
 use crate::failure::Failure;

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferry_proto::tls::files::{load_account, save_account};
+use ferry_driver::identity_files::{load_account, save_account};
 use ferry_proto::tls::{Account, DeviceId, Validity};
 use serde_json::json;
 

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use ferry_proto::driver::{CLOSE_LINGER, Paths, local_addresses};
+use ferry_driver::{CLOSE_LINGER, Paths, local_addresses};
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::UnixAnchor;

@@ -83,13 +83,12 @@
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`timer`]: the table of deadlines each state machine keeps.
-//! - `driver` (cargo feature `driver`): what the runtimes share to run an endpoint on real
-//!   sockets and files; no state machine uses it.
+//!
+//! Running an endpoint on real sockets and files is not this crate's business: the crate
+//! `ferry-driver` (folder `proto/driver/`) holds what every driver shares.
 
 pub mod aggregate;
 pub mod channel;
-#[cfg(feature = "driver")]
-pub mod driver;
 pub mod ice;
 pub mod io;
 pub mod node;

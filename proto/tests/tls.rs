@@ -7,7 +7,7 @@ mod tls {
     use ferry_proto::tls::{
         Account, Device, IdentityError, PeerCheckError, PeerIdentity, PeerRole, Pin,
         RevocationError, RevocationList, Revocations, Role, TlsFailure, TlsInput, TlsOutput,
-        TlsSession, UnixAnchor, Validity, check_peer, derive_seed, files,
+        TlsSession, UnixAnchor, Validity, check_peer, derive_seed,
     };
     use rustls::pki_types::{CertificateDer, UnixTime};
 
@@ -546,61 +546,7 @@ mod tls {
     }
 
     #[test]
-    fn identity_files_round_trip_with_owner_only_keys() {
-        let dir = std::env::temp_dir().join(format!("ferry-tls-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let alice = account("alice");
-        let a1 = device(&alice, "a1");
-        files::save_account(&dir.join("account.pem"), &alice).expect("save");
-        files::save_device(&dir.join("device.pem"), &a1).expect("save");
-        let alice2 = files::load_account(&dir.join("account.pem")).expect("load");
-        let a1b = files::load_device(&dir.join("device.pem")).expect("load");
-        assert_eq!(
-            (alice2.id(), alice2.certificate()),
-            (alice.id(), alice.certificate())
-        );
-        assert_eq!(
-            (a1b.id(), a1b.account(), a1b.chain()),
-            (a1.id(), a1.account(), a1.chain())
-        );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.join("device.pem"))
-                .expect("meta")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        // A device restored from its file still signs what its account can revoke.
-        let _ = alice2.revoke(&[a1b.id()], T0, 1).expect("revoke");
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn bad_identity_files_give_clear_errors() {
-        let dir = std::env::temp_dir().join(format!("ferry-tls-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let missing = files::load_device(&dir.join("nope.pem"));
-        assert!(
-            matches!(missing, Err(files::IdentityFileError::Missing(_))),
-            "{missing:?}"
-        );
-
-        let corrupt = dir.join("corrupt.pem");
-        std::fs::write(
-            &corrupt,
-            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-        )
-        .expect("write");
-        assert!(matches!(
-            files::load_device(&corrupt),
-            Err(files::IdentityFileError::Corrupt {
-                source: IdentityError::Pem(_),
-                ..
-            })
-        ));
-
+    fn bad_identity_pem_gives_clear_errors() {
         // A device's key with another device's certificate.
         let alice = account("alice");
         let (a1, a2) = (device(&alice, "a1"), device(&alice, "a2"));
@@ -633,6 +579,5 @@ mod tls {
                 .map(|e| matches!(e, IdentityError::Pem(_))),
             Some(true)
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_proto::driver::client::{SHUTDOWN_TIMEOUT, source_of};
-use ferry_proto::driver::{ClientConfig, ClientError, ClientEvent};
+use ferry_driver::client::{SHUTDOWN_TIMEOUT, source_of};
+use ferry_driver::{ClientConfig, ClientError, ClientEvent};
 use ferry_proto::io::Event;
 use ferry_proto::node::Node;
 use ferry_proto::tls::{AccountId, DeviceId};
@@ -19,9 +19,9 @@ use crate::{Driver, Events, Handle};
 /// One device of one account, sending and receiving files on smol.
 ///
 /// ```no_run
-/// # async fn example(config: ferry_proto::driver::ClientConfig, bob: ferry_proto::tls::AccountId)
+/// # async fn example(config: ferry_driver::ClientConfig, bob: ferry_proto::tls::AccountId)
 /// # -> Result<(), Box<dyn std::error::Error>> {
-/// use ferry_proto::driver::ClientEvent;
+/// use ferry_driver::ClientEvent;
 /// use ferry_smol::Client;
 ///
 /// let mut client = Client::start(config)?;

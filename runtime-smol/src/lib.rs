@@ -5,7 +5,7 @@
 //! Applications use a [`Client`]: one device's `Node` on this driver, with `send_file`,
 //! `accept` / `refuse` / `cancel`, its events and a clean `shutdown`.
 //!
-//! Everything that does not depend on the runtime lives in [`ferry_proto::driver`]: this
+//! Everything that does not depend on the runtime lives in [`ferry_driver`]: this
 //! crate only adds smol's tasks and sockets ([`Net`]) and the event loop ([`Driver::run`]).
 //! Connection tasks run on smol's global executor (`SMOL_THREADS` threads, one by default);
 //! the driver itself runs wherever its [`run`](Driver::run) future is polled.
@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ferry_proto::driver::net::{connect_error, finish_connect, reset_on_close};
-use ferry_proto::driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
+use ferry_driver::net::{connect_error, finish_connect, reset_on_close};
+use ferry_driver::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag, Write, WriteQueue};
 use ferry_proto::io::{Endpoint, Input};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -45,7 +45,7 @@ use smol::{Async, Task, Timer};
 use socket2::SockRef;
 
 pub use client::Client;
-pub use ferry_proto::driver::{
+pub use ferry_driver::{
     ClientConfig, ClientError, ClientEvent, Config, DhtStore, LocalAddr, Offer, Paths, Stopped,
     local_addresses,
 };

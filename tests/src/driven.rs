@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ferry_proto::driver::Config;
+use ferry_driver::Config;
 use ferry_proto::io::Endpoint;
 
 /// A command for the endpoint, run on the driver with the current time.

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::driver::{Config, DhtStore};
+use ferry_driver::{Config, DhtStore};
 use ferry_proto::io::{
     ConnId, ConnectError, DhtKey, FileError, FileId, FileOp, FileResult, Input, ListenerId, Output,
 };
@@ -931,7 +931,7 @@ pub fn transfer_resumes_from_a_partial_file<R: Runtime>() {
     let expected = make_file(&source, SIZE);
     let held = std::fs::read(&source).expect("source")[..HELD].to_vec();
     let name = SafeName::from_display_name("big.bin").expect("safe");
-    let partial = ferry_proto::driver::FileService::new(receiving.path()).partial_path(&name);
+    let partial = ferry_driver::FileService::new(receiving.path()).partial_path(&name);
     std::fs::write(partial, held).expect("partial");
     let events = transfer::<R>(&source, receiving.path(), expected, || {});
     let first_progress = events.iter().find_map(|e| match e {

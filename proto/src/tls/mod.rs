@@ -2,7 +2,7 @@
 //!
 //! - [`id`](AccountId): account and device ids, as Jami computes them.
 //! - [`Account`], [`Device`]: keys from seeds, the account's CA certificate, device
-//!   certificates signed by it, their PEM form; [`files`] saves and loads them.
+//!   certificates signed by it, their PEM form (`ferry-driver` saves them to files).
 //! - [`RevocationList`], [`Revocations`]: an account's signed list of revoked devices.
 //! - [`check_peer`], [`Pin`]: the checks both sides run on the peer's chain.
 //! - [`TlsSession`]: rustls over byte buffers, with the house verbs.
@@ -11,7 +11,6 @@
 //! it runs over (an ICE pair, a TURN relay) is the connector's.
 
 mod der;
-pub mod files;
 mod id;
 mod identity;
 mod revocation;

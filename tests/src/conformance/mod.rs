@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferry_proto::driver::{ClientEvent, Offer};
+use ferry_driver::{ClientEvent, Offer};
 use ferry_proto::tls::{Account, AccountId, Device, DeviceId, Validity, derive_seed};
 use ferry_proto::transfer::{Digest, Reason, Status, StreamDigest, TransferId};
 use ferry_proto::turn::TurnConfig;
@@ -34,7 +34,7 @@ pub type Peer = usize;
 pub struct Setup {
     /// A TURN server every node uses.
     pub turn: Option<TurnConfig>,
-    /// Devices with direct paths disabled ([`Paths::relay_only`](ferry_proto::driver::Paths)):
+    /// Devices with direct paths disabled ([`Paths::relay_only`](ferry_driver::Paths)):
     /// no host address at all, only their relayed candidate (needs [`turn`](Self::turn)).
     pub relay_only: Vec<Peer>,
     /// OpenDHT through this `dhtnode` proxy instead of the embedded DHT.

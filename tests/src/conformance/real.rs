@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ferry_proto::driver::{ClientConfig, ClientError, ClientEvent, Config, DhtStore, Paths};
+use ferry_driver::{ClientConfig, ClientError, ClientEvent, Config, DhtStore, Paths};
 use ferry_proto::tls::{Account, AccountId, Device};
 use ferry_proto::transfer::{Digest, TransferId};
 

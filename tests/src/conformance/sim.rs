@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_proto::driver::ClientEvent;
+use ferry_driver::ClientEvent;
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::{Account, AccountId, Device, UnixAnchor};

@@ -3,7 +3,7 @@
 
 use std::sync::mpsc;
 
-use ferry_proto::driver::{ClientConfig, ClientEvent};
+use ferry_driver::{ClientConfig, ClientEvent};
 use ferry_tests::conformance::{ClientRuntime, Command, RemoteClient};
 
 /// Carries out one command on a client (both runtimes' clients have the same calls).

@@ -1,7 +1,7 @@
 //! TCP sockets as the core asks for them, made with `socket2` before a runtime adopts them.
 //!
 //! Every listener binds with address and port reuse, so that an outbound connection can later
-//! bind the same port ([`Output::Connect`](crate::io::Output::Connect) with a `local_port`):
+//! bind the same port ([`Output::Connect`](ferry_proto::io::Output::Connect) with a `local_port`):
 //! ICE-TCP active candidates and simultaneous open need it. Both sockets set `SO_REUSEADDR`
 //! and, on Unix, `SO_REUSEPORT` (Linux requires it on both for a second bind of a listening
 //! port). The price: another socket of the same user that also asks for port reuse can bind
@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::io::ConnectError;
+use ferry_proto::io::ConnectError;
 
 /// How many pending connections a listener queues.
 const BACKLOG: i32 = 1024;

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use sha2::Digest as _;
 
 use super::dht::{MAX_VALUE_SIZE, MAX_VALUES_PER_KEY};
-use crate::io::{DhtKey, Input};
+use ferry_proto::io::{DhtKey, Input};
 
 /// How long a value lives unless stored again (OpenDHT's default).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);

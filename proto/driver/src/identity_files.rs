@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::identity::{Account, Device, IdentityError};
+use ferry_proto::tls::{Account, Device, IdentityError};
 
 /// Why an identity file could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,9 @@
 //! What the runtimes' application API (`ferry_smol::Client`, `ferry_tokio::Client`) shares:
-//! how a [`Node`](crate::node::Node) is configured from the host ([`ClientConfig`]), the
+//! how a [`Node`](ferry_proto::node::Node) is configured from the host ([`ClientConfig`]), the
 //! events an application sees ([`ClientEvent`]), and what a call can fail with
 //! ([`ClientError`]).
 //!
-//! A runtime's `Client` is a [`Node`](crate::node::Node) on that runtime's driver: its calls
+//! A runtime's `Client` is a [`Node`](ferry_proto::node::Node) on that runtime's driver: its calls
 //! are commands on the node, its events the node's [`Event`]s as [`ClientEvent`]s.
 
 use std::net::IpAddr;
@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use super::{Config, Paths, local_addresses};
-use crate::io::Event;
-use crate::node::NodeConfig;
-use crate::tls::{Device, DeviceId, PeerIdentity, UnixAnchor};
-use crate::transfer::{Digest, Reason, Status, TransferId};
-use crate::turn::TurnConfig;
+use ferry_proto::io::Event;
+use ferry_proto::node::NodeConfig;
+use ferry_proto::tls::{Device, DeviceId, PeerIdentity, UnixAnchor};
+use ferry_proto::transfer::{Digest, Reason, Status, TransferId};
+use ferry_proto::turn::TurnConfig;
 
 /// How long a client's shutdown waits for its TURN servers to delete the allocations before
 /// it closes everything anyway.
@@ -29,7 +29,7 @@ pub struct ClientConfig {
     /// This device.
     pub device: Device,
     /// This device's announcement, signed by its account
-    /// ([`Account::announce`](crate::tls::Account::announce)).
+    /// ([`Account::announce`](ferry_proto::tls::Account::announce)).
     pub announcement: Vec<u8>,
     /// The receive folder and the DHT.
     pub driver: Config,
@@ -131,6 +131,9 @@ pub struct Offer {
 pub enum ClientEvent {
     /// A peer offers a file.
     Incoming(Offer),
+    /// An event of the core that this client does not translate (the core's events are
+    /// `#[non_exhaustive]`), described for logs.
+    Unknown(String),
     /// A file sent with `send_file` reaches one more device of the account, as `transfer`.
     Reaching {
         /// What `send_file` returned.
@@ -190,7 +193,7 @@ pub enum ClientEvent {
     /// [`NodeConfig::ask_before_connecting`]).
     ConnectionRequest {
         /// Its account.
-        account: crate::tls::AccountId,
+        account: ferry_proto::tls::AccountId,
         /// The device.
         device: DeviceId,
     },
@@ -277,6 +280,8 @@ impl ClientEvent {
                 ClientEvent::PeerUnreachable { device, reason }
             }
             Event::ShutDown => ClientEvent::ShutDown,
+            // A newer core's event that this client does not translate yet.
+            other => ClientEvent::Unknown(format!("{other:?}")),
         }
     }
 }
@@ -298,7 +303,7 @@ pub enum ClientError {
     },
     /// The node refused the call (no such transfer, or not in a state that allows it).
     #[error(transparent)]
-    Refused(#[from] crate::Error),
+    Refused(#[from] ferry_proto::Error),
 }
 
 impl From<super::Stopped> for ClientError {
@@ -308,7 +313,7 @@ impl From<super::Stopped> for ClientError {
 }
 
 /// Checks that `path` is a file this process can open, and returns the source reference and
-/// the name to offer (its last component) for [`Node::send_file`](crate::node::Node::send_file).
+/// the name to offer (its last component) for [`Node::send_file`](ferry_proto::node::Node::send_file).
 pub fn source_of(path: &Path) -> Result<(String, String), ClientError> {
     let fail = |why: String| ClientError::Source {
         path: path.to_owned(),
@@ -332,7 +337,7 @@ pub fn source_of(path: &Path) -> Result<(String, String), ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{Account, Validity, derive_seed};
+    use ferry_proto::tls::{Account, Validity, derive_seed};
 
     fn device() -> (Device, Vec<u8>) {
         let validity = Validity::days_from(1_795_651_200, 365);

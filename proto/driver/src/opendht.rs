@@ -24,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
-use crate::io::{DhtKey, Input};
+use ferry_proto::io::{DhtKey, Input};
 
 /// Longest line of a listen stream kept.
 pub const MAX_LINE: usize = 256 * 1024;

@@ -1,17 +1,19 @@
-//! For drivers; no state machine uses it (cargo feature `driver`, off by default).
+//! What every driver of a Ferry endpoint shares, and no state machine needs.
 //!
-//! What a driver that runs an [`Endpoint`](crate::io::Endpoint) on a real machine needs,
-//! whatever its async runtime: the runtimes `ferry-smol` and `ferry-tokio` add only their own
-//! sockets, tasks and timers on top. Like [`tls::files`](crate::tls::files), this module
-//! touches the system (files, sockets, threads); nothing else in `ferry-proto` calls it.
+//! `ferry-proto` holds the protocols as pure state machines; this crate runs them on a real
+//! machine, whatever the async runtime: the runtimes `ferry-smol` and `ferry-tokio` add only
+//! their own sockets, tasks and timers on top. It touches the system (files, sockets,
+//! threads, the clock, OS randomness), which `ferry-proto` never does.
 //!
 //! - [`client`]: what the runtimes' application API shares: a node's configuration from the
 //!   host ([`ClientConfig`]), the application's [`ClientEvent`]s, [`ClientError`];
 //! - [`shell`]: the [`Shell`] around one endpoint, which carries out its outputs through a
 //!   runtime's [`Net`] and keeps the connection bookkeeping (names, pause and resume, half
 //!   and full close, connect timeouts);
-//! - [`files`]: [`FileService`] does the [`FileOp`](crate::io::FileOp)s on real files, with
-//!   the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
+//! - [`files`]: [`FileService`] does the [`FileOp`](ferry_proto::io::FileOp)s on real files,
+//!   with the digest beside the I/O, and [`FileThread`] runs it on a thread of its own;
+//! - [`identity_files`]: accounts and devices saved as PEM files, private keys readable by
+//!   the owner only;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
 //! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
 //!   processes of one machine;
@@ -26,6 +28,7 @@ pub mod client;
 pub mod dht;
 pub mod files;
 pub mod folder_dht;
+pub mod identity_files;
 pub mod interfaces;
 pub mod net;
 pub mod opendht;
@@ -46,7 +49,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use crate::io::DhtKey;
+use ferry_proto::io::DhtKey;
 
 /// What a driver needs besides its endpoint.
 #[derive(Debug, Clone)]

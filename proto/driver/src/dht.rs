@@ -9,7 +9,7 @@
 //! bounds its memory.
 //!
 //! Each driver takes a [`DhtClient`] from a shared [`DhtStore`] and carries out
-//! [`Output::DhtPut`](crate::io::Output::DhtPut) and its siblings with it; answers come back
+//! [`Output::DhtPut`](ferry_proto::io::Output::DhtPut) and its siblings with it; answers come back
 //! as [`Input`]s through the callback the client was made with.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
-use crate::io::{DhtKey, Input};
+use ferry_proto::io::{DhtKey, Input};
 
 /// Largest value stored, in bytes (OpenDHT's limit).
 pub const MAX_VALUE_SIZE: usize = 64 * 1024;

@@ -34,8 +34,8 @@ use super::DhtConnection;
 use super::files::FileThread;
 use super::net;
 use super::opendht::ProxyClient;
-use crate::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
-use crate::timer::Timers;
+use ferry_proto::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
+use ferry_proto::timer::Timers;
 
 /// How long a closed connection keeps reading for the peer's FIN before it is dropped.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
@@ -211,7 +211,8 @@ pub struct Shell<E: Endpoint, N: Net> {
     resumed: VecDeque<Tag>,
     events: VecDeque<E::Event>,
     refused: u64,
-    last_refused: Option<crate::Error>,
+    last_refused: Option<ferry_proto::Error>,
+    unknown_outputs: u64,
     /// After [`close_all`](Self::close_all): the endpoint is no longer run.
     closing: bool,
 }
@@ -262,6 +263,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             events: VecDeque::new(),
             refused: 0,
             last_refused: None,
+            unknown_outputs: 0,
             closing: false,
         }
     }
@@ -274,8 +276,14 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
     /// How many inputs the endpoint refused (`handle_input` returned an error), and the last
     /// such error: driver bugs, or races an endpoint should tolerate. For tests and logs; a
     /// driver never stops for them.
-    pub fn refused(&self) -> (u64, Option<&crate::Error>) {
+    pub fn refused(&self) -> (u64, Option<&ferry_proto::Error>) {
         (self.refused, self.last_refused.as_ref())
+    }
+
+    /// How many outputs the endpoint gave that this driver does not know how to carry out
+    /// (a newer core's); zero unless the core and the driver disagree on the vocabulary.
+    pub fn unknown_outputs(&self) -> u64 {
+        self.unknown_outputs
     }
 
     /// Runs an application command on the endpoint, then carries out what it asked.
@@ -618,6 +626,9 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             }
             Output::File(op) => self.files.submit(op),
             Output::Event(event) => self.events.push_back(event),
+            // A newer core's output that this driver cannot carry out: counted, so a test or
+            // a log can see it, rather than silently dropped.
+            _ => self.unknown_outputs += 1,
         }
     }
 
@@ -698,7 +709,7 @@ impl<C> Open<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::{DhtStore, FileService};
+    use crate::{DhtStore, FileService};
 
     /// Records what the shell asks of the runtime.
     #[derive(Default)]
@@ -746,7 +757,7 @@ mod tests {
 
     impl Endpoint for Script {
         type Event = ();
-        fn handle_input(&mut self, _: Instant, input: Input) -> Result<(), crate::Error> {
+        fn handle_input(&mut self, _: Instant, input: Input) -> Result<(), ferry_proto::Error> {
             self.fed.push(input);
             Ok(())
         }

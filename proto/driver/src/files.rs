@@ -25,8 +25,8 @@ use std::sync::mpsc;
 
 use bytes::Bytes;
 
-use crate::io::{FileError, FileId, FileOp, FileResult};
-use crate::transfer::{Digest, MAX_NAME_BYTES, SafeName, StreamDigest};
+use ferry_proto::io::{FileError, FileId, FileOp, FileResult};
+use ferry_proto::transfer::{Digest, MAX_NAME_BYTES, SafeName, StreamDigest};
 
 /// What the name of a partial file ends with.
 pub const PARTIAL_SUFFIX: &str = ".ferry-part";
@@ -90,6 +90,8 @@ impl FileService {
             FileOp::Commit { .. } => self.commit(file),
             FileOp::Discard { .. } => self.close(file, true),
             FileOp::Close { .. } => self.close(file, false),
+            // A newer core's operation: answered, so the core never waits for it.
+            _ => Err(Failure::Unknown),
         };
         result.unwrap_or_else(|failure| FileResult::Failed {
             file,
@@ -397,6 +399,7 @@ enum Failure {
     NotOpen,
     ReadOnly,
     NoFreeName,
+    Unknown,
 }
 
 impl From<io::Error> for Failure {
@@ -423,6 +426,7 @@ impl From<Failure> for FileError {
             Failure::NotOpen => other("this file id is not open"),
             Failure::ReadOnly => other("not a partial file"),
             Failure::NoFreeName => other("no free name left for this file"),
+            Failure::Unknown => other("a file operation this driver does not know"),
         }
     }
 }
