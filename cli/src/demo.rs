@@ -258,9 +258,9 @@ pub(crate) async fn run(options: Options) -> Result<bool, String> {
         std::fs::create_dir_all(&f).map_err(|e| format!("cannot create {}: {e}", f.display()))?;
         folders.push(f);
     }
-    let mut pa = start(&alice, &a1, &folders[0], &dht, anchor, &turn)?;
-    let mut pb1 = start(&bob, &b1, &folders[1], &dht, anchor, &turn)?;
-    let mut pb2 = start(&bob, &b2, &folders[2], &dht, anchor, &turn)?;
+    let pa = start(&alice, &a1, &folders[0], &dht, anchor, &turn)?;
+    let pb1 = start(&bob, &b1, &folders[1], &dht, anchor, &turn)?;
+    let pb2 = start(&bob, &b2, &folders[2], &dht, anchor, &turn)?;
 
     let bob_id = bob.id();
     let source_text = source.to_string_lossy().into_owned();

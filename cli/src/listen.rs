@@ -113,7 +113,7 @@ pub(crate) async fn run(
     options: &Options,
     json_mode: bool,
 ) -> Result<(), Failure> {
-    let mut session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
+    let session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     let me = &session.device.device;

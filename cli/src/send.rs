@@ -76,7 +76,7 @@ pub(crate) async fn run(
 
     // A sender takes no files; its driver still needs a folder.
     let folder = home.dir().join("received");
-    let mut session = session::start(home, net, &folder, None)?;
+    let session = session::start(home, net, &folder, None)?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     report.add_aggregate("all devices", size);

@@ -45,7 +45,7 @@ async fn plain_socket_pair() -> Duration {
 
 async fn through_the_driver() -> Duration {
     let folder = std::env::temp_dir();
-    let (receiver, _keep_rx, mut rx_events) =
+    let (receiver, _keep_rx, rx_events) =
         Driver::new(Blast::receiver(), Config::new(&folder)).expect("driver");
     tokio::spawn(receiver.run());
     let Some(BlastEvent::Listening(addr)) = rx_events.recv().await else {

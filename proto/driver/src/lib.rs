@@ -5,8 +5,12 @@
 //! their own sockets, tasks and timers on top. It touches the system (files, sockets,
 //! threads, the clock, OS randomness), which `ferry-proto` never does.
 //!
-//! - [`client`]: what the runtimes' application API shares: a node's configuration from the
-//!   host ([`ClientConfig`]), the application's [`ClientEvent`]s, [`ClientError`];
+//! - [`runtime`]: the small [`Runtime`] trait a runtime crate implements (spawn, sleep, TCP
+//!   sockets), and the socket [`Tasks`] built on it;
+//! - [`run_loop`]: the one [`Driver`] loop for every runtime, its [`Handle`] and [`Events`];
+//! - [`app`]: the application API, [`Client`], written once for every runtime;
+//! - [`client`]: the client's vocabulary: a node's configuration from the host
+//!   ([`ClientConfig`]), the application's [`ClientEvent`]s, [`ClientError`];
 //! - [`shell`]: the [`Shell`] around one endpoint, which carries out its outputs through a
 //!   runtime's [`Net`] and keeps the connection bookkeeping (names, pause and resume, half
 //!   and full close, connect timeouts);
@@ -24,6 +28,7 @@
 //! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
 //!   and [`Stopped`], what a command to a driver that ended gets.
 
+pub mod app;
 pub mod client;
 pub mod dht;
 pub mod files;
@@ -32,15 +37,20 @@ pub mod identity_files;
 pub mod interfaces;
 pub mod net;
 pub mod opendht;
+pub mod run_loop;
+pub mod runtime;
 pub mod shell;
 pub mod write_queue;
 
+pub use app::Client;
 pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use folder_dht::FolderClient;
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
+pub use run_loop::{Command, Driver, Events, Handle, Parts};
+pub use runtime::{Runtime, Tasks};
 pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};
 pub use write_queue::{Write, WriteQueue};
 

@@ -22,7 +22,7 @@ impl Runtime for Smol {
         std::thread::spawn(move || {
             smol::block_on(async move {
                 let forward = async move {
-                    while let Ok(event) = events.recv().await {
+                    while let Some(event) = events.recv().await {
                         if tx.send(event).is_err() {
                             break;
                         }

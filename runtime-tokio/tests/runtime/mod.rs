@@ -17,7 +17,7 @@ impl Runtime for Tokio {
         E: Endpoint + Send + 'static,
         E::Event: Send + 'static,
     {
-        let (driver, handle, mut events) = Driver::new(endpoint, config).expect("driver");
+        let (driver, handle, events) = Driver::new(endpoint, config).expect("driver");
         let (tx, rx) = mpsc::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

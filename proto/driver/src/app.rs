@@ -1,28 +1,30 @@
-//! The application API: a [`Client`] is one device's [`Node`] on a smol [`Driver`].
+//! The application API, written once for every runtime: a [`Client`] is one device's
+//! [`Node`] on a [`Driver`], its calls commands on the node, its events the node's as
+//! [`ClientEvent`]s.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ferry_driver::client::{SHUTDOWN_TIMEOUT, source_of};
-use ferry_driver::{ClientConfig, ClientError, ClientEvent};
 use ferry_proto::io::Event;
 use ferry_proto::node::Node;
 use ferry_proto::tls::{AccountId, DeviceId};
 use ferry_proto::transfer::TransferId;
-use smol::future::FutureExt as _;
-use smol::{Task, Timer};
+use futures_lite::FutureExt as _;
 
-use crate::{Driver, Events, Handle};
+use crate::client::{SHUTDOWN_TIMEOUT, source_of};
+use crate::runtime::Runtime;
+use crate::{ClientConfig, ClientError, ClientEvent, Driver, Events, Handle};
 
-/// One device of one account, sending and receiving files on smol.
+/// One device of one account, sending and receiving files on the runtime `R`
+/// (`ferry_tokio::Client` and `ferry_smol::Client` name it for theirs).
 ///
 /// ```no_run
 /// # async fn example(config: ferry_driver::ClientConfig, bob: ferry_proto::tls::AccountId)
 /// # -> Result<(), Box<dyn std::error::Error>> {
 /// use ferry_driver::ClientEvent;
-/// use ferry_smol::Client;
+/// use ferry_tokio::Client;
 ///
 /// let mut client = Client::start(config)?;
 /// let group = client.send_file(bob, "/tmp/report.pdf").await?;
@@ -36,15 +38,15 @@ use crate::{Driver, Events, Handle};
 /// client.shutdown().await;
 /// # Ok(()) }
 /// ```
-pub struct Client {
+pub struct Client<R: Runtime> {
     handle: Handle<Node>,
     events: Events<Event>,
     receive_folder: PathBuf,
     device: DeviceId,
-    driver: Task<()>,
+    driver: R::Task,
 }
 
-impl std::fmt::Debug for Client {
+impl<R: Runtime> std::fmt::Debug for Client<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("device", &self.device)
@@ -52,19 +54,20 @@ impl std::fmt::Debug for Client {
     }
 }
 
-impl Client {
-    /// Starts the node, and its driver on smol's global executor. Fails when the host's addresses, the receive folder or the DHT
-    /// cannot be reached.
-    pub fn start(config: ClientConfig) -> io::Result<Client> {
+impl<R: Runtime> Client<R> {
+    /// Starts the node, and its driver as a task of the runtime (on tokio, from inside a
+    /// runtime with I/O and time enabled). Fails when the host's addresses, the receive folder
+    /// or the DHT cannot be reached.
+    pub fn start(config: ClientConfig) -> io::Result<Client<R>> {
         let now = Instant::now();
         let node = Node::new(now, config.node_config(now)?);
-        let (driver, handle, events) = Driver::new(node, config.driver.clone())?;
+        let (driver, handle, events) = Driver::<Node, R>::new(node, config.driver.clone())?;
         Ok(Client {
             handle,
             events,
             receive_folder: config.driver.receive_folder,
             device: config.device.id(),
-            driver: smol::spawn(driver.run()),
+            driver: R::spawn(driver.run()),
         })
     }
 
@@ -120,7 +123,7 @@ impl Client {
     /// The next event; `None` once the driver stopped. Take them steadily: the driver waits
     /// while its event queue is full, which keeps memory bounded.
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
-        let event = self.events.recv().await.ok()?;
+        let event = self.events.recv().await?;
         Some(ClientEvent::from_event(event, &self.receive_folder))
     }
 
@@ -129,16 +132,15 @@ impl Client {
     /// every connection closed after its queued bytes. Events not taken yet are dropped.
     pub async fn shutdown(self) {
         if self.handle.command(|node, now| node.shutdown(now)).is_ok() {
+            let until = Instant::now() + SHUTDOWN_TIMEOUT;
             async {
-                while let Ok(event) = self.events.recv().await {
+                while let Some(event) = self.events.recv().await {
                     if event == Event::ShutDown {
                         break;
                     }
                 }
             }
-            .or(async {
-                Timer::after(SHUTDOWN_TIMEOUT).await;
-            })
+            .or(R::sleep_until(until))
             .await;
         }
         // The driver closes its connections once its last handle is gone.

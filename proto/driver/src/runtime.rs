@@ -1,0 +1,270 @@
+//! What the one driver loop needs of an async runtime, and the socket tasks built on it.
+//!
+//! A [`Runtime`] is small on purpose (in the spirit of quinn's): spawn a task, sleep until an
+//! instant, and TCP sockets registered with its reactor. Everything else — the loop
+//! ([`Driver`](crate::Driver)), the connection tasks ([`Tasks`], the shell's [`Net`]), the
+//! application [`Client`](crate::Client) — is written once, here, on runtime-neutral
+//! channels (`async-channel`) and combinators (`futures-lite`).
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use bytes::{Bytes, BytesMut};
+use futures_lite::FutureExt as _;
+use socket2::SockRef;
+
+use crate::net::{connect_error, finish_connect, reset_on_close};
+use crate::{Net, SocketEvent, Tag, Write, WriteQueue};
+
+/// An async runtime, as the driver uses it.
+pub trait Runtime: Send + Sync + 'static {
+    /// A listening socket registered with the runtime's reactor.
+    type Listener: Send + Sync + 'static;
+    /// A connected socket registered with the reactor; a connection's reader and writer
+    /// share it.
+    type Stream: Send + Sync + 'static;
+    /// A spawned task: awaiting it waits for its end; dropping it cancels it.
+    type Task: Future<Output = ()> + Send + Unpin + 'static;
+
+    /// Runs `future` on the runtime.
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self::Task;
+
+    /// Completes at `at`.
+    fn sleep_until(at: Instant) -> impl Future<Output = ()> + Send;
+
+    /// Registers a non-blocking listener.
+    fn listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+
+    /// The next connection on `listener`.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send + '_;
+
+    /// Registers a non-blocking socket (connected, or connecting).
+    fn stream(socket: std::net::TcpStream) -> io::Result<Self::Stream>;
+
+    /// Completes once `stream` is writable (a connect in progress has finished).
+    fn writable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Reads what is there (at least one byte, or 0 at end of stream), appending to `buf`.
+    /// Cancel-safe: the reader drops this future when told to pause, so a future dropped
+    /// before it completes must have read nothing and left `buf` as it was.
+    fn read<'a>(
+        stream: &'a Self::Stream,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// Writes as much of `data` as the socket takes now (at least one byte).
+    fn write_vectored<'a>(
+        stream: &'a Self::Stream,
+        data: &'a [IoSlice<'a>],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// The socket underneath, for options, shutdown and reset.
+    fn socket(stream: &Self::Stream) -> SockRef<'_>;
+}
+
+/// Bytes a reader asks for at a time.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// A runtime's sockets as the shell's [`Net`]: an accept task per listener, a connect task
+/// per connect, and a reader and a writer task per connection, each reporting
+/// [`SocketEvent`]s on one channel.
+pub struct Tasks<R: Runtime> {
+    report: Sender<SocketEvent<R::Stream>>,
+}
+
+impl<R: Runtime> Tasks<R> {
+    /// Tasks that report on `report`.
+    pub fn new(report: Sender<SocketEvent<R::Stream>>) -> Tasks<R> {
+        Tasks { report }
+    }
+}
+
+/// A connection's reader and writer tasks over one shared socket.
+pub struct Conn<R: Runtime> {
+    stream: Arc<R::Stream>,
+    writes: Sender<Write>,
+    reading: Sender<bool>,
+    _tasks: [R::Task; 2],
+}
+
+impl<R: Runtime> Net for Tasks<R> {
+    type Stream = R::Stream;
+    type Conn = Conn<R>;
+    type Task = R::Task;
+
+    fn accept(&mut self, tag: Tag, listener: std::net::TcpListener) -> io::Result<R::Task> {
+        let listener = R::listener(listener)?;
+        let report = self.report.clone();
+        Ok(R::spawn(async move {
+            loop {
+                match R::accept(&listener).await {
+                    Ok((stream, remote)) => {
+                        let _ = R::socket(&stream).set_tcp_nodelay(true);
+                        let event = SocketEvent::Accepted {
+                            tag,
+                            stream,
+                            remote,
+                        };
+                        if report.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Out of descriptors, mostly: wait rather than spin.
+                    Err(_) => R::sleep_until(Instant::now() + Duration::from_millis(50)).await,
+                }
+            }
+        }))
+    }
+
+    fn connect(&mut self, tag: Tag, socket: std::net::TcpStream) -> io::Result<R::Task> {
+        let stream = R::stream(socket)?;
+        let report = self.report.clone();
+        Ok(R::spawn(async move {
+            let connected = match R::writable(&stream).await {
+                Ok(()) => finish_connect(R::socket(&stream)),
+                Err(e) => Err(connect_error(&e)),
+            };
+            let event = match connected {
+                Ok(local) => SocketEvent::Connected { tag, stream, local },
+                Err(error) => SocketEvent::ConnectFailed { tag, error },
+            };
+            let _ = report.send(event).await;
+        }))
+    }
+
+    fn start(&mut self, tag: Tag, stream: R::Stream) -> Conn<R> {
+        let stream = Arc::new(stream);
+        let (writes, writes_rx) = async_channel::unbounded();
+        let (reading, reading_rx) = async_channel::unbounded();
+        let reader = read_loop::<R>(tag, stream.clone(), reading_rx, self.report.clone());
+        let writer = write_loop::<R>(tag, stream.clone(), writes_rx, self.report.clone());
+        Conn {
+            stream,
+            writes,
+            reading,
+            _tasks: [R::spawn(reader), R::spawn(writer)],
+        }
+    }
+
+    fn send(&mut self, conn: &Conn<R>, data: Bytes) {
+        let _ = conn.writes.try_send(Write::Data(data));
+    }
+
+    fn shutdown_write(&mut self, conn: &Conn<R>) {
+        let _ = conn.writes.try_send(Write::Fin);
+    }
+
+    fn set_reading(&mut self, conn: &Conn<R>, on: bool) {
+        let _ = conn.reading.try_send(on);
+    }
+
+    fn reset(&mut self, conn: Conn<R>) {
+        reset_on_close(R::socket(&conn.stream));
+    }
+}
+
+async fn read_loop<R: Runtime>(
+    tag: Tag,
+    stream: Arc<R::Stream>,
+    reading: Receiver<bool>,
+    report: Sender<SocketEvent<R::Stream>>,
+) {
+    let mut buf = BytesMut::new();
+    let mut on = true;
+    loop {
+        // The latest word on pausing wins; while paused, only that word can wake us.
+        while let Ok(word) = reading.try_recv() {
+            on = word;
+        }
+        if !on {
+            match reading.recv().await {
+                Ok(word) => on = word,
+                Err(_) => return,
+            }
+            continue;
+        }
+        let read = async { Some(R::read(&stream, &mut buf).await) }
+            .or(async {
+                if let Ok(word) = reading.recv().await {
+                    on = word;
+                }
+                None
+            })
+            .await;
+        let Some(read) = read else {
+            if reading.is_closed() {
+                return;
+            }
+            continue;
+        };
+        let (event, last) = match read {
+            Ok(0) => (SocketEvent::Eof { tag }, true),
+            Ok(n) => {
+                let data = if n >= READ_CHUNK / 2 {
+                    buf.split().freeze()
+                } else {
+                    // A small read gets an allocation of its own, so that a peer that trickles
+                    // bytes cannot make the core hold a whole read buffer per byte.
+                    let data = Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    data
+                };
+                (SocketEvent::Received { tag, data }, false)
+            }
+            Err(_) => (SocketEvent::Failed { tag }, true),
+        };
+        if report.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+async fn write_loop<R: Runtime>(
+    tag: Tag,
+    stream: Arc<R::Stream>,
+    writes: Receiver<Write>,
+    report: Sender<SocketEvent<R::Stream>>,
+) {
+    let mut queue = WriteQueue::default();
+    loop {
+        if queue.is_idle() {
+            match writes.recv().await {
+                Ok(write) => queue.push(write),
+                Err(_) => return,
+            }
+        }
+        // Whatever else is queued goes out in the same system call.
+        while !queue.is_full() {
+            match writes.try_recv() {
+                Ok(write) => queue.push(write),
+                Err(_) => break,
+            }
+        }
+        if queue.fin_due() {
+            let event = match R::socket(&stream).shutdown(Shutdown::Write) {
+                Ok(()) => SocketEvent::FinSent { tag },
+                Err(_) => SocketEvent::Failed { tag },
+            };
+            let _ = report.send(event).await;
+            return;
+        }
+        let written = R::write_vectored(&stream, &queue.slices()).await;
+        let event = match written {
+            Ok(0) | Err(_) => SocketEvent::Failed { tag },
+            Ok(bytes) => {
+                queue.advance(bytes);
+                SocketEvent::Sent { tag, bytes }
+            }
+        };
+        let failed = matches!(event, SocketEvent::Failed { .. });
+        if report.send(event).await.is_err() || failed {
+            return;
+        }
+    }
+}
