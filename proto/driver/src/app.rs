@@ -21,12 +21,14 @@ use crate::{ClientConfig, ClientError, ClientEvent, Driver, Events, Handle};
 /// (`ferry_tokio::Client` and `ferry_smol::Client` name it for theirs).
 ///
 /// ```no_run
-/// # async fn example(config: ferry_driver::ClientConfig, bob: ferry_proto::tls::AccountId)
-/// # -> Result<(), Box<dyn std::error::Error>> {
-/// use ferry_driver::ClientEvent;
-/// use ferry_tokio::Client;
+/// # async fn example<R: ferry_driver::Runtime>(
+/// #     config: ferry_driver::ClientConfig,
+/// #     bob: ferry_proto::tls::AccountId,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use ferry_driver::{Client, ClientEvent};
 ///
-/// let mut client = Client::start(config)?;
+/// // With a runtime crate: `ferry_tokio::Client::start(config)`.
+/// let mut client = Client::<R>::start(config)?;
 /// let group = client.send_file(bob, "/tmp/report.pdf").await?;
 /// while let Some(event) = client.next_event().await {
 ///     match event {
