@@ -8,16 +8,14 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use ferry_driver::{CLOSE_LINGER, Paths, local_addresses};
+use ferry_driver::{CLOSE_LINGER, ClientConfig, Paths};
 use ferry_proto::io::Event;
-use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::UnixAnchor;
+use ferry_proto::node::Node;
 use ferry_proto::turn::TurnConfig;
 use ferry_tokio::{Config, Driver, Events, Handle};
 
 use crate::failure::Failure;
 use crate::home::{DeviceFile, Home, create_private_dir, default_dht_folder};
-use crate::identity::{random_seed, unix_now};
 
 /// Where the DHT is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,42 +144,27 @@ pub(crate) fn start(
     create_private_dir(receive_folder)?;
     // Two processes of one machine meet through a folder: their loopback addresses then are
     // a path too. Over a real DHT, only addresses other machines can reach are offered.
-    let paths = match net.dht {
-        DhtChoice::Folder(_) => Paths {
-            loopback: true,
-            ..Paths::default()
-        },
-        DhtChoice::Proxy(_) => Paths::default(),
+    let paths = Paths {
+        direct: !net.relay_only,
+        loopback: matches!(net.dht, DhtChoice::Folder(_)),
+        ..Paths::default()
     };
-    let listed = |paths: &Paths| {
-        local_addresses(paths)
-            .map_err(|e| Failure::Internal(format!("cannot list this machine's addresses: {e}")))
+    let driver_config = match &net.dht {
+        DhtChoice::Folder(path) => Config::new(receive_folder).with_folder_dht(path),
+        DhtChoice::Proxy(addr) => Config::new(receive_folder).with_opendht(*addr),
     };
-    let mut found = listed(&paths)?;
-    if found.is_empty() {
-        // A machine with no other address (a container, a network namespace): loopback is
-        // the only direct path left, to nodes of this machine.
-        found = listed(&Paths::loopback_only())?;
-    }
-    let local_ips = found.into_iter().map(|a| a.ip).collect();
-    let seed = random_seed()?;
-    let anchor = UnixAnchor {
-        instant: Instant::now(),
-        unix: Duration::from_secs(unix_now()?),
-    };
-    let mut config = NodeConfig::new(
+    let mut client = ClientConfig::new(
         device.device.clone(),
         device.announcement.clone(),
-        local_ips,
-        u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]),
-        anchor,
-    );
-    config.turn = net.turn.iter().cloned().collect();
-    config.relay_only = net.relay_only;
-    config.revocations = revocations;
-    config.auto_accept_images_under = auto_accept_images_under;
+        driver_config.clone(),
+    )
+    .with_paths(paths);
+    client.turn = net.turn.iter().cloned().collect();
+    client.revocations = revocations;
+    client.auto_accept_images_under = auto_accept_images_under;
+    let config = client
+        .node_config(Instant::now())
+        .map_err(|e| Failure::Internal(format!("cannot start the node on this machine: {e}")))?;
     tracing::info!(
         device = %device.device.id(),
         ips = ?config.local_ips,
@@ -189,10 +172,6 @@ pub(crate) fn start(
         turn = ?net.turn.as_ref().map(|t| t.server),
         "starting the node"
     );
-    let driver_config = match &net.dht {
-        DhtChoice::Folder(path) => Config::new(receive_folder).with_folder_dht(path),
-        DhtChoice::Proxy(addr) => Config::new(receive_folder).with_opendht(*addr),
-    };
     let node = Node::new(Instant::now(), config);
     let (driver, handle, events) = Driver::new(node, driver_config).map_err(|e| {
         Failure::Usage(format!(

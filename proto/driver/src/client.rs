@@ -15,7 +15,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use super::{Config, Paths, local_addresses};
 use ferry_proto::io::Event;
 use ferry_proto::node::NodeConfig;
-use ferry_proto::tls::{Device, DeviceId, PeerIdentity, UnixAnchor};
+use ferry_proto::tls::{Device, DeviceId, PeerIdentity, Revocations, UnixAnchor};
 use ferry_proto::transfer::{Digest, Reason, Status, TransferId};
 use ferry_proto::turn::TurnConfig;
 
@@ -42,6 +42,8 @@ pub struct ClientConfig {
     /// The seed of the node's random values (ICE credentials, transfer ids); `None` draws one
     /// from the operating system, which is what a real application wants.
     pub seed: Option<u64>,
+    /// Revocation lists this device honours (its own account's, at least).
+    pub revocations: Revocations,
 }
 
 impl ClientConfig {
@@ -56,6 +58,7 @@ impl ClientConfig {
             turn: Vec::new(),
             auto_accept_images_under: None,
             seed: None,
+            revocations: Revocations::default(),
         }
     }
 
@@ -80,10 +83,16 @@ impl ClientConfig {
             direct: true,
             ..self.paths.clone()
         };
-        let local_ips: Vec<IpAddr> = local_addresses(&connect_from)?
-            .into_iter()
-            .map(|a| a.ip)
-            .collect();
+        let mut found = local_addresses(&connect_from)?;
+        if found.is_empty() && self.paths.interfaces.is_empty() {
+            // A machine with no other address (a container, a network namespace): loopback
+            // is the only direct path left, to nodes of this machine.
+            found = local_addresses(&Paths {
+                loopback: true,
+                ..connect_from
+            })?;
+        }
+        let local_ips: Vec<IpAddr> = found.into_iter().map(|a| a.ip).collect();
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| std::io::Error::other("the system clock is before 1970"))?;
@@ -108,6 +117,7 @@ impl ClientConfig {
         config.turn = self.turn.clone();
         config.relay_only = !self.paths.direct;
         config.auto_accept_images_under = self.auto_accept_images_under;
+        config.revocations = self.revocations.clone();
         Ok(config)
     }
 }
