@@ -24,6 +24,8 @@ pub(crate) mod exit {
     pub(crate) const DIGEST_MISMATCH: u8 = 8;
     /// A file could not be read or written (disk full, permission denied).
     pub(crate) const FILE: u8 = 9;
+    /// Another `ferry listen` already runs on this home.
+    pub(crate) const BUSY: u8 = 10;
 }
 
 /// The exit codes as `ferry --help` shows them.
@@ -38,7 +40,8 @@ Exit codes:
   6  refused
   7  cancelled
   8  SHA3-512 mismatch: the file arrived damaged and was not kept
-  9  a file could not be read or written (disk full, permission denied)";
+  9  a file could not be read or written (disk full, permission denied)
+ 10  another `ferry listen` already runs on this home (its process id is printed)";
 
 /// Why a command failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub(crate) enum Failure {
     DigestMismatch(String),
     /// A file could not be read or written.
     File(String),
+    /// Another listener holds this home.
+    Busy(String),
 }
 
 impl Failure {
@@ -76,6 +81,7 @@ impl Failure {
             Failure::Cancelled(_) => exit::CANCELLED,
             Failure::DigestMismatch(_) => exit::DIGEST_MISMATCH,
             Failure::File(_) => exit::FILE,
+            Failure::Busy(_) => exit::BUSY,
         }
     }
 
@@ -91,6 +97,7 @@ impl Failure {
             Failure::Cancelled(_) => "cancelled",
             Failure::DigestMismatch(_) => "digest_mismatch",
             Failure::File(_) => "file",
+            Failure::Busy(_) => "busy",
         }
     }
 }
@@ -106,7 +113,8 @@ impl fmt::Display for Failure {
             | Failure::Refused(m)
             | Failure::Cancelled(m)
             | Failure::DigestMismatch(m)
-            | Failure::File(m) => f.write_str(m),
+            | Failure::File(m)
+            | Failure::Busy(m) => f.write_str(m),
         }
     }
 }
@@ -141,11 +149,13 @@ mod tests {
             Failure::Cancelled(String::new()),
             Failure::DigestMismatch(String::new()),
             Failure::File(String::new()),
+            Failure::Busy(String::new()),
         ];
         let mut codes: Vec<u8> = all.iter().map(Failure::code).collect();
         for code in &codes {
             assert!(
-                EXIT_CODES.contains(&format!("\n  {code}  ")),
+                EXIT_CODES.contains(&format!("\n  {code}  "))
+                    || EXIT_CODES.contains(&format!("\n {code}  ")),
                 "code {code} is documented"
             );
         }

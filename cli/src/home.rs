@@ -122,6 +122,45 @@ impl Home {
         self.dir.join("revoked.txt")
     }
 
+    /// Holds this home for one `ferry listen` until the returned lock is dropped (at exit,
+    /// however the process ends: the system releases the lock with the descriptor). A second
+    /// listener on the same home would take and refuse offers meant for the first, so it
+    /// stops here, naming the process that holds the home.
+    pub(crate) fn lock_listener(&self) -> Result<ListenerLock, Failure> {
+        let path = self.dir.join("listen.lock");
+        let io =
+            |e: std::io::Error| Failure::Internal(format!("cannot use {}: {e}", path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = std::io::Read::read_to_string(&mut file, &mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    format!("process {holder}")
+                };
+                return Err(Failure::Busy(format!(
+                    "`ferry listen` already runs on this home ({who} holds {}); stop it first, or use another --home",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+            .map_err(io)?;
+        Ok(ListenerLock { _file: file })
+    }
+
     /// The revocation list written by `ferry device revoke`, checked against the account
     /// certificate in `device`'s chain; empty when there is none.
     pub(crate) fn load_revocations(&self, device: &Device) -> Result<Revocations, Failure> {
@@ -260,4 +299,10 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let _ = fs::remove_file(&tmp);
     write_private_new(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(failed)
+}
+
+/// A home held by one listener (see [`Home::lock_listener`]); released when dropped.
+#[derive(Debug)]
+pub(crate) struct ListenerLock {
+    _file: std::fs::File,
 }

@@ -113,6 +113,9 @@ pub(crate) async fn run(
     options: &Options,
     json_mode: bool,
 ) -> Result<(), Failure> {
+    // The identity first (its error is the clearer one), then the home, for this listener.
+    crate::home::DeviceFile::load(&home.device())?;
+    let _lock = home.lock_listener()?;
     let session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);

@@ -860,3 +860,114 @@ fn a_full_disk_exits_9_on_both_sides() {
     // The mount is gone with the listener: whatever it wrote was on the tmpfs.
     assert!(!into.join("too-big.bin").exists());
 }
+
+/// A long-running `listen` (no `--once`) of `home`, with its `--json` lines arriving on a
+/// channel; returns once it says it is listening.
+fn long_listener(w: &World, home: &str, into: &Path) -> (Child, mpsc::Receiver<Value>) {
+    let mut child = w
+        .ferry(home)
+        .args(["--json", "listen", "--accept-all", "--into"])
+        .arg(into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = lines.send(v);
+            }
+        }
+    });
+    let first = rx.recv_timeout(LIMIT).expect("the listener says something");
+    assert_eq!(first["event"], "listening", "{first}");
+    (child, rx)
+}
+
+/// The open descriptors of a process.
+fn descriptors_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Waits until `pid`'s descriptors are back to `baseline` (generously: nothing here is a
+/// timing claim); the last count seen.
+fn settles_to(pid: u32, baseline: usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = descriptors_of(pid);
+        if now <= baseline || Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behind() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("received");
+    let (mut listener, lines) = long_listener(&w, "bob", &into);
+    let pid = listener.id();
+    let baseline = descriptors_of(pid);
+    for round in 0..3 {
+        let source = w.path(&format!("file-{round}.bin"));
+        make_file(&source, 256 * 1024 + round);
+        let started = Instant::now();
+        let sent = w.run(
+            "alice",
+            &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+        );
+        assert_eq!(
+            code(sent.status),
+            Some(0),
+            "send {round}: {}",
+            text(&sent.stderr)
+        );
+        let verified = events(&json_lines(&sent.stdout), "verified").len();
+        assert_eq!(verified, 1, "send {round} is verified");
+        // The listener closes its side once the sender leaves: before, every finished send
+        // left one connection in CLOSE-WAIT here, and the sender waited its 10-s linger.
+        let left = settles_to(pid, baseline);
+        eprintln!(
+            "send {round}: {:?}; listener descriptors {baseline} → {left}",
+            started.elapsed()
+        );
+        assert_eq!(
+            left, baseline,
+            "send {round} left a descriptor in the listener"
+        );
+    }
+    let got: Vec<Value> = lines.try_iter().collect();
+    assert_eq!(
+        events(&got, "verified").len(),
+        3,
+        "the listener verified all three: {got:?}"
+    );
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+#[test]
+fn a_second_listener_on_one_home_exits_10_naming_the_first() {
+    let w = World::new();
+    w.account("bob");
+    let into = w.path("received");
+    let (mut first, _lines) = long_listener(&w, "bob", &into);
+    let second = finish(listen(&w, "bob", &into, &["--accept-all"]));
+    assert_eq!(code(second.status), Some(10), "{}", text(&second.stderr));
+    let said = text(&second.stderr);
+    assert!(
+        said.contains(&format!("process {}", first.id())),
+        "names the holder: {said}"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // Once the first is gone, its lock goes with it.
+    let (mut again, _lines) = long_listener(&w, "bob", &into);
+    let _ = again.kill();
+    let _ = again.wait();
+}

@@ -114,3 +114,143 @@ fn a_strangers_connect_and_close_cycles_leave_nothing_open() {
     assert!(world.violations().is_empty(), "{:?}", world.violations());
     eprintln!("{CYCLES} connect/close cycles from a stranger: 0 connections left");
 }
+
+/// The same on real sockets, on each runtime: a listening node survives a storm of
+/// connect-and-close cycles from a stranger with its descriptors back where they were, then
+/// takes a real transfer, after which (the sender gone) they are back again.
+mod on_real_sockets {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use ferry_driver::{Client, ClientConfig, ClientEvent, Config, DhtStore, Paths, Runtime};
+    use ferry_proto::tls::{Account, Device, Validity, derive_seed};
+
+    /// Connect-and-close cycles of the storm (each also leaves a descriptor behind in the
+    /// listener until it closes its side, so it must exceed what a leak could hide).
+    const CYCLES: usize = 3_000;
+
+    fn identity(name: &str) -> (Account, Device) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let validity = Validity::days_from(now - 86_400, 30);
+        let account =
+            Account::from_seed(&derive_seed(b"lifecycle-real", name), validity).expect("account");
+        let device = account
+            .add_device(&derive_seed(b"lifecycle-real-device", name), validity)
+            .expect("device");
+        (account, device)
+    }
+
+    fn client<R: Runtime>(
+        name: &str,
+        dht: &DhtStore,
+        folder: &std::path::Path,
+    ) -> (Client<R>, Account) {
+        let (account, device) = identity(name);
+        let announcement = account.announce(&device).expect("announce");
+        let config = ClientConfig::new(device, announcement, Config::new(folder).with_dht(dht))
+            .with_paths(Paths::loopback_only());
+        (Client::<R>::start(config).expect("a client"), account)
+    }
+
+    /// This process's open descriptors.
+    fn descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+
+    /// Waits (generously: a loaded machine is slow, and nothing here is a timing claim) until
+    /// the descriptor count is back to `baseline`; returns the last count seen.
+    fn settles_to(baseline: usize) -> usize {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = descriptors();
+            if now <= baseline || Instant::now() > until {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn scenario<R: Runtime>() {
+        let dht = DhtStore::new();
+        let (fa, fb) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (mut bob, bob_account) = client::<R>("bob", &dht, fb.path());
+        let port = *bob
+            .listening()
+            .await
+            .expect("bob runs")
+            .first()
+            .expect("bob listens");
+        let baseline = descriptors();
+
+        for n in 0..CYCLES {
+            let mut s = TcpStream::connect(port).expect("connect to the listener");
+            if n % 3 == 1 {
+                let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+            }
+            drop(s);
+        }
+        let after_storm = settles_to(baseline);
+        eprintln!(
+            "{CYCLES} connect/close cycles: descriptors {baseline} before, {after_storm} after"
+        );
+        assert_eq!(
+            after_storm, baseline,
+            "every stranger's connection is closed on our side"
+        );
+
+        let (mut alice, _) = client::<R>("alice", &dht, fa.path());
+        let source = fa.path().join("photo.bin");
+        std::fs::write(&source, vec![7u8; 1 << 20]).expect("source");
+        let group = alice
+            .send_file(bob_account.id(), &source)
+            .await
+            .expect("send");
+        loop {
+            match bob.next_event().await.expect("bob runs") {
+                ClientEvent::Incoming(offer) => bob.accept(offer.transfer).await.expect("accept"),
+                ClientEvent::Verified { .. } => break,
+                _ => {}
+            }
+        }
+        loop {
+            match alice.next_event().await.expect("alice runs") {
+                ClientEvent::Group {
+                    group: g, status, ..
+                } if g == group && status.is_final() => {
+                    assert_eq!(status, ferry_proto::transfer::Status::Finished);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        alice.shutdown().await;
+        // Alice's own descriptors are gone with her; bob closes his side of her connection.
+        let after_transfer = settles_to(baseline);
+        eprintln!("after a transfer and the sender's exit: descriptors {after_transfer}");
+        assert_eq!(
+            after_transfer, baseline,
+            "the listener closed the finished connection"
+        );
+        bob.shutdown().await;
+    }
+
+    /// One test for both runtimes, one after the other: descriptors are counted for the whole
+    /// process, so nothing else of this binary may open any meanwhile.
+    #[test]
+    fn a_listener_survives_a_connect_close_storm_on_both_runtimes() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        runtime.block_on(scenario::<ferry_tokio::Tokio>());
+        drop(runtime);
+        smol::block_on(scenario::<ferry_smol::Smol>());
+    }
+}

@@ -117,6 +117,11 @@ impl<R: Runtime> Client<R> {
         Ok(())
     }
 
+    /// The addresses this device listens on (its host candidates' ports).
+    pub async fn listening(&self) -> Result<Vec<SocketAddr>, ClientError> {
+        Ok(self.handle.call(|node, _| node.listening()).await?)
+    }
+
     /// This device's relayed addresses, one per TURN server that allocated one.
     pub async fn relayed(&self) -> Result<Vec<SocketAddr>, ClientError> {
         Ok(self.handle.call(|node, _| node.relayed()).await?)
