@@ -154,16 +154,16 @@ pub(crate) async fn run(
     };
 
     loop {
-        if options.once {
-            if let Some(o) = first.and_then(|t| offers.get(&t)) {
-                match &o.status {
-                    Some((Status::Finished, _)) if o.verified => break,
-                    Some((Status::Finished, _)) => {
-                        grace.get_or_insert_with(|| Instant::now() + VERDICT_GRACE);
-                    }
-                    Some((s, _)) if s.is_final() => break,
-                    _ => {}
+        if options.once
+            && let Some(o) = first.and_then(|t| offers.get(&t))
+        {
+            match &o.status {
+                Some((Status::Finished, _)) if o.verified => break,
+                Some((Status::Finished, _)) => {
+                    grace.get_or_insert_with(|| Instant::now() + VERDICT_GRACE);
                 }
+                Some((s, _)) if s.is_final() => break,
+                _ => {}
             }
         }
         let sleep = grace.map(|at| tokio::time::sleep_until(at.into()));

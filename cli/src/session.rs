@@ -74,10 +74,10 @@ pub(crate) fn parse_turn(url: &str) -> Result<TurnConfig, Failure> {
         Some((addr, query)) => (addr, Some(query)),
         None => (rest, None),
     };
-    if let Some(query) = query {
-        if !query.split('&').all(|kv| kv.starts_with("realm=")) {
-            return Err(bad());
-        }
+    if let Some(query) = query
+        && !query.split('&').all(|kv| kv.starts_with("realm="))
+    {
+        return Err(bad());
     }
     if user.is_empty() || addr.is_empty() {
         return Err(bad());

@@ -29,14 +29,18 @@ impl World {
         self.dir.path().join(name)
     }
 
-    /// `ferry` with `home` as its home and this world's DHT folder, logs quiet.
+    /// `ferry` with `home` as its home and this world's DHT folder, logs quiet unless
+    /// `FERRY_TEST_LOG` says what `RUST_LOG` to give it (a failing test then shows them).
     fn ferry(&self, home: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
         c.env("FERRY_HOME", self.path(home))
             .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
             .env_remove("FERRY_TURN")
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null());
+        match std::env::var("FERRY_TEST_LOG") {
+            Ok(filter) => c.env("RUST_LOG", filter),
+            Err(_) => c.env_remove("RUST_LOG"),
+        };
         c
     }
 
