@@ -197,7 +197,7 @@ mod tls {
             while let Some(o) = p.client.poll_output() {
                 if let TlsOutput::Transmit(b) = o {
                     seen.extend(
-                        ferry_proto::tls::trace_records(&b)
+                        ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('c', r)),
                     );
@@ -207,7 +207,7 @@ mod tls {
             while let Some(o) = p.server.poll_output() {
                 if let TlsOutput::Transmit(b) = o {
                     seen.extend(
-                        ferry_proto::tls::trace_records(&b)
+                        ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('s', r)),
                     );

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use ferry_proto::trace::{CountBytes, WireDecoder};
+
 use crate::dht::{Dht, DhtSpec};
 use crate::fault::{Fault, Rules};
 use crate::files::{Source, Stored};
@@ -33,7 +35,7 @@ use crate::link::{Link, LinkSpec};
 use crate::nat::{Nat, NatTable, RouterKind};
 use crate::net::{Attach, Network, Router};
 use crate::queue::{Ev, Queue};
-use crate::record::{CountBytes, Tracer, WireDecoder};
+use crate::record::Tracer;
 use crate::rng::SimRng;
 use crate::tcp::Conns;
 use crate::world::{Stats, World};

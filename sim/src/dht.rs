@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferry_proto::io::{DhtKey, Input};
-use ferry_proto::trace::{Direction, Summary};
+use ferry_proto::trace::{Direction, Summary, signal};
 
 use crate::ids::HostId;
 use crate::queue::Ev;
@@ -106,10 +106,6 @@ impl Dht {
     }
 }
 
-fn short(key: &DhtKey) -> String {
-    key.0[..4].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl World {
     fn dht_delay(&mut self) -> Duration {
         self.dht.spec.latency + self.rng.up_to(self.dht.spec.jitter)
@@ -123,8 +119,8 @@ impl World {
     pub(crate) fn dht_put_done(&mut self, to: HostId, key: DhtKey, ok: bool) {
         if self.tracer.is_some() {
             let text = format!(
-                "dht put {}… {}",
-                short(&key),
+                "dht put {} {}",
+                signal::key(&key),
                 if ok { "stored" } else { "failed" }
             );
             self.note(to, Direction::Local, Summary::plain(text));
@@ -134,7 +130,7 @@ impl World {
 
     pub(crate) fn dht_put(&mut self, h: HostId, key: DhtKey, value: Bytes) {
         if self.tracer.is_some() {
-            let text = format!("dht put {}… {} bytes", short(&key), value.len());
+            let text = format!("dht put {} {} bytes", signal::key(&key), value.len());
             self.note(h, Direction::Local, Summary::plain(text));
         }
         let delay = self.dht_delay();
@@ -220,13 +216,13 @@ impl World {
         }
         if !self.dht_reachable(to) {
             if self.tracer.is_some() {
-                let text = format!("dht value {}… lost: link down", short(&key));
+                let text = format!("dht value {} lost: link down", signal::key(&key));
                 self.note(to, Direction::Local, Summary::plain(text));
             }
             return;
         }
         if self.tracer.is_some() {
-            let text = format!("dht value {}… {} bytes", short(&key), value.len());
+            let text = format!("dht value {} {} bytes", signal::key(&key), value.len());
             self.note(to, Direction::Local, Summary::plain(text));
         }
         self.input(to, Input::DhtValue { key, value });
@@ -234,7 +230,7 @@ impl World {
 
     pub(crate) fn dht_listen(&mut self, h: HostId, key: DhtKey) {
         if self.tracer.is_some() {
-            let text = format!("dht listen {}…", short(&key));
+            let text = format!("dht listen {}", signal::key(&key));
             self.note(h, Direction::Local, Summary::plain(text));
         }
         self.hosts[h.ix()].dht_listens.insert(key);
@@ -250,7 +246,7 @@ impl World {
 
     pub(crate) fn dht_cancel(&mut self, h: HostId, key: DhtKey) {
         if self.tracer.is_some() {
-            let text = format!("dht cancel listen {}…", short(&key));
+            let text = format!("dht cancel listen {}", signal::key(&key));
             self.note(h, Direction::Local, Summary::plain(text));
         }
         self.hosts[h.ix()].dht_listens.remove(&key);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+use ferry_proto::trace::NodeWire;
 use ferry_proto::transfer::{Status, TransferId};
 use ferry_proto::turn::TurnConfig;
 use ferry_sim::fault::Fault;
@@ -17,7 +18,6 @@ use ferry_sim::turn_server::{TurnServer, TurnServerConfig, TurnServerEvent};
 use ferry_sim::{
     DhtSpec, HostId, HostSpec, LinkOf, LinkSpec, Nat, RouterKind, RouterSpec, World, WorldBuilder,
 };
-use ferry_tests::node_wire::NodeWire;
 
 const T0: u64 = 1_795_651_200;
 const SIZE: u64 = 300_000;

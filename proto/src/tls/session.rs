@@ -12,7 +12,7 @@
 //! certificates expire in the simulator's virtual time as they do on a wall clock.
 //!
 //! rustls draws handshake randomness from the operating system, so the bytes of two runs
-//! differ: traces show TLS records by type and length only (see [`trace_records`]).
+//! differ: traces show TLS records by type and length only (see [`crate::trace::tls`]).
 
 use std::collections::VecDeque;
 use std::io::Read as _;
@@ -401,45 +401,5 @@ impl TlsSession {
                     .push_back(TlsOutput::Transmit(Bytes::from(records))),
             }
         }
-    }
-}
-
-/// Summaries of the TLS records in `data` for traces: content type and length only, since
-/// the bytes differ from run to run. Bytes that do not start a record (a split) are counted.
-pub fn trace_records(data: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 5 {
-        let kind = match rest[0] {
-            20 => "ChangeCipherSpec",
-            21 => "Alert",
-            22 => "Handshake",
-            23 => "ApplicationData",
-            _ => break,
-        };
-        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
-        out.push(format!("TLS {kind} {len}"));
-        rest = &rest[(5 + len).min(rest.len())..];
-    }
-    if !rest.is_empty() {
-        out.push(format!("TLS … {} bytes", rest.len()));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::trace_records;
-
-    #[test]
-    fn records_are_traced_by_type_and_length_only() {
-        let mut wire = vec![22, 3, 3, 0, 4, 1, 2, 3, 4];
-        wire.extend_from_slice(&[23, 3, 3, 0, 2, 9, 9]);
-        wire.extend_from_slice(&[23, 3]);
-        assert_eq!(
-            trace_records(&wire),
-            ["TLS Handshake 4", "TLS ApplicationData 2", "TLS … 2 bytes"]
-        );
-        assert_eq!(trace_records(&[99, 0, 0, 0, 0]), ["TLS … 5 bytes"]);
     }
 }

@@ -1,5 +1,4 @@
-//! A trace decoder for the connections of whole nodes: what a protocol engineer expects to
-//! read in a trace of Ferry.
+//! What a node puts on its connections, as a protocol engineer expects to read it.
 //!
 //! Each direction of a connection is either raw STUN (a TURN control or data connection before
 //! ConnectionBind), or RFC 4571 frames carrying STUN (ICE checks) or TLS records. TLS records
@@ -8,17 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use ferry_proto::trace::{Bulk, Ordinals, Summary};
-use ferry_sim::record::WireDecoder;
+use super::tls::RecordStream;
+use super::{Ordinals, Summary, WireDecoder};
 
+/// STUN's magic cookie (RFC 5389), which tells a STUN message from anything else.
 const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 
 /// Decodes node connections (see the module docs).
 #[derive(Debug)]
 pub struct NodeWire {
     buffers: BTreeMap<(u64, bool), Vec<u8>>,
-    /// TLS records span RFC 4571 frames: the bytes of a record not yet whole.
-    records: BTreeMap<(u64, bool), Vec<u8>>,
+    records: BTreeMap<(u64, bool), RecordStream>,
     transactions: Ordinals<u128>,
 }
 
@@ -39,38 +38,6 @@ impl Default for NodeWire {
     }
 }
 
-/// Takes the whole TLS records at the front of `pending`, leaving a partial one.
-fn whole_records(pending: &mut Vec<u8>) -> Vec<u8> {
-    let mut end = 0;
-    while pending.len() >= end + 5 {
-        let len = usize::from(u16::from_be_bytes([pending[end + 3], pending[end + 4]]));
-        if pending.len() < end + 5 + len {
-            break;
-        }
-        end += 5 + len;
-    }
-    pending.drain(..end).collect()
-}
-
-fn tls(records: &[u8]) -> Vec<Summary> {
-    ferry_proto::tls::trace_records(records)
-        .into_iter()
-        .map(|line| {
-            if let Some(len) = line.strip_prefix("TLS ApplicationData ") {
-                Summary {
-                    text: String::new(),
-                    bulk: Some(Bulk::Sum {
-                        kind: "TLS data",
-                        bytes: len.parse().unwrap_or(0),
-                    }),
-                }
-            } else {
-                Summary::plain(line)
-            }
-        })
-        .collect()
-}
-
 impl WireDecoder for NodeWire {
     fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8]) -> Vec<Summary> {
         let buf = self.buffers.entry((conn, from_opener)).or_default();
@@ -84,7 +51,7 @@ impl WireDecoder for NodeWire {
                     break;
                 }
                 let msg: Vec<u8> = buf.drain(..len).collect();
-                out.push(Summary::plain(ferry_proto::turn::trace::summarize(
+                out.push(Summary::plain(super::turn::summarize(
                     &msg,
                     &mut self.transactions,
                 )));
@@ -95,13 +62,11 @@ impl WireDecoder for NodeWire {
                     break;
                 }
                 let frame: Vec<u8> = buf.drain(..len).skip(2).collect();
-                let pending = self.records.entry((conn, from_opener)).or_default();
-                if pending.is_empty() && frame.len() >= 8 && frame[4..8] == MAGIC {
-                    out.push(ferry_proto::trace::stun(&frame, &mut self.transactions));
+                let records = self.records.entry((conn, from_opener)).or_default();
+                if !records.is_mid_record() && frame.len() >= 8 && frame[4..8] == MAGIC {
+                    out.push(super::stun::summarize(&frame, &mut self.transactions));
                 } else {
-                    pending.extend_from_slice(&frame);
-                    let whole = whole_records(pending);
-                    out.extend(tls(&whole));
+                    out.extend(records.decode(&frame));
                 }
             } else {
                 break;
@@ -114,13 +79,7 @@ impl WireDecoder for NodeWire {
             // Not a stream this decoder understands: count it and stop buffering.
             let n = buf.len();
             buf.clear();
-            out.push(Summary {
-                text: String::new(),
-                bulk: Some(Bulk::Sum {
-                    kind: "BYTES",
-                    bytes: n as u64,
-                }),
-            });
+            out.push(Summary::sum("BYTES", n as u64));
         }
         out
     }
