@@ -14,19 +14,27 @@
 //! Nothing random reaches a line: times are virtual, ids are ordinals or serials, and
 //! nothing is iterated out of a hash map.
 
-use ferry_proto::trace::{Ordinals, Recorder, Summary, WireDecoder};
-use ferry_proto::transfer::TransferId;
+use ferry_proto::trace::{Labels, Names, Recorder, Summary, WireDecoder};
 
 use crate::host::SimEvent;
+use crate::turn_server::TurnServerEvent;
 
-/// Summarises what an endpoint told its owner: a node's [`Event`](ferry_proto::io::Event)
-/// and an ICE agent's events as `proto::trace` renders them; any other type as its `Debug`.
-pub(crate) fn event(event: &dyn SimEvent, transfers: &mut Ordinals<TransferId>) -> Summary {
+/// Summarises what an endpoint told its owner: a node's [`Event`](ferry_proto::io::Event),
+/// an ICE agent's or a TURN client's events as `proto::trace` renders them, the simulated
+/// TURN server's as it says them, a plain `String` as itself; any other type as its `Debug`
+/// (a test's own endpoint, say), which no snapshot should show.
+pub(crate) fn event(event: &dyn SimEvent, names: &mut Names) -> Summary {
     let any = event.as_any();
     if let Some(e) = any.downcast_ref::<ferry_proto::io::Event>() {
-        ferry_proto::trace::event(e, transfers)
+        ferry_proto::trace::event(e, names)
     } else if let Some(e) = any.downcast_ref::<ferry_proto::ice::Event>() {
         ferry_proto::trace::ice_event(e)
+    } else if let Some(e) = any.downcast_ref::<ferry_proto::turn::TurnEvent>() {
+        ferry_proto::trace::turn::event(e)
+    } else if let Some(e) = any.downcast_ref::<TurnServerEvent>() {
+        Summary::plain(e.to_string())
+    } else if let Some(e) = any.downcast_ref::<String>() {
+        Summary::plain(e.clone())
     } else {
         Summary::plain(format!("{event:?}"))
     }
@@ -35,15 +43,15 @@ pub(crate) fn event(event: &dyn SimEvent, transfers: &mut Ordinals<TransferId>) 
 /// The world's recorder and the state its summaries need.
 pub(crate) struct Tracer {
     pub(crate) recorder: Recorder,
-    pub(crate) transfers: Ordinals<TransferId>,
+    pub(crate) names: Names,
     pub(crate) decoder: Box<dyn WireDecoder>,
 }
 
 impl Tracer {
-    pub(crate) fn new(decoder: Box<dyn WireDecoder>) -> Tracer {
+    pub(crate) fn new(decoder: Box<dyn WireDecoder>, labels: Labels) -> Tracer {
         Tracer {
             recorder: Recorder::new(),
-            transfers: Ordinals::new("t"),
+            names: Names::new(labels),
             decoder,
         }
     }

@@ -2,12 +2,12 @@
 //! an ICE agent's events) and the file operations it asks for.
 
 use crate::io::{Event, FileOp};
-use crate::transfer::TransferId;
 
-use super::{Bulk, Ordinals, Summary};
+use super::{Bulk, Names, Summary};
 
-/// Summarises an application event; transfer ids become ordinals.
-pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
+/// Summarises an application event; transfer ids become ordinals, devices their labels.
+pub fn event(event: &Event, names: &mut Names) -> Summary {
+    let ids = &mut names.transfers;
     match event {
         Event::IncomingTransfer {
             transfer,
@@ -24,14 +24,21 @@ pub fn event(event: &Event, ids: &mut Ordinals<TransferId>) -> Summary {
             let (g, t) = (ids.of(*group), ids.of(*transfer));
             Summary::plain(format!("{g} reaches a device as {t}"))
         }
-        Event::ConnectionRequest { account, device } => Summary::plain(format!(
-            "account {}… device {}… asks to connect",
-            &account.to_string()[..8],
-            &device.to_string()[..8]
-        )),
+        Event::ConnectionRequest { account, device } => {
+            let labels = &names.labels;
+            Summary::plain(if labels.knows_device(device) {
+                format!("device {} asks to connect", labels.device_name(device))
+            } else {
+                format!(
+                    "account {} device {} asks to connect",
+                    labels.account_name(account),
+                    labels.device_name(device)
+                )
+            })
+        }
         Event::PeerUnreachable { device, reason } => Summary::plain(format!(
-            "device {}… unreachable: {reason}",
-            &device.to_string()[..8]
+            "device {} unreachable: {reason}",
+            names.labels.device_name(device)
         )),
         Event::Aggregate {
             group,

@@ -2,32 +2,52 @@
 //!
 //! Each direction of a connection is either raw STUN (a TURN control or data connection before
 //! ConnectionBind), or RFC 4571 frames carrying STUN (ICE checks) or TLS records. TLS records
-//! show their type and length only (their bytes differ from run to run); application data
-//! collapses into a byte count.
+//! read as [`tls`](super::tls) shows them; with the sessions' [`TlsSecrets`], what travels
+//! inside TLS reads as [`channel`](super::channel) shows it: channel requests and transfer
+//! frames. Without them, application data collapses into a byte count.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::tls::RecordStream;
-use super::{Ordinals, Summary, WireDecoder};
+use crate::stun::looks_like_stun;
 
-/// STUN's magic cookie (RFC 5389), which tells a STUN message from anything else.
-const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+use super::channel::ChannelWire;
+use super::tls::{Decoded, TlsSecrets, TlsWire};
+use super::{Names, Ordinals, Summary, WireDecoder};
+
+/// One connection, both directions.
+#[derive(Debug)]
+struct Conn {
+    /// Bytes not yet cut into STUN messages or RFC 4571 frames, by `from_opener`.
+    framing: [Vec<u8>; 2],
+    tls: TlsWire,
+    channels: ChannelWire,
+}
 
 /// Decodes node connections (see the module docs).
 #[derive(Debug)]
 pub struct NodeWire {
-    buffers: BTreeMap<(u64, bool), Vec<u8>>,
-    records: BTreeMap<(u64, bool), RecordStream>,
+    secrets: Option<Arc<TlsSecrets>>,
+    conns: BTreeMap<u64, Conn>,
     transactions: Ordinals<u128>,
 }
 
 impl NodeWire {
-    /// A decoder with nothing seen.
+    /// A decoder with nothing seen, which counts what travels inside TLS.
     pub fn new() -> NodeWire {
         NodeWire {
-            buffers: BTreeMap::new(),
-            records: BTreeMap::new(),
+            secrets: None,
+            conns: BTreeMap::new(),
             transactions: Ordinals::new("tx"),
+        }
+    }
+
+    /// A decoder that opens TLS records with the secrets the nodes log into `secrets`, and
+    /// shows what travels inside.
+    pub fn decrypting(secrets: Arc<TlsSecrets>) -> NodeWire {
+        NodeWire {
+            secrets: Some(secrets),
+            ..NodeWire::new()
         }
     }
 }
@@ -39,12 +59,24 @@ impl Default for NodeWire {
 }
 
 impl WireDecoder for NodeWire {
-    fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8]) -> Vec<Summary> {
-        let buf = self.buffers.entry((conn, from_opener)).or_default();
+    fn decode(
+        &mut self,
+        conn: u64,
+        from_opener: bool,
+        data: &[u8],
+        names: &mut Names,
+    ) -> Vec<Summary> {
+        let secrets = &self.secrets;
+        let c = self.conns.entry(conn).or_insert_with(|| Conn {
+            framing: Default::default(),
+            tls: TlsWire::new(secrets.clone()),
+            channels: ChannelWire::new(),
+        });
+        let buf = &mut c.framing[usize::from(from_opener)];
         buf.extend_from_slice(data);
         let mut out = Vec::new();
         loop {
-            if buf.len() >= 20 && buf[4..8] == MAGIC && buf[0] & 0xc0 == 0 {
+            if looks_like_stun(buf) {
                 // A raw STUN message (TURN, before ConnectionBind).
                 let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
                 if buf.len() < len {
@@ -62,11 +94,17 @@ impl WireDecoder for NodeWire {
                     break;
                 }
                 let frame: Vec<u8> = buf.drain(..len).skip(2).collect();
-                let records = self.records.entry((conn, from_opener)).or_default();
-                if !records.is_mid_record() && frame.len() >= 8 && frame[4..8] == MAGIC {
+                if !c.tls.is_mid_record(from_opener) && looks_like_stun(&frame) {
                     out.push(super::stun::summarize(&frame, &mut self.transactions));
                 } else {
-                    out.extend(records.decode(&frame));
+                    for piece in c.tls.decode(from_opener, &frame) {
+                        match piece {
+                            Decoded::Line(s) => out.push(s),
+                            Decoded::Plaintext(p) => {
+                                out.extend(c.channels.decode(from_opener, &p, names));
+                            }
+                        }
+                    }
                 }
             } else {
                 break;
@@ -85,9 +123,6 @@ impl WireDecoder for NodeWire {
     }
 
     fn forget(&mut self, conn: u64) {
-        for side in [true, false] {
-            self.buffers.remove(&(conn, side));
-            self.records.remove(&(conn, side));
-        }
+        self.conns.remove(&conn);
     }
 }

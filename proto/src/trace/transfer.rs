@@ -8,7 +8,7 @@ use crate::transfer::frame::{Frame, FrameDecoder};
 use crate::transfer::header::{Header, HeaderParser};
 use crate::transfer::reply::{Reply, ReplyParser};
 
-use super::{Summary, WireDecoder};
+use super::{Names, Summary, WireDecoder};
 
 /// Which side of a transfer stream bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ pub struct TransferDecoder {
 }
 
 impl WireDecoder for TransferDecoder {
-    fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8]) -> Vec<Summary> {
+    fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8], _: &mut Names) -> Vec<Summary> {
         let side = if from_opener {
             Side::Sender
         } else {

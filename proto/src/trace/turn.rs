@@ -1,8 +1,9 @@
-//! TURN messages as one trace line each, in the names of RFC 8656 and RFC 6062, and
-//! [`TurnDecoder`] for TURN over TCP.
+//! TURN messages as one trace line each, in the names of RFC 8656 and RFC 6062;
+//! [`TurnDecoder`] for TURN over TCP; and what a TURN client tells its owner ([`event`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use stun_types::attribute::{
     Attribute as _, AttributeFromRaw as _, AttributeStaticType as _, ErrorCode, MessageIntegrity,
@@ -14,9 +15,9 @@ use turn_types::message::{
     ALLOCATE, CONNECT, CONNECTION_ATTEMPT, CONNECTION_BIND, CREATE_PERMISSION, REFRESH,
 };
 
-use crate::turn::StunStream;
+use crate::turn::{StunStream, TurnEvent};
 
-use super::{Ordinals, Summary, WireDecoder};
+use super::{Names, Ordinals, Summary, WireDecoder};
 
 /// Summarises one STUN/TURN message; transaction ids become ordinals (`tx1`, `tx2`…).
 pub fn summarize(bytes: &[u8], transactions: &mut Ordinals<u128>) -> String {
@@ -75,6 +76,57 @@ pub fn summarize(bytes: &[u8], transactions: &mut Ordinals<u128>) -> String {
     out
 }
 
+/// Summarises what a TURN client tells its owner: `allocated relayed=… mapped=…
+/// lifetime=600s`, `permitted 198.51.100.20`, `c2 bound to peer 198.51.100.20:7000`; bytes
+/// from and to peers are counted, never printed.
+pub fn event(event: &TurnEvent) -> Summary {
+    let list = |ips: &[IpAddr]| {
+        ips.iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Summary::plain(match event {
+        TurnEvent::Allocated {
+            relayed,
+            mapped,
+            lifetime,
+        } => format!(
+            "allocated relayed={relayed} mapped={mapped} lifetime={}s",
+            lifetime.as_secs()
+        ),
+        TurnEvent::Refreshed { lifetime } => format!("refreshed lifetime={}s", lifetime.as_secs()),
+        TurnEvent::Permitted { ips } => format!("permitted {}", list(ips)),
+        TurnEvent::PermissionFailed { ips, error } => {
+            format!("permission refused for {}: {error}", list(ips))
+        }
+        TurnEvent::PeerStream {
+            conn,
+            peer,
+            incoming,
+        } => format!(
+            "{conn} bound to peer {peer} ({})",
+            if *incoming {
+                "it connected to us"
+            } else {
+                "we connected to it"
+            }
+        ),
+        TurnEvent::PeerData { conn, data } => {
+            return Summary::sum("from peer", data.len() as u64).of(&conn.to_string());
+        }
+        TurnEvent::PeerWritable { conn, bytes } => {
+            return Summary::sum("sent to peer", *bytes as u64).of(&conn.to_string());
+        }
+        TurnEvent::PeerClosed { conn } => format!("{conn} closed by peer"),
+        TurnEvent::PeerConnectFailed { peer, error } => {
+            format!("connection with peer {peer} failed: {error}")
+        }
+        TurnEvent::Failed { error } => format!("failed: {error}"),
+        TurnEvent::Deallocated => "deallocated".to_owned(),
+    })
+}
+
 /// How one direction of a connection is decoded by [`TurnDecoder`].
 #[derive(Debug)]
 enum TurnWire {
@@ -106,7 +158,7 @@ impl Default for TurnDecoder {
 }
 
 impl WireDecoder for TurnDecoder {
-    fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8]) -> Vec<Summary> {
+    fn decode(&mut self, conn: u64, from_opener: bool, data: &[u8], _: &mut Names) -> Vec<Summary> {
         let wire = self
             .wires
             .entry((conn, from_opener))
@@ -181,10 +233,14 @@ mod tests {
     #[test]
     fn a_message_split_across_writes_is_one_line_and_bytes_after_a_bind_are_raw() {
         let mut d = TurnDecoder::default();
+        let n = &mut Names::default();
         let mut wire = connection_bind();
         wire.extend_from_slice(b"early");
-        assert!(d.decode(1, true, &wire[..10]).is_empty(), "half a header");
-        let out = d.decode(1, true, &wire[10..]);
+        assert!(
+            d.decode(1, true, &wire[..10], n).is_empty(),
+            "half a header"
+        );
+        let out = d.decode(1, true, &wire[10..], n);
         assert_eq!(
             out,
             vec![
@@ -192,15 +248,15 @@ mod tests {
                 raw(5)
             ]
         );
-        assert_eq!(d.decode(1, true, b"more"), vec![raw(4)]);
+        assert_eq!(d.decode(1, true, b"more", n), vec![raw(4)]);
         // The other direction of the same connection is still STUN.
         assert_eq!(
-            d.decode(1, false, &connection_bind()),
+            d.decode(1, false, &connection_bind(), n),
             vec![Summary::plain(
                 "ConnectionBind request tx1 connection-id=4096"
             )]
         );
         // A relay's connection to a peer is raw from its first byte.
-        assert_eq!(d.decode(2, true, b"hello"), vec![raw(5)]);
+        assert_eq!(d.decode(2, true, b"hello", n), vec![raw(5)]);
     }
 }
