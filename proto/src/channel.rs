@@ -24,9 +24,9 @@ pub const MAX_CHANNELS: usize = 1024;
 /// Largest control request accepted.
 const MAX_CONTROL: usize = 1024;
 
-const REQUEST: u8 = 0;
-const ACCEPT: u8 = 1;
-const DECLINE: u8 = 2;
+pub(crate) const REQUEST: u8 = 0;
+pub(crate) const ACCEPT: u8 = 1;
+pub(crate) const DECLINE: u8 = 2;
 
 /// A channel's number on its connection.
 pub type ChannelId = u16;
@@ -112,11 +112,22 @@ enum State {
     },
 }
 
+/// A request on channel 0.
 #[derive(Serialize, Deserialize)]
-struct Control {
-    name: String,
-    channel: u16,
-    state: u8,
+pub(crate) struct Control {
+    pub(crate) name: String,
+    pub(crate) channel: u16,
+    pub(crate) state: u8,
+}
+
+impl Control {
+    /// Reads a request; `None` for one too large or that does not parse (it is ignored).
+    pub(crate) fn read(data: &[u8]) -> Option<Control> {
+        if data.len() > MAX_CONTROL {
+            return None;
+        }
+        rmp_serde::from_slice(data).ok()
+    }
 }
 
 /// The multiplexer of one connection.
@@ -300,10 +311,7 @@ impl Mux {
     }
 
     fn on_control(&mut self, data: &[u8]) {
-        if data.len() > MAX_CONTROL {
-            return;
-        }
-        let Ok(c) = rmp_serde::from_slice::<Control>(data) else {
+        let Some(c) = Control::read(data) else {
             return;
         };
         let theirs = match self.side {
@@ -385,7 +393,7 @@ pub fn encode_unit(channel: ChannelId, data: &[u8], out: &mut BytesMut) {
 }
 
 /// Finds the next whole unit: (channel, where its data starts, data length).
-fn parse_unit(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>, MuxError> {
+pub(crate) fn parse_unit(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>, MuxError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };

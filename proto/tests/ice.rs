@@ -494,7 +494,7 @@ A.A.A.A:YYYY
             .expect("builds");
         let lines: Vec<String> = [&request[..], &response[..], &conflict[..], b"junk"]
             .iter()
-            .map(|b| ferry_proto::trace::stun(b, &mut txs).text)
+            .map(|b| ferry_proto::trace::stun::summarize(b, &mut txs).text)
             .collect();
         assert_eq!(
             lines,
@@ -1563,7 +1563,10 @@ A.A.A.A:YYYY
             }
             let _ = StunMessage::decode(&bytes);
             let _ = verify_integrity(&bytes, "p");
-            let _ = ferry_proto::trace::stun(&bytes, &mut ferry_proto::trace::Ordinals::new("tx"));
+            let _ = ferry_proto::trace::stun::summarize(
+                &bytes,
+                &mut ferry_proto::trace::Ordinals::new("tx"),
+            );
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let _ = text.parse::<Candidate>();
             let _ = Description::parse(&text);

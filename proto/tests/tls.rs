@@ -1,6 +1,7 @@
 //! Identities and TLS 1.3 sessions, in memory. Run with `cargo test -p ferry-proto tls`.
 
 mod tls {
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
@@ -9,6 +10,7 @@ mod tls {
         RevocationError, RevocationList, Revocations, Role, TlsFailure, TlsInput, TlsOutput,
         TlsSession, UnixAnchor, Validity, check_peer, derive_seed,
     };
+    use ferry_proto::trace::tls::{Decoded, TlsSecrets, TlsWire};
     use rustls::pki_types::{CertificateDer, UnixTime};
 
     /// 2026-11-26, the Unix time the tests' virtual clock starts at.
@@ -197,7 +199,7 @@ mod tls {
             while let Some(o) = p.client.poll_output() {
                 if let TlsOutput::Transmit(b) = o {
                     seen.extend(
-                        ferry_proto::tls::trace_records(&b)
+                        ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('c', r)),
                     );
@@ -207,7 +209,7 @@ mod tls {
             while let Some(o) = p.server.poll_output() {
                 if let TlsOutput::Transmit(b) = o {
                     seen.extend(
-                        ferry_proto::tls::trace_records(&b)
+                        ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('s', r)),
                     );
@@ -219,6 +221,122 @@ mod tls {
             }
         }
         seen
+    }
+
+    /// What a trace shows of one session: each record as `c:`/`s:` and its line, or the
+    /// plaintext it carries; `secrets` opens the records when given.
+    fn traced_session(secrets: Option<Arc<TlsSecrets>>) -> Vec<String> {
+        let (alice, bob) = (account("alice"), account("bob"));
+        let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+        let now = Instant::now();
+        let anchor = UnixAnchor {
+            instant: now,
+            unix: Duration::from_secs(T0),
+        };
+        let log = || secrets.clone().map(|s| s as Arc<dyn rustls::KeyLog>);
+        let mut client = TlsSession::with_key_log(
+            Role::Client,
+            &a1,
+            pin(&b1),
+            Revocations::new(),
+            anchor,
+            now,
+            log(),
+        )
+        .expect("client");
+        let mut server = TlsSession::with_key_log(
+            Role::Server,
+            &b1,
+            pin(&a1),
+            Revocations::new(),
+            anchor,
+            now,
+            log(),
+        )
+        .expect("server");
+        // The client opened the connection: it is `from_opener`.
+        let mut wire = TlsWire::new(secrets.clone());
+        let mut seen = Vec::new();
+        let mut show = |from_client: bool, bytes: &[u8]| {
+            for d in wire.decode(from_client, bytes) {
+                let who = if from_client { 'c' } else { 's' };
+                seen.push(match d {
+                    Decoded::Line(s) if s.bulk.is_some() => format!("{who}: {:?}", s.bulk),
+                    Decoded::Line(s) => format!("{who}: {}", s.text),
+                    Decoded::Plaintext(p) => {
+                        format!("{who}: plaintext {:?}", String::from_utf8_lossy(&p))
+                    }
+                });
+            }
+        };
+        let (mut said_hello, mut closed) = (false, false);
+        for _ in 0..20 {
+            while let Some(o) = client.poll_output() {
+                if let TlsOutput::Transmit(b) = o {
+                    show(true, &b);
+                    server.handle_input(now, TlsInput::Received(b));
+                }
+            }
+            while let Some(o) = server.poll_output() {
+                if let TlsOutput::Transmit(b) = o {
+                    show(false, &b);
+                    client.handle_input(now, TlsInput::Received(b));
+                }
+            }
+            if client.is_established() && server.is_established() && !said_hello {
+                said_hello = true;
+                client.send(now, b"hello").expect("established");
+            } else if said_hello && !closed {
+                closed = true;
+                server.close(now);
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn a_trace_opens_records_with_the_logged_secrets() {
+        let seen = traced_session(Some(Arc::new(TlsSecrets::new())));
+        // Record lengths depend on the certificates; the shape is the point here.
+        let without_lengths: Vec<String> = seen
+            .iter()
+            .map(|l| {
+                l.split(' ')
+                    .filter(|w| {
+                        let n = w.strip_suffix(':').unwrap_or("");
+                        n.is_empty() || !n.chars().all(|c| c.is_ascii_digit())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(
+            without_lengths,
+            [
+                "c: TLS Handshake ClientHello",
+                "s: TLS Handshake ServerHello",
+                "s: TLS ChangeCipherSpec 1",
+                "s: TLS Handshake {EncryptedExtensions} {CertificateRequest} {Certificate} {CertificateVerify} {Finished}",
+                "c: TLS ChangeCipherSpec 1",
+                "c: TLS Handshake {Certificate} {CertificateVerify} {Finished}",
+                "c: plaintext \"hello\"",
+                "s: TLS Alert [close_notify]",
+            ],
+            "{seen:#?}"
+        );
+        // Lengths, and so lines, do not depend on the run's randomness.
+        assert_eq!(seen, traced_session(Some(Arc::new(TlsSecrets::new()))));
+    }
+
+    #[test]
+    fn without_secrets_protected_records_are_only_counted() {
+        let seen = traced_session(None);
+        assert!(seen.iter().any(|l| l.contains("ClientHello")), "{seen:#?}");
+        assert!(
+            seen.iter().filter(|l| l.contains("TLS data")).count() >= 4,
+            "{seen:#?}"
+        );
+        assert!(!seen.iter().any(|l| l.contains("plaintext")), "{seen:#?}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use ferry_proto::trace::{CountBytes, Labels, WireDecoder};
+
 use crate::dht::{Dht, DhtSpec};
 use crate::fault::{Fault, Rules};
 use crate::files::{Source, Stored};
@@ -33,7 +35,7 @@ use crate::link::{Link, LinkSpec};
 use crate::nat::{Nat, NatTable, RouterKind};
 use crate::net::{Attach, Network, Router};
 use crate::queue::{Ev, Queue};
-use crate::record::{CountBytes, Tracer, WireDecoder};
+use crate::record::Tracer;
 use crate::rng::SimRng;
 use crate::tcp::Conns;
 use crate::world::{Stats, World};
@@ -230,6 +232,7 @@ pub struct WorldBuilder {
     hosts: Vec<(HostSpec, Box<dyn SimEndpoint>)>,
     dht: DhtSpec,
     decoder: Option<Box<dyn WireDecoder>>,
+    labels: Labels,
     faults: Vec<(Duration, Fault)>,
 }
 
@@ -245,6 +248,7 @@ impl WorldBuilder {
             hosts: Vec::new(),
             dht: DhtSpec::default(),
             decoder: None,
+            labels: Labels::new(),
             faults: Vec::new(),
         }
     }
@@ -299,6 +303,13 @@ impl WorldBuilder {
     /// Records a trace, decoding connection bytes with `decoder`.
     pub fn trace_with(&mut self, decoder: impl WireDecoder + 'static) -> &mut Self {
         self.decoder = Some(Box::new(decoder));
+        self
+    }
+
+    /// Names the run's accounts and devices in the trace (DHT keys and values, events);
+    /// without labels they read as the start of their hashes.
+    pub fn trace_labels(&mut self, labels: Labels) -> &mut Self {
+        self.labels = labels;
         self
     }
 
@@ -463,7 +474,10 @@ impl WorldBuilder {
             conns: Conns::default(),
             dht: Dht::new(self.dht),
             rules: Rules::default(),
-            tracer: self.decoder.take().map(Tracer::new),
+            tracer: self
+                .decoder
+                .take()
+                .map(|d| Tracer::new(d, std::mem::take(&mut self.labels))),
             stats: Stats::default(),
             violations: Vec::new(),
             violation_count: 0,

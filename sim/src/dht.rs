@@ -106,10 +106,6 @@ impl Dht {
     }
 }
 
-fn short(key: &DhtKey) -> String {
-    key.0[..4].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl World {
     fn dht_delay(&mut self) -> Duration {
         self.dht.spec.latency + self.rng.up_to(self.dht.spec.jitter)
@@ -119,24 +115,35 @@ impl World {
         self.links[self.hosts[h.ix()].link].up
     }
 
+    /// Records a trace line about `key` (`dht listen devices:bob`), when tracing.
+    fn note_key(&mut self, h: HostId, what: &str, key: &DhtKey, after: &str) {
+        if let Some(t) = &self.tracer {
+            let text = format!("dht {what} {}{after}", t.names.labels.key(key));
+            self.note(h, Direction::Local, Summary::plain(text));
+        }
+    }
+
+    /// Records a trace line about a value (`dht put request id1 alice:a1 → bob:b1`), when
+    /// tracing.
+    fn note_value(&mut self, h: HostId, what: &str, key: &DhtKey, value: &[u8]) {
+        if let Some(t) = &mut self.tracer {
+            let names = &mut t.names;
+            let text = format!(
+                "dht {what} {}",
+                names.labels.value(key, value, &mut names.exchanges)
+            );
+            self.note(h, Direction::Local, Summary::plain(text));
+        }
+    }
+
     /// The answer to a put reaches its host.
     pub(crate) fn dht_put_done(&mut self, to: HostId, key: DhtKey, ok: bool) {
-        if self.tracer.is_some() {
-            let text = format!(
-                "dht put {}… {}",
-                short(&key),
-                if ok { "stored" } else { "failed" }
-            );
-            self.note(to, Direction::Local, Summary::plain(text));
-        }
+        self.note_key(to, "put", &key, if ok { " stored" } else { " failed" });
         self.input(to, Input::DhtPutDone { key, ok });
     }
 
     pub(crate) fn dht_put(&mut self, h: HostId, key: DhtKey, value: Bytes) {
-        if self.tracer.is_some() {
-            let text = format!("dht put {}… {} bytes", short(&key), value.len());
-            self.note(h, Direction::Local, Summary::plain(text));
-        }
+        self.note_value(h, "put", &key, &value);
         let delay = self.dht_delay();
         if !self.dht_reachable(h) || self.rng.chance(self.dht.spec.loss) {
             let back = delay + self.dht_delay();
@@ -219,24 +226,15 @@ impl World {
             return;
         }
         if !self.dht_reachable(to) {
-            if self.tracer.is_some() {
-                let text = format!("dht value {}… lost: link down", short(&key));
-                self.note(to, Direction::Local, Summary::plain(text));
-            }
+            self.note_key(to, "value", &key, " lost: link down");
             return;
         }
-        if self.tracer.is_some() {
-            let text = format!("dht value {}… {} bytes", short(&key), value.len());
-            self.note(to, Direction::Local, Summary::plain(text));
-        }
+        self.note_value(to, "value", &key, &value);
         self.input(to, Input::DhtValue { key, value });
     }
 
     pub(crate) fn dht_listen(&mut self, h: HostId, key: DhtKey) {
-        if self.tracer.is_some() {
-            let text = format!("dht listen {}…", short(&key));
-            self.note(h, Direction::Local, Summary::plain(text));
-        }
+        self.note_key(h, "listen", &key, "");
         self.hosts[h.ix()].dht_listens.insert(key);
         self.dht.listeners.entry(key).or_default().insert(h);
         self.dht.expire(key, self.now);
@@ -249,10 +247,7 @@ impl World {
     }
 
     pub(crate) fn dht_cancel(&mut self, h: HostId, key: DhtKey) {
-        if self.tracer.is_some() {
-            let text = format!("dht cancel listen {}…", short(&key));
-            self.note(h, Direction::Local, Summary::plain(text));
-        }
+        self.note_key(h, "cancel listen", &key, "");
         self.hosts[h.ix()].dht_listens.remove(&key);
         if let Some(l) = self.dht.listeners.get_mut(&key) {
             l.remove(&h);

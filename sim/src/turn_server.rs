@@ -124,6 +124,22 @@ pub enum TurnServerEvent {
     },
 }
 
+/// One trace line each: `allocated 198.51.100.3:49152 for 203.0.113.1:20000`.
+impl std::fmt::Display for TurnServerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TurnServerEvent::Allocated { client, relayed } => {
+                write!(f, "allocated {relayed} for {client}")
+            }
+            TurnServerEvent::AllocationGone { relayed } => write!(f, "allocation {relayed} gone"),
+            TurnServerEvent::Refused { peer } => {
+                write!(f, "refused peer {peer}: no permission")
+            }
+            TurnServerEvent::Bound { peer } => write!(f, "bound to peer {peer}"),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum ClientConn {
     /// Not known yet: control or data.

@@ -543,7 +543,7 @@ impl World {
             }
             Output::Event(event) => {
                 if let Some(t) = &mut self.tracer {
-                    let s = crate::record::event(&*event, &mut t.transfers);
+                    let s = crate::record::event(&*event, &mut t.names);
                     self.note(h, Direction::Local, s);
                 }
                 let kept = self.events.entry(h).or_default();

@@ -103,7 +103,7 @@ fn a_transfer_decoder_shows_the_transfer_protocol_on_the_wire() {
         );
     public(&mut b, "alice", [198, 51, 100, 8], sender);
     let mut world = b
-        .trace_with(ferry_sim::record::TransferDecoder::default())
+        .trace_with(ferry_proto::trace::TransferDecoder::default())
         .build()
         .expect("world");
     world.run_for(secs(1));
@@ -205,7 +205,7 @@ fn endpoints_with_their_own_event_type_are_driven_and_traced() {
     assert!(
         world
             .trace()
-            .contains("lone   ·        \"relay at 192.0.2.1:3478\""),
+            .contains("lone   ·        relay at 192.0.2.1:3478"),
         "{}",
         world.trace()
     );

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use common::*;
 use ferry_proto::io::{self, ConnId, Endpoint, Event, FileId, ListenerId};
+use ferry_proto::trace::TransferDecoder;
 use ferry_proto::transfer::{self, Form, Incoming, Outgoing, Status, TransferId};
-use ferry_sim::record::TransferDecoder;
 use ferry_sim::{HostSpec, LinkSpec, Nat, RouterKind, World};
 
 /// One side of one transfer, on one TCP connection: the glue a `Node` will be.

@@ -9,7 +9,6 @@
 //! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server;
 //!   [`turn_loopback`] runs them on real loopback sockets, [`turn_simnet`] in the simulator.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
-//! - [`node_wire`]: a trace decoder that shows nodes' STUN, TURN and TLS on the wire.
 //! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
@@ -24,7 +23,6 @@ pub mod coturn;
 pub mod dhtnode;
 pub mod driven;
 pub mod lan;
-pub mod node_wire;
 pub mod pair;
 pub mod probe;
 pub mod realnet;

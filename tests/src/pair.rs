@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_proto::io::{Event, FileError, FileId, FileOp, FileResult};
-use ferry_proto::trace::{Direction, Ordinals, Recorder, Side, Summary, TransferWire};
+use ferry_proto::trace::{Direction, Names, Recorder, Side, Summary, TransferWire};
 use ferry_proto::transfer::{
     Digest, Form, Incoming, Input, Outgoing, Output, Status, StreamDigest, TransferId,
 };
@@ -242,7 +242,7 @@ pub struct Pair {
     disk: Disk,
     wire: TransferWire,
     trace: Recorder,
-    ids: Ordinals<TransferId>,
+    names: Names,
     sender_events: Vec<Event>,
     receiver_events: Vec<Event>,
     pending_writes: usize,
@@ -297,7 +297,7 @@ impl Pair {
             disk,
             wire: TransferWire::new(),
             trace: Recorder::new(),
-            ids: Ordinals::new("t"),
+            names: Names::default(),
             sender_events: Vec::new(),
             receiver_events: Vec::new(),
             pending_writes: 0,
@@ -400,7 +400,12 @@ impl Pair {
             Output::PauseReading | Output::ResumeReading => {
                 // Disk answers come at once here, so Bob never falls a window behind;
                 // the proto unit tests cover pausing.
-                self.local(from, Summary::plain(format!("{out:?}")));
+                let what = if matches!(out, Output::PauseReading) {
+                    "pause reading"
+                } else {
+                    "resume reading"
+                };
+                self.local(from, Summary::plain(what));
             }
             Output::File(op) => {
                 self.local(from, ferry_proto::trace::file_op(&op));
@@ -411,7 +416,7 @@ impl Pair {
                 self.schedule(self.now, from, Input::File(result));
             }
             Output::Event(event) => {
-                let summary = ferry_proto::trace::event(&event, &mut self.ids);
+                let summary = ferry_proto::trace::event(&event, &mut self.names);
                 self.local(from, summary);
                 self.on_event(from, &event);
                 match from {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
+use ferry_proto::trace::TurnDecoder;
 use ferry_proto::turn::{Family, TurnClient, TurnEvent};
 use ferry_sim::probe::ConnState;
-use ferry_sim::record::TurnDecoder;
 use ferry_sim::turn_server::{TurnServer, TurnServerConfig};
 use ferry_sim::{Fault, HostId, HostSpec, LinkOf, LinkSpec, Nat, Probe, RouterSpec, Step, World};
 

@@ -5,11 +5,13 @@
 //! is printed on stderr for the direct scenarios, as DHT latencies plus round trips.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+use ferry_proto::trace::{Labels, NodeWire, TlsSecrets};
 use ferry_proto::transfer::{Status, TransferId};
 use ferry_proto::turn::TurnConfig;
 use ferry_sim::fault::Fault;
@@ -17,7 +19,6 @@ use ferry_sim::turn_server::{TurnServer, TurnServerConfig, TurnServerEvent};
 use ferry_sim::{
     DhtSpec, HostId, HostSpec, LinkOf, LinkSpec, Nat, RouterKind, RouterSpec, World, WorldBuilder,
 };
-use ferry_tests::node_wire::NodeWire;
 
 const T0: u64 = 1_795_651_200;
 const SIZE: u64 = 300_000;
@@ -49,6 +50,34 @@ fn device(account: &Account, name: &str) -> Device {
         .expect("device")
 }
 
+/// Every account and device of the scenarios, named for the trace.
+fn labels() -> Labels {
+    let mut labels = Labels::new();
+    let cast: [(&str, &[&str]); 3] = [
+        ("alice", &["a1"]),
+        ("bob", &["b1", "b2", "b3"]),
+        ("mallory", &["m1"]),
+    ];
+    for (name, devices) in cast {
+        let a = account(name);
+        labels.account(a.id(), name);
+        for d in devices {
+            labels.device(&device(&a, d), d);
+        }
+    }
+    labels
+}
+
+/// Builds the world, tracing it as a protocol diagram: identities by name, and TLS opened
+/// with the `secrets` its nodes log, so the trace shows the channels and frames inside.
+fn traced(b: &mut WorldBuilder, secrets: &Arc<TlsSecrets>) -> World {
+    b.trace_with(NodeWire::decrypting(secrets.clone()))
+        .trace_labels(labels())
+        .build()
+        .expect("world")
+}
+
+/// A node whose TLS sessions log their secrets into `secrets`, for the trace.
 fn node(
     epoch: Instant,
     account: &Account,
@@ -56,6 +85,7 @@ fn node(
     seed: u64,
     ip: IpAddr,
     turn: Option<std::net::SocketAddr>,
+    secrets: &Arc<TlsSecrets>,
 ) -> Node {
     let anchor = UnixAnchor {
         instant: epoch,
@@ -71,6 +101,7 @@ fn node(
     if let Some(server) = turn {
         config.turn = vec![TurnConfig::new(server, "ferry", "secret")];
     }
+    config.tls_key_log = Some(secrets.clone());
     Node::new(epoch, config)
 }
 
@@ -221,6 +252,7 @@ fn one_transfer(
     turn: Option<std::net::SocketAddr>,
 ) -> (World, HostId, HostId, TransferId, Duration) {
     let epoch = b.epoch();
+    let secrets = Arc::new(TlsSecrets::new());
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
     let spec = |name, net, ip: IpAddr| match ip {
@@ -229,13 +261,13 @@ fn one_transfer(
     };
     let ha = b.host(
         spec("a1", a_net, a_ip),
-        node(epoch, &alice, &a1, 1, a_ip, turn),
+        node(epoch, &alice, &a1, 1, a_ip, turn, &secrets),
     );
     let hb = b.host(
         spec("b1", b_net, b_ip),
-        node(epoch, &bob, &b1, 2, b_ip, turn),
+        node(epoch, &bob, &b1, 2, b_ip, turn, &secrets),
     );
-    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
     let sent_at = world.now();
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
@@ -372,6 +404,7 @@ fn s4_ipv6_only() {
 /// A public host `name` at 198.51.100.`last`, running a node of `device` (of `account`).
 fn public_node(
     b: &mut WorldBuilder,
+    secrets: &Arc<TlsSecrets>,
     name: &str,
     account: &Account,
     device: &Device,
@@ -384,21 +417,23 @@ fn public_node(
         HostSpec::new(name, internet)
             .v4([198, 51, 100, last])
             .link(link()),
-        node(epoch, account, device, seed, ip, None),
+        node(epoch, account, device, seed, ip, None, secrets),
     )
 }
 
 /// Alice, and Bob with the given devices, on the open internet.
 fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<HostId>) {
     let mut b = builder(seed);
+    let secrets = Arc::new(TlsSecrets::new());
     let (alice, bob) = (account("alice"), account("bob"));
-    let ha = public_node(&mut b, "a1", &alice, &device(&alice, "a1"), 1, 10);
+    let ha = public_node(&mut b, &secrets, "a1", &alice, &device(&alice, "a1"), 1, 10);
     let hosts: Vec<HostId> = devices
         .iter()
         .enumerate()
         .map(|(i, name)| {
             public_node(
                 &mut b,
+                &secrets,
                 name,
                 &bob,
                 &device(&bob, name),
@@ -411,7 +446,7 @@ fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<Ho
         // The third device announced itself, then went offline.
         b.fault(secs(1), Fault::LinkDown(LinkOf::Host(hosts[2])));
     }
-    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
     (world, bob, ha, hosts)
 }
@@ -529,9 +564,10 @@ fn s9_two_devices_sending_to_each_other_at_once_end_with_one_connection() {
     let mut b = builder(19);
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
-    let ha = public_node(&mut b, "a1", &alice, &a1, 1, 10);
-    let hb = public_node(&mut b, "b1", &bob, &b1, 2, 20);
-    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    let secrets = Arc::new(TlsSecrets::new());
+    let ha = public_node(&mut b, &secrets, "a1", &alice, &a1, 1, 10);
+    let hb = public_node(&mut b, &secrets, "b1", &bob, &b1, 2, 20);
+    let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
     let ga = send(&mut world, ha, &bob, 10_000, "to-bob.bin");
     let gb = send(&mut world, hb, &alice, 10_000, "to-alice.bin");
@@ -601,9 +637,10 @@ fn lossy(seed: u64) -> (World, Account, HostId, HostId) {
     });
     let (alice, bob) = (account("alice"), account("bob"));
     let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
-    let ha = public_node(&mut b, "a1", &alice, &a1, 1, 10);
-    let hb = public_node(&mut b, "b1", &bob, &b1, 2, 20);
-    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    let secrets = Arc::new(TlsSecrets::new());
+    let ha = public_node(&mut b, &secrets, "a1", &alice, &a1, 1, 10);
+    let hb = public_node(&mut b, &secrets, "b1", &bob, &b1, 2, 20);
+    let mut world = traced(&mut b, &secrets);
     world.run_for(secs(5));
     (world, bob, ha, hb)
 }
@@ -617,11 +654,6 @@ const LOSSY_SEED: u64 = 6;
 #[test]
 fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
     let (mut world, bob, ha, hb) = lossy(LOSSY_SEED);
-    let request_key = {
-        let bob_device = device(&bob, "b1").id();
-        format!("{:?}", ferry_proto::signal::peer_key(&bob_device))
-    };
-    let short = &request_key["DhtKey(".len().."DhtKey(".len() + 8];
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     assert!(
         run_until(&mut world, secs(60), |w| !incoming(w, hb).is_empty()),
@@ -629,15 +661,18 @@ fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
         world.trace()
     );
     let trace = world.trace();
-    let puts = trace
+    let puts: Vec<&str> = trace
         .lines()
-        .filter(|l| {
-            l.contains(" a1 ") && l.contains(&format!("dht put {short}")) && l.ends_with(" bytes")
-        })
-        .count();
+        .filter(|l| l.contains(" a1 ") && l.contains("dht put request "))
+        .collect();
     assert!(
-        puts >= 2,
+        puts.len() >= 2,
         "premise: the first request did not get through, and was put again\n{trace}"
+    );
+    assert!(
+        puts.iter()
+            .all(|l| l.ends_with("dht put request id1 alice:a1 → bob:b1")),
+        "every retry is the first request, with its id\n{trace}"
     );
     let t = incoming(&world, hb)[0].1;
     accept(&mut world, hb, t);
@@ -726,10 +761,12 @@ fn s8_a_forged_answer_from_another_account_is_dropped() {
 }
 
 /// An on-path host: it relays Alice's connection to Bob untouched while ICE runs, then answers
-/// Bob's TLS ClientHello itself, with its own account's certificate.
+/// Bob's TLS ClientHello itself, with its own account's certificate. (It logs its TLS secrets
+/// like the nodes, so the trace shows what it says.)
 struct OnPath {
     device: Device,
     anchor: UnixAnchor,
+    secrets: Arc<TlsSecrets>,
     target: std::net::SocketAddr,
     alice: Option<ferry_proto::io::ConnId>,
     connected: bool,
@@ -742,7 +779,12 @@ struct OnPath {
 const TO_BOB: ferry_proto::io::ConnId = ferry_proto::io::ConnId::Connect(1);
 
 impl OnPath {
-    fn new(device: Device, anchor: UnixAnchor, target: std::net::SocketAddr) -> OnPath {
+    fn new(
+        device: Device,
+        anchor: UnixAnchor,
+        secrets: Arc<TlsSecrets>,
+        target: std::net::SocketAddr,
+    ) -> OnPath {
         let mut out = std::collections::VecDeque::new();
         out.push_back(ferry_proto::io::Output::Listen {
             listener: ferry_proto::io::ListenerId(1),
@@ -751,6 +793,7 @@ impl OnPath {
         OnPath {
             device,
             anchor,
+            secrets,
             target,
             alice: None,
             connected: false,
@@ -770,9 +813,17 @@ impl OnPath {
                         data: ferry_proto::stun::framing::encode(&b),
                     });
                 }
-                other => self
-                    .out
-                    .push_back(ferry_proto::io::Output::Event(format!("{other:?}"))),
+                other => {
+                    use ferry_proto::tls::TlsOutput;
+                    let what = match other {
+                        TlsOutput::Established(_) => "TLS established".to_owned(),
+                        TlsOutput::Plaintext(p) => format!("TLS plaintext {} bytes", p.len()),
+                        TlsOutput::Closed => "TLS closed".to_owned(),
+                        TlsOutput::Failed(f) => format!("TLS failed: {f}"),
+                        _ => "TLS output".to_owned(),
+                    };
+                    self.out.push_back(ferry_proto::io::Output::Event(what));
+                }
             }
         }
     }
@@ -827,13 +878,14 @@ impl ferry_proto::io::Endpoint for OnPath {
                             account: self.device.account(),
                             device: self.device.id(),
                         };
-                        let session = ferry_proto::tls::TlsSession::new(
+                        let session = ferry_proto::tls::TlsSession::with_key_log(
                             ferry_proto::tls::Role::Server,
                             &self.device,
                             pin,
                             Default::default(),
                             self.anchor,
                             now,
+                            Some(self.secrets.clone()),
                         )
                         .expect("a TLS server");
                         self.tls = Some(session);
@@ -871,6 +923,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
     };
     // Alice sits behind a firewall: only her own connections get out, and they are intercepted.
     let home = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Firewall);
+    let secrets = Arc::new(TlsSecrets::new());
     let internet = b.internet();
     let (alice, bob, mallory) = (account("alice"), account("bob"), account("mallory"));
     let (a1, b1, m1) = (
@@ -887,6 +940,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
             1,
             "203.0.113.10".parse().expect("ip"),
             None,
+            &secrets,
         ),
     );
     let hb = b.host(
@@ -900,6 +954,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
             2,
             "198.51.100.20".parse().expect("ip"),
             None,
+            &secrets,
         ),
     );
     let bob_listener: std::net::SocketAddr = "198.51.100.20:49152".parse().expect("addr");
@@ -907,7 +962,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
         HostSpec::new("mallory", internet)
             .v4([198, 51, 100, 66])
             .link(link()),
-        OnPath::new(m1, anchor, bob_listener),
+        OnPath::new(m1, anchor, secrets.clone(), bob_listener),
     );
     b.fault(
         Duration::ZERO,
@@ -916,7 +971,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
             by: hm,
         },
     );
-    let mut world = b.trace_with(NodeWire::new()).build().expect("world");
+    let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     assert!(
@@ -952,7 +1007,9 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
         .map(|(_, e)| e)
         .collect();
     assert!(
-        mallory_saw.iter().any(|e| e.contains("AlertReceived")),
+        mallory_saw
+            .iter()
+            .any(|e| e.contains("ended the handshake with alert")),
         "Bob's alert reached the impostor: {mallory_saw:?}"
     );
     insta::assert_snapshot!(world.trace());

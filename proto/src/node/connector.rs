@@ -521,6 +521,7 @@ impl Node {
         let device = self.config.device.clone();
         let revocations = self.config.revocations.clone();
         let anchor = self.config.anchor;
+        let key_log = self.config.tls_key_log.clone();
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
@@ -535,7 +536,7 @@ impl Node {
             account: c.account,
             device: c.device,
         };
-        match TlsSession::new(role, &device, pin, revocations, anchor, now) {
+        match TlsSession::with_key_log(role, &device, pin, revocations, anchor, now, key_log) {
             Ok(session) => {
                 c.tls = Some(session);
                 c.stage = Stage::Tls;

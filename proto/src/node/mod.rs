@@ -72,7 +72,7 @@ const UNROUTED_LIMIT: usize = 16 * 1024;
 /// driver's accepted connections.
 const RELAY_IN_BASE: u32 = 0x8000_0000;
 /// Channel names that carry a transfer.
-const FILE_CHANNEL: &str = "file-transfer://";
+pub(crate) const FILE_CHANNEL: &str = "file-transfer://";
 
 /// What the name of a picture ends with, for
 /// [`auto_accept_images_under`](NodeConfig::auto_accept_images_under) (any case).
@@ -116,6 +116,9 @@ pub struct NodeConfig {
     pub ask_before_connecting: bool,
     /// Accounts whose devices are answered without asking.
     pub contacts: std::collections::BTreeSet<AccountId>,
+    /// Where TLS sessions write their secrets, for a trace that shows what travels inside
+    /// TLS (the simulator's); `None` anywhere else, since the log decrypts every connection.
+    pub tls_key_log: Option<std::sync::Arc<dyn rustls::KeyLog>>,
 }
 
 impl NodeConfig {
@@ -140,6 +143,7 @@ impl NodeConfig {
             relay_only: false,
             ask_before_connecting: false,
             contacts: std::collections::BTreeSet::new(),
+            tls_key_log: None,
         }
     }
 }

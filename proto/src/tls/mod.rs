@@ -24,6 +24,6 @@ pub use identity::{Account, Device, IdentityError, Validity, derive_seed};
 pub use revocation::{RevocationError, RevocationList, Revocations};
 pub use session::{
     Role, SERVER_NAME, TlsFailure, TlsInput, TlsOutput, TlsSession, TlsSetupError, UnixAnchor,
-    provider, trace_records,
+    provider,
 };
 pub use verify::{PeerCheckError, PeerIdentity, PeerRole, Pin, check_peer, peer_check_failure};

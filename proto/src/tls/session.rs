@@ -12,7 +12,8 @@
 //! certificates expire in the simulator's virtual time as they do on a wall clock.
 //!
 //! rustls draws handshake randomness from the operating system, so the bytes of two runs
-//! differ: traces show TLS records by type and length only (see [`trace_records`]).
+//! differ: traces show TLS records by type and length, and what they carry only when the
+//! session logs its secrets for them ([`TlsSession::with_key_log`], [`crate::trace::tls`]).
 
 use std::collections::VecDeque;
 use std::io::Read as _;
@@ -25,7 +26,7 @@ use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::NoServerSessionStorage;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, Connection, KeyLog, ServerConfig, ServerConnection};
 
 use super::identity::Device;
 use super::revocation::Revocations;
@@ -179,6 +180,22 @@ impl TlsSession {
         anchor: UnixAnchor,
         now: Instant,
     ) -> Result<TlsSession, TlsSetupError> {
+        TlsSession::with_key_log(role, device, pin, revocations, anchor, now, None)
+    }
+
+    /// [`new`](Self::new), writing the session's secrets to `key_log` when there is one:
+    /// for a trace that shows what travels inside TLS (see
+    /// [`TlsSecrets`](crate::trace::TlsSecrets)), never in production, since whoever reads
+    /// the log can decrypt the session.
+    pub fn with_key_log(
+        role: Role,
+        device: &Device,
+        pin: Pin,
+        revocations: Revocations,
+        anchor: UnixAnchor,
+        now: Instant,
+        key_log: Option<Arc<dyn KeyLog>>,
+    ) -> Result<TlsSession, TlsSetupError> {
         let setup = |e: rustls::Error| TlsSetupError(e.to_string());
         let provider = Arc::new(provider());
         let time = Arc::new(CallerTime::default());
@@ -198,6 +215,9 @@ impl TlsSession {
                     .with_client_auth_cert(device.chain(), device.private_key())
                     .map_err(setup)?;
                 config.resumption = Resumption::disabled();
+                if let Some(log) = key_log {
+                    config.key_log = log;
+                }
                 let name =
                     ServerName::try_from(SERVER_NAME).map_err(|e| TlsSetupError(e.to_string()))?;
                 Connection::Client(ClientConnection::new(Arc::new(config), name).map_err(setup)?)
@@ -213,6 +233,9 @@ impl TlsSession {
                 config.session_storage = Arc::new(NoServerSessionStorage {});
                 // Our preference (AES-256-GCM first) decides, not the client's.
                 config.ignore_client_order = true;
+                if let Some(log) = key_log {
+                    config.key_log = log;
+                }
                 Connection::Server(ServerConnection::new(Arc::new(config)).map_err(setup)?)
             }
         };
@@ -401,45 +424,5 @@ impl TlsSession {
                     .push_back(TlsOutput::Transmit(Bytes::from(records))),
             }
         }
-    }
-}
-
-/// Summaries of the TLS records in `data` for traces: content type and length only, since
-/// the bytes differ from run to run. Bytes that do not start a record (a split) are counted.
-pub fn trace_records(data: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 5 {
-        let kind = match rest[0] {
-            20 => "ChangeCipherSpec",
-            21 => "Alert",
-            22 => "Handshake",
-            23 => "ApplicationData",
-            _ => break,
-        };
-        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
-        out.push(format!("TLS {kind} {len}"));
-        rest = &rest[(5 + len).min(rest.len())..];
-    }
-    if !rest.is_empty() {
-        out.push(format!("TLS … {} bytes", rest.len()));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::trace_records;
-
-    #[test]
-    fn records_are_traced_by_type_and_length_only() {
-        let mut wire = vec![22, 3, 3, 0, 4, 1, 2, 3, 4];
-        wire.extend_from_slice(&[23, 3, 3, 0, 2, 9, 9]);
-        wire.extend_from_slice(&[23, 3]);
-        assert_eq!(
-            trace_records(&wire),
-            ["TLS Handshake 4", "TLS ApplicationData 2", "TLS … 2 bytes"]
-        );
-        assert_eq!(trace_records(&[99, 0, 0, 0, 0]), ["TLS … 5 bytes"]);
     }
 }

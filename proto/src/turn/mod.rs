@@ -13,7 +13,6 @@
 mod client;
 mod codec;
 mod error;
-pub mod trace;
 
 pub use client::{Family, PERMISSION_REFRESH, TurnClient, TurnConfig, TurnEvent};
 pub use codec::{NotStun, StunStream};

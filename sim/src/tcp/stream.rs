@@ -39,7 +39,7 @@ impl World {
                 c.ends[side].remote.to_string()
             };
             if let Some(t) = &mut self.tracer {
-                let summaries = t.decoder.decode(serial, side == 0, &data);
+                let summaries = t.decoder.decode(serial, side == 0, &data, &mut t.names);
                 for s in summaries {
                     t.recorder.record(
                         self.now,
