@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::io::Event;
 use ferry_proto::node::is_image_name;
-use ferry_proto::tls::PeerIdentity;
+use ferry_proto::tls::{DeviceId, PeerIdentity};
 use ferry_proto::transfer::{Reason, Status, TransferId};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -23,6 +23,12 @@ use crate::session::{self, NetOptions};
 
 /// How long `--once` waits, after the transfer finished, for its verdict.
 const VERDICT_GRACE: Duration = Duration::from_secs(2);
+/// How long `--once` waits, after its verdict, for the sender to close first. The receiver
+/// sends the last message (VERDICT), so it does not close first: a TURN relay loses the tail
+/// of a connection closed right after its last write (coturn turns it into a reset), and the
+/// sender would hear "connection lost" instead of its verdict. The sender closes as soon as
+/// the verdict arrives, so this is a bound, not a wait.
+const SENDER_CLOSE_WAIT: Duration = ferry_driver::CLOSE_LINGER;
 
 /// What is said of an offer refused because standard input ended.
 const NO_ONE_TO_ASK: &str = "refused (no one to ask: standard input is closed; see --accept-all)";
@@ -66,6 +72,9 @@ struct Offer {
     name: String,
     size: u64,
     from: String,
+    /// The sending device, once known; its connection ending is `peer_gone`.
+    device: Option<DeviceId>,
+    peer_gone: bool,
     status: Option<(Status, Option<Reason>)>,
     verified: bool,
 }
@@ -143,6 +152,7 @@ pub(crate) async fn run(
     let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
     let mut first: Option<TransferId> = None;
     let mut grace: Option<Instant> = None;
+    let mut waiting_for_close = false;
 
     let ask = |report: &Report, offers: &BTreeMap<TransferId, Offer>, t: &TransferId| {
         if let Some(o) = offers.get(t) {
@@ -158,7 +168,16 @@ pub(crate) async fn run(
             && let Some(o) = first.and_then(|t| offers.get(&t))
         {
             match &o.status {
-                Some((Status::Finished, _)) if o.verified => break,
+                Some((Status::Finished, _))
+                    if o.verified && (o.peer_gone || o.device.is_none()) =>
+                {
+                    break;
+                }
+                Some((Status::Finished, _)) if o.verified && !waiting_for_close => {
+                    waiting_for_close = true;
+                    grace = Some(Instant::now() + SENDER_CLOSE_WAIT);
+                }
+                Some((Status::Finished, _)) if o.verified => {}
                 Some((Status::Finished, _)) => {
                     grace.get_or_insert_with(|| Instant::now() + VERDICT_GRACE);
                 }
@@ -199,7 +218,7 @@ pub(crate) async fn run(
                         }));
                         first.get_or_insert(transfer);
                         report.add(transfer, name.clone(), size);
-                        offers.insert(transfer, Offer { name: name.clone(), size, from: from_text.clone(), status: None, verified: false });
+                        offers.insert(transfer, Offer { name: name.clone(), size, from: from_text.clone(), device: from.as_ref().map(|p| p.device), peer_gone: false, status: None, verified: false });
                         match decision {
                             Decision::Accept => {
                                 report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted (--accept-all)"));
@@ -267,6 +286,11 @@ pub(crate) async fn run(
                         );
                         if let Some(o) = offers.get_mut(&transfer) {
                             o.verified = true;
+                        }
+                    }
+                    Event::PeerUnreachable { device, .. } => {
+                        for o in offers.values_mut().filter(|o| o.device == Some(device)) {
+                            o.peer_gone = true;
                         }
                     }
                     _ => {}

@@ -895,6 +895,19 @@ fn descriptors_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// `pid`'s descriptor count once it has not changed for a second (at most 20 s).
+fn steady_count(pid: u32) -> usize {
+    let until = Instant::now() + Duration::from_secs(20);
+    let (mut last, mut same) = (descriptors_of(pid), 0);
+    while same < 10 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = descriptors_of(pid);
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    last
+}
+
 /// Waits until `pid`'s descriptors are back to `baseline` (generously: nothing here is a
 /// timing claim); the last count seen.
 fn settles_to(pid: u32, baseline: usize) -> usize {
@@ -916,8 +929,11 @@ fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behi
     let into = w.path("received");
     let (mut listener, lines) = long_listener(&w, "bob", &into);
     let pid = listener.id();
-    let baseline = descriptors_of(pid);
-    for round in 0..3 {
+    // The listener opens its sockets and threads after it says "listening": the count is
+    // taken once a first send has run, and each send after it must leave it unchanged (a
+    // leak is per send, so the first one's would show in every later one too).
+    let mut baseline = 0;
+    for round in 0..4 {
         let source = w.path(&format!("file-{round}.bin"));
         make_file(&source, 256 * 1024 + round);
         let started = Instant::now();
@@ -931,24 +947,32 @@ fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behi
             "send {round}: {}",
             text(&sent.stderr)
         );
+        if started.elapsed() > Duration::from_secs(5) {
+            // Not a failure (a loaded machine is slow), but worth its log when it happens.
+            eprintln!("send {round} was slow; its log:\n{}", text(&sent.stderr));
+        }
         let verified = events(&json_lines(&sent.stdout), "verified").len();
         assert_eq!(verified, 1, "send {round} is verified");
         // The listener closes its side once the sender leaves: before, every finished send
         // left one connection in CLOSE-WAIT here, and the sender waited its 10-s linger.
+        if round == 0 {
+            baseline = steady_count(pid);
+            continue;
+        }
         let left = settles_to(pid, baseline);
         eprintln!(
             "send {round}: {:?}; listener descriptors {baseline} → {left}",
             started.elapsed()
         );
-        assert_eq!(
-            left, baseline,
-            "send {round} left a descriptor in the listener"
+        assert!(
+            left <= baseline,
+            "send {round} left a descriptor in the listener ({baseline} → {left})"
         );
     }
     let got: Vec<Value> = lines.try_iter().collect();
     assert_eq!(
         events(&got, "verified").len(),
-        3,
+        4,
         "the listener verified all three: {got:?}"
     );
     let _ = listener.kill();
