@@ -1,0 +1,406 @@
+//! Where each driver connection belongs, and the connections that belong to nobody yet.
+//!
+//! Every connection the node hears of is a TURN client's, an ICE agent's, or *unrouted*: a
+//! connection accepted on a listener, or a stream relayed in through our allocation, whose
+//! first ICE check has not named its session yet. [`Demux`] keeps the routes and buffers
+//! what unrouted connections bring, up to a bound and for a while. The node reads the
+//! USERNAME of a check and routes the connection to the connector whose agent has that
+//! ufrag; the connectors themselves, the TURN clients and the closing of connections are
+//! the node's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Node;
+use super::connector::Link;
+use crate::ice;
+use crate::io::{ConnId, Input, Output};
+use crate::stun::StunMessage;
+use crate::stun::framing::FrameDecoder;
+
+/// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
+const UNROUTED_TIMEOUT: Duration = Duration::from_secs(10);
+const UNROUTED_LIMIT: usize = 16 * 1024;
+
+/// Where a driver connection belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// A TURN client's own connection.
+    Turn { slot: usize, turn_conn: ConnId },
+    /// An ICE agent's connection.
+    Agent { connector: u32, agent_conn: ConnId },
+    /// Not known yet (accepted, waiting for its first check).
+    Unrouted,
+}
+
+/// A connection that came to us: accepted by the driver, or relayed in by a TURN client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Inbound {
+    Driver(ConnId),
+    Relay(usize, ConnId),
+}
+
+/// An accepted or relayed-in stream waiting to be routed.
+pub(super) struct Unrouted {
+    pub(super) local: SocketAddr,
+    pub(super) remote: SocketAddr,
+    frames: FrameDecoder,
+    /// Everything it brought, to give its agent once routed.
+    pub(super) buffered: Vec<Bytes>,
+    bytes: usize,
+    deadline: Instant,
+}
+
+/// What bytes on an unrouted connection tell.
+pub(super) enum Pushed {
+    /// The connection is not waiting (routed, or gone).
+    NotWaiting,
+    /// Kept; no whole frame yet.
+    Buffered,
+    /// Kept; its first frame names this ufrag.
+    Named(String),
+    /// Over the bound, or its first frame is no check: close it.
+    Refused,
+}
+
+/// The routes of driver connections and the unrouted ones: see the module docs.
+#[derive(Default)]
+pub(super) struct Demux {
+    routes: BTreeMap<ConnId, Route>,
+    unrouted: BTreeMap<Inbound, Unrouted>,
+}
+
+impl Demux {
+    // ----- getters -----
+
+    /// Where a driver connection belongs.
+    pub(super) fn route(&self, conn: ConnId) -> Option<Route> {
+        self.routes.get(&conn).copied()
+    }
+
+    /// Whether `inbound` waits to be routed.
+    pub(super) fn is_waiting(&self, inbound: Inbound) -> bool {
+        self.unrouted.contains_key(&inbound)
+    }
+
+    /// Whether nothing waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.unrouted.is_empty()
+    }
+
+    /// Every connection waiting, in order.
+    pub(super) fn waiting(&self) -> Vec<Inbound> {
+        self.unrouted.keys().copied().collect()
+    }
+
+    /// The ufrag each waiting connection's first frame names, read again from what it
+    /// brought.
+    pub(super) fn waiting_ufrags(&self) -> Vec<(Inbound, String)> {
+        self.unrouted
+            .iter()
+            .filter_map(|(k, u)| {
+                let mut frames = FrameDecoder::new();
+                let first = u.buffered.iter().flat_map(|b| frames.push(b)).next()?;
+                Some((*k, ufrag_of(&first)?))
+            })
+            .collect()
+    }
+
+    /// The waiting connections whose time is up.
+    pub(super) fn expired(&self, now: Instant) -> Vec<Inbound> {
+        self.unrouted
+            .iter()
+            .filter(|(_, u)| u.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The earliest deadline of a waiting connection.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.unrouted.values().map(|u| u.deadline).min()
+    }
+
+    // ----- the node's calls -----
+
+    /// Routes a driver connection.
+    pub(super) fn set_route(&mut self, conn: ConnId, route: Route) {
+        self.routes.insert(conn, route);
+    }
+
+    /// Forgets a driver connection's route.
+    pub(super) fn forget(&mut self, conn: ConnId) {
+        self.routes.remove(&conn);
+    }
+
+    /// Forgets every route to one connector's agent.
+    pub(super) fn forget_connector(&mut self, id: u32) {
+        self.routes
+            .retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
+    }
+
+    /// A connection came in: it waits for its first check.
+    pub(super) fn wait(
+        &mut self,
+        now: Instant,
+        inbound: Inbound,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        if let Inbound::Driver(conn) = inbound {
+            self.routes.insert(conn, Route::Unrouted);
+        }
+        self.unrouted.insert(
+            inbound,
+            Unrouted {
+                local,
+                remote,
+                frames: FrameDecoder::new(),
+                buffered: Vec::new(),
+                bytes: 0,
+                deadline: now + UNROUTED_TIMEOUT,
+            },
+        );
+    }
+
+    /// Bytes on a waiting connection.
+    pub(super) fn push(&mut self, inbound: Inbound, data: Bytes) -> Pushed {
+        let Some(u) = self.unrouted.get_mut(&inbound) else {
+            return Pushed::NotWaiting;
+        };
+        u.bytes += data.len();
+        if u.bytes > UNROUTED_LIMIT {
+            return Pushed::Refused;
+        }
+        u.buffered.push(data.clone());
+        let frames = u.frames.push(&data);
+        let Some(first) = frames.first() else {
+            return Pushed::Buffered;
+        };
+        match ufrag_of(first) {
+            // Kept either way: the agent may not exist yet (a check can beat the answer).
+            Some(ufrag) => Pushed::Named(ufrag),
+            None => Pushed::Refused,
+        }
+    }
+
+    /// Takes a waiting connection out, to route it (its route is the caller's to set).
+    pub(super) fn take(&mut self, inbound: Inbound) -> Option<Unrouted> {
+        self.unrouted.remove(&inbound)
+    }
+
+    /// Forgets a connection that is being closed, waiting or not.
+    pub(super) fn remove(&mut self, inbound: Inbound) {
+        self.unrouted.remove(&inbound);
+        if let Inbound::Driver(conn) = inbound {
+            self.routes.remove(&conn);
+        }
+    }
+}
+
+/// The local ufrag a STUN check's USERNAME names (`ours:theirs`).
+fn ufrag_of(frame: &[u8]) -> Option<String> {
+    let name = StunMessage::decode(frame).ok()?.username?;
+    name.split(':').next().map(str::to_owned)
+}
+
+impl Node {
+    /// An input about a driver connection, to whoever it belongs.
+    pub(super) fn on_conn_input(&mut self, now: Instant, conn: ConnId, input: Input) {
+        match self.demux.route(conn) {
+            Some(Route::Turn { slot, turn_conn }) => {
+                let renamed = rename(input, turn_conn);
+                // A TURN client refuses only inputs it cannot have asked for.
+                let _ = self.relays.handle_input(now, slot, renamed);
+            }
+            Some(Route::Agent {
+                connector,
+                agent_conn,
+            }) => match input {
+                Input::Connected { local, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Connected {
+                        conn: agent_conn,
+                        local,
+                    },
+                ),
+                Input::ConnectFailed { error, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::ConnectFailed {
+                        conn: agent_conn,
+                        error,
+                    },
+                ),
+                Input::Received { data, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Received {
+                        conn: agent_conn,
+                        data,
+                    },
+                ),
+                Input::Writable { bytes, .. } => {
+                    self.credit(now, connector, Link::Direct(conn), bytes)
+                }
+                Input::HalfClosed { .. } | Input::Closed { .. } => {
+                    self.demux.forget(conn);
+                    self.agent_input(now, connector, ice::Input::Closed { conn: agent_conn });
+                }
+                Input::Reset { .. } => {
+                    self.demux.forget(conn);
+                    self.agent_input(now, connector, ice::Input::Reset { conn: agent_conn });
+                }
+                _ => {}
+            },
+            Some(Route::Unrouted) => match input {
+                Input::Received { data, .. } => {
+                    self.inbound_bytes(now, Inbound::Driver(conn), data)
+                }
+                Input::HalfClosed { .. } | Input::Closed { .. } => {
+                    self.inbound_gone(now, Inbound::Driver(conn), false)
+                }
+                Input::Reset { .. } => self.inbound_gone(now, Inbound::Driver(conn), true),
+                _ => {}
+            },
+            None => {}
+        }
+    }
+
+    /// Bytes on an accepted or relayed-in stream: to its agent, or buffered until routed.
+    pub(super) fn inbound_bytes(&mut self, now: Instant, inbound: Inbound, data: Bytes) {
+        if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
+            return self.agent_input(
+                now,
+                connector,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
+        }
+        match self.demux.push(inbound, data) {
+            Pushed::NotWaiting | Pushed::Buffered => {}
+            Pushed::Named(ufrag) => self.try_route(now, inbound, &ufrag),
+            Pushed::Refused => {
+                self.dropped.unrouted += 1;
+                self.close_inbound(inbound);
+            }
+        }
+    }
+
+    fn try_route(&mut self, now: Instant, inbound: Inbound, ufrag: &str) {
+        let Some(id) = self
+            .connectors
+            .iter()
+            .find(|(_, c)| c.has_ufrag(ufrag))
+            .map(|(id, _)| *id)
+        else {
+            return; // Stays buffered until an agent with that ufrag exists, or times out.
+        };
+        let Some(u) = self.demux.take(inbound) else {
+            return;
+        };
+        let link = match inbound {
+            Inbound::Driver(conn) => {
+                self.demux.set_route(
+                    conn,
+                    Route::Agent {
+                        connector: id,
+                        agent_conn: conn,
+                    },
+                );
+                Link::Direct(conn)
+            }
+            Inbound::Relay(slot, turn_conn) => Link::Relay { slot, turn_conn },
+        };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let agent_conn = c.adopt(link);
+        self.agent_input(
+            now,
+            id,
+            ice::Input::Accepted {
+                conn: agent_conn,
+                local: u.local,
+                remote: u.remote,
+            },
+        );
+        for data in u.buffered {
+            self.agent_input(
+                now,
+                id,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
+        }
+    }
+
+    /// Routes what waited for an agent that now exists.
+    pub(super) fn retry_unrouted(&mut self, now: Instant) {
+        for (inbound, ufrag) in self.demux.waiting_ufrags() {
+            self.try_route(now, inbound, &ufrag);
+        }
+    }
+
+    fn agent_of_inbound(&self, inbound: Inbound) -> Option<(u32, ConnId)> {
+        match inbound {
+            Inbound::Driver(conn) => match self.demux.route(conn) {
+                Some(Route::Agent {
+                    connector,
+                    agent_conn,
+                }) => Some((connector, agent_conn)),
+                _ => None,
+            },
+            Inbound::Relay(slot, turn_conn) => self.connectors.iter().find_map(|(id, c)| {
+                c.agent_conn(Link::Relay { slot, turn_conn })
+                    .map(|a| (*id, a))
+            }),
+        }
+    }
+
+    /// An accepted or relayed-in stream ended.
+    pub(super) fn inbound_gone(&mut self, now: Instant, inbound: Inbound, reset: bool) {
+        if self.demux.is_waiting(inbound) {
+            // Our side closes too, so the driver frees the socket (a peer's FIN gets ours).
+            return self.close_inbound(inbound);
+        }
+        if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
+            let input = if reset {
+                ice::Input::Reset { conn: agent_conn }
+            } else {
+                ice::Input::Closed { conn: agent_conn }
+            };
+            self.agent_input(now, connector, input);
+        }
+    }
+
+    /// Closes an accepted or relayed-in stream, routed or not.
+    pub(super) fn close_inbound(&mut self, inbound: Inbound) {
+        self.demux.remove(inbound);
+        match inbound {
+            Inbound::Driver(conn) => self.out.push_back(Output::Close { conn }),
+            Inbound::Relay(slot, turn_conn) => self.relays.close_peer(slot, turn_conn),
+        }
+    }
+}
+
+/// Gives an input the connection name a child knows.
+fn rename(input: Input, to: ConnId) -> Input {
+    match input {
+        Input::Connected { local, .. } => Input::Connected { conn: to, local },
+        Input::ConnectFailed { error, .. } => Input::ConnectFailed { conn: to, error },
+        Input::Received { data, .. } => Input::Received { conn: to, data },
+        Input::Writable { bytes, .. } => Input::Writable { conn: to, bytes },
+        Input::HalfClosed { .. } => Input::HalfClosed { conn: to },
+        Input::Closed { .. } => Input::Closed { conn: to },
+        Input::Reset { .. } => Input::Reset { conn: to },
+        other => other,
+    }
+}
