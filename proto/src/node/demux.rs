@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::Node;
 use super::connector::Link;
+use super::timers::NodeTimer;
 use crate::ice;
 use crate::io::{ConnId, Input, Output};
 use crate::stun::StunMessage;
@@ -51,7 +52,6 @@ pub(super) struct Unrouted {
     /// Everything it brought, to give its agent once routed.
     pub(super) buffered: Vec<Bytes>,
     bytes: usize,
-    deadline: Instant,
 }
 
 /// What bytes on an unrouted connection tell.
@@ -109,20 +109,6 @@ impl Demux {
             .collect()
     }
 
-    /// The waiting connections whose time is up.
-    pub(super) fn expired(&self, now: Instant) -> Vec<Inbound> {
-        self.unrouted
-            .iter()
-            .filter(|(_, u)| u.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
-    /// The earliest deadline of a waiting connection.
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.unrouted.values().map(|u| u.deadline).min()
-    }
-
     // ----- the node's calls -----
 
     /// Routes a driver connection.
@@ -141,14 +127,9 @@ impl Demux {
             .retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
     }
 
-    /// A connection came in: it waits for its first check.
-    pub(super) fn wait(
-        &mut self,
-        now: Instant,
-        inbound: Inbound,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) {
+    /// A connection came in: it waits for its first check (for a while: the node keeps
+    /// that timer, see [`Node::wait_inbound`]).
+    fn wait(&mut self, inbound: Inbound, local: SocketAddr, remote: SocketAddr) {
         if let Inbound::Driver(conn) = inbound {
             self.routes.insert(conn, Route::Unrouted);
         }
@@ -160,7 +141,6 @@ impl Demux {
                 frames: FrameDecoder::new(),
                 buffered: Vec::new(),
                 bytes: 0,
-                deadline: now + UNROUTED_TIMEOUT,
             },
         );
     }
@@ -207,6 +187,19 @@ fn ufrag_of(frame: &[u8]) -> Option<String> {
 }
 
 impl Node {
+    /// A connection came in: it waits for its first check, for a while.
+    pub(super) fn wait_inbound(
+        &mut self,
+        now: Instant,
+        inbound: Inbound,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.demux.wait(inbound, local, remote);
+        self.timers
+            .set(NodeTimer::Unrouted(inbound), now + UNROUTED_TIMEOUT);
+    }
+
     /// An input about a driver connection, to whoever it belongs.
     pub(super) fn on_conn_input(&mut self, now: Instant, conn: ConnId, input: Input) {
         match self.demux.route(conn) {
@@ -304,6 +297,7 @@ impl Node {
         let Some(u) = self.demux.take(inbound) else {
             return;
         };
+        self.timers.clear(NodeTimer::Unrouted(inbound));
         let link = match inbound {
             Inbound::Driver(conn) => {
                 self.demux.set_route(
@@ -384,6 +378,7 @@ impl Node {
     /// Closes an accepted or relayed-in stream, routed or not.
     pub(super) fn close_inbound(&mut self, inbound: Inbound) {
         self.demux.remove(inbound);
+        self.timers.clear(NodeTimer::Unrouted(inbound));
         match inbound {
             Inbound::Driver(conn) => self.out.push_back(Output::Close { conn }),
             Inbound::Relay(slot, turn_conn) => self.relays.close_peer(slot, turn_conn),

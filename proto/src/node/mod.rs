@@ -39,6 +39,7 @@ mod gathering;
 mod peers;
 mod relays;
 mod signalling;
+mod timers;
 mod transfers;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -61,6 +62,7 @@ use connector::{Connector, Stage};
 use demux::{Demux, Inbound};
 use relays::Relays;
 use signalling::Signalling;
+use timers::NodeTimer;
 use transfers::Transfers;
 
 /// How long local gathering may take before connectors go ahead with what they have.
@@ -168,19 +170,13 @@ pub struct DroppedValues {
     pub unrouted: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum NodeTimer {
-    Gather,
-    /// Put our announcement again.
-    Announce,
-}
-
 /// One device of one account: see the module docs.
 ///
 /// Methods come in four groups, called by the driver in this order: getters
 /// ([`device`](Self::device), [`dropped`](Self::dropped), [`relayed`](Self::relayed),
 /// [`listening`](Self::listening), [`known_connections`](Self::known_connections),
-/// [`ready_connections`](Self::ready_connections)); `handle_*`
+/// [`ready_connections`](Self::ready_connections), [`timeout_reason`](Self::timeout_reason));
+/// `handle_*`
 /// ([`handle_input`](Endpoint::handle_input), [`handle_timeout`](Endpoint::handle_timeout));
 /// application calls ([`send_file`](Self::send_file), [`accept`](Self::accept),
 /// [`refuse`](Self::refuse), [`cancel`](Self::cancel),
@@ -202,6 +198,7 @@ pub struct Node {
     signalling: Signalling,
     transfers: Transfers,
     dropped: DroppedValues,
+    /// Every deadline of the node and of its children that are not machines of their own.
     timers: Timers<NodeTimer>,
     /// Transfers whose connection died, to reset once the pump is done.
     pending_reset: VecDeque<TransferId>,
@@ -328,14 +325,16 @@ impl Node {
             self.aggregate_event(group, Status::ClosedByHost);
             return group;
         }
-        self.transfers
-            .add_group(group, account, source, name, now + LOOKUP_TIMEOUT);
+        self.transfers.add_group(group, account, source, name);
+        self.timers
+            .set(NodeTimer::Lookup(group), now + LOOKUP_TIMEOUT);
         let (key, new) = self.signalling.look_up(account);
         if new {
             self.out.push_back(Output::DhtListen { key });
         }
         if !self.signalling.knows(&account) {
-            self.signalling.retry_lookup(key, now + REQUEST_RETRY);
+            self.timers
+                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
         }
         self.aggregate_event(group, Status::Created);
         // Devices already known get their sub-transfer now; others as they announce.
@@ -417,7 +416,7 @@ impl Node {
         }
         self.stopping = Stopping::Releasing;
         for group in self.transfers.groups() {
-            if self.transfers.end_lookup(group) {
+            if self.end_lookup(group) {
                 self.aggregate_event(group, Status::ClosedByHost);
             }
             self.cancel(now, group);
@@ -550,7 +549,7 @@ impl Endpoint for Node {
             } => {
                 let local = self.listeners.get(&listener).and_then(|l| l.1);
                 match local.filter(|_| self.stopping == Stopping::No) {
-                    Some(local) => self.demux.wait(now, Inbound::Driver(conn), local, remote),
+                    Some(local) => self.wait_inbound(now, Inbound::Driver(conn), local, remote),
                     None => self.out.push_back(Output::Close { conn }),
                 }
             }
@@ -576,45 +575,7 @@ impl Endpoint for Node {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        while let Some(t) = self.timers.pop_expired(now) {
-            match t {
-                NodeTimer::Gather => {
-                    // Go ahead with whatever was gathered.
-                    self.relays.give_up_gathering();
-                    self.listeners_pending = 0;
-                    self.check_gathered(now);
-                }
-                NodeTimer::Announce => {
-                    self.announce();
-                    self.timers.set(NodeTimer::Announce, now + ANNOUNCE_EVERY);
-                }
-            }
-        }
-        self.relays.handle_timeout(now);
-        for inbound in self.demux.expired(now) {
-            self.dropped.unrouted += 1;
-            self.close_inbound(inbound);
-        }
-        for key in self.signalling.retries_due(now) {
-            let still_unknown = self
-                .signalling
-                .unknown_account(&key)
-                .is_some_and(|a| self.transfers.looks_up(a));
-            if still_unknown {
-                // Listening again delivers what is stored again.
-                self.out.push_back(Output::DhtCancelListen { key });
-                self.out.push_back(Output::DhtListen { key });
-                self.signalling.retry_lookup(key, now + REQUEST_RETRY);
-            } else {
-                self.signalling.stop_retrying(key);
-            }
-        }
-        for group in self.transfers.lookups_over(now) {
-            self.lookup_failed(group);
-        }
-        for id in self.connector_ids() {
-            self.connector_timeout(now, id);
-        }
+        self.run_timers(now);
         self.transfers.handle_timeout(now);
         self.pump(now);
         self.after_pump(now);
@@ -628,12 +589,10 @@ impl Endpoint for Node {
         [
             self.timers.next(),
             self.relays.poll_timeout(),
-            self.demux.poll_timeout(),
             self.transfers.poll_timeout(),
-            self.signalling.poll_timeout(),
         ]
         .into_iter()
-        .chain(self.connectors.values().map(Connector::poll_timeout))
+        .chain(self.connectors.values().map(Connector::agent_timeout))
         .flatten()
         .min()
     }

@@ -7,9 +7,10 @@
 
 use std::time::Instant;
 
-use super::Node;
-use super::connector::{self, Connector, Env, Link};
+use super::connector::{self, Connector, Env, Link, Stage};
 use super::demux::Route;
+use super::timers::NodeTimer;
+use super::{FORGET_FAILED, Node};
 use crate::ice;
 use crate::io::{Event, Output};
 use crate::signal::{PeerConnection, Recipient};
@@ -102,41 +103,35 @@ impl Node {
         self.on_connector_outputs(now, id);
     }
 
-    /// Runs one connector's clocks: its agent's, then its own timers.
-    pub(super) fn connector_timeout(&mut self, now: Instant, id: u32) {
+    /// Runs one connector's agent's clock.
+    pub(super) fn agent_timeout(&mut self, now: Instant, id: u32) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.handle_agent_timeout(now);
+        }
+    }
+
+    /// One of a connector's timers fired.
+    pub(super) fn connector_timer(&mut self, now: Instant, id: u32, timer: connector::Timer) {
+        let (candidates, public, relayed) = (
+            self.local_candidates(),
+            self.relays.public(),
+            self.relays.relayed(),
+        );
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
-        c.handle_agent_timeout(now);
-        while let Some(timer) = self
-            .connectors
-            .get_mut(&id)
-            .and_then(|c| c.pop_expired(now))
-        {
-            let (candidates, public, relayed) = (
-                self.local_candidates(),
-                self.relays.public(),
-                self.relays.relayed(),
-            );
-            let Some(c) = self.connectors.get_mut(&id) else {
-                return;
-            };
-            let go_on = c.handle_timer(
-                now,
-                timer,
-                Env {
-                    config: &self.config,
-                    rng: &mut self.rng,
-                    candidates,
-                    public,
-                    relayed,
-                },
-            );
-            self.on_connector_outputs(now, id);
-            if !go_on {
-                return;
-            }
-        }
+        c.handle_timer(
+            now,
+            timer,
+            Env {
+                config: &self.config,
+                rng: &mut self.rng,
+                candidates,
+                public,
+                relayed,
+            },
+        );
+        self.on_connector_outputs(now, id);
     }
 
     /// Feeds one connector's agent.
@@ -242,6 +237,10 @@ impl Node {
             },
             connector::Output::Ready => self.open_pending_channels(id),
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
+            connector::Output::Arm(timer, at) => {
+                self.timers.set(NodeTimer::Connector(id, timer), at)
+            }
+            connector::Output::Disarm(timer) => self.timers.clear(NodeTimer::Connector(id, timer)),
             connector::Output::Fail(why) => self.connector_failed(id, why),
         }
     }
@@ -255,6 +254,7 @@ impl Node {
         let Some(was_ready) = c.fail() else {
             return;
         };
+        self.disarm_connector(id);
         self.by_device.remove(&device);
         self.out.push_back(Output::Event(Event::PeerUnreachable {
             device,
@@ -269,16 +269,29 @@ impl Node {
     }
 
     /// A failed connector stays long enough to answer the requester's retries (and to
-    /// remember a denial), then goes: memory stays bounded by the devices in contact.
+    /// remember a denial), then goes: memory stays bounded by the devices in contact. Its
+    /// while starts at the end of the call in which it failed; it ends in `handle_timeout`,
+    /// or here when a call comes after the deadline before `handle_timeout` does.
     pub(super) fn forget_failed(&mut self, now: Instant) {
-        let gone: Vec<u32> = self
-            .connectors
-            .iter_mut()
-            .filter_map(|(id, c)| c.forgotten(now).then_some(*id))
-            .collect();
-        for id in gone {
+        for id in self.connector_ids() {
+            let failed = self.connectors[&id].stage() == Stage::Failed;
+            if failed && !self.timers.is_set(NodeTimer::Forget(id)) {
+                self.timers.set(NodeTimer::Forget(id), now + FORGET_FAILED);
+            }
+        }
+        for timer in self.due_timers(now) {
+            if let NodeTimer::Forget(id) = timer {
+                self.forget_connector(id);
+            }
+        }
+    }
+
+    /// Forgets a failed connector and its routes.
+    pub(super) fn forget_connector(&mut self, id: u32) {
+        self.timers.clear(NodeTimer::Forget(id));
+        if self.connectors.get(&id).map(Connector::stage) == Some(Stage::Failed) {
             self.demux.forget_connector(id);
-            self.connectors.remove(&id);
+            self.remove_connector(id);
         }
     }
 

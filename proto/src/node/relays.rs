@@ -283,8 +283,7 @@ impl Node {
                 incoming: true,
             } => {
                 let local = self.relays.relayed_at(slot).unwrap_or(peer);
-                self.demux
-                    .wait(now, Inbound::Relay(slot, conn), local, peer);
+                self.wait_inbound(now, Inbound::Relay(slot, conn), local, peer);
             }
             TurnEvent::PeerData { conn, data } => {
                 self.inbound_bytes(now, Inbound::Relay(slot, conn), data)

@@ -12,7 +12,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::connector::{Connector, Stage};
-use super::{Node, Stopping};
+use super::timers::NodeTimer;
+use super::{Node, REQUEST_RETRY, Stopping};
 use crate::io::{DhtKey, Event, Output};
 use crate::signal::{self, Announcement, PeerConnection, Recipient, SeenIds};
 use crate::tls::{AccountId, DeviceId};
@@ -23,9 +24,6 @@ pub(super) struct Signalling {
     seen: SeenIds,
     /// The accounts whose devices we listen for, by DHT key.
     lookups: BTreeMap<DhtKey, AccountId>,
-    /// When to listen again to an account's devices that none of which was heard of yet (a
-    /// lossy DHT may have lost the delivery of what it stores).
-    lookup_retry: BTreeMap<DhtKey, Instant>,
     /// Every verified device announcement seen, by account.
     known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
 }
@@ -35,7 +33,6 @@ impl Signalling {
         Signalling {
             seen: SeenIds::new(),
             lookups: BTreeMap::new(),
-            lookup_retry: BTreeMap::new(),
             known: BTreeMap::new(),
         }
     }
@@ -63,36 +60,12 @@ impl Signalling {
             .filter(|a| !self.known.contains_key(a))
     }
 
-    /// The lookups due for a retry at `now`.
-    pub(super) fn retries_due(&self, now: Instant) -> Vec<DhtKey> {
-        self.lookup_retry
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
-    /// The earliest lookup retry.
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.lookup_retry.values().min().copied()
-    }
-
     // ----- the node's calls -----
 
     /// Looks `account` up: its key, and whether the node must start listening to it.
     pub(super) fn look_up(&mut self, account: AccountId) -> (DhtKey, bool) {
         let key = signal::devices_key(&account);
         (key, self.lookups.insert(key, account).is_none())
-    }
-
-    /// Arms (or re-arms) the retry of a lookup.
-    pub(super) fn retry_lookup(&mut self, key: DhtKey, at: Instant) {
-        self.lookup_retry.insert(key, at);
-    }
-
-    /// Disarms the retry of a lookup.
-    pub(super) fn stop_retrying(&mut self, key: DhtKey) {
-        self.lookup_retry.remove(&key);
     }
 
     /// Ends every lookup: their keys, to stop listening.
@@ -102,6 +75,21 @@ impl Signalling {
 }
 
 impl Node {
+    /// A lookup's retry timer fired: while a group for that account still waits and none
+    /// of its devices is known, listen again (which delivers what is stored again).
+    pub(super) fn retry_lookup(&mut self, now: Instant, key: DhtKey) {
+        let still_unknown = self
+            .signalling
+            .unknown_account(&key)
+            .is_some_and(|a| self.looks_up(a));
+        if still_unknown {
+            self.out.push_back(Output::DhtCancelListen { key });
+            self.out.push_back(Output::DhtListen { key });
+            self.timers
+                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
+        }
+    }
+
     /// A value the DHT delivered: a request or answer for us, or a device announcement.
     pub(super) fn on_dht_value(&mut self, now: Instant, key: DhtKey, value: Bytes) {
         let me = self.config.device.id();
@@ -167,7 +155,7 @@ impl Node {
                 .map(|(id, _)| *id)
                 .collect();
             for id in gone {
-                self.connectors.remove(&id);
+                self.remove_connector(id);
             }
         } else if !self
             .signalling
@@ -211,7 +199,7 @@ impl Node {
                 return;
             }
             // Theirs wins: our request gives way, and what waited on it moves to the answer.
-            self.connectors.remove(&existing);
+            self.remove_connector(existing);
             self.by_device.remove(&opened.device);
             self.demux.forget_connector(existing);
         }

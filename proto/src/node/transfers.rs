@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::Node;
 use super::connector::{Link, Stage};
+use super::timers::NodeTimer;
 use crate::Error;
 use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
@@ -91,7 +92,6 @@ struct Group {
     name: String,
     aggregate: Aggregate,
     devices: BTreeMap<DeviceId, TransferId>,
-    lookup_deadline: Option<Instant>,
 }
 
 /// A sub-transfer whose channel is not open yet.
@@ -148,40 +148,39 @@ impl Transfers {
             .collect()
     }
 
-    /// Whether a group for `account` still waits for its first device.
-    pub(super) fn looks_up(&self, account: AccountId) -> bool {
-        self.groups
-            .values()
-            .any(|g| g.lookup_deadline.is_some() && g.account == account)
-    }
-
-    /// The groups whose lookup is over at `now`.
-    pub(super) fn lookups_over(&self, now: Instant) -> Vec<TransferId> {
+    /// The groups sending to `account`.
+    fn groups_of(&self, account: AccountId) -> impl Iterator<Item = TransferId> + '_ {
         self.groups
             .iter()
-            .filter(|(_, g)| g.lookup_deadline.is_some_and(|d| d <= now))
+            .filter(move |(_, g)| g.account == account)
             .map(|(t, _)| *t)
-            .collect()
     }
 
-    /// The earliest deadline of a transfer or a group's lookup.
+    /// Whether a group has a sub-transfer for any device.
+    fn has_devices(&self, group: TransferId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|g| !g.devices.is_empty())
+    }
+
+    /// The earliest deadline of a transfer.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        let lookups = self.groups.values().filter_map(|g| g.lookup_deadline);
-        let machines = self.slots.values().filter_map(|s| s.machine.poll_timeout());
-        lookups.chain(machines).min()
+        self.slots
+            .values()
+            .filter_map(|s| s.machine.poll_timeout())
+            .min()
     }
 
     // ----- the node's calls -----
 
-    /// A group for a file sent to every device of `account`, waiting for them until
-    /// `lookup_deadline`.
+    /// A group for a file sent to every device of `account` (the node times its wait for
+    /// the first device).
     pub(super) fn add_group(
         &mut self,
         group: TransferId,
         account: AccountId,
         source: String,
         name: String,
-        lookup_deadline: Instant,
     ) {
         self.groups.insert(
             group,
@@ -191,16 +190,8 @@ impl Transfers {
                 name,
                 aggregate: Aggregate::new(0),
                 devices: BTreeMap::new(),
-                lookup_deadline: Some(lookup_deadline),
             },
         );
-    }
-
-    /// Stops a group's lookup: `true` if it was still looking and had no device.
-    pub(super) fn end_lookup(&mut self, group: TransferId) -> bool {
-        self.groups
-            .get_mut(&group)
-            .is_some_and(|g| g.lookup_deadline.take().is_some() && g.devices.is_empty())
     }
 
     /// What cancelling `transfer` cancels: every sub-transfer of a group, else itself.
@@ -242,6 +233,21 @@ impl Transfers {
 }
 
 impl Node {
+    /// Whether a group for `account` still waits for its first device.
+    pub(super) fn looks_up(&self, account: AccountId) -> bool {
+        self.transfers
+            .groups_of(account)
+            .any(|g| self.timers.is_set(NodeTimer::Lookup(g)))
+    }
+
+    /// Stops a group's wait for its first device: `true` if it was still waiting, with no
+    /// device.
+    pub(super) fn end_lookup(&mut self, group: TransferId) -> bool {
+        let waiting = self.timers.is_set(NodeTimer::Lookup(group));
+        self.timers.clear(NodeTimer::Lookup(group));
+        waiting && !self.transfers.has_devices(group)
+    }
+
     /// Cancels one transfer, or fails a sub-transfer still waiting for its channel.
     pub(super) fn cancel_one(&mut self, now: Instant, t: TransferId) {
         if let Some(slot) = self.transfers.slots.get_mut(&t) {
@@ -266,7 +272,7 @@ impl Node {
         if let Some(g) = self.transfers.groups.get_mut(&group) {
             g.devices.insert(device, sub);
             g.aggregate.add(sub);
-            g.lookup_deadline = None;
+            self.timers.clear(NodeTimer::Lookup(group));
         }
         self.out.push_back(Output::Event(Event::SubTransfer {
             group,
@@ -293,11 +299,8 @@ impl Node {
         }
     }
 
-    /// A group's lookup is over with no device found.
+    /// A group's wait for its first device is over: no device was found.
     pub(super) fn lookup_failed(&mut self, group: TransferId) {
-        if let Some(g) = self.transfers.groups.get_mut(&group) {
-            g.lookup_deadline = None;
-        }
         self.out.push_back(Output::Event(Event::Aggregate {
             group,
             status: Status::UnjoinablePeer,

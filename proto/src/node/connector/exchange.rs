@@ -22,7 +22,8 @@ impl Connector {
         }
         if !self.requester {
             self.stage = Stage::WaitPermission;
-            self.timers.set(Timer::Permission, now + PERMISSION_WAIT);
+            self.out
+                .push_back(Output::Arm(Timer::Permission, now + PERMISSION_WAIT));
             let ips = self.peer_ips.clone();
             let any_relay = !env.relayed.is_empty();
             self.out.push_back(Output::Permit(ips.clone()));
@@ -55,8 +56,10 @@ impl Connector {
                 });
                 self.sealed = Some(sealed);
                 self.stage = Stage::WaitAnswer;
-                self.timers.set(Timer::Retry, now + REQUEST_RETRY);
-                self.timers.set(Timer::Answer, now + ANSWER_TIMEOUT);
+                self.out
+                    .push_back(Output::Arm(Timer::Retry, now + REQUEST_RETRY));
+                self.out
+                    .push_back(Output::Arm(Timer::Answer, now + ANSWER_TIMEOUT));
             }
             Err(e) => self
                 .out
@@ -72,7 +75,7 @@ impl Connector {
         if self.stage != Stage::WaitPermission {
             return;
         }
-        self.timers.clear(Timer::Permission);
+        self.out.push_back(Output::Disarm(Timer::Permission));
         let Some(request) = self.request.take() else {
             return;
         };
@@ -130,8 +133,8 @@ impl Connector {
         if self.stage != Stage::WaitAnswer {
             return false;
         }
-        self.timers.clear(Timer::Retry);
-        self.timers.clear(Timer::Answer);
+        self.out.push_back(Output::Disarm(Timer::Retry));
+        self.out.push_back(Output::Disarm(Timer::Answer));
         self.peer_ips = ips.clone();
         let remote = match Description::parse(&answer.ice) {
             Ok(parsed) => parsed.description,
@@ -154,14 +157,8 @@ impl Connector {
         true
     }
 
-    /// One of the connector's timers fired. `false` when the connector stopped there (the
-    /// timers after it wait for the next call).
-    pub(in crate::node) fn handle_timer(
-        &mut self,
-        now: Instant,
-        timer: Timer,
-        env: Env<'_>,
-    ) -> bool {
+    /// One of the connector's timers fired (the node keeps them, see [`Output::Arm`]).
+    pub(in crate::node) fn handle_timer(&mut self, now: Instant, timer: Timer, env: Env<'_>) {
         match timer {
             Timer::Retry => {
                 if let Some(sealed) = self.sealed.clone() {
@@ -170,23 +167,18 @@ impl Connector {
                         key: signal::peer_key(&self.device),
                         value: sealed,
                     });
-                    self.timers.set(Timer::Retry, now + REQUEST_RETRY);
+                    self.out
+                        .push_back(Output::Arm(Timer::Retry, now + REQUEST_RETRY));
                 }
-                true
             }
             Timer::Answer => {
                 self.out
                     .push_back(Output::Fail("signalling: no answer on the DHT".to_owned()));
-                false
             }
-            Timer::Permission => {
-                self.answer_now(now, env);
-                false
-            }
+            Timer::Permission => self.answer_now(now, env),
             Timer::Tls => {
                 self.out
                     .push_back(Output::Fail("TLS: the handshake did not finish".to_owned()));
-                false
             }
         }
     }

@@ -35,14 +35,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{FORGET_FAILED, NodeConfig};
+use super::NodeConfig;
 use crate::Error;
 use crate::channel::{Mux, MuxEvent};
 use crate::ice::{self, Agent, Candidate, Description};
 use crate::io::{ConnId, DhtKey};
 use crate::rng::SeededRng;
 use crate::signal::{PeerConnection, Recipient};
-use crate::timer::Timers;
 use crate::tls::{AccountId, DeviceId, PeerIdentity, TlsSession};
 use crate::transfer::TransferId;
 
@@ -80,7 +79,10 @@ pub(super) enum Link {
     Relay { slot: usize, turn_conn: ConnId },
 }
 
-/// A connector's timers.
+/// A connector's timers. The node keeps them in its own table (as
+/// [`NodeTimer::Connector`](super::timers::NodeTimer::Connector)): the connector asks with
+/// [`Output::Arm`] and [`Output::Disarm`], and hears them through
+/// [`handle_timer`](Connector::handle_timer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
     /// Requester: put the request again.
@@ -91,6 +93,11 @@ pub(super) enum Timer {
     Permission,
     /// The TLS handshake took too long.
     Tls,
+}
+
+impl Timer {
+    /// Every timer, for disarming them all.
+    pub(super) const ALL: [Timer; 4] = [Timer::Retry, Timer::Answer, Timer::Permission, Timer::Tls];
 }
 
 /// What a connector asks of the node.
@@ -118,6 +125,10 @@ pub(super) enum Output {
     Ready,
     /// Something happened on a channel.
     Channel(MuxEvent),
+    /// Arm (or re-arm) one of the connector's timers.
+    Arm(Timer, Instant),
+    /// Disarm one of the connector's timers.
+    Disarm(Timer),
     /// The connector cannot go on: the node fails it ([`Connector::fail`]) for this reason
     /// and tells everything that waited on it.
     Fail(String),
@@ -161,9 +172,6 @@ pub(super) struct Connector {
     selected: Option<ConnId>,
     tls: Option<TlsSession>,
     mux: Option<Mux>,
-    timers: Timers<Timer>,
-    /// Once failed: when the node forgets it (it stays a while to answer retried requests).
-    forget_at: Option<Instant>,
     /// Bytes written to the selected link, and acknowledged by it.
     wire_sent: u64,
     wire_acked: u64,
@@ -198,8 +206,6 @@ impl Connector {
             selected: None,
             tls: None,
             mux: None,
-            timers: Timers::new(),
-            forget_at: None,
             wire_sent: 0,
             wire_acked: 0,
             credits: VecDeque::new(),
@@ -300,16 +306,14 @@ impl Connector {
             .map(|(conn, _)| *conn)
     }
 
-    /// The connector's next deadline, its agent's included.
-    pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.timers.next(),
-            self.forget_at,
-            self.agent.as_ref().and_then(Agent::poll_timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    /// When the agent's clock next needs to run.
+    pub(super) fn agent_timeout(&self) -> Option<Instant> {
+        self.agent.as_ref().and_then(Agent::poll_timeout)
+    }
+
+    /// Why the agent's clock next needs to run (see [`Agent::timeout_reason`]).
+    pub(super) fn agent_timeout_reason(&self) -> Option<&'static str> {
+        self.agent.as_ref().and_then(Agent::timeout_reason)
     }
 
     // ----- handle_* -----
@@ -331,11 +335,6 @@ impl Connector {
         if let Some(agent) = self.agent.as_mut() {
             agent.handle_timeout(now);
         }
-    }
-
-    /// The next of the connector's own timers that expired, disarmed.
-    pub(super) fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
-        self.timers.pop_expired(now)
     }
 
     // ----- the node's calls -----
@@ -391,14 +390,14 @@ impl Connector {
         }
     }
 
-    /// Stops everything: the agent closes its connections, TLS and channels are dropped.
-    /// `None` if it had failed already, else whether it was ready (transfers ran on it).
+    /// Stops everything: the agent closes its connections, TLS and channels are dropped
+    /// (the node disarms the connector's timers). `None` if it had failed already, else
+    /// whether it was ready (transfers ran on it).
     pub(super) fn fail(&mut self) -> Option<bool> {
         if self.stage == Stage::Failed {
             return None;
         }
         self.stage = Stage::Failed;
-        self.timers.clear_all();
         let was_ready = self.mux.is_some();
         self.mux = None;
         self.tls = None;
@@ -406,21 +405,6 @@ impl Connector {
             agent.close();
         }
         Some(was_ready)
-    }
-
-    /// A failed connector stays a while (to answer retried requests, to remember a denial):
-    /// whether that while is over. The first call after the failure starts it.
-    pub(super) fn forgotten(&mut self, now: Instant) -> bool {
-        if self.stage != Stage::Failed {
-            return false;
-        }
-        match self.forget_at {
-            None => {
-                self.forget_at = Some(now + FORGET_FAILED);
-                false
-            }
-            Some(at) => at <= now,
-        }
     }
 
     // ----- poll_* -----

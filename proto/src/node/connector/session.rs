@@ -174,7 +174,7 @@ impl Connector {
                 } else {
                     TLS_TIMEOUT + ANSWER_TIMEOUT
                 };
-                self.timers.set(Timer::Tls, now + wait);
+                self.out.push_back(Output::Arm(Timer::Tls, now + wait));
             }
             Err(e) => self.out.push_back(Output::Fail(format!("TLS: {e}"))),
         }
@@ -192,7 +192,7 @@ impl Connector {
                 }
             }
             TlsOutput::Established(_) => {
-                self.timers.clear(Timer::Tls);
+                self.out.push_back(Output::Disarm(Timer::Tls));
                 self.stage = Stage::Ready;
                 self.mux = Some(Mux::new(if self.requester {
                     Side::Server
