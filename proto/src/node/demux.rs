@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::Node;
 use super::connector::Link;
+use super::counters::bug;
 use super::timers::NodeTimer;
 use crate::ice;
 use crate::io::{ConnId, Input, Output};
@@ -205,8 +206,9 @@ impl Node {
         match self.demux.route(conn) {
             Some(Route::Turn { slot, turn_conn }) => {
                 let renamed = rename(input, turn_conn);
-                // A TURN client refuses only inputs it cannot have asked for.
-                let _ = self.relays.handle_input(now, slot, renamed);
+                if let Err(e) = self.relays.handle_input(now, slot, renamed) {
+                    bug(&mut self.bugs.turn_input, "TURN client input", &e);
+                }
             }
             Some(Route::Agent {
                 connector,

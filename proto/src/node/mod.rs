@@ -3,19 +3,20 @@
 //!
 //! A [`Node`] owns every other machine of this crate and translates their outputs. Each
 //! kind of work has its own file, and the node drives each child through its methods:
-//! - `relays.rs`: one [`TurnClient`](crate::turn::TurnClient) per configured TURN server
-//!   (one per address family), their allocations and permissions;
+//! - `relays.rs`: one [`TurnClient`](crate::turn::TurnClient) per TURN server (one per
+//!   address family), their allocations and permissions; `gathering.rs`: our candidates;
 //! - `demux.rs`: where each driver connection belongs, and the accepted connections that
 //!   wait for their first ICE check to name their session;
 //! - `signalling.rs`: device announcements, sealed requests and answers on the DHT, and the
 //!   memory of those already seen;
-//! - `connector.rs`: one connector per remote device: sealed DHT request and answer → ICE
+//! - `connector/`: one connector per remote device: sealed DHT request and answer → ICE
 //!   over TCP with relayed candidates as the last resort → TLS 1.3 pinned to that device → a
 //!   channel multiplexer ([`Mux`](crate::channel::Mux)) that carries every transfer with
 //!   that device; `peers.rs` is the node's side of it (making, draining, failing, forgetting);
 //! - `transfers.rs`: one [`Outgoing`](crate::transfer::Outgoing) or
 //!   [`Incoming`](crate::transfer::Incoming) transfer per channel, and one
-//!   [`Aggregate`](crate::aggregate::Aggregate) per file sent to an account.
+//!   [`Aggregate`](crate::aggregate::Aggregate) per file sent to an account;
+//! - `timers.rs`: every deadline of the node in one table; `counters.rs`: what it drops.
 //!
 //! This file keeps the configuration, the node's state and its public face.
 //!
@@ -34,6 +35,7 @@
 //! by its USERNAME; until then it is *unrouted*, buffered up to a bound and for a while.
 
 mod connector;
+mod counters;
 mod demux;
 mod gathering;
 mod peers;
@@ -59,11 +61,13 @@ use crate::transfer::{Status, TransferId};
 use crate::turn::TurnConfig;
 
 use connector::{Connector, Stage};
+pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
 use relays::Relays;
 use signalling::Signalling;
 use timers::NodeTimer;
 use transfers::Transfers;
+pub use transfers::{IMAGE_EXTENSIONS, is_image_name};
 
 /// How long local gathering may take before connectors go ahead with what they have.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,17 +88,6 @@ const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
 pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the name of a picture ends with, for
-/// [`auto_accept_images_under`](NodeConfig::auto_accept_images_under) (any case).
-pub const IMAGE_EXTENSIONS: &[&str] = &[".jpg", ".jpeg", ".png", ".gif", ".webp"];
-
-/// Whether a file called `name` counts as a picture: it ends with one of
-/// [`IMAGE_EXTENSIONS`], in any case.
-pub fn is_image_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(e))
-}
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -155,25 +148,11 @@ impl NodeConfig {
     }
 }
 
-/// Values dropped because they failed a check, by kind: for logs and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DroppedValues {
-    /// DHT values under our key that did not open or verify.
-    pub unopened: u64,
-    /// Requests or answers seen before (replays, duplicates, retries).
-    pub replayed: u64,
-    /// Answers to no request of ours, or from another device than asked.
-    pub unexpected: u64,
-    /// Announcements that did not verify.
-    pub bad_announcements: u64,
-    /// Connections closed before any check named their session.
-    pub unrouted: u64,
-}
-
 /// One device of one account: see the module docs.
 ///
 /// Methods come in four groups, called by the driver in this order: getters
-/// ([`device`](Self::device), [`dropped`](Self::dropped), [`relayed`](Self::relayed),
+/// ([`device`](Self::device), [`dropped`](Self::dropped), [`bugs`](Self::bugs),
+/// [`relayed`](Self::relayed),
 /// [`listening`](Self::listening), [`known_connections`](Self::known_connections),
 /// [`ready_connections`](Self::ready_connections), [`timeout_reason`](Self::timeout_reason));
 /// `handle_*`
@@ -198,6 +177,7 @@ pub struct Node {
     signalling: Signalling,
     transfers: Transfers,
     dropped: DroppedValues,
+    bugs: Bugs,
     /// Every deadline of the node and of its children that are not machines of their own.
     timers: Timers<NodeTimer>,
     /// Transfers whose connection died, to reset once the pump is done.
@@ -246,6 +226,7 @@ impl Node {
             signalling: Signalling::new(),
             transfers: Transfers::new(),
             dropped: DroppedValues::default(),
+            bugs: Bugs::default(),
             timers: Timers::new(),
             pending_reset: VecDeque::new(),
             stopping: Stopping::No,
@@ -281,6 +262,11 @@ impl Node {
     /// What was dropped so far, and why.
     pub fn dropped(&self) -> DroppedValues {
         self.dropped
+    }
+
+    /// The errors of the node's children that cannot come, and came (see [`Bugs`]).
+    pub fn bugs(&self) -> Bugs {
+        self.bugs
     }
 
     /// Our relayed addresses, once allocated.

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use super::connector::{self, Connector, Env, Link, Stage};
+use super::counters::bug;
 use super::demux::Route;
 use super::timers::NodeTimer;
 use super::{FORGET_FAILED, Node};
@@ -137,8 +138,9 @@ impl Node {
     /// Feeds one connector's agent.
     pub(super) fn agent_input(&mut self, now: Instant, id: u32, input: ice::Input) {
         if let Some(c) = self.connectors.get_mut(&id) {
-            // The agent refuses only inputs it could not have asked for.
-            let _ = c.handle_agent_input(now, input);
+            if let Err(e) = c.handle_agent_input(now, input) {
+                bug(&mut self.bugs.agent_input, "ICE agent input", &e);
+            }
         }
     }
 
@@ -157,7 +159,7 @@ impl Node {
         while self
             .connectors
             .get_mut(&id)
-            .is_some_and(Connector::poll_tls)
+            .is_some_and(|c| c.poll_tls(&mut self.bugs))
         {
             moved = true;
             self.on_connector_outputs(now, id);
@@ -165,7 +167,7 @@ impl Node {
         while self
             .connectors
             .get_mut(&id)
-            .is_some_and(|c| c.poll_mux(now))
+            .is_some_and(|c| c.poll_mux(now, &mut self.bugs))
         {
             moved = true;
             self.on_connector_outputs(now, id);
@@ -225,7 +227,9 @@ impl Node {
             connector::Output::Send { link, data } => match link {
                 Link::Direct(conn) => self.out.push_back(Output::Send { conn, data }),
                 Link::Relay { slot, turn_conn } => {
-                    let _ = self.relays.send(slot, turn_conn, data);
+                    if let Err(e) = self.relays.send(slot, turn_conn, data) {
+                        bug(&mut self.bugs.relay_send, "relayed stream", &e);
+                    }
                 }
             },
             connector::Output::Close(link) => match link {

@@ -17,6 +17,7 @@ use super::Node;
 use super::connector::Link;
 use super::demux::{Inbound, Route};
 use crate::Error;
+use crate::ice;
 use crate::io::{ConnId, Endpoint, Input, Output};
 use crate::rng::SeededRng;
 use crate::turn::{TurnClient, TurnConfig, TurnEvent};
@@ -271,6 +272,14 @@ impl Node {
         match event {
             TurnEvent::Allocated { .. } => self.check_gathered(now),
             TurnEvent::Failed { .. } | TurnEvent::Deallocated => {
+                // The client closed its relayed streams with it, without a word for each:
+                // the agents that use them hear it here, before they write into them again.
+                for id in self.connector_ids() {
+                    let gone = self.connectors[&id].relayed_through(slot);
+                    for conn in gone {
+                        self.agent_input(now, id, ice::Input::Reset { conn });
+                    }
+                }
                 self.check_gathered(now);
                 self.check_shut_down();
             }

@@ -220,5 +220,6 @@ mod tests {
         .expect("listening");
         assert_eq!(n.poll_timeout(), Some(t0 + ANNOUNCE_EVERY));
         assert_eq!(n.timeout_reason(), Some("announcement"));
+        assert_eq!(n.bugs().total(), 0);
     }
 }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::Node;
 use super::connector::{Link, Stage};
+use super::counters::bug;
 use super::timers::NodeTimer;
 use crate::Error;
 use crate::aggregate::Aggregate;
@@ -23,6 +24,17 @@ use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
 use crate::transfer::{self, Form, Incoming, Outgoing, Reason, Status, TransferId};
+
+/// What the name of a picture ends with, for
+/// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
+pub const IMAGE_EXTENSIONS: &[&str] = &[".jpg", ".jpeg", ".png", ".gif", ".webp"];
+
+/// Whether a file called `name` counts as a picture: it ends with one of
+/// [`IMAGE_EXTENSIONS`], in any case.
+pub fn is_image_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(e))
+}
 
 /// Channel names that carry a transfer.
 const FILE_CHANNEL: &str = "file-transfer://";
@@ -161,6 +173,14 @@ impl Transfers {
         self.groups
             .get(&group)
             .is_some_and(|g| !g.devices.is_empty())
+    }
+
+    /// Whether `tid` is an incoming transfer waiting for the local user's decision.
+    pub(super) fn awaits_decision(&self, tid: TransferId) -> bool {
+        matches!(
+            self.slots.get(&tid).map(|s| &s.machine),
+            Some(Machine::In(m)) if m.status() == Status::WaitHostAcceptance
+        )
     }
 
     /// The earliest deadline of a transfer.
@@ -326,8 +346,12 @@ impl Node {
                     self.channel_send(now, connector, channel, tid, data)
                 }
                 transfer::Output::Close | transfer::Output::Reset => {
-                    if let Some(c) = self.connectors.get_mut(&connector) {
-                        let _ = c.end_channel(channel);
+                    let ended = self
+                        .connectors
+                        .get_mut(&connector)
+                        .map(|c| c.end_channel(channel));
+                    if let Some(Some(Err(e))) = ended {
+                        bug(&mut self.bugs.channel_end, "end of a channel", &e);
                     }
                 }
                 transfer::Output::PauseReading | transfer::Output::ResumeReading => {
@@ -367,7 +391,7 @@ impl Node {
                 size,
                 ..
             } => {
-                let auto = super::is_image_name(&name)
+                let auto = is_image_name(&name)
                     && self
                         .config
                         .auto_accept_images_under
@@ -378,8 +402,11 @@ impl Node {
                     size,
                     from: Some(peer),
                 }));
-                if auto {
-                    let _ = self.accept(now, transfer);
+                // Bytes after the header (a CANCEL, say) may have ended it already.
+                if auto && self.transfers.awaits_decision(transfer) {
+                    if let Err(e) = self.accept(now, transfer) {
+                        bug(&mut self.bugs.auto_accept, "automatic acceptance", &e);
+                    }
                 }
                 return;
             }
@@ -465,8 +492,9 @@ impl Node {
     /// Feeds a transfer what its channel brought.
     pub(super) fn transfer_input(&mut self, now: Instant, tid: TransferId, input: transfer::Input) {
         if let Some(slot) = self.transfers.slots.get_mut(&tid) {
-            // A transfer refuses only caller mistakes; network input never is one.
-            let _ = slot.machine.handle_input(now, input);
+            if let Err(e) = slot.machine.handle_input(now, input) {
+                bug(&mut self.bugs.transfer_input, "transfer input", &e);
+            }
         }
     }
 
@@ -483,9 +511,12 @@ impl Node {
                 };
                 match tid {
                     Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) => {
-                        let Some(_) = c.accept_channel(channel) else {
+                        let Some(accepted) = c.accept_channel(channel) else {
                             return;
                         };
+                        if let Err(e) = accepted {
+                            bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
+                        }
                         let peer = c.peer();
                         let file = self.transfers.new_file();
                         self.transfers.slots.insert(
@@ -500,7 +531,9 @@ impl Node {
                         );
                     }
                     _ => {
-                        let _ = c.decline_channel(channel);
+                        if let Some(Err(e)) = c.decline_channel(channel) {
+                            bug(&mut self.bugs.channel_answer, "channel refusal", &e);
+                        }
                     }
                 }
             }
@@ -576,8 +609,11 @@ impl Node {
         let device = c.device();
         for (sub, p) in self.transfers.pending.iter_mut() {
             if p.device == device && p.channel.is_none() {
-                if let Some(Ok(channel)) = c.open_channel(&format!("{FILE_CHANNEL}{}", sub.0)) {
-                    p.channel = Some((id, channel));
+                match c.open_channel(&format!("{FILE_CHANNEL}{}", sub.0)) {
+                    Some(Ok(channel)) => p.channel = Some((id, channel)),
+                    // Counted, not asserted: see `Bugs::channel_open`.
+                    Some(Err(_)) => self.bugs.channel_open += 1,
+                    None => {}
                 }
             }
         }
@@ -597,9 +633,11 @@ impl Node {
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
-        match c.send_on_channel(now, channel, &data) {
+        match c.send_on_channel(now, channel, &data, &mut self.bugs) {
             Some(Ok(())) => {}
-            Some(Err(_)) | None => return,
+            Some(Err(e)) => return bug(&mut self.bugs.channel_send, "channel send", &e),
+            // The connection is gone: the transfer hears that from its reset.
+            None => return,
         }
         self.drain_connector(now, id);
         if let Some(c) = self.connectors.get_mut(&id) {

@@ -298,6 +298,15 @@ impl Connector {
         self.links.get(&self.selected?).copied()
     }
 
+    /// The agent's names for the streams relayed in through TURN client `slot`.
+    pub(super) fn relayed_through(&self, slot: usize) -> Vec<ConnId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| matches!(l, Link::Relay { slot: s, .. } if *s == slot))
+            .map(|(conn, _)| *conn)
+            .collect()
+    }
+
     /// The agent's name for the connection on `link`.
     pub(super) fn agent_conn(&self, link: Link) -> Option<ConnId> {
         self.links

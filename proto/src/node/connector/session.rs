@@ -8,6 +8,7 @@ use super::{Connector, Link, Output, Stage, Timer};
 use crate::channel::{ChannelError, ChannelId, Mux, Side};
 use crate::ice::{self, Agent};
 use crate::io::ConnId;
+use crate::node::counters::{Bugs, bug};
 use crate::node::{ANSWER_TIMEOUT, NodeConfig, TLS_TIMEOUT};
 use crate::tls::{self, Pin, TlsInput, TlsOutput, TlsSession};
 use crate::transfer::TransferId;
@@ -74,6 +75,7 @@ impl Connector {
         now: Instant,
         channel: ChannelId,
         data: &[u8],
+        bugs: &mut Bugs,
     ) -> Option<Result<(), ChannelError>> {
         let mux = self.mux.as_mut()?;
         if let Err(e) = mux.send(channel, data) {
@@ -81,7 +83,9 @@ impl Connector {
         }
         while let Some(unit) = mux.poll_transmit() {
             if let Some(tls) = self.tls.as_mut() {
-                let _ = tls.send(now, &unit);
+                if let Err(e) = tls.send(now, &unit) {
+                    bug(&mut bugs.tls_send, "TLS send", &e);
+                }
             }
         }
         Some(Ok(()))
@@ -181,14 +185,16 @@ impl Connector {
     }
 
     /// Takes one output of the TLS session. `false` when it had none.
-    pub(in crate::node) fn poll_tls(&mut self) -> bool {
+    pub(in crate::node) fn poll_tls(&mut self, bugs: &mut Bugs) -> bool {
         let Some(out) = self.tls.as_mut().and_then(TlsSession::poll_output) else {
             return false;
         };
         match out {
             TlsOutput::Transmit(bytes) => {
                 if let Some(agent) = self.agent.as_mut() {
-                    let _ = agent.send(&bytes);
+                    if let Err(e) = agent.send(&bytes) {
+                        bug(&mut bugs.agent_send, "ICE agent send", &e);
+                    }
                 }
             }
             TlsOutput::Established(_) => {
@@ -227,13 +233,15 @@ impl Connector {
     }
 
     /// Takes one unit or event of the multiplexer. `false` when it had none.
-    pub(in crate::node) fn poll_mux(&mut self, now: Instant) -> bool {
+    pub(in crate::node) fn poll_mux(&mut self, now: Instant, bugs: &mut Bugs) -> bool {
         let Some(mux) = self.mux.as_mut() else {
             return false;
         };
         if let Some(bytes) = mux.poll_transmit() {
             if let Some(tls) = self.tls.as_mut() {
-                let _ = tls.send(now, &bytes);
+                if let Err(e) = tls.send(now, &bytes) {
+                    bug(&mut bugs.tls_send, "TLS send", &e);
+                }
             }
             return true;
         }
