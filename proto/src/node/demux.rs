@@ -3,12 +3,13 @@
 //! Every connection the node hears of is a TURN client's, an ICE agent's, or *unrouted*: a
 //! connection accepted on a listener, or a stream relayed in through our allocation, whose
 //! first ICE check has not named its session yet. [`Demux`] keeps the routes and buffers
-//! what unrouted connections bring, up to a bound and for a while. The node reads the
-//! USERNAME of a check and routes the connection to the connector whose agent has that
-//! ufrag; the connectors themselves, the TURN clients and the closing of connections are
+//! what unrouted connections bring, up to a bound and for a while. It reads the USERNAME of
+//! a connection's first check once, and knows the ufrag of every agent: a connection goes
+//! to its agent as soon as both are known, whichever comes first, without a scan of the
+//! others. The connectors themselves, the TURN clients and the closing of connections are
 //! the node's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -49,20 +50,29 @@ pub(super) enum Inbound {
 pub(super) struct Unrouted {
     pub(super) local: SocketAddr,
     pub(super) remote: SocketAddr,
-    frames: FrameDecoder,
+    first: First,
     /// Everything it brought, to give its agent once routed.
     pub(super) buffered: Vec<Bytes>,
     bytes: usize,
+}
+
+/// What an unrouted connection's first frame says.
+enum First {
+    /// Not whole yet: what came so far, cut into frames.
+    Reading(FrameDecoder),
+    /// It is a check for the agent with this ufrag (nothing after it is read: the agent
+    /// will).
+    Named(String),
 }
 
 /// What bytes on an unrouted connection tell.
 pub(super) enum Pushed {
     /// The connection is not waiting (routed, or gone).
     NotWaiting,
-    /// Kept; no whole frame yet.
+    /// Kept, waiting: no whole frame yet, or no agent with the ufrag it named.
     Buffered,
-    /// Kept; its first frame names this ufrag.
-    Named(String),
+    /// Its first check named the agent of this connector: route it there.
+    Route(u32),
     /// Over the bound, or its first frame is no check: close it.
     Refused,
 }
@@ -72,6 +82,10 @@ pub(super) enum Pushed {
 pub(super) struct Demux {
     routes: BTreeMap<ConnId, Route>,
     unrouted: BTreeMap<Inbound, Unrouted>,
+    /// The waiting connections whose first check named a ufrag no agent has yet.
+    by_ufrag: BTreeMap<String, BTreeSet<Inbound>>,
+    /// Every agent's ufrag, and its connector.
+    agents: BTreeMap<String, u32>,
 }
 
 impl Demux {
@@ -87,27 +101,9 @@ impl Demux {
         self.unrouted.contains_key(&inbound)
     }
 
-    /// Whether nothing waits.
-    pub(super) fn is_empty(&self) -> bool {
-        self.unrouted.is_empty()
-    }
-
     /// Every connection waiting, in order.
     pub(super) fn waiting(&self) -> Vec<Inbound> {
         self.unrouted.keys().copied().collect()
-    }
-
-    /// The ufrag each waiting connection's first frame names, read again from what it
-    /// brought.
-    pub(super) fn waiting_ufrags(&self) -> Vec<(Inbound, String)> {
-        self.unrouted
-            .iter()
-            .filter_map(|(k, u)| {
-                let mut frames = FrameDecoder::new();
-                let first = u.buffered.iter().flat_map(|b| frames.push(b)).next()?;
-                Some((*k, ufrag_of(&first)?))
-            })
-            .collect()
     }
 
     // ----- the node's calls -----
@@ -139,7 +135,7 @@ impl Demux {
             Unrouted {
                 local,
                 remote,
-                frames: FrameDecoder::new(),
+                first: First::Reading(FrameDecoder::new()),
                 buffered: Vec::new(),
                 bytes: 0,
             },
@@ -156,24 +152,64 @@ impl Demux {
             return Pushed::Refused;
         }
         u.buffered.push(data.clone());
-        let frames = u.frames.push(&data);
+        let First::Reading(decoder) = &mut u.first else {
+            return Pushed::Buffered; // Named already: it waits for its agent.
+        };
+        let frames = decoder.push(&data);
         let Some(first) = frames.first() else {
             return Pushed::Buffered;
         };
-        match ufrag_of(first) {
-            // Kept either way: the agent may not exist yet (a check can beat the answer).
-            Some(ufrag) => Pushed::Named(ufrag),
-            None => Pushed::Refused,
+        let Some(ufrag) = ufrag_of(first) else {
+            return Pushed::Refused;
+        };
+        u.first = First::Named(ufrag.clone());
+        if let Some(id) = self.agents.get(&ufrag) {
+            return Pushed::Route(*id);
         }
+        // The agent may not exist yet (a check can beat the answer).
+        self.by_ufrag.entry(ufrag).or_default().insert(inbound);
+        Pushed::Buffered
+    }
+
+    /// Connector `id` has an agent that goes by `ufrag`: the connections that named it, in
+    /// order, to route there.
+    pub(super) fn agent_ready(&mut self, ufrag: String, id: u32) -> Vec<Inbound> {
+        let waiting = self.by_ufrag.remove(&ufrag).unwrap_or_default();
+        self.agents.insert(ufrag, id);
+        waiting.into_iter().collect()
+    }
+
+    /// Connector `id` is gone, and its agent with it.
+    pub(super) fn forget_agent(&mut self, id: u32) {
+        self.agents.retain(|_, c| *c != id);
     }
 
     /// Takes a waiting connection out, to route it (its route is the caller's to set).
     pub(super) fn take(&mut self, inbound: Inbound) -> Option<Unrouted> {
+        self.unwait(inbound);
         self.unrouted.remove(&inbound)
+    }
+
+    /// Forgets that `inbound` waits for an agent.
+    fn unwait(&mut self, inbound: Inbound) {
+        let Some(Unrouted {
+            first: First::Named(ufrag),
+            ..
+        }) = self.unrouted.get(&inbound)
+        else {
+            return;
+        };
+        if let Some(waiting) = self.by_ufrag.get_mut(ufrag) {
+            waiting.remove(&inbound);
+            if waiting.is_empty() {
+                self.by_ufrag.remove(ufrag);
+            }
+        }
     }
 
     /// Forgets a connection that is being closed, waiting or not.
     pub(super) fn remove(&mut self, inbound: Inbound) {
+        self.unwait(inbound);
         self.unrouted.remove(&inbound);
         if let Inbound::Driver(conn) = inbound {
             self.routes.remove(&conn);
@@ -279,7 +315,7 @@ impl Node {
         }
         match self.demux.push(inbound, data) {
             Pushed::NotWaiting | Pushed::Buffered => {}
-            Pushed::Named(ufrag) => self.try_route(now, inbound, &ufrag),
+            Pushed::Route(id) => self.route_to(now, inbound, id),
             Pushed::Refused => {
                 self.dropped.unrouted += 1;
                 self.close_inbound(inbound);
@@ -287,15 +323,8 @@ impl Node {
         }
     }
 
-    fn try_route(&mut self, now: Instant, inbound: Inbound, ufrag: &str) {
-        let Some(id) = self
-            .connectors
-            .iter()
-            .find(|(_, c)| c.has_ufrag(ufrag))
-            .map(|(id, _)| *id)
-        else {
-            return; // Stays buffered until an agent with that ufrag exists, or times out.
-        };
+    /// Gives a waiting connection, and what it brought, to the agent of connector `id`.
+    fn route_to(&mut self, now: Instant, inbound: Inbound, id: u32) {
         let Some(u) = self.demux.take(inbound) else {
             return;
         };
@@ -338,10 +367,10 @@ impl Node {
         }
     }
 
-    /// Routes what waited for an agent that now exists.
-    pub(super) fn retry_unrouted(&mut self, now: Instant) {
-        for (inbound, ufrag) in self.demux.waiting_ufrags() {
-            self.try_route(now, inbound, &ufrag);
+    /// Connector `id` made its agent: the connections that named it go there.
+    pub(super) fn agent_ready(&mut self, now: Instant, id: u32, ufrag: String) {
+        for inbound in self.demux.agent_ready(ufrag, id) {
+            self.route_to(now, inbound, id);
         }
     }
 
@@ -399,5 +428,93 @@ fn rename(input: Input, to: ConnId) -> Input {
         Input::Closed { .. } => Input::Closed { conn: to },
         Input::Reset { .. } => Input::Reset { conn: to },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::stun::framing;
+    use crate::stun::{BINDING, Builder, Class};
+
+    fn check(username: &str) -> Bytes {
+        let msg = Builder::new(Class::Request, BINDING, 7)
+            .username(username)
+            .finish(Some("password"))
+            .expect("a check");
+        framing::encode(&msg)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port)
+    }
+
+    fn inbound(n: u32) -> Inbound {
+        Inbound::Driver(ConnId::Accepted(n))
+    }
+
+    #[test]
+    fn a_check_waits_for_its_agent_or_goes_to_it_at_once() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        d.wait(inbound(2), addr(1), addr(3));
+        let first = check("aaaa:bbbb");
+        // Half a frame names nothing; the whole frame names an agent that is not there.
+        assert!(matches!(
+            d.push(inbound(1), first.slice(..5)),
+            Pushed::Buffered
+        ));
+        assert!(matches!(
+            d.push(inbound(1), first.slice(5..)),
+            Pushed::Buffered
+        ));
+        // Read once: what follows the first check is kept, not read.
+        assert!(matches!(
+            d.push(inbound(1), framing::encode(b"not a check")),
+            Pushed::Buffered
+        ));
+        assert_eq!(d.agent_ready("aaaa".to_owned(), 3), vec![inbound(1)]);
+        let routed = d.take(inbound(1)).expect("waiting");
+        assert_eq!(routed.buffered.len(), 3);
+        assert!(matches!(
+            d.push(inbound(1), check("aaaa:bbbb")),
+            Pushed::NotWaiting
+        ));
+        // Once the agent is known, a check for it is routed as it arrives.
+        assert!(matches!(
+            d.push(inbound(2), check("aaaa:cccc")),
+            Pushed::Route(3)
+        ));
+    }
+
+    #[test]
+    fn a_first_frame_that_is_no_check_is_refused() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        assert!(matches!(
+            d.push(inbound(1), framing::encode(b"GET / HTTP/1.1")),
+            Pushed::Refused
+        ));
+    }
+
+    #[test]
+    fn a_connection_closed_while_it_waits_is_not_routed_later() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        assert!(matches!(
+            d.push(inbound(1), check("aaaa:bbbb")),
+            Pushed::Buffered
+        ));
+        d.remove(inbound(1));
+        assert!(d.agent_ready("aaaa".to_owned(), 3).is_empty());
+        // A connector that goes takes its agent's ufrag with it.
+        d.forget_agent(3);
+        d.wait(inbound(2), addr(1), addr(3));
+        assert!(matches!(
+            d.push(inbound(2), check("aaaa:bbbb")),
+            Pushed::Buffered
+        ));
     }
 }

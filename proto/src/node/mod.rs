@@ -491,15 +491,11 @@ impl Node {
     }
 
     /// Work that a pump leaves behind: failed connectors to forget, resets of transfers
-    /// whose connection died, routes for streams whose agent now exists.
+    /// whose connection died.
     fn after_pump(&mut self, now: Instant) {
         self.forget_failed(now);
         while let Some(t) = self.pending_reset.pop_front() {
             self.transfer_input(now, t, crate::transfer::Input::StreamReset);
-            self.pump(now);
-        }
-        if !self.demux.is_empty() {
-            self.retry_unrouted(now);
             self.pump(now);
         }
     }

@@ -192,7 +192,7 @@ impl Node {
                 self.out.push_back(Output::DhtPut { key, value })
             }
             connector::Output::Permit(ips) => self.relays.permit(now, &ips),
-            connector::Output::AgentReady => self.retry_unrouted(now),
+            connector::Output::AgentReady(ufrag) => self.agent_ready(now, id, ufrag),
             connector::Output::Connect {
                 conn,
                 remote,

@@ -170,6 +170,7 @@ impl Node {
     /// Removes connector `id` with its timers (its routes are the caller's business).
     pub(super) fn remove_connector(&mut self, id: u32) -> Option<Connector> {
         self.disarm_connector(id);
+        self.demux.forget_agent(id);
         self.timers.clear(NodeTimer::Forget(id));
         self.connectors.remove(&id)
     }

@@ -65,7 +65,7 @@ impl Connector {
                 .out
                 .push_back(Output::Fail(format!("cannot seal the request: {e}"))),
         }
-        self.out.push_back(Output::AgentReady);
+        self.out.push_back(Output::AgentReady(self.ufrag()));
     }
 
     /// Answerer: starts ICE on the request's description and puts the answer (once the
@@ -124,7 +124,7 @@ impl Connector {
                 .out
                 .push_back(Output::Fail(format!("cannot seal the answer: {e}"))),
         }
-        self.out.push_back(Output::AgentReady);
+        self.out.push_back(Output::AgentReady(self.ufrag()));
     }
 
     /// Requester: the answer came. `false` if none was awaited (a replay).

@@ -107,8 +107,9 @@ pub(super) enum Output {
     Put { key: DhtKey, value: Bytes },
     /// Permit these addresses on every relay: the peer may come in through them.
     Permit(Vec<IpAddr>),
-    /// The agent exists now: connections waiting for its ufrag can be routed to it.
-    AgentReady,
+    /// The agent exists now and goes by this ufrag: connections whose checks name it
+    /// belong here.
+    AgentReady(String),
     /// The agent opens a connection: the node names it, tells the connector
     /// ([`Connector::link`]) and asks the driver.
     Connect {
@@ -281,11 +282,12 @@ impl Connector {
         self.sealed_answer.clone()
     }
 
-    /// Whether our agent goes by `ufrag` (a check naming it belongs here).
-    pub(super) fn has_ufrag(&self, ufrag: &str) -> bool {
+    /// Our agent's ufrag (empty before there is an agent).
+    fn ufrag(&self) -> String {
         self.agent
             .as_ref()
-            .is_some_and(|a| a.local_description().ufrag == ufrag)
+            .map(|a| a.local_description().ufrag)
+            .unwrap_or_default()
     }
 
     /// Answerer: whether it waits for permissions for one of `ips`.
