@@ -152,10 +152,10 @@ impl NodeConfig {
 ///
 /// Methods come in four groups, called by the driver in this order: getters
 /// ([`device`](Self::device), [`dropped`](Self::dropped), [`bugs`](Self::bugs),
-/// [`relayed`](Self::relayed),
-/// [`listening`](Self::listening), [`known_connections`](Self::known_connections),
-/// [`ready_connections`](Self::ready_connections), [`timeout_reason`](Self::timeout_reason));
-/// `handle_*`
+/// [`relayed`](Self::relayed), [`listening`](Self::listening),
+/// [`known_connections`](Self::known_connections),
+/// [`ready_connections`](Self::ready_connections),
+/// [`timeout_reason`](Self::timeout_reason)); `handle_*`
 /// ([`handle_input`](Endpoint::handle_input), [`handle_timeout`](Endpoint::handle_timeout));
 /// application calls ([`send_file`](Self::send_file), [`accept`](Self::accept),
 /// [`refuse`](Self::refuse), [`cancel`](Self::cancel),
