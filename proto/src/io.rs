@@ -14,8 +14,8 @@
 //!   ([`ConnId::Connect`]) and its files ([`FileId`]);
 //! - the driver names the connections it accepted ([`ConnId::Accepted`]).
 
+use core::net::SocketAddr;
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -11,8 +11,8 @@
 //! back the same bytes. Name–value extensions after the type (`raddr …`, `generation …`)
 //! are accepted and ignored, as RFC 8839 asks, so such a line does not print back whole.
 
+use core::net::{IpAddr, SocketAddr};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use super::priority::candidate_priority;

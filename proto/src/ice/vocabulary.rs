@@ -1,8 +1,8 @@
 //! What an agent and its owner say to each other: the inputs it takes, the outputs it asks
 //! for, and the events that tell how the session goes, with a reason for every failure.
 
+use core::net::{IpAddr, SocketAddr};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -8,7 +8,7 @@
 //! | `addresses` | [string] | request: the requester's public addresses; answer: the answerer's relay addresses (`1.2.3.4:5`, `[v6]:5`) |
 //! | `seal` | bin(32), request only | Ferry: the requester's sealing key, for the answer |
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 

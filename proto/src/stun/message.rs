@@ -10,8 +10,8 @@
 //! with the password the message should have been signed with. Nothing here panics on any
 //! input.
 
+use core::net::SocketAddr;
 use std::fmt;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use stun_types::attribute::{

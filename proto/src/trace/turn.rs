@@ -1,9 +1,9 @@
 //! TURN messages as one trace line each, in the names of RFC 8656 and RFC 6062;
 //! [`TurnDecoder`] for TURN over TCP; and what a TURN client tells its owner ([`event`]).
 
+use core::net::IpAddr;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use stun_types::attribute::{
     Attribute as _, AttributeFromRaw as _, AttributeStaticType as _, ErrorCode, MessageIntegrity,

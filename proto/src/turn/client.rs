@@ -18,8 +18,8 @@
 //! its owner as [`TurnEvent::PeerStream`] and then only relays bytes ([`TurnEvent::PeerData`],
 //! [`TurnClient::send`]).
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

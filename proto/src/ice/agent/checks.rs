@@ -1,7 +1,7 @@
 //! Our checks: pacing (Ta), opening connections for active pairs, sending Binding
 //! requests, and what their answers mean (a valid pair, a role conflict, a failure).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Agent, Conn, State, Timer, Transaction, TxKind};

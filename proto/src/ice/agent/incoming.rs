@@ -2,7 +2,7 @@
 //! bytes, and the peer's checks (authentication, role conflicts, answers, the pair an
 //! accepted connection makes, peer-reflexive candidates, USE-CANDIDATE).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;

@@ -11,8 +11,8 @@ mod checks;
 mod incoming;
 mod selection;
 
+use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;

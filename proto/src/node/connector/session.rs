@@ -1,0 +1,255 @@
+//! A connector's path once ICE selected a pair: the agent's connections and frames, the TLS
+//! session over them, the channel multiplexer over TLS, and the send credit that tells a
+//! transfer when its bytes have left.
+
+use std::time::Instant;
+
+use super::{Connector, Link, Output, Stage, Timer};
+use crate::channel::{ChannelError, ChannelId, Mux, Side};
+use crate::ice::{self, Agent};
+use crate::io::ConnId;
+use crate::node::counters::{Bugs, bug};
+use crate::node::{ANSWER_TIMEOUT, NodeConfig, TLS_TIMEOUT};
+use crate::tls::{self, Pin, TlsInput, TlsOutput, TlsSession};
+use crate::transfer::TransferId;
+
+impl Connector {
+    /// The selected link wrote `bytes` more: the transfers whose bytes are all out get
+    /// their send credit back, (transfer, length) in order.
+    pub(in crate::node) fn handle_written(
+        &mut self,
+        link: Link,
+        bytes: usize,
+    ) -> Vec<(TransferId, usize)> {
+        let mut ready = Vec::new();
+        if self.selected_link() != Some(link) {
+            return ready;
+        }
+        self.wire_acked = (self.wire_acked + bytes as u64).min(self.wire_sent);
+        while let Some(&(end, tid, len)) = self.credits.front() {
+            if end > self.wire_acked {
+                break;
+            }
+            self.credits.pop_front();
+            ready.push((tid, len));
+        }
+        ready
+    }
+
+    /// Asks the peer to open a channel. `None` without a multiplexer.
+    pub(in crate::node) fn open_channel(
+        &mut self,
+        name: &str,
+    ) -> Option<Result<ChannelId, ChannelError>> {
+        Some(self.mux.as_mut()?.open(name))
+    }
+
+    /// Accepts a channel the peer asked for. `None` without a multiplexer.
+    pub(in crate::node) fn accept_channel(
+        &mut self,
+        channel: ChannelId,
+    ) -> Option<Result<(), ChannelError>> {
+        Some(self.mux.as_mut()?.accept(channel))
+    }
+
+    /// Declines a channel the peer asked for. `None` without a multiplexer.
+    pub(in crate::node) fn decline_channel(
+        &mut self,
+        channel: ChannelId,
+    ) -> Option<Result<(), ChannelError>> {
+        Some(self.mux.as_mut()?.decline(channel))
+    }
+
+    /// Ends our side of a channel. `None` without a multiplexer.
+    pub(in crate::node) fn end_channel(
+        &mut self,
+        channel: ChannelId,
+    ) -> Option<Result<(), ChannelError>> {
+        Some(self.mux.as_mut()?.end(channel))
+    }
+
+    /// Sends a transfer's bytes on its channel and pushes them all the way down to TLS, so
+    /// that their size on the wire is known. `None` without a multiplexer.
+    pub(in crate::node) fn send_on_channel(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        data: &[u8],
+        bugs: &mut Bugs,
+    ) -> Option<Result<(), ChannelError>> {
+        let mux = self.mux.as_mut()?;
+        if let Err(e) = mux.send(channel, data) {
+            return Some(Err(e));
+        }
+        while let Some(unit) = mux.poll_transmit() {
+            if let Some(tls) = self.tls.as_mut() {
+                if let Err(e) = tls.send(now, &unit) {
+                    bug(&mut bugs.tls_send, "TLS send", &e);
+                }
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// Counts `len` bytes of `tid` as in flight until the link has written everything
+    /// sent so far.
+    pub(in crate::node) fn expect_credit(&mut self, tid: TransferId, len: usize) {
+        self.credits.push_back((self.wire_sent, tid, len));
+    }
+
+    /// Takes one output of the agent. `false` when it had none.
+    pub(in crate::node) fn poll_agent(&mut self, now: Instant, config: &NodeConfig) -> bool {
+        let Some(out) = self.agent.as_mut().and_then(Agent::poll_output) else {
+            return false;
+        };
+        match out {
+            ice::Output::Connect {
+                conn,
+                remote,
+                local_ip,
+                timeout,
+            } => self.out.push_back(Output::Connect {
+                conn,
+                remote,
+                local_ip,
+                timeout,
+            }),
+            ice::Output::Send { conn, data } => {
+                if self.selected == Some(conn) {
+                    self.wire_sent += data.len() as u64;
+                }
+                if let Some(link) = self.links.get(&conn).copied() {
+                    self.out.push_back(Output::Send { link, data });
+                }
+            }
+            ice::Output::Close { conn } => {
+                if let Some(link) = self.links.remove(&conn) {
+                    self.out.push_back(Output::Close(link));
+                }
+            }
+            ice::Output::Data { data, .. } => {
+                if let Some(tls) = self.tls.as_mut() {
+                    tls.handle_input(now, TlsInput::Received(data));
+                }
+            }
+            ice::Output::Event(ice::Event::Selected { conn, .. }) => {
+                self.start_tls(now, conn, config)
+            }
+            ice::Output::Event(ice::Event::Failed { reason, pairs }) => {
+                let why = if self.stage == Stage::Ready || self.stage == Stage::Tls {
+                    format!("connection lost: {reason}")
+                } else {
+                    format!("ICE: {reason} after {} pairs failed", pairs.len())
+                };
+                self.out.push_back(Output::Fail(why));
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn start_tls(&mut self, now: Instant, conn: ConnId, config: &NodeConfig) {
+        self.selected = Some(conn);
+        // Roles follow the signalling: the answerer (ICE controlling) is the TLS client.
+        let role = if self.requester {
+            tls::Role::Server
+        } else {
+            tls::Role::Client
+        };
+        let pin = Pin {
+            account: self.account,
+            device: self.device,
+        };
+        match TlsSession::with_key_log(
+            role,
+            &config.device,
+            pin,
+            config.revocations.clone(),
+            config.anchor,
+            now,
+            config.tls_key_log.clone(),
+        ) {
+            Ok(session) => {
+                self.tls = Some(session);
+                self.stage = Stage::Tls;
+                // The answerer's checks can succeed before its answer reaches the requester,
+                // whose side of TLS waits for that answer: give it the answer's time too.
+                let wait = if self.requester {
+                    TLS_TIMEOUT
+                } else {
+                    TLS_TIMEOUT + ANSWER_TIMEOUT
+                };
+                self.out.push_back(Output::Arm(Timer::Tls, now + wait));
+            }
+            Err(e) => self.out.push_back(Output::Fail(format!("TLS: {e}"))),
+        }
+    }
+
+    /// Takes one output of the TLS session. `false` when it had none.
+    pub(in crate::node) fn poll_tls(&mut self, bugs: &mut Bugs) -> bool {
+        let Some(out) = self.tls.as_mut().and_then(TlsSession::poll_output) else {
+            return false;
+        };
+        match out {
+            TlsOutput::Transmit(bytes) => {
+                if let Some(agent) = self.agent.as_mut() {
+                    if let Err(e) = agent.send(&bytes) {
+                        bug(&mut bugs.agent_send, "ICE agent send", &e);
+                    }
+                }
+            }
+            TlsOutput::Established(_) => {
+                self.out.push_back(Output::Disarm(Timer::Tls));
+                self.stage = Stage::Ready;
+                self.mux = Some(Mux::new(if self.requester {
+                    Side::Server
+                } else {
+                    Side::Client
+                }));
+                self.out.push_back(Output::Ready);
+            }
+            TlsOutput::Plaintext(bytes) => {
+                let failed = match self.mux.as_mut() {
+                    Some(mux) => mux.handle_bytes(&bytes).is_err(),
+                    None => false,
+                };
+                if failed {
+                    self.out.push_back(Output::Fail(
+                        "channels: the peer broke the multiplexing".to_owned(),
+                    ));
+                }
+            }
+            TlsOutput::Closed => {
+                // What the peer sent before its close_notify (a CANCEL, say) is delivered
+                // before the close fails what still runs on this connection.
+                while let Some(event) = self.mux.as_mut().and_then(Mux::poll_event) {
+                    self.out.push_back(Output::Channel(event));
+                }
+                self.out
+                    .push_back(Output::Fail("connection closed by the peer".to_owned()));
+            }
+            TlsOutput::Failed(f) => self.out.push_back(Output::Fail(format!("TLS: {f}"))),
+        }
+        true
+    }
+
+    /// Takes one unit or event of the multiplexer. `false` when it had none.
+    pub(in crate::node) fn poll_mux(&mut self, now: Instant, bugs: &mut Bugs) -> bool {
+        let Some(mux) = self.mux.as_mut() else {
+            return false;
+        };
+        if let Some(bytes) = mux.poll_transmit() {
+            if let Some(tls) = self.tls.as_mut() {
+                if let Err(e) = tls.send(now, &bytes) {
+                    bug(&mut bugs.tls_send, "TLS send", &e);
+                }
+            }
+            return true;
+        }
+        let Some(event) = mux.poll_event() else {
+            return false;
+        };
+        self.out.push_back(Output::Channel(event));
+        true
+    }
+}

@@ -1,0 +1,520 @@
+//! Where each driver connection belongs, and the connections that belong to nobody yet.
+//!
+//! Every connection the node hears of is a TURN client's, an ICE agent's, or *unrouted*: a
+//! connection accepted on a listener, or a stream relayed in through our allocation, whose
+//! first ICE check has not named its session yet. [`Demux`] keeps the routes and buffers
+//! what unrouted connections bring, up to a bound and for a while. It reads the USERNAME of
+//! a connection's first check once, and knows the ufrag of every agent: a connection goes
+//! to its agent as soon as both are known, whichever comes first, without a scan of the
+//! others. The connectors themselves, the TURN clients and the closing of connections are
+//! the node's.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Node;
+use super::connector::Link;
+use super::counters::bug;
+use super::timers::NodeTimer;
+use crate::ice;
+use crate::io::{ConnId, Input, Output};
+use crate::stun::StunMessage;
+use crate::stun::framing::FrameDecoder;
+
+/// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
+const UNROUTED_TIMEOUT: Duration = Duration::from_secs(10);
+const UNROUTED_LIMIT: usize = 16 * 1024;
+
+/// Where a driver connection belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// A TURN client's own connection.
+    Turn { slot: usize, turn_conn: ConnId },
+    /// An ICE agent's connection.
+    Agent { connector: u32, agent_conn: ConnId },
+    /// Not known yet (accepted, waiting for its first check).
+    Unrouted,
+}
+
+/// A connection that came to us: accepted by the driver, or relayed in by a TURN client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Inbound {
+    Driver(ConnId),
+    Relay(usize, ConnId),
+}
+
+/// An accepted or relayed-in stream waiting to be routed.
+pub(super) struct Unrouted {
+    pub(super) local: SocketAddr,
+    pub(super) remote: SocketAddr,
+    first: First,
+    /// Everything it brought, to give its agent once routed.
+    pub(super) buffered: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// What an unrouted connection's first frame says.
+enum First {
+    /// Not whole yet: what came so far, cut into frames.
+    Reading(FrameDecoder),
+    /// It is a check for the agent with this ufrag (nothing after it is read: the agent
+    /// will).
+    Named(String),
+}
+
+/// What bytes on an unrouted connection tell.
+pub(super) enum Pushed {
+    /// The connection is not waiting (routed, or gone).
+    NotWaiting,
+    /// Kept, waiting: no whole frame yet, or no agent with the ufrag it named.
+    Buffered,
+    /// Its first check named the agent of this connector: route it there.
+    Route(u32),
+    /// Over the bound, or its first frame is no check: close it.
+    Refused,
+}
+
+/// The routes of driver connections and the unrouted ones: see the module docs.
+#[derive(Default)]
+pub(super) struct Demux {
+    routes: BTreeMap<ConnId, Route>,
+    unrouted: BTreeMap<Inbound, Unrouted>,
+    /// The waiting connections whose first check named a ufrag no agent has yet.
+    by_ufrag: BTreeMap<String, BTreeSet<Inbound>>,
+    /// Every agent's ufrag, and its connector.
+    agents: BTreeMap<String, u32>,
+}
+
+impl Demux {
+    // ----- getters -----
+
+    /// Where a driver connection belongs.
+    pub(super) fn route(&self, conn: ConnId) -> Option<Route> {
+        self.routes.get(&conn).copied()
+    }
+
+    /// Whether `inbound` waits to be routed.
+    pub(super) fn is_waiting(&self, inbound: Inbound) -> bool {
+        self.unrouted.contains_key(&inbound)
+    }
+
+    /// Every connection waiting, in order.
+    pub(super) fn waiting(&self) -> Vec<Inbound> {
+        self.unrouted.keys().copied().collect()
+    }
+
+    // ----- the node's calls -----
+
+    /// Routes a driver connection.
+    pub(super) fn set_route(&mut self, conn: ConnId, route: Route) {
+        self.routes.insert(conn, route);
+    }
+
+    /// Forgets a driver connection's route.
+    pub(super) fn forget(&mut self, conn: ConnId) {
+        self.routes.remove(&conn);
+    }
+
+    /// Forgets every route to one connector's agent.
+    pub(super) fn forget_connector(&mut self, id: u32) {
+        self.routes
+            .retain(|_, r| !matches!(r, Route::Agent { connector, .. } if *connector == id));
+    }
+
+    /// A connection came in: it waits for its first check (for a while: the node keeps
+    /// that timer, see [`Node::wait_inbound`]).
+    fn wait(&mut self, inbound: Inbound, local: SocketAddr, remote: SocketAddr) {
+        if let Inbound::Driver(conn) = inbound {
+            self.routes.insert(conn, Route::Unrouted);
+        }
+        self.unrouted.insert(
+            inbound,
+            Unrouted {
+                local,
+                remote,
+                first: First::Reading(FrameDecoder::new()),
+                buffered: Vec::new(),
+                bytes: 0,
+            },
+        );
+    }
+
+    /// Bytes on a waiting connection.
+    pub(super) fn push(&mut self, inbound: Inbound, data: Bytes) -> Pushed {
+        let Some(u) = self.unrouted.get_mut(&inbound) else {
+            return Pushed::NotWaiting;
+        };
+        u.bytes += data.len();
+        if u.bytes > UNROUTED_LIMIT {
+            return Pushed::Refused;
+        }
+        u.buffered.push(data.clone());
+        let First::Reading(decoder) = &mut u.first else {
+            return Pushed::Buffered; // Named already: it waits for its agent.
+        };
+        let frames = decoder.push(&data);
+        let Some(first) = frames.first() else {
+            return Pushed::Buffered;
+        };
+        let Some(ufrag) = ufrag_of(first) else {
+            return Pushed::Refused;
+        };
+        u.first = First::Named(ufrag.clone());
+        if let Some(id) = self.agents.get(&ufrag) {
+            return Pushed::Route(*id);
+        }
+        // The agent may not exist yet (a check can beat the answer).
+        self.by_ufrag.entry(ufrag).or_default().insert(inbound);
+        Pushed::Buffered
+    }
+
+    /// Connector `id` has an agent that goes by `ufrag`: the connections that named it, in
+    /// order, to route there.
+    pub(super) fn agent_ready(&mut self, ufrag: String, id: u32) -> Vec<Inbound> {
+        let waiting = self.by_ufrag.remove(&ufrag).unwrap_or_default();
+        self.agents.insert(ufrag, id);
+        waiting.into_iter().collect()
+    }
+
+    /// Connector `id` is gone, and its agent with it.
+    pub(super) fn forget_agent(&mut self, id: u32) {
+        self.agents.retain(|_, c| *c != id);
+    }
+
+    /// Takes a waiting connection out, to route it (its route is the caller's to set).
+    pub(super) fn take(&mut self, inbound: Inbound) -> Option<Unrouted> {
+        self.unwait(inbound);
+        self.unrouted.remove(&inbound)
+    }
+
+    /// Forgets that `inbound` waits for an agent.
+    fn unwait(&mut self, inbound: Inbound) {
+        let Some(Unrouted {
+            first: First::Named(ufrag),
+            ..
+        }) = self.unrouted.get(&inbound)
+        else {
+            return;
+        };
+        if let Some(waiting) = self.by_ufrag.get_mut(ufrag) {
+            waiting.remove(&inbound);
+            if waiting.is_empty() {
+                self.by_ufrag.remove(ufrag);
+            }
+        }
+    }
+
+    /// Forgets a connection that is being closed, waiting or not.
+    pub(super) fn remove(&mut self, inbound: Inbound) {
+        self.unwait(inbound);
+        self.unrouted.remove(&inbound);
+        if let Inbound::Driver(conn) = inbound {
+            self.routes.remove(&conn);
+        }
+    }
+}
+
+/// The local ufrag a STUN check's USERNAME names (`ours:theirs`).
+fn ufrag_of(frame: &[u8]) -> Option<String> {
+    let name = StunMessage::decode(frame).ok()?.username?;
+    name.split(':').next().map(str::to_owned)
+}
+
+impl Node {
+    /// A connection came in: it waits for its first check, for a while.
+    pub(super) fn wait_inbound(
+        &mut self,
+        now: Instant,
+        inbound: Inbound,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        self.demux.wait(inbound, local, remote);
+        self.timers
+            .set(NodeTimer::Unrouted(inbound), now + UNROUTED_TIMEOUT);
+    }
+
+    /// An input about a driver connection, to whoever it belongs.
+    pub(super) fn on_conn_input(&mut self, now: Instant, conn: ConnId, input: Input) {
+        match self.demux.route(conn) {
+            Some(Route::Turn { slot, turn_conn }) => {
+                let renamed = rename(input, turn_conn);
+                if let Err(e) = self.relays.handle_input(now, slot, renamed) {
+                    bug(&mut self.bugs.turn_input, "TURN client input", &e);
+                }
+            }
+            Some(Route::Agent {
+                connector,
+                agent_conn,
+            }) => match input {
+                Input::Connected { local, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Connected {
+                        conn: agent_conn,
+                        local,
+                    },
+                ),
+                Input::ConnectFailed { error, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::ConnectFailed {
+                        conn: agent_conn,
+                        error,
+                    },
+                ),
+                Input::Received { data, .. } => self.agent_input(
+                    now,
+                    connector,
+                    ice::Input::Received {
+                        conn: agent_conn,
+                        data,
+                    },
+                ),
+                Input::Writable { bytes, .. } => {
+                    self.credit(now, connector, Link::Direct(conn), bytes)
+                }
+                Input::HalfClosed { .. } | Input::Closed { .. } => {
+                    self.demux.forget(conn);
+                    self.agent_input(now, connector, ice::Input::Closed { conn: agent_conn });
+                }
+                Input::Reset { .. } => {
+                    self.demux.forget(conn);
+                    self.agent_input(now, connector, ice::Input::Reset { conn: agent_conn });
+                }
+                _ => {}
+            },
+            Some(Route::Unrouted) => match input {
+                Input::Received { data, .. } => {
+                    self.inbound_bytes(now, Inbound::Driver(conn), data)
+                }
+                Input::HalfClosed { .. } | Input::Closed { .. } => {
+                    self.inbound_gone(now, Inbound::Driver(conn), false)
+                }
+                Input::Reset { .. } => self.inbound_gone(now, Inbound::Driver(conn), true),
+                _ => {}
+            },
+            None => {}
+        }
+    }
+
+    /// Bytes on an accepted or relayed-in stream: to its agent, or buffered until routed.
+    pub(super) fn inbound_bytes(&mut self, now: Instant, inbound: Inbound, data: Bytes) {
+        if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
+            return self.agent_input(
+                now,
+                connector,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
+        }
+        match self.demux.push(inbound, data) {
+            Pushed::NotWaiting | Pushed::Buffered => {}
+            Pushed::Route(id) => self.route_to(now, inbound, id),
+            Pushed::Refused => {
+                self.dropped.unrouted += 1;
+                self.close_inbound(inbound);
+            }
+        }
+    }
+
+    /// Gives a waiting connection, and what it brought, to the agent of connector `id`.
+    fn route_to(&mut self, now: Instant, inbound: Inbound, id: u32) {
+        let Some(u) = self.demux.take(inbound) else {
+            return;
+        };
+        self.timers.clear(NodeTimer::Unrouted(inbound));
+        let link = match inbound {
+            Inbound::Driver(conn) => {
+                self.demux.set_route(
+                    conn,
+                    Route::Agent {
+                        connector: id,
+                        agent_conn: conn,
+                    },
+                );
+                Link::Direct(conn)
+            }
+            Inbound::Relay(slot, turn_conn) => Link::Relay { slot, turn_conn },
+        };
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let agent_conn = c.adopt(link);
+        self.agent_input(
+            now,
+            id,
+            ice::Input::Accepted {
+                conn: agent_conn,
+                local: u.local,
+                remote: u.remote,
+            },
+        );
+        for data in u.buffered {
+            self.agent_input(
+                now,
+                id,
+                ice::Input::Received {
+                    conn: agent_conn,
+                    data,
+                },
+            );
+        }
+    }
+
+    /// Connector `id` made its agent: the connections that named it go there.
+    pub(super) fn agent_ready(&mut self, now: Instant, id: u32, ufrag: String) {
+        for inbound in self.demux.agent_ready(ufrag, id) {
+            self.route_to(now, inbound, id);
+        }
+    }
+
+    fn agent_of_inbound(&self, inbound: Inbound) -> Option<(u32, ConnId)> {
+        match inbound {
+            Inbound::Driver(conn) => match self.demux.route(conn) {
+                Some(Route::Agent {
+                    connector,
+                    agent_conn,
+                }) => Some((connector, agent_conn)),
+                _ => None,
+            },
+            Inbound::Relay(slot, turn_conn) => self.connectors.iter().find_map(|(id, c)| {
+                c.agent_conn(Link::Relay { slot, turn_conn })
+                    .map(|a| (*id, a))
+            }),
+        }
+    }
+
+    /// An accepted or relayed-in stream ended.
+    pub(super) fn inbound_gone(&mut self, now: Instant, inbound: Inbound, reset: bool) {
+        if self.demux.is_waiting(inbound) {
+            // Our side closes too, so the driver frees the socket (a peer's FIN gets ours).
+            return self.close_inbound(inbound);
+        }
+        if let Some((connector, agent_conn)) = self.agent_of_inbound(inbound) {
+            let input = if reset {
+                ice::Input::Reset { conn: agent_conn }
+            } else {
+                ice::Input::Closed { conn: agent_conn }
+            };
+            self.agent_input(now, connector, input);
+        }
+    }
+
+    /// Closes an accepted or relayed-in stream, routed or not.
+    pub(super) fn close_inbound(&mut self, inbound: Inbound) {
+        self.demux.remove(inbound);
+        self.timers.clear(NodeTimer::Unrouted(inbound));
+        match inbound {
+            Inbound::Driver(conn) => self.out.push_back(Output::Close { conn }),
+            Inbound::Relay(slot, turn_conn) => self.relays.close_peer(slot, turn_conn),
+        }
+    }
+}
+
+/// Gives an input the connection name a child knows.
+fn rename(input: Input, to: ConnId) -> Input {
+    match input {
+        Input::Connected { local, .. } => Input::Connected { conn: to, local },
+        Input::ConnectFailed { error, .. } => Input::ConnectFailed { conn: to, error },
+        Input::Received { data, .. } => Input::Received { conn: to, data },
+        Input::Writable { bytes, .. } => Input::Writable { conn: to, bytes },
+        Input::HalfClosed { .. } => Input::HalfClosed { conn: to },
+        Input::Closed { .. } => Input::Closed { conn: to },
+        Input::Reset { .. } => Input::Reset { conn: to },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::stun::framing;
+    use crate::stun::{BINDING, Builder, Class};
+
+    fn check(username: &str) -> Bytes {
+        let msg = Builder::new(Class::Request, BINDING, 7)
+            .username(username)
+            .finish(Some("password"))
+            .expect("a check");
+        framing::encode(&msg)
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port)
+    }
+
+    fn inbound(n: u32) -> Inbound {
+        Inbound::Driver(ConnId::Accepted(n))
+    }
+
+    #[test]
+    fn a_check_waits_for_its_agent_or_goes_to_it_at_once() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        d.wait(inbound(2), addr(1), addr(3));
+        let first = check("aaaa:bbbb");
+        // Half a frame names nothing; the whole frame names an agent that is not there.
+        assert!(matches!(
+            d.push(inbound(1), first.slice(..5)),
+            Pushed::Buffered
+        ));
+        assert!(matches!(
+            d.push(inbound(1), first.slice(5..)),
+            Pushed::Buffered
+        ));
+        // Read once: what follows the first check is kept, not read.
+        assert!(matches!(
+            d.push(inbound(1), framing::encode(b"not a check")),
+            Pushed::Buffered
+        ));
+        assert_eq!(d.agent_ready("aaaa".to_owned(), 3), vec![inbound(1)]);
+        let routed = d.take(inbound(1)).expect("waiting");
+        assert_eq!(routed.buffered.len(), 3);
+        assert!(matches!(
+            d.push(inbound(1), check("aaaa:bbbb")),
+            Pushed::NotWaiting
+        ));
+        // Once the agent is known, a check for it is routed as it arrives.
+        assert!(matches!(
+            d.push(inbound(2), check("aaaa:cccc")),
+            Pushed::Route(3)
+        ));
+    }
+
+    #[test]
+    fn a_first_frame_that_is_no_check_is_refused() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        assert!(matches!(
+            d.push(inbound(1), framing::encode(b"GET / HTTP/1.1")),
+            Pushed::Refused
+        ));
+    }
+
+    #[test]
+    fn a_connection_closed_while_it_waits_is_not_routed_later() {
+        let mut d = Demux::default();
+        d.wait(inbound(1), addr(1), addr(2));
+        assert!(matches!(
+            d.push(inbound(1), check("aaaa:bbbb")),
+            Pushed::Buffered
+        ));
+        d.remove(inbound(1));
+        assert!(d.agent_ready("aaaa".to_owned(), 3).is_empty());
+        // A connector that goes takes its agent's ufrag with it.
+        d.forget_agent(3);
+        d.wait(inbound(2), addr(1), addr(3));
+        assert!(matches!(
+            d.push(inbound(2), check("aaaa:bbbb")),
+            Pushed::Buffered
+        ));
+    }
+}

@@ -1,0 +1,87 @@
+//! Gathering: the candidates the node offers peers, and the moment they are known.
+//!
+//! Listening addresses come from the driver, server-reflexive and relayed addresses from
+//! the TURN clients ([`Relays`](super::relays::Relays)); connectors wait for gathering to
+//! end (or for [`GATHER_TIMEOUT`](super::GATHER_TIMEOUT)) before they make their agents.
+
+use core::net::SocketAddr;
+use std::time::Instant;
+
+use super::{Node, NodeTimer};
+use crate::ice::{Candidate, CandidateType, TcpType};
+
+impl Node {
+    /// What we offer peers: host candidates on every listening address (passive ones
+    /// unless relay-only), server-reflexive ones from what TURN servers saw, relayed ones
+    /// last, in decreasing local preference.
+    pub(super) fn local_candidates(&self) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        let mut pref: u16 = 65535;
+        let mut next_pref = || {
+            let p = pref;
+            pref = pref.saturating_sub(1);
+            p
+        };
+        let listening = self.listening();
+        for addr in &listening {
+            let p = next_pref();
+            // Relay only offers no address to reach us directly, but we still open
+            // connections (to the peer's relayed candidates, through its TURN server).
+            if !self.config.relay_only {
+                out.push(Candidate::tcp(
+                    CandidateType::Host,
+                    TcpType::Passive,
+                    *addr,
+                    p,
+                ));
+            }
+            out.push(Candidate::tcp(
+                CandidateType::Host,
+                TcpType::Active,
+                *addr,
+                p,
+            ));
+        }
+        if !self.config.relay_only {
+            for (_, mapped) in self.relays.allocations() {
+                if listening.iter().any(|a| a.ip() == mapped.ip()) {
+                    continue;
+                }
+                // The NAT maps our listening port (we connect out from it too); with port
+                // preservation the peer reaches it at the mapped address and that port.
+                if let Some(l) = listening.iter().find(|a| a.is_ipv4() == mapped.is_ipv4()) {
+                    out.push(Candidate::tcp(
+                        CandidateType::ServerReflexive,
+                        TcpType::Passive,
+                        SocketAddr::new(mapped.ip(), l.port()),
+                        next_pref(),
+                    ));
+                }
+            }
+        }
+        for (relayed, _) in self.relays.allocations() {
+            out.push(Candidate::tcp(
+                CandidateType::Relayed,
+                TcpType::Passive,
+                relayed,
+                next_pref(),
+            ));
+        }
+        out
+    }
+
+    /// Gathering is over once every listener is bound and every relay answered (or the
+    /// gathering timer gave up on them): the connectors waiting for it go on.
+    pub(super) fn check_gathered(&mut self, now: Instant) {
+        if self.gathered {
+            return;
+        }
+        if self.listeners_pending == 0 && self.relays.gathered() {
+            self.gathered = true;
+            self.timers.clear(NodeTimer::Gather);
+            for id in self.connector_ids() {
+                self.connector_gathered(now, id);
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The node's connectors, one per remote device: making them, giving them what they need
+//! from the node (candidates, random numbers, names for connections), carrying out what
+//! they ask ([`connector::Output`]), failing and forgetting them.
+//!
+//! The connector itself (its stages, its agent, TLS session and multiplexer) is
+//! [`Connector`]'s; this file is the node's side of that conversation.
+
+use std::time::Instant;
+
+use super::connector::{self, Connector, Env, Link, Stage};
+use super::counters::bug;
+use super::demux::Route;
+use super::timers::NodeTimer;
+use super::{FORGET_FAILED, Node};
+use crate::ice;
+use crate::io::{Event, Output};
+use crate::signal::{PeerConnection, Recipient};
+use crate::tls::{AccountId, DeviceId};
+use crate::transfer;
+
+impl Node {
+    /// The connector to `device`, made (as requester) if there is none.
+    pub(super) fn ensure_connector(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        device: DeviceId,
+        recipient: Recipient,
+    ) -> u32 {
+        if let Some(id) = self.by_device.get(&device) {
+            return *id;
+        }
+        let id = self.next_connector;
+        self.next_connector += 1;
+        let c = Connector::requester(account, device, recipient, self.rng.next_u64());
+        self.connectors.insert(id, c);
+        self.by_device.insert(device, id);
+        if self.gathered {
+            self.connector_gathered(now, id);
+        }
+        id
+    }
+
+    /// Candidates are known: the requester puts its request, the answerer permits the
+    /// requester on its relays.
+    pub(super) fn connector_gathered(&mut self, now: Instant, id: u32) {
+        let (candidates, public, relayed) = (
+            self.local_candidates(),
+            self.relays.public(),
+            self.relays.relayed(),
+        );
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        c.gathered(
+            now,
+            Env {
+                config: &self.config,
+                rng: &mut self.rng,
+                candidates,
+                public,
+                relayed,
+            },
+        );
+        self.on_connector_outputs(now, id);
+    }
+
+    /// A relay installed (or refused) permissions: an answerer waiting for them answers.
+    pub(super) fn connectors_permitted(&mut self, now: Instant, ips: &[core::net::IpAddr]) {
+        for id in self.connector_ids() {
+            if !self.connectors.get(&id).is_some_and(|c| c.waits_for(ips)) {
+                continue;
+            }
+            let (candidates, public, relayed) = (
+                self.local_candidates(),
+                self.relays.public(),
+                self.relays.relayed(),
+            );
+            if let Some(c) = self.connectors.get_mut(&id) {
+                c.answer_now(
+                    now,
+                    Env {
+                        config: &self.config,
+                        rng: &mut self.rng,
+                        candidates,
+                        public,
+                        relayed,
+                    },
+                );
+            }
+            self.on_connector_outputs(now, id);
+        }
+    }
+
+    /// Requester: the answer came.
+    pub(super) fn connector_answer(&mut self, now: Instant, id: u32, answer: PeerConnection) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        if !c.handle_answer(now, answer) {
+            self.dropped.replayed += 1;
+            return;
+        }
+        self.on_connector_outputs(now, id);
+    }
+
+    /// Runs one connector's agent's clock.
+    pub(super) fn agent_timeout(&mut self, now: Instant, id: u32) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.handle_agent_timeout(now);
+        }
+    }
+
+    /// One of a connector's timers fired.
+    pub(super) fn connector_timer(&mut self, now: Instant, id: u32, timer: connector::Timer) {
+        let (candidates, public, relayed) = (
+            self.local_candidates(),
+            self.relays.public(),
+            self.relays.relayed(),
+        );
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        c.handle_timer(
+            now,
+            timer,
+            Env {
+                config: &self.config,
+                rng: &mut self.rng,
+                candidates,
+                public,
+                relayed,
+            },
+        );
+        self.on_connector_outputs(now, id);
+    }
+
+    /// Feeds one connector's agent.
+    pub(super) fn agent_input(&mut self, now: Instant, id: u32, input: ice::Input) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            if let Err(e) = c.handle_agent_input(now, input) {
+                bug(&mut self.bugs.agent_input, "ICE agent input", &e);
+            }
+        }
+    }
+
+    /// Drains one connector: its agent, then its TLS session, then its multiplexer, each
+    /// until it has nothing more, carrying out what the connector asks after each step.
+    pub(super) fn drain_connector(&mut self, now: Instant, id: u32) -> bool {
+        let mut moved = false;
+        while self
+            .connectors
+            .get_mut(&id)
+            .is_some_and(|c| c.poll_agent(now, &self.config))
+        {
+            moved = true;
+            self.on_connector_outputs(now, id);
+        }
+        while self
+            .connectors
+            .get_mut(&id)
+            .is_some_and(|c| c.poll_tls(&mut self.bugs))
+        {
+            moved = true;
+            self.on_connector_outputs(now, id);
+        }
+        while self
+            .connectors
+            .get_mut(&id)
+            .is_some_and(|c| c.poll_mux(now, &mut self.bugs))
+        {
+            moved = true;
+            self.on_connector_outputs(now, id);
+        }
+        moved
+    }
+
+    /// Carries out everything connector `id` asked, in order.
+    fn on_connector_outputs(&mut self, now: Instant, id: u32) {
+        while let Some(out) = self
+            .connectors
+            .get_mut(&id)
+            .and_then(Connector::poll_output)
+        {
+            self.on_connector_output(now, id, out);
+        }
+    }
+
+    fn on_connector_output(&mut self, now: Instant, id: u32, out: connector::Output) {
+        match out {
+            connector::Output::Put { key, value } => {
+                self.out.push_back(Output::DhtPut { key, value })
+            }
+            connector::Output::Permit(ips) => self.relays.permit(now, &ips),
+            connector::Output::AgentReady(ufrag) => self.agent_ready(now, id, ufrag),
+            connector::Output::Connect {
+                conn,
+                remote,
+                local_ip,
+                timeout,
+            } => {
+                let n = self.new_conn();
+                // Connect from the listening port of that address, so a NAT maps it as it
+                // maps our passive candidate.
+                let local_port = self
+                    .listening()
+                    .into_iter()
+                    .find(|a| a.ip() == local_ip)
+                    .map(|a| a.port());
+                self.demux.set_route(
+                    n,
+                    Route::Agent {
+                        connector: id,
+                        agent_conn: conn,
+                    },
+                );
+                if let Some(c) = self.connectors.get_mut(&id) {
+                    c.link(conn, Link::Direct(n));
+                }
+                self.out.push_back(Output::Connect {
+                    conn: n,
+                    remote,
+                    local_port,
+                    timeout,
+                });
+            }
+            connector::Output::Send { link, data } => match link {
+                Link::Direct(conn) => self.out.push_back(Output::Send { conn, data }),
+                Link::Relay { slot, turn_conn } => {
+                    if let Err(e) = self.relays.send(slot, turn_conn, data) {
+                        bug(&mut self.bugs.relay_send, "relayed stream", &e);
+                    }
+                }
+            },
+            connector::Output::Close(link) => match link {
+                Link::Direct(conn) => {
+                    self.demux.forget(conn);
+                    self.out.push_back(Output::Close { conn });
+                }
+                Link::Relay { slot, turn_conn } => self.relays.close_peer(slot, turn_conn),
+            },
+            connector::Output::Ready => self.open_pending_channels(id),
+            connector::Output::Channel(event) => self.on_mux_event(now, id, event),
+            connector::Output::Arm(timer, at) => {
+                self.timers.set(NodeTimer::Connector(id, timer), at)
+            }
+            connector::Output::Disarm(timer) => self.timers.clear(NodeTimer::Connector(id, timer)),
+            connector::Output::Fail(why) => self.connector_failed(id, why),
+        }
+    }
+
+    /// A connector failed: everything that waited on it, or ran on it, hears why.
+    pub(super) fn connector_failed(&mut self, id: u32, why: String) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let device = c.device();
+        let Some(was_ready) = c.fail() else {
+            return;
+        };
+        self.disarm_connector(id);
+        self.by_device.remove(&device);
+        self.out.push_back(Output::Event(Event::PeerUnreachable {
+            device,
+            reason: why.clone(),
+        }));
+        self.subs_unreachable(device, &why);
+        if was_ready {
+            for t in self.transfers_on(id) {
+                self.pending_reset.push_back(t);
+            }
+        }
+    }
+
+    /// A failed connector stays long enough to answer the requester's retries (and to
+    /// remember a denial), then goes: memory stays bounded by the devices in contact. Its
+    /// while starts at the end of the call in which it failed; it ends in `handle_timeout`,
+    /// or here when a call comes after the deadline before `handle_timeout` does.
+    pub(super) fn forget_failed(&mut self, now: Instant) {
+        for id in self.connector_ids() {
+            let failed = self.connectors[&id].stage() == Stage::Failed;
+            if failed && !self.timers.is_set(NodeTimer::Forget(id)) {
+                self.timers.set(NodeTimer::Forget(id), now + FORGET_FAILED);
+            }
+        }
+        for timer in self.due_timers(now) {
+            if let NodeTimer::Forget(id) = timer {
+                self.forget_connector(id);
+            }
+        }
+    }
+
+    /// Forgets a failed connector and its routes.
+    pub(super) fn forget_connector(&mut self, id: u32) {
+        self.timers.clear(NodeTimer::Forget(id));
+        if self.connectors.get(&id).map(Connector::stage) == Some(Stage::Failed) {
+            self.demux.forget_connector(id);
+            self.remove_connector(id);
+        }
+    }
+
+    /// A link wrote `bytes` more: transfers whose bytes are all out get their credit.
+    pub(super) fn credit(&mut self, now: Instant, id: u32, link: Link, bytes: usize) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        for (tid, len) in c.handle_written(link, bytes) {
+            self.transfer_input(now, tid, transfer::Input::Writable(len));
+        }
+    }
+
+    /// Every connector, in order.
+    pub(super) fn connector_ids(&self) -> Vec<u32> {
+        self.connectors.keys().copied().collect()
+    }
+}

@@ -1,0 +1,315 @@
+//! The node's TURN allocations: one [`TurnClient`] per configured server (one per address
+//! family), the permissions asked on all of them at once, and the renaming of the clients'
+//! connections into the node's names.
+//!
+//! [`Relays`] owns the clients and what the node needs to know of each (its allocation,
+//! whether gathering still waits for it). It does not own the streams relayed in through
+//! an allocation: those are the demultiplexer's until routed, then a connector's. The
+//! `impl Node` below carries out what the clients ask and hands their events on.
+
+use core::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Node;
+use super::connector::Link;
+use super::demux::{Inbound, Route};
+use crate::Error;
+use crate::ice;
+use crate::io::{ConnId, Endpoint, Input, Output};
+use crate::rng::SeededRng;
+use crate::turn::{TurnClient, TurnConfig, TurnEvent};
+
+struct Slot {
+    client: TurnClient,
+    /// The TURN client's connection names → the node's.
+    to_node: BTreeMap<ConnId, ConnId>,
+    /// (relayed, mapped) once allocated.
+    allocated: Option<(SocketAddr, SocketAddr)>,
+    /// Gathering no longer waits for this one (allocated, failed, or given up on).
+    done: bool,
+}
+
+/// What a TURN client asks of the node, its connections already in the node's names where
+/// the node gave them one.
+#[derive(Debug)]
+pub(super) enum RelayOutput {
+    /// The client opens a connection: the node names it ([`Relays::name`]) and asks the
+    /// driver.
+    Connect {
+        turn_conn: ConnId,
+        remote: SocketAddr,
+        local_port: Option<u16>,
+        timeout: Duration,
+    },
+    /// Bytes on one of the client's connections.
+    Send { conn: ConnId, data: Bytes },
+    /// The client closed one of its connections; its name is forgotten.
+    Close { conn: ConnId },
+    /// An event of the client, after the slot took note of allocations.
+    Event(TurnEvent),
+}
+
+/// The node's TURN clients: see the module docs.
+pub(super) struct Relays {
+    slots: Vec<Slot>,
+}
+
+impl Relays {
+    /// A client per server, each seeded from `rng` in order.
+    pub(super) fn new(configs: &[TurnConfig], rng: &mut SeededRng) -> Relays {
+        let slots = configs
+            .iter()
+            .map(|config| Slot {
+                client: TurnClient::new(config.clone(), rng.next_u64()),
+                to_node: BTreeMap::new(),
+                allocated: None,
+                done: false,
+            })
+            .collect();
+        Relays { slots }
+    }
+
+    // ----- getters -----
+
+    /// How many clients there are (slots are numbered from 0).
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Our relayed addresses.
+    pub(super) fn relayed(&self) -> Vec<SocketAddr> {
+        self.allocations().map(|(r, _)| r).collect()
+    }
+
+    /// Our public addresses, as the TURN servers saw us.
+    pub(super) fn public(&self) -> Vec<SocketAddr> {
+        self.allocations().map(|(_, m)| m).collect()
+    }
+
+    /// (relayed, mapped) of every allocation, in slot order.
+    pub(super) fn allocations(&self) -> impl Iterator<Item = (SocketAddr, SocketAddr)> + '_ {
+        self.slots.iter().filter_map(|s| s.allocated)
+    }
+
+    /// The relayed address of one slot, once allocated.
+    pub(super) fn relayed_at(&self, slot: usize) -> Option<SocketAddr> {
+        self.slots[slot].allocated.map(|(r, _)| r)
+    }
+
+    /// Whether gathering waits for no client any more.
+    pub(super) fn gathered(&self) -> bool {
+        self.slots.iter().all(|s| s.done)
+    }
+
+    /// Whether every client is over (its allocation deleted, or never made).
+    pub(super) fn released(&self) -> bool {
+        self.slots.iter().all(|s| s.client.is_done())
+    }
+
+    /// The earliest deadline of any client.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.client.poll_timeout())
+            .min()
+    }
+
+    // ----- handle_* -----
+
+    /// An input on one of a client's connections, already in the client's name.
+    pub(super) fn handle_input(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        input: Input,
+    ) -> Result<(), Error> {
+        self.slots[slot].client.handle_input(now, input)
+    }
+
+    /// Runs every client's clock.
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            slot.client.handle_timeout(now);
+        }
+    }
+
+    // ----- the node's calls -----
+
+    /// Gathering stops waiting for the clients that have not answered yet.
+    pub(super) fn give_up_gathering(&mut self) {
+        for slot in &mut self.slots {
+            slot.done = true;
+        }
+    }
+
+    /// Records the node's name for a connection a client asked for.
+    pub(super) fn name(&mut self, slot: usize, turn_conn: ConnId, conn: ConnId) {
+        self.slots[slot].to_node.insert(turn_conn, conn);
+    }
+
+    /// Permits `ips` on every allocation there is.
+    pub(super) fn permit(&mut self, now: Instant, ips: &[IpAddr]) {
+        for slot in &mut self.slots {
+            if slot.allocated.is_some() {
+                slot.client.permit(now, ips.iter().copied());
+            }
+        }
+    }
+
+    /// Sends bytes to the peer of a relayed stream.
+    pub(super) fn send(
+        &mut self,
+        slot: usize,
+        turn_conn: ConnId,
+        data: Bytes,
+    ) -> Result<(), Error> {
+        self.slots[slot].client.send(turn_conn, data)
+    }
+
+    /// Closes a relayed stream.
+    pub(super) fn close_peer(&mut self, slot: usize, turn_conn: ConnId) {
+        self.slots[slot].client.close_peer(turn_conn);
+    }
+
+    /// Deletes every allocation.
+    pub(super) fn deallocate(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            slot.client.deallocate(now);
+        }
+    }
+
+    // ----- poll_* -----
+
+    /// The next thing one client asks of the node. Outputs about connections the node never
+    /// named are dropped here.
+    pub(super) fn poll_output(&mut self, slot: usize) -> Option<RelayOutput> {
+        let s = &mut self.slots[slot];
+        loop {
+            match s.client.poll_output()? {
+                Output::Connect {
+                    conn,
+                    remote,
+                    local_port,
+                    timeout,
+                } => {
+                    return Some(RelayOutput::Connect {
+                        turn_conn: conn,
+                        remote,
+                        local_port,
+                        timeout,
+                    });
+                }
+                Output::Send { conn, data } => {
+                    if let Some(n) = s.to_node.get(&conn) {
+                        return Some(RelayOutput::Send { conn: *n, data });
+                    }
+                }
+                Output::Close { conn } | Output::Reset { conn } => {
+                    if let Some(n) = s.to_node.remove(&conn) {
+                        return Some(RelayOutput::Close { conn: n });
+                    }
+                }
+                Output::Event(e) => {
+                    match &e {
+                        TurnEvent::Allocated {
+                            relayed, mapped, ..
+                        } => {
+                            s.allocated = Some((*relayed, *mapped));
+                            s.done = true;
+                        }
+                        TurnEvent::Failed { .. } | TurnEvent::Deallocated => {
+                            s.allocated = None;
+                            s.done = true;
+                        }
+                        _ => {}
+                    }
+                    return Some(RelayOutput::Event(e));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Drains one TURN client, carrying out what it asks.
+    pub(super) fn drain_relay(&mut self, now: Instant, slot: usize) -> bool {
+        let mut moved = false;
+        while let Some(o) = self.relays.poll_output(slot) {
+            moved = true;
+            match o {
+                RelayOutput::Connect {
+                    turn_conn,
+                    remote,
+                    local_port,
+                    timeout,
+                } => {
+                    let conn = self.new_conn();
+                    self.relays.name(slot, turn_conn, conn);
+                    self.demux.set_route(conn, Route::Turn { slot, turn_conn });
+                    self.out.push_back(Output::Connect {
+                        conn,
+                        remote,
+                        local_port,
+                        timeout,
+                    });
+                }
+                RelayOutput::Send { conn, data } => self.out.push_back(Output::Send { conn, data }),
+                RelayOutput::Close { conn } => {
+                    self.demux.forget(conn);
+                    self.out.push_back(Output::Close { conn });
+                }
+                RelayOutput::Event(e) => self.on_turn_event(now, slot, e),
+            }
+        }
+        moved
+    }
+
+    fn on_turn_event(&mut self, now: Instant, slot: usize, event: TurnEvent) {
+        match event {
+            TurnEvent::Allocated { .. } => self.check_gathered(now),
+            TurnEvent::Failed { .. } | TurnEvent::Deallocated => {
+                // The client closed its relayed streams with it, without a word for each:
+                // the agents that use them hear it here, before they write into them again.
+                for id in self.connector_ids() {
+                    let gone = self.connectors[&id].relayed_through(slot);
+                    for conn in gone {
+                        self.agent_input(now, id, ice::Input::Reset { conn });
+                    }
+                }
+                self.check_gathered(now);
+                self.check_shut_down();
+            }
+            TurnEvent::Permitted { ips } | TurnEvent::PermissionFailed { ips, .. } => {
+                self.connectors_permitted(now, &ips)
+            }
+            TurnEvent::PeerStream {
+                conn,
+                peer,
+                incoming: true,
+            } => {
+                let local = self.relays.relayed_at(slot).unwrap_or(peer);
+                self.wait_inbound(now, Inbound::Relay(slot, conn), local, peer);
+            }
+            TurnEvent::PeerData { conn, data } => {
+                self.inbound_bytes(now, Inbound::Relay(slot, conn), data)
+            }
+            TurnEvent::PeerWritable { conn, bytes } => {
+                let link = Link::Relay {
+                    slot,
+                    turn_conn: conn,
+                };
+                for id in self.connector_ids() {
+                    self.credit(now, id, link, bytes);
+                }
+            }
+            TurnEvent::PeerClosed { conn } => {
+                self.inbound_gone(now, Inbound::Relay(slot, conn), false)
+            }
+            _ => {}
+        }
+    }
+}

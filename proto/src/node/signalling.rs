@@ -1,0 +1,241 @@
+//! DHT signalling: device announcements (ours, and those of the accounts we send to),
+//! connection requests and answers sealed to a device, and the memory of the requests and
+//! answers already seen (retries and replays change nothing).
+//!
+//! [`Signalling`] keeps what was learned and seen; the `impl Node` below opens what the
+//! DHT delivers and hands it to the connectors and the transfers. Sealing our own requests
+//! and answers is the connectors' business.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::connector::{Connector, Stage};
+use super::timers::NodeTimer;
+use super::{Node, REQUEST_RETRY, Stopping};
+use crate::io::{DhtKey, Event, Output};
+use crate::signal::{self, Announcement, PeerConnection, Recipient, SeenIds};
+use crate::tls::{AccountId, DeviceId};
+
+/// What the node learned and saw on the DHT: see the module docs.
+pub(super) struct Signalling {
+    /// Requests and answers seen, by device and id.
+    seen: SeenIds,
+    /// The accounts whose devices we listen for, by DHT key.
+    lookups: BTreeMap<DhtKey, AccountId>,
+    /// Every verified device announcement seen, by account.
+    known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
+}
+
+impl Signalling {
+    pub(super) fn new() -> Signalling {
+        Signalling {
+            seen: SeenIds::new(),
+            lookups: BTreeMap::new(),
+            known: BTreeMap::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// Whether any device of `account` is known.
+    pub(super) fn knows(&self, account: &AccountId) -> bool {
+        self.known.contains_key(account)
+    }
+
+    /// The known devices of `account`, in order.
+    pub(super) fn devices(&self, account: &AccountId) -> Vec<Announcement> {
+        self.known
+            .get(account)
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The account looked up under `key`, if no device of it is known yet.
+    pub(super) fn unknown_account(&self, key: &DhtKey) -> Option<AccountId> {
+        self.lookups
+            .get(key)
+            .copied()
+            .filter(|a| !self.known.contains_key(a))
+    }
+
+    // ----- the node's calls -----
+
+    /// Looks `account` up: its key, and whether the node must start listening to it.
+    pub(super) fn look_up(&mut self, account: AccountId) -> (DhtKey, bool) {
+        let key = signal::devices_key(&account);
+        (key, self.lookups.insert(key, account).is_none())
+    }
+
+    /// Ends every lookup: their keys, to stop listening.
+    pub(super) fn end_lookups(&mut self) -> Vec<DhtKey> {
+        std::mem::take(&mut self.lookups).into_keys().collect()
+    }
+}
+
+impl Node {
+    /// A lookup's retry timer fired: while a group for that account still waits and none
+    /// of its devices is known, listen again (which delivers what is stored again).
+    pub(super) fn retry_lookup(&mut self, now: Instant, key: DhtKey) {
+        let still_unknown = self
+            .signalling
+            .unknown_account(&key)
+            .is_some_and(|a| self.looks_up(a));
+        if still_unknown {
+            self.out.push_back(Output::DhtCancelListen { key });
+            self.out.push_back(Output::DhtListen { key });
+            self.timers
+                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
+        }
+    }
+
+    /// A value the DHT delivered: a request or answer for us, or a device announcement.
+    pub(super) fn on_dht_value(&mut self, now: Instant, key: DhtKey, value: Bytes) {
+        let me = self.config.device.id();
+        if key == signal::peer_key(&me) {
+            return self.on_signal(now, &value);
+        }
+        let Some(account) = self.signalling.lookups.get(&key).copied() else {
+            return;
+        };
+        match Announcement::verify(&value, &account, &self.config.revocations) {
+            Ok(a) if a.device != me => {
+                self.signalling
+                    .known
+                    .entry(a.account)
+                    .or_default()
+                    .insert(a.device, a.clone());
+                self.on_announcement(now, a);
+            }
+            Ok(_) => {}
+            Err(_) => self.dropped.bad_announcements += 1,
+        }
+    }
+
+    /// A device of an account we send to: every group for that account that lacks it gets
+    /// a sub-transfer, and the device a connector.
+    pub(super) fn on_announcement(&mut self, now: Instant, a: Announcement) {
+        for group in self.transfers.groups_without(a.account, a.device) {
+            self.add_sub(group, a.device);
+            let id = self.ensure_connector(now, a.account, a.device, a.recipient());
+            self.open_pending_channels(id);
+        }
+    }
+
+    fn on_signal(&mut self, now: Instant, value: &[u8]) {
+        if self.stopping != Stopping::No {
+            return;
+        }
+        let opened = match signal::open(&self.config.device, value, &self.config.revocations) {
+            Ok(o) => o,
+            Err(_) => {
+                self.dropped.unopened += 1;
+                return;
+            }
+        };
+        let Ok(msg) = PeerConnection::decode(&opened.body) else {
+            self.dropped.unopened += 1;
+            return;
+        };
+        let failed_before = !msg.is_answer
+            && self.connectors.values().any(|c| {
+                c.answers(opened.device, msg.id) && c.stage() == Stage::Failed && !c.is_denied()
+            });
+        if failed_before {
+            // The requester still asks, but our side of that exchange gave up (its answer
+            // was lost, say): start it over, as a new request with the same id.
+            if let Some(old) = self.by_device.get(&opened.device).copied() {
+                self.demux.forget_connector(old);
+            }
+            let gone: Vec<u32> = self
+                .connectors
+                .iter()
+                .filter(|(_, c)| c.device() == opened.device && c.stage() == Stage::Failed)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                self.remove_connector(id);
+            }
+        } else if !self
+            .signalling
+            .seen
+            .first_time(opened.device, msg.id, msg.is_answer)
+        {
+            self.dropped.replayed += 1;
+            if !msg.is_answer {
+                // A retried request: our answer may have been lost on the DHT; put it again.
+                self.answer_again(opened.device, msg.id);
+            }
+            return;
+        }
+        if msg.is_answer {
+            let found = self
+                .connectors
+                .iter()
+                .find(|(_, c)| c.asked(opened.device, msg.id))
+                .map(|(id, _)| *id);
+            match found {
+                Some(id) => self.connector_answer(now, id, msg),
+                None => self.dropped.unexpected += 1,
+            }
+            return;
+        }
+        let Some(seal_key) = msg.seal else {
+            self.dropped.unopened += 1;
+            return;
+        };
+        let recipient = Recipient {
+            device: opened.device,
+            seal_key,
+        };
+        if let Some(existing) = self.by_device.get(&opened.device).copied() {
+            let c = &self.connectors[&existing];
+            let ours_wins = c.is_requester()
+                && c.stage() != Stage::Failed
+                && self.config.device.id() < opened.device;
+            if c.stage() == Stage::Ready || ours_wins {
+                // Two devices connecting at once keep the connection the smaller id asked for.
+                return;
+            }
+            // Theirs wins: our request gives way, and what waited on it moves to the answer.
+            self.remove_connector(existing);
+            self.by_device.remove(&opened.device);
+            self.demux.forget_connector(existing);
+        }
+        let id = self.next_connector;
+        self.next_connector += 1;
+        let mut c = Connector::answerer(opened.account, opened.device, recipient, msg);
+        let ask = self.config.ask_before_connecting
+            && opened.account != self.config.device.account()
+            && !self.config.contacts.contains(&opened.account);
+        if ask {
+            // A device of an account we do not know: the application decides.
+            c.wait_approval();
+            self.out.push_back(Output::Event(Event::ConnectionRequest {
+                account: opened.account,
+                device: opened.device,
+            }));
+        }
+        self.connectors.insert(id, c);
+        self.by_device.insert(opened.device, id);
+        self.reopen_pending(opened.device);
+        if self.gathered {
+            self.connector_gathered(now, id);
+        }
+    }
+
+    fn answer_again(&mut self, device: DeviceId, id: u64) {
+        let again = self
+            .connectors
+            .values()
+            .find(|c| c.answers(device, id))
+            .and_then(Connector::sealed_answer);
+        if let Some(value) = again {
+            self.out.push_back(Output::DhtPut {
+                key: signal::peer_key(&device),
+                value,
+            });
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The node's transfers: one [`Outgoing`] or [`Incoming`] machine per channel, the groups
+//! of sub-transfers of a file sent to every device of an account with their optimistic
+//! [`Aggregate`], the sub-transfers still waiting for their channel, and the file
+//! operations in flight.
+//!
+//! [`Transfers`] holds them; the `impl Node` below carries their outputs to the
+//! connectors (channels, send credit) and to the application (events), and takes the
+//! channel events of the connectors. It does not own connections: a transfer names its
+//! connector and channel, and a connector that fails tells the node, which resets what ran
+//! on it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Node;
+use super::connector::{Link, Stage};
+use super::counters::bug;
+use super::timers::NodeTimer;
+use crate::Error;
+use crate::aggregate::Aggregate;
+use crate::channel::{ChannelId, MuxEvent};
+use crate::io::{Event, FileId, FileResult, Output};
+use crate::tls::{AccountId, DeviceId, PeerIdentity};
+use crate::transfer::{self, Form, Incoming, Outgoing, Reason, Status, TransferId};
+
+/// What the name of a picture ends with, for
+/// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
+pub const IMAGE_EXTENSIONS: &[&str] = &[".jpg", ".jpeg", ".png", ".gif", ".webp"];
+
+/// Whether a file called `name` counts as a picture: it ends with one of
+/// [`IMAGE_EXTENSIONS`], in any case.
+pub fn is_image_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(e))
+}
+
+/// Channel names that carry a transfer.
+pub(crate) const FILE_CHANNEL: &str = "file-transfer://";
+
+/// One transfer, either way.
+enum Machine {
+    Out(Outgoing),
+    In(Incoming),
+}
+
+impl Machine {
+    fn handle_input(&mut self, now: Instant, input: transfer::Input) -> Result<(), Error> {
+        match self {
+            Machine::Out(m) => m.handle_input(now, input),
+            Machine::In(m) => m.handle_input(now, input),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Machine::Out(m) => m.handle_timeout(now),
+            Machine::In(m) => m.handle_timeout(now),
+        }
+    }
+
+    fn cancel(&mut self, now: Instant) {
+        match self {
+            Machine::Out(m) => m.cancel(now),
+            Machine::In(m) => m.cancel(now),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<transfer::Output> {
+        match self {
+            Machine::Out(m) => m.poll_output(),
+            Machine::In(m) => m.poll_output(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Machine::Out(m) => m.poll_timeout(),
+            Machine::In(m) => m.poll_timeout(),
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        match self {
+            Machine::Out(m) => m.is_drained(),
+            Machine::In(m) => m.is_drained(),
+        }
+    }
+}
+
+struct Slot {
+    machine: Machine,
+    connector: u32,
+    channel: ChannelId,
+    group: Option<TransferId>,
+    peer: PeerIdentity,
+}
+
+/// A file sent to every device of an account.
+struct Group {
+    account: AccountId,
+    source: String,
+    name: String,
+    aggregate: Aggregate,
+    devices: BTreeMap<DeviceId, TransferId>,
+}
+
+/// A sub-transfer whose channel is not open yet.
+struct PendingSub {
+    group: TransferId,
+    device: DeviceId,
+    /// The channel asked for, once the connection is ready.
+    channel: Option<(u32, ChannelId)>,
+}
+
+/// The node's transfers and groups: see the module docs.
+pub(super) struct Transfers {
+    slots: BTreeMap<TransferId, Slot>,
+    groups: BTreeMap<TransferId, Group>,
+    pending: BTreeMap<TransferId, PendingSub>,
+    files: BTreeMap<FileId, TransferId>,
+    next_file: u64,
+}
+
+impl Transfers {
+    pub(super) fn new() -> Transfers {
+        Transfers {
+            slots: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            files: BTreeMap::new(),
+            next_file: 1,
+        }
+    }
+
+    // ----- getters -----
+
+    /// Whether `id` names no transfer and no group.
+    pub(super) fn is_free(&self, id: TransferId) -> bool {
+        !self.slots.contains_key(&id) && !self.groups.contains_key(&id)
+    }
+
+    /// Every running transfer, in order.
+    pub(super) fn running(&self) -> Vec<TransferId> {
+        self.slots.keys().copied().collect()
+    }
+
+    /// Every group, in order.
+    pub(super) fn groups(&self) -> Vec<TransferId> {
+        self.groups.keys().copied().collect()
+    }
+
+    /// The groups sending to `account` that have no sub-transfer for `device` yet.
+    pub(super) fn groups_without(&self, account: AccountId, device: DeviceId) -> Vec<TransferId> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.account == account && !g.devices.contains_key(&device))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The groups sending to `account`.
+    fn groups_of(&self, account: AccountId) -> impl Iterator<Item = TransferId> + '_ {
+        self.groups
+            .iter()
+            .filter(move |(_, g)| g.account == account)
+            .map(|(t, _)| *t)
+    }
+
+    /// Whether a group has a sub-transfer for any device.
+    fn has_devices(&self, group: TransferId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|g| !g.devices.is_empty())
+    }
+
+    /// Whether `tid` is an incoming transfer waiting for the local user's decision.
+    pub(super) fn awaits_decision(&self, tid: TransferId) -> bool {
+        matches!(
+            self.slots.get(&tid).map(|s| &s.machine),
+            Some(Machine::In(m)) if m.status() == Status::WaitHostAcceptance
+        )
+    }
+
+    /// The earliest deadline of a transfer.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter_map(|s| s.machine.poll_timeout())
+            .min()
+    }
+
+    // ----- the node's calls -----
+
+    /// A group for a file sent to every device of `account` (the node times its wait for
+    /// the first device).
+    pub(super) fn add_group(
+        &mut self,
+        group: TransferId,
+        account: AccountId,
+        source: String,
+        name: String,
+    ) {
+        self.groups.insert(
+            group,
+            Group {
+                account,
+                source,
+                name,
+                aggregate: Aggregate::new(0),
+                devices: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// What cancelling `transfer` cancels: every sub-transfer of a group, else itself.
+    pub(super) fn targets(&self, transfer: TransferId) -> Vec<TransferId> {
+        match self.groups.get(&transfer) {
+            Some(g) => g.devices.values().copied().collect(),
+            None => vec![transfer],
+        }
+    }
+
+    /// Accepts an incoming transfer.
+    pub(super) fn accept(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
+        match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
+            Some(Machine::In(m)) => m.accept(now),
+            _ => Err(Error::NotNow("accept: no such incoming transfer")),
+        }
+    }
+
+    /// Refuses an incoming transfer.
+    pub(super) fn refuse(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
+        match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
+            Some(Machine::In(m)) => m.refuse(now),
+            _ => Err(Error::NotNow("refuse: no such incoming transfer")),
+        }
+    }
+
+    /// Runs every transfer's clock.
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        for slot in self.slots.values_mut() {
+            slot.machine.handle_timeout(now);
+        }
+    }
+
+    fn new_file(&mut self) -> FileId {
+        let file = FileId(self.next_file);
+        self.next_file += 1;
+        file
+    }
+}
+
+impl Node {
+    /// Whether a group for `account` still waits for its first device.
+    pub(super) fn looks_up(&self, account: AccountId) -> bool {
+        self.transfers
+            .groups_of(account)
+            .any(|g| self.timers.is_set(NodeTimer::Lookup(g)))
+    }
+
+    /// Stops a group's wait for its first device: `true` if it was still waiting, with no
+    /// device.
+    pub(super) fn end_lookup(&mut self, group: TransferId) -> bool {
+        let waiting = self.timers.is_set(NodeTimer::Lookup(group));
+        self.timers.clear(NodeTimer::Lookup(group));
+        waiting && !self.transfers.has_devices(group)
+    }
+
+    /// Cancels one transfer, or fails a sub-transfer still waiting for its channel.
+    pub(super) fn cancel_one(&mut self, now: Instant, t: TransferId) {
+        if let Some(slot) = self.transfers.slots.get_mut(&t) {
+            slot.machine.cancel(now);
+        } else if let Some(p) = self.transfers.pending.remove(&t) {
+            self.sub_failed(t, p.group, Status::ClosedByHost, Reason::Cancelled);
+        }
+    }
+
+    pub(super) fn new_transfer_id(&mut self) -> TransferId {
+        loop {
+            let id = TransferId(self.rng.next_u64());
+            if id.0 != 0 && self.transfers.is_free(id) {
+                return id;
+            }
+        }
+    }
+
+    /// A new sub-transfer of `group` for `device`, waiting for its channel.
+    pub(super) fn add_sub(&mut self, group: TransferId, device: DeviceId) -> TransferId {
+        let sub = self.new_transfer_id();
+        if let Some(g) = self.transfers.groups.get_mut(&group) {
+            g.devices.insert(device, sub);
+            g.aggregate.add(sub);
+            self.timers.clear(NodeTimer::Lookup(group));
+        }
+        self.out.push_back(Output::Event(Event::SubTransfer {
+            group,
+            transfer: sub,
+            device,
+        }));
+        self.transfers.pending.insert(
+            sub,
+            PendingSub {
+                group,
+                device,
+                channel: None,
+            },
+        );
+        sub
+    }
+
+    /// The channels asked for `device` are forgotten: its connection is starting over.
+    pub(super) fn reopen_pending(&mut self, device: DeviceId) {
+        for p in self.transfers.pending.values_mut() {
+            if p.device == device {
+                p.channel = None;
+            }
+        }
+    }
+
+    /// A group's wait for its first device is over: no device was found.
+    pub(super) fn lookup_failed(&mut self, group: TransferId) {
+        self.out.push_back(Output::Event(Event::Aggregate {
+            group,
+            status: Status::UnjoinablePeer,
+            done: 0,
+            total: 0,
+        }));
+    }
+
+    /// Drains one transfer; a transfer that is over goes.
+    pub(super) fn drain_transfer(&mut self, now: Instant, tid: TransferId) -> bool {
+        let mut moved = false;
+        loop {
+            let Some(slot) = self.transfers.slots.get_mut(&tid) else {
+                return moved;
+            };
+            let Some(out) = slot.machine.poll_output() else {
+                break;
+            };
+            moved = true;
+            let (connector, channel) = (slot.connector, slot.channel);
+            match out {
+                transfer::Output::Send(data) => {
+                    self.channel_send(now, connector, channel, tid, data)
+                }
+                transfer::Output::Close | transfer::Output::Reset => {
+                    let ended = self
+                        .connectors
+                        .get_mut(&connector)
+                        .map(|c| c.end_channel(channel));
+                    if let Some(Some(Err(e))) = ended {
+                        bug(&mut self.bugs.channel_end, "end of a channel", &e);
+                    }
+                }
+                transfer::Output::PauseReading | transfer::Output::ResumeReading => {
+                    let pause = matches!(out, transfer::Output::PauseReading);
+                    if let Some(Link::Direct(conn)) = self
+                        .connectors
+                        .get(&connector)
+                        .and_then(|c| c.selected_link())
+                    {
+                        self.out.push_back(if pause {
+                            Output::PauseReading { conn }
+                        } else {
+                            Output::ResumeReading { conn }
+                        });
+                    }
+                }
+                transfer::Output::File(op) => {
+                    self.transfers.files.insert(op.file(), tid);
+                    self.out.push_back(Output::File(op));
+                }
+                transfer::Output::Event(e) => self.on_transfer_event(now, tid, e),
+            }
+        }
+        if self.transfers.slots[&tid].machine.is_drained() {
+            self.transfers.slots.remove(&tid);
+        }
+        moved
+    }
+
+    fn on_transfer_event(&mut self, now: Instant, tid: TransferId, event: Event) {
+        let slot = &self.transfers.slots[&tid];
+        let (group, peer) = (slot.group, slot.peer);
+        let event = match event {
+            Event::IncomingTransfer {
+                transfer,
+                name,
+                size,
+                ..
+            } => {
+                let auto = is_image_name(&name)
+                    && self
+                        .config
+                        .auto_accept_images_under
+                        .is_some_and(|limit| size < limit);
+                self.out.push_back(Output::Event(Event::IncomingTransfer {
+                    transfer,
+                    name,
+                    size,
+                    from: Some(peer),
+                }));
+                // Bytes after the header (a CANCEL, say) may have ended it already.
+                if auto && self.transfers.awaits_decision(transfer) {
+                    if let Err(e) = self.accept(now, transfer) {
+                        bug(&mut self.bugs.auto_accept, "automatic acceptance", &e);
+                    }
+                }
+                return;
+            }
+            e => e,
+        };
+        if let Some(group) = group {
+            self.update_aggregate(group, &event);
+        }
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn update_aggregate(&mut self, group: TransferId, event: &Event) {
+        let Some(g) = self.transfers.groups.get_mut(&group) else {
+            return;
+        };
+        if g.aggregate.apply(event) {
+            let (status, done, total) = (
+                g.aggregate.status(),
+                g.aggregate.progress(),
+                g.aggregate.total(),
+            );
+            self.out.push_back(Output::Event(Event::Aggregate {
+                group,
+                status,
+                done,
+                total,
+            }));
+        }
+    }
+
+    fn sub_failed(&mut self, sub: TransferId, group: TransferId, status: Status, reason: Reason) {
+        let event = Event::Status {
+            transfer: sub,
+            status,
+            reason: Some(reason),
+        };
+        self.update_aggregate(group, &event);
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Every sub-transfer still waiting for a channel to `device` fails: its connector did.
+    pub(super) fn subs_unreachable(&mut self, device: DeviceId, why: &str) {
+        let subs: Vec<(TransferId, TransferId)> = self
+            .transfers
+            .pending
+            .iter()
+            .filter(|(_, p)| p.device == device)
+            .map(|(t, p)| (*t, p.group))
+            .collect();
+        for (sub, group) in subs {
+            self.transfers.pending.remove(&sub);
+            self.sub_failed(
+                sub,
+                group,
+                Status::UnjoinablePeer,
+                Reason::Unreachable(why.to_owned()),
+            );
+        }
+    }
+
+    /// The transfers that run on connector `id`.
+    pub(super) fn transfers_on(&self, id: u32) -> Vec<TransferId> {
+        self.transfers
+            .slots
+            .iter()
+            .filter(|(_, s)| s.connector == id)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// A file operation's result, to the transfer that asked.
+    pub(super) fn on_file(&mut self, now: Instant, result: FileResult) -> Result<(), Error> {
+        let Some(tid) = self.transfers.files.get(&result.file()).copied() else {
+            return Err(Error::UnknownFile(result.file()));
+        };
+        let Some(slot) = self.transfers.slots.get_mut(&tid) else {
+            return Ok(());
+        };
+        slot.machine
+            .handle_input(now, transfer::Input::File(result))
+    }
+
+    /// Feeds a transfer what its channel brought.
+    pub(super) fn transfer_input(&mut self, now: Instant, tid: TransferId, input: transfer::Input) {
+        if let Some(slot) = self.transfers.slots.get_mut(&tid) {
+            if let Err(e) = slot.machine.handle_input(now, input) {
+                bug(&mut self.bugs.transfer_input, "transfer input", &e);
+            }
+        }
+    }
+
+    /// A channel event of connector `id`.
+    pub(super) fn on_mux_event(&mut self, now: Instant, id: u32, event: MuxEvent) {
+        match event {
+            MuxEvent::OpenRequest { channel, name } => {
+                let tid = name
+                    .strip_prefix(FILE_CHANNEL)
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(TransferId);
+                let Some(c) = self.connectors.get_mut(&id) else {
+                    return;
+                };
+                match tid {
+                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) => {
+                        let Some(accepted) = c.accept_channel(channel) else {
+                            return;
+                        };
+                        if let Err(e) = accepted {
+                            bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
+                        }
+                        let peer = c.peer();
+                        let file = self.transfers.new_file();
+                        self.transfers.slots.insert(
+                            tid,
+                            Slot {
+                                machine: Machine::In(Incoming::new(tid, file, Form::Framed)),
+                                connector: id,
+                                channel,
+                                group: None,
+                                peer,
+                            },
+                        );
+                    }
+                    _ => {
+                        if let Some(Err(e)) = c.decline_channel(channel) {
+                            bug(&mut self.bugs.channel_answer, "channel refusal", &e);
+                        }
+                    }
+                }
+            }
+            MuxEvent::Opened { channel } => {
+                let Some(sub) = self.pending_on(id, channel) else {
+                    return;
+                };
+                let Some(p) = self.transfers.pending.remove(&sub) else {
+                    return;
+                };
+                let Some(g) = self.transfers.groups.get(&p.group) else {
+                    return;
+                };
+                let (source, name) = (g.source.clone(), g.name.clone());
+                let file = self.transfers.new_file();
+                let machine = Outgoing::new(sub, file, source, name, Form::Framed);
+                let peer = self.connectors[&id].peer();
+                self.transfers.slots.insert(
+                    sub,
+                    Slot {
+                        machine: Machine::Out(machine),
+                        connector: id,
+                        channel,
+                        group: Some(p.group),
+                        peer,
+                    },
+                );
+            }
+            MuxEvent::Declined { channel } => {
+                if let Some(sub) = self.pending_on(id, channel) {
+                    if let Some(p) = self.transfers.pending.remove(&sub) {
+                        self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
+                    }
+                }
+            }
+            MuxEvent::Data { channel, data } => {
+                if let Some(tid) = self.transfer_on(id, channel) {
+                    self.transfer_input(now, tid, transfer::Input::Received(data));
+                }
+            }
+            MuxEvent::Ended { channel } => {
+                if let Some(tid) = self.transfer_on(id, channel) {
+                    self.transfer_input(now, tid, transfer::Input::StreamEnded);
+                }
+            }
+        }
+    }
+
+    fn pending_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
+        self.transfers
+            .pending
+            .iter()
+            .find(|(_, p)| p.channel == Some((connector, channel)))
+            .map(|(t, _)| *t)
+    }
+
+    fn transfer_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
+        self.transfers
+            .slots
+            .iter()
+            .find(|(_, s)| s.connector == connector && s.channel == channel)
+            .map(|(t, _)| *t)
+    }
+
+    /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
+    pub(super) fn open_pending_channels(&mut self, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        if c.stage() != Stage::Ready {
+            return;
+        }
+        let device = c.device();
+        for (sub, p) in self.transfers.pending.iter_mut() {
+            if p.device == device && p.channel.is_none() {
+                match c.open_channel(&format!("{FILE_CHANNEL}{}", sub.0)) {
+                    Some(Ok(channel)) => p.channel = Some((id, channel)),
+                    // Counted, not asserted: see `Bugs::channel_open`.
+                    Some(Err(_)) => self.bugs.channel_open += 1,
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// A transfer's bytes go down: channel → TLS → ICE framing → the selected link. The
+    /// transfer gets its send credit back once the link has written them all.
+    fn channel_send(
+        &mut self,
+        now: Instant,
+        id: u32,
+        channel: ChannelId,
+        tid: TransferId,
+        data: Bytes,
+    ) {
+        let len = data.len();
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        match c.send_on_channel(now, channel, &data, &mut self.bugs) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return bug(&mut self.bugs.channel_send, "channel send", &e),
+            // The connection is gone: the transfer hears that from its reset.
+            None => return,
+        }
+        self.drain_connector(now, id);
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.expect_credit(tid, len);
+        }
+        self.drain_connector(now, id);
+    }
+}
