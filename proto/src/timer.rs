@@ -41,6 +41,11 @@ impl<T: Ord + Copy> Timers<T> {
         self.deadlines.clear();
     }
 
+    /// When `timer` fires, if armed.
+    pub fn get(&self, timer: T) -> Option<Instant> {
+        self.deadlines.get(&timer).copied()
+    }
+
     /// Whether `timer` is armed.
     pub fn is_set(&self, timer: T) -> bool {
         self.deadlines.contains_key(&timer)

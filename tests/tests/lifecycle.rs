@@ -115,6 +115,224 @@ fn a_strangers_connect_and_close_cycles_leave_nothing_open() {
     eprintln!("{CYCLES} connect/close cycles from a stranger: 0 connections left");
 }
 
+/// Identities, public hosts and calls for the scenarios with whole transfers.
+mod peers {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use ferry_proto::io::Event;
+    use ferry_proto::node::{Node, NodeConfig};
+    use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+    use ferry_proto::transfer::{Status, TransferId};
+    use ferry_sim::{HostId, HostSpec, LinkSpec, World, WorldBuilder};
+
+    use super::T0;
+
+    pub(crate) fn account(name: &str) -> Account {
+        let validity = Validity::days_from(T0 - 86_400, 365);
+        Account::from_seed(&derive_seed(b"lifecycle", name), validity).expect("account")
+    }
+
+    pub(crate) fn device(account: &Account, name: &str) -> Device {
+        let validity = Validity::days_from(T0 - 86_400, 365);
+        account
+            .add_device(&derive_seed(b"lifecycle-device", name), validity)
+            .expect("device")
+    }
+
+    /// A public host at 198.51.100.`last` running `device`'s node.
+    pub(crate) fn host(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+    ) -> HostId {
+        let (epoch, internet) = (b.epoch(), b.internet());
+        let ip = IpAddr::from([198, 51, 100, last]);
+        let anchor = UnixAnchor {
+            instant: epoch,
+            unix: Duration::from_secs(T0),
+        };
+        let announcement = account.announce(device).expect("announce");
+        let config = NodeConfig::new(
+            device.clone(),
+            announcement,
+            vec![ip],
+            u64::from(last),
+            anchor,
+        );
+        b.host(
+            HostSpec::new(name, internet)
+                .v4([198, 51, 100, last])
+                .link(LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000)),
+            Node::new(epoch, config),
+        )
+    }
+
+    pub(crate) fn send(
+        world: &mut World,
+        from: HostId,
+        to: &Account,
+        size: u64,
+        name: &str,
+    ) -> TransferId {
+        world
+            .with_endpoint(from, |n: &mut Node, now| {
+                n.send_file(now, to.id(), format!("seed:{size}:{size}"), name.to_owned())
+            })
+            .expect("a node")
+    }
+
+    /// Accepts every offer `host` has not answered yet.
+    pub(crate) fn accept_all(world: &mut World, host: HostId, answered: &mut Vec<TransferId>) {
+        let offers: Vec<TransferId> = world
+            .events::<Event>(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect();
+        for t in offers {
+            if !answered.contains(&t) {
+                answered.push(t);
+                world
+                    .with_endpoint(host, |n: &mut Node, now| n.accept(now, t))
+                    .expect("a node")
+                    .expect("accept");
+            }
+        }
+    }
+
+    /// The final status of a group on its sender, if it has one.
+    pub(crate) fn group_end(world: &World, host: HostId, group: TransferId) -> Option<Status> {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .rev()
+            .find_map(|(_, e)| match e {
+                Event::Aggregate {
+                    group: g, status, ..
+                } if g == group && status.is_final() => Some(status),
+                _ => None,
+            })
+    }
+}
+
+/// Two processes of one home (one device, two nodes) send to one listener at once: the
+/// listener answers both requests, and both files are verified. Before, the second request
+/// of a device the listener was connected to was recorded as seen, then ignored (exit 5).
+#[test]
+fn two_senders_of_one_device_both_get_through() {
+    let mut b = World::builder(21);
+    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let first = peers::host(&mut b, "a1", &alice, &a1, 10);
+    let second = peers::host(&mut b, "a1-again", &alice, &a1, 11);
+    let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(2));
+    let g1 = peers::send(&mut world, first, &bob, 200_000, "one.bin");
+    // The second process starts a moment later, when the first is connected.
+    let mut answered = Vec::new();
+    for _ in 0..20 {
+        world.run_for(Duration::from_millis(100));
+        peers::accept_all(&mut world, hb, &mut answered);
+    }
+    let sent_at = world.now();
+    let g2 = peers::send(&mut world, second, &bob, 300_000, "two.bin");
+    for _ in 0..300 {
+        world.run_for(Duration::from_millis(100));
+        peers::accept_all(&mut world, hb, &mut answered);
+        if peers::group_end(&world, first, g1).is_some()
+            && peers::group_end(&world, second, g2).is_some()
+        {
+            break;
+        }
+    }
+    use ferry_proto::transfer::Status;
+    assert_eq!(
+        peers::group_end(&world, first, g1),
+        Some(Status::Finished),
+        "the first process"
+    );
+    assert_eq!(
+        peers::group_end(&world, second, g2),
+        Some(Status::Finished),
+        "the second process"
+    );
+    eprintln!(
+        "second process of one device: verified {:?} after its send",
+        world.now() - sent_at
+    );
+    world.run_for(Duration::from_secs(5));
+    let left = world.close_wait();
+    assert!(left.is_empty(), "left in CLOSE-WAIT: {left:#?}");
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+}
+
+/// A sender that vanishes mid-transfer (its link goes down: a killed laptop, a dropped
+/// network) and sends again at once from a new process: the new request is answered at once
+/// and its transfer verified, and the old connection, whose peer no longer answers, is
+/// closed after a liveness check rather than after the 30-s consent timeout.
+#[test]
+fn a_sender_that_vanished_and_sends_again_gets_through_at_once() {
+    use ferry_proto::transfer::Status;
+    use ferry_sim::{Fault, LinkOf};
+    let mut b = World::builder(22);
+    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let before = peers::host(&mut b, "a1", &alice, &a1, 10);
+    let after = peers::host(&mut b, "a1-restarted", &alice, &a1, 11);
+    let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(2));
+    let mut answered = Vec::new();
+    let g1 = peers::send(&mut world, before, &bob, 50_000_000, "big.bin");
+    for _ in 0..30 {
+        world.run_for(Duration::from_millis(100));
+        peers::accept_all(&mut world, hb, &mut answered);
+    }
+    assert_eq!(
+        world.endpoint::<Node>(hb).expect("bob").ready_connections(),
+        1,
+        "mid-transfer"
+    );
+    // The first process vanishes without a word: its host's link goes down for good.
+    let now = world.now();
+    world.schedule(now, Fault::LinkDown(LinkOf::Host(before)));
+    world.run_for(Duration::from_millis(100));
+    let sent_at = world.now();
+    let g2 = peers::send(&mut world, after, &bob, 200_000, "small.bin");
+    while peers::group_end(&world, after, g2).is_none()
+        && world.now() - sent_at < Duration::from_secs(60)
+    {
+        world.run_for(Duration::from_millis(100));
+        peers::accept_all(&mut world, hb, &mut answered);
+    }
+    let took = world.now() - sent_at;
+    assert_eq!(
+        peers::group_end(&world, after, g2),
+        Some(Status::Finished),
+        "the new send"
+    );
+    eprintln!("after a vanished sender, a new send verified in {took:?} (virtual)");
+    assert!(
+        took < Duration::from_secs(10),
+        "answered at once, not after the old connection's 30-s consent timeout ({took:?})"
+    );
+    // The old connection went after its liveness check; only the new one is left.
+    world.run_for(Duration::from_secs(5));
+    let bob_node = world.endpoint::<Node>(hb).expect("bob");
+    assert_eq!(
+        bob_node.ready_connections(),
+        1,
+        "the vanished sender's connection is gone"
+    );
+    let _ = g1;
+}
+
 /// The same on real sockets, on each runtime: a listening node survives a storm of
 /// connect-and-close cycles from a stranger with its descriptors back where they were, then
 /// takes a real transfer, after which (the sender gone) they are back again.

@@ -87,6 +87,9 @@ const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
 /// How long a failed connection's state is kept (to answer retried requests, and to remember
 /// a denial) before it is forgotten.
 pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
+/// How long the peer of a ready connection has to answer a liveness check, asked when a new
+/// request from the same device arrives (a few round trips, on a loaded host too).
+pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -259,16 +259,41 @@ impl Node {
             return;
         };
         self.disarm_connector(id);
-        self.by_device.remove(&device);
         self.out.push_back(Output::Event(Event::PeerUnreachable {
             device,
             reason: why.clone(),
         }));
-        self.subs_unreachable(device, &why);
+        // A device may have a newer connector than this one (see `on_signal`): what waits
+        // for the device waits for that one.
+        if self.by_device.get(&device) == Some(&id) {
+            self.by_device.remove(&device);
+            self.subs_unreachable(device, &why);
+        }
         if was_ready {
             for t in self.transfers_on(id) {
                 self.pending_reset.push_back(t);
             }
+        }
+    }
+
+    /// Gives a connector up at once, its connections closed (not merely forgotten): a
+    /// request that loses the crossing-requests tie-break.
+    pub(super) fn retire_connector(&mut self, now: Instant, id: u32) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.fail();
+        }
+        // The agent's closes go out before the connector does.
+        self.drain_connector(now, id);
+        self.demux.forget_connector(id);
+        self.remove_connector(id);
+    }
+
+    /// Checks that the peer of a ready connector still answers, within
+    /// [`LIVENESS_TIMEOUT`](super::LIVENESS_TIMEOUT); if not, the connector fails and its
+    /// connections close.
+    pub(super) fn check_liveness(&mut self, now: Instant, id: u32) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.check_liveness(now, super::LIVENESS_TIMEOUT);
         }
     }
 

@@ -144,10 +144,8 @@ impl Node {
             });
         if failed_before {
             // The requester still asks, but our side of that exchange gave up (its answer
-            // was lost, say): start it over, as a new request with the same id.
-            if let Some(old) = self.by_device.get(&opened.device).copied() {
-                self.demux.forget_connector(old);
-            }
+            // was lost, say): start it over, as a new request with the same id. Only the
+            // failed connectors of that device go (their connections are closed already).
             let gone: Vec<u32> = self
                 .connectors
                 .iter()
@@ -155,6 +153,7 @@ impl Node {
                 .map(|(id, _)| *id)
                 .collect();
             for id in gone {
+                self.demux.forget_connector(id);
                 self.remove_connector(id);
             }
         } else if !self
@@ -191,17 +190,26 @@ impl Node {
         };
         if let Some(existing) = self.by_device.get(&opened.device).copied() {
             let c = &self.connectors[&existing];
-            let ours_wins = c.is_requester()
-                && c.stage() != Stage::Failed
-                && self.config.device.id() < opened.device;
-            if c.stage() == Stage::Ready || ours_wins {
+            // Our own request to that device, not answered yet: the requests cross.
+            let crossing = c.is_requester() && !matches!(c.stage(), Stage::Failed | Stage::Ready);
+            if crossing && self.config.device.id() < opened.device {
                 // Two devices connecting at once keep the connection the smaller id asked for.
                 return;
             }
-            // Theirs wins: our request gives way, and what waited on it moves to the answer.
-            self.remove_connector(existing);
+            if crossing {
+                // Theirs wins: our request gives way, its connections closed, and what waited
+                // on it moves to the answer.
+                self.retire_connector(now, existing);
+            } else if c.stage() == Stage::Ready {
+                // A new request from a device we hold a connection to: a second process of
+                // that device, or a peer that lost its side (it vanished, its network
+                // changed). It gets its own answer and connection; the old one keeps what
+                // runs on it, and goes if a quick liveness check fails.
+                self.check_liveness(now, existing);
+            }
+            // Any other connector of that device (an answer in progress to another of its
+            // processes) goes on too: every request gets its answer.
             self.by_device.remove(&opened.device);
-            self.demux.forget_connector(existing);
         }
         let id = self.next_connector;
         self.next_connector += 1;

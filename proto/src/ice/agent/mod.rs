@@ -13,7 +13,7 @@ mod selection;
 
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -471,6 +471,21 @@ impl Agent {
         let queued = framed.len();
         self.out.push_back(Output::Send { conn, data: framed });
         Ok(queued)
+    }
+
+    /// Checks consent on the selected pair now (RFC 7675), and lets it expire unless the
+    /// peer answers `within` (or sooner, if consent was due to expire sooner anyway). For a
+    /// peer that may have vanished: a new request from its device says it lost its side.
+    pub fn check_consent_now(&mut self, now: Instant, within: Duration) {
+        let (State::Selected, Some(idx)) = (self.state, self.selected) else {
+            return;
+        };
+        self.send_check(now, idx, TxKind::Consent);
+        let expiry = self
+            .timers
+            .get(Timer::Consent)
+            .map_or(now + within, |at| at.min(now + within));
+        self.timers.set(Timer::Consent, expiry);
     }
 
     /// Ends the session: every connection is closed, the selected one included.

@@ -394,6 +394,16 @@ impl Connector {
         conn
     }
 
+    /// Asks the peer for consent now, failing the connector unless it answers `within`.
+    pub(super) fn check_liveness(&mut self, now: Instant, within: Duration) {
+        if self.stage != Stage::Ready {
+            return;
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            agent.check_consent_now(now, within);
+        }
+    }
+
     /// Ends TLS with close_notify (the node is shutting down).
     pub(super) fn close_tls(&mut self, now: Instant) {
         if let Some(tls) = self.tls.as_mut() {
