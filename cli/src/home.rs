@@ -117,6 +117,11 @@ impl Home {
         self.dir.join("revocations.der")
     }
 
+    /// Names for account ids (see [`crate::contacts`]).
+    pub(crate) fn contacts(&self) -> PathBuf {
+        self.dir.join("contacts.json")
+    }
+
     /// The devices the latest revocation list names.
     pub(crate) fn revoked(&self) -> PathBuf {
         self.dir.join("revoked.txt")

@@ -15,6 +15,7 @@ use ferry_proto::transfer::{Reason, Status, TransferId};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::contacts::Contacts;
 use crate::failure::Failure;
 use crate::home::Home;
 use crate::outcome::failure_of;
@@ -44,6 +45,8 @@ pub(crate) struct Options {
     pub(crate) auto_accept_images_under: Option<u64>,
     /// Stop after the first transfer ends, with its outcome as the exit code.
     pub(crate) once: bool,
+    /// Answer only these (contact names or account ids); empty: the contacts, if any.
+    pub(crate) from: Vec<String>,
 }
 
 /// Who decides whether an offer is taken.
@@ -125,7 +128,31 @@ pub(crate) async fn run(
     // The identity first (its error is the clearer one), then the home, for this listener.
     crate::home::DeviceFile::load(&home.device())?;
     let _lock = home.lock_listener()?;
-    let session = session::start(home, net, &options.into, options.auto_accept_images_under)?;
+    let contacts = Contacts::load(home)?;
+    let only_from = if !options.from.is_empty() {
+        let mut allowed = std::collections::BTreeSet::new();
+        for who in &options.from {
+            allowed.insert(contacts.resolve(who)?);
+        }
+        Some(allowed)
+    } else if !contacts.is_empty() {
+        Some(contacts.accounts())
+    } else {
+        None
+    };
+    if options.accept_all && only_from.is_none() {
+        tracing::warn!(
+            "--accept-all with no contacts: every file from anyone who knows your account id \
+             is taken; add contacts (`ferry contact add NAME ID`) or use --from"
+        );
+    }
+    let session = session::start(
+        home,
+        net,
+        &options.into,
+        options.auto_accept_images_under,
+        only_from,
+    )?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     let me = &session.device.device;

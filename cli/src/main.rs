@@ -25,6 +25,7 @@
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
 
+mod contacts;
 mod demo;
 mod failure;
 mod home;
@@ -80,6 +81,10 @@ enum Command {
     /// The devices of your account.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Names for your contacts' account ids. Once you have any, `listen` answers only them
+    /// (and your own devices): others are refused before any connection.
+    #[command(subcommand)]
+    Contact(ContactCommand),
     /// Wait for files; ask whether to take each one (answer y or n on standard input).
     Listen {
         /// Where received files go (default: the platform's download folder).
@@ -95,6 +100,11 @@ enum Command {
         /// Stop after the first transfer ends; its outcome is the exit code.
         #[arg(long)]
         once: bool,
+        /// Answer only these accounts (contact names or account ids, comma-separated), and
+        /// your own devices; others are refused before any connection. Default: your
+        /// contacts, if you have any; else anyone who knows your account id.
+        #[arg(long, value_name = "WHO", value_delimiter = ',')]
+        from: Vec<String>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -103,8 +113,9 @@ enum Command {
     Send {
         /// The file.
         file: PathBuf,
-        /// The contact's account id (what `ferry account show` prints there).
-        #[arg(long, value_name = "ACCOUNT_ID")]
+        /// The contact: a name from `ferry contact list`, or an account id (what `ferry
+        /// account show` prints there).
+        #[arg(long, value_name = "WHO")]
         to: String,
         #[command(flatten)]
         net: NetArgs,
@@ -139,6 +150,24 @@ enum DeviceCommand {
         /// The device id (as `ferry account show` prints it there).
         device: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ContactCommand {
+    /// Name an account: `ferry contact add bob ACCOUNT_ID`; then `send --to bob`.
+    Add {
+        /// The name.
+        name: String,
+        /// The account id (what `ferry account show` prints on their machine).
+        account: String,
+    },
+    /// Forget a name.
+    Remove {
+        /// The name.
+        name: String,
+    },
+    /// Every contact: name and account id.
+    List,
 }
 
 /// How `listen` and `send` reach the others.
@@ -240,11 +269,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Device(DeviceCommand::Revoke { device }) => {
             identity::device_revoke(&home()?, &device, json)
         }
+        Command::Contact(ContactCommand::Add { name, account }) => {
+            contacts::add(&home()?, &name, &account, json)
+        }
+        Command::Contact(ContactCommand::Remove { name }) => {
+            contacts::remove(&home()?, &name, json)
+        }
+        Command::Contact(ContactCommand::List) => contacts::list(&home()?, json),
         Command::Listen {
             into,
             accept_all,
             auto_accept_images_under,
             once,
+            from,
             net,
         } => {
             let home = home()?;
@@ -257,6 +294,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 accept_all,
                 auto_accept_images_under,
                 once,
+                from,
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }

@@ -11,6 +11,7 @@ use ferry_proto::tls::{AccountId, DeviceId};
 use ferry_proto::transfer::{Reason, Status, TransferId};
 use serde_json::json;
 
+use crate::contacts::Contacts;
 use crate::failure::Failure;
 use crate::home::Home;
 use crate::outcome::{combine, failure_of};
@@ -56,10 +57,7 @@ pub(crate) async fn run(
     to: &str,
     json_mode: bool,
 ) -> Result<(), Failure> {
-    let account: AccountId = to
-        .trim()
-        .parse()
-        .map_err(|e| Failure::Usage(format!("{to:?} is not an account id: {e}")))?;
+    let account: AccountId = Contacts::load(home)?.resolve(to)?;
     let unreadable =
         |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", file.display()));
     let meta = std::fs::metadata(file).map_err(unreadable)?;
@@ -76,7 +74,7 @@ pub(crate) async fn run(
 
     // A sender takes no files; its driver still needs a folder.
     let folder = home.dir().join("received");
-    let session = session::start(home, net, &folder, None)?;
+    let session = session::start(home, net, &folder, None, None)?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     report.add_aggregate("all devices", size);

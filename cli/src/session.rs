@@ -138,6 +138,7 @@ pub(crate) fn start(
     net: &NetOptions,
     receive_folder: &Path,
     auto_accept_images_under: Option<u64>,
+    only_from: Option<std::collections::BTreeSet<ferry_proto::tls::AccountId>>,
 ) -> Result<Session, Failure> {
     let device = DeviceFile::load(&home.device())?;
     let revocations = home.load_revocations(&device.device)?;
@@ -162,9 +163,13 @@ pub(crate) fn start(
     client.turn = net.turn.iter().cloned().collect();
     client.revocations = revocations;
     client.auto_accept_images_under = auto_accept_images_under;
-    let config = client
+    let mut config = client
         .node_config(Instant::now())
         .map_err(|e| Failure::Internal(format!("cannot start the node on this machine: {e}")))?;
+    if let Some(allowed) = only_from {
+        config.contacts = allowed;
+        config.only_contacts = true;
+    }
     tracing::info!(
         device = %device.device.id(),
         ips = ?config.local_ips,

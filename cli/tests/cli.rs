@@ -999,3 +999,82 @@ fn a_second_listener_on_one_home_exits_10_naming_the_first() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[test]
+fn contacts_name_accounts_and_a_listener_with_contacts_refuses_strangers_before_ice() {
+    let w = World::new();
+    let alice = w.account("alice");
+    let bob = w.account("bob");
+    w.account("mallory");
+    // Names for account ids, on both sides.
+    let added = w.run("alice", &["--json", "contact", "add", "bob", &bob]);
+    assert_eq!(code(added.status), Some(0), "{}", text(&added.stderr));
+    let added = w.run("bob", &["contact", "add", "alice", &alice]);
+    assert_eq!(code(added.status), Some(0), "{}", text(&added.stderr));
+    let listed = json_lines(&w.run("alice", &["--json", "contact", "list"]).stdout);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0]["name"].as_str(), listed[0]["account"].as_str()),
+        (Some("bob"), Some(bob.as_str()))
+    );
+    let taken = w.run("alice", &["contact", "add", "bob", &alice]);
+    assert_eq!(code(taken.status), Some(2), "a name names one account");
+    let unknown = w.run("alice", &["send", "x", "--to", "carol"]);
+    assert_eq!(code(unknown.status), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("neither a contact"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let into = w.path("in");
+    let source = w.path("for-bob.bin");
+    make_file(&source, 100_000);
+    let listener = listen(&w, "bob", &into, &["--accept-all"]);
+    // A stranger who knows bob's account id asks first: bob has contacts, so the request is
+    // refused before ICE and the stranger never reaches him.
+    let stranger = w
+        .ferry("mallory")
+        .args(["--json", "send", &source.to_string_lossy(), "--to", &bob])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mallory's send starts");
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", "bob"],
+    );
+    assert_eq!(
+        code(sent.status),
+        Some(0),
+        "alice sends by name: {}",
+        text(&sent.stderr)
+    );
+    let received = finish(listener);
+    assert_eq!(code(received.status), Some(0), "{}", text(&received.stderr));
+    let offers = events(&json_lines(&received.stdout), "incoming")
+        .iter()
+        .map(|o| o["from_account"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(offers, std::slice::from_ref(&alice), "only alice's file was offered");
+    let refused = finish(stranger);
+    assert_eq!(
+        code(refused.status),
+        Some(5),
+        "the stranger is not answered: {}",
+        text(&refused.stderr)
+    );
+}
+
+#[test]
+fn listen_from_an_unknown_name_is_a_usage_error() {
+    let w = World::new();
+    w.account("bob");
+    let out = finish(listen(&w, "bob", &w.path("in"), &["--from", "nobody"]));
+    assert_eq!(code(out.status), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nobody"),
+        "{}",
+        text(&out.stderr)
+    );
+}

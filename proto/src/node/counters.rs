@@ -22,6 +22,9 @@ pub struct DroppedValues {
     pub bad_announcements: u64,
     /// Connections closed before any check named their session.
     pub unrouted: u64,
+    /// Requests from accounts that are neither ours nor contacts, with
+    /// [`NodeConfig::only_contacts`](super::NodeConfig::only_contacts) on.
+    pub not_a_contact: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

@@ -124,6 +124,11 @@ pub struct NodeConfig {
     pub ask_before_connecting: bool,
     /// Accounts whose devices are answered without asking.
     pub contacts: std::collections::BTreeSet<AccountId>,
+    /// Answer only our own account's devices and [`contacts`](Self::contacts): a request
+    /// from any other account is dropped before ICE (counted in
+    /// [`DroppedValues::not_a_contact`]), so a stranger who knows our account id learns
+    /// none of our addresses (Jami's "allow peers from contacts only").
+    pub only_contacts: bool,
     /// Where TLS sessions write their secrets, for a trace that shows what travels inside
     /// TLS (the simulator's); `None` anywhere else, since the log decrypts every connection.
     pub tls_key_log: Option<std::sync::Arc<dyn rustls::KeyLog>>,
@@ -151,6 +156,7 @@ impl NodeConfig {
             relay_only: false,
             ask_before_connecting: false,
             contacts: std::collections::BTreeSet::new(),
+            only_contacts: false,
             tls_key_log: None,
         }
     }

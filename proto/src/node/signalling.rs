@@ -180,6 +180,13 @@ impl Node {
             }
             return;
         }
+        let stranger = opened.account != self.config.device.account()
+            && !self.config.contacts.contains(&opened.account);
+        if stranger && self.config.only_contacts {
+            // Refused before ICE: no answer, no candidates, no connection.
+            self.dropped.not_a_contact += 1;
+            return;
+        }
         let Some(seal_key) = msg.seal else {
             self.dropped.unopened += 1;
             return;
@@ -214,9 +221,7 @@ impl Node {
         let id = self.next_connector;
         self.next_connector += 1;
         let mut c = Connector::answerer(opened.account, opened.device, recipient, msg);
-        let ask = self.config.ask_before_connecting
-            && opened.account != self.config.device.account()
-            && !self.config.contacts.contains(&opened.account);
+        let ask = self.config.ask_before_connecting && stranger;
         if ask {
             // A device of an account we do not know: the application decides.
             c.wait_approval();
