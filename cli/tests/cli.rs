@@ -1056,7 +1056,11 @@ fn contacts_name_accounts_and_a_listener_with_contacts_refuses_strangers_before_
         .iter()
         .map(|o| o["from_account"].as_str().unwrap_or_default().to_owned())
         .collect::<Vec<_>>();
-    assert_eq!(offers, std::slice::from_ref(&alice), "only alice's file was offered");
+    assert_eq!(
+        offers,
+        std::slice::from_ref(&alice),
+        "only alice's file was offered"
+    );
     let refused = finish(stranger);
     assert_eq!(
         code(refused.status),

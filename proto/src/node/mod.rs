@@ -462,10 +462,20 @@ impl Node {
 
     /// Puts our announcement (again).
     fn announce(&mut self) {
+        let key = signal::devices_key(&self.config.device.account());
         self.out.push_back(Output::DhtPut {
-            key: signal::devices_key(&self.config.device.account()),
+            key,
             value: Bytes::from(self.config.announcement.clone()),
         });
+        // The account's revocation list goes beside the announcements, where contacts
+        // look: they refuse a revoked device before ICE, not only our own nodes.
+        let own = self.config.revocations.of(&self.config.device.account());
+        if let Some(value) = own.and_then(|l| signal::publish_revocations(&self.config.device, l)) {
+            self.out.push_back(Output::DhtPut {
+                key,
+                value: Bytes::from(value),
+            });
+        }
     }
 
     /// A group's view with nothing sent (at its start, or when it ends before any device).

@@ -109,7 +109,35 @@ impl Node {
                 self.on_announcement(now, a);
             }
             Ok(_) => {}
-            Err(_) => self.dropped.bad_announcements += 1,
+            Err(_) => match signal::verify_revocations(&value, &account) {
+                Ok(list) => self.on_revocations(list),
+                Err(_) => self.dropped.bad_announcements += 1,
+            },
+        }
+    }
+
+    /// An account we look up published a revocation list: a newer one than we knew is
+    /// honoured at once, its devices forgotten and any connection to them failed (TLS would
+    /// refuse them too, once the list is known, but no ICE should run toward them).
+    fn on_revocations(&mut self, list: crate::tls::RevocationList) {
+        let account = list.account();
+        if !self.config.revocations.add(list) {
+            return; // Not newer than what we hold.
+        }
+        let Some(list) = self.config.revocations.of(&account).cloned() else {
+            return;
+        };
+        if let Some(devices) = self.signalling.known.get_mut(&account) {
+            devices.retain(|device, _| !list.names(device));
+        }
+        let revoked: Vec<u32> = self
+            .connectors
+            .iter()
+            .filter(|(_, c)| c.peer().account == account && list.names(&c.device()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in revoked {
+            self.connector_failed(id, "device revoked by its account".to_owned());
         }
     }
 

@@ -10,6 +10,7 @@ mod announce;
 mod keys;
 mod message;
 mod replay;
+mod revoked;
 mod seal;
 
 pub use crate::rng::SeededRng;
@@ -17,6 +18,7 @@ pub use announce::Announcement;
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};
+pub use revoked::{publish as publish_revocations, verify_published as verify_revocations};
 pub use seal::{MAX_SEALED, Opened, Recipient, open, seal};
 
 use crate::tls::{AccountId, DeviceId};
