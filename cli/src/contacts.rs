@@ -78,7 +78,7 @@ impl Contacts {
         }
         who.parse().map_err(|_| {
             Failure::Usage(format!(
-                "{who:?} is neither a contact (`ferry contact list`) nor an account id (40 hex digits)"
+                "{who:?} is not an account id (40 hex digits) nor a contact's name (`ferry contact list`)"
             ))
         })
     }

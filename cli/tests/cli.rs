@@ -1022,7 +1022,7 @@ fn contacts_name_accounts_and_a_listener_with_contacts_refuses_strangers_before_
     let unknown = w.run("alice", &["send", "x", "--to", "carol"]);
     assert_eq!(code(unknown.status), Some(2));
     assert!(
-        text(&unknown.stderr).contains("neither a contact"),
+        text(&unknown.stderr).contains("nor a contact's name"),
         "{}",
         text(&unknown.stderr)
     );
