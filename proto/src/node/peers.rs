@@ -239,6 +239,7 @@ impl Node {
                 }
                 Link::Relay { slot, turn_conn } => self.relays.close_peer(slot, turn_conn),
             },
+            connector::Output::PauseReading(link, pause) => self.pause_link(link, pause),
             connector::Output::Ready => self.open_pending_channels(id),
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
             connector::Output::Arm(timer, at) => {
@@ -246,6 +247,20 @@ impl Node {
             }
             connector::Output::Disarm(timer) => self.timers.clear(NodeTimer::Connector(id, timer)),
             connector::Output::Fail(why) => self.connector_failed(id, why),
+        }
+    }
+
+    /// Stops (`pause`) or starts again reading a link: a driver connection directly, a
+    /// stream relayed in through our allocation by its TURN data connection (TCP then pushes
+    /// back on the relay, and the relay on the peer).
+    pub(super) fn pause_link(&mut self, link: Link, pause: bool) {
+        match link {
+            Link::Direct(conn) => self.out.push_back(if pause {
+                Output::PauseReading { conn }
+            } else {
+                Output::ResumeReading { conn }
+            }),
+            Link::Relay { slot, turn_conn } => self.relays.pause_peer(slot, turn_conn, pause),
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Node;
-use super::connector::{Link, Stage};
+use super::connector::Stage;
 use super::counters::bug;
 use super::timers::NodeTimer;
 use crate::Error;
@@ -356,16 +356,12 @@ impl Node {
                 }
                 transfer::Output::PauseReading | transfer::Output::ResumeReading => {
                     let pause = matches!(out, transfer::Output::PauseReading);
-                    if let Some(Link::Direct(conn)) = self
+                    if let Some(link) = self
                         .connectors
                         .get(&connector)
                         .and_then(|c| c.selected_link())
                     {
-                        self.out.push_back(if pause {
-                            Output::PauseReading { conn }
-                        } else {
-                            Output::ResumeReading { conn }
-                        });
+                        self.pause_link(link, pause);
                     }
                 }
                 transfer::Output::File(op) => {

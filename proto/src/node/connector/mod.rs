@@ -122,6 +122,8 @@ pub(super) enum Output {
     Send { link: Link, data: Bytes },
     /// The agent is done with a link.
     Close(Link),
+    /// Stop (`true`) or start again (`false`) reading a link: the agent holds early data.
+    PauseReading(Link, bool),
     /// TLS is up: channels can be opened.
     Ready,
     /// Something happened on a channel.

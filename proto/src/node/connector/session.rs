@@ -127,6 +127,12 @@ impl Connector {
                     self.out.push_back(Output::Close(link));
                 }
             }
+            ice::Output::PauseReading { conn } | ice::Output::ResumeReading { conn } => {
+                let pause = matches!(out, ice::Output::PauseReading { .. });
+                if let Some(link) = self.links.get(&conn).copied() {
+                    self.out.push_back(Output::PauseReading(link, pause));
+                }
+            }
             ice::Output::Data { data, .. } => {
                 if let Some(tls) = self.tls.as_mut() {
                     tls.handle_input(now, TlsInput::Received(data));
