@@ -11,7 +11,7 @@ use super::connector::{self, Connector, Env, Link, Stage};
 use super::counters::bug;
 use super::demux::Route;
 use super::timers::NodeTimer;
-use super::{FORGET_FAILED, Node};
+use super::{FORGET_FAILED, MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT, Node};
 use crate::ice;
 use crate::io::{Event, Output};
 use crate::signal::{PeerConnection, Recipient};
@@ -19,16 +19,20 @@ use crate::tls::{AccountId, DeviceId};
 use crate::transfer;
 
 impl Node {
-    /// The connector to `device`, made (as requester) if there is none.
+    /// The connector to `device`, made (as requester) if there is none; `None` if there is
+    /// no room for one (see [`room_for_connector`](Self::room_for_connector)).
     pub(super) fn ensure_connector(
         &mut self,
         now: Instant,
         account: AccountId,
         device: DeviceId,
         recipient: Recipient,
-    ) -> u32 {
+    ) -> Option<u32> {
         if let Some(id) = self.by_device.get(&device) {
-            return *id;
+            return Some(*id);
+        }
+        if !self.room_for_connector(now, account) {
+            return None;
         }
         let id = self.next_connector;
         self.next_connector += 1;
@@ -38,7 +42,55 @@ impl Node {
         if self.gathered {
             self.connector_gathered(now, id);
         }
-        id
+        Some(id)
+    }
+
+    /// Whether `account` is ours or a contact's.
+    fn trusted(&self, account: &AccountId) -> bool {
+        *account == self.config.device.account() || self.config.contacts.contains(account)
+    }
+
+    /// Makes room for one more connector of `account` within [`MAX_CONNECTORS_PER_ACCOUNT`]
+    /// and [`MAX_CONNECTORS`]: the oldest failed connector where room lacks (that account's,
+    /// or anyone's) is forgotten; for an account of ours or a contact's, the oldest
+    /// connector of a stranger that is not ready yet is given up first if need be. `false`
+    /// when there is still no room.
+    pub(super) fn room_for_connector(&mut self, now: Instant, account: AccountId) -> bool {
+        loop {
+            let of_account = self.connections_of(&account);
+            let account_full = of_account >= MAX_CONNECTORS_PER_ACCOUNT;
+            if !account_full && self.connectors.len() < MAX_CONNECTORS {
+                return true;
+            }
+            let in_scope = |c: &Connector| !account_full || c.peer().account == account;
+            let failed = self
+                .connectors
+                .iter()
+                .find(|(_, c)| in_scope(c) && c.stage() == Stage::Failed)
+                .map(|(id, _)| *id);
+            if let Some(id) = failed {
+                self.forget_connector(id);
+                continue;
+            }
+            let stranger = self
+                .connectors
+                .iter()
+                .find(|(_, c)| {
+                    in_scope(c) && c.stage() != Stage::Ready && !self.trusted(&c.peer().account)
+                })
+                .map(|(id, _)| *id);
+            match stranger.filter(|_| self.trusted(&account)) {
+                Some(id) => {
+                    self.connector_failed(
+                        id,
+                        "given up for a contact (too many connections)".to_owned(),
+                    );
+                    // Its connections close before it is forgotten.
+                    self.drain_connector(now, id);
+                }
+                None => return false,
+            }
+        }
     }
 
     /// Candidates are known: the requester puts its request, the answerer permits the

@@ -443,6 +443,19 @@ impl Node {
         self.out.push_back(Output::Event(event));
     }
 
+    /// A new sub-transfer finds no room for a connector to its device: it fails at once.
+    pub(super) fn sub_without_room(&mut self, sub: TransferId) {
+        if let Some(p) = self.transfers.pending.remove(&sub) {
+            let why = "too many connections to that account's devices".to_owned();
+            self.sub_failed(
+                sub,
+                p.group,
+                Status::UnjoinablePeer,
+                Reason::Unreachable(why),
+            );
+        }
+    }
+
     /// Every sub-transfer still waiting for a channel to `device` fails: its connector did.
     pub(super) fn subs_unreachable(&mut self, device: DeviceId, why: &str) {
         let subs: Vec<(TransferId, TransferId)> = self
