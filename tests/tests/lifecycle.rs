@@ -160,6 +160,18 @@ mod peers {
         last: u8,
         configure: impl FnOnce(&mut NodeConfig),
     ) -> HostId {
+        host_built(b, name, account, device, last, configure, |n| n)
+    }
+
+    fn host_built<E: ferry_sim::SimEndpoint>(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+        configure: impl FnOnce(&mut NodeConfig),
+        wrap: impl FnOnce(Node) -> E,
+    ) -> HostId {
         let (epoch, internet) = (b.epoch(), b.internet());
         let ip = IpAddr::from([198, 51, 100, last]);
         let anchor = UnixAnchor {
@@ -179,8 +191,20 @@ mod peers {
             HostSpec::new(name, internet)
                 .v4([198, 51, 100, last])
                 .link(LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000)),
-            Node::new(epoch, config),
+            wrap(Node::new(epoch, config)),
         )
+    }
+
+    /// The same, the node wrapped in another endpoint by `wrap`.
+    pub(crate) fn host_wrapped<E: ferry_sim::SimEndpoint>(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+        wrap: impl FnOnce(Node) -> E,
+    ) -> HostId {
+        host_built(b, name, account, device, last, |_| {}, wrap)
     }
 
     pub(crate) fn send(
@@ -1028,5 +1052,275 @@ mod strangers {
         );
         settled(&mut c);
         let _ = Event::ShutDown;
+    }
+}
+
+/// Deadlines and limits once a peer is connected: what a peer's channels, transfers and
+/// offers can make a listener hold, and for how long; and what the application hears of
+/// the offers of a peer that goes away.
+mod connected {
+    use std::time::{Duration, Instant};
+
+    use ferry_proto::Error;
+    use ferry_proto::io::{Endpoint, Event, FileOp, Input, Output};
+    use ferry_proto::node::{MAX_OFFERS_PER_PEER, Node};
+    use ferry_proto::tls::Account;
+    use ferry_proto::transfer::{DECISION_TIMEOUT, HEADER_TIMEOUT, Reason, Status, TransferId};
+    use ferry_sim::{Fault, HostId, LinkOf, World};
+
+    use super::peers;
+
+    /// A sender that misbehaves on purpose: it may withhold its files (so it never writes a
+    /// header on the channels it opens), and its clock may stop (so it never gives up
+    /// waiting for an answer, as an old or hostile peer would not).
+    pub(crate) struct Peer {
+        pub(crate) node: Node,
+        pub(crate) withhold_files: bool,
+        pub(crate) frozen: bool,
+    }
+
+    impl Endpoint for Peer {
+        type Event = Event;
+
+        fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
+            self.node.handle_input(now, input)
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            if !self.frozen {
+                self.node.handle_timeout(now);
+            }
+        }
+
+        fn poll_output(&mut self) -> Option<Output> {
+            loop {
+                let out = self.node.poll_output()?;
+                let source = matches!(out, Output::File(FileOp::OpenSource { .. }));
+                if !(source && self.withhold_files) {
+                    return Some(out);
+                }
+            }
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            if self.frozen {
+                None
+            } else {
+                self.node.poll_timeout()
+            }
+        }
+    }
+
+    /// Alice (a [`Peer`], withholding her files if told) and Bob, both public.
+    fn cast(seed: u64, withhold_files: bool) -> (World, HostId, HostId, Account) {
+        let mut b = World::builder(seed);
+        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let ha = peers::host_wrapped(&mut b, "a1", &alice, &a1, 10, |node| Peer {
+            node,
+            withhold_files,
+            frozen: false,
+        });
+        let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        (world, ha, hb, bob)
+    }
+
+    fn statuses(world: &World, host: HostId) -> Vec<(TransferId, Status, Option<Reason>)> {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Status {
+                    transfer,
+                    status,
+                    reason,
+                } => Some((transfer, status, reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The final status each transfer reached on `host`.
+    fn ends(world: &World, host: HostId) -> Vec<(TransferId, Status, Option<Reason>)> {
+        statuses(world, host)
+            .into_iter()
+            .filter(|(_, s, _)| s.is_final())
+            .collect()
+    }
+
+    fn offers(world: &World, host: HostId) -> Vec<TransferId> {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Alice sends `count` files of 1,000 bytes to Bob's account, all at once.
+    fn send(world: &mut World, alice: HostId, to: &Account, count: usize) -> Vec<TransferId> {
+        (0..count)
+            .map(|n| {
+                world
+                    .with_endpoint(alice, |p: &mut Peer, now| {
+                        let source = "seed:1000:1000".to_owned();
+                        p.node.send_file(now, to.id(), source, format!("f{n}.bin"))
+                    })
+                    .expect("alice")
+            })
+            .collect()
+    }
+
+    fn bob(world: &World, host: HostId) -> &Node {
+        world.endpoint::<Node>(host).expect("bob")
+    }
+
+    /// A peer opens a hundred channels and withholds every header (the issue's "1,024
+    /// transfers per connection, each header withheld forever"): Bob takes
+    /// [`MAX_OFFERS_PER_PEER`] of them, declines the rest (the sender hears a refusal for
+    /// each), and ends each he took `timeout_expired` after [`HEADER_TIMEOUT`].
+    #[test]
+    fn a_peer_that_withholds_its_headers_holds_a_bounded_number_for_a_bounded_time() {
+        const FILES: usize = 100;
+        let (mut world, ha, hb, bob_account) = cast(41, true);
+        let opened = world.now();
+        send(&mut world, ha, &bob_account, FILES);
+        let mut peak = 0;
+        while world.now() < opened + Duration::from_secs(5) {
+            world.run_for(Duration::from_millis(100));
+            peak = peak.max(bob(&world, hb).pending_offers());
+        }
+        let declined = bob(&world, hb).dropped().channels_over_budget;
+        let refused_at_alice = ends(&world, ha)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::ClosedByPeer && *r == Some(Reason::Refused))
+            .count();
+        assert_eq!(peak, MAX_OFFERS_PER_PEER, "Bob holds his budget, no more");
+        assert_eq!(declined as usize, FILES - MAX_OFFERS_PER_PEER);
+        assert_eq!(refused_at_alice, FILES - MAX_OFFERS_PER_PEER);
+        world.run_until(opened + HEADER_TIMEOUT + Duration::from_secs(2));
+        let timed_out = ends(&world, hb)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::TimeoutExpired && *r == Some(Reason::Timeout))
+            .count();
+        eprintln!(
+            "{FILES} channels with their headers withheld: Bob held at most {peak} (cap \
+             {MAX_OFFERS_PER_PEER}), declined {declined}, ended {timed_out} after \
+             {HEADER_TIMEOUT:?}; offers left: {}",
+            bob(&world, hb).pending_offers()
+        );
+        assert_eq!(timed_out, MAX_OFFERS_PER_PEER);
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
+        assert!(
+            offers(&world, hb).is_empty(),
+            "nothing was shown to the user"
+        );
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+        assert!(world.close_wait().is_empty());
+    }
+
+    /// Forty files at once from a contact nobody answers: Bob shows
+    /// [`MAX_OFFERS_PER_PEER`] offers and declines the others; those he shows end
+    /// `timeout_expired` (with `NGO`) after [`DECISION_TIMEOUT`], even from a sender whose
+    /// clock stopped and which would wait for ever.
+    #[test]
+    fn offers_nobody_answers_are_bounded_and_end_after_the_decision_deadline() {
+        const FILES: usize = 40;
+        let (mut world, ha, hb, bob_account) = cast(42, false);
+        send(&mut world, ha, &bob_account, FILES);
+        world.run_for(Duration::from_secs(5));
+        let shown = offers(&world, hb);
+        assert_eq!(shown.len(), MAX_OFFERS_PER_PEER);
+        assert_eq!(
+            bob(&world, hb).dropped().channels_over_budget as usize,
+            FILES - MAX_OFFERS_PER_PEER
+        );
+        // From now on Alice never gives up by herself.
+        world
+            .with_endpoint(ha, |p: &mut Peer, _| p.frozen = true)
+            .expect("alice");
+        let offered_at = world.now();
+        world.run_until(offered_at + DECISION_TIMEOUT + Duration::from_secs(2));
+        let ended: Vec<_> = ends(&world, hb)
+            .into_iter()
+            .filter(|(t, _, _)| shown.contains(t))
+            .collect();
+        eprintln!(
+            "{FILES} offers nobody answers: {} shown (cap {MAX_OFFERS_PER_PEER}), {} \
+             declined, {} ended timeout_expired after {DECISION_TIMEOUT:?}",
+            shown.len(),
+            FILES - MAX_OFFERS_PER_PEER,
+            ended
+                .iter()
+                .filter(|(_, s, _)| *s == Status::TimeoutExpired)
+                .count()
+        );
+        assert_eq!(ended.len(), shown.len());
+        assert!(
+            ended
+                .iter()
+                .all(|(_, s, r)| *s == Status::TimeoutExpired && *r == Some(Reason::Timeout))
+        );
+        let late = shown[0];
+        let accepted = world
+            .with_endpoint(hb, |n: &mut Node, now| n.accept(now, late))
+            .expect("bob");
+        assert!(
+            accepted.is_err(),
+            "an offer that timed out cannot be accepted"
+        );
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
+        // Alice heard NGO for each: refused.
+        let refused = ends(&world, ha)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::ClosedByPeer && *r == Some(Reason::Refused))
+            .count();
+        assert_eq!(refused, FILES);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+
+    /// Three offers wait for Bob's answer when Alice vanishes (her link goes down): each
+    /// ends with a final status for the application, and none can be accepted any more.
+    #[test]
+    fn the_offers_of_a_peer_that_goes_away_are_withdrawn() {
+        let (mut world, ha, hb, bob_account) = cast(43, false);
+        send(&mut world, ha, &bob_account, 3);
+        world.run_for(Duration::from_secs(5));
+        let shown = offers(&world, hb);
+        assert_eq!(shown.len(), 3);
+        let gone_at = world.now();
+        world.schedule(gone_at, Fault::LinkDown(LinkOf::Host(ha)));
+        let mut withdrawn_after = None;
+        while world.now() < gone_at + Duration::from_secs(60) {
+            world.run_for(Duration::from_millis(500));
+            let ended = ends(&world, hb)
+                .iter()
+                .filter(|(t, _, _)| shown.contains(t))
+                .count();
+            if ended == shown.len() {
+                withdrawn_after = Some(world.now() - gone_at);
+                break;
+            }
+        }
+        let after = withdrawn_after.expect("every offer ends");
+        for (t, status, reason) in ends(&world, hb) {
+            assert!(shown.contains(&t));
+            assert_eq!(
+                (status, reason),
+                (Status::ClosedByPeer, Some(Reason::ConnectionLost))
+            );
+        }
+        eprintln!("3 offers of a peer that vanished: withdrawn after {after:?} (virtual)");
+        for t in shown {
+            let accepted = world
+                .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
+                .expect("bob");
+            assert!(accepted.is_err(), "a withdrawn offer cannot be accepted");
+        }
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
     }
 }

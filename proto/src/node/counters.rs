@@ -38,6 +38,10 @@ pub struct DroppedValues {
     /// Device announcements not kept because their account already had
     /// [`MAX_CONNECTORS_PER_ACCOUNT`](super::MAX_CONNECTORS_PER_ACCOUNT) devices known.
     pub devices_over_budget: u64,
+    /// Channels a peer asked for and we declined: its account already had
+    /// [`MAX_TRANSFERS_PER_PEER`](super::MAX_TRANSFERS_PER_PEER) incoming transfers, or
+    /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER) offers not accepted yet.
+    pub channels_over_budget: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

@@ -102,6 +102,15 @@ pub const MAX_CONNECTORS: usize = 256;
 /// devices, and Jami's users have a handful. Past it, the account's oldest failed connector
 /// is forgotten to make room, or the request waits for its next retry.
 pub const MAX_CONNECTORS_PER_ACCOUNT: usize = 16;
+/// Most incoming transfers at once from the devices of one account, whatever their state:
+/// past it, the account's new channels are declined (its sender hears a refusal). Each holds
+/// a transfer machine and, once accepted, an open file.
+pub const MAX_TRANSFERS_PER_PEER: usize = 64;
+/// Most offers at once from the devices of one account that the local user has not
+/// accepted yet (their header still awaited, or a decision): past it, the account's new
+/// channels are declined. A stranger cannot queue prompts ahead of a contact's without
+/// bound; a contact sending a folder of files at once still fits.
+pub const MAX_OFFERS_PER_PEER: usize = 32;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -180,6 +189,7 @@ impl NodeConfig {
 /// [`known_connections`](Self::known_connections),
 /// [`connections_of`](Self::connections_of),
 /// [`unrouted_connections`](Self::unrouted_connections),
+/// [`pending_offers`](Self::pending_offers),
 /// [`ready_connections`](Self::ready_connections),
 /// [`timeout_reason`](Self::timeout_reason)); `handle_*`
 /// ([`handle_input`](Endpoint::handle_input), [`handle_timeout`](Endpoint::handle_timeout));
@@ -324,6 +334,11 @@ impl Node {
     /// session (at most [`UNROUTED_MAX`], and [`UNROUTED_PER_SOURCE`] per address).
     pub fn unrouted_connections(&self) -> usize {
         self.demux.waiting_count()
+    }
+
+    /// How many incoming transfers wait for the local user (their header, or a decision).
+    pub fn pending_offers(&self) -> usize {
+        self.transfers.offers(None)
     }
 
     /// How many connections to remote devices are ready (TLS up, channels usable).

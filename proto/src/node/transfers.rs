@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Node;
 use super::connector::Stage;
 use super::counters::bug;
 use super::timers::NodeTimer;
+use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node};
 use crate::Error;
 use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
-use crate::transfer::{self, Form, Incoming, Outgoing, Reason, Status, TransferId};
+use crate::transfer::{self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, TransferId};
 
 /// What the name of a picture ends with, for
 /// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
@@ -181,6 +181,31 @@ impl Transfers {
             self.slots.get(&tid).map(|s| &s.machine),
             Some(Machine::In(m)) if m.status() == Status::WaitHostAcceptance
         )
+    }
+
+    /// How many incoming transfers (from `account`, or from anyone) are still running, and
+    /// how many of those wait for the local user (their header, or a decision).
+    fn incoming(&self, account: Option<AccountId>) -> (usize, usize) {
+        let mut running = 0;
+        let mut offers = 0;
+        for slot in self.slots.values() {
+            let Machine::In(m) = &slot.machine else {
+                continue;
+            };
+            if account.is_some_and(|a| a != slot.peer.account) || m.status().is_final() {
+                continue;
+            }
+            running += 1;
+            if matches!(m.status(), Status::Created | Status::WaitHostAcceptance) {
+                offers += 1;
+            }
+        }
+        (running, offers)
+    }
+
+    /// How many incoming transfers (from `account`, or from anyone) wait for the local user.
+    pub(super) fn offers(&self, account: Option<AccountId>) -> usize {
+        self.incoming(account).1
     }
 
     /// The earliest deadline of a transfer.
@@ -518,20 +543,27 @@ impl Node {
                 let Some(c) = self.connectors.get_mut(&id) else {
                     return;
                 };
+                let peer = c.peer();
+                let (running, offers) = self.transfers.incoming(Some(peer.account));
+                let room = running < MAX_TRANSFERS_PER_PEER && offers < MAX_OFFERS_PER_PEER;
+                if tid.is_some() && !room {
+                    self.dropped.channels_over_budget += 1;
+                }
                 match tid {
-                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) => {
+                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) && room => {
                         let Some(accepted) = c.accept_channel(channel) else {
                             return;
                         };
                         if let Err(e) = accepted {
                             bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
                         }
-                        let peer = c.peer();
                         let file = self.transfers.new_file();
+                        let machine = Incoming::new(tid, file, Form::Framed)
+                            .with_header_deadline(now + HEADER_TIMEOUT);
                         self.transfers.slots.insert(
                             tid,
                             Slot {
-                                machine: Machine::In(Incoming::new(tid, file, Form::Framed)),
+                                machine: Machine::In(machine),
                                 connector: id,
                                 channel,
                                 group: None,
