@@ -255,6 +255,14 @@ impl Mux {
         self.channels.len()
     }
 
+    /// Whether a channel is offered or open (a channel we asked for and the peer has not
+    /// answered yet does not count: the peer may not have seen it).
+    pub fn in_use(&self) -> bool {
+        self.channels
+            .values()
+            .any(|s| !matches!(s, State::Requested))
+    }
+
     /// How many of the peer's requests were declined because [`MAX_CHANNELS`] were in use,
     /// or [`MAX_PEER_CHANNELS`] of the peer's own.
     pub fn refused(&self) -> u64 {

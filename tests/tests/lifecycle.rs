@@ -1324,3 +1324,160 @@ mod connected {
         assert_eq!(bob(&world, hb).pending_offers(), 0);
     }
 }
+
+/// Idle connections close: a ready connection that no channel uses for
+/// [`IDLE_TIMEOUT`](ferry_proto::node::IDLE_TIMEOUT) ends from both sides (close_notify,
+/// then FIN), without a failure for anyone; a file sent within that time reuses it.
+mod idle {
+    use std::time::Duration;
+
+    use ferry_proto::io::{Endpoint, Event};
+    use ferry_proto::node::{IDLE_TIMEOUT, Node};
+    use ferry_proto::tls::Account;
+    use ferry_proto::transfer::{Status, TransferId};
+    use ferry_sim::{HostId, World};
+
+    use super::peers;
+    use super::strangers::verified;
+
+    fn cast(seed: u64) -> (World, HostId, HostId, Account) {
+        let mut b = World::builder(seed);
+        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+        let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        (world, ha, hb, bob)
+    }
+
+    /// Sends one file from Alice to Bob, Bob accepting; returns when Alice's send ended.
+    fn one_file(world: &mut World, ha: HostId, hb: HostId, bob: &Account, name: &str) {
+        let group = peers::send(world, ha, bob, 100_000, name);
+        // Every offer before this one was answered already.
+        let mut answered = offers(world, hb);
+        let until = world.now() + Duration::from_secs(60);
+        while peers::group_end(world, ha, group).is_none() {
+            assert!(world.now() < until, "{name} ends within a minute");
+            world.run_for(Duration::from_millis(20));
+            peers::accept_all(world, hb, &mut answered);
+        }
+        assert_eq!(peers::group_end(world, ha, group), Some(Status::Finished));
+        assert!(verified(world, hb, name, 100_000), "{name} arrived whole");
+    }
+
+    fn offers(world: &World, h: HostId) -> Vec<TransferId> {
+        world
+            .events::<Event>(h)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ready(world: &World, h: HostId) -> usize {
+        world
+            .endpoint::<Node>(h)
+            .expect("a node")
+            .ready_connections()
+    }
+
+    fn unreachable_events(world: &World, h: HostId) -> usize {
+        world
+            .events::<Event>(h)
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::PeerUnreachable { .. }))
+            .count()
+    }
+
+    #[test]
+    fn an_idle_connection_closes_from_both_sides_and_a_file_within_reuses_it() {
+        let (mut world, ha, hb, bob) = cast(51);
+        one_file(&mut world, ha, hb, &bob, "one.bin");
+        let connections = world.stats().connections;
+        // A second file half the idle time later takes the same connection.
+        world.run_for(IDLE_TIMEOUT / 2);
+        one_file(&mut world, ha, hb, &bob, "two.bin");
+        assert_eq!(
+            world.stats().connections,
+            connections,
+            "no new connection for the second file"
+        );
+        let idle_from = world.now();
+        let mut closed_after = None;
+        while world.now() < idle_from + IDLE_TIMEOUT + Duration::from_secs(10) {
+            world.run_for(Duration::from_millis(100));
+            if closed_after.is_none() && ready(&world, ha) + ready(&world, hb) == 0 {
+                closed_after = Some(world.now() - idle_from);
+            }
+        }
+        let closed_after = closed_after.expect("the idle connection closes");
+        let left = world.close_wait();
+        eprintln!(
+            "idle connection: closed on both sides {closed_after:?} after the last file \
+             (timeout {IDLE_TIMEOUT:?}); {} connections left open, {} in CLOSE-WAIT",
+            world.live_connections(),
+            left.len()
+        );
+        assert!(
+            closed_after >= IDLE_TIMEOUT && closed_after < IDLE_TIMEOUT + Duration::from_secs(1)
+        );
+        assert!(left.is_empty(), "{left:#?}");
+        assert_eq!(
+            world.live_connections(),
+            0,
+            "closed on both sides, nothing held"
+        );
+        assert_eq!(
+            unreachable_events(&world, ha) + unreachable_events(&world, hb),
+            0,
+            "an idle close is no failure"
+        );
+        // A third file after that makes a new connection.
+        one_file(&mut world, ha, hb, &bob, "three.bin");
+        assert!(world.stats().connections > connections);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+
+    /// Alice asks for a channel just as Bob's side of their idle connection closes: her
+    /// request crosses his close_notify. Her file still goes, on a new connection.
+    #[test]
+    fn a_file_sent_as_the_peer_closes_for_idleness_still_arrives() {
+        let (mut world, ha, hb, bob) = cast(52);
+        one_file(&mut world, ha, hb, &bob, "one.bin");
+        // Bob's next deadline is his idle close once the keepalives before it are done.
+        let reason = |w: &World| w.endpoint::<Node>(hb).and_then(Node::timeout_reason);
+        while reason(&world) != Some("idle connection") {
+            assert!(world.now() < Duration::from_secs(120));
+            world.run_for(Duration::from_millis(100));
+        }
+        let deadline = world.endpoint::<Node>(hb).and_then(Node::poll_timeout);
+        let closes_at = deadline.expect("a deadline") - world.epoch();
+        world.run_until(closes_at - Duration::from_millis(5));
+        assert_eq!(ready(&world, hb), 1, "not closed yet");
+        let connections = world.stats().connections;
+        let group = peers::send(&mut world, ha, &bob, 100_000, "two.bin");
+        let mut answered = offers(&world, hb);
+        let sent_at = world.now();
+        while peers::group_end(&world, ha, group).is_none() {
+            assert!(world.now() < sent_at + Duration::from_secs(60));
+            world.run_for(Duration::from_millis(20));
+            peers::accept_all(&mut world, hb, &mut answered);
+        }
+        eprintln!(
+            "a file sent 5 ms before the peer's idle close: {:?} in {:?} (virtual)",
+            peers::group_end(&world, ha, group),
+            world.now() - sent_at
+        );
+        assert_eq!(peers::group_end(&world, ha, group), Some(Status::Finished));
+        assert!(verified(&world, hb, "two.bin", 100_000));
+        assert!(
+            world.stats().connections > connections,
+            "the request crossed the close: the file went on a new connection"
+        );
+        assert_eq!(unreachable_events(&world, ha), 0);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+}

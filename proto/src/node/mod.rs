@@ -93,6 +93,13 @@ pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a ready connection that no channel uses stays open: then our side ends TLS
+/// (close_notify) and closes, and the peer, hearing close_notify while it uses no channel
+/// either, closes its side too. Long enough that the next file a user picks after a first
+/// one (seconds, or a minute later) reuses the connection, without the DHT exchange, ICE and
+/// TLS again (seconds on a relayed path); short enough that a listener that runs for months
+/// holds no descriptor, keepalive or relay stream for peers that are done.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most connectors (remote devices connecting, connected, or failed recently) the node keeps
 /// at once. Each runs an ICE agent and a TLS session; a stranger can make any number of
 /// accounts, so past this a request is left unanswered unless a failed connector can be
@@ -557,9 +564,10 @@ impl Node {
     }
 
     /// Work that a pump leaves behind: failed connectors to forget, resets of transfers
-    /// whose connection died.
+    /// whose connection died, the idle timers of ready connections.
     fn after_pump(&mut self, now: Instant) {
         self.forget_failed(now);
+        self.watch_idle(now);
         while let Some(t) = self.pending_reset.pop_front() {
             self.transfer_input(now, t, crate::transfer::Input::StreamReset);
             self.pump(now);

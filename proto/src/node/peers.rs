@@ -11,7 +11,7 @@ use super::connector::{self, Connector, Env, Link, Stage};
 use super::counters::bug;
 use super::demux::Route;
 use super::timers::NodeTimer;
-use super::{FORGET_FAILED, MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT, Node};
+use super::{FORGET_FAILED, IDLE_TIMEOUT, MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT, Node};
 use crate::ice;
 use crate::io::{Event, Output};
 use crate::signal::{PeerConnection, Recipient};
@@ -299,6 +299,7 @@ impl Node {
             }
             connector::Output::Disarm(timer) => self.timers.clear(NodeTimer::Connector(id, timer)),
             connector::Output::Fail(why) => self.connector_failed(id, why),
+            connector::Output::Ended => self.connector_ended(now, id),
         }
     }
 
@@ -339,6 +340,56 @@ impl Node {
         if was_ready {
             for t in self.transfers_on(id) {
                 self.pending_reset.push_back(t);
+            }
+        }
+    }
+
+    /// Arms the idle timer of every ready connection that no channel uses, and disarms it
+    /// where one does.
+    pub(super) fn watch_idle(&mut self, now: Instant) {
+        for (id, c) in &self.connectors {
+            let timer = NodeTimer::Idle(*id);
+            if !c.is_idle() {
+                self.timers.clear(timer);
+            } else if !self.timers.is_set(timer) {
+                self.timers.set(timer, now + IDLE_TIMEOUT);
+            }
+        }
+    }
+
+    /// A ready connection no channel used for [`IDLE_TIMEOUT`] closes: TLS close_notify,
+    /// then the connection (the peer, idle too, closes its side on close_notify).
+    pub(super) fn close_idle(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id).filter(|c| c.is_idle()) else {
+            return;
+        };
+        c.close_tls(now);
+        // close_notify goes down to the connection before it closes.
+        self.drain_connector(now, id);
+        self.connector_ended(now, id);
+    }
+
+    /// A connector ends without a failure (its connection went idle, here or at the peer):
+    /// its connections close, the application hears nothing, and the sub-transfers that
+    /// asked it for a channel the peer never answered go on a new connection.
+    pub(super) fn connector_ended(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let (peer, recipient) = (c.peer(), c.recipient());
+        if c.fail().is_none() {
+            return;
+        }
+        self.disarm_connector(id);
+        self.timers.clear(NodeTimer::Idle(id));
+        self.drain_connector(now, id);
+        if self.by_device.get(&peer.device) == Some(&id) {
+            self.by_device.remove(&peer.device);
+        }
+        if self.requeue_pending(id) {
+            match self.ensure_connector(now, peer.account, peer.device, recipient) {
+                Some(next) => self.open_pending_channels(next),
+                None => self.subs_unreachable(peer.device, "no room for a new connection"),
             }
         }
     }

@@ -335,6 +335,19 @@ impl Node {
         sub
     }
 
+    /// The sub-transfers that asked connector `id` for a channel wait for another one;
+    /// `true` if there were any.
+    pub(super) fn requeue_pending(&mut self, id: u32) -> bool {
+        let mut any = false;
+        for p in self.transfers.pending.values_mut() {
+            if p.channel.is_some_and(|(c, _)| c == id) {
+                p.channel = None;
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The channels asked for `device` are forgotten: its connection is starting over.
     pub(super) fn reopen_pending(&mut self, device: DeviceId) {
         for p in self.transfers.pending.values_mut() {
