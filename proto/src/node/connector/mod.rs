@@ -309,7 +309,7 @@ impl Connector {
 
     /// Who to put a new request to, for a new connector to this device.
     pub(super) fn recipient(&self) -> Recipient {
-        self.recipient.clone()
+        self.recipient
     }
 
     /// The link of the selected pair.
