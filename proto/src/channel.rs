@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 pub const MAX_UNIT: usize = 65_535;
 /// Most channels open at once on one connection.
 pub const MAX_CHANNELS: usize = 1024;
+/// Most channels the peer may have asked for and not yet seen gone at once on one
+/// connection (offered, open, or half-ended); past it, its requests are declined. Each costs
+/// its owner a transfer; a peer that opens channels and never ends them must not take the
+/// whole [`MAX_CHANNELS`], which our own channels share.
+pub const MAX_PEER_CHANNELS: usize = 128;
 /// Largest control request accepted.
 const MAX_CONTROL: usize = 1024;
 
@@ -140,6 +145,8 @@ pub struct Mux {
     broken: bool,
     transmit: VecDeque<Bytes>,
     events: VecDeque<MuxEvent>,
+    /// The peer's requests declined for want of room.
+    refused: u64,
 }
 
 impl Mux {
@@ -157,6 +164,7 @@ impl Mux {
             broken: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            refused: 0,
         }
     }
 
@@ -247,6 +255,28 @@ impl Mux {
         self.channels.len()
     }
 
+    /// Whether a channel is offered or open (a channel we asked for and the peer has not
+    /// answered yet does not count: the peer may not have seen it).
+    pub fn in_use(&self) -> bool {
+        self.channels
+            .values()
+            .any(|s| !matches!(s, State::Requested))
+    }
+
+    /// How many of the peer's requests were declined because [`MAX_CHANNELS`] were in use,
+    /// or [`MAX_PEER_CHANNELS`] of the peer's own.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether `channel` is a number the peer picks.
+    fn is_theirs(&self, channel: ChannelId) -> bool {
+        match self.side {
+            Side::Client => channel % 2 == 0,
+            Side::Server => channel % 2 == 1,
+        }
+    }
+
     /// Takes bytes from the connection. An error is final: close the connection.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), MuxError> {
         if self.broken {
@@ -314,13 +344,16 @@ impl Mux {
         let Some(c) = Control::read(data) else {
             return;
         };
-        let theirs = match self.side {
-            Side::Client => c.channel % 2 == 0,
-            Side::Server => c.channel % 2 == 1,
-        };
+        let theirs = self.is_theirs(c.channel);
         match (c.state, self.channels.get(&c.channel).copied()) {
             (REQUEST, None) if theirs && c.channel != 0 => {
-                if self.channels.len() >= MAX_CHANNELS {
+                let of_peer = self
+                    .channels
+                    .keys()
+                    .filter(|id| self.is_theirs(**id))
+                    .count();
+                if self.channels.len() >= MAX_CHANNELS || of_peer >= MAX_PEER_CHANNELS {
+                    self.refused += 1;
                     return self.control("", c.channel, DECLINE);
                 }
                 self.channels.insert(c.channel, State::Offered);

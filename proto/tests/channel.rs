@@ -197,3 +197,30 @@ fn too_many_channels_are_refused() {
     }
     assert_eq!(c.open("one more"), Err(ChannelError::TooMany));
 }
+
+#[test]
+fn a_peer_gets_a_bounded_share_of_the_channels() {
+    use ferry_proto::channel::MAX_PEER_CHANNELS;
+    let (mut client, mut server) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    // Our own channels are not the peer's share.
+    let ours = client.open("ours").expect("room");
+    for n in 0..MAX_PEER_CHANNELS + 10 {
+        server
+            .open(&format!("theirs-{n}"))
+            .expect("room on their side");
+    }
+    carry(&mut server, &mut client, 1000);
+    let offered = events(&mut client)
+        .into_iter()
+        .filter(|e| matches!(e, MuxEvent::OpenRequest { .. }))
+        .count();
+    assert_eq!(offered, MAX_PEER_CHANNELS);
+    assert_eq!(client.refused(), 10);
+    carry(&mut client, &mut server, 1000);
+    let declined = events(&mut server)
+        .into_iter()
+        .filter(|e| matches!(e, MuxEvent::Declined { .. }))
+        .count();
+    assert_eq!(declined, 10, "the peer hears each refusal");
+    assert!(client.channels() == MAX_PEER_CHANNELS + 1 && ours % 2 == 1);
+}

@@ -1367,6 +1367,136 @@ A.A.A.A:YYYY
         assert_eq!(alice.dropped().unmatched_response, 1);
     }
 
+    // ----- early data: a peer that selected first and streams at once -----
+
+    /// Bob answers (controlling, with Alice's description) and selects before Alice has
+    /// his description, then streams `size` bytes of application data at once, as libnice's
+    /// users do as soon as a pair is selected. Alice's description of him comes a second
+    /// later. Returns the net after that, with what Bob sent.
+    fn bob_streams_before_alice_knows_him(size: usize) -> (Net, usize, usize, ConnId, Vec<u8>) {
+        let (mut net, a, b) = pair_net(host("10.0.0.1", 5000), host("10.0.0.2", 6000));
+        net.tell(a, b);
+        let mut at = Duration::ZERO;
+        while net.selected(b).is_none() {
+            at += Duration::from_millis(1);
+            assert!(
+                at < Duration::from_secs(5),
+                "bob selects without alice's answer"
+            );
+            net.run_for(at);
+        }
+        let bobs = selected_conn(&net, b);
+        let (_, alices) = net.peer_of(b, bobs).expect("a connection to alice");
+        // 16 KiB a millisecond, as a TCP stream would bring it.
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        for chunk in data.chunks(16 * 1024) {
+            net.hosts[b].agent.send(chunk).expect("bob has selected");
+            at += Duration::from_millis(1);
+            net.run_for(at);
+        }
+        net.run_for(at + Duration::from_secs(1));
+        assert!(
+            net.pauses.contains(&(a, alices, true)),
+            "alice stops reading past the early-data limit: {:?}",
+            net.pauses
+        );
+        assert!(net.selected(a).is_none(), "alice cannot select yet");
+        net.tell(b, a);
+        net.run_for(at + Duration::from_secs(13));
+        (net, a, b, alices, data)
+    }
+
+    #[test]
+    fn a_peer_that_streams_as_soon_as_it_selects_keeps_its_connection() {
+        // Before, Alice closed the connection at 64 KiB: Bob's selected one, so his session
+        // failed and hers with it, with no reason recorded on her side.
+        let (net, a, b, conn, data) = bob_streams_before_alice_knows_him(1 << 20);
+        assert_eq!(
+            net.pauses
+                .iter()
+                .filter(|(h, c, _)| (*h, *c) == (a, conn))
+                .map(|(_, _, paused)| *paused)
+                .collect::<Vec<_>>(),
+            vec![true, false],
+            "paused until the description came, then read again"
+        );
+        assert_same_connection(&net, a, b);
+        assert!(net.failed(a).is_none() && net.failed(b).is_none());
+        let got: Vec<u8> = net.hosts[a]
+            .data
+            .iter()
+            .flat_map(|(c, d)| {
+                assert_eq!(*c, conn);
+                d.to_vec()
+            })
+            .collect();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "every early byte, in order, once selected");
+        assert_eq!(net.hosts[a].agent.dropped().early_data_overflow, 0);
+    }
+
+    #[test]
+    fn early_data_past_the_cap_closes_the_connection_with_a_reason() {
+        // 5 MiB before Bob's answer to Alice's triggered check: past the 4 MiB Alice keeps.
+        let size = ferry_proto::ice::EARLY_DATA_CAP + (1 << 20);
+        let (net, a, _b, conn, _) = bob_streams_before_alice_knows_him(size);
+        assert!(net.hosts[a].closed.contains(&conn));
+        assert!(net.selected(a).is_none());
+        let Some(Event::Failed { pairs, .. }) = net.failed(a) else {
+            panic!("alice's session fails, with its pairs")
+        };
+        assert!(
+            pairs
+                .iter()
+                .any(|p| p.state == PairState::Failed(PairFailure::EarlyDataOverflow)),
+            "{pairs:#?}"
+        );
+    }
+
+    #[test]
+    fn early_data_past_the_cap_without_a_pair_is_counted() {
+        // A driver that delivers one huge read after the agent asked it to pause: the
+        // connection has no pair yet (no description), so the close is counted.
+        let t0 = Instant::now();
+        let alice = agent(t0, Role::Controlling, host("10.0.0.1", 5000), 1);
+        let mut bob = agent(t0, Role::Controlled, host("10.0.0.2", 6000), 2);
+        let (a, b) = (alice.local_description(), bob.local_description());
+        let conn = ConnId::Accepted(1);
+        bob.handle_input(
+            t0,
+            Input::Accepted {
+                conn,
+                local: addr("10.0.0.2:6000"),
+                remote: addr("10.0.0.1:40001"),
+            },
+        )
+        .expect("accepted");
+        let check = Builder::new(Class::Request, BINDING, 4)
+            .username(&format!("{}:{}", b.ufrag, a.ufrag))
+            .priority(1_862_270_975)
+            .role(RoleAttribute::Controlling(9))
+            .use_candidate()
+            .finish(Some(&b.pwd))
+            .expect("builds");
+        let mut wire = BytesMut::from(&framing::encode(&check)[..]);
+        let frame = framing::encode(&[0x17; 60_000]);
+        while wire.len() <= ferry_proto::ice::EARLY_DATA_CAP + 100_000 {
+            wire.extend_from_slice(&frame);
+        }
+        bob.handle_input(
+            t0,
+            Input::Received {
+                conn,
+                data: wire.freeze(),
+            },
+        )
+        .expect("input");
+        let out = outputs(&mut bob);
+        assert!(out.contains(&Output::PauseReading { conn }), "{out:?}");
+        assert!(out.contains(&Output::Close { conn }));
+        assert_eq!(bob.dropped().early_data_overflow, 1);
+    }
+
     #[test]
     fn a_peer_that_nominates_aggressively_is_followed() {
         // Older pjnath put USE-CANDIDATE in every check (aggressive nomination). The

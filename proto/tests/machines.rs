@@ -415,3 +415,52 @@ fn garbage_from_the_network_never_panics_and_never_writes_past_the_size() {
         }
     }
 }
+
+#[test]
+fn a_header_that_never_comes_ends_the_transfer_at_its_deadline() {
+    use ferry_proto::transfer::HEADER_TIMEOUT;
+    let now = Instant::now();
+    let mut m = Incoming::new(T, F, Form::Framed).with_header_deadline(now + HEADER_TIMEOUT);
+    assert_eq!(m.poll_timeout(), Some(now + HEADER_TIMEOUT));
+    m.handle_timeout(now + HEADER_TIMEOUT - Duration::from_millis(1));
+    assert!(drain_in(&mut m).is_empty(), "not before");
+    m.handle_timeout(now + HEADER_TIMEOUT);
+    let outs = drain_in(&mut m);
+    assert_eq!(m.status(), Status::TimeoutExpired);
+    assert_eq!(reason(&outs), Some(Reason::Timeout));
+    assert!(outs.contains(&Output::Close), "the stream is given back");
+    assert!(m.is_drained());
+    // A header in time disarms it.
+    let mut m = Incoming::new(T, F, Form::Framed).with_header_deadline(now + HEADER_TIMEOUT);
+    m.handle_input(now, Input::Received(header(10, 0, true)))
+        .expect("ok");
+    m.handle_timeout(now + HEADER_TIMEOUT);
+    assert_eq!(m.status(), Status::WaitHostAcceptance);
+}
+
+#[test]
+fn an_offer_nobody_answers_ends_timeout_expired_with_ngo() {
+    use ferry_proto::transfer::DECISION_TIMEOUT;
+    let now = Instant::now();
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(10, 0, true)))
+        .expect("ok");
+    drain_in(&mut m);
+    assert_eq!(m.poll_timeout(), Some(now + DECISION_TIMEOUT));
+    m.handle_timeout(now + DECISION_TIMEOUT);
+    let outs = drain_in(&mut m);
+    assert_eq!(m.status(), Status::TimeoutExpired);
+    assert_eq!(reason(&outs), Some(Reason::Timeout));
+    assert!(outs.contains(&Output::Send(Bytes::from_static(b"NGO\n"))));
+    assert!(
+        m.accept(now + DECISION_TIMEOUT).is_err(),
+        "too late to accept"
+    );
+    // An answer in time disarms it.
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(10, 0, true)))
+        .expect("ok");
+    m.accept(now).expect("waiting");
+    m.handle_timeout(now + DECISION_TIMEOUT);
+    assert_eq!(m.status(), Status::WaitHostAcceptance, "opening its file");
+}

@@ -282,3 +282,114 @@ fn jami_session_both_ways() {
     assert_eq!(a, expected);
     assert_eq!(b, vector("session-jami-receiver"));
 }
+
+/// The value a row of the limits table (§10) gives, by the name in its first column.
+fn limit(name: &str) -> String {
+    let row = SPEC
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{name}` |")))
+        .unwrap_or_else(|| panic!("no row for `{name}` in PROTOCOL.md §10"));
+    row.split('|')
+        .nth(2)
+        .expect("a value column")
+        .trim()
+        .to_owned()
+}
+
+/// How the table writes a duration: minutes from five minutes up, else seconds, else ms.
+fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 300_000 && ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// How the table writes a size in bytes.
+fn bytes(n: usize) -> String {
+    if n % (1024 * 1024) == 0 {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[test]
+fn the_limits_table_gives_the_values_of_the_code() {
+    use ferry_proto::channel::{MAX_CHANNELS, MAX_PEER_CHANNELS, MAX_UNIT};
+    use ferry_proto::ice::{Config, EARLY_DATA_CAP};
+    use ferry_proto::node::*;
+    use ferry_proto::transfer::{self, header};
+    let ice = Config::default();
+    let durations = [
+        ("node::UNROUTED_TIMEOUT", UNROUTED_TIMEOUT),
+        ("node::GATHER_TIMEOUT", GATHER_TIMEOUT),
+        ("node::ANNOUNCE_EVERY", ANNOUNCE_EVERY),
+        ("node::REQUEST_RETRY", REQUEST_RETRY),
+        ("node::ANSWER_TIMEOUT", ANSWER_TIMEOUT),
+        ("node::PERMISSION_WAIT", PERMISSION_WAIT),
+        ("node::LOOKUP_TIMEOUT", LOOKUP_TIMEOUT),
+        ("node::FORGET_FAILED", FORGET_FAILED),
+        ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),
+        ("node::TLS_TIMEOUT", TLS_TIMEOUT),
+        ("node::IDLE_TIMEOUT", IDLE_TIMEOUT),
+        ("ice::Config::pacing", ice.pacing),
+        ("ice::Config::connect_timeout", ice.connect_timeout),
+        ("ice::Config::check_timeout", ice.check_timeout),
+        ("ice::Config::ice_timeout", ice.ice_timeout),
+        ("ice::Config::nomination_wait", ice.nomination_wait),
+        ("ice::Config::keepalive_interval", ice.keepalive_interval),
+        ("ice::Config::consent_timeout", ice.consent_timeout),
+        ("transfer::HEADER_TIMEOUT", transfer::HEADER_TIMEOUT),
+        ("transfer::DECISION_TIMEOUT", transfer::DECISION_TIMEOUT),
+        ("transfer::ACCEPT_TIMEOUT", transfer::ACCEPT_TIMEOUT),
+        ("transfer::LINGER", transfer::LINGER),
+        (
+            "turn::PERMISSION_REFRESH",
+            ferry_proto::turn::PERMISSION_REFRESH,
+        ),
+    ];
+    for (name, value) in durations {
+        assert_eq!(limit(name), duration(value), "{name}");
+    }
+    let sizes = [
+        ("node::UNROUTED_LIMIT", UNROUTED_LIMIT),
+        ("signal::MAX_SEALED", ferry_proto::signal::MAX_SEALED),
+        ("ice::Config::early_data_limit", ice.early_data_limit),
+        ("ice::EARLY_DATA_CAP", EARLY_DATA_CAP),
+        ("channel::MAX_UNIT", MAX_UNIT),
+        ("transfer::header::MAX_LINE", header::MAX_LINE),
+        ("transfer::header::MAX_HEADER", header::MAX_HEADER),
+        ("transfer::MAX_NAME_BYTES", transfer::MAX_NAME_BYTES),
+        ("transfer::frame::MAX_DATA", transfer::frame::MAX_DATA),
+        ("transfer::SEND_WINDOW", transfer::SEND_WINDOW),
+        ("transfer::WRITE_WINDOW", transfer::WRITE_WINDOW),
+    ];
+    for (name, value) in sizes {
+        assert_eq!(limit(name), bytes(value), "{name}");
+    }
+    let counts = [
+        ("node::UNROUTED_MAX", UNROUTED_MAX),
+        ("node::UNROUTED_PER_SOURCE", UNROUTED_PER_SOURCE),
+        ("signal::REMEMBERED", ferry_proto::signal::REMEMBERED),
+        ("node::MAX_CONNECTORS", MAX_CONNECTORS),
+        (
+            "node::MAX_CONNECTORS_PER_ACCOUNT",
+            MAX_CONNECTORS_PER_ACCOUNT,
+        ),
+        ("ice::Config::max_pairs", ice.max_pairs),
+        ("ice::Config::max_connections", ice.max_connections),
+        ("channel::MAX_CHANNELS", MAX_CHANNELS),
+        ("channel::MAX_PEER_CHANNELS", MAX_PEER_CHANNELS),
+        ("node::MAX_TRANSFERS_PER_PEER", MAX_TRANSFERS_PER_PEER),
+        ("node::MAX_OFFERS_PER_PEER", MAX_OFFERS_PER_PEER),
+    ];
+    for (name, value) in counts {
+        assert_eq!(limit(name), value.to_string(), "{name}");
+    }
+}

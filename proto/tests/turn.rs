@@ -545,10 +545,30 @@ fn connection_bind_flow(h: &mut Harness, id: u32, peer: SocketAddr, incoming: bo
         .expect("bound");
     h.drain();
     assert_eq!(h.last(), (data_conn, b"hi".to_vec()));
+    // The owner holding the peer's bytes stops reading the data connection, so TCP pushes
+    // back through the server; and starts again.
+    for pause in [true, false] {
+        h.client.pause_peer(data_conn, pause);
+        h.drain();
+        let want = if pause {
+            Output::PauseReading { conn: data_conn }
+        } else {
+            Output::ResumeReading { conn: data_conn }
+        };
+        assert_eq!(h.other.pop(), Some(want));
+    }
     h.input(Input::Reset { conn: data_conn });
     assert_eq!(
         h.events.last(),
         Some(&TurnEvent::PeerClosed { conn: data_conn })
+    );
+    // A stream that is gone is not paused.
+    h.client.pause_peer(data_conn, true);
+    h.drain();
+    assert!(
+        !h.other
+            .iter()
+            .any(|o| matches!(o, Output::PauseReading { .. }))
     );
     data_conn
 }

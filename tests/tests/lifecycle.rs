@@ -148,6 +148,30 @@ mod peers {
         device: &Device,
         last: u8,
     ) -> HostId {
+        host_with(b, name, account, device, last, |_| {})
+    }
+
+    /// The same, with its configuration changed by `configure` first.
+    pub(crate) fn host_with(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+        configure: impl FnOnce(&mut NodeConfig),
+    ) -> HostId {
+        host_built(b, name, account, device, last, configure, |n| n)
+    }
+
+    fn host_built<E: ferry_sim::SimEndpoint>(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+        configure: impl FnOnce(&mut NodeConfig),
+        wrap: impl FnOnce(Node) -> E,
+    ) -> HostId {
         let (epoch, internet) = (b.epoch(), b.internet());
         let ip = IpAddr::from([198, 51, 100, last]);
         let anchor = UnixAnchor {
@@ -155,19 +179,32 @@ mod peers {
             unix: Duration::from_secs(T0),
         };
         let announcement = account.announce(device).expect("announce");
-        let config = NodeConfig::new(
+        let mut config = NodeConfig::new(
             device.clone(),
             announcement,
             vec![ip],
             u64::from(last),
             anchor,
         );
+        configure(&mut config);
         b.host(
             HostSpec::new(name, internet)
                 .v4([198, 51, 100, last])
                 .link(LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000)),
-            Node::new(epoch, config),
+            wrap(Node::new(epoch, config)),
         )
+    }
+
+    /// The same, the node wrapped in another endpoint by `wrap`.
+    pub(crate) fn host_wrapped<E: ferry_sim::SimEndpoint>(
+        b: &mut WorldBuilder,
+        name: &str,
+        account: &Account,
+        device: &Device,
+        last: u8,
+        wrap: impl FnOnce(Node) -> E,
+    ) -> HostId {
+        host_built(b, name, account, device, last, |_| {}, wrap)
     }
 
     pub(crate) fn send(
@@ -470,5 +507,977 @@ mod on_real_sockets {
         runtime.block_on(scenario::<ferry_tokio::Tokio>());
         drop(runtime);
         smol::block_on(scenario::<ferry_smol::Smol>());
+    }
+}
+
+/// Budgets for strangers: a listener that anyone can reach holds a bounded number of
+/// connections that have not named a session yet (in total and per source address, the
+/// oldest closed to make room), each for a bounded time and a bounded number of bytes, and a
+/// bounded number of connectors per account and in total; a contact's sends go through
+/// whatever a stranger does meanwhile.
+mod strangers {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use ferry_proto::io::{ConnId, Event};
+    use ferry_proto::node::{Node, UNROUTED_LIMIT, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
+    use ferry_proto::tls::Account;
+    use ferry_proto::transfer::{Status, TransferId};
+    use ferry_sim::probe::ConnState;
+    use ferry_sim::{HostId, HostSpec, LinkSpec, Probe, Step, World};
+
+    use super::peers;
+
+    /// Bob listens, Alice (a contact) sends to him, Mallory (a probe at one address) is
+    /// anyone on the internet.
+    pub(crate) struct Cast {
+        pub(crate) world: World,
+        pub(crate) alice: HostId,
+        pub(crate) bob: HostId,
+        pub(crate) mallory: HostId,
+        pub(crate) bob_account: Account,
+        pub(crate) port: SocketAddr,
+        /// The offers Bob has answered.
+        pub(crate) answered: Vec<TransferId>,
+    }
+
+    pub(crate) fn cast(seed: u64) -> Cast {
+        let mut b = World::builder(seed);
+        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+        let alice_id = alice.id();
+        let hb = peers::host_with(&mut b, "b1", &bob, &b1, 20, |config| {
+            config.contacts.insert(alice_id);
+        });
+        let (epoch, internet) = (b.epoch(), b.internet());
+        let hm = b.host(
+            HostSpec::new("mallory", internet)
+                .v4([198, 51, 100, 66])
+                .link(LinkSpec::latency(Duration::from_millis(10))),
+            Probe::new(epoch).close_on_eof(),
+        );
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        let port = *world
+            .endpoint::<Node>(hb)
+            .expect("bob")
+            .listening()
+            .first()
+            .expect("bob listens");
+        Cast {
+            world,
+            alice: ha,
+            bob: hb,
+            mallory: hm,
+            bob_account: bob,
+            port,
+            answered: Vec::new(),
+        }
+    }
+
+    /// What a run of sends under a stranger's load measured.
+    #[derive(Debug, Default)]
+    pub(crate) struct Figures {
+        /// Virtual time from `send_file` to the sender's `finished`, for each send.
+        pub(crate) sends: Vec<Duration>,
+        /// The most unrouted connections Bob held at once (sampled every tick).
+        pub(crate) peak_unrouted: usize,
+        /// The most connectors Bob held at once.
+        pub(crate) peak_connectors: usize,
+    }
+
+    /// Alice sends files of `size` bytes to Bob one after the other, Bob accepting each,
+    /// while `load` runs once per tick of `tick` (it returns `false` once it has nothing
+    /// more to do). Goes on until the load is over and at least `at_least` files went.
+    pub(crate) fn sends_under(
+        c: &mut Cast,
+        at_least: usize,
+        size: u64,
+        tick: Duration,
+        mut load: impl FnMut(&mut World, u32) -> bool,
+    ) -> Figures {
+        let mut figures = Figures::default();
+        let mut current: Option<(TransferId, Duration, String)> = None;
+        let mut loading = true;
+        let limit = c.world.now() + Duration::from_secs(600);
+        let mut n = 0;
+        while loading || figures.sends.len() < at_least || current.is_some() {
+            assert!(c.world.now() < limit, "ten minutes of virtual time");
+            if current.is_none() && (loading || figures.sends.len() < at_least) {
+                let name = format!("file-{}.bin", figures.sends.len());
+                let group = peers::send(&mut c.world, c.alice, &c.bob_account, size, &name);
+                current = Some((group, c.world.now(), name));
+            }
+            if loading {
+                loading = load(&mut c.world, n);
+                n += 1;
+            }
+            c.world.run_for(tick);
+            peers::accept_all(&mut c.world, c.bob, &mut c.answered);
+            let bob = c.world.endpoint::<Node>(c.bob).expect("bob");
+            figures.peak_unrouted = figures.peak_unrouted.max(bob.unrouted_connections());
+            figures.peak_connectors = figures.peak_connectors.max(bob.known_connections());
+            if let Some((group, at, name)) = current.take() {
+                match peers::group_end(&c.world, c.alice, group) {
+                    None => current = Some((group, at, name)),
+                    Some(status) => {
+                        assert_eq!(status, Status::Finished, "{name}");
+                        assert!(
+                            verified(&c.world, c.bob, &name, size),
+                            "{name} arrived whole"
+                        );
+                        figures.sends.push(c.world.now() - at);
+                    }
+                }
+            }
+        }
+        figures
+    }
+
+    /// Whether `host` holds `name` whole, with the digest of what the simulator's sender
+    /// generates for a file of `size` bytes (seeded by its size, see [`peers::send`]).
+    pub(crate) fn verified(world: &World, host: HostId, name: &str, size: u64) -> bool {
+        let digest = ferry_sim::files::Source { size, seed: size }.digest();
+        world
+            .received_file(host, name)
+            .is_some_and(|f| f.len == size && f.digest() == digest)
+    }
+
+    /// Mallory acts on her connection `conn` if it is still open on her side (Bob may have
+    /// closed it first, and she closed hers when his FIN came).
+    fn if_open(world: &mut World, mallory: HostId, conn: ConnId, step: Step) {
+        world
+            .with_endpoint(mallory, |p: &mut Probe, _| {
+                if p.state(conn) == Some(ConnState::Open) {
+                    p.act(step);
+                }
+            })
+            .expect("mallory");
+    }
+
+    /// Nothing leaked, nothing broke, and Bob holds no stranger's connection any more.
+    fn settled(c: &mut Cast) -> usize {
+        c.world.run_for(UNROUTED_TIMEOUT + Duration::from_secs(1));
+        let left = c.world.close_wait();
+        assert!(left.is_empty(), "left in CLOSE-WAIT: {left:#?}");
+        assert!(
+            c.world.violations().is_empty(),
+            "{:?}",
+            c.world.violations()
+        );
+        let problems = c
+            .world
+            .endpoint::<Probe>(c.mallory)
+            .expect("mallory")
+            .problems()
+            .to_vec();
+        assert!(problems.is_empty(), "{problems:#?}");
+        let bob = c.world.endpoint::<Node>(c.bob).expect("bob");
+        assert_eq!(bob.unrouted_connections(), 0);
+        assert_eq!(bob.bugs().total(), 0);
+        let live = c.world.live_connections();
+        assert!(
+            live <= 1,
+            "only the contact's connection may stay, not the stranger's: {live}"
+        );
+        live
+    }
+
+    fn median(d: &[Duration]) -> Duration {
+        let mut d = d.to_vec();
+        d.sort();
+        d[d.len() / 2]
+    }
+
+    /// 10,000 connect-and-close cycles from one stranger, 4 new connections every 20 ms and
+    /// a burst of 40 every 200 ms, each ended three ticks after it was asked for (a FIN,
+    /// junk then a FIN, half an RFC 4571 frame then a FIN, or a reset), while a contact
+    /// sends file after file. The bursts go past the per-address budget, so both ends are
+    /// seen: the stranger's closes, and the listener's evictions.
+    #[test]
+    fn ten_thousand_connect_close_cycles_while_a_contact_sends() {
+        const CYCLES: u32 = 10_000;
+        let mut c = cast(31);
+        // The first send pays for the connection; the second reuses it, as the ones under
+        // load do.
+        let baseline = sends_under(&mut c, 2, 200_000, Duration::from_millis(20), |_, _| false);
+        let (mallory, port) = (c.mallory, c.port);
+        let mut next = 0;
+        let mut ending: std::collections::VecDeque<(u32, u32)> = Default::default();
+        let figures = sends_under(
+            &mut c,
+            3,
+            200_000,
+            Duration::from_millis(20),
+            |world, tick| {
+                // Open by then (a round trip of 40 ms), and not a moment longer.
+                while ending.front().is_some_and(|(due, _)| *due <= tick) {
+                    let Some((_, n)) = ending.pop_front() else {
+                        break;
+                    };
+                    let conn = ConnId::Connect(n);
+                    let junk: &'static [u8] = match n % 4 {
+                        1 => b"GET / HTTP/1.1\r\n\r\n",
+                        2 => b"\x00\x40",
+                        _ => b"",
+                    };
+                    if !junk.is_empty() {
+                        let data = Bytes::from_static(junk);
+                        if_open(world, mallory, conn, Step::Send { conn, data });
+                    }
+                    let end = if n % 4 == 3 {
+                        Step::Reset(conn)
+                    } else {
+                        Step::Close(conn)
+                    };
+                    if_open(world, mallory, conn, end);
+                }
+                let burst = if tick % 10 == 9 { 40 } else { 4 };
+                for _ in 0..burst {
+                    if next == CYCLES {
+                        break;
+                    }
+                    let n = next;
+                    next += 1;
+                    world
+                        .with_endpoint(mallory, |p: &mut Probe, _| p.act(Step::connect(n, port)))
+                        .expect("mallory");
+                    ending.push_back((tick + 3, n));
+                }
+                next < CYCLES || !ending.is_empty()
+            },
+        );
+        let live = settled(&mut c);
+        let bob = c.world.endpoint::<Node>(c.bob).expect("bob");
+        let (evicted, refused) = (bob.dropped().evicted, bob.dropped().unrouted);
+        eprintln!(
+            "{CYCLES} connect/close cycles from one stranger: {} connections in the world, \
+             peak unrouted at the listener {} (cap {UNROUTED_PER_SOURCE} per address), \
+             {evicted} evicted, {refused} closed unrouted, {} leaked, {live} left open; \
+             {} sends, median {:?} each (virtual; {:?} without the stranger)",
+            c.world.stats().connections,
+            figures.peak_unrouted,
+            c.world.close_wait().len(),
+            figures.sends.len(),
+            median(&figures.sends),
+            baseline.sends[1],
+        );
+        assert!(figures.peak_unrouted <= UNROUTED_PER_SOURCE);
+        assert!(
+            median(&figures.sends) < baseline.sends[1] * 2,
+            "the stranger does not slow the contact down"
+        );
+    }
+
+    /// 2,000 connections from one stranger that say nothing and stay open, 100 every
+    /// 50 ms, while a contact sends: Bob keeps at most [`UNROUTED_PER_SOURCE`] of them,
+    /// closing the oldest to make room.
+    #[test]
+    fn two_thousand_idle_connections_while_a_contact_sends() {
+        const FLOOD: u32 = 2_000;
+        const PER_TICK: u32 = 100;
+        let mut c = cast(32);
+        let baseline = sends_under(&mut c, 2, 200_000, Duration::from_millis(50), |_, _| false);
+        let (mallory, port) = (c.mallory, c.port);
+        let figures = sends_under(
+            &mut c,
+            3,
+            200_000,
+            Duration::from_millis(50),
+            |world, tick| {
+                let first = tick * PER_TICK;
+                for n in first..(first + PER_TICK).min(FLOOD) {
+                    world
+                        .with_endpoint(mallory, |p: &mut Probe, _| p.act(Step::connect(n, port)))
+                        .expect("mallory");
+                }
+                first + PER_TICK < FLOOD
+            },
+        );
+        let opened = c
+            .world
+            .endpoint::<Probe>(mallory)
+            .expect("mallory")
+            .conns()
+            .values()
+            .filter(|l| l.opened_at.is_some())
+            .count();
+        let live = settled(&mut c);
+        let bob = c.world.endpoint::<Node>(c.bob).expect("bob");
+        eprintln!(
+            "{FLOOD} idle connections from one stranger ({opened} opened): peak unrouted at \
+             the listener {} (cap {UNROUTED_PER_SOURCE} per address), {} evicted, {} timed \
+             out, {} leaked, {live} left open; {} sends, median {:?} each (virtual; {:?} \
+             without the stranger)",
+            figures.peak_unrouted,
+            bob.dropped().evicted,
+            bob.dropped().unrouted,
+            c.world.close_wait().len(),
+            figures.sends.len(),
+            median(&figures.sends),
+            baseline.sends[1],
+        );
+        assert_eq!(
+            opened, FLOOD as usize,
+            "every connection of the flood opened"
+        );
+        assert!(figures.peak_unrouted <= UNROUTED_PER_SOURCE);
+        assert!(bob.dropped().evicted > 0);
+        assert!(
+            median(&figures.sends) < baseline.sends[1] * 2,
+            "the stranger does not slow the contact down"
+        );
+    }
+
+    /// A sealed request from `device` to Bob's device `to`, whose ICE description offers one
+    /// passive candidate at `at`, where nobody listens.
+    fn request_from(
+        device: &ferry_proto::tls::Device,
+        to: &ferry_proto::tls::Device,
+        at: SocketAddr,
+        seed: u64,
+        epoch: std::time::Instant,
+    ) -> Bytes {
+        use ferry_proto::ice::{self, Agent, Candidate, CandidateType, Role, TcpType};
+        use ferry_proto::signal::{self, PeerConnection, Recipient};
+        let candidate = Candidate::tcp(CandidateType::Host, TcpType::Passive, at, 65535);
+        let agent = Agent::new(
+            epoch,
+            ice::Config::default(),
+            Role::Controlled,
+            vec![candidate],
+            seed,
+        );
+        let msg = PeerConnection {
+            id: seed,
+            is_answer: false,
+            ice: agent.local_description().to_string(),
+            addresses: Vec::new(),
+            seal: Some(device.seal_public_key()),
+        };
+        let recipient = Recipient {
+            device: to.id(),
+            seal_key: to.seal_public_key(),
+        };
+        let mut rng = ferry_proto::rng::SeededRng::new(seed);
+        Bytes::from(signal::seal(device, &recipient, &msg.encode(), &mut rng).expect("sealed"))
+    }
+
+    /// A stranger makes 20 accounts of 20 devices each, and every device asks Bob to
+    /// connect at once (sealed requests on the DHT, each offering an address where nobody
+    /// listens): Bob keeps at most [`MAX_CONNECTORS_PER_ACCOUNT`] connectors per account and
+    /// [`MAX_CONNECTORS`] in all, and a contact's send still goes through (a contact's
+    /// request takes the place of a stranger's connector that is not ready).
+    #[test]
+    fn a_strangers_devices_cannot_exhaust_the_connectors() {
+        use ferry_proto::node::{MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT};
+        const ACCOUNTS: u32 = 20;
+        const DEVICES: u32 = 20;
+        let mut c = cast(34);
+        let bob_device = peers::device(&c.bob_account, "b1");
+        let epoch = c.world.epoch();
+        let key = ferry_proto::signal::peer_key(&bob_device.id());
+        let mut accounts = Vec::new();
+        for a in 0..ACCOUNTS {
+            let account = peers::account(&format!("stranger-{a}"));
+            for d in 0..DEVICES {
+                let device = peers::device(&account, &format!("stranger-{a}-{d}"));
+                let at = SocketAddr::from(([203, 0, 113, a as u8 + 1], 2000 + d as u16));
+                let value = request_from(&device, &bob_device, at, u64::from(a * 100 + d), epoch);
+                c.world
+                    .with_endpoint(c.mallory, |p: &mut Probe, _| {
+                        p.act(Step::DhtPut { key, value })
+                    })
+                    .expect("mallory");
+            }
+            accounts.push(account.id());
+        }
+        let mut peak_per_account = 0;
+        let (bob, alice_account) = (c.bob, peers::account("alice").id());
+        // The load is watching: every tick for 5 s, the most connectors per account.
+        let figures = sends_under(&mut c, 1, 200_000, Duration::from_millis(50), |world, n| {
+            let node = world.endpoint::<Node>(bob).expect("bob");
+            for a in &accounts {
+                peak_per_account = peak_per_account.max(node.connections_of(a));
+            }
+            n < 100
+        });
+        let node = c.world.endpoint::<Node>(c.bob).expect("bob");
+        let refused = node.dropped().requests_over_budget;
+        let contact = node.connections_of(&alice_account);
+        eprintln!(
+            "{} requests from {ACCOUNTS} strangers' accounts: peak {} connectors at the \
+             listener (cap {MAX_CONNECTORS}), peak {peak_per_account} per account (cap \
+             {MAX_CONNECTORS_PER_ACCOUNT}), {refused} left unanswered; the contact's send \
+             verified in {:?} (virtual) after the flood began",
+            ACCOUNTS * DEVICES,
+            figures.peak_connectors,
+            figures.sends[0],
+        );
+        assert!(figures.peak_connectors <= MAX_CONNECTORS);
+        assert!(peak_per_account <= MAX_CONNECTORS_PER_ACCOUNT);
+        assert!(refused >= u64::from(ACCOUNTS * DEVICES) - MAX_CONNECTORS as u64);
+        assert_eq!(contact, 1, "the contact is connected");
+        // The strangers' connectors fail (nobody answers their checks) and are forgotten.
+        c.world
+            .run_for(ferry_proto::node::FORGET_FAILED + Duration::from_secs(20));
+        let node = c.world.endpoint::<Node>(c.bob).expect("bob");
+        assert!(
+            node.known_connections() <= 1,
+            "only the contact's connector is left: {}",
+            node.known_connections()
+        );
+        settled(&mut c);
+    }
+
+    /// A sender to an account that announces more devices than
+    /// [`MAX_CONNECTORS_PER_ACCOUNT`] reaches the first ones it heard of, and counts the
+    /// others.
+    #[test]
+    fn an_account_with_too_many_devices_gets_a_bounded_number_of_connectors() {
+        use ferry_proto::node::MAX_CONNECTORS_PER_ACCOUNT;
+        const DEVICES: u32 = 30;
+        let mut c = cast(35);
+        let many = peers::account("many");
+        let key = ferry_proto::signal::devices_key(&many.id());
+        for d in 0..DEVICES {
+            let device = peers::device(&many, &format!("many-{d}"));
+            let value = Bytes::from(many.announce(&device).expect("announce"));
+            c.world
+                .with_endpoint(c.mallory, |p: &mut Probe, _| {
+                    p.act(Step::DhtPut { key, value })
+                })
+                .expect("mallory");
+        }
+        c.world.run_for(Duration::from_secs(1));
+        let group = peers::send(&mut c.world, c.alice, &many, 1_000, "to-many.bin");
+        let mut peak = 0;
+        while peers::group_end(&c.world, c.alice, group).is_none() {
+            c.world.run_for(Duration::from_millis(100));
+            let node = c.world.endpoint::<Node>(c.alice).expect("alice");
+            peak = peak.max(node.connections_of(&many.id()));
+            assert!(c.world.now() < Duration::from_secs(120));
+        }
+        let node = c.world.endpoint::<Node>(c.alice).expect("alice");
+        let subs = c
+            .world
+            .events::<Event>(c.alice)
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::SubTransfer { .. }))
+            .count();
+        eprintln!(
+            "an account announcing {DEVICES} devices: {subs} sub-transfers, peak {peak} \
+             connectors (cap {MAX_CONNECTORS_PER_ACCOUNT}), {} devices not kept",
+            node.dropped().devices_over_budget
+        );
+        assert_eq!(subs, MAX_CONNECTORS_PER_ACCOUNT);
+        assert!(peak <= MAX_CONNECTORS_PER_ACCOUNT);
+        assert_eq!(
+            node.dropped().devices_over_budget,
+            u64::from(DEVICES) - MAX_CONNECTORS_PER_ACCOUNT as u64
+        );
+        assert_eq!(
+            peers::group_end(&c.world, c.alice, group),
+            Some(Status::UnjoinablePeer)
+        );
+    }
+
+    /// The bounds each unrouted connection always had, tested: one that sends nothing is
+    /// closed after [`UNROUTED_TIMEOUT`], one that sends more than [`UNROUTED_LIMIT`]
+    /// without a whole first frame as soon as it does.
+    #[test]
+    fn an_unrouted_connection_is_closed_after_its_time_or_its_bytes() {
+        let mut c = cast(33);
+        let (mallory, port) = (c.mallory, c.port);
+        let (quiet, talker) = (ConnId::Connect(1), ConnId::Connect(2));
+        let state = |w: &World, conn| {
+            w.endpoint::<Probe>(mallory)
+                .expect("mallory")
+                .state(conn)
+                .expect("known")
+        };
+        c.world
+            .with_endpoint(mallory, |p: &mut Probe, _| {
+                p.act(Step::connect(1, port));
+                p.act(Step::connect(2, port));
+            })
+            .expect("mallory");
+        let opened = c.world.now();
+        c.world.run_for(Duration::from_millis(100));
+        // A frame that announces 65,535 bytes, and 4 KiB of it at a time.
+        let mut sent = 2;
+        if_open(
+            &mut c.world,
+            mallory,
+            talker,
+            Step::Send {
+                conn: talker,
+                data: Bytes::from_static(b"\xff\xff"),
+            },
+        );
+        while state(&c.world, talker) == ConnState::Open {
+            if_open(
+                &mut c.world,
+                mallory,
+                talker,
+                Step::Send {
+                    conn: talker,
+                    data: Bytes::from(vec![0x55; 4096]),
+                },
+            );
+            sent += 4096;
+            c.world.run_for(Duration::from_millis(50));
+            assert!(sent < 64 * 1024, "closed long before the frame is whole");
+        }
+        assert!(
+            sent > UNROUTED_LIMIT && sent <= UNROUTED_LIMIT + 2 * 4096,
+            "closed once past {UNROUTED_LIMIT} bytes, after {sent}"
+        );
+        c.world
+            .run_until(opened + UNROUTED_TIMEOUT - Duration::from_millis(100));
+        assert_eq!(state(&c.world, quiet), ConnState::Open, "kept a while");
+        c.world.run_for(Duration::from_millis(200));
+        assert_ne!(
+            state(&c.world, quiet),
+            ConnState::Open,
+            "closed at its deadline"
+        );
+        let dropped = c.world.endpoint::<Node>(c.bob).expect("bob").dropped();
+        assert_eq!(dropped.unrouted, 2, "both counted");
+        eprintln!(
+            "unrouted bounds: closed after {sent} bytes (limit {UNROUTED_LIMIT}) and after \
+             {UNROUTED_TIMEOUT:?} of silence"
+        );
+        settled(&mut c);
+        let _ = Event::ShutDown;
+    }
+}
+
+/// Deadlines and limits once a peer is connected: what a peer's channels, transfers and
+/// offers can make a listener hold, and for how long; and what the application hears of
+/// the offers of a peer that goes away.
+mod connected {
+    use std::time::{Duration, Instant};
+
+    use ferry_proto::Error;
+    use ferry_proto::io::{Endpoint, Event, FileOp, Input, Output};
+    use ferry_proto::node::{MAX_OFFERS_PER_PEER, Node};
+    use ferry_proto::tls::Account;
+    use ferry_proto::transfer::{DECISION_TIMEOUT, HEADER_TIMEOUT, Reason, Status, TransferId};
+    use ferry_sim::{Fault, HostId, LinkOf, World};
+
+    use super::peers;
+
+    /// A sender that misbehaves on purpose: it may withhold its files (so it never writes a
+    /// header on the channels it opens), and its clock may stop (so it never gives up
+    /// waiting for an answer, as an old or hostile peer would not).
+    pub(crate) struct Peer {
+        pub(crate) node: Node,
+        pub(crate) withhold_files: bool,
+        pub(crate) frozen: bool,
+    }
+
+    impl Endpoint for Peer {
+        type Event = Event;
+
+        fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
+            self.node.handle_input(now, input)
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            if !self.frozen {
+                self.node.handle_timeout(now);
+            }
+        }
+
+        fn poll_output(&mut self) -> Option<Output> {
+            loop {
+                let out = self.node.poll_output()?;
+                let source = matches!(out, Output::File(FileOp::OpenSource { .. }));
+                if !(source && self.withhold_files) {
+                    return Some(out);
+                }
+            }
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            if self.frozen {
+                None
+            } else {
+                self.node.poll_timeout()
+            }
+        }
+    }
+
+    /// Alice (a [`Peer`], withholding her files if told) and Bob, both public.
+    fn cast(seed: u64, withhold_files: bool) -> (World, HostId, HostId, Account) {
+        let mut b = World::builder(seed);
+        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let ha = peers::host_wrapped(&mut b, "a1", &alice, &a1, 10, |node| Peer {
+            node,
+            withhold_files,
+            frozen: false,
+        });
+        let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        (world, ha, hb, bob)
+    }
+
+    fn statuses(world: &World, host: HostId) -> Vec<(TransferId, Status, Option<Reason>)> {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Status {
+                    transfer,
+                    status,
+                    reason,
+                } => Some((transfer, status, reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The final status each transfer reached on `host`.
+    fn ends(world: &World, host: HostId) -> Vec<(TransferId, Status, Option<Reason>)> {
+        statuses(world, host)
+            .into_iter()
+            .filter(|(_, s, _)| s.is_final())
+            .collect()
+    }
+
+    fn offers(world: &World, host: HostId) -> Vec<TransferId> {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Alice sends `count` files of 1,000 bytes to Bob's account, all at once.
+    fn send(world: &mut World, alice: HostId, to: &Account, count: usize) -> Vec<TransferId> {
+        (0..count)
+            .map(|n| {
+                world
+                    .with_endpoint(alice, |p: &mut Peer, now| {
+                        let source = "seed:1000:1000".to_owned();
+                        p.node.send_file(now, to.id(), source, format!("f{n}.bin"))
+                    })
+                    .expect("alice")
+            })
+            .collect()
+    }
+
+    fn bob(world: &World, host: HostId) -> &Node {
+        world.endpoint::<Node>(host).expect("bob")
+    }
+
+    /// A peer opens a hundred channels and withholds every header (the issue's "1,024
+    /// transfers per connection, each header withheld forever"): Bob takes
+    /// [`MAX_OFFERS_PER_PEER`] of them, declines the rest (the sender hears a refusal for
+    /// each), and ends each he took `timeout_expired` after [`HEADER_TIMEOUT`].
+    #[test]
+    fn a_peer_that_withholds_its_headers_holds_a_bounded_number_for_a_bounded_time() {
+        const FILES: usize = 100;
+        let (mut world, ha, hb, bob_account) = cast(41, true);
+        let opened = world.now();
+        send(&mut world, ha, &bob_account, FILES);
+        let mut peak = 0;
+        while world.now() < opened + Duration::from_secs(5) {
+            world.run_for(Duration::from_millis(100));
+            peak = peak.max(bob(&world, hb).pending_offers());
+        }
+        let declined = bob(&world, hb).dropped().channels_over_budget;
+        let refused_at_alice = ends(&world, ha)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::ClosedByPeer && *r == Some(Reason::Refused))
+            .count();
+        assert_eq!(peak, MAX_OFFERS_PER_PEER, "Bob holds his budget, no more");
+        assert_eq!(declined as usize, FILES - MAX_OFFERS_PER_PEER);
+        assert_eq!(refused_at_alice, FILES - MAX_OFFERS_PER_PEER);
+        world.run_until(opened + HEADER_TIMEOUT + Duration::from_secs(2));
+        let timed_out = ends(&world, hb)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::TimeoutExpired && *r == Some(Reason::Timeout))
+            .count();
+        eprintln!(
+            "{FILES} channels with their headers withheld: Bob held at most {peak} (cap \
+             {MAX_OFFERS_PER_PEER}), declined {declined}, ended {timed_out} after \
+             {HEADER_TIMEOUT:?}; offers left: {}",
+            bob(&world, hb).pending_offers()
+        );
+        assert_eq!(timed_out, MAX_OFFERS_PER_PEER);
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
+        assert!(
+            offers(&world, hb).is_empty(),
+            "nothing was shown to the user"
+        );
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+        assert!(world.close_wait().is_empty());
+    }
+
+    /// Forty files at once from a contact nobody answers: Bob shows
+    /// [`MAX_OFFERS_PER_PEER`] offers and declines the others; those he shows end
+    /// `timeout_expired` (with `NGO`) after [`DECISION_TIMEOUT`], even from a sender whose
+    /// clock stopped and which would wait for ever.
+    #[test]
+    fn offers_nobody_answers_are_bounded_and_end_after_the_decision_deadline() {
+        const FILES: usize = 40;
+        let (mut world, ha, hb, bob_account) = cast(42, false);
+        send(&mut world, ha, &bob_account, FILES);
+        world.run_for(Duration::from_secs(5));
+        let shown = offers(&world, hb);
+        assert_eq!(shown.len(), MAX_OFFERS_PER_PEER);
+        assert_eq!(
+            bob(&world, hb).dropped().channels_over_budget as usize,
+            FILES - MAX_OFFERS_PER_PEER
+        );
+        // From now on Alice never gives up by herself.
+        world
+            .with_endpoint(ha, |p: &mut Peer, _| p.frozen = true)
+            .expect("alice");
+        let offered_at = world.now();
+        world.run_until(offered_at + DECISION_TIMEOUT + Duration::from_secs(2));
+        let ended: Vec<_> = ends(&world, hb)
+            .into_iter()
+            .filter(|(t, _, _)| shown.contains(t))
+            .collect();
+        eprintln!(
+            "{FILES} offers nobody answers: {} shown (cap {MAX_OFFERS_PER_PEER}), {} \
+             declined, {} ended timeout_expired after {DECISION_TIMEOUT:?}",
+            shown.len(),
+            FILES - MAX_OFFERS_PER_PEER,
+            ended
+                .iter()
+                .filter(|(_, s, _)| *s == Status::TimeoutExpired)
+                .count()
+        );
+        assert_eq!(ended.len(), shown.len());
+        assert!(
+            ended
+                .iter()
+                .all(|(_, s, r)| *s == Status::TimeoutExpired && *r == Some(Reason::Timeout))
+        );
+        let late = shown[0];
+        let accepted = world
+            .with_endpoint(hb, |n: &mut Node, now| n.accept(now, late))
+            .expect("bob");
+        assert!(
+            accepted.is_err(),
+            "an offer that timed out cannot be accepted"
+        );
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
+        // Alice heard NGO for each: refused.
+        let refused = ends(&world, ha)
+            .iter()
+            .filter(|(_, s, r)| *s == Status::ClosedByPeer && *r == Some(Reason::Refused))
+            .count();
+        assert_eq!(refused, FILES);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+
+    /// Three offers wait for Bob's answer when Alice vanishes (her link goes down): each
+    /// ends with a final status for the application, and none can be accepted any more.
+    #[test]
+    fn the_offers_of_a_peer_that_goes_away_are_withdrawn() {
+        let (mut world, ha, hb, bob_account) = cast(43, false);
+        send(&mut world, ha, &bob_account, 3);
+        world.run_for(Duration::from_secs(5));
+        let shown = offers(&world, hb);
+        assert_eq!(shown.len(), 3);
+        let gone_at = world.now();
+        world.schedule(gone_at, Fault::LinkDown(LinkOf::Host(ha)));
+        let mut withdrawn_after = None;
+        while world.now() < gone_at + Duration::from_secs(60) {
+            world.run_for(Duration::from_millis(500));
+            let ended = ends(&world, hb)
+                .iter()
+                .filter(|(t, _, _)| shown.contains(t))
+                .count();
+            if ended == shown.len() {
+                withdrawn_after = Some(world.now() - gone_at);
+                break;
+            }
+        }
+        let after = withdrawn_after.expect("every offer ends");
+        for (t, status, reason) in ends(&world, hb) {
+            assert!(shown.contains(&t));
+            assert_eq!(
+                (status, reason),
+                (Status::ClosedByPeer, Some(Reason::ConnectionLost))
+            );
+        }
+        eprintln!("3 offers of a peer that vanished: withdrawn after {after:?} (virtual)");
+        for t in shown {
+            let accepted = world
+                .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
+                .expect("bob");
+            assert!(accepted.is_err(), "a withdrawn offer cannot be accepted");
+        }
+        assert_eq!(bob(&world, hb).pending_offers(), 0);
+    }
+}
+
+/// Idle connections close: a ready connection that no channel uses for
+/// [`IDLE_TIMEOUT`](ferry_proto::node::IDLE_TIMEOUT) ends from both sides (close_notify,
+/// then FIN), without a failure for anyone; a file sent within that time reuses it.
+mod idle {
+    use std::time::Duration;
+
+    use ferry_proto::io::{Endpoint, Event};
+    use ferry_proto::node::{IDLE_TIMEOUT, Node};
+    use ferry_proto::tls::Account;
+    use ferry_proto::transfer::{Status, TransferId};
+    use ferry_sim::{HostId, World};
+
+    use super::peers;
+    use super::strangers::verified;
+
+    fn cast(seed: u64) -> (World, HostId, HostId, Account) {
+        let mut b = World::builder(seed);
+        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+        let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        (world, ha, hb, bob)
+    }
+
+    /// Sends one file from Alice to Bob, Bob accepting; returns when Alice's send ended.
+    fn one_file(world: &mut World, ha: HostId, hb: HostId, bob: &Account, name: &str) {
+        let group = peers::send(world, ha, bob, 100_000, name);
+        // Every offer before this one was answered already.
+        let mut answered = offers(world, hb);
+        let until = world.now() + Duration::from_secs(60);
+        while peers::group_end(world, ha, group).is_none() {
+            assert!(world.now() < until, "{name} ends within a minute");
+            world.run_for(Duration::from_millis(20));
+            peers::accept_all(world, hb, &mut answered);
+        }
+        assert_eq!(peers::group_end(world, ha, group), Some(Status::Finished));
+        assert!(verified(world, hb, name, 100_000), "{name} arrived whole");
+    }
+
+    fn offers(world: &World, h: HostId) -> Vec<TransferId> {
+        world
+            .events::<Event>(h)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ready(world: &World, h: HostId) -> usize {
+        world
+            .endpoint::<Node>(h)
+            .expect("a node")
+            .ready_connections()
+    }
+
+    fn unreachable_events(world: &World, h: HostId) -> usize {
+        world
+            .events::<Event>(h)
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Event::PeerUnreachable { .. }))
+            .count()
+    }
+
+    #[test]
+    fn an_idle_connection_closes_from_both_sides_and_a_file_within_reuses_it() {
+        let (mut world, ha, hb, bob) = cast(51);
+        one_file(&mut world, ha, hb, &bob, "one.bin");
+        let connections = world.stats().connections;
+        // A second file half the idle time later takes the same connection.
+        world.run_for(IDLE_TIMEOUT / 2);
+        one_file(&mut world, ha, hb, &bob, "two.bin");
+        assert_eq!(
+            world.stats().connections,
+            connections,
+            "no new connection for the second file"
+        );
+        let idle_from = world.now();
+        let mut closed_after = None;
+        while world.now() < idle_from + IDLE_TIMEOUT + Duration::from_secs(10) {
+            world.run_for(Duration::from_millis(100));
+            if closed_after.is_none() && ready(&world, ha) + ready(&world, hb) == 0 {
+                closed_after = Some(world.now() - idle_from);
+            }
+        }
+        let closed_after = closed_after.expect("the idle connection closes");
+        let left = world.close_wait();
+        eprintln!(
+            "idle connection: closed on both sides {closed_after:?} after the last file \
+             (timeout {IDLE_TIMEOUT:?}); {} connections left open, {} in CLOSE-WAIT",
+            world.live_connections(),
+            left.len()
+        );
+        assert!(
+            closed_after >= IDLE_TIMEOUT && closed_after < IDLE_TIMEOUT + Duration::from_secs(1)
+        );
+        assert!(left.is_empty(), "{left:#?}");
+        assert_eq!(
+            world.live_connections(),
+            0,
+            "closed on both sides, nothing held"
+        );
+        assert_eq!(
+            unreachable_events(&world, ha) + unreachable_events(&world, hb),
+            0,
+            "an idle close is no failure"
+        );
+        // A third file after that makes a new connection.
+        one_file(&mut world, ha, hb, &bob, "three.bin");
+        assert!(world.stats().connections > connections);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+
+    /// Alice asks for a channel just as Bob's side of their idle connection closes: her
+    /// request crosses his close_notify. Her file still goes, on a new connection.
+    #[test]
+    fn a_file_sent_as_the_peer_closes_for_idleness_still_arrives() {
+        let (mut world, ha, hb, bob) = cast(52);
+        one_file(&mut world, ha, hb, &bob, "one.bin");
+        // Bob's next deadline is his idle close once the keepalives before it are done.
+        let reason = |w: &World| w.endpoint::<Node>(hb).and_then(Node::timeout_reason);
+        while reason(&world) != Some("idle connection") {
+            assert!(world.now() < Duration::from_secs(120));
+            world.run_for(Duration::from_millis(100));
+        }
+        let deadline = world.endpoint::<Node>(hb).and_then(Node::poll_timeout);
+        let closes_at = deadline.expect("a deadline") - world.epoch();
+        world.run_until(closes_at - Duration::from_millis(5));
+        assert_eq!(ready(&world, hb), 1, "not closed yet");
+        let connections = world.stats().connections;
+        let group = peers::send(&mut world, ha, &bob, 100_000, "two.bin");
+        let mut answered = offers(&world, hb);
+        let sent_at = world.now();
+        while peers::group_end(&world, ha, group).is_none() {
+            assert!(world.now() < sent_at + Duration::from_secs(60));
+            world.run_for(Duration::from_millis(20));
+            peers::accept_all(&mut world, hb, &mut answered);
+        }
+        eprintln!(
+            "a file sent 5 ms before the peer's idle close: {:?} in {:?} (virtual)",
+            peers::group_end(&world, ha, group),
+            world.now() - sent_at
+        );
+        assert_eq!(peers::group_end(&world, ha, group), Some(Status::Finished));
+        assert!(verified(&world, hb, "two.bin", 100_000));
+        assert!(
+            world.stats().connections > connections,
+            "the request crossed the close: the file went on a new connection"
+        );
+        assert_eq!(unreachable_events(&world, ha), 0);
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
     }
 }

@@ -47,10 +47,28 @@ pub struct Config {
     pub max_pairs: usize,
     /// At most this many connections at once, accepted ones included; more are closed.
     pub max_connections: usize,
-    /// Application bytes that may arrive on a connection before it is selected (the peer
-    /// selected first and started TLS); more and the connection is dropped.
+    /// Application bytes that may arrive on a connection before the remote description
+    /// (the peer selected first and its application already speaks): past this many, the
+    /// agent asks the driver to stop reading that connection
+    /// ([`Output::PauseReading`](super::Output::PauseReading)), so TCP pushes back on the
+    /// peer instead of the agent closing the connection the peer has selected. Reading
+    /// resumes with the description.
     pub early_data_limit: usize,
+    /// Application bytes the agent keeps, over all its connections, before it selects a
+    /// pair: past this, the connection that brought them is closed, its pair failed with
+    /// [`PairFailure::EarlyDataOverflow`](super::PairFailure::EarlyDataOverflow) (or, without
+    /// a pair yet, counted in [`Dropped::early_data_overflow`](super::Dropped)). See
+    /// [`EARLY_DATA_CAP`].
+    pub early_data_cap: usize,
 }
+
+/// The default [`Config::early_data_cap`]: 4 MiB. Once the remote description has come,
+/// reading must resume, because the answer to our triggered check sits behind the peer's
+/// bytes on the same stream; until that answer arrives, the peer streams at the speed of the
+/// path for about one round trip (our check out, its answer back, behind its data). 4 MiB
+/// holds a round trip of 300 ms at 100 Mbit/s, and bounds what one session can make us keep
+/// for a peer that never answers.
+pub const EARLY_DATA_CAP: usize = 4 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -65,6 +83,7 @@ impl Default for Config {
             max_pairs: 100,
             max_connections: 200,
             early_data_limit: 64 * 1024,
+            early_data_cap: EARLY_DATA_CAP,
         }
     }
 }

@@ -96,7 +96,7 @@ mod vocabulary;
 pub use agent::{Agent, Dropped};
 pub use candidate::{ACTIVE_PORT, Candidate, CandidateError, CandidateType, TcpType, Transport};
 pub use check_list::{CheckList, Origin, Pair, PairState};
-pub use config::{Config, Role};
+pub use config::{Config, EARLY_DATA_CAP, Role};
 pub use description::{BadLine, Description, DescriptionError, Parsed};
 pub use priority::LocalPreference;
 pub use vocabulary::{Event, FailReason, Input, Output, PairFailure, PairReport};

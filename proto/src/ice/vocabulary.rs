@@ -86,6 +86,18 @@ pub enum Output {
         /// Which connection.
         conn: ConnId,
     },
+    /// Stop delivering [`Input::Received`] for this connection until
+    /// [`Output::ResumeReading`]: the peer's application bytes came before the remote
+    /// description, and TCP's window should push back on the peer meanwhile.
+    PauseReading {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Deliver [`Input::Received`] for this connection again.
+    ResumeReading {
+        /// Which connection.
+        conn: ConnId,
+    },
     /// Application bytes the peer sent on the selected pair, unframed.
     Data {
         /// The selected connection.
@@ -166,7 +178,8 @@ pub enum PairFailure {
     Silent,
     /// The peer answered with this STUN error code.
     ErrorResponse(u16),
-    /// The peer sent more application bytes before selection than allowed.
+    /// The peer sent more application bytes before selection than the agent keeps
+    /// ([`Config::early_data_cap`](super::Config::early_data_cap)).
     EarlyDataOverflow,
 }
 

@@ -20,11 +20,28 @@ pub struct DroppedValues {
     pub unexpected: u64,
     /// Announcements that did not verify.
     pub bad_announcements: u64,
-    /// Connections closed before any check named their session.
+    /// Connections closed before any check named their session: silent for
+    /// [`UNROUTED_TIMEOUT`](super::UNROUTED_TIMEOUT), past
+    /// [`UNROUTED_LIMIT`](super::UNROUTED_LIMIT) bytes, or whose first frame was no check.
     pub unrouted: u64,
     /// Requests from accounts that are neither ours nor contacts, with
     /// [`NodeConfig::only_contacts`](super::NodeConfig::only_contacts) on.
     pub not_a_contact: u64,
+    /// Unrouted connections closed to make room for newer ones
+    /// ([`UNROUTED_PER_SOURCE`](super::UNROUTED_PER_SOURCE),
+    /// [`UNROUTED_MAX`](super::UNROUTED_MAX)).
+    pub evicted: u64,
+    /// Requests left unanswered because their account already had
+    /// [`MAX_CONNECTORS_PER_ACCOUNT`](super::MAX_CONNECTORS_PER_ACCOUNT) connectors, or the
+    /// node [`MAX_CONNECTORS`](super::MAX_CONNECTORS), none of which could go.
+    pub requests_over_budget: u64,
+    /// Device announcements not kept because their account already had
+    /// [`MAX_CONNECTORS_PER_ACCOUNT`](super::MAX_CONNECTORS_PER_ACCOUNT) devices known.
+    pub devices_over_budget: u64,
+    /// Channels a peer asked for and we declined: its account already had
+    /// [`MAX_TRANSFERS_PER_PEER`](super::MAX_TRANSFERS_PER_PEER) incoming transfers, or
+    /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER) offers not accepted yet.
+    pub channels_over_budget: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

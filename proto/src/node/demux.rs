@@ -8,8 +8,12 @@
 //! to its agent as soon as both are known, whichever comes first, without a scan of the
 //! others. The connectors themselves, the TURN clients and the closing of connections are
 //! the node's.
+//!
+//! What a stranger can make the node hold here is bounded: each unrouted connection for
+//! [`UNROUTED_TIMEOUT`] and [`UNROUTED_LIMIT`] bytes, and at most [`UNROUTED_PER_SOURCE`] of
+//! them per source address and [`UNROUTED_MAX`] in all, the oldest closed to make room.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -24,9 +28,23 @@ use crate::io::{ConnId, Input, Output};
 use crate::stun::StunMessage;
 use crate::stun::framing::FrameDecoder;
 
-/// How long an accepted connection may stay unrouted, and how much it may bring meanwhile.
-const UNROUTED_TIMEOUT: Duration = Duration::from_secs(10);
-const UNROUTED_LIMIT: usize = 16 * 1024;
+/// How long an accepted connection may stay unrouted: a peer's first check follows its
+/// connect by one round trip, or waits for our answer to reach it (a check can beat the
+/// answer), which the DHT delivers within seconds.
+pub const UNROUTED_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many bytes an unrouted connection may bring before its first frame is whole: a
+/// check is a few hundred bytes, and its agent may be late, so its first TLS records may
+/// wait here too.
+pub const UNROUTED_LIMIT: usize = 16 * 1024;
+/// How many unrouted connections the node holds at once, from everyone: past it, the
+/// oldest is closed to make room. A peer's connection is unrouted for about one round trip,
+/// so the oldest is the likeliest to be a stranger's; 256 × [`UNROUTED_LIMIT`] bounds what
+/// they can make us buffer to 4 MiB.
+pub const UNROUTED_MAX: usize = 256;
+/// How many unrouted connections the node holds at once from one IP address: past it, that
+/// address's oldest is closed. A peer checks our few passive candidates from its few active
+/// ones; one address that opens more is flooding, and it must not take the room of others.
+pub const UNROUTED_PER_SOURCE: usize = 16;
 
 /// Where a driver connection belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +72,8 @@ pub(super) struct Unrouted {
     /// Everything it brought, to give its agent once routed.
     pub(super) buffered: Vec<Bytes>,
     bytes: usize,
+    /// When it came, in arrival order: the oldest goes first when room is needed.
+    arrival: u64,
 }
 
 /// What an unrouted connection's first frame says.
@@ -86,6 +106,10 @@ pub(super) struct Demux {
     by_ufrag: BTreeMap<String, BTreeSet<Inbound>>,
     /// Every agent's ufrag, and its connector.
     agents: BTreeMap<String, u32>,
+    /// The waiting connections by arrival, oldest first, in total and per source address.
+    arrivals: BTreeMap<u64, Inbound>,
+    by_source: BTreeMap<IpAddr, BTreeSet<u64>>,
+    next_arrival: u64,
 }
 
 impl Demux {
@@ -104,6 +128,36 @@ impl Demux {
     /// Every connection waiting, in order.
     pub(super) fn waiting(&self) -> Vec<Inbound> {
         self.unrouted.keys().copied().collect()
+    }
+
+    /// How many connections wait.
+    pub(super) fn waiting_count(&self) -> usize {
+        self.unrouted.len()
+    }
+
+    /// The connections to close so that one more from `source` fits the budgets
+    /// ([`UNROUTED_PER_SOURCE`], [`UNROUTED_MAX`]): the oldest from that address while it has
+    /// too many, then the oldest of all. They are still waiting; the caller closes them.
+    pub(super) fn make_room(&self, source: IpAddr) -> Vec<Inbound> {
+        let mut evict = Vec::new();
+        let from_source = self.by_source.get(&source);
+        let excess = from_source.map_or(0, |a| (a.len() + 1).saturating_sub(UNROUTED_PER_SOURCE));
+        for arrival in from_source.into_iter().flatten().take(excess) {
+            evict.push(*arrival);
+        }
+        let over = (self.unrouted.len() - evict.len() + 1).saturating_sub(UNROUTED_MAX);
+        let oldest: Vec<u64> = self
+            .arrivals
+            .keys()
+            .filter(|a| !evict.contains(a))
+            .take(over)
+            .copied()
+            .collect();
+        evict.extend(oldest);
+        evict
+            .iter()
+            .filter_map(|a| self.arrivals.get(a).copied())
+            .collect()
     }
 
     // ----- the node's calls -----
@@ -130,6 +184,13 @@ impl Demux {
         if let Inbound::Driver(conn) = inbound {
             self.routes.insert(conn, Route::Unrouted);
         }
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.arrivals.insert(arrival, inbound);
+        self.by_source
+            .entry(remote.ip())
+            .or_default()
+            .insert(arrival);
         self.unrouted.insert(
             inbound,
             Unrouted {
@@ -138,6 +199,7 @@ impl Demux {
                 first: First::Reading(FrameDecoder::new()),
                 buffered: Vec::new(),
                 bytes: 0,
+                arrival,
             },
         );
     }
@@ -190,13 +252,21 @@ impl Demux {
         self.unrouted.remove(&inbound)
     }
 
-    /// Forgets that `inbound` waits for an agent.
+    /// Forgets that `inbound` waits (for an agent, and in the arrival order); it stays in
+    /// `unrouted` for the caller to take out.
     fn unwait(&mut self, inbound: Inbound) {
-        let Some(Unrouted {
-            first: First::Named(ufrag),
-            ..
-        }) = self.unrouted.get(&inbound)
-        else {
+        let Some(u) = self.unrouted.get(&inbound) else {
+            return;
+        };
+        self.arrivals.remove(&u.arrival);
+        let source = u.remote.ip();
+        if let Some(arrivals) = self.by_source.get_mut(&source) {
+            arrivals.remove(&u.arrival);
+            if arrivals.is_empty() {
+                self.by_source.remove(&source);
+            }
+        }
+        let First::Named(ufrag) = &u.first else {
             return;
         };
         if let Some(waiting) = self.by_ufrag.get_mut(ufrag) {
@@ -224,7 +294,8 @@ fn ufrag_of(frame: &[u8]) -> Option<String> {
 }
 
 impl Node {
-    /// A connection came in: it waits for its first check, for a while.
+    /// A connection came in: it waits for its first check, for a while; the oldest
+    /// waiting connections are closed if it would not fit the budgets otherwise.
     pub(super) fn wait_inbound(
         &mut self,
         now: Instant,
@@ -232,6 +303,10 @@ impl Node {
         local: SocketAddr,
         remote: SocketAddr,
     ) {
+        for old in self.demux.make_room(remote.ip()) {
+            self.dropped.evicted += 1;
+            self.close_inbound(old);
+        }
         self.demux.wait(inbound, local, remote);
         self.timers
             .set(NodeTimer::Unrouted(inbound), now + UNROUTED_TIMEOUT);
@@ -487,6 +562,31 @@ mod tests {
             d.push(inbound(2), check("aaaa:cccc")),
             Pushed::Route(3)
         ));
+    }
+
+    #[test]
+    fn room_is_made_by_the_oldest_of_the_source_then_of_all() {
+        let mut d = Demux::default();
+        let from = |ip: u8, port: u16| SocketAddr::from(([192, 0, 2, ip], port));
+        for n in 0..UNROUTED_PER_SOURCE as u32 {
+            assert!(d.make_room(from(1, 1000).ip()).is_empty());
+            d.wait(inbound(n), addr(1), from(1, 1000 + n as u16));
+        }
+        // One more from that address: its oldest goes; another address takes no room of it.
+        assert_eq!(d.make_room(from(1, 9).ip()), vec![inbound(0)]);
+        assert!(d.make_room(from(2, 9).ip()).is_empty());
+        // A routed connection is out of the count.
+        let _ = d.take(inbound(0));
+        assert!(d.make_room(from(1, 9).ip()).is_empty());
+        // Past the total, the oldest of all goes, whoever sent it.
+        let mut n = 100;
+        while d.waiting_count() < UNROUTED_MAX {
+            d.wait(inbound(n), addr(1), from((n % 200) as u8 + 10, 1));
+            n += 1;
+        }
+        assert_eq!(d.make_room(from(250, 9).ip()), vec![inbound(1)]);
+        d.remove(inbound(1));
+        assert!(d.make_room(from(250, 9).ip()).is_empty());
     }
 
     #[test]

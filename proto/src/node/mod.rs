@@ -63,6 +63,7 @@ use crate::turn::TurnConfig;
 use connector::{Connector, Stage};
 pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
+pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
 use relays::Relays;
 use signalling::Signalling;
 use timers::NodeTimer;
@@ -92,6 +93,31 @@ pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a file sent to an account waits for any device to announce itself.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a ready connection that no channel uses stays open: then our side ends TLS
+/// (close_notify) and closes, and the peer, hearing close_notify while it uses no channel
+/// either, closes its side too. Long enough that the next file a user picks after a first
+/// one (seconds, or a minute later) reuses the connection, without the DHT exchange, ICE and
+/// TLS again (seconds on a relayed path); short enough that a listener that runs for months
+/// holds no descriptor, keepalive or relay stream for peers that are done.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most connectors (remote devices connecting, connected, or failed recently) the node keeps
+/// at once. Each runs an ICE agent and a TLS session; a stranger can make any number of
+/// accounts, so past this a request is left unanswered unless a failed connector can be
+/// forgotten, or a contact's request takes the place of a stranger's that is not ready.
+pub const MAX_CONNECTORS: usize = 256;
+/// Most connectors, and devices known, per account: an account can sign any number of
+/// devices, and Jami's users have a handful. Past it, the account's oldest failed connector
+/// is forgotten to make room, or the request waits for its next retry.
+pub const MAX_CONNECTORS_PER_ACCOUNT: usize = 16;
+/// Most incoming transfers at once from the devices of one account, whatever their state:
+/// past it, the account's new channels are declined (its sender hears a refusal). Each holds
+/// a transfer machine and, once accepted, an open file.
+pub const MAX_TRANSFERS_PER_PEER: usize = 64;
+/// Most offers at once from the devices of one account that the local user has not
+/// accepted yet (their header still awaited, or a decision): past it, the account's new
+/// channels are declined. A stranger cannot queue prompts ahead of a contact's without
+/// bound; a contact sending a folder of files at once still fits.
+pub const MAX_OFFERS_PER_PEER: usize = 32;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -168,6 +194,9 @@ impl NodeConfig {
 /// ([`device`](Self::device), [`dropped`](Self::dropped), [`bugs`](Self::bugs),
 /// [`relayed`](Self::relayed), [`listening`](Self::listening),
 /// [`known_connections`](Self::known_connections),
+/// [`connections_of`](Self::connections_of),
+/// [`unrouted_connections`](Self::unrouted_connections),
+/// [`pending_offers`](Self::pending_offers),
 /// [`ready_connections`](Self::ready_connections),
 /// [`timeout_reason`](Self::timeout_reason)); `handle_*`
 /// ([`handle_input`](Endpoint::handle_input), [`handle_timeout`](Endpoint::handle_timeout));
@@ -297,6 +326,26 @@ impl Node {
     /// recently).
     pub fn known_connections(&self) -> usize {
         self.connectors.len()
+    }
+
+    /// How many connectors of devices of `account` the node keeps (at most
+    /// [`MAX_CONNECTORS_PER_ACCOUNT`]).
+    pub fn connections_of(&self, account: &AccountId) -> usize {
+        self.connectors
+            .values()
+            .filter(|c| c.peer().account == *account)
+            .count()
+    }
+
+    /// How many accepted (or relayed-in) connections wait for a first check to name their
+    /// session (at most [`UNROUTED_MAX`], and [`UNROUTED_PER_SOURCE`] per address).
+    pub fn unrouted_connections(&self) -> usize {
+        self.demux.waiting_count()
+    }
+
+    /// How many incoming transfers wait for the local user (their header, or a decision).
+    pub fn pending_offers(&self) -> usize {
+        self.transfers.offers(None)
     }
 
     /// How many connections to remote devices are ready (TLS up, channels usable).
@@ -515,9 +564,10 @@ impl Node {
     }
 
     /// Work that a pump leaves behind: failed connectors to forget, resets of transfers
-    /// whose connection died.
+    /// whose connection died, the idle timers of ready connections.
     fn after_pump(&mut self, now: Instant) {
         self.forget_failed(now);
+        self.watch_idle(now);
         while let Some(t) = self.pending_reset.pop_front() {
             self.transfer_input(now, t, crate::transfer::Input::StreamReset);
             self.pump(now);

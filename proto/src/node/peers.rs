@@ -11,7 +11,7 @@ use super::connector::{self, Connector, Env, Link, Stage};
 use super::counters::bug;
 use super::demux::Route;
 use super::timers::NodeTimer;
-use super::{FORGET_FAILED, Node};
+use super::{FORGET_FAILED, IDLE_TIMEOUT, MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT, Node};
 use crate::ice;
 use crate::io::{Event, Output};
 use crate::signal::{PeerConnection, Recipient};
@@ -19,16 +19,20 @@ use crate::tls::{AccountId, DeviceId};
 use crate::transfer;
 
 impl Node {
-    /// The connector to `device`, made (as requester) if there is none.
+    /// The connector to `device`, made (as requester) if there is none; `None` if there is
+    /// no room for one (see [`room_for_connector`](Self::room_for_connector)).
     pub(super) fn ensure_connector(
         &mut self,
         now: Instant,
         account: AccountId,
         device: DeviceId,
         recipient: Recipient,
-    ) -> u32 {
+    ) -> Option<u32> {
         if let Some(id) = self.by_device.get(&device) {
-            return *id;
+            return Some(*id);
+        }
+        if !self.room_for_connector(now, account) {
+            return None;
         }
         let id = self.next_connector;
         self.next_connector += 1;
@@ -38,7 +42,55 @@ impl Node {
         if self.gathered {
             self.connector_gathered(now, id);
         }
-        id
+        Some(id)
+    }
+
+    /// Whether `account` is ours or a contact's.
+    fn trusted(&self, account: &AccountId) -> bool {
+        *account == self.config.device.account() || self.config.contacts.contains(account)
+    }
+
+    /// Makes room for one more connector of `account` within [`MAX_CONNECTORS_PER_ACCOUNT`]
+    /// and [`MAX_CONNECTORS`]: the oldest failed connector where room lacks (that account's,
+    /// or anyone's) is forgotten; for an account of ours or a contact's, the oldest
+    /// connector of a stranger that is not ready yet is given up first if need be. `false`
+    /// when there is still no room.
+    pub(super) fn room_for_connector(&mut self, now: Instant, account: AccountId) -> bool {
+        loop {
+            let of_account = self.connections_of(&account);
+            let account_full = of_account >= MAX_CONNECTORS_PER_ACCOUNT;
+            if !account_full && self.connectors.len() < MAX_CONNECTORS {
+                return true;
+            }
+            let in_scope = |c: &Connector| !account_full || c.peer().account == account;
+            let failed = self
+                .connectors
+                .iter()
+                .find(|(_, c)| in_scope(c) && c.stage() == Stage::Failed)
+                .map(|(id, _)| *id);
+            if let Some(id) = failed {
+                self.forget_connector(id);
+                continue;
+            }
+            let stranger = self
+                .connectors
+                .iter()
+                .find(|(_, c)| {
+                    in_scope(c) && c.stage() != Stage::Ready && !self.trusted(&c.peer().account)
+                })
+                .map(|(id, _)| *id);
+            match stranger.filter(|_| self.trusted(&account)) {
+                Some(id) => {
+                    self.connector_failed(
+                        id,
+                        "given up for a contact (too many connections)".to_owned(),
+                    );
+                    // Its connections close before it is forgotten.
+                    self.drain_connector(now, id);
+                }
+                None => return false,
+            }
+        }
     }
 
     /// Candidates are known: the requester puts its request, the answerer permits the
@@ -239,6 +291,7 @@ impl Node {
                 }
                 Link::Relay { slot, turn_conn } => self.relays.close_peer(slot, turn_conn),
             },
+            connector::Output::PauseReading(link, pause) => self.pause_link(link, pause),
             connector::Output::Ready => self.open_pending_channels(id),
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
             connector::Output::Arm(timer, at) => {
@@ -246,6 +299,21 @@ impl Node {
             }
             connector::Output::Disarm(timer) => self.timers.clear(NodeTimer::Connector(id, timer)),
             connector::Output::Fail(why) => self.connector_failed(id, why),
+            connector::Output::Ended => self.connector_ended(now, id),
+        }
+    }
+
+    /// Stops (`pause`) or starts again reading a link: a driver connection directly, a
+    /// stream relayed in through our allocation by its TURN data connection (TCP then pushes
+    /// back on the relay, and the relay on the peer).
+    pub(super) fn pause_link(&mut self, link: Link, pause: bool) {
+        match link {
+            Link::Direct(conn) => self.out.push_back(if pause {
+                Output::PauseReading { conn }
+            } else {
+                Output::ResumeReading { conn }
+            }),
+            Link::Relay { slot, turn_conn } => self.relays.pause_peer(slot, turn_conn, pause),
         }
     }
 
@@ -272,6 +340,56 @@ impl Node {
         if was_ready {
             for t in self.transfers_on(id) {
                 self.pending_reset.push_back(t);
+            }
+        }
+    }
+
+    /// Arms the idle timer of every ready connection that no channel uses, and disarms it
+    /// where one does.
+    pub(super) fn watch_idle(&mut self, now: Instant) {
+        for (id, c) in &self.connectors {
+            let timer = NodeTimer::Idle(*id);
+            if !c.is_idle() {
+                self.timers.clear(timer);
+            } else if !self.timers.is_set(timer) {
+                self.timers.set(timer, now + IDLE_TIMEOUT);
+            }
+        }
+    }
+
+    /// A ready connection no channel used for [`IDLE_TIMEOUT`] closes: TLS close_notify,
+    /// then the connection (the peer, idle too, closes its side on close_notify).
+    pub(super) fn close_idle(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id).filter(|c| c.is_idle()) else {
+            return;
+        };
+        c.close_tls(now);
+        // close_notify goes down to the connection before it closes.
+        self.drain_connector(now, id);
+        self.connector_ended(now, id);
+    }
+
+    /// A connector ends without a failure (its connection went idle, here or at the peer):
+    /// its connections close, the application hears nothing, and the sub-transfers that
+    /// asked it for a channel the peer never answered go on a new connection.
+    pub(super) fn connector_ended(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let (peer, recipient) = (c.peer(), c.recipient());
+        if c.fail().is_none() {
+            return;
+        }
+        self.disarm_connector(id);
+        self.timers.clear(NodeTimer::Idle(id));
+        self.drain_connector(now, id);
+        if self.by_device.get(&peer.device) == Some(&id) {
+            self.by_device.remove(&peer.device);
+        }
+        if self.requeue_pending(id) {
+            match self.ensure_connector(now, peer.account, peer.device, recipient) {
+                Some(next) => self.open_pending_channels(next),
+                None => self.subs_unreachable(peer.device, "no room for a new connection"),
             }
         }
     }

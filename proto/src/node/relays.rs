@@ -48,6 +48,8 @@ pub(super) enum RelayOutput {
     Send { conn: ConnId, data: Bytes },
     /// The client closed one of its connections; its name is forgotten.
     Close { conn: ConnId },
+    /// Stop (`true`) or start again reading one of the client's connections.
+    PauseReading { conn: ConnId, pause: bool },
     /// An event of the client, after the slot took note of allocations.
     Event(TurnEvent),
 }
@@ -169,6 +171,11 @@ impl Relays {
         self.slots[slot].client.send(turn_conn, data)
     }
 
+    /// Stops (`pause`) or starts again reading a relayed stream.
+    pub(super) fn pause_peer(&mut self, slot: usize, turn_conn: ConnId, pause: bool) {
+        self.slots[slot].client.pause_peer(turn_conn, pause);
+    }
+
     /// Closes a relayed stream.
     pub(super) fn close_peer(&mut self, slot: usize, turn_conn: ConnId) {
         self.slots[slot].client.close_peer(turn_conn);
@@ -210,6 +217,22 @@ impl Relays {
                 Output::Close { conn } | Output::Reset { conn } => {
                     if let Some(n) = s.to_node.remove(&conn) {
                         return Some(RelayOutput::Close { conn: n });
+                    }
+                }
+                Output::PauseReading { conn } => {
+                    if let Some(n) = s.to_node.get(&conn) {
+                        return Some(RelayOutput::PauseReading {
+                            conn: *n,
+                            pause: true,
+                        });
+                    }
+                }
+                Output::ResumeReading { conn } => {
+                    if let Some(n) = s.to_node.get(&conn) {
+                        return Some(RelayOutput::PauseReading {
+                            conn: *n,
+                            pause: false,
+                        });
                     }
                 }
                 Output::Event(e) => {
@@ -262,6 +285,11 @@ impl Node {
                     self.demux.forget(conn);
                     self.out.push_back(Output::Close { conn });
                 }
+                RelayOutput::PauseReading { conn, pause } => self.out.push_back(if pause {
+                    Output::PauseReading { conn }
+                } else {
+                    Output::ResumeReading { conn }
+                }),
                 RelayOutput::Event(e) => self.on_turn_event(now, slot, e),
             }
         }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::connector::{Connector, Stage};
 use super::timers::NodeTimer;
-use super::{Node, REQUEST_RETRY, Stopping};
+use super::{MAX_CONNECTORS_PER_ACCOUNT, Node, REQUEST_RETRY, Stopping};
 use crate::io::{DhtKey, Event, Output};
 use crate::signal::{self, Announcement, PeerConnection, Recipient, SeenIds};
 use crate::tls::{AccountId, DeviceId};
@@ -101,11 +101,14 @@ impl Node {
         };
         match Announcement::verify(&value, &account, &self.config.revocations) {
             Ok(a) if a.device != me => {
-                self.signalling
-                    .known
-                    .entry(a.account)
-                    .or_default()
-                    .insert(a.device, a.clone());
+                let known = self.signalling.known.entry(a.account).or_default();
+                if !known.contains_key(&a.device) && known.len() >= MAX_CONNECTORS_PER_ACCOUNT {
+                    // An account can sign any number of devices: past the budget, the
+                    // devices heard of first are the ones reached.
+                    self.dropped.devices_over_budget += 1;
+                    return;
+                }
+                known.insert(a.device, a.clone());
                 self.on_announcement(now, a);
             }
             Ok(_) => {}
@@ -145,9 +148,11 @@ impl Node {
     /// a sub-transfer, and the device a connector.
     pub(super) fn on_announcement(&mut self, now: Instant, a: Announcement) {
         for group in self.transfers.groups_without(a.account, a.device) {
-            self.add_sub(group, a.device);
-            let id = self.ensure_connector(now, a.account, a.device, a.recipient());
-            self.open_pending_channels(id);
+            let sub = self.add_sub(group, a.device);
+            match self.ensure_connector(now, a.account, a.device, a.recipient()) {
+                Some(id) => self.open_pending_channels(id),
+                None => self.sub_without_room(sub),
+            }
         }
     }
 
@@ -223,6 +228,12 @@ impl Node {
             device: opened.device,
             seal_key,
         };
+        if !self.room_for_connector(now, opened.account) {
+            // No answer now; the requester's retry (the same id) gets another chance.
+            self.dropped.requests_over_budget += 1;
+            self.signalling.seen.forget(opened.device, msg.id, false);
+            return;
+        }
         if let Some(existing) = self.by_device.get(&opened.device).copied() {
             let c = &self.connectors[&existing];
             // Our own request to that device, not answered yet: the requests cross.

@@ -32,6 +32,8 @@ pub(super) enum NodeTimer {
     Lookup(TransferId),
     /// One of a connector's timers.
     Connector(u32, connector::Timer),
+    /// A ready connection no channel used for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT) closes.
+    Idle(u32),
     /// A failed connector is forgotten (it stayed to answer retried requests and to
     /// remember a denial).
     Forget(u32),
@@ -50,6 +52,7 @@ impl NodeTimer {
             NodeTimer::Connector(_, connector::Timer::Answer) => "answer timeout",
             NodeTimer::Connector(_, connector::Timer::Permission) => "permission wait",
             NodeTimer::Connector(_, connector::Timer::Tls) => "tls handshake",
+            NodeTimer::Idle(_) => "idle connection",
             NodeTimer::Forget(_) => "forget failed connection",
         }
     }
@@ -63,7 +66,7 @@ impl NodeTimer {
     /// up to this id.
     fn after_agents(self) -> Option<u32> {
         match self {
-            NodeTimer::Connector(id, _) => Some(id),
+            NodeTimer::Connector(id, _) | NodeTimer::Idle(id) => Some(id),
             NodeTimer::Forget(_) => Some(u32::MAX),
             _ => None,
         }
@@ -74,7 +77,7 @@ impl Node {
     /// Why [`poll_timeout`](crate::io::Endpoint::poll_timeout) chose its deadline, for logs
     /// and traces: one of the node's timers (`"gathering"`, `"announcement"`,
     /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"request retry"`,
-    /// `"answer timeout"`, `"permission wait"`, `"tls handshake"`,
+    /// `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
     /// `"forget failed connection"`), an ICE agent's (its own
     /// [`timeout_reason`](crate::ice::Agent::timeout_reason)), `"turn client"` or
     /// `"transfer"`. When several fall due at once, the first of that list.
@@ -142,6 +145,7 @@ impl Node {
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),
             NodeTimer::Lookup(group) => self.lookup_failed(group),
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),
+            NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),
         }
     }
@@ -170,6 +174,7 @@ impl Node {
     /// Removes connector `id` with its timers (its routes are the caller's business).
     pub(super) fn remove_connector(&mut self, id: u32) -> Option<Connector> {
         self.disarm_connector(id);
+        self.timers.clear(NodeTimer::Idle(id));
         self.demux.forget_agent(id);
         self.timers.clear(NodeTimer::Forget(id));
         self.connectors.remove(&id)

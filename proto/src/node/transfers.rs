@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::Node;
-use super::connector::{Link, Stage};
+use super::connector::Stage;
 use super::counters::bug;
 use super::timers::NodeTimer;
+use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node};
 use crate::Error;
 use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
-use crate::transfer::{self, Form, Incoming, Outgoing, Reason, Status, TransferId};
+use crate::transfer::{self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, TransferId};
 
 /// What the name of a picture ends with, for
 /// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
@@ -183,6 +183,31 @@ impl Transfers {
         )
     }
 
+    /// How many incoming transfers (from `account`, or from anyone) are still running, and
+    /// how many of those wait for the local user (their header, or a decision).
+    fn incoming(&self, account: Option<AccountId>) -> (usize, usize) {
+        let mut running = 0;
+        let mut offers = 0;
+        for slot in self.slots.values() {
+            let Machine::In(m) = &slot.machine else {
+                continue;
+            };
+            if account.is_some_and(|a| a != slot.peer.account) || m.status().is_final() {
+                continue;
+            }
+            running += 1;
+            if matches!(m.status(), Status::Created | Status::WaitHostAcceptance) {
+                offers += 1;
+            }
+        }
+        (running, offers)
+    }
+
+    /// How many incoming transfers (from `account`, or from anyone) wait for the local user.
+    pub(super) fn offers(&self, account: Option<AccountId>) -> usize {
+        self.incoming(account).1
+    }
+
     /// The earliest deadline of a transfer.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.slots
@@ -310,6 +335,19 @@ impl Node {
         sub
     }
 
+    /// The sub-transfers that asked connector `id` for a channel wait for another one;
+    /// `true` if there were any.
+    pub(super) fn requeue_pending(&mut self, id: u32) -> bool {
+        let mut any = false;
+        for p in self.transfers.pending.values_mut() {
+            if p.channel.is_some_and(|(c, _)| c == id) {
+                p.channel = None;
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The channels asked for `device` are forgotten: its connection is starting over.
     pub(super) fn reopen_pending(&mut self, device: DeviceId) {
         for p in self.transfers.pending.values_mut() {
@@ -356,16 +394,12 @@ impl Node {
                 }
                 transfer::Output::PauseReading | transfer::Output::ResumeReading => {
                     let pause = matches!(out, transfer::Output::PauseReading);
-                    if let Some(Link::Direct(conn)) = self
+                    if let Some(link) = self
                         .connectors
                         .get(&connector)
                         .and_then(|c| c.selected_link())
                     {
-                        self.out.push_back(if pause {
-                            Output::PauseReading { conn }
-                        } else {
-                            Output::ResumeReading { conn }
-                        });
+                        self.pause_link(link, pause);
                     }
                 }
                 transfer::Output::File(op) => {
@@ -447,6 +481,19 @@ impl Node {
         self.out.push_back(Output::Event(event));
     }
 
+    /// A new sub-transfer finds no room for a connector to its device: it fails at once.
+    pub(super) fn sub_without_room(&mut self, sub: TransferId) {
+        if let Some(p) = self.transfers.pending.remove(&sub) {
+            let why = "too many connections to that account's devices".to_owned();
+            self.sub_failed(
+                sub,
+                p.group,
+                Status::UnjoinablePeer,
+                Reason::Unreachable(why),
+            );
+        }
+    }
+
     /// Every sub-transfer still waiting for a channel to `device` fails: its connector did.
     pub(super) fn subs_unreachable(&mut self, device: DeviceId, why: &str) {
         let subs: Vec<(TransferId, TransferId)> = self
@@ -509,20 +556,27 @@ impl Node {
                 let Some(c) = self.connectors.get_mut(&id) else {
                     return;
                 };
+                let peer = c.peer();
+                let (running, offers) = self.transfers.incoming(Some(peer.account));
+                let room = running < MAX_TRANSFERS_PER_PEER && offers < MAX_OFFERS_PER_PEER;
+                if tid.is_some() && !room {
+                    self.dropped.channels_over_budget += 1;
+                }
                 match tid {
-                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) => {
+                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) && room => {
                         let Some(accepted) = c.accept_channel(channel) else {
                             return;
                         };
                         if let Err(e) = accepted {
                             bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
                         }
-                        let peer = c.peer();
                         let file = self.transfers.new_file();
+                        let machine = Incoming::new(tid, file, Form::Framed)
+                            .with_header_deadline(now + HEADER_TIMEOUT);
                         self.transfers.slots.insert(
                             tid,
                             Slot {
-                                machine: Machine::In(Incoming::new(tid, file, Form::Framed)),
+                                machine: Machine::In(machine),
                                 connector: id,
                                 channel,
                                 group: None,

@@ -35,4 +35,14 @@ impl SeenIds {
         }
         true
     }
+
+    /// Forgets that a request or answer was seen, so that it counts as new when it comes
+    /// again (one that could not be taken up then, for lack of room, gets another chance
+    /// with the sender's next retry).
+    pub fn forget(&mut self, from: DeviceId, id: u64, is_answer: bool) {
+        let key = (from, id, is_answer);
+        if self.set.remove(&key) {
+            self.order.retain(|k| *k != key);
+        }
+    }
 }

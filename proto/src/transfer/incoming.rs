@@ -8,6 +8,11 @@
 //!                                                  └─mismatch──▶ discard, VERDICT BAD, digest_mismatch
 //! ```
 //!
+//! A header that does not come by the deadline given with
+//! [`with_header_deadline`](Incoming::with_header_deadline), and an offer the local user
+//! leaves unanswered for [`DECISION_TIMEOUT`](super::DECISION_TIMEOUT), end the transfer
+//! `timeout_expired` (the second with `NGO`, so the sender hears it).
+//!
 //! The partial file keeps what arrived when the peer cancels or the stream breaks, so a later
 //! transfer of the same file resumes from it; it is deleted when the local user cancels, when
 //! the digest does not match, or when the peer sends more than it announced.
@@ -21,7 +26,8 @@ use super::frame::{CancelCode, Frame, FrameDecoder};
 use super::header::{EXTENSION_VERSION, Header, HeaderParser};
 use super::reply::Reply;
 use super::{
-    Digest, Form, Input, LINGER, Output, Reason, SafeName, Status, Timer, TransferId, WRITE_WINDOW,
+    DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, Reason, SafeName, Status, Timer,
+    TransferId, WRITE_WINDOW,
 };
 use crate::Error;
 use crate::io::{Event, FileId, FileOp, FileResult};
@@ -112,6 +118,14 @@ impl Incoming {
         }
     }
 
+    /// Ends the transfer `timeout_expired` if no header has come by `at` (a node gives
+    /// [`HEADER_TIMEOUT`](super::HEADER_TIMEOUT) to a stream a peer opened): a peer that
+    /// opens streams and says nothing holds them for no longer.
+    pub fn with_header_deadline(mut self, at: Instant) -> Incoming {
+        self.timers.set(Timer::Header, at);
+        self
+    }
+
     /// The transfer's id.
     pub fn id(&self) -> TransferId {
         self.id
@@ -159,6 +173,7 @@ impl Incoming {
             return Err(Error::NotNow("accept: no header yet"));
         };
         self.state = State::Opening;
+        self.timers.clear(Timer::Decision);
         self.out.push_back(Output::File(FileOp::OpenPartial {
             file: self.file,
             name,
@@ -215,8 +230,16 @@ impl Incoming {
     /// Lets time pass.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_expired(now) {
-            if timer == Timer::Linger {
-                self.close_stream();
+            match timer {
+                Timer::Linger => self.close_stream(),
+                Timer::Header if self.state == State::WaitHeader => {
+                    self.finish(Status::TimeoutExpired, Some(Reason::Timeout), Partial::Keep);
+                    self.close_stream();
+                }
+                Timer::Decision if self.state == State::WaitHost => {
+                    self.refuse_with(now, Status::TimeoutExpired, Reason::Timeout)
+                }
+                _ => {}
             }
         }
     }
@@ -267,9 +290,11 @@ impl Incoming {
         let size = header.content_length;
         let name = SafeName::from_display_name(&header.display_name);
         self.header = Some(header);
+        self.timers.clear(Timer::Header);
         match name {
             Ok(name) => {
                 self.state = State::WaitHost;
+                self.timers.set(Timer::Decision, now + DECISION_TIMEOUT);
                 self.out.push_back(Output::Event(Event::IncomingTransfer {
                     transfer: self.id,
                     name: name.to_string(),
@@ -550,6 +575,8 @@ impl Incoming {
             return;
         }
         self.state = State::Done(status);
+        self.timers.clear(Timer::Header);
+        self.timers.clear(Timer::Decision);
         if self.paused {
             self.paused = false;
             self.out.push_back(Output::ResumeReading);

@@ -38,6 +38,16 @@ use crate::io::{Event, FileOp, FileResult};
 
 /// How long a sender waits for `GO` / `NGO` (Jami's `timeout_expired`).
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long an offer waits for the local user's answer before the receiver answers `NGO`
+/// itself and the offer ends `timeout_expired`: as long as a sender waits for that answer.
+/// A Ferry sender's wait started earlier (it sent the header) and normally ends first; this
+/// one ends an offer whose sender never gives up, so an unanswered prompt is not kept for ever.
+pub const DECISION_TIMEOUT: Duration = ACCEPT_TIMEOUT;
+/// How long a receiver that was given a stream waits for the header (see
+/// [`Incoming::with_header_deadline`]). A sender writes it as soon as the stream is open and
+/// its file is: a round trip and a file open, seconds on a loaded host. A peer that opens
+/// streams and withholds their headers holds each for no longer than this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the side that sent a transfer's last message waits for the other side to close.
 pub const LINGER: Duration = Duration::from_secs(30);
 /// Most bytes a sender has handed to the stream and not yet seen leave (`Writable`).
@@ -107,6 +117,10 @@ pub enum Output {
 enum Timer {
     /// The sender's wait for `GO` / `NGO`.
     Accept,
+    /// The receiver's wait for the header.
+    Header,
+    /// The receiver's wait for the local user's answer.
+    Decision,
     /// The wait for the peer to close after our last message.
     Linger,
 }

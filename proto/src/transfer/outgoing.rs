@@ -198,6 +198,8 @@ impl Outgoing {
                     }
                 }
                 Timer::Linger => self.close_stream(),
+                // The receiver's timers.
+                Timer::Header | Timer::Decision => {}
             }
         }
     }

@@ -36,7 +36,11 @@ pub enum Status {
     InvalidPathname,
     /// No connection to the device could be established.
     UnjoinablePeer,
-    /// The peer did not answer the header within [`ACCEPT_TIMEOUT`](crate::transfer::ACCEPT_TIMEOUT).
+    /// An answer did not come in time: the receiver's to the header, within
+    /// [`ACCEPT_TIMEOUT`](crate::transfer::ACCEPT_TIMEOUT) (sender); the local user's to an
+    /// offer, within [`DECISION_TIMEOUT`](crate::transfer::DECISION_TIMEOUT), or the
+    /// sender's header on a stream it opened, within
+    /// [`HEADER_TIMEOUT`](crate::transfer::HEADER_TIMEOUT) (receiver).
     TimeoutExpired,
     /// Ferry: every byte arrived but the SHA3-512 did not match; nothing was kept.
     DigestMismatch,

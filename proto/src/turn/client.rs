@@ -378,6 +378,19 @@ impl TurnClient {
         }
     }
 
+    /// Stops (`pause`) or starts again reading the data connection of a relayed stream: the
+    /// owner holds what the peer sent and wants TCP to push back (through the server, which
+    /// stops reading the peer when its own buffers fill).
+    pub fn pause_peer(&mut self, conn: ConnId, pause: bool) {
+        if let Some(DataConn::Bound) = self.data.get(&conn) {
+            self.out.push_back(if pause {
+                Output::PauseReading { conn }
+            } else {
+                Output::ResumeReading { conn }
+            });
+        }
+    }
+
     /// Closes a data connection.
     pub fn close_peer(&mut self, conn: ConnId) {
         if self.data.remove(&conn).is_some() {

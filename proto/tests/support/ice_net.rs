@@ -3,7 +3,7 @@
 //! Shared by `proto/tests/ice.rs` and the trace snapshots in `tests/tests/ice_pair.rs`.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,12 @@ pub struct Net {
     pub trace: Recorder,
     wires: BTreeMap<(usize, ConnId), FramedWire>,
     txs: Ordinals<u128>,
+    /// Connections whose host asked not to be read, and what arrived for them meanwhile
+    /// (bytes and the peer's close, in order), as a driver holds them.
+    paused: BTreeSet<(usize, ConnId)>,
+    held: BTreeMap<(usize, ConnId), VecDeque<Input>>,
+    /// Every pause and resume asked, in order: (host, connection, paused).
+    pub pauses: Vec<(usize, ConnId, bool)>,
 }
 
 impl Net {
@@ -79,6 +85,9 @@ impl Net {
             trace: Recorder::new(),
             wires: BTreeMap::new(),
             txs: Ordinals::new("tx"),
+            paused: BTreeSet::new(),
+            held: BTreeMap::new(),
+            pauses: Vec::new(),
         }
     }
 
@@ -265,6 +274,20 @@ impl Net {
                     );
                 }
             }
+            Output::PauseReading { conn } => {
+                self.note(h, format!("pause reading {conn}"));
+                self.pauses.push((h, conn, true));
+                self.paused.insert((h, conn));
+            }
+            Output::ResumeReading { conn } => {
+                self.note(h, format!("resume reading {conn}"));
+                self.pauses.push((h, conn, false));
+                self.paused.remove(&(h, conn));
+                // What was held arrives now, in order, ahead of anything still on the way.
+                for input in self.held.remove(&(h, conn)).unwrap_or_default() {
+                    self.deliver(Delivery::Input(h, input));
+                }
+            }
             Output::Data { conn, data } => self.hosts[h].data.push((conn, data)),
             Output::Event(event) => {
                 let summary = ferry_proto::trace::ice_event(&event);
@@ -290,6 +313,13 @@ impl Net {
                 };
                 if conn.is_some_and(|c| self.hosts[h].closed.contains(&c)) {
                     return;
+                }
+                if let Input::Received { conn, .. } | Input::Closed { conn } = &input {
+                    let key = (h, *conn);
+                    if self.paused.contains(&key) || self.held.contains_key(&key) {
+                        self.held.entry(key).or_default().push_back(input);
+                        return;
+                    }
                 }
                 let text = match &input {
                     Input::Accepted {

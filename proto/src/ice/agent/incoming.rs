@@ -43,27 +43,53 @@ impl Agent {
                 }
             }
         }
-        let limit = self.config.early_data_limit;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if state == State::Selected && selected_conn == Some(conn) {
             self.out.push_back(Output::Data { conn, data: frame });
         } else if state == State::Checking && (c.pair.is_some() || c.early_check.is_some()) {
-            // The peer selected this connection first and its application already speaks;
-            // keep the bytes until we select it too.
-            if c.early_bytes + frame.len() > limit {
-                let pair = c.pair;
-                self.close_conn(conn);
-                if let Some(idx) = pair {
-                    self.fail_pair(now, idx, PairFailure::EarlyDataOverflow);
-                }
-            } else {
-                c.early_bytes += frame.len();
-                c.early_data.push(frame);
-            }
+            self.keep_early(now, conn, frame);
         } else {
             self.dropped.non_stun += 1;
+        }
+    }
+
+    /// The peer selected this connection first and its application already speaks: keep
+    /// its bytes until we select it too. Before the remote description, past
+    /// [`early_data_limit`](crate::ice::Config::early_data_limit), the driver stops reading
+    /// it (TCP pushes back; closing would lose the peer's selected connection). Past
+    /// [`early_data_cap`](crate::ice::Config::early_data_cap) for the whole agent, the
+    /// connection closes, and the close is recorded.
+    fn keep_early(&mut self, now: Instant, conn: ConnId, frame: Bytes) {
+        let (limit, cap) = (self.config.early_data_limit, self.config.early_data_cap);
+        let described = self.remote_credentials.is_some();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if self.early_total + frame.len() > cap {
+            let pair = c.pair;
+            self.close_conn(conn);
+            match pair {
+                Some(idx) => self.fail_pair(now, idx, PairFailure::EarlyDataOverflow),
+                None => self.dropped.early_data_overflow += 1,
+            }
+            return;
+        }
+        c.early_bytes += frame.len();
+        self.early_total += frame.len();
+        c.early_data.push(frame);
+        if !described && !c.paused && c.early_bytes >= limit {
+            c.paused = true;
+            self.out.push_back(Output::PauseReading { conn });
+        }
+    }
+
+    /// Lets the driver read a paused connection again.
+    pub(super) fn resume(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn).filter(|c| c.paused) {
+            c.paused = false;
+            self.out.push_back(Output::ResumeReading { conn });
         }
     }
 

@@ -48,6 +48,11 @@ pub struct Dropped {
     pub unmatched_connection: u64,
     /// Accepted connections closed because no valid check came on them in time.
     pub silent_connection: u64,
+    /// Connections without a pair yet closed because the peer's application bytes on them
+    /// went past [`Config::early_data_cap`] (a driver that kept delivering after
+    /// [`Output::PauseReading`], or one huge read). A connection with a pair fails it with
+    /// [`PairFailure::EarlyDataOverflow`] instead.
+    pub early_data_overflow: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +120,8 @@ struct Conn {
     early_check: Option<EarlyCheck>,
     early_data: Vec<Bytes>,
     early_bytes: usize,
+    /// We asked the driver to stop reading it (early data before the remote description).
+    paused: bool,
 }
 
 impl Conn {
@@ -128,6 +135,7 @@ impl Conn {
             early_check: None,
             early_data: Vec::new(),
             early_bytes: 0,
+            paused: false,
         }
     }
 }
@@ -166,6 +174,8 @@ pub struct Agent {
     nominating: Option<usize>,
     selected: Option<usize>,
     state: State,
+    /// Application bytes kept, over every connection, until a pair is selected.
+    early_total: usize,
     timers: Timers<Timer>,
     out: VecDeque<Output>,
     dropped: Dropped,
@@ -213,6 +223,7 @@ impl Agent {
             nominating: None,
             selected: None,
             state: State::Checking,
+            early_total: 0,
             timers,
             out: VecDeque::new(),
             dropped: Dropped::default(),
@@ -413,7 +424,9 @@ impl Agent {
     // ----- application calls -----
 
     /// The peer's description arrived: forms the check list and starts the checks, then
-    /// the triggered checks of connections whose checks arrived early.
+    /// the triggered checks of connections whose checks arrived early. Connections paused
+    /// for their early data are read again: the answers to those triggered checks come
+    /// behind the peer's bytes.
     pub fn set_remote_description(
         &mut self,
         now: Instant,
@@ -455,6 +468,15 @@ impl Agent {
                 c.early_check = None;
             }
             self.bind_accepted(now, conn, check);
+        }
+        let paused: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in paused {
+            self.resume(conn);
         }
         self.schedule(now);
         Ok(())

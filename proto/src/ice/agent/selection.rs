@@ -64,6 +64,8 @@ impl Agent {
             .set(Timer::Keepalive, now + self.config.keepalive_interval);
         self.timers
             .set(Timer::Consent, now + self.config.consent_timeout);
+        self.resume(conn);
+        self.early_total = 0;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.early_bytes = 0;
             for data in std::mem::take(&mut c.early_data) {
@@ -131,7 +133,8 @@ impl Agent {
 
     /// Closes a connection we no longer need; its pair, if any, keeps its state.
     pub(super) fn close_conn(&mut self, conn: ConnId) {
-        if self.conns.remove(&conn).is_some() {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.early_total = self.early_total.saturating_sub(c.early_bytes);
             self.forget_conn(conn);
             self.out.push_back(Output::Close { conn });
         }

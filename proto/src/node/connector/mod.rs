@@ -122,6 +122,8 @@ pub(super) enum Output {
     Send { link: Link, data: Bytes },
     /// The agent is done with a link.
     Close(Link),
+    /// Stop (`true`) or start again (`false`) reading a link: the agent holds early data.
+    PauseReading(Link, bool),
     /// TLS is up: channels can be opened.
     Ready,
     /// Something happened on a channel.
@@ -133,6 +135,10 @@ pub(super) enum Output {
     /// The connector cannot go on: the node fails it ([`Connector::fail`]) for this reason
     /// and tells everything that waited on it.
     Fail(String),
+    /// The peer ended TLS while no channel was in use (its side went idle): the node ends
+    /// the connector without a failure, and what still waits for the device goes on a new
+    /// connection.
+    Ended,
 }
 
 /// What the node lends a connector that makes its agent or seals a message.
@@ -293,6 +299,17 @@ impl Connector {
     /// Answerer: whether it waits for permissions for one of `ips`.
     pub(super) fn waits_for(&self, ips: &[IpAddr]) -> bool {
         self.stage == Stage::WaitPermission && self.peer_ips.iter().any(|ip| ips.contains(ip))
+    }
+
+    /// Whether the connection is ready and no channel is known on it (none requested,
+    /// offered or open).
+    pub(super) fn is_idle(&self) -> bool {
+        self.stage == Stage::Ready && self.mux.as_ref().is_some_and(|m| m.channels() == 0)
+    }
+
+    /// Who to put a new request to, for a new connector to this device.
+    pub(super) fn recipient(&self) -> Recipient {
+        self.recipient
     }
 
     /// The link of the selected pair.

@@ -127,6 +127,12 @@ impl Connector {
                     self.out.push_back(Output::Close(link));
                 }
             }
+            ice::Output::PauseReading { conn } | ice::Output::ResumeReading { conn } => {
+                let pause = matches!(out, ice::Output::PauseReading { .. });
+                if let Some(link) = self.links.get(&conn).copied() {
+                    self.out.push_back(Output::PauseReading(link, pause));
+                }
+            }
             ice::Output::Data { data, .. } => {
                 if let Some(tls) = self.tls.as_mut() {
                     tls.handle_input(now, TlsInput::Received(data));
@@ -225,8 +231,13 @@ impl Connector {
                 while let Some(event) = self.mux.as_mut().and_then(Mux::poll_event) {
                     self.out.push_back(Output::Channel(event));
                 }
-                self.out
-                    .push_back(Output::Fail("connection closed by the peer".to_owned()));
+                if self.mux.as_ref().is_some_and(|m| !m.in_use()) {
+                    // The peer's side went idle: nothing ran here, nothing failed.
+                    self.out.push_back(Output::Ended);
+                } else {
+                    self.out
+                        .push_back(Output::Fail("connection closed by the peer".to_owned()));
+                }
             }
             TlsOutput::Failed(f) => self.out.push_back(Output::Fail(format!("TLS: {f}"))),
         }
