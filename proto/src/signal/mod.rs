@@ -11,15 +11,16 @@ mod keys;
 mod message;
 mod replay;
 mod seal;
+mod sender;
 
 pub use crate::rng::SeededRng;
 pub use announce::Announcement;
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};
-pub use seal::{MAX_SEALED, Opened, Recipient, open, seal};
+pub use seal::{MAX_SEALED, Opened, Recipient, open, open_at, seal};
 
-use crate::tls::{AccountId, DeviceId};
+use crate::tls::{AccountId, DeviceId, PeerCheckError};
 
 /// Why a DHT value was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,4 +49,8 @@ pub enum SignalError {
     /// The sender's device is revoked.
     #[error("device {0} is revoked")]
     Revoked(DeviceId),
+    /// The sender's certificates would not pass TLS: self-signed, outside their validity, not
+    /// chaining to the account.
+    #[error("the sender's identity is refused: {0}")]
+    Identity(PeerCheckError),
 }
