@@ -244,7 +244,10 @@ impl Incoming {
                 }
                 Err(e) => self.refuse_with(now, Status::Invalid, Reason::BadHeader(e)),
             },
-            State::Done(_) => {}
+            // Committing: the file is verified and being renamed. As for the local user's
+            // cancel, it is too late, and the VERDICT the peer gets says so; taking a CANCEL
+            // (or a violation) now would report a failure for a file that gets its name.
+            State::Done(_) | State::Committing => {}
             _ if self.framed => {
                 self.frames.push(&data);
                 while !matches!(self.state, State::Done(_)) {
