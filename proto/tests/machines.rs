@@ -580,3 +580,35 @@ fn a_peer_cancel_in_every_state_ends_the_transfer_and_never_loses_a_verified_fil
         assert_eq!(reason(&outs), Some(Reason::PeerCancelled(CancelCode::User)));
     }
 }
+
+/// Found by the `transfer_machines` fuzz target: in the raw form, an empty read asked for an
+/// empty write; once the real writes completed the file, the answer to that empty write came
+/// in Checking and was refused as "not asked for" (a caller error for an answer the machine
+/// had asked for).
+#[test]
+fn an_empty_read_asks_for_no_write() {
+    let now = Instant::now();
+    let mut m = accepted(5, 0, false, now);
+    drain_in(&mut m);
+    m.handle_input(now, Input::Received(Bytes::from_static(b"hello")))
+        .expect("ok");
+    m.handle_input(now, Input::Received(Bytes::new()))
+        .expect("ok");
+    let writes: Vec<(u64, usize)> = drain_in(&mut m)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::File(FileOp::Write { offset, data, .. }) => Some((offset, data.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, [(0, 5)], "one write, of the five bytes");
+    m.handle_input(
+        now,
+        Input::File(FileResult::Written {
+            file: F,
+            offset: 0,
+            len: 5,
+        }),
+    )
+    .expect("the answer to the write asked for");
+}
