@@ -682,10 +682,32 @@ impl TurnServer {
         let Ok(cid) = req.attribute::<ConnectionId>().map(|c| c.id()) else {
             return;
         };
+        // A connection that carries an allocation cannot become another's data connection.
+        if matches!(
+            self.clients.get(&conn),
+            Some(ClientConn::Control { alloc: Some(_), .. })
+        ) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
+        }
+        let owner = self
+            .peers
+            .get(&cid)
+            .and_then(|p| self.allocations.get(&p.alloc))
+            .map(|a| a.username.clone());
         let Some(p) = self.peers.get_mut(&cid) else {
             // No such connection (expired, or never): coturn answers 400 and closes.
             return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
         };
+        // Only a peer connection waiting for its bind can be bound, and only by the user
+        // whose allocation it belongs to: one still connecting, or bound already, is left as
+        // it is (replacing its state first let a premature or second bind, even another
+        // user's, take the peer's bytes).
+        if !matches!(p.state, PeerState::Waiting { .. }) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
+        }
+        if owner.as_deref() != Some(username) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 441, username);
+        }
         let PeerState::Waiting { early, .. } =
             std::mem::replace(&mut p.state, PeerState::Bound { data: conn })
         else {
