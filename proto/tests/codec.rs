@@ -293,8 +293,9 @@ fn bad_frames_are_refused_from_their_header() {
     }
 }
 
-/// Found by the `transfer_header` fuzz target: a blank line (spaces only) longer than a line
-/// may be was a header's end when read whole, and too long when read byte by byte.
+/// Found while writing the `transfer_header` fuzz target's check that any split gives the same
+/// verdict: a blank line (spaces only) longer than a line may be was a header's end when read
+/// whole, and too long when read byte by byte.
 #[test]
 fn a_blank_line_longer_than_a_line_is_refused_however_it_arrives() {
     let mut bytes = b"Content-Length: 1\n".to_vec();
