@@ -176,6 +176,7 @@ fn a_connection_bind_takes_only_a_waiting_connection_of_its_own_user() {
         w.add_attribute(&ConnectionId::new(cid)).expect("attr");
     };
     let early = h.accept(2);
+    // SECURITY: row 104
     let answer = h.request(early, CONNECTION_BIND, ("alice", "pa"), bind);
     assert_eq!(
         Harness::verdict(&answer),
