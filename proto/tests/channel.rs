@@ -122,6 +122,7 @@ fn a_request_on_the_wrong_parity_is_declined_and_stray_data_dropped() {
     let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
     // A broken (or hostile) client asks for an even channel: the server declines it.
     let mut wire = BytesMut::new();
+    // SECURITY: row 28
     let control = rmp_serde::to_vec_named(&serde_json_like(2)).expect("encode");
     encode_unit(0, &control, &mut wire);
     encode_unit(9, b"data for a channel nobody opened", &mut wire);
@@ -153,6 +154,7 @@ fn serde_json_like(channel: u16) -> Request {
 fn malformed_streams_are_errors_that_stay() {
     let cases: [(&[u8], MuxError); 4] = [
         (
+            // SECURITY: row 26
             b"\x93\x01\xc4\x00",
             MuxError::Malformed("a unit is a two-element array"),
         ),
@@ -164,6 +166,7 @@ fn malformed_streams_are_errors_that_stay() {
             b"\x92\x01\xa1x",
             MuxError::Malformed("data is a msgpack bin"),
         ),
+        // SECURITY: row 27
         (b"\x92\x01\xc6\x00\x01\x00\x00", MuxError::TooLarge(65_536)),
     ];
     for (wire, want) in cases {
@@ -223,4 +226,27 @@ fn a_peer_gets_a_bounded_share_of_the_channels() {
         .count();
     assert_eq!(declined, 10, "the peer hears each refusal");
     assert!(client.channels() == MAX_PEER_CHANNELS + 1 && ours % 2 == 1);
+}
+
+#[test]
+fn a_peer_asking_for_too_many_channels_is_declined_past_the_limit() {
+    let mut s = Mux::new(Side::Server);
+    let mut wire = BytesMut::new();
+    // SECURITY: row 29
+    for n in 0..(ferry_proto::channel::MAX_CHANNELS as u16 + 100) {
+        let control = rmp_serde::to_vec_named(&serde_json_like(2 * n + 1)).expect("encode");
+        encode_unit(0, &control, &mut wire);
+    }
+    s.handle_bytes(&wire).expect("well-formed");
+    let offered = events(&mut s)
+        .iter()
+        .filter(|e| matches!(e, MuxEvent::OpenRequest { .. }))
+        .count();
+    // The peer's share of the channels is the bound (MAX_PEER_CHANNELS, within MAX_CHANNELS).
+    let share = ferry_proto::channel::MAX_PEER_CHANNELS;
+    assert_eq!(offered, share);
+    assert_eq!(s.channels(), share);
+    // The rest got a DECLINE each: one unit per request past the limit.
+    let declines = std::iter::from_fn(|| s.poll_transmit()).count();
+    assert_eq!(declines, ferry_proto::channel::MAX_CHANNELS + 100 - share);
 }

@@ -96,6 +96,7 @@ fn every_bad_header_gets_its_error() {
             HeaderError::NotANumber("Content-Length"),
         ),
         (
+            // SECURITY: row 6
             b"Content-Length: -1\n\n".to_vec(),
             HeaderError::NotANumber("Content-Length"),
         ),
@@ -120,6 +121,7 @@ fn every_bad_header_gets_its_error() {
             HeaderError::NotANumber("Offset"),
         ),
         (
+            // SECURITY: row 7
             b"Content-Length: 10\nDisplay-Name: a\nOffset: 11\n\n".to_vec(),
             HeaderError::OffsetBeyondSize {
                 offset: 11,
@@ -127,6 +129,7 @@ fn every_bad_header_gets_its_error() {
             },
         ),
         (
+            // SECURITY: row 10
             b"Content-Length: 10\nContent-Length: 20\n\n".to_vec(),
             HeaderError::Duplicate("Content-Length"),
         ),
@@ -168,6 +171,7 @@ fn every_bad_header_gets_its_error() {
 fn the_header_parser_never_holds_more_than_a_header() {
     // A peer that never sends the blank line is cut off at the limit, not buffered forever.
     let mut p = HeaderParser::new();
+    // SECURITY: row 8
     let line = b"X-Pad: 0123456789\n";
     let mut result = Ok(None);
     for _ in 0..(2 * MAX_HEADER / line.len()) {
@@ -258,6 +262,7 @@ fn bad_frames_are_refused_from_their_header() {
         ),
         // A DATA frame announcing 4 GiB is refused before a byte of it is buffered.
         (
+            // SECURITY: row 15
             b"\x01\xff\xff\xff\xff",
             FrameError::BadLength {
                 kind: 1,
@@ -286,4 +291,42 @@ fn bad_frames_are_refused_from_their_header() {
         d.push(wire);
         assert_eq!(d.next_frame(), Err(want), "{wire:?}");
     }
+}
+
+/// Found while writing the `transfer_header` fuzz target's check that any split gives the same
+/// verdict: a blank line (spaces only) longer than a line may be was a header's end when read
+/// whole, and too long when read byte by byte.
+#[test]
+fn a_blank_line_longer_than_a_line_is_refused_however_it_arrives() {
+    let mut bytes = b"Content-Length: 1\n".to_vec();
+    // SECURITY: row 9
+    bytes.extend(std::iter::repeat_n(b' ', MAX_LINE + 1));
+    bytes.push(b'\n');
+    assert_eq!(parse(&bytes), Err(HeaderError::LineTooLong));
+    let mut p = HeaderParser::new();
+    let got = bytes
+        .iter()
+        .map(|b| p.push(&[*b]))
+        .find(|r| !matches!(r, Ok(None)));
+    assert_eq!(got, Some(Err(HeaderError::LineTooLong)));
+}
+
+/// Found by the `transfer_reply` fuzz target: a reply line longer than 32 bytes (zeros before
+/// the offset) parsed when it came whole, and was garbage when it came in pieces.
+#[test]
+fn a_reply_longer_than_its_limit_is_garbage_however_it_arrives() {
+    // SECURITY: row 11
+    let wire = b"GO 0000000000000000000000000000000000004096\n";
+    assert_eq!(ReplyParser::new().push(wire), Err(BadReply));
+    let mut p = ReplyParser::new();
+    let got = wire
+        .iter()
+        .map(|b| p.push(&[*b]))
+        .find(|r| !matches!(r, Ok(None)));
+    assert_eq!(got, Some(Err(BadReply)));
+    // Up to the limit, leading zeros are still a number.
+    assert_eq!(
+        ReplyParser::new().push(b"GO 00000000000000000000000000042\n"),
+        Ok(Some((Reply::GoAt(42), bytes::Bytes::new())))
+    );
 }

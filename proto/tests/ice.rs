@@ -134,6 +134,7 @@ A.A.A.A:YYYY
 
     #[test]
     fn bad_lines_are_skipped_and_counted_never_fatal() {
+        // SECURITY: row 84
         let text = "abcd1234\r\n0123456789abcdef01234567\r\n\
             H1 1 TCP 2130706431 10.0.0.1 5000 typ host tcptype passive\r\n\
             H1 1 TCP 2130706431 10.0.0.1 5000 typ host\r\n\
@@ -649,6 +650,7 @@ A.A.A.A:YYYY
 
     #[test]
     fn a_role_conflict_is_resolved_by_the_tie_breaker() {
+        // SECURITY: row 34
         for role in [Role::Controlling, Role::Controlled] {
             let t0 = Instant::now();
             let mut net = Net::new(t0);
@@ -1104,6 +1106,7 @@ A.A.A.A:YYYY
             )
             .expect("input");
         };
+        // SECURITY: row 30
         // Wrong local ufrag.
         let wrong_user = Builder::new(Class::Request, BINDING, 1)
             .username(&format!("zzzzzzzz:{}", alice.ufrag))
@@ -1112,12 +1115,14 @@ A.A.A.A:YYYY
             .finish(Some(&bob_desc.pwd))
             .expect("builds");
         feed(&mut bob, &wrong_user);
+        // SECURITY: row 31
         // Signed with the wrong password.
         let wrong_key = good(2).finish(Some(&alice.pwd)).expect("builds");
         feed(&mut bob, &wrong_key);
         // Not signed at all.
         let unsigned = good(3).finish(None).expect("builds");
         feed(&mut bob, &unsigned);
+        // SECURITY: row 32
         // Bad fingerprint.
         let mut bad_fp = good(4)
             .finish(Some(&bob_desc.pwd))
@@ -1338,6 +1343,7 @@ A.A.A.A:YYYY
         let m = StunMessage::decode(&check).expect("decodes");
         assert_eq!(m.username, Some(format!("{}:{}", b.ufrag, a.ufrag)));
         assert_eq!(m.role, Some(RoleAttribute::Controlled(alice.tie_breaker())));
+        // SECURITY: row 33
         let answer = |password: &str| {
             Builder::new(Class::Success, BINDING, m.transaction)
                 .xor_mapped(addr("10.0.0.1:40001"))
@@ -1575,6 +1581,7 @@ A.A.A.A:YYYY
         let t0 = Instant::now();
         let (mut bob, _, conn) = bob_with_a_connection(t0);
         let _ = outputs(&mut bob);
+        // SECURITY: row 35
         bob.handle_timeout(t0 + Config::default().check_timeout);
         assert!(outputs(&mut bob).contains(&Output::Close { conn }));
         assert_eq!(bob.dropped().silent_connection, 1);
@@ -1665,6 +1672,7 @@ A.A.A.A:YYYY
             .finish(Some("p"))
             .expect("builds")
             .to_vec();
+        // SECURITY: row 36
         for round in 0..20_000u32 {
             let len = (rng.next_u64() % 120) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();

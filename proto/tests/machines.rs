@@ -67,6 +67,7 @@ fn the_receiver_pauses_reading_while_its_disk_lags_and_resumes_after() {
     let size = 4 * WRITE_WINDOW as u64;
     let mut m = accepted(size, 0, true, now);
     drain_in(&mut m);
+    // SECURITY: row 24
     let chunk = vec![0u8; 64 * 1024];
     let mut writes = Vec::new();
     let mut paused_after = None;
@@ -118,6 +119,7 @@ fn more_data_than_announced_is_refused_and_deleted() {
         let mut m = accepted(100, 0, ext, now);
         drain_in(&mut m);
         let wire = if ext {
+            // SECURITY: row 14
             Frame::Data(vec![0u8; 101].into()).encode()
         } else {
             Bytes::from(vec![0u8; 101])
@@ -151,6 +153,7 @@ fn end_before_all_data_keeps_the_prefix() {
     let mut m = accepted(100, 0, true, now);
     drain_in(&mut m);
     let mut wire = Frame::Data(vec![0u8; 50].into()).encode().to_vec();
+    // SECURITY: row 16
     wire.extend_from_slice(&Frame::End(Digest::of(b"")).encode());
     m.handle_input(now, Input::Received(wire.into()))
         .expect("ok");
@@ -178,6 +181,7 @@ fn a_reset_mid_file_is_never_taken_for_the_end() {
             Bytes::from(vec![0u8; 60])
         };
         m.handle_input(now, Input::Received(wire)).expect("ok");
+        // SECURITY: row 20
         m.handle_input(now, Input::StreamReset).expect("ok");
         let outs = drain_in(&mut m);
         assert_eq!(m.status(), Status::ClosedByPeer);
@@ -193,6 +197,7 @@ fn a_reset_mid_file_is_never_taken_for_the_end() {
 fn a_raw_form_offset_beyond_what_is_held_is_unsupported() {
     let now = Instant::now();
     let mut m = Incoming::new(T, F, Form::Framed);
+    // SECURITY: row 13
     m.handle_input(now, Input::Received(header(100, 40, false)))
         .expect("ok");
     m.accept(now).expect("ok");
@@ -259,6 +264,7 @@ fn the_sender_refuses_bad_replies_and_impossible_offsets() {
         ),
         (
             Form::Framed,
+            // SECURITY: row 12
             b"GO 101\n",
             Reason::Protocol("GO offset beyond the file size"),
         ),
@@ -294,6 +300,7 @@ fn the_sender_waits_ten_minutes_then_cancels_and_lingers() {
         Status::WaitPeerAcceptance,
         "not a millisecond early"
     );
+    // SECURITY: row 23
     m.handle_timeout(deadline);
     let outs = drain_out(&mut m);
     assert_eq!(m.status(), Status::TimeoutExpired);
@@ -333,6 +340,7 @@ fn a_missing_source_is_invalid_pathname() {
 fn the_sender_keeps_at_most_a_window_in_flight() {
     let now = Instant::now();
     let mut m = outgoing_waiting(10 * 1024 * 1024, Form::Framed, now);
+    // SECURITY: row 25
     m.handle_input(now, Input::Received(Bytes::from_static(b"GO 0\n")))
         .expect("ok");
     let outs = drain_out(&mut m);
@@ -388,6 +396,7 @@ fn garbage_from_the_network_never_panics_and_never_writes_past_the_size() {
         let mut written = 0u64;
         for _ in 0..8 {
             let n = (rng.next() % 300) as usize;
+            // SECURITY: row 21
             let mut chunk = rng.bytes(n);
             // Sometimes a plausible frame type, to get past the first byte.
             if !chunk.is_empty() && rng.next() % 2 == 0 {
@@ -463,4 +472,192 @@ fn an_offer_nobody_answers_ends_timeout_expired_with_ngo() {
     m.accept(now).expect("waiting");
     m.handle_timeout(now + DECISION_TIMEOUT);
     assert_eq!(m.status(), Status::WaitHostAcceptance, "opening its file");
+}
+
+#[test]
+fn data_after_end_is_a_protocol_violation_and_nothing_is_committed() {
+    let now = Instant::now();
+    let mut m = accepted(5, 0, true, now);
+    drain_in(&mut m);
+    let mut wire = Frame::Data(Bytes::from_static(b"hello")).encode().to_vec();
+    wire.extend_from_slice(&Frame::End(Digest::of(b"hello")).encode());
+    // SECURITY: row 17
+    wire.extend_from_slice(&Frame::Data(Bytes::from_static(b"more")).encode());
+    m.handle_input(now, Input::Received(wire.into()))
+        .expect("ok");
+    let outs = drain_in(&mut m);
+    assert_eq!(m.status(), Status::ClosedByPeer);
+    assert!(
+        reason(&outs).is_some_and(|r| matches!(r, Reason::Protocol(_))),
+        "{outs:?}"
+    );
+    assert!(!has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::Commit { .. }
+    )));
+    assert!(outs.contains(&Output::Send(Frame::Cancel(CancelCode::Protocol).encode())));
+}
+
+/// Drives an incoming framed transfer of "hello" to `stage`: 0 header only, 1 accepted (partial
+/// opening), 2 receiving, 3 checking (END in, digest asked), 4 committing (digest matched).
+fn incoming_at(stage: u8, now: Instant) -> Incoming {
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(5, 0, true)))
+        .expect("ok");
+    if stage >= 1 {
+        m.accept(now).expect("waiting");
+    }
+    if stage >= 2 {
+        m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 0 }))
+            .expect("ok");
+    }
+    if stage >= 3 {
+        let mut wire = Frame::Data(Bytes::from_static(b"hello")).encode().to_vec();
+        wire.extend_from_slice(&Frame::End(Digest::of(b"hello")).encode());
+        m.handle_input(now, Input::Received(wire.into()))
+            .expect("ok");
+        m.handle_input(
+            now,
+            Input::File(FileResult::Written {
+                file: F,
+                offset: 0,
+                len: 5,
+            }),
+        )
+        .expect("ok");
+    }
+    if stage >= 4 {
+        m.handle_input(
+            now,
+            Input::File(FileResult::Digest {
+                file: F,
+                digest: Digest::of(b"hello"),
+            }),
+        )
+        .expect("ok");
+    }
+    drain_in(&mut m);
+    m
+}
+
+#[test]
+fn a_peer_cancel_in_every_state_ends_the_transfer_and_never_loses_a_verified_file() {
+    let now = Instant::now();
+    for stage in 0..=4 {
+        let mut m = incoming_at(stage, now);
+        // SECURITY: row 19
+        m.handle_input(
+            now,
+            Input::Received(Frame::Cancel(CancelCode::Other(9)).encode()),
+        )
+        .expect("ok");
+        let outs = drain_in(&mut m);
+        assert!(
+            !has_file_op(&outs, |op| matches!(op, FileOp::Discard { .. })),
+            "stage {stage}: a peer's cancel keeps the partial file for a resume"
+        );
+        if stage < 4 {
+            assert_eq!(m.status(), Status::ClosedByPeer, "stage {stage}");
+            assert_eq!(
+                reason(&outs),
+                Some(Reason::PeerCancelled(CancelCode::Other(9)))
+            );
+            assert!(!has_file_op(&outs, |op| matches!(
+                op,
+                FileOp::Commit { .. }
+            )));
+        }
+        // Whatever comes after changes nothing.
+        m.handle_input(
+            now,
+            Input::Received(Bytes::from_static(b"\x01\x00\x00\x00\x01x")),
+        )
+        .expect("ok");
+        m.handle_input(now, Input::StreamReset).expect("ok");
+        let _ = drain_in(&mut m);
+    }
+    // Once verified and being committed, the file is the user's: the cancel comes too late.
+    let mut m = incoming_at(4, now);
+    m.handle_input(
+        now,
+        Input::Received(Frame::Cancel(CancelCode::User).encode()),
+    )
+    .expect("ok");
+    m.handle_input(
+        now,
+        Input::File(FileResult::Committed {
+            file: F,
+            name: "f.bin".into(),
+        }),
+    )
+    .expect("ok");
+    drain_in(&mut m);
+    assert_eq!(m.status(), Status::Finished);
+
+    // The sender, cancelled by the receiver while sending and while waiting for the verdict.
+    for verdict_wait in [false, true] {
+        let mut o = outgoing_waiting(5, Form::Framed, now);
+        o.handle_input(now, Input::Received(Bytes::from_static(b"GO 0\n")))
+            .expect("ok");
+        if verdict_wait {
+            for op in drain_out(&mut o) {
+                if let Output::File(FileOp::Read { offset, len, .. }) = op {
+                    o.handle_input(
+                        now,
+                        Input::File(FileResult::Data {
+                            file: F,
+                            offset,
+                            data: Bytes::from(vec![0u8; len as usize]),
+                        }),
+                    )
+                    .expect("ok");
+                }
+            }
+        }
+        drain_out(&mut o);
+        o.handle_input(
+            now,
+            Input::Received(Frame::Cancel(CancelCode::User).encode()),
+        )
+        .expect("ok");
+        let outs = drain_out(&mut o);
+        assert_eq!(
+            o.status(),
+            Status::ClosedByPeer,
+            "verdict wait {verdict_wait}"
+        );
+        assert_eq!(reason(&outs), Some(Reason::PeerCancelled(CancelCode::User)));
+    }
+}
+
+/// Found by the `transfer_machines` fuzz target: in the raw form, an empty read asked for an
+/// empty write; once the real writes completed the file, the answer to that empty write came
+/// in Checking and was refused as "not asked for" (a caller error for an answer the machine
+/// had asked for).
+#[test]
+fn an_empty_read_asks_for_no_write() {
+    let now = Instant::now();
+    let mut m = accepted(5, 0, false, now);
+    drain_in(&mut m);
+    m.handle_input(now, Input::Received(Bytes::from_static(b"hello")))
+        .expect("ok");
+    m.handle_input(now, Input::Received(Bytes::new()))
+        .expect("ok");
+    let writes: Vec<(u64, usize)> = drain_in(&mut m)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::File(FileOp::Write { offset, data, .. }) => Some((offset, data.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, [(0, 5)], "one write, of the five bytes");
+    m.handle_input(
+        now,
+        Input::File(FileResult::Written {
+            file: F,
+            offset: 0,
+            len: 5,
+        }),
+    )
+    .expect("the answer to the write asked for");
 }

@@ -1,10 +1,11 @@
 //! Signalling values: announcements, sealed requests and answers, replays.
 
 use ferry_proto::signal::{
-    Announcement, PeerConnection, SeededRng, SeenIds, SignalError, devices_key, open, peer_key,
-    seal,
+    Announcement, PeerConnection, SeededRng, SeenIds, SignalError, devices_key, open, open_at,
+    peer_key, seal,
 };
-use ferry_proto::tls::{Account, Device, Revocations, Validity, derive_seed};
+use ferry_proto::tls::{Account, Device, PeerCheckError, Revocations, Validity, derive_seed};
+use rustls::pki_types::UnixTime;
 
 const T0: u64 = 1_795_651_200;
 
@@ -46,18 +47,21 @@ fn bad_announcements_are_refused_with_their_reason() {
     let (bob, mallory) = (account("bob"), account("mallory"));
     let (b1, m1) = (device(&bob, "b1"), device(&mallory, "m1"));
     let none = Revocations::new();
+    // SECURITY: row 66
     // Mallory's device announced under Bob's key.
     let theirs = mallory.announce(&m1).expect("announce");
     assert!(matches!(
         Announcement::verify(&theirs, &bob.id(), &none),
         Err(SignalError::WrongAccount { .. })
     ));
+    // SECURITY: row 67
     // Mallory's account "announcing" Bob's device: Mallory did not sign that certificate.
     let stolen = mallory.announce(&b1).expect("announce");
     assert_eq!(
         Announcement::verify(&stolen, &mallory.id(), &none),
         Err(SignalError::NotSignedByAccount)
     );
+    // SECURITY: row 68
     // A flipped byte in the sealing key breaks the account's signature.
     let mut tampered = bob.announce(&b1).expect("announce");
     let n = tampered.len();
@@ -70,6 +74,7 @@ fn bad_announcements_are_refused_with_their_reason() {
         ),
         "{got:?}"
     );
+    // SECURITY: row 69
     // Revoked devices are ignored.
     let mut revoked = Revocations::new();
     revoked.add(bob.revoke(&[b1.id()], T0, 1).expect("list"));
@@ -97,6 +102,7 @@ fn a_sealed_request_opens_only_for_its_device_and_names_its_sender() {
         Err(SignalError::NotForUs),
         "another device of the same account"
     );
+    // SECURITY: row 72
     let mut altered = sealed.clone();
     let n = altered.len();
     altered[n - 5] ^= 0x80;
@@ -111,6 +117,7 @@ fn a_sealed_request_opens_only_for_its_device_and_names_its_sender() {
         Err(SignalError::Revoked(a1.id()))
     );
     assert!(matches!(
+        // SECURITY: row 73
         open(&b1, &vec![0u8; 100_000], &Revocations::new()),
         Err(SignalError::Malformed(_))
     ));
@@ -176,6 +183,7 @@ fn connection_messages_round_trip_and_refuse_garbage() {
         id: 1,
         protocol: 0x0100_0002,
         ice: String::new(),
+        // SECURITY: row 82
         addresses: vec!["1.2.3.4:5".into(); 1000],
     };
     assert!(PeerConnection::decode(&rmp_serde::to_vec_named(&flood).expect("encode")).is_err());
@@ -194,6 +202,7 @@ fn replays_are_ignored_in_bounded_memory() {
     let b1 = device(&bob, "b1").id();
     let mut seen = SeenIds::new();
     assert!(seen.first_time(b1, 1, false));
+    // SECURITY: row 79
     assert!(!seen.first_time(b1, 1, false), "the same request again");
     assert!(
         seen.first_time(b1, 1, true),
@@ -222,4 +231,72 @@ fn dht_keys_follow_opendht_infohash_get() {
         ferry_proto::io::DhtKey::of_str(&format!("peer:{}", b1.id()))
     );
     assert_ne!(devices_key(&bob.id()), peer_key(&b1.id()));
+}
+
+/// A "device" that is its account: the account certificate and key presented as a device,
+/// which signs like a device and seals like one.
+fn account_as_device(a: &Account) -> Device {
+    let pem = a.to_pem();
+    let cert_end = pem
+        .find("-----END CERTIFICATE-----")
+        .expect("a certificate")
+        + 26;
+    Device::from_pem(&format!("{}{pem}", &pem[..cert_end])).expect("a self-issued device")
+}
+
+#[test]
+fn a_self_signed_device_is_refused_before_any_ice() {
+    let (alice, bob) = (account("alice"), account("bob"));
+    let b1 = device(&bob, "b1");
+    let fake = account_as_device(&alice);
+    let none = Revocations::new();
+    let refused = Some(SignalError::Identity(PeerCheckError::SelfSigned));
+    // SECURITY: row 70
+    let announcement = alice.announce(&fake).expect("announce");
+    assert_eq!(
+        Announcement::verify(&announcement, &alice.id(), &none).err(),
+        refused
+    );
+    let mut rng = SeededRng::from_seed([5; 32]);
+    let sealed = seal(&fake, &b1.recipient(), &request().encode(), &mut rng).expect("seal");
+    assert_eq!(open(&b1, &sealed, &none).err(), refused);
+    assert_eq!(open_at(&b1, &sealed, &none, at(T0 + 86_400)).err(), refused);
+}
+
+fn at(unix: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix))
+}
+
+#[test]
+fn a_device_outside_its_validity_is_refused_before_any_ice() {
+    let (alice, bob) = (account("alice"), account("bob"));
+    let b1 = device(&bob, "b1");
+    let none = Revocations::new();
+    let now = at(T0 + 100 * 86_400);
+    // SECURITY: row 71
+    let expired = alice
+        .add_device(&derive_seed(b"signal", "old"), Validity::days_from(T0, 30))
+        .expect("device");
+    let early = alice
+        .add_device(
+            &derive_seed(b"signal", "new"),
+            Validity::days_from(T0 + 200 * 86_400, 30),
+        )
+        .expect("device");
+    let valid = device(&alice, "a1");
+    for (d, want) in [
+        (&expired, Some(PeerCheckError::Expired)),
+        (&early, Some(PeerCheckError::NotYetValid)),
+        (&valid, None),
+    ] {
+        let announcement = alice.announce(d).expect("announce");
+        let got = Announcement::verify_at(&announcement, &alice.id(), &none, now);
+        assert_eq!(got.err(), want.clone().map(SignalError::Identity));
+        let mut rng = SeededRng::from_seed([6; 32]);
+        let sealed = seal(d, &b1.recipient(), &request().encode(), &mut rng).expect("seal");
+        let got = open_at(&b1, &sealed, &none, now);
+        assert_eq!(got.err(), want.map(SignalError::Identity));
+        // Without a time only the signatures are checked (the node's clock decides validity).
+        assert!(open(&b1, &sealed, &none).is_ok());
+    }
 }

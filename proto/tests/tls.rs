@@ -363,6 +363,7 @@ mod tls {
             device(&bob, "b1"),
             device(&mallory, "m1"),
         );
+        // SECURITY: row 46
         // Alice meant to reach Bob's device; Mallory's device answers.
         let mut p = Pair::new(&a1, pin(&b1), &m1, pin(&a1), Revocations::new());
         p.pump();
@@ -388,6 +389,7 @@ mod tls {
     fn another_device_of_the_right_account_is_refused_too() {
         let (alice, bob) = (account("alice"), account("bob"));
         let (a1, b1, b2) = (device(&alice, "a1"), device(&bob, "b1"), device(&bob, "b2"));
+        // SECURITY: row 48
         let mut p = Pair::new(&a1, pin(&b1), &b2, pin(&a1), Revocations::new());
         p.pump();
         assert_eq!(
@@ -423,6 +425,7 @@ mod tls {
     fn a_revoked_device_is_refused() {
         let (alice, bob) = (account("alice"), account("bob"));
         let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+        // SECURITY: row 49
         let list = bob.revoke(&[b1.id()], T0, 1).expect("revocation list");
         // The list travels as bytes and is checked against Bob's account certificate.
         let received =
@@ -443,6 +446,7 @@ mod tls {
      {
         let (bob, mallory) = (account("bob"), account("mallory"));
         let b1 = device(&bob, "b1");
+        // SECURITY: row 50
         let forged = mallory.revoke(&[b1.id()], T0, 9).expect("list");
         assert_eq!(
             RevocationList::from_der(forged.der(), bob.certificate()),
@@ -483,6 +487,7 @@ mod tls {
                 Validity::days_from(T0 - 86_400, 2),
             )
             .expect("device");
+        // SECURITY: row 51
         // The same sessions, started three days later in virtual time.
         let now = Instant::now();
         let anchor = UnixAnchor {
@@ -551,6 +556,7 @@ mod tls {
             .push(rcgen::DnType::CommonName, "b1");
         params.not_before = rcgen::date_time_ymd(2026, 1, 1);
         params.not_after = rcgen::date_time_ymd(2027, 12, 31);
+        // SECURITY: row 52
         let cert = params.self_signed(&key).expect("cert");
         let device = ferry_proto::tls::DeviceId::of_certificate(cert.der()).expect("parse");
         let chain: Vec<CertificateDer<'static>> =
@@ -592,6 +598,7 @@ mod tls {
         let mut p = Pair::between(&a1, &b1);
         p.pump();
         p.client.send(p.now, &[7u8; 1000]).expect("established");
+        // SECURITY: row 53
         p.pump_with(|bytes| {
             let i = bytes.len() / 2;
             bytes[i] ^= 0x40;
@@ -618,6 +625,7 @@ mod tls {
             .send(p.now, b"part of a file")
             .expect("established");
         p.pump();
+        // SECURITY: row 54
         p.server.handle_input(p.now, TlsInput::StreamEnded);
         p.pump();
         assert_eq!(Pair::failure(&p.server_got), Some(TlsFailure::Truncated));
@@ -636,6 +644,7 @@ mod tls {
         let mut server =
             TlsSession::new(Role::Server, &b1, pin(&a1), Revocations::new(), anchor, now)
                 .expect("server");
+        // SECURITY: row 55
         server.handle_input(
             now,
             TlsInput::Received(Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
@@ -664,7 +673,46 @@ mod tls {
     }
 
     #[test]
+    fn a_device_key_in_pkcs8_v2_keeps_its_secret_keys_secret() {
+        // RFC 5958's v2 form (ring writes it) puts the public key after the seed; the device's
+        // other keys are derived from the seed, never from those last 32 bytes.
+        let alice = account("alice");
+        let a1 = device(&alice, "a1");
+        let pem = a1.to_pem();
+        let at = pem.find("-----BEGIN PRIVATE KEY").expect("key");
+        let v1 = ::pem::parse(&pem[at..]).expect("pem").into_contents();
+        let seed: [u8; 32] = v1[16..48].try_into().expect("a seed");
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("a key");
+        use ring::signature::KeyPair as _;
+        let mut v2 = vec![
+            0x30, 0x53, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        v2.extend_from_slice(&seed);
+        v2.extend_from_slice(&[0xa1, 0x23, 0x03, 0x21, 0x00]);
+        v2.extend_from_slice(pair.public_key().as_ref());
+        let key = ::pem::encode(&::pem::Pem::new("PRIVATE KEY", v2));
+        // SECURITY: row 99
+        let read = Device::from_pem(&format!("{}{key}", &pem[..at])).expect("a v2 key is read");
+        assert_eq!(read.id(), a1.id());
+        assert_eq!(
+            read.seal_public_key(),
+            a1.seal_public_key(),
+            "the sealing key comes from the seed, not from the public key"
+        );
+        // Anything else that is not an Ed25519 PKCS#8 key is refused.
+        let mut odd = v1.clone();
+        odd[4] = 7;
+        let key = ::pem::encode(&::pem::Pem::new("PRIVATE KEY", odd));
+        assert!(matches!(
+            Device::from_pem(&format!("{}{key}", &pem[..at])),
+            Err(IdentityError::BadKey(_))
+        ));
+    }
+
+    #[test]
     fn bad_identity_pem_gives_clear_errors() {
+        // SECURITY: row 100
         // A device's key with another device's certificate.
         let alice = account("alice");
         let (a1, a2) = (device(&alice, "a1"), device(&alice, "a2"));

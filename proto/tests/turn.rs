@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, ConnectError, Endpoint, Input, Output};
 use ferry_proto::turn::{Family, TurnClient, TurnConfig, TurnError, TurnEvent};
-use stun_types::attribute::{ErrorCode, Nonce, Realm, Username, XorMappedAddress};
+use stun_types::attribute::{
+    AttributeStaticType as _, ErrorCode, MessageIntegrity, Nonce, Realm, Username, XorMappedAddress,
+};
 use stun_types::message::{
     IntegrityAlgorithm, LongTermCredentials, Message, MessageClass, MessageIntegrityCredentials,
     MessageType, MessageWrite, MessageWriteExt, MessageWriteVec, Method,
@@ -136,8 +138,20 @@ fn method_of(m: &Message<'_>) -> Method {
     m.method()
 }
 
-/// An error answer; `nonce` adds REALM and NONCE (as a 401 or 438 carries).
+/// An error answer; `nonce` adds REALM and NONCE (as a 401 or 438 carries). Signed, as a
+/// server signs it, when the request was signed and the code is not 401 or 438.
 fn error(req: &Message<'_>, code: u16, nonce: Option<&str>) -> Vec<u8> {
+    let sign = req.has_attribute(MessageIntegrity::TYPE) && code != 401 && code != 438;
+    unsigned_error(req, code, nonce, sign.then(|| key("p")))
+}
+
+/// An error answer signed with `key`, or not at all.
+fn unsigned_error(
+    req: &Message<'_>,
+    code: u16,
+    nonce: Option<&str>,
+    key: Option<MessageIntegrityCredentials>,
+) -> Vec<u8> {
     let mtype = MessageType::from_class_method(MessageClass::Error, method_of(req));
     let mut w = Message::builder(mtype, req.transaction_id(), MessageWriteVec::new());
     w.add_attribute(&ErrorCode::builder(code).build().expect("code"))
@@ -147,6 +161,32 @@ fn error(req: &Message<'_>, code: u16, nonce: Option<&str>) -> Vec<u8> {
             .expect("attr");
         w.add_attribute(&Nonce::new(nonce).expect("nonce"))
             .expect("attr");
+    }
+    if let Some(key) = key {
+        w.add_message_integrity(&key, IntegrityAlgorithm::Sha1)
+            .expect("integrity");
+    }
+    w.finish()
+}
+
+/// The Allocate success with the relayed address `relayed`, signed with `key` or not at all:
+/// what the server sends, or what an on-path attacker would like us to believe.
+fn allocate_success(
+    req: &Message<'_>,
+    relayed: SocketAddr,
+    key: Option<MessageIntegrityCredentials>,
+) -> Vec<u8> {
+    let tid = req.transaction_id();
+    let mtype = MessageType::from_class_method(MessageClass::Success, ALLOCATE);
+    let mut w = Message::builder(mtype, tid, MessageWriteVec::new());
+    w.add_attribute(&XorRelayedAddress::new(relayed, tid))
+        .expect("attr");
+    w.add_attribute(&XorMappedAddress::new(mapped(), tid))
+        .expect("attr");
+    w.add_attribute(&Lifetime::new(600)).expect("attr");
+    if let Some(key) = key {
+        w.add_message_integrity(&key, IntegrityAlgorithm::Sha1)
+            .expect("integrity");
     }
     w.finish()
 }
@@ -328,6 +368,7 @@ fn every_allocate_error_code_gets_its_own_event() {
 fn silence_is_a_timeout_not_a_hang() {
     let mut h = Harness::new("p", Family::V4);
     let deadline = h.client.poll_timeout().expect("a request deadline");
+    // SECURITY: row 63
     h.now = deadline;
     h.client.handle_timeout(h.now);
     h.drain();
@@ -373,6 +414,7 @@ fn an_unreachable_server_and_a_lost_control_connection_are_events() {
 fn answers_with_a_bad_signature_or_from_nowhere_are_ignored() {
     let mut h = Harness::new("p", Family::V4);
     h.reply(|m| error(m, 401, Some("nonce-1")));
+    // SECURITY: row 61
     // Signed with another key: not the server's answer.
     h.reply(|m| {
         let mtype = MessageType::from_class_method(MessageClass::Success, ALLOCATE);
@@ -393,6 +435,7 @@ fn answers_with_a_bad_signature_or_from_nowhere_are_ignored() {
 #[test]
 fn garbage_on_the_control_connection_ends_the_client() {
     let mut h = Harness::new("p", Family::V4);
+    // SECURITY: row 62
     h.answer(CONTROL, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec());
     assert_eq!(
         h.events,
@@ -658,4 +701,117 @@ fn an_ipv6_allocation_asks_for_the_ipv6_family() {
         .map(|f| f.family())
         .ok();
     assert_eq!(family, Some(stun_types::AddressFamily::IPV6));
+}
+
+// ----- answers an on-path attacker could forge (RFC 8489 §9.2.5) -----
+
+fn attacker() -> SocketAddr {
+    "203.0.113.66:666".parse().expect("addr")
+}
+
+#[test]
+fn a_success_without_integrity_to_a_signed_request_is_ignored_and_counted() {
+    let mut h = Harness::new("p", Family::V4);
+    h.reply(|m| error(m, 401, Some("nonce-1")));
+    // SECURITY: row 56
+    h.reply(|m| allocate_success(m, attacker(), None));
+    assert!(h.events.is_empty(), "{:?}", h.events);
+    assert_eq!(h.client.relayed(), None);
+    assert_eq!(h.client.unauthenticated(), 1);
+    // The real answer still counts: the forgery did not end the transaction.
+    h.reply(|m| allocate_success(m, relayed(), Some(key("p"))));
+    assert_eq!(h.client.relayed(), Some(relayed()));
+    assert!(matches!(h.events[..], [TurnEvent::Allocated { .. }]));
+}
+
+#[test]
+fn a_success_to_the_first_unsigned_allocate_is_not_believed() {
+    let mut h = Harness::new("p", Family::V4);
+    // An on-path attacker answers before the server's challenge arrives.
+    // SECURITY: row 57
+    h.reply(|m| allocate_success(m, attacker(), None));
+    assert!(h.events.is_empty(), "{:?}", h.events);
+    assert_eq!(h.client.unauthenticated(), 1);
+    h.reply(|m| error(m, 401, Some("nonce-1")));
+    h.reply(|m| allocate_success(m, relayed(), Some(key("p"))));
+    assert_eq!(h.client.relayed(), Some(relayed()));
+}
+
+#[test]
+fn an_unsigned_error_to_a_signed_request_changes_nothing() {
+    for code in [400, 403, 437, 486, 508, 499] {
+        let mut h = Harness::new("p", Family::V4);
+        h.reply(|m| error(m, 401, Some("nonce-1")));
+        // SECURITY: row 58
+        h.reply(|m| unsigned_error(m, code, None, None));
+        assert!(h.events.is_empty(), "code {code}: {:?}", h.events);
+        assert!(!h.client.is_done());
+        assert_eq!(h.client.unauthenticated(), 1);
+        // Signed with a key that is not ours: the same.
+        h.reply(|m| unsigned_error(m, code, None, Some(key("forged"))));
+        assert!(h.events.is_empty(), "code {code}: {:?}", h.events);
+        h.reply(|m| allocate_success(m, relayed(), Some(key("p"))));
+        assert_eq!(h.client.relayed(), Some(relayed()), "code {code}");
+    }
+}
+
+#[test]
+fn unsigned_challenges_only_re_sign_and_cannot_end_an_allocation() {
+    let mut h = Harness::allocated("p");
+    h.client.permit(h.now, ["10.0.0.1".parse().expect("ip")]);
+    h.drain();
+    // A 401 bringing back our own realm and nonce, once the server has proved it knows our
+    // key: a forgery (a wrong password would have failed the Allocate).
+    // SECURITY: row 59
+    h.reply(|m| error(m, 401, Some("nonce-1")));
+    assert!(
+        matches!(h.events[..], [TurnEvent::Allocated { .. }]),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.client.unauthenticated(), 1);
+    // Challenges with new realms or nonces re-sign, a bounded number of times.
+    let sent = h.sent.len();
+    for n in 0..3 {
+        h.reply(|m| error(m, 438, Some(&format!("forged-{n}"))));
+    }
+    assert_eq!(h.sent.len(), sent + 3, "each re-signs the same request");
+    h.reply(|m| error(m, 438, Some("forged-3")));
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::PermissionFailed {
+            ips: vec!["10.0.0.1".parse().expect("ip")],
+            error: TurnError::StaleNonceLoop
+        }),
+        "a loop of challenges ends the request, not the allocation"
+    );
+    assert!(!h.client.is_done());
+    assert_eq!(h.client.relayed(), Some(relayed()));
+}
+
+#[test]
+fn a_realm_changing_401_loop_to_a_signed_request_ends() {
+    let mut h = Harness::new("p", Family::V4);
+    h.reply(|m| error(m, 401, Some("nonce-1")));
+    for n in 2..6 {
+        // SECURITY: row 60
+        // Another realm each time: re-signed with it, until the bound.
+        h.reply(|m| {
+            let mtype = MessageType::from_class_method(MessageClass::Error, ALLOCATE);
+            let mut w = Message::builder(mtype, m.transaction_id(), MessageWriteVec::new());
+            w.add_attribute(&ErrorCode::builder(401).build().expect("code"))
+                .expect("attr");
+            w.add_attribute(&Realm::new(&format!("realm-{n}")).expect("realm"))
+                .expect("attr");
+            w.add_attribute(&Nonce::new(&format!("nonce-{n}")).expect("nonce"))
+                .expect("attr");
+            w.finish()
+        });
+    }
+    assert_eq!(
+        h.events,
+        [TurnEvent::Failed {
+            error: TurnError::WrongCredentials
+        }]
+    );
 }

@@ -1,7 +1,8 @@
 //! A TURN server (RFC 8656 with RFC 6062 TCP relaying) as a sans-IO [`Endpoint`], for the
 //! paths no NAT lets through directly. It behaves like coturn where clients can tell:
 //! - long-term credentials: 401 with REALM and NONCE, 438 once the nonce is stale, 401 for a
-//!   wrong password; success responses are signed;
+//!   wrong password; every other answer to an authenticated request, success or error, is
+//!   signed (the client believes no other);
 //! - allocations with a lifetime (capped), refreshed or deleted (lifetime 0), gone with their
 //!   control connection; one that expires closes its control connection, as coturn does;
 //! - permissions by IP address, for 5 minutes; a peer connection from an address without
@@ -367,6 +368,28 @@ impl TurnServer {
         self.send(conn, w.finish());
     }
 
+    /// An error answer to an authenticated request: signed, as coturn signs them, so the
+    /// client can tell it from an on-path forgery.
+    fn refuse(
+        &mut self,
+        conn: ConnId,
+        method: Method,
+        tid: TransactionId,
+        code: u16,
+        username: &str,
+    ) {
+        let mtype = MessageType::from_class_method(MessageClass::Error, method);
+        let mut w = Message::builder(mtype, tid, MessageWriteVec::new());
+        if let Ok(e) = ErrorCode::builder(code).build() {
+            let _ = w.add_attribute(&e);
+        }
+        if let Some(key) = self.key(username) {
+            let _ = w.add_message_integrity(&key, IntegrityAlgorithm::Sha1);
+        }
+        let _ = w.add_fingerprint();
+        self.send(conn, w.finish());
+    }
+
     /// Checks a request's long-term credentials; answers 401 / 438 itself when they fail.
     fn authenticate(&mut self, now: Instant, conn: ConnId, req: &Message<'_>) -> Option<String> {
         let (Ok(user), Ok(_realm), Ok(nonce)) = (
@@ -456,16 +479,16 @@ impl TurnServer {
         } else {
             let alloc = match self.clients.get(&conn) {
                 Some(ClientConn::Control { alloc: Some(a), .. }) => *a,
-                _ => return self.error(now, conn, &req, 437, false),
+                _ => return self.refuse(conn, method, req.transaction_id(), 437, &username),
             };
             if method == REFRESH {
                 self.on_refresh(now, conn, &req, alloc, &username);
             } else if method == CREATE_PERMISSION {
                 self.on_create_permission(now, conn, &req, alloc, &username);
             } else if method == CONNECT {
-                self.on_connect(now, conn, &req, alloc);
+                self.on_connect(now, conn, &req, alloc, &username);
             } else {
-                self.error(now, conn, &req, 400, false);
+                self.refuse(conn, method, req.transaction_id(), 400, &username);
             }
         }
     }
@@ -474,15 +497,15 @@ impl TurnServer {
         let remote = match self.clients.get(&conn) {
             Some(ClientConn::Fresh { remote, .. }) => *remote,
             Some(ClientConn::Control { alloc: Some(_), .. }) => {
-                return self.error(now, conn, req, 437, false);
+                return self.refuse(conn, ALLOCATE, req.transaction_id(), 437, &username);
             }
             Some(ClientConn::Control { remote, .. }) => *remote,
             _ => return,
         };
         match req.attribute::<RequestedTransport>() {
             Ok(t) if t.protocol() == TCP => {}
-            Ok(_) => return self.error(now, conn, req, 442, false),
-            Err(_) => return self.error(now, conn, req, 400, false),
+            Ok(_) => return self.refuse(conn, ALLOCATE, req.transaction_id(), 442, &username),
+            Err(_) => return self.refuse(conn, ALLOCATE, req.transaction_id(), 400, &username),
         }
         let v6 = req
             .attribute::<RequestedAddressFamily>()
@@ -493,7 +516,7 @@ impl TurnServer {
             self.config.relay_v4
         };
         let Some(relay_ip) = relay_ip else {
-            return self.error(now, conn, req, 440, false);
+            return self.refuse(conn, ALLOCATE, req.transaction_id(), 440, &username);
         };
         let requested = req
             .attribute::<Lifetime>()
@@ -585,14 +608,14 @@ impl TurnServer {
             .map(|p| p.addr(tid).ip())
             .collect();
         if ips.is_empty() {
-            return self.error(now, conn, req, 400, false);
+            return self.refuse(conn, CREATE_PERMISSION, tid, 400, username);
         }
         let Some(a) = self.allocations.get_mut(&alloc) else {
             return;
         };
         let relay_v6 = a.relayed.is_some_and(|r| r.is_ipv6());
         if ips.iter().any(|ip| ip.is_ipv6() != relay_v6) {
-            return self.error(now, conn, req, 443, false);
+            return self.refuse(conn, CREATE_PERMISSION, tid, 443, username);
         }
         for ip in ips {
             a.permissions.insert(ip, now + PERMISSION_LIFETIME);
@@ -606,20 +629,27 @@ impl TurnServer {
             .is_some_and(|a| a.permissions.get(&ip).is_some_and(|until| *until > now))
     }
 
-    fn on_connect(&mut self, now: Instant, conn: ConnId, req: &Message<'_>, alloc: u32) {
+    fn on_connect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        req: &Message<'_>,
+        alloc: u32,
+        username: &str,
+    ) {
         let tid = req.transaction_id();
         let Ok(peer) = req.attribute::<XorPeerAddress>().map(|p| p.addr(tid)) else {
-            return self.error(now, conn, req, 400, false);
+            return self.refuse(conn, CONNECT, tid, 400, username);
         };
         if !self.permitted(alloc, peer.ip(), now) {
-            return self.error(now, conn, req, 403, false);
+            return self.refuse(conn, CONNECT, tid, 403, username);
         }
         if self
             .peers
             .values()
             .any(|p| p.alloc == alloc && p.peer == peer)
         {
-            return self.error(now, conn, req, 446, false);
+            return self.refuse(conn, CONNECT, tid, 446, username);
         }
         let cid = self.next_cid;
         self.next_cid += 1;
@@ -652,16 +682,32 @@ impl TurnServer {
         let Ok(cid) = req.attribute::<ConnectionId>().map(|c| c.id()) else {
             return;
         };
+        // A connection that carries an allocation cannot become another's data connection.
+        if matches!(
+            self.clients.get(&conn),
+            Some(ClientConn::Control { alloc: Some(_), .. })
+        ) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
+        }
+        let owner = self
+            .peers
+            .get(&cid)
+            .and_then(|p| self.allocations.get(&p.alloc))
+            .map(|a| a.username.clone());
         let Some(p) = self.peers.get_mut(&cid) else {
             // No such connection (expired, or never): coturn answers 400 and closes.
-            let mtype = MessageType::from_class_method(MessageClass::Error, CONNECTION_BIND);
-            let mut w = Message::builder(mtype, tid, MessageWriteVec::new());
-            if let Ok(e) = ErrorCode::builder(400).build() {
-                let _ = w.add_attribute(&e);
-            }
-            self.send(conn, w.finish());
-            return;
+            return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
         };
+        // Only a peer connection waiting for its bind can be bound, and only by the user
+        // whose allocation it belongs to: one still connecting, or bound already, is left as
+        // it is (replacing its state first let a premature or second bind, even another
+        // user's, take the peer's bytes).
+        if !matches!(p.state, PeerState::Waiting { .. }) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 400, username);
+        }
+        if owner.as_deref() != Some(username) {
+            return self.refuse(conn, CONNECTION_BIND, tid, 441, username);
+        }
         let PeerState::Waiting { early, .. } =
             std::mem::replace(&mut p.state, PeerState::Bound { data: conn })
         else {
@@ -874,13 +920,12 @@ impl Endpoint for TurnServer {
                     return Ok(());
                 };
                 if let PeerState::Connecting { tid } = p.state {
-                    if let Some(control) = self.allocations.get(&p.alloc).map(|a| a.control) {
-                        let mtype = MessageType::from_class_method(MessageClass::Error, CONNECT);
-                        let mut w = Message::builder(mtype, tid, MessageWriteVec::new());
-                        if let Ok(e) = ErrorCode::builder(447).build() {
-                            let _ = w.add_attribute(&e);
-                        }
-                        self.send(control, w.finish());
+                    if let Some((control, username)) = self
+                        .allocations
+                        .get(&p.alloc)
+                        .map(|a| (a.control, a.username.clone()))
+                    {
+                        self.refuse(control, CONNECT, tid, 447, &username);
                     }
                 }
             }

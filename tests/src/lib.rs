@@ -15,6 +15,8 @@
 //!   runtime passes.
 //! - [`conformance`](mod@conformance): whole-node scenarios run on the simulator and on each real runtime.
 //! - [`blast`]: endpoints that push bytes through a driver, for throughput benchmarks.
+//! - [`fuzz`]: the bodies of the fuzz targets in `fuzz/`, replayed on their corpora by
+//!   `tests/tests/fuzz_corpus.rs`.
 
 pub mod blast;
 pub mod conformance;
@@ -22,6 +24,7 @@ pub mod content;
 pub mod coturn;
 pub mod dhtnode;
 pub mod driven;
+pub mod fuzz;
 pub mod lan;
 pub mod pair;
 pub mod probe;

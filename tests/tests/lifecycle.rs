@@ -66,6 +66,7 @@ fn a_strangers_connect_and_close_cycles_leave_nothing_open() {
         .copied()
         .expect("bob listens");
 
+    // SECURITY: row 44
     const CYCLES: u32 = 200;
     for n in 0..CYCLES {
         let conn = ConnId::Connect(n);
@@ -504,6 +505,7 @@ mod on_real_sockets {
             .enable_all()
             .build()
             .expect("tokio");
+        // SECURITY: row 45
         runtime.block_on(scenario::<ferry_tokio::Tokio>());
         drop(runtime);
         smol::block_on(scenario::<ferry_smol::Smol>());

@@ -251,6 +251,7 @@ fn cancel_from_either_side_mid_file_is_heard_on_the_other() {
 fn a_dropped_request_is_retried_with_the_same_id_and_a_duplicated_answer_is_ignored() {
     let (mut lan, bob, hosts, ha) = world(&["b1"]);
     let hb = hosts[0];
+    // SECURITY: row 80
     lan.drop_puts = 1; // the first put under Bob's peer key is lost
     lan.dht_copies = 2; // every value that does arrive, arrives twice
     let group = send(&mut lan, ha, &bob, 100_000);
@@ -435,6 +436,7 @@ fn a_forged_answer_from_another_account_is_dropped() {
     let _ = send(&mut lan, ha, &bob, 1000);
     lan.run_until(Duration::from_secs(1), |_| false);
     let alice_device = lan.hosts[ha].node.device();
+    // SECURITY: row 81
     // Mallory cannot read the request (it is sealed to Bob's device), so she guesses the id;
     // even with the right id her answer is refused: it is not Bob's device that signed it.
     let forged = ferry_proto::signal::PeerConnection {
@@ -511,6 +513,7 @@ fn a_request_from_an_unknown_account_waits_for_the_application() {
             2,
             anchor,
         );
+        // SECURITY: row 83
         config.ask_before_connecting = true;
         let hb = lan.add(
             "b1",

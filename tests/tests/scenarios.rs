@@ -921,6 +921,7 @@ fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
         instant: epoch,
         unix: Duration::from_secs(T0),
     };
+    // SECURITY: row 47
     // Alice sits behind a firewall: only her own connections get out, and they are intercepted.
     let home = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Firewall);
     let secrets = Arc::new(TlsSecrets::new());

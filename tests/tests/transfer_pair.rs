@@ -167,6 +167,7 @@ fn digest_mismatch() {
     let out = run(
         Setup::default(),
         Script {
+            // SECURITY: row 18
             corrupt_stream_byte: Some(200),
             ..Script::default()
         },
@@ -290,6 +291,7 @@ fn receiver_disk_full() {
 #[test]
 fn unsafe_display_name_is_sanitised_and_stays_in_the_folder() {
     let setup = Setup {
+        // SECURITY: row 1
         display_name: "../../.ssh/authorized_keys".to_owned(),
         ..Setup::default()
     };

@@ -514,6 +514,7 @@ mod tests {
     fn a_commit_never_replaces_a_file_and_leaves_no_partial() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut service = FileService::new(dir.path());
+        // SECURITY: row 102
         fs::write(dir.path().join("photo.jpg"), b"mine").expect("write");
         let got = receive(&mut service, 1, "photo.jpg", &data(5000, 1));
         assert_eq!(
@@ -792,6 +793,7 @@ mod tests {
         assert_ne!(partial, partial_name(&"x".repeat(MAX_NAME_BYTES - 1)));
         assert_eq!(variant("archive.tar.gz", 2), "archive.tar (2).gz");
         assert_eq!(variant("README", 1), "README (1)");
+        // SECURITY: row 103
         assert_eq!(variant("evil.ferry-part", 0), "evil.ferry-part_");
     }
 

@@ -10,11 +10,18 @@
 //!
 //! Each listen is a thread of its own holding one streaming request; puts go one at a time
 //! on another. Everything here blocks, on those threads, so it needs no async runtime. HTTP
-//! heads and chunk sizes are parsed by `httparse`; a line longer than [`MAX_LINE`] (a value
-//! far above OpenDHT's own limit) ends the stream, which is then reopened.
+//! heads and chunk sizes are parsed by `httparse`.
+//!
+//! The proxy is not trusted to be sane (a value is checked by whoever reads it, but the
+//! bytes around it are parsed here): a head longer than [`MAX_HEAD`], a chunk-size line
+//! longer than [`MAX_CHUNK_LINE`] or a line longer than [`MAX_LINE`] (a value far above
+//! OpenDHT's own limit) ends the stream, which is then reopened; a value larger than
+//! [`MAX_VALUE_SIZE`](crate::dht::MAX_VALUE_SIZE) or with an id longer than [`MAX_ID`] is
+//! skipped, so the ids remembered against repeats stay small. Every limit holds whatever the
+//! stream's split.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -28,6 +35,14 @@ use ferry_proto::io::{DhtKey, Input};
 
 /// Longest line of a listen stream kept.
 pub const MAX_LINE: usize = 256 * 1024;
+/// Longest HTTP head read.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Longest chunk-size line read (the size and any extensions).
+pub const MAX_CHUNK_LINE: usize = 1024;
+/// Longest value id kept (OpenDHT's are 64-bit numbers).
+pub const MAX_ID: usize = 64;
+/// Largest answer to a put read.
+const MAX_PUT_ANSWER: usize = 64 * 1024;
 /// How long a request may wait for the proxy.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a listen waits before it reopens a stream that ended.
@@ -152,11 +167,18 @@ fn put(proxy: SocketAddr, key: DhtKey, value: &[u8]) -> io::Result<bool> {
         path(key),
         body.len()
     )?;
-    let mut response = Response::read_head(stream)?;
+    read_put_answer(stream)
+}
+
+/// Reads the proxy's answer to a put: whether it says the value was stored. For the fuzz
+/// targets too, which feed it any bytes.
+#[doc(hidden)]
+pub fn read_put_answer(source: impl Read) -> io::Result<bool> {
+    let mut response = Response::read_head(source)?;
     if response.status != 200 {
         return Ok(false);
     }
-    let body = response.read_body(64 * 1024)?;
+    let body = response.read_body(MAX_PUT_ANSWER)?;
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     Ok(answer.get("id").is_some())
 }
@@ -198,7 +220,19 @@ fn listen_once(
         "GET {}/listen HTTP/1.1\r\nHost: {proxy}\r\nAccept: application/json\r\n\r\n",
         path(key)
     )?;
-    let mut response = Response::read_head(stream)?;
+    read_listen_stream(stream, seen, |value| {
+        deliver(Input::DhtValue { key, value })
+    })
+}
+
+/// Reads a listen stream's answer, head and body, and delivers each value not in `seen`
+/// (which keeps the last [`SEEN`] ids).
+fn read_listen_stream(
+    source: impl Read,
+    seen: &mut VecDeque<String>,
+    mut deliver: impl FnMut(Bytes),
+) -> io::Result<()> {
+    let mut response = Response::read_head(source)?;
     if response.status != 200 {
         return Err(io::ErrorKind::InvalidData.into());
     }
@@ -218,7 +252,7 @@ fn listen_once(
                         seen.pop_front();
                     }
                     seen.push_back(id);
-                    deliver(Input::DhtValue { key, value });
+                    deliver(value);
                 }
             }
             line.clear();
@@ -227,23 +261,39 @@ fn listen_once(
     Ok(())
 }
 
-/// A value line: its id and its bytes. Expired values and anything else are skipped.
+/// Reads a listen stream from any byte source: the values delivered, and how it ended. For
+/// the fuzz targets and their corpus replay; not an API.
+#[doc(hidden)]
+pub fn read_listen_stream_for_test(source: impl Read) -> (Vec<Bytes>, io::Result<()>) {
+    let mut values = Vec::new();
+    let end = read_listen_stream(source, &mut VecDeque::new(), |v| values.push(v));
+    (values, end)
+}
+
+/// A value line: its id and its bytes. Expired values, values too large, ids too long and
+/// anything else are skipped.
 fn parse_value(line: &[u8]) -> Option<(String, Bytes)> {
     let value: serde_json::Value = serde_json::from_slice(line).ok()?;
     if value.get("expired").is_some() {
         return None;
     }
     let data = BASE64.decode(value.get("data")?.as_str()?).ok()?;
+    if data.len() > crate::dht::MAX_VALUE_SIZE {
+        return None;
+    }
     let id = match value.get("id")? {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if id.len() > MAX_ID {
+        return None;
+    }
     Some((id, Bytes::from(data)))
 }
 
 /// An HTTP/1.1 response being read: its head, then its body in parts (by length or chunked).
-struct Response {
-    stream: TcpStream,
+struct Response<R> {
+    stream: R,
     status: u16,
     /// Bytes read past what was consumed.
     buf: Vec<u8>,
@@ -256,9 +306,9 @@ enum Body {
     UntilClose,
 }
 
-impl Response {
-    /// Reads and parses the head (at most 16 KiB).
-    fn read_head(mut stream: TcpStream) -> io::Result<Response> {
+impl<R: Read> Response<R> {
+    /// Reads and parses the head (at most [`MAX_HEAD`] bytes).
+    fn read_head(mut stream: R) -> io::Result<Response<R>> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -273,8 +323,12 @@ impl Response {
                 .parse(&buf)
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?
             {
-                httparse::Status::Partial if buf.len() < 16 * 1024 => continue,
+                httparse::Status::Partial if buf.len() < MAX_HEAD => continue,
                 httparse::Status::Partial => return Err(io::ErrorKind::InvalidData.into()),
+                // The limit is on the head, not on what one read brought.
+                httparse::Status::Complete(len) if len > MAX_HEAD => {
+                    return Err(io::ErrorKind::InvalidData.into());
+                }
                 httparse::Status::Complete(len) => {
                     let status = head.code.unwrap_or(0);
                     let header = |name: &str| {
@@ -343,12 +397,12 @@ impl Response {
                         buf.drain(..2);
                     }
                     match httparse::parse_chunk_size(buf) {
-                        Ok(httparse::Status::Complete((used, size))) => {
+                        Ok(httparse::Status::Complete((used, size))) if used <= MAX_CHUNK_LINE => {
                             buf.drain(..used);
                             *left_in_chunk = size;
                             *done = size == 0;
                         }
-                        Ok(httparse::Status::Partial) if buf.len() < 1024 => {
+                        Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => {
                             if !fill(stream, buf)? {
                                 return Err(io::ErrorKind::UnexpectedEof.into());
                             }
@@ -369,7 +423,7 @@ impl Response {
 }
 
 /// More bytes from `stream` into `buf`; whether any came.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
+fn fill(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
     let mut chunk = [0u8; 8192];
     let n = stream.read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
@@ -461,6 +515,7 @@ mod tests {
 
     #[test]
     fn a_broken_stream_is_reopened() {
+        // SECURITY: row 91
         let garbage = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec();
         let too_long = [
             b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n".to_vec(),
@@ -477,8 +532,69 @@ mod tests {
         assert_eq!(got, Some(Input::DhtValue { key, value }));
     }
 
+    fn invalid_data(end: &io::Result<()>) -> bool {
+        matches!(end, Err(e) if e.kind() == io::ErrorKind::InvalidData)
+    }
+
+    #[test]
+    fn values_with_huge_ids_or_beyond_the_value_limit_are_skipped() {
+        // Remembered ids stay small (a thousand 250 KiB ids would be 250 MiB), and no value
+        // larger than the DHT's own limit reaches the node.
+        // SECURITY: row 87
+        let long_id = format!(
+            "{{\"data\":\"eA==\",\"id\":\"{}\"}}\n",
+            "9".repeat(MAX_ID + 1)
+        );
+        let big = format!(
+            "{{\"data\":\"{}\",\"id\":\"1\"}}\n",
+            BASE64.encode(vec![0; crate::dht::MAX_VALUE_SIZE + 1])
+        );
+        let good = "{\"data\":\"eQ==\",\"id\":\"2\"}\n";
+        let stream = format!("HTTP/1.1 200 OK\r\n\r\n{long_id}{big}{good}");
+        let (values, end) = read_listen_stream_for_test(stream.as_bytes());
+        assert_eq!(values, [Bytes::from_static(b"y")]);
+        assert!(end.is_ok(), "{end:?}");
+    }
+
+    #[test]
+    fn endless_heads_lines_and_chunks_end_the_stream_in_bounded_memory() {
+        use std::io::Read as _;
+        let endless = |prefix: &'static [u8], byte: u8| prefix.chain(io::repeat(byte));
+        // SECURITY: row 88
+        let (_, end) = read_listen_stream_for_test(endless(b"HTTP/1.1 200 OK\r\nX: ", b'a'));
+        assert!(invalid_data(&end), "an endless head: {end:?}");
+        let long_head = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let (_, end) = read_listen_stream_for_test(long_head.as_bytes());
+        assert!(invalid_data(&end), "a head past the limit: {end:?}");
+        // SECURITY: row 89
+        let (_, end) = read_listen_stream_for_test(endless(b"HTTP/1.1 200 OK\r\n\r\n", b'x'));
+        assert!(invalid_data(&end), "an endless line: {end:?}");
+        // SECURITY: row 90
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let huge = [&chunked[..], b"fffffffffffffff\r\n"].concat();
+        let (_, end) = read_listen_stream_for_test(huge.chain(io::repeat(b'x')));
+        assert!(
+            invalid_data(&end),
+            "a huge chunk of one endless line: {end:?}"
+        );
+        let too_big = [&chunked[..], b"1ffffffffffffffff\r\n"].concat();
+        let (_, end) = read_listen_stream_for_test(&too_big[..]);
+        assert!(invalid_data(&end), "a chunk size past 64 bits: {end:?}");
+        let extensions = [&chunked[..], b"5;"].concat();
+        let (_, end) = read_listen_stream_for_test(extensions.chain(io::repeat(b'e')));
+        assert!(invalid_data(&end), "endless chunk extensions: {end:?}");
+        // A put's answer is read up to its bound, whatever Content-Length says.
+        let answer = endless(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            b'{',
+        );
+        let got = read_put_answer(answer);
+        assert!(matches!(got, Err(e) if e.kind() == io::ErrorKind::InvalidData));
+    }
+
     #[test]
     fn only_a_put_answered_with_an_id_is_stored() {
+        // SECURITY: row 92
         let refused = b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n{\"err\":\"Put failed\"}\r\n";
         let stored = b"HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n{\"data\":\"eA==\",\"id\":\"42\",\"type\":0}\r\n\r\n";
         let proxy = serve(vec![vec![refused.to_vec()], vec![stored.to_vec()]]);

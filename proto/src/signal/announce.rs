@@ -9,7 +9,7 @@
 //! account certificate is the account it looked up, that it signed the device certificate
 //! and the announcement, and that the device is not revoked.
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
@@ -55,11 +55,35 @@ impl Announcement {
         }
     }
 
-    /// Reads and checks an announcement found under `account`'s key.
+    /// Reads and checks an announcement found under `account`'s key: the account signed the
+    /// device certificate and the announcement, the device is not self-signed and not revoked.
+    ///
+    /// Without the time, the certificates' validity is not checked: a node should call
+    /// [`verify_at`](Self::verify_at) with its clock.
     pub fn verify(
         bytes: &[u8],
         account: &AccountId,
         revocations: &Revocations,
+    ) -> Result<Announcement, SignalError> {
+        Announcement::verify_with(bytes, account, revocations, None)
+    }
+
+    /// [`verify`](Self::verify), and the device's certificates pass at `now` every check TLS
+    /// will run on them (validity, chain, usage, revocation).
+    pub fn verify_at(
+        bytes: &[u8],
+        account: &AccountId,
+        revocations: &Revocations,
+        now: UnixTime,
+    ) -> Result<Announcement, SignalError> {
+        Announcement::verify_with(bytes, account, revocations, Some(now))
+    }
+
+    fn verify_with(
+        bytes: &[u8],
+        account: &AccountId,
+        revocations: &Revocations,
+        now: Option<UnixTime>,
     ) -> Result<Announcement, SignalError> {
         if bytes.len() > MAX_ANNOUNCEMENT {
             return Err(SignalError::Malformed("announcement too large"));
@@ -104,6 +128,14 @@ impl Announcement {
         {
             return Err(SignalError::Revoked(device));
         }
+        super::sender::check_sender(
+            &device_cert,
+            &account_cert,
+            *account,
+            device,
+            revocations,
+            now,
+        )?;
         Ok(Announcement {
             account: *account,
             device,

@@ -12,6 +12,7 @@ mod message;
 mod replay;
 mod revoked;
 mod seal;
+mod sender;
 
 pub use crate::rng::SeededRng;
 pub use announce::Announcement;
@@ -19,9 +20,9 @@ pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};
 pub use revoked::{publish as publish_revocations, verify_published as verify_revocations};
-pub use seal::{MAX_SEALED, Opened, Recipient, open, seal};
+pub use seal::{MAX_SEALED, Opened, Recipient, open, open_at, seal};
 
-use crate::tls::{AccountId, DeviceId};
+use crate::tls::{AccountId, DeviceId, PeerCheckError};
 
 /// Why a DHT value was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,4 +51,8 @@ pub enum SignalError {
     /// The sender's device is revoked.
     #[error("device {0} is revoked")]
     Revoked(DeviceId),
+    /// The sender's certificates would not pass TLS: self-signed, outside their validity, not
+    /// chaining to the account.
+    #[error("the sender's identity is refused: {0}")]
+    Identity(PeerCheckError),
 }

@@ -16,7 +16,7 @@
 //! announcement.
 
 use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
@@ -152,8 +152,33 @@ pub fn seal(
 }
 
 /// Opens a value sealed to `me` and checks who sealed it: the sender's device certificate is
-/// signed by its account, not revoked, and its key signed the body for `me`.
+/// signed by its account, is not self-signed, is not revoked, and its key signed the body for
+/// `me`.
+///
+/// Without the time, the certificates' validity is not checked: a node should call
+/// [`open_at`] with its clock, so that an expired or not-yet-valid sender is refused before
+/// any ICE work rather than by TLS after it.
 pub fn open(me: &Device, sealed: &[u8], revocations: &Revocations) -> Result<Opened, SignalError> {
+    open_with(me, sealed, revocations, None)
+}
+
+/// [`open`], and the sender's certificates pass at `now` every check TLS will run on them
+/// (validity, chain, usage, revocation): see [`check_peer`](crate::tls::check_peer).
+pub fn open_at(
+    me: &Device,
+    sealed: &[u8],
+    revocations: &Revocations,
+    now: UnixTime,
+) -> Result<Opened, SignalError> {
+    open_with(me, sealed, revocations, Some(now))
+}
+
+fn open_with(
+    me: &Device,
+    sealed: &[u8],
+    revocations: &Revocations,
+    now: Option<UnixTime>,
+) -> Result<Opened, SignalError> {
     if sealed.len() > MAX_SEALED {
         return Err(SignalError::Malformed("sealed value too large"));
     }
@@ -200,6 +225,14 @@ pub fn open(me: &Device, sealed: &[u8], revocations: &Revocations) -> Result<Ope
             &inner.sig,
         )
         .map_err(|_| SignalError::BadSignature)?;
+    super::sender::check_sender(
+        &device_cert,
+        &account_cert,
+        account,
+        device,
+        revocations,
+        now,
+    )?;
     Ok(Opened {
         account,
         device,

@@ -141,6 +141,37 @@ fn ed25519_pkcs8(seed: &[u8; 32]) -> PrivatePkcs8KeyDer<'static> {
     PrivatePkcs8KeyDer::from(der)
 }
 
+/// The 32-byte seed of an Ed25519 PKCS#8 key, in either form a tool writes: v1 (RFC 8410,
+/// what Ferry writes) or v2 (RFC 5958: the public key follows the seed, as ring writes it).
+/// Both put the seed after the same 16 bytes but for the length and the version.
+fn ed25519_seed(der: &[u8]) -> Option<[u8; 32]> {
+    const V1: [u8; 5] = [0x30, 0x2e, 0x02, 0x01, 0x00];
+    const V2: [u8; 5] = [0x30, 0x53, 0x02, 0x01, 0x01];
+    const ALGORITHM_AND_KEY: [u8; 11] = [
+        0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    let form_ok = match der.len() {
+        48 => der[..5] == V1,
+        85 => der[..5] == V2 && der[48..53] == [0xa1, 0x23, 0x03, 0x21, 0x00],
+        _ => false,
+    };
+    if !form_ok || der[5..16] != ALGORITHM_AND_KEY {
+        return None;
+    }
+    der[16..48].try_into().ok()
+}
+
+/// A key read from a file, rewritten in Ferry's own v1 form, so that [`Device::seed`] (the last
+/// 32 bytes) is the seed whatever form the file had: read naively, a v2 key's last 32 bytes are
+/// its public key, and every key derived from them would be public too.
+fn normalized_key(
+    der: &PrivatePkcs8KeyDer<'_>,
+) -> Result<PrivatePkcs8KeyDer<'static>, IdentityError> {
+    let seed = ed25519_seed(der.secret_pkcs8_der())
+        .ok_or_else(|| IdentityError::BadKey("not an Ed25519 PKCS#8 key".to_owned()))?;
+    Ok(ed25519_pkcs8(&seed))
+}
+
 fn key_from_pkcs8(der: &PrivatePkcs8KeyDer<'_>) -> Result<KeyPair, IdentityError> {
     KeyPair::from_pkcs8_der_and_sign_algo(der, &PKCS_ED25519)
         .map_err(|e| IdentityError::BadKey(e.to_string()))
@@ -281,7 +312,7 @@ impl Account {
             .into_iter()
             .next()
             .ok_or(IdentityError::MissingCertificate("account"))?;
-        let key = key_from_pkcs8(&key)?;
+        let key = key_from_pkcs8(&normalized_key(&key)?)?;
         let spki = spki_of(&cert).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
         if spki != key.subject_public_key_info() {
             return Err(IdentityError::KeyMismatch);
@@ -354,6 +385,7 @@ impl Device {
         let account_cert = certs
             .next()
             .ok_or(IdentityError::MissingCertificate("account"))?;
+        let key = normalized_key(&key)?;
         let pair = key_from_pkcs8(&key)?;
         let spki = spki_of(&cert).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
         if spki != pair.subject_public_key_info() {

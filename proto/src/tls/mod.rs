@@ -26,4 +26,6 @@ pub use session::{
     Role, SERVER_NAME, TlsFailure, TlsInput, TlsOutput, TlsSession, TlsSetupError, UnixAnchor,
     provider,
 };
+/// Whether a device certificate is self-issued (for the signalling checks).
+pub(crate) use verify::self_issued;
 pub use verify::{PeerCheckError, PeerIdentity, PeerRole, Pin, check_peer, peer_check_failure};

@@ -121,12 +121,9 @@ pub fn check_peer(
             presented: account,
         });
     }
-    let device_spki = spki_of(device_cert).map_err(malformed)?;
-    let device = DeviceId::of_spki(&device_spki);
+    let device = DeviceId::of_certificate(device_cert).map_err(malformed)?;
     let parsed = webpki::EndEntityCert::try_from(device_cert).map_err(malformed)?;
-    if parsed.issuer() == parsed.subject()
-        || spki_of(account_cert).map_err(malformed)? == device_spki
-    {
+    if self_issued(device_cert, account_cert).map_err(malformed)? {
         return Err(PeerCheckError::SelfSigned);
     }
     let anchor = webpki::anchor_from_trusted_cert(account_cert).map_err(malformed)?;
@@ -172,6 +169,17 @@ pub fn check_peer(
         });
     }
     Ok(PeerIdentity { account, device })
+}
+
+/// Whether `device_cert` stands for itself rather than for a device its account issued: its
+/// issuer is its own subject, or its key is the account's (an account certificate presented
+/// as a device).
+pub(crate) fn self_issued(
+    device_cert: &CertificateDer<'_>,
+    account_cert: &CertificateDer<'_>,
+) -> Result<bool, webpki::Error> {
+    let parsed = webpki::EndEntityCert::try_from(device_cert)?;
+    Ok(parsed.issuer() == parsed.subject() || spki_of(account_cert)? == spki_of(device_cert)?)
 }
 
 /// Recovers our own check's failure from a rustls error, if that is what it was.

@@ -125,6 +125,12 @@ impl HeaderParser {
             if line_end + 1 > MAX_HEADER {
                 return Err(HeaderError::TooLong);
             }
+            // Checked before anything else about the line, blank ones included: a parser fed
+            // byte by byte refuses a long line before it sees its end, so one fed the whole
+            // header at once must too.
+            if nl > MAX_LINE {
+                return Err(HeaderError::LineTooLong);
+            }
             let line = std::str::from_utf8(&self.buf[self.line_start..line_end])
                 .map_err(|_| HeaderError::NotUtf8)?
                 .to_owned();
@@ -133,9 +139,6 @@ impl HeaderParser {
             // A trailing '\r' is whitespace and trimmed with the value.
             if line.trim().is_empty() {
                 return self.finish().map(Some);
-            }
-            if line.len() > MAX_LINE {
-                return Err(HeaderError::LineTooLong);
             }
             self.field(&line)?;
         }

@@ -267,7 +267,10 @@ impl Incoming {
                 }
                 Err(e) => self.refuse_with(now, Status::Invalid, Reason::BadHeader(e)),
             },
-            State::Done(_) => {}
+            // Committing: the file is verified and being renamed. As for the local user's
+            // cancel, it is too late, and the VERDICT the peer gets says so; taking a CANCEL
+            // (or a violation) now would report a failure for a file that gets its name.
+            State::Done(_) | State::Committing => {}
             _ if self.framed => {
                 self.frames.push(&data);
                 while !matches!(self.state, State::Done(_)) {
@@ -352,6 +355,11 @@ impl Incoming {
     }
 
     fn write(&mut self, data: Bytes) {
+        // Nothing to write is no write: an empty read of the raw form would otherwise ask for
+        // an empty write whose answer could come after the last real one, in Checking.
+        if data.is_empty() {
+            return;
+        }
         let len = data.len();
         self.out.push_back(Output::File(FileOp::Write {
             file: self.file,

@@ -2,7 +2,9 @@
 //!
 //! A `Display-Name` comes from the network and is never trusted as a path. The rules:
 //! - path separators (`/`, `\`) and the characters Windows forbids (`: * ? " < > |`) become `_`;
-//! - NUL and every other control character become `_`;
+//! - NUL and every other control character become `_`, and so do the invisible format
+//!   characters (bidirectional overrides and isolates, zero-width characters, tags, the BOM):
+//!   with them `evil\u{202e}gpj.exe` shows as `evilexe.jpg`;
 //! - leading and trailing spaces and dots are trimmed (so `..` and `.` vanish, and no hidden
 //!   or Windows-mangled name is made);
 //! - names longer than [`MAX_NAME_BYTES`] are shortened, keeping the extension;
@@ -39,7 +41,7 @@ impl SafeName {
             .chars()
             .map(|c| match c {
                 '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
-                c if c.is_control() => '_',
+                c if c.is_control() || is_invisible(c) => '_',
                 c => c,
             })
             .collect();
@@ -64,6 +66,26 @@ impl fmt::Display for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Whether `c` is a character that changes how a name shows without showing itself: Unicode's
+/// format characters and default-ignorable code points that a file name has no use for.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' // soft hyphen
+        | '\u{34f}' // combining grapheme joiner
+        | '\u{61c}' // Arabic letter mark
+        | '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' // Hangul fillers
+        | '\u{17b4}' | '\u{17b5}' // Khmer inherent vowels
+        | '\u{180e}' // Mongolian vowel separator
+        | '\u{200b}'..='\u{200f}' // zero-width space, joiners, LRM, RLM
+        | '\u{202a}'..='\u{202e}' // bidirectional embeddings and overrides
+        | '\u{2060}'..='\u{206f}' // word joiner, invisible operators, isolates
+        | '\u{feff}' // BOM
+        | '\u{fff0}'..='\u{fffb}' // interlinear annotations
+        | '\u{1d173}'..='\u{1d17a}' // musical formatting
+        | '\u{e0000}'..='\u{e007f}' // tags
+    )
 }
 
 /// Cuts `name` to at most `max` bytes on a character boundary, keeping a short extension.
@@ -124,13 +146,25 @@ mod tests {
 
     #[test]
     fn control_characters_and_nul_are_replaced() {
+        // SECURITY: row 4
         assert_eq!(ok("a\0b"), "a_b");
         assert_eq!(ok("a\nb\tc\x1b"), "a_b_c_");
         assert_eq!(ok(".hidden"), "hidden");
     }
 
     #[test]
+    fn invisible_format_characters_are_replaced() {
+        // SECURITY: row 3
+        assert_eq!(ok("evil\u{202e}gpj.exe"), "evil_gpj.exe");
+        assert_eq!(ok("a\u{200b}b\u{feff}c\u{2066}d\u{e0041}"), "a_b_c_d_");
+        assert_eq!(ok("\u{200e}.bashrc"), "_.bashrc");
+        // Variation selectors only choose a glyph: an emoji keeps its look.
+        assert_eq!(ok("\u{2764}\u{fe0f}.png"), "\u{2764}\u{fe0f}.png");
+    }
+
+    #[test]
     fn reserved_names_are_refused() {
+        // SECURITY: row 2
         for raw in ["CON", "nul.txt", "com1", "LPT9.log", "aux"] {
             assert!(
                 matches!(
@@ -146,6 +180,7 @@ mod tests {
 
     #[test]
     fn long_names_are_shortened_keeping_the_extension() {
+        // SECURITY: row 5
         let long = format!("{}.tar.gz", "é".repeat(300));
         let name = ok(&long);
         assert!(name.len() <= MAX_NAME_BYTES, "{} bytes", name.len());

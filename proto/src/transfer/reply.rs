@@ -64,6 +64,10 @@ impl ReplyParser {
                 Ok(None)
             };
         };
+        // However it arrived: a reply is a short line, or garbage.
+        if nl > MAX_REPLY {
+            return Err(BadReply);
+        }
         let line = self.buf.split_to(nl + 1);
         let reply = parse(&line[..nl])?;
         Ok(Some((reply, std::mem::take(&mut self.buf).freeze())))

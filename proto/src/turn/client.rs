@@ -14,6 +14,23 @@
 //! re-signs and resends the same request uniformly. Each request has a deadline; a timeout is
 //! an event, never a hang. Transaction ids come from a seeded generator.
 //!
+//! # Which answers are believed
+//! The control connection crosses networks an attacker may sit on; what the server says
+//! decides the relayed address we publish to peers. So (RFC 8489 §9.2.5):
+//! - a success, or an error other than 401 and 438, to a signed request counts only with a
+//!   valid MESSAGE-INTEGRITY; a success to the first, unsigned Allocate never counts (a server
+//!   that asks for no credentials is not one this client, which holds some, will use);
+//! - a 401 or 438 cannot be signed (the server could not check our key, or our nonce is
+//!   stale), so one without integrity is used only to re-sign the same request with the
+//!   nonce (and, for a 401, the realm) it brings, at most three times; a 401
+//!   that brings back our own realm and nonce says our password is wrong, which ends the
+//!   client before any answer was authenticated and is ignored after (a server that has
+//!   proved it knows our key does not forget it);
+//! - everything else is dropped as if never received, and counted
+//!   ([`TurnClient::unauthenticated`]); the request keeps waiting for the real answer until
+//!   its deadline. This deviates from RFC 8489, which ends a transaction at once on an
+//!   unauthenticated answer over TCP: here a forgery racing the real answer cannot win.
+//!
 //! Once a data connection is bound it is a raw byte pipe to the peer: the client hands it to
 //! its owner as [`TurnEvent::PeerStream`] and then only relays bytes ([`TurnEvent::PeerData`],
 //! [`TurnClient::send`]).
@@ -23,10 +40,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stun_types::attribute::{
-    AttributeStaticType as _, ErrorCode, MessageIntegrity, Nonce, Realm, Software, Username,
-    XorMappedAddress,
-};
+use stun_types::attribute::{ErrorCode, Nonce, Realm, Software, Username, XorMappedAddress};
 use stun_types::message::{
     IntegrityAlgorithm, LongTermCredentials, Message, MessageClass, MessageIntegrityCredentials,
     MessageType, MessageWrite, MessageWriteExt, MessageWriteVec, Method, TransactionId,
@@ -220,7 +234,10 @@ impl Request {
 struct Pending {
     request: Request,
     deadline: Instant,
+    /// Times this request was re-signed after a 438, or a 401 bringing a new realm or nonce.
     stale_nonces: u8,
+    /// Whether it carried MESSAGE-INTEGRITY: its answers must too.
+    signed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +298,10 @@ pub struct TurnClient {
     stream: StunStream,
     realm: Option<String>,
     nonce: Option<String>,
+    /// Whether the server has sent an answer signed with our key: it knows our password.
+    authenticated: bool,
+    /// Answers dropped for want of a valid MESSAGE-INTEGRITY.
+    unauthenticated: u64,
     pending: BTreeMap<u128, Pending>,
     permissions: BTreeMap<IpAddr, Permission>,
     /// Peers to Connect to once allocated.
@@ -311,6 +332,8 @@ impl TurnClient {
             stream: StunStream::new(),
             realm: None,
             nonce: None,
+            authenticated: false,
+            unauthenticated: 0,
             pending: BTreeMap::new(),
             permissions: BTreeMap::new(),
             queued_connects: Vec::new(),
@@ -329,6 +352,12 @@ impl TurnClient {
     /// Whether the client is over (failed or deallocated).
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// How many answers were dropped because they lacked a valid MESSAGE-INTEGRITY (forged,
+    /// damaged, or from a server that does not sign): for logs and tests.
+    pub fn unauthenticated(&self) -> u64 {
+        self.unauthenticated
     }
 
     /// Permits these peer addresses (ports are ignored by servers), now if allocated or as soon
@@ -450,6 +479,7 @@ impl TurnClient {
                 request,
                 deadline: now + self.config.request_timeout,
                 stale_nonces,
+                signed: self.realm.is_some() && self.nonce.is_some(),
             },
         );
         self.out.push_back(Output::Send { conn, data: bytes });
@@ -548,19 +578,28 @@ impl TurnClient {
             self.pending.insert(u128::from(tid), pending);
             return;
         }
-        // A response to a signed request must carry a valid integrity, or it is not the server's.
-        if msg.has_attribute(MessageIntegrity::TYPE) {
-            if let Some(creds) = self.credentials() {
-                if msg.validate_integrity(&creds).is_err() {
-                    self.pending.insert(u128::from(tid), pending);
-                    return;
-                }
-            }
+        let authentic = self
+            .credentials()
+            .is_some_and(|key| msg.validate_integrity(&key).is_ok());
+        let code = msg.attribute::<ErrorCode>().map(|e| e.code()).ok();
+        let is_error = msg.has_class(MessageClass::Error);
+        let challenge = is_error && matches!(code, Some(401 | 438));
+        // See the module docs: what may count without a valid integrity.
+        let believed = authentic
+            || challenge
+            || (!pending.signed && (is_error || self.config.username.is_empty()));
+        if !believed {
+            self.unauthenticated += 1;
+            self.pending.insert(u128::from(tid), pending);
+            return;
         }
-        if msg.has_class(MessageClass::Success) {
-            self.on_success(now, pending.request, &msg);
+        if authentic {
+            self.authenticated = true;
+        }
+        if is_error {
+            self.on_error(now, pending, &msg, authentic);
         } else {
-            self.on_error(now, pending, &msg);
+            self.on_success(now, pending.request, &msg);
         }
     }
 
@@ -643,39 +682,57 @@ impl TurnClient {
         }
     }
 
-    fn on_error(&mut self, now: Instant, pending: Pending, msg: &Message<'_>) {
+    fn on_error(&mut self, now: Instant, pending: Pending, msg: &Message<'_>, authentic: bool) {
         let (code, reason) = match msg.attribute::<ErrorCode>() {
             Ok(e) => (e.code(), e.reason().to_owned()),
             Err(_) => (0, "error response without ERROR-CODE".to_owned()),
         };
         let realm = msg.attribute::<Realm>().ok().map(|r| r.realm().to_owned());
         let nonce = msg.attribute::<Nonce>().ok().map(|n| n.nonce().to_owned());
-        match code {
-            // The challenge: sign and resend, once. A 401 to a signed request is a wrong password.
-            401 if self.nonce.is_none() || self.realm != realm => {
-                if let (Some(realm), Some(nonce)) = (realm, nonce) {
-                    self.realm = Some(realm);
-                    self.nonce = Some(nonce);
-                    return self.request_with(now, pending.request, pending.stale_nonces);
-                }
-                self.fail_request(
-                    &pending.request,
-                    TurnError::BadResponse("401 without REALM and NONCE"),
-                )
+        match (code, realm, nonce) {
+            // The challenge to an unsigned request: sign and resend.
+            (401, Some(realm), Some(nonce)) if !pending.signed => {
+                self.realm = Some(realm);
+                self.nonce = Some(nonce);
+                self.request_with(now, pending.request, pending.stale_nonces)
             }
-            438 => {
+            (401, _, _) if !pending.signed => self.fail_request(
+                &pending.request,
+                TurnError::BadResponse("401 without REALM and NONCE"),
+            ),
+            // A signed request challenged with a realm or nonce other than ours: re-sign, a
+            // bounded number of times (a forger could keep changing them).
+            (401, Some(realm), Some(nonce))
+                if self.realm.as_ref() != Some(&realm) || self.nonce.as_ref() != Some(&nonce) =>
+            {
+                if pending.stale_nonces >= MAX_STALE_NONCE {
+                    return self.fail_request(&pending.request, TurnError::WrongCredentials);
+                }
+                self.realm = Some(realm);
+                self.nonce = Some(nonce);
+                self.request_with(now, pending.request, pending.stale_nonces + 1)
+            }
+            // Our own realm and nonce back: the server refused our signature. Only a server
+            // that never proved it knows our key can mean it.
+            (401, _, _) if authentic || !self.authenticated => {
+                self.fail_request(&pending.request, TurnError::WrongCredentials)
+            }
+            (438, _, Some(nonce)) => {
                 if pending.stale_nonces >= MAX_STALE_NONCE {
                     return self.fail_request(&pending.request, TurnError::StaleNonceLoop);
                 }
-                if let Some(nonce) = nonce {
-                    self.nonce = Some(nonce);
-                }
-                if realm.is_some() {
-                    self.realm = realm;
-                }
+                self.nonce = Some(nonce);
                 self.request_with(now, pending.request, pending.stale_nonces + 1)
             }
-            code => self.fail_request(&pending.request, TurnError::from_code(code, &reason)),
+            // A 401 or 438 that cannot be used to re-sign is not believed.
+            (401 | 438, _, _) if !authentic => {
+                self.unauthenticated += 1;
+                let tid = msg.transaction_id();
+                self.pending.insert(u128::from(tid), pending);
+            }
+            (code, _, _) => {
+                self.fail_request(&pending.request, TurnError::from_code(code, &reason))
+            }
         }
     }
 

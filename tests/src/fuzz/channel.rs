@@ -1,0 +1,82 @@
+//! Channel units on a TLS connection (msgpack `[channel, bin]`) and the multiplexer's
+//! requests on channel 0.
+
+use ferry_proto::channel::{MAX_CHANNELS, MAX_UNIT, Mux, MuxError, MuxEvent, Side};
+
+use super::{Script, pieces};
+
+/// What a multiplexer made of a stream: events, bytes it wrote, and how the stream ended.
+type Outcome = (Vec<MuxEvent>, Vec<Vec<u8>>, Option<MuxError>);
+
+fn run(side: Side, parts: &[&[u8]]) -> Outcome {
+    let mut mux = Mux::new(side);
+    let mut error = None;
+    for part in parts {
+        if let Err(e) = mux.handle_bytes(part) {
+            error = Some(e);
+            break;
+        }
+    }
+    let events = std::iter::from_fn(|| mux.poll_event()).collect();
+    let sent = std::iter::from_fn(|| mux.poll_transmit())
+        .map(|b| b.to_vec())
+        .collect();
+    (events, sent, error)
+}
+
+/// Any split of a stream gives the same events and answers; a multiplexer that accepts every
+/// request and answers every byte keeps its bounds (channels, unit sizes).
+pub fn channel_units(data: &[u8]) {
+    let mut s = Script::new(data);
+    let side = if s.byte() & 1 == 0 {
+        Side::Server
+    } else {
+        Side::Client
+    };
+    let (stream, parts) = pieces(s.rest());
+    assert_eq!(
+        run(side, &[stream]),
+        run(side, &parts),
+        "the split changed the outcome"
+    );
+
+    // The same stream to a multiplexer that says yes to everything and talks back.
+    let mut mux = Mux::new(side);
+    for (i, part) in parts.iter().enumerate() {
+        if mux.handle_bytes(part).is_err() {
+            assert!(mux.handle_bytes(b"").is_err(), "an error is final");
+            break;
+        }
+        while let Some(event) = mux.poll_event() {
+            match event {
+                MuxEvent::OpenRequest { channel, .. } => {
+                    mux.accept(channel)
+                        .expect("an offered channel can be accepted");
+                    let _ = mux.send(channel, part);
+                }
+                MuxEvent::Data { channel, data } => {
+                    assert!(!data.is_empty() && data.len() <= MAX_UNIT);
+                    if i % 3 == 0 {
+                        let _ = mux.end(channel);
+                    }
+                }
+                MuxEvent::Opened { channel } => {
+                    let _ = mux.send(channel, b"x");
+                }
+                _ => {}
+            }
+        }
+        if i % 7 == 0 {
+            let _ = mux.open("file-transfer://1");
+        }
+        assert!(mux.channels() <= MAX_CHANNELS);
+        while let Some(unit) = mux.poll_transmit() {
+            // What we write is units our own side reads back.
+            let mut echo = Mux::new(match side {
+                Side::Server => Side::Client,
+                Side::Client => Side::Server,
+            });
+            assert!(echo.handle_bytes(&unit).is_ok(), "we wrote a bad unit");
+        }
+    }
+}
