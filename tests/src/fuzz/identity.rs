@@ -28,8 +28,9 @@ pub fn identity_pem(data: &[u8]) {
     }
 }
 
-/// Any bytes read as Alice's revocation list are refused unless her account key signed them;
-/// a list taken answers `names` for any device without panicking.
+/// Any bytes read as Alice's revocation list, bare or as published on the DHT, are refused
+/// unless her account key signed them; a list taken answers `names` for any device without
+/// panicking.
 pub fn revocation_list(data: &[u8]) {
     let ids = identities();
     if let Ok(list) = RevocationList::from_der(data, ids.alice.certificate()) {
@@ -41,5 +42,9 @@ pub fn revocation_list(data: &[u8]) {
     // The same bytes presented as Bob's: signed by Alice, they are not his.
     if let Ok(list) = RevocationList::from_der(data, ids.bob.certificate()) {
         assert_eq!(list.account(), ids.bob.id());
+    }
+    // The same bytes as a list published on the DHT under Alice's key.
+    if let Ok(list) = ferry_proto::signal::verify_revocations(data, &ids.alice.id()) {
+        assert_eq!(list.account(), ids.alice.id());
     }
 }

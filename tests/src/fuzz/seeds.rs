@@ -370,6 +370,9 @@ pub fn seeds() -> Vec<Seed> {
     );
     if let Ok(list) = ids.alice.revoke(&[ids.a1.id()], T0, 1) {
         add("revocation_list", "alice-revokes-a1", list.der().to_vec());
+        if let Some(published) = ferry_proto::signal::publish_revocations(&ids.a1, &list) {
+            add("revocation_list", "alice-publishes", published);
+        }
     }
     if let Ok(list) = ids.alice.revoke(&[], T0, u64::MAX) {
         add("revocation_list", "empty-max-number", list.der().to_vec());
