@@ -429,6 +429,7 @@ fn garbage_from_the_network_never_panics_and_never_writes_past_the_size() {
 fn a_header_that_never_comes_ends_the_transfer_at_its_deadline() {
     use ferry_proto::transfer::HEADER_TIMEOUT;
     let now = Instant::now();
+    // SECURITY: row 111
     let mut m = Incoming::new(T, F, Form::Framed).with_header_deadline(now + HEADER_TIMEOUT);
     assert_eq!(m.poll_timeout(), Some(now + HEADER_TIMEOUT));
     m.handle_timeout(now + HEADER_TIMEOUT - Duration::from_millis(1));

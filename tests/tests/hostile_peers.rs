@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
-use ferry_proto::node::{Node, NodeConfig};
+use ferry_proto::node::{Node, NodeConfig, UNROUTED_MAX, UNROUTED_PER_SOURCE};
 use ferry_proto::signal::{PeerConnection, SeededRng, peer_key, seal};
 use ferry_proto::stun::framing;
 use ferry_proto::tls::{Account, Device, Revocations, UnixAnchor, Validity, derive_seed};
@@ -187,24 +187,48 @@ fn a_first_frame_that_is_no_stun_check_is_closed_at_once() {
     assert!(bob.closed(conn));
 }
 
+/// How many of `conns` the node holds open now.
+fn open_now(bob: &Bob, conns: &[ConnId]) -> usize {
+    conns.iter().filter(|&&c| !bob.closed(c)).count()
+}
+
 #[test]
 fn a_flood_of_silent_connections_is_closed_within_the_budget() {
+    // From one address: never more than its share held at once.
     let mut bob = Bob::new(Revocations::new());
+    let mut conns = Vec::new();
     // SECURITY: row 43
-    let conns: Vec<ConnId> = (1..=500).map(|n| bob.accept(n)).collect();
-    for &conn in &conns {
+    for n in 1..=500 {
+        let conn = bob.accept(n);
         bob.send(conn, &[0, 20, 0]);
+        conns.push(conn);
+        assert!(open_now(&bob, &conns) <= UNROUTED_PER_SOURCE, "after {n}");
     }
     bob.wait(Duration::from_secs(11));
-    assert!(conns.iter().all(|&c| bob.closed(c)), "every one is closed");
-    // One source holds at most UNROUTED_PER_SOURCE at once: the rest made room by closing
-    // the oldest (evicted), the last ones ran out their time (unrouted).
+    assert_eq!(open_now(&bob, &conns), 0, "every one is closed");
     let dropped = bob.node.dropped();
-    assert_eq!(
-        dropped.unrouted,
-        ferry_proto::node::UNROUTED_PER_SOURCE as u64
-    );
     assert_eq!(dropped.unrouted + dropped.evicted, 500);
+    assert!(!bob.started_ice());
+
+    // From as many addresses: never more than the node's whole budget.
+    let mut bob = Bob::new(Revocations::new());
+    let mut conns = Vec::new();
+    for n in 1..=500u32 {
+        let conn = ConnId::Accepted(n);
+        let [_, _, hi, lo] = n.to_be_bytes();
+        let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 9, hi, lo)), 40_000);
+        let listener = bob.listener;
+        bob.input(Input::Accepted {
+            listener,
+            conn,
+            remote,
+        });
+        bob.send(conn, &[0, 20, 0]);
+        conns.push(conn);
+        assert!(open_now(&bob, &conns) <= UNROUTED_MAX, "after {n}");
+    }
+    bob.wait(Duration::from_secs(11));
+    assert_eq!(open_now(&bob, &conns), 0, "every one is closed");
     assert!(!bob.started_ice());
 }
 

@@ -700,6 +700,7 @@ mod strangers {
     /// seen: the stranger's closes, and the listener's evictions.
     #[test]
     fn ten_thousand_connect_close_cycles_while_a_contact_sends() {
+        // SECURITY: row 109
         const CYCLES: u32 = 10_000;
         let mut c = cast(31);
         // The first send pays for the connection; the second reuses it, as the ones under
@@ -778,6 +779,7 @@ mod strangers {
     /// closing the oldest to make room.
     #[test]
     fn two_thousand_idle_connections_while_a_contact_sends() {
+        // SECURITY: row 110
         const FLOOD: u32 = 2_000;
         const PER_TICK: u32 = 100;
         let mut c = cast(32);
@@ -887,6 +889,7 @@ mod strangers {
             for d in 0..DEVICES {
                 let device = peers::device(&account, &format!("stranger-{a}-{d}"));
                 let at = SocketAddr::from(([203, 0, 113, a as u8 + 1], 2000 + d as u16));
+                // SECURITY: row 105
                 let value = request_from(&device, &bob_device, at, u64::from(a * 100 + d), epoch);
                 c.world
                     .with_endpoint(c.mallory, |p: &mut Probe, _| {
@@ -946,6 +949,7 @@ mod strangers {
         let key = ferry_proto::signal::devices_key(&many.id());
         for d in 0..DEVICES {
             let device = peers::device(&many, &format!("many-{d}"));
+            // SECURITY: row 106
             let value = Bytes::from(many.announce(&device).expect("announce"));
             c.world
                 .with_endpoint(c.mallory, |p: &mut Probe, _| {
@@ -1190,6 +1194,7 @@ mod connected {
         const FILES: usize = 100;
         let (mut world, ha, hb, bob_account) = cast(41, true);
         let opened = world.now();
+        // SECURITY: row 107
         send(&mut world, ha, &bob_account, FILES);
         let mut peak = 0;
         while world.now() < opened + Duration::from_secs(5) {
@@ -1233,6 +1238,7 @@ mod connected {
     fn offers_nobody_answers_are_bounded_and_end_after_the_decision_deadline() {
         const FILES: usize = 40;
         let (mut world, ha, hb, bob_account) = cast(42, false);
+        // SECURITY: row 108
         send(&mut world, ha, &bob_account, FILES);
         world.run_for(Duration::from_secs(5));
         let shown = offers(&world, hb);

@@ -74,6 +74,7 @@ fn a_contact_leaves_out_a_device_its_account_revoked() {
     let (a1, b1, b2) = (device(&alice, "a1"), device(&bob, "b1"), device(&bob, "b2"));
     let mut bobs = Revocations::new();
     bobs.add(bob.revoke(&[b2.id()], T0, 1).expect("revoke"));
+    // SECURITY: row 112
     // The stolen b2 announces itself first, and knows nothing of its revocation.
     let ha = host(&mut b, "a1", &alice, &a1, 10, Revocations::new());
     let h2 = host(&mut b, "b2", &bob, &b2, 22, Revocations::new());
