@@ -96,25 +96,31 @@ impl Node {
     /// Candidates are known: the requester puts its request, the answerer permits the
     /// requester on its relays.
     pub(super) fn connector_gathered(&mut self, now: Instant, id: u32) {
+        if self.with_env(id, |c, env| c.gathered(now, env)) {
+            self.on_connector_outputs(now, id);
+        }
+    }
+
+    /// Runs `f` on connector `id` with what it needs from the node (configuration, random
+    /// numbers, our candidates and addresses); `false` if there is no such connector.
+    fn with_env(&mut self, id: u32, f: impl FnOnce(&mut Connector, Env<'_>)) -> bool {
         let (candidates, public, relayed) = (
             self.local_candidates(),
             self.relays.public(),
             self.relays.relayed(),
         );
         let Some(c) = self.connectors.get_mut(&id) else {
-            return;
+            return false;
         };
-        c.gathered(
-            now,
-            Env {
-                config: &self.config,
-                rng: &mut self.rng,
-                candidates,
-                public,
-                relayed,
-            },
-        );
-        self.on_connector_outputs(now, id);
+        let env = Env {
+            config: &self.config,
+            rng: &mut self.rng,
+            candidates,
+            public,
+            relayed,
+        };
+        f(c, env);
+        true
     }
 
     /// A relay installed (or refused) permissions: an answerer waiting for them answers.
@@ -123,23 +129,7 @@ impl Node {
             if !self.connectors.get(&id).is_some_and(|c| c.waits_for(ips)) {
                 continue;
             }
-            let (candidates, public, relayed) = (
-                self.local_candidates(),
-                self.relays.public(),
-                self.relays.relayed(),
-            );
-            if let Some(c) = self.connectors.get_mut(&id) {
-                c.answer_now(
-                    now,
-                    Env {
-                        config: &self.config,
-                        rng: &mut self.rng,
-                        candidates,
-                        public,
-                        relayed,
-                    },
-                );
-            }
+            self.with_env(id, |c, env| c.answer_now(now, env));
             self.on_connector_outputs(now, id);
         }
     }
@@ -165,26 +155,9 @@ impl Node {
 
     /// One of a connector's timers fired.
     pub(super) fn connector_timer(&mut self, now: Instant, id: u32, timer: connector::Timer) {
-        let (candidates, public, relayed) = (
-            self.local_candidates(),
-            self.relays.public(),
-            self.relays.relayed(),
-        );
-        let Some(c) = self.connectors.get_mut(&id) else {
-            return;
-        };
-        c.handle_timer(
-            now,
-            timer,
-            Env {
-                config: &self.config,
-                rng: &mut self.rng,
-                candidates,
-                public,
-                relayed,
-            },
-        );
-        self.on_connector_outputs(now, id);
+        if self.with_env(id, |c, env| c.handle_timer(now, timer, env)) {
+            self.on_connector_outputs(now, id);
+        }
     }
 
     /// Feeds one connector's agent.
