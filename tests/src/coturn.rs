@@ -37,9 +37,12 @@ impl Coturn {
             );
             return None;
         };
-        for _ in 0..5 {
-            let port = free_port();
+        let mut last_log = String::new();
+        for attempt in 0..5 {
+            let port = free_port_pair(attempt);
             let pidfile = std::env::temp_dir().join(format!("ferry-coturn-{port}.pid"));
+            let logfile = std::env::temp_dir().join(format!("ferry-coturn-{port}.log"));
+            let log = std::fs::File::create(&logfile).expect("coturn's log file");
             let child = Command::new(&binary)
                 .args([
                     "-n",
@@ -63,24 +66,42 @@ impl Coturn {
                 .arg(format!("--pidfile={}", pidfile.display()))
                 .args(extra)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
                 .spawn()
                 .expect("turnserver starts");
             let mut server = Coturn { child, port };
-            let deadline = Instant::now() + Duration::from_secs(5);
+            // A starved machine can take seconds to schedule a new process; the wait ends
+            // early when coturn says it cannot bind, which is the case worth retrying.
+            let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if is_listening(server.v4()) && is_listening(server.v6()) {
+                    let _ = std::fs::remove_file(&logfile);
                     return Some(server);
                 }
                 if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // It exited (the port was taken after all): try another.
+                    break; // It exited (a port was taken after all): try others.
+                }
+                let said = std::fs::read_to_string(&logfile).unwrap_or_default();
+                if said.contains("Cannot bind") {
+                    break; // It retries a taken port for ever: try others.
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = server.child.kill();
+            let _ = server.child.wait();
+            last_log = std::fs::read_to_string(&logfile).unwrap_or_default();
+            let _ = std::fs::remove_file(&logfile);
         }
-        panic!("coturn did not start listening");
+        let said: Vec<&str> = last_log
+            .lines()
+            .filter(|l| !l.contains("Protocol not supported"))
+            .collect();
+        let tail = &said[said.len().saturating_sub(20)..];
+        panic!(
+            "coturn did not start listening after 5 tries; its last words:\n{}",
+            tail.join("\n")
+        );
     }
 
     /// Its IPv4 address.
@@ -117,13 +138,37 @@ fn find_turnserver() -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-/// A port free on both loopbacks right now.
-fn free_port() -> u16 {
-    loop {
-        let v4 = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = v4.local_addr().expect("addr").port();
-        if TcpListener::bind(("::1", port)).is_ok() {
+/// A port `p` such that `p` and `p + 1` are free for TCP and UDP on both loopbacks.
+///
+/// coturn listens on its port and, for RFC 5780, on the port after it, over TCP and UDP on
+/// every listening address; when one bind fails it retries for ever without listening on the
+/// rest. Ports come from below the kernel's ephemeral range (32768–60999 on Linux), where no
+/// `connect` and no coturn relay (49152–65535) takes one: a port from `bind(0)` is always odd
+/// on Linux, so its successor is even, the parity Linux gives outgoing connections, and
+/// under a loaded test run one of those held the port after often enough to fail CI.
+fn free_port_pair(attempt: u32) -> u16 {
+    // A per-process, per-attempt start so that parallel tests and processes spread out.
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(attempt.wrapping_mul(40_503))
+        .wrapping_add(NEXT.fetch_add(7_919, std::sync::atomic::Ordering::Relaxed));
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000; // 20000..32000, below the ephemeral range
+    for i in 0..SPAN {
+        let port = (LOW + (seed.wrapping_add(i * 2) % SPAN)) as u16;
+        if [port, port + 1].iter().all(|&p| is_free(p)) {
             return port;
         }
     }
+    panic!("no free port pair in {LOW}..{}", LOW + SPAN);
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn is_free(port: u16) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+        && TcpListener::bind((Ipv6Addr::LOCALHOST, port)).is_ok()
+        && UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+        && UdpSocket::bind((Ipv6Addr::LOCALHOST, port)).is_ok()
 }
