@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
 use ferry_proto::node::{Node, NodeConfig, UNROUTED_MAX, UNROUTED_PER_SOURCE};
-use ferry_proto::signal::{PeerConnection, SeededRng, peer_key, seal};
+use ferry_proto::signal::{PeerConnection, SeededRng, devices_key, peer_key, seal};
 use ferry_proto::stun::framing;
 use ferry_proto::tls::{Account, Device, Revocations, UnixAnchor, Validity, derive_seed};
 
@@ -256,7 +256,7 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
     let mut node = Bob::new(revocations);
     let key = peer_key(&b1.id());
     // Garbage, a value far too large, a value sealed to another device, a revoked sender,
-    // and a "device" that is its own account (self-signed).
+    // a "device" that is its own account (self-signed), and devices outside their validity.
     let eve = account("eve");
     let pem = eve.to_pem();
     let cert_end = pem
@@ -266,6 +266,20 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
     let self_signed =
         Device::from_pem(&format!("{}{pem}", &pem[..cert_end])).expect("a self-issued device");
     let b2 = device(&bob, "b2");
+    // A device of a valid account whose certificate ended before the node's now, and one
+    // whose certificate starts after it.
+    let expired = mallory
+        .add_device(
+            &derive_seed(b"hostile", "old"),
+            Validity::days_from(T0 - 100 * 86_400, 30),
+        )
+        .expect("a device");
+    let early = mallory
+        .add_device(
+            &derive_seed(b"hostile", "early"),
+            Validity::days_from(T0 + 100 * 86_400, 30),
+        )
+        .expect("a device");
     let values = [
         // SECURITY: row 74
         Bytes::from_static(b"\x93\x01\x02\x03 not a sealed value"),
@@ -277,10 +291,46 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
         request_from(&m1, &b1),
         // SECURITY: row 78
         request_from(&self_signed, &b1),
+        // SECURITY: row 71
+        request_from(&expired, &b1),
+        request_from(&early, &b1),
     ];
     for (i, value) in values.into_iter().enumerate() {
         node.input(Input::DhtValue { key, value });
         assert_eq!(node.node.dropped().unopened, i as u64 + 1, "value {i}");
     }
     assert!(!node.started_ice(), "{:?}", node.outputs);
+}
+
+#[test]
+fn announcements_of_devices_outside_their_validity_are_counted_and_start_nothing() {
+    let mut bob = Bob::new(Revocations::new());
+    let mallory = account("mallory");
+    bob.node
+        .send_file(bob.now, mallory.id(), "/nowhere".into(), "x".into());
+    bob.drain();
+    bob.outputs.clear();
+    let key = devices_key(&mallory.id());
+    let announced = |name: &str, validity: Validity| {
+        let d = mallory
+            .add_device(&derive_seed(b"hostile", name), validity)
+            .expect("a device");
+        Bytes::from(mallory.announce(&d).expect("an announcement"))
+    };
+    // SECURITY: row 71
+    for (name, validity) in [
+        ("old", Validity::days_from(T0 - 100 * 86_400, 30)),
+        ("early", Validity::days_from(T0 + 100 * 86_400, 30)),
+    ] {
+        let value = announced(name, validity);
+        bob.input(Input::DhtValue { key, value });
+    }
+    assert_eq!(bob.node.dropped().bad_announcements, 2);
+    assert!(!bob.started_ice(), "{:?}", bob.outputs);
+    // The same account's valid device is reached: the two above were refused for their
+    // validity alone.
+    let value = announced("m1", Validity::days_from(T0 - 86_400, 365));
+    bob.input(Input::DhtValue { key, value });
+    assert_eq!(bob.node.dropped().bad_announcements, 2);
+    assert!(bob.started_ice(), "{:?}", bob.outputs);
 }

@@ -99,7 +99,10 @@ impl Node {
         let Some(account) = self.signalling.lookups.get(&key).copied() else {
             return;
         };
-        match Announcement::verify(&value, &account, &self.config.revocations) {
+        // Certificates are checked now, as TLS will check them: an expired or self-signed
+        // device never makes us run ICE toward candidates it chose (SECURITY.md).
+        let unix_now = self.config.anchor.at(now);
+        match Announcement::verify_at(&value, &account, &self.config.revocations, unix_now) {
             Ok(a) if a.device != me => {
                 let known = self.signalling.known.entry(a.account).or_default();
                 if !known.contains_key(&a.device) && known.len() >= MAX_CONNECTORS_PER_ACCOUNT {
@@ -160,7 +163,13 @@ impl Node {
         if self.stopping != Stopping::No {
             return;
         }
-        let opened = match signal::open(&self.config.device, value, &self.config.revocations) {
+        let unix_now = self.config.anchor.at(now);
+        let opened = match signal::open_at(
+            &self.config.device,
+            value,
+            &self.config.revocations,
+            unix_now,
+        ) {
             Ok(o) => o,
             Err(_) => {
                 self.dropped.unopened += 1;
