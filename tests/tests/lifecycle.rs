@@ -1230,6 +1230,51 @@ mod connected {
         assert!(world.close_wait().is_empty());
     }
 
+    /// Transfer ids on a channel are chosen by the sender. A peer that picks one of our own
+    /// ids (here two nodes whose generators were seeded alike, so each picks exactly the ids
+    /// the other picked for its own file) is never mixed with ours: its channel is declined
+    /// and counted, the sender hears a refusal, and no transfer takes another's place.
+    #[test]
+    fn a_peer_chosen_transfer_id_that_is_one_of_ours_is_declined() {
+        let mut b = ferry_sim::World::builder(43);
+        let (alice, bobs) = (peers::account("alice"), peers::account("bob"));
+        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bobs, "b1"));
+        let ha = peers::host_with(&mut b, "a1", &alice, &a1, 10, |c| c.seed = 99);
+        let hb = peers::host_with(&mut b, "b1", &bobs, &b1, 20, |c| c.seed = 99);
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(2));
+        let ga = peers::send(&mut world, ha, &bobs, 10_000, "from-alice.txt");
+        let gb = peers::send(&mut world, hb, &alice, 10_000, "from-bob.txt");
+        assert_eq!(ga, gb, "generators seeded alike draw the same ids");
+        let (mut answered_a, mut answered_b) = (Vec::new(), Vec::new());
+        let start = world.now();
+        // SECURITY: row 113
+        while world.now() < start + Duration::from_secs(60)
+            && (peers::group_end(&world, ha, ga).is_none()
+                || peers::group_end(&world, hb, gb).is_none())
+        {
+            world.run_for(Duration::from_millis(100));
+            peers::accept_all(&mut world, ha, &mut answered_a);
+            peers::accept_all(&mut world, hb, &mut answered_b);
+        }
+        // Before, each node took the other's channel under the id of its own file waiting for
+        // its channel, then put its own transfer in the same place: both waited for ever.
+        for (host, group) in [(ha, ga), (hb, gb)] {
+            assert_eq!(
+                peers::group_end(&world, host, group),
+                Some(Status::ClosedByPeer),
+                "each file ends, refused by the other side"
+            );
+            assert_eq!(bob(&world, host).dropped().transfer_id_in_use, 1);
+            assert_eq!(bob(&world, host).pending_offers(), 0);
+        }
+        assert!(
+            answered_a.is_empty() && answered_b.is_empty(),
+            "nothing offered"
+        );
+        assert!(world.violations().is_empty(), "{:?}", world.violations());
+    }
+
     /// Forty files at once from a contact nobody answers: Bob shows
     /// [`MAX_OFFERS_PER_PEER`] offers and declines the others; those he shows end
     /// `timeout_expired` (with `NGO`) after [`DECISION_TIMEOUT`], even from a sender whose

@@ -42,6 +42,10 @@ pub struct DroppedValues {
     /// [`MAX_TRANSFERS_PER_PEER`](super::MAX_TRANSFERS_PER_PEER) incoming transfers, or
     /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER) offers not accepted yet.
     pub channels_over_budget: u64,
+    /// Channels a peer asked for under transfer id 0 (reserved) or one we already use (for a transfer of ours,
+    /// sent or received, or a file group): declined, so a peer-chosen id never takes the
+    /// place of ours.
+    pub transfer_id_in_use: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

@@ -136,9 +136,12 @@ impl Transfers {
 
     // ----- getters -----
 
-    /// Whether `id` names no transfer and no group.
+    /// Whether `id` names no transfer (running, or of ours waiting for its channel) and no
+    /// group.
     pub(super) fn is_free(&self, id: TransferId) -> bool {
-        !self.slots.contains_key(&id) && !self.groups.contains_key(&id)
+        !self.slots.contains_key(&id)
+            && !self.pending.contains_key(&id)
+            && !self.groups.contains_key(&id)
     }
 
     /// Every running transfer, in order.
@@ -559,11 +562,16 @@ impl Node {
                 let peer = c.peer();
                 let (running, offers) = self.transfers.incoming(Some(peer.account));
                 let room = running < MAX_TRANSFERS_PER_PEER && offers < MAX_OFFERS_PER_PEER;
-                if tid.is_some() && !room {
+                // The id is the sender's choice: one we use already (a transfer of ours not
+                // yet on its channel, one running, a group) is declined, never shared.
+                let free = tid.is_some_and(|t| t.0 != 0 && self.transfers.is_free(t));
+                if tid.is_some() && !free {
+                    self.dropped.transfer_id_in_use += 1;
+                } else if tid.is_some() && !room {
                     self.dropped.channels_over_budget += 1;
                 }
                 match tid {
-                    Some(tid) if tid.0 != 0 && !self.transfers.slots.contains_key(&tid) && room => {
+                    Some(tid) if free && room => {
                         let Some(accepted) = c.accept_channel(channel) else {
                             return;
                         };
