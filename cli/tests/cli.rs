@@ -979,6 +979,140 @@ fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behi
     let _ = listener.wait();
 }
 
+/// Two `ferry send` of one home at once to one running listener: both devices' requests are
+/// answered (the second from a device already connected gets a connection of its own after
+/// a liveness check of the first) and both files verify. Before, one exited 5.
+#[test]
+fn two_sends_of_one_home_at_once_to_a_running_listener_both_succeed() {
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("received");
+    let (mut listener, lines) = long_listener(&w, "bob", &into);
+    let sends: Vec<Child> = (0..2)
+        .map(|i| {
+            let source = w.path(&format!("at-once-{i}.bin"));
+            make_file(&source, 300 * 1024 + i);
+            w.ferry("alice")
+                .args(["--json", "send", &source.to_string_lossy(), "--to", &bob])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("ferry send starts")
+        })
+        .collect();
+    for (i, sent) in sends.into_iter().map(finish).enumerate() {
+        assert_eq!(
+            code(sent.status),
+            Some(0),
+            "send {i}: {}",
+            text(&sent.stderr)
+        );
+        assert_eq!(events(&json_lines(&sent.stdout), "verified").len(), 1);
+    }
+    let verified = wait_for_events(&lines, "verified", 2);
+    assert_eq!(verified, 2, "the listener verified both");
+    let mut names = files_in(&into);
+    names.sort();
+    assert_eq!(names, ["at-once-0.bin", "at-once-1.bin"]);
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
+/// Waits (at most [`LIMIT`]) until `want` events named `event` came on `lines`; how many did.
+fn wait_for_events(lines: &mpsc::Receiver<Value>, event: &str, want: usize) -> usize {
+    let until = Instant::now() + LIMIT;
+    let mut seen = 0;
+    while seen < want {
+        let left = until.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(v) if v["event"] == event => seen += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+/// The port `pid` listens on at 127.0.0.1, read from `/proc` (its descriptors' socket
+/// inodes, then the namespace's TCP table).
+fn loopback_port_of(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        let (ip, port) = local.split_once(':')?;
+        let listening = *state == "0A" && ip == "0100007F" && inodes.iter().any(|i| i == inode);
+        listening.then(|| u16::from_str_radix(port, 16).ok())?
+    })
+}
+
+/// A stranger holds five hundred silent connections to the listener's port while a contact
+/// sends: the listener keeps at most its per-address budget of them (the oldest are closed to
+/// make room), the contact's file arrives, and when the stranger lets go the listener is back
+/// to its own descriptors.
+#[test]
+fn a_stranger_holding_hundreds_of_idle_connections_costs_a_listener_a_bounded_few() {
+    const HELD: usize = 500;
+    // The node's per-address budget of unrouted connections (UNROUTED_PER_SOURCE).
+    const PER_SOURCE: usize = 16;
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("received");
+    let (mut listener, lines) = long_listener(&w, "bob", &into);
+    let pid = listener.id();
+    let first = w.path("first.bin");
+    make_file(&first, 64 * 1024);
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &first.to_string_lossy(), "--to", &bob],
+    );
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    let baseline = steady_count(pid);
+    let port = loopback_port_of(pid).expect("the listener listens on 127.0.0.1");
+    // SECURITY: row 114
+    let held: Vec<std::net::TcpStream> = (0..HELD)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(held.len(), HELD, "the kernel accepted every connection");
+    let flooded = steady_count(pid);
+    let source = w.path("during.bin");
+    make_file(&source, 512 * 1024);
+    let sent = w.run(
+        "alice",
+        &["--json", "send", &source.to_string_lossy(), "--to", &bob],
+    );
+    assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
+    let during = descriptors_of(pid);
+    eprintln!(
+        "listener descriptors: {baseline} at rest, {flooded} with {HELD} idle connections \
+         held, {during} after a send among them"
+    );
+    assert!(
+        flooded <= baseline + PER_SOURCE + 2,
+        "{HELD} idle connections cost {} descriptors",
+        flooded - baseline
+    );
+    drop(held);
+    let left = settles_to(pid, baseline);
+    assert!(
+        left <= baseline,
+        "{baseline} → {left} after the stranger let go"
+    );
+    assert_eq!(wait_for_events(&lines, "verified", 2), 2);
+    let _ = listener.kill();
+    let _ = listener.wait();
+}
+
 #[test]
 fn a_second_listener_on_one_home_exits_10_naming_the_first() {
     let w = World::new();

@@ -22,6 +22,10 @@ use bytes::Bytes;
 
 use crate::transfer::{Digest, Status, TransferId};
 
+/// How long a driver keeps a connection after [`Output::Close`] while the peer has not
+/// closed its side: the socket (a descriptor) is held that long at most.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
+
 /// A listening socket, named by the core when it asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListenerId(pub u32);
@@ -398,7 +402,13 @@ pub enum Output<E = Event> {
         /// Which connection.
         conn: ConnId,
     },
-    /// Close the connection once the queued bytes are sent.
+    /// Close the connection once the queued bytes are sent: a FIN after them, then the
+    /// driver keeps reading (and discarding) until the peer's FIN, for at most
+    /// [`CLOSE_LINGER`], so that bytes the peer sent after our last read never turn the
+    /// close into a reset that loses our last bytes. The socket is therefore held up to
+    /// [`CLOSE_LINGER`] after a `Close` towards a peer that never closes: a connection we
+    /// drop because its peer misbehaved, with nothing of ours to deliver, is ended by
+    /// [`Output::Reset`] instead.
     Close {
         /// Which connection.
         conn: ConnId,

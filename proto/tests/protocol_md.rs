@@ -338,6 +338,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),
         ("node::TLS_TIMEOUT", TLS_TIMEOUT),
         ("node::IDLE_TIMEOUT", IDLE_TIMEOUT),
+        ("io::CLOSE_LINGER", ferry_proto::io::CLOSE_LINGER),
         ("ice::Config::pacing", ice.pacing),
         ("ice::Config::connect_timeout", ice.connect_timeout),
         ("ice::Config::check_timeout", ice.check_timeout),

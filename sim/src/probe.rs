@@ -221,6 +221,12 @@ impl Probe {
         self
     }
 
+    /// Whether it closes a connection once the peer's end of stream arrives; off, it keeps
+    /// every connection open until told (a stranger that never lets go).
+    pub fn set_close_on_eof(&mut self, on: bool) {
+        self.close_on_eof = on;
+    }
+
     /// Sends back whatever it receives, on the same connection, and closes it once the
     /// peer's end of stream arrives (an echo server).
     pub fn echo(mut self) -> Probe {

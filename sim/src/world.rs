@@ -363,6 +363,29 @@ impl World {
         found
     }
 
+    /// The sockets a real driver of `host` would hold now: every connection its endpoint
+    /// uses, and every one it closed with [`Output::Close`] whose peer has not closed its
+    /// side yet, for [`CLOSE_LINGER`](ferry_proto::io::CLOSE_LINGER) after the close (the
+    /// shell keeps reading until the peer's FIN, so that a close never becomes a reset). A
+    /// reset socket is let go at once. The endpoint's own count of its connections can be
+    /// far below this: a node that closes a stranger's connections as fast as they come
+    /// still holds each for the linger.
+    pub fn held_sockets(&self, host: HostId) -> usize {
+        let linger = ferry_proto::io::CLOSE_LINGER;
+        self.conns
+            .keys()
+            .into_iter()
+            .filter_map(|key| self.conns.get(key))
+            .flat_map(|c| c.ends.iter().take(if c.bound { 2 } else { 1 }))
+            .filter(|e| e.host == host && e.state != crate::tcp::State::Dead)
+            .filter(|e| {
+                e.known
+                    || e.closed_at
+                        .is_some_and(|at| !e.peer_fin && self.now < at + linger)
+            })
+            .count()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         self.stats

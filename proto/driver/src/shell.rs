@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -37,8 +37,13 @@ use super::opendht::ProxyClient;
 use ferry_proto::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
 use ferry_proto::timer::Timers;
 
-/// How long a closed connection keeps reading for the peer's FIN before it is dropped.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
+pub use ferry_proto::io::CLOSE_LINGER;
+
+/// Most closed connections kept reading for their peer's FIN at once. Past it, the oldest is
+/// let go at once (its peer may then see a reset instead of our FIN): a flood of peers that
+/// never close their side cannot make our closes hold descriptors without bound. The core
+/// resets what it drops from strangers, so this is a backstop, not the usual path.
+pub const MAX_LINGERING: usize = 256;
 
 /// The shell's name for one socket (listener or connection). Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -667,6 +672,18 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         if o.paused {
             self.net.set_reading(&o.io, true);
         }
+        let lingering: Vec<Tag> = self
+            .sockets
+            .iter()
+            .filter(|(_, s)| matches!(s, Socket::Closing { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        if let Some(oldest) = lingering
+            .first()
+            .filter(|_| lingering.len() >= MAX_LINGERING)
+        {
+            self.forget(*oldest);
+        }
         self.sockets.insert(
             tag,
             Socket::Closing {
@@ -710,6 +727,7 @@ impl<C> Open<C> {
 mod tests {
     use super::*;
     use crate::{DhtStore, FileService};
+    use std::time::Duration;
 
     /// Records what the shell asks of the runtime.
     #[derive(Default)]
@@ -911,6 +929,24 @@ mod tests {
         shell.handle_timeout(now + CLOSE_LINGER);
         assert!(shell.sockets.is_empty(), "dropped after the linger");
         assert_eq!(shell.endpoint().fed.len(), 2, "two Connected, nothing else");
+    }
+
+    #[test]
+    fn closes_towards_peers_that_never_close_hold_a_bounded_number_of_sockets() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let mut tags = Vec::new();
+        // SECURITY: row 114
+        for _ in 0..MAX_LINGERING + 10 {
+            let (conn, tag) = open(&mut shell, now);
+            ask(&mut shell, now, Output::Close { conn });
+            tags.push(tag);
+        }
+        assert_eq!(shell.sockets.len(), MAX_LINGERING);
+        // The oldest went first; the newest still wait for their peers' FIN.
+        assert!(!shell.sockets.contains_key(&tags[9]));
+        assert!(shell.sockets.contains_key(&tags[10]));
+        assert!(shell.sockets.contains_key(tags.last().expect("a tag")));
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl Node {
     ) {
         for old in self.demux.make_room(remote.ip()) {
             self.dropped.evicted += 1;
-            self.close_inbound(old);
+            self.drop_inbound(old);
         }
         self.demux.wait(inbound, local, remote);
         self.timers
@@ -393,7 +393,7 @@ impl Node {
             Pushed::Route(id) => self.route_to(now, inbound, id),
             Pushed::Refused => {
                 self.dropped.unrouted += 1;
-                self.close_inbound(inbound);
+                self.drop_inbound(inbound);
             }
         }
     }
@@ -488,6 +488,21 @@ impl Node {
         match inbound {
             Inbound::Driver(conn) => self.out.push_back(Output::Close { conn }),
             Inbound::Relay(slot, turn_conn) => self.relays.close_peer(slot, turn_conn),
+        }
+    }
+
+    /// Drops an unrouted stream whose peer broke a rule (silent too long, too many bytes,
+    /// no check, no room): an accepted connection is reset, since we have nothing to deliver
+    /// on it and a graceful close would hold its socket until the peer's FIN, which a
+    /// stranger never sends ([`CLOSE_LINGER`](crate::io::CLOSE_LINGER)).
+    pub(super) fn drop_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Driver(conn) => {
+                self.demux.remove(inbound);
+                self.timers.clear(NodeTimer::Unrouted(inbound));
+                self.out.push_back(Output::Reset { conn });
+            }
+            Inbound::Relay(..) => self.close_inbound(inbound),
         }
     }
 }

@@ -139,7 +139,7 @@ impl Node {
             NodeTimer::Unrouted(inbound) => {
                 if self.demux.is_waiting(inbound) {
                     self.dropped.unrouted += 1;
-                    self.close_inbound(inbound);
+                    self.drop_inbound(inbound);
                 }
             }
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),

@@ -96,6 +96,9 @@ pub(crate) struct End {
     pub(crate) known: bool,
     /// The endpoint closed it (not half-closed): it reads nothing more.
     pub(crate) closed: bool,
+    /// When the endpoint closed it: a driver holds the socket from then until the peer's
+    /// FIN, for at most [`CLOSE_LINGER`](ferry_proto::io::CLOSE_LINGER).
+    pub(crate) closed_at: Option<Duration>,
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
     pub(crate) state: State,
@@ -124,6 +127,7 @@ impl End {
             id,
             known: true,
             closed: false,
+            closed_at: None,
             local,
             remote,
             state: State::SynSent,

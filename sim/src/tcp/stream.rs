@@ -75,6 +75,7 @@ impl World {
         }
         if close {
             e.closed = true;
+            e.closed_at = Some(self.now);
             self.forget(key, side);
         }
         if self.tracer.is_some() {
@@ -285,6 +286,10 @@ impl World {
                     return;
                 }
                 if e.closed || !e.known {
+                    if matches!(seg, Segment::Fin) {
+                        // The FIN a lingering driver waits for: it lets the socket go.
+                        e.peer_fin = true;
+                    }
                     if matches!(seg, Segment::Data(_)) && !e.rst_sent {
                         // Data for a socket that was closed: the kernel answers with a RST.
                         e.rst_sent = true;
