@@ -314,6 +314,10 @@ impl Node {
 
     /// An input about a driver connection, to whoever it belongs.
     pub(super) fn on_conn_input(&mut self, now: Instant, conn: ConnId, input: Input) {
+        if matches!(input, Input::Closed { .. } | Input::Reset { .. }) {
+            // Gone: nobody pauses it any more (and its name may come back for another).
+            self.pausers.remove(&Link::Direct(conn));
+        }
         match self.demux.route(conn) {
             Some(Route::Turn { slot, turn_conn }) => {
                 let renamed = rename(input, turn_conn);
@@ -467,6 +471,9 @@ impl Node {
 
     /// An accepted or relayed-in stream ended.
     pub(super) fn inbound_gone(&mut self, now: Instant, inbound: Inbound, reset: bool) {
+        if let Inbound::Relay(slot, turn_conn) = inbound {
+            self.pausers.remove(&Link::Relay { slot, turn_conn });
+        }
         if self.demux.is_waiting(inbound) {
             // Our side closes too, so the driver frees the socket (a peer's FIN gets ours).
             return self.close_inbound(inbound);

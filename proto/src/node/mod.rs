@@ -109,6 +109,8 @@ pub struct Node {
     timers: Timers<NodeTimer>,
     /// Transfers whose connection died, to reset once the pump is done.
     pending_reset: VecDeque<TransferId>,
+    /// Who asked each link to stop reading: it reads again only once all of them let go.
+    pausers: BTreeMap<connector::Link, std::collections::BTreeSet<peers::Pauser>>,
     /// Where [`shutdown`](Node::shutdown) stands.
     stopping: Stopping,
     out: VecDeque<Output>,
@@ -155,6 +157,7 @@ impl Node {
             dropped: DroppedValues::default(),
             bugs: Bugs::default(),
             timers: Timers::new(),
+            pausers: BTreeMap::new(),
             pending_reset: VecDeque::new(),
             stopping: Stopping::No,
             out: VecDeque::new(),

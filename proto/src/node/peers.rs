@@ -16,7 +16,7 @@ use crate::ice;
 use crate::io::{Event, Output};
 use crate::signal::{PeerConnection, Recipient};
 use crate::tls::{AccountId, DeviceId};
-use crate::transfer;
+use crate::transfer::{self, TransferId};
 
 impl Node {
     /// The connector to `device`, made (as requester) if there is none; `None` if there is
@@ -257,14 +257,20 @@ impl Node {
                     }
                 }
             },
-            connector::Output::Close(link) => match link {
-                Link::Direct(conn) => {
-                    self.demux.forget(conn);
-                    self.out.push_back(Output::Close { conn });
+            connector::Output::Close(link) => {
+                // A closed link is paused by nobody any more.
+                self.pausers.remove(&link);
+                match link {
+                    Link::Direct(conn) => {
+                        self.demux.forget(conn);
+                        self.out.push_back(Output::Close { conn });
+                    }
+                    Link::Relay { slot, turn_conn } => self.relays.close_peer(slot, turn_conn),
                 }
-                Link::Relay { slot, turn_conn } => self.relays.close_peer(slot, turn_conn),
-            },
-            connector::Output::PauseReading(link, pause) => self.pause_link(link, pause),
+            }
+            connector::Output::PauseReading(link, pause) => {
+                self.pause_link(link, Pauser::Agent, pause)
+            }
             connector::Output::Ready => self.open_pending_channels(id),
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
             connector::Output::Arm(timer, at) => {
@@ -276,10 +282,45 @@ impl Node {
         }
     }
 
-    /// Stops (`pause`) or starts again reading a link: a driver connection directly, a
+    /// `who` stops (`pause`) or lets go of reading a link: a driver connection directly, a
     /// stream relayed in through our allocation by its TURN data connection (TCP then pushes
     /// back on the relay, and the relay on the peer).
-    pub(super) fn pause_link(&mut self, link: Link, pause: bool) {
+    ///
+    /// Several transfers share a link, and its ICE agent pauses it too (early data): the
+    /// link reads again only once every one that paused it let go. Before, one transfer's
+    /// resume undid another's pause, and a transfer behind a slow disk took bytes past its
+    /// write window without bound.
+    pub(super) fn pause_link(&mut self, link: Link, who: Pauser, pause: bool) {
+        let pausers = self.pausers.entry(link).or_default();
+        let was_paused = !pausers.is_empty();
+        if pause {
+            pausers.insert(who);
+        } else {
+            pausers.remove(&who);
+        }
+        let paused = !pausers.is_empty();
+        if pausers.is_empty() {
+            self.pausers.remove(&link);
+        }
+        if paused != was_paused {
+            self.switch_reading(link, paused);
+        }
+    }
+
+    /// Whatever `who` paused, it lets go of (it ended).
+    pub(super) fn release_pauses(&mut self, who: Pauser) {
+        let links: Vec<Link> = self
+            .pausers
+            .iter()
+            .filter(|(_, p)| p.contains(&who))
+            .map(|(l, _)| *l)
+            .collect();
+        for link in links {
+            self.pause_link(link, who, false);
+        }
+    }
+
+    fn switch_reading(&mut self, link: Link, pause: bool) {
         match link {
             Link::Direct(conn) => self.out.push_back(if pause {
                 Output::PauseReading { conn }
@@ -428,5 +469,62 @@ impl Node {
     /// Every connector, in order.
     pub(super) fn connector_ids(&self) -> Vec<u32> {
         self.connectors.keys().copied().collect()
+    }
+}
+
+/// Who paused a link's reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Pauser {
+    /// Its ICE agent, holding back early data.
+    Agent,
+    /// A transfer on it, behind its file writes.
+    Transfer(TransferId),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::Pauser;
+    use crate::io::{ConnId, Output};
+    use crate::node::connector::Link;
+    use crate::node::timers::tests::node;
+    use crate::transfer::TransferId;
+
+    fn switches(n: &mut crate::node::Node) -> Vec<&'static str> {
+        n.out
+            .drain(..)
+            .filter_map(|o| match o {
+                Output::PauseReading { .. } => Some("pause"),
+                Output::ResumeReading { .. } => Some("resume"),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_link_reads_again_only_once_everyone_who_paused_it_let_go() {
+        let mut n = node(Instant::now());
+        switches(&mut n);
+        let link = Link::Direct(ConnId::Connect(7));
+        let (a, b) = (
+            Pauser::Transfer(TransferId(1)),
+            Pauser::Transfer(TransferId(2)),
+        );
+        n.pause_link(link, a, true);
+        n.pause_link(link, b, true);
+        n.pause_link(link, Pauser::Agent, true);
+        assert_eq!(switches(&mut n), ["pause"]);
+        // One transfer's writes caught up: the others still wait.
+        n.pause_link(link, a, false);
+        n.pause_link(link, Pauser::Agent, false);
+        assert!(switches(&mut n).is_empty());
+        // A resume from someone who never paused changes nothing either.
+        n.pause_link(link, a, false);
+        assert!(switches(&mut n).is_empty());
+        // The last one ends (drained): the link reads again.
+        n.release_pauses(b);
+        assert_eq!(switches(&mut n), ["resume"]);
+        assert!(n.pausers.is_empty());
     }
 }

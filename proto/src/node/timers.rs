@@ -182,7 +182,7 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use core::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
@@ -193,7 +193,9 @@ mod tests {
 
     const T0: u64 = 1_795_651_200;
 
-    fn node(now: Instant) -> Node {
+    /// A node with one account and device, no TURN, one local address (for the node's
+    /// own unit tests).
+    pub(in crate::node) fn node(now: Instant) -> Node {
         let validity = Validity::days_from(T0 - 86_400, 365);
         let account = Account::from_seed(&derive_seed(b"timers", "a"), validity).expect("account");
         let device = account

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::connector::Stage;
 use super::counters::bug;
+use super::peers::Pauser;
 use super::timers::NodeTimer;
 use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node};
 use crate::Error;
@@ -402,7 +403,7 @@ impl Node {
                         .get(&connector)
                         .and_then(|c| c.selected_link())
                     {
-                        self.pause_link(link, pause);
+                        self.pause_link(link, Pauser::Transfer(tid), pause);
                     }
                 }
                 transfer::Output::File(op) => {
@@ -414,6 +415,7 @@ impl Node {
         }
         if self.transfers.slots[&tid].machine.is_drained() {
             self.transfers.slots.remove(&tid);
+            self.release_pauses(Pauser::Transfer(tid));
         }
         moved
     }

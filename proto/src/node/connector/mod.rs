@@ -71,7 +71,7 @@ pub(super) enum Stage {
 }
 
 /// How an agent's connection reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Link {
     /// A driver connection, by the node's name for it.
     Direct(ConnId),
