@@ -118,6 +118,44 @@ fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// How long after the offer being asked about was withdrawn (and the next one asked) a plain
+/// `y` or `n` is not taken for the new one: it was most likely typed for the old one.
+const ANSWER_GUARD: Duration = Duration::from_secs(2);
+
+/// One line typed at the prompt: `y` / `n` for the offer being asked about, or `y ID` /
+/// `n ID` for a named offer (any unique start of its id, 4 digits at least).
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    yes: bool,
+    id: Option<String>,
+}
+
+impl Answer {
+    fn parse(line: &str) -> Answer {
+        let mut words = line.split_whitespace();
+        let yes = words.next().is_some_and(is_yes);
+        let id = words.next().map(str::to_owned);
+        Answer { yes, id }
+    }
+
+    /// The offer among `asking` this answer names, if it names one.
+    fn names(&self, asking: &VecDeque<TransferId>) -> Result<Option<TransferId>, String> {
+        let Some(id) = &self.id else {
+            return Ok(None);
+        };
+        let matching: Vec<TransferId> = asking
+            .iter()
+            .filter(|t| id.len() >= 4 && t.to_string().starts_with(id.as_str()))
+            .copied()
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(Some(*one)),
+            [] => Err(format!("no offer {id} waits for an answer")),
+            _ => Err(format!("{id} names several offers: type more of its id")),
+        }
+    }
+}
+
 /// Listens until interrupted, or, with `--once`, until the first transfer ends.
 pub(crate) async fn run(
     home: &Home,
@@ -181,10 +219,12 @@ pub(crate) async fn run(
     let mut grace: Option<Instant> = None;
     let mut waiting_for_close = false;
 
+    // When the offer being asked about was withdrawn and the next one asked instead.
+    let mut replaced_at: Option<Instant> = None;
     let ask = |report: &Report, offers: &BTreeMap<TransferId, Offer>, t: &TransferId| {
         if let Some(o) = offers.get(t) {
             report.line(&format!(
-                "{} offers {:?} ({} bytes). Accept? [y/N]",
+                "[{t}] {} offers {:?} ({} bytes). Accept? [y/N]",
                 o.from, o.name, o.size
             ));
         }
@@ -279,7 +319,11 @@ pub(crate) async fn run(
                             // An offer withdrawn while we asked is not asked any more.
                             if asking.front() == Some(&transfer) {
                                 asking.pop_front();
+                                if let Some(o) = offers.get(&transfer) {
+                                    report.line(&format!("[{transfer}] {:?} was withdrawn ({status})", o.name));
+                                }
                                 if let Some(next) = asking.front() {
+                                    replaced_at = Some(Instant::now());
                                     ask(&report, &offers, next);
                                 }
                             } else {
@@ -329,8 +373,39 @@ pub(crate) async fn run(
                     None => std::future::pending().await,
                 }
             }, if answers_open && !asking.is_empty() => {
-                let Some(transfer) = asking.pop_front() else { continue };
-                let yes = answer.as_deref().is_some_and(is_yes);
+                let parsed = answer.as_deref().map(Answer::parse);
+                let named = match parsed.as_ref().map(|a| a.names(&asking)) {
+                    Some(Err(why)) => {
+                        report.line(&why);
+                        continue;
+                    }
+                    Some(Ok(named)) => named,
+                    None => None,
+                };
+                if named.is_none()
+                    && answer.is_some()
+                    && replaced_at.is_some_and(|at| at.elapsed() < ANSWER_GUARD)
+                {
+                    // Typed for the offer that was just withdrawn: not taken for this one.
+                    replaced_at = None;
+                    report.line("That answer came as the offer it was for was withdrawn; answer again:");
+                    if let Some(front) = asking.front() {
+                        ask(&report, &offers, front);
+                    }
+                    continue;
+                }
+                let transfer = match named {
+                    Some(t) => {
+                        asking.retain(|a| *a != t);
+                        t
+                    }
+                    None => {
+                        let Some(t) = asking.pop_front() else { continue };
+                        t
+                    }
+                };
+                replaced_at = None;
+                let yes = parsed.is_some_and(|a| a.yes);
                 if answer.is_none() {
                     answers = None;
                 }
@@ -386,5 +461,38 @@ pub(crate) async fn run(
         Some((Status::Finished, _)) if o.verified => Ok(()),
         Some((status, reason)) => Err(failure_of(*status, reason.as_ref(), &o.from)),
         None => Err(Failure::Internal("the transfer did not end".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_name_the_offer_they_are_for_by_a_unique_start_of_its_id() {
+        let asking: VecDeque<TransferId> =
+            [TransferId(123_456_789), TransferId(123_999_000)].into();
+        assert_eq!(
+            Answer::parse(" y "),
+            Answer {
+                yes: true,
+                id: None
+            }
+        );
+        assert_eq!(Answer::parse("y").names(&asking), Ok(None));
+        assert_eq!(
+            Answer::parse("yes 1234").names(&asking),
+            Ok(Some(TransferId(123_456_789)))
+        );
+        assert!(!Answer::parse("n 1239").yes);
+        assert_eq!(
+            Answer::parse("n 1239").names(&asking),
+            Ok(Some(TransferId(123_999_000)))
+        );
+        assert!(Answer::parse("y 123").names(&asking).is_err(), "too short");
+        assert!(
+            Answer::parse("y 1234567890").names(&asking).is_err(),
+            "no such offer"
+        );
     }
 }

@@ -371,6 +371,86 @@ fn a_sender_that_vanished_and_sends_again_gets_through_at_once() {
     let _ = g1;
 }
 
+/// A listener that runs for a long time: a hundred files from one contact, one after the
+/// other, each after the previous connection went idle and closed, so each makes a new
+/// connection. Every file is verified, each send costs the same, and the listener holds no
+/// more after the hundredth than after the first: no connector, no socket, no half-closed
+/// connection left behind.
+#[test]
+fn a_hundred_sends_to_one_listener_leave_nothing_behind() {
+    use ferry_proto::node::IDLE_TIMEOUT;
+    use ferry_proto::transfer::Status;
+    const SENDS: usize = 100;
+    let mut b = World::builder(23);
+    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
+    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+    let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(2));
+    let mut answered = Vec::new();
+    let mut took = Vec::new();
+    let (mut peak_held, mut peak_connectors) = (0, 0);
+    for n in 0..SENDS {
+        let sent_at = world.now();
+        let g = peers::send(
+            &mut world,
+            ha,
+            &bob,
+            100_000 + n as u64,
+            &format!("f{n}.bin"),
+        );
+        while peers::group_end(&world, ha, g).is_none()
+            && world.now() - sent_at < Duration::from_secs(120)
+        {
+            world.run_for(Duration::from_millis(50));
+            peers::accept_all(&mut world, hb, &mut answered);
+            peak_held = peak_held.max(world.held_sockets(hb));
+            let bob_node = world.endpoint::<Node>(hb).expect("bob");
+            peak_connectors = peak_connectors.max(bob_node.known_connections());
+        }
+        assert_eq!(
+            peers::group_end(&world, ha, g),
+            Some(Status::Finished),
+            "send {n}"
+        );
+        took.push(world.now() - sent_at);
+        // Past the idle timeout the connection closes from both sides; the next send makes
+        // a new one.
+        world.run_for(IDLE_TIMEOUT + Duration::from_secs(2));
+        assert_eq!(
+            world.held_sockets(hb),
+            0,
+            "after send {n}, Bob holds no connection"
+        );
+        assert_eq!(
+            world.held_sockets(ha),
+            0,
+            "after send {n}, Alice holds no connection"
+        );
+    }
+    let bob_node = world.endpoint::<Node>(hb).expect("bob");
+    let mut sorted = took.clone();
+    sorted.sort();
+    eprintln!(
+        "{SENDS} sends to one listener, each on a new connection: median {:?}, slowest {:?} \
+         (virtual); peak sockets held by Bob {peak_held}, peak connectors {peak_connectors}, \
+         {} connections in the world, {} leaked",
+        sorted[SENDS / 2],
+        sorted[SENDS - 1],
+        world.stats().connections,
+        world.close_wait().len(),
+    );
+    assert_eq!(bob_node.ready_connections(), 0);
+    assert!(peak_connectors <= 2, "{peak_connectors} connectors at once");
+    assert!(
+        sorted[SENDS - 1] <= sorted[0] * 2,
+        "the hundredth send costs what the first did: {took:?}"
+    );
+    assert!(world.close_wait().is_empty());
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+}
+
 /// The same on real sockets, on each runtime: a listening node survives a storm of
 /// connect-and-close cycles from a stranger with its descriptors back where they were, then
 /// takes a real transfer, after which (the sender gone) they are back again.
