@@ -69,6 +69,11 @@ pub enum Fault {
         /// The address dialled.
         target: SocketAddr,
     },
+    /// The router (a NAT) loses every mapping, as when it reboots or its state times out
+    /// under a sender that went quiet: connections through it stop carrying anything, with no
+    /// error on either side (only timeouts notice), and new connections from inside get new
+    /// mappings, seen outside as a new source port (NAT rebinding).
+    Rebind(crate::ids::RouterId),
 }
 
 /// The faults in force.
@@ -120,6 +125,19 @@ impl World {
             Fault::Heal => {
                 self.rules.partitions.clear();
                 self.pump_all();
+            }
+            Fault::Rebind(router) => {
+                if let Some(r) = self.routers.get_mut(router.ix()) {
+                    r.table.flush();
+                }
+                for key in self.conns.keys() {
+                    if let Some(c) = self.conns.get_mut(key)
+                        && c.mappings.iter().any(|(r, _)| *r == router)
+                    {
+                        c.mappings.retain(|(r, _)| *r != router);
+                        c.blackholed = true;
+                    }
+                }
             }
             Fault::ResetConnections { host, port } => {
                 for key in self.conns.keys() {
@@ -208,6 +226,10 @@ impl World {
                 format!("{} intercepts {target}", self.host_name(*by))
             }
             Fault::StopIntercept { target } => format!("stop intercepting {target}"),
+            Fault::Rebind(r) => format!(
+                "{} loses its NAT mappings (rebinding)",
+                self.routers.get(r.ix()).map_or("?", |r| r.name.as_str())
+            ),
         }
     }
 }

@@ -291,6 +291,18 @@ impl NatTable {
         }
     }
 
+    /// Forgets every mapping, as a NAT that reboots or drops its state does: new
+    /// connections get new mappings (a new external port unless the port is preserved), and
+    /// the ids of the old ones never name anything again.
+    pub(crate) fn flush(&mut self) {
+        for m in &mut self.maps {
+            *m = None;
+        }
+        self.free.clear();
+        self.by_key.clear();
+        self.by_external.clear();
+    }
+
     /// How many mappings are alive.
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()

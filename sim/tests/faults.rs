@@ -228,3 +228,73 @@ fn an_interceptor_answers_in_the_targets_place_and_can_relay_to_it() {
         Some("198.51.100.66".to_owned())
     );
 }
+
+#[test]
+fn a_nat_that_loses_its_mappings_blackholes_old_connections_and_maps_new_ones_anew() {
+    use ferry_sim::{HostSpec, LinkSpec, Nat, RouterKind};
+    let mut b = World::builder(9);
+    let epoch = b.epoch();
+    let s = public(
+        &mut b,
+        "s",
+        [198, 51, 100, 7],
+        Probe::new(epoch)
+            .at(ms(0), listen(443))
+            .at(ms(0), listen(444)),
+    );
+    let (home, nat) = site(
+        &mut b,
+        "nat",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::port_restricted_cone().with_port_preservation(false)),
+    );
+    let (server, other) = (sa("198.51.100.7:443"), sa("198.51.100.7:444"));
+    let data = |n: usize| Bytes::from(content::range(3, 0, n));
+    let alice = Probe::new(epoch)
+        // Both from one local port, as ICE-TCP does: an endpoint-independent mapping would
+        // give them one external port, were it not lost in between.
+        .at(ms(1), Step::connect_from(1, 5000, server))
+        .at(
+            ms(500),
+            Step::Send {
+                conn: C1,
+                data: data(1000),
+            },
+        )
+        .at(secs(2), Step::connect_from(2, 5000, other));
+    let a = b.host(
+        HostSpec::new("alice", home)
+            .v4([192, 168, 1, 2])
+            .link(LinkSpec::latency(ms(10))),
+        alice,
+    );
+    b.fault(ms(300), Fault::Rebind(nat));
+    let mut world = b.trace().build().expect("world");
+    world.run_until(secs(5));
+    let server_side = probe(&world, s);
+    let accepted: Vec<_> = [A1, ConnId::Accepted(2)]
+        .iter()
+        .map(|c| server_side.conn(*c).and_then(|l| l.addr))
+        .collect();
+    let (first, second) = (
+        accepted[0].expect("a first"),
+        accepted[1].expect("a second"),
+    );
+    assert_eq!(first.ip(), second.ip(), "both come from the NAT's address");
+    assert_ne!(
+        first.port(),
+        second.port(),
+        "the second through a new mapping"
+    );
+    assert!(
+        server_side.received(A1).is_empty(),
+        "nothing crosses a mapping that is gone"
+    );
+    assert_eq!(
+        probe(&world, a).state(C1),
+        Some(ConnState::Open),
+        "and nobody is told"
+    );
+    assert!(world.trace().contains("nat loses its NAT mappings"));
+    no_violations(&world);
+}

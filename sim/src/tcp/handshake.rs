@@ -121,6 +121,7 @@ impl World {
             route: Vec::new(),
             one_way: Duration::ZERO,
             mappings: Vec::new(),
+            blackholed: false,
             deadline: Some(self.now.saturating_add(timeout)),
         };
         let key = self.conns.insert(conn);

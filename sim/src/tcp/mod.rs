@@ -172,6 +172,9 @@ pub(crate) struct Conn {
     pub(crate) one_way: Duration,
     /// The NAT mappings this connection holds a reference on.
     pub(crate) mappings: Vec<(RouterId, MapId)>,
+    /// A NAT on its route lost its mapping ([`Fault::Rebind`](crate::Fault::Rebind)):
+    /// nothing it carries arrives any more, and only timeouts can tell.
+    pub(crate) blackholed: bool,
     /// When the connect gives up, while end 0 waits for its SYN-ACK.
     pub(crate) deadline: Option<Duration>,
 }

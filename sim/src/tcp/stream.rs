@@ -495,7 +495,8 @@ impl World {
         }
     }
 
-    /// Whether the connection's route is cut (a link down, a partition, a stall).
+    /// Whether the connection's route is cut (a link down, a partition, a stall, a NAT that
+    /// lost its mapping).
     pub(crate) fn blocked(&self, key: ConnKey) -> bool {
         let Some(c) = self.conns.get(key) else {
             return true;
@@ -503,7 +504,8 @@ impl World {
         if !c.bound {
             return false;
         }
-        c.route.iter().any(|(l, _)| !self.links[*l].up)
+        c.blackholed
+            || c.route.iter().any(|(l, _)| !self.links[*l].up)
             || self.rules.partitioned(c.ends[0].host, c.ends[1].host)
             || self.rules.stalled(c.ends[0].host, c.ends[0].local.port())
             || self.rules.stalled(c.ends[1].host, c.ends[1].local.port())
