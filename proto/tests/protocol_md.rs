@@ -333,6 +333,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::REQUEST_RETRY", REQUEST_RETRY),
         ("node::ANSWER_TIMEOUT", ANSWER_TIMEOUT),
         ("node::PERMISSION_WAIT", PERMISSION_WAIT),
+        ("node::ANSWER_RETRY", ANSWER_RETRY),
         ("node::LOOKUP_TIMEOUT", LOOKUP_TIMEOUT),
         ("node::FORGET_FAILED", FORGET_FAILED),
         ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),

@@ -34,6 +34,7 @@ use ferry_proto::trace::{Direction, Line, Summary};
 
 use crate::builder::WorldBuilder;
 use crate::dht::Dht;
+use crate::dht::DhtSpec;
 use crate::fault::{Fault, Rules};
 use crate::files::Stored;
 use crate::host::{BoxedEvent, Host, SimEndpoint};
@@ -327,6 +328,12 @@ impl World {
         self.hosts
             .get(host.ix())
             .map_or(0, |h| h.files.open_count())
+    }
+
+    /// Changes how the DHT behaves from now on (its latency, loss, duplication; what it
+    /// stores stays): a DHT that gets better or worse during a run.
+    pub fn set_dht(&mut self, spec: DhtSpec) {
+        self.dht.spec = spec;
     }
 
     /// Values the DHT holds under `key` now, oldest first.

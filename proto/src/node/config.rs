@@ -26,6 +26,8 @@ pub const PERMISSION_WAIT: Duration = Duration::from_secs(2);
 /// How often a node puts its announcement again (DHT values expire; OpenDHT keeps them 10
 /// minutes), and how soon after a failed put.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How soon an answer whose put failed is put again, while its requester is not connected.
+pub const ANSWER_RETRY: Duration = Duration::from_secs(1);
 pub(super) const ANNOUNCE_RETRY: Duration = Duration::from_secs(2);
 /// How long a failed connection's state is kept (to answer retried requests, and to remember
 /// a denial) before it is forgotten.

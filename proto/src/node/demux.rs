@@ -24,7 +24,7 @@ use super::connector::Link;
 use super::counters::bug;
 use super::timers::NodeTimer;
 use crate::ice;
-use crate::io::{ConnId, Input, Output};
+use crate::io::{ConnId, ConnectError, Input, Output};
 use crate::stun::StunMessage;
 use crate::stun::framing::FrameDecoder;
 
@@ -110,6 +110,10 @@ pub(super) struct Demux {
     arrivals: BTreeMap<u64, Inbound>,
     by_source: BTreeMap<IpAddr, BTreeSet<u64>>,
     next_arrival: u64,
+    /// Connections asked for from a listening port (to where, and how long to try), until
+    /// they connect or fail: one that fails because that port is taken towards that remote
+    /// is asked again from any port.
+    from_port: BTreeMap<ConnId, (SocketAddr, Duration)>,
 }
 
 impl Demux {
@@ -170,6 +174,17 @@ impl Demux {
     /// Forgets a driver connection's route.
     pub(super) fn forget(&mut self, conn: ConnId) {
         self.routes.remove(&conn);
+        self.from_port.remove(&conn);
+    }
+
+    /// `conn` was asked for from a listening port, to `remote`, for `timeout`.
+    pub(super) fn connecting_from_port(
+        &mut self,
+        conn: ConnId,
+        remote: SocketAddr,
+        timeout: Duration,
+    ) {
+        self.from_port.insert(conn, (remote, timeout));
     }
 
     /// Forgets every route to one connector's agent.
@@ -329,22 +344,37 @@ impl Node {
                 connector,
                 agent_conn,
             }) => match input {
-                Input::Connected { local, .. } => self.agent_input(
-                    now,
-                    connector,
-                    ice::Input::Connected {
-                        conn: agent_conn,
-                        local,
-                    },
-                ),
-                Input::ConnectFailed { error, .. } => self.agent_input(
-                    now,
-                    connector,
-                    ice::Input::ConnectFailed {
-                        conn: agent_conn,
-                        error,
-                    },
-                ),
+                Input::Connected { local, .. } => {
+                    self.demux.from_port.remove(&conn);
+                    self.agent_input(
+                        now,
+                        connector,
+                        ice::Input::Connected {
+                            conn: agent_conn,
+                            local,
+                        },
+                    )
+                }
+                Input::ConnectFailed { error, .. } => {
+                    let from_port = self.demux.from_port.remove(&conn);
+                    if let (Some((remote, timeout)), ConnectError::LocalPortUnavailable) =
+                        (from_port, &error)
+                    {
+                        // The listening port is still taken towards that remote, by an old
+                        // connection a lost NAT mapping or a dead peer left closing (a
+                        // kernel keeps it for minutes): the same pair, from any port.
+                        self.demux.forget(conn);
+                        return self.connect_agent(connector, agent_conn, remote, None, timeout);
+                    }
+                    self.agent_input(
+                        now,
+                        connector,
+                        ice::Input::ConnectFailed {
+                            conn: agent_conn,
+                            error,
+                        },
+                    )
+                }
                 Input::Received { data, .. } => self.agent_input(
                     now,
                     connector,

@@ -501,6 +501,8 @@ impl Endpoint for Node {
                 if !ok && key == signal::devices_key(&self.config.device.account()) {
                     // Nobody can find us until the announcement is stored: try again soon.
                     self.timers.set(NodeTimer::Announce, now + ANNOUNCE_RETRY);
+                } else if !ok {
+                    self.answer_put_failed(now, key);
                 }
             }
             Input::File(result) => self.on_file(now, result)?,

@@ -5,7 +5,8 @@
 //! The connector itself (its stages, its agent, TLS session and multiplexer) is
 //! [`Connector`]'s; this file is the node's side of that conversation.
 
-use std::time::Instant;
+use core::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::connector::{self, Connector, Env, Link, Stage};
 use super::counters::bug;
@@ -13,7 +14,7 @@ use super::demux::Route;
 use super::timers::NodeTimer;
 use super::{FORGET_FAILED, IDLE_TIMEOUT, MAX_CONNECTORS, MAX_CONNECTORS_PER_ACCOUNT, Node};
 use crate::ice;
-use crate::io::{Event, Output};
+use crate::io::{ConnId, Event, Output};
 use crate::signal::{PeerConnection, Recipient};
 use crate::tls::{AccountId, DeviceId};
 use crate::transfer::{self, TransferId};
@@ -216,6 +217,11 @@ impl Node {
             connector::Output::Put { key, value } => {
                 self.out.push_back(Output::DhtPut { key, value })
             }
+            connector::Output::Relisten => {
+                let key = crate::signal::peer_key(&self.config.device.id());
+                self.out.push_back(Output::DhtCancelListen { key });
+                self.out.push_back(Output::DhtListen { key });
+            }
             connector::Output::Permit(ips) => self.relays.permit(now, &ips),
             connector::Output::AgentReady(ufrag) => self.agent_ready(now, id, ufrag),
             connector::Output::Connect {
@@ -224,7 +230,6 @@ impl Node {
                 local_ip,
                 timeout,
             } => {
-                let n = self.new_conn();
                 // Connect from the listening port of that address, so a NAT maps it as it
                 // maps our passive candidate.
                 let local_port = self
@@ -232,22 +237,7 @@ impl Node {
                     .into_iter()
                     .find(|a| a.ip() == local_ip)
                     .map(|a| a.port());
-                self.demux.set_route(
-                    n,
-                    Route::Agent {
-                        connector: id,
-                        agent_conn: conn,
-                    },
-                );
-                if let Some(c) = self.connectors.get_mut(&id) {
-                    c.link(conn, Link::Direct(n));
-                }
-                self.out.push_back(Output::Connect {
-                    conn: n,
-                    remote,
-                    local_port,
-                    timeout,
-                });
+                self.connect_agent(id, conn, remote, local_port, timeout);
             }
             connector::Output::Send { link, data } => match link {
                 Link::Direct(conn) => self.out.push_back(Output::Send { conn, data }),
@@ -280,6 +270,37 @@ impl Node {
             connector::Output::Fail(why) => self.connector_failed(id, why),
             connector::Output::Ended => self.connector_ended(now, id),
         }
+    }
+
+    /// Asks the driver for a connection of connector `id`'s agent (its `agent_conn`).
+    pub(super) fn connect_agent(
+        &mut self,
+        id: u32,
+        agent_conn: ConnId,
+        remote: SocketAddr,
+        local_port: Option<u16>,
+        timeout: Duration,
+    ) {
+        let n = self.new_conn();
+        self.demux.set_route(
+            n,
+            Route::Agent {
+                connector: id,
+                agent_conn,
+            },
+        );
+        if local_port.is_some() {
+            self.demux.connecting_from_port(n, remote, timeout);
+        }
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.link(agent_conn, Link::Direct(n));
+        }
+        self.out.push_back(Output::Connect {
+            conn: n,
+            remote,
+            local_port,
+            timeout,
+        });
     }
 
     /// `who` stops (`pause`) or lets go of reading a link: a driver connection directly, a

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::connector::{Connector, Stage};
 use super::timers::NodeTimer;
-use super::{MAX_CONNECTORS_PER_ACCOUNT, Node, REQUEST_RETRY, Stopping};
+use super::{ANSWER_RETRY, MAX_CONNECTORS_PER_ACCOUNT, Node, REQUEST_RETRY, Stopping};
 use crate::io::{DhtKey, Event, Output};
 use crate::signal::{self, Announcement, PeerConnection, Recipient, SeenIds};
 use crate::tls::{AccountId, DeviceId};
@@ -205,8 +205,9 @@ impl Node {
         {
             self.dropped.replayed += 1;
             if !msg.is_answer {
-                // A retried request: our answer may have been lost on the DHT; put it again.
-                self.answer_again(opened.device, msg.id);
+                // A retried request: our answer may have been lost on the DHT; put it again,
+                // and give the requester, who only now may hear it, the whole ICE deadline.
+                self.answer_again(now, opened.device, msg.id);
             }
             return;
         }
@@ -286,12 +287,51 @@ impl Node {
         }
     }
 
-    fn answer_again(&mut self, device: DeviceId, id: u64) {
+    /// A put under `key` failed: an answer of ours still awaited there (its requester is
+    /// not connected yet: our checks may have succeeded, but it needs our answer for its
+    /// side of ICE and TLS) goes again after [`ANSWER_RETRY`], rather than only when the
+    /// requester puts its request again, so that a lossy DHT costs one retry, not the
+    /// requester's whole wait.
+    pub(super) fn answer_put_failed(&mut self, now: Instant, key: DhtKey) {
+        let waiting: Vec<u32> = self
+            .connectors
+            .iter()
+            .filter(|(_, c)| {
+                !c.is_requester()
+                    && signal::peer_key(&c.device()) == key
+                    && matches!(c.stage(), Stage::WaitPermission | Stage::Ice | Stage::Tls)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.timers
+                .set(NodeTimer::AnswerAgain(id), now + ANSWER_RETRY);
+        }
+    }
+
+    /// [`NodeTimer::AnswerAgain`]: the answer goes again if it is still awaited.
+    pub(super) fn put_answer_again(&mut self, id: u32) {
+        let Some(c) = self.connectors.get(&id) else {
+            return;
+        };
+        if !matches!(c.stage(), Stage::WaitPermission | Stage::Ice | Stage::Tls) {
+            return;
+        }
+        if let Some(value) = c.sealed_answer() {
+            let key = signal::peer_key(&c.device());
+            self.out.push_back(Output::DhtPut { key, value });
+        }
+    }
+
+    fn answer_again(&mut self, now: Instant, device: DeviceId, id: u64) {
         let again = self
             .connectors
-            .values()
+            .values_mut()
             .find(|c| c.answers(device, id))
-            .and_then(Connector::sealed_answer);
+            .and_then(|c| {
+                c.requester_asks_again(now);
+                c.sealed_answer()
+            });
         if let Some(value) = again {
             self.out.push_back(Output::DhtPut {
                 key: signal::peer_key(&device),

@@ -37,6 +37,8 @@ pub(super) enum NodeTimer {
     /// A failed connector is forgotten (it stayed to answer retried requests and to
     /// remember a denial).
     Forget(u32),
+    /// Put an answerer's answer again: the DHT said its put failed.
+    AnswerAgain(u32),
 }
 
 impl NodeTimer {
@@ -54,6 +56,7 @@ impl NodeTimer {
             NodeTimer::Connector(_, connector::Timer::Tls) => "tls handshake",
             NodeTimer::Idle(_) => "idle connection",
             NodeTimer::Forget(_) => "forget failed connection",
+            NodeTimer::AnswerAgain(_) => "answer put again",
         }
     }
 
@@ -147,6 +150,7 @@ impl Node {
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),
             NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),
+            NodeTimer::AnswerAgain(id) => self.put_answer_again(id),
         }
     }
 

@@ -369,6 +369,7 @@ impl Node {
             done: 0,
             total: 0,
         }));
+        self.end_group(group);
     }
 
     /// Drains one transfer; a transfer that is over goes.
@@ -473,7 +474,18 @@ impl Node {
                 done,
                 total,
             }));
+            if status.is_final() {
+                self.end_group(group);
+            }
         }
+    }
+
+    /// A group reached its final state: it is forgotten, so a device announced later is not
+    /// sent a file its sender was told is over (and a node that runs for months keeps no
+    /// group per file it ever sent).
+    fn end_group(&mut self, group: TransferId) {
+        self.transfers.groups.remove(&group);
+        self.timers.clear(NodeTimer::Lookup(group));
     }
 
     fn sub_failed(&mut self, sub: TransferId, group: TransferId, status: Status, reason: Reason) {
@@ -602,16 +614,22 @@ impl Node {
                 }
             }
             MuxEvent::Opened { channel } => {
-                let Some(sub) = self.pending_on(id, channel) else {
+                // The sub-transfer that asked for it may have gone meanwhile (cancelled, its
+                // group ended): the channel is ended at once, else it would hold the
+                // connection open for ever (it never goes idle) and the peer's transfer on
+                // it would wait for a header that never comes.
+                let waiting = self.pending_on(id, channel).and_then(|sub| {
+                    let p = self.transfers.pending.remove(&sub)?;
+                    let g = self.transfers.groups.get(&p.group)?;
+                    Some((sub, p, g.source.clone(), g.name.clone()))
+                });
+                let Some((sub, p, source, name)) = waiting else {
+                    let ended = self.connectors.get_mut(&id).map(|c| c.end_channel(channel));
+                    if let Some(Some(Err(e))) = ended {
+                        bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
+                    }
                     return;
                 };
-                let Some(p) = self.transfers.pending.remove(&sub) else {
-                    return;
-                };
-                let Some(g) = self.transfers.groups.get(&p.group) else {
-                    return;
-                };
-                let (source, name) = (g.source.clone(), g.name.clone());
                 let file = self.transfers.new_file();
                 let machine = Outgoing::new(sub, file, source, name, Form::Framed);
                 let peer = self.connectors[&id].peer();

@@ -5,7 +5,11 @@
 //! cargo run -p ferry-sim --release --example sweep -- --seeds 1000
 //! cargo run -p ferry-sim --release --example sweep -- --from 5000 --seeds 1000
 //! cargo run -p ferry-sim --release --example sweep -- --seed 17 --trace
+//! cargo run -p ferry-sim --release --example sweep -- --seeds 10000 --faults
 //! ```
+//!
+//! With `--faults`, each seed runs only the third world ([`faults`]): a whole transfer
+//! through faults drawn from the seed, then sent again once they heal.
 //!
 //! Each seed builds its own world: an echo server (IPv4 and IPv6), two to four clients, each
 //! public or behind an open router, a firewall, or a NAT of random mapping, filtering, port
@@ -36,6 +40,7 @@
 //! - the same seed run twice gives the same trace, byte for byte.
 #![allow(clippy::print_stdout)]
 
+mod faults;
 mod nodes;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -589,6 +594,7 @@ fn invariants(s: &Scenario) -> Result<(), String> {
 fn main() -> ExitCode {
     let mut seeds = 0..100u64;
     let mut trace = false;
+    let mut with_faults = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|v| v.parse::<u64>().ok());
@@ -603,11 +609,15 @@ fn main() -> ExitCode {
                 seeds = s..s + 1;
             }
             "--trace" => trace = true,
+            "--faults" => with_faults = true,
             _ => {
-                println!("usage: sweep [--from FIRST] [--seeds N | --seed S] [--trace]");
+                println!("usage: sweep [--from FIRST] [--seeds N | --seed S] [--faults] [--trace]");
                 return ExitCode::from(2);
             }
         }
+    }
+    if with_faults {
+        return fault_sweep(seeds, trace);
     }
     let count = seeds.end - seeds.start;
     let mut events = 0;
@@ -682,5 +692,57 @@ fn main() -> ExitCode {
     println!(
         "seeds with a simultaneous open: {simultaneous}, a hairpinned connection: {hairpins}, a SYN dropped by a NAT: {nat_drops}, a whole node transfer: {transfers}"
     );
+    ExitCode::SUCCESS
+}
+
+/// The `--faults` sweep: the fault world of every seed, twice, with one trace.
+fn fault_sweep(seeds: std::ops::Range<u64>, trace: bool) -> ExitCode {
+    let count = seeds.end - seeds.start;
+    let mut tally = faults::Tally::default();
+    let mut events = 0;
+    for seed in seeds {
+        let replay = format!(
+            "cargo run -p ferry-sim --release --example sweep -- --faults --seed {seed} --trace"
+        );
+        let outcome = std::panic::catch_unwind(|| (faults::check(seed), faults::check(seed)));
+        match outcome {
+            Err(_) => {
+                println!("seed {seed} panicked");
+                println!("replay: {replay}");
+                return ExitCode::FAILURE;
+            }
+            Ok((Ok((a, t)), Ok((b, _)))) if a.trace() == b.trace() => {
+                if trace {
+                    print!("{}", a.trace());
+                }
+                events += a.stats().events;
+                tally.add(&t);
+            }
+            Ok((Ok(_), Ok(_))) => {
+                println!("seed {seed}: two runs of the fault world gave different traces");
+                println!("replay: {replay}");
+                return ExitCode::FAILURE;
+            }
+            Ok((Err((why, world)), _) | (_, Err((why, world)))) => {
+                if let (true, Some(world)) = (trace, world) {
+                    print!("{}", world.trace());
+                }
+                println!("seed {seed} broke an invariant of the fault world: {why}");
+                println!("replay: {replay}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!(
+        "{count} seeds of whole transfers through faults passed ({events} events), every one twice with identical traces"
+    );
+    let list = |m: &std::collections::BTreeMap<&str, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("faults injected: {}", list(&tally.faults));
+    println!("invariants checked: {}", list(&tally.checks));
     ExitCode::SUCCESS
 }

@@ -21,7 +21,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn account(seed: u64, name: &str) -> Result<Account, String> {
+pub(crate) fn account(seed: u64, name: &str) -> Result<Account, String> {
     let validity = Validity::days_from(T0 - 86_400, 365);
     Account::from_seed(
         &derive_seed(format!("sweep {seed}").as_bytes(), name),
@@ -30,7 +30,7 @@ fn account(seed: u64, name: &str) -> Result<Account, String> {
     .map_err(|e| format!("account: {e}"))
 }
 
-fn device(seed: u64, account: &Account, name: &str) -> Result<Device, String> {
+pub(crate) fn device(seed: u64, account: &Account, name: &str) -> Result<Device, String> {
     let validity = Validity::days_from(T0 - 86_400, 365);
     account
         .add_device(
@@ -40,7 +40,7 @@ fn device(seed: u64, account: &Account, name: &str) -> Result<Device, String> {
         .map_err(|e| format!("device: {e}"))
 }
 
-fn node(
+pub(crate) fn node(
     epoch: Instant,
     account: &Account,
     device: &Device,
@@ -60,7 +60,7 @@ fn node(
     ))
 }
 
-fn link(rng: &mut SimRng) -> LinkSpec {
+pub(crate) fn link(rng: &mut SimRng) -> LinkSpec {
     let l = LinkSpec::latency(ms(1 + rng.below(60))).with_jitter(ms(rng.below(10)));
     if rng.chance(0.5) {
         l.with_bandwidth(500_000 + rng.below(10_000_000))

@@ -510,6 +510,20 @@ impl Agent {
         self.timers.set(Timer::Consent, expiry);
     }
 
+    /// The peer may hear our description only at `from` (it asked again, say, because the
+    /// signalling lost or delayed our answer, or an answerer allows for the requester's
+    /// whole wait for its answer): the negotiation's deadline counts from `from` if that is
+    /// later than it counts now. Nothing once a pair is selected or the session failed.
+    pub fn restart_deadline(&mut self, from: Instant) {
+        if self.state != State::Checking || self.remote_credentials.is_none() {
+            return;
+        }
+        let later = from + self.config.ice_timeout;
+        if self.timers.get(Timer::Overall).is_none_or(|at| at < later) {
+            self.timers.set(Timer::Overall, later);
+        }
+    }
+
     /// Ends the session: every connection is closed, the selected one included.
     pub fn close(&mut self) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -104,6 +104,10 @@ impl Connector {
         if let Err(e) = agent.set_remote_description(now, remote) {
             return self.out.push_back(Output::Fail(format!("ICE: {e}")));
         }
+        // The requester starts its checks when our answer reaches it, which a slow or lossy
+        // DHT can make as late as the end of its wait for an answer: our negotiation lasts
+        // until its own would have ended, not ICE's timeout from our answer.
+        agent.restart_deadline(now + ANSWER_TIMEOUT);
         self.agent = Some(agent);
         self.stage = Stage::Ice;
         match signal::seal(
@@ -167,6 +171,8 @@ impl Connector {
                         key: signal::peer_key(&self.device),
                         value: sealed,
                     });
+                    // And an answer the DHT stored but did not deliver comes now.
+                    self.out.push_back(Output::Relisten);
                     self.out
                         .push_back(Output::Arm(Timer::Retry, now + REQUEST_RETRY));
                 }

@@ -105,6 +105,9 @@ impl Timer {
 pub(super) enum Output {
     /// Put a value on the DHT.
     Put { key: DhtKey, value: Bytes },
+    /// Listen again to our own key: the DHT delivers what it stores there again, an answer
+    /// whose delivery it lost included.
+    Relisten,
     /// Permit these addresses on every relay: the peer may come in through them.
     Permit(Vec<IpAddr>),
     /// The agent exists now and goes by this ufrag: connections whose checks name it
@@ -418,6 +421,17 @@ impl Connector {
         }
         if let Some(agent) = self.agent.as_mut() {
             agent.check_consent_now(now, within);
+        }
+    }
+
+    /// The requester asked again: it has not heard our answer, so our ICE deadline counts
+    /// from now (see [`Agent::restart_deadline`](crate::ice::Agent::restart_deadline)).
+    pub(super) fn requester_asks_again(&mut self, now: Instant) {
+        if self.requester || !matches!(self.stage, Stage::WaitPermission | Stage::Ice) {
+            return;
+        }
+        if let Some(agent) = self.agent.as_mut() {
+            agent.restart_deadline(now);
         }
     }
 
