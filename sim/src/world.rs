@@ -330,6 +330,19 @@ impl World {
             .map_or(0, |h| h.files.open_count())
     }
 
+    /// Changes how a link behaves from now on (its latency, jitter, bandwidth, loss): a
+    /// network that gets better or worse during a run. What is already on its way keeps its
+    /// timing.
+    pub fn set_link(&mut self, of: crate::ids::LinkOf, spec: crate::link::LinkSpec) {
+        let link = match of {
+            crate::ids::LinkOf::Host(h) => self.hosts.get(h.ix()).map(|h| h.link),
+            crate::ids::LinkOf::Router(r) => self.routers.get(r.ix()).map(|r| r.link),
+        };
+        if let Some(l) = link {
+            self.links[l].spec = spec;
+        }
+    }
+
     /// Changes how the DHT behaves from now on (its latency, loss, duplication; what it
     /// stores stays): a DHT that gets better or worse during a run.
     pub fn set_dht(&mut self, spec: DhtSpec) {

@@ -121,7 +121,8 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         1 => RouterKind::Firewall,
         _ => RouterKind::Nat(crate::pick_nat(&mut rng)),
     };
-    let mut uplink = link(&mut rng);
+    let clean_uplink = link(&mut rng);
+    let mut uplink = clean_uplink;
     if rng.chance(0.2) {
         uplink = uplink.with_loss(0.02);
         tally.fault("link_loss");
@@ -218,8 +219,10 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
     tally.check("no_corrupt_file");
 
     if first != Status::Finished {
-        // The path returns: every fault that ends is over, the DHT loses nothing any more;
-        // the NAT keeps its new mappings.
+        // The path returns: every fault that ends is over, the DHT and the uplink lose
+        // nothing any more; the NAT keeps its new mappings. (On a lossy path a connect's
+        // handshake can outlast ICE's connect timeout, and a failed pair is not retried:
+        // [reach] is to retry connects.)
         // And the first attempt's negotiations are over: a send that joins a connector
         // whose only pair died with the path waits for that ICE session's timeout and
         // fails (ICE-TCP does not retry a failed pair; [reach] is to retry connects), so
@@ -227,6 +230,7 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         let settled = last_fault.max(world.now()) + SETTLE;
         world.run_until(settled);
         world.set_dht(healed_dht);
+        world.set_link(LinkOf::Router(router), clean_uplink);
         for f in heal {
             let now = world.now();
             world.schedule(now, f);
