@@ -109,6 +109,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if valgrind { 64 } else { 1024 });
     let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol,tokio".into());
+    if !valgrind {
+        sha3_implementations();
+    }
     let run = pair::Run::new(mib << 20, valgrind);
     for runtime in runtimes.split(',') {
         run.pair(runtime);
@@ -120,5 +123,39 @@ fn main() {
             tls.as_secs_f64(),
             1.0 / tls.as_secs_f64()
         );
+    }
+}
+
+/// The `sha3` crate against OpenSSL's SHA3-512 (its `openssl speed`, when the command is
+/// there), both on one core, both in CPU time, in the same run.
+fn sha3_implementations() {
+    let bytes = 256u64 << 20;
+    let (cpu, _) = cost::sha3(&block(), bytes);
+    let ours = bytes as f64 / f64::from(1u32 << 30) / cpu;
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "speed", "-seconds", "2", "-bytes", "1048576", "-evp", "sha3-512",
+        ])
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let line = text.lines().rev().find(|l| l.starts_with("sha3-512"))?;
+            let kilo: f64 = line
+                .split_whitespace()
+                .nth(1)?
+                .trim_end_matches('k')
+                .parse()
+                .ok()?;
+            Some(kilo * 1000.0 / f64::from(1u32 << 30))
+        });
+    match openssl {
+        Some(theirs) => println!(
+            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s, OpenSSL {theirs:.3} GiB/s (openssl speed -evp sha3-512): OpenSSL / sha3 crate = {:.2}",
+            theirs / ours
+        ),
+        None => println!(
+            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s (no `openssl` command to compare)"
+        ),
     }
 }
