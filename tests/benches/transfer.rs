@@ -11,7 +11,12 @@
 //! cargo bench -p ferry-tests --bench transfer                    # 1 GiB, smol and tokio
 //! FERRY_BENCH_MIB=128 cargo bench -p ferry-tests --bench transfer  # quicker
 //! FERRY_BENCH_RUNTIMES=smol cargo bench -p ferry-tests --bench transfer
+//! FERRY_BENCH_CONCURRENCY=1,2,4 cargo bench -p ferry-tests --bench transfer  # N files at once
 //! ```
+//!
+//! With several files at once (over one connection, processes not pinned) it prints the
+//! aggregate throughput, the cores each side kept busy, and the ratio to what two cores
+//! could give at that run's CPU cost per GiB.
 //!
 //! With `FERRY_BENCH_CALLGRIND=1` both sides run under `valgrind --tool=callgrind` (64 MiB
 //! unless `FERRY_BENCH_MIB` says otherwise, no primitives) and it prints instructions per
@@ -113,8 +118,11 @@ fn main() {
         sha3_implementations();
     }
     let run = pair::Run::new(mib << 20, valgrind);
+    let concurrency = std::env::var("FERRY_BENCH_CONCURRENCY").unwrap_or_else(|_| "1".into());
     for runtime in runtimes.split(',') {
-        run.pair(runtime);
+        for files in concurrency.split(',').filter_map(|n| n.parse().ok()) {
+            run.pair(runtime, files);
+        }
     }
     if !valgrind && std::env::var("FERRY_BENCH_RUSTLS").map_or(true, |v| v != "0") {
         let tls = rustls_baseline(&block());

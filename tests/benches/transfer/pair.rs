@@ -25,7 +25,7 @@ impl Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).expect("out");
-        write_file(&out.join("bench.bin"), bytes);
+        write_file(&out.join("bench.bin"), bytes, 1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpus = (cores >= 2 && !valgrind).then_some((0, 1));
         Run {
@@ -36,7 +36,7 @@ impl Run {
         }
     }
 
-    fn side(&self, runtime: &str, send: bool) -> Child {
+    fn side(&self, runtime: &str, send: bool, files: usize) -> Child {
         let role = if send { "send" } else { "receive" };
         let exe = std::env::current_exe().expect("this benchmark's path");
         let mut command = if self.valgrind {
@@ -57,12 +57,14 @@ impl Run {
             .env("FERRY_BENCH_RUNTIME", runtime)
             .env("FERRY_BENCH_DIR", self.dir.path())
             .env("FERRY_BENCH_BYTES", self.bytes.to_string())
+            .env("FERRY_BENCH_FILES", files.to_string())
             .env(
                 "FERRY_BENCH_PRIMITIVES",
-                if self.valgrind { "0" } else { "1" },
+                if self.valgrind || files > 1 { "0" } else { "1" },
             )
             .stdout(Stdio::piped());
-        if let Some((sender, receiver)) = self.cpus {
+        // Several files at once may use every core; one file gets one core per side.
+        if let Some((sender, receiver)) = self.cpus.filter(|_| files == 1) {
             command.env(
                 "FERRY_BENCH_CPU",
                 (if send { sender } else { receiver }).to_string(),
@@ -76,12 +78,20 @@ impl Run {
         std::env::temp_dir().join(format!("ferry-callgrind-{runtime}-{role}.out"))
     }
 
-    /// One transfer between two processes on `runtime`, and its report.
-    pub(crate) fn pair(&self, runtime: &str) {
+    /// `files` transfers at once (over one connection) between two processes on `runtime`,
+    /// and their report.
+    pub(crate) fn pair(&self, runtime: &str, files: usize) {
         // A fresh DHT folder: nothing left from the previous pair.
         let _ = std::fs::remove_dir_all(self.dir.path().join("dht"));
-        let receiver = self.side(runtime, false);
-        let sender = self.side(runtime, true);
+        // Each file of its own content: a copy of one file could be recognised as one.
+        for i in 1..files {
+            let path = self.dir.path().join("out").join(format!("bench-{i}.bin"));
+            if !path.exists() {
+                write_file(&path, self.bytes, 1 + i as u64);
+            }
+        }
+        let receiver = self.side(runtime, false, files);
+        let sender = self.side(runtime, true, files);
         let send = figures(sender);
         let mut receiver = receiver;
         if send.is_none() {
@@ -93,7 +103,10 @@ impl Run {
             println!("{runtime}: a side failed (see its error above)");
             return;
         };
-        let gib = self.bytes as f64 / f64::from(1u32 << 30);
+        let gib = (self.bytes * files as u64) as f64 / f64::from(1u32 << 30);
+        if files > 1 {
+            return concurrency(runtime, files, self.bytes, gib, &send, &receive);
+        }
         println!(
             "{runtime}: {} MiB between two processes{}",
             self.bytes >> 20,
@@ -122,6 +135,31 @@ impl Run {
             gib / num(&receive, "sha3_wall"),
         );
     }
+}
+
+/// Aggregate throughput of several transfers at once, the cores they kept busy, and the
+/// throughput two cores could give at this run's CPU cost per GiB.
+fn concurrency(
+    runtime: &str,
+    files: usize,
+    bytes: u64,
+    gib: f64,
+    send: &Figures,
+    receive: &Figures,
+) {
+    let (wall, cpu_s, cpu_r) = (num(receive, "wall"), num(send, "cpu"), num(receive, "cpu"));
+    let busy_s = cpu_s / num(send, "wall");
+    let busy_r = cpu_r / wall;
+    let bound = 2.0 / ((cpu_s + cpu_r) / gib);
+    println!(
+        "{runtime}: {files} × {} MiB at once over one connection (not pinned): {:.3} GiB/s aggregate; cores busy: sender {busy_s:.2}, receiver {busy_r:.2}, both {:.2}; two cores at this run's {:.2} + {:.2} CPU s/GiB would give {bound:.3} GiB/s: ratio {:.2}",
+        bytes >> 20,
+        gib / wall,
+        busy_s + busy_r,
+        cpu_s / gib,
+        cpu_r / gib,
+        gib / wall / bound
+    );
 }
 
 fn num(f: &Figures, key: &str) -> f64 {
@@ -172,14 +210,14 @@ fn figures(child: Child) -> Option<Figures> {
 }
 
 /// The test content of `bytes`, in pieces: never the whole file in memory.
-fn write_file(path: &Path, bytes: u64) {
+fn write_file(path: &Path, bytes: u64, seed: u64) {
     use std::io::Write as _;
     let mut out = std::fs::File::create(path).expect("create the file");
     let mut buf = vec![0; 1 << 20];
     let mut at = 0;
     while at < bytes {
         let n = (bytes - at).min(buf.len() as u64) as usize;
-        ferry_tests::content::fill(1, at, &mut buf[..n]);
+        ferry_tests::content::fill(seed, at, &mut buf[..n]);
         out.write_all(&buf[..n]).expect("write");
         at += n as u64;
     }

@@ -31,6 +31,8 @@ pub(crate) struct Role {
     pub(crate) primitives: bool,
     /// The CPU to pin this process to.
     pub(crate) cpu: Option<usize>,
+    /// How many copies of the file go at once (over one connection).
+    pub(crate) files: usize,
 }
 
 impl Role {
@@ -45,6 +47,7 @@ impl Role {
             bytes: var("FERRY_BENCH_BYTES").parse().expect("FERRY_BENCH_BYTES"),
             primitives: var("FERRY_BENCH_PRIMITIVES") != "0",
             cpu: var("FERRY_BENCH_CPU").parse().ok(),
+            files: var("FERRY_BENCH_FILES").parse().unwrap_or(1),
         })
     }
 }
@@ -58,40 +61,18 @@ fn pin(cpu: usize) {
     }
 }
 
-fn next(client: &RemoteClient, pick: &mut dyn FnMut(&ClientEvent) -> bool) -> ClientEvent {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = client
-            .events
-            .recv_timeout(left)
-            .expect("the transfer goes on");
-        if pick(&event) {
-            return event;
-        }
-        if let ClientEvent::Ended { status, reason, .. } = &event
-            && *status != Status::Finished
-        {
-            panic!("the transfer failed: {status:?} {reason:?}");
-        }
+/// The next event of `client`, within [`WAIT`]; a transfer that fails ends the run.
+fn next(client: &RemoteClient) -> ClientEvent {
+    let event = client
+        .events
+        .recv_timeout(WAIT)
+        .expect("the transfer goes on");
+    if let ClientEvent::Ended { status, reason, .. } = &event
+        && *status != Status::Finished
+    {
+        panic!("the transfer failed: {status:?} {reason:?}");
     }
-}
-
-fn ended(client: &RemoteClient, transfer: TransferId) {
-    let event = next(
-        client,
-        &mut |e| matches!(e, ClientEvent::Ended { transfer: t, .. } if *t == transfer),
-    );
-    assert!(
-        matches!(
-            event,
-            ClientEvent::Ended {
-                status: Status::Finished,
-                ..
-            }
-        ),
-        "the transfer ends well: {event:?}"
-    );
+    event
 }
 
 fn ask<T>(client: &RemoteClient, command: impl FnOnce(mpsc::Sender<T>) -> Command) -> T {
@@ -122,29 +103,47 @@ pub(crate) fn run(role: &Role) {
     };
     let source = role.dir.join("out").join("bench.bin");
     let (wall, cpu, user_sys);
+    let mut ended = 0;
     if role.send {
         let (start, cpu0, us0) = (Instant::now(), cost::process_cpu(), cost::user_sys());
         let to = cast.bob.id();
-        let path = source.clone();
-        let group = ask(&client, |answer| Command::Send { to, path, answer }).expect("send");
-        let ClientEvent::Reaching { transfer, .. } = next(
-            &client,
-            &mut |e| matches!(e, ClientEvent::Reaching { group: g, .. } if *g == group),
-        ) else {
-            unreachable!("picked a Reaching")
-        };
-        ended(&client, transfer);
+        let groups: Vec<TransferId> = (0..role.files)
+            .map(|i| {
+                let path = match i {
+                    0 => source.clone(),
+                    i => role.dir.join("out").join(format!("bench-{i}.bin")),
+                };
+                ask(&client, |answer| Command::Send { to, path, answer }).expect("send")
+            })
+            .collect();
+        let mut transfers = Vec::new();
+        while ended < role.files {
+            match next(&client) {
+                ClientEvent::Reaching {
+                    group, transfer, ..
+                } if groups.contains(&group) => transfers.push(transfer),
+                ClientEvent::Ended { transfer, .. } if transfers.contains(&transfer) => ended += 1,
+                _ => {}
+            }
+        }
         (wall, cpu) = (start.elapsed(), cost::process_cpu() - cpu0);
         user_sys = delta(us0, cost::user_sys());
     } else {
-        let ClientEvent::Incoming(offer) =
-            next(&client, &mut |e| matches!(e, ClientEvent::Incoming(_)))
-        else {
-            unreachable!("picked an offer")
-        };
-        let (start, cpu0, us0) = (Instant::now(), cost::process_cpu(), cost::user_sys());
-        ask(&client, |a| Command::Accept(offer.transfer, a)).expect("accept");
-        ended(&client, offer.transfer);
+        // From the first accept: the offers before it are the sender's set-up.
+        let mut started = None;
+        let mut accepted = Vec::new();
+        while ended < role.files {
+            match next(&client) {
+                ClientEvent::Incoming(offer) => {
+                    started.get_or_insert((Instant::now(), cost::process_cpu(), cost::user_sys()));
+                    ask(&client, |a| Command::Accept(offer.transfer, a)).expect("accept");
+                    accepted.push(offer.transfer);
+                }
+                ClientEvent::Ended { transfer, .. } if accepted.contains(&transfer) => ended += 1,
+                _ => {}
+            }
+        }
+        let (start, cpu0, us0) = started.expect("an offer came");
         (wall, cpu) = (start.elapsed(), cost::process_cpu() - cpu0);
         user_sys = delta(us0, cost::user_sys());
     }
