@@ -66,7 +66,8 @@ pub enum MuxEvent {
         /// The channel.
         channel: ChannelId,
     },
-    /// Bytes on an open channel.
+    /// Bytes on an open channel. A channel is a byte stream: a unit cut by the transport
+    /// comes out in pieces, as they arrive, never joined to its neighbours.
     Data {
         /// The channel.
         channel: ChannelId,
@@ -141,7 +142,12 @@ pub struct Mux {
     side: Side,
     next: u16,
     channels: BTreeMap<ChannelId, State>,
+    /// A unit header cut by the transport.
     buf: BytesMut,
+    /// The unit being read: its channel and the data bytes still to come.
+    reading: Option<(ChannelId, usize)>,
+    /// Channel 0's request being read (handed on whole).
+    control: BytesMut,
     broken: bool,
     transmit: VecDeque<Bytes>,
     events: VecDeque<MuxEvent>,
@@ -161,6 +167,8 @@ impl Mux {
             next,
             channels: BTreeMap::new(),
             buf: BytesMut::new(),
+            reading: None,
+            control: BytesMut::new(),
             broken: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -226,6 +234,26 @@ impl Mux {
         Ok(())
     }
 
+    /// Like [`send`](Self::send), without copying: the units that carry `data` on an open
+    /// channel, each as its header and its piece of `data`, for the caller to write in order
+    /// (after whatever [`poll_transmit`](Self::poll_transmit) still holds).
+    pub fn units<'a>(
+        &self,
+        channel: ChannelId,
+        data: &'a [u8],
+    ) -> Result<Vec<(UnitHeader, &'a [u8])>, ChannelError> {
+        match self.channels.get(&channel) {
+            Some(State::Open {
+                local_ended: false, ..
+            }) => {}
+            _ => return Err(ChannelError::NotOpen(channel)),
+        }
+        Ok(data
+            .chunks(MAX_UNIT)
+            .map(|piece| (UnitHeader::new(channel, piece.len()), piece))
+            .collect())
+    }
+
     /// Ends our side of a channel.
     pub fn end(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
         let Some(State::Open {
@@ -279,24 +307,68 @@ impl Mux {
 
     /// Takes bytes from the connection. An error is final: close the connection.
     pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), MuxError> {
+        self.receive(Bytes::copy_from_slice(data))
+    }
+
+    /// Like [`handle_bytes`](Self::handle_bytes), without copying: a channel's data comes
+    /// out as slices of `data`, as it arrives (a unit cut by the transport comes out in
+    /// pieces). Only a cut header and channel 0's requests are buffered.
+    pub fn receive(&mut self, mut data: Bytes) -> Result<(), MuxError> {
         if self.broken {
             return Err(MuxError::Malformed("the stream broke earlier"));
         }
-        self.buf.extend_from_slice(data);
-        loop {
-            match parse_unit(&self.buf) {
-                Ok(None) => return Ok(()),
-                Ok(Some((channel, start, len))) => {
-                    let mut unit = self.buf.split_to(start + len);
-                    unit.advance(start);
-                    self.on_unit(channel, unit.freeze());
+        while !data.is_empty() {
+            if let Some((channel, left)) = self.reading {
+                let piece = data.split_to(left.min(data.len()));
+                let left = left - piece.len();
+                self.reading = (left > 0).then_some((channel, left));
+                if channel != 0 {
+                    self.on_unit(channel, piece);
+                } else {
+                    self.control.extend_from_slice(&piece);
+                    if left == 0 {
+                        let body = self.control.split().freeze();
+                        self.on_unit(0, body);
+                    }
                 }
+                continue;
+            }
+            let header = if self.buf.is_empty() {
+                match parse_header(&data) {
+                    Ok(Some((channel, at, len))) => {
+                        data.advance(at);
+                        Ok(Some((channel, len)))
+                    }
+                    Ok(None) => {
+                        self.buf.extend_from_slice(&data);
+                        return Ok(());
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                // A header cut by the transport: completed a byte at a time, so that what
+                // follows it stays in `data`.
+                self.buf.extend_from_slice(&data.split_to(1));
+                match parse_header(&self.buf) {
+                    Ok(Some((channel, _, len))) => {
+                        self.buf.clear();
+                        Ok(Some((channel, len)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            };
+            match header {
+                Ok(Some((channel, 0))) => self.on_unit(channel, Bytes::new()),
+                Ok(Some((channel, len))) => self.reading = Some((channel, len)),
+                Ok(None) => {}
                 Err(e) => {
                     self.broken = true;
                     return Err(e);
                 }
             }
         }
+        Ok(())
     }
 
     /// Bytes to write to the connection.
@@ -403,30 +475,70 @@ impl Mux {
 
 /// Appends the unit `[channel, data]` to `out`, in msgpack's shortest forms.
 pub fn encode_unit(channel: ChannelId, data: &[u8], out: &mut BytesMut) {
-    out.put_u8(0x92);
-    match channel {
-        0..=0x7f => out.put_u8(channel as u8),
-        0x80..=0xff => {
-            out.put_u8(0xcc);
-            out.put_u8(channel as u8);
-        }
-        _ => {
-            out.put_u8(0xcd);
-            out.put_u16(channel);
-        }
-    }
-    if data.len() <= 0xff {
-        out.put_u8(0xc4);
-        out.put_u8(data.len() as u8);
-    } else {
-        out.put_u8(0xc5);
-        out.put_u16(data.len() as u16);
-    }
+    out.put_slice(UnitHeader::new(channel, data.len()).as_bytes());
     out.put_slice(data);
+}
+
+/// Longest unit header: fixarray, `0xcd` + u16 channel, `0xc6` + u32 length.
+const MAX_HEADER: usize = 9;
+
+/// The bytes before a unit's data, in msgpack's shortest forms, so that the data itself can
+/// be handed on without being copied next to them.
+#[derive(Debug, Clone, Copy)]
+pub struct UnitHeader {
+    bytes: [u8; MAX_HEADER],
+    len: usize,
+}
+
+impl UnitHeader {
+    /// The header of a unit of `len` data bytes (at most [`MAX_UNIT`]) on `channel`.
+    pub fn new(channel: ChannelId, len: usize) -> UnitHeader {
+        let mut out = BytesMut::with_capacity(MAX_HEADER);
+        out.put_u8(0x92);
+        match channel {
+            0..=0x7f => out.put_u8(channel as u8),
+            0x80..=0xff => {
+                out.put_u8(0xcc);
+                out.put_u8(channel as u8);
+            }
+            _ => {
+                out.put_u8(0xcd);
+                out.put_u16(channel);
+            }
+        }
+        if len <= 0xff {
+            out.put_u8(0xc4);
+            out.put_u8(len as u8);
+        } else {
+            out.put_u8(0xc5);
+            out.put_u16(len.min(MAX_UNIT) as u16);
+        }
+        let mut bytes = [0; MAX_HEADER];
+        bytes[..out.len()].copy_from_slice(&out);
+        UnitHeader {
+            bytes,
+            len: out.len(),
+        }
+    }
+
+    /// The header's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Finds the next whole unit: (channel, where its data starts, data length).
 pub(crate) fn parse_unit(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>, MuxError> {
+    match parse_header(buf)? {
+        Some((channel, at, len)) if buf.len() >= at + len => Ok(Some((channel, at, len))),
+        _ => Ok(None),
+    }
+}
+
+/// Reads the header of the next unit, whatever of its data is there: (channel, where its
+/// data starts, data length); `None` until the whole header ([`MAX_HEADER`] bytes at most)
+/// is in `buf`.
+fn parse_header(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>, MuxError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -495,8 +607,5 @@ pub(crate) fn parse_unit(buf: &[u8]) -> Result<Option<(ChannelId, usize, usize)>
         }
         _ => return Err(MuxError::Malformed("data is a msgpack bin")),
     };
-    if buf.len() < at + len {
-        return Ok(None);
-    }
     Ok(Some((channel, at, len)))
 }

@@ -14,8 +14,94 @@ fn carry(a: &mut Mux, b: &mut Mux, step: usize) {
     }
 }
 
+/// The events, with a channel's consecutive data joined: a channel is a byte stream, and a
+/// unit cut by the transport comes out in pieces.
 fn events(m: &mut Mux) -> Vec<MuxEvent> {
-    std::iter::from_fn(|| m.poll_event()).collect()
+    let mut out: Vec<MuxEvent> = Vec::new();
+    while let Some(event) = m.poll_event() {
+        if let (
+            Some(MuxEvent::Data { channel: a, data }),
+            MuxEvent::Data {
+                channel: b,
+                data: more,
+            },
+        ) = (out.last_mut(), &event)
+            && a == b
+        {
+            *data = [&data[..], &more[..]].concat().into();
+            continue;
+        }
+        out.push(event);
+    }
+    out
+}
+
+#[test]
+fn a_unit_cut_by_the_transport_comes_out_as_it_arrives_without_its_header() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let ch = c.open("x").expect("open");
+    carry(&mut c, &mut s, 1000);
+    s.accept(ch).expect("offered");
+    carry(&mut s, &mut c, 1000);
+    let _ = (events(&mut s), events(&mut c));
+    let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    c.send(ch, &data).expect("open");
+    let mut wire = Vec::new();
+    while let Some(t) = c.poll_transmit() {
+        wire.extend_from_slice(&t);
+    }
+    // The header (5 bytes: array, channel, bin16 and its length) is cut after its second
+    // byte, the data after 300 bytes.
+    s.receive(bytes::Bytes::copy_from_slice(&wire[..2]))
+        .expect("a header's start");
+    assert_eq!(s.poll_event(), None, "half a header is no data");
+    s.receive(bytes::Bytes::copy_from_slice(&wire[2..305]))
+        .expect("the rest of the header");
+    assert_eq!(
+        s.poll_event(),
+        Some(MuxEvent::Data {
+            channel: ch,
+            data: data[..300].to_vec().into()
+        }),
+        "the first 300 bytes come out before the unit is whole"
+    );
+    s.receive(bytes::Bytes::copy_from_slice(&wire[305..]))
+        .expect("the rest");
+    assert_eq!(
+        s.poll_event(),
+        Some(MuxEvent::Data {
+            channel: ch,
+            data: data[300..].to_vec().into()
+        })
+    );
+    assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn units_written_beside_their_data_are_the_units_send_writes() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let ch = c.open("x").expect("open");
+    carry(&mut c, &mut s, 1000);
+    s.accept(ch).expect("offered");
+    carry(&mut s, &mut c, 1000);
+    for len in [1, 255, 256, MAX_UNIT, MAX_UNIT + 1, 3 * MAX_UNIT + 7] {
+        let data = vec![9u8; len];
+        let joined: Vec<u8> = c
+            .units(ch, &data)
+            .expect("open")
+            .iter()
+            .flat_map(|(header, piece)| [header.as_bytes(), piece].concat())
+            .collect();
+        c.send(ch, &data).expect("open");
+        let sent: Vec<u8> = std::iter::from_fn(|| c.poll_transmit())
+            .flat_map(|t| t.to_vec())
+            .collect();
+        assert_eq!(joined, sent, "{len} bytes");
+    }
+    assert_eq!(
+        c.units(ch + 2, b"x").err(),
+        Some(ChannelError::NotOpen(ch + 2))
+    );
 }
 
 #[test]

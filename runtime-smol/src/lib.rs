@@ -33,12 +33,10 @@ use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use ferry_driver::runtime::{READ_CHUNK, Runtime};
 use smol::Async;
 use smol::io::AsyncWriteExt as _;
 use socket2::SockRef;
-use std::io::Read as _;
 
 pub use ferry_driver::{
     ClientConfig, ClientError, ClientEvent, Command, Config, DhtStore, Events, Handle, LocalAddr,
@@ -89,17 +87,16 @@ impl Runtime for Smol {
         stream.writable()
     }
 
-    /// Reads into a zeroed tail of `buf` (async-io reads into initialised memory only), trimmed
-    /// to what was read, inside one synchronous attempt: dropping the future between attempts
-    /// leaves `buf` as it was.
-    async fn read<'a>(stream: &'a Async<TcpStream>, buf: &'a mut BytesMut) -> io::Result<usize> {
+    /// Reads into the spare capacity of `buf` (nothing zeroed first), inside one synchronous
+    /// attempt: dropping the future between attempts leaves `buf` as it was.
+    async fn read<'a>(stream: &'a Async<TcpStream>, buf: &'a mut Vec<u8>) -> io::Result<usize> {
         stream
             .read_with(|socket| {
-                let start = buf.len();
-                buf.resize(start + READ_CHUNK, 0);
-                let read = (&*socket).read(&mut buf[start..]);
-                buf.truncate(start + *read.as_ref().unwrap_or(&0));
-                read
+                buf.reserve(READ_CHUNK);
+                Ok(rustix::io::read(
+                    socket,
+                    rustix::buffer::spare_capacity(&mut *buf),
+                )?)
             })
             .await
     }

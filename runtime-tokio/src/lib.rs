@@ -31,7 +31,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use ferry_driver::runtime::{READ_CHUNK, Runtime};
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -106,7 +105,7 @@ impl Runtime for Tokio {
     }
 
     /// Reads into the spare capacity of `buf`: no zeroing, no copy.
-    async fn read<'a>(stream: &'a TcpStream, buf: &'a mut BytesMut) -> io::Result<usize> {
+    async fn read<'a>(stream: &'a TcpStream, buf: &'a mut Vec<u8>) -> io::Result<usize> {
         loop {
             buf.reserve(READ_CHUNK);
             stream.readable().await?;

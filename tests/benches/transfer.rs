@@ -1,20 +1,40 @@
-//! A 1 GiB file between two Nodes over loopback on each runtime, through its `Client`, as
-//! ratios to two baselines measured in the same run on the same machine:
-//!
-//! - rustls alone: TLS 1.3 with AES-256-GCM (the suite Ferry's nodes agree on) over a loopback
-//!   socket pair, 1 GiB one way, with no protocol around it;
-//! - SHA3-512 on one core over the same 1 GiB of data (each side of a transfer hashes every
-//!   byte once, beside its file I/O).
-//!
-//! The Node's time runs from the receiver's accept to the end of the transfer on its side:
-//! ICE, TLS, channels, framing, the file read and written, both digests and the commit.
-//! It prints; it asserts nothing about time.
+//! Where each cycle of a transfer goes: a 1 GiB file between two processes (a sender and a
+//! receiver, this same binary started twice, each pinned to a core of its own when there are
+//! two), on each runtime. For each side it prints the CPU seconds (user + system) per GiB of
+//! the transfer beside the same side's primitives measured afterwards in the same process on
+//! the same core — SHA3-512, AES-256-GCM seal or open in 16 KiB records, a plain socket
+//! `write` or `read` over loopback, a file read or write through the page cache — and the
+//! ratio of the two; and the wall-clock throughput against single-core SHA3-512. Ratios only:
+//! the machine is shared, so absolute times vary from run to run. It asserts nothing about time.
 //!
 //! ```sh
-//! cargo bench -p ferry-tests --bench transfer
+//! cargo bench -p ferry-tests --bench transfer                    # 1 GiB, smol and tokio
+//! FERRY_BENCH_MIB=128 cargo bench -p ferry-tests --bench transfer  # quicker
+//! FERRY_BENCH_RUNTIMES=smol cargo bench -p ferry-tests --bench transfer
+//! FERRY_BENCH_CONCURRENCY=1,2,4 cargo bench -p ferry-tests --bench transfer  # N files at once
 //! ```
+//!
+//! With several files at once (over one connection, processes not pinned) it prints the
+//! aggregate throughput, the cores each side kept busy, and the ratio to what two cores
+//! could give at that run's CPU cost per GiB.
+//!
+//! With `FERRY_BENCH_CALLGRIND=1` both sides run under `valgrind --tool=callgrind` (64 MiB
+//! unless `FERRY_BENCH_MIB` says otherwise, no primitives) and it prints instructions per
+//! byte: in all, in SHA3 and AES-GCM, and the rest — the protocol's path — with its largest
+//! functions. Instruction counts do not depend on the machine's load.
+//!
+//! It ends with the in-process baseline of earlier rounds: rustls alone over a loopback pair
+//! (skip it with `FERRY_BENCH_RUSTLS=0`).
 #![allow(missing_docs, clippy::print_stdout)]
 
+#[path = "transfer/callgrind.rs"]
+mod callgrind;
+#[path = "transfer/cost.rs"]
+mod cost;
+#[path = "transfer/pair.rs"]
+mod pair;
+#[path = "transfer/side.rs"]
+mod side;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -23,10 +43,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_tests::conformance::{Cast, Harness, Real, Setup, deliver, file};
-use sha3::Digest as _;
-use support::clients::{Smol, Tokio};
-
 const SIZE: u64 = 1 << 30;
 const BLOCK: usize = 1 << 20;
 
@@ -34,17 +50,6 @@ const BLOCK: usize = 1 << 20;
 /// each baseline moves (the bytes' values do not change TLS's or SHA3's speed).
 fn block() -> Vec<u8> {
     ferry_tests::content::range(1, 0, BLOCK)
-}
-
-/// Single-core SHA3-512 over 1 GiB.
-fn sha3_baseline(data: &[u8]) -> Duration {
-    let start = Instant::now();
-    let mut hasher = sha3::Sha3_512::new();
-    for _ in 0..SIZE / BLOCK as u64 {
-        hasher.update(data);
-    }
-    std::hint::black_box(hasher.finalize());
-    start.elapsed()
 }
 
 /// rustls, TLS 1.3 AES-256-GCM only, over a loopback socket pair: 1 GiB client to server.
@@ -98,34 +103,67 @@ fn rustls_baseline(data: &[u8]) -> Duration {
     start.elapsed()
 }
 
-/// 1 GiB from one Node to another on runtime `H`.
-fn nodes<H: Harness>() -> Duration {
-    let cast = Cast::new(1);
-    let mut h: H = cast.start(&Setup::default());
-    deliver(&mut h, &cast, &file("bench.bin", SIZE, 1))
+fn main() {
+    if let Some(role) = side::Role::from_env() {
+        side::run(&role);
+        return;
+    }
+    let valgrind = std::env::var("FERRY_BENCH_CALLGRIND").is_ok_and(|v| v != "0");
+    let mib: u64 = std::env::var("FERRY_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if valgrind { 64 } else { 1024 });
+    let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol,tokio".into());
+    if !valgrind {
+        sha3_implementations();
+    }
+    let run = pair::Run::new(mib << 20, valgrind);
+    let concurrency = std::env::var("FERRY_BENCH_CONCURRENCY").unwrap_or_else(|_| "1".into());
+    for runtime in runtimes.split(',') {
+        for files in concurrency.split(',').filter_map(|n| n.parse().ok()) {
+            run.pair(runtime, files);
+        }
+    }
+    if !valgrind && std::env::var("FERRY_BENCH_RUSTLS").map_or(true, |v| v != "0") {
+        let tls = rustls_baseline(&block());
+        println!(
+            "in-process baseline: rustls TLS 1.3 AES-256-GCM over loopback, 1 GiB in {:.2} s ({:.2} GiB/s)",
+            tls.as_secs_f64(),
+            1.0 / tls.as_secs_f64()
+        );
+    }
 }
 
-fn main() {
-    let data = block();
-    let gib = SIZE as f64 / f64::from(1u32 << 30);
-    let rate = |d: Duration| gib / d.as_secs_f64();
-    let sha3 = sha3_baseline(&data);
-    let tls = rustls_baseline(&data);
-    println!(
-        "baselines: rustls TLS 1.3 AES-256-GCM loopback {:.2} GiB/s, SHA3-512 one core {:.2} GiB/s",
-        rate(tls),
-        rate(sha3)
-    );
-    for (name, took) in [
-        ("smol", nodes::<Real<Smol>>()),
-        ("tokio", nodes::<Real<Tokio>>()),
-    ] {
-        println!(
-            "{name}: 1 GiB Node to Node in {:.2} s, {:.2} GiB/s: {:.2} of rustls, {:.2} of SHA3-512",
-            took.as_secs_f64(),
-            rate(took),
-            tls.as_secs_f64() / took.as_secs_f64(),
-            sha3.as_secs_f64() / took.as_secs_f64()
-        );
+/// The `sha3` crate against OpenSSL's SHA3-512 (its `openssl speed`, when the command is
+/// there), both on one core, both in CPU time, in the same run.
+fn sha3_implementations() {
+    let bytes = 256u64 << 20;
+    let (cpu, _) = cost::sha3(&block(), bytes);
+    let ours = bytes as f64 / f64::from(1u32 << 30) / cpu;
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "speed", "-seconds", "2", "-bytes", "1048576", "-evp", "sha3-512",
+        ])
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let line = text.lines().rev().find(|l| l.starts_with("sha3-512"))?;
+            let kilo: f64 = line
+                .split_whitespace()
+                .nth(1)?
+                .trim_end_matches('k')
+                .parse()
+                .ok()?;
+            Some(kilo * 1000.0 / f64::from(1u32 << 30))
+        });
+    match openssl {
+        Some(theirs) => println!(
+            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s, OpenSSL {theirs:.3} GiB/s (openssl speed -evp sha3-512): OpenSSL / sha3 crate = {:.2}",
+            theirs / ours
+        ),
+        None => println!(
+            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s (no `openssl` command to compare)"
+        ),
     }
 }

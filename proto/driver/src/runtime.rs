@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use socket2::SockRef;
 
@@ -50,12 +50,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Completes once `stream` is writable (a connect in progress has finished).
     fn writable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send + '_;
 
-    /// Reads what is there (at least one byte, or 0 at end of stream), appending to `buf`.
+    /// Reads what is there (at least one byte, or 0 at end of stream), appending to `buf`
+    /// (into its spare capacity: nothing is zeroed first).
     /// Cancel-safe: the reader drops this future when told to pause, so a future dropped
     /// before it completes must have read nothing and left `buf` as it was.
     fn read<'a>(
         stream: &'a Self::Stream,
-        buf: &'a mut BytesMut,
+        buf: &'a mut Vec<u8>,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 
     /// Writes as much of `data` as the socket takes now (at least one byte).
@@ -175,7 +176,7 @@ async fn read_loop<R: Runtime>(
     reading: Receiver<bool>,
     report: Sender<SocketEvent<R::Stream>>,
 ) {
-    let mut buf = BytesMut::new();
+    let mut buf: Vec<u8> = Vec::new();
     let mut on = true;
     loop {
         // The latest word on pausing wins; while paused, only that word can wake us.
@@ -207,7 +208,8 @@ async fn read_loop<R: Runtime>(
             Ok(0) => (SocketEvent::Eof { tag }, true),
             Ok(n) => {
                 let data = if n >= READ_CHUNK / 2 {
-                    buf.split().freeze()
+                    // The buffer itself becomes the bytes handed on: no copy.
+                    Bytes::from(std::mem::take(&mut buf))
                 } else {
                     // A small read gets an allocation of its own, so that a peer that trickles
                     // bytes cannot make the core hold a whole read buffer per byte.

@@ -16,7 +16,7 @@
 //! session logs its secrets for them ([`TlsSession::with_key_log`], [`crate::trace::tls`]).
 
 use std::collections::VecDeque;
-use std::io::Read as _;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use super::verify::{PeerCheckError, PeerIdentity, Pin, PinnedVerifier, peer_chec
 /// The server name both sides use: fixed, since identity is checked by the pin.
 pub const SERVER_NAME: &str = "ferry.invalid";
 
-/// Largest plaintext piece handed out at once.
+/// Room made for plaintext when some arrives: one TLS record's worth at least.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Maps the driver's `Instant`s to Unix time: `unix` was the Unix time at `instant`.
@@ -287,23 +287,42 @@ impl TlsSession {
     /// Encrypts application bytes. Only once established; the owner keeps its own send
     /// window, since every byte given here comes out at once as [`TlsOutput::Transmit`].
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), crate::Error> {
+        self.send_vectored(now, &[data])
+    }
+
+    /// [`send`](Self::send) for bytes in several pieces, in order, sealed into records as if
+    /// they were one slice: no copy to join them, no short record at each piece's end.
+    pub fn send_vectored(&mut self, now: Instant, parts: &[&[u8]]) -> Result<(), crate::Error> {
         if self.state != State::Established {
             return Err(crate::Error::NotNow(
                 "send: the TLS session is not established",
             ));
         }
         self.set_time(now);
-        let mut rest = data;
-        while !rest.is_empty() {
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        let mut first = 0;
+        while first < parts.len() {
+            let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+                .iter()
+                .map(|p| std::io::IoSlice::new(p))
+                .collect();
             // rustls takes a bounded amount at a time; emptying its queue makes room.
-            let n = std::io::Write::write(&mut self.conn.writer(), rest).unwrap_or(0);
+            let mut n =
+                std::io::Write::write_vectored(&mut self.conn.writer(), &slices).unwrap_or(0);
             self.flush();
             if n == 0 {
                 return Err(crate::Error::NotNow(
                     "send: the TLS session refused the bytes",
                 ));
             }
-            rest = &rest[n..];
+            while n > 0 && first < parts.len() {
+                let take = n.min(parts[first].len());
+                parts[first] = &parts[first][take..];
+                n -= take;
+                if parts[first].is_empty() {
+                    first += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -385,25 +404,46 @@ impl TlsSession {
         Some(PeerIdentity { account, device })
     }
 
+    /// Hands out every plaintext byte rustls holds as one [`TlsOutput::Plaintext`], copied
+    /// once straight from rustls's buffers (no zeroed scratch buffer, one allocation per batch).
     fn read_plaintext(&mut self) {
+        use std::io::BufRead as _;
+        let mut plain: Vec<u8> = Vec::new();
         loop {
-            let mut buf = vec![0u8; READ_CHUNK];
-            match self.conn.reader().read(&mut buf) {
-                Ok(0) => {
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                Ok([]) => {
+                    self.push_plaintext(plain);
                     self.state = State::Over;
                     self.out.push_back(TlsOutput::Closed);
                     return;
                 }
-                Ok(n) => {
-                    buf.truncate(n);
-                    self.out.push_back(TlsOutput::Plaintext(Bytes::from(buf)));
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    if plain.is_empty() {
+                        plain.reserve_exact(n.max(READ_CHUNK));
+                    }
+                    plain.extend_from_slice(chunk);
+                    reader.consume(n);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return self.push_plaintext(plain);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.push_plaintext(plain);
                     return self.fail(TlsFailure::Truncated);
                 }
-                Err(e) => return self.fail(TlsFailure::Protocol(e.to_string())),
+                Err(e) => {
+                    self.push_plaintext(plain);
+                    return self.fail(TlsFailure::Protocol(e.to_string()));
+                }
             }
+        }
+    }
+
+    fn push_plaintext(&mut self, plain: Vec<u8>) {
+        if !plain.is_empty() {
+            self.out.push_back(TlsOutput::Plaintext(Bytes::from(plain)));
         }
     }
 

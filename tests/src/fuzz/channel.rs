@@ -17,7 +17,24 @@ fn run(side: Side, parts: &[&[u8]]) -> Outcome {
             break;
         }
     }
-    let events = std::iter::from_fn(|| mux.poll_event()).collect();
+    // A channel is a byte stream: a unit cut by the transport comes out in pieces, so a
+    // channel's consecutive data is joined before outcomes are compared.
+    let mut events: Vec<MuxEvent> = Vec::new();
+    while let Some(event) = mux.poll_event() {
+        if let (
+            Some(MuxEvent::Data { channel: a, data }),
+            MuxEvent::Data {
+                channel: b,
+                data: more,
+            },
+        ) = (events.last_mut(), &event)
+            && a == b
+        {
+            *data = [&data[..], &more[..]].concat().into();
+            continue;
+        }
+        events.push(event);
+    }
     let sent = std::iter::from_fn(|| mux.poll_transmit())
         .map(|b| b.to_vec())
         .collect();

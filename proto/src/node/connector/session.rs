@@ -78,15 +78,26 @@ impl Connector {
         bugs: &mut Bugs,
     ) -> Option<Result<(), ChannelError>> {
         let mux = self.mux.as_mut()?;
-        if let Err(e) = mux.send(channel, data) {
-            return Some(Err(e));
-        }
+        let units = match mux.units(channel, data) {
+            Ok(units) => units,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(tls) = self.tls.as_mut() else {
+            return Some(Ok(()));
+        };
+        // Units the multiplexer queued before (requests, answers, ends) go first.
         while let Some(unit) = mux.poll_transmit() {
-            if let Some(tls) = self.tls.as_mut() {
-                if let Err(e) = tls.send(now, &unit) {
-                    bug(&mut bugs.tls_send, "TLS send", &e);
-                }
+            if let Err(e) = tls.send(now, &unit) {
+                bug(&mut bugs.tls_send, "TLS send", &e);
             }
+        }
+        // Headers written beside the data, not in front of a copy of it.
+        let parts: Vec<&[u8]> = units
+            .iter()
+            .flat_map(|(header, piece)| [header.as_bytes(), *piece])
+            .collect();
+        if let Err(e) = tls.send_vectored(now, &parts) {
+            bug(&mut bugs.tls_send, "TLS send", &e);
         }
         Some(Ok(()))
     }
@@ -216,7 +227,7 @@ impl Connector {
             }
             TlsOutput::Plaintext(bytes) => {
                 let failed = match self.mux.as_mut() {
-                    Some(mux) => mux.handle_bytes(&bytes).is_err(),
+                    Some(mux) => mux.receive(bytes).is_err(),
                     None => false,
                 };
                 if failed {

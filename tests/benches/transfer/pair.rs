@@ -1,0 +1,224 @@
+//! The parent's side: writes the file once, starts a receiver and a sender (this binary again)
+//! for each runtime, and prints what they measured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::callgrind;
+
+/// One benchmark run: the file and the folder the sides share.
+pub(crate) struct Run {
+    bytes: u64,
+    valgrind: bool,
+    dir: tempfile::TempDir,
+    /// CPUs to pin the sender and receiver to, when the machine has two or more.
+    cpus: Option<(usize, usize)>,
+}
+
+/// What one side printed.
+type Figures = BTreeMap<String, String>;
+
+impl Run {
+    /// Writes a file of `bytes` (a whole number of MiB) in a fresh folder.
+    pub(crate) fn new(bytes: u64, valgrind: bool) -> Run {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).expect("out");
+        write_file(&out.join("bench.bin"), bytes, 1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = (cores >= 2 && !valgrind).then_some((0, 1));
+        Run {
+            bytes,
+            valgrind,
+            dir,
+            cpus,
+        }
+    }
+
+    fn side(&self, runtime: &str, send: bool, files: usize) -> Child {
+        let role = if send { "send" } else { "receive" };
+        let exe = std::env::current_exe().expect("this benchmark's path");
+        let mut command = if self.valgrind {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!(
+                    "--callgrind-out-file={}",
+                    self.callgrind_file(runtime, send).display()
+                ))
+                .arg("-q")
+                .arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        command
+            .env("FERRY_BENCH_ROLE", role)
+            .env("FERRY_BENCH_RUNTIME", runtime)
+            .env("FERRY_BENCH_DIR", self.dir.path())
+            .env("FERRY_BENCH_BYTES", self.bytes.to_string())
+            .env("FERRY_BENCH_FILES", files.to_string())
+            .env(
+                "FERRY_BENCH_PRIMITIVES",
+                if self.valgrind || files > 1 { "0" } else { "1" },
+            )
+            .stdout(Stdio::piped());
+        // Several files at once may use every core; one file gets one core per side.
+        if let Some((sender, receiver)) = self.cpus.filter(|_| files == 1) {
+            command.env(
+                "FERRY_BENCH_CPU",
+                (if send { sender } else { receiver }).to_string(),
+            );
+        }
+        command.spawn().expect("start a side")
+    }
+
+    fn callgrind_file(&self, runtime: &str, send: bool) -> PathBuf {
+        let role = if send { "send" } else { "receive" };
+        std::env::temp_dir().join(format!("ferry-callgrind-{runtime}-{role}.out"))
+    }
+
+    /// `files` transfers at once (over one connection) between two processes on `runtime`,
+    /// and their report.
+    pub(crate) fn pair(&self, runtime: &str, files: usize) {
+        // A fresh DHT folder: nothing left from the previous pair.
+        let _ = std::fs::remove_dir_all(self.dir.path().join("dht"));
+        // Each file of its own content: a copy of one file could be recognised as one.
+        for i in 1..files {
+            let path = self.dir.path().join("out").join(format!("bench-{i}.bin"));
+            if !path.exists() {
+                write_file(&path, self.bytes, 1 + i as u64);
+            }
+        }
+        let receiver = self.side(runtime, false, files);
+        let sender = self.side(runtime, true, files);
+        let send = figures(sender);
+        let mut receiver = receiver;
+        if send.is_none() {
+            // The receiver would wait for an offer that never comes.
+            let _ = receiver.kill();
+        }
+        let receive = figures(receiver);
+        let (Some(send), Some(receive)) = (send, receive) else {
+            println!("{runtime}: a side failed (see its error above)");
+            return;
+        };
+        let gib = (self.bytes * files as u64) as f64 / f64::from(1u32 << 30);
+        if files > 1 {
+            return concurrency(runtime, files, self.bytes, gib, &send, &receive);
+        }
+        println!(
+            "{runtime}: {} MiB between two processes{}",
+            self.bytes >> 20,
+            match self.cpus {
+                Some((s, r)) => format!(", sender pinned to CPU {s}, receiver to CPU {r}"),
+                None => String::new(),
+            }
+        );
+        if self.valgrind {
+            for (name, send) in [("sender", true), ("receiver", false)] {
+                callgrind::report(name, &self.callgrind_file(runtime, send), self.bytes);
+            }
+            return;
+        }
+        side_line("sender", &send, gib, "seal", "write", "read");
+        side_line("receiver", &receive, gib, "open", "read", "write");
+        let wall = num(&receive, "wall");
+        // SHA3-512 as fast as one core of one's own runs it: its CPU time (its wall time on a
+        // shared machine includes other processes' turns).
+        let sha3 = num(&receive, "sha3");
+        println!(
+            "  wall: {wall:.2} s from the accept to the end on the receiver, {:.3} GiB/s = {:.2} × single-core SHA3-512 ({:.3} GiB/s on the receiver's core, CPU time; {:.3} GiB/s wall)",
+            gib / wall,
+            sha3 / wall,
+            gib / sha3,
+            gib / num(&receive, "sha3_wall"),
+        );
+    }
+}
+
+/// Aggregate throughput of several transfers at once, the cores they kept busy, and the
+/// throughput two cores could give at this run's CPU cost per GiB.
+fn concurrency(
+    runtime: &str,
+    files: usize,
+    bytes: u64,
+    gib: f64,
+    send: &Figures,
+    receive: &Figures,
+) {
+    let (wall, cpu_s, cpu_r) = (num(receive, "wall"), num(send, "cpu"), num(receive, "cpu"));
+    let busy_s = cpu_s / num(send, "wall");
+    let busy_r = cpu_r / wall;
+    let bound = 2.0 / ((cpu_s + cpu_r) / gib);
+    println!(
+        "{runtime}: {files} × {} MiB at once over one connection (not pinned): {:.3} GiB/s aggregate; cores busy: sender {busy_s:.2}, receiver {busy_r:.2}, both {:.2}; two cores at this run's {:.2} + {:.2} CPU s/GiB would give {bound:.3} GiB/s: ratio {:.2}",
+        bytes >> 20,
+        gib / wall,
+        busy_s + busy_r,
+        cpu_s / gib,
+        cpu_r / gib,
+        gib / wall / bound
+    );
+}
+
+fn num(f: &Figures, key: &str) -> f64 {
+    f.get(key).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
+
+fn side_line(name: &str, f: &Figures, gib: f64, aes: &str, socket: &str, file: &str) {
+    let per = |key: &str| num(f, key) / gib;
+    let sum = per("sha3") + per("aes") + per("socket") + per("file");
+    println!(
+        "  {name:<8} CPU {:.2} s/GiB (user {:.2}, sys {:.2}); primitives {sum:.2} s/GiB = SHA3-512 {:.2} + AES-256-GCM {aes} {:.2} + socket {socket} {:.2} + file {file} {:.2}; ratio {:.2}",
+        per("cpu"),
+        per("user"),
+        per("sys"),
+        per("sha3"),
+        per("aes"),
+        per("socket"),
+        per("file"),
+        per("cpu") / sum
+    );
+    let threads = f.get("threads").map_or("", String::as_str);
+    let threads: Vec<String> = threads
+        .split(',')
+        .filter_map(|t| t.rsplit_once(':'))
+        .map(|(n, cpu)| format!("{n} {:.2}", cpu.parse::<f64>().unwrap_or(0.0) / gib))
+        .collect();
+    println!(
+        "           per live thread, s/GiB (process lifetime): {}",
+        threads.join(", ")
+    );
+}
+
+/// Waits for a side and reads its `RESULT` line.
+fn figures(child: Child) -> Option<Figures> {
+    let out = child.wait_with_output().expect("wait for a side");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("RESULT "));
+    if !out.status.success() || line.is_none() {
+        return None;
+    }
+    Some(
+        line?
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
+}
+
+/// The test content of `bytes`, in pieces: never the whole file in memory.
+fn write_file(path: &Path, bytes: u64, seed: u64) {
+    use std::io::Write as _;
+    let mut out = std::fs::File::create(path).expect("create the file");
+    let mut buf = vec![0; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(buf.len() as u64) as usize;
+        ferry_tests::content::fill(seed, at, &mut buf[..n]);
+        out.write_all(&buf[..n]).expect("write");
+        at += n as u64;
+    }
+}
