@@ -940,6 +940,11 @@ pub fn transfer_resumes_from_a_partial_file<R: Runtime>() {
     let held = std::fs::read(&source).expect("source")[..HELD].to_vec();
     let name = SafeName::from_display_name("big.bin").expect("safe");
     let partial = ferry_driver::FileService::new(receiving.path()).partial_path(&name);
+    // The private folder, as Ferry makes it (mode 0700).
+    let private = partial.parent().expect("private folder");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(private)
+        .expect("private folder");
     std::fs::write(partial, held).expect("partial");
     let events = transfer::<R>(&source, receiving.path(), expected, || {});
     let first_progress = events.iter().find_map(|e| match e {
