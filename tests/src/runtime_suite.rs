@@ -883,11 +883,23 @@ fn transfer<R: Runtime>(
         std::fs::metadata(&received).expect("final file").len(),
         size
     );
-    let names: Vec<_> = std::fs::read_dir(receiving)
-        .expect("list")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(names, ["big.bin"], "no partial file left");
+    let names = |dir: &std::path::Path| -> Vec<_> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let private = ferry_driver::receive_folder::PRIVATE_FOLDER;
+    assert_eq!(
+        names(receiving),
+        [private, "big.bin"].map(std::ffi::OsString::from)
+    );
+    assert!(
+        names(&receiving.join(private)).is_empty(),
+        "no partial file left"
+    );
     alice.take_events()
 }
 

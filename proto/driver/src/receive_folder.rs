@@ -64,7 +64,9 @@ pub enum FolderError {
     #[error("the partial data {0} is not a regular file of this user with one link ({1}): refused")]
     NotAPartialFile(String, &'static str),
     /// The file cannot fit in the free space of the receive folder's file system.
-    #[error("not enough free space in the receive folder: {needed} bytes needed, {free} free")]
+    #[error(
+        "disk full: not enough free space in the receive folder: {needed} bytes needed, {free} free"
+    )]
     NoSpace {
         /// Bytes still to be written.
         needed: u64,
