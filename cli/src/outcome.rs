@@ -15,7 +15,7 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
         ),
         (_, Some(Reason::File(e))) => Failure::File(format!("{who}: a file here failed: {e}")),
         (_, Some(Reason::PeerCancelled(CancelCode::FileError))) => Failure::File(format!(
-            "{who}: the other side could not read or write the file (disk full?)"
+            "{who}: the other side could not read or write the file (a full disk, or a receive folder it refuses: its own output says which)"
         )),
         (Status::ClosedByHost, Some(Reason::Refused)) => {
             Failure::Refused(format!("{who}: refused here"))

@@ -114,13 +114,27 @@ fn make_file(path: &Path, size: usize) {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Partial data is in the private folder: listed as `.ferry-partial/<name>`, and an empty
+    // private folder is not listed.
+    let private = ".ferry-partial";
+    let mut names: Vec<String> = list(dir)
+        .into_iter()
+        .filter(|n| n != private)
+        .chain(
+            list(&dir.join(private))
+                .into_iter()
+                .map(|n| format!("{private}/{n}")),
+        )
+        .collect();
     names.sort();
     names
 }
@@ -809,8 +823,9 @@ fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
         return None;
     }
     std::fs::create_dir_all(into).expect("the mount point");
-    // The tmpfs is mounted on the receive folder, seen by this process alone.
-    let script = "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"";
+    // The tmpfs is mounted on the receive folder, seen by this process alone; mode 0700, since
+    // a receive folder every user can write in (a tmpfs's default, 1777) is refused.
+    let script = "mount -t tmpfs -o size=64k,mode=0700 tmpfs \"$1\" && shift && exec \"$@\"";
     let spawned = Command::new("unshare")
         .env("FERRY_HOME", w.path(home))
         .env("FERRY_DHT", format!("file:{}", w.path("dht").display()))
@@ -1079,7 +1094,7 @@ fn a_stranger_holding_hundreds_of_idle_connections_costs_a_listener_a_bounded_fe
     assert_eq!(code(sent.status), Some(0), "{}", text(&sent.stderr));
     let baseline = steady_count(pid);
     let port = loopback_port_of(pid).expect("the listener listens on 127.0.0.1");
-    // SECURITY: row 114
+    // SECURITY: row 120
     let held: Vec<std::net::TcpStream> = (0..HELD)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();

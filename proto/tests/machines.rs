@@ -662,3 +662,50 @@ fn an_empty_read_asks_for_no_write() {
     )
     .expect("the answer to the write asked for");
 }
+
+/// A partial file that cannot be opened (no room for the file, a hostile receive folder): a
+/// Ferry sender hears why (`GO 0` then CANCEL 0x01, its only words for it), Jami's raw form
+/// gets NGO; either way the reason is the file error.
+#[test]
+fn a_partial_that_cannot_be_opened_tells_the_sender_why() {
+    let now = Instant::now();
+    for (form, ext) in [(Form::Framed, true), (Form::Raw, false)] {
+        let mut m = Incoming::new(T, F, form);
+        m.handle_input(now, Input::Received(header(1000, 0, ext)))
+            .expect("ok");
+        drain_in(&mut m);
+        m.accept(now).expect("waiting for acceptance");
+        drain_in(&mut m);
+        let error = FileError::Other("not enough free space in the receive folder".into());
+        m.handle_input(
+            now,
+            Input::File(FileResult::Failed {
+                file: F,
+                error: error.clone(),
+            }),
+        )
+        .expect("ok");
+        let outs = drain_in(&mut m);
+        let sent: Vec<&Bytes> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<Bytes> = match form {
+            Form::Framed => vec![
+                Bytes::from_static(b"GO 0\n"),
+                Frame::Cancel(CancelCode::FileError).encode(),
+            ],
+            _ => vec![Bytes::from_static(b"NGO\n")],
+        };
+        assert_eq!(sent, want.iter().collect::<Vec<_>>(), "{form:?}");
+        assert_eq!(m.status(), Status::ClosedByHost);
+        assert_eq!(reason(&outs), Some(Reason::File(error)));
+        assert!(
+            !has_file_op(&outs, |_| true),
+            "nothing to close: nothing was opened"
+        );
+    }
+}

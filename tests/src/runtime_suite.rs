@@ -883,11 +883,23 @@ fn transfer<R: Runtime>(
         std::fs::metadata(&received).expect("final file").len(),
         size
     );
-    let names: Vec<_> = std::fs::read_dir(receiving)
-        .expect("list")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(names, ["big.bin"], "no partial file left");
+    let names = |dir: &std::path::Path| -> Vec<_> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let private = ferry_driver::receive_folder::PRIVATE_FOLDER;
+    assert_eq!(
+        names(receiving),
+        [private, "big.bin"].map(std::ffi::OsString::from)
+    );
+    assert!(
+        names(&receiving.join(private)).is_empty(),
+        "no partial file left"
+    );
     alice.take_events()
 }
 
@@ -940,6 +952,11 @@ pub fn transfer_resumes_from_a_partial_file<R: Runtime>() {
     let held = std::fs::read(&source).expect("source")[..HELD].to_vec();
     let name = SafeName::from_display_name("big.bin").expect("safe");
     let partial = ferry_driver::FileService::new(receiving.path()).partial_path(&name);
+    // The private folder, as Ferry makes it (mode 0700).
+    let private = partial.parent().expect("private folder");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(private)
+        .expect("private folder");
     std::fs::write(partial, held).expect("partial");
     let events = transfer::<R>(&source, receiving.path(), expected, || {});
     let first_progress = events.iter().find_map(|e| match e {

@@ -1479,7 +1479,7 @@ mod connected {
         assert_eq!(ga, gb, "generators seeded alike draw the same ids");
         let (mut answered_a, mut answered_b) = (Vec::new(), Vec::new());
         let start = world.now();
-        // SECURITY: row 113
+        // SECURITY: row 119
         while world.now() < start + Duration::from_secs(60)
             && (peers::group_end(&world, ha, ga).is_none()
                 || peers::group_end(&world, hb, gb).is_none())

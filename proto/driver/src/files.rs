@@ -5,10 +5,12 @@
 //! on a thread of its own, so that reading, writing and above all hashing never wait behind
 //! (or hold up) the event loop that runs TLS.
 //!
-//! - A partial file is `<name>.ferry-part` in the receive folder; only [`FileOp::Commit`] gives
-//!   it its final name, after an fsync, by a hard link that fails rather than replace an
-//!   existing file (then `name (1).ext`, `name (2).ext`, …), so a crash never leaves a
-//!   half-written file under a final name and nothing is ever overwritten.
+//! - A partial file is `<name>.ferry-part` in the private folder inside the receive folder,
+//!   opened and checked as [`ReceiveFolder`] says (no symlink followed, a regular file of this
+//!   user with one link, mode 0600, free space checked); only [`FileOp::Commit`] gives it its
+//!   final name, after an fsync, by a hard link from its open descriptor that fails rather than
+//!   replace an existing file (then `name (1).ext`, `name (2).ext`, …), so a crash never leaves
+//!   a half-written file under a final name and nothing is ever overwritten.
 //! - Each open file carries a [`StreamDigest`] fed by its reads and writes. A partial file
 //!   opened with a prefix already on disk has that prefix hashed once, when it opens; a source
 //!   first read past its start (a resumed send) has the skipped part hashed then. The reads
@@ -18,7 +20,7 @@
 //!   would only corrupt it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -27,6 +29,8 @@ use bytes::Bytes;
 
 use ferry_proto::io::{FileError, FileId, FileOp, FileResult};
 use ferry_proto::transfer::{Digest, MAX_NAME_BYTES, SafeName, StreamDigest};
+
+use crate::receive_folder::{FolderError, ReceiveFolder};
 
 /// What the name of a partial file ends with.
 pub const PARTIAL_SUFFIX: &str = ".ferry-part";
@@ -39,9 +43,17 @@ const MAX_VARIANTS: u32 = 10_000;
 
 struct OpenFile {
     file: File,
-    /// For a partial file: its path and the final name it is meant to get.
-    partial: Option<(PathBuf, SafeName)>,
+    /// For a partial file: where it is and the final name it is meant to get.
+    partial: Option<Partial>,
     digest: StreamDigest,
+}
+
+/// An open partial file's place: the verified folders, its name in the private one, and the
+/// final name it is meant to get.
+struct Partial {
+    folder: ReceiveFolder,
+    key: String,
+    name: SafeName,
 }
 
 /// Performs [`FileOp`]s on real files. One answer per operation, in order.
@@ -73,9 +85,10 @@ impl FileService {
         &self.folder
     }
 
-    /// The path of the partial file for a file that will be called `name`.
+    /// The path of the partial file for a file that will be called `name` (inside the
+    /// private folder [`PRIVATE_FOLDER`](crate::receive_folder::PRIVATE_FOLDER), mode 0700).
     pub fn partial_path(&self, name: &SafeName) -> PathBuf {
-        self.folder.join(partial_name(name.as_str()))
+        ReceiveFolder::partial_path(&self.folder, &partial_name(name.as_str()))
     }
 
     /// Carries out one operation.
@@ -120,29 +133,21 @@ impl FileService {
         size: u64,
     ) -> Result<FileResult, Failure> {
         self.check_free(file)?;
-        let path = self.partial_path(&name);
+        let key = partial_name(name.as_str());
         if self
             .open
             .values()
-            .any(|o| o.partial.as_ref().is_some_and(|(p, _)| *p == path))
+            .any(|o| o.partial.as_ref().is_some_and(|p| p.key == key))
         {
             return Err(Failure::Busy);
         }
-        let handle = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        let mut len = handle.metadata()?.len();
-        if len > size {
-            handle.set_len(0)?;
-            len = 0;
-        }
+        let folder = ReceiveFolder::open(&self.folder)?;
+        let (handle, len) = folder.open_partial(&key, size)?;
         // Hash the prefix now, once: the writes that follow start where it ends.
         let mut digest = StreamDigest::new();
         hash_from_disk(&handle, &mut digest, len)?;
-        self.insert(file, handle, Some((path, name)), digest)?;
+        let partial = Partial { folder, key, name };
+        self.insert(file, handle, Some(partial), digest)?;
         Ok(FileResult::Opened { file, len })
     }
 
@@ -157,7 +162,7 @@ impl FileService {
         &mut self,
         file: FileId,
         handle: File,
-        partial: Option<(PathBuf, SafeName)>,
+        partial: Option<Partial>,
         digest: StreamDigest,
     ) -> Result<(), Failure> {
         self.check_free(file)?;
@@ -226,11 +231,13 @@ impl FileService {
 
     fn commit(&mut self, file: FileId) -> Result<FileResult, Failure> {
         let open = self.get(file)?;
-        let Some((partial, name)) = open.partial.clone() else {
+        let Some(partial) = &open.partial else {
             return Err(Failure::ReadOnly);
         };
         open.file.sync_all()?;
-        let name = commit_no_replace(&self.folder, &partial, name.as_str())?;
+        let base = partial.name.as_str();
+        let variants = (0..MAX_VARIANTS).map(|n| variant(base, n));
+        let name = partial.folder.commit(&open.file, &partial.key, variants)?;
         self.open.remove(&file);
         Ok(FileResult::Committed { file, name })
     }
@@ -238,12 +245,8 @@ impl FileService {
     fn close(&mut self, file: FileId, discard: bool) -> Result<FileResult, Failure> {
         let open = self.open.remove(&file).ok_or(Failure::NotOpen)?;
         // Only a partial file is ever deleted: a source belongs to the user.
-        if let (true, Some((path, _))) = (discard, open.partial) {
-            drop(open.file);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+        if let (true, Some(partial)) = (discard, &open.partial) {
+            partial.folder.remove_partial(&partial.key, &open.file)?;
         }
         Ok(FileResult::Closed { file })
     }
@@ -278,41 +281,6 @@ fn variant(name: &str, n: u32) -> String {
         Some(dot) if dot > 0 => format!("{} ({n}){}", &name[..dot], &name[dot..]),
         _ => format!("{name} ({n})"),
     }
-}
-
-/// Gives `partial` the first free variant of `name` in `folder`, never replacing a file.
-fn commit_no_replace(folder: &Path, partial: &Path, name: &str) -> Result<String, Failure> {
-    for n in 0..MAX_VARIANTS {
-        let candidate = variant(name, n);
-        let target = folder.join(&candidate);
-        // A hard link is created only if the target does not exist: atomic, never replacing.
-        match fs::hard_link(partial, &target) {
-            Ok(()) => {
-                fs::remove_file(partial)?;
-                sync_folder(folder);
-                return Ok(candidate);
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            // File systems without hard links: check, then rename (a race is possible there).
-            Err(_) if !target.exists() => {
-                fs::rename(partial, &target)?;
-                sync_folder(folder);
-                return Ok(candidate);
-            }
-            Err(_) => continue,
-        }
-    }
-    Err(Failure::NoFreeName)
-}
-
-/// Makes the renaming durable (a folder fsync, where the system has one).
-fn sync_folder(folder: &Path) {
-    #[cfg(unix)]
-    if let Ok(dir) = File::open(folder) {
-        let _ = dir.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = folder;
 }
 
 /// Extends `digest` from disk up to `len` bytes.
@@ -392,14 +360,23 @@ mod positioned {
 #[derive(Debug)]
 enum Failure {
     Io(io::Error),
+    Folder(FolderError),
     Short,
     NotAFile,
     Busy,
     AlreadyOpen,
     NotOpen,
     ReadOnly,
-    NoFreeName,
     Unknown,
+}
+
+impl From<FolderError> for Failure {
+    fn from(e: FolderError) -> Failure {
+        match e {
+            FolderError::Io(e) => Failure::Io(e),
+            e => Failure::Folder(e),
+        }
+    }
 }
 
 impl From<io::Error> for Failure {
@@ -419,13 +396,13 @@ impl From<Failure> for FileError {
                 ErrorKind::UnexpectedEof => FileError::ShortRead,
                 _ => FileError::Other(e.to_string()),
             },
+            Failure::Folder(e) => FileError::Other(e.to_string()),
             Failure::Short => FileError::ShortRead,
             Failure::NotAFile => other("not a regular file"),
             Failure::Busy => other("the partial file is in use by another transfer"),
             Failure::AlreadyOpen => other("this file id is already open"),
             Failure::NotOpen => other("this file id is not open"),
             Failure::ReadOnly => other("not a partial file"),
-            Failure::NoFreeName => other("no free name left for this file"),
             Failure::Unknown => other("a file operation this driver does not know"),
         }
     }
@@ -470,6 +447,20 @@ impl FileThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    /// Puts `bytes` where the partial file for `file_name` goes, as an earlier transfer would
+    /// have left them (the private folder made as Ferry makes it).
+    fn plant(service: &FileService, file_name: &str, bytes: &[u8]) {
+        let path = service.partial_path(&name(file_name));
+        let private = path.parent().expect("private folder");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            let _ = fs::DirBuilder::new().mode(0o700).create(private);
+        }
+        fs::write(path, bytes).expect("partial");
+    }
 
     fn name(s: &str) -> SafeName {
         SafeName::from_display_name(s).expect("a safe name")
@@ -545,7 +536,17 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["photo (1).jpg", "photo (2).jpg", "photo.jpg"]);
+        assert_eq!(
+            names,
+            [
+                ".ferry-partial",
+                "photo (1).jpg",
+                "photo (2).jpg",
+                "photo.jpg"
+            ]
+        );
+        let private = fs::read_dir(dir.path().join(".ferry-partial")).expect("private");
+        assert_eq!(private.count(), 0, "no partial data is left");
     }
 
     #[test]
@@ -553,7 +554,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut service = FileService::new(dir.path());
         let content = data(100_000, 3);
-        fs::write(service.partial_path(&name("big.bin")), &content[..40_000]).expect("prefix");
+        plant(&service, "big.bin", &content[..40_000]);
         let file = FileId(9);
         let opened = service.perform(FileOp::OpenPartial {
             file,
@@ -591,7 +592,7 @@ mod tests {
     fn a_partial_longer_than_the_file_starts_over() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut service = FileService::new(dir.path());
-        fs::write(service.partial_path(&name("a.txt")), data(500, 4)).expect("partial");
+        plant(&service, "a.txt", &data(500, 4));
         let content = data(100, 5);
         let got = receive(&mut service, 1, "a.txt", &content);
         assert!(matches!(got, FileResult::Committed { .. }), "{got:?}");
@@ -755,33 +756,33 @@ mod tests {
     }
 
     #[test]
-    fn a_full_disk_is_reported_as_disk_full() {
-        let full = Path::new("/dev/full");
-        if !full.exists() {
-            return; // Only systems with /dev/full can provoke ENOSPC without filling a disk.
-        }
+    fn a_symlink_at_the_partial_path_is_refused_not_followed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut service = FileService::new(dir.path());
+        // SECURITY: row 114
+        let outside = tempfile::tempdir().expect("temp dir");
+        let target = outside.path().join("victim");
+        fs::write(&target, b"keep").expect("victim");
+        plant(&service, "f.bin", b"");
+        let partial = service.partial_path(&name("f.bin"));
+        fs::remove_file(&partial).expect("remove");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(full, service.partial_path(&name("f.bin"))).expect("symlink");
+        std::os::unix::fs::symlink(&target, &partial).expect("symlink");
         let file = FileId(1);
-        service.perform(FileOp::OpenPartial {
+        let got = service.perform(FileOp::OpenPartial {
             file,
             name: name("f.bin"),
             size: 10,
         });
-        let data = Bytes::from_static(b"0123456789");
-        assert_eq!(
-            service.perform(FileOp::Write {
-                file,
-                offset: 0,
-                data
-            }),
-            FileResult::Failed {
-                file,
-                error: FileError::DiskFull
-            }
-        );
+        let FileResult::Failed {
+            error: FileError::Other(why),
+            ..
+        } = got
+        else {
+            panic!("{got:?}");
+        };
+        assert!(why.contains("a symlink"), "{why}");
+        assert_eq!(fs::read(&target).expect("victim"), b"keep");
     }
 
     #[test]

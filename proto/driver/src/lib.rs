@@ -19,6 +19,8 @@
 //! - [`identity_files`]: accounts and devices saved as PEM files, private keys readable by
 //!   the owner only;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`receive_folder`]: the receive folder, opened so that nobody else who can write in it
+//!   can turn a transfer's writes against the user;
 //! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
 //!   processes of one machine;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
@@ -37,6 +39,7 @@ pub mod identity_files;
 pub mod interfaces;
 pub mod net;
 pub mod opendht;
+pub mod receive_folder;
 pub mod run_loop;
 pub mod runtime;
 pub mod shell;

@@ -936,7 +936,7 @@ mod tests {
         let now = Instant::now();
         let (mut shell, _dir) = shell();
         let mut tags = Vec::new();
-        // SECURITY: row 114
+        // SECURITY: row 120
         for _ in 0..MAX_LINGERING + 10 {
             let (conn, tag) = open(&mut shell, now);
             ask(&mut shell, now, Output::Close { conn });

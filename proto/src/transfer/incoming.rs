@@ -448,7 +448,21 @@ impl Incoming {
             ) => {
                 if self.state == State::Opening {
                     self.file_open = false;
-                    self.refuse_with(now, Status::ClosedByHost, Reason::File(error));
+                    if self.framed {
+                        // NGO carries no reason: `GO 0` then CANCEL 0x01 is how the framed
+                        // form tells the sender that the file cannot be written here (a full
+                        // disk, a hostile receive folder), in bytes every Ferry understands.
+                        self.send(Reply::GoAt(0).encode());
+                        self.abort(
+                            now,
+                            Status::ClosedByHost,
+                            Reason::File(error),
+                            CancelCode::FileError,
+                            Partial::Keep,
+                        );
+                    } else {
+                        self.refuse_with(now, Status::ClosedByHost, Reason::File(error));
+                    }
                 } else {
                     self.abort(
                         now,

@@ -4,9 +4,12 @@
 //! - path separators (`/`, `\`) and the characters Windows forbids (`: * ? " < > |`) become `_`;
 //! - NUL and every other control character become `_`, and so do the invisible format
 //!   characters (bidirectional overrides and isolates, zero-width characters, tags, the BOM):
-//!   with them `evil\u{202e}gpj.exe` shows as `evilexe.jpg`;
+//!   with them `evil\u{202e}gpj.exe` shows as `evilexe.jpg`. The one exception is a zero-width
+//!   joiner between two emoji, which is how a family or a profession is written (👩‍💻);
 //! - leading and trailing spaces and dots are trimmed (so `..` and `.` vanish, and no hidden
 //!   or Windows-mangled name is made);
+//! - a leading `-` becomes `_`, so that the name is never taken for an option by a command
+//!   the user runs on it (`rm *`);
 //! - names longer than [`MAX_NAME_BYTES`] are shortened, keeping the extension;
 //! - what is left must be non-empty and not a name Windows reserves (`CON`, `NUL`, `COM1`,
 //!   `LPT1`, … with any extension), otherwise the name is refused (`invalid_pathname`).
@@ -37,10 +40,13 @@ pub enum NameError {
 impl SafeName {
     /// Sanitises a peer's `Display-Name`.
     pub fn from_display_name(raw: &str) -> Result<SafeName, NameError> {
-        let replaced: String = raw
-            .chars()
-            .map(|c| match c {
+        let chars: Vec<char> = raw.chars().collect();
+        let replaced: String = chars
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| match c {
                 '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+                ZWJ if joins_emoji(&chars, i) => ZWJ,
                 c if c.is_control() || is_invisible(c) => '_',
                 c => c,
             })
@@ -49,7 +55,11 @@ impl SafeName {
         if trimmed.is_empty() {
             return Err(NameError::Empty);
         }
-        let name = shorten(trimmed, MAX_NAME_BYTES);
+        let undashed = match trimmed.strip_prefix('-') {
+            Some(rest) => format!("_{rest}"),
+            None => trimmed.to_owned(),
+        };
+        let name = shorten(&undashed, MAX_NAME_BYTES);
         if is_reserved(&name) {
             return Err(NameError::Reserved(name));
         }
@@ -66,6 +76,30 @@ impl fmt::Display for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The zero-width joiner.
+const ZWJ: char = '\u{200d}';
+
+/// Whether the zero-width joiner at `chars[i]` joins two emoji (the first possibly followed by
+/// a variation selector or a skin tone), as in 👩‍💻: there it is part of the picture.
+fn joins_emoji(chars: &[char], i: usize) -> bool {
+    let before = chars[..i]
+        .iter()
+        .rev()
+        .find(|&&c| c != '\u{fe0f}' && !('\u{1f3fb}'..='\u{1f3ff}').contains(&c));
+    let after = chars.get(i + 1);
+    before.is_some_and(|&c| is_emoji(c)) && after.is_some_and(|&c| is_emoji(c))
+}
+
+/// Whether `c` is in one of the blocks emoji come from.
+fn is_emoji(c: char) -> bool {
+    matches!(c,
+        '\u{2300}'..='\u{23ff}' // miscellaneous technical (⌚, ⏰)
+        | '\u{2600}'..='\u{27bf}' // miscellaneous symbols, dingbats (☕, ❤, ✈)
+        | '\u{2b00}'..='\u{2bff}' // arrows and shapes (⭐)
+        | '\u{1f000}'..='\u{1faff}' // the emoji blocks proper
+    )
 }
 
 /// Whether `c` is a character that changes how a name shows without showing itself: Unicode's
@@ -160,6 +194,26 @@ mod tests {
         assert_eq!(ok("\u{200e}.bashrc"), "_.bashrc");
         // Variation selectors only choose a glyph: an emoji keeps its look.
         assert_eq!(ok("\u{2764}\u{fe0f}.png"), "\u{2764}\u{fe0f}.png");
+        // SECURITY: row 118
+        // A joiner between two emoji is part of the picture; anywhere else it goes.
+        let coder = "\u{1f469}\u{1f3fd}\u{200d}\u{1f4bb}.png";
+        assert_eq!(ok(coder), coder);
+        let heart = "\u{2764}\u{fe0f}\u{200d}\u{1f525}";
+        assert_eq!(ok(heart), heart);
+        assert_eq!(ok("a\u{200d}b.txt"), "a_b.txt");
+        assert_eq!(ok("\u{1f469}\u{200d}.exe"), "\u{1f469}_.exe");
+        assert_eq!(ok("\u{200d}\u{1f4bb}"), "_\u{1f4bb}");
+    }
+
+    #[test]
+    fn a_leading_dash_and_trailing_dots_and_spaces_go() {
+        // SECURITY: row 118
+        assert_eq!(ok("-rf"), "_rf");
+        assert_eq!(ok("--help.txt"), "_-help.txt");
+        assert_eq!(ok(" -x"), "_x");
+        assert_eq!(ok("a-b"), "a-b");
+        assert_eq!(ok("report.pdf. . "), "report.pdf");
+        assert_eq!(ok("evil.exe\u{202e} "), "evil.exe_");
     }
 
     #[test]
