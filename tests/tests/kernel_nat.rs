@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_tests::netlab::{Counters, Ferry, Finished, Lab, Nat, Side, TurnServer};
+use ferry_tests::netlab::{
+    Counters, Ferry, Finished, Lab, Nat, Side, TURN_ADDRS, TURN_PORT, TurnServer,
+};
 
 /// The file each row sends.
 const SIZE: usize = 16 * 1024 * 1024;
@@ -25,6 +27,10 @@ enum Servers {
     None,
     /// The lab's coturn as a TURN server on both sides.
     TurnBoth,
+    /// The lab's coturn as a STUN server on both of its addresses, on both sides.
+    StunBoth,
+    /// TURN on side a, STUN (both addresses) on side b.
+    TurnAStunB,
 }
 
 /// The path the bytes must take.
@@ -34,6 +40,8 @@ enum Path_ {
     Direct,
     /// Through coturn's relayed ports.
     Relayed,
+    /// Either, as long as the file arrives.
+    Either,
 }
 
 /// A file of `size` bytes that is not all one byte.
@@ -61,7 +69,7 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
     };
     let turn = match servers {
         Servers::None => None,
-        Servers::TurnBoth => Some(TurnServer::start(&lab)),
+        _ => Some(TurnServer::start(&lab)),
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
     let dht = dir.path().join("dht");
@@ -74,7 +82,16 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
     let into_arg = into.to_string_lossy().into_owned();
     let source_arg = source.to_string_lossy().into_owned();
 
-    let url = turn.as_ref().map(|_| TurnServer::url(0));
+    let url = TurnServer::url(0);
+    let stun = TURN_ADDRS.map(|a| format!("{a}:{TURN_PORT}"));
+    let with_stun = ["--stun", &stun[0], "--stun", &stun[1]];
+    let with_turn = ["--turn", url.as_str()];
+    let (for_a, for_b): (&[&str], &[&str]) = match servers {
+        Servers::None => (&[], &[]),
+        Servers::TurnBoth => (&with_turn, &with_turn),
+        Servers::StunBoth => (&with_stun, &with_stun),
+        Servers::TurnAStunB => (&with_turn, &with_stun),
+    };
     let mut listen_args = vec![
         "--json",
         "listen",
@@ -84,10 +101,8 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
         &into_arg,
     ];
     let mut send_args = vec!["--json", "send", &source_arg, "--to", &bob];
-    if let Some(url) = &url {
-        listen_args.extend(["--turn", url]);
-        send_args.extend(["--turn", url]);
-    }
+    listen_args.extend(for_b);
+    send_args.extend(for_a);
     let before = lab.counters();
     let listener = Ferry::spawn(&lab.host(Side::B), &home_b, &dht, &listen_args);
     let sender = Ferry::spawn(&lab.host(Side::A), &home_a, &dht, &send_args);
@@ -133,6 +148,12 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
                 "{name}: coturn's relayed ports carried the bytes: {carried:?}"
             );
         }
+        Path_::Either => {
+            assert!(
+                carried.relayed + carried.direct >= size,
+                "{name}: the bytes crossed the public segment: {carried:?}"
+            );
+        }
     }
 }
 
@@ -172,5 +193,21 @@ fn symmetric_symmetric_turn_both_relayed() {
         Nat::Symmetric,
         Servers::TurnBoth,
         Path_::Relayed,
+    );
+}
+
+#[test]
+fn cone_cone_stun_only_direct() {
+    row("cs", Nat::Cone, Nat::Cone, Servers::StunBoth, Path_::Direct);
+}
+
+#[test]
+fn cone_cone_turn_on_one_side_stun_on_the_other_connects() {
+    row(
+        "ct",
+        Nat::Cone,
+        Nat::Cone,
+        Servers::TurnAStunB,
+        Path_::Either,
     );
 }
