@@ -47,6 +47,9 @@ pub(crate) struct Settings {
     pub(crate) dht: Option<String>,
     /// `--turn`.
     pub(crate) turn: Option<String>,
+    /// `--stun`, each as HOST:PORT.
+    #[serde(default)]
+    pub(crate) stun: Vec<String>,
     /// `--into`.
     pub(crate) into: Option<PathBuf>,
 }
@@ -86,7 +89,7 @@ impl Home {
         };
         serde_json::from_str(&text).map_err(|e| {
             Failure::Usage(format!(
-                "{} is not usable: {e} (it may hold \"dht\", \"turn\" and \"into\", as strings)",
+                "{} is not usable: {e} (it may hold \"dht\", \"turn\" and \"into\", as strings, and \"stun\", a list of HOST:PORT)",
                 path.display()
             ))
         })

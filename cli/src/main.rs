@@ -180,6 +180,10 @@ struct NetArgs {
     /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r
     #[arg(long, env = "FERRY_TURN", value_name = "URL")]
     turn: Option<String>,
+    /// A STUN server (TCP), to learn this machine's public address without a relay:
+    /// HOST:PORT; may be repeated. A --turn server serves as one too.
+    #[arg(long, value_name = "HOST:PORT")]
+    stun: Vec<String>,
     /// Offer only the relayed path (needs a TURN server).
     #[arg(long)]
     relay_only: bool,
@@ -195,9 +199,18 @@ impl NetArgs {
                 "--relay-only needs a TURN server (--turn)".to_owned(),
             ));
         }
+        let stun = if self.stun.is_empty() {
+            &settings.stun
+        } else {
+            &self.stun
+        };
         Ok(session::NetOptions {
             dht: session::parse_dht(dht)?,
             turn: turn.map(session::parse_turn).transpose()?,
+            stun: stun
+                .iter()
+                .map(|s| session::parse_stun(s))
+                .collect::<Result<_, _>>()?,
             relay_only: self.relay_only,
         })
     }

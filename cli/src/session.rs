@@ -86,6 +86,13 @@ pub(crate) fn parse_turn(url: &str) -> Result<TurnConfig, Failure> {
     Ok(TurnConfig::new(server, user, pass))
 }
 
+/// Reads `--stun`: `HOST:PORT` (a `stun:` prefix, as in ICE server URLs, is allowed).
+pub(crate) fn parse_stun(server: &str) -> Result<SocketAddr, Failure> {
+    let host_port = server.strip_prefix("stun:").unwrap_or(server);
+    resolve(host_port)
+        .ok_or_else(|| Failure::Usage(format!("not a STUN server (HOST:PORT): {server}")))
+}
+
 /// The network options of `listen` and `send`.
 #[derive(Debug, Clone)]
 pub(crate) struct NetOptions {
@@ -93,6 +100,8 @@ pub(crate) struct NetOptions {
     pub(crate) dht: DhtChoice,
     /// A TURN server.
     pub(crate) turn: Option<TurnConfig>,
+    /// STUN servers.
+    pub(crate) stun: Vec<SocketAddr>,
     /// Offer only the relayed path.
     pub(crate) relay_only: bool,
 }
@@ -161,6 +170,7 @@ pub(crate) fn start(
     )
     .with_paths(paths);
     client.turn = net.turn.iter().cloned().collect();
+    client.stun = net.stun.clone();
     client.revocations = revocations;
     client.auto_accept_images_under = auto_accept_images_under;
     let mut config = client
@@ -175,6 +185,7 @@ pub(crate) fn start(
         ips = ?config.local_ips,
         dht = ?net.dht,
         turn = ?net.turn.as_ref().map(|t| t.server),
+        stun = ?net.stun,
         "starting the node"
     );
     let node = Node::new(Instant::now(), config);
@@ -242,6 +253,16 @@ mod tests {
                 matches!(parse_dht(Some(bad)), Err(Failure::Usage(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn stun_servers() {
+        let v4 = SocketAddr::from(([127, 0, 0, 1], 3478));
+        assert_eq!(parse_stun("127.0.0.1:3478").ok(), Some(v4));
+        assert_eq!(parse_stun("stun:127.0.0.1:3478").ok(), Some(v4));
+        for bad in ["127.0.0.1", "stun:", "turn://a:b@127.0.0.1:3478"] {
+            assert!(matches!(parse_stun(bad), Err(Failure::Usage(_))), "{bad}");
         }
     }
 

@@ -195,7 +195,9 @@ impl Host {
     }
 
     pub(crate) fn owns(&self, ip: IpAddr) -> bool {
-        ip.is_unspecified() || self.addr_like(ip) == Some(ip)
+        // Every host has a loopback interface: a node may listen there (a real one does
+        // when its peers can be on the same machine) and offer it as a candidate.
+        ip.is_unspecified() || ip.is_loopback() || self.addr_like(ip) == Some(ip)
     }
 
     /// A port no listener and no connection uses, for a connection or a port-0 listener.

@@ -75,6 +75,10 @@ pub struct TurnServerConfig {
     pub max_lifetime: Duration,
     /// Seed for nonces.
     pub seed: u64,
+    /// Whether peers on loopback may be permitted. Off by default, as in coturn: a
+    /// CreatePermission naming a loopback address is refused whole (403 Forbidden IP),
+    /// the other addresses in it too.
+    pub allow_loopback_peers: bool,
 }
 
 impl TurnServerConfig {
@@ -93,6 +97,7 @@ impl TurnServerConfig {
             nonce_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
             seed: 1,
+            allow_loopback_peers: false,
         }
     }
 }
@@ -609,6 +614,9 @@ impl TurnServer {
             .collect();
         if ips.is_empty() {
             return self.refuse(conn, CREATE_PERMISSION, tid, 400, username);
+        }
+        if !self.config.allow_loopback_peers && ips.iter().any(|ip| ip.is_loopback()) {
+            return self.refuse(conn, CREATE_PERMISSION, tid, 403, username);
         }
         let Some(a) = self.allocations.get_mut(&alloc) else {
             return;

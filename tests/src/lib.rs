@@ -10,6 +10,7 @@
 //!   [`turn_loopback`] runs them on real loopback sockets, [`turn_simnet`] in the simulator.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 //! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
+//! - [`netlab`]: real Linux NATs in network namespaces around the real `ferry` binary.
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
 //!   runtime driver, a scripted endpoint, one transfer over TCP, and the scenarios every
 //!   runtime passes.
@@ -26,6 +27,7 @@ pub mod dhtnode;
 pub mod driven;
 pub mod fuzz;
 pub mod lan;
+pub mod netlab;
 pub mod pair;
 pub mod probe;
 pub mod realnet;

@@ -87,6 +87,19 @@ fn node(
     turn: Option<std::net::SocketAddr>,
     secrets: &Arc<TlsSecrets>,
 ) -> Node {
+    node_on(epoch, account, device, seed, vec![ip], turn, secrets)
+}
+
+/// [`node`] with every address in `ips` offered.
+fn node_on(
+    epoch: Instant,
+    account: &Account,
+    device: &Device,
+    seed: u64,
+    ips: Vec<IpAddr>,
+    turn: Option<std::net::SocketAddr>,
+    secrets: &Arc<TlsSecrets>,
+) -> Node {
     let anchor = UnixAnchor {
         instant: epoch,
         unix: Duration::from_secs(T0),
@@ -94,7 +107,7 @@ fn node(
     let mut config = NodeConfig::new(
         device.clone(),
         account.announce(device).expect("announce"),
-        vec![ip],
+        ips,
         seed,
         anchor,
     );
@@ -244,13 +257,27 @@ fn no_violations(world: &World) {
 /// One file from Alice to Bob (one device each), accepted; returns the world, Bob's host, the
 /// transfer and how long the header took to arrive after `send_file`.
 fn one_transfer(
-    mut b: WorldBuilder,
+    b: WorldBuilder,
     a_ip: IpAddr,
     b_ip: IpAddr,
     a_net: ferry_sim::NetworkId,
     b_net: ferry_sim::NetworkId,
     turn: Option<std::net::SocketAddr>,
 ) -> (World, HostId, HostId, TransferId, Duration) {
+    one_transfer_offering(b, a_ip, b_ip, a_net, b_net, turn, &[])
+}
+
+/// [`one_transfer`] with both nodes offering `extra` addresses beside their own.
+fn one_transfer_offering(
+    mut b: WorldBuilder,
+    a_ip: IpAddr,
+    b_ip: IpAddr,
+    a_net: ferry_sim::NetworkId,
+    b_net: ferry_sim::NetworkId,
+    turn: Option<std::net::SocketAddr>,
+    extra: &[IpAddr],
+) -> (World, HostId, HostId, TransferId, Duration) {
+    let ips = |ip: IpAddr| [&[ip][..], extra].concat();
     let epoch = b.epoch();
     let secrets = Arc::new(TlsSecrets::new());
     let (alice, bob) = (account("alice"), account("bob"));
@@ -261,11 +288,11 @@ fn one_transfer(
     };
     let ha = b.host(
         spec("a1", a_net, a_ip),
-        node(epoch, &alice, &a1, 1, a_ip, turn, &secrets),
+        node_on(epoch, &alice, &a1, 1, ips(a_ip), turn, &secrets),
     );
     let hb = b.host(
         spec("b1", b_net, b_ip),
-        node(epoch, &bob, &b1, 2, b_ip, turn, &secrets),
+        node_on(epoch, &bob, &b1, 2, ips(b_ip), turn, &secrets),
     );
     let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
@@ -382,6 +409,53 @@ fn s3_symmetric_nats_go_through_the_relay() {
     );
     eprintln!("s3 symmetric NATs, relayed: send_file → header {took:?}");
     insta::assert_snapshot!(world.trace());
+}
+
+/// Seen across real NATs (tests/tests/kernel_nat.rs): nodes that also offer their loopback
+/// addresses (as two `ferry` meeting through a folder DHT do) asked their relay to permit
+/// every address of the peer in one CreatePermission; coturn refuses a loopback peer, so it
+/// refused the request whole and the relayed path never opened. The simulated relay refuses
+/// loopback peers as coturn does; the relayed path must open all the same.
+#[test]
+fn s3_symmetric_nats_relay_even_when_loopback_addresses_are_offered() {
+    let mut b = builder(3);
+    let (turn, turn_addr) = turn_server(&mut b);
+    let na = site(
+        &mut b,
+        "nat-a",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::symmetric()),
+    );
+    let nb = site(
+        &mut b,
+        "nat-b",
+        [203, 0, 113, 2],
+        RouterKind::Nat(Nat::symmetric()),
+    );
+    let (world, _, _, _, took) = one_transfer_offering(
+        b,
+        "192.168.1.2".parse().expect("ip"),
+        "192.168.2.2".parse().expect("ip"),
+        na,
+        nb,
+        Some(turn_addr),
+        &["127.0.0.1".parse().expect("ip")],
+    );
+    let trace = world.trace();
+    assert!(
+        trace.contains("127.0.0.1"),
+        "the loopback candidates were offered"
+    );
+    let bound = world
+        .events::<TurnServerEvent>(turn)
+        .iter()
+        .any(|(_, e)| matches!(e, TurnServerEvent::Bound { .. }));
+    assert!(bound, "the relay bound a peer connection");
+    assert!(
+        tls_between(&trace, "a1", "turn") && !tls_between(&trace, "a1", "b1"),
+        "TLS runs through the relay"
+    );
+    eprintln!("s3 symmetric NATs with loopback offered, relayed: send_file → header {took:?}");
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub struct ClientConfig {
     pub paths: Paths,
     /// TURN servers, one per address family at most.
     pub turn: Vec<TurnConfig>,
+    /// STUN servers (TCP) for server-reflexive candidates without a relay; every TURN
+    /// server serves as one too.
+    pub stun: Vec<std::net::SocketAddr>,
     /// Accept incoming pictures smaller than this without asking.
     pub auto_accept_images_under: Option<u64>,
     /// The seed of the node's random values (ICE credentials, transfer ids); `None` draws one
@@ -56,6 +59,7 @@ impl ClientConfig {
             driver,
             paths: Paths::default(),
             turn: Vec::new(),
+            stun: Vec::new(),
             auto_accept_images_under: None,
             seed: None,
             revocations: Revocations::default(),
@@ -115,6 +119,14 @@ impl ClientConfig {
             anchor,
         );
         config.turn = self.turn.clone();
+        // A TURN server answers STUN Bindings too (RFC 8656 §4): one more server to learn
+        // the NAT's mapping from, at no cost to configure.
+        config.stun = self.stun.clone();
+        for turn in &self.turn {
+            if !config.stun.contains(&turn.server) {
+                config.stun.push(turn.server);
+            }
+        }
         config.relay_only = !self.paths.direct;
         config.auto_accept_images_under = self.auto_accept_images_under;
         config.revocations = self.revocations.clone();

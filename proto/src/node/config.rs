@@ -74,6 +74,9 @@ pub struct NodeConfig {
     pub local_ips: Vec<IpAddr>,
     /// TURN servers, one per address family at most.
     pub turn: Vec<TurnConfig>,
+    /// STUN servers (TCP) asked where the NAT maps our listening ports: server-reflexive
+    /// candidates without a relay (see [`Mapping`](super::Mapping)).
+    pub stun: Vec<core::net::SocketAddr>,
     /// Seed of every random value the node draws.
     pub seed: u64,
     /// Maps the driver's clock to Unix time, for certificate validity.
@@ -118,6 +121,7 @@ impl NodeConfig {
             announcement,
             local_ips,
             turn: Vec::new(),
+            stun: Vec::new(),
             seed,
             anchor,
             revocations: Revocations::new(),

@@ -51,6 +51,8 @@ pub const UNROUTED_PER_SOURCE: usize = 16;
 pub(super) enum Route {
     /// A TURN client's own connection.
     Turn { slot: usize, turn_conn: ConnId },
+    /// A STUN probe's connection ([`reflexive`](super::reflexive)).
+    Stun,
     /// An ICE agent's connection.
     Agent { connector: u32, agent_conn: ConnId },
     /// Not known yet (accepted, waiting for its first check).
@@ -340,6 +342,7 @@ impl Node {
                     bug(&mut self.bugs.turn_input, "TURN client input", &e);
                 }
             }
+            Some(Route::Stun) => self.on_probe_input(now, conn, input),
             Some(Route::Agent {
                 connector,
                 agent_conn,

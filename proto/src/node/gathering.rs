@@ -43,20 +43,38 @@ impl Node {
             ));
         }
         if !self.config.relay_only {
+            // Where our own STUN probes saw the NAT map a listening port: exact.
+            let mut reflexive: Vec<SocketAddr> = Vec::new();
+            for l in &listening {
+                for mapped in self.reflexive.reflexive(*l) {
+                    if !reflexive.contains(&mapped) {
+                        reflexive.push(mapped);
+                    }
+                }
+            }
             for (_, mapped) in self.relays.allocations() {
                 if listening.iter().any(|a| a.ip() == mapped.ip()) {
                     continue;
                 }
                 // The NAT maps our listening port (we connect out from it too); with port
                 // preservation the peer reaches it at the mapped address and that port.
-                if let Some(l) = listening.iter().find(|a| a.is_ipv4() == mapped.is_ipv4()) {
-                    out.push(Candidate::tcp(
-                        CandidateType::ServerReflexive,
-                        TcpType::Passive,
-                        SocketAddr::new(mapped.ip(), l.port()),
-                        next_pref(),
-                    ));
+                // Not where a probe found the mapping to depend on the destination.
+                if let Some(l) = listening.iter().find(|a| a.is_ipv4() == mapped.is_ipv4())
+                    && self.reflexive.mapping(*l) != super::Mapping::AddressDependent
+                {
+                    let guess = SocketAddr::new(mapped.ip(), l.port());
+                    if !reflexive.contains(&guess) {
+                        reflexive.push(guess);
+                    }
                 }
+            }
+            for addr in reflexive {
+                out.push(Candidate::tcp(
+                    CandidateType::ServerReflexive,
+                    TcpType::Passive,
+                    addr,
+                    next_pref(),
+                ));
             }
         }
         for (relayed, _) in self.relays.allocations() {
@@ -76,7 +94,10 @@ impl Node {
         if self.gathered {
             return;
         }
-        if self.listeners_pending == 0 && self.relays.gathered() {
+        if self.listeners_pending == 0 {
+            self.start_probes(now);
+        }
+        if self.listeners_pending == 0 && self.relays.gathered() && self.reflexive.gathered() {
             self.gathered = true;
             self.timers.clear(NodeTimer::Gather);
             for id in self.connector_ids() {

@@ -41,6 +41,7 @@ mod counters;
 mod demux;
 mod gathering;
 mod peers;
+mod reflexive;
 mod relays;
 mod signalling;
 mod timers;
@@ -65,6 +66,7 @@ use connector::{Connector, Stage};
 pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
 pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
+pub use reflexive::{Mapping, STUN_TIMEOUT};
 use relays::Relays;
 use signalling::Signalling;
 use timers::NodeTimer;
@@ -96,6 +98,7 @@ pub struct Node {
     listeners: BTreeMap<ListenerId, (IpAddr, Option<SocketAddr>)>,
     listeners_pending: usize,
     relays: Relays,
+    reflexive: reflexive::Reflexive,
     gathered: bool,
     demux: Demux,
     connectors: BTreeMap<u32, Connector>,
@@ -147,6 +150,7 @@ impl Node {
             listeners: BTreeMap::new(),
             listeners_pending: 0,
             relays,
+            reflexive: reflexive::Reflexive::new(&config.stun),
             gathered: false,
             demux: Demux::default(),
             connectors: BTreeMap::new(),

@@ -152,11 +152,16 @@ impl Relays {
         self.slots[slot].to_node.insert(turn_conn, conn);
     }
 
-    /// Permits `ips` on every allocation there is.
+    /// Permits, on every allocation there is, those of `ips` its relay could ever be
+    /// reached from (see [`relay_can_permit`]).
     pub(super) fn permit(&mut self, now: Instant, ips: &[IpAddr]) {
         for slot in &mut self.slots {
-            if slot.allocated.is_some() {
-                slot.client.permit(now, ips.iter().copied());
+            if let Some((relayed, _)) = slot.allocated {
+                let usable = ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| relay_can_permit(relayed.ip(), *ip));
+                slot.client.permit(now, usable);
             }
         }
     }
@@ -255,6 +260,34 @@ impl Relays {
             }
         }
     }
+}
+
+/// Whether a relay whose relayed address is `relayed` may be asked to permit `peer`.
+///
+/// A peer's unspecified, link-local or multicast address, one of the other family, or a
+/// loopback address unless the relay itself is on loopback (a test's coturn), is never
+/// where its connection to the relay comes from. Asking for it is worse
+/// than useless: RFC 8656 §10 makes one CreatePermission carry every address, and a server
+/// that refuses one of them (coturn answers 403 Forbidden IP for loopback peers) refuses
+/// them all, so the peer's real addresses would be refused with it. Seen across real NATs:
+/// two processes meeting through a folder DHT offer their loopback addresses too.
+fn relay_can_permit(relayed: IpAddr, peer: IpAddr) -> bool {
+    let special = match peer {
+        IpAddr::V4(v4) => {
+            (v4.is_loopback() && !relayed.is_loopback())
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            (v6.is_loopback() && !relayed.is_loopback())
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+        }
+    };
+    !special && relayed.is_ipv4() == peer.is_ipv4()
 }
 
 impl Node {

@@ -21,6 +21,8 @@ use crate::transfer::TransferId;
 pub(super) enum NodeTimer {
     /// Gathering stops waiting for listeners and relays.
     Gather,
+    /// A STUN probe ran out of time.
+    StunProbe(usize),
     /// Put our announcement again.
     Announce,
     /// An unrouted connection brought no check in time.
@@ -46,6 +48,7 @@ impl NodeTimer {
     fn reason(self) -> &'static str {
         match self {
             NodeTimer::Gather => "gathering",
+            NodeTimer::StunProbe(_) => "stun probe",
             NodeTimer::Announce => "announcement",
             NodeTimer::Unrouted(_) => "unrouted connection",
             NodeTimer::LookupRetry(_) => "lookup retry",
@@ -62,7 +65,10 @@ impl NodeTimer {
 
     /// Whether the TURN clients' clocks run before this timer fires.
     fn after_relays(self) -> bool {
-        !matches!(self, NodeTimer::Gather | NodeTimer::Announce)
+        !matches!(
+            self,
+            NodeTimer::Gather | NodeTimer::StunProbe(_) | NodeTimer::Announce
+        )
     }
 
     /// The agents that run their clocks before this timer fires: those of the connectors
@@ -131,9 +137,11 @@ impl Node {
             NodeTimer::Gather => {
                 // Go ahead with whatever was gathered.
                 self.relays.give_up_gathering();
+                self.reflexive.give_up();
                 self.listeners_pending = 0;
                 self.check_gathered(now);
             }
+            NodeTimer::StunProbe(index) => self.probe_expired(now, index),
             NodeTimer::Announce => {
                 self.announce();
                 self.timers

@@ -89,6 +89,12 @@ impl World {
         }
         let host = &mut self.hosts[h.ix()];
         let fail = |error| Input::ConnectFailed { conn: id, error };
+        if remote.ip().is_loopback() {
+            // Loopback reaches only this host, which runs one endpoint: a peer's loopback
+            // candidate is refused at once, as the kernel refuses a port nobody listens on.
+            self.input(h, fail(ConnectError::Refused));
+            return;
+        }
         let Some(ip) = host.addr_like(remote.ip()) else {
             self.input(h, fail(ConnectError::Unreachable));
             return;

@@ -1,0 +1,213 @@
+//! The real `ferry` binary across real Linux NATs (`ferry_tests::netlab`): one `listen` and
+//! one `send` of a 16 MiB file per row, each behind its own router, meeting through a folder
+//! DHT. Every row asserts the exit codes, that the file arrived byte for byte, and which
+//! path carried it as the public segment's counters saw it; it prints its set-up time.
+//!
+//! Rows run in parallel, each in a lab of its own. Where namespaces cannot be made, each
+//! row prints a skip line (a failure under `FERRY_REQUIRE_INTEROP=1`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_tests::netlab::{
+    Counters, Ferry, Finished, Lab, Nat, Side, TURN_ADDRS, TURN_PORT, TurnServer,
+};
+
+/// The file each row sends.
+const SIZE: usize = 16 * 1024 * 1024;
+
+/// Longest any one process may run: it bounds a failure on a starved machine, never times
+/// a success.
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Which servers the two sides are given.
+#[derive(Debug, Clone, Copy)]
+enum Servers {
+    /// None at all.
+    None,
+    /// The lab's coturn as a TURN server on both sides.
+    TurnBoth,
+    /// The lab's coturn as a STUN server on both of its addresses, on both sides.
+    StunBoth,
+    /// TURN on side a, STUN (both addresses) on side b.
+    TurnAStunB,
+}
+
+/// The path the bytes must take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path_ {
+    /// Straight between the two sides: the public segment forwarded it router to router.
+    Direct,
+    /// Through coturn's relayed ports.
+    Relayed,
+    /// Either, as long as the file arrives.
+    Either,
+}
+
+/// A file of `size` bytes that is not all one byte.
+fn make_file(path: &Path, size: usize) {
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(path, data).expect("a test file");
+}
+
+fn account(lab: &Lab, side: Side, home: &Path, dht: &Path) -> String {
+    let made =
+        Ferry::spawn(&lab.host(side), home, dht, &["--json", "account", "new"]).finish(LIMIT);
+    assert_eq!(made.code, Some(0), "account new: {}", made.stderr);
+    made.first("account_created").expect("account_created").1["account"]
+        .as_str()
+        .expect("an account id")
+        .to_owned()
+}
+
+/// One row: b listens, a sends; returns both ends and what the public segment carried.
+fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
+    let Some(lab) = Lab::start(tag, a, b) else {
+        return;
+    };
+    let turn = match servers {
+        Servers::None => None,
+        _ => Some(TurnServer::start(&lab)),
+    };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let dht = dir.path().join("dht");
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    account(&lab, Side::A, &home_a, &dht);
+    let bob = account(&lab, Side::B, &home_b, &dht);
+    let source = dir.path().join("sixteen.bin");
+    make_file(&source, SIZE);
+    let into = dir.path().join("received");
+    let into_arg = into.to_string_lossy().into_owned();
+    let source_arg = source.to_string_lossy().into_owned();
+
+    let url = TurnServer::url(0);
+    let stun = TURN_ADDRS.map(|a| format!("{a}:{TURN_PORT}"));
+    let with_stun = ["--stun", &stun[0], "--stun", &stun[1]];
+    let with_turn = ["--turn", url.as_str()];
+    let (for_a, for_b): (&[&str], &[&str]) = match servers {
+        Servers::None => (&[], &[]),
+        Servers::TurnBoth => (&with_turn, &with_turn),
+        Servers::StunBoth => (&with_stun, &with_stun),
+        Servers::TurnAStunB => (&with_turn, &with_stun),
+    };
+    let mut listen_args = vec![
+        "--json",
+        "listen",
+        "--once",
+        "--accept-all",
+        "--into",
+        &into_arg,
+    ];
+    let mut send_args = vec!["--json", "send", &source_arg, "--to", &bob];
+    listen_args.extend(for_b);
+    send_args.extend(for_a);
+    let before = lab.counters();
+    let listener = Ferry::spawn(&lab.host(Side::B), &home_b, &dht, &listen_args);
+    let sender = Ferry::spawn(&lab.host(Side::A), &home_a, &dht, &send_args);
+    let sent = sender.finish(LIMIT);
+    // A listener whose sender failed waits for nobody: it is ended soon after.
+    let received = listener.finish(if sent.code == Some(0) {
+        LIMIT
+    } else {
+        Duration::ZERO
+    });
+    let carried = lab.counters().since(before);
+    let name = format!("{} / {} ({servers:?})", a.name(), b.name());
+    report(&name, &sent, &carried);
+    if sent.code != Some(0)
+        && let Some(turn) = &turn
+    {
+        eprintln!("coturn's log:\n{}", turn.log());
+    }
+
+    assert_eq!(sent.code, Some(0), "{name}: send: {}", sent.stderr);
+    assert_eq!(
+        received.code,
+        Some(0),
+        "{name}: listen: {}",
+        received.stderr
+    );
+    let got = std::fs::read(into.join("sixteen.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("the source"),
+        "{name}: the file arrived byte for byte"
+    );
+    let size = SIZE as u64;
+    match expect {
+        Path_::Direct => {
+            assert!(
+                carried.direct >= size && carried.relayed == 0,
+                "{name}: the bytes went straight between the routers: {carried:?}"
+            );
+        }
+        Path_::Relayed => {
+            assert!(
+                carried.relayed >= size && carried.direct < size / 16,
+                "{name}: coturn's relayed ports carried the bytes: {carried:?}"
+            );
+        }
+        Path_::Either => {
+            assert!(
+                carried.relayed + carried.direct >= size,
+                "{name}: the bytes crossed the public segment: {carried:?}"
+            );
+        }
+    }
+}
+
+/// Prints the row's set-up: from the sender's start to the device found in the DHT, to its
+/// first status (the connection is up: the peer is asked) and to the first bytes sent.
+fn report(name: &str, sent: &Finished, carried: &Counters) {
+    let at = |e: &str| {
+        sent.first(e)
+            .map(|(at, _)| format!("{:.3}s", at.as_secs_f64()))
+    };
+    eprintln!(
+        "kernel_nat {name}: device found {:?}, first status {:?}, first progress {:?}, \
+         verified {:?}, done {:?}; carried {carried:?}",
+        at("device"),
+        at("status"),
+        at("progress"),
+        at("verified"),
+        at("done"),
+    );
+}
+
+#[test]
+fn none_none_no_servers_direct_host() {
+    row("nn", Nat::None, Nat::None, Servers::None, Path_::Direct);
+}
+
+#[test]
+fn cone_cone_turn_both_direct_by_simultaneous_open() {
+    row("cc", Nat::Cone, Nat::Cone, Servers::TurnBoth, Path_::Direct);
+}
+
+#[test]
+fn symmetric_symmetric_turn_both_relayed() {
+    row(
+        "ss",
+        Nat::Symmetric,
+        Nat::Symmetric,
+        Servers::TurnBoth,
+        Path_::Relayed,
+    );
+}
+
+#[test]
+fn cone_cone_stun_only_direct() {
+    row("cs", Nat::Cone, Nat::Cone, Servers::StunBoth, Path_::Direct);
+}
+
+#[test]
+fn cone_cone_turn_on_one_side_stun_on_the_other_connects() {
+    row(
+        "ct",
+        Nat::Cone,
+        Nat::Cone,
+        Servers::TurnAStunB,
+        Path_::Either,
+    );
+}
