@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ferry_driver::{DhtClient, DhtStore, FileService, Pump, net};
 use ferry_proto::io::{ConnId, Endpoint as _, Event, Input, ListenerId, Output};
 use ferry_proto::node::Node;
-use ferry_proto::tls::AccountId;
 use ferry_tests::identity::{Seeds, node_config};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -26,6 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 const SIZE: usize = 4 << 20;
 /// The token of the waker the DHT pulls when it has an answer for a node.
 const DHT_ANSWER: Token = Token(usize::MAX);
+const SEEDS: Seeds = Seeds::new(b"loop", b"loop-device");
 
 fn main() -> io::Result<()> {
     let (dir, store, mut poll) = (tempfile::tempdir()?, DhtStore::new(), Poll::new()?);
@@ -34,11 +35,9 @@ fn main() -> io::Result<()> {
     let bytes: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
     std::fs::write(&source, &bytes)?;
     let mut hosts = [0, 1].map(|i| Host::new(i, dir.path(), &store, &waker).expect("host"));
-    let bob = hosts[1].account;
+    let (bob, path) = (SEEDS.account("bob").id(), source.display().to_string());
     let name = "report.bin".to_owned();
-    hosts[0]
-        .node
-        .send_file(Instant::now(), bob, source.display().to_string(), name);
+    hosts[0].node.send_file(Instant::now(), bob, path, name);
     let (mut events, mut verified) = (Events::with_capacity(64), 0);
     while verified < 2 {
         for host in &mut hosts {
@@ -51,10 +50,8 @@ fn main() -> io::Result<()> {
             host.step(&poll, &events)?;
         }
     }
-    assert!(
-        std::fs::read(dir.path().join("bob/report.bin"))? == bytes,
-        "bob holds alice's bytes"
-    );
+    let got = std::fs::read(dir.path().join("bob/report.bin"))?;
+    assert!(got == bytes, "bob holds alice's bytes");
     println!("custom loop: {SIZE} bytes from alice to bob, SHA3-512 verified on both sides");
     Ok(())
 }
@@ -62,36 +59,22 @@ fn main() -> io::Result<()> {
 /// One node and what it holds on this machine.
 struct Host {
     node: Node,
-    account: AccountId,
     files: FileService,
     dht: DhtClient,
     /// The DHT's answers: it delivers them from whichever thread made them.
     answers: mpsc::Receiver<Input>,
-    listeners: Vec<(ListenerId, TcpListener)>,
+    listeners: Vec<(ListenerId, TcpListener, SocketAddr)>,
     conns: BTreeMap<Token, (Pump, TcpStream)>,
-    /// This host's number (0 or 1), the low bit of its sockets' tokens, and their count.
-    index: usize,
-    sockets: usize,
 }
 
 impl Host {
     /// Node `index` (alice or bob): an identity from its name, files in `dir/name`, the DHT.
     fn new(index: usize, dir: &Path, store: &DhtStore, waker: &Arc<Waker>) -> io::Result<Host> {
         // Identities from names (see `ferry_tests::identity`); a real node loads its own.
-        let (name, now, seeds) = (
-            ["alice", "bob"][index],
-            Instant::now(),
-            Seeds::new(b"loop", b"loop-device"),
-        );
-        let account = seeds.account(name);
-        let device = seeds.device(&account, name);
-        let config = node_config(
-            now,
-            &account,
-            &device,
-            Ipv4Addr::LOCALHOST.into(),
-            index as u64,
-        );
+        let (name, now, ip) = (["alice", "bob"][index], Instant::now(), Ipv4Addr::LOCALHOST);
+        let account = SEEDS.account(name);
+        let device = SEEDS.device(&account, name);
+        let config = node_config(now, &account, &device, ip.into(), index as u64);
         let ((answer, answers), waker) = (mpsc::channel(), waker.clone());
         let dht = store.client(move |input| {
             // A send or wake fails only once the loop has ended, when no answer matters.
@@ -99,25 +82,20 @@ impl Host {
         });
         std::fs::create_dir_all(dir.join(name))?;
         let (node, files) = (Node::new(now, config), FileService::new(dir.join(name)));
-        let (listeners, conns, account) = (Vec::new(), BTreeMap::new(), account.id());
+        let (listeners, conns) = (Vec::new(), BTreeMap::new());
         Ok(Host {
             node,
-            account,
             files,
             dht,
             answers,
             listeners,
             conns,
-            index,
-            sockets: 0,
         })
     }
 
     /// An input the node refuses is a driver bug: an example says so loudly.
     fn feed(&mut self, now: Instant, input: Input) {
-        self.node
-            .handle_input(now, input)
-            .expect("the node takes what its driver reports");
+        self.node.handle_input(now, input).expect("a driver bug");
     }
 
     /// Carries out everything the node asks for, until it is quiet; returns how many of its
@@ -130,9 +108,9 @@ impl Host {
                 Output::Listen { listener, local } => {
                     let mut socket = TcpListener::from_std(net::listener(local)?);
                     poll.registry()
-                        .register(&mut socket, self.token(), Interest::READABLE)?;
+                        .register(&mut socket, token(), Interest::READABLE)?;
                     let local = socket.local_addr()?;
-                    self.listeners.push((listener, socket));
+                    self.listeners.push((listener, socket, local));
                     self.feed(now, Input::Listening { listener, local });
                 }
                 Output::Connect {
@@ -142,15 +120,10 @@ impl Host {
                     ..
                 } => {
                     // ICE-TCP connects from its listening port, so that a NAT maps both alike.
-                    let listening = self
-                        .listeners
-                        .iter()
-                        .filter_map(|(_, l)| l.local_addr().ok());
+                    let listening = self.listeners.iter().map(|l| l.2);
                     let local = local_port.map(|port| net::local_for(remote, port, listening));
                     match net::start_connect(remote, local) {
-                        Ok(socket) => {
-                            self.add(poll, Pump::new(conn, true), TcpStream::from_std(socket))?
-                        }
+                        Ok(s) => self.add(poll, Pump::new(conn, true), TcpStream::from_std(s))?,
                         Err(error) => self.feed(now, Input::ConnectFailed { conn, error }),
                     }
                 }
@@ -166,8 +139,8 @@ impl Host {
                     self.node.accept(now, transfer).expect("accept");
                 }
                 Output::Event(Event::Verified { .. }) => verified += 1,
-                Output::Event(_) => {}
-                // Send, close, pause, resume: the connection it names takes it.
+                // Send, close, pause, resume: the connection it names takes it; pumps ignore
+                // what is not for them (other events too).
                 output => self
                     .conns
                     .values_mut()
@@ -184,7 +157,7 @@ impl Host {
         let now = Instant::now();
         for i in 0..self.listeners.len() {
             while let Ok((stream, remote)) = self.listeners[i].1.accept() {
-                let (listener, conn) = (self.listeners[i].0, ConnId::Accepted(self.sockets as u32));
+                let (listener, conn) = (self.listeners[i].0, ConnId::Accepted(token().0 as u32));
                 self.add(poll, Pump::new(conn, false), stream)?;
                 self.feed(
                     now,
@@ -213,17 +186,17 @@ impl Host {
         Ok(())
     }
 
-    /// A new token, unique across both hosts: the host's number in the low bit.
-    fn token(&mut self) -> Token {
-        self.sockets += 1;
-        Token(self.sockets << 1 | self.index)
-    }
-
-    fn add(&mut self, poll: &Poll, pump: Pump, mut stream: TcpStream) -> io::Result<()> {
-        let token = self.token();
+    fn add(&mut self, poll: &Poll, pump: Pump, mut s: TcpStream) -> io::Result<()> {
+        let token = token();
         poll.registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-        self.conns.insert(token, (pump, stream));
+            .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.conns.insert(token, (pump, s));
         Ok(())
     }
+}
+
+/// A new token, unique across both hosts (and a number for an accepted connection).
+fn token() -> Token {
+    static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+    Token(SOCKETS.fetch_add(1, Ordering::Relaxed))
 }

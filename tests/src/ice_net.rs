@@ -1,6 +1,10 @@
 //! A virtual TCP network for ICE agents, on a clock the test advances: every connect,
 //! byte and close takes `latency`; what a connect to an address does is a [`Route`].
-//! Shared by `proto/tests/ice.rs` and the trace snapshots in `tests/tests/ice_pair.rs`.
+//! Used by the trace snapshots in `tests/tests/ice_pair.rs`, the `ice_pair` example, and
+//! the ICE agent's own tests in `proto/tests/ice.rs`, which include this file by path: a
+//! dev-dependency of `ferry-proto` on this crate would build the simulator, the driver and
+//! both runtimes for every `cargo test -p ferry-proto`.
+// Included by path into proto's tests, which use only part of it.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
