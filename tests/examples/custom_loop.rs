@@ -4,8 +4,8 @@
 //! custom_loop`.
 //!
 //! The contract is the same for every Ferry state machine: feed an input, drain every output,
-//! then sleep until the earliest `poll_timeout` or the next socket event. The rest is carrying
-//! out outputs on sockets and files.
+//! then sleep until the earliest `poll_timeout` or the next socket event; the rest is carrying
+//! out outputs: on sockets (a `ferry_driver::Pump` each), on files and on the DHT.
 #![allow(clippy::print_stdout)] // Printing is what this example is for.
 
 use std::collections::BTreeMap;
@@ -81,15 +81,13 @@ impl Host {
             let _ = (answer.send(input), waker.wake());
         });
         std::fs::create_dir_all(dir.join(name))?;
-        let (node, files) = (Node::new(now, config), FileService::new(dir.join(name)));
-        let (listeners, conns) = (Vec::new(), BTreeMap::new());
         Ok(Host {
-            node,
-            files,
+            node: Node::new(now, config),
+            files: FileService::new(dir.join(name)),
             dht,
             answers,
-            listeners,
-            conns,
+            listeners: Vec::new(),
+            conns: BTreeMap::new(),
         })
     }
 

@@ -32,7 +32,6 @@ use bytes::Bytes;
 use ferry_proto::io::{DhtKey, Input, Output};
 use ferry_proto::trace::{Direction, Line, Summary};
 
-use crate::builder::WorldBuilder;
 use crate::dht::Dht;
 use crate::fault::{Fault, Rules};
 use crate::files::Stored;
@@ -44,6 +43,10 @@ use crate::queue::{Ev, Queue};
 use crate::record::Tracer;
 use crate::rng::SimRng;
 use crate::tcp::{ConnKey, Conns};
+
+mod dht;
+mod fault;
+mod net;
 
 /// Events kept per host for [`World::events`]; past this the oldest are dropped.
 const EVENTS_KEPT: usize = 10_000;
@@ -129,11 +132,6 @@ pub struct World {
 }
 
 impl World {
-    /// Starts describing a world whose randomness comes from `seed`.
-    pub fn builder(seed: u64) -> WorldBuilder {
-        WorldBuilder::new(seed)
-    }
-
     /// The seed this world runs on.
     pub fn seed(&self) -> u64 {
         self.seed
