@@ -31,11 +31,17 @@ pub enum Route {
     ResetOnData,
 }
 
+/// One ICE agent on the network, and what it reported.
 pub struct Host {
+    /// Its name in the trace.
     pub name: String,
+    /// The agent.
     pub agent: Agent,
+    /// Every event the agent emitted, in order.
     pub events: Vec<Event>,
+    /// The application bytes the agent handed up, per connection.
     pub data: Vec<(ConnId, Bytes)>,
+    /// The connections the agent closed.
     pub closed: Vec<ConnId>,
     /// The address the peer sees for this host's outgoing connections (a NAT), if not its own.
     pub public_ip: Option<IpAddr>,
@@ -49,11 +55,17 @@ enum Delivery {
     ResetFrom(usize, ConnId),
 }
 
+/// The network: its hosts, its routes, the deliveries in flight, and the virtual clock.
 pub struct Net {
+    /// When the run began.
     pub start: Instant,
+    /// The virtual time now.
     pub now: Instant,
+    /// The one-way delay of every connect, byte and close.
     pub latency: Duration,
+    /// The agents.
     pub hosts: Vec<Host>,
+    /// What a connect to an address meets; an address not listed is refused.
     pub routes: BTreeMap<SocketAddr, Route>,
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     silent: BTreeMap<(usize, ConnId), Route>,
@@ -61,6 +73,7 @@ pub struct Net {
     seq: u64,
     next_port: u16,
     next_accept: u32,
+    /// The trace of every message on the wire.
     pub trace: Recorder,
     wires: BTreeMap<(usize, ConnId), FramedWire>,
     txs: Ordinals<u128>,
@@ -73,6 +86,7 @@ pub struct Net {
 }
 
 impl Net {
+    /// An empty network whose clock starts at `start`.
     pub fn new(start: Instant) -> Net {
         Net {
             start,
@@ -394,6 +408,7 @@ impl Net {
         self.now = self.now.max(deadline);
     }
 
+    /// The pair host `h` selected: its connection, local and remote candidates.
     pub fn selected(
         &self,
         h: usize,
@@ -412,6 +427,7 @@ impl Net {
         })
     }
 
+    /// Host `h`'s failure, if it failed.
     pub fn failed(&self, h: usize) -> Option<&Event> {
         self.hosts[h]
             .events
