@@ -155,6 +155,7 @@ impl Pump {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::io::Write as _;
     use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
     /// Pumps until `stop` holds, waiting on nothing: loopback is quick, and each round is

@@ -82,7 +82,7 @@ impl ClientRuntime for Smol {
     const NAME: &'static str = "smol";
 
     fn spawn(config: ClientConfig) -> RemoteClient {
-        spawn::<ferry_smol::Smol>(config, |serve| smol::block_on(serve))
+        spawn::<ferry_smol::Smol>(config, smol::block_on)
     }
 }
 
