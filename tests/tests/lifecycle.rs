@@ -9,8 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::io::ConnId;
+use ferry_proto::io::{ConnId, Event};
 use ferry_proto::node::Node;
+use ferry_proto::transfer::Status;
 use ferry_sim::{HostSpec, LinkSpec, Probe, Step, World};
 use ferry_tests::identity::{Seeds, node_config};
 
@@ -241,6 +242,66 @@ mod peers {
     }
 }
 
+/// A request from an account Bob does not know waits for him (`ask_before_connecting`):
+/// nothing is offered until he decides; allowed, the file is offered; denied, Alice hears
+/// nothing and gives up, and her retries do not ask Bob again. (It ran on `tests/src/lan.rs`
+/// before the simulator.)
+#[test]
+fn a_request_from_an_unknown_account_waits_for_the_application() {
+    for allow in [true, false] {
+        let mut b = World::builder(22);
+        let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
+        let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+        // SECURITY: row 83
+        let hb = peers::host_with(&mut b, "b1", &bob, &b1, 20, |c| {
+            c.ask_before_connecting = true;
+        });
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(1));
+        let group = peers::send(&mut world, ha, &bob, 1_000, "x.bin");
+        let events = |w: &World, h| w.events::<Event>(h).into_iter().map(|(_, e)| e);
+        let asked = |w: &World| {
+            events(w, hb).filter(|e| matches!(e, Event::ConnectionRequest { account, device } if *account == alice.id() && *device == a1.id())).count()
+        };
+        let offered =
+            |w: &World| events(w, hb).any(|e| matches!(e, Event::IncomingTransfer { .. }));
+        for _ in 0..100 {
+            if asked(&world) > 0 {
+                break;
+            }
+            world.run_for(Duration::from_millis(100));
+        }
+        assert_eq!(asked(&world), 1, "Bob is asked first");
+        world.run_for(Duration::from_secs(2));
+        assert!(!offered(&world), "nothing happens until he decides");
+        let decide = |n: &mut Node, now| {
+            if allow {
+                n.allow_connection(now, a1.id())
+            } else {
+                n.deny_connection(now, a1.id())
+            }
+        };
+        world
+            .with_endpoint(hb, decide)
+            .expect("a node")
+            .expect("a request waiting");
+        if allow {
+            world.run_for(Duration::from_secs(30));
+            assert!(offered(&world), "then the file is offered");
+        } else {
+            world.run_for(Duration::from_secs(60));
+            assert_eq!(
+                peers::group_end(&world, ha, group),
+                Some(Status::UnjoinablePeer),
+                "Alice hears nothing, and gives up"
+            );
+            assert!(!offered(&world));
+            assert_eq!(asked(&world), 1, "Alice's retries do not ask Bob again");
+        }
+    }
+}
+
 /// Two processes of one home (one device, two nodes) send to one listener at once: the
 /// listener answers both requests, and both files are verified. Before, the second request
 /// of a device the listener was connected to was recorded as seen, then ignored (exit 5).
@@ -272,7 +333,6 @@ fn two_senders_of_one_device_both_get_through() {
             break;
         }
     }
-    use ferry_proto::transfer::Status;
     assert_eq!(
         peers::group_end(&world, first, g1),
         Some(Status::Finished),
@@ -310,7 +370,6 @@ fn a_sender_behind_a_nat_that_vanished_and_sends_again_gets_through_at_once() {
 }
 
 fn vanish_and_send_again(behind_nat: bool) {
-    use ferry_proto::transfer::Status;
     use ferry_sim::{Fault, LinkOf, Nat, RouterKind, RouterSpec};
     let mut b = World::builder(if behind_nat { 24 } else { 22 });
     let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
@@ -400,7 +459,6 @@ fn vanish_and_send_again(behind_nat: bool) {
 #[test]
 fn a_hundred_sends_to_one_listener_leave_nothing_behind() {
     use ferry_proto::node::IDLE_TIMEOUT;
-    use ferry_proto::transfer::Status;
     const SENDS: usize = 100;
     let mut b = World::builder(23);
     let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
