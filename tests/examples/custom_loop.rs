@@ -1,7 +1,6 @@
 //! Two Ferry nodes in a hand-written event loop: no async runtime, only `mio` (epoll),
 //! non-blocking sockets, the embedded DHT and synchronous file I/O. Alice sends a file to
-//! Bob over loopback; Bob accepts; both see it verified. `cargo run -p ferry-tests --example
-//! custom_loop`.
+//! Bob over loopback; Bob accepts; both see it verified.
 //!
 //! The contract is the same for every Ferry state machine: feed an input, drain every output,
 //! then sleep until the earliest `poll_timeout` or the next socket event; the rest is carrying
@@ -24,13 +23,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 const SIZE: usize = 4 << 20;
-/// The token of the waker the DHT pulls when it has an answer for a node.
-const DHT_ANSWER: Token = Token(usize::MAX);
 const SEEDS: Seeds = Seeds::new(b"loop", b"loop-device");
 
 fn main() -> io::Result<()> {
     let (dir, store, mut poll) = (tempfile::tempdir()?, DhtStore::new(), Poll::new()?);
-    let waker = Arc::new(Waker::new(poll.registry(), DHT_ANSWER)?);
+    let waker = Arc::new(Waker::new(poll.registry(), Token(usize::MAX))?); // For DHT answers.
     let source = dir.path().join("report.bin");
     let bytes: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
     std::fs::write(&source, &bytes)?;
@@ -40,12 +37,16 @@ fn main() -> io::Result<()> {
     hosts[0].node.send_file(Instant::now(), bob, path, name);
     let (mut events, mut verified) = (Events::with_capacity(64), 0);
     while verified < 2 {
+        let mut busy = false;
         for host in &mut hosts {
-            verified += host.carry_out(&poll)?;
+            let (done, asked) = host.carry_out(&poll)?;
+            (verified, busy) = (verified + done, busy || asked);
         }
         let wake = hosts.iter().filter_map(|h| h.node.poll_timeout()).min();
         let idle = wake.map(|at| at.saturating_duration_since(Instant::now()));
-        poll.poll(&mut events, Some(idle.unwrap_or(Duration::from_secs(1))))?;
+        // Sleep only once both are quiet: what a node just asked may need its sockets now.
+        let idle = idle.unwrap_or(Duration::from_secs(1)) * u32::from(!busy);
+        poll.poll(&mut events, Some(idle))?;
         for host in &mut hosts {
             host.step(&poll, &events)?;
         }
@@ -97,10 +98,11 @@ impl Host {
     }
 
     /// Carries out everything the node asks for, until it is quiet; returns how many of its
-    /// transfers were verified.
-    fn carry_out(&mut self, poll: &Poll) -> io::Result<usize> {
-        let mut verified = 0;
+    /// transfers were verified, and whether it asked for anything.
+    fn carry_out(&mut self, poll: &Poll) -> io::Result<(usize, bool)> {
+        let (mut verified, mut asked) = (0, false);
         while let Some(output) = self.node.poll_output() {
+            asked = true;
             let now = Instant::now();
             match output {
                 Output::Listen { listener, local } => {
@@ -137,15 +139,14 @@ impl Host {
                     self.node.accept(now, transfer).expect("accept");
                 }
                 Output::Event(Event::Verified { .. }) => verified += 1,
-                // Send, close, pause, resume: the connection it names takes it; pumps ignore
-                // what is not for them (other events too).
+                // Send, close, pause, resume: for the connection it names (the others ignore it).
                 output => self
                     .conns
                     .values_mut()
                     .for_each(|(pump, _)| pump.handle_output(&output)),
             }
         }
-        Ok(verified)
+        Ok((verified, asked))
     }
 
     /// Does what every socket allows now, then hands over the DHT's answers and the time.
@@ -168,14 +169,13 @@ impl Host {
             }
         }
         let mut inputs = Vec::new();
-        for token in self.conns.keys().copied().collect::<Vec<_>>() {
-            let (pump, stream) = self.conns.get_mut(&token).expect("listed above");
-            let writable = events.iter().any(|e| e.token() == token && e.is_writable());
-            if pump.pump(stream, writable, &mut inputs) {
-                poll.registry().deregister(stream)?;
-                self.conns.remove(&token);
-            }
-        }
+        // A socket done with is dropped: closing it takes it out of the poll too.
+        self.conns.retain(|token, (pump, stream)| {
+            let writable = events
+                .iter()
+                .any(|e| e.token() == *token && e.is_writable());
+            !pump.pump(stream, writable, &mut inputs)
+        });
         inputs.extend(self.answers.try_iter());
         for input in inputs {
             self.feed(now, input);
