@@ -9,8 +9,13 @@
 //!
 //! # The drive loop
 //!
-//! Every state machine has the same four verbs ([`io::Endpoint`]); a driver feeds inputs,
-//! drains outputs until there are none, then sleeps until the next deadline or input:
+//! Every state machine has the same four verbs: `handle_input`, `handle_timeout`,
+//! `poll_output`, `poll_timeout`. The whole endpoints a driver runs, [`node::Node`] and
+//! [`turn::TurnClient`], implement them as the [`io::Endpoint`] trait, on the driver's
+//! vocabulary ([`io::Input`], [`io::Output`]); the machines inside a node (the ICE agent,
+//! the transfers, TLS sessions, channels) have them as methods of their own, on their own
+//! input and output types. A driver feeds inputs, drains outputs until there are none, then
+//! sleeps until the next deadline or input:
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -75,6 +80,11 @@
 //! # Modules
 //!
 //! - [`io`]: the vocabulary every driver speaks, and the [`io::Endpoint`] trait.
+//! - [`node`]: the whole endpoint of one device (signalling, ICE, TLS, channels, transfers).
+//! - [`signal`]: the DHT values (announcements, requests, answers, revocation lists), sealed
+//!   and signed as Jami does.
+//! - [`tls`]: accounts, devices and their certificates, and the TLS sessions between them.
+//! - [`channel`]: many channels over one TLS connection, as dhtnet multiplexes them.
 //! - [`transfer`]: the header, `GO` / `NGO`, Ferry's frames, and the sending and receiving
 //!   state machines (byte for byte in `PROTOCOL.md`).
 //! - [`aggregate`]: the optimistic view of one file sent to several devices.
@@ -82,7 +92,9 @@
 //! - [`ice`]: ICE over TCP: candidates in Jami's text form, the description blob, the check
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
+//! - [`turn`]: TURN over TCP (RFC 8656, RFC 6062): a relayed address for a device.
 //! - [`timer`]: the table of deadlines each state machine keeps.
+//! - [`rng`]: seeded randomness, never the system's.
 //!
 //! Running an endpoint on real sockets and files is not this crate's business: the crate
 //! `ferry-driver` (folder `proto/driver/`) holds what every driver shares.

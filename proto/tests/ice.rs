@@ -1,7 +1,7 @@
 //! ICE over TCP through the public API: descriptions, STUN, the check list, and two agents
-//! wired back to back on a virtual clock (`support/ice_net.rs`).
+//! wired back to back on a virtual clock (`tests/src/ice_net.rs`, shared with `ferry-tests`).
 
-#[path = "support/ice_net.rs"]
+#[path = "../../tests/src/ice_net.rs"]
 mod ice_net;
 
 mod ice {

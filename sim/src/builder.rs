@@ -236,6 +236,13 @@ pub struct WorldBuilder {
     faults: Vec<(Duration, Fault)>,
 }
 
+impl World {
+    /// Starts describing a world whose randomness comes from `seed`.
+    pub fn builder(seed: u64) -> WorldBuilder {
+        WorldBuilder::new(seed)
+    }
+}
+
 impl WorldBuilder {
     /// An empty world with only the internet, for `seed`. The epoch (virtual time zero)
     /// is taken now, so endpoints can be built against it.

@@ -11,12 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::io::{DhtKey, Input};
-use ferry_proto::trace::{Direction, Summary};
+use ferry_proto::io::DhtKey;
 
 use crate::ids::HostId;
-use crate::queue::Ev;
-use crate::world::World;
 
 /// How the DHT behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,18 +45,19 @@ impl Default for DhtSpec {
     }
 }
 
+/// One value in the store, and when it expires.
 #[derive(Debug)]
-struct Stored {
-    value: Bytes,
-    expires: Duration,
+pub(crate) struct Stored {
+    pub(crate) value: Bytes,
+    pub(crate) expires: Duration,
 }
 
 /// The DHT's state.
 #[derive(Debug, Default)]
 pub(crate) struct Dht {
     pub(crate) spec: DhtSpec,
-    store: BTreeMap<DhtKey, VecDeque<Stored>>,
-    listeners: BTreeMap<DhtKey, BTreeSet<HostId>>,
+    pub(crate) store: BTreeMap<DhtKey, VecDeque<Stored>>,
+    pub(crate) listeners: BTreeMap<DhtKey, BTreeSet<HostId>>,
     stores: u64,
 }
 
@@ -85,7 +83,7 @@ impl Dht {
 
     /// Every so many stores, forgets every expired value, so keys nobody touches again do
     /// not pile up: memory follows the values alive, not the values ever put.
-    fn sweep(&mut self, now: Duration) {
+    pub(crate) fn sweep(&mut self, now: Duration) {
         self.stores += 1;
         if self.stores % SWEEP_EVERY != 0 {
             return;
@@ -96,163 +94,11 @@ impl Dht {
         });
     }
 
-    fn expire(&mut self, key: DhtKey, now: Duration) {
+    pub(crate) fn expire(&mut self, key: DhtKey, now: Duration) {
         if let Some(vs) = self.store.get_mut(&key) {
             vs.retain(|s| s.expires > now);
             if vs.is_empty() {
                 self.store.remove(&key);
-            }
-        }
-    }
-}
-
-impl World {
-    fn dht_delay(&mut self) -> Duration {
-        self.dht.spec.latency + self.rng.up_to(self.dht.spec.jitter)
-    }
-
-    fn dht_reachable(&self, h: HostId) -> bool {
-        self.links[self.hosts[h.ix()].link].up
-    }
-
-    /// Records a trace line about `key` (`dht listen devices:bob`), when tracing.
-    fn note_key(&mut self, h: HostId, what: &str, key: &DhtKey, after: &str) {
-        if let Some(t) = &self.tracer {
-            let text = format!("dht {what} {}{after}", t.names.labels.key(key));
-            self.note(h, Direction::Local, Summary::plain(text));
-        }
-    }
-
-    /// Records a trace line about a value (`dht put request id1 alice:a1 → bob:b1`), when
-    /// tracing.
-    fn note_value(&mut self, h: HostId, what: &str, key: &DhtKey, value: &[u8]) {
-        if let Some(t) = &mut self.tracer {
-            let names = &mut t.names;
-            let text = format!(
-                "dht {what} {}",
-                names.labels.value(key, value, &mut names.exchanges)
-            );
-            self.note(h, Direction::Local, Summary::plain(text));
-        }
-    }
-
-    /// The answer to a put reaches its host.
-    pub(crate) fn dht_put_done(&mut self, to: HostId, key: DhtKey, ok: bool) {
-        self.note_key(to, "put", &key, if ok { " stored" } else { " failed" });
-        self.input(to, Input::DhtPutDone { key, ok });
-    }
-
-    pub(crate) fn dht_put(&mut self, h: HostId, key: DhtKey, value: Bytes) {
-        self.note_value(h, "put", &key, &value);
-        let delay = self.dht_delay();
-        if !self.dht_reachable(h) || self.rng.chance(self.dht.spec.loss) {
-            let back = delay + self.dht_delay();
-            self.queue.push(
-                self.now + back,
-                Ev::DhtPutDone {
-                    to: h,
-                    key,
-                    ok: false,
-                },
-            );
-            return;
-        }
-        self.queue.push(
-            self.now + delay,
-            Ev::DhtStore {
-                from: h,
-                key,
-                value,
-            },
-        );
-    }
-
-    pub(crate) fn dht_store(&mut self, from: HostId, key: DhtKey, value: Bytes) {
-        let now = self.now;
-        self.dht.expire(key, now);
-        self.dht.sweep(now);
-        let spec = self.dht.spec;
-        let values = self.dht.store.entry(key).or_default();
-        // The same bytes put again refresh the stored value instead of adding one.
-        if let Some(pos) = values.iter().position(|s| s.value == value) {
-            values.remove(pos);
-        }
-        if values.len() >= spec.max_values {
-            values.pop_front();
-        }
-        values.push_back(Stored {
-            value: value.clone(),
-            expires: now + spec.ttl,
-        });
-        let back = self.dht_delay();
-        self.queue.push(
-            now + back,
-            Ev::DhtPutDone {
-                to: from,
-                key,
-                ok: true,
-            },
-        );
-        let listeners: Vec<HostId> = self
-            .dht
-            .listeners
-            .get(&key)
-            .map(|l| l.iter().copied().collect())
-            .unwrap_or_default();
-        for to in listeners {
-            self.dht_send(to, key, value.clone());
-        }
-    }
-
-    /// One delivery, with its own loss, delay and maybe a duplicate.
-    fn dht_send(&mut self, to: HostId, key: DhtKey, value: Bytes) {
-        if self.rng.chance(self.dht.spec.loss) {
-            return;
-        }
-        let copies = if self.rng.chance(self.dht.spec.duplicate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let at = self.now + self.dht_delay();
-            let value = value.clone();
-            self.queue.push(at, Ev::DhtDeliver { to, key, value });
-        }
-    }
-
-    pub(crate) fn dht_deliver(&mut self, to: HostId, key: DhtKey, value: Bytes) {
-        if !self.hosts[to.ix()].dht_listens.contains(&key) {
-            return;
-        }
-        if !self.dht_reachable(to) {
-            self.note_key(to, "value", &key, " lost: link down");
-            return;
-        }
-        self.note_value(to, "value", &key, &value);
-        self.input(to, Input::DhtValue { key, value });
-    }
-
-    pub(crate) fn dht_listen(&mut self, h: HostId, key: DhtKey) {
-        self.note_key(h, "listen", &key, "");
-        self.hosts[h.ix()].dht_listens.insert(key);
-        self.dht.listeners.entry(key).or_default().insert(h);
-        self.dht.expire(key, self.now);
-        if !self.dht_reachable(h) {
-            return;
-        }
-        for value in self.dht.values(key, self.now) {
-            self.dht_send(h, key, value);
-        }
-    }
-
-    pub(crate) fn dht_cancel(&mut self, h: HostId, key: DhtKey) {
-        self.note_key(h, "cancel listen", &key, "");
-        self.hosts[h.ix()].dht_listens.remove(&key);
-        if let Some(l) = self.dht.listeners.get_mut(&key) {
-            l.remove(&h);
-            if l.is_empty() {
-                self.dht.listeners.remove(&key);
             }
         }
     }

@@ -41,7 +41,10 @@
 //! - [`World`] and its [`WorldBuilder`]: the loop, the clock, the queries (`world`,
 //!   `builder`); hosts (`host`); networks and routing (`net`); the NAT and firewall rules
 //!   ([`nat`]); links ([`link`]); TCP (`tcp`); the DHT model ([`dht`]); files ([`files`],
-//!   [`content`]); faults ([`fault`]); traces ([`record`]); randomness ([`rng`]).
+//!   [`content`]); faults ([`fault`]); traces ([`record`]); randomness ([`rng`]). The
+//!   models (`dht`, `fault`, `net`) hold their state; what the world does with them, as
+//!   methods of [`World`], lives beside it in `world/` (`world/dht.rs`, `world/fault.rs`,
+//!   `world/net.rs`), so no model imports the world.
 //! - [`Probe`] ([`probe`]): a scriptable test endpoint for the tests, the sweep and the
 //!   examples, which also checks that the simulator keeps the I/O contract.
 //! - [`turn_server`]: a TURN server (RFC 8656, RFC 6062) as a sans-IO endpoint, held to the

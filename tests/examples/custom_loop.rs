@@ -1,319 +1,200 @@
 //! Two Ferry nodes in a hand-written event loop: no async runtime, only `mio` (epoll),
 //! non-blocking sockets, the embedded DHT and synchronous file I/O. Alice sends a file to
-//! Bob over loopback; Bob accepts; both see it verified. `cargo run -p ferry-tests --example
-//! custom_loop`.
+//! Bob over loopback; Bob accepts; both see it verified.
 //!
 //! The contract is the same for every Ferry state machine: feed an input, drain every output,
-//! then sleep until the earliest `poll_timeout` or the next socket event. The rest is carrying
-//! out outputs on sockets and files.
+//! then sleep until the earliest `poll_timeout` or the next socket event; the rest is carrying
+//! out outputs: on sockets (a `ferry_driver::Pump` each), on files and on the DHT.
 #![allow(clippy::print_stdout)] // Printing is what this example is for.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{ErrorKind, Read as _, Write as _};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use ferry_driver::{DhtStore, FileService, dht::DhtClient, net};
+use ferry_driver::{DhtClient, DhtStore, FileService, Pump, net};
 use ferry_proto::io::{ConnId, Endpoint as _, Event, Input, ListenerId, Output};
-use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::{Account, AccountId, UnixAnchor, Validity, derive_seed};
+use ferry_proto::node::Node;
+use ferry_tests::identity::{Seeds, node_config};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 const SIZE: usize = 4 << 20;
-type Inbox = Arc<Mutex<VecDeque<(usize, Input)>>>;
+const SEEDS: Seeds = Seeds::new(b"loop", b"loop-device");
 
-/// One node and what it holds on this machine; its sockets' tokens are `node << 32 | n`.
-struct Host {
-    node: Node,
-    files: FileService,
-    dht: DhtClient,
-    listeners: BTreeMap<usize, (ListenerId, TcpListener)>,
-    conns: BTreeMap<usize, Conn>,
-    next: usize,
-}
-
-/// A connection: bytes waiting for the socket; `fin`: our FIN is due after them (HalfClose or
-/// Close); `forgotten`: the node let go of it (Close), so nothing more is reported.
-struct Conn {
-    id: ConnId,
-    stream: TcpStream,
-    connecting: bool,
-    queue: VecDeque<u8>,
-    reading: bool,
-    fin: bool,
-    forgotten: bool,
-}
-
-fn main() -> std::io::Result<()> {
-    let (mut poll, store, inbox) = (Poll::new()?, DhtStore::new(), Inbox::default());
-    let dir = tempfile::tempdir()?;
+fn main() -> io::Result<()> {
+    let (dir, store, mut poll) = (tempfile::tempdir()?, DhtStore::new(), Poll::new()?);
+    let waker = Arc::new(Waker::new(poll.registry(), Token(usize::MAX))?); // For DHT answers.
     let source = dir.path().join("report.bin");
-    std::fs::write(
-        &source,
-        (0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )?;
-    let (alice, _) = host(0, "alice", dir.path(), &store, &inbox)?;
-    let (bob, bob_account) = host(1, "bob", dir.path(), &store, &inbox)?;
-    let mut hosts = [alice, bob];
-    let (now, name) = (Instant::now(), "report.bin".to_owned());
-    hosts[0]
-        .node
-        .send_file(now, bob_account, source.display().to_string(), name);
-    let (mut verified, mut events) = (0, Events::with_capacity(64));
+    let bytes: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&source, &bytes)?;
+    let mut hosts = [0, 1].map(|i| Host::new(i, dir.path(), &store, &waker).expect("host"));
+    let (bob, path) = (SEEDS.account("bob").id(), source.display().to_string());
+    let name = "report.bin".to_owned();
+    hosts[0].node.send_file(Instant::now(), bob, path, name);
+    let (mut events, mut verified) = (Events::with_capacity(64), 0);
     while verified < 2 {
-        for (h, host) in hosts.iter_mut().enumerate() {
-            carry_out(&mut poll, host, h, &mut verified)?;
+        let mut busy = false;
+        for host in &mut hosts {
+            let (done, asked) = host.carry_out(&poll)?;
+            (verified, busy) = (verified + done, busy || asked);
         }
         let wake = hosts.iter().filter_map(|h| h.node.poll_timeout()).min();
         let idle = wake.map(|at| at.saturating_duration_since(Instant::now()));
-        poll.poll(&mut events, Some(idle.unwrap_or(Duration::from_secs(1))))?;
-        let now = Instant::now();
-        for ready in &events {
-            let Token(key) = ready.token();
-            io(&mut poll, &mut hosts[key >> 32], key, ready.is_writable())?;
-        }
-        while let Some((h, input)) = inbox.lock().expect("inbox").pop_front() {
-            feed(&mut hosts[h], now, input);
-        }
+        // Sleep only once both are quiet: what a node just asked may need its sockets now.
+        let idle = idle.unwrap_or(Duration::from_secs(1)) * u32::from(!busy);
+        poll.poll(&mut events, Some(idle))?;
         for host in &mut hosts {
-            host.node.handle_timeout(now);
-            // Sockets are edge-triggered: a resumed reader or a new queue is tried each round.
-            for key in host.conns.keys().copied().collect::<Vec<_>>() {
-                io(&mut poll, host, key, false)?;
-            }
+            host.step(&poll, &events)?;
         }
     }
-    let (sent, got) = (
-        std::fs::read(&source)?,
-        std::fs::read(dir.path().join("bob/report.bin"))?,
-    );
-    assert!(sent == got, "bob holds alice's bytes");
+    let got = std::fs::read(dir.path().join("bob/report.bin"))?;
+    assert!(got == bytes, "bob holds alice's bytes");
     println!("custom loop: {SIZE} bytes from alice to bob, SHA3-512 verified on both sides");
     Ok(())
 }
 
-/// Node `i`, with an identity from its name, files in `dir/name` and the shared DHT.
-fn host(
-    i: usize,
-    name: &str,
-    dir: &std::path::Path,
-    store: &DhtStore,
-    inbox: &Inbox,
-) -> std::io::Result<(Host, AccountId)> {
-    let (validity, now) = (Validity::days_from(1_795_651_200, 365), Instant::now());
-    let account = Account::from_seed(&derive_seed(b"loop", name), validity).expect("account");
-    let device = account
-        .add_device(&derive_seed(b"loop-device", name), validity)
-        .expect("device");
-    let announcement = account.announce(&device).expect("announce");
-    let anchor = UnixAnchor {
-        instant: now,
-        unix: Duration::from_secs(1_795_700_000),
-    };
-    let ips = vec!["127.0.0.1".parse().expect("ip")];
-    let config = NodeConfig::new(device, announcement, ips, i as u64, anchor);
-    std::fs::create_dir_all(dir.join(name))?;
-    let inbox = inbox.clone();
-    let dht = store.client(move |input| inbox.lock().expect("inbox").push_back((i, input)));
-    let (listeners, conns) = (BTreeMap::new(), BTreeMap::new());
-    let files = FileService::new(dir.join(name));
-    Ok((
-        Host {
+/// One node and what it holds on this machine.
+struct Host {
+    node: Node,
+    files: FileService,
+    dht: DhtClient,
+    /// The DHT's answers: it delivers them from whichever thread made them.
+    answers: mpsc::Receiver<Input>,
+    listeners: Vec<(ListenerId, TcpListener, SocketAddr)>,
+    conns: BTreeMap<Token, (Pump, TcpStream)>,
+}
+
+impl Host {
+    /// Node `index` (alice or bob): an identity from its name, files in `dir/name`, the DHT.
+    fn new(index: usize, dir: &Path, store: &DhtStore, waker: &Arc<Waker>) -> io::Result<Host> {
+        // Identities from names (see `ferry_tests::identity`); a real node loads its own.
+        let (name, now, ip) = (["alice", "bob"][index], Instant::now(), Ipv4Addr::LOCALHOST);
+        let account = SEEDS.account(name);
+        let device = SEEDS.device(&account, name);
+        let config = node_config(now, &account, &device, ip.into(), index as u64);
+        let ((answer, answers), waker) = (mpsc::channel(), waker.clone());
+        let dht = store.client(move |input| {
+            // A send or wake fails only once the loop has ended, when no answer matters.
+            let _ = (answer.send(input), waker.wake());
+        });
+        std::fs::create_dir_all(dir.join(name))?;
+        Ok(Host {
             node: Node::new(now, config),
-            files,
+            files: FileService::new(dir.join(name)),
             dht,
-            listeners,
-            conns,
-            next: 0,
-        },
-        account.id(),
-    ))
-}
+            answers,
+            listeners: Vec::new(),
+            conns: BTreeMap::new(),
+        })
+    }
 
-/// An input the node refuses is a driver bug: an example says so loudly.
-fn feed(host: &mut Host, now: Instant, input: Input) {
-    host.node
-        .handle_input(now, input)
-        .expect("the node takes what its driver reports");
-}
+    /// An input the node refuses is a driver bug: an example says so loudly.
+    fn feed(&mut self, now: Instant, input: Input) {
+        self.node.handle_input(now, input).expect("a driver bug");
+    }
 
-/// Carries out everything the node asked for, until it is quiet.
-fn carry_out(
-    poll: &mut Poll,
-    host: &mut Host,
-    h: usize,
-    verified: &mut usize,
-) -> std::io::Result<()> {
-    while let Some(output) = host.node.poll_output() {
-        let now = Instant::now();
-        host.next += 1;
-        let key = h << 32 | host.next;
-        match output {
-            Output::Listen { listener, local } => {
-                let mut socket = TcpListener::from_std(net::listener(local)?);
-                poll.registry()
-                    .register(&mut socket, Token(key), Interest::READABLE)?;
-                let local = socket.local_addr()?;
-                host.listeners.insert(key, (listener, socket));
-                feed(host, now, Input::Listening { listener, local });
-            }
-            Output::Connect {
-                conn,
-                remote,
-                local_port,
-                ..
-            } => {
-                // ICE-TCP connects from the listening port, so a NAT maps both alike.
-                let listening = host
-                    .listeners
-                    .values()
-                    .filter_map(|(_, l)| l.local_addr().ok());
-                let local = local_port.map(|port| net::local_for(remote, port, listening));
-                match net::start_connect(remote, local) {
-                    Ok(socket) => add(poll, host, key, conn, TcpStream::from_std(socket), true)?,
-                    Err(error) => feed(host, now, Input::ConnectFailed { conn, error }),
+    /// Carries out everything the node asks for, until it is quiet; returns how many of its
+    /// transfers were verified, and whether it asked for anything.
+    fn carry_out(&mut self, poll: &Poll) -> io::Result<(usize, bool)> {
+        let (mut verified, mut asked) = (0, false);
+        while let Some(output) = self.node.poll_output() {
+            asked = true;
+            let now = Instant::now();
+            match output {
+                Output::Listen { listener, local } => {
+                    let mut socket = TcpListener::from_std(net::listener(local)?);
+                    poll.registry()
+                        .register(&mut socket, token(), Interest::READABLE)?;
+                    let local = socket.local_addr()?;
+                    self.listeners.push((listener, socket, local));
+                    self.feed(now, Input::Listening { listener, local });
                 }
-            }
-            Output::Send { conn, data } => with(host, conn, |c| c.queue.extend(&data[..])),
-            Output::HalfClose { conn } => with(host, conn, |c| c.fin = true),
-            Output::Close { conn } | Output::Reset { conn } => with(host, conn, |c| {
-                (c.fin, c.forgotten, c.reading) = (true, true, false)
-            }),
-            Output::PauseReading { conn } => with(host, conn, |c| c.reading = false),
-            Output::ResumeReading { conn } => with(host, conn, |c| c.reading = true),
-            Output::DhtPut { key, value } => host.dht.put(key, value),
-            Output::DhtListen { key } => host.dht.listen(key),
-            Output::DhtCancelListen { key } => host.dht.cancel_listen(key),
-            Output::File(op) => {
-                let result = host.files.perform(op);
-                feed(host, now, Input::File(result));
-            }
-            Output::Event(Event::IncomingTransfer {
-                transfer,
-                name,
-                size,
-                ..
-            }) => {
-                println!("bob is offered {name} ({size} bytes): accepting");
-                host.node.accept(now, transfer).expect("accept");
-            }
-            Output::Event(Event::Verified { .. }) => *verified += 1,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn add(
-    poll: &mut Poll,
-    host: &mut Host,
-    key: usize,
-    id: ConnId,
-    mut stream: TcpStream,
-    connecting: bool,
-) -> std::io::Result<()> {
-    poll.registry().register(
-        &mut stream,
-        Token(key),
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
-    let (queue, reading, fin, forgotten) = (VecDeque::new(), true, false, false);
-    host.conns.insert(
-        key,
-        Conn {
-            id,
-            stream,
-            connecting,
-            queue,
-            reading,
-            fin,
-            forgotten,
-        },
-    );
-    Ok(())
-}
-
-fn with(host: &mut Host, conn: ConnId, f: impl FnOnce(&mut Conn)) {
-    if let Some(c) = host.conns.values_mut().find(|c| c.id == conn) {
-        f(c);
-    }
-}
-
-/// Does what socket `key` allows now (accept, finish a connect, write, FIN, read); reports it.
-fn io(poll: &mut Poll, host: &mut Host, key: usize, writable: bool) -> std::io::Result<()> {
-    let now = Instant::now();
-    if let Some((listener, socket)) = host.listeners.get(&key) {
-        let (listener, mut accepted) = (*listener, Vec::new());
-        while let Ok(pair) = socket.accept() {
-            accepted.push(pair);
-        }
-        for (stream, remote) in accepted {
-            host.next += 1;
-            let (k, conn) = (
-                key & !0xffff_ffff | host.next,
-                ConnId::Accepted(host.next as u32),
-            );
-            add(poll, host, k, conn, stream, false)?;
-            feed(
-                host,
-                now,
-                Input::Accepted {
-                    listener,
+                Output::Connect {
                     conn,
                     remote,
-                },
-            );
-        }
-        return Ok(());
-    }
-    let Some(c) = host.conns.get_mut(&key) else {
-        return Ok(());
-    };
-    let (conn, forgotten, mut inputs, mut gone) = (c.id, c.forgotten, Vec::new(), false);
-    if c.connecting {
-        if !writable {
-            return Ok(());
-        }
-        c.connecting = false;
-        match net::finish_connect(socket2::SockRef::from(&c.stream)) {
-            Ok(local) => inputs.push(Input::Connected { conn, local }),
-            Err(error) => (inputs, gone) = (vec![Input::ConnectFailed { conn, error }], true),
-        }
-    }
-    while !gone && !c.queue.is_empty() {
-        match c.stream.write(c.queue.as_slices().0) {
-            Ok(n) => inputs.push(Input::Writable {
-                conn,
-                bytes: c.queue.drain(..n).len(),
-            }),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(_) => (inputs, gone) = (vec![Input::Reset { conn }], true),
-        }
-    }
-    if !gone && c.fin && c.queue.is_empty() {
-        let _ = c.stream.shutdown(std::net::Shutdown::Write);
-        (c.fin, gone) = (false, c.forgotten);
-    }
-    let mut buf = [0; 64 * 1024];
-    while !gone && c.reading {
-        match c.stream.read(&mut buf) {
-            Ok(0) => {
-                (c.reading, inputs) = (false, [inputs, vec![Input::HalfClosed { conn }]].concat())
+                    local_port,
+                    ..
+                } => {
+                    // ICE-TCP connects from its listening port, so that a NAT maps both alike.
+                    let listening = self.listeners.iter().map(|l| l.2);
+                    let local = local_port.map(|port| net::local_for(remote, port, listening));
+                    match net::start_connect(remote, local) {
+                        Ok(s) => self.add(poll, Pump::new(conn, true), TcpStream::from_std(s))?,
+                        Err(error) => self.feed(now, Input::ConnectFailed { conn, error }),
+                    }
+                }
+                Output::DhtPut { key, value } => self.dht.put(key, value),
+                Output::DhtListen { key } => self.dht.listen(key),
+                Output::DhtCancelListen { key } => self.dht.cancel_listen(key),
+                Output::File(op) => {
+                    let result = self.files.perform(op);
+                    self.feed(now, Input::File(result));
+                }
+                Output::Event(Event::IncomingTransfer { transfer, .. }) => {
+                    println!("bob is offered the file: accepting");
+                    self.node.accept(now, transfer).expect("accept");
+                }
+                Output::Event(Event::Verified { .. }) => verified += 1,
+                // Send, close, pause, resume: for the connection it names (the others ignore it).
+                output => self
+                    .conns
+                    .values_mut()
+                    .for_each(|(pump, _)| pump.handle_output(&output)),
             }
-            Ok(n) => inputs.push(Input::Received {
-                conn,
-                data: buf[..n].to_vec().into(),
-            }),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(_) => (inputs, gone) = ([inputs, vec![Input::Reset { conn }]].concat(), true),
         }
+        Ok((verified, asked))
     }
-    if let Some(mut c) = gone.then(|| host.conns.remove(&key)).flatten() {
-        poll.registry().deregister(&mut c.stream)?;
+
+    /// Does what every socket allows now, then hands over the DHT's answers and the time.
+    /// Sockets are edge-triggered, so each is tried every round: simpler than remembering
+    /// which have new work (a resumed reader, bytes queued), and cheap with a few.
+    fn step(&mut self, poll: &Poll, events: &Events) -> io::Result<()> {
+        let now = Instant::now();
+        for i in 0..self.listeners.len() {
+            while let Ok((stream, remote)) = self.listeners[i].1.accept() {
+                let (listener, conn) = (self.listeners[i].0, ConnId::Accepted(token().0 as u32));
+                self.add(poll, Pump::new(conn, false), stream)?;
+                self.feed(
+                    now,
+                    Input::Accepted {
+                        listener,
+                        conn,
+                        remote,
+                    },
+                );
+            }
+        }
+        let mut inputs = Vec::new();
+        // A socket done with is dropped: closing it takes it out of the poll too.
+        self.conns.retain(|token, (pump, stream)| {
+            let writable = events
+                .iter()
+                .any(|e| e.token() == *token && e.is_writable());
+            !pump.pump(stream, writable, &mut inputs)
+        });
+        inputs.extend(self.answers.try_iter());
+        for input in inputs {
+            self.feed(now, input);
+        }
+        self.node.handle_timeout(now);
+        Ok(())
     }
-    for input in inputs.into_iter().filter(|_| !forgotten) {
-        feed(host, now, input);
+
+    fn add(&mut self, poll: &Poll, pump: Pump, mut s: TcpStream) -> io::Result<()> {
+        let token = token();
+        poll.registry()
+            .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.conns.insert(token, (pump, s));
+        Ok(())
     }
-    Ok(())
+}
+
+/// A new token, unique across both hosts (and a number for an accepted connection).
+fn token() -> Token {
+    static SOCKETS: AtomicUsize = AtomicUsize::new(0);
+    Token(SOCKETS.fetch_add(1, Ordering::Relaxed))
 }

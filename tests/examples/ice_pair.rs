@@ -10,16 +10,13 @@
 //! candidate.
 #![allow(clippy::print_stdout)]
 
-#[path = "../../proto/tests/support/ice_net.rs"]
-mod ice_net;
-
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ferry_proto::ice::{Agent, Candidate, CandidateType, Config, Role, TcpType};
 
-use ice_net::{Net, Route};
+use ferry_tests::ice_net::{Net, Route};
 
 fn candidates(ip: &str, port: u16) -> Vec<Candidate> {
     let ip = ip.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());

@@ -8,6 +8,8 @@
 //! - [`coturn`]: a real coturn started and stopped by a test.
 //! - [`turn_suite`]: the TURN client scenarios, run against coturn and Ferry's own server;
 //!   [`turn_loopback`] runs them on real loopback sockets, [`turn_simnet`] in the simulator.
+//! - [`ice_net`]: a virtual TCP network for ICE agents on a test's clock.
+//! - [`identity`]: the tests' accounts, devices and node configurations, from names.
 //! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 //! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
 //! - [`netlab`]: real Linux NATs in network namespaces around the real `ferry` binary.
@@ -26,6 +28,8 @@ pub mod coturn;
 pub mod dhtnode;
 pub mod driven;
 pub mod fuzz;
+pub mod ice_net;
+pub mod identity;
 pub mod lan;
 pub mod netlab;
 pub mod pair;

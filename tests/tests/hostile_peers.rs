@@ -8,30 +8,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
-use ferry_proto::node::{Node, NodeConfig, UNROUTED_MAX, UNROUTED_PER_SOURCE};
+use ferry_proto::node::{Node, UNROUTED_MAX, UNROUTED_PER_SOURCE};
 use ferry_proto::signal::{PeerConnection, SeededRng, devices_key, peer_key, seal};
 use ferry_proto::stun::framing;
-use ferry_proto::tls::{Account, Device, Revocations, UnixAnchor, Validity, derive_seed};
+use ferry_proto::tls::{Device, Revocations, Validity, derive_seed};
+use ferry_tests::identity::{Seeds, T0, node_config};
 
-const T0: u64 = 1_795_651_200;
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 
-fn account(name: &str) -> Account {
-    Account::from_seed(
-        &derive_seed(b"hostile", name),
-        Validity::days_from(T0 - 86_400, 365),
-    )
-    .expect("an account")
-}
-
-fn device(account: &Account, name: &str) -> Device {
-    account
-        .add_device(
-            &derive_seed(b"hostile", name),
-            Validity::days_from(T0 - 86_400, 365),
-        )
-        .expect("a device")
-}
+const SEEDS: Seeds = Seeds::new(b"hostile", b"hostile");
 
 /// Bob's node, listening on one address, with whatever revocations are given.
 struct Bob {
@@ -43,15 +28,10 @@ struct Bob {
 
 impl Bob {
     fn new(revocations: Revocations) -> Bob {
-        let bob = account("bob");
-        let b1 = device(&bob, "b1");
+        let bob = SEEDS.account("bob");
+        let b1 = SEEDS.device(&bob, "b1");
         let now = Instant::now();
-        let anchor = UnixAnchor {
-            instant: now,
-            unix: Duration::from_secs(T0),
-        };
-        let announce = bob.announce(&b1).expect("an announcement");
-        let mut config = NodeConfig::new(b1, announce, vec![IP], 7, anchor);
+        let mut config = node_config(now, &bob, &b1, IP, 7);
         config.revocations = revocations;
         let mut node = Node::new(now, config);
         let listener = std::iter::from_fn(|| node.poll_output())
@@ -247,17 +227,17 @@ fn request_from(from: &Device, to: &Device) -> Bytes {
 
 #[test]
 fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
-    let bob = account("bob");
-    let b1 = device(&bob, "b1");
-    let mallory = account("mallory");
-    let m1 = device(&mallory, "m1");
+    let bob = SEEDS.account("bob");
+    let b1 = SEEDS.device(&bob, "b1");
+    let mallory = SEEDS.account("mallory");
+    let m1 = SEEDS.device(&mallory, "m1");
     let mut revocations = Revocations::new();
     revocations.add(mallory.revoke(&[m1.id()], T0 - 3600, 1).expect("a list"));
     let mut node = Bob::new(revocations);
     let key = peer_key(&b1.id());
     // Garbage, a value far too large, a value sealed to another device, a revoked sender,
     // a "device" that is its own account (self-signed), and devices outside their validity.
-    let eve = account("eve");
+    let eve = SEEDS.account("eve");
     let pem = eve.to_pem();
     let cert_end = pem
         .find("-----END CERTIFICATE-----")
@@ -265,7 +245,7 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
         + 26;
     let self_signed =
         Device::from_pem(&format!("{}{pem}", &pem[..cert_end])).expect("a self-issued device");
-    let b2 = device(&bob, "b2");
+    let b2 = SEEDS.device(&bob, "b2");
     // A device of a valid account whose certificate ended before the node's now, and one
     // whose certificate starts after it.
     let expired = mallory
@@ -305,7 +285,7 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
 #[test]
 fn announcements_of_devices_outside_their_validity_are_counted_and_start_nothing() {
     let mut bob = Bob::new(Revocations::new());
-    let mallory = account("mallory");
+    let mallory = SEEDS.account("mallory");
     bob.node
         .send_file(bob.now, mallory.id(), "/nowhere".into(), "x".into());
     bob.drain();

@@ -1,15 +1,12 @@
 //! Two ICE agents over a virtual TCP network: the trace of each run reads like the message
 //! flows of RFC 8445 §8 and RFC 6544, and each run also asserts its outcome.
 
-#[path = "../../proto/tests/support/ice_net.rs"]
-mod ice_net;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferry_proto::ice::{Agent, Candidate, CandidateType, Config, Role, TcpType};
 
-use ice_net::{Net, Route};
+use ferry_tests::ice_net::{Net, Route};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("address")

@@ -9,28 +9,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::io::ConnId;
-use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+use ferry_proto::io::{ConnId, Event};
+use ferry_proto::node::Node;
+use ferry_proto::transfer::Status;
 use ferry_sim::{HostSpec, LinkSpec, Probe, Step, World};
+use ferry_tests::identity::{Seeds, node_config};
 
-const T0: u64 = 1_795_651_200;
+const SEEDS: Seeds = Seeds::new(b"lifecycle", b"lifecycle-device");
 
 fn bob(epoch: Instant, ip: IpAddr) -> Node {
-    let validity = Validity::days_from(T0 - 86_400, 365);
-    let account = Account::from_seed(&derive_seed(b"lifecycle", "bob"), validity).expect("account");
-    let device: Device = account
-        .add_device(&derive_seed(b"lifecycle-device", "bob"), validity)
-        .expect("device");
-    let anchor = UnixAnchor {
-        instant: epoch,
-        unix: Duration::from_secs(T0),
-    };
-    let announcement = account.announce(&device).expect("announce");
-    Node::new(
-        epoch,
-        NodeConfig::new(device, announcement, vec![ip], 7, anchor),
-    )
+    let account = SEEDS.account("bob");
+    let device = SEEDS.device(&account, "bob");
+    Node::new(epoch, node_config(epoch, &account, &device, ip, 7))
 }
 
 /// A stranger connects to the listening port and goes away, many times and in every way a
@@ -123,23 +113,10 @@ mod peers {
 
     use ferry_proto::io::Event;
     use ferry_proto::node::{Node, NodeConfig};
-    use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+    use ferry_proto::tls::{Account, Device};
     use ferry_proto::transfer::{Status, TransferId};
     use ferry_sim::{HostId, HostSpec, LinkSpec, World, WorldBuilder};
-
-    use super::T0;
-
-    pub(crate) fn account(name: &str) -> Account {
-        let validity = Validity::days_from(T0 - 86_400, 365);
-        Account::from_seed(&derive_seed(b"lifecycle", name), validity).expect("account")
-    }
-
-    pub(crate) fn device(account: &Account, name: &str) -> Device {
-        let validity = Validity::days_from(T0 - 86_400, 365);
-        account
-            .add_device(&derive_seed(b"lifecycle-device", name), validity)
-            .expect("device")
-    }
+    use ferry_tests::identity::node_config;
 
     /// A public host at 198.51.100.`last` running `device`'s node.
     pub(crate) fn host(
@@ -193,19 +170,7 @@ mod peers {
     ) -> HostId {
         let (epoch, internet) = (b.epoch(), net);
         let ip = IpAddr::from(at);
-        let last = at[3];
-        let anchor = UnixAnchor {
-            instant: epoch,
-            unix: Duration::from_secs(T0),
-        };
-        let announcement = account.announce(device).expect("announce");
-        let mut config = NodeConfig::new(
-            device.clone(),
-            announcement,
-            vec![ip],
-            u64::from(last),
-            anchor,
-        );
+        let mut config = node_config(epoch, account, device, ip, u64::from(at[3]));
         configure(&mut config);
         b.host(
             HostSpec::new(name, internet)
@@ -277,14 +242,74 @@ mod peers {
     }
 }
 
+/// A request from an account Bob does not know waits for him (`ask_before_connecting`):
+/// nothing is offered until he decides; allowed, the file is offered; denied, Alice hears
+/// nothing and gives up, and her retries do not ask Bob again. (It ran on `tests/src/lan.rs`
+/// before the simulator.)
+#[test]
+fn a_request_from_an_unknown_account_waits_for_the_application() {
+    for allow in [true, false] {
+        let mut b = World::builder(22);
+        let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
+        let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+        // SECURITY: row 83
+        let hb = peers::host_with(&mut b, "b1", &bob, &b1, 20, |c| {
+            c.ask_before_connecting = true;
+        });
+        let mut world = b.build().expect("world");
+        world.run_for(Duration::from_secs(1));
+        let group = peers::send(&mut world, ha, &bob, 1_000, "x.bin");
+        let events = |w: &World, h| w.events::<Event>(h).into_iter().map(|(_, e)| e);
+        let asked = |w: &World| {
+            events(w, hb).filter(|e| matches!(e, Event::ConnectionRequest { account, device } if *account == alice.id() && *device == a1.id())).count()
+        };
+        let offered =
+            |w: &World| events(w, hb).any(|e| matches!(e, Event::IncomingTransfer { .. }));
+        for _ in 0..100 {
+            if asked(&world) > 0 {
+                break;
+            }
+            world.run_for(Duration::from_millis(100));
+        }
+        assert_eq!(asked(&world), 1, "Bob is asked first");
+        world.run_for(Duration::from_secs(2));
+        assert!(!offered(&world), "nothing happens until he decides");
+        let decide = |n: &mut Node, now| {
+            if allow {
+                n.allow_connection(now, a1.id())
+            } else {
+                n.deny_connection(now, a1.id())
+            }
+        };
+        world
+            .with_endpoint(hb, decide)
+            .expect("a node")
+            .expect("a request waiting");
+        if allow {
+            world.run_for(Duration::from_secs(30));
+            assert!(offered(&world), "then the file is offered");
+        } else {
+            world.run_for(Duration::from_secs(60));
+            assert_eq!(
+                peers::group_end(&world, ha, group),
+                Some(Status::UnjoinablePeer),
+                "Alice hears nothing, and gives up"
+            );
+            assert!(!offered(&world));
+            assert_eq!(asked(&world), 1, "Alice's retries do not ask Bob again");
+        }
+    }
+}
+
 /// Two processes of one home (one device, two nodes) send to one listener at once: the
 /// listener answers both requests, and both files are verified. Before, the second request
 /// of a device the listener was connected to was recorded as seen, then ignored (exit 5).
 #[test]
 fn two_senders_of_one_device_both_get_through() {
     let mut b = World::builder(21);
-    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let first = peers::host(&mut b, "a1", &alice, &a1, 10);
     let second = peers::host(&mut b, "a1-again", &alice, &a1, 11);
     let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
@@ -308,7 +333,6 @@ fn two_senders_of_one_device_both_get_through() {
             break;
         }
     }
-    use ferry_proto::transfer::Status;
     assert_eq!(
         peers::group_end(&world, first, g1),
         Some(Status::Finished),
@@ -346,11 +370,10 @@ fn a_sender_behind_a_nat_that_vanished_and_sends_again_gets_through_at_once() {
 }
 
 fn vanish_and_send_again(behind_nat: bool) {
-    use ferry_proto::transfer::Status;
     use ferry_sim::{Fault, LinkOf, Nat, RouterKind, RouterSpec};
     let mut b = World::builder(if behind_nat { 24 } else { 22 });
-    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let (before, after) = if behind_nat {
         let internet = b.internet();
         let home = b.network("alice-home");
@@ -436,11 +459,10 @@ fn vanish_and_send_again(behind_nat: bool) {
 #[test]
 fn a_hundred_sends_to_one_listener_leave_nothing_behind() {
     use ferry_proto::node::IDLE_TIMEOUT;
-    use ferry_proto::transfer::Status;
     const SENDS: usize = 100;
     let mut b = World::builder(23);
-    let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-    let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
     let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
     let mut world = b.build().expect("world");
@@ -729,7 +751,7 @@ mod strangers {
     use ferry_sim::probe::ConnState;
     use ferry_sim::{HostId, HostSpec, LinkSpec, Probe, Step, World};
 
-    use super::peers;
+    use super::{SEEDS, peers};
 
     /// Bob listens, Alice (a contact) sends to him, Mallory (a probe at one address) is
     /// anyone on the internet.
@@ -746,8 +768,8 @@ mod strangers {
 
     pub(crate) fn cast(seed: u64) -> Cast {
         let mut b = World::builder(seed);
-        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
         let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
         let alice_id = alice.id();
         let hb = peers::host_with(&mut b, "b1", &bob, &b1, 20, |config| {
@@ -1105,14 +1127,14 @@ mod strangers {
         const ACCOUNTS: u32 = 20;
         const DEVICES: u32 = 20;
         let mut c = cast(34);
-        let bob_device = peers::device(&c.bob_account, "b1");
+        let bob_device = SEEDS.device(&c.bob_account, "b1");
         let epoch = c.world.epoch();
         let key = ferry_proto::signal::peer_key(&bob_device.id());
         let mut accounts = Vec::new();
         for a in 0..ACCOUNTS {
-            let account = peers::account(&format!("stranger-{a}"));
+            let account = SEEDS.account(&format!("stranger-{a}"));
             for d in 0..DEVICES {
-                let device = peers::device(&account, &format!("stranger-{a}-{d}"));
+                let device = SEEDS.device(&account, &format!("stranger-{a}-{d}"));
                 let at = SocketAddr::from(([203, 0, 113, a as u8 + 1], 2000 + d as u16));
                 // SECURITY: row 105
                 let value = request_from(&device, &bob_device, at, u64::from(a * 100 + d), epoch);
@@ -1125,7 +1147,7 @@ mod strangers {
             accounts.push(account.id());
         }
         let mut peak_per_account = 0;
-        let (bob, alice_account) = (c.bob, peers::account("alice").id());
+        let (bob, alice_account) = (c.bob, SEEDS.account("alice").id());
         // The load is watching: every tick for 5 s, the most connectors per account.
         let figures = sends_under(&mut c, 1, 200_000, Duration::from_millis(50), |world, n| {
             let node = world.endpoint::<Node>(bob).expect("bob");
@@ -1176,10 +1198,10 @@ mod strangers {
         use ferry_proto::node::MAX_CONNECTORS_PER_ACCOUNT;
         const DEVICES: u32 = 30;
         let mut c = cast(35);
-        let many = peers::account("many");
+        let many = SEEDS.account("many");
         let key = ferry_proto::signal::devices_key(&many.id());
         for d in 0..DEVICES {
-            let device = peers::device(&many, &format!("many-{d}"));
+            let device = SEEDS.device(&many, &format!("many-{d}"));
             // SECURITY: row 106
             let value = Bytes::from(many.announce(&device).expect("announce"));
             c.world
@@ -1305,7 +1327,7 @@ mod connected {
     use ferry_proto::transfer::{DECISION_TIMEOUT, HEADER_TIMEOUT, Reason, Status, TransferId};
     use ferry_sim::{Fault, HostId, LinkOf, World};
 
-    use super::peers;
+    use super::{SEEDS, peers};
 
     /// A sender that misbehaves on purpose: it may withhold its files (so it never writes a
     /// header on the channels it opens), and its clock may stop (so it never gives up
@@ -1351,8 +1373,8 @@ mod connected {
     /// Alice (a [`Peer`], withholding her files if told) and Bob, both public.
     fn cast(seed: u64, withhold_files: bool) -> (World, HostId, HostId, Account) {
         let mut b = World::builder(seed);
-        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
         let ha = peers::host_wrapped(&mut b, "a1", &alice, &a1, 10, |node| Peer {
             node,
             withhold_files,
@@ -1468,8 +1490,8 @@ mod connected {
     #[test]
     fn a_peer_chosen_transfer_id_that_is_one_of_ours_is_declined() {
         let mut b = ferry_sim::World::builder(43);
-        let (alice, bobs) = (peers::account("alice"), peers::account("bob"));
-        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bobs, "b1"));
+        let (alice, bobs) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bobs, "b1"));
         let ha = peers::host_with(&mut b, "a1", &alice, &a1, 10, |c| c.seed = 99);
         let hb = peers::host_with(&mut b, "b1", &bobs, &b1, 20, |c| c.seed = 99);
         let mut world = b.build().expect("world");
@@ -1621,13 +1643,13 @@ mod idle {
     use ferry_proto::transfer::{Status, TransferId};
     use ferry_sim::{HostId, World};
 
-    use super::peers;
     use super::strangers::verified;
+    use super::{SEEDS, peers};
 
     fn cast(seed: u64) -> (World, HostId, HostId, Account) {
         let mut b = World::builder(seed);
-        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+        let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
         let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
         let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
         let mut world = b.build().expect("world");
@@ -1787,8 +1809,11 @@ mod found_by_the_sweep {
         for step in 0..60u64 {
             let cancel_after = Duration::from_millis(step * 20);
             let mut b = World::builder(50 + step);
-            let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-            let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+            let (alice, bob) = (super::SEEDS.account("alice"), super::SEEDS.account("bob"));
+            let (a1, b1) = (
+                super::SEEDS.device(&alice, "a1"),
+                super::SEEDS.device(&bob, "b1"),
+            );
             let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
             let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
             let mut world = b.build().expect("world");
@@ -1830,8 +1855,11 @@ mod found_by_the_sweep {
     #[test]
     fn a_file_that_ended_unjoinable_is_not_sent_when_the_device_turns_up_later() {
         let mut b = World::builder(61);
-        let (alice, bob) = (peers::account("alice"), peers::account("bob"));
-        let (a1, b1) = (peers::device(&alice, "a1"), peers::device(&bob, "b1"));
+        let (alice, bob) = (super::SEEDS.account("alice"), super::SEEDS.account("bob"));
+        let (a1, b1) = (
+            super::SEEDS.device(&alice, "a1"),
+            super::SEEDS.device(&bob, "b1"),
+        );
         let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
         let hb = peers::host(&mut b, "b1", &bob, &b1, 20);
         // Bob is offline from the start (his announcement cannot be put) until long after.

@@ -6,24 +6,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ferry_proto::io::Event;
-use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::{Account, Device, Revocations, UnixAnchor, Validity, derive_seed};
+use ferry_proto::node::Node;
+use ferry_proto::tls::{Account, Device, Revocations};
 use ferry_proto::transfer::{Status, TransferId};
 use ferry_sim::{HostId, HostSpec, LinkSpec, World, WorldBuilder};
+use ferry_tests::identity::{Seeds, T0, node_config};
 
-const T0: u64 = 1_795_651_200;
-
-fn account(name: &str) -> Account {
-    let validity = Validity::days_from(T0 - 86_400, 365);
-    Account::from_seed(&derive_seed(b"revocation", name), validity).expect("account")
-}
-
-fn device(account: &Account, name: &str) -> Device {
-    let validity = Validity::days_from(T0 - 86_400, 365);
-    account
-        .add_device(&derive_seed(b"revocation-device", name), validity)
-        .expect("device")
-}
+const SEEDS: Seeds = Seeds::new(b"revocation", b"revocation-device");
 
 fn host(
     b: &mut WorldBuilder,
@@ -35,18 +24,7 @@ fn host(
 ) -> HostId {
     let (epoch, internet) = (b.epoch(), b.internet());
     let ip = IpAddr::from([198, 51, 100, last]);
-    let anchor = UnixAnchor {
-        instant: epoch,
-        unix: Duration::from_secs(T0),
-    };
-    let announcement = account.announce(device).expect("announce");
-    let mut config = NodeConfig::new(
-        device.clone(),
-        announcement,
-        vec![ip],
-        u64::from(last),
-        anchor,
-    );
+    let mut config = node_config(epoch, account, device, ip, u64::from(last));
     config.revocations = revocations;
     b.host(
         HostSpec::new(name, internet)
@@ -70,8 +48,12 @@ fn offered(world: &World, host: HostId) -> Vec<TransferId> {
 #[test]
 fn a_contact_leaves_out_a_device_its_account_revoked() {
     let mut b = World::builder(31);
-    let (alice, bob) = (account("alice"), account("bob"));
-    let (a1, b1, b2) = (device(&alice, "a1"), device(&bob, "b1"), device(&bob, "b2"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1, b2) = (
+        SEEDS.device(&alice, "a1"),
+        SEEDS.device(&bob, "b1"),
+        SEEDS.device(&bob, "b2"),
+    );
     let mut bobs = Revocations::new();
     bobs.add(bob.revoke(&[b2.id()], T0, 1).expect("revoke"));
     // SECURITY: row 112

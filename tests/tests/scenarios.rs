@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::io::Event;
-use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
+use ferry_proto::node::Node;
+use ferry_proto::tls::{Account, Device, UnixAnchor};
 use ferry_proto::trace::{Labels, NodeWire, TlsSecrets};
 use ferry_proto::transfer::{Status, TransferId};
 use ferry_proto::turn::TurnConfig;
@@ -19,8 +19,8 @@ use ferry_sim::turn_server::{TurnServer, TurnServerConfig, TurnServerEvent};
 use ferry_sim::{
     DhtSpec, HostId, HostSpec, LinkOf, LinkSpec, Nat, RouterKind, RouterSpec, World, WorldBuilder,
 };
+use ferry_tests::identity::{self, Seeds, node_config};
 
-const T0: u64 = 1_795_651_200;
 const SIZE: u64 = 300_000;
 const DHT_LATENCY: Duration = Duration::from_millis(100);
 const HOP: Duration = Duration::from_millis(10);
@@ -33,22 +33,7 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn account(name: &str) -> Account {
-    Account::from_seed(
-        &derive_seed(b"scenario", name),
-        Validity::days_from(T0 - 86_400, 365),
-    )
-    .expect("account")
-}
-
-fn device(account: &Account, name: &str) -> Device {
-    account
-        .add_device(
-            &derive_seed(b"scenario", name),
-            Validity::days_from(T0 - 86_400, 365),
-        )
-        .expect("device")
-}
+const SEEDS: Seeds = Seeds::new(b"scenario", b"scenario");
 
 /// Every account and device of the scenarios, named for the trace.
 fn labels() -> Labels {
@@ -59,10 +44,10 @@ fn labels() -> Labels {
         ("mallory", &["m1"]),
     ];
     for (name, devices) in cast {
-        let a = account(name);
+        let a = SEEDS.account(name);
         labels.account(a.id(), name);
         for d in devices {
-            labels.device(&device(&a, d), d);
+            labels.device(&SEEDS.device(&a, d), d);
         }
     }
     labels
@@ -100,17 +85,9 @@ fn node_on(
     turn: Option<std::net::SocketAddr>,
     secrets: &Arc<TlsSecrets>,
 ) -> Node {
-    let anchor = UnixAnchor {
-        instant: epoch,
-        unix: Duration::from_secs(T0),
-    };
-    let mut config = NodeConfig::new(
-        device.clone(),
-        account.announce(device).expect("announce"),
-        ips,
-        seed,
-        anchor,
-    );
+    let first = ips.first().copied().expect("an address");
+    let mut config = node_config(epoch, account, device, first, seed);
+    config.local_ips = ips;
     if let Some(server) = turn {
         config.turn = vec![TurnConfig::new(server, "ferry", "secret")];
     }
@@ -280,8 +257,8 @@ fn one_transfer_offering(
     let ips = |ip: IpAddr| [&[ip][..], extra].concat();
     let epoch = b.epoch();
     let secrets = Arc::new(TlsSecrets::new());
-    let (alice, bob) = (account("alice"), account("bob"));
-    let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let spec = |name, net, ip: IpAddr| match ip {
         IpAddr::V4(v4) => HostSpec::new(name, net).v4(v4).link(link()),
         IpAddr::V6(v6) => HostSpec::new(name, net).v6(v6).link(link()),
@@ -499,8 +476,16 @@ fn public_node(
 fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<HostId>) {
     let mut b = builder(seed);
     let secrets = Arc::new(TlsSecrets::new());
-    let (alice, bob) = (account("alice"), account("bob"));
-    let ha = public_node(&mut b, &secrets, "a1", &alice, &device(&alice, "a1"), 1, 10);
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let ha = public_node(
+        &mut b,
+        &secrets,
+        "a1",
+        &alice,
+        &SEEDS.device(&alice, "a1"),
+        1,
+        10,
+    );
     let hosts: Vec<HostId> = devices
         .iter()
         .enumerate()
@@ -510,7 +495,7 @@ fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<Ho
                 &secrets,
                 name,
                 &bob,
-                &device(&bob, name),
+                &SEEDS.device(&bob, name),
                 10 + i as u64,
                 20 + i as u8,
             )
@@ -636,8 +621,8 @@ fn s9_a_second_file_reuses_the_connection() {
 #[test]
 fn s9_two_devices_sending_to_each_other_at_once_end_with_one_connection() {
     let mut b = builder(19);
-    let (alice, bob) = (account("alice"), account("bob"));
-    let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let secrets = Arc::new(TlsSecrets::new());
     let ha = public_node(&mut b, &secrets, "a1", &alice, &a1, 1, 10);
     let hb = public_node(&mut b, &secrets, "b1", &bob, &b1, 2, 20);
@@ -709,8 +694,8 @@ fn lossy(seed: u64) -> (World, Account, HostId, HostId) {
         duplicate: 1.0,
         ..DhtSpec::default()
     });
-    let (alice, bob) = (account("alice"), account("bob"));
-    let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
     let secrets = Arc::new(TlsSecrets::new());
     let ha = public_node(&mut b, &secrets, "a1", &alice, &a1, 1, 10);
     let hb = public_node(&mut b, &secrets, "b1", &bob, &b1, 2, 20);
@@ -778,10 +763,10 @@ fn s8_a_forged_answer_from_another_account_is_dropped() {
     world.schedule(world.now(), Fault::LinkDown(LinkOf::Host(bobs[0])));
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     world.run_for(secs(1));
-    let mallory = account("mallory");
-    let m1 = device(&mallory, "m1");
+    let mallory = SEEDS.account("mallory");
+    let m1 = SEEDS.device(&mallory, "m1");
     let alice_device = world.endpoint::<Node>(ha).expect("node").device();
-    let alice_recipient = device(&account("alice"), "a1").recipient();
+    let alice_recipient = SEEDS.device(&SEEDS.account("alice"), "a1").recipient();
     assert_eq!(alice_recipient.device, alice_device);
     for id in 0..4u64 {
         let forged = ferry_proto::signal::PeerConnection {
@@ -991,20 +976,21 @@ impl ferry_proto::io::Endpoint for OnPath {
 fn s8_an_on_path_host_that_terminates_tls_with_another_account_is_refused() {
     let mut b = builder(18);
     let epoch = b.epoch();
-    let anchor = UnixAnchor {
-        instant: epoch,
-        unix: Duration::from_secs(T0),
-    };
+    let anchor = identity::anchor(epoch);
     // SECURITY: row 47
     // Alice sits behind a firewall: only her own connections get out, and they are intercepted.
     let home = site(&mut b, "home", [203, 0, 113, 1], RouterKind::Firewall);
     let secrets = Arc::new(TlsSecrets::new());
     let internet = b.internet();
-    let (alice, bob, mallory) = (account("alice"), account("bob"), account("mallory"));
+    let (alice, bob, mallory) = (
+        SEEDS.account("alice"),
+        SEEDS.account("bob"),
+        SEEDS.account("mallory"),
+    );
     let (a1, b1, m1) = (
-        device(&alice, "a1"),
-        device(&bob, "b1"),
-        device(&mallory, "m1"),
+        SEEDS.device(&alice, "a1"),
+        SEEDS.device(&bob, "b1"),
+        SEEDS.device(&mallory, "m1"),
     );
     let ha = b.host(
         HostSpec::new("a1", home).v4([203, 0, 113, 10]).link(link()),

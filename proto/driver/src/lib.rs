@@ -25,6 +25,8 @@
 //!   processes of one machine;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
+//! - [`pump`]: one connection on a non-blocking socket ([`Pump`]), for an application's own
+//!   event loop (`mio`, `poll(2)`) instead of a runtime;
 //! - [`write_queue`]: a connection's queued bytes and FIN, written in batches;
 //! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy;
 //! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
@@ -39,6 +41,7 @@ pub mod identity_files;
 pub mod interfaces;
 pub mod net;
 pub mod opendht;
+pub mod pump;
 pub mod receive_folder;
 pub mod run_loop;
 pub mod runtime;
@@ -52,6 +55,7 @@ pub use files::{FileService, FileThread};
 pub use folder_dht::FolderClient;
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
+pub use pump::Pump;
 pub use run_loop::{Command, Driver, Events, Handle, Parts};
 pub use runtime::{Runtime, Tasks};
 pub use shell::{CLOSE_LINGER, Net, Shell, SocketEvent, Tag};

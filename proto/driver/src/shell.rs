@@ -21,8 +21,11 @@
 //! and what a paused connection holds back is what its reader had read before it stopped (at
 //! most the runtime's socket queue).
 //!
-//! It is sans-IO like the endpoint it wraps: time comes in as an argument, and it reaches the
-//! world only through [`Net`], the [`FileThread`] and the [`DhtConnection`].
+//! It is not sans-IO, unlike the endpoint it wraps: it binds listeners and starts connects
+//! itself ([`net::listener`], [`net::start_connect`]) before handing the sockets to the
+//! runtime, and reaches the rest of the world through [`Net`]'s tasks, the [`FileThread`]
+//! and the [`DhtConnection`]. It keeps no clock and never waits: time comes in as an
+//! argument, and the runtime's loop does the waiting.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;

@@ -8,9 +8,11 @@
 //! its users; [`StunRng`] draws transaction ids from a seed, never from global randomness;
 //! [`Transactions`] keeps the requests sent and not yet answered, with their deadlines.
 //!
-//! It does not own any state machine: the ICE agent ([`crate::ice`]) and, later, the TURN
-//! client use this module to speak and decide for themselves what an answer or an expiry
-//! means.
+//! It does not own any state machine: the ICE agent ([`crate::ice`]) uses it to speak and
+//! decides for itself what an answer or an expiry means, and the node's demultiplexer reads
+//! the first check of an unrouted connection with it. The TURN client ([`crate::turn`])
+//! does not: its methods and attributes (RFC 8656, RFC 6062) are written on `stun-types`
+//! directly, in `turn/`.
 //! Nothing here knows about candidates or ICE roles beyond the attributes themselves.
 
 pub mod framing;

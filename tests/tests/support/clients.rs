@@ -1,38 +1,78 @@
 //! Both runtimes' `Client`s as [`ClientRuntime`]s for the conformance harness, shared by the
-//! conformance suite and the transfer benchmark.
+//! conformance suite and the transfer benchmark. The client's loop is written once, on the
+//! generic [`ferry_driver::Client`]; a runtime adds only the thread that blocks on it.
 
 use std::sync::mpsc;
 
-use ferry_driver::{ClientConfig, ClientEvent};
+use ferry_driver::{Client, ClientConfig, ClientEvent, Runtime};
 use ferry_tests::conformance::{ClientRuntime, Command, RemoteClient};
+use smol::channel::{Receiver, unbounded};
+use smol::future::FutureExt as _;
 
-/// Carries out one command on a client (both runtimes' clients have the same calls).
-macro_rules! carry_out {
-    ($client:expr, $command:expr) => {
-        match $command {
-            Command::Send { to, path, answer } => {
-                let _ = answer.send($client.send_file(to, path).await);
-            }
-            Command::Accept(transfer, answer) => {
-                let _ = answer.send($client.accept(transfer).await);
-            }
-            Command::Refuse(transfer, answer) => {
-                let _ = answer.send($client.refuse(transfer).await);
-            }
-            Command::Cancel(transfer, answer) => {
-                let _ = answer.send($client.cancel(transfer).await);
-            }
-            Command::Relayed(answer) => {
-                let _ = answer.send($client.relayed().await);
-            }
-        }
-    };
-}
-
-/// What woke a client's thread.
+/// What woke a client's loop.
 enum Wake {
     Command(Option<Command>),
     Event(Option<ClientEvent>),
+}
+
+/// Runs a client on runtime `R` until its commands or its events end: each command is
+/// carried out and answered, each event forwarded. The command channel is smol's, which
+/// needs no runtime of its own, so both runtimes take it.
+async fn serve<R: Runtime>(
+    config: ClientConfig,
+    inbox: Receiver<Command>,
+    forward: mpsc::Sender<ClientEvent>,
+) {
+    let mut client = Client::<R>::start(config).expect("a client");
+    loop {
+        let wake = async { Wake::Command(inbox.recv().await.ok()) }
+            .or(async { Wake::Event(client.next_event().await) })
+            .await;
+        match wake {
+            Wake::Command(Some(command)) => carry_out(&client, command).await,
+            Wake::Event(Some(event)) => {
+                let _ = forward.send(event);
+            }
+            Wake::Command(None) | Wake::Event(None) => break,
+        }
+    }
+    client.shutdown().await;
+}
+
+/// Carries out one command on a client; an answer nobody waits for any more is dropped.
+async fn carry_out<R: Runtime>(client: &Client<R>, command: Command) {
+    match command {
+        Command::Send { to, path, answer } => {
+            let _ = answer.send(client.send_file(to, path).await);
+        }
+        Command::Accept(transfer, answer) => {
+            let _ = answer.send(client.accept(transfer).await);
+        }
+        Command::Refuse(transfer, answer) => {
+            let _ = answer.send(client.refuse(transfer).await);
+        }
+        Command::Cancel(transfer, answer) => {
+            let _ = answer.send(client.cancel(transfer).await);
+        }
+        Command::Relayed(answer) => {
+            let _ = answer.send(client.relayed().await);
+        }
+    }
+}
+
+/// A client of runtime `R` on a thread of its own, which `block_on` drives.
+fn spawn<R: Runtime>(
+    config: ClientConfig,
+    block_on: impl FnOnce(std::pin::Pin<Box<dyn Future<Output = ()>>>) + Send + 'static,
+) -> RemoteClient {
+    let (commands, inbox) = unbounded::<Command>();
+    let (forward, events) = mpsc::channel();
+    let thread = std::thread::spawn(move || block_on(Box::pin(serve::<R>(config, inbox, forward))));
+    RemoteClient {
+        commands: Box::new(move |c| commands.try_send(c).is_ok()),
+        events,
+        thread,
+    }
 }
 
 /// `ferry_smol::Client`, blocked on by a thread of its own.
@@ -42,32 +82,7 @@ impl ClientRuntime for Smol {
     const NAME: &'static str = "smol";
 
     fn spawn(config: ClientConfig) -> RemoteClient {
-        use smol::future::FutureExt as _;
-        let (commands, inbox) = smol::channel::unbounded::<Command>();
-        let (forward, events) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            smol::block_on(async move {
-                let mut client = ferry_smol::Client::start(config).expect("a client");
-                loop {
-                    let wake = async { Wake::Command(inbox.recv().await.ok()) }
-                        .or(async { Wake::Event(client.next_event().await) })
-                        .await;
-                    match wake {
-                        Wake::Command(Some(command)) => carry_out!(client, command),
-                        Wake::Event(Some(event)) => {
-                            let _ = forward.send(event);
-                        }
-                        Wake::Command(None) | Wake::Event(None) => break,
-                    }
-                }
-                client.shutdown().await;
-            });
-        });
-        RemoteClient {
-            commands: Box::new(move |c| commands.try_send(c).is_ok()),
-            events,
-            thread,
-        }
+        spawn::<ferry_smol::Smol>(config, smol::block_on)
     }
 }
 
@@ -78,35 +93,10 @@ impl ClientRuntime for Tokio {
     const NAME: &'static str = "tokio";
 
     fn spawn(config: ClientConfig) -> RemoteClient {
-        let (commands, mut inbox) = tokio::sync::mpsc::unbounded_channel::<Command>();
-        let (forward, events) = mpsc::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let mut client = ferry_tokio::Client::start(config).expect("a client");
-                loop {
-                    let wake = tokio::select! {
-                        command = inbox.recv() => Wake::Command(command),
-                        event = client.next_event() => Wake::Event(event),
-                    };
-                    match wake {
-                        Wake::Command(Some(command)) => carry_out!(client, command),
-                        Wake::Event(Some(event)) => {
-                            let _ = forward.send(event);
-                        }
-                        Wake::Command(None) | Wake::Event(None) => break,
-                    }
-                }
-                client.shutdown().await;
-            });
-        });
-        RemoteClient {
-            commands: Box::new(move |c| commands.send(c).is_ok()),
-            events,
-            thread,
-        }
+        spawn::<ferry_tokio::Tokio>(config, move |serve| runtime.block_on(serve))
     }
 }

@@ -1,6 +1,10 @@
 //! A virtual TCP network for ICE agents, on a clock the test advances: every connect,
 //! byte and close takes `latency`; what a connect to an address does is a [`Route`].
-//! Shared by `proto/tests/ice.rs` and the trace snapshots in `tests/tests/ice_pair.rs`.
+//! Used by the trace snapshots in `tests/tests/ice_pair.rs`, the `ice_pair` example, and
+//! the ICE agent's own tests in `proto/tests/ice.rs`, which include this file by path: a
+//! dev-dependency of `ferry-proto` on this crate would build the simulator, the driver and
+//! both runtimes for every `cargo test -p ferry-proto`.
+// Included by path into proto's tests, which use only part of it.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -27,11 +31,17 @@ pub enum Route {
     ResetOnData,
 }
 
+/// One ICE agent on the network, and what it reported.
 pub struct Host {
+    /// Its name in the trace.
     pub name: String,
+    /// The agent.
     pub agent: Agent,
+    /// Every event the agent emitted, in order.
     pub events: Vec<Event>,
+    /// The application bytes the agent handed up, per connection.
     pub data: Vec<(ConnId, Bytes)>,
+    /// The connections the agent closed.
     pub closed: Vec<ConnId>,
     /// The address the peer sees for this host's outgoing connections (a NAT), if not its own.
     pub public_ip: Option<IpAddr>,
@@ -45,11 +55,17 @@ enum Delivery {
     ResetFrom(usize, ConnId),
 }
 
+/// The network: its hosts, its routes, the deliveries in flight, and the virtual clock.
 pub struct Net {
+    /// When the run began.
     pub start: Instant,
+    /// The virtual time now.
     pub now: Instant,
+    /// The one-way delay of every connect, byte and close.
     pub latency: Duration,
+    /// The agents.
     pub hosts: Vec<Host>,
+    /// What a connect to an address meets; an address not listed is refused.
     pub routes: BTreeMap<SocketAddr, Route>,
     links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
     silent: BTreeMap<(usize, ConnId), Route>,
@@ -57,6 +73,7 @@ pub struct Net {
     seq: u64,
     next_port: u16,
     next_accept: u32,
+    /// The trace of every message on the wire.
     pub trace: Recorder,
     wires: BTreeMap<(usize, ConnId), FramedWire>,
     txs: Ordinals<u128>,
@@ -69,6 +86,7 @@ pub struct Net {
 }
 
 impl Net {
+    /// An empty network whose clock starts at `start`.
     pub fn new(start: Instant) -> Net {
         Net {
             start,
@@ -390,6 +408,7 @@ impl Net {
         self.now = self.now.max(deadline);
     }
 
+    /// The pair host `h` selected: its connection, local and remote candidates.
     pub fn selected(
         &self,
         h: usize,
@@ -408,6 +427,7 @@ impl Net {
         })
     }
 
+    /// Host `h`'s failure, if it failed.
     pub fn failed(&self, h: usize) -> Option<&Event> {
         self.hosts[h]
             .events

@@ -32,7 +32,6 @@ use bytes::Bytes;
 use ferry_proto::io::{DhtKey, Input, Output};
 use ferry_proto::trace::{Direction, Line, Summary};
 
-use crate::builder::WorldBuilder;
 use crate::dht::Dht;
 use crate::dht::DhtSpec;
 use crate::fault::{Fault, Rules};
@@ -45,6 +44,10 @@ use crate::queue::{Ev, Queue};
 use crate::record::Tracer;
 use crate::rng::SimRng;
 use crate::tcp::{ConnKey, Conns};
+
+mod dht;
+mod fault;
+mod net;
 
 /// Events kept per host for [`World::events`]; past this the oldest are dropped.
 const EVENTS_KEPT: usize = 10_000;
@@ -130,11 +133,6 @@ pub struct World {
 }
 
 impl World {
-    /// Starts describing a world whose randomness comes from `seed`.
-    pub fn builder(seed: u64) -> WorldBuilder {
-        WorldBuilder::new(seed)
-    }
-
     /// The seed this world runs on.
     pub fn seed(&self) -> u64 {
         self.seed
