@@ -46,6 +46,9 @@ impl FerryTurn {
             let mut config = TurnServerConfig::new(listen, USER, PASSWORD, REALM);
             config.relay_v4 = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
             config.relay_v6 = Some(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            // Every peer here is on loopback, which the server refuses by default as coturn
+            // does (the coturn tests pass `--allow-loopback-peers` likewise).
+            config.allow_loopback_peers = true;
             configure(&mut config);
             let stop = stop.clone();
             let faults_here = if ip.is_ipv4() { fault_rx.take() } else { None };
