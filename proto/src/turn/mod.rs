@@ -12,8 +12,12 @@
 
 mod client;
 mod codec;
+mod config;
 mod error;
+mod event;
 
-pub use client::{Family, PERMISSION_REFRESH, TurnClient, TurnConfig, TurnEvent};
+pub use client::{PERMISSION_REFRESH, TurnClient};
 pub use codec::{NotStun, StunStream};
+pub use config::{Family, TurnConfig};
 pub use error::TurnError;
+pub use event::TurnEvent;

@@ -31,12 +31,15 @@
 //!   its deadline. This deviates from RFC 8489, which ends a transaction at once on an
 //!   unauthenticated answer over TCP: here a forgery racing the real answer cannot win.
 //!
+//! `permissions.rs` holds the CreatePermission side and `data.rs` the data connections;
+//! this file the allocation, the request table and the `Endpoint` face.
+//!
 //! Once a data connection is bound it is a raw byte pipe to the peer: the client hands it to
 //! its owner as [`TurnEvent::PeerStream`] and then only relays bytes ([`TurnEvent::PeerData`],
 //! [`TurnClient::send`]).
 
 use core::net::{IpAddr, SocketAddr};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -58,6 +61,13 @@ use super::error::TurnError;
 use crate::io::{ConnId, Endpoint, Input, Output};
 use crate::rng::SeededRng;
 use crate::timer::Timers;
+use crate::turn::{Family, TurnConfig, TurnEvent};
+
+mod data;
+mod permissions;
+
+use data::DataConn;
+use permissions::Permission;
 
 /// IANA protocol number of TCP, for REQUESTED-TRANSPORT (RFC 6062).
 const TCP: u8 = 6;
@@ -67,127 +77,6 @@ pub const PERMISSION_REFRESH: Duration = Duration::from_secs(240);
 const MAX_STALE_NONCE: u8 = 3;
 /// The SOFTWARE attribute we send.
 const SOFTWARE: &str = "ferry";
-
-/// Which address family the relay is in (RFC 6156: one allocation per family).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Family {
-    /// An IPv4 relayed address.
-    V4,
-    /// An IPv6 relayed address.
-    V6,
-}
-
-/// How to reach and use a TURN server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TurnConfig {
-    /// The server's TCP address.
-    pub server: SocketAddr,
-    /// Long-term credential username.
-    pub username: String,
-    /// Long-term credential password.
-    pub password: String,
-    /// The relayed address's family.
-    pub family: Family,
-    /// The allocation lifetime to ask for.
-    pub lifetime: Duration,
-    /// How long a request may wait for its answer (Jami: 10 s).
-    pub request_timeout: Duration,
-    /// How long a TCP connection to the server may take.
-    pub connect_timeout: Duration,
-}
-
-impl TurnConfig {
-    /// A configuration with Ferry's defaults: IPv4, 600 s lifetime, 10 s timeouts.
-    pub fn new(
-        server: SocketAddr,
-        username: impl Into<String>,
-        password: impl Into<String>,
-    ) -> TurnConfig {
-        TurnConfig {
-            server,
-            username: username.into(),
-            password: password.into(),
-            family: Family::V4,
-            lifetime: Duration::from_secs(600),
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What the TURN client tells its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TurnEvent {
-    /// The allocation exists.
-    Allocated {
-        /// The relayed transport address: give it to peers as a relayed candidate.
-        relayed: SocketAddr,
-        /// Our address as the server sees it (server-reflexive).
-        mapped: SocketAddr,
-        /// How long the server keeps it without a refresh.
-        lifetime: Duration,
-    },
-    /// A refresh succeeded.
-    Refreshed {
-        /// The new lifetime.
-        lifetime: Duration,
-    },
-    /// The server installed (or refreshed) permissions for these addresses.
-    Permitted {
-        /// The addresses.
-        ips: Vec<IpAddr>,
-    },
-    /// The server refused permissions for these addresses.
-    PermissionFailed {
-        /// The addresses.
-        ips: Vec<IpAddr>,
-        /// Why.
-        error: TurnError,
-    },
-    /// A data connection to a peer is bound: from now on it carries the peer's raw bytes.
-    PeerStream {
-        /// The data connection.
-        conn: ConnId,
-        /// The peer.
-        peer: SocketAddr,
-        /// Whether the peer connected to our relay (ConnectionAttempt) rather than we to it.
-        incoming: bool,
-    },
-    /// Bytes from a peer on a bound data connection.
-    PeerData {
-        /// The data connection.
-        conn: ConnId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// Bytes queued on a data connection left the driver's queue.
-    PeerWritable {
-        /// The data connection.
-        conn: ConnId,
-        /// How many bytes.
-        bytes: usize,
-    },
-    /// A data connection ended (the relay turns a peer's close into a reset).
-    PeerClosed {
-        /// The data connection.
-        conn: ConnId,
-    },
-    /// A connection to or from a peer could not be set up.
-    PeerConnectFailed {
-        /// The peer.
-        peer: SocketAddr,
-        /// Why.
-        error: TurnError,
-    },
-    /// The allocation failed or was lost; the client is done.
-    Failed {
-        /// Why.
-        error: TurnError,
-    },
-    /// The allocation was deleted on request; the client is done.
-    Deallocated,
-}
 
 /// What a request asks for: the request table's entries, from which the message is rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,33 +141,6 @@ enum State {
     Deallocating,
     /// Over (failed or deallocated).
     Done,
-}
-
-#[derive(Debug)]
-enum DataConn {
-    /// Opening the TCP connection to the server for `id`.
-    Opening {
-        id: u32,
-        peer: SocketAddr,
-        incoming: bool,
-    },
-    /// ConnectionBind sent; STUN until its answer.
-    Binding {
-        stream: StunStream,
-        peer: SocketAddr,
-    },
-    /// A raw pipe to the peer.
-    Bound,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Permission {
-    /// Asked for, not yet requested from the server.
-    Wanted,
-    /// A CreatePermission for it is out.
-    Requesting,
-    /// Installed; refresh at this time.
-    Active { refresh_at: Instant },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -358,26 +220,6 @@ impl TurnClient {
     /// damaged, or from a server that does not sign): for logs and tests.
     pub fn unauthenticated(&self) -> u64 {
         self.unauthenticated
-    }
-
-    /// Permits these peer addresses (ports are ignored by servers), now if allocated or as soon
-    /// as the allocation exists, and keeps them refreshed.
-    ///
-    /// Addresses already permitted are reported at once with [`TurnEvent::Permitted`]: the
-    /// caller waits for that event, and no request will be sent for them until they are due
-    /// for a refresh.
-    pub fn permit(&mut self, now: Instant, ips: impl IntoIterator<Item = IpAddr>) {
-        let mut active = Vec::new();
-        for ip in ips {
-            match self.permissions.entry(ip).or_insert(Permission::Wanted) {
-                Permission::Active { .. } if !active.contains(&ip) => active.push(ip),
-                _ => {}
-            }
-        }
-        if !active.is_empty() {
-            self.event(TurnEvent::Permitted { ips: active });
-        }
-        self.flush_permissions(now);
     }
 
     /// Opens a relayed connection to `peer` (RFC 6062 Connect). The peer's address must be
@@ -763,82 +605,6 @@ impl TurnClient {
         }
     }
 
-    fn on_connection_attempt(&mut self, now: Instant, msg: &Message<'_>) {
-        let _ = now;
-        if self.state != State::Allocated {
-            return;
-        }
-        let tid = msg.transaction_id();
-        let (Ok(id), Ok(peer)) = (
-            msg.attribute::<ConnectionId>(),
-            msg.attribute::<XorPeerAddress>(),
-        ) else {
-            return;
-        };
-        self.open_data(id.id(), peer.addr(tid), true);
-    }
-
-    fn open_data(&mut self, id: u32, peer: SocketAddr, incoming: bool) {
-        let conn = ConnId::Connect(self.next_conn);
-        self.next_conn += 1;
-        self.data
-            .insert(conn, DataConn::Opening { id, peer, incoming });
-        self.out.push_back(Output::Connect {
-            conn,
-            remote: self.config.server,
-            local_port: None,
-            timeout: self.config.connect_timeout,
-        });
-    }
-
-    fn flush_permissions(&mut self, now: Instant) {
-        if self.state != State::Allocated {
-            return;
-        }
-        let due: Vec<IpAddr> = self
-            .permissions
-            .iter()
-            .filter(|(_, p)| match p {
-                Permission::Wanted => true,
-                Permission::Requesting => false,
-                Permission::Active { refresh_at } => *refresh_at <= now,
-            })
-            .map(|(ip, _)| *ip)
-            .filter(|ip| self.same_family(ip))
-            .collect();
-        if due.is_empty() {
-            return self.arm_permission_timer();
-        }
-        for ip in &due {
-            self.permissions.insert(*ip, Permission::Requesting);
-        }
-        self.request(now, Request::CreatePermission { ips: due });
-        self.arm_permission_timer();
-    }
-
-    /// A relay of one family relays to peers of that family only.
-    fn same_family(&self, ip: &IpAddr) -> bool {
-        matches!(
-            (self.config.family, ip),
-            (Family::V4, IpAddr::V4(_)) | (Family::V6, IpAddr::V6(_))
-        )
-    }
-
-    fn arm_permission_timer(&mut self) {
-        let next = self
-            .permissions
-            .values()
-            .filter_map(|p| match p {
-                Permission::Active { refresh_at } => Some(*refresh_at),
-                _ => None,
-            })
-            .min();
-        match next {
-            Some(at) => self.timers.set(Timer::Permissions, at),
-            None => self.timers.clear(Timer::Permissions),
-        }
-    }
-
     fn deallocated(&mut self) {
         self.finish(TurnEvent::Deallocated);
     }
@@ -867,84 +633,6 @@ impl TurnClient {
 
     fn event(&mut self, event: TurnEvent) {
         self.out.push_back(Output::Event(event));
-    }
-
-    fn on_data_input(&mut self, now: Instant, conn: ConnId, input: Input) {
-        let Some(state) = self.data.get_mut(&conn) else {
-            return;
-        };
-        match (state, input) {
-            (DataConn::Opening { id, peer, incoming }, Input::Connected { .. }) => {
-                let (id, peer, incoming) = (*id, *peer, *incoming);
-                self.data.insert(
-                    conn,
-                    DataConn::Binding {
-                        stream: StunStream::new(),
-                        peer,
-                    },
-                );
-                self.request(
-                    now,
-                    Request::ConnectionBind {
-                        conn,
-                        id,
-                        peer,
-                        incoming,
-                    },
-                );
-            }
-            (DataConn::Opening { peer, .. }, Input::ConnectFailed { error, .. }) => {
-                let peer = *peer;
-                self.data.remove(&conn);
-                self.event(TurnEvent::PeerConnectFailed {
-                    peer,
-                    error: TurnError::Unreachable(error),
-                });
-            }
-            (DataConn::Binding { stream, .. }, Input::Received { data, .. }) => {
-                stream.push(&data);
-                // Exactly one message, the ConnectionBind answer, comes before the peer's bytes.
-                match stream.next_message() {
-                    Ok(Some(msg)) => self.on_message(now, &msg),
-                    Ok(None) => {}
-                    Err(_) => {
-                        let peer = match self.data.remove(&conn) {
-                            Some(DataConn::Binding { peer, .. }) => peer,
-                            _ => return,
-                        };
-                        self.out.push_back(Output::Close { conn });
-                        self.event(TurnEvent::PeerConnectFailed {
-                            peer,
-                            error: TurnError::BadResponse(
-                                "not STUN before ConnectionBind's answer",
-                            ),
-                        });
-                    }
-                }
-            }
-            (DataConn::Bound, Input::Received { data, .. }) => {
-                self.event(TurnEvent::PeerData { conn, data })
-            }
-            (DataConn::Bound, Input::Writable { bytes, .. }) => {
-                self.event(TurnEvent::PeerWritable { conn, bytes })
-            }
-            (_, Input::HalfClosed { .. } | Input::Closed { .. } | Input::Reset { .. }) => {
-                let was = self.data.remove(&conn);
-                // The pending bind, if any, fails with the connection.
-                self.pending.retain(|_, p| !matches!(p.request, Request::ConnectionBind { conn: c, .. } if c == conn));
-                self.out.push_back(Output::Close { conn });
-                match was {
-                    Some(DataConn::Bound) => self.event(TurnEvent::PeerClosed { conn }),
-                    Some(DataConn::Binding { peer, .. } | DataConn::Opening { peer, .. }) => self
-                        .event(TurnEvent::PeerConnectFailed {
-                            peer,
-                            error: TurnError::ConnectionFailed,
-                        }),
-                    None => {}
-                }
-            }
-            _ => {}
-        }
     }
 
     fn expire_requests(&mut self, now: Instant) {
@@ -1039,13 +727,4 @@ impl Endpoint for TurnClient {
 }
 
 /// Addresses of permissions currently installed or asked for, in order (for tests and traces).
-impl TurnClient {
-    /// Every address the client keeps a permission for.
-    pub fn permitted(&self) -> BTreeSet<IpAddr> {
-        self.permissions
-            .iter()
-            .filter(|(_, p)| matches!(p, Permission::Active { .. }))
-            .map(|(ip, _)| *ip)
-            .collect()
-    }
-}
+impl TurnClient {}
