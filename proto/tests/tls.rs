@@ -6,9 +6,9 @@ mod tls {
 
     use bytes::Bytes;
     use ferry_proto::tls::{
-        Account, Device, IdentityError, PeerCheckError, PeerIdentity, PeerRole, Pin,
-        RevocationError, RevocationList, Revocations, Role, TlsFailure, TlsInput, TlsOutput,
-        TlsSession, UnixAnchor, Validity, check_peer, derive_seed,
+        Account, Device, IdentityError, Input, Output, PeerCheckError, PeerIdentity, PeerRole, Pin,
+        RevocationError, RevocationList, Revocations, Role, TlsFailure, TlsSession, UnixAnchor,
+        Validity, check_peer, derive_seed,
     };
     use ferry_proto::trace::tls::{Decoded, TlsSecrets, TlsWire};
     use rustls::pki_types::{CertificateDer, UnixTime};
@@ -41,8 +41,8 @@ mod tls {
         now: Instant,
         client: TlsSession,
         server: TlsSession,
-        client_got: Vec<TlsOutput>,
-        server_got: Vec<TlsOutput>,
+        client_got: Vec<Output>,
+        server_got: Vec<Output>,
     }
 
     impl Pair {
@@ -94,11 +94,11 @@ mod tls {
                 let mut moved = false;
                 while let Some(o) = self.client.poll_output() {
                     match o {
-                        TlsOutput::Transmit(b) => {
+                        Output::Transmit(b) => {
                             let mut b = b.to_vec();
                             tamper(&mut b);
                             self.server
-                                .handle_input(self.now, TlsInput::Received(Bytes::from(b)));
+                                .handle_input(self.now, Input::Received(Bytes::from(b)));
                             moved = true;
                         }
                         other => self.client_got.push(other),
@@ -106,8 +106,8 @@ mod tls {
                 }
                 while let Some(o) = self.server.poll_output() {
                     match o {
-                        TlsOutput::Transmit(b) => {
-                            self.client.handle_input(self.now, TlsInput::Received(b));
+                        Output::Transmit(b) => {
+                            self.client.handle_input(self.now, Input::Received(b));
                             moved = true;
                         }
                         other => self.server_got.push(other),
@@ -124,17 +124,17 @@ mod tls {
             self.pump_with(|_| {});
         }
 
-        fn failure(got: &[TlsOutput]) -> Option<TlsFailure> {
+        fn failure(got: &[Output]) -> Option<TlsFailure> {
             got.iter().find_map(|o| match o {
-                TlsOutput::Failed(f) => Some(f.clone()),
+                Output::Failed(f) => Some(f.clone()),
                 _ => None,
             })
         }
 
-        fn plaintext(got: &[TlsOutput]) -> Vec<u8> {
+        fn plaintext(got: &[Output]) -> Vec<u8> {
             got.iter()
                 .flat_map(|o| match o {
-                    TlsOutput::Plaintext(b) => b.to_vec(),
+                    Output::Plaintext(b) => b.to_vec(),
                     _ => Vec::new(),
                 })
                 .collect()
@@ -149,14 +149,14 @@ mod tls {
         p.pump();
         assert_eq!(
             p.client_got.first(),
-            Some(&TlsOutput::Established(PeerIdentity {
+            Some(&Output::Established(PeerIdentity {
                 account: bob.id(),
                 device: b1.id()
             }))
         );
         assert_eq!(
             p.server_got.first(),
-            Some(&TlsOutput::Established(PeerIdentity {
+            Some(&Output::Established(PeerIdentity {
                 account: alice.id(),
                 device: a1.id()
             }))
@@ -180,8 +180,8 @@ mod tls {
         // A clean close is not a truncation.
         p.client.close(p.now);
         p.pump();
-        assert_eq!(p.server_got.last(), Some(&TlsOutput::Closed));
-        p.server.handle_input(p.now, TlsInput::StreamEnded);
+        assert_eq!(p.server_got.last(), Some(&Output::Closed));
+        p.server.handle_input(p.now, Input::StreamEnded);
         assert_eq!(
             p.server.poll_output(),
             None,
@@ -197,23 +197,23 @@ mod tls {
         let mut seen = Vec::new();
         for _ in 0..10 {
             while let Some(o) = p.client.poll_output() {
-                if let TlsOutput::Transmit(b) = o {
+                if let Output::Transmit(b) = o {
                     seen.extend(
                         ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('c', r)),
                     );
-                    p.server.handle_input(p.now, TlsInput::Received(b));
+                    p.server.handle_input(p.now, Input::Received(b));
                 }
             }
             while let Some(o) = p.server.poll_output() {
-                if let TlsOutput::Transmit(b) = o {
+                if let Output::Transmit(b) = o {
                     seen.extend(
                         ferry_proto::trace::tls::records(&b)
                             .into_iter()
                             .map(|r| ('s', r)),
                     );
-                    p.client.handle_input(p.now, TlsInput::Received(b));
+                    p.client.handle_input(p.now, Input::Received(b));
                 }
             }
             if p.client.is_established() && p.server.is_established() && seen.len() < 100 {
@@ -272,15 +272,15 @@ mod tls {
         let (mut said_hello, mut closed) = (false, false);
         for _ in 0..20 {
             while let Some(o) = client.poll_output() {
-                if let TlsOutput::Transmit(b) = o {
+                if let Output::Transmit(b) = o {
                     show(true, &b);
-                    server.handle_input(now, TlsInput::Received(b));
+                    server.handle_input(now, Input::Received(b));
                 }
             }
             while let Some(o) = server.poll_output() {
-                if let TlsOutput::Transmit(b) = o {
+                if let Output::Transmit(b) = o {
                     show(false, &b);
-                    client.handle_input(now, TlsInput::Received(b));
+                    client.handle_input(now, Input::Received(b));
                 }
             }
             if client.is_established() && server.is_established() && !said_hello {
@@ -517,14 +517,14 @@ mod tls {
         for _ in 0..10 {
             while let Some(o) = client.poll_output() {
                 match o {
-                    TlsOutput::Transmit(b) => server.handle_input(later, TlsInput::Received(b)),
-                    TlsOutput::Failed(f) => failure = Some(f),
+                    Output::Transmit(b) => server.handle_input(later, Input::Received(b)),
+                    Output::Failed(f) => failure = Some(f),
                     _ => {}
                 }
             }
             while let Some(o) = server.poll_output() {
-                if let TlsOutput::Transmit(b) = o {
-                    client.handle_input(later, TlsInput::Received(b));
+                if let Output::Transmit(b) = o {
+                    client.handle_input(later, Input::Received(b));
                 }
             }
         }
@@ -626,10 +626,10 @@ mod tls {
             .expect("established");
         p.pump();
         // SECURITY: row 54
-        p.server.handle_input(p.now, TlsInput::StreamEnded);
+        p.server.handle_input(p.now, Input::StreamEnded);
         p.pump();
         assert_eq!(Pair::failure(&p.server_got), Some(TlsFailure::Truncated));
-        assert!(!p.server_got.contains(&TlsOutput::Closed));
+        assert!(!p.server_got.contains(&Output::Closed));
     }
 
     #[test]
@@ -647,15 +647,15 @@ mod tls {
         // SECURITY: row 55
         server.handle_input(
             now,
-            TlsInput::Received(Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
+            Input::Received(Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
         );
         let outs: Vec<_> = std::iter::from_fn(|| server.poll_output()).collect();
         assert!(
             outs.iter()
-                .any(|o| matches!(o, TlsOutput::Failed(TlsFailure::Protocol(_)))),
+                .any(|o| matches!(o, Output::Failed(TlsFailure::Protocol(_)))),
             "{outs:?}"
         );
-        server.handle_input(now, TlsInput::Received(Bytes::from_static(b"more")));
+        server.handle_input(now, Input::Received(Bytes::from_static(b"more")));
         assert_eq!(server.poll_output(), None, "a failure is final");
     }
 

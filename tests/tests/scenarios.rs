@@ -866,19 +866,19 @@ impl OnPath {
     fn drain_tls(&mut self) {
         while let Some(o) = self.tls.as_mut().and_then(|t| t.poll_output()) {
             match o {
-                ferry_proto::tls::TlsOutput::Transmit(b) => {
+                ferry_proto::tls::Output::Transmit(b) => {
                     self.out.push_back(ferry_proto::io::Output::Send {
                         conn: TO_BOB,
                         data: ferry_proto::stun::framing::encode(&b),
                     });
                 }
                 other => {
-                    use ferry_proto::tls::TlsOutput;
+                    use ferry_proto::tls::Output as TlsOut;
                     let what = match other {
-                        TlsOutput::Established(_) => "TLS established".to_owned(),
-                        TlsOutput::Plaintext(p) => format!("TLS plaintext {} bytes", p.len()),
-                        TlsOutput::Closed => "TLS closed".to_owned(),
-                        TlsOutput::Failed(f) => format!("TLS failed: {f}"),
+                        TlsOut::Established(_) => "TLS established".to_owned(),
+                        TlsOut::Plaintext(p) => format!("TLS plaintext {} bytes", p.len()),
+                        TlsOut::Closed => "TLS closed".to_owned(),
+                        TlsOut::Failed(f) => format!("TLS failed: {f}"),
                         _ => "TLS output".to_owned(),
                     };
                     self.out.push_back(ferry_proto::io::Output::Event(what));
@@ -951,7 +951,7 @@ impl ferry_proto::io::Endpoint for OnPath {
                         self.drain_tls();
                     }
                     if let Some(tls) = self.tls.as_mut() {
-                        tls.handle_input(now, ferry_proto::tls::TlsInput::Received(frame));
+                        tls.handle_input(now, ferry_proto::tls::Input::Received(frame));
                     }
                     self.drain_tls();
                 }

@@ -23,8 +23,7 @@ pub(crate) use identity::signed_by as identity_signed_by;
 pub use identity::{Account, Device, IdentityError, Validity, derive_seed};
 pub use revocation::{RevocationError, RevocationList, Revocations};
 pub use session::{
-    Role, SERVER_NAME, TlsFailure, TlsInput, TlsOutput, TlsSession, TlsSetupError, UnixAnchor,
-    provider,
+    Input, Output, Role, SERVER_NAME, TlsFailure, TlsSession, TlsSetupError, UnixAnchor, provider,
 };
 /// Whether a device certificate is self-issued (for the signalling checks).
 pub(crate) use verify::self_issued;

@@ -78,7 +78,7 @@ pub enum Role {
 /// What the session's owner feeds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TlsInput {
+pub enum Input {
     /// Bytes from the transport.
     Received(Bytes),
     /// The transport ended (closed or reset).
@@ -88,7 +88,7 @@ pub enum TlsInput {
 /// What the session asks of its owner, or tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TlsOutput {
+pub enum Output {
     /// TLS records to write to the transport.
     Transmit(Bytes),
     /// The handshake is done; the peer is who the pin said.
@@ -142,7 +142,7 @@ pub struct TlsSession {
     anchor: UnixAnchor,
     state: State,
     peer: Option<PeerIdentity>,
-    out: VecDeque<TlsOutput>,
+    out: VecDeque<Output>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -252,13 +252,13 @@ impl TlsSession {
     }
 
     /// Feeds transport bytes or the transport's end.
-    pub fn handle_input(&mut self, now: Instant, input: TlsInput) {
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
         if self.state == State::Over {
             return;
         }
         self.set_time(now);
         match input {
-            TlsInput::Received(data) => {
+            Input::Received(data) => {
                 let mut rest = &data[..];
                 while !rest.is_empty() && self.state != State::Over {
                     match self.conn.read_tls(&mut rest) {
@@ -268,7 +268,7 @@ impl TlsSession {
                     }
                 }
             }
-            TlsInput::StreamEnded => {
+            Input::StreamEnded => {
                 // A zero-length read tells rustls the transport is done; without a
                 // close_notify before it, the reader reports the truncation.
                 let _ = self.conn.read_tls(&mut &[][..]);
@@ -285,7 +285,7 @@ impl TlsSession {
     pub fn handle_timeout(&mut self, _now: Instant) {}
 
     /// Encrypts application bytes. Only once established; the owner keeps its own send
-    /// window, since every byte given here comes out at once as [`TlsOutput::Transmit`].
+    /// window, since every byte given here comes out at once as [`Output::Transmit`].
     pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<(), crate::Error> {
         self.send_vectored(now, &[data])
     }
@@ -335,7 +335,7 @@ impl TlsSession {
     }
 
     /// The next output.
-    pub fn poll_output(&mut self) -> Option<TlsOutput> {
+    pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
@@ -384,7 +384,7 @@ impl TlsSession {
                 Some(peer) => {
                     self.peer = Some(peer);
                     self.state = State::Established;
-                    self.out.push_back(TlsOutput::Established(peer));
+                    self.out.push_back(Output::Established(peer));
                 }
                 None => {
                     return self.fail(TlsFailure::Protocol(
@@ -404,7 +404,7 @@ impl TlsSession {
         Some(PeerIdentity { account, device })
     }
 
-    /// Hands out every plaintext byte rustls holds as one [`TlsOutput::Plaintext`], copied
+    /// Hands out every plaintext byte rustls holds as one [`Output::Plaintext`], copied
     /// once straight from rustls's buffers (no zeroed scratch buffer, one allocation per batch).
     fn read_plaintext(&mut self) {
         use std::io::BufRead as _;
@@ -415,7 +415,7 @@ impl TlsSession {
                 Ok([]) => {
                     self.push_plaintext(plain);
                     self.state = State::Over;
-                    self.out.push_back(TlsOutput::Closed);
+                    self.out.push_back(Output::Closed);
                     return;
                 }
                 Ok(chunk) => {
@@ -443,14 +443,14 @@ impl TlsSession {
 
     fn push_plaintext(&mut self, plain: Vec<u8>) {
         if !plain.is_empty() {
-            self.out.push_back(TlsOutput::Plaintext(Bytes::from(plain)));
+            self.out.push_back(Output::Plaintext(Bytes::from(plain)));
         }
     }
 
     fn fail(&mut self, failure: TlsFailure) {
         if self.state != State::Over {
             self.state = State::Over;
-            self.out.push_back(TlsOutput::Failed(failure));
+            self.out.push_back(Output::Failed(failure));
         }
     }
 
@@ -459,9 +459,7 @@ impl TlsSession {
             let mut records = Vec::new();
             match self.conn.write_tls(&mut records) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => self
-                    .out
-                    .push_back(TlsOutput::Transmit(Bytes::from(records))),
+                Ok(_) => self.out.push_back(Output::Transmit(Bytes::from(records))),
             }
         }
     }

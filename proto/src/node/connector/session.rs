@@ -10,7 +10,7 @@ use crate::ice::{self, Agent};
 use crate::io::ConnId;
 use crate::node::counters::{Bugs, bug};
 use crate::node::{ANSWER_TIMEOUT, NodeConfig, TLS_TIMEOUT};
-use crate::tls::{self, Pin, TlsInput, TlsOutput, TlsSession};
+use crate::tls::{self, Pin, TlsSession};
 use crate::transfer::TransferId;
 
 impl Connector {
@@ -146,7 +146,7 @@ impl Connector {
             }
             ice::Output::Data { data, .. } => {
                 if let Some(tls) = self.tls.as_mut() {
-                    tls.handle_input(now, TlsInput::Received(data));
+                    tls.handle_input(now, tls::Input::Received(data));
                 }
             }
             ice::Output::Event(ice::Event::Selected { conn, .. }) => {
@@ -208,14 +208,14 @@ impl Connector {
             return false;
         };
         match out {
-            TlsOutput::Transmit(bytes) => {
+            tls::Output::Transmit(bytes) => {
                 if let Some(agent) = self.agent.as_mut() {
                     if let Err(e) = agent.send(&bytes) {
                         bug(&mut bugs.agent_send, "ICE agent send", &e);
                     }
                 }
             }
-            TlsOutput::Established(_) => {
+            tls::Output::Established(_) => {
                 self.out.push_back(Output::Disarm(Timer::Tls));
                 self.stage = Stage::Ready;
                 self.mux = Some(Mux::new(if self.requester {
@@ -225,7 +225,7 @@ impl Connector {
                 }));
                 self.out.push_back(Output::Ready);
             }
-            TlsOutput::Plaintext(bytes) => {
+            tls::Output::Plaintext(bytes) => {
                 let failed = match self.mux.as_mut() {
                     Some(mux) => mux.receive(bytes).is_err(),
                     None => false,
@@ -236,7 +236,7 @@ impl Connector {
                     ));
                 }
             }
-            TlsOutput::Closed => {
+            tls::Output::Closed => {
                 // What the peer sent before its close_notify (a CANCEL, say) is delivered
                 // before the close fails what still runs on this connection.
                 while let Some(event) = self.mux.as_mut().and_then(Mux::poll_event) {
@@ -250,7 +250,7 @@ impl Connector {
                         .push_back(Output::Fail("connection closed by the peer".to_owned()));
                 }
             }
-            TlsOutput::Failed(f) => self.out.push_back(Output::Fail(format!("TLS: {f}"))),
+            tls::Output::Failed(f) => self.out.push_back(Output::Fail(format!("TLS: {f}"))),
         }
         true
     }
