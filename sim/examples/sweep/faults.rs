@@ -23,16 +23,15 @@
 //! a process crash and restart of either side, and a TURN server restart.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ferry_proto::io::{CLOSE_LINGER, Event};
 use ferry_proto::node::{IDLE_TIMEOUT, Node};
 use ferry_proto::transfer::{LINGER, Status, TransferId};
 use ferry_sim::rng::SimRng;
-use ferry_sim::{DhtSpec, Fault, HostId, HostSpec, LinkOf, RouterKind, RouterSpec, World};
+use ferry_sim::{DhtSpec, Fault, HostId, LinkOf, World};
 
-use crate::nodes::{account, device, link, node};
+use crate::nodes::Pair;
 
 /// The most virtual time an attempt may take to reach final states on both sides.
 pub(crate) const BOUND: Duration = Duration::from_secs(15 * 60);
@@ -85,8 +84,6 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
     let mut rng = SimRng::new(seed ^ 0x6661_756c_7473);
     let mut tally = Tally::default();
     let mut b = World::builder(seed);
-    let epoch = b.epoch();
-    let internet = b.internet();
     let dht = DhtSpec {
         latency: ms(10 + rng.below(300)),
         jitter: ms(rng.below(200)),
@@ -106,47 +103,28 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         ..dht
     };
     b.dht(dht);
-    let fail = |e: String| (e, None);
-    let (alice, bob) = (
-        account(seed, "alice").map_err(fail)?,
-        account(seed, "bob").map_err(fail)?,
-    );
-    let (a1, b1) = (
-        device(seed, &alice, "a1").map_err(fail)?,
-        device(seed, &bob, "b1").map_err(fail)?,
-    );
-    let home = b.network("home");
-    let kind = match rng.below(4) {
-        0 => RouterKind::Open,
-        1 => RouterKind::Firewall,
-        _ => RouterKind::Nat(crate::pick_nat(&mut rng)),
-    };
-    let clean_uplink = link(&mut rng);
-    let mut uplink = clean_uplink;
-    if rng.chance(0.2) {
-        uplink = uplink.with_loss(0.02);
+    let (mut lossy, mut clean_uplink) = (false, None);
+    let Pair {
+        bob,
+        kind,
+        router,
+        ha,
+        hb,
+        size,
+        ..
+    } = Pair::build(&mut b, &mut rng, seed, 2_000_000, |rng, uplink| {
+        clean_uplink = Some(uplink);
+        lossy = rng.chance(0.2);
+        if lossy {
+            uplink.with_loss(0.02)
+        } else {
+            uplink
+        }
+    })
+    .map_err(|e| (e, None))?;
+    if lossy {
         tally.fault("link_loss");
     }
-    let router = b.router(
-        RouterSpec::new("home", internet, home)
-            .v4([203, 0, 113, 1])
-            .kind(kind)
-            .link(uplink),
-    );
-    let a_ip = if kind.translates() {
-        Ipv4Addr::new(192, 168, 1, 2)
-    } else {
-        Ipv4Addr::new(100, 64, 1, 2)
-    };
-    let b_ip = Ipv4Addr::new(198, 51, 100, 7);
-    let size = 1 + rng.below(2_000_000);
-    let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into()).map_err(fail)?;
-    let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into()).map_err(fail)?;
-    let ha = b.host(HostSpec::new("a1", home).v4(a_ip).link(link(&mut rng)), na);
-    let hb = b.host(
-        HostSpec::new("b1", internet).v4(b_ip).link(link(&mut rng)),
-        nb,
-    );
     let mut world = b
         .trace()
         .build()
@@ -230,7 +208,9 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         let settled = last_fault.max(world.now()) + SETTLE;
         world.run_until(settled);
         world.set_dht(healed_dht);
-        world.set_link(LinkOf::Router(router), clean_uplink);
+        if let Some(clean) = clean_uplink {
+            world.set_link(LinkOf::Router(router), clean);
+        }
         for f in heal {
             let now = world.now();
             world.schedule(now, f);

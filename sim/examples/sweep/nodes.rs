@@ -12,7 +12,9 @@ use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
 use ferry_proto::transfer::{Status, TransferId};
 use ferry_sim::rng::SimRng;
-use ferry_sim::{DhtSpec, HostId, HostSpec, LinkSpec, RouterKind, RouterSpec, World};
+use ferry_sim::{
+    DhtSpec, HostId, HostSpec, LinkSpec, RouterId, RouterKind, RouterSpec, World, WorldBuilder,
+};
 
 /// Unix time at virtual time zero: certificates are valid around it.
 const T0: u64 = 1_795_651_200;
@@ -85,53 +87,85 @@ fn finished(world: &World, host: HostId, t: TransferId) -> bool {
     })
 }
 
+/// Alice behind a home router of a random kind (open, firewall, or a NAT of random
+/// behaviour), Bob public on the internet, each running a node, over random links; and the
+/// size of the file Alice is to send, below `max_size`. `uplink` may change the home
+/// router's uplink before it is built (a world with faults makes it lossy), drawing from
+/// `rng` in its turn.
+pub(crate) struct Pair {
+    pub(crate) bob: Account,
+    pub(crate) kind: RouterKind,
+    pub(crate) router: RouterId,
+    pub(crate) ha: HostId,
+    pub(crate) hb: HostId,
+    pub(crate) size: u64,
+}
+
+impl Pair {
+    pub(crate) fn build(
+        b: &mut WorldBuilder,
+        rng: &mut SimRng,
+        seed: u64,
+        max_size: u64,
+        uplink: impl FnOnce(&mut SimRng, LinkSpec) -> LinkSpec,
+    ) -> Result<Pair, String> {
+        let (epoch, internet) = (b.epoch(), b.internet());
+        let (alice, bob) = (account(seed, "alice")?, account(seed, "bob")?);
+        let (a1, b1) = (device(seed, &alice, "a1")?, device(seed, &bob, "b1")?);
+        let home = b.network("home");
+        let kind = match rng.below(4) {
+            0 => RouterKind::Open,
+            1 => RouterKind::Firewall,
+            _ => RouterKind::Nat(crate::pick_nat(rng)),
+        };
+        let first = link(rng);
+        let uplink = uplink(rng, first);
+        let router = b.router(
+            RouterSpec::new("home", internet, home)
+                .v4([203, 0, 113, 1])
+                .kind(kind)
+                .link(uplink),
+        );
+        let a_ip = if kind.translates() {
+            Ipv4Addr::new(192, 168, 1, 2)
+        } else {
+            Ipv4Addr::new(100, 64, 1, 2)
+        };
+        let b_ip = Ipv4Addr::new(198, 51, 100, 7);
+        let size = 1 + rng.below(max_size);
+        let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into())?;
+        let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into())?;
+        let ha = b.host(HostSpec::new("a1", home).v4(a_ip).link(link(rng)), na);
+        let hb = b.host(HostSpec::new("b1", internet).v4(b_ip).link(link(rng)), nb);
+        Ok(Pair {
+            bob,
+            kind,
+            router,
+            ha,
+            hb,
+            size,
+        })
+    }
+}
+
 /// Runs the node world of `seed` and checks it.
 pub(crate) fn check(seed: u64) -> Result<World, (String, Option<Box<World>>)> {
     let mut rng = SimRng::new(seed ^ 0x6e6f_6465);
     let mut b = World::builder(seed);
-    let epoch = b.epoch();
-    let internet = b.internet();
     b.dht(DhtSpec {
         latency: ms(10 + rng.below(300)),
         jitter: ms(rng.below(200)),
         ..DhtSpec::default()
     });
-    let fail = |e: String| (e, None);
-    let (alice, bob) = (
-        account(seed, "alice").map_err(fail)?,
-        account(seed, "bob").map_err(fail)?,
-    );
-    let (a1, b1) = (
-        device(seed, &alice, "a1").map_err(fail)?,
-        device(seed, &bob, "b1").map_err(fail)?,
-    );
-    let home = b.network("home");
-    let kind = match rng.below(4) {
-        0 => RouterKind::Open,
-        1 => RouterKind::Firewall,
-        _ => RouterKind::Nat(crate::pick_nat(&mut rng)),
-    };
-    let uplink = link(&mut rng);
-    b.router(
-        RouterSpec::new("home", internet, home)
-            .v4([203, 0, 113, 1])
-            .kind(kind)
-            .link(uplink),
-    );
-    let a_ip = if kind.translates() {
-        Ipv4Addr::new(192, 168, 1, 2)
-    } else {
-        Ipv4Addr::new(100, 64, 1, 2)
-    };
-    let b_ip = Ipv4Addr::new(198, 51, 100, 7);
-    let size = 1 + rng.below(3_000_000);
-    let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into()).map_err(fail)?;
-    let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into()).map_err(fail)?;
-    let ha = b.host(HostSpec::new("a1", home).v4(a_ip).link(link(&mut rng)), na);
-    let hb = b.host(
-        HostSpec::new("b1", internet).v4(b_ip).link(link(&mut rng)),
-        nb,
-    );
+    let Pair {
+        bob,
+        kind,
+        ha,
+        hb,
+        size,
+        ..
+    } = Pair::build(&mut b, &mut rng, seed, 3_000_000, |_, uplink| uplink)
+        .map_err(|e| (e, None))?;
     let mut world = b
         .trace()
         .build()
