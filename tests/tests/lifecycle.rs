@@ -206,17 +206,21 @@ mod peers {
             .expect("a node")
     }
 
-    /// Accepts every offer `host` has not answered yet.
-    pub(crate) fn accept_all(world: &mut World, host: HostId, answered: &mut Vec<TransferId>) {
-        let offers: Vec<TransferId> = world
+    /// Every transfer `host` was offered, in order.
+    pub(crate) fn offers(world: &World, host: HostId) -> Vec<TransferId> {
+        world
             .events::<Event>(host)
             .into_iter()
             .filter_map(|(_, e)| match e {
                 Event::IncomingTransfer { transfer, .. } => Some(transfer),
                 _ => None,
             })
-            .collect();
-        for t in offers {
+            .collect()
+    }
+
+    /// Accepts every offer `host` has not answered yet.
+    pub(crate) fn accept_all(world: &mut World, host: HostId, answered: &mut Vec<TransferId>) {
+        for t in offers(world, host) {
             if !answered.contains(&t) {
                 answered.push(t);
                 world
@@ -1409,17 +1413,6 @@ mod connected {
             .collect()
     }
 
-    fn offers(world: &World, host: HostId) -> Vec<TransferId> {
-        world
-            .events::<Event>(host)
-            .into_iter()
-            .filter_map(|(_, e)| match e {
-                Event::IncomingTransfer { transfer, .. } => Some(transfer),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Alice sends `count` files of 1,000 bytes to Bob's account, all at once.
     fn send(world: &mut World, alice: HostId, to: &Account, count: usize) -> Vec<TransferId> {
         (0..count)
@@ -1476,7 +1469,7 @@ mod connected {
         assert_eq!(timed_out, MAX_OFFERS_PER_PEER);
         assert_eq!(bob(&world, hb).pending_offers(), 0);
         assert!(
-            offers(&world, hb).is_empty(),
+            peers::offers(&world, hb).is_empty(),
             "nothing was shown to the user"
         );
         assert!(world.violations().is_empty(), "{:?}", world.violations());
@@ -1539,7 +1532,7 @@ mod connected {
         // SECURITY: row 108
         send(&mut world, ha, &bob_account, FILES);
         world.run_for(Duration::from_secs(5));
-        let shown = offers(&world, hb);
+        let shown = peers::offers(&world, hb);
         assert_eq!(shown.len(), MAX_OFFERS_PER_PEER);
         assert_eq!(
             bob(&world, hb).dropped().channels_over_budget as usize,
@@ -1596,7 +1589,7 @@ mod connected {
         let (mut world, ha, hb, bob_account) = cast(43, false);
         send(&mut world, ha, &bob_account, 3);
         world.run_for(Duration::from_secs(5));
-        let shown = offers(&world, hb);
+        let shown = peers::offers(&world, hb);
         assert_eq!(shown.len(), 3);
         let gone_at = world.now();
         world.schedule(gone_at, Fault::LinkDown(LinkOf::Host(ha)));
@@ -1640,7 +1633,7 @@ mod idle {
     use ferry_proto::io::{Endpoint, Event};
     use ferry_proto::node::{IDLE_TIMEOUT, Node};
     use ferry_proto::tls::Account;
-    use ferry_proto::transfer::{Status, TransferId};
+    use ferry_proto::transfer::Status;
     use ferry_sim::{HostId, World};
 
     use super::strangers::verified;
@@ -1661,7 +1654,7 @@ mod idle {
     fn one_file(world: &mut World, ha: HostId, hb: HostId, bob: &Account, name: &str) {
         let group = peers::send(world, ha, bob, 100_000, name);
         // Every offer before this one was answered already.
-        let mut answered = offers(world, hb);
+        let mut answered = peers::offers(world, hb);
         let until = world.now() + Duration::from_secs(60);
         while peers::group_end(world, ha, group).is_none() {
             assert!(world.now() < until, "{name} ends within a minute");
@@ -1670,17 +1663,6 @@ mod idle {
         }
         assert_eq!(peers::group_end(world, ha, group), Some(Status::Finished));
         assert!(verified(world, hb, name, 100_000), "{name} arrived whole");
-    }
-
-    fn offers(world: &World, h: HostId) -> Vec<TransferId> {
-        world
-            .events::<Event>(h)
-            .into_iter()
-            .filter_map(|(_, e)| match e {
-                Event::IncomingTransfer { transfer, .. } => Some(transfer),
-                _ => None,
-            })
-            .collect()
     }
 
     fn ready(world: &World, h: HostId) -> usize {
@@ -1765,7 +1747,7 @@ mod idle {
         assert_eq!(ready(&world, hb), 1, "not closed yet");
         let connections = world.stats().connections;
         let group = peers::send(&mut world, ha, &bob, 100_000, "two.bin");
-        let mut answered = offers(&world, hb);
+        let mut answered = peers::offers(&world, hb);
         let sent_at = world.now();
         while peers::group_end(&world, ha, group).is_none() {
             assert!(world.now() < sent_at + Duration::from_secs(60));
@@ -1824,15 +1806,7 @@ mod found_by_the_sweep {
             for _ in 0..40 {
                 world.run_for(Duration::from_millis(50));
                 // Bob accepts what he is offered; an offer may be withdrawn first.
-                let offers: Vec<_> = world
-                    .events::<Event>(hb)
-                    .into_iter()
-                    .filter_map(|(_, e)| match e {
-                        Event::IncomingTransfer { transfer, .. } => Some(transfer),
-                        _ => None,
-                    })
-                    .collect();
-                for t in offers {
+                for t in peers::offers(&world, hb) {
                     let _ = world.with_endpoint(hb, |n: &mut Node, now| n.accept(now, t));
                 }
             }
