@@ -40,6 +40,7 @@ mod connector;
 mod counters;
 mod demux;
 mod gathering;
+mod inbound;
 mod peers;
 mod reflexive;
 mod relays;
