@@ -24,7 +24,9 @@ use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
-use crate::transfer::{self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, TransferId};
+use crate::transfer::{
+    self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, Transfer, TransferId,
+};
 
 /// What the name of a picture ends with, for
 /// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
@@ -40,58 +42,8 @@ pub fn is_image_name(name: &str) -> bool {
 /// Channel names that carry a transfer.
 pub(crate) const FILE_CHANNEL: &str = "file-transfer://";
 
-/// One transfer, either way.
-enum Machine {
-    Out(Outgoing),
-    In(Incoming),
-}
-
-impl Machine {
-    fn handle_input(&mut self, now: Instant, input: transfer::Input) -> Result<(), Error> {
-        match self {
-            Machine::Out(m) => m.handle_input(now, input),
-            Machine::In(m) => m.handle_input(now, input),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Machine::Out(m) => m.handle_timeout(now),
-            Machine::In(m) => m.handle_timeout(now),
-        }
-    }
-
-    fn cancel(&mut self, now: Instant) {
-        match self {
-            Machine::Out(m) => m.cancel(now),
-            Machine::In(m) => m.cancel(now),
-        }
-    }
-
-    fn poll_output(&mut self) -> Option<transfer::Output> {
-        match self {
-            Machine::Out(m) => m.poll_output(),
-            Machine::In(m) => m.poll_output(),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Machine::Out(m) => m.poll_timeout(),
-            Machine::In(m) => m.poll_timeout(),
-        }
-    }
-
-    fn is_drained(&self) -> bool {
-        match self {
-            Machine::Out(m) => m.is_drained(),
-            Machine::In(m) => m.is_drained(),
-        }
-    }
-}
-
 struct Slot {
-    machine: Machine,
+    machine: Transfer,
     connector: u32,
     channel: ChannelId,
     group: Option<TransferId>,
@@ -183,7 +135,7 @@ impl Transfers {
     pub(super) fn awaits_decision(&self, tid: TransferId) -> bool {
         matches!(
             self.slots.get(&tid).map(|s| &s.machine),
-            Some(Machine::In(m)) if m.status() == Status::WaitHostAcceptance
+            Some(Transfer::Incoming(m)) if m.status() == Status::WaitHostAcceptance
         )
     }
 
@@ -193,7 +145,7 @@ impl Transfers {
         let mut running = 0;
         let mut offers = 0;
         for slot in self.slots.values() {
-            let Machine::In(m) = &slot.machine else {
+            let Transfer::Incoming(m) = &slot.machine else {
                 continue;
             };
             if account.is_some_and(|a| a != slot.peer.account) || m.status().is_final() {
@@ -254,7 +206,7 @@ impl Transfers {
     /// Accepts an incoming transfer.
     pub(super) fn accept(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
         match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
-            Some(Machine::In(m)) => m.accept(now),
+            Some(Transfer::Incoming(m)) => m.accept(now),
             _ => Err(Error::NotNow("accept: no such incoming transfer")),
         }
     }
@@ -262,7 +214,7 @@ impl Transfers {
     /// Refuses an incoming transfer.
     pub(super) fn refuse(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
         match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
-            Some(Machine::In(m)) => m.refuse(now),
+            Some(Transfer::Incoming(m)) => m.refuse(now),
             _ => Err(Error::NotNow("refuse: no such incoming transfer")),
         }
     }
@@ -598,7 +550,7 @@ impl Node {
                         self.transfers.slots.insert(
                             tid,
                             Slot {
-                                machine: Machine::In(machine),
+                                machine: Transfer::Incoming(machine),
                                 connector: id,
                                 channel,
                                 group: None,
@@ -636,7 +588,7 @@ impl Node {
                 self.transfers.slots.insert(
                     sub,
                     Slot {
-                        machine: Machine::Out(machine),
+                        machine: Transfer::Outgoing(machine),
                         connector: id,
                         channel,
                         group: Some(p.group),

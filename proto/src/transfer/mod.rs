@@ -15,6 +15,7 @@
 //! A close or a reset is never taken for "finished": only END and VERDICT say that.
 
 mod digest;
+mod either;
 pub mod frame;
 pub mod header;
 mod incoming;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use digest::{Digest, StreamDigest};
+pub use either::Transfer;
 pub use incoming::Incoming;
 pub use name::{MAX_NAME_BYTES, NameError, SafeName};
 pub use outgoing::Outgoing;
