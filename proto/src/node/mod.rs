@@ -542,7 +542,7 @@ impl Endpoint for Node {
             self.transfers.poll_timeout(),
         ]
         .into_iter()
-        .chain(self.connectors.values().map(Connector::agent_timeout))
+        .chain(self.connectors.values().map(Connector::clock_timeout))
         .flatten()
         .min()
     }

@@ -344,7 +344,7 @@ impl Node {
                     let ended = self
                         .connectors
                         .get_mut(&connector)
-                        .map(|c| c.end_channel(channel));
+                        .map(|c| c.end_channel(now, channel));
                     if let Some(Some(Err(e))) = ended {
                         bug(&mut self.bugs.channel_end, "end of a channel", &e);
                     }
@@ -538,7 +538,7 @@ impl Node {
                 }
                 match tid {
                     Some(tid) if free && room => {
-                        let Some(accepted) = c.accept_channel(channel) else {
+                        let Some(accepted) = c.accept_channel(now, channel) else {
                             return;
                         };
                         if let Err(e) = accepted {
@@ -559,7 +559,7 @@ impl Node {
                         );
                     }
                     _ => {
-                        if let Some(Err(e)) = c.decline_channel(channel) {
+                        if let Some(Err(e)) = c.decline_channel(now, channel) {
                             bug(&mut self.bugs.channel_answer, "channel refusal", &e);
                         }
                     }
@@ -576,7 +576,7 @@ impl Node {
                     Some((sub, p, g.source.clone(), g.name.clone()))
                 });
                 let Some((sub, p, source, name)) = waiting else {
-                    let ended = self.connectors.get_mut(&id).map(|c| c.end_channel(channel));
+                    let ended = self.connectors.get_mut(&id).map(|c| c.end_channel(now, channel));
                     if let Some(Some(Err(e))) = ended {
                         bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
                     }
@@ -600,6 +600,15 @@ impl Node {
                 if let Some(sub) = self.pending_on(id, channel) {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
+                    }
+                }
+            }
+            MuxEvent::Unanswered { channel } => {
+                // The device never answered the channel we asked for: its transfer cannot
+                // start; the connection stays for what else runs on it.
+                if let Some(sub) = self.pending_on(id, channel) {
+                    if let Some(p) = self.transfers.pending.remove(&sub) {
+                        self.sub_failed(sub, p.group, Status::TimeoutExpired, Reason::Timeout);
                     }
                 }
             }
@@ -633,7 +642,7 @@ impl Node {
     }
 
     /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
-    pub(super) fn open_pending_channels(&mut self, id: u32) {
+    pub(super) fn open_pending_channels(&mut self, now: Instant, id: u32) {
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
@@ -643,7 +652,7 @@ impl Node {
         let device = c.device();
         for (sub, p) in self.transfers.pending.iter_mut() {
             if p.device == device && p.channel.is_none() {
-                match c.open_channel(&format!("{FILE_CHANNEL}{}", sub.0)) {
+                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0)) {
                     Some(Ok(channel)) => p.channel = Some((id, channel)),
                     // Counted, not asserted: see `Bugs::channel_open`.
                     Some(Err(_)) => self.bugs.channel_open += 1,
