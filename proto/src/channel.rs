@@ -246,7 +246,12 @@ impl Mux {
     }
 
     /// Sends bytes on an open channel, cut into units.
-    pub fn send(&mut self, now: Instant, channel: ChannelId, data: &[u8]) -> Result<(), ChannelError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ChannelError> {
         self.handle_timeout(now);
         match self.channels.get(&channel) {
             Some(State::Open {

@@ -368,7 +368,8 @@ fn a_request_the_peer_never_answers_is_given_up_and_its_late_answer_ignored() {
     while let Some(t) = s.poll_transmit() {
         wire.extend_from_slice(&t);
     }
-    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire).expect("well-formed");
+    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
+        .expect("well-formed");
     assert_eq!(events(&mut c), vec![]);
     assert_eq!(c.send(*T0, ch, b"x"), Err(ChannelError::NotOpen(ch)));
 }
@@ -384,6 +385,7 @@ fn an_answer_read_after_the_deadline_is_late_even_without_a_timeout_call() {
         wire.extend_from_slice(&t);
     }
     // The owner never called `handle_timeout`; the bytes are read at the deadline.
-    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire).expect("well-formed");
+    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
+        .expect("well-formed");
     assert_eq!(events(&mut c), vec![MuxEvent::Unanswered { channel: ch }]);
 }

@@ -311,7 +311,6 @@ fn ufrag_of(frame: &[u8]) -> Option<String> {
     name.split(':').next().map(str::to_owned)
 }
 
-
 #[cfg(test)]
 mod tests {
     use core::net::{IpAddr, Ipv4Addr};

@@ -576,7 +576,10 @@ impl Node {
                     Some((sub, p, g.source.clone(), g.name.clone()))
                 });
                 let Some((sub, p, source, name)) = waiting else {
-                    let ended = self.connectors.get_mut(&id).map(|c| c.end_channel(now, channel));
+                    let ended = self
+                        .connectors
+                        .get_mut(&id)
+                        .map(|c| c.end_channel(now, channel));
                     if let Some(Some(Err(e))) = ended {
                         bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
                     }
