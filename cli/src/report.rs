@@ -64,6 +64,25 @@ impl Report {
     }
 
     /// A line for a person, not printed with `--json`.
+    /// A connection to `device` is up on `path`: one line, and the `connected` event
+    /// (`path`: host / srflx / prflx / relay / relay-relay; `class`: direct / relayed; the
+    /// kinds of our and the peer's candidate).
+    pub(crate) fn connected(
+        &self,
+        device: &ferry_proto::tls::DeviceId,
+        path: &ferry_proto::ice::SelectedPath,
+    ) {
+        self.json(serde_json::json!({
+            "event": "connected",
+            "device": device.to_string(),
+            "path": path.name(),
+            "class": path.class(),
+            "local": path.local.as_str(),
+            "remote": path.remote.as_str(),
+        }));
+        self.line(&format!("connected to device {device}: {path}"));
+    }
+
     pub(crate) fn line(&self, text: &str) {
         match self.mode {
             Mode::Json => {}

@@ -585,7 +585,11 @@ fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
 }
 
 /// `listen` and `send` in two processes, with Bob's bytes through a real coturn only
-/// (`--relay-only`): the `--turn` URL reaches the node.
+/// (`--relay-only`): the `--turn` URL reaches the node, and both ends report a relayed
+/// path. Only Bob is relay only: two relay-only devices need relay to relay (RFC 6062
+/// Connect through one's own allocation), which is not there yet. (Both were relay only
+/// here, and met over a direct host connection: relay only still connected from host
+/// addresses.)
 #[test]
 fn listen_and_send_through_a_turn_relay() {
     // Both devices relay through this coturn, so its relay carries traffic both ways at once:
@@ -619,12 +623,26 @@ fn listen_and_send_through_a_turn_relay() {
             &source.to_string_lossy(),
             "--to",
             &bob,
-            "--relay-only",
             "--turn",
             &turn,
         ],
     );
     let received = finish(listener);
+    let said = text(&sent.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("connected to device ") && l.ends_with(": relay (relayed)")),
+        "send reports the relayed path: {said}"
+    );
+    let heard = json_lines(&received.stdout);
+    let connected = events(&heard, "connected");
+    assert!(
+        connected.len() == 1
+            && connected[0]["path"] == "relay"
+            && connected[0]["class"] == "relayed"
+            && connected[0]["local"] == "relay",
+        "listen's connected event names bob's relayed candidate: {connected:?}"
+    );
     assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
     assert_eq!(
         code(received.status),
