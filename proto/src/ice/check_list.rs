@@ -224,15 +224,27 @@ impl CheckList {
     /// The next ordinary check (RFC 8445 §6.1.4.2): the highest-priority Waiting pair, else
     /// the highest-priority Frozen one.
     pub fn next_to_check(&self) -> Option<usize> {
-        let best = |state: &PairState| {
+        self.next_to_check_unless(|_| false)
+    }
+
+    /// [`next_to_check`](Self::next_to_check), leaving the pairs for which `unlikely` holds
+    /// (not expected to succeed) for when no other pair waits: a pacing interval spent on
+    /// them first would delay the pair that works.
+    pub fn next_to_check_unless(&self, unlikely: impl Fn(usize) -> bool) -> Option<usize> {
+        let best = |state: &PairState, want_unlikely: bool| {
             self.pairs
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.origin == Origin::Active && &p.state == state)
+                .filter(|(i, p)| {
+                    p.origin == Origin::Active && &p.state == state && unlikely(*i) == want_unlikely
+                })
                 .max_by(|(i, a), (j, b)| a.priority.cmp(&b.priority).then(j.cmp(i)))
                 .map(|(i, _)| i)
         };
-        best(&PairState::Waiting).or_else(|| best(&PairState::Frozen))
+        best(&PairState::Waiting, false)
+            .or_else(|| best(&PairState::Frozen, false))
+            .or_else(|| best(&PairState::Waiting, true))
+            .or_else(|| best(&PairState::Frozen, true))
     }
 
     /// Unfreezes every Frozen pair with this foundation (a pair of it succeeded).
@@ -248,6 +260,16 @@ impl CheckList {
     /// highest-priority Succeeded pair, once every pair above it has finished — or at
     /// once when `impatient` (the nomination wait is over).
     pub fn nomination_candidate(&self, impatient: bool) -> Option<usize> {
+        self.nomination_candidate_unless(impatient, |_| false)
+    }
+
+    /// [`nomination_candidate`](Self::nomination_candidate), letting no pair for which
+    /// `unlikely` holds (a pair not expected to succeed) hold nomination back.
+    pub fn nomination_candidate_unless(
+        &self,
+        impatient: bool,
+        unlikely: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let (best, pair) = self
             .pairs
             .iter()
@@ -257,7 +279,55 @@ impl CheckList {
         let blocked = self
             .pairs
             .iter()
-            .any(|p| p.priority > pair.priority && !p.state.is_finished());
+            .enumerate()
+            .any(|(i, p)| p.priority > pair.priority && !p.state.is_finished() && !unlikely(i));
         (impatient || !blocked).then_some(best)
+    }
+}
+
+/// Whether `pair` (formed from our `local` and the peer's `remote` candidates) cannot be
+/// expected to succeed: its remote end is a private host address (RFC 1918, RFC 6598 shared,
+/// link-local, IPv6 unique-local) of the peer's network and the two of us are not on one
+/// network, as our public addresses tell: both know theirs (server-reflexive candidates of
+/// that family) and they differ, or all our host addresses of that family are public (the
+/// peer's private network cannot be ours). Such a pair is still checked (a VPN may route
+/// it), but waiting for it would hold nomination back for its whole connect timeout.
+pub(super) fn unlikely(local: &[Candidate], remote: &[Candidate], pair: &Pair) -> bool {
+    if pair.remote.kind != CandidateType::Host || !is_private(pair.remote.addr.ip()) {
+        return false;
+    }
+    let v4 = pair.remote.addr.is_ipv4();
+    let public = |cands: &[Candidate]| -> Vec<std::net::IpAddr> {
+        cands
+            .iter()
+            .filter(|c| c.kind == CandidateType::ServerReflexive && c.addr.is_ipv4() == v4)
+            .map(|c| c.addr.ip())
+            .collect()
+    };
+    let (ours, theirs) = (public(local), public(remote));
+    let apart =
+        !ours.is_empty() && !theirs.is_empty() && !ours.iter().any(|ip| theirs.contains(ip));
+    let hosts: Vec<&Candidate> = local
+        .iter()
+        .filter(|c| c.kind == CandidateType::Host && c.addr.is_ipv4() == v4)
+        .collect();
+    let all_public = !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|c| !is_private(c.addr.ip()) && !c.addr.ip().is_loopback());
+    apart || all_public
+}
+
+/// A private, shared or link-local address: reachable only inside its own network.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
     }
 }
