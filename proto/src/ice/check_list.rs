@@ -297,7 +297,7 @@ pub(super) fn unlikely(local: &[Candidate], remote: &[Candidate], pair: &Pair) -
         return false;
     }
     let v4 = pair.remote.addr.is_ipv4();
-    let public = |cands: &[Candidate]| -> Vec<std::net::IpAddr> {
+    let public = |cands: &[Candidate]| -> Vec<core::net::IpAddr> {
         cands
             .iter()
             .filter(|c| c.kind == CandidateType::ServerReflexive && c.addr.is_ipv4() == v4)
@@ -319,13 +319,13 @@ pub(super) fn unlikely(local: &[Candidate], remote: &[Candidate], pair: &Pair) -
 }
 
 /// A private, shared or link-local address: reachable only inside its own network.
-fn is_private(ip: std::net::IpAddr) -> bool {
+fn is_private(ip: core::net::IpAddr) -> bool {
     match ip {
-        std::net::IpAddr::V4(v4) => {
+        core::net::IpAddr::V4(v4) => {
             let o = v4.octets();
             v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
         }
-        std::net::IpAddr::V6(v6) => {
+        core::net::IpAddr::V6(v6) => {
             let s = v6.segments()[0];
             (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
         }
