@@ -906,6 +906,43 @@ A.A.A.A:YYYY
         assert_eq!(remote.kind, CandidateType::ServerReflexive);
     }
 
+    /// The nomination wait scales with the first valid pair's round trip: a better pair
+    /// that hangs (a public address that drops SYNs) holds the controlling agent back for
+    /// twice that round trip, not for the configured bound (10 s here) nor for the hanging
+    /// pair's 3-s connect timeout.
+    #[test]
+    fn the_nomination_wait_scales_with_the_round_trip() {
+        let t0 = Instant::now();
+        let mut net = Net::new(t0);
+        let mut bob = host("192.0.2.2", 6000);
+        bob.push(passive(CandidateType::ServerReflexive, "203.0.113.2:6000"));
+        let patient = Config {
+            nomination_wait: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let a = net.add(
+            "alice",
+            Agent::new(t0, patient, Role::Controlling, host("192.0.2.1", 5000), 1),
+        );
+        let b = net.add("bob", agent(t0, Role::Controlled, bob, 2));
+        net.routes.insert(addr("203.0.113.2:6000"), Route::To(b));
+        net.routes.insert(addr("192.0.2.2:6000"), Route::Blackhole);
+        net.routes.insert(addr("192.0.2.1:5000"), Route::Blackhole);
+        net.latency = Duration::from_millis(50);
+        net.exchange(a, b);
+        net.run_for(Duration::from_secs(2));
+        let (_, _, remote) = net.selected(a).expect("alice selected before the 3-s timeout");
+        assert_eq!(remote.kind, CandidateType::ServerReflexive);
+        let hanging = net.hosts[a]
+            .agent
+            .check_list()
+            .pairs()
+            .iter()
+            .find(|p| p.remote.addr == addr("192.0.2.2:6000"))
+            .expect("the hanging pair");
+        assert_eq!(hanging.state, PairState::InProgress, "it had not finished");
+    }
+
     #[test]
     fn the_relay_waits_for_a_slower_direct_pair() {
         // The direct pair connects late (slow network), the relay at once: the controlling

@@ -331,3 +331,63 @@ fn is_private(ip: core::net::IpAddr) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ice::TcpType;
+
+    fn cand(kind: CandidateType, tcp: TcpType, addr: &str) -> Candidate {
+        Candidate::tcp(kind, tcp, addr.parse().expect("an address"), 65535)
+    }
+
+    /// Whether the pair from our first active host candidate to `remote_host` is unlikely.
+    fn judge(local: &[Candidate], remote: &[Candidate], remote_host: &str) -> bool {
+        let list = CheckList::form(Role::Controlling, local, remote, 100);
+        let pair = list
+            .pairs()
+            .iter()
+            .find(|p| p.remote.addr == remote_host.parse().expect("an address"))
+            .expect("the pair");
+        unlikely(local, remote, pair)
+    }
+
+    #[test]
+    fn a_private_address_of_another_network_is_unlikely_and_nothing_else_is() {
+        use CandidateType::{Host, ServerReflexive};
+        use TcpType::{Active, Passive};
+        let behind = |host: &str, public: &str| {
+            vec![
+                cand(Host, Active, &format!("{host}:5000")),
+                cand(Host, Passive, &format!("{host}:5000")),
+                cand(ServerReflexive, Passive, &format!("{public}:5000")),
+            ]
+        };
+        let peer = behind("192.168.2.2", "203.0.113.2");
+        // Two NATs, two public addresses: the peer's private address is not ours to reach.
+        assert!(judge(&behind("192.168.1.2", "203.0.113.1"), &peer, "192.168.2.2:5000"));
+        // One NAT (the same public address): the same network, worth waiting for.
+        assert!(!judge(&behind("192.168.2.3", "203.0.113.2"), &peer, "192.168.2.2:5000"));
+        // Its public address is always worth it.
+        assert!(!judge(&behind("192.168.1.2", "203.0.113.1"), &peer, "203.0.113.2:5000"));
+        // We know no public address of ours, and have a private one: we may share a network.
+        let unknown = vec![
+            cand(Host, Active, "192.168.1.2:5000"),
+            cand(Host, Passive, "192.168.1.2:5000"),
+        ];
+        assert!(!judge(&unknown, &peer, "192.168.2.2:5000"));
+        // Every address of ours is public: no private network of the peer's is ours.
+        let public = vec![
+            cand(Host, Active, "198.51.100.7:5000"),
+            cand(Host, Passive, "198.51.100.7:5000"),
+        ];
+        assert!(judge(&public, &peer, "192.168.2.2:5000"));
+        // Shared (RFC 6598), link-local and unique-local addresses are private too.
+        assert!(is_private("100.64.0.1".parse().expect("ip")));
+        assert!(is_private("169.254.1.1".parse().expect("ip")));
+        assert!(is_private("fd00::1".parse().expect("ip")));
+        assert!(is_private("fe80::1".parse().expect("ip")));
+        assert!(!is_private("2001:db8::1".parse().expect("ip")));
+        assert!(!is_private("100.128.0.1".parse().expect("ip")));
+    }
+}
