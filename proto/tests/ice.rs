@@ -931,7 +931,9 @@ A.A.A.A:YYYY
         net.latency = Duration::from_millis(50);
         net.exchange(a, b);
         net.run_for(Duration::from_secs(2));
-        let (_, _, remote) = net.selected(a).expect("alice selected before the 3-s timeout");
+        let (_, _, remote) = net
+            .selected(a)
+            .expect("alice selected before the 3-s timeout");
         assert_eq!(remote.kind, CandidateType::ServerReflexive);
         let hanging = net.hosts[a]
             .agent

@@ -365,11 +365,23 @@ mod tests {
         };
         let peer = behind("192.168.2.2", "203.0.113.2");
         // Two NATs, two public addresses: the peer's private address is not ours to reach.
-        assert!(judge(&behind("192.168.1.2", "203.0.113.1"), &peer, "192.168.2.2:5000"));
+        assert!(judge(
+            &behind("192.168.1.2", "203.0.113.1"),
+            &peer,
+            "192.168.2.2:5000"
+        ));
         // One NAT (the same public address): the same network, worth waiting for.
-        assert!(!judge(&behind("192.168.2.3", "203.0.113.2"), &peer, "192.168.2.2:5000"));
+        assert!(!judge(
+            &behind("192.168.2.3", "203.0.113.2"),
+            &peer,
+            "192.168.2.2:5000"
+        ));
         // Its public address is always worth it.
-        assert!(!judge(&behind("192.168.1.2", "203.0.113.1"), &peer, "203.0.113.2:5000"));
+        assert!(!judge(
+            &behind("192.168.1.2", "203.0.113.1"),
+            &peer,
+            "203.0.113.2:5000"
+        ));
         // We know no public address of ours, and have a private one: we may share a network.
         let unknown = vec![
             cand(Host, Active, "192.168.1.2:5000"),
