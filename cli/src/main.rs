@@ -178,7 +178,7 @@ struct NetArgs {
     #[arg(long, env = "FERRY_DHT", value_name = "URL")]
     dht: Option<String>,
     /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r (an IPv6
-    /// server, turn://user:pass@[addr]:port, relays over IPv6); may be repeated.
+    /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated.
     #[arg(long, env = "FERRY_TURN", value_name = "URL")]
     turn: Vec<String>,
     /// A STUN server (TCP), to learn this machine's public address without a relay:
