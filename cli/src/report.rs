@@ -80,7 +80,10 @@ impl Report {
             "local": path.local.as_str(),
             "remote": path.remote.as_str(),
         }));
-        self.line(&format!("connected to device {device}: {path}"));
+        // The short form the other lines use for a device.
+        let id = device.to_string();
+        let short = id.get(..12).unwrap_or(&id);
+        self.line(&format!("connected to device {short}: {path}"));
     }
 
     pub(crate) fn line(&self, text: &str) {
