@@ -252,3 +252,19 @@ fn none_none_relay_only_listener_relayed() {
         Path_::Relayed,
     );
 }
+
+/// A cone NAT on one side, a symmetric one on the other, TURN on both: the table asks
+/// for a direct path where the cone side can be reached, else the relay. Through a
+/// port-restricted cone, the symmetric side's connection comes from a port the cone side
+/// never sent to and is filtered, so the relay usually carries it; either way the file
+/// arrives, and both ends name the path the counters saw.
+#[test]
+fn cone_symmetric_turn_both_connects() {
+    row(
+        "cy",
+        Nat::Cone,
+        Nat::Symmetric,
+        Servers::TurnBoth,
+        Path_::Either,
+    );
+}
