@@ -359,6 +359,7 @@ pub(crate) async fn run(
                             o.verified = true;
                         }
                     }
+                    Event::Connected { device, path } => report.connected(&device, &path),
                     Event::PeerUnreachable { device, .. } => {
                         for o in offers.values_mut().filter(|o| o.device == Some(device)) {
                             o.peer_gone = true;

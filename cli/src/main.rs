@@ -177,9 +177,10 @@ struct NetArgs {
     /// file:PATH for a folder. Default: a folder shared by every ferry of this user here.
     #[arg(long, env = "FERRY_DHT", value_name = "URL")]
     dht: Option<String>,
-    /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r
+    /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r (an IPv6
+    /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated.
     #[arg(long, env = "FERRY_TURN", value_name = "URL")]
-    turn: Option<String>,
+    turn: Vec<String>,
     /// A STUN server (TCP), to learn this machine's public address without a relay:
     /// HOST:PORT; may be repeated. A --turn server serves as one too.
     #[arg(long, value_name = "HOST:PORT")]
@@ -193,8 +194,12 @@ impl NetArgs {
     /// The options: flags and environment first, then `config.json`.
     fn options(&self, settings: &home::Settings) -> Result<session::NetOptions, Failure> {
         let dht = self.dht.as_deref().or(settings.dht.as_deref());
-        let turn = self.turn.as_deref().or(settings.turn.as_deref());
-        if self.relay_only && turn.is_none() {
+        let turn: Vec<&str> = if self.turn.is_empty() {
+            settings.turn.as_deref().into_iter().collect()
+        } else {
+            self.turn.iter().map(String::as_str).collect()
+        };
+        if self.relay_only && turn.is_empty() {
             return Err(Failure::Usage(
                 "--relay-only needs a TURN server (--turn)".to_owned(),
             ));
@@ -206,7 +211,10 @@ impl NetArgs {
         };
         Ok(session::NetOptions {
             dht: session::parse_dht(dht)?,
-            turn: turn.map(session::parse_turn).transpose()?,
+            turn: turn
+                .into_iter()
+                .map(session::parse_turn)
+                .collect::<Result<_, _>>()?,
             stun: stun
                 .iter()
                 .map(|s| session::parse_stun(s))

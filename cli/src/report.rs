@@ -64,6 +64,28 @@ impl Report {
     }
 
     /// A line for a person, not printed with `--json`.
+    /// A connection to `device` is up on `path`: one line, and the `connected` event
+    /// (`path`: host / srflx / prflx / relay / relay-relay; `class`: direct / relayed; the
+    /// kinds of our and the peer's candidate).
+    pub(crate) fn connected(
+        &self,
+        device: &ferry_proto::tls::DeviceId,
+        path: &ferry_proto::ice::SelectedPath,
+    ) {
+        self.json(serde_json::json!({
+            "event": "connected",
+            "device": device.to_string(),
+            "path": path.name(),
+            "class": path.class(),
+            "local": path.local.as_str(),
+            "remote": path.remote.as_str(),
+        }));
+        // The short form the other lines use for a device.
+        let id = device.to_string();
+        let short = id.get(..12).unwrap_or(&id);
+        self.line(&format!("connected to device {short}: {path}"));
+    }
+
     pub(crate) fn line(&self, text: &str) {
         match self.mode {
             Mode::Json => {}

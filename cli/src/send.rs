@@ -184,6 +184,7 @@ pub(crate) async fn run(
                             unknown = true;
                         }
                     }
+                    Event::Connected { device, path } => report.connected(&device, &path),
                     Event::IncomingTransfer { transfer, .. } => {
                         // `send` takes no files.
                         let _ = session.handle.command(move |node, now| {

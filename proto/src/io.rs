@@ -469,6 +469,14 @@ pub enum Event {
         /// The device.
         device: crate::tls::DeviceId,
     },
+    /// A connection to (or from) a device is up (ICE selected a pair, TLS verified the
+    /// device): which path carries it. Once per connection.
+    Connected {
+        /// The device.
+        device: crate::tls::DeviceId,
+        /// The selected pair's kinds: host, server- or peer-reflexive, relayed.
+        path: crate::ice::SelectedPath,
+    },
     /// A connection to (or from) a device failed: the stage and why. Transfers waiting on it
     /// hear it too, as [`Status`](Event::Status) `unjoinable_peer`.
     PeerUnreachable {

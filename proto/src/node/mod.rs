@@ -168,7 +168,14 @@ impl Node {
             out: VecDeque::new(),
             config,
         };
-        for (n, ip) in node.config.local_ips.iter().enumerate() {
+        // Relay only listens nowhere: the peer's only way in is our relayed address, and
+        // nothing of ours connects from a local address either (no host candidates).
+        let listen_on = if node.config.relay_only {
+            Vec::new()
+        } else {
+            node.config.local_ips.clone()
+        };
+        for (n, ip) in listen_on.iter().enumerate() {
             let listener = ListenerId(n as u32 + 1);
             node.listeners.insert(listener, (*ip, None));
             node.listeners_pending += 1;

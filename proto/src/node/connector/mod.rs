@@ -180,6 +180,8 @@ pub(super) struct Connector {
     links: BTreeMap<ConnId, Link>,
     next_relay_in: u32,
     selected: Option<ConnId>,
+    /// The kinds of the selected pair's candidates, once selected.
+    path: Option<ice::SelectedPath>,
     tls: Option<TlsSession>,
     mux: Option<Mux>,
     /// Bytes written to the selected link, and acknowledged by it.
@@ -214,6 +216,7 @@ impl Connector {
             links: BTreeMap::new(),
             next_relay_in: 0,
             selected: None,
+            path: None,
             tls: None,
             mux: None,
             wire_sent: 0,
@@ -313,6 +316,11 @@ impl Connector {
     /// Who to put a new request to, for a new connector to this device.
     pub(super) fn recipient(&self) -> Recipient {
         self.recipient
+    }
+
+    /// The path ICE selected, once it did.
+    pub(super) fn path(&self) -> Option<ice::SelectedPath> {
+        self.path
     }
 
     /// The link of the selected pair.

@@ -153,7 +153,15 @@ impl Connector {
                     tls.handle_input(now, tls::Input::Received(data));
                 }
             }
-            ice::Output::Event(ice::Event::Selected { conn, .. }) => {
+            ice::Output::Event(ice::Event::Selected {
+                conn,
+                local,
+                remote,
+            }) => {
+                self.path = Some(ice::SelectedPath {
+                    local: local.kind,
+                    remote: remote.kind,
+                });
                 self.start_tls(now, conn, config)
             }
             ice::Output::Event(ice::Event::Failed { reason, pairs }) => {
