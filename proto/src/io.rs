@@ -132,11 +132,17 @@ pub enum FileOp {
     OpenPartial {
         /// The name the core gives this file.
         file: FileId,
-        /// The final name; the driver derives the partial name from it.
+        /// The final name, given at the commit (the partial data is not named after it).
         name: crate::transfer::SafeName,
         /// The size of the whole file: an existing partial file longer than this is
         /// truncated to zero (it cannot be a prefix of this file).
         size: u64,
+        /// Whose partial data this is: the driver keeps and finds it by this key alone.
+        key: crate::transfer::PartialKey,
+        /// Whether a prefix held under `key` may be kept. `false` for a peer that sends no
+        /// digest to check a prefix against (Jami's raw form): what is held is emptied and
+        /// the file starts at 0.
+        resume: bool,
     },
     /// Read `len` bytes at `offset`; answered by [`FileResult::Data`].
     Read {

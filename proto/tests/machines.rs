@@ -7,7 +7,8 @@ use ferry_proto::io::{Event, FileError, FileId, FileOp, FileResult};
 use ferry_proto::transfer::frame::{CancelCode, Frame};
 use ferry_proto::transfer::header::Header;
 use ferry_proto::transfer::{
-    Digest, Form, Incoming, Input, Outgoing, Output, Reason, Status, TransferId, WRITE_WINDOW,
+    Digest, Form, Incoming, Input, Outgoing, Output, PartialKey, Reason, Status, TransferId,
+    WRITE_WINDOW,
 };
 
 const T: TransferId = TransferId(9);
@@ -225,6 +226,49 @@ fn a_raw_form_offset_within_what_is_held_is_honoured() {
         &outs,
         |op| matches!(op, FileOp::Write { offset: 40, data, .. } if data.len() == 60)
     ));
+}
+
+/// Partial data is asked for by (sender account, transfer id), never by the offered name,
+/// and only a framed-form peer (whose END carries a digest) may resume into what is held.
+#[test]
+fn the_partial_is_asked_for_by_sender_and_id_and_a_raw_peer_never_resumes() {
+    let now = Instant::now();
+    let sender = ferry_proto::tls::AccountId([0x5a; 20]);
+    for (ext, resumes) in [(true, true), (false, false)] {
+        let mut m = Incoming::new(T, F, Form::Framed).with_sender(sender);
+        m.handle_input(now, Input::Received(header(100, 0, ext)))
+            .expect("ok");
+        drain_in(&mut m);
+        m.accept(now).expect("ok");
+        let outs = drain_in(&mut m);
+        let want = PartialKey {
+            sender: Some(sender),
+            transfer: T,
+        };
+        assert!(
+            has_file_op(&outs, |op| matches!(
+                op,
+                FileOp::OpenPartial { key, resume, .. } if *key == want && *resume == resumes
+            )),
+            "framed: {ext}: {outs:?}"
+        );
+    }
+    // A bare stream's receiver knows no sender.
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(100, 0, true)))
+        .expect("ok");
+    m.accept(now).expect("ok");
+    let outs = drain_in(&mut m);
+    assert!(has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::OpenPartial {
+            key: PartialKey {
+                sender: None,
+                transfer: T
+            },
+            ..
+        }
+    )));
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub struct Host {
     pub events: Vec<(Duration, Event)>,
     /// Files under their final names.
     pub finals: BTreeMap<String, Vec<u8>>,
-    /// Partial files by final name.
+    /// Partial files by [`PartialKey`](ferry_proto::transfer::PartialKey) (its text).
     pub partials: BTreeMap<String, Vec<u8>>,
     open: BTreeMap<u64, OpenFile>,
     next_accepted: u32,
@@ -46,6 +46,9 @@ enum OpenFile {
         digest: Box<StreamDigest>,
     },
     Partial {
+        /// The [`PartialKey`](ferry_proto::transfer::PartialKey)'s text: where its bytes are.
+        key: String,
+        /// The final name.
         name: String,
     },
 }
@@ -434,8 +437,8 @@ impl Lan {
                         digest: d.finish(),
                     }
                 }
-                Some(OpenFile::Partial { name }) => {
-                    let data = host.partials.get(name).cloned().unwrap_or_default();
+                Some(OpenFile::Partial { key, .. }) => {
+                    let data = host.partials.get(key).cloned().unwrap_or_default();
                     FileResult::Digest {
                         file,
                         digest: Digest::of(&data[..(len as usize).min(data.len())]),
@@ -446,24 +449,30 @@ impl Lan {
                     error: ferry_proto::io::FileError::NotFound,
                 },
             },
-            FileOp::OpenPartial { file, name, size } => {
-                let name = name.to_string();
-                let p = host.partials.entry(name.clone()).or_default();
-                if p.len() as u64 > size {
+            FileOp::OpenPartial {
+                file,
+                name,
+                size,
+                key,
+                resume,
+            } => {
+                let (key, name) = (key.to_string(), name.to_string());
+                let p = host.partials.entry(key.clone()).or_default();
+                if p.len() as u64 > size || !resume {
                     p.clear();
                 }
                 let len = p.len() as u64;
-                host.open.insert(file.0, OpenFile::Partial { name });
+                host.open.insert(file.0, OpenFile::Partial { key, name });
                 FileResult::Opened { file, len }
             }
             FileOp::Write { file, offset, data } => {
-                let Some(OpenFile::Partial { name }) = host.open.get(&file.0) else {
+                let Some(OpenFile::Partial { key, .. }) = host.open.get(&file.0) else {
                     return FileResult::Failed {
                         file,
                         error: ferry_proto::io::FileError::NotFound,
                     };
                 };
-                let p = host.partials.entry(name.clone()).or_default();
+                let p = host.partials.entry(key.clone()).or_default();
                 let end = offset as usize + data.len();
                 if p.len() < end {
                     p.resize(end, 0);
@@ -476,13 +485,13 @@ impl Lan {
                 }
             }
             FileOp::Commit { file } => {
-                let Some(OpenFile::Partial { name }) = host.open.remove(&file.0) else {
+                let Some(OpenFile::Partial { key, name }) = host.open.remove(&file.0) else {
                     return FileResult::Failed {
                         file,
                         error: ferry_proto::io::FileError::NotFound,
                     };
                 };
-                let data = host.partials.remove(&name).unwrap_or_default();
+                let data = host.partials.remove(&key).unwrap_or_default();
                 let mut final_name = name.clone();
                 let mut n = 1;
                 while host.finals.contains_key(&final_name) {
@@ -496,8 +505,8 @@ impl Lan {
                 }
             }
             FileOp::Discard { file } => {
-                if let Some(OpenFile::Partial { name }) = host.open.remove(&file.0) {
-                    host.partials.remove(&name);
+                if let Some(OpenFile::Partial { key, .. }) = host.open.remove(&file.0) {
+                    host.partials.remove(&key);
                 }
                 FileResult::Closed { file }
             }

@@ -5,7 +5,8 @@
 //! on a thread of its own, so that reading, writing and above all hashing never wait behind
 //! (or hold up) the event loop that runs TLS.
 //!
-//! - A partial file is `<name>.ferry-part` in the private folder inside the receive folder,
+//! - A partial file is `<sender account>-<transfer id>.ferry-part` ([`PartialKey`]) in the
+//!   private folder inside the receive folder, never named after the offered name,
 //!   opened and checked as [`ReceiveFolder`] says (no symlink followed, a regular file of this
 //!   user with one link, mode 0600, free space checked); only [`FileOp::Commit`] gives it its
 //!   final name, after an fsync, by a hard link from its open descriptor that fails rather than
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use ferry_proto::io::{FileId, FileOp, FileResult};
-use ferry_proto::transfer::{SafeName, StreamDigest};
+use ferry_proto::transfer::{PartialKey, SafeName, StreamDigest};
 
 use crate::receive_folder::ReceiveFolder;
 use failure::Failure;
@@ -90,10 +91,10 @@ impl FileService {
         &self.folder
     }
 
-    /// The path of the partial file for a file that will be called `name` (inside the
-    /// private folder [`PRIVATE_FOLDER`](crate::receive_folder::PRIVATE_FOLDER), mode 0700).
-    pub fn partial_path(&self, name: &SafeName) -> PathBuf {
-        ReceiveFolder::partial_path(&self.folder, &partial_name(name.as_str()))
+    /// The path of the partial file kept under `key` (inside the private folder
+    /// [`PRIVATE_FOLDER`](crate::receive_folder::PRIVATE_FOLDER), mode 0700).
+    pub fn partial_path(&self, key: &PartialKey) -> PathBuf {
+        ReceiveFolder::partial_path(&self.folder, &partial_name(key))
     }
 
     /// Carries out one operation.
@@ -101,7 +102,13 @@ impl FileService {
         let file = op.file();
         let result = match op {
             FileOp::OpenSource { source, .. } => self.open_source(file, Path::new(&source)),
-            FileOp::OpenPartial { name, size, .. } => self.open_partial(file, name, size),
+            FileOp::OpenPartial {
+                name,
+                size,
+                key,
+                resume,
+                ..
+            } => self.open_partial(file, name, size, &key, resume),
             FileOp::Read { offset, len, .. } => self.read(file, offset, len),
             FileOp::Write { offset, data, .. } => self.write(file, offset, data),
             FileOp::Digest { len, .. } => self.digest(file, len),
@@ -136,9 +143,11 @@ impl FileService {
         file: FileId,
         name: SafeName,
         size: u64,
+        key: &PartialKey,
+        resume: bool,
     ) -> Result<FileResult, Failure> {
         self.check_free(file)?;
-        let key = partial_name(name.as_str());
+        let key = partial_name(key);
         if self
             .open
             .values()
@@ -147,7 +156,7 @@ impl FileService {
             return Err(Failure::Busy);
         }
         let folder = ReceiveFolder::open(&self.folder)?;
-        let (handle, len) = folder.open_partial(&key, size)?;
+        let (handle, len) = folder.open_partial(&key, size, resume)?;
         // Hash the prefix now, once: the writes that follow start where it ends.
         let mut digest = StreamDigest::new();
         hash_from_disk(&handle, &mut digest, len)?;

@@ -170,8 +170,14 @@ impl ReceiveFolder {
 
     /// Opens (or creates, mode 0600) the partial file `key` for a file of `size` bytes, and
     /// checks that the rest fits in the free space. Returns the file and the length of the
-    /// prefix it holds (zero when what was there is longer than `size`: it cannot be a prefix).
-    pub fn open_partial(&self, key: &str, size: u64) -> Result<(File, u64), FolderError> {
+    /// prefix it holds: zero when what was there is longer than `size` (it cannot be a
+    /// prefix) or when `resume` is false (a peer whose bytes no digest will check).
+    pub fn open_partial(
+        &self,
+        key: &str,
+        size: u64,
+        resume: bool,
+    ) -> Result<(File, u64), FolderError> {
         let flags = OFlags::RDWR
             | OFlags::CREATE
             | OFlags::NOFOLLOW
@@ -188,7 +194,7 @@ impl ReceiveFolder {
         check_regular(&fd, key)?;
         let file = File::from(fd);
         let mut held = file.metadata()?.len();
-        if held > size {
+        if held > size || (held > 0 && !resume) {
             file.set_len(0)?;
             held = 0;
         }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use ferry_driver::FileService;
 use ferry_driver::receive_folder::PRIVATE_FOLDER;
 use ferry_proto::io::{FileId, FileOp, FileResult};
-use ferry_proto::transfer::{Digest, SafeName};
+use ferry_proto::transfer::{Digest, PartialKey, SafeName, TransferId};
 
 const NOBODY: u32 = 65534;
 /// Set in the child run as `nobody`, so that it does not try to start another one.
@@ -140,6 +140,12 @@ fn make_private(dir: &Path) -> PathBuf {
     private
 }
 
+/// The key of the partial data [`open`] opens.
+const KEY: PartialKey = PartialKey {
+    sender: None,
+    transfer: TransferId(1),
+};
+
 /// Asks to open the partial file for `file_name`; the error's words when refused.
 fn open(service: &mut FileService, file_name: &str, size: u64) -> Result<u64, String> {
     let file = FileId(1);
@@ -147,6 +153,8 @@ fn open(service: &mut FileService, file_name: &str, size: u64) -> Result<u64, St
         file,
         name: name(file_name),
         size,
+        key: KEY,
+        resume: true,
     }) {
         FileResult::Opened { len, .. } => Ok(len),
         FileResult::Failed { error, .. } => Err(error.to_string()),
@@ -168,6 +176,11 @@ fn receive(service: &mut FileService, file_name: &str, content: &[u8]) -> String
         file,
         name: name(file_name),
         size: content.len() as u64,
+        key: PartialKey {
+            sender: None,
+            transfer: TransferId(7),
+        },
+        resume: true,
     });
     assert_eq!(opened, FileResult::Opened { file, len: 0 });
     let data = Bytes::copy_from_slice(content);
@@ -215,7 +228,7 @@ fn hostile_cases() {
     // SECURITY: row 114
     let (dir, mut service) = receive_folder();
     let private = make_private(dir.path());
-    let partial = service.partial_path(&name("a.bin"));
+    let partial = service.partial_path(&KEY);
     assert_eq!(partial.parent(), Some(private.as_path()));
     std::os::unix::fs::symlink(outside.victim(), &partial).expect("symlink");
     refused(
@@ -297,7 +310,7 @@ fn hostile_cases() {
         );
         let (dir, mut service) = receive_folder();
         make_private(dir.path());
-        let partial = service.partial_path(&name("a.bin"));
+        let partial = service.partial_path(&KEY);
         fs::write(&partial, b"planted").expect("partial");
         std::os::unix::fs::chown(&partial, Some(NOBODY), Some(NOBODY)).expect("chown");
         refused(

@@ -13,8 +13,10 @@
 //! leaves unanswered for [`DECISION_TIMEOUT`](super::DECISION_TIMEOUT), end the transfer
 //! `timeout_expired` (the second with `NGO`, so the sender hears it).
 //!
-//! The partial file keeps what arrived when the peer cancels or the stream breaks, so a later
-//! transfer of the same file resumes from it; it is deleted when the local user cancels, when
+//! The partial file is keyed by the sender's account and the transfer's id ([`PartialKey`]),
+//! never by the offered name. It keeps what arrived when the peer cancels or the stream
+//! breaks, so the same sender re-sending under the same id resumes from it (the framed form
+//! only: a raw-form peer sends no digest, so it never resumes into kept data); it is deleted when the local user cancels, when
 //! the digest does not match, or when the peer sends more than it announced.
 
 use std::collections::VecDeque;
@@ -26,12 +28,13 @@ use super::frame::{CancelCode, Frame, FrameDecoder};
 use super::header::{EXTENSION_VERSION, Header, HeaderParser};
 use super::reply::Reply;
 use super::{
-    DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, Reason, SafeName, Status, Timer,
-    TransferId, WRITE_WINDOW,
+    DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, PartialKey, Reason, SafeName, Status,
+    Timer, TransferId, WRITE_WINDOW,
 };
 use crate::Error;
 use crate::io::{Event, FileId, FileOp, FileResult};
 use crate::timer::Timers;
+use crate::tls::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -66,6 +69,9 @@ pub struct Incoming {
     id: TransferId,
     file: FileId,
     form: Form,
+    /// The sender's account, when the owner knows it (see [`PartialKey`]); boxed, as the
+    /// machine is large enough already.
+    sender: Option<Box<AccountId>>,
     state: State,
     parser: HeaderParser,
     header: Option<Header>,
@@ -98,6 +104,7 @@ impl Incoming {
             id,
             file,
             form,
+            sender: None,
             state: State::WaitHeader,
             parser: HeaderParser::new(),
             header: None,
@@ -123,6 +130,14 @@ impl Incoming {
     /// opens streams and says nothing holds them for no longer.
     pub fn with_header_deadline(mut self, at: Instant) -> Incoming {
         self.timers.set(Timer::Header, at);
+        self
+    }
+
+    /// The sender is `account` (the owner took it from the pinned TLS session): its partial
+    /// data is kept apart from every other peer's, under ([`PartialKey`]) its account and the
+    /// transfer's id.
+    pub fn with_sender(mut self, account: AccountId) -> Incoming {
+        self.sender = Some(Box::new(account));
         self
     }
 
@@ -178,6 +193,13 @@ impl Incoming {
             file: self.file,
             name,
             size: header.content_length,
+            key: PartialKey {
+                sender: self.sender.as_deref().copied(),
+                transfer: self.id,
+            },
+            // Only the framed form ends with a digest, so only there can a kept prefix be
+            // checked: a raw-form peer starts at 0, whatever is held under its key.
+            resume: self.framed,
         }));
         Ok(())
     }

@@ -1,23 +1,15 @@
-//! The names the file service gives files: a partial file's name in the private folder, and
-//! the variants tried for a final name (`name (1).ext`, …).
+//! The names the file service gives files: a partial file's name in the private folder (from
+//! its [`PartialKey`], never from the offered name), and the variants tried for a final name (`name (1).ext`, …).
 
-use ferry_proto::transfer::{Digest, MAX_NAME_BYTES};
+use ferry_proto::transfer::PartialKey;
 
 /// What the name of a partial file ends with.
 pub const PARTIAL_SUFFIX: &str = ".ferry-part";
 
-/// The partial file's name for `name`: `name.ferry-part`, shortened (with a hash of the whole
-/// name, so two long names stay apart) when that would pass the file-name limit.
-pub(super) fn partial_name(name: &str) -> String {
-    if name.len() + PARTIAL_SUFFIX.len() <= MAX_NAME_BYTES {
-        return format!("{name}{PARTIAL_SUFFIX}");
-    }
-    let tag = &Digest::of(name.as_bytes()).short();
-    let mut end = MAX_NAME_BYTES - PARTIAL_SUFFIX.len() - tag.len() - 1;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}-{tag}{PARTIAL_SUFFIX}", &name[..end])
+/// The partial file's name for `key`: `<account>-<transfer id>.ferry-part` (68 bytes at
+/// most), of a fixed form no offered name decides.
+pub(super) fn partial_name(key: &PartialKey) -> String {
+    format!("{key}{PARTIAL_SUFFIX}")
 }
 
 /// The names tried for a file called `name`: itself, then `stem (n).ext`. A name that looks

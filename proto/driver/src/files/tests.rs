@@ -4,14 +4,14 @@ use std::fs;
 use std::sync::mpsc;
 
 use ferry_proto::io::FileError;
-use ferry_proto::transfer::{Digest, MAX_NAME_BYTES};
+use ferry_proto::transfer::{Digest, TransferId};
 
 use super::*;
 
-/// Puts `bytes` where the partial file for `file_name` goes, as an earlier transfer would
+/// Puts `bytes` where the partial file of transfer `id` goes, as an earlier transfer would
 /// have left them (the private folder made as Ferry makes it).
-fn plant(service: &FileService, file_name: &str, bytes: &[u8]) {
-    let path = service.partial_path(&name(file_name));
+fn plant(service: &FileService, id: u64, bytes: &[u8]) {
+    let path = service.partial_path(&key(id));
     let private = path.parent().expect("private folder");
     #[cfg(unix)]
     {
@@ -19,6 +19,14 @@ fn plant(service: &FileService, file_name: &str, bytes: &[u8]) {
         let _ = fs::DirBuilder::new().mode(0o700).create(private);
     }
     fs::write(path, bytes).expect("partial");
+}
+
+/// The key of transfer `id` from an unknown sender.
+fn key(id: u64) -> PartialKey {
+    PartialKey {
+        sender: None,
+        transfer: TransferId(id),
+    }
 }
 
 fn name(s: &str) -> SafeName {
@@ -39,6 +47,8 @@ fn receive(service: &mut FileService, id: u64, file_name: &str, content: &[u8]) 
         file,
         name: name(file_name),
         size,
+        key: key(id),
+        resume: true,
     });
     let FileResult::Opened { len: start, .. } = opened else {
         panic!("{opened:?}");
@@ -113,12 +123,14 @@ fn a_resume_hashes_the_prefix_once_and_the_digest_matches() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path());
     let content = data(100_000, 3);
-    plant(&service, "big.bin", &content[..40_000]);
+    plant(&service, 9, &content[..40_000]);
     let file = FileId(9);
     let opened = service.perform(FileOp::OpenPartial {
         file,
         name: name("big.bin"),
         size: content.len() as u64,
+        key: key(9),
+        resume: true,
     });
     assert_eq!(opened, FileResult::Opened { file, len: 40_000 });
     // The prefix is hashed already: the writes that follow extend it.
@@ -151,7 +163,7 @@ fn a_resume_hashes_the_prefix_once_and_the_digest_matches() {
 fn a_partial_longer_than_the_file_starts_over() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path());
-    plant(&service, "a.txt", &data(500, 4));
+    plant(&service, 1, &data(500, 4));
     let content = data(100, 5);
     let got = receive(&mut service, 1, "a.txt", &content);
     assert!(matches!(got, FileResult::Committed { .. }), "{got:?}");
@@ -162,13 +174,15 @@ fn a_partial_longer_than_the_file_starts_over() {
 fn discard_deletes_the_partial_and_close_keeps_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path());
-    let partial = service.partial_path(&name("x.bin"));
+    let partial = service.partial_path(&key(5));
     for (id, op_keeps) in [(1, true), (2, false)] {
         let file = FileId(id);
         service.perform(FileOp::OpenPartial {
             file,
             name: name("x.bin"),
             size: 10,
+            key: key(5),
+            resume: true,
         });
         let data = Bytes::from_static(b"abc");
         service.perform(FileOp::Write {
@@ -289,12 +303,16 @@ fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
         file,
         name: name("same"),
         size: 1,
+        key: key(1),
+        resume: true,
     });
     let second = FileId(2);
     let busy = service.perform(FileOp::OpenPartial {
         file: second,
         name: name("same"),
         size: 1,
+        key: key(1),
+        resume: true,
     });
     assert!(
         matches!(
@@ -322,8 +340,8 @@ fn a_symlink_at_the_partial_path_is_refused_not_followed() {
     let outside = tempfile::tempdir().expect("temp dir");
     let target = outside.path().join("victim");
     fs::write(&target, b"keep").expect("victim");
-    plant(&service, "f.bin", b"");
-    let partial = service.partial_path(&name("f.bin"));
+    plant(&service, 1, b"");
+    let partial = service.partial_path(&key(1));
     fs::remove_file(&partial).expect("remove");
     #[cfg(unix)]
     std::os::unix::fs::symlink(&target, &partial).expect("symlink");
@@ -332,6 +350,8 @@ fn a_symlink_at_the_partial_path_is_refused_not_followed() {
         file,
         name: name("f.bin"),
         size: 10,
+        key: key(1),
+        resume: true,
     });
     let FileResult::Failed {
         error: FileError::Other(why),
@@ -346,11 +366,19 @@ fn a_symlink_at_the_partial_path_is_refused_not_followed() {
 
 #[test]
 fn names_of_partial_and_committed_files() {
-    assert_eq!(partial_name("a.txt"), "a.txt.ferry-part");
-    let long = "x".repeat(MAX_NAME_BYTES);
-    let partial = partial_name(&long);
-    assert!(partial.len() <= MAX_NAME_BYTES && partial.ends_with(PARTIAL_SUFFIX));
-    assert_ne!(partial, partial_name(&"x".repeat(MAX_NAME_BYTES - 1)));
+    assert_eq!(
+        partial_name(&key(0x1234)),
+        "anonymous-0000000000001234.ferry-part"
+    );
+    let account = ferry_proto::tls::AccountId([0xab; 20]);
+    let from = PartialKey {
+        sender: Some(account),
+        transfer: TransferId(u64::MAX),
+    };
+    assert_eq!(
+        partial_name(&from),
+        format!("{}-ffffffffffffffff.ferry-part", "ab".repeat(20))
+    );
     assert_eq!(variant("archive.tar.gz", 2), "archive.tar (2).gz");
     assert_eq!(variant("README", 1), "README (1)");
     // SECURITY: row 103
@@ -370,6 +398,8 @@ fn the_thread_answers_in_order() {
         file,
         name: name("t"),
         size: 3,
+        key: key(1),
+        resume: true,
     });
     thread.submit(FileOp::Write {
         file,
@@ -392,5 +422,51 @@ fn the_thread_answers_in_order() {
                 name: "t".into()
             },
         ]
+    );
+}
+
+#[test]
+fn two_transfers_of_one_name_keep_apart_and_a_raw_form_open_starts_at_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut service = FileService::new(dir.path());
+    let content = data(10_000, 9);
+    plant(&service, 1, &content[..4000]);
+    let open = |service: &mut FileService, file, id, resume| {
+        service.perform(FileOp::OpenPartial {
+            file: FileId(file),
+            name: name("same.bin"),
+            size: 10_000,
+            key: key(id),
+            resume,
+        })
+    };
+    // Another transfer offering the same name neither sees nor touches the first's prefix.
+    let other = open(&mut service, 1, 2, true);
+    assert_eq!(
+        other,
+        FileResult::Opened {
+            file: FileId(1),
+            len: 0
+        }
+    );
+    service.perform(FileOp::Discard { file: FileId(1) });
+    assert_eq!(
+        fs::read(service.partial_path(&key(1))).expect("kept"),
+        &content[..4000]
+    );
+    // The same key opened for a peer whose bytes no digest checks: emptied, from 0.
+    let raw = open(&mut service, 2, 1, false);
+    assert_eq!(
+        raw,
+        FileResult::Opened {
+            file: FileId(2),
+            len: 0
+        }
+    );
+    assert_eq!(
+        fs::metadata(service.partial_path(&key(1)))
+            .expect("kept")
+            .len(),
+        0
     );
 }
