@@ -35,7 +35,8 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
             Failure::Unreachable(format!("{who}: no answer in time"))
         }
         (_, Some(Reason::ConnectionLost)) => Failure::Unreachable(format!(
-            "{who}: the connection was lost (the partial file is kept, to resume)"
+            "{who}: the connection was lost; what arrived is kept: run the same `ferry send` \
+             again to resume from it"
         )),
         (Status::UnjoinablePeer, _) => Failure::Unreachable(format!("{who}: could not connect")),
         (status, Some(reason)) => Failure::Internal(format!("{who}: {status}: {reason}")),

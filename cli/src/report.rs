@@ -23,6 +23,8 @@ struct Line {
     bar: ProgressBar,
     /// The last quarter printed (plain lines) or percent printed (JSON).
     last_step: Option<u64>,
+    /// Whether any progress came yet: a first one past 0 is a resume, said once.
+    moved: bool,
 }
 
 /// The output of one command.
@@ -107,6 +109,7 @@ impl Report {
                 label,
                 bar,
                 last_step: None,
+                moved: false,
             },
         );
     }
@@ -119,6 +122,15 @@ impl Report {
         };
         line.bar.set_length(total);
         line.bar.set_position(done);
+        if !std::mem::replace(&mut line.moved, true) && done > 0 && done < total {
+            // The receiver kept this much from an earlier try: only the rest crosses.
+            let label = line.label.clone();
+            self.resuming(transfer, &label, done, total);
+            return;
+        }
+        let Some(line) = self.lines.get_mut(&transfer) else {
+            return;
+        };
         let (steps, text) = match mode {
             Mode::Bars => return,
             Mode::Lines => (4, None),
@@ -142,6 +154,23 @@ impl Report {
         } else {
             println!("{}: {done}/{total} bytes", line.label);
         }
+    }
+
+    /// A transfer starts at `done` of `total` bytes, kept from an earlier try.
+    fn resuming(&self, transfer: TransferId, label: &str, done: u64, total: u64) {
+        self.json(serde_json::json!({
+            "event": "resuming",
+            "transfer": transfer.to_string(),
+            "label": label,
+            "offset": done,
+            "total": total,
+        }));
+        self.line(&format!(
+            "{label}: resuming at {} of {} (what the receiver kept; the whole file's \
+             SHA3-512 is checked at the end)",
+            size_text(done),
+            size_text(total)
+        ));
     }
 
     /// A transfer ended: its bar stops with `text`, and a line says it.
@@ -177,4 +206,31 @@ fn style() -> ProgressStyle {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
+}
+
+/// `bytes` for a person: `512.3 MiB`, `1.0 GiB`, `900 bytes`.
+pub(crate) fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_text;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(900), "900 bytes");
+        assert_eq!(size_text(537_185_485), "512.3 MiB");
+        assert_eq!(size_text(1 << 30), "1.0 GiB");
+    }
 }
