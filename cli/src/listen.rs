@@ -328,6 +328,7 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                    Event::Resuming { transfer, offset, total } => report.resuming(transfer, offset, total),
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
                         report.json(json!({

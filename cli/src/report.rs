@@ -23,8 +23,6 @@ struct Line {
     bar: ProgressBar,
     /// The last quarter printed (plain lines) or percent printed (JSON).
     last_step: Option<u64>,
-    /// Whether any progress came yet: a first one past 0 is a resume, said once.
-    moved: bool,
 }
 
 /// The output of one command.
@@ -109,7 +107,6 @@ impl Report {
                 label,
                 bar,
                 last_step: None,
-                moved: false,
             },
         );
     }
@@ -122,15 +119,6 @@ impl Report {
         };
         line.bar.set_length(total);
         line.bar.set_position(done);
-        if !std::mem::replace(&mut line.moved, true) && done > 0 && done < total {
-            // The receiver kept this much from an earlier try: only the rest crosses.
-            let label = line.label.clone();
-            self.resuming(transfer, &label, done, total);
-            return;
-        }
-        let Some(line) = self.lines.get_mut(&transfer) else {
-            return;
-        };
         let (steps, text) = match mode {
             Mode::Bars => return,
             Mode::Lines => (4, None),
@@ -157,7 +145,10 @@ impl Report {
     }
 
     /// A transfer starts at `done` of `total` bytes, kept from an earlier try.
-    fn resuming(&self, transfer: TransferId, label: &str, done: u64, total: u64) {
+    pub(crate) fn resuming(&self, transfer: TransferId, done: u64, total: u64) {
+        let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
+            return;
+        };
         self.json(serde_json::json!({
             "event": "resuming",
             "transfer": transfer.to_string(),

@@ -177,6 +177,7 @@ pub(crate) async fn run(
                         record.set_state(device, transfer, Status::Created.as_str(), None);
                         keep(&records, &record);
                     }
+                    Event::Resuming { transfer, offset, total } => report.resuming(transfer, offset, total),
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);
                         report.progress(transfer, done, total);

@@ -527,6 +527,16 @@ pub enum Event {
         /// Why, when the state is a failure.
         reason: Option<crate::transfer::Reason>,
     },
+    /// A transfer starts past 0, at what the receiver kept from an earlier try: both sides
+    /// say so once, before the first new byte (a [`Progress`](Event::Progress) follows).
+    Resuming {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where it starts: what the receiver kept from an earlier try.
+        offset: u64,
+        /// The whole file size.
+        total: u64,
+    },
     /// Bytes moved. `done` never decreases for a transfer.
     Progress {
         /// The transfer.

@@ -535,6 +535,11 @@ impl Incoming {
         self.written = start;
         self.event_status(Status::Ongoing, None);
         if start > 0 {
+            self.out.push_back(Output::Event(Event::Resuming {
+                transfer: self.id,
+                offset: start,
+                total: size,
+            }));
             self.out.push_back(Output::Event(Event::Progress {
                 transfer: self.id,
                 done: start,

@@ -326,9 +326,9 @@ impl Outgoing {
                 if self.progress > 0 {
                     // The receiver kept this much: the application can say so (as the
                     // receiver does) before the first new byte leaves.
-                    self.out.push_back(Output::Event(Event::Progress {
+                    self.out.push_back(Output::Event(Event::Resuming {
                         transfer: self.id,
-                        done: self.progress,
+                        offset: self.progress,
                         total: self.size,
                     }));
                 }
