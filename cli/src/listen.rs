@@ -48,6 +48,27 @@ pub(crate) struct Options {
     pub(crate) once: bool,
     /// Answer only these (contact names or account ids); empty: the contacts, if any.
     pub(crate) from: Vec<String>,
+    /// Partial data nobody wrote for this long is removed at start.
+    pub(crate) keep_partial: Duration,
+}
+
+/// Removes, at start, partial data nobody wrote for `age` in the receive folder `into`
+/// (nothing when the folder is not there yet); says how many files went. A folder that
+/// cannot be opened is left for the session to report.
+fn prune_partials(into: &std::path::Path, age: Duration, report: &Report) {
+    if !into.exists() {
+        return;
+    }
+    match ferry_driver::receive_folder::ReceiveFolder::open(into)
+        .and_then(|folder| folder.prune_partials(age))
+    {
+        Ok(0) => {}
+        Ok(n) => report.line(&format!(
+            "Removed {n} partial file(s) nobody wrote for {} day(s) or more",
+            age.as_secs() / 86_400
+        )),
+        Err(e) => tracing::warn!("partial data not pruned: {e}"),
+    }
 }
 
 /// Who decides whether an offer is taken.
@@ -211,6 +232,7 @@ pub(crate) async fn run(
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
     let records = Records::new(home.dir());
+    prune_partials(&options.into, options.keep_partial, &report);
     let me = &session.device.device;
     report.json(json!({
         "event": "listening",

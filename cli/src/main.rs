@@ -108,6 +108,10 @@ enum Command {
         /// contacts, if you have any; else anyone who knows your account id.
         #[arg(long, value_name = "WHO", value_delimiter = ',')]
         from: Vec<String>,
+        /// Remove, at start, partial data (what arrived of unfinished transfers, kept for
+        /// the same send run again) that nobody wrote for this many days.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        keep_partial_days: u64,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -305,6 +309,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             auto_accept_images_under,
             once,
             from,
+            keep_partial_days,
             net,
         } => {
             let home = home()?;
@@ -318,6 +323,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 auto_accept_images_under,
                 once,
                 from,
+                keep_partial: std::time::Duration::from_secs(
+                    keep_partial_days.saturating_mul(86_400),
+                ),
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }

@@ -183,6 +183,26 @@ fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so
             .expect("ferry send starts")
     };
 
+    // 0. A week-old partial file of an older Ferry (keyed by name) waits in Bob's folder:
+    // his listener removes it at start.
+    let private = into.join(".ferry-partial");
+    std::fs::create_dir_all(&private).expect("private folder");
+    std::fs::set_permissions(&into, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("mode");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("mode");
+    let stale = private.join("big.bin.ferry-part");
+    std::fs::write(&stale, b"stale").expect("stale");
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .expect("stale")
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 86_400))
+        .expect("mtime");
+
     // 1. Ctrl-C on Bob's side once bytes arrive.
     let (listener, rx) = w.listen("bob", &into, false);
     let sender = send();
@@ -191,6 +211,10 @@ fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so
     });
     signal(&listener, "-INT");
     let stopped = finish(listener);
+    assert!(
+        !stale.exists(),
+        "the stale partial file is removed at start"
+    );
     let sent = finish(sender);
     assert_eq!(stopped.status.code(), Some(7), "{}", text(&stopped.stderr));
     assert!(

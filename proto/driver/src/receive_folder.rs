@@ -259,6 +259,46 @@ impl ReceiveFolder {
     }
 }
 
+impl ReceiveFolder {
+    /// Removes the partial data nobody wrote for `age` or longer: each regular file in the
+    /// private folder whose modification time is that old (partial files of today's form,
+    /// and `<name>.ferry-part` files an older Ferry keyed by name, which nothing reads any
+    /// more). Nothing is followed: a name that is not a regular file is left alone. Returns
+    /// how many files went. Run when nothing receives (a listener at start).
+    pub fn prune_partials(&self, age: std::time::Duration) -> Result<usize, FolderError> {
+        let now = std::time::SystemTime::now();
+        let fd = rustix::fs::openat(
+            &self.private,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut removed = 0;
+        for entry in rustix::fs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            let Ok(stat) = rustix::fs::statat(&self.private, name, AtFlags::SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                continue;
+            }
+            let modified = u64::try_from(stat.st_mtime)
+                .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let idle = now.duration_since(modified).unwrap_or_default();
+            if idle >= age && rustix::fs::unlinkat(&self.private, name, AtFlags::empty()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Refuses anything but a regular file of this user with exactly one link.
 fn check_regular(fd: &OwnedFd, key: &str) -> Result<(), FolderError> {
     let stat = rustix::fs::fstat(fd)?;

@@ -388,3 +388,38 @@ fn a_hostile_receive_folder_is_refused_as_nobody() {
     assert!(out.status.success(), "as nobody:\n{text}");
     assert!(text.contains("1 passed"), "the case ran as nobody:\n{text}");
 }
+
+/// `listen` removes partial data nobody wrote for a week at start: only regular files in the
+/// private folder that old go (an older Ferry's `<name>.ferry-part` too); a fresh one stays,
+/// and a symlink is neither followed nor counted.
+#[test]
+fn partial_data_older_than_the_age_is_pruned_and_nothing_else() {
+    let (dir, _service) = receive_folder();
+    let folder = ferry_driver::receive_folder::ReceiveFolder::open(dir.path()).expect("open");
+    let private = private_folder(dir.path());
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let long_ago = std::time::SystemTime::now() - week - std::time::Duration::from_secs(60);
+    let aged = |path: &Path| {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_modified(long_ago)
+            .expect("mtime");
+    };
+    let old = private.join("photo.jpg.ferry-part");
+    fs::write(&old, b"old").expect("old");
+    aged(&old);
+    let fresh = private.join("anonymous-0000000000000001.ferry-part");
+    fs::write(&fresh, b"fresh").expect("fresh");
+    let outside = tempfile::tempdir().expect("temp dir");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"keep").expect("victim");
+    aged(&victim);
+    std::os::unix::fs::symlink(&victim, private.join("link.ferry-part")).expect("symlink");
+    assert_eq!(folder.prune_partials(week).expect("pruned"), 1);
+    assert!(!old.exists(), "the week-old partial went");
+    assert_eq!(fs::read(&fresh).expect("fresh"), b"fresh");
+    assert_eq!(fs::read(&victim).expect("victim"), b"keep");
+    assert!(private.join("link.ferry-part").symlink_metadata().is_ok());
+}
