@@ -232,6 +232,7 @@ fn a_raw_form_offset_within_what_is_held_is_honoured() {
 /// and only a framed-form peer (whose END carries a digest) may resume into what is held.
 #[test]
 fn the_partial_is_asked_for_by_sender_and_id_and_a_raw_peer_never_resumes() {
+    // SECURITY: row 122
     let now = Instant::now();
     let sender = ferry_proto::tls::AccountId([0x5a; 20]);
     for (ext, resumes) in [(true, true), (false, false)] {

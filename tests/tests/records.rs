@@ -22,6 +22,7 @@ fn resume<H: Harness>() {
 
 #[test]
 fn two_sends_of_one_name_on_sim() {
+    // SECURITY: row 121
     two_sends::<Simulated>();
 }
 
