@@ -21,6 +21,7 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
             Failure::Refused(format!("{who}: refused here"))
         }
         (_, Some(Reason::Refused)) => Failure::Refused(format!("{who}: refused")),
+        (_, Some(r @ Reason::NotAPicture)) => Failure::Refused(format!("{who}: {r}")),
         (Status::ClosedByHost, Some(Reason::Cancelled)) => {
             Failure::Cancelled(format!("{who}: cancelled here"))
         }

@@ -303,3 +303,37 @@ fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so
     let none = w.run("alice", &["--json", "history", "--limit", "0"]);
     assert!(lines(&none.stdout).is_empty());
 }
+
+/// A file named like a picture, under the `--auto-accept-images-under` limit, that does not
+/// start as a JPEG, PNG, GIF or WebP does: taken without asking, then cancelled at its first
+/// bytes with the reason, nothing kept; the sender hears the cancel.
+#[test]
+fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
+    // SECURITY: row 124
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let fake = w.path("holiday.jpg");
+    make_file(&fake, 200_000);
+    let into = w.path("pictures");
+    let listener = w
+        .ferry("bob")
+        .args([
+            "listen",
+            "--once",
+            "--auto-accept-images-under",
+            "20M",
+            "--into",
+        ])
+        .arg(&into)
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &fake.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    let said = text(&received.stderr);
+    assert_eq!(received.status.code(), Some(6), "{said}");
+    assert!(said.contains("not a picture"), "{said}");
+    assert_eq!(sent.status.code(), Some(7), "{}", text(&sent.stderr));
+    assert!(!into.join("holiday.jpg").exists());
+    assert!(partials(&into).is_empty(), "{:?}", partials(&into));
+}

@@ -754,3 +754,66 @@ fn a_partial_that_cannot_be_opened_tells_the_sender_why() {
         );
     }
 }
+
+/// A file taken as a picture without asking starts at 0 (never resumed into) and is
+/// cancelled at its first bytes unless they are a picture's; a real picture goes on, even
+/// when its magic comes a byte at a time.
+#[test]
+fn a_file_taken_as_a_picture_must_start_as_one() {
+    // SECURITY: row 124
+    let now = Instant::now();
+    let open = |resumes: bool| {
+        let mut m = Incoming::new(T, F, Form::Framed);
+        m.handle_input(now, Input::Received(header(100, 0, false)))
+            .expect("ok");
+        drain_in(&mut m);
+        m.require_picture();
+        m.accept(now).expect("ok");
+        let outs = drain_in(&mut m);
+        assert!(has_file_op(&outs, |op| matches!(
+            op,
+            FileOp::OpenPartial { resume, .. } if *resume == resumes
+        )));
+        m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 0 }))
+            .expect("ok");
+        drain_in(&mut m);
+        m
+    };
+    // Framed (a digest at the end), it would resume; as a picture to check, it does not.
+    let mut framed = Incoming::new(T, F, Form::Framed);
+    framed
+        .handle_input(now, Input::Received(header(100, 0, true)))
+        .expect("ok");
+    framed.require_picture();
+    framed.accept(now).expect("ok");
+    let outs = drain_in(&mut framed);
+    assert!(has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::OpenPartial { resume: false, .. }
+    )));
+
+    let mut fake = open(false);
+    fake.handle_input(
+        now,
+        Input::Received(Bytes::from_static(b"MZ\x90\0 an executable")),
+    )
+    .expect("ok");
+    let outs = drain_in(&mut fake);
+    assert_eq!(fake.status(), Status::ClosedByHost);
+    assert_eq!(reason(&outs), Some(Reason::NotAPicture));
+    assert!(!has_file_op(&outs, |op| matches!(op, FileOp::Write { .. })));
+
+    let mut real = open(false);
+    for byte in b"\x89PNG\r\n\x1a\n" {
+        real.handle_input(now, Input::Received(Bytes::copy_from_slice(&[*byte])))
+            .expect("ok");
+    }
+    let outs = drain_in(&mut real);
+    assert_eq!(real.status(), Status::Ongoing);
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Output::File(FileOp::Write { .. })))
+            .count(),
+        8
+    );
+}

@@ -455,6 +455,15 @@ impl Node {
                 }));
                 // Bytes after the header (a CANCEL, say) may have ended it already.
                 if auto && self.transfers.awaits_decision(transfer) {
+                    // Taken for its name alone: it must start as a picture does.
+                    if let Some(Machine::In(m)) = self
+                        .transfers
+                        .slots
+                        .get_mut(&transfer)
+                        .map(|s| &mut s.machine)
+                    {
+                        m.require_picture();
+                    }
                     if let Err(e) = self.accept(now, transfer) {
                         bug(&mut self.bugs.auto_accept, "automatic acceptance", &e);
                     }

@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 use super::frame::{CancelCode, Frame, FrameDecoder};
 use super::header::{EXTENSION_VERSION, Header, HeaderParser};
+use super::picture::MagicCheck;
 use super::reply::Reply;
 use super::{
     DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, PartialKey, Reason, SafeName, Status,
@@ -63,15 +64,23 @@ enum Partial {
     Discard,
 }
 
+/// What the owner of a transfer told it about it.
+#[derive(Debug, Default)]
+struct Owner {
+    /// The sender's account, when the owner knows it (see [`PartialKey`]).
+    sender: Option<AccountId>,
+    /// For a file taken as a picture without asking: its first bytes, until they tell.
+    picture: Option<MagicCheck>,
+}
+
 /// Receives one file from one stream.
 #[derive(Debug)]
 pub struct Incoming {
     id: TransferId,
     file: FileId,
     form: Form,
-    /// The sender's account, when the owner knows it (see [`PartialKey`]); boxed, as the
-    /// machine is large enough already.
-    sender: Option<Box<AccountId>>,
+    /// What the owner said of this transfer (boxed: the machine is large enough already).
+    owner: Box<Owner>,
     state: State,
     parser: HeaderParser,
     header: Option<Header>,
@@ -104,7 +113,7 @@ impl Incoming {
             id,
             file,
             form,
-            sender: None,
+            owner: Box::default(),
             state: State::WaitHeader,
             parser: HeaderParser::new(),
             header: None,
@@ -137,8 +146,16 @@ impl Incoming {
     /// data is kept apart from every other peer's, under ([`PartialKey`]) its account and the
     /// transfer's id.
     pub fn with_sender(mut self, account: AccountId) -> Incoming {
-        self.sender = Some(Box::new(account));
+        self.owner.sender = Some(account);
         self
+    }
+
+    /// The file is being taken as a picture without the user's say: unless its first bytes
+    /// are a JPEG's, PNG's, GIF's or WebP's, the transfer is cancelled (`closed_by_host`,
+    /// [`Reason::NotAPicture`]) and what arrived deleted. Such a file always starts at 0, so
+    /// its first bytes are seen. Call it before [`accept`](Self::accept).
+    pub fn require_picture(&mut self) {
+        self.owner.picture = Some(MagicCheck::default());
     }
 
     /// The transfer's id.
@@ -178,7 +195,7 @@ impl Incoming {
     }
 
     /// The local user accepts. Only while waiting for that answer.
-    pub fn accept(&mut self, _now: Instant) -> Result<(), Error> {
+    pub fn accept(&mut self, now: Instant) -> Result<(), Error> {
         if self.state != State::WaitHost {
             return Err(Error::NotNow(
                 "accept: the transfer is not waiting for acceptance",
@@ -187,6 +204,11 @@ impl Incoming {
         let (Some(name), Some(header)) = (self.name.clone(), self.header.as_ref()) else {
             return Err(Error::NotNow("accept: no header yet"));
         };
+        if self.owner.picture.is_some() && header.content_length < MagicCheck::SHORTEST {
+            // Too short for any picture's magic bytes: nothing to open.
+            self.refuse_with(now, Status::ClosedByHost, Reason::NotAPicture);
+            return Ok(());
+        }
         self.state = State::Opening;
         self.timers.clear(Timer::Decision);
         self.out.push_back(Output::File(FileOp::OpenPartial {
@@ -194,12 +216,13 @@ impl Incoming {
             name,
             size: header.content_length,
             key: PartialKey {
-                sender: self.sender.as_deref().copied(),
+                sender: self.owner.sender,
                 transfer: self.id,
             },
             // Only the framed form ends with a digest, so only there can a kept prefix be
-            // checked: a raw-form peer starts at 0, whatever is held under its key.
-            resume: self.framed,
+            // checked: a raw-form peer starts at 0, whatever is held under its key. A file
+            // that must prove to be a picture starts at 0 too: its first bytes are checked.
+            resume: self.framed && self.owner.picture.is_none(),
         }));
         Ok(())
     }
@@ -356,7 +379,7 @@ impl Incoming {
                     // Never keep more than was announced.
                     return self.violation(now, "more data than Content-Length", Partial::Discard);
                 }
-                self.write(data);
+                self.write(now, data);
             }
             (State::Receiving, Frame::End(digest)) if self.end_digest.is_none() => {
                 if self.cursor != size {
@@ -373,16 +396,33 @@ impl Incoming {
         if self.cursor + data.len() as u64 > self.size() {
             return self.violation(now, "more data than Content-Length", Partial::Discard);
         }
-        self.write(data);
+        self.write(now, data);
     }
 
-    fn write(&mut self, data: Bytes) {
+    fn write(&mut self, now: Instant, data: Bytes) {
         // Nothing to write is no write: an empty read of the raw form would otherwise ask for
         // an empty write whose answer could come after the last real one, in Checking.
         if data.is_empty() {
             return;
         }
         let len = data.len();
+        let ends = self.cursor + len as u64 >= self.size();
+        if let Some(check) = self.owner.picture.as_mut() {
+            match check.push(&data, ends) {
+                Some(true) => self.owner.picture = None,
+                Some(false) => {
+                    self.owner.picture = None;
+                    return self.abort(
+                        now,
+                        Status::ClosedByHost,
+                        Reason::NotAPicture,
+                        CancelCode::User,
+                        Partial::Discard,
+                    );
+                }
+                None => {}
+            }
+        }
         self.out.push_back(Output::File(FileOp::Write {
             file: self.file,
             offset: self.cursor,

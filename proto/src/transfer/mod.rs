@@ -20,6 +20,7 @@ pub mod header;
 mod incoming;
 mod name;
 mod outgoing;
+mod picture;
 pub mod reply;
 mod status;
 
