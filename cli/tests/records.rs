@@ -1,5 +1,5 @@
-//! [records] with the real `ferry` binary in temporary homes: `ferry history` on both sides
-//! (each run a new process, so the records outlive the processes that wrote them), Ctrl-C on
+//! Issue 14 (records) with the real `ferry` binary in temporary homes: `ferry history` on both
+//! sides (each run a new process, so the records outlive the processes that wrote them), Ctrl-C on
 //! `listen` keeping what arrived, and the same `send` run again resuming from it, said on
 //! both sides.
 

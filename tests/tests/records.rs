@@ -1,4 +1,4 @@
-//! [records] on the simulator and on both runtimes (real loopback sockets and temporary
+//! Issue 14 (records) on the simulator and on both runtimes (real loopback sockets and temporary
 //! files, through each runtime's `Client`): partial data kept apart by (sender account,
 //! transfer id) whatever the name, and a send taken up again under its ids resuming from
 //! what the receiver kept.

@@ -1,4 +1,4 @@
-//! Scenarios of [records] on every harness: partial data kept apart by (sender account,
+//! Scenarios of issue 14 (records) on every harness: partial data kept apart by (sender account,
 //! transfer id), and a send taken up again under its earlier ids resuming from what the
 //! receiver kept.
 
