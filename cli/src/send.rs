@@ -26,6 +26,8 @@ const VERDICT_GRACE: Duration = Duration::from_secs(2);
 /// One device's sub-transfer.
 struct Sub {
     device: DeviceId,
+    /// What the device kept from an earlier try: where its transfer started.
+    resumed: u64,
     status: Option<(Status, Option<Reason>)>,
     verified: Option<String>,
 }
@@ -163,7 +165,7 @@ pub(crate) async fn run(
                 }
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
-                        let sub = Sub { device, status: None, verified: None };
+                        let sub = Sub { device, resumed: 0, status: None, verified: None };
                         let label = sub.label();
                         report.line(&format!("{label}: found, connecting"));
                         report.json(json!({
@@ -177,7 +179,12 @@ pub(crate) async fn run(
                         record.set_state(device, transfer, Status::Created.as_str(), None);
                         keep(&records, &record);
                     }
-                    Event::Resuming { transfer, offset, total } => report.resuming(transfer, offset, total),
+                    Event::Resuming { transfer, offset, total } => {
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            sub.resumed = offset;
+                        }
+                        report.resuming(transfer, offset, total);
+                    }
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);
                         report.progress(transfer, done, total);
@@ -268,9 +275,15 @@ pub(crate) async fn run(
             subs.len()
         ));
         if let Some(t) = elapsed {
-            let mib = size as f64 / (1024.0 * 1024.0);
+            // Only what crossed counts: a device that resumed had the rest already.
+            let kept = delivered.iter().map(|s| s.resumed).min().unwrap_or(0);
+            let mib = size.saturating_sub(kept) as f64 / (1024.0 * 1024.0);
+            let already = match kept {
+                0 => String::new(),
+                k => format!(" ({} were there already)", crate::report::size_text(k)),
+            };
             report.line(&format!(
-                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s",
+                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s{already}",
                 t.as_secs_f64(),
                 mib / t.as_secs_f64().max(1e-9)
             ));
