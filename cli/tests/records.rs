@@ -167,6 +167,17 @@ fn signal(child: &Child, sig: &str) {
 /// finished under the same id.
 #[test]
 fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so() {
+    interrupted_then_resumed(false);
+}
+
+/// The same, Alice's `send` killed (SIGKILL) instead: her record was never closed, and the
+/// same `send` run again still takes it up and resumes.
+#[test]
+fn a_killed_send_run_again_resumes() {
+    interrupted_then_resumed(true);
+}
+
+fn interrupted_then_resumed(sender_killed: bool) {
     let w = World::new();
     let alice = w.account("alice");
     let bob = w.account("bob");
@@ -203,28 +214,39 @@ fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 86_400))
         .expect("mtime");
 
-    // 1. Ctrl-C on Bob's side once bytes arrive.
-    let (listener, rx) = w.listen("bob", &into, false);
+    // 1. Bytes arrive, then Bob's listener is stopped with Ctrl-C, or Alice's send killed.
+    let (listener, rx) = w.listen("bob", &into, sender_killed);
     let sender = send();
     until(&rx, |v| {
         v["event"] == "progress" && v["done"].as_u64().is_some_and(|d| d > 0)
     });
-    signal(&listener, "-INT");
+    signal(
+        if sender_killed { &sender } else { &listener },
+        if sender_killed { "-KILL" } else { "-INT" },
+    );
     let stopped = finish(listener);
     assert!(
         !stale.exists(),
         "the stale partial file is removed at start"
     );
     let sent = finish(sender);
-    assert_eq!(stopped.status.code(), Some(7), "{}", text(&stopped.stderr));
-    assert!(
-        text(&stopped.stderr).contains("what arrived is kept"),
-        "{}",
-        text(&stopped.stderr)
-    );
-    let lost = text(&sent.stderr);
-    assert_eq!(sent.status.code(), Some(5), "{lost}");
-    assert!(lost.contains("run the same `ferry send` again"), "{lost}");
+    let (said_here, said_there) = (text(&stopped.stderr), text(&sent.stderr));
+    if sender_killed {
+        assert_eq!(sent.status.code(), None, "killed: {said_there}");
+        assert_eq!(stopped.status.code(), Some(5), "{said_here}");
+        assert!(
+            said_here.contains("run the same `ferry send` again"),
+            "{said_here}"
+        );
+    } else {
+        assert_eq!(stopped.status.code(), Some(7), "{said_here}");
+        assert!(said_here.contains("what arrived is kept"), "{said_here}");
+        assert_eq!(sent.status.code(), Some(5), "{said_there}");
+        assert!(
+            said_there.contains("run the same `ferry send` again"),
+            "{said_there}"
+        );
+    }
     let kept = partials(&into);
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(
@@ -247,7 +269,12 @@ fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so
         .as_object()
         .and_then(|d| d.values().next().cloned())
         .expect("bob's part");
-    assert_eq!(bob_part["state"], "closed_by_host", "{bob_part}");
+    let bob_state = if sender_killed {
+        "closed_by_peer"
+    } else {
+        "closed_by_host"
+    };
+    assert_eq!(bob_part["state"], bob_state, "{bob_part}");
 
     // 2. The same send again.
     let (listener, rx) = w.listen("bob", &into, true);
