@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn records_survive_a_reload_and_an_unfinished_send_is_found_by_its_file() {
-        // SECURITY: row 123
+        // SECURITY: row 124
         let home = tempfile::tempdir().expect("temp dir");
         let records = Records::new(home.path());
         let bob = AccountId([7; 20]);
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn two_senders_choosing_one_id_keep_two_records() {
-        // SECURITY: row 123
+        // SECURITY: row 124
         let home = tempfile::tempdir().expect("temp dir");
         let records = Records::new(home.path());
         let device = DeviceId([1; 32]);

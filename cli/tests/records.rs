@@ -336,7 +336,7 @@ fn interrupted_then_resumed(sender_killed: bool) {
 /// bytes with the reason, nothing kept; the sender hears the cancel.
 #[test]
 fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
-    // SECURITY: row 124
+    // SECURITY: row 125
     let w = World::new();
     w.account("alice");
     let bob = w.account("bob");

@@ -232,7 +232,7 @@ fn a_raw_form_offset_within_what_is_held_is_honoured() {
 /// and only a framed-form peer (whose END carries a digest) may resume into what is held.
 #[test]
 fn the_partial_is_asked_for_by_sender_and_id_and_a_raw_peer_never_resumes() {
-    // SECURITY: row 122
+    // SECURITY: row 123
     let now = Instant::now();
     let sender = ferry_proto::tls::AccountId([0x5a; 20]);
     for (ext, resumes) in [(true, true), (false, false)] {
@@ -760,7 +760,7 @@ fn a_partial_that_cannot_be_opened_tells_the_sender_why() {
 /// when its magic comes a byte at a time.
 #[test]
 fn a_file_taken_as_a_picture_must_start_as_one() {
-    // SECURITY: row 124
+    // SECURITY: row 125
     let now = Instant::now();
     let open = |resumes: bool| {
         let mut m = Incoming::new(T, F, Form::Framed);

@@ -234,17 +234,18 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
 
 #[test]
 fn channel_units() {
+    let now = std::time::Instant::now();
     let mut out = bytes::BytesMut::new();
     ferry_proto::channel::encode_unit(3, b"hi", &mut out);
     assert_eq!(hex::encode(&out), hex::encode(vector("channel-unit")));
     // What a client's first `open` puts on the wire.
     let mut client = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Client);
-    assert_eq!(client.open("file-transfer://42"), Ok(1));
+    assert_eq!(client.open(now, "file-transfer://42"), Ok(1));
     let sent = client.poll_transmit().expect("the request");
     assert_eq!(hex::encode(&sent), hex::encode(vector("channel-request")));
     let mut server = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Server);
     server
-        .handle_bytes(&vector("channel-request"))
+        .handle_bytes(now, &vector("channel-request"))
         .expect("parses");
     assert_eq!(
         server.poll_event(),

@@ -22,7 +22,7 @@ fn resume<H: Harness>() {
 
 #[test]
 fn two_sends_of_one_name_on_sim() {
-    // SECURITY: row 121
+    // SECURITY: row 122
     two_sends::<Simulated>();
 }
 

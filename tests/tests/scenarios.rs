@@ -307,14 +307,24 @@ fn tls_between(trace: &str, from: &str, to: &str) -> bool {
 
 /// How long it took: the device lookup (a stored value delivered: one DHT latency), the
 /// request and the answer (each put then delivered: two DHT latencies, one "DHT one-way"),
-/// and the rest in round trips of `rtt`.
-fn report(name: &str, took: Duration, rtt: Duration) {
+/// and the rest in round trips of `rtt`, which it returns.
+fn report(name: &str, took: Duration, rtt: Duration) -> f64 {
     let dht_one_way = DHT_LATENCY * 2;
     let rest = took.saturating_sub(DHT_LATENCY + dht_one_way * 2);
+    let rtts = rest.as_secs_f64() / rtt.as_secs_f64();
     eprintln!(
-        "{name}: send_file → header {took:?} = lookup {DHT_LATENCY:?} + 2 DHT one-way of {dht_one_way:?} + {:.1} RTT of {rtt:?}",
-        rest.as_secs_f64() / rtt.as_secs_f64()
+        "{name}: send_file → header {took:?} = lookup {DHT_LATENCY:?} + 2 DHT one-way of {dht_one_way:?} + {rtts:.1} RTT of {rtt:?}",
     );
+    rtts
+}
+
+/// Where a direct path between host addresses exists, the header follows the DHT's three
+/// hops by at most four round trips (one TCP connect, the ICE check and its nomination, the
+/// TLS 1.3 handshake, the channel request with the header behind it), on one connection.
+fn assert_direct_setup(trace: &str, rtts: f64) {
+    assert!(rtts <= 4.0, "set-up took {rtts:.1} RTT after the DHT hops");
+    let syns = trace.lines().filter(|l| l.contains(" SYN ")).count();
+    assert_eq!(syns, 1, "one TCP connection carries it all");
 }
 
 #[test]
@@ -339,7 +349,8 @@ fn s1_same_lan_direct_host_pair() {
         !trace.contains(" map "),
         "no NAT mapping: the pair is between host addresses"
     );
-    report("s1 same LAN", took, HOP * 4);
+    let rtts = report("s1 same LAN", took, HOP * 4);
+    assert_direct_setup(&trace, rtts);
     insta::assert_snapshot!(trace);
 }
 
@@ -447,9 +458,11 @@ fn s4_ipv6_only() {
         internet,
         None,
     );
-    assert!(world.trace().contains("2001:db8::"), "the pair is IPv6");
-    report("s4 IPv6 only", took, HOP * 4);
-    insta::assert_snapshot!(world.trace());
+    let trace = world.trace();
+    assert!(trace.contains("2001:db8::"), "the pair is IPv6");
+    let rtts = report("s4 IPv6 only", took, HOP * 4);
+    assert_direct_setup(&trace, rtts);
+    insta::assert_snapshot!(trace);
 }
 
 /// A public host `name` at 198.51.100.`last`, running a node of `device` (of `account`).
@@ -712,6 +725,7 @@ const LOSSY_SEED: u64 = 6;
 
 #[test]
 fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
+    // SECURITY: row 80
     let (mut world, bob, ha, hb) = lossy(LOSSY_SEED);
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     assert!(
@@ -758,6 +772,7 @@ fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
 
 #[test]
 fn s8_a_forged_answer_from_another_account_is_dropped() {
+    // SECURITY: row 81
     let (mut world, bob, ha, bobs) = alice_and_bob(8, &["b1"]);
     // Bob's device is gone; Mallory, who watches Alice's key on the DHT, answers in its place.
     world.schedule(world.now(), Fault::LinkDown(LinkOf::Host(bobs[0])));

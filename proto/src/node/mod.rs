@@ -40,6 +40,7 @@ mod connector;
 mod counters;
 mod demux;
 mod gathering;
+mod inbound;
 mod peers;
 mod reflexive;
 mod relays;
@@ -574,7 +575,7 @@ impl Endpoint for Node {
             self.transfers.poll_timeout(),
         ]
         .into_iter()
-        .chain(self.connectors.values().map(Connector::agent_timeout))
+        .chain(self.connectors.values().map(Connector::clock_timeout))
         .flatten()
         .min()
     }

@@ -147,10 +147,10 @@ impl Node {
         self.on_connector_outputs(now, id);
     }
 
-    /// Runs one connector's agent's clock.
-    pub(super) fn agent_timeout(&mut self, now: Instant, id: u32) {
+    /// Runs the clocks of one connector's agent and multiplexer.
+    pub(super) fn connector_clock(&mut self, now: Instant, id: u32) {
         if let Some(c) = self.connectors.get_mut(&id) {
-            c.handle_agent_timeout(now);
+            c.handle_clock_timeout(now);
         }
     }
 
@@ -185,7 +185,7 @@ impl Node {
         while self
             .connectors
             .get_mut(&id)
-            .is_some_and(|c| c.poll_tls(&mut self.bugs))
+            .is_some_and(|c| c.poll_tls(now, &mut self.bugs))
         {
             moved = true;
             self.on_connector_outputs(now, id);
@@ -261,7 +261,7 @@ impl Node {
             connector::Output::PauseReading(link, pause) => {
                 self.pause_link(link, Pauser::Agent, pause)
             }
-            connector::Output::Ready => self.open_pending_channels(id),
+            connector::Output::Ready => self.open_pending_channels(now, id),
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
             connector::Output::Arm(timer, at) => {
                 self.timers.set(NodeTimer::Connector(id, timer), at)
@@ -423,7 +423,7 @@ impl Node {
         }
         if self.requeue_pending(id) {
             match self.ensure_connector(now, peer.account, peer.device, recipient) {
-                Some(next) => self.open_pending_channels(next),
+                Some(next) => self.open_pending_channels(now, next),
                 None => self.subs_unreachable(peer.device, "no room for a new connection"),
             }
         }

@@ -427,8 +427,8 @@ fn the_thread_answers_in_order() {
 
 #[test]
 fn two_transfers_of_one_name_keep_apart_and_a_raw_form_open_starts_at_zero() {
-    // SECURITY: row 121
     // SECURITY: row 122
+    // SECURITY: row 123
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path());
     let content = data(10_000, 9);

@@ -7,7 +7,6 @@ use std::time::Instant;
 use super::{Agent, Conn, State, Timer, Transaction, TxKind};
 use crate::ice::candidate::CandidateType;
 use crate::ice::check_list::PairState;
-use crate::ice::priority::type_preference;
 use crate::ice::{Output, PairFailure, Role};
 use crate::io::ConnId;
 use crate::stun::framing;
@@ -105,7 +104,7 @@ impl Agent {
             return;
         };
         // PRIORITY: what our candidate would be worth as peer-reflexive (RFC 8445 §7.1.1).
-        let priority = (type_preference(CandidateType::PeerReflexive) << 24)
+        let priority = (u32::from(CandidateType::PeerReflexive.type_preference()) << 24)
             | (pair.local.priority & 0x00ff_ffff);
         let transaction = u128::from(self.rng.transaction_id());
         let role = match self.role {
