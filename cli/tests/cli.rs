@@ -478,6 +478,10 @@ fn small_pictures_are_taken_without_asking_when_allowed() {
     let bob = w.account("bob");
     let picture = w.path("Holiday.PNG");
     make_file(&picture, 40_000);
+    // A picture's first bytes: files taken without asking must start as one.
+    let mut bytes = std::fs::read(&picture).expect("picture");
+    bytes[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    std::fs::write(&picture, bytes).expect("picture");
     let into = w.path("pictures");
     // Standard input is closed: anything that needed asking would be refused.
     let listener = w

@@ -109,11 +109,17 @@ pub enum FileOp {
     OpenPartial {
         /// The name the core gives this file.
         file: FileId,
-        /// The final name; the driver derives the partial name from it.
+        /// The final name, given at the commit (the partial data is not named after it).
         name: crate::transfer::name::SafeName,
         /// The size of the whole file: an existing partial file longer than this is
         /// truncated to zero (it cannot be a prefix of this file).
         size: u64,
+        /// Whose partial data this is: the driver keeps and finds it by this key alone.
+        key: crate::transfer::id::PartialKey,
+        /// Whether a prefix held under `key` may be kept. `false` for a peer that sends no
+        /// digest to check a prefix against (Jami's raw form): what is held is emptied and
+        /// the file starts at 0.
+        resume: bool,
     },
     /// Read `len` bytes at `offset`; answered by [`FileResult::Data`].
     Read {
@@ -505,6 +511,16 @@ pub enum Event {
         status: Status,
         /// Why, when the state is a failure.
         reason: Option<Reason>,
+    },
+    /// A transfer starts past 0, at what the receiver kept from an earlier try: both sides
+    /// say so once, before the first new byte (a [`Progress`](Event::Progress) follows).
+    Resuming {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where it starts: what the receiver kept from an earlier try.
+        offset: u64,
+        /// The whole file size.
+        total: u64,
     },
     /// Bytes moved. `done` never decreases for a transfer.
     Progress {

@@ -268,12 +268,45 @@ impl Node {
         name: String,
     ) -> TransferId {
         let group = self.new_transfer_id();
+        self.start_group(now, group, account, source, name, BTreeMap::new())
+    }
+
+    /// Sends a file again as [`send_file`](Self::send_file) does, under the ids an earlier
+    /// send of it used: `group` (a new id if it is in use) and, for each device in `devices`,
+    /// its sub-transfer's id, so that a receiver that kept partial data under (our account,
+    /// that id) resumes from it. The caller knows the file is the same one (its records).
+    pub fn send_file_again(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        source: String,
+        name: String,
+        group: TransferId,
+        devices: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
+        let group = match group.0 != 0 && self.transfers.is_free(group) {
+            true => group,
+            false => self.new_transfer_id(),
+        };
+        self.start_group(now, group, account, source, name, devices)
+    }
+
+    fn start_group(
+        &mut self,
+        now: Instant,
+        group: TransferId,
+        account: AccountId,
+        source: String,
+        name: String,
+        again: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
         if self.stopping != Stopping::No {
             // A node that is shutting down takes no new work.
             self.aggregate_event(group, Status::ClosedByHost);
             return group;
         }
-        self.transfers.add_group(group, account, source, name);
+        self.transfers
+            .add_group(group, account, source, name, again);
         self.timers
             .set(NodeTimer::Lookup(group), now + LOOKUP_TIMEOUT);
         let (key, new) = self.signalling.look_up(account);

@@ -57,6 +57,9 @@ struct Group {
     name: String,
     aggregate: Aggregate,
     devices: BTreeMap<DeviceId, TransferId>,
+    /// The ids an earlier send of this file gave each device's sub-transfer: used again, so
+    /// a receiver finds the partial data it keeps under (our account, that id).
+    again: BTreeMap<DeviceId, TransferId>,
 }
 
 /// A sub-transfer whose channel is not open yet.
@@ -182,6 +185,7 @@ impl Transfers {
         account: AccountId,
         source: String,
         name: String,
+        again: BTreeMap<DeviceId, TransferId>,
     ) {
         self.groups.insert(
             group,
@@ -191,6 +195,7 @@ impl Transfers {
                 name,
                 aggregate: Aggregate::new(0),
                 devices: BTreeMap::new(),
+                again,
             },
         );
     }
@@ -269,7 +274,13 @@ impl Node {
 
     /// A new sub-transfer of `group` for `device`, waiting for its channel.
     pub(super) fn add_sub(&mut self, group: TransferId, device: DeviceId) -> TransferId {
-        let sub = self.new_transfer_id();
+        let again = self
+            .transfers
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.again.remove(&device))
+            .filter(|&id| id.0 != 0 && self.transfers.is_free(id));
+        let sub = again.unwrap_or_else(|| self.new_transfer_id());
         if let Some(g) = self.transfers.groups.get_mut(&group) {
             g.devices.insert(device, sub);
             g.aggregate.add(sub);
@@ -396,6 +407,15 @@ impl Node {
                 }));
                 // Bytes after the header (a CANCEL, say) may have ended it already.
                 if auto && self.transfers.awaits_decision(transfer) {
+                    // Taken for its name alone: it must start as a picture does.
+                    if let Some(Transfer::Incoming(m)) = self
+                        .transfers
+                        .slots
+                        .get_mut(&transfer)
+                        .map(|s| &mut s.machine)
+                    {
+                        m.require_picture();
+                    }
                     if let Err(e) = self.accept(now, transfer) {
                         bug(&mut self.bugs.auto_accept, "automatic acceptance", &e);
                     }
@@ -546,6 +566,7 @@ impl Node {
                         }
                         let file = self.transfers.new_file();
                         let machine = Incoming::new(tid, file, Form::Framed)
+                            .with_sender(peer.account)
                             .with_header_deadline(now + HEADER_TIMEOUT);
                         self.transfers.slots.insert(
                             tid,

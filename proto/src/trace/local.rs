@@ -69,6 +69,14 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
                 None => Summary::plain(format!("{t} {status}")),
             }
         }
+        Event::Resuming {
+            transfer,
+            offset,
+            total,
+        } => Summary::plain(format!(
+            "{} resuming at {offset}/{total}",
+            ids.of(*transfer)
+        )),
         Event::Progress {
             transfer,
             done,

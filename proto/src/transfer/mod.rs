@@ -22,6 +22,7 @@ pub(crate) mod id;
 mod incoming;
 pub(crate) mod name;
 mod outgoing;
+mod picture;
 pub mod reply;
 pub(crate) mod status;
 
@@ -31,7 +32,7 @@ use bytes::Bytes;
 
 pub use digest::{Digest, StreamDigest};
 pub use either::Transfer;
-pub use id::TransferId;
+pub use id::{PartialKey, TransferId};
 pub use incoming::Incoming;
 pub use name::{MAX_NAME_BYTES, NameError, SafeName};
 pub use outgoing::Outgoing;

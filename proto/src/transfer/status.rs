@@ -126,6 +126,9 @@ pub enum Reason {
     DigestMismatch,
     /// The device could not be reached: the stage that failed and why.
     Unreachable(String),
+    /// A file taken as a picture without asking does not start as a JPEG, PNG, GIF or WebP
+    /// does.
+    NotAPicture,
 }
 
 impl fmt::Display for Reason {
@@ -141,6 +144,10 @@ impl fmt::Display for Reason {
             Reason::File(e) => write!(f, "file error: {e}"),
             Reason::DigestMismatch => f.write_str("SHA3-512 mismatch"),
             Reason::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Reason::NotAPicture => f.write_str(
+                "not a picture: its first bytes are no JPEG, PNG, GIF or WebP (only pictures \
+                 are taken without asking)",
+            ),
         }
     }
 }

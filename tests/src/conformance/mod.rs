@@ -21,6 +21,7 @@ use ferry_proto::turn::TurnConfig;
 use crate::content;
 
 pub mod real;
+pub mod records;
 pub mod sim;
 
 pub use real::{ClientRuntime, Command, Real, RemoteClient};
@@ -78,6 +79,17 @@ pub trait Harness: Sized {
 
     /// `peer` sends `file` to every device of `to`; the group id.
     fn send_file(&mut self, peer: Peer, to: AccountId, file: &TestFile) -> TransferId;
+
+    /// `peer` sends `file` again under the ids of an earlier send: `group`, and each
+    /// device's sub-transfer id in `devices` ([`Node::send_file_again`](ferry_proto::node::Node::send_file_again)).
+    fn send_file_again(
+        &mut self,
+        peer: Peer,
+        to: AccountId,
+        file: &TestFile,
+        group: TransferId,
+        devices: std::collections::BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId;
 
     /// `peer` accepts an offer.
     fn accept(&mut self, peer: Peer, transfer: TransferId);
@@ -651,7 +663,11 @@ impl Folders {
     /// Writes `file` into the outbox (in pieces: never the whole file in memory).
     pub fn write(&self, file: &TestFile) -> PathBuf {
         use std::io::Write as _;
-        let path = self.outbox.join(&file.name);
+        // A folder per seed: two files of one name are two sources, neither written over
+        // the other while it is read.
+        let folder = self.outbox.join(format!("seed-{}", file.seed));
+        std::fs::create_dir_all(&folder).expect("outbox folder");
+        let path = folder.join(&file.name);
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
         let mut buf = vec![0; 1 << 20];
         let mut at = 0;
