@@ -351,7 +351,7 @@ pub(crate) async fn run(
                         }
                     }
                     Event::Resuming { transfer, offset, total, verified } => report.resuming(transfer, offset, total, verified),
-                    Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total),
+                    Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
                         report.json(json!({

@@ -193,7 +193,7 @@ impl Report {
 
     /// What the receiver held under this transfer's key was not the start of the file: the
     /// transfer starts again from byte 0.
-    pub(crate) fn restarted(&self, transfer: TransferId, held: u64, total: u64) {
+    pub(crate) fn restarted(&self, transfer: TransferId, held: u64, total: u64, sending: bool) {
         let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
             return;
         };
@@ -204,8 +204,12 @@ impl Report {
             "held": held,
             "total": total,
         }));
+        let (who, how) = match sending {
+            true => ("the receiver", "sending"),
+            false => ("we", "receiving"),
+        };
         self.line(&format!(
-            "{label}: what the receiver held ({}) did not match: sending from the start",
+            "{label}: what {who} held ({}) did not match: {how} from the start",
             size_text(held)
         ));
     }

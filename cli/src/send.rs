@@ -189,7 +189,7 @@ pub(crate) async fn run(
                         if let Some(sub) = subs.get_mut(&transfer) {
                             sub.resumed = 0;
                         }
-                        report.restarted(transfer, held, total);
+                        report.restarted(transfer, held, total, true);
                     }
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);
