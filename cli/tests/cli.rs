@@ -322,7 +322,10 @@ fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
     // Its log, written to a pipe, is plain text: the warning is there, no colour codes.
     let log = text(&received.stderr);
     assert!(log.contains("--accept-all with no contacts"), "{log}");
-    assert!(!log.contains('\u{1b}'), "escape codes in a piped log: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
     assert_eq!(
         files_in(&into),
         ["photo of the sea.bin"],
