@@ -73,6 +73,7 @@ use demux::{Demux, Inbound};
 pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
 pub use footprint::Footprint;
 pub use reflexive::{Mapping, STUN_TIMEOUT};
+pub use relays::RELAY_RETRY;
 use relays::Relays;
 use signalling::Signalling;
 use timers::NodeTimer;
