@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_proto::io::{CLOSE_LINGER, Event};
-use ferry_proto::node::{IDLE_TIMEOUT, Node, RELAY_RETRY};
+use ferry_proto::node::{IDLE_TIMEOUT, Node};
 use ferry_proto::transfer::{LINGER, Status, TransferId};
 use ferry_proto::turn::TurnConfig;
 use ferry_sim::rng::SimRng;
@@ -50,7 +50,7 @@ const SETTLE: Duration = Duration::from_secs(45);
 /// How long after the last fault Alice sends again when there is a relay: a TURN client
 /// whose server restarted while the reset could not reach it (its link down or stalled)
 /// learns that its allocation is gone only when its next refresh fails, half the allocation's
-/// lifetime (300 s) later, and allocates again [`RELAY_RETRY`] after that; until then it
+/// lifetime (300 s) later, and allocates again [`RELAY_RETRY`](ferry_proto::node::RELAY_RETRY) after that; until then it
 /// still offers the dead relayed address.
 const RELAY_SETTLE: Duration = Duration::from_secs(420);
 

@@ -34,7 +34,9 @@ use super::Script;
 use crate::identity::{Seeds, node_config};
 
 /// Most steps of one run: a script ends there even if it has bytes left.
-const MAX_STEPS: usize = 3_000;
+const MAX_STEPS: usize = 2_000;
+/// Most steps once the script is used up.
+const MAX_TAIL: usize = 400;
 
 /// The target's accounts and devices, made once (keys from fixed seeds).
 struct Cast {
@@ -109,13 +111,17 @@ pub fn node(data: &[u8]) {
     w.drain(0);
     w.drain(1);
     send(&mut w, 0, cast.bob.id());
-    let mut quiet = 0;
+    let mut tail = 0;
     for _ in 0..MAX_STEPS {
-        if s.is_empty() && quiet > 3 {
-            break;
+        // Once the script is used up, everything goes in order for a while, long enough
+        // for a transfer under way to end.
+        if s.is_empty() {
+            tail += 1;
+            if tail > MAX_TAIL || (tail > 8 && quiet(&w)) {
+                break;
+            }
         }
-        let moved = step(&mut w, &mut s);
-        quiet = if moved { 0 } else { quiet + 1 };
+        step(&mut w, &mut s);
         for side in 0..2 {
             bounds(side, &w.nodes[side], w.checkers[side].groups);
         }
@@ -250,6 +256,18 @@ fn step(w: &mut World, s: &mut Script<'_>) -> bool {
         }
     }
     true
+}
+
+/// Whether nothing is left to deliver and neither node has a deadline within two minutes
+/// (only their periodic announcements and the like).
+fn quiet(w: &World) -> bool {
+    use ferry_proto::io::Endpoint as _;
+    w.pending.is_empty()
+        && w.deliverable().is_empty()
+        && w.nodes
+            .iter()
+            .filter_map(|n| n.poll_timeout())
+            .all(|at| at > w.now + Duration::from_secs(120))
 }
 
 /// Everything in order: the first pending input, else the first stream that can deliver,
