@@ -35,6 +35,8 @@ pub(super) struct Checker {
     unacked: BTreeMap<ConnId, usize>,
     /// Files asked to open (any op may follow), and files ended (none may follow).
     files: BTreeMap<FileId, bool>,
+    /// Files asked to open, not answered yet.
+    opening: BTreeSet<FileId>,
     /// Transfers the node named in its events.
     pub(super) named: BTreeSet<u64>,
     /// Files sent to this node's application, through `send_file`.
@@ -146,6 +148,7 @@ impl Checker {
                     self.files.insert(file, false).is_none(),
                     "{file:?} opened twice"
                 );
+                self.opening.insert(file);
             }
             FileOp::Commit { .. } | FileOp::Discard { .. } | FileOp::Close { .. } => {
                 let state = self.files.insert(file, true);
@@ -158,10 +161,13 @@ impl Checker {
         }
     }
 
-    /// A failed open ends the file: nothing more may be asked of it.
+    /// A failed open ends the file: nothing more may be asked of it. (Another operation
+    /// that fails leaves it open: the node closes or discards it.)
     pub(super) fn file_result(&mut self, result: &FileResult) {
-        if let FileResult::Failed { file, .. } = result {
-            self.files.insert(*file, true);
+        let file = result.file();
+        let opening = self.opening.remove(&file);
+        if opening && matches!(result, FileResult::Failed { .. }) {
+            self.files.insert(file, true);
         }
     }
 
