@@ -93,7 +93,7 @@ replay! {
     ice_description,
     // SECURITY: row 101
     identity_pem,
-    // SECURITY: row 123
+    // SECURITY: row 128
     node,
     // SECURITY: row 93
     opendht_proxy,

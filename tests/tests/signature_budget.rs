@@ -131,7 +131,7 @@ fn offers(world: &World, host: HostId) -> Vec<ferry_proto::transfer::TransferId>
 /// Mallory's requests, each sealed to `to` and signed by her device: every one costs a key
 /// agreement and the signature checks, then is refused (not a contact).
 fn sealed_requests(m1: &Device, to: &Device, _: &Account) -> Vec<Bytes> {
-    // SECURITY: row 121
+    // SECURITY: row 126
     (0..300u64)
         .map(|id| {
             let message = PeerConnection {
@@ -189,7 +189,7 @@ fn a_flood_of_sealed_requests_costs_the_budget_and_a_contacts_request_gets_throu
 /// Values shaped like Bob's announcements (his account's certificate, public), with bad
 /// signatures: each costs a signature check at Alice, who looks Bob up.
 fn forged_announcements(_: &Device, _: &Device, bob: &Account) -> Vec<Bytes> {
-    // SECURITY: row 122
+    // SECURITY: row 127
     let genuine = bob
         .announce(&SEEDS.device(bob, "forged"))
         .expect("an announcement");

@@ -140,7 +140,7 @@ mod tests {
         let t0 = Instant::now();
         let mut rng = SeededRng::new(7);
         let mut b = SignatureBudget::new(4);
-        // SECURITY: row 121
+        // SECURITY: row 126
         let values: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i])).collect();
         let verdicts: Vec<Admit> = values.iter().map(|v| b.admit(t0, v, &mut rng)).collect();
         assert!(verdicts[..4].iter().all(|a| *a == Admit::Now));
