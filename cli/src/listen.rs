@@ -19,6 +19,7 @@ use crate::contacts::Contacts;
 use crate::failure::Failure;
 use crate::home::Home;
 use crate::outcome::failure_of;
+use crate::records::{Record, Records};
 use crate::report::Report;
 use crate::session::{self, NetOptions};
 
@@ -47,6 +48,27 @@ pub(crate) struct Options {
     pub(crate) once: bool,
     /// Answer only these (contact names or account ids); empty: the contacts, if any.
     pub(crate) from: Vec<String>,
+    /// Partial data nobody wrote for this long is removed at start.
+    pub(crate) keep_partial: Duration,
+}
+
+/// Removes, at start, partial data nobody wrote for `age` in the receive folder `into`
+/// (nothing when the folder is not there yet); says how many files went. A folder that
+/// cannot be opened is left for the session to report.
+fn prune_partials(into: &std::path::Path, age: Duration, report: &Report) {
+    if !into.exists() {
+        return;
+    }
+    match ferry_driver::receive_folder::ReceiveFolder::open(into)
+        .and_then(|folder| folder.prune_partials(age))
+    {
+        Ok(0) => {}
+        Ok(n) => report.line(&format!(
+            "Removed {n} partial file(s) nobody wrote for {} day(s) or more",
+            age.as_secs() / 86_400
+        )),
+        Err(e) => tracing::warn!("partial data not pruned: {e}"),
+    }
 }
 
 /// Who decides whether an offer is taken.
@@ -80,6 +102,22 @@ struct Offer {
     peer_gone: bool,
     status: Option<(Status, Option<Reason>)>,
     verified: bool,
+    /// Its record in the home (an offer from a known peer).
+    record: Option<Record>,
+}
+
+impl Offer {
+    /// Sets the record's state and writes it; a record that cannot be written is said, and
+    /// the transfer goes on.
+    fn keep(&mut self, records: &Records, transfer: TransferId, state: &str, why: Option<String>) {
+        let (Some(record), Some(device)) = (self.record.as_mut(), self.device) else {
+            return;
+        };
+        record.set_state(device, transfer, state, why);
+        if let Err(e) = records.save(record) {
+            tracing::warn!("the transfer record is not kept: {e}");
+        }
+    }
 }
 
 fn who(from: Option<&PeerIdentity>) -> String {
@@ -193,6 +231,8 @@ pub(crate) async fn run(
     )?;
     let mut ctrl_c = session::ctrl_c().await;
     let mut report = Report::new(json_mode);
+    let records = Records::new(home.dir());
+    prune_partials(&options.into, options.keep_partial, &report);
     let me = &session.device.device;
     report.json(json!({
         "event": "listening",
@@ -285,7 +325,10 @@ pub(crate) async fn run(
                         }));
                         first.get_or_insert(transfer);
                         report.add(transfer, name.clone(), size);
-                        offers.insert(transfer, Offer { name: name.clone(), size, from: from_text.clone(), device: from.as_ref().map(|p| p.device), peer_gone: false, status: None, verified: false });
+                        let record = from.as_ref().map(|p| Record::received(transfer, p.account, p.device, &name, size));
+                        let mut offer = Offer { name: name.clone(), size, from: from_text.clone(), device: from.as_ref().map(|p| p.device), peer_gone: false, status: None, verified: false, record };
+                        offer.keep(&records, transfer, "offered", None);
+                        offers.insert(transfer, offer);
                         match decision {
                             Decision::Accept => {
                                 report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted (--accept-all)"));
@@ -307,6 +350,7 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                    Event::Resuming { transfer, offset, total } => report.resuming(transfer, offset, total),
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
                         report.json(json!({
@@ -338,6 +382,9 @@ pub(crate) async fn run(
                             }
                         }
                         if let Some(o) = offers.get_mut(&transfer) {
+                            if status.is_final() || status == Status::Ongoing {
+                                o.keep(&records, transfer, status.as_str(), reason.as_ref().map(ToString::to_string));
+                            }
                             o.status = Some((status, reason));
                         }
                     }
@@ -357,8 +404,14 @@ pub(crate) async fn run(
                         );
                         if let Some(o) = offers.get_mut(&transfer) {
                             o.verified = true;
+                            if let Some(r) = o.record.as_mut() {
+                                r.final_path = Some(path.clone());
+                                r.sha3_512 = Some(digest.to_string());
+                            }
+                            o.keep(&records, transfer, Status::Finished.as_str(), None);
                         }
                     }
+                    Event::Connected { device, path } => report.connected(&device, &path),
                     Event::PeerUnreachable { device, .. } => {
                         for o in offers.values_mut().filter(|o| o.device == Some(device)) {
                             o.peer_gone = true;
@@ -435,9 +488,14 @@ pub(crate) async fn run(
                     .filter(|(_, o)| !o.status.as_ref().is_some_and(|(s, _)| s.is_final()))
                     .map(|(t, _)| *t)
                     .collect();
+                // Not cancelled: a cancel deletes what arrived. The connections close with
+                // the process, each sender hears "connection lost", and the partial data
+                // stays in the private folder for the same send run again.
+                let why = "stopped here (Ctrl-C): what arrived is kept";
                 for t in &open {
-                    let t = *t;
-                    let _ = session.handle.command(move |node, now| node.cancel(now, t));
+                    if let Some(o) = offers.get_mut(t) {
+                        o.keep(&records, *t, Status::ClosedByHost.as_str(), Some(why.to_owned()));
+                    }
                 }
                 report.close();
                 report.line("Stopped.");
@@ -445,7 +503,11 @@ pub(crate) async fn run(
                 return if open.is_empty() {
                     Ok(())
                 } else {
-                    Err(Failure::Cancelled("stopped while receiving: cancelled".to_owned()))
+                    Err(Failure::Cancelled(
+                        "stopped while receiving: what arrived is kept, and the same `ferry send` \
+                         run again resumes from it"
+                            .to_owned(),
+                    ))
                 };
             }
             () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,

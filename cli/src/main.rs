@@ -4,6 +4,7 @@
 //!   TCP, real TLS 1.3 and an in-process DHT;
 //! - `ferry account new|show`, `ferry device add|import|revoke`: identities, in the
 //!   platform's data folder or `--home` / `FERRY_HOME`;
+//! - `ferry history`: the transfers sent and received, from the records in the home;
 //! - `ferry listen` and `ferry send FILE --to ACCOUNT`: everyday transfers between processes
 //!   and machines, meeting through a DHT: by default one in a folder shared by every `ferry`
 //!   of this user on this machine (no server to start), or OpenDHT through a `dhtnode` proxy
@@ -18,8 +19,9 @@
 //! | `account new` | `account_created`: `account`, `device`, `home` |
 //! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
 //! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
-//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `verified`: `transfer`, `name`, `path`, `sha3_512` |
-//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`; `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
+//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `resuming`: `transfer`, `label`, `offset`, `total` (a transfer that starts past what the receiver kept); `verified`: `transfer`, `name`, `path`, `sha3_512` |
+//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`, `again` (an unfinished send of this file taken up under its ids); `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress`, `resuming` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
+//! | `history` | `record`: `id`, `direction` (`sent`, `received`), `peer_account`, `name`, `size`, `sha3_512`, `source` (`path`, `size`, `mtime_secs`, `mtime_nanos`, `inode`), `final_path`, `devices` (by device id: `transfer`, `state`, `reason`, `updated`), `created`, `updated` (Unix seconds) |
 //! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
 
 // A command-line tool prints to stdout by design.
@@ -32,6 +34,7 @@ mod home;
 mod identity;
 mod listen;
 mod outcome;
+mod records;
 mod report;
 mod send;
 mod session;
@@ -105,6 +108,10 @@ enum Command {
         /// contacts, if you have any; else anyone who knows your account id.
         #[arg(long, value_name = "WHO", value_delimiter = ',')]
         from: Vec<String>,
+        /// Remove, at start, partial data (what arrived of unfinished transfers, kept for
+        /// the same send run again) that nobody wrote for this many days.
+        #[arg(long, value_name = "DAYS", default_value_t = 7)]
+        keep_partial_days: u64,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -119,6 +126,13 @@ enum Command {
         to: String,
         #[command(flatten)]
         net: NetArgs,
+    },
+    /// The transfers sent and received with this home, most recent first: each with its
+    /// id, peer, size, devices and state (an unfinished send resumes when run again).
+    History {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
 }
 
@@ -177,9 +191,10 @@ struct NetArgs {
     /// file:PATH for a folder. Default: a folder shared by every ferry of this user here.
     #[arg(long, env = "FERRY_DHT", value_name = "URL")]
     dht: Option<String>,
-    /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r
+    /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r (an IPv6
+    /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated.
     #[arg(long, env = "FERRY_TURN", value_name = "URL")]
-    turn: Option<String>,
+    turn: Vec<String>,
     /// A STUN server (TCP), to learn this machine's public address without a relay:
     /// HOST:PORT; may be repeated. A --turn server serves as one too.
     #[arg(long, value_name = "HOST:PORT")]
@@ -193,8 +208,12 @@ impl NetArgs {
     /// The options: flags and environment first, then `config.json`.
     fn options(&self, settings: &home::Settings) -> Result<session::NetOptions, Failure> {
         let dht = self.dht.as_deref().or(settings.dht.as_deref());
-        let turn = self.turn.as_deref().or(settings.turn.as_deref());
-        if self.relay_only && turn.is_none() {
+        let turn: Vec<&str> = if self.turn.is_empty() {
+            settings.turn.as_deref().into_iter().collect()
+        } else {
+            self.turn.iter().map(String::as_str).collect()
+        };
+        if self.relay_only && turn.is_empty() {
             return Err(Failure::Usage(
                 "--relay-only needs a TURN server (--turn)".to_owned(),
             ));
@@ -206,7 +225,10 @@ impl NetArgs {
         };
         Ok(session::NetOptions {
             dht: session::parse_dht(dht)?,
-            turn: turn.map(session::parse_turn).transpose()?,
+            turn: turn
+                .into_iter()
+                .map(session::parse_turn)
+                .collect::<Result<_, _>>()?,
             stun: stun
                 .iter()
                 .map(|s| session::parse_stun(s))
@@ -295,6 +317,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             auto_accept_images_under,
             once,
             from,
+            keep_partial_days,
             net,
         } => {
             let home = home()?;
@@ -308,6 +331,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 auto_accept_images_under,
                 once,
                 from,
+                keep_partial: std::time::Duration::from_secs(
+                    keep_partial_days.saturating_mul(86_400),
+                ),
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }
@@ -316,7 +342,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let net = net.options(&home.settings()?)?;
             runtime()?.block_on(send::run(&home, &net, &file, &to, json))
         }
+        Command::History { limit } => history(&home()?, limit, json),
     }
+}
+
+/// `ferry history`: the records, most recent first.
+fn history(home: &Home, limit: usize, json: bool) -> Result<(), Failure> {
+    let records = records::Records::new(home.dir()).all()?;
+    if records.is_empty() && !json {
+        println!("No transfers yet.");
+    }
+    for record in records.iter().take(limit) {
+        if json {
+            let mut value = serde_json::to_value(record)
+                .map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("event".to_owned(), "record".into());
+            }
+            println!("{value}");
+        } else {
+            println!("{}", record.line());
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

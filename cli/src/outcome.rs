@@ -21,6 +21,7 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
             Failure::Refused(format!("{who}: refused here"))
         }
         (_, Some(Reason::Refused)) => Failure::Refused(format!("{who}: refused")),
+        (_, Some(r @ Reason::NotAPicture)) => Failure::Refused(format!("{who}: {r}")),
         (Status::ClosedByHost, Some(Reason::Cancelled)) => {
             Failure::Cancelled(format!("{who}: cancelled here"))
         }
@@ -35,7 +36,8 @@ pub(crate) fn failure_of(status: Status, reason: Option<&Reason>, who: &str) -> 
             Failure::Unreachable(format!("{who}: no answer in time"))
         }
         (_, Some(Reason::ConnectionLost)) => Failure::Unreachable(format!(
-            "{who}: the connection was lost (the partial file is kept, to resume)"
+            "{who}: the connection was lost; what arrived is kept: run the same `ferry send` \
+             again to resume from it"
         )),
         (Status::UnjoinablePeer, _) => Failure::Unreachable(format!("{who}: could not connect")),
         (status, Some(reason)) => Failure::Internal(format!("{who}: {status}: {reason}")),

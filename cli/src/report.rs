@@ -64,6 +64,28 @@ impl Report {
     }
 
     /// A line for a person, not printed with `--json`.
+    /// A connection to `device` is up on `path`: one line, and the `connected` event
+    /// (`path`: host / srflx / prflx / relay / relay-relay; `class`: direct / relayed; the
+    /// kinds of our and the peer's candidate).
+    pub(crate) fn connected(
+        &self,
+        device: &ferry_proto::tls::DeviceId,
+        path: &ferry_proto::ice::SelectedPath,
+    ) {
+        self.json(serde_json::json!({
+            "event": "connected",
+            "device": device.to_string(),
+            "path": path.name(),
+            "class": path.class(),
+            "local": path.local.as_str(),
+            "remote": path.remote.as_str(),
+        }));
+        // The short form the other lines use for a device.
+        let id = device.to_string();
+        let short = id.get(..12).unwrap_or(&id);
+        self.line(&format!("connected to device {short}: {path}"));
+    }
+
     pub(crate) fn line(&self, text: &str) {
         match self.mode {
             Mode::Json => {}
@@ -144,6 +166,26 @@ impl Report {
         }
     }
 
+    /// A transfer starts at `done` of `total` bytes, kept from an earlier try.
+    pub(crate) fn resuming(&self, transfer: TransferId, done: u64, total: u64) {
+        let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
+            return;
+        };
+        self.json(serde_json::json!({
+            "event": "resuming",
+            "transfer": transfer.to_string(),
+            "label": label,
+            "offset": done,
+            "total": total,
+        }));
+        self.line(&format!(
+            "{label}: resuming at {} of {} (what the receiver kept; the whole file's \
+             SHA3-512 is checked at the end)",
+            size_text(done),
+            size_text(total)
+        ));
+    }
+
     /// A transfer ended: its bar stops with `text`, and a line says it.
     pub(crate) fn finish(&mut self, transfer: TransferId, text: &str) {
         self.finish_with(transfer, text, text);
@@ -177,4 +219,31 @@ fn style() -> ProgressStyle {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
+}
+
+/// `bytes` for a person: `512.3 MiB`, `1.0 GiB`, `900 bytes`.
+pub(crate) fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_text;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size_text(900), "900 bytes");
+        assert_eq!(size_text(537_185_485), "512.3 MiB");
+        assert_eq!(size_text(1 << 30), "1.0 GiB");
+    }
 }

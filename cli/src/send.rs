@@ -15,6 +15,7 @@ use crate::contacts::Contacts;
 use crate::failure::Failure;
 use crate::home::Home;
 use crate::outcome::{combine, failure_of};
+use crate::records::{Record, Records, SourceFile, unix_now};
 use crate::report::Report;
 use crate::session::{self, NetOptions};
 
@@ -25,6 +26,8 @@ const VERDICT_GRACE: Duration = Duration::from_secs(2);
 /// One device's sub-transfer.
 struct Sub {
     device: DeviceId,
+    /// What the device kept from an earlier try: where its transfer started.
+    resumed: u64,
     status: Option<(Status, Option<Reason>)>,
     verified: Option<String>,
 }
@@ -45,6 +48,13 @@ impl Sub {
             Some((s, _)) => s.is_final(),
             None => false,
         }
+    }
+}
+
+/// Writes `record`; a record that cannot be written is said, and the transfer goes on.
+fn keep(records: &Records, record: &Record) {
+    if let Err(e) = records.save(record) {
+        tracing::warn!("the transfer record is not kept: {e}");
     }
 }
 
@@ -71,6 +81,9 @@ pub(crate) async fn run(
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| Failure::Usage(format!("{} has no file name", file.display())))?;
     let size = meta.len();
+    let records = Records::new(home.dir());
+    let source_file = SourceFile::of(&source, &meta);
+    let earlier = records.unfinished_send(account, &source_file)?;
 
     // A sender takes no files; its driver still needs a folder.
     let folder = home.dir().join("received");
@@ -85,11 +98,36 @@ pub(crate) async fn run(
     ));
     let source_text = source.to_string_lossy().into_owned();
     let sent_name = name.clone();
+    // An unfinished send of this very file (path, size, modification time, inode) to this
+    // account is taken up again under its ids: each device that kept its part resumes.
+    let again = earlier
+        .as_ref()
+        .and_then(|r| Some((r.transfer_id()?, r.unfinished_parts())));
     let group = session
         .handle
-        .call(move |node, now| node.send_file(now, account, source_text, sent_name))
+        .call(move |node, now| match again {
+            Some((group, parts)) => {
+                node.send_file_again(now, account, source_text, sent_name, group, parts)
+            }
+            None => node.send_file(now, account, source_text, sent_name),
+        })
         .await
         .map_err(|_| Failure::Internal("the node stopped".to_owned()))?;
+    let taken_up = earlier
+        .as_ref()
+        .is_some_and(|r| r.transfer_id() == Some(group));
+    let mut record = match earlier {
+        Some(mut r) if taken_up => {
+            report.line(&format!(
+                "Taking up the unfinished send {group} of this file: a device that kept what \
+                 arrived resumes from it"
+            ));
+            r.updated = unix_now();
+            r
+        }
+        _ => Record::sent(group, account, source_file, &name),
+    };
+    keep(&records, &record);
     report.json(json!({
         "event": "sending",
         "group": group.to_string(),
@@ -98,6 +136,7 @@ pub(crate) async fn run(
         "size": size,
         "to": account.to_string(),
         "from_device": session.device.device.id().to_string(),
+        "again": taken_up,
     }));
 
     let mut subs: BTreeMap<TransferId, Sub> = BTreeMap::new();
@@ -126,7 +165,7 @@ pub(crate) async fn run(
                 }
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
-                        let sub = Sub { device, status: None, verified: None };
+                        let sub = Sub { device, resumed: 0, status: None, verified: None };
                         let label = sub.label();
                         report.line(&format!("{label}: found, connecting"));
                         report.json(json!({
@@ -137,6 +176,14 @@ pub(crate) async fn run(
                         }));
                         report.add(transfer, label, size);
                         subs.insert(transfer, sub);
+                        record.set_state(device, transfer, Status::Created.as_str(), None);
+                        keep(&records, &record);
+                    }
+                    Event::Resuming { transfer, offset, total } => {
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            sub.resumed = offset;
+                        }
+                        report.resuming(transfer, offset, total);
                     }
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);
@@ -156,6 +203,9 @@ pub(crate) async fn run(
                                     None => status.to_string(),
                                 };
                                 report.finish(transfer, &text);
+                                let why = reason.as_ref().map(ToString::to_string);
+                                record.set_state(sub.device, transfer, status.as_str(), why);
+                                keep(&records, &record);
                             }
                             sub.status = Some((status, reason));
                         }
@@ -169,6 +219,8 @@ pub(crate) async fn run(
                                 "sha3_512": digest.to_string(),
                             }));
                             sub.verified = Some(digest.to_string());
+                            record.sha3_512 = Some(digest.to_string());
+                            keep(&records, &record);
                         }
                     }
                     Event::Aggregate { group: g, status, done, total } if g == group => {
@@ -184,6 +236,7 @@ pub(crate) async fn run(
                             unknown = true;
                         }
                     }
+                    Event::Connected { device, path } => report.connected(&device, &path),
                     Event::IncomingTransfer { transfer, .. } => {
                         // `send` takes no files.
                         let _ = session.handle.command(move |node, now| {
@@ -223,9 +276,15 @@ pub(crate) async fn run(
             subs.len()
         ));
         if let Some(t) = elapsed {
-            let mib = size as f64 / (1024.0 * 1024.0);
+            // Only what crossed counts: a device that resumed had the rest already.
+            let kept = delivered.iter().map(|s| s.resumed).min().unwrap_or(0);
+            let mib = size.saturating_sub(kept) as f64 / (1024.0 * 1024.0);
+            let already = match kept {
+                0 => String::new(),
+                k => format!(" ({} were there already)", crate::report::size_text(k)),
+            };
             report.line(&format!(
-                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s",
+                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s{already}",
                 t.as_secs_f64(),
                 mib / t.as_secs_f64().max(1e-9)
             ));

@@ -83,7 +83,12 @@ pub(crate) fn parse_turn(url: &str) -> Result<TurnConfig, Failure> {
         return Err(bad());
     }
     let server = resolve(addr).ok_or_else(bad)?;
-    Ok(TurnConfig::new(server, user, pass))
+    let mut config = TurnConfig::new(server, user, pass);
+    // An IPv6 server relays over IPv6 (RFC 6156): its relayed candidates reach IPv6 peers.
+    if server.is_ipv6() {
+        config.family = ferry_proto::turn::Family::V6;
+    }
+    Ok(config)
 }
 
 /// Reads `--stun`: `HOST:PORT` (a `stun:` prefix, as in ICE server URLs, is allowed).
@@ -98,8 +103,8 @@ pub(crate) fn parse_stun(server: &str) -> Result<SocketAddr, Failure> {
 pub(crate) struct NetOptions {
     /// Where the DHT is.
     pub(crate) dht: DhtChoice,
-    /// A TURN server.
-    pub(crate) turn: Option<TurnConfig>,
+    /// The TURN servers (`--turn`, repeatable).
+    pub(crate) turn: Vec<TurnConfig>,
     /// STUN servers.
     pub(crate) stun: Vec<SocketAddr>,
     /// Offer only the relayed path.
@@ -169,7 +174,7 @@ pub(crate) fn start(
         driver_config.clone(),
     )
     .with_paths(paths);
-    client.turn = net.turn.iter().cloned().collect();
+    client.turn = net.turn.clone();
     client.stun = net.stun.clone();
     client.revocations = revocations;
     client.auto_accept_images_under = auto_accept_images_under;
@@ -184,7 +189,7 @@ pub(crate) fn start(
         device = %device.device.id(),
         ips = ?config.local_ips,
         dht = ?net.dht,
-        turn = ?net.turn.as_ref().map(|t| t.server),
+        turn = ?net.turn.iter().map(|t| t.server).collect::<Vec<_>>(),
         stun = ?net.stun,
         "starting the node"
     );
@@ -268,6 +273,7 @@ mod tests {
 
     #[test]
     fn turn_urls() {
+        use ferry_proto::turn::Family;
         let t = parse_turn("turn://alice:s3cr:et@127.0.0.1:3478?realm=ferry");
         let t = t.ok();
         assert_eq!(
@@ -276,6 +282,16 @@ mod tests {
         );
         assert_eq!(t.as_ref().map(|t| t.username.as_str()), Some("alice"));
         assert_eq!(t.as_ref().map(|t| t.password.as_str()), Some("s3cr:et"));
+        assert_eq!(t.as_ref().map(|t| t.family), Some(Family::V4));
+        let v6 = parse_turn("turn://alice:pw@[::1]:3478").ok();
+        assert_eq!(
+            v6.as_ref().map(|t| (t.server, t.family)),
+            Some((
+                SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 3478)),
+                Family::V6
+            )),
+            "an IPv6 server relays over IPv6"
+        );
         for bad in [
             "turn://127.0.0.1:3478",
             "stun://a:b@127.0.0.1:3478",

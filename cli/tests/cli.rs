@@ -478,6 +478,10 @@ fn small_pictures_are_taken_without_asking_when_allowed() {
     let bob = w.account("bob");
     let picture = w.path("Holiday.PNG");
     make_file(&picture, 40_000);
+    // A picture's first bytes: files taken without asking must start as one.
+    let mut bytes = std::fs::read(&picture).expect("picture");
+    bytes[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    std::fs::write(&picture, bytes).expect("picture");
     let into = w.path("pictures");
     // Standard input is closed: anything that needed asking would be refused.
     let listener = w
@@ -585,7 +589,11 @@ fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
 }
 
 /// `listen` and `send` in two processes, with Bob's bytes through a real coturn only
-/// (`--relay-only`): the `--turn` URL reaches the node.
+/// (`--relay-only`, two coturns given with `--turn` twice): the `--turn` URLs reach the
+/// node, and both ends report a relayed path. Only Bob is relay only: two relay-only devices need relay to relay (RFC 6062
+/// Connect through one's own allocation), which is not there yet. (Both were relay only
+/// here, and met over a direct host connection: relay only still connected from host
+/// addresses.)
 #[test]
 fn listen_and_send_through_a_turn_relay() {
     // Both devices relay through this coturn, so its relay carries traffic both ways at once:
@@ -593,13 +601,20 @@ fn listen_and_send_through_a_turn_relay() {
     let Some(coturn) = ferry_tests::coturn::Coturn::start(&["--relay-threads=1"]) else {
         return;
     };
-    let turn = format!(
-        "turn://{}:{}@127.0.0.1:{}?realm={}",
-        ferry_tests::coturn::USER,
-        ferry_tests::coturn::PASSWORD,
-        coturn.port,
-        ferry_tests::coturn::REALM
-    );
+    // A second coturn: Bob gives both (`--turn` twice) and has a relayed address on each.
+    let Some(second) = ferry_tests::coturn::Coturn::start(&["--relay-threads=1"]) else {
+        return;
+    };
+    let url = |port: u16| {
+        format!(
+            "turn://{}:{}@127.0.0.1:{}?realm={}",
+            ferry_tests::coturn::USER,
+            ferry_tests::coturn::PASSWORD,
+            port,
+            ferry_tests::coturn::REALM
+        )
+    };
+    let (turn, turn2) = (url(coturn.port), url(second.port));
     let w = World::new();
     w.account("alice");
     let bob = w.account("bob");
@@ -610,7 +625,14 @@ fn listen_and_send_through_a_turn_relay() {
         &w,
         "bob",
         &into,
-        &["--accept-all", "--relay-only", "--turn", &turn],
+        &[
+            "--accept-all",
+            "--relay-only",
+            "--turn",
+            &turn,
+            "--turn",
+            &turn2,
+        ],
     );
     let sent = w.run(
         "alice",
@@ -619,12 +641,26 @@ fn listen_and_send_through_a_turn_relay() {
             &source.to_string_lossy(),
             "--to",
             &bob,
-            "--relay-only",
             "--turn",
             &turn,
         ],
     );
     let received = finish(listener);
+    let said = text(&sent.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("connected to device ") && l.ends_with(": relay (relayed)")),
+        "send reports the relayed path: {said}"
+    );
+    let heard = json_lines(&received.stdout);
+    let connected = events(&heard, "connected");
+    assert!(
+        connected.len() == 1
+            && connected[0]["path"] == "relay"
+            && connected[0]["class"] == "relayed"
+            && connected[0]["local"] == "relay",
+        "listen's connected event names bob's relayed candidate: {connected:?}"
+    );
     assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
     assert_eq!(
         code(received.status),

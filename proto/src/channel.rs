@@ -9,10 +9,17 @@
 //!
 //! The TLS client numbers the channels it opens with odd numbers, the server with even ones,
 //! so two requests crossing never collide. A channel is over when both sides have ended it.
+//! A request the peer answers neither way within [`OPEN_TIMEOUT`] is given up
+//! ([`MuxEvent::Unanswered`]): a peer that never answers must not hold a send for ever.
+//!
+//! Like every machine here, the multiplexer takes `now` on each call that changes it, and
+//! has [`handle_timeout`](Mux::handle_timeout) / [`poll_timeout`](Mux::poll_timeout) for its
+//! one deadline; no call reads a clock.
 //! The stream cannot be re-synchronised after a unit that does not parse: that is a
 //! [`MuxError`], and the connection must close.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -26,6 +33,10 @@ pub const MAX_CHANNELS: usize = 1024;
 /// its owner a transfer; a peer that opens channels and never ends them must not take the
 /// whole [`MAX_CHANNELS`], which our own channels share.
 pub const MAX_PEER_CHANNELS: usize = 128;
+/// How long a channel we asked for waits for the peer's ACCEPT or DECLINE. A peer answers
+/// a request as soon as it reads it (dhtnet's sockets answer from their read loop), one round
+/// trip; a minute covers a loaded host and a slow link many times over.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest control request accepted.
 const MAX_CONTROL: usize = 1024;
 
@@ -63,6 +74,12 @@ pub enum MuxEvent {
     },
     /// The peer declined a channel we opened.
     Declined {
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// The peer answered a channel we opened neither way within [`OPEN_TIMEOUT`]: the
+    /// channel is forgotten, and a late answer is ignored.
+    Unanswered {
         /// The channel.
         channel: ChannelId,
     },
@@ -107,8 +124,8 @@ pub enum ChannelError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// We asked; waiting for ACCEPT or DECLINE.
-    Requested,
+    /// We asked; waiting for ACCEPT or DECLINE until the deadline.
+    Requested { deadline: Instant },
     /// The peer asked; waiting for our answer.
     Offered,
     /// Open; each flag says whether that side ended it.
@@ -177,7 +194,8 @@ impl Mux {
     }
 
     /// Asks the peer to open a channel for `name`.
-    pub fn open(&mut self, name: &str) -> Result<ChannelId, ChannelError> {
+    pub fn open(&mut self, now: Instant, name: &str) -> Result<ChannelId, ChannelError> {
+        self.handle_timeout(now);
         if self.channels.len() >= MAX_CHANNELS {
             return Err(ChannelError::TooMany);
         }
@@ -186,18 +204,25 @@ impl Mux {
             id = id.wrapping_add(2);
         }
         self.next = id.wrapping_add(2);
-        self.channels.insert(id, State::Requested);
+        self.channels.insert(
+            id,
+            State::Requested {
+                deadline: now + OPEN_TIMEOUT,
+            },
+        );
         self.control(name, id, REQUEST);
         Ok(id)
     }
 
     /// Accepts a channel the peer asked for.
-    pub fn accept(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+    pub fn accept(&mut self, now: Instant, channel: ChannelId) -> Result<(), ChannelError> {
+        self.handle_timeout(now);
         self.answer(channel, true)
     }
 
     /// Declines a channel the peer asked for.
-    pub fn decline(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+    pub fn decline(&mut self, now: Instant, channel: ChannelId) -> Result<(), ChannelError> {
+        self.handle_timeout(now);
         self.answer(channel, false)
     }
 
@@ -221,7 +246,13 @@ impl Mux {
     }
 
     /// Sends bytes on an open channel, cut into units.
-    pub fn send(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), ChannelError> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        data: &[u8],
+    ) -> Result<(), ChannelError> {
+        self.handle_timeout(now);
         match self.channels.get(&channel) {
             Some(State::Open {
                 local_ended: false, ..
@@ -255,7 +286,8 @@ impl Mux {
     }
 
     /// Ends our side of a channel.
-    pub fn end(&mut self, channel: ChannelId) -> Result<(), ChannelError> {
+    pub fn end(&mut self, now: Instant, channel: ChannelId) -> Result<(), ChannelError> {
+        self.handle_timeout(now);
         let Some(State::Open {
             local_ended: false,
             remote_ended,
@@ -288,7 +320,7 @@ impl Mux {
     pub fn in_use(&self) -> bool {
         self.channels
             .values()
-            .any(|s| !matches!(s, State::Requested))
+            .any(|s| !matches!(s, State::Requested { .. }))
     }
 
     /// How many of the peer's requests were declined because [`MAX_CHANNELS`] were in use,
@@ -306,14 +338,17 @@ impl Mux {
     }
 
     /// Takes bytes from the connection. An error is final: close the connection.
-    pub fn handle_bytes(&mut self, data: &[u8]) -> Result<(), MuxError> {
-        self.receive(Bytes::copy_from_slice(data))
+    pub fn handle_bytes(&mut self, now: Instant, data: &[u8]) -> Result<(), MuxError> {
+        self.receive(now, Bytes::copy_from_slice(data))
     }
 
     /// Like [`handle_bytes`](Self::handle_bytes), without copying: a channel's data comes
     /// out as slices of `data`, as it arrives (a unit cut by the transport comes out in
     /// pieces). Only a cut header and channel 0's requests are buffered.
-    pub fn receive(&mut self, mut data: Bytes) -> Result<(), MuxError> {
+    pub fn receive(&mut self, now: Instant, mut data: Bytes) -> Result<(), MuxError> {
+        // An answer that arrives after its request's deadline is late, whether or not the
+        // owner called `handle_timeout` in between.
+        self.handle_timeout(now);
         if self.broken {
             return Err(MuxError::Malformed("the stream broke earlier"));
         }
@@ -369,6 +404,32 @@ impl Mux {
             }
         }
         Ok(())
+    }
+
+    /// Gives up the channels we asked for whose answer is overdue
+    /// ([`MuxEvent::Unanswered`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let overdue: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(_, s)| matches!(s, State::Requested { deadline } if *deadline <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for channel in overdue {
+            self.channels.remove(&channel);
+            self.events.push_back(MuxEvent::Unanswered { channel });
+        }
+    }
+
+    /// The next deadline: the earliest unanswered request's.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.channels
+            .values()
+            .filter_map(|s| match s {
+                State::Requested { deadline } => Some(*deadline),
+                _ => None,
+            })
+            .min()
     }
 
     /// Bytes to write to the connection.
@@ -436,7 +497,7 @@ impl Mux {
             }
             // A request on a number that is ours or in use breaks the rule: decline it.
             (REQUEST, _) => self.control("", c.channel, DECLINE),
-            (ACCEPT, Some(State::Requested)) => {
+            (ACCEPT, Some(State::Requested { .. })) => {
                 self.channels.insert(
                     c.channel,
                     State::Open {
@@ -447,7 +508,7 @@ impl Mux {
                 self.events
                     .push_back(MuxEvent::Opened { channel: c.channel });
             }
-            (DECLINE, Some(State::Requested)) => {
+            (DECLINE, Some(State::Requested { .. })) => {
                 self.channels.remove(&c.channel);
                 self.events
                     .push_back(MuxEvent::Declined { channel: c.channel });

@@ -20,7 +20,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::transfer::{Digest, Status, TransferId};
+// The transfer's values this vocabulary names come from their own files, which depend on
+// nothing here; the transfer machines above speak this vocabulary.
+use crate::transfer::digest::Digest;
+use crate::transfer::id::TransferId;
+pub use crate::transfer::status::FileError;
+use crate::transfer::status::{Reason, Status};
 
 /// How long a driver keeps a connection after [`Output::Close`] while the peer has not
 /// closed its side: the socket (a descriptor) is held that long at most.
@@ -81,34 +86,6 @@ pub enum ConnectError {
     Other(String),
 }
 
-/// Why a file operation failed, as the driver saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FileError {
-    /// The file or folder does not exist.
-    NotFound,
-    /// The operating system refused access.
-    PermissionDenied,
-    /// No space left on the device.
-    DiskFull,
-    /// The file is shorter than the range asked for (it changed under us).
-    ShortRead,
-    /// Anything else, as the operating system described it.
-    Other(String),
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileError::NotFound => f.write_str("not found"),
-            FileError::PermissionDenied => f.write_str("permission denied"),
-            FileError::DiskFull => f.write_str("disk full"),
-            FileError::ShortRead => f.write_str("file shorter than expected"),
-            FileError::Other(s) => f.write_str(s),
-        }
-    }
-}
-
 /// A file operation the core asks of the driver. Each has exactly one answer,
 /// a [`FileResult`] with the same [`FileId`].
 ///
@@ -132,11 +109,17 @@ pub enum FileOp {
     OpenPartial {
         /// The name the core gives this file.
         file: FileId,
-        /// The final name; the driver derives the partial name from it.
-        name: crate::transfer::SafeName,
+        /// The final name, given at the commit (the partial data is not named after it).
+        name: crate::transfer::name::SafeName,
         /// The size of the whole file: an existing partial file longer than this is
         /// truncated to zero (it cannot be a prefix of this file).
         size: u64,
+        /// Whose partial data this is: the driver keeps and finds it by this key alone.
+        key: crate::transfer::id::PartialKey,
+        /// Whether a prefix held under `key` may be kept. `false` for a peer that sends no
+        /// digest to check a prefix against (Jami's raw form): what is held is emptied and
+        /// the file starts at 0.
+        resume: bool,
     },
     /// Read `len` bytes at `offset`; answered by [`FileResult::Data`].
     Read {
@@ -492,6 +475,14 @@ pub enum Event {
         /// The device.
         device: crate::tls::DeviceId,
     },
+    /// A connection to (or from) a device is up (ICE selected a pair, TLS verified the
+    /// device): which path carries it. Once per connection.
+    Connected {
+        /// The device.
+        device: crate::tls::DeviceId,
+        /// The selected pair's kinds: host, server- or peer-reflexive, relayed.
+        path: crate::ice::SelectedPath,
+    },
     /// A connection to (or from) a device failed: the stage and why. Transfers waiting on it
     /// hear it too, as [`Status`](Event::Status) `unjoinable_peer`.
     PeerUnreachable {
@@ -519,7 +510,17 @@ pub enum Event {
         /// Its new state.
         status: Status,
         /// Why, when the state is a failure.
-        reason: Option<crate::transfer::Reason>,
+        reason: Option<Reason>,
+    },
+    /// A transfer starts past 0, at what the receiver kept from an earlier try: both sides
+    /// say so once, before the first new byte (a [`Progress`](Event::Progress) follows).
+    Resuming {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where it starts: what the receiver kept from an earlier try.
+        offset: u64,
+        /// The whole file size.
+        total: u64,
     },
     /// Bytes moved. `done` never decreases for a transfer.
     Progress {

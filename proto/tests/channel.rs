@@ -1,7 +1,15 @@
 //! The channel multiplexer: two sides wired back to back.
 
+use std::sync::LazyLock;
+use std::time::Instant;
+
 use bytes::BytesMut;
-use ferry_proto::channel::{ChannelError, MAX_UNIT, Mux, MuxError, MuxEvent, Side, encode_unit};
+use ferry_proto::channel::{
+    ChannelError, MAX_UNIT, Mux, MuxError, MuxEvent, OPEN_TIMEOUT, Side, encode_unit,
+};
+
+/// The one instant these tests run at (the multiplexer reads no clock).
+static T0: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Moves every pending unit from `a` to `b`, in pieces of `step` bytes.
 fn carry(a: &mut Mux, b: &mut Mux, step: usize) {
@@ -10,7 +18,7 @@ fn carry(a: &mut Mux, b: &mut Mux, step: usize) {
         wire.extend_from_slice(&t);
     }
     for piece in wire.chunks(step.max(1)) {
-        b.handle_bytes(piece).expect("well-formed units");
+        b.handle_bytes(*T0, piece).expect("well-formed units");
     }
 }
 
@@ -39,23 +47,23 @@ fn events(m: &mut Mux) -> Vec<MuxEvent> {
 #[test]
 fn a_unit_cut_by_the_transport_comes_out_as_it_arrives_without_its_header() {
     let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
-    let ch = c.open("x").expect("open");
+    let ch = c.open(*T0, "x").expect("open");
     carry(&mut c, &mut s, 1000);
-    s.accept(ch).expect("offered");
+    s.accept(*T0, ch).expect("offered");
     carry(&mut s, &mut c, 1000);
     let _ = (events(&mut s), events(&mut c));
     let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-    c.send(ch, &data).expect("open");
+    c.send(*T0, ch, &data).expect("open");
     let mut wire = Vec::new();
     while let Some(t) = c.poll_transmit() {
         wire.extend_from_slice(&t);
     }
     // The header (5 bytes: array, channel, bin16 and its length) is cut after its second
     // byte, the data after 300 bytes.
-    s.receive(bytes::Bytes::copy_from_slice(&wire[..2]))
+    s.receive(*T0, bytes::Bytes::copy_from_slice(&wire[..2]))
         .expect("a header's start");
     assert_eq!(s.poll_event(), None, "half a header is no data");
-    s.receive(bytes::Bytes::copy_from_slice(&wire[2..305]))
+    s.receive(*T0, bytes::Bytes::copy_from_slice(&wire[2..305]))
         .expect("the rest of the header");
     assert_eq!(
         s.poll_event(),
@@ -65,7 +73,7 @@ fn a_unit_cut_by_the_transport_comes_out_as_it_arrives_without_its_header() {
         }),
         "the first 300 bytes come out before the unit is whole"
     );
-    s.receive(bytes::Bytes::copy_from_slice(&wire[305..]))
+    s.receive(*T0, bytes::Bytes::copy_from_slice(&wire[305..]))
         .expect("the rest");
     assert_eq!(
         s.poll_event(),
@@ -80,9 +88,9 @@ fn a_unit_cut_by_the_transport_comes_out_as_it_arrives_without_its_header() {
 #[test]
 fn units_written_beside_their_data_are_the_units_send_writes() {
     let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
-    let ch = c.open("x").expect("open");
+    let ch = c.open(*T0, "x").expect("open");
     carry(&mut c, &mut s, 1000);
-    s.accept(ch).expect("offered");
+    s.accept(*T0, ch).expect("offered");
     carry(&mut s, &mut c, 1000);
     for len in [1, 255, 256, MAX_UNIT, MAX_UNIT + 1, 3 * MAX_UNIT + 7] {
         let data = vec![9u8; len];
@@ -92,7 +100,7 @@ fn units_written_beside_their_data_are_the_units_send_writes() {
             .iter()
             .flat_map(|(header, piece)| [header.as_bytes(), piece].concat())
             .collect();
-        c.send(ch, &data).expect("open");
+        c.send(*T0, ch, &data).expect("open");
         let sent: Vec<u8> = std::iter::from_fn(|| c.poll_transmit())
             .flat_map(|t| t.to_vec())
             .collect();
@@ -108,7 +116,7 @@ fn units_written_beside_their_data_are_the_units_send_writes() {
 fn open_accept_data_both_ways_and_end_whatever_the_split() {
     for step in [1, 2, 3, 7, 100, 70_000] {
         let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
-        let ch = c.open("file-transfer://42").expect("open");
+        let ch = c.open(*T0, "file-transfer://42").expect("open");
         assert_eq!(ch % 2, 1, "the client picks odd numbers");
         carry(&mut c, &mut s, step);
         assert_eq!(
@@ -118,12 +126,12 @@ fn open_accept_data_both_ways_and_end_whatever_the_split() {
                 name: "file-transfer://42".into()
             }]
         );
-        s.accept(ch).expect("offered");
+        s.accept(*T0, ch).expect("offered");
         carry(&mut s, &mut c, step);
         assert_eq!(events(&mut c), [MuxEvent::Opened { channel: ch }]);
         let big = vec![5u8; MAX_UNIT + 10];
-        c.send(ch, &big).expect("open");
-        s.send(ch, b"GO 0\n").expect("open");
+        c.send(*T0, ch, &big).expect("open");
+        s.send(*T0, ch, b"GO 0\n").expect("open");
         carry(&mut c, &mut s, step);
         carry(&mut s, &mut c, step);
         let got: Vec<u8> = events(&mut s)
@@ -141,15 +149,15 @@ fn open_accept_data_both_ways_and_end_whatever_the_split() {
                 data: "GO 0\n".into()
             }]
         );
-        c.end(ch).expect("open");
+        c.end(*T0, ch).expect("open");
         carry(&mut c, &mut s, step);
         assert_eq!(events(&mut s), [MuxEvent::Ended { channel: ch }]);
         assert_eq!(
-            s.send(ch, b"still allowed"),
+            s.send(*T0, ch, b"still allowed"),
             Ok(()),
             "the other direction stays open"
         );
-        s.end(ch).expect("open");
+        s.end(*T0, ch).expect("open");
         carry(&mut s, &mut c, step);
         assert_eq!(
             events(&mut c),
@@ -172,8 +180,8 @@ fn open_accept_data_both_ways_and_end_whatever_the_split() {
 #[test]
 fn crossing_requests_never_collide_and_declines_are_heard() {
     let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
-    let a = c.open("a").expect("open");
-    let b = s.open("b").expect("open");
+    let a = c.open(*T0, "a").expect("open");
+    let b = s.open(*T0, "b").expect("open");
     assert_ne!(a, b);
     assert_eq!(b % 2, 0);
     carry(&mut c, &mut s, 5);
@@ -192,12 +200,12 @@ fn crossing_requests_never_collide_and_declines_are_heard() {
             name: "a".into()
         }]
     );
-    s.decline(a).expect("offered");
+    s.decline(*T0, a).expect("offered");
     carry(&mut s, &mut c, 5);
     assert_eq!(events(&mut c), [MuxEvent::Declined { channel: a }]);
-    assert_eq!(c.send(a, b"x"), Err(ChannelError::NotOpen(a)));
+    assert_eq!(c.send(*T0, a, b"x"), Err(ChannelError::NotOpen(a)));
     assert_eq!(
-        s.accept(a),
+        s.accept(*T0, a),
         Err(ChannelError::NotOpen(a)),
         "already answered"
     );
@@ -212,7 +220,7 @@ fn a_request_on_the_wrong_parity_is_declined_and_stray_data_dropped() {
     let control = rmp_serde::to_vec_named(&serde_json_like(2)).expect("encode");
     encode_unit(0, &control, &mut wire);
     encode_unit(9, b"data for a channel nobody opened", &mut wire);
-    s.handle_bytes(&wire).expect("well-formed");
+    s.handle_bytes(*T0, &wire).expect("well-formed");
     assert!(events(&mut s).is_empty());
     carry(&mut s, &mut c, 100);
     assert!(
@@ -257,9 +265,9 @@ fn malformed_streams_are_errors_that_stay() {
     ];
     for (wire, want) in cases {
         let mut m = Mux::new(Side::Server);
-        assert_eq!(m.handle_bytes(wire), Err(want));
+        assert_eq!(m.handle_bytes(*T0, wire), Err(want));
         assert!(
-            m.handle_bytes(b"\x92\x01\xc4\x00").is_err(),
+            m.handle_bytes(*T0, b"\x92\x01\xc4\x00").is_err(),
             "once broken, always broken"
         );
     }
@@ -282,9 +290,9 @@ fn unit_bytes_are_msgpack() {
 fn too_many_channels_are_refused() {
     let mut c = Mux::new(Side::Client);
     for _ in 0..ferry_proto::channel::MAX_CHANNELS {
-        c.open("x").expect("room");
+        c.open(*T0, "x").expect("room");
     }
-    assert_eq!(c.open("one more"), Err(ChannelError::TooMany));
+    assert_eq!(c.open(*T0, "one more"), Err(ChannelError::TooMany));
 }
 
 #[test]
@@ -292,10 +300,10 @@ fn a_peer_gets_a_bounded_share_of_the_channels() {
     use ferry_proto::channel::MAX_PEER_CHANNELS;
     let (mut client, mut server) = (Mux::new(Side::Client), Mux::new(Side::Server));
     // Our own channels are not the peer's share.
-    let ours = client.open("ours").expect("room");
+    let ours = client.open(*T0, "ours").expect("room");
     for n in 0..MAX_PEER_CHANNELS + 10 {
         server
-            .open(&format!("theirs-{n}"))
+            .open(*T0, &format!("theirs-{n}"))
             .expect("room on their side");
     }
     carry(&mut server, &mut client, 1000);
@@ -323,7 +331,7 @@ fn a_peer_asking_for_too_many_channels_is_declined_past_the_limit() {
         let control = rmp_serde::to_vec_named(&serde_json_like(2 * n + 1)).expect("encode");
         encode_unit(0, &control, &mut wire);
     }
-    s.handle_bytes(&wire).expect("well-formed");
+    s.handle_bytes(*T0, &wire).expect("well-formed");
     let offered = events(&mut s)
         .iter()
         .filter(|e| matches!(e, MuxEvent::OpenRequest { .. }))
@@ -335,4 +343,49 @@ fn a_peer_asking_for_too_many_channels_is_declined_past_the_limit() {
     // The rest got a DECLINE each: one unit per request past the limit.
     let declines = std::iter::from_fn(|| s.poll_transmit()).count();
     assert_eq!(declines, ferry_proto::channel::MAX_CHANNELS + 100 - share);
+}
+
+#[test]
+fn a_request_the_peer_never_answers_is_given_up_and_its_late_answer_ignored() {
+    // SECURITY: row 121
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let ch = c.open(*T0, "file-transfer://7").expect("open");
+    assert_eq!(c.poll_timeout(), Some(*T0 + OPEN_TIMEOUT));
+    carry(&mut c, &mut s, 1000);
+    assert!(matches!(
+        events(&mut s).as_slice(),
+        [MuxEvent::OpenRequest { channel, .. }] if *channel == ch
+    ));
+    // One tick before the deadline nothing happens; at it, the request is over.
+    c.handle_timeout(*T0 + OPEN_TIMEOUT - std::time::Duration::from_millis(1));
+    assert_eq!(events(&mut c), vec![]);
+    c.handle_timeout(*T0 + OPEN_TIMEOUT);
+    assert_eq!(events(&mut c), vec![MuxEvent::Unanswered { channel: ch }]);
+    assert_eq!((c.channels(), c.poll_timeout()), (0, None));
+    // The peer's acceptance comes after the deadline: nothing opens.
+    s.accept(*T0, ch).expect("offered");
+    let mut wire = Vec::new();
+    while let Some(t) = s.poll_transmit() {
+        wire.extend_from_slice(&t);
+    }
+    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
+        .expect("well-formed");
+    assert_eq!(events(&mut c), vec![]);
+    assert_eq!(c.send(*T0, ch, b"x"), Err(ChannelError::NotOpen(ch)));
+}
+
+#[test]
+fn an_answer_read_after_the_deadline_is_late_even_without_a_timeout_call() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let ch = c.open(*T0, "x").expect("open");
+    carry(&mut c, &mut s, 1000);
+    s.accept(*T0, ch).expect("offered");
+    let mut wire = Vec::new();
+    while let Some(t) = s.poll_transmit() {
+        wire.extend_from_slice(&t);
+    }
+    // The owner never called `handle_timeout`; the bytes are read at the deadline.
+    c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
+        .expect("well-formed");
+    assert_eq!(events(&mut c), vec![MuxEvent::Unanswered { channel: ch }]);
 }

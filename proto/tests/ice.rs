@@ -710,8 +710,9 @@ A.A.A.A:YYYY
     }
 
     /// Bob has a better address that `route` breaks and a worse one that works; Alice
-    /// (controlling here, and patient) connects to both, waits for the better pair to
-    /// finish, and nominates the working one while the other fails with `failure`.
+    /// (controlling here) connects to both and nominates the working one while the other
+    /// fails with `failure` (or, for a failure that takes a timeout, is still in progress:
+    /// the nomination wait scales with the round trip of the working pair).
     fn one_pair_fails_while_another_succeeds(route: Route, failure: PairFailure) {
         let mut bob = host("10.0.0.2", 6000);
         bob.push(Candidate::tcp(
@@ -722,8 +723,11 @@ A.A.A.A:YYYY
         ));
         let t0 = Instant::now();
         let mut net = Net::new(t0);
+        // One attempt per pair, so that the broken pair ends with `failure` (retries are
+        // tested on their own).
         let patient = Config {
             nomination_wait: Duration::from_secs(10),
+            max_connect_retries: 0,
             ..Config::default()
         };
         let a = net.add(
@@ -746,7 +750,15 @@ A.A.A.A:YYYY
             .iter()
             .find(|p| p.remote.addr == addr("10.0.0.2:6000"))
             .expect("the broken pair");
-        assert_eq!(broken.state, PairState::Failed(failure));
+        // The nomination wait scales with the working pair's round trip, so a pair that
+        // fails only at a timeout (silent, blackholed) may still be in progress then.
+        let slow = matches!(
+            failure,
+            PairFailure::Silent | PairFailure::ConnectFailed(ConnectError::TimedOut)
+        );
+        if !(slow && broken.state == PairState::InProgress) {
+            assert_eq!(broken.state, PairState::Failed(failure));
+        }
     }
 
     #[test]
@@ -892,6 +904,45 @@ A.A.A.A:YYYY
         assert_same_connection(&net, a, b);
         let (_, _, remote) = net.selected(a).expect("alice selected");
         assert_eq!(remote.kind, CandidateType::ServerReflexive);
+    }
+
+    /// The nomination wait scales with the first valid pair's round trip: a better pair
+    /// that hangs (a public address that drops SYNs) holds the controlling agent back for
+    /// twice that round trip, not for the configured bound (10 s here) nor for the hanging
+    /// pair's 3-s connect timeout.
+    #[test]
+    fn the_nomination_wait_scales_with_the_round_trip() {
+        let t0 = Instant::now();
+        let mut net = Net::new(t0);
+        let mut bob = host("192.0.2.2", 6000);
+        bob.push(passive(CandidateType::ServerReflexive, "203.0.113.2:6000"));
+        let patient = Config {
+            nomination_wait: Duration::from_secs(10),
+            ..Config::default()
+        };
+        let a = net.add(
+            "alice",
+            Agent::new(t0, patient, Role::Controlling, host("192.0.2.1", 5000), 1),
+        );
+        let b = net.add("bob", agent(t0, Role::Controlled, bob, 2));
+        net.routes.insert(addr("203.0.113.2:6000"), Route::To(b));
+        net.routes.insert(addr("192.0.2.2:6000"), Route::Blackhole);
+        net.routes.insert(addr("192.0.2.1:5000"), Route::Blackhole);
+        net.latency = Duration::from_millis(50);
+        net.exchange(a, b);
+        net.run_for(Duration::from_secs(2));
+        let (_, _, remote) = net
+            .selected(a)
+            .expect("alice selected before the 3-s timeout");
+        assert_eq!(remote.kind, CandidateType::ServerReflexive);
+        let hanging = net.hosts[a]
+            .agent
+            .check_list()
+            .pairs()
+            .iter()
+            .find(|p| p.remote.addr == addr("192.0.2.2:6000"))
+            .expect("the hanging pair");
+        assert_eq!(hanging.state, PairState::InProgress, "it had not finished");
     }
 
     #[test]
@@ -1308,7 +1359,78 @@ A.A.A.A:YYYY
             alice.check_list().pairs()[0].state,
             PairState::Failed(PairFailure::ConnectFailed(ConnectError::TimedOut))
         );
-        assert_eq!(alice.timeout_reason(), Some("ice timeout"));
+        // The pair is tried again (a SYN lost, or dropped by a NAT the peer has not opened
+        // yet, may pass now): after `connect_retry`, on a new connection.
+        assert_eq!(alice.timeout_reason(), Some("connect retry"));
+        let retry_at = alice.poll_timeout().expect("a retry");
+        assert_eq!(retry_at, guard + Config::default().connect_retry);
+        alice.handle_timeout(retry_at);
+        let out = outputs(&mut alice);
+        assert!(
+            matches!(out.first(), Some(Output::Connect { conn: again, .. }) if *again != conn),
+            "a new connect: {out:?}"
+        );
+        assert_eq!(alice.check_list().pairs()[0].state, PairState::InProgress);
+    }
+
+    /// Retries back off (200 ms, 400 ms, 800 ms, then 1.6 s) and stop at the ICE deadline,
+    /// which then fails the session with the pair's last reason.
+    #[test]
+    fn a_pair_that_keeps_failing_is_retried_with_backoff_until_the_deadline() {
+        let t0 = Instant::now();
+        let mut alice = agent(t0, Role::Controlled, host("10.0.0.1", 5000), 1);
+        let bob = agent(t0, Role::Controlling, host("10.0.0.2", 6000), 2);
+        alice
+            .set_remote_description(t0, bob.local_description())
+            .expect("set");
+        let mut now = t0;
+        let mut connects = Vec::new();
+        let mut failed_at = Vec::new();
+        while let Some(at) = alice.poll_timeout() {
+            now = at;
+            alice.handle_timeout(now);
+            for out in outputs(&mut alice) {
+                if let Output::Connect { conn, .. } = out {
+                    connects.push(now);
+                    // A SYN lost every time.
+                    alice
+                        .handle_input(
+                            now,
+                            Input::ConnectFailed {
+                                conn,
+                                error: ConnectError::TimedOut,
+                            },
+                        )
+                        .expect("input");
+                    failed_at.push(now);
+                }
+            }
+            if alice.is_failed() {
+                break;
+            }
+        }
+        let gaps: Vec<Duration> = connects.windows(2).map(|w| w[1] - w[0]).collect();
+        let first = gaps.first().copied().expect("retried");
+        assert!(first >= Duration::from_millis(200), "{gaps:?}");
+        assert!(
+            gaps.windows(2).all(|w| w[1] >= w[0]),
+            "the waits never shrink: {gaps:?}"
+        );
+        assert!(
+            gaps.iter().all(|g| *g <= Duration::from_millis(1_650)),
+            "at most 1.6 s (plus pacing): {gaps:?}"
+        );
+        assert!(
+            connects.len() <= 1 + Config::default().max_connect_retries as usize,
+            "{connects:?}"
+        );
+        assert!(alice.is_failed(), "the deadline ends it");
+        assert!(now <= t0 + Config::default().ice_timeout, "at the deadline");
+        assert!(
+            failed_at
+                .iter()
+                .all(|at| *at < t0 + Config::default().ice_timeout)
+        );
     }
 
     #[test]

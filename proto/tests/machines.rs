@@ -7,7 +7,8 @@ use ferry_proto::io::{Event, FileError, FileId, FileOp, FileResult};
 use ferry_proto::transfer::frame::{CancelCode, Frame};
 use ferry_proto::transfer::header::Header;
 use ferry_proto::transfer::{
-    Digest, Form, Incoming, Input, Outgoing, Output, Reason, Status, TransferId, WRITE_WINDOW,
+    Digest, Form, Incoming, Input, Outgoing, Output, PartialKey, Reason, Status, TransferId,
+    WRITE_WINDOW,
 };
 
 const T: TransferId = TransferId(9);
@@ -225,6 +226,50 @@ fn a_raw_form_offset_within_what_is_held_is_honoured() {
         &outs,
         |op| matches!(op, FileOp::Write { offset: 40, data, .. } if data.len() == 60)
     ));
+}
+
+/// Partial data is asked for by (sender account, transfer id), never by the offered name,
+/// and only a framed-form peer (whose END carries a digest) may resume into what is held.
+#[test]
+fn the_partial_is_asked_for_by_sender_and_id_and_a_raw_peer_never_resumes() {
+    // SECURITY: row 123
+    let now = Instant::now();
+    let sender = ferry_proto::tls::AccountId([0x5a; 20]);
+    for (ext, resumes) in [(true, true), (false, false)] {
+        let mut m = Incoming::new(T, F, Form::Framed).with_sender(sender);
+        m.handle_input(now, Input::Received(header(100, 0, ext)))
+            .expect("ok");
+        drain_in(&mut m);
+        m.accept(now).expect("ok");
+        let outs = drain_in(&mut m);
+        let want = PartialKey {
+            sender: Some(sender),
+            transfer: T,
+        };
+        assert!(
+            has_file_op(&outs, |op| matches!(
+                op,
+                FileOp::OpenPartial { key, resume, .. } if *key == want && *resume == resumes
+            )),
+            "framed: {ext}: {outs:?}"
+        );
+    }
+    // A bare stream's receiver knows no sender.
+    let mut m = Incoming::new(T, F, Form::Framed);
+    m.handle_input(now, Input::Received(header(100, 0, true)))
+        .expect("ok");
+    m.accept(now).expect("ok");
+    let outs = drain_in(&mut m);
+    assert!(has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::OpenPartial {
+            key: PartialKey {
+                sender: None,
+                transfer: T
+            },
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -708,4 +753,67 @@ fn a_partial_that_cannot_be_opened_tells_the_sender_why() {
             "nothing to close: nothing was opened"
         );
     }
+}
+
+/// A file taken as a picture without asking starts at 0 (never resumed into) and is
+/// cancelled at its first bytes unless they are a picture's; a real picture goes on, even
+/// when its magic comes a byte at a time.
+#[test]
+fn a_file_taken_as_a_picture_must_start_as_one() {
+    // SECURITY: row 125
+    let now = Instant::now();
+    let open = |resumes: bool| {
+        let mut m = Incoming::new(T, F, Form::Framed);
+        m.handle_input(now, Input::Received(header(100, 0, false)))
+            .expect("ok");
+        drain_in(&mut m);
+        m.require_picture();
+        m.accept(now).expect("ok");
+        let outs = drain_in(&mut m);
+        assert!(has_file_op(&outs, |op| matches!(
+            op,
+            FileOp::OpenPartial { resume, .. } if *resume == resumes
+        )));
+        m.handle_input(now, Input::File(FileResult::Opened { file: F, len: 0 }))
+            .expect("ok");
+        drain_in(&mut m);
+        m
+    };
+    // Framed (a digest at the end), it would resume; as a picture to check, it does not.
+    let mut framed = Incoming::new(T, F, Form::Framed);
+    framed
+        .handle_input(now, Input::Received(header(100, 0, true)))
+        .expect("ok");
+    framed.require_picture();
+    framed.accept(now).expect("ok");
+    let outs = drain_in(&mut framed);
+    assert!(has_file_op(&outs, |op| matches!(
+        op,
+        FileOp::OpenPartial { resume: false, .. }
+    )));
+
+    let mut fake = open(false);
+    fake.handle_input(
+        now,
+        Input::Received(Bytes::from_static(b"MZ\x90\0 an executable")),
+    )
+    .expect("ok");
+    let outs = drain_in(&mut fake);
+    assert_eq!(fake.status(), Status::ClosedByHost);
+    assert_eq!(reason(&outs), Some(Reason::NotAPicture));
+    assert!(!has_file_op(&outs, |op| matches!(op, FileOp::Write { .. })));
+
+    let mut real = open(false);
+    for byte in b"\x89PNG\r\n\x1a\n" {
+        real.handle_input(now, Input::Received(Bytes::copy_from_slice(&[*byte])))
+            .expect("ok");
+    }
+    let outs = drain_in(&mut real);
+    assert_eq!(real.status(), Status::Ongoing);
+    assert_eq!(
+        outs.iter()
+            .filter(|o| matches!(o, Output::File(FileOp::Write { .. })))
+            .count(),
+        8
+    );
 }

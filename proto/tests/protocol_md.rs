@@ -234,17 +234,18 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
 
 #[test]
 fn channel_units() {
+    let now = std::time::Instant::now();
     let mut out = bytes::BytesMut::new();
     ferry_proto::channel::encode_unit(3, b"hi", &mut out);
     assert_eq!(hex::encode(&out), hex::encode(vector("channel-unit")));
     // What a client's first `open` puts on the wire.
     let mut client = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Client);
-    assert_eq!(client.open("file-transfer://42"), Ok(1));
+    assert_eq!(client.open(now, "file-transfer://42"), Ok(1));
     let sent = client.poll_transmit().expect("the request");
     assert_eq!(hex::encode(&sent), hex::encode(vector("channel-request")));
     let mut server = ferry_proto::channel::Mux::new(ferry_proto::channel::Side::Server);
     server
-        .handle_bytes(&vector("channel-request"))
+        .handle_bytes(now, &vector("channel-request"))
         .expect("parses");
     assert_eq!(
         server.poll_event(),
@@ -346,6 +347,8 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("ice::Config::check_timeout", ice.check_timeout),
         ("ice::Config::ice_timeout", ice.ice_timeout),
         ("ice::Config::nomination_wait", ice.nomination_wait),
+        ("ice::Config::connect_retry", ice.connect_retry),
+        ("node::STUN_TIMEOUT", STUN_TIMEOUT),
         ("ice::Config::keepalive_interval", ice.keepalive_interval),
         ("ice::Config::consent_timeout", ice.consent_timeout),
         ("transfer::HEADER_TIMEOUT", transfer::HEADER_TIMEOUT),
@@ -387,6 +390,10 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ),
         ("ice::Config::max_pairs", ice.max_pairs),
         ("ice::Config::max_connections", ice.max_connections),
+        (
+            "ice::Config::max_connect_retries",
+            ice.max_connect_retries as usize,
+        ),
         ("channel::MAX_CHANNELS", MAX_CHANNELS),
         ("channel::MAX_PEER_CHANNELS", MAX_PEER_CHANNELS),
         ("node::MAX_TRANSFERS_PER_PEER", MAX_TRANSFERS_PER_PEER),

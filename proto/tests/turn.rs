@@ -445,6 +445,21 @@ fn garbage_on_the_control_connection_ends_the_client() {
     );
 }
 
+/// The peer addresses a CreatePermission request names, in order.
+fn permitted_peers(req: &[u8]) -> Vec<IpAddr> {
+    use stun_types::attribute::{Attribute as _, AttributeFromRaw as _, AttributeStaticType as _};
+    let msg = Message::from_bytes(req).expect("stun");
+    assert!(msg.has_method(CREATE_PERMISSION));
+    msg.iter_attributes()
+        .filter_map(|(_, raw)| {
+            (raw.get_type() == XorPeerAddress::TYPE)
+                .then(|| XorPeerAddress::from_raw_ref(&raw).ok())
+                .flatten()
+        })
+        .map(|p| p.addr(msg.transaction_id()).ip())
+        .collect()
+}
+
 #[test]
 fn permissions_wait_for_the_allocation_are_batched_filtered_by_family_and_refreshed() {
     let mut h = Harness::new("p", Family::V4);
@@ -468,20 +483,7 @@ fn permissions_wait_for_the_allocation_are_batched_filtered_by_family_and_refres
         })
     });
     let (_, req) = h.last();
-    let msg = Message::from_bytes(&req).expect("stun");
-    assert!(msg.has_method(CREATE_PERMISSION));
-    let peers: Vec<IpAddr> = msg
-        .iter_attributes()
-        .filter_map(|(_, raw)| {
-            use stun_types::attribute::{
-                Attribute as _, AttributeFromRaw as _, AttributeStaticType as _,
-            };
-            (raw.get_type() == XorPeerAddress::TYPE)
-                .then(|| XorPeerAddress::from_raw_ref(&raw).ok())
-                .flatten()
-        })
-        .map(|p| p.addr(msg.transaction_id()).ip())
-        .collect();
+    let peers = permitted_peers(&req);
     assert_eq!(
         peers,
         [b, a],
@@ -498,13 +500,28 @@ fn permissions_wait_for_the_allocation_are_batched_filtered_by_family_and_refres
     h.client.handle_timeout(h.now);
     h.drain();
     assert_eq!(method(&h.last().1), CREATE_PERMISSION);
+    // One forbidden address refuses the request whole (coturn, for a loopback peer): it is
+    // asked again address by address, and only the forbidden one fails.
+    let sent = h.sent.len();
+    h.reply(|m| error(m, 403, None));
+    assert_eq!(h.sent.len(), sent + 2, "one request per address");
+    assert_eq!(permitted_peers(&h.sent[sent].1), [b]);
+    assert_eq!(permitted_peers(&h.sent[sent + 1].1), [a]);
     h.reply(|m| error(m, 403, None));
     assert_eq!(
         h.events.last(),
         Some(&TurnEvent::PermissionFailed {
-            ips: vec![b, a],
+            ips: vec![a],
             error: TurnError::Forbidden
         })
+    );
+    let (conn, first) = h.sent[sent].clone();
+    let msg = Message::from_bytes(&first).expect("STUN");
+    let ok = success(&msg, &|_, _| {});
+    h.answer(conn, ok);
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::Permitted { ips: vec![b] })
     );
 }
 

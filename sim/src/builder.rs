@@ -174,11 +174,17 @@ impl HostSpec {
         self
     }
 
-    /// A partial file it already holds for final name `name`: the first `len` bytes of the
-    /// file `size` bytes long generated from `seed` (to test resuming).
-    pub fn partial(mut self, name: &str, size: u64, seed: u64, len: u64) -> HostSpec {
+    /// Partial data it already holds under `key`: the first `len` bytes of the file `size`
+    /// bytes long generated from `seed` (to test resuming).
+    pub fn partial(
+        mut self,
+        key: ferry_proto::transfer::PartialKey,
+        size: u64,
+        seed: u64,
+        len: u64,
+    ) -> HostSpec {
         self.partials.push((
-            name.to_owned(),
+            key.to_string(),
             Stored::prefix_of(Source { size, seed }, len),
         ));
         self

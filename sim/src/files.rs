@@ -95,6 +95,10 @@ enum Open {
         digest: Box<StreamDigest>,
     },
     Partial {
+        /// Where its bytes are kept: the [`PartialKey`](ferry_proto::transfer::PartialKey)'s
+        /// text, never the offered name.
+        key: String,
+        /// The final name it gets at the commit.
         name: String,
     },
 }
@@ -104,7 +108,7 @@ enum Open {
 pub(crate) struct Files {
     pub(crate) sources: BTreeMap<String, Source>,
     open: BTreeMap<FileId, Open>,
-    /// Partial files by final name.
+    /// Partial files by [`PartialKey`](ferry_proto::transfer::PartialKey) (its text).
     pub(crate) partials: BTreeMap<String, Stored>,
     /// Committed files by the name they got.
     pub(crate) finals: BTreeMap<String, Stored>,
@@ -134,17 +138,24 @@ impl Files {
                 }
                 None => (fail(FileError::NotFound), None),
             },
-            FileOp::OpenPartial { file, name, size } => {
-                let name = name.as_str().to_owned();
-                let partial = self
-                    .partials
-                    .entry(name.clone())
-                    .or_insert_with(Stored::new);
-                if partial.len > size {
+            FileOp::OpenPartial {
+                file,
+                name,
+                size,
+                key,
+                resume,
+            } => {
+                let (key, name) = (key.to_string(), name.as_str().to_owned());
+                let partial = self.partials.entry(key.clone()).or_insert_with(Stored::new);
+                if partial.len > size || !resume {
                     *partial = Stored::new();
                 }
                 let len = partial.len;
-                if self.open.insert(file, Open::Partial { name }).is_some() {
+                if self
+                    .open
+                    .insert(file, Open::Partial { key, name })
+                    .is_some()
+                {
                     return (
                         fail(FileError::Other("file id in use".into())),
                         Some(format!("file {file:?} opened twice")),
@@ -178,16 +189,13 @@ impl Files {
                 None => unknown(file),
             },
             FileOp::Write { file, offset, data } => match self.open.get(&file) {
-                Some(Open::Partial { name }) => {
-                    let partial = self
-                        .partials
-                        .entry(name.clone())
-                        .or_insert_with(Stored::new);
+                Some(Open::Partial { key, .. }) => {
+                    let partial = self.partials.entry(key.clone()).or_insert_with(Stored::new);
                     if !partial.write(offset, &data) {
                         return (
                             fail(FileError::Other("write leaves a gap".into())),
                             Some(format!(
-                                "write at {offset} past the end ({}) of {name:?}",
+                                "write at {offset} past the end ({}) of {key:?}",
                                 partial.len
                             )),
                         );
@@ -224,7 +232,7 @@ impl Files {
                         None,
                     )
                 }
-                Some(Open::Partial { name }) => match self.partials.get(name) {
+                Some(Open::Partial { key, .. }) => match self.partials.get(key) {
                     Some(p) if p.len == len => (
                         FileResult::Digest {
                             file,
@@ -235,7 +243,7 @@ impl Files {
                     Some(p) => (
                         fail(FileError::ShortRead),
                         (len > p.len).then(|| {
-                            format!("digest of {len} bytes of {name:?} which holds {}", p.len)
+                            format!("digest of {len} bytes of {key:?} which holds {}", p.len)
                         }),
                     ),
                     None => (fail(FileError::NotFound), None),
@@ -243,8 +251,8 @@ impl Files {
                 None => unknown(file),
             },
             FileOp::Commit { file } => match self.open.remove(&file) {
-                Some(Open::Partial { name }) => {
-                    let stored = self.partials.remove(&name).unwrap_or_else(Stored::new);
+                Some(Open::Partial { key, name }) => {
+                    let stored = self.partials.remove(&key).unwrap_or_else(Stored::new);
                     // Never replace a file: take the first free "name (n)".
                     let mut final_name = name.clone();
                     let mut n = 1;
@@ -271,8 +279,8 @@ impl Files {
                 None => unknown(file),
             },
             FileOp::Discard { file } => match self.open.remove(&file) {
-                Some(Open::Partial { name }) => {
-                    self.partials.remove(&name);
+                Some(Open::Partial { key, .. }) => {
+                    self.partials.remove(&key);
                     (FileResult::Closed { file }, None)
                 }
                 Some(Open::Source { .. }) => (
@@ -327,7 +335,15 @@ fn unknown(file: FileId) -> (FileResult, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::transfer::SafeName;
+    use ferry_proto::transfer::{PartialKey, SafeName, TransferId};
+
+    /// Partial data of transfer `id` from an unknown sender.
+    fn key(id: u64) -> PartialKey {
+        PartialKey {
+            sender: None,
+            transfer: TransferId(id),
+        }
+    }
 
     #[test]
     fn a_received_file_hashes_like_its_source_and_commits_under_a_free_name() {
@@ -342,6 +358,8 @@ mod tests {
             file: FileId(1),
             name,
             size: source.size,
+            key: key(1),
+            resume: true,
         });
         assert_eq!(
             r,
@@ -392,6 +410,8 @@ mod tests {
             file: FileId(1),
             name,
             size: 10,
+            key: key(1),
+            resume: true,
         });
         let (r, bad) = files.handle(FileOp::Write {
             file: FileId(1),
@@ -420,12 +440,14 @@ mod tests {
         let mut files = Files::default();
         files
             .partials
-            .insert("c".into(), Stored::prefix_of(source, 400));
+            .insert(key(1).to_string(), Stored::prefix_of(source, 400));
         let name = SafeName::from_display_name("c").expect("a name");
         let (r, _) = files.handle(FileOp::OpenPartial {
             file: FileId(2),
             name: name.clone(),
             size: 1000,
+            key: key(1),
+            resume: true,
         });
         assert_eq!(
             r,
@@ -439,7 +461,51 @@ mod tests {
             file: FileId(3),
             name,
             size: 10,
+            key: key(1),
+            resume: true,
         });
+        assert_eq!(
+            r,
+            FileResult::Opened {
+                file: FileId(3),
+                len: 0
+            }
+        );
+    }
+
+    #[test]
+    fn partial_data_is_found_by_its_key_and_a_raw_form_open_starts_at_zero() {
+        let source = Source {
+            size: 1000,
+            seed: 4,
+        };
+        let mut files = Files::default();
+        files
+            .partials
+            .insert(key(1).to_string(), Stored::prefix_of(source, 400));
+        let name = SafeName::from_display_name("same.bin").expect("a name");
+        let open = |files: &mut Files, file, key, resume| {
+            files.handle(FileOp::OpenPartial {
+                file: FileId(file),
+                name: name.clone(),
+                size: 1000,
+                key,
+                resume,
+            })
+        };
+        // Another transfer of the same name finds nothing of the first's.
+        let (r, _) = open(&mut files, 2, key(2), true);
+        assert_eq!(
+            r,
+            FileResult::Opened {
+                file: FileId(2),
+                len: 0
+            }
+        );
+        files.handle(FileOp::Close { file: FileId(2) });
+        assert_eq!(files.partials[&key(1).to_string()].len, 400);
+        // The same key without resume (a raw-form peer) empties what is held.
+        let (r, _) = open(&mut files, 3, key(1), false);
         assert_eq!(
             r,
             FileResult::Opened {

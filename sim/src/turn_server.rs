@@ -13,7 +13,9 @@
 //!   raw pipe; a close on one side is a reset on the other, and a half-close is answered
 //!   with a close; a peer's early bytes are kept up to 64 KiB, the rest dropped (coturn
 //!   keeps 16 reads, which on loopback is 64 KiB too);
-//! - IPv4 and IPv6 relays (REQUESTED-ADDRESS-FAMILY).
+//! - IPv4 and IPv6 relays (REQUESTED-ADDRESS-FAMILY);
+//! - a Binding request on any new or control connection is answered, unauthenticated, with
+//!   the client's address (it is a STUN server too, as coturn is).
 //!
 //! Faults for tests: [`restart`](TurnServer::restart) (every allocation lost),
 //! [`drop_data_connection`](TurnServer::drop_data_connection),
@@ -214,6 +216,8 @@ pub struct TurnServer {
     next_cid: u32,
     next_conn: u32,
     silent: bool,
+    /// Bytes piped between peers and clients' data connections (both ways).
+    relayed_bytes: u64,
     out: VecDeque<Output<TurnServerEvent>>,
 }
 
@@ -251,8 +255,15 @@ impl TurnServer {
             next_cid: 0x1000,
             next_conn: 1,
             silent: false,
+            relayed_bytes: 0,
             out,
         }
+    }
+
+    /// Bytes the relay piped between peers and clients so far, both ways together: what a
+    /// test checks to know that the relay, not a direct path, carried a transfer.
+    pub fn relayed_bytes(&self) -> u64 {
+        self.relayed_bytes
     }
 
     /// How many allocations exist.
@@ -433,6 +444,7 @@ impl TurnServer {
                 ClientConn::Fresh { stream, .. } | ClientConn::Control { stream, .. } => stream,
                 ClientConn::Data { peer_conn } => {
                     let peer_conn = *peer_conn;
+                    self.relayed_bytes += data.len() as u64;
                     self.out.push_back(Output::Send {
                         conn: peer_conn,
                         data,
@@ -473,6 +485,9 @@ impl TurnServer {
         if self.silent || !req.has_class(MessageClass::Request) {
             return;
         }
+        if req.method() == stun_types::message::BINDING {
+            return self.on_binding(conn, &req);
+        }
         let Some(username) = self.authenticate(now, conn, &req) else {
             return;
         };
@@ -496,6 +511,22 @@ impl TurnServer {
                 self.refuse(conn, method, req.transaction_id(), 400, &username);
             }
         }
+    }
+
+    /// A Binding request, unauthenticated, as coturn answers it (RFC 8656 §4: a TURN server
+    /// is a STUN server too): the address the request came from, in XOR-MAPPED-ADDRESS. The
+    /// nodes' own STUN (`--stun`) learns its server-reflexive candidates from it.
+    fn on_binding(&mut self, conn: ConnId, req: &Message<'_>) {
+        let remote = match self.clients.get(&conn) {
+            Some(ClientConn::Fresh { remote, .. } | ClientConn::Control { remote, .. }) => *remote,
+            _ => return,
+        };
+        let tid = req.transaction_id();
+        let mtype = MessageType::from_class_method(MessageClass::Success, req.method());
+        let mut w = Message::builder(mtype, tid, MessageWriteVec::new());
+        let _ = w.add_attribute(&XorMappedAddress::new(remote, tid));
+        let _ = w.add_fingerprint();
+        self.send(conn, w.finish());
     }
 
     fn on_allocate(&mut self, now: Instant, conn: ConnId, req: &Message<'_>, username: String) {
@@ -773,6 +804,7 @@ impl TurnServer {
         match &mut p.state {
             PeerState::Bound { data: client } => {
                 let client = *client;
+                self.relayed_bytes += data.len() as u64;
                 self.out.push_back(Output::Send { conn: client, data });
             }
             PeerState::Waiting {

@@ -90,6 +90,11 @@ impl Chaos {
                 file,
                 name: SafeName::from_display_name("x.bin").expect("a name"),
                 size: r.below(1000),
+                key: ferry_proto::transfer::PartialKey {
+                    sender: None,
+                    transfer: ferry_proto::transfer::TransferId(1),
+                },
+                resume: true,
             }),
             _ => Output::File(match r.below(5) {
                 0 => FileOp::Write {

@@ -6,10 +6,17 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use ferry_proto::io::{ConnId, ConnectError};
+use ferry_proto::transfer::{PartialKey, TransferId};
 use ferry_sim::probe::ConnState;
 use ferry_sim::{ClosedPorts, HostSpec, LinkSpec, Nat, Probe, RouterKind, Step, World, content};
 
 const C1: ConnId = ConnId::Connect(1);
+
+/// Where the resumed file's partial data is kept.
+const HELD: PartialKey = PartialKey {
+    sender: None,
+    transfer: TransferId(7),
+};
 
 fn data(seed: u64, len: usize) -> Bytes {
     Bytes::from(content::range(seed, 0, len))
@@ -468,6 +475,8 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
                 file: FileId(2),
                 name: name.clone(),
                 size: source.size,
+                key: HELD,
+                resume: true,
             }),
         );
     // The receiver already holds 1 MB of it (a resume) and writes the rest.
@@ -498,7 +507,7 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
         HostSpec::new("h", internet)
             .v4([198, 51, 100, 7])
             .source("movie", source.size, source.seed)
-            .partial("movie.mkv", source.size, 77, 1_000_000),
+            .partial(HELD, source.size, 77, 1_000_000),
         p,
     );
     let mut world = b.trace().build().expect("world");
@@ -533,7 +542,7 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
     let stored = world.received_file(h, "movie.mkv").expect("committed");
     assert_eq!((stored.len, stored.digest()), (source.size, digest));
     assert!(
-        world.partial_file(h, "movie.mkv").is_none(),
+        world.partial_file(h, HELD).is_none(),
         "the partial got its final name"
     );
     assert_eq!(world.open_files(h), 1, "the source is still open");

@@ -10,7 +10,6 @@
 //!   [`turn_loopback`] runs them on real loopback sockets, [`turn_simnet`] in the simulator.
 //! - [`ice_net`]: a virtual TCP network for ICE agents on a test's clock.
 //! - [`identity`]: the tests' accounts, devices and node configurations, from names.
-//! - [`lan`]: whole nodes on a flat in-memory network with one DHT.
 //! - [`dhtnode`]: real OpenDHT nodes, in a network namespace of the test's own.
 //! - [`netlab`]: real Linux NATs in network namespaces around the real `ferry` binary.
 //! - [`driven`], [`probe`], [`stream_transfer`], [`runtime_suite`](mod@runtime_suite): any endpoint on a real
@@ -30,7 +29,6 @@ pub mod driven;
 pub mod fuzz;
 pub mod ice_net;
 pub mod identity;
-pub mod lan;
 pub mod netlab;
 pub mod pair;
 pub mod probe;

@@ -17,10 +17,19 @@ use bytes::Bytes;
 use ferry_proto::io::{Event, FileError, FileId, FileOp, FileResult};
 use ferry_proto::trace::{Direction, Names, Recorder, Side, Summary, TransferWire};
 use ferry_proto::transfer::{
-    Digest, Form, Incoming, Input, Outgoing, Output, Status, StreamDigest, TransferId,
+    Digest, Form, Incoming, Input, Outgoing, Output, PartialKey, Status, StreamDigest, TransferId,
 };
 
 use crate::content;
+
+/// The key of Bob's partial data for the pair's one transfer (a bare stream: no sender
+/// account), where [`Setup::receiver_holds`] puts its bytes.
+pub fn partial_key() -> PartialKey {
+    PartialKey {
+        sender: None,
+        transfer: TransferId(0x5eed_0000_0000_0001),
+    }
+}
 
 /// What Bob's user does when the header arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +118,7 @@ pub struct Outcome {
     pub receiver_events: Vec<Event>,
     /// Bob's files under their final names.
     pub finals: BTreeMap<String, Vec<u8>>,
-    /// Bob's partial files, by final name.
+    /// Bob's partial files, by [`PartialKey`] (its text; see [`partial_key`]).
     pub partials: BTreeMap<String, Vec<u8>>,
     /// The trace.
     pub trace: String,
@@ -225,7 +234,8 @@ struct Disk {
     source_digest: StreamDigest,
     partials: BTreeMap<String, Vec<u8>>,
     finals: BTreeMap<String, Vec<u8>>,
-    open_partial: Option<String>,
+    /// The open partial file's key (text) and final name.
+    open_partial: Option<(String, String)>,
 }
 
 /// The harness.
@@ -261,7 +271,7 @@ impl Pair {
     /// Sets up Alice's transfer to Bob.
     pub fn new(setup: Setup, script: Script) -> Pair {
         let start = Instant::now();
-        let id = TransferId(0x5eed_0000_0000_0001);
+        let id = partial_key().transfer;
         let alice = Outgoing::new(
             id,
             ALICE_FILE,
@@ -272,14 +282,10 @@ impl Pair {
         let bob = Incoming::new(id, BOB_FILE, setup.receiver_form);
         let mut disk = Disk::default();
         if setup.receiver_holds > 0 {
-            if let Ok(name) =
-                ferry_proto::transfer::SafeName::from_display_name(&setup.display_name)
-            {
-                disk.partials.insert(
-                    name.to_string(),
-                    content::range(setup.seed, 0, setup.receiver_holds as usize),
-                );
-            }
+            disk.partials.insert(
+                partial_key().to_string(),
+                content::range(setup.seed, 0, setup.receiver_holds as usize),
+            );
         }
         let mut links = BTreeMap::new();
         links.insert(Who::Alice, Link::default());
@@ -566,14 +572,20 @@ impl Pair {
     /// Bob's side: a receive folder with partial and final names.
     fn bob_file(&mut self, op: FileOp) -> FileResult {
         match op {
-            FileOp::OpenPartial { file, name, size } => {
-                let name = name.to_string();
-                let partial = self.disk.partials.entry(name.clone()).or_default();
-                if partial.len() as u64 > size {
+            FileOp::OpenPartial {
+                file,
+                name,
+                size,
+                key,
+                resume,
+            } => {
+                let key = key.to_string();
+                let partial = self.disk.partials.entry(key.clone()).or_default();
+                if partial.len() as u64 > size || !resume {
                     partial.clear();
                 }
                 let len = partial.len() as u64;
-                self.disk.open_partial = Some(name);
+                self.disk.open_partial = Some((key, name.to_string()));
                 FileResult::Opened { file, len }
             }
             FileOp::Write { file, offset, data } => {
@@ -607,8 +619,8 @@ impl Pair {
                 }
             }
             FileOp::Commit { file } => {
-                let name = self.disk.open_partial.take().expect("a partial is open");
-                let data = self.disk.partials.remove(&name).unwrap_or_default();
+                let (key, name) = self.disk.open_partial.take().expect("a partial is open");
+                let data = self.disk.partials.remove(&key).unwrap_or_default();
                 // Never replace a file: take the first free "name (n)".
                 let mut final_name = name.clone();
                 let mut n = 1;
@@ -623,8 +635,8 @@ impl Pair {
                 }
             }
             FileOp::Discard { file } => {
-                if let Some(name) = self.disk.open_partial.take() {
-                    self.disk.partials.remove(&name);
+                if let Some((key, _)) = self.disk.open_partial.take() {
+                    self.disk.partials.remove(&key);
                 }
                 FileResult::Closed { file }
             }
@@ -637,7 +649,7 @@ impl Pair {
     }
 
     fn partial(&mut self) -> &mut Vec<u8> {
-        let name = self.disk.open_partial.clone().expect("a partial is open");
-        self.disk.partials.entry(name).or_default()
+        let (key, _) = self.disk.open_partial.clone().expect("a partial is open");
+        self.disk.partials.entry(key).or_default()
     }
 }

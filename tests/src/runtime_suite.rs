@@ -603,6 +603,11 @@ pub fn files_through_the_driver<R: Runtime>() {
             file,
             name,
             size: 11,
+            key: ferry_proto::transfer::PartialKey {
+                sender: None,
+                transfer: ferry_proto::transfer::TransferId(2),
+            },
+            resume: true,
         },
         FileOp::Write {
             file,
@@ -973,8 +978,12 @@ pub fn transfer_resumes_from_a_partial_file<R: Runtime>() {
     let source = sending.path().join("big.bin");
     let expected = make_file(&source, SIZE);
     let held = std::fs::read(&source).expect("source")[..HELD].to_vec();
-    let name = SafeName::from_display_name("big.bin").expect("safe");
-    let partial = ferry_driver::FileService::new(receiving.path()).partial_path(&name);
+    // The stream's receiver keeps transfer 1 from a sender it does not know.
+    let key = ferry_proto::transfer::PartialKey {
+        sender: None,
+        transfer: ferry_proto::transfer::TransferId(1),
+    };
+    let partial = ferry_driver::FileService::new(receiving.path()).partial_path(&key);
     // The private folder, as Ferry makes it (mode 0700).
     let private = partial.parent().expect("private folder");
     std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)

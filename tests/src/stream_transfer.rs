@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ferry_proto::io::{ConnId, Endpoint, Event, FileId, Input, ListenerId, Output};
-use ferry_proto::transfer::{self, Form, Incoming, Outgoing, TransferId};
+use ferry_proto::transfer::{self, Form, Incoming, Outgoing, Transfer, TransferId};
 
 /// What the adapter reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,16 +20,11 @@ pub enum StreamEvent {
     Transfer(Event),
 }
 
-enum Machine {
-    Out(Outgoing),
-    In(Incoming),
-}
-
 /// One side of one transfer over TCP.
 pub struct StreamTransfer {
     /// What starts the transfer once the stream is up (the sender's).
     pending: Option<Outgoing>,
-    machine: Option<Machine>,
+    machine: Option<Transfer>,
     conn: Option<ConnId>,
     out: VecDeque<Output<StreamEvent>>,
 }
@@ -73,7 +68,7 @@ impl StreamTransfer {
     /// The receiving user accepts the offer.
     pub fn accept(&mut self, now: Instant) -> Result<(), ferry_proto::Error> {
         match &mut self.machine {
-            Some(Machine::In(incoming)) => incoming.accept(now)?,
+            Some(Transfer::Incoming(incoming)) => incoming.accept(now)?,
             _ => return Err(ferry_proto::Error::NotNow("no incoming transfer")),
         }
         self.pump();
@@ -85,10 +80,7 @@ impl StreamTransfer {
             return;
         };
         loop {
-            let output = match machine {
-                Machine::Out(m) => m.poll_output(),
-                Machine::In(m) => m.poll_output(),
-            };
+            let output = machine.poll_output();
             let Some(output) = output else { return };
             self.out.push_back(match output {
                 transfer::Output::Send(data) => Output::Send { conn, data },
@@ -105,8 +97,7 @@ impl StreamTransfer {
 
     fn feed(&mut self, now: Instant, input: transfer::Input) -> Result<(), ferry_proto::Error> {
         match &mut self.machine {
-            Some(Machine::Out(m)) => m.handle_input(now, input)?,
-            Some(Machine::In(m)) => m.handle_input(now, input)?,
+            Some(m) => m.handle_input(now, input)?,
             None => return Err(ferry_proto::Error::UnexpectedInput("no transfer yet")),
         }
         self.pump();
@@ -126,7 +117,7 @@ impl Endpoint for StreamTransfer {
             }
             Input::Connected { conn, .. } => {
                 self.conn = Some(conn);
-                self.machine = self.pending.take().map(Machine::Out);
+                self.machine = self.pending.take().map(Transfer::Outgoing);
                 self.pump();
                 Ok(())
             }
@@ -138,7 +129,7 @@ impl Endpoint for StreamTransfer {
             Input::Accepted { conn, .. } if self.machine.is_none() => {
                 self.conn = Some(conn);
                 let incoming = Incoming::new(TransferId(1), FileId(2), Form::Framed);
-                self.machine = Some(Machine::In(incoming));
+                self.machine = Some(Transfer::Incoming(incoming));
                 self.pump();
                 Ok(())
             }
@@ -156,10 +147,8 @@ impl Endpoint for StreamTransfer {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        match &mut self.machine {
-            Some(Machine::Out(m)) => m.handle_timeout(now),
-            Some(Machine::In(m)) => m.handle_timeout(now),
-            None => {}
+        if let Some(m) = &mut self.machine {
+            m.handle_timeout(now);
         }
         self.pump();
     }
@@ -169,10 +158,6 @@ impl Endpoint for StreamTransfer {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match &self.machine {
-            Some(Machine::Out(m)) => m.poll_timeout(),
-            Some(Machine::In(m)) => m.poll_timeout(),
-            None => None,
-        }
+        self.machine.as_ref().and_then(Transfer::poll_timeout)
     }
 }

@@ -607,6 +607,31 @@ pub fn a_connect_without_permission(f: &mut impl TurnFixture) -> TurnEvent {
     connect_outcome(f, peer_addr)
 }
 
+/// Scenario `a_forbidden_address_does_not_sink_the_others`, for a server that refuses
+/// loopback peers (coturn without `--allow-loopback-peers`, the simulator's by default): a
+/// permission asked for the peer and for a loopback address at once. The server refuses
+/// the request whole (403); what the client then reports about each address, in order.
+pub fn a_forbidden_address_does_not_sink_the_others(f: &mut impl TurnFixture) -> Vec<TurnEvent> {
+    start(f, PASSWORD, Family::V4);
+    allocate(f);
+    let peer_ip = f.peer_ip(Family::V4);
+    let loopback: IpAddr = "127.0.0.1".parse().expect("an address");
+    f.command(|c, now| c.permit(now, [peer_ip, loopback]));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match f.run_until(WAIT, |e| {
+            matches!(
+                e,
+                TurnEvent::Permitted { .. } | TurnEvent::PermissionFailed { .. }
+            )
+        }) {
+            Some(e) => got.push(e),
+            None => break,
+        }
+    }
+    got
+}
+
 /// Scenario `a_stale_nonce_is_renewed`: the server's nonces last 2 s; 4 s after the
 /// allocation a CreatePermission still succeeds (the server answers 438 Stale Nonce with a
 /// new nonce, the client signs the request again).

@@ -31,6 +31,8 @@ enum Servers {
     StunBoth,
     /// TURN on side a, STUN (both addresses) on side b.
     TurnAStunB,
+    /// TURN on both sides, and side b (the listener) relay only.
+    TurnBothRelayOnlyB,
 }
 
 /// The path the bytes must take.
@@ -86,11 +88,13 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
     let stun = TURN_ADDRS.map(|a| format!("{a}:{TURN_PORT}"));
     let with_stun = ["--stun", &stun[0], "--stun", &stun[1]];
     let with_turn = ["--turn", url.as_str()];
+    let relay_only = ["--turn", url.as_str(), "--relay-only"];
     let (for_a, for_b): (&[&str], &[&str]) = match servers {
         Servers::None => (&[], &[]),
         Servers::TurnBoth => (&with_turn, &with_turn),
         Servers::StunBoth => (&with_stun, &with_stun),
         Servers::TurnAStunB => (&with_turn, &with_stun),
+        Servers::TurnBothRelayOnlyB => (&with_turn, &relay_only),
     };
     let mut listen_args = vec![
         "--json",
@@ -135,6 +139,22 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
         "{name}: the file arrived byte for byte"
     );
     let size = SIZE as u64;
+    // Both ends name the path in their `connected` event; it must match what the public
+    // segment's counters saw.
+    for (end, f) in [("send", &sent), ("listen", &received)] {
+        let (_, connected) = f
+            .first("connected")
+            .unwrap_or_else(|| panic!("{name}: {end} reports a connected event"));
+        let class = connected["class"].as_str().unwrap_or_default();
+        match expect {
+            Path_::Direct => assert_eq!(class, "direct", "{name}: {end}: {connected}"),
+            Path_::Relayed => assert_eq!(class, "relayed", "{name}: {end}: {connected}"),
+            Path_::Either => assert!(
+                (class == "relayed") == (carried.relayed >= size),
+                "{name}: {end} names the path the counters saw: {connected} {carried:?}"
+            ),
+        }
+    }
     match expect {
         Path_::Direct => {
             assert!(
@@ -164,10 +184,14 @@ fn report(name: &str, sent: &Finished, carried: &Counters) {
         sent.first(e)
             .map(|(at, _)| format!("{:.3}s", at.as_secs_f64()))
     };
+    let path = sent
+        .first("connected")
+        .and_then(|(_, v)| v["path"].as_str().map(str::to_owned));
     eprintln!(
-        "kernel_nat {name}: device found {:?}, first status {:?}, first progress {:?}, \
-         verified {:?}, done {:?}; carried {carried:?}",
+        "kernel_nat {name}: device found {:?}, connected {:?} on {path:?}, first status {:?}, \
+         first progress {:?}, verified {:?}, done {:?}; carried {carried:?}",
         at("device"),
+        at("connected"),
         at("status"),
         at("progress"),
         at("verified"),
@@ -212,6 +236,35 @@ fn cone_cone_turn_on_one_side_stun_on_the_other_connects() {
         Nat::Cone,
         Nat::Cone,
         Servers::TurnAStunB,
+        Path_::Either,
+    );
+}
+
+/// Relay only means relay only: the listener asked for it, so although no NAT stands
+/// between the two sides, the file goes through coturn's relayed port.
+#[test]
+fn none_none_relay_only_listener_relayed() {
+    row(
+        "nr",
+        Nat::None,
+        Nat::None,
+        Servers::TurnBothRelayOnlyB,
+        Path_::Relayed,
+    );
+}
+
+/// A cone NAT on one side, a symmetric one on the other, TURN on both: the issue's table asks
+/// for a direct path where the cone side can be reached, else the relay. Through a
+/// port-restricted cone, the symmetric side's connection comes from a port the cone side
+/// never sent to and is filtered, so the relay usually carries it; either way the file
+/// arrives, and both ends name the path the counters saw.
+#[test]
+fn cone_symmetric_turn_both_connects() {
+    row(
+        "cy",
+        Nat::Cone,
+        Nat::Symmetric,
+        Servers::TurnBoth,
         Path_::Either,
     );
 }

@@ -248,8 +248,7 @@ mod peers {
 
 /// A request from an account Bob does not know waits for him (`ask_before_connecting`):
 /// nothing is offered until he decides; allowed, the file is offered; denied, Alice hears
-/// nothing and gives up, and her retries do not ask Bob again. (It ran on `tests/src/lan.rs`
-/// before the simulator.)
+/// nothing and gives up, and her retries do not ask Bob again.
 #[test]
 fn a_request_from_an_unknown_account_waits_for_the_application() {
     for allow in [true, false] {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_proto::ice::SelectedPath;
 use ferry_proto::io::Event;
 use ferry_proto::node::Node;
 use ferry_proto::tls::{Account, Device, UnixAnchor};
@@ -85,9 +86,25 @@ fn node_on(
     turn: Option<std::net::SocketAddr>,
     secrets: &Arc<TlsSecrets>,
 ) -> Node {
+    node_relay_only(epoch, account, device, seed, ips, turn, secrets, false)
+}
+
+/// [`node_on`], relay only when `relay_only`.
+#[allow(clippy::too_many_arguments)]
+fn node_relay_only(
+    epoch: Instant,
+    account: &Account,
+    device: &Device,
+    seed: u64,
+    ips: Vec<IpAddr>,
+    turn: Option<std::net::SocketAddr>,
+    secrets: &Arc<TlsSecrets>,
+    relay_only: bool,
+) -> Node {
     let first = ips.first().copied().expect("an address");
     let mut config = node_config(epoch, account, device, first, seed);
     config.local_ips = ips;
+    config.relay_only = relay_only;
     if let Some(server) = turn {
         config.turn = vec![TurnConfig::new(server, "ferry", "secret")];
     }
@@ -241,10 +258,12 @@ fn one_transfer(
     b_net: ferry_sim::NetworkId,
     turn: Option<std::net::SocketAddr>,
 ) -> (World, HostId, HostId, TransferId, Duration) {
-    one_transfer_offering(b, a_ip, b_ip, a_net, b_net, turn, &[])
+    one_transfer_offering(b, a_ip, b_ip, a_net, b_net, turn, &[], false)
 }
 
-/// [`one_transfer`] with both nodes offering `extra` addresses beside their own.
+/// [`one_transfer`] with both nodes offering `extra` addresses beside their own, and Bob
+/// relay only when `bob_relay_only`.
+#[allow(clippy::too_many_arguments)]
 fn one_transfer_offering(
     mut b: WorldBuilder,
     a_ip: IpAddr,
@@ -253,6 +272,7 @@ fn one_transfer_offering(
     b_net: ferry_sim::NetworkId,
     turn: Option<std::net::SocketAddr>,
     extra: &[IpAddr],
+    bob_relay_only: bool,
 ) -> (World, HostId, HostId, TransferId, Duration) {
     let ips = |ip: IpAddr| [&[ip][..], extra].concat();
     let epoch = b.epoch();
@@ -269,7 +289,16 @@ fn one_transfer_offering(
     );
     let hb = b.host(
         spec("b1", b_net, b_ip),
-        node_on(epoch, &bob, &b1, 2, ips(b_ip), turn, &secrets),
+        node_relay_only(
+            epoch,
+            &bob,
+            &b1,
+            2,
+            ips(b_ip),
+            turn,
+            &secrets,
+            bob_relay_only,
+        ),
     );
     let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
@@ -296,6 +325,39 @@ fn one_transfer_offering(
     (world, ha, hb, t, offered_at - sent_at)
 }
 
+/// The paths `host`'s connections were selected on, in order.
+fn paths(world: &World, host: HostId) -> Vec<SelectedPath> {
+    world
+        .events::<Event>(host)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Connected { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Both ends of the one connection between `a` and `b` name the path `name`.
+fn assert_path(world: &World, a: HostId, b: HostId, name: &str) {
+    let (pa, pb) = (paths(world, a), paths(world, b));
+    assert!(
+        pa.len() == 1 && pb.len() == 1,
+        "one connection each: {pa:?} {pb:?}"
+    );
+    assert_eq!(
+        (pa[0].name(), pb[0].name()),
+        (name, name),
+        "both ends name the path: {pa:?} {pb:?}"
+    );
+}
+
+/// The bytes the simulated relay on `turn` piped so far.
+fn relayed_bytes(world: &mut World, turn: HostId) -> u64 {
+    world
+        .with_endpoint(turn, |s: &mut TurnServer, _| s.relayed_bytes())
+        .expect("a relay")
+}
+
 /// Whether the trace shows TLS records from `from` to a connection of `to`.
 fn tls_between(trace: &str, from: &str, to: &str) -> bool {
     trace.lines().any(|l| {
@@ -307,14 +369,24 @@ fn tls_between(trace: &str, from: &str, to: &str) -> bool {
 
 /// How long it took: the device lookup (a stored value delivered: one DHT latency), the
 /// request and the answer (each put then delivered: two DHT latencies, one "DHT one-way"),
-/// and the rest in round trips of `rtt`.
-fn report(name: &str, took: Duration, rtt: Duration) {
+/// and the rest in round trips of `rtt`, which it returns.
+fn report(name: &str, took: Duration, rtt: Duration) -> f64 {
     let dht_one_way = DHT_LATENCY * 2;
     let rest = took.saturating_sub(DHT_LATENCY + dht_one_way * 2);
+    let rtts = rest.as_secs_f64() / rtt.as_secs_f64();
     eprintln!(
-        "{name}: send_file → header {took:?} = lookup {DHT_LATENCY:?} + 2 DHT one-way of {dht_one_way:?} + {:.1} RTT of {rtt:?}",
-        rest.as_secs_f64() / rtt.as_secs_f64()
+        "{name}: send_file → header {took:?} = lookup {DHT_LATENCY:?} + 2 DHT one-way of {dht_one_way:?} + {rtts:.1} RTT of {rtt:?}",
     );
+    rtts
+}
+
+/// Where a direct path between host addresses exists, the header follows the DHT's three
+/// hops by at most four round trips (one TCP connect, the ICE check and its nomination, the
+/// TLS 1.3 handshake, the channel request with the header behind it), on one connection.
+fn assert_direct_setup(trace: &str, rtts: f64) {
+    assert!(rtts <= 4.0, "set-up took {rtts:.1} RTT after the DHT hops");
+    let syns = trace.lines().filter(|l| l.contains(" SYN ")).count();
+    assert_eq!(syns, 1, "one TCP connection carries it all");
 }
 
 #[test]
@@ -339,17 +411,18 @@ fn s1_same_lan_direct_host_pair() {
         !trace.contains(" map "),
         "no NAT mapping: the pair is between host addresses"
     );
-    report("s1 same LAN", took, HOP * 4);
+    let rtts = report("s1 same LAN", took, HOP * 4);
+    assert_direct_setup(&trace, rtts);
     insta::assert_snapshot!(trace);
 }
 
 /// Alice and Bob each behind a NAT of `nat`, with a TURN server on the internet; one file.
-fn behind_nats(seed: u64, nat: Nat) -> (World, HostId, Duration) {
+fn behind_nats(seed: u64, nat: Nat) -> (World, HostId, [HostId; 2], Duration) {
     let mut b = builder(seed);
     let (turn, turn_addr) = turn_server(&mut b);
     let na = site(&mut b, "nat-a", [203, 0, 113, 1], RouterKind::Nat(nat));
     let nb = site(&mut b, "nat-b", [203, 0, 113, 2], RouterKind::Nat(nat));
-    let (world, _, _, _, took) = one_transfer(
+    let (world, ha, hb, _, took) = one_transfer(
         b,
         "192.168.1.2".parse().expect("ip"),
         "192.168.2.2".parse().expect("ip"),
@@ -357,12 +430,23 @@ fn behind_nats(seed: u64, nat: Nat) -> (World, HostId, Duration) {
         nb,
         Some(turn_addr),
     );
-    (world, turn, took)
+    (world, turn, [ha, hb], took)
 }
 
 #[test]
 fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
-    let (world, _, took) = behind_nats(2, Nat::full_cone());
+    let (mut world, turn, [ha, hb], took) = behind_nats(2, Nat::full_cone());
+    assert!(
+        paths(&world, ha)
+            .iter()
+            .chain(&paths(&world, hb))
+            .all(|p| !p.is_relayed()),
+        "a direct path is selected"
+    );
+    assert!(
+        relayed_bytes(&mut world, turn) < SIZE,
+        "the relay did not carry the file"
+    );
     // The relayed pairs are checked too (as the last resort), but TLS runs between the NATs.
     assert!(
         tls_between(&world.trace(), "a1", "b1") && !tls_between(&world.trace(), "a1", "turn"),
@@ -374,7 +458,12 @@ fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
 
 #[test]
 fn s3_symmetric_nats_go_through_the_relay() {
-    let (world, turn, took) = behind_nats(3, Nat::symmetric());
+    let (mut world, turn, [ha, hb], took) = behind_nats(3, Nat::symmetric());
+    assert_path(&world, ha, hb, "relay");
+    assert!(
+        relayed_bytes(&mut world, turn) >= SIZE,
+        "the relay carried the file"
+    );
     let bound = world
         .events::<TurnServerEvent>(turn)
         .iter()
@@ -417,6 +506,7 @@ fn s3_symmetric_nats_relay_even_when_loopback_addresses_are_offered() {
         nb,
         Some(turn_addr),
         &["127.0.0.1".parse().expect("ip")],
+        false,
     );
     let trace = world.trace();
     assert!(
@@ -435,6 +525,43 @@ fn s3_symmetric_nats_relay_even_when_loopback_addresses_are_offered() {
     eprintln!("s3 symmetric NATs with loopback offered, relayed: send_file → header {took:?}");
 }
 
+/// Relay only means relay only: Bob asked for it, so although Alice sits on his LAN (a
+/// direct host pair would work), he listens nowhere, offers and connects from no address of
+/// his own, and the file goes through his relay. (It used to go straight over the LAN: a
+/// relay-only node still listened and connected from its host address.)
+#[test]
+fn s3_relay_only_goes_through_the_relay_even_on_one_lan() {
+    let mut b = builder(3);
+    let (turn, turn_addr) = turn_server(&mut b);
+    let lan = site(
+        &mut b,
+        "lan",
+        [203, 0, 113, 1],
+        RouterKind::Nat(Nat::port_restricted_cone()),
+    );
+    let (b_ip, a_ip): (IpAddr, IpAddr) = (
+        "192.168.1.3".parse().expect("ip"),
+        "192.168.1.2".parse().expect("ip"),
+    );
+    let (mut world, ha, hb, _, took) =
+        one_transfer_offering(b, a_ip, b_ip, lan, lan, Some(turn_addr), &[], true);
+    assert_path(&world, ha, hb, "relay");
+    let listening = world
+        .with_endpoint(hb, |n: &mut Node, _| n.listening())
+        .expect("a node");
+    assert!(listening.is_empty(), "bob listens nowhere: {listening:?}");
+    assert!(
+        relayed_bytes(&mut world, turn) >= SIZE,
+        "the relay carried the file"
+    );
+    let trace = world.trace();
+    assert!(
+        tls_between(&trace, "a1", "turn") && !tls_between(&trace, "a1", "b1"),
+        "TLS runs through the relay"
+    );
+    eprintln!("s3 relay only on one LAN: send_file → header {took:?}");
+}
+
 #[test]
 fn s4_ipv6_only() {
     let b = builder(4);
@@ -447,9 +574,11 @@ fn s4_ipv6_only() {
         internet,
         None,
     );
-    assert!(world.trace().contains("2001:db8::"), "the pair is IPv6");
-    report("s4 IPv6 only", took, HOP * 4);
-    insta::assert_snapshot!(world.trace());
+    let trace = world.trace();
+    assert!(trace.contains("2001:db8::"), "the pair is IPv6");
+    let rtts = report("s4 IPv6 only", took, HOP * 4);
+    assert_direct_setup(&trace, rtts);
+    insta::assert_snapshot!(trace);
 }
 
 /// A public host `name` at 198.51.100.`last`, running a node of `device` (of `account`).
@@ -712,6 +841,7 @@ const LOSSY_SEED: u64 = 6;
 
 #[test]
 fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
+    // SECURITY: row 80
     let (mut world, bob, ha, hb) = lossy(LOSSY_SEED);
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     assert!(
@@ -758,6 +888,7 @@ fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
 
 #[test]
 fn s8_a_forged_answer_from_another_account_is_dropped() {
+    // SECURITY: row 81
     let (mut world, bob, ha, bobs) = alice_and_bob(8, &["b1"]);
     // Bob's device is gone; Mallory, who watches Alice's key on the DHT, answers in its place.
     world.schedule(world.now(), Fault::LinkDown(LinkOf::Host(bobs[0])));

@@ -4,7 +4,7 @@
 use ferry_proto::io::FileError;
 use ferry_proto::transfer::{Digest, Form, Status};
 use ferry_tests::content;
-use ferry_tests::pair::{Decision, Outcome, Pair, Script, Setup};
+use ferry_tests::pair::{Decision, Outcome, Pair, Script, Setup, partial_key};
 
 fn run(setup: Setup, script: Script) -> Outcome {
     Pair::new(setup, script).run()
@@ -95,7 +95,7 @@ fn cancel_by_sender_mid_file() {
     );
     let partial = out
         .partials
-        .get("photo.jpg")
+        .get(&partial_key().to_string())
         .expect("the partial file is kept for a resume");
     assert!(
         !partial.is_empty() && (partial.len() as u64) < setup.size,
@@ -282,7 +282,7 @@ fn receiver_disk_full() {
     assert!(out.finals.is_empty());
     assert!(
         out.partials
-            .get("photo.jpg")
+            .get(&partial_key().to_string())
             .is_some_and(|p| (p.len() as u64) < 150_000),
         "the prefix is kept for a resume"
     );

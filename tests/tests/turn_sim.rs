@@ -156,6 +156,30 @@ fn a_connect_without_permission_is_forbidden() {
     );
 }
 
+/// A CreatePermission naming a loopback address is refused whole (403, as coturn does);
+/// the client asks again address by address, so the peer is still permitted and only the
+/// loopback address fails.
+#[test]
+fn a_forbidden_address_does_not_sink_the_others() {
+    let mut fixture = SimTurn::new(1, default);
+    let got = turn_suite::a_forbidden_address_does_not_sink_the_others(&mut fixture);
+    let peer: std::net::IpAddr = "198.51.100.20".parse().expect("ip");
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+    assert!(
+        got.contains(&TurnEvent::Permitted { ips: vec![peer] }),
+        "the peer is permitted: {got:?}"
+    );
+    assert!(
+        got.iter().any(|e| matches!(
+            e,
+            TurnEvent::PermissionFailed { ips, error: TurnError::Forbidden } if *ips == vec![loopback]
+        )),
+        "only the loopback address fails: {got:?}"
+    );
+    let permitted = ferry_tests::turn_suite::TurnFixture::client(&fixture).permitted();
+    assert_eq!(permitted, [peer].into_iter().collect());
+}
+
 /// The nonce goes stale after 2 s: the next request is answered 438 with a new nonce, and
 /// the client re-signs it and goes on (its owner never hears of it).
 #[test]

@@ -93,6 +93,25 @@ impl<R: Runtime> Client<R> {
         Ok(group)
     }
 
+    /// Sends the file at `path` again under the ids an earlier send of it used (see
+    /// [`Node::send_file_again`](ferry_proto::node::Node::send_file_again)): `group`, and
+    /// each device's sub-transfer id in `devices`, so a device that kept partial data
+    /// resumes from it. The application checks that the file is unchanged.
+    pub async fn send_file_again(
+        &self,
+        account: AccountId,
+        path: impl AsRef<Path>,
+        group: TransferId,
+        devices: std::collections::BTreeMap<DeviceId, TransferId>,
+    ) -> Result<TransferId, ClientError> {
+        let (source, name) = source_of(path.as_ref())?;
+        let group = self
+            .handle
+            .call(move |node, now| node.send_file_again(now, account, source, name, group, devices))
+            .await?;
+        Ok(group)
+    }
+
     /// Accepts an offered file ([`ClientEvent::Incoming`]).
     pub async fn accept(&self, transfer: TransferId) -> Result<(), ClientError> {
         self.handle

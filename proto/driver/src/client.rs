@@ -82,7 +82,8 @@ impl ClientConfig {
     /// (none and relay only when it disables direct paths), the system clock as the anchor
     /// of certificate validity, and a seed from the system unless one was given.
     pub fn node_config(&self, now: Instant) -> std::io::Result<NodeConfig> {
-        // Relay only still connects out from local addresses; it only offers none.
+        // Found for relay only too, whose node neither listens on them nor connects from
+        // them (`NodeConfig::relay_only`).
         let connect_from = Paths {
             direct: true,
             ..self.paths.clone()
@@ -219,6 +220,13 @@ pub enum ClientEvent {
         /// The device.
         device: DeviceId,
     },
+    /// A connection to or from a device is up, on this path.
+    Connected {
+        /// The device.
+        device: DeviceId,
+        /// The selected pair's kinds, and whether a relay carries it.
+        path: ferry_proto::ice::SelectedPath,
+    },
     /// A connection to or from a device failed: the stage and why.
     PeerUnreachable {
         /// The device.
@@ -298,6 +306,7 @@ impl ClientEvent {
             Event::ConnectionRequest { account, device } => {
                 ClientEvent::ConnectionRequest { account, device }
             }
+            Event::Connected { device, path } => ClientEvent::Connected { device, path },
             Event::PeerUnreachable { device, reason } => {
                 ClientEvent::PeerUnreachable { device, reason }
             }
@@ -372,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn relay_only_paths_make_a_relay_only_node_that_still_connects_out() {
+    fn relay_only_paths_make_a_relay_only_node() {
         let (device, announcement) = device();
         let config = ClientConfig::new(device.clone(), announcement, Config::new("/nonexistent"))
             .with_paths(Paths::relay_only());
@@ -383,7 +392,7 @@ mod tests {
         assert!(node.relay_only, "no direct address is offered");
         assert_eq!(
             node.local_ips, direct.local_ips,
-            "but connections still go out from them"
+            "the same addresses are found (its node neither listens on nor connects from them)"
         );
         let lo = ClientConfig {
             paths: Paths::loopback_only(),

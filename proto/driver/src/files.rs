@@ -5,7 +5,8 @@
 //! on a thread of its own, so that reading, writing and above all hashing never wait behind
 //! (or hold up) the event loop that runs TLS.
 //!
-//! - A partial file is `<name>.ferry-part` in the private folder inside the receive folder,
+//! - A partial file is `<sender account>-<transfer id>.ferry-part` ([`PartialKey`]) in the
+//!   private folder inside the receive folder, never named after the offered name,
 //!   opened and checked as [`ReceiveFolder`] says (no symlink followed, a regular file of this
 //!   user with one link, mode 0600, free space checked); only [`FileOp::Commit`] gives it its
 //!   final name, after an fsync, by a hard link from its open descriptor that fails rather than
@@ -19,24 +20,29 @@
 //! - Two open operations on the same partial file are refused: two transfers writing one file
 //!   would only corrupt it.
 
+mod failure;
+mod io;
+mod names;
+#[cfg(test)]
+mod tests;
+mod thread;
+
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use bytes::Bytes;
 
-use ferry_proto::io::{FileError, FileId, FileOp, FileResult};
-use ferry_proto::transfer::{Digest, MAX_NAME_BYTES, SafeName, StreamDigest};
+use ferry_proto::io::{FileId, FileOp, FileResult};
+use ferry_proto::transfer::{PartialKey, SafeName, StreamDigest};
 
-use crate::receive_folder::{FolderError, ReceiveFolder};
+use crate::receive_folder::ReceiveFolder;
+use failure::Failure;
+use io::{hash_from_disk, read_at, write_all_at};
+use names::{partial_name, variant};
 
-/// What the name of a partial file ends with.
-pub const PARTIAL_SUFFIX: &str = ".ferry-part";
-
-/// How much a [`FileOp::Digest`] reads from disk at a time.
-const HASH_CHUNK: usize = 1024 * 1024;
+pub use names::PARTIAL_SUFFIX;
+pub use thread::FileThread;
 
 /// Most " (n)" variants tried before a commit gives up.
 const MAX_VARIANTS: u32 = 10_000;
@@ -85,10 +91,10 @@ impl FileService {
         &self.folder
     }
 
-    /// The path of the partial file for a file that will be called `name` (inside the
-    /// private folder [`PRIVATE_FOLDER`](crate::receive_folder::PRIVATE_FOLDER), mode 0700).
-    pub fn partial_path(&self, name: &SafeName) -> PathBuf {
-        ReceiveFolder::partial_path(&self.folder, &partial_name(name.as_str()))
+    /// The path of the partial file kept under `key` (inside the private folder
+    /// [`PRIVATE_FOLDER`](crate::receive_folder::PRIVATE_FOLDER), mode 0700).
+    pub fn partial_path(&self, key: &PartialKey) -> PathBuf {
+        ReceiveFolder::partial_path(&self.folder, &partial_name(key))
     }
 
     /// Carries out one operation.
@@ -96,7 +102,13 @@ impl FileService {
         let file = op.file();
         let result = match op {
             FileOp::OpenSource { source, .. } => self.open_source(file, Path::new(&source)),
-            FileOp::OpenPartial { name, size, .. } => self.open_partial(file, name, size),
+            FileOp::OpenPartial {
+                name,
+                size,
+                key,
+                resume,
+                ..
+            } => self.open_partial(file, name, size, &key, resume),
             FileOp::Read { offset, len, .. } => self.read(file, offset, len),
             FileOp::Write { offset, data, .. } => self.write(file, offset, data),
             FileOp::Digest { len, .. } => self.digest(file, len),
@@ -131,9 +143,11 @@ impl FileService {
         file: FileId,
         name: SafeName,
         size: u64,
+        key: &PartialKey,
+        resume: bool,
     ) -> Result<FileResult, Failure> {
         self.check_free(file)?;
-        let key = partial_name(name.as_str());
+        let key = partial_name(key);
         if self
             .open
             .values()
@@ -142,7 +156,7 @@ impl FileService {
             return Err(Failure::Busy);
         }
         let folder = ReceiveFolder::open(&self.folder)?;
-        let (handle, len) = folder.open_partial(&key, size)?;
+        let (handle, len) = folder.open_partial(&key, size, resume)?;
         // Hash the prefix now, once: the writes that follow start where it ends.
         let mut digest = StreamDigest::new();
         hash_from_disk(&handle, &mut digest, len)?;
@@ -249,590 +263,5 @@ impl FileService {
             partial.folder.remove_partial(&partial.key, &open.file)?;
         }
         Ok(FileResult::Closed { file })
-    }
-}
-
-/// The partial file's name for `name`: `name.ferry-part`, shortened (with a hash of the whole
-/// name, so two long names stay apart) when that would pass the file-name limit.
-fn partial_name(name: &str) -> String {
-    if name.len() + PARTIAL_SUFFIX.len() <= MAX_NAME_BYTES {
-        return format!("{name}{PARTIAL_SUFFIX}");
-    }
-    let tag = &Digest::of(name.as_bytes()).short();
-    let mut end = MAX_NAME_BYTES - PARTIAL_SUFFIX.len() - tag.len() - 1;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}-{tag}{PARTIAL_SUFFIX}", &name[..end])
-}
-
-/// The names tried for a file called `name`: itself, then `stem (n).ext`. A name that looks
-/// like a partial file gets `_` appended, so no final file is ever taken for a partial one.
-fn variant(name: &str, n: u32) -> String {
-    let name = if name.ends_with(PARTIAL_SUFFIX) {
-        format!("{name}_")
-    } else {
-        name.to_owned()
-    };
-    if n == 0 {
-        return name;
-    }
-    match name.rfind('.') {
-        Some(dot) if dot > 0 => format!("{} ({n}){}", &name[..dot], &name[dot..]),
-        _ => format!("{name} ({n})"),
-    }
-}
-
-/// Extends `digest` from disk up to `len` bytes.
-fn hash_from_disk(file: &File, digest: &mut StreamDigest, len: u64) -> Result<(), Failure> {
-    let range = digest.missing(len);
-    let mut buf =
-        vec![0; HASH_CHUNK.min(usize::try_from(range.end - range.start).unwrap_or(HASH_CHUNK))];
-    let mut at = range.start;
-    while at < range.end {
-        let want = usize::try_from(range.end - at).map_or(buf.len(), |left| left.min(buf.len()));
-        let got = read_at(file, &mut buf[..want], at)?;
-        if got < want {
-            return Err(Failure::Short);
-        }
-        digest.update(at, &buf[..want]);
-        at += want as u64;
-    }
-    Ok(())
-}
-
-/// Reads at `offset` until `buf` is full or the file ends; how many bytes were read.
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match positioned::read(file, &mut buf[done..], offset.saturating_add(done as u64)) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    while !data.is_empty() {
-        match positioned::write(file, data, offset) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                data = &data[n..];
-                offset = offset.saturating_add(n as u64);
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Reads and writes at an offset, without a shared cursor.
-mod positioned {
-    use std::fs::File;
-    use std::io;
-
-    #[cfg(unix)]
-    pub(super) fn read(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(file, buf, offset)
-    }
-
-    #[cfg(unix)]
-    pub(super) fn write(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
-        std::os::unix::fs::FileExt::write_at(file, buf, offset)
-    }
-
-    #[cfg(windows)]
-    pub(super) fn read(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-    }
-
-    #[cfg(windows)]
-    pub(super) fn write(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
-        std::os::windows::fs::FileExt::seek_write(file, buf, offset)
-    }
-}
-
-/// Why an operation failed, before it becomes a [`FileError`].
-#[derive(Debug)]
-enum Failure {
-    Io(io::Error),
-    Folder(FolderError),
-    Short,
-    NotAFile,
-    Busy,
-    AlreadyOpen,
-    NotOpen,
-    ReadOnly,
-    Unknown,
-}
-
-impl From<FolderError> for Failure {
-    fn from(e: FolderError) -> Failure {
-        match e {
-            FolderError::Io(e) => Failure::Io(e),
-            e => Failure::Folder(e),
-        }
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Failure {
-        Failure::Io(e)
-    }
-}
-
-impl From<Failure> for FileError {
-    fn from(failure: Failure) -> FileError {
-        let other = |s: &str| FileError::Other(s.to_owned());
-        match failure {
-            Failure::Io(e) => match e.kind() {
-                ErrorKind::NotFound => FileError::NotFound,
-                ErrorKind::PermissionDenied => FileError::PermissionDenied,
-                ErrorKind::StorageFull | ErrorKind::QuotaExceeded => FileError::DiskFull,
-                ErrorKind::UnexpectedEof => FileError::ShortRead,
-                _ => FileError::Other(e.to_string()),
-            },
-            Failure::Folder(e) => FileError::Other(e.to_string()),
-            Failure::Short => FileError::ShortRead,
-            Failure::NotAFile => other("not a regular file"),
-            Failure::Busy => other("the partial file is in use by another transfer"),
-            Failure::AlreadyOpen => other("this file id is already open"),
-            Failure::NotOpen => other("this file id is not open"),
-            Failure::ReadOnly => other("not a partial file"),
-            Failure::Unknown => other("a file operation this driver does not know"),
-        }
-    }
-}
-
-/// A [`FileService`] on its own thread: operations go in with [`submit`](Self::submit),
-/// results come out through the `deliver` callback, in order.
-///
-/// The queue is not bounded here: the core bounds it, since it never has more than its read
-/// and write windows of file data asked for and not answered. Dropping the handle lets the
-/// thread finish what it was given and end.
-#[derive(Debug)]
-pub struct FileThread {
-    ops: mpsc::Sender<FileOp>,
-}
-
-impl FileThread {
-    /// Starts the thread. `deliver` runs on it, once per result: a channel send, typically,
-    /// that wakes the driver's event loop.
-    pub fn spawn(
-        mut service: FileService,
-        mut deliver: impl FnMut(FileResult) + Send + 'static,
-    ) -> io::Result<FileThread> {
-        let (ops, rx) = mpsc::channel::<FileOp>();
-        std::thread::Builder::new()
-            .name("ferry-files".into())
-            .spawn(move || {
-                for op in rx {
-                    deliver(service.perform(op));
-                }
-            })?;
-        Ok(FileThread { ops })
-    }
-
-    /// Queues an operation.
-    pub fn submit(&self, op: FileOp) {
-        // The thread ends only when this handle is gone; a send cannot fail before.
-        let _ = self.ops.send(op);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    /// Puts `bytes` where the partial file for `file_name` goes, as an earlier transfer would
-    /// have left them (the private folder made as Ferry makes it).
-    fn plant(service: &FileService, file_name: &str, bytes: &[u8]) {
-        let path = service.partial_path(&name(file_name));
-        let private = path.parent().expect("private folder");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt as _;
-            let _ = fs::DirBuilder::new().mode(0o700).create(private);
-        }
-        fs::write(path, bytes).expect("partial");
-    }
-
-    fn name(s: &str) -> SafeName {
-        SafeName::from_display_name(s).expect("a safe name")
-    }
-
-    fn data(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-            .collect()
-    }
-
-    /// Receives `content` as `file_name` in `service`, starting at what is already there.
-    fn receive(service: &mut FileService, id: u64, file_name: &str, content: &[u8]) -> FileResult {
-        let file = FileId(id);
-        let size = content.len() as u64;
-        let opened = service.perform(FileOp::OpenPartial {
-            file,
-            name: name(file_name),
-            size,
-        });
-        let FileResult::Opened { len: start, .. } = opened else {
-            panic!("{opened:?}");
-        };
-        for (i, chunk) in content[start as usize..].chunks(1000).enumerate() {
-            let offset = start + (i * 1000) as u64;
-            let data = Bytes::copy_from_slice(chunk);
-            let written = service.perform(FileOp::Write { file, offset, data });
-            assert!(matches!(written, FileResult::Written { .. }), "{written:?}");
-        }
-        let digest = service.perform(FileOp::Digest { file, len: size });
-        assert_eq!(
-            digest,
-            FileResult::Digest {
-                file,
-                digest: Digest::of(content)
-            }
-        );
-        service.perform(FileOp::Commit { file })
-    }
-
-    #[test]
-    fn a_commit_never_replaces_a_file_and_leaves_no_partial() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        // SECURITY: row 102
-        fs::write(dir.path().join("photo.jpg"), b"mine").expect("write");
-        let got = receive(&mut service, 1, "photo.jpg", &data(5000, 1));
-        assert_eq!(
-            got,
-            FileResult::Committed {
-                file: FileId(1),
-                name: "photo (1).jpg".into()
-            }
-        );
-        let got = receive(&mut service, 2, "photo.jpg", &data(10, 2));
-        assert_eq!(
-            got,
-            FileResult::Committed {
-                file: FileId(2),
-                name: "photo (2).jpg".into()
-            }
-        );
-        assert_eq!(
-            fs::read(dir.path().join("photo.jpg")).expect("read"),
-            b"mine"
-        );
-        assert_eq!(
-            fs::read(dir.path().join("photo (1).jpg")).expect("read"),
-            data(5000, 1)
-        );
-        let mut names: Vec<String> = fs::read_dir(dir.path())
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                ".ferry-partial",
-                "photo (1).jpg",
-                "photo (2).jpg",
-                "photo.jpg"
-            ]
-        );
-        let private = fs::read_dir(dir.path().join(".ferry-partial")).expect("private");
-        assert_eq!(private.count(), 0, "no partial data is left");
-    }
-
-    #[test]
-    fn a_resume_hashes_the_prefix_once_and_the_digest_matches() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        let content = data(100_000, 3);
-        plant(&service, "big.bin", &content[..40_000]);
-        let file = FileId(9);
-        let opened = service.perform(FileOp::OpenPartial {
-            file,
-            name: name("big.bin"),
-            size: content.len() as u64,
-        });
-        assert_eq!(opened, FileResult::Opened { file, len: 40_000 });
-        // The prefix is hashed already: the writes that follow extend it.
-        assert_eq!(service.open[&file].digest.hashed(), 40_000);
-        let data = Bytes::copy_from_slice(&content[40_000..]);
-        service.perform(FileOp::Write {
-            file,
-            offset: 40_000,
-            data,
-        });
-        assert_eq!(service.open[&file].digest.hashed(), 100_000);
-        let len = content.len() as u64;
-        let digest = Digest::of(&content);
-        assert_eq!(
-            service.perform(FileOp::Digest { file, len }),
-            FileResult::Digest { file, digest }
-        );
-        // A digest of a shorter range is computed afresh from disk.
-        let short = Digest::of(&content[..123]);
-        assert_eq!(
-            service.perform(FileOp::Digest { file, len: 123 }),
-            FileResult::Digest {
-                file,
-                digest: short
-            }
-        );
-    }
-
-    #[test]
-    fn a_partial_longer_than_the_file_starts_over() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        plant(&service, "a.txt", &data(500, 4));
-        let content = data(100, 5);
-        let got = receive(&mut service, 1, "a.txt", &content);
-        assert!(matches!(got, FileResult::Committed { .. }), "{got:?}");
-        assert_eq!(fs::read(dir.path().join("a.txt")).expect("read"), content);
-    }
-
-    #[test]
-    fn discard_deletes_the_partial_and_close_keeps_it() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        let partial = service.partial_path(&name("x.bin"));
-        for (id, op_keeps) in [(1, true), (2, false)] {
-            let file = FileId(id);
-            service.perform(FileOp::OpenPartial {
-                file,
-                name: name("x.bin"),
-                size: 10,
-            });
-            let data = Bytes::from_static(b"abc");
-            service.perform(FileOp::Write {
-                file,
-                offset: 0,
-                data,
-            });
-            let op = if op_keeps {
-                FileOp::Close { file }
-            } else {
-                FileOp::Discard { file }
-            };
-            assert_eq!(service.perform(op), FileResult::Closed { file });
-            assert_eq!(partial.exists(), op_keeps);
-        }
-    }
-
-    #[test]
-    fn a_source_is_read_and_hashed_and_never_deleted() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        let content = data(3000, 6);
-        let path = dir.path().join("source.bin");
-        fs::write(&path, &content).expect("source");
-        let file = FileId(1);
-        let source = path.to_string_lossy().into_owned();
-        assert_eq!(
-            service.perform(FileOp::OpenSource { file, source }),
-            FileResult::Opened { file, len: 3000 }
-        );
-        for offset in (0..3000).step_by(1000) {
-            let got = service.perform(FileOp::Read {
-                file,
-                offset,
-                len: 1000,
-            });
-            let want = Bytes::copy_from_slice(&content[offset as usize..offset as usize + 1000]);
-            assert_eq!(
-                got,
-                FileResult::Data {
-                    file,
-                    offset,
-                    data: want
-                }
-            );
-        }
-        let past_end = service.perform(FileOp::Read {
-            file,
-            offset: 2500,
-            len: 1000,
-        });
-        assert_eq!(
-            past_end,
-            FileResult::Failed {
-                file,
-                error: FileError::ShortRead
-            }
-        );
-        let digest = Digest::of(&content);
-        assert_eq!(
-            service.perform(FileOp::Digest { file, len: 3000 }),
-            FileResult::Digest { file, digest }
-        );
-        let not_a_partial = service.perform(FileOp::Write {
-            file,
-            offset: 0,
-            data: Bytes::new(),
-        });
-        assert!(matches!(not_a_partial, FileResult::Failed { .. }));
-        assert_eq!(
-            service.perform(FileOp::Discard { file }),
-            FileResult::Closed { file }
-        );
-        assert!(
-            path.exists(),
-            "a source is the user's: discard only closes it"
-        );
-    }
-
-    #[test]
-    fn a_resumed_send_hashes_the_skipped_part_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        let content = data(5000, 8);
-        let path = dir.path().join("s.bin");
-        fs::write(&path, &content).expect("source");
-        let file = FileId(1);
-        let source = path.to_string_lossy().into_owned();
-        service.perform(FileOp::OpenSource { file, source });
-        let got = service.perform(FileOp::Read {
-            file,
-            offset: 3000,
-            len: 2000,
-        });
-        assert!(matches!(got, FileResult::Data { .. }), "{got:?}");
-        assert_eq!(service.open[&file].digest.hashed(), 5000);
-        let digest = Digest::of(&content);
-        assert_eq!(
-            service.perform(FileOp::Digest { file, len: 5000 }),
-            FileResult::Digest { file, digest }
-        );
-    }
-
-    #[test]
-    fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        let file = FileId(1);
-        let source = dir.path().join("nope").to_string_lossy().into_owned();
-        assert_eq!(
-            service.perform(FileOp::OpenSource { file, source }),
-            FileResult::Failed {
-                file,
-                error: FileError::NotFound
-            }
-        );
-        service.perform(FileOp::OpenPartial {
-            file,
-            name: name("same"),
-            size: 1,
-        });
-        let second = FileId(2);
-        let busy = service.perform(FileOp::OpenPartial {
-            file: second,
-            name: name("same"),
-            size: 1,
-        });
-        assert!(
-            matches!(
-                busy,
-                FileResult::Failed {
-                    error: FileError::Other(_),
-                    ..
-                }
-            ),
-            "{busy:?}"
-        );
-        let unknown = service.perform(FileOp::Read {
-            file: FileId(7),
-            offset: 0,
-            len: 1,
-        });
-        assert!(matches!(unknown, FileResult::Failed { .. }), "{unknown:?}");
-    }
-
-    #[test]
-    fn a_symlink_at_the_partial_path_is_refused_not_followed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut service = FileService::new(dir.path());
-        // SECURITY: row 114
-        let outside = tempfile::tempdir().expect("temp dir");
-        let target = outside.path().join("victim");
-        fs::write(&target, b"keep").expect("victim");
-        plant(&service, "f.bin", b"");
-        let partial = service.partial_path(&name("f.bin"));
-        fs::remove_file(&partial).expect("remove");
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&target, &partial).expect("symlink");
-        let file = FileId(1);
-        let got = service.perform(FileOp::OpenPartial {
-            file,
-            name: name("f.bin"),
-            size: 10,
-        });
-        let FileResult::Failed {
-            error: FileError::Other(why),
-            ..
-        } = got
-        else {
-            panic!("{got:?}");
-        };
-        assert!(why.contains("a symlink"), "{why}");
-        assert_eq!(fs::read(&target).expect("victim"), b"keep");
-    }
-
-    #[test]
-    fn names_of_partial_and_committed_files() {
-        assert_eq!(partial_name("a.txt"), "a.txt.ferry-part");
-        let long = "x".repeat(MAX_NAME_BYTES);
-        let partial = partial_name(&long);
-        assert!(partial.len() <= MAX_NAME_BYTES && partial.ends_with(PARTIAL_SUFFIX));
-        assert_ne!(partial, partial_name(&"x".repeat(MAX_NAME_BYTES - 1)));
-        assert_eq!(variant("archive.tar.gz", 2), "archive.tar (2).gz");
-        assert_eq!(variant("README", 1), "README (1)");
-        // SECURITY: row 103
-        assert_eq!(variant("evil.ferry-part", 0), "evil.ferry-part_");
-    }
-
-    #[test]
-    fn the_thread_answers_in_order() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (tx, rx) = mpsc::channel();
-        let thread = FileThread::spawn(FileService::new(dir.path()), move |r| {
-            let _ = tx.send(r);
-        })
-        .expect("thread");
-        let file = FileId(1);
-        thread.submit(FileOp::OpenPartial {
-            file,
-            name: name("t"),
-            size: 3,
-        });
-        thread.submit(FileOp::Write {
-            file,
-            offset: 0,
-            data: Bytes::from_static(b"abc"),
-        });
-        thread.submit(FileOp::Commit { file });
-        let got: Vec<FileResult> = rx.iter().take(3).collect();
-        assert_eq!(
-            got,
-            [
-                FileResult::Opened { file, len: 0 },
-                FileResult::Written {
-                    file,
-                    offset: 0,
-                    len: 3
-                },
-                FileResult::Committed {
-                    file,
-                    name: "t".into()
-                },
-            ]
-        );
     }
 }

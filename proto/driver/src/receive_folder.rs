@@ -170,8 +170,14 @@ impl ReceiveFolder {
 
     /// Opens (or creates, mode 0600) the partial file `key` for a file of `size` bytes, and
     /// checks that the rest fits in the free space. Returns the file and the length of the
-    /// prefix it holds (zero when what was there is longer than `size`: it cannot be a prefix).
-    pub fn open_partial(&self, key: &str, size: u64) -> Result<(File, u64), FolderError> {
+    /// prefix it holds: zero when what was there is longer than `size` (it cannot be a
+    /// prefix) or when `resume` is false (a peer whose bytes no digest will check).
+    pub fn open_partial(
+        &self,
+        key: &str,
+        size: u64,
+        resume: bool,
+    ) -> Result<(File, u64), FolderError> {
         let flags = OFlags::RDWR
             | OFlags::CREATE
             | OFlags::NOFOLLOW
@@ -188,7 +194,7 @@ impl ReceiveFolder {
         check_regular(&fd, key)?;
         let file = File::from(fd);
         let mut held = file.metadata()?.len();
-        if held > size {
+        if held > size || (held > 0 && !resume) {
             file.set_len(0)?;
             held = 0;
         }
@@ -250,6 +256,46 @@ impl ReceiveFolder {
             rustix::fs::unlinkat(&self.private, key, AtFlags::empty())?;
         }
         Ok(())
+    }
+}
+
+impl ReceiveFolder {
+    /// Removes the partial data nobody wrote for `age` or longer: each regular file in the
+    /// private folder whose modification time is that old (partial files of today's form,
+    /// and `<name>.ferry-part` files an older Ferry keyed by name, which nothing reads any
+    /// more). Nothing is followed: a name that is not a regular file is left alone. Returns
+    /// how many files went. Run when nothing receives (a listener at start).
+    pub fn prune_partials(&self, age: std::time::Duration) -> Result<usize, FolderError> {
+        let now = std::time::SystemTime::now();
+        let fd = rustix::fs::openat(
+            &self.private,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut removed = 0;
+        for entry in rustix::fs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            let Ok(stat) = rustix::fs::statat(&self.private, name, AtFlags::SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                continue;
+            }
+            let modified = u64::try_from(stat.st_mtime)
+                .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let idle = now.duration_since(modified).unwrap_or_default();
+            if idle >= age && rustix::fs::unlinkat(&self.private, name, AtFlags::empty()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 

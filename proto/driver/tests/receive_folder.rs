@@ -18,7 +18,7 @@ use bytes::Bytes;
 use ferry_driver::FileService;
 use ferry_driver::receive_folder::PRIVATE_FOLDER;
 use ferry_proto::io::{FileId, FileOp, FileResult};
-use ferry_proto::transfer::{Digest, SafeName};
+use ferry_proto::transfer::{Digest, PartialKey, SafeName, TransferId};
 
 const NOBODY: u32 = 65534;
 /// Set in the child run as `nobody`, so that it does not try to start another one.
@@ -140,6 +140,12 @@ fn make_private(dir: &Path) -> PathBuf {
     private
 }
 
+/// The key of the partial data [`open`] opens.
+const KEY: PartialKey = PartialKey {
+    sender: None,
+    transfer: TransferId(1),
+};
+
 /// Asks to open the partial file for `file_name`; the error's words when refused.
 fn open(service: &mut FileService, file_name: &str, size: u64) -> Result<u64, String> {
     let file = FileId(1);
@@ -147,6 +153,8 @@ fn open(service: &mut FileService, file_name: &str, size: u64) -> Result<u64, St
         file,
         name: name(file_name),
         size,
+        key: KEY,
+        resume: true,
     }) {
         FileResult::Opened { len, .. } => Ok(len),
         FileResult::Failed { error, .. } => Err(error.to_string()),
@@ -168,6 +176,11 @@ fn receive(service: &mut FileService, file_name: &str, content: &[u8]) -> String
         file,
         name: name(file_name),
         size: content.len() as u64,
+        key: PartialKey {
+            sender: None,
+            transfer: TransferId(7),
+        },
+        resume: true,
     });
     assert_eq!(opened, FileResult::Opened { file, len: 0 });
     let data = Bytes::copy_from_slice(content);
@@ -215,7 +228,7 @@ fn hostile_cases() {
     // SECURITY: row 114
     let (dir, mut service) = receive_folder();
     let private = make_private(dir.path());
-    let partial = service.partial_path(&name("a.bin"));
+    let partial = service.partial_path(&KEY);
     assert_eq!(partial.parent(), Some(private.as_path()));
     std::os::unix::fs::symlink(outside.victim(), &partial).expect("symlink");
     refused(
@@ -297,7 +310,7 @@ fn hostile_cases() {
         );
         let (dir, mut service) = receive_folder();
         make_private(dir.path());
-        let partial = service.partial_path(&name("a.bin"));
+        let partial = service.partial_path(&KEY);
         fs::write(&partial, b"planted").expect("partial");
         std::os::unix::fs::chown(&partial, Some(NOBODY), Some(NOBODY)).expect("chown");
         refused(
@@ -374,4 +387,39 @@ fn a_hostile_receive_folder_is_refused_as_nobody() {
     );
     assert!(out.status.success(), "as nobody:\n{text}");
     assert!(text.contains("1 passed"), "the case ran as nobody:\n{text}");
+}
+
+/// `listen` removes partial data nobody wrote for a week at start: only regular files in the
+/// private folder that old go (an older Ferry's `<name>.ferry-part` too); a fresh one stays,
+/// and a symlink is neither followed nor counted.
+#[test]
+fn partial_data_older_than_the_age_is_pruned_and_nothing_else() {
+    let (dir, _service) = receive_folder();
+    let folder = ferry_driver::receive_folder::ReceiveFolder::open(dir.path()).expect("open");
+    let private = private_folder(dir.path());
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let long_ago = std::time::SystemTime::now() - week - std::time::Duration::from_secs(60);
+    let aged = |path: &Path| {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_modified(long_ago)
+            .expect("mtime");
+    };
+    let old = private.join("photo.jpg.ferry-part");
+    fs::write(&old, b"old").expect("old");
+    aged(&old);
+    let fresh = private.join("anonymous-0000000000000001.ferry-part");
+    fs::write(&fresh, b"fresh").expect("fresh");
+    let outside = tempfile::tempdir().expect("temp dir");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"keep").expect("victim");
+    aged(&victim);
+    std::os::unix::fs::symlink(&victim, private.join("link.ferry-part")).expect("symlink");
+    assert_eq!(folder.prune_partials(week).expect("pruned"), 1);
+    assert!(!old.exists(), "the week-old partial went");
+    assert_eq!(fs::read(&fresh).expect("fresh"), b"fresh");
+    assert_eq!(fs::read(&victim).expect("victim"), b"keep");
+    assert!(private.join("link.ferry-part").symlink_metadata().is_ok());
 }

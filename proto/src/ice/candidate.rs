@@ -53,6 +53,17 @@ impl CandidateType {
         }
     }
 
+    /// The type preference of this kind of candidate (pjnath's table, RFC 8445 §5.1.2.2):
+    /// host 126, peer-reflexive 110, server-reflexive 100, relayed 0.
+    pub fn type_preference(self) -> u8 {
+        match self {
+            CandidateType::Host => 126,
+            CandidateType::PeerReflexive => 110,
+            CandidateType::ServerReflexive => 100,
+            CandidateType::Relayed => 0,
+        }
+    }
+
     /// The first letter of the foundations Ferry makes (pjnath's habit: `H…`, `S…`).
     fn foundation_prefix(self) -> char {
         match self {
@@ -124,7 +135,7 @@ impl Candidate {
             foundation: foundation(kind, addr.ip()),
             component: 1,
             transport: Transport::Tcp,
-            priority: candidate_priority(kind, local_preference, 1),
+            priority: candidate_priority(kind.type_preference(), local_preference, 1),
             addr,
             kind,
             tcp_type: Some(tcp_type),

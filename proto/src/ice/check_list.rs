@@ -224,15 +224,27 @@ impl CheckList {
     /// The next ordinary check (RFC 8445 §6.1.4.2): the highest-priority Waiting pair, else
     /// the highest-priority Frozen one.
     pub fn next_to_check(&self) -> Option<usize> {
-        let best = |state: &PairState| {
+        self.next_to_check_unless(|_| false)
+    }
+
+    /// [`next_to_check`](Self::next_to_check), leaving the pairs for which `unlikely` holds
+    /// (not expected to succeed) for when no other pair waits: a pacing interval spent on
+    /// them first would delay the pair that works.
+    pub fn next_to_check_unless(&self, unlikely: impl Fn(usize) -> bool) -> Option<usize> {
+        let best = |state: &PairState, want_unlikely: bool| {
             self.pairs
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.origin == Origin::Active && &p.state == state)
+                .filter(|(i, p)| {
+                    p.origin == Origin::Active && &p.state == state && unlikely(*i) == want_unlikely
+                })
                 .max_by(|(i, a), (j, b)| a.priority.cmp(&b.priority).then(j.cmp(i)))
                 .map(|(i, _)| i)
         };
-        best(&PairState::Waiting).or_else(|| best(&PairState::Frozen))
+        best(&PairState::Waiting, false)
+            .or_else(|| best(&PairState::Frozen, false))
+            .or_else(|| best(&PairState::Waiting, true))
+            .or_else(|| best(&PairState::Frozen, true))
     }
 
     /// Unfreezes every Frozen pair with this foundation (a pair of it succeeded).
@@ -248,6 +260,16 @@ impl CheckList {
     /// highest-priority Succeeded pair, once every pair above it has finished — or at
     /// once when `impatient` (the nomination wait is over).
     pub fn nomination_candidate(&self, impatient: bool) -> Option<usize> {
+        self.nomination_candidate_unless(impatient, |_| false)
+    }
+
+    /// [`nomination_candidate`](Self::nomination_candidate), letting no pair for which
+    /// `unlikely` holds (a pair not expected to succeed) hold nomination back.
+    pub fn nomination_candidate_unless(
+        &self,
+        impatient: bool,
+        unlikely: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let (best, pair) = self
             .pairs
             .iter()
@@ -257,7 +279,127 @@ impl CheckList {
         let blocked = self
             .pairs
             .iter()
-            .any(|p| p.priority > pair.priority && !p.state.is_finished());
+            .enumerate()
+            .any(|(i, p)| p.priority > pair.priority && !p.state.is_finished() && !unlikely(i));
         (impatient || !blocked).then_some(best)
+    }
+}
+
+/// Whether `pair` (formed from our `local` and the peer's `remote` candidates) cannot be
+/// expected to succeed: its remote end is a private host address (RFC 1918, RFC 6598 shared,
+/// link-local, IPv6 unique-local) of the peer's network and the two of us are not on one
+/// network, as our public addresses tell: both know theirs (server-reflexive candidates of
+/// that family) and they differ, or all our host addresses of that family are public (the
+/// peer's private network cannot be ours). Such a pair is still checked (a VPN may route
+/// it), but waiting for it would hold nomination back for its whole connect timeout.
+pub(super) fn unlikely(local: &[Candidate], remote: &[Candidate], pair: &Pair) -> bool {
+    if pair.remote.kind != CandidateType::Host || !is_private(pair.remote.addr.ip()) {
+        return false;
+    }
+    let v4 = pair.remote.addr.is_ipv4();
+    let public = |cands: &[Candidate]| -> Vec<core::net::IpAddr> {
+        cands
+            .iter()
+            .filter(|c| c.kind == CandidateType::ServerReflexive && c.addr.is_ipv4() == v4)
+            .map(|c| c.addr.ip())
+            .collect()
+    };
+    let (ours, theirs) = (public(local), public(remote));
+    let apart =
+        !ours.is_empty() && !theirs.is_empty() && !ours.iter().any(|ip| theirs.contains(ip));
+    let hosts: Vec<&Candidate> = local
+        .iter()
+        .filter(|c| c.kind == CandidateType::Host && c.addr.is_ipv4() == v4)
+        .collect();
+    let all_public = !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|c| !is_private(c.addr.ip()) && !c.addr.ip().is_loopback());
+    apart || all_public
+}
+
+/// A private, shared or link-local address: reachable only inside its own network.
+fn is_private(ip: core::net::IpAddr) -> bool {
+    match ip {
+        core::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        core::net::IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ice::TcpType;
+
+    fn cand(kind: CandidateType, tcp: TcpType, addr: &str) -> Candidate {
+        Candidate::tcp(kind, tcp, addr.parse().expect("an address"), 65535)
+    }
+
+    /// Whether the pair from our first active host candidate to `remote_host` is unlikely.
+    fn judge(local: &[Candidate], remote: &[Candidate], remote_host: &str) -> bool {
+        let list = CheckList::form(Role::Controlling, local, remote, 100);
+        let pair = list
+            .pairs()
+            .iter()
+            .find(|p| p.remote.addr == remote_host.parse().expect("an address"))
+            .expect("the pair");
+        unlikely(local, remote, pair)
+    }
+
+    #[test]
+    fn a_private_address_of_another_network_is_unlikely_and_nothing_else_is() {
+        use CandidateType::{Host, ServerReflexive};
+        use TcpType::{Active, Passive};
+        let behind = |host: &str, public: &str| {
+            vec![
+                cand(Host, Active, &format!("{host}:5000")),
+                cand(Host, Passive, &format!("{host}:5000")),
+                cand(ServerReflexive, Passive, &format!("{public}:5000")),
+            ]
+        };
+        let peer = behind("192.168.2.2", "203.0.113.2");
+        // Two NATs, two public addresses: the peer's private address is not ours to reach.
+        assert!(judge(
+            &behind("192.168.1.2", "203.0.113.1"),
+            &peer,
+            "192.168.2.2:5000"
+        ));
+        // One NAT (the same public address): the same network, worth waiting for.
+        assert!(!judge(
+            &behind("192.168.2.3", "203.0.113.2"),
+            &peer,
+            "192.168.2.2:5000"
+        ));
+        // Its public address is always worth it.
+        assert!(!judge(
+            &behind("192.168.1.2", "203.0.113.1"),
+            &peer,
+            "203.0.113.2:5000"
+        ));
+        // We know no public address of ours, and have a private one: we may share a network.
+        let unknown = vec![
+            cand(Host, Active, "192.168.1.2:5000"),
+            cand(Host, Passive, "192.168.1.2:5000"),
+        ];
+        assert!(!judge(&unknown, &peer, "192.168.2.2:5000"));
+        // Every address of ours is public: no private network of the peer's is ours.
+        let public = vec![
+            cand(Host, Active, "198.51.100.7:5000"),
+            cand(Host, Passive, "198.51.100.7:5000"),
+        ];
+        assert!(judge(&public, &peer, "192.168.2.2:5000"));
+        // Shared (RFC 6598), link-local and unique-local addresses are private too.
+        assert!(is_private("100.64.0.1".parse().expect("ip")));
+        assert!(is_private("169.254.1.1".parse().expect("ip")));
+        assert!(is_private("fd00::1".parse().expect("ip")));
+        assert!(is_private("fe80::1".parse().expect("ip")));
+        assert!(!is_private("2001:db8::1".parse().expect("ip")));
+        assert!(!is_private("100.128.0.1".parse().expect("ip")));
     }
 }

@@ -38,6 +38,16 @@ pub struct Config {
     /// How long the controlling agent waits, after the first valid pair, for better pairs
     /// still in progress before it nominates the best valid one.
     pub nomination_wait: Duration,
+    /// A failed active pair is tried again after this long, then after twice as long each
+    /// time, up to 8 times as long (200 ms, 400 ms, 800 ms, then every 1.6 s), as long as
+    /// the negotiation lasts: a SYN lost on a lossy path, or dropped by the peer's NAT
+    /// because the peer started its checks later (the DHT carries the answer one way
+    /// before the requester starts), must not end a pair for good (RFC 8445 §7.2.5.2
+    /// leaves a failed pair failed, but over TCP a connect is the check's transport, and
+    /// RFC 6544 §7.1's simultaneous open needs both SYNs in flight at once).
+    pub connect_retry: Duration,
+    /// At most this many retries per pair.
+    pub max_connect_retries: u32,
     /// Interval between consent checks on the selected pair.
     pub keepalive_interval: Duration,
     /// Consent is lost when no consent check was answered for this long (RFC 7675: 30 s).
@@ -78,6 +88,8 @@ impl Default for Config {
             check_timeout: Duration::from_secs(2),
             ice_timeout: Duration::from_secs(10),
             nomination_wait: Duration::from_millis(500),
+            connect_retry: Duration::from_millis(200),
+            max_connect_retries: 8,
             keepalive_interval: Duration::from_secs(15),
             consent_timeout: Duration::from_secs(30),
             max_pairs: 100,

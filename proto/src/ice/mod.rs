@@ -90,6 +90,7 @@ mod candidate;
 mod check_list;
 mod config;
 mod description;
+mod path;
 pub mod priority;
 mod vocabulary;
 
@@ -98,5 +99,6 @@ pub use candidate::{ACTIVE_PORT, Candidate, CandidateError, CandidateType, TcpTy
 pub use check_list::{CheckList, Origin, Pair, PairState};
 pub use config::{Config, EARLY_DATA_CAP, Role};
 pub use description::{BadLine, Description, DescriptionError, Parsed};
+pub use path::SelectedPath;
 pub use priority::LocalPreference;
 pub use vocabulary::{Event, FailReason, Input, Output, PairFailure, PairReport};

@@ -6,22 +6,12 @@
 //! always rank below every direct one, which is what makes a relay the last resort without
 //! a second mechanism. Pairs use RFC 8445 §6.1.2.3.
 
-use super::candidate::CandidateType;
-
-/// The type preference of each kind of candidate (pjnath's table).
-pub fn type_preference(kind: CandidateType) -> u32 {
-    match kind {
-        CandidateType::Host => 126,
-        CandidateType::PeerReflexive => 110,
-        CandidateType::ServerReflexive => 100,
-        CandidateType::Relayed => 0,
-    }
-}
-
-/// A candidate's priority. `component` is 1 for every Ferry candidate (one TCP stream).
-pub fn candidate_priority(kind: CandidateType, local_preference: u16, component: u16) -> u32 {
+/// A candidate's priority from its type preference (pjnath's table is
+/// [`CandidateType::type_preference`](super::CandidateType::type_preference)). `component` is 1
+/// for every Ferry candidate (one TCP stream).
+pub fn candidate_priority(type_preference: u8, local_preference: u16, component: u16) -> u32 {
     let component = u32::from(component.clamp(1, 256));
-    (type_preference(kind) << 24) + (u32::from(local_preference) << 8) + (256 - component)
+    (u32::from(type_preference) << 24) + (u32::from(local_preference) << 8) + (256 - component)
 }
 
 /// How local candidates get their local preference.
@@ -67,20 +57,21 @@ pub fn pair_priority(g: u32, d: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ice::CandidateType;
 
     #[test]
     fn jami_values() {
         assert_eq!(
-            candidate_priority(CandidateType::Host, 65535, 1),
+            candidate_priority(CandidateType::Host.type_preference(), 65535, 1),
             2_130_706_431
         );
         // The seed's srflx line: 1694498815 = 100 << 24 | 65535 << 8 | 255.
         assert_eq!(
-            candidate_priority(CandidateType::ServerReflexive, 65535, 1),
+            candidate_priority(CandidateType::ServerReflexive.type_preference(), 65535, 1),
             1_694_498_815
         );
         assert_eq!(
-            candidate_priority(CandidateType::Relayed, 65535, 1),
+            candidate_priority(CandidateType::Relayed.type_preference(), 65535, 1),
             16_777_215
         );
     }

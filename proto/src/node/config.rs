@@ -87,9 +87,11 @@ pub struct NodeConfig {
     pub ice: ice::Config,
     /// Accept incoming pictures smaller than this without asking (Jami's clients: 20 MB).
     pub auto_accept_images_under: Option<u64>,
-    /// Offer only relayed candidates (for users on hostile networks, and for tests): no host
-    /// or server-reflexive address is given to peers; connections still go out from the
-    /// local addresses, to the peers' relayed candidates.
+    /// Relay only (for users on hostile networks, and for tests): the node listens nowhere,
+    /// offers only relayed candidates and connects to peers from no local address, so no
+    /// host, server-reflexive or public address of ours reaches a peer and every path goes
+    /// through our relay. Its only connections are to its TURN servers. (Two relay-only
+    /// nodes need relay to relay, RFC 6062 Connect, which is not there yet.)
     pub relay_only: bool,
     /// Ask the application ([`Event::ConnectionRequest`]) before answering a device of an
     /// account that is not ours and not in [`contacts`](Self::contacts); off, every valid

@@ -11,8 +11,8 @@ use super::{Node, NodeTimer};
 use crate::ice::{Candidate, CandidateType, TcpType};
 
 impl Node {
-    /// What we offer peers: host candidates on every listening address (passive ones
-    /// unless relay-only), server-reflexive ones from what TURN servers saw, relayed ones
+    /// What we offer peers: host candidates on every listening address (none when relay
+    /// only), server-reflexive ones from what TURN servers saw, relayed ones
     /// last, in decreasing local preference.
     pub(super) fn local_candidates(&self) -> Vec<Candidate> {
         let mut out = Vec::new();
@@ -23,18 +23,17 @@ impl Node {
             p
         };
         let listening = self.listening();
+        // Relay only offers no address of ours and connects from none: a relay-only node
+        // does not even listen (see `Node::new`), so `listening` is empty and only the
+        // relayed candidates below remain.
         for addr in &listening {
             let p = next_pref();
-            // Relay only offers no address to reach us directly, but we still open
-            // connections (to the peer's relayed candidates, through its TURN server).
-            if !self.config.relay_only {
-                out.push(Candidate::tcp(
-                    CandidateType::Host,
-                    TcpType::Passive,
-                    *addr,
-                    p,
-                ));
-            }
+            out.push(Candidate::tcp(
+                CandidateType::Host,
+                TcpType::Passive,
+                *addr,
+                p,
+            ));
             out.push(Candidate::tcp(
                 CandidateType::Host,
                 TcpType::Active,

@@ -42,6 +42,7 @@ mod counters;
 mod demux;
 mod footprint;
 mod gathering;
+mod inbound;
 mod peers;
 mod reflexive;
 mod relays;
@@ -174,7 +175,14 @@ impl Node {
             out: VecDeque::new(),
             config,
         };
-        for (n, ip) in node.config.local_ips.iter().enumerate() {
+        // Relay only listens nowhere: the peer's only way in is our relayed address, and
+        // nothing of ours connects from a local address either (no host candidates).
+        let listen_on = if node.config.relay_only {
+            Vec::new()
+        } else {
+            node.config.local_ips.clone()
+        };
+        for (n, ip) in listen_on.iter().enumerate() {
             let listener = ListenerId(n as u32 + 1);
             node.listeners.insert(listener, (*ip, None));
             node.listeners_pending += 1;
@@ -267,12 +275,45 @@ impl Node {
         name: String,
     ) -> TransferId {
         let group = self.new_transfer_id();
+        self.start_group(now, group, account, source, name, BTreeMap::new())
+    }
+
+    /// Sends a file again as [`send_file`](Self::send_file) does, under the ids an earlier
+    /// send of it used: `group` (a new id if it is in use) and, for each device in `devices`,
+    /// its sub-transfer's id, so that a receiver that kept partial data under (our account,
+    /// that id) resumes from it. The caller knows the file is the same one (its records).
+    pub fn send_file_again(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        source: String,
+        name: String,
+        group: TransferId,
+        devices: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
+        let group = match group.0 != 0 && self.transfers.is_free(group) {
+            true => group,
+            false => self.new_transfer_id(),
+        };
+        self.start_group(now, group, account, source, name, devices)
+    }
+
+    fn start_group(
+        &mut self,
+        now: Instant,
+        group: TransferId,
+        account: AccountId,
+        source: String,
+        name: String,
+        again: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
         if self.stopping != Stopping::No {
             // A node that is shutting down takes no new work.
             self.aggregate_event(group, Status::ClosedByHost);
             return group;
         }
-        self.transfers.add_group(group, account, source, name);
+        self.transfers
+            .add_group(group, account, source, name, again);
         self.timers
             .set(NodeTimer::Lookup(group), now + LOOKUP_TIMEOUT);
         let (key, new) = self.signalling.look_up(account);
@@ -548,7 +589,7 @@ impl Endpoint for Node {
             self.transfers.poll_timeout(),
         ]
         .into_iter()
-        .chain(self.connectors.values().map(Connector::agent_timeout))
+        .chain(self.connectors.values().map(Connector::clock_timeout))
         .flatten()
         .min()
     }

@@ -105,11 +105,13 @@ impl Node {
     /// Runs `f` on connector `id` with what it needs from the node (configuration, random
     /// numbers, our candidates and addresses); `false` if there is no such connector.
     fn with_env(&mut self, id: u32, f: impl FnOnce(&mut Connector, Env<'_>)) -> bool {
-        let (candidates, public, relayed) = (
-            self.local_candidates(),
-            self.relays.public(),
-            self.relays.relayed(),
-        );
+        // A relay-only node reveals no address of its own, not even its NAT's.
+        let public = if self.config.relay_only {
+            Vec::new()
+        } else {
+            self.relays.public()
+        };
+        let (candidates, relayed) = (self.local_candidates(), self.relays.relayed());
         let Some(c) = self.connectors.get_mut(&id) else {
             return false;
         };
@@ -147,10 +149,10 @@ impl Node {
         self.on_connector_outputs(now, id);
     }
 
-    /// Runs one connector's agent's clock.
-    pub(super) fn agent_timeout(&mut self, now: Instant, id: u32) {
+    /// Runs the clocks of one connector's agent and multiplexer.
+    pub(super) fn connector_clock(&mut self, now: Instant, id: u32) {
         if let Some(c) = self.connectors.get_mut(&id) {
-            c.handle_agent_timeout(now);
+            c.handle_clock_timeout(now);
         }
     }
 
@@ -185,7 +187,7 @@ impl Node {
         while self
             .connectors
             .get_mut(&id)
-            .is_some_and(|c| c.poll_tls(&mut self.bugs))
+            .is_some_and(|c| c.poll_tls(now, &mut self.bugs))
         {
             moved = true;
             self.on_connector_outputs(now, id);
@@ -261,7 +263,16 @@ impl Node {
             connector::Output::PauseReading(link, pause) => {
                 self.pause_link(link, Pauser::Agent, pause)
             }
-            connector::Output::Ready => self.open_pending_channels(id),
+            connector::Output::Ready => {
+                if let Some(c) = self.connectors.get(&id)
+                    && let Some(path) = c.path()
+                {
+                    let device = c.device();
+                    self.out
+                        .push_back(Output::Event(Event::Connected { device, path }));
+                }
+                self.open_pending_channels(now, id)
+            }
             connector::Output::Channel(event) => self.on_mux_event(now, id, event),
             connector::Output::Arm(timer, at) => {
                 self.timers.set(NodeTimer::Connector(id, timer), at)
@@ -423,7 +434,7 @@ impl Node {
         }
         if self.requeue_pending(id) {
             match self.ensure_connector(now, peer.account, peer.device, recipient) {
-                Some(next) => self.open_pending_channels(next),
+                Some(next) => self.open_pending_channels(now, next),
                 None => self.subs_unreachable(peer.device, "no room for a new connection"),
             }
         }

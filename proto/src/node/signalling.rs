@@ -257,7 +257,7 @@ impl Node {
         for group in self.transfers.groups_without(a.account, a.device) {
             let sub = self.add_sub(group, a.device);
             match self.ensure_connector(now, a.account, a.device, a.recipient()) {
-                Some(id) => self.open_pending_channels(id),
+                Some(id) => self.open_pending_channels(now, id),
                 None => self.sub_without_room(sub),
             }
         }

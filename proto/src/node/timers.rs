@@ -106,7 +106,7 @@ impl Node {
             }
         };
         for c in self.connectors.values() {
-            take(c.agent_timeout(), c.agent_timeout_reason());
+            take(c.clock_timeout(), c.clock_timeout_reason());
         }
         take(self.relays.poll_timeout(), Some("turn client"));
         take(self.transfers.poll_timeout(), Some("transfer"));
@@ -125,7 +125,7 @@ impl Node {
             }
             if let Some(upto) = timer.after_agents() {
                 while let Some(id) = agents.next_if(|id| *id <= upto) {
-                    self.agent_timeout(now, id);
+                    self.connector_clock(now, id);
                 }
             }
             self.on_timer(now, timer);
@@ -134,7 +134,7 @@ impl Node {
             self.relays.handle_timeout(now);
         }
         for id in agents {
-            self.agent_timeout(now, id);
+            self.connector_clock(now, id);
         }
     }
 

@@ -24,7 +24,9 @@ use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
-use crate::transfer::{self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, TransferId};
+use crate::transfer::{
+    self, Form, HEADER_TIMEOUT, Incoming, Outgoing, Reason, Status, Transfer, TransferId,
+};
 
 /// What the name of a picture ends with, for
 /// [`auto_accept_images_under`](super::NodeConfig::auto_accept_images_under) (any case).
@@ -40,58 +42,8 @@ pub fn is_image_name(name: &str) -> bool {
 /// Channel names that carry a transfer.
 pub(crate) const FILE_CHANNEL: &str = "file-transfer://";
 
-/// One transfer, either way.
-enum Machine {
-    Out(Outgoing),
-    In(Incoming),
-}
-
-impl Machine {
-    fn handle_input(&mut self, now: Instant, input: transfer::Input) -> Result<(), Error> {
-        match self {
-            Machine::Out(m) => m.handle_input(now, input),
-            Machine::In(m) => m.handle_input(now, input),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Machine::Out(m) => m.handle_timeout(now),
-            Machine::In(m) => m.handle_timeout(now),
-        }
-    }
-
-    fn cancel(&mut self, now: Instant) {
-        match self {
-            Machine::Out(m) => m.cancel(now),
-            Machine::In(m) => m.cancel(now),
-        }
-    }
-
-    fn poll_output(&mut self) -> Option<transfer::Output> {
-        match self {
-            Machine::Out(m) => m.poll_output(),
-            Machine::In(m) => m.poll_output(),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Machine::Out(m) => m.poll_timeout(),
-            Machine::In(m) => m.poll_timeout(),
-        }
-    }
-
-    fn is_drained(&self) -> bool {
-        match self {
-            Machine::Out(m) => m.is_drained(),
-            Machine::In(m) => m.is_drained(),
-        }
-    }
-}
-
 struct Slot {
-    machine: Machine,
+    machine: Transfer,
     connector: u32,
     channel: ChannelId,
     group: Option<TransferId>,
@@ -105,6 +57,9 @@ struct Group {
     name: String,
     aggregate: Aggregate,
     devices: BTreeMap<DeviceId, TransferId>,
+    /// The ids an earlier send of this file gave each device's sub-transfer: used again, so
+    /// a receiver finds the partial data it keeps under (our account, that id).
+    again: BTreeMap<DeviceId, TransferId>,
 }
 
 /// A sub-transfer whose channel is not open yet.
@@ -183,7 +138,7 @@ impl Transfers {
     pub(super) fn awaits_decision(&self, tid: TransferId) -> bool {
         matches!(
             self.slots.get(&tid).map(|s| &s.machine),
-            Some(Machine::In(m)) if m.status() == Status::WaitHostAcceptance
+            Some(Transfer::Incoming(m)) if m.status() == Status::WaitHostAcceptance
         )
     }
 
@@ -193,7 +148,7 @@ impl Transfers {
         let mut running = 0;
         let mut offers = 0;
         for slot in self.slots.values() {
-            let Machine::In(m) = &slot.machine else {
+            let Transfer::Incoming(m) = &slot.machine else {
                 continue;
             };
             if account.is_some_and(|a| a != slot.peer.account) || m.status().is_final() {
@@ -230,6 +185,7 @@ impl Transfers {
         account: AccountId,
         source: String,
         name: String,
+        again: BTreeMap<DeviceId, TransferId>,
     ) {
         self.groups.insert(
             group,
@@ -239,6 +195,7 @@ impl Transfers {
                 name,
                 aggregate: Aggregate::new(0),
                 devices: BTreeMap::new(),
+                again,
             },
         );
     }
@@ -254,7 +211,7 @@ impl Transfers {
     /// Accepts an incoming transfer.
     pub(super) fn accept(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
         match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
-            Some(Machine::In(m)) => m.accept(now),
+            Some(Transfer::Incoming(m)) => m.accept(now),
             _ => Err(Error::NotNow("accept: no such incoming transfer")),
         }
     }
@@ -262,7 +219,7 @@ impl Transfers {
     /// Refuses an incoming transfer.
     pub(super) fn refuse(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
         match self.slots.get_mut(&transfer).map(|t| &mut t.machine) {
-            Some(Machine::In(m)) => m.refuse(now),
+            Some(Transfer::Incoming(m)) => m.refuse(now),
             _ => Err(Error::NotNow("refuse: no such incoming transfer")),
         }
     }
@@ -317,7 +274,13 @@ impl Node {
 
     /// A new sub-transfer of `group` for `device`, waiting for its channel.
     pub(super) fn add_sub(&mut self, group: TransferId, device: DeviceId) -> TransferId {
-        let sub = self.new_transfer_id();
+        let again = self
+            .transfers
+            .groups
+            .get_mut(&group)
+            .and_then(|g| g.again.remove(&device))
+            .filter(|&id| id.0 != 0 && self.transfers.is_free(id));
+        let sub = again.unwrap_or_else(|| self.new_transfer_id());
         if let Some(g) = self.transfers.groups.get_mut(&group) {
             g.devices.insert(device, sub);
             g.aggregate.add(sub);
@@ -392,7 +355,7 @@ impl Node {
                     let ended = self
                         .connectors
                         .get_mut(&connector)
-                        .map(|c| c.end_channel(channel));
+                        .map(|c| c.end_channel(now, channel));
                     if let Some(Some(Err(e))) = ended {
                         bug(&mut self.bugs.channel_end, "end of a channel", &e);
                     }
@@ -444,6 +407,15 @@ impl Node {
                 }));
                 // Bytes after the header (a CANCEL, say) may have ended it already.
                 if auto && self.transfers.awaits_decision(transfer) {
+                    // Taken for its name alone: it must start as a picture does.
+                    if let Some(Transfer::Incoming(m)) = self
+                        .transfers
+                        .slots
+                        .get_mut(&transfer)
+                        .map(|s| &mut s.machine)
+                    {
+                        m.require_picture();
+                    }
                     if let Err(e) = self.accept(now, transfer) {
                         bug(&mut self.bugs.auto_accept, "automatic acceptance", &e);
                     }
@@ -586,7 +558,7 @@ impl Node {
                 }
                 match tid {
                     Some(tid) if free && room => {
-                        let Some(accepted) = c.accept_channel(channel) else {
+                        let Some(accepted) = c.accept_channel(now, channel) else {
                             return;
                         };
                         if let Err(e) = accepted {
@@ -594,11 +566,12 @@ impl Node {
                         }
                         let file = self.transfers.new_file();
                         let machine = Incoming::new(tid, file, Form::Framed)
+                            .with_sender(peer.account)
                             .with_header_deadline(now + HEADER_TIMEOUT);
                         self.transfers.slots.insert(
                             tid,
                             Slot {
-                                machine: Machine::In(machine),
+                                machine: Transfer::Incoming(machine),
                                 connector: id,
                                 channel,
                                 group: None,
@@ -607,7 +580,7 @@ impl Node {
                         );
                     }
                     _ => {
-                        if let Some(Err(e)) = c.decline_channel(channel) {
+                        if let Some(Err(e)) = c.decline_channel(now, channel) {
                             bug(&mut self.bugs.channel_answer, "channel refusal", &e);
                         }
                     }
@@ -624,7 +597,10 @@ impl Node {
                     Some((sub, p, g.source.clone(), g.name.clone()))
                 });
                 let Some((sub, p, source, name)) = waiting else {
-                    let ended = self.connectors.get_mut(&id).map(|c| c.end_channel(channel));
+                    let ended = self
+                        .connectors
+                        .get_mut(&id)
+                        .map(|c| c.end_channel(now, channel));
                     if let Some(Some(Err(e))) = ended {
                         bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
                     }
@@ -636,7 +612,7 @@ impl Node {
                 self.transfers.slots.insert(
                     sub,
                     Slot {
-                        machine: Machine::Out(machine),
+                        machine: Transfer::Outgoing(machine),
                         connector: id,
                         channel,
                         group: Some(p.group),
@@ -648,6 +624,15 @@ impl Node {
                 if let Some(sub) = self.pending_on(id, channel) {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
+                    }
+                }
+            }
+            MuxEvent::Unanswered { channel } => {
+                // The device never answered the channel we asked for: its transfer cannot
+                // start; the connection stays for what else runs on it.
+                if let Some(sub) = self.pending_on(id, channel) {
+                    if let Some(p) = self.transfers.pending.remove(&sub) {
+                        self.sub_failed(sub, p.group, Status::TimeoutExpired, Reason::Timeout);
                     }
                 }
             }
@@ -681,7 +666,7 @@ impl Node {
     }
 
     /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
-    pub(super) fn open_pending_channels(&mut self, id: u32) {
+    pub(super) fn open_pending_channels(&mut self, now: Instant, id: u32) {
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
@@ -691,7 +676,7 @@ impl Node {
         let device = c.device();
         for (sub, p) in self.transfers.pending.iter_mut() {
             if p.device == device && p.channel.is_none() {
-                match c.open_channel(&format!("{FILE_CHANNEL}{}", sub.0)) {
+                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0)) {
                     Some(Ok(channel)) => p.channel = Some((id, channel)),
                     // Counted, not asserted: see `Bugs::channel_open`.
                     Some(Err(_)) => self.bugs.channel_open += 1,

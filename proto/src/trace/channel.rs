@@ -182,15 +182,16 @@ mod tests {
 
     #[test]
     fn a_file_channel_reads_as_its_requests_and_transfer_frames() {
+        let now = std::time::Instant::now();
         let (mut client, mut server) = (Mux::new(MuxSide::Client), Mux::new(MuxSide::Server));
         let mut names = Names::default();
         let mut d = ChannelWire::new();
         // The client opens the connection (`from_opener`) and asks for a file channel.
-        let ch = client.open("file-transfer://42").expect("a channel");
+        let ch = client.open(now, "file-transfer://42").expect("a channel");
         let bytes = wire(&mut client);
         let mut seen = texts(d.decode(true, &bytes, &mut names));
-        server.handle_bytes(&bytes).expect("units");
-        server.accept(ch).expect("offered");
+        server.handle_bytes(now, &bytes).expect("units");
+        server.accept(now, ch).expect("offered");
         seen.extend(texts(d.decode(false, &wire(&mut server), &mut names)));
         let header = Header {
             content_length: 5,
@@ -229,10 +230,11 @@ mod tests {
 
     #[test]
     fn other_channels_are_counted_and_a_broken_stream_says_so() {
+        let now = std::time::Instant::now();
         let mut names = Names::default();
         let mut d = ChannelWire::new();
         let mut client = Mux::new(MuxSide::Client);
-        let ch = client.open("chat").expect("a channel");
+        let ch = client.open(now, "chat").expect("a channel");
         let mut bytes = wire(&mut client);
         let mut unit = BytesMut::new();
         encode_unit(ch, b"hi", &mut unit);

@@ -36,6 +36,10 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
                 )
             })
         }
+        Event::Connected { device, path } => Summary::plain(format!(
+            "path to device {}: {path}",
+            names.labels.device_name(device)
+        )),
         Event::PeerUnreachable { device, reason } => Summary::plain(format!(
             "device {} unreachable: {reason}",
             names.labels.device_name(device)
@@ -65,6 +69,14 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
                 None => Summary::plain(format!("{t} {status}")),
             }
         }
+        Event::Resuming {
+            transfer,
+            offset,
+            total,
+        } => Summary::plain(format!(
+            "{} resuming at {offset}/{total}",
+            ids.of(*transfer)
+        )),
         Event::Progress {
             transfer,
             done,

@@ -13,8 +13,10 @@
 //! leaves unanswered for [`DECISION_TIMEOUT`](super::DECISION_TIMEOUT), end the transfer
 //! `timeout_expired` (the second with `NGO`, so the sender hears it).
 //!
-//! The partial file keeps what arrived when the peer cancels or the stream breaks, so a later
-//! transfer of the same file resumes from it; it is deleted when the local user cancels, when
+//! The partial file is keyed by the sender's account and the transfer's id ([`PartialKey`]),
+//! never by the offered name. It keeps what arrived when the peer cancels or the stream
+//! breaks, so the same sender re-sending under the same id resumes from it (the framed form
+//! only: a raw-form peer sends no digest, so it never resumes into kept data); it is deleted when the local user cancels, when
 //! the digest does not match, or when the peer sends more than it announced.
 
 use std::collections::VecDeque;
@@ -24,14 +26,16 @@ use bytes::Bytes;
 
 use super::frame::{CancelCode, Frame, FrameDecoder};
 use super::header::{EXTENSION_VERSION, Header, HeaderParser};
+use super::picture::MagicCheck;
 use super::reply::Reply;
 use super::{
-    DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, Reason, SafeName, Status, Timer,
-    TransferId, WRITE_WINDOW,
+    DECISION_TIMEOUT, Digest, Form, Input, LINGER, Output, PartialKey, Reason, SafeName, Status,
+    Timer, TransferId, WRITE_WINDOW,
 };
 use crate::Error;
 use crate::io::{Event, FileId, FileOp, FileResult};
 use crate::timer::Timers;
+use crate::tls::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -60,12 +64,23 @@ enum Partial {
     Discard,
 }
 
+/// What the owner of a transfer told it about it.
+#[derive(Debug, Default)]
+struct Owner {
+    /// The sender's account, when the owner knows it (see [`PartialKey`]).
+    sender: Option<AccountId>,
+    /// For a file taken as a picture without asking: its first bytes, until they tell.
+    picture: Option<MagicCheck>,
+}
+
 /// Receives one file from one stream.
 #[derive(Debug)]
 pub struct Incoming {
     id: TransferId,
     file: FileId,
     form: Form,
+    /// What the owner said of this transfer (boxed: the machine is large enough already).
+    owner: Box<Owner>,
     state: State,
     parser: HeaderParser,
     header: Option<Header>,
@@ -98,6 +113,7 @@ impl Incoming {
             id,
             file,
             form,
+            owner: Box::default(),
             state: State::WaitHeader,
             parser: HeaderParser::new(),
             header: None,
@@ -124,6 +140,22 @@ impl Incoming {
     pub fn with_header_deadline(mut self, at: Instant) -> Incoming {
         self.timers.set(Timer::Header, at);
         self
+    }
+
+    /// The sender is `account` (the owner took it from the pinned TLS session): its partial
+    /// data is kept apart from every other peer's, under ([`PartialKey`]) its account and the
+    /// transfer's id.
+    pub fn with_sender(mut self, account: AccountId) -> Incoming {
+        self.owner.sender = Some(account);
+        self
+    }
+
+    /// The file is being taken as a picture without the user's say: unless its first bytes
+    /// are a JPEG's, PNG's, GIF's or WebP's, the transfer is cancelled (`closed_by_host`,
+    /// [`Reason::NotAPicture`]) and what arrived deleted. Such a file always starts at 0, so
+    /// its first bytes are seen. Call it before [`accept`](Self::accept).
+    pub fn require_picture(&mut self) {
+        self.owner.picture = Some(MagicCheck::default());
     }
 
     /// The transfer's id.
@@ -163,7 +195,7 @@ impl Incoming {
     }
 
     /// The local user accepts. Only while waiting for that answer.
-    pub fn accept(&mut self, _now: Instant) -> Result<(), Error> {
+    pub fn accept(&mut self, now: Instant) -> Result<(), Error> {
         if self.state != State::WaitHost {
             return Err(Error::NotNow(
                 "accept: the transfer is not waiting for acceptance",
@@ -172,12 +204,25 @@ impl Incoming {
         let (Some(name), Some(header)) = (self.name.clone(), self.header.as_ref()) else {
             return Err(Error::NotNow("accept: no header yet"));
         };
+        if self.owner.picture.is_some() && header.content_length < MagicCheck::SHORTEST {
+            // Too short for any picture's magic bytes: nothing to open.
+            self.refuse_with(now, Status::ClosedByHost, Reason::NotAPicture);
+            return Ok(());
+        }
         self.state = State::Opening;
         self.timers.clear(Timer::Decision);
         self.out.push_back(Output::File(FileOp::OpenPartial {
             file: self.file,
             name,
             size: header.content_length,
+            key: PartialKey {
+                sender: self.owner.sender,
+                transfer: self.id,
+            },
+            // Only the framed form ends with a digest, so only there can a kept prefix be
+            // checked: a raw-form peer starts at 0, whatever is held under its key. A file
+            // that must prove to be a picture starts at 0 too: its first bytes are checked.
+            resume: self.framed && self.owner.picture.is_none(),
         }));
         Ok(())
     }
@@ -334,7 +379,7 @@ impl Incoming {
                     // Never keep more than was announced.
                     return self.violation(now, "more data than Content-Length", Partial::Discard);
                 }
-                self.write(data);
+                self.write(now, data);
             }
             (State::Receiving, Frame::End(digest)) if self.end_digest.is_none() => {
                 if self.cursor != size {
@@ -351,16 +396,33 @@ impl Incoming {
         if self.cursor + data.len() as u64 > self.size() {
             return self.violation(now, "more data than Content-Length", Partial::Discard);
         }
-        self.write(data);
+        self.write(now, data);
     }
 
-    fn write(&mut self, data: Bytes) {
+    fn write(&mut self, now: Instant, data: Bytes) {
         // Nothing to write is no write: an empty read of the raw form would otherwise ask for
         // an empty write whose answer could come after the last real one, in Checking.
         if data.is_empty() {
             return;
         }
         let len = data.len();
+        let ends = self.cursor + len as u64 >= self.size();
+        if let Some(check) = self.owner.picture.as_mut() {
+            match check.push(&data, ends) {
+                Some(true) => self.owner.picture = None,
+                Some(false) => {
+                    self.owner.picture = None;
+                    return self.abort(
+                        now,
+                        Status::ClosedByHost,
+                        Reason::NotAPicture,
+                        CancelCode::User,
+                        Partial::Discard,
+                    );
+                }
+                None => {}
+            }
+        }
         self.out.push_back(Output::File(FileOp::Write {
             file: self.file,
             offset: self.cursor,
@@ -513,6 +575,11 @@ impl Incoming {
         self.written = start;
         self.event_status(Status::Ongoing, None);
         if start > 0 {
+            self.out.push_back(Output::Event(Event::Resuming {
+                transfer: self.id,
+                offset: start,
+                total: size,
+            }));
             self.out.push_back(Output::Event(Event::Progress {
                 transfer: self.id,
                 done: start,

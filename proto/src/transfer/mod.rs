@@ -14,25 +14,29 @@
 //! other side to close, or for [`LINGER`]. The side that receives the last message closes.
 //! A close or a reset is never taken for "finished": only END and VERDICT say that.
 
-mod digest;
+pub(crate) mod digest;
+mod either;
 pub mod frame;
 pub mod header;
+pub(crate) mod id;
 mod incoming;
-mod name;
+pub(crate) mod name;
 mod outgoing;
+mod picture;
 pub mod reply;
-mod status;
+pub(crate) mod status;
 
-use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use digest::{Digest, StreamDigest};
+pub use either::Transfer;
+pub use id::{PartialKey, TransferId};
 pub use incoming::Incoming;
 pub use name::{MAX_NAME_BYTES, NameError, SafeName};
 pub use outgoing::Outgoing;
-pub use status::{Reason, Status};
+pub use status::{FileError, Reason, Status};
 
 use crate::io::{Event, FileOp, FileResult};
 
@@ -55,16 +59,6 @@ pub const SEND_WINDOW: usize = 256 * 1024;
 /// Most bytes a receiver has asked to write and not yet seen written; past it, it pauses
 /// reading until the disk catches up.
 pub const WRITE_WINDOW: usize = 1024 * 1024;
-
-/// Names one transfer (Jami's `tid`: a random non-zero `u64`, chosen by the caller).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TransferId(pub u64);
-
-impl fmt::Display for TransferId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Which form of the protocol a side offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

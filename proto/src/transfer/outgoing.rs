@@ -323,6 +323,15 @@ impl Outgoing {
                     Reply::Go => self.start_at(0),
                 }
                 self.event_status(Status::Ongoing, None);
+                if self.progress > 0 {
+                    // The receiver kept this much: the application can say so (as the
+                    // receiver does) before the first new byte leaves.
+                    self.out.push_back(Output::Event(Event::Resuming {
+                        transfer: self.id,
+                        offset: self.progress,
+                        total: self.size,
+                    }));
+                }
                 self.pump();
                 if !rest.is_empty() {
                     self.on_received(now, rest);

@@ -1,8 +1,9 @@
-//! Jami's transfer states (`DataTransferEventCode`) and the reasons Ferry attaches to failures.
+//! Jami's transfer states (`DataTransferEventCode`), the reasons Ferry attaches to failures, and
+//! [`FileError`], the driver's word on a failed file operation (a reason of its own, and part of
+//! [`crate::io`]'s file vocabulary, which re-exports it).
 
 use std::fmt;
 
-use crate::io::FileError;
 use crate::transfer::frame::CancelCode;
 use crate::transfer::header::HeaderError;
 
@@ -125,6 +126,9 @@ pub enum Reason {
     DigestMismatch,
     /// The device could not be reached: the stage that failed and why.
     Unreachable(String),
+    /// A file taken as a picture without asking does not start as a JPEG, PNG, GIF or WebP
+    /// does.
+    NotAPicture,
 }
 
 impl fmt::Display for Reason {
@@ -140,6 +144,38 @@ impl fmt::Display for Reason {
             Reason::File(e) => write!(f, "file error: {e}"),
             Reason::DigestMismatch => f.write_str("SHA3-512 mismatch"),
             Reason::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Reason::NotAPicture => f.write_str(
+                "not a picture: its first bytes are no JPEG, PNG, GIF or WebP (only pictures \
+                 are taken without asking)",
+            ),
+        }
+    }
+}
+
+/// Why a file operation failed, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file or folder does not exist.
+    NotFound,
+    /// The operating system refused access.
+    PermissionDenied,
+    /// No space left on the device.
+    DiskFull,
+    /// The file is shorter than the range asked for (it changed under us).
+    ShortRead,
+    /// Anything else, as the operating system described it.
+    Other(String),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::NotFound => f.write_str("not found"),
+            FileError::PermissionDenied => f.write_str("permission denied"),
+            FileError::DiskFull => f.write_str("disk full"),
+            FileError::ShortRead => f.write_str("file shorter than expected"),
+            FileError::Other(s) => f.write_str(s),
         }
     }
 }

@@ -316,9 +316,24 @@ impl World {
         self.hosts.get(host.ix())?.files.finals.get(name)
     }
 
-    /// A partial file `host` holds for the final name `name`.
-    pub fn partial_file(&self, host: HostId, name: &str) -> Option<&Stored> {
-        self.hosts.get(host.ix())?.files.partials.get(name)
+    /// The partial data `host` holds under `key`.
+    pub fn partial_file(
+        &self,
+        host: HostId,
+        key: ferry_proto::transfer::PartialKey,
+    ) -> Option<&Stored> {
+        self.hosts
+            .get(host.ix())?
+            .files
+            .partials
+            .get(&key.to_string())
+    }
+
+    /// How many partial files `host` holds.
+    pub fn partial_files(&self, host: HostId) -> usize {
+        self.hosts
+            .get(host.ix())
+            .map_or(0, |h| h.files.partials.len())
     }
 
     /// Files a host has open.

@@ -21,6 +21,7 @@ use ferry_proto::turn::TurnConfig;
 use crate::content;
 
 pub mod real;
+pub mod records;
 pub mod sim;
 
 pub use real::{ClientRuntime, Command, Real, RemoteClient};
@@ -78,6 +79,17 @@ pub trait Harness: Sized {
 
     /// `peer` sends `file` to every device of `to`; the group id.
     fn send_file(&mut self, peer: Peer, to: AccountId, file: &TestFile) -> TransferId;
+
+    /// `peer` sends `file` again under the ids of an earlier send: `group`, and each
+    /// device's sub-transfer id in `devices` ([`Node::send_file_again`](ferry_proto::node::Node::send_file_again)).
+    fn send_file_again(
+        &mut self,
+        peer: Peer,
+        to: AccountId,
+        file: &TestFile,
+        group: TransferId,
+        devices: std::collections::BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId;
 
     /// `peer` accepts an offer.
     fn accept(&mut self, peer: Peer, transfer: TransferId);
@@ -545,10 +557,15 @@ pub fn reset_peak_memory() -> bool {
 }
 
 /// Bob's device has direct paths disabled: no host address, no listener, only its relayed
-/// address on a real coturn, so the file can reach it only through the relay. (Alice keeps her
-/// direct paths: her active host candidate is what connects to Bob's relayed one. Two
-/// relay-only devices cannot meet yet: the node has no active relayed candidate, which
-/// would connect out through its own TURN server with RFC 6062's Connect.)
+/// address on a real coturn, so the file can reach it only through the relay. Both ends say
+/// the selected pair is relayed; Bob's end is his relayed candidate, a data connection of
+/// coturn's, and he has no other socket than those to coturn (he listens nowhere and
+/// connects from no address of his), so coturn carried the bytes. (It used to go over a
+/// direct host connection: a relay-only node still listened and connected from its host
+/// address.) Alice keeps her direct paths: her active host candidate is what connects to
+/// Bob's relayed one. Two relay-only devices cannot meet yet: the node has no active
+/// relayed candidate, which would connect out through its own TURN server with RFC 6062's
+/// Connect.
 pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     use crate::coturn::{Coturn, PASSWORD, USER};
     let Some(coturn) = Coturn::start(&[]) else {
@@ -562,6 +579,27 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     let cast = Cast::new(1);
     let mut h: H = cast.start(&setup);
     let _ = deliver(&mut h, &cast, &file("relayed.bin", 2 << 20, 6));
+    for peer in [0, 1] {
+        let path = h.wait(peer, WAIT, |e| match e {
+            ClientEvent::Connected { path, .. } => Some(*path),
+            _ => None,
+        });
+        let path = path.unwrap_or_else(|| panic!("{}: device {peer} connected", H::NAME));
+        assert_eq!(
+            path.name(),
+            "relay",
+            "{}: device {peer}'s selected pair is relayed: {path:?}",
+            H::NAME
+        );
+        if peer == 1 {
+            assert_eq!(
+                path.local,
+                ferry_proto::ice::CandidateType::Relayed,
+                "{}: bob's end is his relayed candidate",
+                H::NAME
+            );
+        }
+    }
     // A clean shutdown deletes the allocation: coturn stops listening on the relayed port.
     let relayed = h.relayed(1);
     assert_eq!(
@@ -630,7 +668,11 @@ impl Folders {
     /// Writes `file` into the outbox (in pieces: never the whole file in memory).
     pub fn write(&self, file: &TestFile) -> PathBuf {
         use std::io::Write as _;
-        let path = self.outbox.join(&file.name);
+        // A folder per seed: two files of one name are two sources, neither written over
+        // the other while it is read.
+        let folder = self.outbox.join(format!("seed-{}", file.seed));
+        std::fs::create_dir_all(&folder).expect("outbox folder");
+        let path = folder.join(&file.name);
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
         let mut buf = vec![0; 1 << 20];
         let mut at = 0;

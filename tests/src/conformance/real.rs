@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferry_driver::{ClientConfig, ClientError, ClientEvent, Config, DhtStore, Paths};
-use ferry_proto::tls::{Account, AccountId, Device};
+use std::collections::BTreeMap;
+
+use ferry_proto::tls::{Account, AccountId, Device, DeviceId};
 use ferry_proto::transfer::{Digest, TransferId};
 
 use super::{Folders, Harness, Peer, Setup, TestFile};
@@ -24,6 +26,19 @@ pub enum Command {
         to: AccountId,
         /// The file.
         path: std::path::PathBuf,
+        /// The answer.
+        answer: mpsc::Sender<Result<TransferId, ClientError>>,
+    },
+    /// `send_file_again`.
+    SendAgain {
+        /// The account.
+        to: AccountId,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The earlier group id.
+        group: TransferId,
+        /// The earlier sub-transfer id of each device.
+        devices: std::collections::BTreeMap<DeviceId, TransferId>,
         /// The answer.
         answer: mpsc::Sender<Result<TransferId, ClientError>>,
     },
@@ -126,6 +141,25 @@ impl<R: ClientRuntime> Harness for Real<R> {
         let path = self.devices[peer].folders.write(file);
         self.ask(peer, |answer| Command::Send { to, path, answer })
             .expect("send_file")
+    }
+
+    fn send_file_again(
+        &mut self,
+        peer: Peer,
+        to: AccountId,
+        file: &TestFile,
+        group: TransferId,
+        devices: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
+        let path = self.devices[peer].folders.write(file);
+        self.ask(peer, |answer| Command::SendAgain {
+            to,
+            path,
+            group,
+            devices,
+            answer,
+        })
+        .expect("send_file_again")
     }
 
     fn accept(&mut self, peer: Peer, transfer: TransferId) {

@@ -1,6 +1,7 @@
 //! The conformance [`Harness`] on the simulator: every device a public host on one simulated
 //! internet, Nodes driven in virtual time, files generated from seeds.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use ferry_driver::ClientEvent;
 use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
-use ferry_proto::tls::{Account, AccountId, Device, UnixAnchor};
+use ferry_proto::tls::{Account, AccountId, Device, DeviceId, UnixAnchor};
 use ferry_proto::transfer::{Digest, TransferId};
 use ferry_sim::{HostId, HostSpec, LinkSpec, World};
 
@@ -111,6 +112,21 @@ impl Harness for Simulated {
         let source = format!("seed:{}:{}", file.seed, file.size);
         let name = file.name.clone();
         self.on_node(peer, move |n, now| n.send_file(now, to, source, name))
+    }
+
+    fn send_file_again(
+        &mut self,
+        peer: Peer,
+        to: AccountId,
+        file: &TestFile,
+        group: TransferId,
+        devices: BTreeMap<DeviceId, TransferId>,
+    ) -> TransferId {
+        let source = format!("seed:{}:{}", file.seed, file.size);
+        let name = file.name.clone();
+        self.on_node(peer, move |n, now| {
+            n.send_file_again(now, to, source, name, group, devices)
+        })
     }
 
     fn accept(&mut self, peer: Peer, transfer: TransferId) {

@@ -1,6 +1,8 @@
 //! Channel units on a TLS connection (msgpack `[channel, bin]`) and the multiplexer's
 //! requests on channel 0.
 
+use std::time::{Duration, Instant};
+
 use ferry_proto::channel::{MAX_CHANNELS, MAX_UNIT, Mux, MuxError, MuxEvent, Side};
 
 use super::{Script, pieces};
@@ -9,10 +11,11 @@ use super::{Script, pieces};
 type Outcome = (Vec<MuxEvent>, Vec<Vec<u8>>, Option<MuxError>);
 
 fn run(side: Side, parts: &[&[u8]]) -> Outcome {
+    let now = Instant::now();
     let mut mux = Mux::new(side);
     let mut error = None;
     for part in parts {
-        if let Err(e) = mux.handle_bytes(part) {
+        if let Err(e) = mux.handle_bytes(now, part) {
             error = Some(e);
             break;
         }
@@ -57,34 +60,42 @@ pub fn channel_units(data: &[u8]) {
         "the split changed the outcome"
     );
 
-    // The same stream to a multiplexer that says yes to everything and talks back.
+    // The same stream to a multiplexer that says yes to everything and talks back, while
+    // time passes (20 s a piece: its own requests go unanswered after three).
+    let t0 = Instant::now();
     let mut mux = Mux::new(side);
     for (i, part) in parts.iter().enumerate() {
-        if mux.handle_bytes(part).is_err() {
-            assert!(mux.handle_bytes(b"").is_err(), "an error is final");
+        let now = t0 + Duration::from_secs(20 * i as u64);
+        mux.handle_timeout(now);
+        assert!(
+            mux.poll_timeout().is_none_or(|at| at > now),
+            "a deadline that passed is over"
+        );
+        if mux.handle_bytes(now, part).is_err() {
+            assert!(mux.handle_bytes(now, b"").is_err(), "an error is final");
             break;
         }
         while let Some(event) = mux.poll_event() {
             match event {
                 MuxEvent::OpenRequest { channel, .. } => {
-                    mux.accept(channel)
+                    mux.accept(now, channel)
                         .expect("an offered channel can be accepted");
-                    let _ = mux.send(channel, part);
+                    let _ = mux.send(now, channel, part);
                 }
                 MuxEvent::Data { channel, data } => {
                     assert!(!data.is_empty() && data.len() <= MAX_UNIT);
                     if i % 3 == 0 {
-                        let _ = mux.end(channel);
+                        let _ = mux.end(now, channel);
                     }
                 }
                 MuxEvent::Opened { channel } => {
-                    let _ = mux.send(channel, b"x");
+                    let _ = mux.send(now, channel, b"x");
                 }
                 _ => {}
             }
         }
         if i % 7 == 0 {
-            let _ = mux.open("file-transfer://1");
+            let _ = mux.open(now, "file-transfer://1");
         }
         assert!(mux.channels() <= MAX_CHANNELS);
         while let Some(unit) = mux.poll_transmit() {
@@ -93,7 +104,7 @@ pub fn channel_units(data: &[u8]) {
                 Side::Server => Side::Client,
                 Side::Client => Side::Server,
             });
-            assert!(echo.handle_bytes(&unit).is_ok(), "we wrote a bad unit");
+            assert!(echo.handle_bytes(now, &unit).is_ok(), "we wrote a bad unit");
         }
     }
 }

@@ -45,6 +45,15 @@ async fn carry_out<R: Runtime>(client: &Client<R>, command: Command) {
         Command::Send { to, path, answer } => {
             let _ = answer.send(client.send_file(to, path).await);
         }
+        Command::SendAgain {
+            to,
+            path,
+            group,
+            devices,
+            answer,
+        } => {
+            let _ = answer.send(client.send_file_again(to, path, group, devices).await);
+        }
         Command::Accept(transfer, answer) => {
             let _ = answer.send(client.accept(transfer).await);
         }

@@ -7,7 +7,6 @@ use std::time::Instant;
 use super::{Agent, Conn, State, Timer, Transaction, TxKind};
 use crate::ice::candidate::CandidateType;
 use crate::ice::check_list::PairState;
-use crate::ice::priority::type_preference;
 use crate::ice::{Output, PairFailure, Role};
 use crate::io::ConnId;
 use crate::stun::framing;
@@ -22,7 +21,7 @@ impl Agent {
         {
             return;
         }
-        if self.triggered.is_empty() && self.list.next_to_check().is_none() {
+        if self.triggered.is_empty() && self.next_ordinary().is_none() {
             return;
         }
         let at = self
@@ -39,13 +38,19 @@ impl Agent {
         }
         if let Some(idx) = self.triggered.pop_front() {
             self.send_check(now, idx, TxKind::Check);
-        } else if let Some(idx) = self.list.next_to_check() {
+        } else if let Some(idx) = self.next_ordinary() {
             self.start_connect(now, idx);
         } else {
             return;
         }
         self.last_check = Some(now);
         self.schedule(now);
+    }
+
+    /// The next ordinary check: likely pairs first.
+    fn next_ordinary(&self) -> Option<usize> {
+        let unlikely = |idx: usize| self.unlikely.get(idx).copied().unwrap_or(false);
+        self.list.next_to_check_unless(unlikely)
     }
 
     pub(super) fn start_connect(&mut self, now: Instant, idx: usize) {
@@ -105,7 +110,7 @@ impl Agent {
             return;
         };
         // PRIORITY: what our candidate would be worth as peer-reflexive (RFC 8445 §7.1.1).
-        let priority = (type_preference(CandidateType::PeerReflexive) << 24)
+        let priority = (u32::from(CandidateType::PeerReflexive.type_preference()) << 24)
             | (pair.local.priority & 0x00ff_ffff);
         let transaction = u128::from(self.rng.transaction_id());
         let role = match self.role {
@@ -139,6 +144,7 @@ impl Agent {
                 pair: idx,
                 kind,
                 role: self.role,
+                sent: now,
             },
             deadline,
         );
@@ -227,8 +233,13 @@ impl Agent {
         }
         if !self.any_valid {
             self.any_valid = true;
-            self.timers
-                .set(Timer::NominationWait, now + self.config.nomination_wait);
+            // Better pairs started before this one and take as long as it did; give those
+            // on a path up to twice as long time to finish, within the configured bound.
+            let rtt = now.saturating_duration_since(tx.sent);
+            let wait = (rtt * 2)
+                .max(self.config.pacing)
+                .min(self.config.nomination_wait);
+            self.timers.set(Timer::NominationWait, now + wait);
         }
         self.maybe_nominate(now);
         self.schedule(now);

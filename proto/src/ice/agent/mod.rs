@@ -75,6 +75,8 @@ enum Timer {
     /// A pair's connection must open by then (a guard: the driver answers at
     /// `connect_timeout` itself).
     Connect(usize),
+    /// A failed active pair is tried again.
+    Retry(usize),
     /// An accepted connection's wait for its first valid check.
     Silent(ConnId),
     /// The next consent check on the selected pair.
@@ -100,6 +102,8 @@ struct Transaction {
     kind: TxKind,
     /// The role the request claimed, which a 487 answer reverses.
     role: Role,
+    /// When it left: its answer measures the path's round trip.
+    sent: Instant,
 }
 
 /// A valid check that arrived on an accepted connection before the remote description.
@@ -173,6 +177,12 @@ pub struct Agent {
     nomination_wait_over: bool,
     nominating: Option<usize>,
     selected: Option<usize>,
+    /// Retries made so far, by pair (only pairs that failed and may be tried again).
+    retries: BTreeMap<usize, u32>,
+    /// Pairs formed from the descriptions that cannot be expected to succeed (a private
+    /// address of the peer's network, seen from another network): they are still checked,
+    /// but they do not hold nomination back.
+    unlikely: Vec<bool>,
     state: State,
     /// Application bytes kept, over every connection, until a pair is selected.
     early_total: usize,
@@ -222,6 +232,8 @@ impl Agent {
             nomination_wait_over: false,
             nominating: None,
             selected: None,
+            retries: BTreeMap::new(),
+            unlikely: Vec::new(),
             state: State::Checking,
             early_total: 0,
             timers,
@@ -285,7 +297,7 @@ impl Agent {
 
     /// Why [`poll_timeout`](Self::poll_timeout) chose its deadline, for logs and traces:
     /// `"ice timeout"`, `"pacing"`, `"nomination wait"`, `"connect timeout"`,
-    /// `"check timeout"`, `"silent connection"`, `"keepalive"` or `"consent"`.
+    /// `"connect retry"`, `"check timeout"`, `"silent connection"`, `"keepalive"` or `"consent"`.
     pub fn timeout_reason(&self) -> Option<&'static str> {
         let timer = self.timers.next_timer();
         if let Some(check) = self.transactions.next_deadline() {
@@ -298,6 +310,7 @@ impl Agent {
             Timer::Pace => "pacing",
             Timer::NominationWait => "nomination wait",
             Timer::Connect(_) => "connect timeout",
+            Timer::Retry(_) => "connect retry",
             Timer::Silent(_) => "silent connection",
             Timer::Keepalive => "keepalive",
             Timer::Consent => "consent",
@@ -386,6 +399,7 @@ impl Agent {
                         }
                     }
                 }
+                Timer::Retry(idx) => self.retry(now, idx),
                 Timer::Silent(conn) => {
                     let idle = self
                         .conns
@@ -457,6 +471,12 @@ impl Agent {
             &remote.candidates,
             self.config.max_pairs,
         );
+        self.unlikely = self
+            .list
+            .pairs()
+            .iter()
+            .map(|p| super::check_list::unlikely(&self.local, &remote.candidates, p))
+            .collect();
         self.remote = remote.candidates;
         let early: Vec<(ConnId, EarlyCheck)> = self
             .conns

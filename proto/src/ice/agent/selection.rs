@@ -3,9 +3,28 @@
 use std::time::Instant;
 
 use super::{Agent, State, Timer, TxKind};
-use crate::ice::check_list::PairState;
+use crate::ice::candidate::CandidateType;
+use crate::ice::check_list::{Origin, PairState};
 use crate::ice::{Event, FailReason, Output, PairFailure, PairReport, Role};
-use crate::io::ConnId;
+use crate::io::{ConnId, ConnectError};
+
+/// Whether a pair that failed so may succeed when tried again: what the path lost or a NAT
+/// dropped may pass later (a timeout, a silence, a reset or close of a connection, and a
+/// refusal from a NAT's address, which some NATs answer for a mapping not made yet); a
+/// refusal from a host address (nobody listens), no route, an answer that refused the check,
+/// and a peer that flooded us will not.
+fn retryable(failure: &PairFailure, remote: CandidateType) -> bool {
+    match failure {
+        PairFailure::ConnectFailed(ConnectError::TimedOut)
+        | PairFailure::Silent
+        | PairFailure::Reset
+        | PairFailure::Closed => true,
+        PairFailure::ConnectFailed(ConnectError::Refused) => remote != CandidateType::Host,
+        PairFailure::ConnectFailed(_)
+        | PairFailure::ErrorResponse(_)
+        | PairFailure::EarlyDataOverflow => false,
+    }
+}
 
 impl Agent {
     pub(super) fn switch_role(&mut self, now: Instant, role: Role) {
@@ -30,7 +49,14 @@ impl Agent {
         {
             return;
         }
-        if let Some(idx) = self.list.nomination_candidate(self.nomination_wait_over) {
+        // A failed pair waiting to be tried again does not hold nomination back (it failed
+        // once already; the wait is for pairs in progress), nor does a pair not expected to
+        // succeed.
+        let unlikely = |idx: usize| self.unlikely.get(idx).copied().unwrap_or(false);
+        let best = self
+            .list
+            .nomination_candidate_unless(self.nomination_wait_over, unlikely);
+        if let Some(idx) = best {
             self.nominating = Some(idx);
             self.send_check(now, idx, TxKind::Nominate);
         }
@@ -83,8 +109,15 @@ impl Agent {
         if matches!(pair.state, PairState::Failed(_)) {
             return;
         }
+        // A pair not expected to succeed is not tried again.
+        let retry = pair.origin == Origin::Active
+            && retryable(&failure, pair.remote.kind)
+            && !self.unlikely.get(idx).copied().unwrap_or(false);
         pair.state = PairState::Failed(failure);
         self.timers.clear(Timer::Connect(idx));
+        if retry && self.state == State::Checking {
+            self.plan_retry(now, idx);
+        }
         self.transactions
             .retain(|_, t| t.pair != idx || t.kind == TxKind::Consent);
         self.triggered.retain(|t| *t != idx);
@@ -92,6 +125,36 @@ impl Agent {
             self.nominating = None;
         }
         self.maybe_nominate(now);
+        self.schedule(now);
+    }
+
+    /// Arms the pair's next retry, if it has one left before the negotiation's deadline.
+    fn plan_retry(&mut self, now: Instant, idx: usize) {
+        let made = self.retries.get(&idx).copied().unwrap_or(0);
+        if made >= self.config.max_connect_retries {
+            return;
+        }
+        let backoff = self.config.connect_retry * (1u32 << made.min(3));
+        let at = now + backoff;
+        if self.timers.get(Timer::Overall).is_some_and(|end| at < end) {
+            self.timers.set(Timer::Retry(idx), at);
+        }
+    }
+
+    /// A failed active pair's retry is due: it waits for the next pacing tick again.
+    pub(super) fn retry(&mut self, now: Instant, idx: usize) {
+        if self.state != State::Checking {
+            return;
+        }
+        let Some(pair) = self.list.get_mut(idx) else {
+            return;
+        };
+        if !matches!(pair.state, PairState::Failed(_)) {
+            return;
+        }
+        pair.state = PairState::Waiting;
+        pair.conn = None;
+        *self.retries.entry(idx).or_insert(0) += 1;
         self.schedule(now);
     }
 

@@ -180,6 +180,8 @@ pub(super) struct Connector {
     links: BTreeMap<ConnId, Link>,
     next_relay_in: u32,
     selected: Option<ConnId>,
+    /// The kinds of the selected pair's candidates, once selected.
+    path: Option<ice::SelectedPath>,
     tls: Option<TlsSession>,
     mux: Option<Mux>,
     /// Bytes written to the selected link, and acknowledged by it.
@@ -214,6 +216,7 @@ impl Connector {
             links: BTreeMap::new(),
             next_relay_in: 0,
             selected: None,
+            path: None,
             tls: None,
             mux: None,
             wire_sent: 0,
@@ -315,6 +318,11 @@ impl Connector {
         self.recipient
     }
 
+    /// The path ICE selected, once it did.
+    pub(super) fn path(&self) -> Option<ice::SelectedPath> {
+        self.path
+    }
+
     /// The link of the selected pair.
     pub(super) fn selected_link(&self) -> Option<Link> {
         self.links.get(&self.selected?).copied()
@@ -337,14 +345,23 @@ impl Connector {
             .map(|(conn, _)| *conn)
     }
 
-    /// When the agent's clock next needs to run.
-    pub(super) fn agent_timeout(&self) -> Option<Instant> {
-        self.agent.as_ref().and_then(Agent::poll_timeout)
+    /// When the clocks of the connector's own machines (its ICE agent, its multiplexer)
+    /// next need to run.
+    pub(super) fn clock_timeout(&self) -> Option<Instant> {
+        let agent = self.agent.as_ref().and_then(Agent::poll_timeout);
+        let mux = self.mux.as_ref().and_then(Mux::poll_timeout);
+        agent.into_iter().chain(mux).min()
     }
 
-    /// Why the agent's clock next needs to run (see [`Agent::timeout_reason`]).
-    pub(super) fn agent_timeout_reason(&self) -> Option<&'static str> {
-        self.agent.as_ref().and_then(Agent::timeout_reason)
+    /// Why [`clock_timeout`](Self::clock_timeout) chose its deadline: the agent's reason
+    /// (see [`Agent::timeout_reason`]) or `"channel answer"` (a channel we asked for).
+    pub(super) fn clock_timeout_reason(&self) -> Option<&'static str> {
+        let agent = self.agent.as_ref().and_then(Agent::poll_timeout);
+        let mux = self.mux.as_ref().and_then(Mux::poll_timeout);
+        match (agent, mux) {
+            (_, Some(m)) if agent.is_none_or(|a| m < a) => Some("channel answer"),
+            _ => self.agent.as_ref().and_then(Agent::timeout_reason),
+        }
     }
 
     // ----- handle_* -----
@@ -361,10 +378,13 @@ impl Connector {
         }
     }
 
-    /// Runs the agent's clock.
-    pub(super) fn handle_agent_timeout(&mut self, now: Instant) {
+    /// Runs the clocks of the agent and the multiplexer, in that order.
+    pub(super) fn handle_clock_timeout(&mut self, now: Instant) {
         if let Some(agent) = self.agent.as_mut() {
             agent.handle_timeout(now);
+        }
+        if let Some(mux) = self.mux.as_mut() {
+            mux.handle_timeout(now);
         }
     }
 

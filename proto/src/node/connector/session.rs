@@ -39,33 +39,37 @@ impl Connector {
     /// Asks the peer to open a channel. `None` without a multiplexer.
     pub(in crate::node) fn open_channel(
         &mut self,
+        now: Instant,
         name: &str,
     ) -> Option<Result<ChannelId, ChannelError>> {
-        Some(self.mux.as_mut()?.open(name))
+        Some(self.mux.as_mut()?.open(now, name))
     }
 
     /// Accepts a channel the peer asked for. `None` without a multiplexer.
     pub(in crate::node) fn accept_channel(
         &mut self,
+        now: Instant,
         channel: ChannelId,
     ) -> Option<Result<(), ChannelError>> {
-        Some(self.mux.as_mut()?.accept(channel))
+        Some(self.mux.as_mut()?.accept(now, channel))
     }
 
     /// Declines a channel the peer asked for. `None` without a multiplexer.
     pub(in crate::node) fn decline_channel(
         &mut self,
+        now: Instant,
         channel: ChannelId,
     ) -> Option<Result<(), ChannelError>> {
-        Some(self.mux.as_mut()?.decline(channel))
+        Some(self.mux.as_mut()?.decline(now, channel))
     }
 
     /// Ends our side of a channel. `None` without a multiplexer.
     pub(in crate::node) fn end_channel(
         &mut self,
+        now: Instant,
         channel: ChannelId,
     ) -> Option<Result<(), ChannelError>> {
-        Some(self.mux.as_mut()?.end(channel))
+        Some(self.mux.as_mut()?.end(now, channel))
     }
 
     /// Sends a transfer's bytes on its channel and pushes them all the way down to TLS, so
@@ -149,7 +153,15 @@ impl Connector {
                     tls.handle_input(now, tls::Input::Received(data));
                 }
             }
-            ice::Output::Event(ice::Event::Selected { conn, .. }) => {
+            ice::Output::Event(ice::Event::Selected {
+                conn,
+                local,
+                remote,
+            }) => {
+                self.path = Some(ice::SelectedPath {
+                    local: local.kind,
+                    remote: remote.kind,
+                });
                 self.start_tls(now, conn, config)
             }
             ice::Output::Event(ice::Event::Failed { reason, pairs }) => {
@@ -203,7 +215,7 @@ impl Connector {
     }
 
     /// Takes one output of the TLS session. `false` when it had none.
-    pub(in crate::node) fn poll_tls(&mut self, bugs: &mut Bugs) -> bool {
+    pub(in crate::node) fn poll_tls(&mut self, now: Instant, bugs: &mut Bugs) -> bool {
         let Some(out) = self.tls.as_mut().and_then(TlsSession::poll_output) else {
             return false;
         };
@@ -227,7 +239,7 @@ impl Connector {
             }
             tls::Output::Plaintext(bytes) => {
                 let failed = match self.mux.as_mut() {
-                    Some(mux) => mux.receive(bytes).is_err(),
+                    Some(mux) => mux.receive(now, bytes).is_err(),
                     None => false,
                 };
                 if failed {

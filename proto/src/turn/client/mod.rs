@@ -572,6 +572,15 @@ impl TurnClient {
                 let tid = msg.transaction_id();
                 self.pending.insert(u128::from(tid), pending);
             }
+            // One refused address refuses a CreatePermission whole (coturn: 403 Forbidden
+            // IP); ask for each address alone, so that it does not sink the others.
+            (403, _, _) if matches!(&pending.request, Request::CreatePermission { ips } if ips.len() > 1) => {
+                if let Request::CreatePermission { ips } = pending.request {
+                    for ip in ips {
+                        self.request(now, Request::CreatePermission { ips: vec![ip] });
+                    }
+                }
+            }
             (code, _, _) => {
                 self.fail_request(&pending.request, TurnError::from_code(code, &reason))
             }

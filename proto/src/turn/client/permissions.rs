@@ -1,5 +1,7 @@
 //! The peers a relay lets in: CreatePermission for the addresses the owner asks for, one
 //! request for all that are waiting, refreshed before the server forgets them (RFC 8656 §9).
+//! A request refused with 403 (one forbidden address refuses it whole) is asked again
+//! address by address, so only the forbidden ones fail.
 
 use core::net::IpAddr;
 use std::collections::BTreeSet;

@@ -1,0 +1,481 @@
+//! Transfer records in the home: one JSON file per transfer sent or received, in
+//! `<home>/records/`, so that `ferry history` can list them, a re-run `send` can resume
+//! under the ids of an unfinished one, and both survive restarts of either side.
+//!
+//! - A sent file's record is `sent-<group id>.json`; a received one's is
+//!   `received-<sender account>-<transfer id>.json`: a peer picks its transfer ids, so a
+//!   received record is keyed by its account too (as its partial data is), and one peer can
+//!   never overwrite another's record by choosing the same id.
+//! - Each write is crash-safe: the whole record goes to a temporary file in the same folder,
+//!   is fsynced, and is renamed over the old one (then the folder is fsynced). A crash leaves
+//!   the old record or the new, never half of one.
+//! - The folder is bounded: past [`MAX_RECORDS`], the oldest records go when one is written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_proto::tls::{AccountId, DeviceId};
+use ferry_proto::transfer::{Status, TransferId};
+use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
+
+/// Most records kept; past it, the least recently updated go.
+pub(crate) const MAX_RECORDS: usize = 1000;
+/// Largest record file read (a record is a few hundred bytes; more is not ours).
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// Which way a transfer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Direction {
+    /// We sent it.
+    Sent,
+    /// We received it.
+    Received,
+}
+
+/// What a sender knows of its source file, to tell it is still the same file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SourceFile {
+    /// Its canonical path.
+    pub(crate) path: PathBuf,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// Its modification time: seconds since the Unix epoch and nanoseconds.
+    pub(crate) mtime_secs: i64,
+    /// The nanoseconds of the modification time.
+    pub(crate) mtime_nanos: u32,
+    /// Its inode number (0 where there is none).
+    pub(crate) inode: u64,
+}
+
+impl SourceFile {
+    /// The file at `path` (canonical already), as it is now.
+    pub(crate) fn of(path: &Path, meta: &fs::Metadata) -> SourceFile {
+        #[cfg(unix)]
+        let (mtime_secs, mtime_nanos, inode) = {
+            use std::os::unix::fs::MetadataExt as _;
+            (
+                meta.mtime(),
+                u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+                meta.ino(),
+            )
+        };
+        #[cfg(not(unix))]
+        let (mtime_secs, mtime_nanos, inode) = {
+            let since = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            (
+                i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+                since.subsec_nanos(),
+                0,
+            )
+        };
+        SourceFile {
+            path: path.to_owned(),
+            size: meta.len(),
+            mtime_secs,
+            mtime_nanos,
+            inode,
+        }
+    }
+}
+
+/// One device's part of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DevicePart {
+    /// The sub-transfer's id on the wire (decimal, as every id in JSON).
+    pub(crate) transfer: String,
+    /// Jami's name of its status (`finished`, `ongoing`, …); `offered` before any.
+    pub(crate) state: String,
+    /// Why it ended, when it ended badly.
+    pub(crate) reason: Option<String>,
+    /// When the state last changed (Unix seconds).
+    pub(crate) updated: u64,
+}
+
+/// One transfer, sent or received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// The transfer's id: the group's for a sent file, the transfer's for a received one.
+    pub(crate) id: String,
+    /// Which way it went.
+    pub(crate) direction: Direction,
+    /// The peer's account (the recipient, or the sender).
+    pub(crate) peer_account: String,
+    /// The file's name as offered.
+    pub(crate) name: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// Its SHA3-512, once a device verified it.
+    pub(crate) sha3_512: Option<String>,
+    /// The sender's source file.
+    pub(crate) source: Option<SourceFile>,
+    /// The receiver's file, once committed.
+    pub(crate) final_path: Option<PathBuf>,
+    /// Each device's part, by device id.
+    pub(crate) devices: BTreeMap<String, DevicePart>,
+    /// When the record was made (Unix seconds).
+    pub(crate) created: u64,
+    /// When it last changed (Unix seconds).
+    pub(crate) updated: u64,
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Record {
+    /// A new record of a file we send to `to`.
+    pub(crate) fn sent(group: TransferId, to: AccountId, source: SourceFile, name: &str) -> Record {
+        let now = unix_now();
+        Record {
+            id: group.to_string(),
+            direction: Direction::Sent,
+            peer_account: to.to_string(),
+            name: name.to_owned(),
+            size: source.size,
+            sha3_512: None,
+            source: Some(source),
+            final_path: None,
+            devices: BTreeMap::new(),
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// A new record of a file `from` offers us.
+    pub(crate) fn received(
+        transfer: TransferId,
+        from: AccountId,
+        device: DeviceId,
+        name: &str,
+        size: u64,
+    ) -> Record {
+        let now = unix_now();
+        let mut devices = BTreeMap::new();
+        devices.insert(
+            device.to_string(),
+            DevicePart {
+                transfer: transfer.to_string(),
+                state: "offered".to_owned(),
+                reason: None,
+                updated: now,
+            },
+        );
+        Record {
+            id: transfer.to_string(),
+            direction: Direction::Received,
+            peer_account: from.to_string(),
+            name: name.to_owned(),
+            size,
+            sha3_512: None,
+            source: None,
+            final_path: None,
+            devices,
+            created: now,
+            updated: now,
+        }
+    }
+
+    /// The file name this record is kept under.
+    fn file_name(&self) -> String {
+        match self.direction {
+            Direction::Sent => format!("sent-{}.json", self.id),
+            Direction::Received => format!("received-{}-{}.json", self.peer_account, self.id),
+        }
+    }
+
+    /// Sets the state of `device`'s part (adding it, under `transfer`, if new).
+    pub(crate) fn set_state(
+        &mut self,
+        device: DeviceId,
+        transfer: TransferId,
+        state: &str,
+        reason: Option<String>,
+    ) {
+        let now = unix_now();
+        let part = self
+            .devices
+            .entry(device.to_string())
+            .or_insert_with(|| DevicePart {
+                transfer: transfer.to_string(),
+                state: String::new(),
+                reason: None,
+                updated: now,
+            });
+        part.transfer = transfer.to_string();
+        part.state = state.to_owned();
+        part.reason = reason;
+        part.updated = now;
+        self.updated = now;
+    }
+
+    /// Whether every device's part finished (and there is one).
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.devices.is_empty()
+            && self
+                .devices
+                .values()
+                .all(|p| p.state == Status::Finished.as_str())
+    }
+
+    /// The sub-transfer id of each device whose part did not finish: what a send of the
+    /// same file again uses, so those devices resume from what they hold.
+    pub(crate) fn unfinished_parts(&self) -> BTreeMap<DeviceId, TransferId> {
+        self.devices
+            .iter()
+            .filter(|(_, p)| p.state != Status::Finished.as_str())
+            .filter_map(|(d, p)| Some((d.parse().ok()?, TransferId(p.transfer.parse().ok()?))))
+            .collect()
+    }
+
+    /// The group id of a sent record.
+    pub(crate) fn transfer_id(&self) -> Option<TransferId> {
+        self.id.parse().ok().map(TransferId)
+    }
+
+    /// One line for `ferry history`.
+    pub(crate) fn line(&self) -> String {
+        let (way, peer) = match self.direction {
+            Direction::Sent => ("sent    ", "to"),
+            Direction::Received => ("received", "from"),
+        };
+        let finished = self
+            .devices
+            .values()
+            .filter(|p| p.state == Status::Finished.as_str())
+            .count();
+        let state = if self.is_finished() {
+            "finished".to_owned()
+        } else {
+            let last = self
+                .devices
+                .values()
+                .max_by_key(|p| p.updated)
+                .map_or("no device yet", |p| p.state.as_str());
+            let resumable = self.direction == Direction::Sent || self.final_path.is_none();
+            format!(
+                "{last}{}",
+                if resumable {
+                    " (resumable: run the same send again)"
+                } else {
+                    ""
+                }
+            )
+        };
+        format!(
+            "{}  {way}  {:?}  {} bytes  {peer} {}  {finished}/{} device(s) {state}  id {}",
+            utc(self.updated),
+            self.name,
+            self.size,
+            &self.peer_account[..self.peer_account.len().min(12)],
+            self.devices.len(),
+            self.id
+        )
+    }
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rest = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The records folder of a home.
+#[derive(Debug, Clone)]
+pub(crate) struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The records in `home_dir`/records (made when first written).
+    pub(crate) fn new(home_dir: &Path) -> Records {
+        Records {
+            dir: home_dir.join("records"),
+        }
+    }
+
+    /// Every record, most recently updated first. Files that are not records are skipped.
+    pub(crate) fn all(&self) -> Result<Vec<Record>, Failure> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.failure("read", &e)),
+        };
+        let mut records = Vec::new();
+        for entry in entries.flatten().take(MAX_RECORDS * 2) {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let small = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= MAX_RECORD_BYTES);
+            if !small {
+                continue;
+            }
+            match fs::read(&path).map(|bytes| serde_json::from_slice::<Record>(&bytes)) {
+                Ok(Ok(record)) => records.push(record),
+                Ok(Err(e)) => tracing::warn!("{}: not a transfer record ({e})", path.display()),
+                Err(e) => tracing::warn!("{}: {e}", path.display()),
+            }
+        }
+        records.sort_by(|a, b| b.updated.cmp(&a.updated).then(b.id.cmp(&a.id)));
+        Ok(records)
+    }
+
+    /// The most recent unfinished record of a send of `source` (same path, size,
+    /// modification time and inode) to `to`.
+    pub(crate) fn unfinished_send(
+        &self,
+        to: AccountId,
+        source: &SourceFile,
+    ) -> Result<Option<Record>, Failure> {
+        let to = to.to_string();
+        Ok(self.all()?.into_iter().find(|r| {
+            r.direction == Direction::Sent
+                && r.peer_account == to
+                && r.source.as_ref() == Some(source)
+                && !r.is_finished()
+        }))
+    }
+
+    /// Writes `record` (crash-safe: a temporary file, fsynced, renamed over the old one).
+    pub(crate) fn save(&self, record: &Record) -> Result<(), Failure> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.failure("create", &e))?;
+        let bytes = serde_json::to_vec_pretty(record)
+            .map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.failure("write in", &e))?;
+        tmp.write_all(&bytes)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| self.failure("write in", &e))?;
+        tmp.persist(self.dir.join(record.file_name()))
+            .map_err(|e| self.failure("write in", &e.error))?;
+        // The rename is durable once the folder is.
+        if let Ok(dir) = fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        self.prune()
+    }
+
+    /// Removes the least recently updated records past [`MAX_RECORDS`].
+    fn prune(&self) -> Result<(), Failure> {
+        let records = self.all()?;
+        for old in records.iter().skip(MAX_RECORDS) {
+            let _ = fs::remove_file(self.dir.join(old.file_name()));
+        }
+        Ok(())
+    }
+
+    fn failure(&self, what: &str, e: &std::io::Error) -> Failure {
+        Failure::Usage(format!(
+            "cannot {what} the records folder {}: {e}",
+            self.dir.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(path: &str) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            size: 10,
+            mtime_secs: 1_700_000_000,
+            mtime_nanos: 5,
+            inode: 42,
+        }
+    }
+
+    #[test]
+    fn records_survive_a_reload_and_an_unfinished_send_is_found_by_its_file() {
+        // SECURITY: row 124
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let bob = AccountId([7; 20]);
+        let device = DeviceId([9; 32]);
+        let mut sent = Record::sent(TransferId(5), bob, source("/a"), "a");
+        sent.set_state(
+            device,
+            TransferId(6),
+            "timeout_expired",
+            Some("lost".into()),
+        );
+        records.save(&sent).expect("save");
+        let got = records
+            .unfinished_send(bob, &source("/a"))
+            .expect("read")
+            .expect("found");
+        assert_eq!(got, sent);
+        assert_eq!(
+            got.unfinished_parts(),
+            BTreeMap::from([(device, TransferId(6))])
+        );
+        let mut changed = source("/a");
+        changed.mtime_nanos = 6;
+        assert_eq!(records.unfinished_send(bob, &changed).expect("read"), None);
+        assert_eq!(
+            records
+                .unfinished_send(AccountId([8; 20]), &source("/a"))
+                .expect("read"),
+            None
+        );
+        sent.set_state(device, TransferId(6), "finished", None);
+        records.save(&sent).expect("save");
+        assert_eq!(
+            records.unfinished_send(bob, &source("/a")).expect("read"),
+            None
+        );
+        assert_eq!(records.all().expect("read"), [sent]);
+    }
+
+    #[test]
+    fn two_senders_choosing_one_id_keep_two_records() {
+        // SECURITY: row 124
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let device = DeviceId([1; 32]);
+        for from in [AccountId([2; 20]), AccountId([3; 20])] {
+            let r = Record::received(TransferId(77), from, device, "x", 1);
+            records.save(&r).expect("save");
+        }
+        assert_eq!(records.all().expect("read").len(), 2);
+    }
+
+    #[test]
+    fn dates_are_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_628_000), "2026-12-07 07:20:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}

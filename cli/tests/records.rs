@@ -1,0 +1,366 @@
+//! Issue 14 (records) with the real `ferry` binary in temporary homes: `ferry history` on both
+//! sides (each run a new process, so the records outlive the processes that wrote them), Ctrl-C on
+//! `listen` keeping what arrived, and the same `send` run again resuming from it, said on
+//! both sides.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Longest any one process may run here (a bound on failures, not a measure).
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// Homes and a DHT folder under one temporary folder.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn ferry(&self, home: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.env("FERRY_HOME", self.path(home))
+            .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
+            .env_remove("FERRY_TURN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match std::env::var("FERRY_TEST_LOG") {
+            Ok(filter) => c.env("RUST_LOG", filter),
+            Err(_) => c.env_remove("RUST_LOG"),
+        };
+        c
+    }
+
+    fn run(&self, home: &str, args: &[&str]) -> Output {
+        finish(self.ferry(home).args(args).spawn().expect("ferry starts"))
+    }
+
+    fn account(&self, home: &str) -> String {
+        let out = self.run(home, &["--json", "account", "new"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        lines(&out.stdout)[0]["account"]
+            .as_str()
+            .expect("an account id")
+            .to_owned()
+    }
+
+    /// `ferry --json history` in `home`: its records.
+    fn history(&self, home: &str) -> Vec<Value> {
+        let out = self.run(home, &["--json", "history"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        lines(&out.stdout)
+    }
+
+    /// `ferry --json listen --accept-all` in `home`, its JSON lines on a channel.
+    fn listen(&self, home: &str, into: &Path, once: bool) -> (Child, mpsc::Receiver<Value>) {
+        let mut c = self.ferry(home);
+        c.args(["--json", "listen", "--accept-all", "--into"])
+            .arg(into);
+        if once {
+            c.arg("--once");
+        }
+        let mut child = c.spawn().expect("ferry listen starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        (child, rx)
+    }
+}
+
+/// Waits for `child` (at most [`LIMIT`], then kills it) and collects its output.
+fn finish(child: Child) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("ferry's output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("ferry (pid {pid}) ran longer than {LIMIT:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn lines(stdout: &[u8]) -> Vec<Value> {
+    text(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|v| v["event"] == event).collect()
+}
+
+/// Takes lines from `rx` until one that `pick` picks (at most [`LIMIT`]); every line taken.
+fn until(rx: &mpsc::Receiver<Value>, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|e| panic!("{e} after {seen:?}"));
+        let done = pick(&line);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn make_file(path: &Path, size: usize) {
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(path, data).expect("a test file");
+}
+
+/// The files in the private partial folder of `into`.
+fn partials(into: &Path) -> Vec<String> {
+    std::fs::read_dir(into.join(".ferry-partial"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let sent = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+}
+
+/// Bob's listener is stopped with Ctrl-C while a file arrives: it keeps what arrived (in
+/// the private folder, named by Alice's account and the transfer id), Alice hears the
+/// connection was lost and is told to run the same send again, and both histories show the
+/// transfer unfinished. The same `send` run again resumes (both sides say "resuming at"),
+/// delivers the file byte for byte, and both histories, read by new processes, show it
+/// finished under the same id.
+#[test]
+fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so() {
+    interrupted_then_resumed(false);
+}
+
+/// The same, Alice's `send` killed (SIGKILL) instead: her record was never closed, and the
+/// same `send` run again still takes it up and resumes.
+#[test]
+fn a_killed_send_run_again_resumes() {
+    interrupted_then_resumed(true);
+}
+
+fn interrupted_then_resumed(sender_killed: bool) {
+    let w = World::new();
+    let alice = w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("big.bin");
+    let size = 96 << 20;
+    make_file(&source, size);
+    let into = w.path("in");
+    let send = || {
+        w.ferry("alice")
+            .args(["--json", "send"])
+            .arg(&source)
+            .args(["--to", &bob])
+            .spawn()
+            .expect("ferry send starts")
+    };
+
+    // 0. A week-old partial file of an older Ferry (keyed by name) waits in Bob's folder:
+    // his listener removes it at start.
+    let private = into.join(".ferry-partial");
+    std::fs::create_dir_all(&private).expect("private folder");
+    std::fs::set_permissions(&into, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("mode");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("mode");
+    let stale = private.join("big.bin.ferry-part");
+    std::fs::write(&stale, b"stale").expect("stale");
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .expect("stale")
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 86_400))
+        .expect("mtime");
+
+    // 1. Bytes arrive, then Bob's listener is stopped with Ctrl-C, or Alice's send killed.
+    let (listener, rx) = w.listen("bob", &into, sender_killed);
+    let sender = send();
+    until(&rx, |v| {
+        v["event"] == "progress" && v["done"].as_u64().is_some_and(|d| d > 0)
+    });
+    signal(
+        if sender_killed { &sender } else { &listener },
+        if sender_killed { "-KILL" } else { "-INT" },
+    );
+    let stopped = finish(listener);
+    assert!(
+        !stale.exists(),
+        "the stale partial file is removed at start"
+    );
+    let sent = finish(sender);
+    let (said_here, said_there) = (text(&stopped.stderr), text(&sent.stderr));
+    if sender_killed {
+        assert_eq!(sent.status.code(), None, "killed: {said_there}");
+        assert_eq!(stopped.status.code(), Some(5), "{said_here}");
+        assert!(
+            said_here.contains("run the same `ferry send` again"),
+            "{said_here}"
+        );
+    } else {
+        assert_eq!(stopped.status.code(), Some(7), "{said_here}");
+        assert!(said_here.contains("what arrived is kept"), "{said_here}");
+        assert_eq!(sent.status.code(), Some(5), "{said_there}");
+        assert!(
+            said_there.contains("run the same `ferry send` again"),
+            "{said_there}"
+        );
+    }
+    let kept = partials(&into);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].starts_with(&format!("{alice}-")) && kept[0].ends_with(".ferry-part"),
+        "partial data is named by the sender's account and the transfer id: {kept:?}"
+    );
+    let held = std::fs::metadata(into.join(".ferry-partial").join(&kept[0]))
+        .expect("partial")
+        .len();
+    assert!(held > 0 && held < size as u64, "{held}");
+    let sent_before = w.history("alice");
+    assert_eq!(sent_before.len(), 1, "{sent_before:?}");
+    let id = sent_before[0]["id"].clone();
+    assert_eq!(sent_before[0]["direction"], "sent");
+    let received_before = w.history("bob");
+    assert_eq!(received_before.len(), 1, "{received_before:?}");
+    assert_eq!(received_before[0]["direction"], "received");
+    assert_eq!(received_before[0]["peer_account"], alice.as_str());
+    let bob_part = received_before[0]["devices"]
+        .as_object()
+        .and_then(|d| d.values().next().cloned())
+        .expect("bob's part");
+    let bob_state = if sender_killed {
+        "closed_by_peer"
+    } else {
+        "closed_by_host"
+    };
+    assert_eq!(bob_part["state"], bob_state, "{bob_part}");
+
+    // 2. The same send again.
+    let (listener, rx) = w.listen("bob", &into, true);
+    let sent = finish(send());
+    let received = finish(listener);
+    let listen_lines: Vec<Value> = rx.try_iter().collect();
+    assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
+    assert_eq!(
+        received.status.code(),
+        Some(0),
+        "{}",
+        text(&received.stderr)
+    );
+    let send_lines = lines(&sent.stdout);
+    assert_eq!(events(&send_lines, "sending")[0]["again"], true);
+    assert_eq!(events(&send_lines, "sending")[0]["group"], id);
+    for (side, lines) in [("send", &send_lines), ("listen", &listen_lines)] {
+        let resuming = events(lines, "resuming");
+        assert_eq!(resuming.len(), 1, "{side}: {lines:?}");
+        assert_eq!(resuming[0]["offset"].as_u64(), Some(held), "{side}");
+        assert_eq!(resuming[0]["total"].as_u64(), Some(size as u64), "{side}");
+    }
+    let got = std::fs::read(into.join("big.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("source"),
+        "byte for byte"
+    );
+    assert!(partials(&into).is_empty(), "{:?}", partials(&into));
+
+    let sent_after = w.history("alice");
+    assert_eq!(
+        sent_after.len(),
+        1,
+        "one record, taken up again: {sent_after:?}"
+    );
+    assert_eq!(sent_after[0]["id"], id);
+    let digest = &events(&send_lines, "verified")[0]["sha3_512"];
+    assert_eq!(&sent_after[0]["sha3_512"], digest);
+    let received_after = w.history("bob");
+    assert_eq!(received_after.len(), 1, "{received_after:?}");
+    assert_eq!(&received_after[0]["sha3_512"], digest);
+    assert_eq!(
+        received_after[0]["final_path"].as_str().map(PathBuf::from),
+        Some(into.join("big.bin"))
+    );
+    // Plain lines and --limit.
+    let plain = w.run("alice", &["history"]);
+    assert!(
+        text(&plain.stdout).contains("finished"),
+        "{}",
+        text(&plain.stdout)
+    );
+    let none = w.run("alice", &["--json", "history", "--limit", "0"]);
+    assert!(lines(&none.stdout).is_empty());
+}
+
+/// A file named like a picture, under the `--auto-accept-images-under` limit, that does not
+/// start as a JPEG, PNG, GIF or WebP does: taken without asking, then cancelled at its first
+/// bytes with the reason, nothing kept; the sender hears the cancel.
+#[test]
+fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
+    // SECURITY: row 125
+    let w = World::new();
+    w.account("alice");
+    let bob = w.account("bob");
+    let fake = w.path("holiday.jpg");
+    make_file(&fake, 200_000);
+    let into = w.path("pictures");
+    let listener = w
+        .ferry("bob")
+        .args([
+            "listen",
+            "--once",
+            "--auto-accept-images-under",
+            "20M",
+            "--into",
+        ])
+        .arg(&into)
+        .spawn()
+        .expect("ferry listen starts");
+    let sent = w.run("alice", &["send", &fake.to_string_lossy(), "--to", &bob]);
+    let received = finish(listener);
+    let said = text(&received.stderr);
+    assert_eq!(received.status.code(), Some(6), "{said}");
+    assert!(said.contains("not a picture"), "{said}");
+    assert_eq!(sent.status.code(), Some(7), "{}", text(&sent.stderr));
+    assert!(!into.join("holiday.jpg").exists());
+    assert!(partials(&into).is_empty(), "{:?}", partials(&into));
+}
