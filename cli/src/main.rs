@@ -258,8 +258,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Logs go to standard error, filtered by `RUST_LOG` (`warn` when unset), e.g.
-/// `RUST_LOG=debug` or `RUST_LOG=ferry=debug`.
+/// `RUST_LOG=debug` or `RUST_LOG=ferry=debug`; coloured only when standard error is a terminal
+/// (a log file or a pipe gets plain text, not escape codes).
 fn init_logs() {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let filter = match std::env::var("RUST_LOG") {
@@ -270,7 +272,11 @@ fn init_logs() {
         _ => Targets::new().with_default(LevelFilter::WARN),
     };
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(filter)
         .init();
 }

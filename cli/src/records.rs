@@ -335,20 +335,25 @@ impl Records {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            let small = entry
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.len() <= MAX_RECORD_BYTES);
-            if !small {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
                 continue;
             }
+            // A record is rewritten whole at each update: the file's modification time (to
+            // the nanosecond) orders records updated within the same second.
+            let written = meta.modified().ok();
             match fs::read(&path).map(|bytes| serde_json::from_slice::<Record>(&bytes)) {
-                Ok(Ok(record)) => records.push(record),
+                Ok(Ok(record)) => records.push((record, written)),
                 Ok(Err(e)) => tracing::warn!("{}: not a transfer record ({e})", path.display()),
                 Err(e) => tracing::warn!("{}: {e}", path.display()),
             }
         }
-        records.sort_by(|a, b| b.updated.cmp(&a.updated).then(b.id.cmp(&a.id)));
-        Ok(records)
+        records.sort_by(|(a, a_written), (b, b_written)| {
+            (b.updated, b_written, &b.id).cmp(&(a.updated, a_written, &a.id))
+        });
+        Ok(records.into_iter().map(|(record, _)| record).collect())
     }
 
     /// The most recent unfinished record of a send of `source` (same path, size,
@@ -457,6 +462,33 @@ mod tests {
             None
         );
         assert_eq!(records.all().expect("read"), [sent]);
+    }
+
+    #[test]
+    fn records_updated_within_one_second_list_the_last_written_first() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let bob = AccountId([7; 20]);
+        // Ids chosen so that ordering by id would put them the wrong way round.
+        let mut first = Record::sent(TransferId(9), bob, source("/first"), "first");
+        let mut second = Record::sent(TransferId(1), bob, source("/second"), "second");
+        first.updated = 1_800_000_000;
+        second.updated = 1_800_000_000;
+        records.save(&first).expect("save");
+        records.save(&second).expect("save");
+        // The kernel stamps files with a coarse clock: two saves a moment apart may share a
+        // modification time, so the test sets them as two updates a millisecond apart would.
+        use std::time::Duration;
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for (record, offset) in [(&first, 1), (&second, 2)] {
+            let file = fs::File::options()
+                .write(true)
+                .open(records.dir.join(record.file_name()))
+                .expect("the record's file");
+            file.set_modified(at + Duration::from_millis(offset))
+                .expect("set mtime");
+        }
+        assert_eq!(records.all().expect("read"), [second, first]);
     }
 
     #[test]

@@ -319,6 +319,13 @@ fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
     let got = std::fs::read(into.join("photo of the sea.bin")).expect("the received file");
     let want = std::fs::read(&source).expect("the source");
     assert!(got == want, "the file arrived byte for byte");
+    // Its log, written to a pipe, is plain text: the warning is there, no colour codes.
+    let log = text(&received.stderr);
+    assert!(log.contains("--accept-all with no contacts"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
     assert_eq!(
         files_in(&into),
         ["photo of the sea.bin"],
@@ -855,7 +862,10 @@ fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
         .status()
         .is_ok_and(|s| s.success());
     if !allowed {
-        eprintln!("SKIP: this user cannot mount a tmpfs in a mount namespace (unshare -m)");
+        // Under FERRY_REQUIRE_INTEROP=1 (CI, as root) this is a failure, not a pass.
+        ferry_tests::rerun::skip(
+            "this user cannot mount a tmpfs in a mount namespace (unshare -m)",
+        );
         return None;
     }
     std::fs::create_dir_all(into).expect("the mount point");

@@ -51,6 +51,16 @@ impl<T: Ord + Copy> Timers<T> {
         self.deadlines.contains_key(&timer)
     }
 
+    /// How many timers are armed.
+    pub fn len(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.deadlines.is_empty()
+    }
+
     /// The earliest deadline.
     pub fn next(&self) -> Option<Instant> {
         self.deadlines.values().min().copied()

@@ -324,7 +324,7 @@ fn jami_session_both_ways() {
 /// one holding other bytes under the same key gets RESTART and the whole file, verified.
 #[test]
 fn prefix_digest_sessions() {
-    // SECURITY: row 126
+    // SECURITY: row 129
     let end = Frame::End(Digest::of(b"hello")).encode();
     let header = vector("header-framed-features");
 
@@ -445,6 +445,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),
         ("node::TLS_TIMEOUT", TLS_TIMEOUT),
         ("node::IDLE_TIMEOUT", IDLE_TIMEOUT),
+        ("node::RELAY_RETRY", RELAY_RETRY),
         ("io::CLOSE_LINGER", ferry_proto::io::CLOSE_LINGER),
         ("ice::Config::pacing", ice.pacing),
         ("ice::Config::connect_timeout", ice.connect_timeout),
@@ -502,6 +503,14 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("channel::MAX_PEER_CHANNELS", MAX_PEER_CHANNELS),
         ("node::MAX_TRANSFERS_PER_PEER", MAX_TRANSFERS_PER_PEER),
         ("node::MAX_OFFERS_PER_PEER", MAX_OFFERS_PER_PEER),
+        (
+            "node::REQUEST_CHECKS_PER_WINDOW",
+            REQUEST_CHECKS_PER_WINDOW as usize,
+        ),
+        (
+            "node::ANNOUNCEMENT_CHECKS_PER_WINDOW",
+            ANNOUNCEMENT_CHECKS_PER_WINDOW as usize,
+        ),
     ];
     for (name, value) in counts {
         assert_eq!(limit(name), value.to_string(), "{name}");

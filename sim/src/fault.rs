@@ -70,6 +70,11 @@ pub enum Fault {
     /// error on either side (only timeouts notice), and new connections from inside get new
     /// mappings, seen outside as a new source port (NAT rebinding).
     Rebind(crate::ids::RouterId),
+    /// The TURN server on `host` (a [`TurnServer`](crate::turn_server::TurnServer)) restarts,
+    /// as coturn does when its process is restarted: every allocation, permission and
+    /// connection is lost (clients and peers see their connections reset, relayed ports
+    /// close), and it answers again at once with a new nonce.
+    RestartTurn(HostId),
 }
 
 /// The faults in force.

@@ -45,22 +45,19 @@ pub fn in_network_namespace(test: &str) -> bool {
         return skip("this user cannot make a network namespace (unshare -n)");
     }
     let exe = std::env::current_exe().expect("the test binary");
-    let status = Command::new("unshare")
-        .args([
-            "-n",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(INSIDE, "1")
-        .status()
-        .expect("unshare runs");
-    assert!(
-        status.success(),
-        "{test} failed inside its network namespace"
+    crate::rerun::run_one(
+        Command::new("unshare")
+            .args([
+                "-n",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(INSIDE, "1"),
+        test,
     );
     false
 }

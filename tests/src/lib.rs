@@ -33,6 +33,7 @@ pub mod netlab;
 pub mod pair;
 pub mod probe;
 pub mod realnet;
+pub mod rerun;
 pub mod runtime_suite;
 pub mod stream_transfer;
 pub mod turn_loopback;

@@ -93,6 +93,8 @@ replay! {
     ice_description,
     // SECURITY: row 101
     identity_pem,
+    // SECURITY: row 128
+    node,
     // SECURITY: row 93
     opendht_proxy,
     // SECURITY: row 101

@@ -1160,7 +1160,9 @@ mod strangers {
             n < 100
         });
         let node = c.world.endpoint::<Node>(c.bob).expect("bob");
-        let refused = node.dropped().requests_over_budget;
+        // Past the signature budget (256 a second), requests are not even opened
+        // (`over_signature_budget`); of those opened, the connectors' budget refuses the rest.
+        let refused = node.dropped().requests_over_budget + node.dropped().over_signature_budget;
         let contact = node.connections_of(&alice_account);
         eprintln!(
             "{} requests from {ACCOUNTS} strangers' accounts: peak {} connectors at the \
@@ -1173,7 +1175,14 @@ mod strangers {
         );
         assert!(figures.peak_connectors <= MAX_CONNECTORS);
         assert!(peak_per_account <= MAX_CONNECTORS_PER_ACCOUNT);
-        assert!(refused >= u64::from(ACCOUNTS * DEVICES) - MAX_CONNECTORS as u64);
+        // Not `400 - MAX_CONNECTORS` any more: the values held past the signature budget are
+        // opened a window later, when some strangers' connectors have failed (their
+        // addresses answer nobody) and made room. A large share is still refused, counted.
+        assert!(
+            refused >= u64::from(ACCOUNTS * DEVICES) / 4,
+            "{refused} of {} refused",
+            ACCOUNTS * DEVICES
+        );
         assert_eq!(contact, 1, "the contact is connected");
         // The strangers' connectors fail (nobody answers their checks: an answerer waits out
         // the requester's wait for the answer, then ICE's) and are forgotten.

@@ -58,7 +58,7 @@ fn a_send_taken_up_again_resumes_on_tokio() {
 
 #[test]
 fn a_stale_partial_starts_again_on_sim() {
-    // SECURITY: row 126
+    // SECURITY: row 129
     stale::<Simulated>();
 }
 

@@ -173,7 +173,7 @@ fn accept_at_an_offset() {
 /// mismatch.
 #[test]
 fn a_stale_prefix_restarts_at_zero() {
-    // SECURITY: row 126
+    // SECURITY: row 129
     let setup = Setup {
         receiver_holds: 100_000,
         receiver_holds_stale: true,

@@ -46,6 +46,12 @@ pub struct DroppedValues {
     /// sent or received, or a file group): declined, so a peer-chosen id never takes the
     /// place of ours.
     pub transfer_id_in_use: u64,
+    /// DHT values never opened or verified: they came past their key's signature budget
+    /// ([`REQUEST_CHECKS_PER_WINDOW`](super::REQUEST_CHECKS_PER_WINDOW),
+    /// [`ANNOUNCEMENT_CHECKS_PER_WINDOW`](super::ANNOUNCEMENT_CHECKS_PER_WINDOW) per
+    /// [`SIGNATURE_WINDOW`](super::SIGNATURE_WINDOW)) and were not drawn to be held for the
+    /// next window.
+    pub over_signature_budget: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

@@ -35,10 +35,12 @@
 //! through our TURN allocation) is not anyone's until its first ICE check names the session
 //! by its USERNAME; until then it is *unrouted*, buffered up to a bound and for a while.
 
+mod budget;
 mod config;
 mod connector;
 mod counters;
 mod demux;
+mod footprint;
 mod gathering;
 mod inbound;
 mod peers;
@@ -62,12 +64,17 @@ use crate::timer::Timers;
 use crate::tls::{AccountId, DeviceId};
 use crate::transfer::{Status, TransferId};
 
+pub use budget::{
+    ANNOUNCEMENT_CHECKS_PER_WINDOW, HELD_PER_WINDOW, REQUEST_CHECKS_PER_WINDOW, SIGNATURE_WINDOW,
+};
 pub use config::*;
 use connector::{Connector, Stage};
 pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
 pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
+pub use footprint::Footprint;
 pub use reflexive::{Mapping, STUN_TIMEOUT};
+pub use relays::RELAY_RETRY;
 use relays::Relays;
 use signalling::Signalling;
 use timers::NodeTimer;

@@ -54,6 +54,9 @@ pub(super) enum RelayOutput {
     Event(TurnEvent),
 }
 
+/// How long after an allocation failed or was lost the node asks its TURN server again.
+pub const RELAY_RETRY: Duration = Duration::from_secs(30);
+
 /// The node's TURN clients: see the module docs.
 pub(super) struct Relays {
     slots: Vec<Slot>,
@@ -184,6 +187,26 @@ impl Relays {
     /// Closes a relayed stream.
     pub(super) fn close_peer(&mut self, slot: usize, turn_conn: ConnId) {
         self.slots[slot].client.close_peer(turn_conn);
+    }
+
+    /// Starts `slot`'s client again with `config`, once its allocation failed or was lost
+    /// (the server restarted, say): a fresh client, which connects and allocates anew.
+    /// Gathering does not wait for it. Returns `false`, and does nothing, while the old
+    /// client still has a connection the node knows of.
+    pub(super) fn restart(
+        &mut self,
+        slot: usize,
+        config: &TurnConfig,
+        rng: &mut SeededRng,
+    ) -> bool {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        if !s.to_node.is_empty() || s.allocated.is_some() {
+            return false;
+        }
+        s.client = TurnClient::new(config.clone(), rng.next_u64());
+        true
     }
 
     /// Deletes every allocation.
@@ -329,6 +352,24 @@ impl Node {
         moved
     }
 
+    /// [`NodeTimer::Reallocate`](super::timers::NodeTimer::Reallocate): `slot`'s client
+    /// starts again, unless the node is stopping (or the old client is not done yet: then
+    /// later).
+    pub(super) fn reallocate(&mut self, now: Instant, slot: usize) {
+        if self.stopping != super::Stopping::No {
+            return;
+        }
+        let Some(config) = self.config.turn.get(slot).cloned() else {
+            return;
+        };
+        if !self.relays.restart(slot, &config, &mut self.rng) {
+            self.timers.set(
+                super::timers::NodeTimer::Reallocate(slot),
+                now + RELAY_RETRY,
+            );
+        }
+    }
+
     fn on_turn_event(&mut self, now: Instant, slot: usize, event: TurnEvent) {
         match event {
             TurnEvent::Allocated { .. } => self.check_gathered(now),
@@ -343,6 +384,15 @@ impl Node {
                 }
                 self.check_gathered(now);
                 self.check_shut_down();
+                if self.stopping == super::Stopping::No {
+                    // A relay that restarted lost our allocation: ask again, later (the
+                    // fault sweep's TURN restart found that a node stayed without a relayed
+                    // candidate for ever, unreachable if it offered only that).
+                    self.timers.set(
+                        super::timers::NodeTimer::Reallocate(slot),
+                        now + RELAY_RETRY,
+                    );
+                }
             }
             TurnEvent::Permitted { ips } | TurnEvent::PermissionFailed { ips, .. } => {
                 self.connectors_permitted(now, &ips)

@@ -11,6 +11,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::budget::{
+    ANNOUNCEMENT_CHECKS_PER_WINDOW, Admit, REQUEST_CHECKS_PER_WINDOW, SignatureBudget,
+};
 use super::connector::{Connector, Stage};
 use super::timers::NodeTimer;
 use super::{ANSWER_RETRY, MAX_CONNECTORS_PER_ACCOUNT, Node, REQUEST_RETRY, Stopping};
@@ -26,6 +29,10 @@ pub(super) struct Signalling {
     lookups: BTreeMap<DhtKey, AccountId>,
     /// Every verified device announcement seen, by account.
     known: BTreeMap<AccountId, BTreeMap<DeviceId, Announcement>>,
+    /// The signature budget of our own key and of each key looked up (see `budget.rs`).
+    budgets: BTreeMap<DhtKey, SignatureBudget>,
+    /// Values opened or verified so far (each a signature check at least).
+    checks: u64,
 }
 
 impl Signalling {
@@ -34,10 +41,32 @@ impl Signalling {
             seen: SeenIds::new(),
             lookups: BTreeMap::new(),
             known: BTreeMap::new(),
+            budgets: BTreeMap::new(),
+            checks: 0,
         }
     }
 
     // ----- getters -----
+
+    /// How many requests and answers are remembered as seen.
+    pub(super) fn seen_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// How many device announcements are kept, all accounts together.
+    pub(super) fn device_count(&self) -> usize {
+        self.known.values().map(BTreeMap::len).sum()
+    }
+
+    /// How many DHT values were opened or verified (see [`Node::signature_checks`]).
+    pub(super) fn checks(&self) -> u64 {
+        self.checks
+    }
+
+    /// How many accounts are looked up.
+    pub(super) fn lookup_count(&self) -> usize {
+        self.lookups.len()
+    }
 
     /// Whether any device of `account` is known.
     pub(super) fn knows(&self, account: &AccountId) -> bool {
@@ -70,7 +99,11 @@ impl Signalling {
 
     /// Ends every lookup: their keys, to stop listening.
     pub(super) fn end_lookups(&mut self) -> Vec<DhtKey> {
-        std::mem::take(&mut self.lookups).into_keys().collect()
+        let keys: Vec<DhtKey> = std::mem::take(&mut self.lookups).into_keys().collect();
+        for key in &keys {
+            self.budgets.remove(key);
+        }
+        keys
     }
 }
 
@@ -90,8 +123,79 @@ impl Node {
         }
     }
 
-    /// A value the DHT delivered: a request or answer for us, or a device announcement.
+    /// A value the DHT delivered under `key`: checked now if the key's signature budget
+    /// allows (see `budget.rs`), held for the next window, or dropped.
     pub(super) fn on_dht_value(&mut self, now: Instant, key: DhtKey, value: Bytes) {
+        let ours = key == signal::peer_key(&self.config.device.id());
+        if !ours && !self.signalling.lookups.contains_key(&key) {
+            return; // Nobody asked: no work at all.
+        }
+        if ours && self.stopping != Stopping::No {
+            return;
+        }
+        // What is not even shaped like a signed value costs no budget: it is dropped now.
+        if ours && !signal::worth_opening(&value) {
+            self.dropped.unopened += 1;
+            return;
+        }
+        let account = self.signalling.lookups.get(&key).copied();
+        if let Some(account) = account.filter(|_| !ours) {
+            if !Announcement::worth_verifying(&value, &account)
+                && !signal::revocations_worth_verifying(&value, &account)
+            {
+                self.dropped.bad_announcements += 1;
+                return;
+            }
+        }
+        self.signature_window(now, key);
+        let limit = if ours {
+            REQUEST_CHECKS_PER_WINDOW
+        } else {
+            ANNOUNCEMENT_CHECKS_PER_WINDOW
+        };
+        let budget = self
+            .signalling
+            .budgets
+            .entry(key)
+            .or_insert_with(|| SignatureBudget::new(limit));
+        match budget.admit(now, &value, &mut self.rng) {
+            Admit::Now => self.check_value(now, key, value),
+            Admit::Held => {
+                if let Some(end) = budget.window_end() {
+                    self.timers.set(NodeTimer::SignatureWindow(key), end);
+                }
+            }
+            Admit::Dropped => self.dropped.over_signature_budget += 1,
+        }
+    }
+
+    /// [`NodeTimer::SignatureWindow`], or a value under `key`: if `key`'s window is over,
+    /// the values it held are checked now, on the next window's budget.
+    pub(super) fn signature_window(&mut self, now: Instant, key: DhtKey) {
+        let held = match self.signalling.budgets.get_mut(&key) {
+            Some(budget) => budget.roll(now),
+            None => return,
+        };
+        if !held.is_empty() {
+            self.timers.clear(NodeTimer::SignatureWindow(key));
+        }
+        for value in held {
+            self.check_value(now, key, value);
+        }
+    }
+
+    /// How many DHT values (requests, answers, announcements, revocation lists) were
+    /// opened or verified so far: each costs a signature check at least, so a flood can
+    /// raise this by no more than the keys' budgets per
+    /// [`SIGNATURE_WINDOW`](super::SIGNATURE_WINDOW).
+    pub fn signature_checks(&self) -> u64 {
+        self.signalling.checks()
+    }
+
+    /// A value the budget let through: a request or answer for us, or a device
+    /// announcement.
+    fn check_value(&mut self, now: Instant, key: DhtKey, value: Bytes) {
+        self.signalling.checks += 1;
         let me = self.config.device.id();
         if key == signal::peer_key(&me) {
             return self.on_signal(now, &value);

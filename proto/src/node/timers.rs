@@ -41,6 +41,10 @@ pub(super) enum NodeTimer {
     Forget(u32),
     /// Put an answerer's answer again: the DHT said its put failed.
     AnswerAgain(u32),
+    /// A key's signature window ends with values held: check them (see `budget.rs`).
+    SignatureWindow(DhtKey),
+    /// A TURN client whose allocation failed or was lost starts again (slot).
+    Reallocate(usize),
 }
 
 impl NodeTimer {
@@ -60,6 +64,8 @@ impl NodeTimer {
             NodeTimer::Idle(_) => "idle connection",
             NodeTimer::Forget(_) => "forget failed connection",
             NodeTimer::AnswerAgain(_) => "answer put again",
+            NodeTimer::SignatureWindow(_) => "signature window",
+            NodeTimer::Reallocate(_) => "relay retry",
         }
     }
 
@@ -87,7 +93,7 @@ impl Node {
     /// and traces: one of the node's timers (`"gathering"`, `"announcement"`,
     /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"request retry"`,
     /// `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
-    /// `"forget failed connection"`), an ICE agent's (its own
+    /// `"forget failed connection"`, `"signature window"`, `"relay retry"`), an ICE agent's (its own
     /// [`timeout_reason`](crate::ice::Agent::timeout_reason)), `"turn client"` or
     /// `"transfer"`. When several fall due at once, the first of that list.
     pub fn timeout_reason(&self) -> Option<&'static str> {
@@ -159,6 +165,8 @@ impl Node {
             NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),
             NodeTimer::AnswerAgain(id) => self.put_answer_again(id),
+            NodeTimer::SignatureWindow(key) => self.signature_window(now, key),
+            NodeTimer::Reallocate(slot) => self.reallocate(now, slot),
         }
     }
 

@@ -79,6 +79,23 @@ impl Announcement {
         Announcement::verify_with(bytes, account, revocations, Some(now))
     }
 
+    /// Whether `bytes` has the shape of an announcement of `account` (its size, encoding,
+    /// version, a sealing key, and `account`'s certificate): what can be known without a
+    /// signature check. A node spends its signature budget only on values that pass this or
+    /// [`revocations_worth_verifying`](super::revocations_worth_verifying).
+    pub fn worth_verifying(bytes: &[u8], account: &AccountId) -> bool {
+        if bytes.len() > MAX_ANNOUNCEMENT {
+            return false;
+        }
+        let Ok(wire) = rmp_serde::from_slice::<Wire>(bytes) else {
+            return false;
+        };
+        wire.v == 1
+            && wire.seal.len() == 32
+            && AccountId::of_certificate(&CertificateDer::from(wire.account))
+                .is_ok_and(|a| a == *account)
+    }
+
     fn verify_with(
         bytes: &[u8],
         account: &AccountId,

@@ -19,8 +19,11 @@ pub use announce::Announcement;
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};
-pub use revoked::{publish as publish_revocations, verify_published as verify_revocations};
-pub use seal::{MAX_SEALED, Opened, Recipient, open, open_at, seal};
+pub use revoked::{
+    publish as publish_revocations, verify_published as verify_revocations,
+    worth_verifying as revocations_worth_verifying,
+};
+pub use seal::{MAX_SEALED, Opened, Recipient, open, open_at, seal, worth_opening};
 
 use crate::tls::{AccountId, DeviceId, PeerCheckError};
 

@@ -21,6 +21,16 @@ impl SeenIds {
         SeenIds::default()
     }
 
+    /// How many (device, id) pairs are remembered (at most [`REMEMBERED`]).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     /// Records a request (`is_answer` false) or answer; `false` if it was seen before.
     pub fn first_time(&mut self, from: DeviceId, id: u64, is_answer: bool) -> bool {
         let key = (from, id, is_answer);

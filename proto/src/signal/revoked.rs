@@ -45,6 +45,22 @@ pub fn publish(device: &Device, list: &RevocationList) -> Option<Vec<u8>> {
     rmp_serde::to_vec_named(&wire).ok()
 }
 
+/// Whether `bytes` has the shape of `account`'s published revocation list (its size,
+/// encoding, kind, and `account`'s certificate): what can be known without a signature
+/// check.
+pub fn worth_verifying(bytes: &[u8], account: &AccountId) -> bool {
+    if bytes.len() > MAX_PUBLISHED {
+        return false;
+    }
+    let Ok(wire) = rmp_serde::from_slice::<Wire>(bytes) else {
+        return false;
+    };
+    wire.v == 1
+        && wire.kind == KIND
+        && AccountId::of_certificate(&CertificateDer::from(wire.account))
+            .is_ok_and(|a| a == *account)
+}
+
 /// Reads a published list found under `account`'s key, checking that it is that account's
 /// and that the account signed it.
 pub fn verify_published(bytes: &[u8], account: &AccountId) -> Result<RevocationList, SignalError> {

@@ -173,6 +173,19 @@ pub fn open_at(
     open_with(me, sealed, revocations, Some(now))
 }
 
+/// Whether `sealed` has the shape of a sealed value (its size, envelope and version, an
+/// encapsulated key of the right form): what can be known without any key agreement or
+/// signature check. A node spends its signature budget only on values that pass.
+pub fn worth_opening(sealed: &[u8]) -> bool {
+    if sealed.len() > MAX_SEALED {
+        return false;
+    }
+    let Ok(outer) = rmp_serde::from_slice::<Outer>(sealed) else {
+        return false;
+    };
+    outer.v == 1 && <Kem as hpke::Kem>::EncappedKey::from_bytes(&outer.enc).is_ok()
+}
+
 fn open_with(
     me: &Device,
     sealed: &[u8],

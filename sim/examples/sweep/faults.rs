@@ -5,8 +5,11 @@
 //! latency, loss and duplication. At random times, up to three of: a link flap (short, or
 //! longer than every consent timeout), a reset of every connection of either side, the NAT
 //! losing its mappings (rebinding), a stall of either side, a cancel from the sender or from
-//! the receiver. Then, if the file did not arrive, every fault is healed and, once the first
-//! attempt's negotiations are over, Alice sends it again.
+//! the receiver. On three seeds in ten both nodes also have a TURN server (and on half of
+//! those Bob offers only relayed candidates, so the transfer runs through it), and the server
+//! restarts once or twice at random times, losing every allocation, permission and
+//! connection, as coturn does when restarted. Then, if the file did not arrive, every fault
+//! is healed and, once the first attempt's negotiations are over, Alice sends it again.
 //!
 //! Invariants, each counted when checked:
 //! - `terminal`: every transfer of the first attempt, on both sides, reaches a final state
@@ -16,11 +19,13 @@
 //! - `again_verified`: once the faults are healed, sending again finishes and the file is
 //!   verified (resuming from what Bob holds, or from the start);
 //! - `no_leak`: once both sides are idle, neither holds a socket (lingering closes included)
-//!   and nothing is left half-closed;
+//!   but its TURN allocation's, and nothing is left half-closed;
+//! - `relay_reallocated`: with a relay, each node holds its allocation again once idle,
+//!   whatever restarts the server went through;
 //! - determinism is checked by the caller (two runs, one trace).
 //!
-//! Not yet drawn (they need [records]' crash-safe partial data and a relay in this world):
-//! a process crash and restart of either side, and a TURN server restart.
+//! Not yet drawn (it needs [records]' crash-safe partial data): a process crash and restart
+//! of either side.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,8 +33,10 @@ use std::time::Duration;
 use ferry_proto::io::{CLOSE_LINGER, Event};
 use ferry_proto::node::{IDLE_TIMEOUT, Node};
 use ferry_proto::transfer::{LINGER, Status, TransferId};
+use ferry_proto::turn::TurnConfig;
 use ferry_sim::rng::SimRng;
-use ferry_sim::{DhtSpec, Fault, HostId, LinkOf, World};
+use ferry_sim::turn_server::{TurnServer, TurnServerConfig};
+use ferry_sim::{DhtSpec, Fault, HostId, HostSpec, LinkOf, LinkSpec, World};
 
 use crate::nodes::Pair;
 
@@ -39,6 +46,13 @@ pub(crate) const BOUND: Duration = Duration::from_secs(15 * 60);
 /// How long after the last fault (and the first attempt's end) Alice sends again: every
 /// negotiation the first attempt started has ended by then (an answer's wait, then ICE).
 const SETTLE: Duration = Duration::from_secs(45);
+
+/// How long after the last fault Alice sends again when there is a relay: a TURN client
+/// whose server restarted while the reset could not reach it (its link down or stalled)
+/// learns that its allocation is gone only when its next refresh fails, half the allocation's
+/// lifetime (300 s) later, and allocates again [`RELAY_RETRY`](ferry_proto::node::RELAY_RETRY) after that; until then it
+/// still offers the dead relayed address.
+const RELAY_SETTLE: Duration = Duration::from_secs(420);
 
 /// What a seed did: faults injected and invariants checked, by name.
 #[derive(Debug, Default)]
@@ -103,6 +117,16 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         ..dht
     };
     b.dht(dht);
+    // The relay is drawn from a generator of its own: a seed without one builds the world it
+    // built before relays were drawn.
+    let mut relay_rng = SimRng::new(seed ^ 0x7475_726e);
+    let turn_addr = std::net::SocketAddr::from(([198, 51, 100, 3], 3478));
+    let relay = relay_rng.chance(0.3).then(|| {
+        (
+            TurnConfig::new(turn_addr, "ferry", "secret"),
+            relay_rng.chance(0.5),
+        )
+    });
     let (mut lossy, mut clean_uplink) = (false, None);
     let Pair {
         bob,
@@ -112,16 +136,37 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         hb,
         size,
         ..
-    } = Pair::build(&mut b, &mut rng, seed, 2_000_000, |rng, uplink| {
-        clean_uplink = Some(uplink);
-        lossy = rng.chance(0.2);
-        if lossy {
-            uplink.with_loss(0.02)
-        } else {
-            uplink
-        }
-    })
+    } = Pair::build(
+        &mut b,
+        &mut rng,
+        seed,
+        2_000_000,
+        |rng, uplink| {
+            clean_uplink = Some(uplink);
+            lossy = rng.chance(0.2);
+            if lossy {
+                uplink.with_loss(0.02)
+            } else {
+                uplink
+            }
+        },
+        relay.clone(),
+    )
     .map_err(|e| (e, None))?;
+    let turn_host = relay.as_ref().map(|(_, only)| {
+        tally.fault(if *only {
+            "relay_only_path"
+        } else {
+            "relay_offered"
+        });
+        let internet = b.internet();
+        b.host(
+            HostSpec::new("turn", internet)
+                .v4([198, 51, 100, 3])
+                .link(LinkSpec::latency(ms(5))),
+            TurnServer::new(TurnServerConfig::new(turn_addr, "ferry", "secret", "sim")),
+        )
+    });
     if lossy {
         tally.fault("link_loss");
     }
@@ -183,6 +228,15 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         }
     }
 
+    if let Some(turn) = turn_host {
+        for _ in 0..1 + relay_rng.below(2) {
+            let at = ms(1_000 + relay_rng.below(15_000));
+            world.schedule(at, Fault::RestartTurn(turn));
+            last_fault = last_fault.max(at);
+            tally.fault("turn_restart");
+        }
+    }
+
     world.run_for(Duration::from_secs(1));
     let source = format!("seed:{seed}:{size}");
     let first = attempt(&mut world, ha, hb, &bob.id(), &source, cancel);
@@ -205,7 +259,12 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         // whose only pair died with the path waits for that ICE session's timeout and
         // fails (ICE-TCP does not retry a failed pair; [reach] is to retry connects), so
         // the send again comes once they are settled.
-        let settled = last_fault.max(world.now()) + SETTLE;
+        let settle = if turn_host.is_some() {
+            RELAY_SETTLE
+        } else {
+            SETTLE
+        };
+        let settled = last_fault.max(world.now()) + settle;
         world.run_until(settled);
         world.set_dht(healed_dht);
         if let Some(clean) = clean_uplink {
@@ -238,8 +297,20 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
     // Idle: each channel ends (at most its linger), then the connection closes from both
     // sides after the idle timeout, then lingering closes end.
     world.run_for(LINGER + IDLE_TIMEOUT + CLOSE_LINGER + Duration::from_secs(5));
+    // A node with a relay keeps one connection: its allocation's, to the TURN server.
+    let kept = usize::from(turn_host.is_some());
     let held = (world.held_sockets(ha), world.held_sockets(hb));
-    if held != (0, 0) || !world.close_wait().is_empty() {
+    if kept > 0 && (held.0 < kept || held.1 < kept) {
+        let why = format!(
+            "idle, and a node holds no relay allocation (sockets held, alice and bob: {held:?}): \
+             it never allocated again after the TURN server restarted"
+        );
+        return Err((why, Some(Box::new(world))));
+    }
+    if kept > 0 {
+        tally.check("relay_reallocated");
+    }
+    if held != (kept, kept) || !world.close_wait().is_empty() {
         let why = format!(
             "idle, and still holding sockets (alice, bob) {held:?}; half-closed: {:?}",
             world.close_wait()

@@ -11,6 +11,7 @@ use ferry_proto::io::Event;
 use ferry_proto::node::{Node, NodeConfig};
 use ferry_proto::tls::{Account, Device, UnixAnchor, Validity, derive_seed};
 use ferry_proto::transfer::{Status, TransferId};
+use ferry_proto::turn::TurnConfig;
 use ferry_sim::rng::SimRng;
 use ferry_sim::{
     DhtSpec, HostId, HostSpec, LinkSpec, RouterId, RouterKind, RouterSpec, World, WorldBuilder,
@@ -48,6 +49,7 @@ pub(crate) fn node(
     device: &Device,
     seed: u64,
     ip: IpAddr,
+    configure: impl FnOnce(&mut NodeConfig),
 ) -> Result<Node, String> {
     let anchor = UnixAnchor {
         instant: epoch,
@@ -56,10 +58,9 @@ pub(crate) fn node(
     let announce = account
         .announce(device)
         .map_err(|e| format!("announce: {e}"))?;
-    Ok(Node::new(
-        epoch,
-        NodeConfig::new(device.clone(), announce, vec![ip], seed, anchor),
-    ))
+    let mut config = NodeConfig::new(device.clone(), announce, vec![ip], seed, anchor);
+    configure(&mut config);
+    Ok(Node::new(epoch, config))
 }
 
 pub(crate) fn link(rng: &mut SimRng) -> LinkSpec {
@@ -91,7 +92,8 @@ fn finished(world: &World, host: HostId, t: TransferId) -> bool {
 /// behaviour), Bob public on the internet, each running a node, over random links; and the
 /// size of the file Alice is to send, below `max_size`. `uplink` may change the home
 /// router's uplink before it is built (a world with faults makes it lossy), drawing from
-/// `rng` in its turn.
+/// `rng` in its turn; `relay`, when given, is each node's TURN server, and whether Bob
+/// offers only relayed candidates (so that the transfer runs through the relay).
 pub(crate) struct Pair {
     pub(crate) bob: Account,
     pub(crate) kind: RouterKind,
@@ -108,6 +110,7 @@ impl Pair {
         seed: u64,
         max_size: u64,
         uplink: impl FnOnce(&mut SimRng, LinkSpec) -> LinkSpec,
+        relay: Option<(TurnConfig, bool)>,
     ) -> Result<Pair, String> {
         let (epoch, internet) = (b.epoch(), b.internet());
         let (alice, bob) = (account(seed, "alice")?, account(seed, "bob")?);
@@ -133,8 +136,18 @@ impl Pair {
         };
         let b_ip = Ipv4Addr::new(198, 51, 100, 7);
         let size = 1 + rng.below(max_size);
-        let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into())?;
-        let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into())?;
+        let turn = |c: &mut NodeConfig, relay_only: bool| {
+            if let Some((turn, only)) = &relay {
+                c.turn = vec![turn.clone()];
+                c.relay_only = relay_only && *only;
+            }
+        };
+        let na = node(epoch, &alice, &a1, rng.next_u64(), a_ip.into(), |c| {
+            turn(c, false)
+        })?;
+        let nb = node(epoch, &bob, &b1, rng.next_u64(), b_ip.into(), |c| {
+            turn(c, true)
+        })?;
         let ha = b.host(HostSpec::new("a1", home).v4(a_ip).link(link(rng)), na);
         let hb = b.host(HostSpec::new("b1", internet).v4(b_ip).link(link(rng)), nb);
         Ok(Pair {
@@ -164,7 +177,7 @@ pub(crate) fn check(seed: u64) -> Result<World, (String, Option<Box<World>>)> {
         hb,
         size,
         ..
-    } = Pair::build(&mut b, &mut rng, seed, 3_000_000, |_, uplink| uplink)
+    } = Pair::build(&mut b, &mut rng, seed, 3_000_000, |_, uplink| uplink, None)
         .map_err(|e| (e, None))?;
     let mut world = b
         .trace()

@@ -7,6 +7,7 @@ use super::World;
 use crate::fault::Fault;
 use crate::ids::{HostId, LinkOf};
 use crate::tcp::State;
+use crate::turn_server::TurnServer;
 
 impl World {
     pub(crate) fn apply(&mut self, fault: Fault) {
@@ -103,6 +104,11 @@ impl World {
             Fault::StopIntercept { target } => {
                 self.rules.intercepts.remove(&target);
             }
+            Fault::RestartTurn(host) => {
+                // The server resets its connections itself and closes its relay listeners;
+                // a host that runs no TURN server is left alone.
+                let _ = self.with_endpoint(host, |s: &mut TurnServer, _| s.restart());
+            }
         }
     }
 
@@ -137,6 +143,7 @@ impl World {
                 format!("{} intercepts {target}", self.host_name(*by))
             }
             Fault::StopIntercept { target } => format!("stop intercepting {target}"),
+            Fault::RestartTurn(h) => format!("the TURN server on {} restarts", self.host_name(*h)),
             Fault::Rebind(r) => format!(
                 "{} loses its NAT mappings (rebinding)",
                 self.routers.get(r.ix()).map_or("?", |r| r.name.as_str())

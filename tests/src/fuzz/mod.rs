@@ -17,6 +17,7 @@ mod channel;
 mod dht;
 mod ice;
 mod identity;
+mod node;
 mod seeds;
 mod signal;
 mod stun;
@@ -27,6 +28,7 @@ pub use channel::channel_units;
 pub use dht::{folder_dht, opendht_proxy};
 pub use ice::{ice_candidate, ice_description};
 pub use identity::{identity_pem, revocation_list};
+pub use node::node;
 pub use seeds::{Seed, seeds, spec_vectors};
 pub use signal::{signal_decode, signal_open};
 pub use stun::{rfc4571_deframer, stun_decode};
@@ -46,6 +48,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("ice_candidate", ice_candidate),
     ("ice_description", ice_description),
     ("identity_pem", identity_pem),
+    ("node", node),
     ("opendht_proxy", opendht_proxy),
     ("revocation_list", revocation_list),
     ("rfc4571_deframer", rfc4571_deframer),
