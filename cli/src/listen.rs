@@ -350,7 +350,8 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    Event::Resuming { transfer, offset, total } => report.resuming(transfer, offset, total),
+                    Event::Resuming { transfer, offset, total, verified } => report.resuming(transfer, offset, total, verified),
+                    Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
                         report.json(json!({

@@ -167,7 +167,7 @@ impl Report {
     }
 
     /// A transfer starts at `done` of `total` bytes, kept from an earlier try.
-    pub(crate) fn resuming(&self, transfer: TransferId, done: u64, total: u64) {
+    pub(crate) fn resuming(&self, transfer: TransferId, done: u64, total: u64, verified: bool) {
         let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
             return;
         };
@@ -177,12 +177,40 @@ impl Report {
             "label": label,
             "offset": done,
             "total": total,
+            "prefix_verified": verified,
         }));
+        let how = if verified {
+            "(prefix verified)"
+        } else {
+            "(what the receiver kept; the whole file's SHA3-512 is checked at the end)"
+        };
         self.line(&format!(
-            "{label}: resuming at {} of {} (what the receiver kept; the whole file's \
-             SHA3-512 is checked at the end)",
+            "{label}: resuming at {} of {} {how}",
             size_text(done),
             size_text(total)
+        ));
+    }
+
+    /// What the receiver held under this transfer's key was not the start of the file: the
+    /// transfer starts again from byte 0.
+    pub(crate) fn restarted(&self, transfer: TransferId, held: u64, total: u64, sending: bool) {
+        let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
+            return;
+        };
+        self.json(serde_json::json!({
+            "event": "restarted",
+            "transfer": transfer.to_string(),
+            "label": label,
+            "held": held,
+            "total": total,
+        }));
+        let (who, how) = match sending {
+            true => ("the receiver", "sending"),
+            false => ("we", "receiving"),
+        };
+        self.line(&format!(
+            "{label}: what {who} held ({}) did not match: {how} from the start",
+            size_text(held)
         ));
     }
 

@@ -179,11 +179,17 @@ pub(crate) async fn run(
                         record.set_state(device, transfer, Status::Created.as_str(), None);
                         keep(&records, &record);
                     }
-                    Event::Resuming { transfer, offset, total } => {
+                    Event::Resuming { transfer, offset, total, verified } => {
                         if let Some(sub) = subs.get_mut(&transfer) {
                             sub.resumed = offset;
                         }
-                        report.resuming(transfer, offset, total);
+                        report.resuming(transfer, offset, total, verified);
+                    }
+                    Event::Restarted { transfer, held, total } => {
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            sub.resumed = 0;
+                        }
+                        report.restarted(transfer, held, total, true);
                     }
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);

@@ -167,17 +167,26 @@ fn signal(child: &Child, sig: &str) {
 /// finished under the same id.
 #[test]
 fn ctrl_c_keeps_what_arrived_and_the_same_send_resumes_and_both_histories_say_so() {
-    interrupted_then_resumed(false);
+    interrupted_then_resumed(false, false);
+}
+
+/// The same, with the bytes Bob kept altered on disk before the send is run again: Bob's
+/// `GO n <digest>` does not match Alice's first `n` bytes, both sides say the transfer
+/// restarts ("restarted" events), and the file arrives whole, byte for byte, verified; never
+/// a digest mismatch.
+#[test]
+fn a_stale_partial_gives_a_fresh_start_not_a_digest_mismatch() {
+    interrupted_then_resumed(false, true);
 }
 
 /// The same, Alice's `send` killed (SIGKILL) instead: her record was never closed, and the
 /// same `send` run again still takes it up and resumes.
 #[test]
 fn a_killed_send_run_again_resumes() {
-    interrupted_then_resumed(true);
+    interrupted_then_resumed(true, false);
 }
 
-fn interrupted_then_resumed(sender_killed: bool) {
+fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
     let w = World::new();
     let alice = w.account("alice");
     let bob = w.account("bob");
@@ -275,6 +284,14 @@ fn interrupted_then_resumed(sender_killed: bool) {
         "closed_by_host"
     };
     assert_eq!(bob_part["state"], bob_state, "{bob_part}");
+    if stale_partial {
+        // What Bob keeps is no longer the start of Alice's file.
+        let part = std::fs::File::options()
+            .write(true)
+            .open(into.join(".ferry-partial").join(&kept[0]))
+            .expect("partial");
+        std::os::unix::fs::FileExt::write_all_at(&part, &[0xa5; 4096], 0).expect("altered");
+    }
 
     // 2. The same send again.
     let (listener, rx) = w.listen("bob", &into, true);
@@ -292,10 +309,18 @@ fn interrupted_then_resumed(sender_killed: bool) {
     assert_eq!(events(&send_lines, "sending")[0]["again"], true);
     assert_eq!(events(&send_lines, "sending")[0]["group"], id);
     for (side, lines) in [("send", &send_lines), ("listen", &listen_lines)] {
-        let resuming = events(lines, "resuming");
+        let (resuming, restarted) = (events(lines, "resuming"), events(lines, "restarted"));
+        if stale_partial {
+            assert!(resuming.is_empty(), "{side}: {lines:?}");
+            assert_eq!(restarted.len(), 1, "{side}: {lines:?}");
+            assert_eq!(restarted[0]["held"].as_u64(), Some(held), "{side}");
+            continue;
+        }
+        assert!(restarted.is_empty(), "{side}: {lines:?}");
         assert_eq!(resuming.len(), 1, "{side}: {lines:?}");
         assert_eq!(resuming[0]["offset"].as_u64(), Some(held), "{side}");
         assert_eq!(resuming[0]["total"].as_u64(), Some(size as u64), "{side}");
+        assert_eq!(resuming[0]["prefix_verified"], true, "{side}: {lines:?}");
     }
     let got = std::fs::read(into.join("big.bin")).expect("the received file");
     assert!(

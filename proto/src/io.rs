@@ -166,6 +166,12 @@ pub enum FileOp {
         /// Which file.
         file: FileId,
     },
+    /// Empty an open partial file (its held prefix did not match the sender's file: the
+    /// transfer starts again at 0); answered by [`FileResult::Opened`] with length 0.
+    Truncate {
+        /// Which file.
+        file: FileId,
+    },
 }
 
 impl FileOp {
@@ -179,7 +185,8 @@ impl FileOp {
             | FileOp::Digest { file, .. }
             | FileOp::Commit { file }
             | FileOp::Discard { file }
-            | FileOp::Close { file } => *file,
+            | FileOp::Close { file }
+            | FileOp::Truncate { file } => *file,
         }
     }
 }
@@ -519,6 +526,21 @@ pub enum Event {
         transfer: TransferId,
         /// Where it starts: what the receiver kept from an earlier try.
         offset: u64,
+        /// The whole file size.
+        total: u64,
+        /// Whether both sides checked the held prefix's SHA3-512 before the first new byte
+        /// (the `prefix-digest` feature); otherwise only the whole file's digest at the end
+        /// checks it.
+        verified: bool,
+    },
+    /// The receiver held `held` bytes under this transfer's key that were not a prefix of
+    /// the sender's file (their digests differ): they are emptied and the transfer starts
+    /// at 0. Both sides say so once, before the first byte.
+    Restarted {
+        /// The transfer.
+        transfer: TransferId,
+        /// How many bytes the receiver held.
+        held: u64,
         /// The whole file size.
         total: u64,
     },

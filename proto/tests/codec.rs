@@ -16,6 +16,7 @@ fn header() -> Header {
         display_name: "holidays 2026.tar.gz".to_owned(),
         offset: 0,
         extension: Some(1),
+        prefix_digest: false,
     }
 }
 
@@ -63,7 +64,8 @@ fn header_fields_are_trimmed_unknown_keys_ignored_and_cr_tolerated() {
             content_length: 42,
             display_name: "a b".to_owned(),
             offset: 2,
-            extension: None
+            extension: None,
+            prefix_digest: false
         }
     );
 }
@@ -190,6 +192,10 @@ fn replies_parse_split_anywhere() {
         (b"GO 0\n", Reply::GoAt(0)),
         (b"GO 123456\n", Reply::GoAt(123456)),
         (b"NGO\n", Reply::Ngo),
+        (
+            b"GO 3 b751850b1a57168a5693cd924b6b096e08f621827444f70d884f5d0240d2712e10e116e9192af3c91a7ec57647e3934057340b4cf408d5a56592f8274eec53f0\n",
+            Reply::GoVerify(3, Digest::of(b"abc")),
+        ),
     ] {
         assert_eq!(want.encode(), wire);
         for split in 0..=wire.len() {
@@ -214,6 +220,12 @@ fn bad_replies_are_errors() {
         b"GO 1x\n",
         b"NGO \n",
         b"GO 99999999999999999999999\n",
+        // A prefix digest: exactly 128 lowercase hex digits, one space before it.
+        b"GO 3 abc\n",
+        b"GO 3  b751850b1a57168a5693cd924b6b096e08f621827444f70d884f5d0240d2712e10e116e9192af3c91a7ec57647e3934057340b4cf408d5a56592f8274eec53f0\n",
+        b"GO 3 B751850B1A57168A5693CD924B6B096E08F621827444F70D884F5D0240D2712E10E116E9192AF3C91A7EC57647E3934057340B4CF408D5A56592F8274EEC53F0\n",
+        b"GO 3 b751850b1a57168a5693cd924b6b096e08f621827444f70d884f5d0240d2712e10e116e9192af3c91a7ec57647e3934057340b4cf408d5a56592f8274eec53f0 \n",
+        b"GO  b751850b1a57168a5693cd924b6b096e08f621827444f70d884f5d0240d2712e10e116e9192af3c91a7ec57647e3934057340b4cf408d5a56592f8274eec53f0\n",
     ] {
         assert_eq!(
             ReplyParser::new().push(wire),
@@ -223,7 +235,7 @@ fn bad_replies_are_errors() {
         );
     }
     // No newline within the limit: garbage, not an endless wait.
-    assert_eq!(ReplyParser::new().push(&[b'G'; 64]), Err(BadReply));
+    assert_eq!(ReplyParser::new().push(&[b'G'; 161]), Err(BadReply));
 }
 
 #[test]
@@ -236,6 +248,7 @@ fn frames_round_trip_split_anywhere() {
         Frame::Cancel(CancelCode::Other(200)),
         Frame::Verdict(true),
         Frame::Verdict(false),
+        Frame::Restart,
     ];
     let wire: Vec<u8> = frames.iter().flat_map(|f| f.encode().to_vec()).collect();
     for step in [1, 2, 3, 5, 7, 4096, 70_000] {
@@ -311,12 +324,16 @@ fn a_blank_line_longer_than_a_line_is_refused_however_it_arrives() {
     assert_eq!(got, Some(Err(HeaderError::LineTooLong)));
 }
 
-/// Found by the `transfer_reply` fuzz target: a reply line longer than 32 bytes (zeros before
-/// the offset) parsed when it came whole, and was garbage when it came in pieces.
+/// Found by the `transfer_reply` fuzz target: a reply line longer than its limit (then 32
+/// bytes, now 160 for `GO <n> <digest>`; zeros before the offset) parsed when it came whole,
+/// and was garbage when it came in pieces.
 #[test]
 fn a_reply_longer_than_its_limit_is_garbage_however_it_arrives() {
     // SECURITY: row 11
-    let wire = b"GO 0000000000000000000000000000000000004096\n";
+    let mut wire = b"GO ".to_vec();
+    wire.extend([b'0'; 160]);
+    wire.extend(b"4096\n");
+    let wire = &wire[..];
     assert_eq!(ReplyParser::new().push(wire), Err(BadReply));
     let mut p = ReplyParser::new();
     let got = wire
@@ -326,7 +343,7 @@ fn a_reply_longer_than_its_limit_is_garbage_however_it_arrives() {
     assert_eq!(got, Some(Err(BadReply)));
     // Up to the limit, leading zeros are still a number.
     assert_eq!(
-        ReplyParser::new().push(b"GO 00000000000000000000000000042\n"),
+        ReplyParser::new().push(&[&b"GO "[..], &[b'0'; 155][..], b"42\n"].concat()),
         Ok(Some((Reply::GoAt(42), bytes::Bytes::new())))
     );
 }

@@ -28,6 +28,7 @@ fn header(size: u64, offset: u64, ext: bool) -> Bytes {
         display_name: "f.bin".into(),
         offset,
         extension: ext.then_some(1),
+        prefix_digest: false,
     }
     .encode()
 }

@@ -60,6 +60,7 @@ fn hello_header(ext: bool) -> Header {
         display_name: "hello.txt".into(),
         offset: 0,
         extension: ext.then_some(1),
+        prefix_digest: false,
     }
 }
 
@@ -74,12 +75,15 @@ fn the_spec_has_every_vector_this_test_checks() {
             "frame-cancel-user",
             "frame-data",
             "frame-end",
+            "frame-restart",
             "frame-verdict-bad",
             "frame-verdict-ok",
             "header-framed",
+            "header-framed-features",
             "header-jami",
             "reply-go",
             "reply-go-at",
+            "reply-go-verify",
             "reply-ngo",
             "session-framed-receiver",
             "session-framed-sender",
@@ -100,6 +104,13 @@ fn headers() {
             "{name}"
         );
     }
+    let features = Header {
+        prefix_digest: true,
+        ..hello_header(true)
+    };
+    let wire = vector("header-framed-features");
+    assert_eq!(features.encode(), wire);
+    assert_eq!(HeaderParser::new().push(&wire), Ok(Some(features)));
 }
 
 #[test]
@@ -107,6 +118,7 @@ fn replies() {
     for (name, reply) in [
         ("reply-go", Reply::Go),
         ("reply-go-at", Reply::GoAt(4096)),
+        ("reply-go-verify", Reply::GoVerify(3, Digest::of(b"abc"))),
         ("reply-ngo", Reply::Ngo),
     ] {
         let wire = vector(name);
@@ -127,6 +139,7 @@ fn frames() {
         ("frame-cancel-user", Frame::Cancel(CancelCode::User)),
         ("frame-verdict-ok", Frame::Verdict(true)),
         ("frame-verdict-bad", Frame::Verdict(false)),
+        ("frame-restart", Frame::Restart),
     ];
     for (name, frame) in cases {
         let wire = vector(name);
@@ -140,7 +153,19 @@ fn frames() {
 /// Runs a whole transfer of `hello` between the two state machines, wired back to back,
 /// and returns every byte each side sent.
 fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status, Status) {
-    const FILE: &[u8] = b"hello";
+    session_with(sender_form, receiver_form, b"hello", b"")
+}
+
+/// As [`session`], for the file `FILE`, with the receiver holding `held` under the sender's
+/// key beforehand (a partial file from an earlier try, good or stale).
+fn session_with(
+    sender_form: Form,
+    receiver_form: Form,
+    file: &[u8],
+    held: &[u8],
+) -> (Vec<u8>, Vec<u8>, Status, Status) {
+    #[allow(non_snake_case)]
+    let FILE = file;
     let now = Instant::now();
     let (fa, fb) = (FileId(1), FileId(2));
     let mut alice = Outgoing::new(
@@ -152,7 +177,7 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
     );
     let mut bob = Incoming::new(TransferId(1), fb, receiver_form);
     let (mut a_sent, mut b_sent) = (Vec::new(), Vec::new());
-    let mut disk = Vec::new();
+    let mut disk = held.to_vec();
     for _ in 0..100 {
         let mut to_bob = Vec::new();
         let mut to_alice = Vec::new();
@@ -165,7 +190,10 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
                 }
                 Output::Close => to_bob.push(Input::StreamEnded),
                 Output::File(FileOp::OpenSource { file, .. }) => {
-                    to_alice.push(Input::File(FileResult::Opened { file, len: 5 }))
+                    to_alice.push(Input::File(FileResult::Opened {
+                        file,
+                        len: FILE.len() as u64,
+                    }))
                 }
                 Output::File(FileOp::Read { file, offset, len }) => {
                     let data = Bytes::copy_from_slice(
@@ -173,10 +201,10 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
                     );
                     to_alice.push(Input::File(FileResult::Data { file, offset, data }));
                 }
-                Output::File(FileOp::Digest { file, .. }) => {
+                Output::File(FileOp::Digest { file, len }) => {
                     to_alice.push(Input::File(FileResult::Digest {
                         file,
-                        digest: Digest::of(FILE),
+                        digest: Digest::of(&FILE[..len as usize]),
                     }))
                 }
                 _ => {}
@@ -193,9 +221,17 @@ fn session(sender_form: Form, receiver_form: Form) -> (Vec<u8>, Vec<u8>, Status,
                     bob.accept(now).expect("waiting")
                 }
                 Output::File(FileOp::OpenPartial { file, .. }) => {
+                    to_bob.push(Input::File(FileResult::Opened {
+                        file,
+                        len: disk.len() as u64,
+                    }))
+                }
+                Output::File(FileOp::Truncate { file }) => {
+                    disk.clear();
                     to_bob.push(Input::File(FileResult::Opened { file, len: 0 }))
                 }
                 Output::File(FileOp::Write { file, offset, data }) => {
+                    assert_eq!(offset, disk.len() as u64, "writes follow what is held");
                     disk.extend_from_slice(&data);
                     to_bob.push(Input::File(FileResult::Written {
                         file,
@@ -278,10 +314,79 @@ fn jami_session_both_ways() {
 
     let (a, b, sa, sb) = session(Form::Framed, Form::Raw);
     assert_eq!((sa, sb), (Status::Finished, Status::Finished));
-    let mut expected = vector("header-framed");
+    let mut expected = vector("header-framed-features");
     expected.extend_from_slice(b"hello");
     assert_eq!(a, expected);
     assert_eq!(b, vector("session-jami-receiver"));
+}
+
+/// §4.1: a receiver holding the start of the file answers `GO n <digest>` and gets the rest;
+/// one holding other bytes under the same key gets RESTART and the whole file, verified.
+#[test]
+fn prefix_digest_sessions() {
+    // SECURITY: row 129
+    let end = Frame::End(Digest::of(b"hello")).encode();
+    let header = vector("header-framed-features");
+
+    let (a, b, sa, sb) = session_with(Form::Framed, Form::Framed, b"hello", b"hel");
+    assert_eq!((sa, sb), (Status::Finished, Status::Finished));
+    let mut reply = Reply::GoVerify(3, Digest::of(b"hel")).encode().to_vec();
+    reply.extend_from_slice(&vector("frame-verdict-ok"));
+    assert_eq!(b, reply, "GO 3 <sha3(hel)>, VERDICT ok");
+    let sent = [
+        &header[..],
+        &Frame::Data(Bytes::from_static(b"lo")).encode(),
+        &end,
+    ]
+    .concat();
+    assert_eq!(hex::encode(a), hex::encode(sent), "only the missing bytes");
+
+    let (a, b, sa, sb) = session_with(Form::Framed, Form::Framed, b"hello", b"hex");
+    assert_eq!((sa, sb), (Status::Finished, Status::Finished));
+    let mut reply = Reply::GoVerify(3, Digest::of(b"hex")).encode().to_vec();
+    reply.extend_from_slice(&vector("frame-verdict-ok"));
+    assert_eq!(b, reply);
+    let sent = [
+        &header[..],
+        &vector("frame-restart"),
+        &vector("frame-data"),
+        &end,
+    ]
+    .concat();
+    assert_eq!(hex::encode(a), hex::encode(sent), "RESTART, then from 0");
+}
+
+/// A sender that did not name `prefix-digest` (an older Ferry) gets today's `GO n`, and
+/// the raw form today's `GO`, whatever the receiver holds.
+#[test]
+fn a_peer_without_the_feature_gets_todays_reply() {
+    let now = Instant::now();
+    for (header, form, want) in [
+        ("header-framed", Form::Framed, &b"GO 3\n"[..]),
+        ("header-jami", Form::Framed, b"GO\n"),
+        ("header-framed-features", Form::Raw, b"GO\n"),
+    ] {
+        let mut bob = Incoming::new(TransferId(1), FileId(2), form);
+        bob.handle_input(now, Input::Received(vector(header).into()))
+            .expect("ok");
+        bob.accept(now).expect("waiting");
+        // The raw form never resumes (resume: false): the driver empties what is held.
+        let held = if header == "header-framed" { 3 } else { 0 };
+        let mut sent = Vec::new();
+        while let Some(o) = bob.poll_output() {
+            match o {
+                Output::Send(d) => sent.extend_from_slice(&d),
+                Output::File(FileOp::OpenPartial { file, resume, .. }) => {
+                    assert_eq!(resume, held > 0, "{header}");
+                    bob.handle_input(now, Input::File(FileResult::Opened { file, len: held }))
+                        .expect("ok");
+                }
+                Output::File(FileOp::Digest { .. }) => panic!("{header}: no prefix digest"),
+                _ => {}
+            }
+        }
+        assert_eq!(sent, want, "{header}");
+    }
 }
 
 /// The value a row of the limits table (§10) gives, by the name in its first column.

@@ -214,7 +214,9 @@ impl Files {
                     if len > source.size {
                         return (fail(FileError::ShortRead), None);
                     }
-                    let mut d = std::mem::take(&mut **digest);
+                    // Kept extended (not taken): a prefix's digest (`GO n <digest>`) is
+                    // followed by reads from `n` and then the whole file's digest.
+                    let d = &mut **digest;
                     let missing = d.missing(len);
                     let mut buf = vec![0; 64 * 1024];
                     let mut at = missing.start;
@@ -227,7 +229,7 @@ impl Files {
                     (
                         FileResult::Digest {
                             file,
-                            digest: d.finish(),
+                            digest: d.clone().finish(),
                         },
                         None,
                     )
@@ -291,6 +293,17 @@ impl Files {
             },
             FileOp::Close { file } => match self.open.remove(&file) {
                 Some(_) => (FileResult::Closed { file }, None),
+                None => unknown(file),
+            },
+            FileOp::Truncate { file } => match self.open.get(&file) {
+                Some(Open::Partial { key, .. }) => {
+                    self.partials.insert(key.clone(), Stored::new());
+                    (FileResult::Opened { file, len: 0 }, None)
+                }
+                Some(Open::Source { .. }) => (
+                    fail(FileError::PermissionDenied),
+                    Some(format!("truncate of source {file:?}")),
+                ),
                 None => unknown(file),
             },
             other => (

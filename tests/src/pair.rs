@@ -84,6 +84,9 @@ pub struct Setup {
     pub receiver_form: Form,
     /// Bob already holds this many bytes of the file in a partial file (a resume).
     pub receiver_holds: u64,
+    /// The bytes Bob holds are another file's (another seed): a stale partial under the same
+    /// key, which must give a fresh start, never a digest mismatch at the end.
+    pub receiver_holds_stale: bool,
     /// One-way latency.
     pub latency: Duration,
     /// Bytes per second in each direction.
@@ -99,6 +102,7 @@ impl Default for Setup {
             sender_form: Form::Framed,
             receiver_form: Form::Framed,
             receiver_holds: 0,
+            receiver_holds_stale: false,
             latency: Duration::from_millis(5),
             bandwidth: 10_000_000,
         }
@@ -284,7 +288,11 @@ impl Pair {
         if setup.receiver_holds > 0 {
             disk.partials.insert(
                 partial_key().to_string(),
-                content::range(setup.seed, 0, setup.receiver_holds as usize),
+                content::range(
+                    setup.seed + u64::from(setup.receiver_holds_stale),
+                    0,
+                    setup.receiver_holds as usize,
+                ),
             );
         }
         let mut links = BTreeMap::new();
@@ -553,7 +561,9 @@ impl Pair {
                 }
             }
             FileOp::Digest { file, len } => {
-                let mut digest = std::mem::take(&mut self.disk.source_digest);
+                // Kept extended, as a runtime does: a prefix's digest (`GO n <digest>`) is
+                // followed by reads from `n` and then the whole file's digest.
+                let digest = &mut self.disk.source_digest;
                 let missing = digest.missing(len);
                 digest.update(
                     missing.start,
@@ -561,7 +571,7 @@ impl Pair {
                 );
                 FileResult::Digest {
                     file,
-                    digest: digest.finish(),
+                    digest: digest.clone().finish(),
                 }
             }
             FileOp::Close { file } => FileResult::Closed { file },
@@ -643,6 +653,10 @@ impl Pair {
             FileOp::Close { file } => {
                 self.disk.open_partial = None;
                 FileResult::Closed { file }
+            }
+            FileOp::Truncate { file } => {
+                self.partial().clear();
+                FileResult::Opened { file, len: 0 }
             }
             other => panic!("Bob's transfer asked for {other:?}"),
         }

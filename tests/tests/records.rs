@@ -1,7 +1,8 @@
 //! Issue 14 (records) on the simulator and on both runtimes (real loopback sockets and temporary
 //! files, through each runtime's `Client`): partial data kept apart by (sender account,
-//! transfer id) whatever the name, and a send taken up again under its ids resuming from
-//! what the receiver kept.
+//! transfer id) whatever the name, a send taken up again under its ids resuming from what
+//! the receiver kept with the prefix verified, and a stale partial under the same key giving
+//! a fresh start.
 //!
 //! ```sh
 //! cargo test -p ferry-tests --test records
@@ -18,6 +19,10 @@ fn two_sends<H: Harness>() {
 
 fn resume<H: Harness>() {
     records::a_send_taken_up_again_resumes_from_what_was_kept::<H>();
+}
+
+fn stale<H: Harness>() {
+    records::a_stale_partial_under_the_same_key_starts_again::<H>();
 }
 
 #[test]
@@ -49,4 +54,20 @@ fn a_send_taken_up_again_resumes_on_smol() {
 #[test]
 fn a_send_taken_up_again_resumes_on_tokio() {
     resume::<Real<Tokio>>();
+}
+
+#[test]
+fn a_stale_partial_starts_again_on_sim() {
+    // SECURITY: row 129
+    stale::<Simulated>();
+}
+
+#[test]
+fn a_stale_partial_starts_again_on_smol() {
+    stale::<Real<Smol>>();
+}
+
+#[test]
+fn a_stale_partial_starts_again_on_tokio() {
+    stale::<Real<Tokio>>();
 }

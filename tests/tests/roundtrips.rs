@@ -155,6 +155,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         ]
         .prop_map(Frame::Cancel),
         any::<bool>().prop_map(Frame::Verdict),
+        Just(Frame::Restart),
     ]
 }
 
@@ -165,6 +166,7 @@ proptest! {
         offset_frac in any::<u64>(),
         display_name in display_name(),
         extension in proptest::option::of(any::<u32>()),
+        prefix_digest in any::<bool>(),
         tail in proptest::collection::vec(any::<u8>(), 0..40),
         raw_cuts in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
@@ -173,6 +175,7 @@ proptest! {
             display_name,
             offset: if content_length == 0 { 0 } else { offset_frac % (content_length + 1) },
             extension,
+            prefix_digest,
         };
         let mut stream = header.encode().to_vec();
         stream.extend_from_slice(&tail);
@@ -196,7 +199,12 @@ proptest! {
 
     #[test]
     fn replies_decode_to_what_was_encoded_wherever_cut(
-        reply in prop_oneof![Just(Reply::Go), any::<u64>().prop_map(Reply::GoAt), Just(Reply::Ngo)],
+        reply in prop_oneof![
+            Just(Reply::Go),
+            any::<u64>().prop_map(Reply::GoAt),
+            (any::<u64>(), any::<[u8; 64]>()).prop_map(|(n, d)| Reply::GoVerify(n, ferry_proto::transfer::Digest(d))),
+            Just(Reply::Ngo),
+        ],
         tail in proptest::collection::vec(any::<u8>(), 0..20),
         at in any::<usize>(),
     ) {

@@ -150,14 +150,56 @@ fn accept_at_an_offset() {
     assert_eq!(out.finals.get("photo.jpg"), Some(&expected));
     assert_eq!(out.receiver_verified(), Some(Digest::of(&expected)));
     assert!(
-        out.trace.contains("GO 100000"),
-        "the receiver asked for the rest only"
+        out.trace.contains("GO 100000 sha3="),
+        "the receiver asked for the rest only, naming its prefix's digest"
+    );
+    assert!(
+        out.trace
+            .contains("resuming at 100000/262144 (prefix verified)"),
+        "{}",
+        out.trace
     );
     assert!(
         out.trace
             .contains(&format!("DATA ×3 {} bytes", setup.size - 100_000)),
         "only the rest crossed the wire"
     );
+    insta::assert_snapshot!(out.trace);
+}
+
+/// Bob holds 100000 bytes under the same key (same sender, same id) that are another file's:
+/// his `GO 100000 <digest>` does not match Alice's first 100000 bytes, so she sends RESTART
+/// and the whole file; Bob empties what he held, and the file is verified, never a digest
+/// mismatch.
+#[test]
+fn a_stale_prefix_restarts_at_zero() {
+    // SECURITY: row 129
+    let setup = Setup {
+        receiver_holds: 100_000,
+        receiver_holds_stale: true,
+        ..Setup::default()
+    };
+    let out = run(setup.clone(), Script::default());
+    let expected = file(&setup);
+    assert_eq!(
+        (out.sender, out.receiver),
+        (Status::Finished, Status::Finished)
+    );
+    assert_eq!(out.finals.get("photo.jpg"), Some(&expected));
+    assert_eq!(out.receiver_verified(), Some(Digest::of(&expected)));
+    assert!(
+        out.trace.contains("→ alice  GO 100000 sha3="),
+        "{}",
+        out.trace
+    );
+    assert!(out.trace.contains("→ bob    RESTART"), "{}", out.trace);
+    assert!(
+        out.trace
+            .contains(&format!("write ×4 {} bytes", setup.size)),
+        "the whole file was written again: {}",
+        out.trace
+    );
+    assert!(!out.trace.contains("mismatch"), "{}", out.trace);
     insta::assert_snapshot!(out.trace);
 }
 
@@ -257,6 +299,30 @@ fn jami_form_sender() {
         "a Jami sender does not announce frames"
     );
     insta::assert_snapshot!(out.trace);
+}
+
+/// Jami's raw form on either side, with Bob holding bytes under the key: today's bytes (a
+/// plain `GO`, no prefix digest, no RESTART) and a fresh start, as before the feature.
+#[test]
+fn a_raw_form_peer_never_sees_the_prefix_digest() {
+    for (sender_form, receiver_form) in [(Form::Raw, Form::Framed), (Form::Framed, Form::Raw)] {
+        let setup = Setup {
+            sender_form,
+            receiver_form,
+            receiver_holds: 100_000,
+            ..Setup::default()
+        };
+        let out = run(setup.clone(), Script::default());
+        assert_eq!(
+            (out.sender, out.receiver),
+            (Status::Finished, Status::Finished)
+        );
+        assert_eq!(out.finals.get("photo.jpg"), Some(&file(&setup)));
+        assert!(out.trace.contains("→ alice  GO\n"), "{}", out.trace);
+        assert!(!out.trace.contains("sha3-512 of 100000"), "{}", out.trace);
+        assert!(!out.trace.contains("RESTART"), "{}", out.trace);
+        assert!(!out.trace.contains("resuming"), "{}", out.trace);
+    }
 }
 
 #[test]

@@ -175,6 +175,29 @@ pub enum ClientEvent {
         /// The file's size.
         total: u64,
     },
+    /// A transfer starts past 0, at what the receiver kept (both sides, once, before the
+    /// first new byte).
+    Resuming {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where it starts.
+        offset: u64,
+        /// The file's size.
+        total: u64,
+        /// Whether the kept prefix's SHA3-512 was checked before the first new byte (the
+        /// `prefix-digest` feature).
+        verified: bool,
+    },
+    /// What the receiver held under this transfer's key did not match the sender's file: it
+    /// was emptied and the transfer starts at 0 (both sides, once).
+    Restarted {
+        /// The transfer.
+        transfer: TransferId,
+        /// How many bytes the receiver held.
+        held: u64,
+        /// The file's size.
+        total: u64,
+    },
     /// A transfer moved to a state that is not final yet.
     Status {
         /// The transfer.
@@ -292,6 +315,26 @@ impl ClientEvent {
             } => ClientEvent::Progress {
                 transfer,
                 done,
+                total,
+            },
+            Event::Resuming {
+                transfer,
+                offset,
+                total,
+                verified,
+            } => ClientEvent::Resuming {
+                transfer,
+                offset,
+                total,
+                verified,
+            },
+            Event::Restarted {
+                transfer,
+                held,
+                total,
+            } => ClientEvent::Restarted {
+                transfer,
+                held,
                 total,
             },
             Event::Verified {

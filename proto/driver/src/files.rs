@@ -115,6 +115,7 @@ impl FileService {
             FileOp::Commit { .. } => self.commit(file),
             FileOp::Discard { .. } => self.close(file, true),
             FileOp::Close { .. } => self.close(file, false),
+            FileOp::Truncate { .. } => self.truncate(file),
             // A newer core's operation: answered, so the core never waits for it.
             _ => Err(Failure::Unknown),
         };
@@ -241,6 +242,17 @@ impl FileService {
             fresh.finish()
         };
         Ok(FileResult::Digest { file, digest })
+    }
+
+    fn truncate(&mut self, file: FileId) -> Result<FileResult, Failure> {
+        let open = self.get(file)?;
+        if open.partial.is_none() {
+            return Err(Failure::ReadOnly);
+        }
+        open.file.set_len(0)?;
+        // What was hashed is gone: the writes from 0 hash the new bytes.
+        open.digest = StreamDigest::new();
+        Ok(FileResult::Opened { file, len: 0 })
     }
 
     fn commit(&mut self, file: FileId) -> Result<FileResult, Failure> {

@@ -198,6 +198,7 @@ mod tests {
             display_name: "a.txt".to_owned(),
             offset: 0,
             extension: Some(1),
+            prefix_digest: false,
         };
         let mut unit = BytesMut::new();
         encode_unit(ch, &header.encode(), &mut unit);

@@ -73,8 +73,18 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
             transfer,
             offset,
             total,
+            verified,
         } => Summary::plain(format!(
-            "{} resuming at {offset}/{total}",
+            "{} resuming at {offset}/{total}{}",
+            ids.of(*transfer),
+            if *verified { " (prefix verified)" } else { "" }
+        )),
+        Event::Restarted {
+            transfer,
+            held,
+            total,
+        } => Summary::plain(format!(
+            "{} restarting at 0/{total} (the {held} bytes held did not match)",
             ids.of(*transfer)
         )),
         Event::Progress {
@@ -121,6 +131,7 @@ pub fn file_op(op: &FileOp) -> Summary {
         FileOp::Commit { .. } => Summary::plain("file commit to final name"),
         FileOp::Discard { .. } => Summary::plain("file discard partial"),
         FileOp::Close { .. } => Summary::plain("file close"),
+        FileOp::Truncate { .. } => Summary::plain("file truncate partial to 0"),
     }
 }
 

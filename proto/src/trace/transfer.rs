@@ -67,6 +67,9 @@ impl TransferWire {
                     if let Some(v) = header.extension {
                         let _ = write!(text, " Ferry-Frames={v}");
                     }
+                    if header.prefix_digest {
+                        text.push_str(" Ferry-Features=prefix-digest");
+                    }
                     out.push(Summary::plain(text));
                     // Until the reply says otherwise, a sender that offered frames speaks them.
                     self.forward = if header.extension.is_some() {
@@ -107,10 +110,13 @@ impl TransferWire {
                     out.push(Summary::plain(match reply {
                         Reply::Go => "GO".to_owned(),
                         Reply::GoAt(n) => format!("GO {n}"),
+                        Reply::GoVerify(n, d) => format!("GO {n} sha3={}…", d.short()),
                         Reply::Ngo => "NGO".to_owned(),
                     }));
                     match reply {
-                        Reply::GoAt(_) => self.backward = Decode::Frames(FrameDecoder::new()),
+                        Reply::GoAt(_) | Reply::GoVerify(..) => {
+                            self.backward = Decode::Frames(FrameDecoder::new())
+                        }
                         Reply::Go => {
                             self.backward = Decode::Lost;
                             // The raw form: the sender's bytes after GO are the file.
@@ -153,6 +159,7 @@ fn frames_out(frames: &mut FrameDecoder, out: &mut Vec<Summary>) -> bool {
                 out.push(Summary::plain(format!("END sha3={}…", digest.short())))
             }
             Ok(Some(Frame::Cancel(code))) => out.push(Summary::plain(format!("CANCEL {code}"))),
+            Ok(Some(Frame::Restart)) => out.push(Summary::plain("RESTART")),
             Ok(Some(Frame::Verdict(ok))) => out.push(Summary::plain(if ok {
                 "VERDICT ok"
             } else {

@@ -10,6 +10,10 @@
 //! | 0x02 | END     | sender → receiver    | the 64-byte SHA3-512 of the whole file |
 //! | 0x03 | CANCEL  | either, at any time  | 1 byte: [`CancelCode`] |
 //! | 0x04 | VERDICT | receiver → sender    | 1 byte: 0x00 digest OK, 0x01 digest BAD |
+//! | 0x05 | RESTART | sender → receiver    | empty: the prefix named by `GO <n> <hex>` did not match; empty what you hold, DATA starts at byte 0 |
+//!
+//! RESTART is sent only after a `GO <n> <hex>` (the `prefix-digest` feature), and only as the
+//! first frame.
 //!
 //! A frame of an unknown type, or whose length does not fit its type, is a protocol
 //! violation: the decoder never buffers more than one largest frame.
@@ -29,6 +33,7 @@ const DATA: u8 = 0x01;
 const END: u8 = 0x02;
 const CANCEL: u8 = 0x03;
 const VERDICT: u8 = 0x04;
+const RESTART: u8 = 0x05;
 
 /// Why a side cancelled, as carried by a CANCEL frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +95,9 @@ pub enum Frame {
     Cancel(CancelCode),
     /// The receiver's check of END: `true` when the digest matched.
     Verdict(bool),
+    /// The receiver's prefix did not match the sender's file: it empties what it holds, and
+    /// the DATA that follows starts at byte 0.
+    Restart,
 }
 
 impl Frame {
@@ -100,6 +108,7 @@ impl Frame {
             Frame::End(digest) => (END, &digest.0),
             Frame::Cancel(code) => (CANCEL, &[code.to_byte()]),
             Frame::Verdict(ok) => (VERDICT, if *ok { &[0] } else { &[1] }),
+            Frame::Restart => (RESTART, &[]),
         };
         out.reserve(FRAME_HEADER + payload.len());
         out.put_u8(kind);
@@ -169,6 +178,7 @@ impl FrameDecoder {
             DATA => (1..=MAX_DATA as u32).contains(&len),
             END => len == 64,
             CANCEL | VERDICT => len == 1,
+            RESTART => len == 0,
             other => return Err(FrameError::UnknownType(other)),
         };
         if !fits {
@@ -188,6 +198,7 @@ impl FrameDecoder {
                 Frame::End(Digest(d))
             }
             CANCEL => Frame::Cancel(CancelCode::from_byte(payload[0])),
+            RESTART => Frame::Restart,
             _ => match payload[0] {
                 0 => Frame::Verdict(true),
                 1 => Frame::Verdict(false),

@@ -5,6 +5,7 @@
 //! Display-Name: <name>\n
 //! Offset: <first byte the sender will send>\n
 //! Ferry-Frames: 1\n            (Ferry only; Jami ignores unknown keys)
+//! Ferry-Features: prefix-digest\n   (Ferry only, with Ferry-Frames; see FEATURES_KEY)
 //! \n
 //! ```
 //!
@@ -20,6 +21,13 @@ pub const MAX_HEADER: usize = 8 * 1024;
 pub const EXTENSION_KEY: &str = "Ferry-Frames";
 /// The version of the framed form this code speaks.
 pub const EXTENSION_VERSION: u32 = 1;
+/// The key by which a framed-form sender lists the features it speaks, comma-separated
+/// (see `PROTOCOL.md`, the feature table). New wire elements go only to a peer that named
+/// them here; a peer that did not gets today's bytes.
+pub const FEATURES_KEY: &str = "Ferry-Features";
+/// The feature by which a sender asks for the acceptance with a prefix digest
+/// (`GO <n> <sha3-512 of the first n bytes>`, see [`Reply::GoVerify`](super::reply::Reply)).
+pub const PREFIX_DIGEST: &str = "prefix-digest";
 
 /// A parsed transfer header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,9 @@ pub struct Header {
     pub offset: u64,
     /// The framed-form version the sender speaks, if it announced one.
     pub extension: Option<u32>,
+    /// Whether the sender announced [`PREFIX_DIGEST`] in [`FEATURES_KEY`] (sent only with
+    /// the framed form).
+    pub prefix_digest: bool,
 }
 
 /// Why a header was rejected.
@@ -79,6 +90,9 @@ impl Header {
         if let Some(v) = self.extension {
             out.put_slice(format!("{EXTENSION_KEY}: {v}\n").as_bytes());
         }
+        if self.prefix_digest {
+            out.put_slice(format!("{FEATURES_KEY}: {PREFIX_DIGEST}\n").as_bytes());
+        }
         out.put_u8(b'\n');
         out.freeze()
     }
@@ -98,6 +112,8 @@ pub struct HeaderParser {
     display_name: Option<String>,
     offset: Option<u64>,
     extension: Option<u32>,
+    /// The features line, once seen (a second one is a duplicate).
+    features: Option<bool>,
 }
 
 impl HeaderParser {
@@ -171,6 +187,11 @@ impl HeaderParser {
                 let v = u32::try_from(v).unwrap_or(u32::MAX);
                 set_once(&mut self.extension, v, EXTENSION_KEY)
             }
+            FEATURES_KEY => {
+                // Features this code does not know are ignored: a newer peer lists more.
+                let prefix = value.split(',').any(|f| f.trim() == PREFIX_DIGEST);
+                set_once(&mut self.features, prefix, FEATURES_KEY)
+            }
             _ => Ok(()), // Unknown keys are ignored, as Jami does.
         }
     }
@@ -191,6 +212,7 @@ impl HeaderParser {
             display_name: self.display_name.take().unwrap_or_default(),
             offset,
             extension: self.extension,
+            prefix_digest: self.features.unwrap_or(false),
         })
     }
 }

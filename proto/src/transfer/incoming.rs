@@ -18,6 +18,11 @@
 //! breaks, so the same sender re-sending under the same id resumes from it (the framed form
 //! only: a raw-form peer sends no digest, so it never resumes into kept data); it is deleted when the local user cancels, when
 //! the digest does not match, or when the peer sends more than it announced.
+//!
+//! A sender that announced the `prefix-digest` feature gets `GO n <sha3-512 of the first n
+//! bytes>` instead of `GO n` when `n > 0`: it compares, and either sends from `n` (its first
+//! frame is DATA or END) or sends RESTART first, on which the partial file is emptied and the
+//! data starts at 0.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -45,6 +50,8 @@ enum State {
     WaitHost,
     /// Accepted; the partial file is opening.
     Opening,
+    /// The partial file holds a prefix whose digest is being taken for `GO n <digest>`.
+    Proving,
     /// `GO` sent; data arriving.
     Receiving,
     /// Every byte written; the digest is being computed.
@@ -100,6 +107,11 @@ pub struct Incoming {
     expected: Option<Digest>,
     /// The digest the file was checked against, once it matched.
     checked: Option<Digest>,
+    /// After `GO n <digest>`: the sender's first frame tells whether the prefix matched, and
+    /// nothing is said about the resume before it.
+    prefix_sent: bool,
+    /// A [`FileOp::Truncate`] is out (RESTART came).
+    truncating: bool,
     file_open: bool,
     stream_open: bool,
     timers: Timers<Timer>,
@@ -127,6 +139,8 @@ impl Incoming {
             end_digest: None,
             expected: None,
             checked: None,
+            prefix_sent: false,
+            truncating: false,
             file_open: false,
             stream_open: true,
             timers: Timers::new(),
@@ -177,7 +191,7 @@ impl Incoming {
     pub fn status(&self) -> Status {
         match self.state {
             State::WaitHeader => Status::Created,
-            State::WaitHost | State::Opening => Status::WaitHostAcceptance,
+            State::WaitHost | State::Opening | State::Proving => Status::WaitHostAcceptance,
             State::Receiving | State::Checking | State::Committing => Status::Ongoing,
             State::Done(s) => s,
         }
@@ -247,7 +261,7 @@ impl Incoming {
                 self.finish(Status::ClosedByHost, Some(Reason::Cancelled), Partial::Keep);
                 self.close_stream();
             }
-            State::WaitHost | State::Opening => {
+            State::WaitHost | State::Opening | State::Proving => {
                 self.refuse_with(now, Status::ClosedByHost, Reason::Cancelled)
             }
             State::Receiving | State::Checking => self.abort(
@@ -362,6 +376,14 @@ impl Incoming {
 
     fn on_frame(&mut self, now: Instant, frame: Frame) {
         let size = self.size();
+        if self.prefix_sent && !matches!(frame, Frame::Cancel(_)) {
+            // The sender's first frame after `GO n <digest>`: RESTART, or its data from `n`.
+            self.prefix_sent = false;
+            if frame == Frame::Restart {
+                return self.restart();
+            }
+            self.resumed(true);
+        }
         match (self.state, frame) {
             (_, Frame::Cancel(code)) => {
                 self.finish(
@@ -390,6 +412,39 @@ impl Incoming {
             }
             _ => self.violation(now, "unexpected frame from the sender", Partial::Keep),
         }
+    }
+
+    /// RESTART: what we hold is not the sender's file; empty it and take the data from 0.
+    fn restart(&mut self) {
+        let held = self.cursor;
+        self.cursor = 0;
+        self.written = 0;
+        self.truncating = true;
+        self.out
+            .push_back(Output::File(FileOp::Truncate { file: self.file }));
+        self.out.push_back(Output::Event(Event::Restarted {
+            transfer: self.id,
+            held,
+            total: self.size(),
+        }));
+    }
+
+    /// The transfer goes on from what is held: says so.
+    fn resumed(&mut self, verified: bool) {
+        if self.cursor == 0 {
+            return;
+        }
+        self.out.push_back(Output::Event(Event::Resuming {
+            transfer: self.id,
+            offset: self.cursor,
+            total: self.size(),
+            verified,
+        }));
+        self.out.push_back(Output::Event(Event::Progress {
+            transfer: self.id,
+            done: self.cursor,
+            total: self.size(),
+        }));
     }
 
     fn on_raw(&mut self, now: Instant, data: Bytes) {
@@ -443,6 +498,17 @@ impl Incoming {
         match (self.state, result) {
             (_, FileResult::Closed { .. }) => {}
             (State::Opening, FileResult::Opened { len, .. }) => self.on_opened(now, len)?,
+            (State::Receiving | State::Checking, FileResult::Opened { len: 0, .. })
+                if self.truncating =>
+            {
+                self.truncating = false;
+            }
+            (State::Proving, FileResult::Digest { digest, .. }) => {
+                self.send(Reply::GoVerify(self.cursor, digest).encode());
+                self.prefix_sent = true;
+                self.state = State::Receiving;
+                self.event_status(Status::Ongoing, None);
+            }
             (State::Receiving, FileResult::Written { offset, len, .. }) => {
                 if offset != self.written || len as usize > self.pending {
                     return Err(Error::UnexpectedInput(
@@ -505,11 +571,16 @@ impl Incoming {
                 }
             }
             (
-                State::Opening | State::Receiving | State::Checking | State::Committing,
+                State::Opening
+                | State::Proving
+                | State::Receiving
+                | State::Checking
+                | State::Committing,
                 FileResult::Failed { error, .. },
             ) => {
-                if self.state == State::Opening {
-                    self.file_open = false;
+                if matches!(self.state, State::Opening | State::Proving) {
+                    // Proving: the file is open and stays (closed, kept) for a later try.
+                    self.file_open = self.state == State::Proving;
                     if self.framed {
                         // NGO carries no reason: `GO 0` then CANCEL 0x01 is how the framed
                         // form tells the sender that the file cannot be written here (a full
@@ -553,6 +624,18 @@ impl Incoming {
             ));
         }
         self.file_open = true;
+        let prefix = self.header.as_ref().is_some_and(|h| h.prefix_digest);
+        if self.framed && prefix && held > 0 {
+            // The sender checks what we hold against its file before it sends a byte.
+            self.state = State::Proving;
+            self.cursor = held;
+            self.written = held;
+            self.out.push_back(Output::File(FileOp::Digest {
+                file: self.file,
+                len: held,
+            }));
+            return Ok(());
+        }
         let start = if self.framed {
             self.send(Reply::GoAt(held).encode());
             held
@@ -574,18 +657,7 @@ impl Incoming {
         self.cursor = start;
         self.written = start;
         self.event_status(Status::Ongoing, None);
-        if start > 0 {
-            self.out.push_back(Output::Event(Event::Resuming {
-                transfer: self.id,
-                offset: start,
-                total: size,
-            }));
-            self.out.push_back(Output::Event(Event::Progress {
-                transfer: self.id,
-                done: start,
-                total: size,
-            }));
-        }
+        self.resumed(false);
         self.check_complete();
         Ok(())
     }

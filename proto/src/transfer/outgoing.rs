@@ -6,6 +6,10 @@
 //!                         ▼                                ▼
 //!                   closed_by_peer / timeout_expired   closed_by_peer / closed_by_host
 //! ```
+//!
+//! `GO n <digest>` (the `prefix-digest` feature, which a framed-form sender announces) first
+//! hashes the file's first `n` bytes: on a match the data starts at `n`, else a RESTART frame
+//! tells the receiver to empty what it holds and the data starts at 0.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -29,6 +33,8 @@ enum State {
     Opening,
     /// Header sent; waiting for `GO` / `NGO`.
     WaitReply,
+    /// `GO n <digest>` came: hashing the first `n` bytes to compare.
+    Proving,
     /// Streaming data (and, framed, then the digest and END).
     Sending,
     /// Framed: END sent, waiting for the receiver's VERDICT.
@@ -71,6 +77,8 @@ pub struct Outgoing {
     /// File bytes whose stream bytes have left the queue, from offset 0 (reported progress).
     progress: u64,
     digest_asked: bool,
+    /// While proving: the offset and digest the receiver named.
+    claimed: Option<(u64, Digest)>,
     /// The digest sent in END.
     end_digest: Option<Digest>,
     file_open: bool,
@@ -108,6 +116,7 @@ impl Outgoing {
             unacked: VecDeque::new(),
             progress: 0,
             digest_asked: false,
+            claimed: None,
             end_digest: None,
             file_open: false,
             stream_open: true,
@@ -134,7 +143,7 @@ impl Outgoing {
     pub fn status(&self) -> Status {
         match self.state {
             State::Opening => Status::Created,
-            State::WaitReply => Status::WaitPeerAcceptance,
+            State::WaitReply | State::Proving => Status::WaitPeerAcceptance,
             State::Sending | State::WaitVerdict => Status::Ongoing,
             State::Done(s) => s,
         }
@@ -228,6 +237,7 @@ impl Outgoing {
                     display_name: self.display_name.clone(),
                     offset: 0,
                     extension: (self.form == Form::Framed).then_some(EXTENSION_VERSION),
+                    prefix_digest: self.form == Form::Framed,
                 };
                 self.send(header.encode());
                 self.state = State::WaitReply;
@@ -261,12 +271,16 @@ impl Outgoing {
                 self.unacked.push_back((self.wire_sent, self.next_data));
                 self.pump();
             }
+            (State::Proving, FileResult::Digest { digest, .. }) => self.on_prefix(digest),
             (State::Sending, FileResult::Digest { digest, .. }) if self.digest_asked => {
                 self.end_digest = Some(digest);
                 self.send(Frame::End(digest).encode());
                 self.state = State::WaitVerdict;
             }
-            (State::Sending | State::WaitReply, FileResult::Failed { error, .. }) => {
+            (
+                State::Sending | State::WaitReply | State::Proving,
+                FileResult::Failed { error, .. },
+            ) => {
                 self.abort(
                     now,
                     Status::ClosedByHost,
@@ -307,7 +321,7 @@ impl Outgoing {
                         self.close_stream();
                         return;
                     }
-                    Reply::GoAt(_) if self.form == Form::Raw => {
+                    Reply::GoAt(_) | Reply::GoVerify(..) if self.form == Form::Raw => {
                         return self.violation(
                             now,
                             "GO with an offset to a sender that did not offer frames",
@@ -316,28 +330,34 @@ impl Outgoing {
                     Reply::GoAt(offset) if offset > self.size => {
                         return self.violation(now, "GO offset beyond the file size");
                     }
+                    Reply::GoVerify(offset, _) if offset > self.size || offset == 0 => {
+                        return self.violation(now, "GO with a prefix digest of no prefix");
+                    }
+                    Reply::GoVerify(offset, digest) => {
+                        // Hash our first `offset` bytes (the driver keeps that hash going for
+                        // the whole file's digest) before a single byte leaves.
+                        self.framed = true;
+                        self.state = State::Proving;
+                        self.claimed = Some((offset, digest));
+                        self.out.push_back(Output::File(FileOp::Digest {
+                            file: self.file,
+                            len: offset,
+                        }));
+                    }
                     Reply::GoAt(offset) => {
                         self.framed = true;
                         self.start_at(offset);
                     }
                     Reply::Go => self.start_at(0),
                 }
-                self.event_status(Status::Ongoing, None);
-                if self.progress > 0 {
-                    // The receiver kept this much: the application can say so (as the
-                    // receiver does) before the first new byte leaves.
-                    self.out.push_back(Output::Event(Event::Resuming {
-                        transfer: self.id,
-                        offset: self.progress,
-                        total: self.size,
-                    }));
+                if self.state == State::Sending {
+                    self.started(false);
                 }
-                self.pump();
                 if !rest.is_empty() {
                     self.on_received(now, rest);
                 }
             }
-            State::Sending | State::WaitVerdict if self.framed => {
+            State::Sending | State::WaitVerdict | State::Proving if self.framed => {
                 self.frames.push(&data);
                 // Every frame a receiver may send ends the transfer, so one is all we read.
                 match self.frames.next_frame() {
@@ -359,9 +379,48 @@ impl Outgoing {
                 }
             }
             // Jami's raw form has nothing to say after GO; once over, nothing matters.
-            State::Sending | State::WaitVerdict | State::Done(_) => {}
+            State::Sending | State::WaitVerdict | State::Proving | State::Done(_) => {}
             State::Opening => self.violation(now, "the receiver spoke before the header"),
         }
+    }
+
+    /// The digest of our first `n` bytes, to compare with the receiver's.
+    fn on_prefix(&mut self, ours: Digest) {
+        let Some((held, theirs)) = self.claimed.take() else {
+            return;
+        };
+        if ours == theirs {
+            self.start_at(held);
+            self.started(true);
+        } else {
+            // What the receiver holds under this id is not our file's start: never send the
+            // rest onto it (a full transfer would end in a digest mismatch).
+            self.send(Frame::Restart.encode());
+            self.start_at(0);
+            self.event_status(Status::Ongoing, None);
+            self.out.push_back(Output::Event(Event::Restarted {
+                transfer: self.id,
+                held,
+                total: self.size,
+            }));
+            self.pump();
+        }
+    }
+
+    /// Data is about to flow from `self.progress`: says so, and sends.
+    fn started(&mut self, verified: bool) {
+        self.event_status(Status::Ongoing, None);
+        if self.progress > 0 {
+            // The receiver kept this much: the application can say so (as the
+            // receiver does) before the first new byte leaves.
+            self.out.push_back(Output::Event(Event::Resuming {
+                transfer: self.id,
+                offset: self.progress,
+                total: self.size,
+                verified,
+            }));
+        }
+        self.pump();
     }
 
     fn start_at(&mut self, offset: u64) {

@@ -14,18 +14,6 @@ use super::{Cast, Harness, Setup, WAIT, ended, file, group_ended, offer, reachin
 /// pause, not a bound on anything.
 const SETTLE: Duration = Duration::from_secs(3);
 
-/// Waits for the first progress Bob's device (peer 1) reports for `transfer`: where it
-/// starts.
-fn first_progress<H: Harness>(h: &mut H, transfer: TransferId) -> u64 {
-    h.wait(1, WAIT, |e| match e {
-        ClientEvent::Progress {
-            transfer: t, done, ..
-        } if *t == transfer => Some(*done),
-        _ => None,
-    })
-    .unwrap_or_else(|| panic!("{}: no progress for {transfer:?}", H::NAME))
-}
-
 /// Two sends of files with one name, at once, to one device: each writes its own partial
 /// data (keyed by its id, not by the name), both are verified, and the two stored files
 /// are the two sent.
@@ -70,17 +58,17 @@ pub fn two_sends_of_one_name_never_touch_each_others_data<H: Harness>() {
     );
 }
 
-/// Alice's send is cancelled while bytes flow; Bob's device keeps what arrived, under
-/// (Alice's account, the sub-transfer's id). Alice sends the same file again under the
-/// same ids: Bob's device is offered the same id, starts past what it kept, and verifies
-/// the whole file.
-pub fn a_send_taken_up_again_resumes_from_what_was_kept<H: Harness>() {
-    let cast = Cast::new(1);
-    let mut h: H = cast.start(&Setup::default());
-    let f = file("resumed.bin", 64 << 20, 23);
-    let group = h.send_file(0, cast.bob.id(), &f);
-    let sub = reaching(&mut h, group, cast.devices[1].id());
-    let o = offer(&mut h, &cast, 1, &f);
+/// Alice sends `f` to Bob's device and cancels while bytes flow: Bob's device keeps what
+/// arrived, under (Alice's account, the sub-transfer's id). Returns the group and that id,
+/// once the cancelled channel has had time to close.
+fn send_and_cancel<H: Harness>(
+    h: &mut H,
+    cast: &Cast,
+    f: &super::TestFile,
+) -> (TransferId, TransferId) {
+    let group = h.send_file(0, cast.bob.id(), f);
+    let sub = reaching(h, group, cast.devices[1].id());
+    let o = offer(h, cast, 1, f);
     assert_eq!(o.transfer, sub, "the receiver sees the sender's id");
     h.accept(1, o.transfer);
     h.wait(1, WAIT, |e| match e {
@@ -89,30 +77,82 @@ pub fn a_send_taken_up_again_resumes_from_what_was_kept<H: Harness>() {
     })
     .unwrap_or_else(|| panic!("{}: no byte arrives", H::NAME));
     h.cancel(0, group);
-    let (status, reason) = ended(&mut h, 1, sub);
+    let (status, reason) = ended(h, 1, sub);
     assert_eq!(status, Status::ClosedByPeer, "{reason:?}");
     assert!(
         matches!(reason, Some(Reason::PeerCancelled(_))),
         "{reason:?}"
     );
     assert_eq!(
-        ended(&mut h, 0, sub),
+        ended(h, 0, sub),
         (Status::ClosedByHost, Some(Reason::Cancelled))
     );
-    assert_eq!(group_ended(&mut h, group), Status::ClosedByHost);
+    assert_eq!(group_ended(h, group), Status::ClosedByHost);
     // The cancelled channel closes (a round trip) before its id can name a new one; a
     // `send` run again comes from a new process, long after. Nothing is awaited here.
     let _ = h.wait(0, SETTLE, |_| None::<()>);
+    (group, sub)
+}
 
+/// Sends `f` again under `group` and `sub` (as `send` taking up an unfinished record does)
+/// and has Bob's device accept it.
+fn send_again<H: Harness>(
+    h: &mut H,
+    cast: &Cast,
+    f: &super::TestFile,
+    group: TransferId,
+    sub: TransferId,
+) {
     let devices = BTreeMap::from([(cast.devices[1].id(), sub)]);
-    let again = h.send_file_again(0, cast.bob.id(), &f, group, devices);
+    let again = h.send_file_again(0, cast.bob.id(), f, group, devices);
     assert_eq!(again, group, "the group's id is used again");
-    assert_eq!(reaching(&mut h, group, cast.devices[1].id()), sub);
-    let o = offer(&mut h, &cast, 1, &f);
+    assert_eq!(reaching(h, group, cast.devices[1].id()), sub);
+    let o = offer(h, cast, 1, f);
     assert_eq!(o.transfer, sub, "offered again under the same id");
     h.accept(1, o.transfer);
-    let start = first_progress(&mut h, sub);
-    assert!(start > 0, "{}: the second send started at 0", H::NAME);
+}
+
+/// What `peer` says about where `transfer` starts: `Ok((offset, verified))` for a resume,
+/// `Err(held)` for a restart at 0.
+fn start_of<H: Harness>(h: &mut H, peer: usize, transfer: TransferId) -> Result<(u64, bool), u64> {
+    h.wait(peer, WAIT, |e| match e {
+        ClientEvent::Resuming {
+            transfer: t,
+            offset,
+            verified,
+            ..
+        } if *t == transfer => Some(Ok((*offset, *verified))),
+        ClientEvent::Restarted {
+            transfer: t, held, ..
+        } if *t == transfer => Some(Err(*held)),
+        _ => None,
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{}: peer {peer} said neither resuming nor restarted",
+            H::NAME
+        )
+    })
+}
+
+/// Alice's send is cancelled while bytes flow; Bob's device keeps what arrived, under
+/// (Alice's account, the sub-transfer's id). Alice sends the same file again under the
+/// same ids: Bob's device is offered the same id, its `GO n <digest>` matches Alice's first
+/// `n` bytes, both sides say "resuming (prefix verified)", and the whole file is verified.
+pub fn a_send_taken_up_again_resumes_from_what_was_kept<H: Harness>() {
+    let cast = Cast::new(1);
+    let mut h: H = cast.start(&Setup::default());
+    let f = file("resumed.bin", 64 << 20, 23);
+    let (group, sub) = send_and_cancel(&mut h, &cast, &f);
+    send_again(&mut h, &cast, &f, group, sub);
+    let (offset, verified) = start_of(&mut h, 1, sub).expect("a resume, not a restart");
+    assert!(offset > 0, "{}: the second send started at 0", H::NAME);
+    assert!(verified, "{}: the receiver's prefix was verified", H::NAME);
+    assert_eq!(
+        start_of(&mut h, 0, sub),
+        Ok((offset, true)),
+        "the sender agrees"
+    );
     assert_eq!(ended(&mut h, 1, sub), (Status::Finished, None));
     assert_eq!(ended(&mut h, 0, sub), (Status::Finished, None));
     assert_eq!(
@@ -121,5 +161,30 @@ pub fn a_send_taken_up_again_resumes_from_what_was_kept<H: Harness>() {
         "{}: the resumed file is the one sent",
         H::NAME
     );
-    eprintln!("{}: resumed at {start} of {} bytes", H::NAME, f.size);
+    eprintln!("{}: resumed at {offset} of {} bytes", H::NAME, f.size);
+}
+
+/// Bob's device holds bytes under (Alice's account, the id) that are not the start of the
+/// file sent again under that id (another file of the same name and size): Alice's check of
+/// Bob's `GO n <digest>` fails, she sends RESTART, Bob's device empties what it held, and
+/// the new file arrives whole and verified: a fresh start, never a digest mismatch.
+pub fn a_stale_partial_under_the_same_key_starts_again<H: Harness>() {
+    let cast = Cast::new(1);
+    let mut h: H = cast.start(&Setup::default());
+    let old = file("stale.bin", 16 << 20, 24);
+    let new = file("stale.bin", 16 << 20, 25);
+    let (group, sub) = send_and_cancel(&mut h, &cast, &old);
+    send_again(&mut h, &cast, &new, group, sub);
+    let held = start_of(&mut h, 1, sub).expect_err("a restart, not a resume");
+    assert!(held > 0, "{}: Bob held nothing", H::NAME);
+    assert_eq!(start_of(&mut h, 0, sub), Err(held), "the sender agrees");
+    assert_eq!(ended(&mut h, 1, sub), (Status::Finished, None));
+    assert_eq!(ended(&mut h, 0, sub), (Status::Finished, None));
+    assert_eq!(
+        h.received(1, &new.name),
+        Some((new.size, new.digest())),
+        "{}: the file is the new one, whole",
+        H::NAME
+    );
+    eprintln!("{}: restarted over {held} stale bytes", H::NAME);
 }

@@ -234,6 +234,7 @@ fn answer(op: FileOp, good: bool, size: u64) -> Option<FileResult> {
             name: "f".into(),
         },
         FileOp::Discard { .. } | FileOp::Close { .. } => FileResult::Closed { file: FILE },
+        FileOp::Truncate { .. } => FileResult::Opened { file: FILE, len: 0 },
         _ => return None,
     })
 }
@@ -268,6 +269,7 @@ fn incoming(s: &mut Script<'_>, form: Form, now: &mut Instant) {
             display_name: "f.bin".into(),
             offset: 0,
             extension: (s.byte() & 1 == 0).then_some(1),
+            prefix_digest: false,
         };
         m.handle_input(*now, Input::Received(header.encode()))
             .expect("network bytes are never a caller error");
