@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::contacts::Contacts;
 use crate::failure::Failure;
-use crate::home::Home;
+use crate::home::{Home, create_private_dir};
 use crate::outcome::failure_of;
 use crate::records::{Record, Records};
 use crate::report::Report;
@@ -222,6 +222,7 @@ pub(crate) async fn run(
              is taken; add contacts (`ferry contact add NAME ID`) or use --from"
         );
     }
+    create_private_dir(&options.into)?;
     let session = session::start(
         home,
         net,

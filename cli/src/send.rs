@@ -85,7 +85,7 @@ pub(crate) async fn run(
     let source_file = SourceFile::of(&source, &meta);
     let earlier = records.unfinished_send(account, &source_file)?;
 
-    // A sender takes no files; its driver still needs a folder.
+    // A sender takes no files: its driver is named a folder it never makes.
     let folder = home.dir().join("received");
     let session = session::start(home, net, &folder, None, None)?;
     let mut ctrl_c = session::ctrl_c().await;

@@ -15,7 +15,7 @@ use ferry_proto::turn::TurnConfig;
 use ferry_tokio::{Config, Driver, Events, Handle};
 
 use crate::failure::Failure;
-use crate::home::{DeviceFile, Home, create_private_dir, default_dht_folder};
+use crate::home::{DeviceFile, Home, default_dht_folder};
 
 /// Where the DHT is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,8 @@ impl Session {
     }
 }
 
-/// Starts this device's node, with received files going to `receive_folder`.
+/// Starts this device's node, with received files going to `receive_folder` (made when the
+/// first file is taken; `listen` makes it at once, to check it before anyone sends).
 pub(crate) fn start(
     home: &Home,
     net: &NetOptions,
@@ -156,7 +157,6 @@ pub(crate) fn start(
 ) -> Result<Session, Failure> {
     let device = DeviceFile::load(&home.device())?;
     let revocations = home.load_revocations(&device.device)?;
-    create_private_dir(receive_folder)?;
     // Two processes of one machine meet through a folder: their loopback addresses then are
     // a path too. Over a real DHT, only addresses other machines can reach are offered.
     let paths = Paths {

@@ -319,6 +319,10 @@ fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
     let got = std::fs::read(into.join("photo of the sea.bin")).expect("the received file");
     let want = std::fs::read(&source).expect("the source");
     assert!(got == want, "the file arrived byte for byte");
+    assert!(
+        !w.path("alice").join("received").exists(),
+        "a send makes no receive folder in the sender's home"
+    );
     // Its log, written to a pipe, is plain text: the warning is there, no colour codes.
     let log = text(&received.stderr);
     assert!(log.contains("--accept-all with no contacts"), "{log}");

@@ -108,11 +108,24 @@ fn our_uid() -> u32 {
 
 impl ReceiveFolder {
     /// Opens the receive folder at `path` (a symlink to it is the user's choice and is
-    /// followed), checks it, and creates or opens its private folder.
+    /// followed), checks it, and creates or opens its private folder. A folder that does not
+    /// exist yet is made, with its missing parents, mode 0700: it is made when the first file
+    /// is taken, so a process that only sends makes none.
     pub fn open(path: &Path) -> Result<ReceiveFolder, FolderError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = rustix::fs::openat(CWD, path, flags, Mode::empty())
-            .map_err(|e| FolderError::Open(path.to_owned(), e.into()))?;
+        let dir = match rustix::fs::openat(CWD, path, flags, Mode::empty()) {
+            Err(Errno::NOENT) => {
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(|e| FolderError::Open(path.to_owned(), e))?;
+                rustix::fs::openat(CWD, path, flags, Mode::empty())
+            }
+            other => other,
+        }
+        .map_err(|e| FolderError::Open(path.to_owned(), e.into()))?;
         let stat = rustix::fs::fstat(&dir)?;
         if stat.st_uid != our_uid() {
             return Err(FolderError::OtherOwner {

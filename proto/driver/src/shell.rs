@@ -235,7 +235,8 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
         config: &super::Config,
         deliver: impl Fn(Input) + Clone + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.receive_folder)?;
+        // The receive folder is made when the first file is taken (`ReceiveFolder::open`),
+        // not here: a driver that only sends makes none.
         let to_files = deliver.clone();
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;

@@ -423,3 +423,18 @@ fn partial_data_older_than_the_age_is_pruned_and_nothing_else() {
     assert_eq!(fs::read(&victim).expect("victim"), b"keep");
     assert!(private.join("link.ferry-part").symlink_metadata().is_ok());
 }
+
+/// A receive folder that does not exist yet is made when the first file is taken, private
+/// (0700), with its missing parents; until then nothing is made (a driver that only sends
+/// leaves no folder behind).
+#[test]
+fn a_missing_receive_folder_is_made_private_at_the_first_file() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let folder = home.path().join("not").join("yet");
+    let mut service = FileService::new(&folder);
+    assert!(!folder.exists(), "nothing made before a file is taken");
+    assert_eq!(receive(&mut service, "a.bin", b"hello"), "a.bin");
+    assert_eq!(fs::read(folder.join("a.bin")).expect("received"), b"hello");
+    let mode = fs::metadata(&folder).expect("made").mode() & 0o777;
+    assert_eq!(mode, 0o700, "made private");
+}
