@@ -2,115 +2,27 @@
 //! `listen` and a `send` that find each other through a folder DHT, refusals and cancels and
 //! their exit codes, unusable identity files, and `--json` lines.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{World, events, json_lines, make_file, text};
 use serde_json::Value;
 
 /// Longest any one process may run here.
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// A scratch world: homes and a DHT folder, all under one temporary folder.
-struct World {
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().expect("a temporary folder"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `ferry` with `home` as its home and this world's DHT folder, logs quiet unless
-    /// `FERRY_TEST_LOG` says what `RUST_LOG` to give it (a failing test then shows them).
-    fn ferry(&self, home: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.env("FERRY_HOME", self.path(home))
-            .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
-            .env_remove("FERRY_TURN")
-            .stdin(Stdio::null());
-        match std::env::var("FERRY_TEST_LOG") {
-            Ok(filter) => c.env("RUST_LOG", filter),
-            Err(_) => c.env_remove("RUST_LOG"),
-        };
-        c
-    }
-
-    /// Runs `ferry --json ARGS` in `home` to the end.
-    fn run(&self, home: &str, args: &[&str]) -> Output {
-        let child = self
-            .ferry(home)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ferry starts");
-        finish(child)
-    }
-
-    /// A new account in `home`; its id.
-    fn account(&self, home: &str) -> String {
-        let out = self.run(home, &["--json", "account", "new"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        let line = json_lines(&out.stdout).remove(0);
-        line["account"].as_str().expect("an account id").to_owned()
-    }
-}
-
 /// Waits for `child` (at most [`LIMIT`], then kills it) and collects its output.
 fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(out) => out.expect("ferry's output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("ferry (pid {pid}) ran longer than {LIMIT:?}");
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Every stdout line as JSON; panics on a line that is not a JSON object with an `event`.
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    text(stdout)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
-            assert!(v["event"].is_string(), "no event in {l}");
-            v
-        })
-        .collect()
-}
-
-fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|v| v["event"] == event).collect()
+    common::finish(child, LIMIT)
 }
 
 fn code(status: ExitStatus) -> Option<i32> {
     status.code()
-}
-
-/// A file of `size` bytes that is not all one byte.
-fn make_file(path: &Path, size: usize) {
-    let data: Vec<u8> = (0..size as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    std::fs::write(path, data).expect("a test file");
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -141,7 +53,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 #[test]
 fn account_new_then_show_and_no_second_account_over_it() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let id = w.account("alice");
     assert_eq!(id.len(), 40, "{id}");
     let show = w.run("alice", &["--json", "account", "show"]);
@@ -175,7 +87,7 @@ fn account_new_then_show_and_no_second_account_over_it() {
 
 #[test]
 fn a_device_is_added_imported_elsewhere_and_revoked() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let id = w.account("alice");
     let file = w.path("laptop.pem");
     let file_text = file.to_string_lossy().into_owned();
@@ -220,7 +132,7 @@ fn a_device_is_added_imported_elsewhere_and_revoked() {
 
 #[test]
 fn unusable_or_missing_identity_files_say_so_with_code_3() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let missing = w.run("nobody", &["account", "show"]);
     assert_eq!(code(missing.status), Some(3));
     assert!(
@@ -247,7 +159,7 @@ fn unusable_or_missing_identity_files_say_so_with_code_3() {
     }
 
     // A device file without its announcement is unusable too.
-    let w2 = World::new();
+    let w2 = World::new(LIMIT);
     w2.account("alice");
     let pem = std::fs::read_to_string(w2.path("alice").join("device.pem")).expect("device");
     let cut = pem
@@ -264,7 +176,7 @@ fn unusable_or_missing_identity_files_say_so_with_code_3() {
 
 #[test]
 fn bad_arguments_exit_with_2() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let not_an_id = w.run("alice", &["send", "Cargo.toml", "--to", "bob"]);
     assert_eq!(code(not_an_id.status), Some(2));
@@ -293,7 +205,7 @@ fn listen(w: &World, home: &str, into: &Path, extra: &[&str]) -> Child {
 
 #[test]
 fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("photo of the sea.bin");
@@ -359,7 +271,7 @@ fn listen_and_send_in_two_processes_meet_through_the_folder_dht() {
 
 #[test]
 fn plain_output_when_not_a_terminal() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("notes.txt");
@@ -388,7 +300,7 @@ fn plain_output_when_not_a_terminal() {
 
 #[test]
 fn a_refused_transfer_exits_6_on_both_sides_and_leaves_nothing() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("unwanted.bin");
@@ -425,7 +337,7 @@ fn a_refused_transfer_exits_6_on_both_sides_and_leaves_nothing() {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_send_cancels_and_both_sides_exit_7() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("big.bin");
@@ -484,7 +396,7 @@ fn an_interrupted_send_cancels_and_both_sides_exit_7() {
 
 #[test]
 fn small_pictures_are_taken_without_asking_when_allowed() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let picture = w.path("Holiday.PNG");
@@ -521,7 +433,7 @@ fn small_pictures_are_taken_without_asking_when_allowed() {
 
 #[test]
 fn a_file_that_is_not_a_picture_is_refused_when_nobody_can_answer() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let file = w.path("tool.exe");
@@ -552,7 +464,7 @@ fn a_file_that_is_not_a_picture_is_refused_when_nobody_can_answer() {
 /// Takes [`ferry_proto::node::LOOKUP_TIMEOUT`] (30 s): nobody announces the account.
 #[test]
 fn an_unknown_contact_exits_4() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let file = w.path("letter.txt");
     make_file(&file, 1000);
@@ -576,7 +488,7 @@ fn an_unknown_contact_exits_4() {
 #[cfg(unix)]
 #[test]
 fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let mut listener = listen(&w, "bob", &w.path("in"), &["--accept-all"]);
@@ -626,7 +538,7 @@ fn listen_and_send_through_a_turn_relay() {
         )
     };
     let (turn, turn2) = (url(coturn.port), url(second.port));
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("relayed.bin");
@@ -696,7 +608,7 @@ fn listen_and_send_meet_through_an_opendht_proxy() {
     }
     let nodes = ferry_tests::dhtnode::DhtNodes::start();
     let dht = format!("http://{}", nodes.proxy);
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("over-opendht.bin");
@@ -738,7 +650,7 @@ fn listen_and_send_meet_through_an_opendht_proxy() {
 /// [`ferry_proto::node::LOOKUP_TIMEOUT`]).
 #[test]
 fn a_revoked_device_is_no_longer_reached_by_its_own_account() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let account = w.account("main");
     let laptop_file = w.path("laptop.pem");
     let add = w.run(
@@ -792,7 +704,7 @@ fn a_revoked_device_is_no_longer_reached_by_its_own_account() {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_idle_listen_exits_0() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("bob");
     let mut listener = w
         .ferry("bob")
@@ -823,7 +735,7 @@ fn an_interrupted_idle_listen_exits_0() {
 /// that is not usable says which and why, with exit code 2.
 #[test]
 fn settings_come_from_config_json_in_the_home() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let into = w.path("from-config");
@@ -898,7 +810,7 @@ fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_exits_9_on_both_sides() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let source = w.path("too-big.bin");
@@ -988,7 +900,7 @@ fn settles_to(pid: u32, baseline: usize) -> usize {
 
 #[test]
 fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behind() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let into = w.path("received");
@@ -1049,7 +961,7 @@ fn three_sends_to_one_running_listener_each_succeed_and_leave_no_descriptor_behi
 /// a liveness check of the first) and both files verify. Before, one exited 5.
 #[test]
 fn two_sends_of_one_home_at_once_to_a_running_listener_both_succeed() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let into = w.path("received");
@@ -1129,7 +1041,7 @@ fn a_stranger_holding_hundreds_of_idle_connections_costs_a_listener_a_bounded_fe
     const HELD: usize = 500;
     // The node's per-address budget of unrouted connections (UNROUTED_PER_SOURCE).
     const PER_SOURCE: usize = 16;
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let into = w.path("received");
@@ -1180,7 +1092,7 @@ fn a_stranger_holding_hundreds_of_idle_connections_costs_a_listener_a_bounded_fe
 
 #[test]
 fn a_second_listener_on_one_home_exits_10_naming_the_first() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("bob");
     let into = w.path("received");
     let (mut first, _lines) = long_listener(&w, "bob", &into);
@@ -1201,7 +1113,7 @@ fn a_second_listener_on_one_home_exits_10_naming_the_first() {
 
 #[test]
 fn contacts_name_accounts_and_a_listener_with_contacts_refuses_strangers_before_ice() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let alice = w.account("alice");
     let bob = w.account("bob");
     w.account("mallory");
@@ -1271,7 +1183,7 @@ fn contacts_name_accounts_and_a_listener_with_contacts_refuses_strangers_before_
 
 #[test]
 fn listen_from_an_unknown_name_is_a_usage_error() {
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("bob");
     let out = finish(listen(&w, "bob", &w.path("in"), &["--from", "nobody"]));
     assert_eq!(code(out.status), Some(2), "{}", text(&out.stderr));

@@ -3,71 +3,37 @@
 //! `listen` keeping what arrived, and the same `send` run again resuming from it, said on
 //! both sides.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{World, events, json_lines, make_file, text};
 use serde_json::Value;
 
 /// Longest any one process may run here (a bound on failures, not a measure).
 const LIMIT: Duration = Duration::from_secs(180);
 
-/// Homes and a DHT folder under one temporary folder.
-struct World {
-    dir: tempfile::TempDir,
+/// The records tests' own calls on the shared world.
+trait RecordsWorld {
+    fn history(&self, home: &str) -> Vec<Value>;
+    fn listen(&self, home: &str, into: &Path, once: bool) -> (Child, mpsc::Receiver<Value>);
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            dir: tempfile::tempdir().expect("a temporary folder"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn ferry(&self, home: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        c.env("FERRY_HOME", self.path(home))
-            .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
-            .env_remove("FERRY_TURN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match std::env::var("FERRY_TEST_LOG") {
-            Ok(filter) => c.env("RUST_LOG", filter),
-            Err(_) => c.env_remove("RUST_LOG"),
-        };
-        c
-    }
-
-    fn run(&self, home: &str, args: &[&str]) -> Output {
-        finish(self.ferry(home).args(args).spawn().expect("ferry starts"))
-    }
-
-    fn account(&self, home: &str) -> String {
-        let out = self.run(home, &["--json", "account", "new"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        lines(&out.stdout)[0]["account"]
-            .as_str()
-            .expect("an account id")
-            .to_owned()
-    }
-
+impl RecordsWorld for World {
     /// `ferry --json history` in `home`: its records.
     fn history(&self, home: &str) -> Vec<Value> {
         let out = self.run(home, &["--json", "history"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        lines(&out.stdout)
+        json_lines(&out.stdout)
     }
 
     /// `ferry --json listen --accept-all` in `home`, its JSON lines on a channel.
     fn listen(&self, home: &str, into: &Path, once: bool) -> (Child, mpsc::Receiver<Value>) {
-        let mut c = self.ferry(home);
+        let mut c = self.ferry_piped(home);
         c.args(["--json", "listen", "--accept-all", "--into"])
             .arg(into);
         if once {
@@ -89,33 +55,7 @@ impl World {
 
 /// Waits for `child` (at most [`LIMIT`], then kills it) and collects its output.
 fn finish(child: Child) -> Output {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(out) => out.expect("ferry's output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("ferry (pid {pid}) ran longer than {LIMIT:?}");
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn lines(stdout: &[u8]) -> Vec<Value> {
-    text(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
-}
-
-fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|v| v["event"] == event).collect()
+    common::finish(child, LIMIT)
 }
 
 /// Takes lines from `rx` until one that `pick` picks (at most [`LIMIT`]); every line taken.
@@ -131,13 +71,6 @@ fn until(rx: &mpsc::Receiver<Value>, pick: impl Fn(&Value) -> bool) -> Vec<Value
             return seen;
         }
     }
-}
-
-fn make_file(path: &Path, size: usize) {
-    let data: Vec<u8> = (0..size as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    std::fs::write(path, data).expect("a test file");
 }
 
 /// The files in the private partial folder of `into`.
@@ -187,7 +120,7 @@ fn a_killed_send_run_again_resumes() {
 }
 
 fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
-    let w = World::new();
+    let w = World::new(LIMIT);
     let alice = w.account("alice");
     let bob = w.account("bob");
     let source = w.path("big.bin");
@@ -195,7 +128,7 @@ fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
     make_file(&source, size);
     let into = w.path("in");
     let send = || {
-        w.ferry("alice")
+        w.ferry_piped("alice")
             .args(["--json", "send"])
             .arg(&source)
             .args(["--to", &bob])
@@ -305,7 +238,7 @@ fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
         "{}",
         text(&received.stderr)
     );
-    let send_lines = lines(&sent.stdout);
+    let send_lines = json_lines(&sent.stdout);
     assert_eq!(events(&send_lines, "sending")[0]["again"], true);
     assert_eq!(events(&send_lines, "sending")[0]["group"], id);
     for (side, lines) in [("send", &send_lines), ("listen", &listen_lines)] {
@@ -353,7 +286,7 @@ fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
         text(&plain.stdout)
     );
     let none = w.run("alice", &["--json", "history", "--limit", "0"]);
-    assert!(lines(&none.stdout).is_empty());
+    assert!(json_lines(&none.stdout).is_empty());
 }
 
 /// A file named like a picture, under the `--auto-accept-images-under` limit, that does not
@@ -362,14 +295,14 @@ fn interrupted_then_resumed(sender_killed: bool, stale_partial: bool) {
 #[test]
 fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
     // SECURITY: row 125
-    let w = World::new();
+    let w = World::new(LIMIT);
     w.account("alice");
     let bob = w.account("bob");
     let fake = w.path("holiday.jpg");
     make_file(&fake, 200_000);
     let into = w.path("pictures");
     let listener = w
-        .ferry("bob")
+        .ferry_piped("bob")
         .args([
             "listen",
             "--once",

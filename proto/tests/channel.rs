@@ -11,12 +11,16 @@ use ferry_proto::channel::{
 /// The one instant these tests run at (the multiplexer reads no clock).
 static T0: LazyLock<Instant> = LazyLock::new(Instant::now);
 
+/// Everything `m` has to write, as one stream.
+fn wire(m: &mut Mux) -> Vec<u8> {
+    std::iter::from_fn(|| m.poll_transmit())
+        .flat_map(|t| t.to_vec())
+        .collect()
+}
+
 /// Moves every pending unit from `a` to `b`, in pieces of `step` bytes.
 fn carry(a: &mut Mux, b: &mut Mux, step: usize) {
-    let mut wire = Vec::new();
-    while let Some(t) = a.poll_transmit() {
-        wire.extend_from_slice(&t);
-    }
+    let wire = wire(a);
     for piece in wire.chunks(step.max(1)) {
         b.handle_bytes(*T0, piece).expect("well-formed units");
     }
@@ -54,10 +58,7 @@ fn a_unit_cut_by_the_transport_comes_out_as_it_arrives_without_its_header() {
     let _ = (events(&mut s), events(&mut c));
     let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
     c.send(*T0, ch, &data).expect("open");
-    let mut wire = Vec::new();
-    while let Some(t) = c.poll_transmit() {
-        wire.extend_from_slice(&t);
-    }
+    let wire = wire(&mut c);
     // The header (5 bytes: array, channel, bin16 and its length) is cut after its second
     // byte, the data after 300 bytes.
     s.receive(*T0, bytes::Bytes::copy_from_slice(&wire[..2]))
@@ -364,10 +365,7 @@ fn a_request_the_peer_never_answers_is_given_up_and_its_late_answer_ignored() {
     assert_eq!((c.channels(), c.poll_timeout()), (0, None));
     // The peer's acceptance comes after the deadline: nothing opens.
     s.accept(*T0, ch).expect("offered");
-    let mut wire = Vec::new();
-    while let Some(t) = s.poll_transmit() {
-        wire.extend_from_slice(&t);
-    }
+    let wire = wire(&mut s);
     c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
         .expect("well-formed");
     assert_eq!(events(&mut c), vec![]);
@@ -380,10 +378,7 @@ fn an_answer_read_after_the_deadline_is_late_even_without_a_timeout_call() {
     let ch = c.open(*T0, "x").expect("open");
     carry(&mut c, &mut s, 1000);
     s.accept(*T0, ch).expect("offered");
-    let mut wire = Vec::new();
-    while let Some(t) = s.poll_transmit() {
-        wire.extend_from_slice(&t);
-    }
+    let wire = wire(&mut s);
     // The owner never called `handle_timeout`; the bytes are read at the deadline.
     c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
         .expect("well-formed");
