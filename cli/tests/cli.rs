@@ -511,12 +511,13 @@ fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
     assert!(err.contains("could not connect"), "{err}");
 }
 
-/// `listen` and `send` in two processes, with Bob's bytes through a real coturn only
-/// (`--relay-only`, two coturns given with `--turn` twice): the `--turn` URLs reach the
-/// node, and both ends report a relayed path. Only Bob is relay only: two relay-only devices need relay to relay (RFC 6062
-/// Connect through one's own allocation), which is not there yet. (Both were relay only
-/// here, and met over a direct host connection: relay only still connected from host
-/// addresses.)
+/// `listen` and `send` in two processes, both relay only (`--relay-only`) on real coturns:
+/// Alice on one, Bob on two (`--turn` twice, a relayed address on each). Neither offers or
+/// connects from an address of its own, so the only path is relay to relay: Alice's
+/// connection leaves from her relay (RFC 6062 Connect through her allocation) to one of
+/// Bob's relayed addresses, and both ends name the path `relay-relay`. (Before relay to
+/// relay, only Bob could be relay only; and before that, relay only still connected from
+/// host addresses.)
 #[test]
 fn listen_and_send_through_a_turn_relay() {
     // Both devices relay through this coturn, so its relay carries traffic both ways at once:
@@ -564,6 +565,7 @@ fn listen_and_send_through_a_turn_relay() {
             &source.to_string_lossy(),
             "--to",
             &bob,
+            "--relay-only",
             "--turn",
             &turn,
         ],
@@ -571,18 +573,20 @@ fn listen_and_send_through_a_turn_relay() {
     let received = finish(listener);
     let said = text(&sent.stdout);
     assert!(
-        said.lines()
-            .any(|l| l.starts_with("connected to device ") && l.ends_with(": relay (relayed)")),
-        "send reports the relayed path: {said}"
+        said.lines().any(
+            |l| l.starts_with("connected to device ") && l.ends_with(": relay-relay (relayed)")
+        ),
+        "send reports the relay-to-relay path: {said}"
     );
     let heard = json_lines(&received.stdout);
     let connected = events(&heard, "connected");
     assert!(
         connected.len() == 1
-            && connected[0]["path"] == "relay"
+            && connected[0]["path"] == "relay-relay"
             && connected[0]["class"] == "relayed"
-            && connected[0]["local"] == "relay",
-        "listen's connected event names bob's relayed candidate: {connected:?}"
+            && connected[0]["local"] == "relay"
+            && connected[0]["remote"] == "relay",
+        "listen's connected event names both relayed candidates: {connected:?}"
     );
     assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
     assert_eq!(
