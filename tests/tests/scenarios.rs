@@ -477,7 +477,7 @@ fn s3_symmetric_nats_go_through_the_relay() {
     insta::assert_snapshot!(world.trace());
 }
 
-/// Seen across real NATs (tests/tests/kernel_nat.rs): nodes that also offer their loopback
+/// Seen across real NATs (cli/tests/kernel_nat.rs): nodes that also offer their loopback
 /// addresses (as two `ferry` meeting through a folder DHT do) asked their relay to permit
 /// every address of the peer in one CreatePermission; coturn refuses a loopback peer, so it
 /// refused the request whole and the relayed path never opened. The simulated relay refuses

@@ -74,6 +74,8 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
 
 /// [`row`], with both ends' `connected` event naming `path` when it is given.
 fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: Option<&str>) {
+    // The binary cargo built with this test: no second build (see `netlab::use_binary`).
+    ferry_tests::netlab::use_binary(env!("CARGO_BIN_EXE_ferry"));
     let Some(lab) = Lab::start(tag, a, b) else {
         return;
     };
