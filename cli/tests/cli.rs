@@ -602,6 +602,58 @@ fn listen_and_send_through_a_turn_relay() {
     );
 }
 
+/// Relay to relay over IPv6: both devices relay only, through a coturn given by its IPv6
+/// address (`turn://…@[::1]:port`), so each allocation is IPv6 (REQUESTED-ADDRESS-FAMILY)
+/// and each offers nothing but its IPv6 relayed candidates: `relay-relay` at both ends means
+/// the file went through IPv6 relayed addresses.
+#[test]
+fn two_relay_only_devices_meet_through_an_ipv6_relay() {
+    let Some(coturn) = ferry_tests::coturn::Coturn::start(&["--relay-threads=1"]) else {
+        return;
+    };
+    let turn = format!(
+        "turn://{}:{}@[::1]:{}?realm={}",
+        ferry_tests::coturn::USER,
+        ferry_tests::coturn::PASSWORD,
+        coturn.port,
+        ferry_tests::coturn::REALM
+    );
+    let w = World::new(LIMIT);
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("over-six.bin");
+    make_file(&source, 256 * 1024 + 3);
+    let into = w.path("in");
+    let relay = ["--relay-only", "--turn", turn.as_str()];
+    let listener = listen(&w, "bob", &into, &[&["--accept-all"][..], &relay].concat());
+    let source_arg = source.to_string_lossy();
+    let sent = w.run(
+        "alice",
+        &[&["--json", "send", &source_arg, "--to", &bob][..], &relay].concat(),
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    for (end, out) in [("send", &sent.stdout), ("listen", &received.stdout)] {
+        let lines = json_lines(out);
+        let connected = events(&lines, "connected");
+        assert!(
+            connected.len() == 1 && connected[0]["path"] == "relay-relay",
+            "{end} names the relay-to-relay path: {connected:?}"
+        );
+    }
+    let got = std::fs::read(into.join("over-six.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("the source"),
+        "byte for byte"
+    );
+}
+
 /// `listen` and `send` in two processes meeting on OpenDHT through a `dhtnode` proxy
 /// (`--dht http://…`), inside a network namespace of their own.
 #[test]
