@@ -822,6 +822,24 @@ fn settings_come_from_config_json_in_the_home() {
     assert_eq!(code(bad.status), Some(2));
     let err = text(&bad.stderr);
     assert!(err.contains("config.json") && err.contains("dhtt"), "{err}");
+
+    // Several TURN servers: a list in config.json, or FERRY_TURN separated by spaces. Every
+    // one is read: the second, not a URL, is named in the refusal.
+    let good = "turn://u:p@127.0.0.1:3478?realm=r";
+    let list = serde_json::json!({ "turn": [good, "second-not-a-url"] });
+    std::fs::write(w.path("bob").join("config.json"), list.to_string()).expect("config");
+    let bad = w.run("bob", &["listen", "--once"]);
+    assert_eq!(code(bad.status), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("second-not-a-url"));
+    std::fs::remove_file(w.path("bob").join("config.json")).expect("config removed");
+    let bad = w
+        .ferry_piped("bob")
+        .env("FERRY_TURN", format!("{good}  third-not-a-url"))
+        .args(["listen", "--once"])
+        .output()
+        .expect("ferry runs");
+    assert_eq!(code(bad.status), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("third-not-a-url"));
 }
 
 /// Runs `ferry --json listen --once --accept-all` with its receive folder on a 64 KiB tmpfs,
