@@ -62,6 +62,9 @@ impl FrameDecoder {
         while !data.is_empty() {
             let want = self.needed();
             let take = want.min(data.len());
+            // Room for the rest of this frame at once: a buffer grown step by step would copy
+            // the frame again at each step.
+            self.buf.reserve(want);
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if let Some(frame) = self.take_frame() {
