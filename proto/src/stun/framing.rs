@@ -36,7 +36,10 @@ pub fn encode_into(payload: &[u8], out: &mut BytesMut) {
 
 /// The frame (or frames, past [`MAX_FRAME`]) holding `payload`.
 pub fn encode(payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
+    // Room for every frame's length too: a buffer two bytes short would be copied whole
+    // when the second frame's length comes.
+    let frames = payload.len().div_ceil(MAX_FRAME).max(1);
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX * frames + payload.len());
     encode_into(payload, &mut out);
     out.freeze()
 }
