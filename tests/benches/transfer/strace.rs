@@ -28,7 +28,7 @@ pub(crate) fn report(name: &str, file: &Path, bytes: u64) {
             calls.push((count, (*syscall).to_owned()));
         }
     }
-    calls.sort_by(|a, b| b.0.cmp(&a.0));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.0));
     let top: Vec<String> = calls
         .iter()
         .take(8)

@@ -18,7 +18,7 @@ use super::FileService;
 /// heaviest work, and more workers than concurrent transfers would only sleep.
 pub const MAX_WORKERS: usize = 4;
 
-/// [`FileService`]s on a pool of threads (see the [module](self)): operations go in with
+/// [`FileService`]s on a pool of threads, each file pinned to one: operations go in with
 /// [`submit`](Self::submit), results come out through the `deliver` callback, in order for
 /// each file.
 ///
