@@ -192,6 +192,23 @@ fn concurrency(
         cpu_r / gib,
         gib / wall / bound
     );
+    // Where the work went: with a worker per file, each file's digest on its own thread.
+    for (name, f) in [("sender", send), ("receiver", receive)] {
+        println!(
+            "  {name:<8} per live thread, s/GiB: {}",
+            threads(f, gib).join(", ")
+        );
+    }
+}
+
+/// Each live thread's CPU seconds per GiB, from a side's `threads` figure.
+fn threads(f: &Figures, gib: f64) -> Vec<String> {
+    f.get("threads")
+        .map_or("", String::as_str)
+        .split(',')
+        .filter_map(|t| t.rsplit_once(':'))
+        .map(|(n, cpu)| format!("{n} {:.2}", cpu.parse::<f64>().unwrap_or(0.0) / gib))
+        .collect()
 }
 
 fn num(f: &Figures, key: &str) -> f64 {
@@ -212,15 +229,9 @@ fn side_line(name: &str, f: &Figures, gib: f64, aes: &str, socket: &str, file: &
         per("file"),
         per("cpu") / sum
     );
-    let threads = f.get("threads").map_or("", String::as_str);
-    let threads: Vec<String> = threads
-        .split(',')
-        .filter_map(|t| t.rsplit_once(':'))
-        .map(|(n, cpu)| format!("{n} {:.2}", cpu.parse::<f64>().unwrap_or(0.0) / gib))
-        .collect();
     println!(
         "           per live thread, s/GiB (process lifetime): {}",
-        threads.join(", ")
+        threads(f, gib).join(", ")
     );
 }
 
