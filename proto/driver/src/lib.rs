@@ -33,6 +33,7 @@
 //!   and [`Stopped`], what a command to a driver that ended gets.
 
 pub mod app;
+pub mod buffers;
 pub mod client;
 pub mod dht;
 pub mod files;
@@ -49,6 +50,7 @@ pub mod shell;
 pub mod write_queue;
 
 pub use app::Client;
+pub use buffers::{BufferPool, ReadBuffer};
 pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
