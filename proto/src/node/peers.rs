@@ -382,6 +382,7 @@ impl Node {
         if self.by_device.get(&device) == Some(&id) {
             self.by_device.remove(&device);
             self.subs_unreachable(device, &why);
+            self.asks_unreachable(device, &why);
         }
         if was_ready {
             for t in self.transfers_on(id) {
