@@ -198,7 +198,9 @@ async fn take(
 ) -> Result<(), Failure> {
     let transfer = options.transfer;
     let mut resending = false;
+    // What each device said: a refusal code, or why it could not answer.
     let mut refusals: Vec<String> = Vec::new();
+    let mut refused = false;
     let mut status: Option<(Status, Option<ferry_proto::transfer::Reason>)> = None;
     let mut verified = false;
     let mut device = None;
@@ -230,15 +232,20 @@ async fn take(
                         report.line(&format!("asked {label}: {text}"));
                         match answer {
                             Ok(AskAnswer::Resending) => resending = true,
-                            Ok(code) => refusals.push(format!("{label}: {code}")),
+                            Ok(code) => {
+                                refused = true;
+                                refusals.push(format!("{label}: {code}"));
+                            }
                             Err(why) => refusals.push(format!("{label}: {why}")),
                         }
                         if last && !resending {
                             let all = refusals.join("; ");
-                            return Err(if refusals.iter().all(|r| r.contains("no device") || r.contains("no answer")) && d.is_none() {
+                            return Err(if refused {
+                                Failure::Refused(format!("the sender will not send it again: {all}"))
+                            } else if d.is_none() {
                                 Failure::UnknownContact(all)
                             } else {
-                                Failure::Refused(format!("the sender will not send it again: {all}"))
+                                Failure::Unreachable(all)
                             });
                         }
                     }

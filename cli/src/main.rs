@@ -136,9 +136,9 @@ enum Command {
     /// Ask the sender of a file received in part (or missed) to send it again, and take it:
     /// the sender's `listen` checks that the file was sent to you and is unchanged, and
     /// offers it again under the same id; what arrived before is kept and checked. Exit
-    /// code 0 once it arrived verified; 6 when every device of the sender refused (the
-    /// reason is printed: not_a_recipient, unknown_transfer, file_changed, ...); 4 when no
-    /// device of the sender announced itself.
+    /// code 0 once it arrived verified; 6 when a device of the sender refused and none
+    /// resends (the code is printed: not_a_recipient, unknown_transfer, file_changed, ...);
+    /// 4 when no device of the sender announced itself; 5 when none could be reached.
     Ask {
         /// The transfer id, as `ferry history` shows it on this side.
         id: u64,

@@ -60,6 +60,8 @@ struct ToDevice {
     channel: Option<(u32, ChannelId)>,
     reader: LineReader,
     answered: bool,
+    /// Whether a connection we answered failed under it and we asked with our own.
+    retried: bool,
 }
 
 /// Our request for one transfer, to every device of its sender's account.
@@ -95,12 +97,19 @@ pub(super) struct Asks {
     own: BTreeMap<TransferId, Own>,
     theirs: BTreeMap<AskId, Theirs>,
     next: u64,
+    /// Devices to connect to again with our own request, after the pump.
+    retry: Vec<(AccountId, crate::signal::Recipient)>,
 }
 
 impl Asks {
     /// Whether one of our requests waits for a device of `account`.
     pub(super) fn looks_up(&self, account: AccountId) -> bool {
         self.own.values().any(|o| o.account == account)
+    }
+
+    /// Whether devices wait to be connected to again for our requests.
+    pub(super) fn is_retrying(&self) -> bool {
+        !self.retry.is_empty()
     }
 
     /// How many requests the node holds (ours, theirs), for its footprint.
@@ -224,7 +233,7 @@ impl Node {
         }
         match self.ensure_connector(now, a.account, a.device, a.recipient()) {
             Some(id) => self.open_ask_channels(now, id),
-            None => self.asks_unreachable(a.device, "no room for a new connection"),
+            None => self.asks_unreachable(a.device, "no room for a new connection", None),
         }
     }
 
@@ -252,17 +261,47 @@ impl Node {
         }
     }
 
-    /// Our requests to `device` get no answer: its connection failed.
-    pub(super) fn asks_unreachable(&mut self, device: DeviceId, why: &str) {
-        let waiting: Vec<TransferId> = self
-            .asks
-            .own
-            .iter()
-            .filter(|(_, o)| o.devices.get(&device).is_some_and(|d| !d.answered))
-            .map(|(t, _)| *t)
-            .collect();
-        for t in waiting {
+    /// Our requests to `device` get no answer: its connection failed. With `retry`, the
+    /// connection was one we answered that never became ready (a request the DHT kept from
+    /// a process of that device that is gone answers that way): each request waiting on
+    /// it tries once more on a connection of our own asking, after the pump.
+    pub(super) fn asks_unreachable(
+        &mut self,
+        device: DeviceId,
+        why: &str,
+        retry: Option<(AccountId, crate::signal::Recipient)>,
+    ) {
+        let mut again = false;
+        let mut failed = Vec::new();
+        for (t, o) in self.asks.own.iter_mut() {
+            let Some(d) = o.devices.get_mut(&device).filter(|d| !d.answered) else {
+                continue;
+            };
+            if retry.is_some() && !d.retried {
+                d.retried = true;
+                d.channel = None;
+                again = true;
+            } else {
+                failed.push(*t);
+            }
+        }
+        if let Some(r) = retry.filter(|_| again) {
+            self.asks.retry.push(r);
+        }
+        for t in failed {
             self.own_answered(t, device, Err(why.to_owned()));
+        }
+    }
+
+    /// Connects again, with our own request, to the devices `asks_unreachable` left to
+    /// retry.
+    pub(super) fn retry_asks(&mut self, now: Instant) {
+        for (account, recipient) in std::mem::take(&mut self.asks.retry) {
+            let device = recipient.device;
+            match self.ensure_connector(now, account, device, recipient) {
+                Some(id) => self.open_ask_channels(now, id),
+                None => self.asks_unreachable(device, "no room for a new connection", None),
+            }
         }
     }
 

@@ -514,6 +514,10 @@ impl Node {
     /// Work that a pump leaves behind: failed connectors to forget, resets of transfers
     /// whose connection died, the idle timers of ready connections.
     fn after_pump(&mut self, now: Instant) {
+        if self.asks.is_retrying() {
+            self.retry_asks(now);
+            self.pump(now);
+        }
         self.forget_failed(now);
         self.watch_idle(now);
         while let Some(t) = self.pending_reset.pop_front() {

@@ -748,7 +748,7 @@ impl Folders {
 
     fn fill(path: &Path, file: &TestFile) {
         use std::io::Write as _;
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
         let mut buf = vec![0; 1 << 20];
         let mut at = 0;
         while at < file.size {
