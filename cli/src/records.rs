@@ -333,6 +333,22 @@ fn utc(secs: u64) -> String {
     )
 }
 
+/// A sent record claimed by this process ([`Records::claim`]); the lock goes with it, and
+/// its file when no one else waits on it.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Removed while still held: a process that opened it meanwhile holds a file no one
+        // else finds, and a new claim makes a new one; either way one holder per record.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// The records folder of a home.
 #[derive(Debug, Clone)]
 pub(crate) struct Records {
@@ -417,6 +433,26 @@ impl Records {
                 && r.named_by(id)
                 && from.is_none_or(|a| r.peer_account == a.to_string())
         }))
+    }
+
+    /// Claims the sent record `id` for this process: a lock (`flock`) on
+    /// `sent-<id>.lock` in the records folder, held until the [`Claim`] is dropped. `None`
+    /// when another process holds it: two `send`s of one file at once never take up one
+    /// record (each would resume into the other's data under one id).
+    pub(crate) fn claim(&self, id: &str) -> Result<Option<Claim>, Failure> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.failure("create", &e))?;
+        let path = self.dir.join(format!("sent-{id}.lock"));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| self.failure("write in", &e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim { _file: file, path })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(self.failure("lock in", &e)),
+        }
     }
 
     /// Writes `record` (crash-safe: a temporary file, fsynced, renamed over the old one).
@@ -577,6 +613,25 @@ mod tests {
             Some(received)
         );
         assert_eq!(records.received_as(sub, Some(bob)).expect("read"), None);
+    }
+
+    #[test]
+    fn a_sent_record_is_claimed_by_one_process_at_a_time() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let first = records.claim("5").expect("claim");
+        assert!(first.is_some());
+        assert!(records.claim("5").expect("claim").is_none(), "held");
+        assert!(
+            records.claim("6").expect("claim").is_some(),
+            "another record"
+        );
+        drop(first);
+        assert!(records.claim("5").expect("claim").is_some(), "let go");
+        assert!(
+            records.all().expect("read").is_empty(),
+            "lock files are not records"
+        );
     }
 
     #[test]
