@@ -66,12 +66,56 @@ pub(crate) fn decide(
     Ok(file.path)
 }
 
+/// The transfers `listen` sends again, by id: their sent records follow them, so the
+/// sender's history shows a resend's state as a send's.
+#[derive(Debug, Default)]
+pub(crate) struct Resent {
+    by_id: std::collections::BTreeMap<TransferId, ferry_proto::tls::DeviceId>,
+}
+
+impl Resent {
+    /// Updates the sent record of a resent transfer from a node event about it.
+    pub(crate) fn on_event(&mut self, records: &Records, event: &Event) {
+        let (transfer, state, reason, digest) = match event {
+            Event::Status {
+                transfer,
+                status,
+                reason,
+            } if status.is_final() || *status == Status::Ongoing => (
+                *transfer,
+                *status,
+                reason.as_ref().map(ToString::to_string),
+                None,
+            ),
+            Event::Verified {
+                transfer, digest, ..
+            } => (*transfer, Status::Finished, None, Some(digest.to_string())),
+            _ => return,
+        };
+        let Some(device) = self.by_id.get(&transfer).copied() else {
+            return;
+        };
+        if state.is_final() && digest.is_none() && state != Status::Finished {
+            self.by_id.remove(&transfer);
+        }
+        if let Ok(Some(mut record)) = records.sent_with(transfer) {
+            record.set_state(device, transfer, state.as_str(), reason);
+            if digest.is_some() {
+                record.sha3_512 = digest;
+                self.by_id.remove(&transfer);
+            }
+            keep(records, &record);
+        }
+    }
+}
+
 /// Serves a peer's request (`listen`): checks the records (off the async threads), then
 /// resends or refuses; says what it did.
 pub(crate) async fn answer(
     session: &Session,
     records: &Records,
     report: &Report,
+    resent: &mut Resent,
     request: AskId,
     from: PeerIdentity,
     transfer: TransferId,
@@ -94,7 +138,10 @@ pub(crate) async fn answer(
                     .handle
                     .call(move |node, now| node.answer_ask(now, request, decision));
                 match resend.await {
-                    Ok(Ok(_)) => AskAnswer::Resending,
+                    Ok(Ok(_)) => {
+                        resent.by_id.insert(transfer, from.device);
+                        AskAnswer::Resending
+                    }
                     _ => AskAnswer::Unavailable,
                 }
             }

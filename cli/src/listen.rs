@@ -255,6 +255,7 @@ pub(crate) async fn run(
 
     // `--ask-again`: what we asked for is taken when offered, without asking the user.
     let mut asked = std::collections::BTreeSet::new();
+    let mut resent = crate::ask::Resent::default();
     if options.ask_again {
         for (sender, transfer, name) in crate::ask::unfinished(&records, ASK_AGAIN_AT_START) {
             report.line(&format!("Asking for {name:?} ({transfer}) again"));
@@ -319,6 +320,7 @@ pub(crate) async fn run(
                 if !matches!(event, Event::Progress { .. }) {
                     tracing::debug!(?event, "node event");
                 }
+                resent.on_event(&records, &event);
                 match event {
                     Event::IncomingTransfer { transfer, name, size, from } => {
                         let from_text = who(from.as_ref());
@@ -432,7 +434,7 @@ pub(crate) async fn run(
                         }
                     }
                     Event::AskAgain { request, from, transfer } => {
-                        crate::ask::answer(&session, &records, &report, request, from, transfer).await;
+                        crate::ask::answer(&session, &records, &report, &mut resent, request, from, transfer).await;
                     }
                     Event::AskAnswered { transfer, device, answer, .. } => {
                         let label = device.map_or("no device".to_owned(), |d| format!("device {}", &d.to_string()[..12]));

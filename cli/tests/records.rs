@@ -327,7 +327,7 @@ fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
 /// runs `ferry ask ID` with the id his history shows, while Alice listens: her listener finds
 /// the send in her records by that id (the one Bob saw), checks the file, resends under the
 /// same id, and Bob's `ask` resumes from what he kept (prefix verified) and exits 0 with the
-/// file byte for byte. Before that, with Alice's file touched, the same request is refused
+/// file byte for byte; her history then shows it finished. Before that, with Alice's file touched, the same request is refused
 /// `file_changed` (exit 6) and nothing is sent; an id Bob never received is a usage error.
 #[test]
 fn ferry_ask_after_an_interrupted_receive_gets_the_file_verified() {
@@ -435,6 +435,19 @@ fn ferry_ask_after_an_interrupted_receive_gets_the_file_verified() {
     let _ = alice;
     signal(&alice_listener, "-INT");
     finish(alice_listener);
+    // Alice's record follows the resend: finished for Bob's device, with the digest.
+    let sent = w.history("alice");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let part = &sent[0]["devices"]
+        .as_object()
+        .and_then(|d| d.values().next().cloned())
+        .expect("bob's part");
+    assert_eq!(part["transfer"].as_str(), Some(id.as_str()));
+    assert_eq!(part["state"], "finished", "{sent:?}");
+    assert_eq!(
+        sent[0]["sha3_512"],
+        events(&lines, "verified")[0]["sha3_512"]
+    );
     let again = w.run("bob", &["ask", &id, "--into", &into_arg]);
     assert_eq!(again.status.code(), Some(2), "received whole already");
 }
