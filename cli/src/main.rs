@@ -19,14 +19,16 @@
 //! | `account new` | `account_created`: `account`, `device`, `home` |
 //! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
 //! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
-//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `resuming`: `transfer`, `label`, `offset`, `total` (a transfer that starts past what the receiver kept); `verified`: `transfer`, `name`, `path`, `sha3_512` |
+//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `resuming`: `transfer`, `label`, `offset`, `total` (a transfer that starts past what the receiver kept); `verified`: `transfer`, `name`, `path`, `sha3_512`; `asked_again`: `transfer`, `from_account`, `from_device`, `answer` (a peer asked for a file again) |
 //! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`, `again` (an unfinished send of this file taken up under its ids); `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress`, `resuming` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
+//! | `ask` | `ask_answer`: `transfer`, `device`, `answer` (a code of PROTOCOL.md §11) or `reason`; then `status`, `progress`, `resuming`, `verified` as for `listen` |
 //! | `history` | `record`: `id`, `direction` (`sent`, `received`), `peer_account`, `name`, `size`, `sha3_512`, `source` (`path`, `size`, `mtime_secs`, `mtime_nanos`, `inode`), `final_path`, `devices` (by device id: `transfer`, `state`, `reason`, `updated`), `created`, `updated` (Unix seconds) |
 //! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
 
+mod ask;
 mod contacts;
 mod demo;
 mod failure;
@@ -112,6 +114,10 @@ enum Command {
         /// the same send run again) that nobody wrote for this many days.
         #[arg(long, value_name = "DAYS", default_value_t = 7)]
         keep_partial_days: u64,
+        /// At start, ask the senders of received transfers that did not finish to send them
+        /// again (once each, the 16 most recent), and take what they resend.
+        #[arg(long)]
+        ask_again: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -124,6 +130,21 @@ enum Command {
         /// account show` prints there).
         #[arg(long, value_name = "WHO")]
         to: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Ask the sender of a file received in part (or missed) to send it again, and take it:
+    /// the sender's `listen` checks that the file was sent to you and is unchanged, and
+    /// offers it again under the same id; what arrived before is kept and checked. Exit
+    /// code 0 once it arrived verified; 6 when a device of the sender refused and none
+    /// resends (the code is printed: not_a_recipient, unknown_transfer, file_changed, ...);
+    /// 4 when no device of the sender announced itself; 5 when none could be reached.
+    Ask {
+        /// The transfer id, as `ferry history` shows it on this side.
+        id: u64,
+        /// Where received files go (default: as for `listen`; partial data is kept there).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -330,6 +351,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             once,
             from,
             keep_partial_days,
+            ask_again,
             net,
         } => {
             let home = home()?;
@@ -346,6 +368,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 keep_partial: std::time::Duration::from_secs(
                     keep_partial_days.saturating_mul(86_400),
                 ),
+                ask_again,
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }
@@ -353,6 +376,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let home = home()?;
             let net = net.options(&home.settings()?)?;
             runtime()?.block_on(send::run(&home, &net, &file, &to, json))
+        }
+        Command::Ask { id, into, net } => {
+            let home = home()?;
+            let settings = home.settings()?;
+            let net = net.options(&settings)?;
+            let options = ask::Options {
+                transfer: ferry_proto::transfer::TransferId(id),
+                into: into
+                    .or(settings.into)
+                    .unwrap_or_else(|| home::default_receive_folder(&home)),
+            };
+            runtime()?.block_on(ask::run(&home, &net, &options, json))
         }
         Command::History { limit } => history(&home()?, limit, json),
     }

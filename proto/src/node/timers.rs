@@ -32,6 +32,10 @@ pub(super) enum NodeTimer {
     LookupRetry(DhtKey),
     /// A group's wait for any device of its account is over.
     Lookup(TransferId),
+    /// Our request to send a transfer again stops waiting for any device of the sender.
+    AskLookup(TransferId),
+    /// A peer's request to send again was not whole, or not decided, in time.
+    Ask(super::AskId),
     /// One of a connector's timers.
     Connector(u32, connector::Timer),
     /// A ready connection no channel used for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT) closes.
@@ -57,6 +61,8 @@ impl NodeTimer {
             NodeTimer::Unrouted(_) => "unrouted connection",
             NodeTimer::LookupRetry(_) => "lookup retry",
             NodeTimer::Lookup(_) => "device lookup",
+            NodeTimer::AskLookup(_) => "ask-again lookup",
+            NodeTimer::Ask(_) => "ask-again request",
             NodeTimer::Connector(_, connector::Timer::Retry) => "request retry",
             NodeTimer::Connector(_, connector::Timer::Answer) => "answer timeout",
             NodeTimer::Connector(_, connector::Timer::Permission) => "permission wait",
@@ -161,6 +167,8 @@ impl Node {
             }
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),
             NodeTimer::Lookup(group) => self.lookup_failed(group),
+            NodeTimer::AskLookup(transfer) => self.ask_lookup_over(transfer),
+            NodeTimer::Ask(request) => self.ask_timed_out(now, request),
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),
             NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),
