@@ -680,6 +680,62 @@ fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<Ho
     (world, bob, ha, hosts)
 }
 
+/// A request can outlive the process that put it (a DHT value lives ten minutes), so a
+/// process may be answering a request whose ICE can never finish when it wants to send to
+/// that device itself. Here Bob's device runs two processes: b1-old puts a request to Alice
+/// and is gone a moment later (its link down, as a process that exits), b1 stays. Alice
+/// answers the request, and her answer cannot get through; then she sends to Bob. Her own
+/// request goes out beside the stuck answer, b1 answers it, and the file arrives. (It used
+/// to wait on that answer and fail with it: seen by hand with two `ferry send`s, one each
+/// way, the second failing after 40 s.)
+#[test]
+fn s11_a_send_does_not_wait_on_an_answer_that_cannot_get_through() {
+    let mut b = builder(11);
+    let secrets = Arc::new(TlsSecrets::new());
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
+    let ha = public_node(&mut b, &secrets, "a1", &alice, &a1, 1, 10);
+    let old = public_node(&mut b, &secrets, "b1-old", &bob, &b1, 2, 21);
+    let hb = public_node(&mut b, &secrets, "b1", &bob, &b1, 3, 20);
+    // b1-old's request is on the DHT by then; the process is gone.
+    b.fault(
+        Duration::from_millis(2_310),
+        Fault::LinkDown(LinkOf::Host(old)),
+    );
+    let mut world = traced(&mut b, &secrets);
+    world.run_for(secs(2));
+    let _ = send(&mut world, old, &alice, 50_000, "never.bin");
+    world.run_for(secs(1));
+    assert!(
+        world.trace().contains("a1     ·        dht put answer"),
+        "alice answered b1-old's request"
+    );
+    let sent_at = world.now();
+    let back = send(&mut world, ha, &bob, 50_000, "to-bob.bin");
+    assert!(
+        run_until(&mut world, secs(30), |w| !incoming(w, hb).is_empty()),
+        "bob is offered the file"
+    );
+    let t = incoming(&world, hb)[0].1;
+    accept(&mut world, hb, t);
+    assert!(
+        run_until(&mut world, secs(60), |w| aggregate(w, ha, back)
+            .is_some_and(Status::is_final)),
+        "the send ends"
+    );
+    assert_eq!(
+        aggregate(&world, ha, back),
+        Some(Status::Finished),
+        "the file reached bob"
+    );
+    assert!(received_whole(&world, hb, "to-bob.bin", 50_000));
+    eprintln!(
+        "s11 send beside a stuck answer: send_file → finished {:?}",
+        world.now() - sent_at
+    );
+    no_violations(&world);
+}
+
 #[test]
 fn s5_three_devices_one_accepts_one_refuses_one_offline() {
     let (mut world, bob, ha, bobs) = alice_and_bob(5, &["b1", "b2", "b3"]);

@@ -29,8 +29,17 @@ impl Node {
         device: DeviceId,
         recipient: Recipient,
     ) -> Option<u32> {
-        if let Some(id) = self.by_device.get(&device) {
-            return Some(*id);
+        if let Some(id) = self.by_device.get(&device).copied() {
+            // An answer of ours that is not through yet may be to a request a process of
+            // that device left on the DHT before it went (a value outlives its process by
+            // minutes): waiting on it cost the whole ICE deadline and then failed the send
+            // (seen by hand: `ferry send` one way, then the other way, failed after 40 s).
+            // We ask too; whichever connection is ready first carries what waits for the
+            // device (see `connector_failed`).
+            let c = &self.connectors[&id];
+            if c.is_requester() || matches!(c.stage(), Stage::Ready | Stage::Failed) {
+                return Some(id);
+            }
         }
         if !self.room_for_connector(now, account) {
             return None;
@@ -391,10 +400,21 @@ impl Node {
         // A device may have a newer connector than this one (see `on_signal`): what waits
         // for the device waits for that one.
         if self.by_device.get(&device) == Some(&id) {
-            self.by_device.remove(&device);
-            self.subs_unreachable(device, &why);
-            let retry = (answerer && !was_ready).then_some((account, recipient));
-            self.asks_unreachable(device, &why, retry);
+            // Or an older one still under way (our own request beside an answer that did
+            // not get through): what waits for the device waits for that one instead.
+            let other = self
+                .connectors
+                .iter()
+                .find(|(o, c)| **o != id && c.device() == device && c.stage() != Stage::Failed)
+                .map(|(o, _)| *o);
+            if let Some(other) = other {
+                self.by_device.insert(device, other);
+            } else {
+                self.by_device.remove(&device);
+                self.subs_unreachable(device, &why);
+                let retry = (answerer && !was_ready).then_some((account, recipient));
+                self.asks_unreachable(device, &why, retry);
+            }
         }
         if was_ready {
             for t in self.transfers_on(id) {
