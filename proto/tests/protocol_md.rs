@@ -441,6 +441,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::PERMISSION_WAIT", PERMISSION_WAIT),
         ("node::ANSWER_RETRY", ANSWER_RETRY),
         ("node::LOOKUP_TIMEOUT", LOOKUP_TIMEOUT),
+        ("node::UNJOINED_GRACE", UNJOINED_GRACE),
         ("node::FORGET_FAILED", FORGET_FAILED),
         ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),
         ("node::TLS_TIMEOUT", TLS_TIMEOUT),

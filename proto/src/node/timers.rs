@@ -32,6 +32,9 @@ pub(super) enum NodeTimer {
     LookupRetry(DhtKey),
     /// A group's wait for any device of its account is over.
     Lookup(TransferId),
+    /// A device of the group verified the file [`UNJOINED_GRACE`](super::UNJOINED_GRACE)
+    /// ago: the devices that never answered are not waited for any longer.
+    Unjoined(TransferId),
     /// One of a connector's timers.
     Connector(u32, connector::Timer),
     /// A ready connection no channel used for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT) closes.
@@ -57,6 +60,7 @@ impl NodeTimer {
             NodeTimer::Unrouted(_) => "unrouted connection",
             NodeTimer::LookupRetry(_) => "lookup retry",
             NodeTimer::Lookup(_) => "device lookup",
+            NodeTimer::Unjoined(_) => "unjoined devices",
             NodeTimer::Connector(_, connector::Timer::Retry) => "request retry",
             NodeTimer::Connector(_, connector::Timer::Answer) => "answer timeout",
             NodeTimer::Connector(_, connector::Timer::Permission) => "permission wait",
@@ -91,8 +95,8 @@ impl NodeTimer {
 impl Node {
     /// Why [`poll_timeout`](crate::io::Endpoint::poll_timeout) chose its deadline, for logs
     /// and traces: one of the node's timers (`"gathering"`, `"announcement"`,
-    /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"request retry"`,
-    /// `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
+    /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"unjoined devices"`,
+    /// `"request retry"`, `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
     /// `"forget failed connection"`, `"signature window"`, `"relay retry"`), an ICE agent's (its own
     /// [`timeout_reason`](crate::ice::Agent::timeout_reason)), `"turn client"` or
     /// `"transfer"`. When several fall due at once, the first of that list.
@@ -161,6 +165,7 @@ impl Node {
             }
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),
             NodeTimer::Lookup(group) => self.lookup_failed(group),
+            NodeTimer::Unjoined(group) => self.subs_unjoined(group),
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),
             NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),
