@@ -12,17 +12,9 @@
 //!
 //! # `--json`
 //! Every line on standard output is one JSON object whose `event` says what it is; ids are
-//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers.
-//!
-//! | command | events and their fields |
-//! |---|---|
-//! | `account new` | `account_created`: `account`, `device`, `home` |
-//! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
-//! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
-//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `resuming`: `transfer`, `label`, `offset`, `total` (a transfer that starts past what the receiver kept); `verified`: `transfer`, `name`, `path`, `sha3_512` |
-//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`, `again` (an unfinished send of this file taken up under its ids); `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress`, `resuming` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
-//! | `history` | `record`: `id`, `direction` (`sent`, `received`), `peer_account`, `name`, `size`, `sha3_512`, `source` (`path`, `size`, `mtime_secs`, `mtime_nanos`, `inode`), `final_path`, `devices` (by device id: `transfer`, `state`, `reason`, `updated`), `created`, `updated` (Unix seconds) |
-//! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
+//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers. PROTOCOL.md
+//! §11 lists every event, its fields and when it is printed (`cli/tests/event_schema.rs`
+//! checks the list against this code).
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
@@ -34,6 +26,7 @@ mod home;
 mod identity;
 mod listen;
 mod outcome;
+mod rate;
 mod records;
 mod report;
 mod send;
@@ -103,6 +96,11 @@ enum Command {
         /// Stop after the first transfer ends; its outcome is the exit code.
         #[arg(long)]
         once: bool,
+        /// Ask on standard input even when it is not a terminal (a program that answers one
+        /// line, y or n, per offer). Without it and without a terminal, offers that need an
+        /// answer are refused, with a line saying so.
+        #[arg(long)]
+        ask: bool,
         /// Answer only these accounts (contact names or account ids, comma-separated), and
         /// your own devices; others are refused before any connection. Default: your
         /// contacts, if you have any; else anyone who knows your account id.
@@ -322,6 +320,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             accept_all,
             auto_accept_images_under,
             once,
+            ask,
             from,
             keep_partial_days,
             net,
@@ -336,6 +335,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 accept_all,
                 auto_accept_images_under,
                 once,
+                ask,
                 from,
                 keep_partial: std::time::Duration::from_secs(
                     keep_partial_days.saturating_mul(86_400),
