@@ -50,6 +50,8 @@ const REFUSALS_PER_MINUTE: u32 = 20;
 pub(crate) struct Options {
     /// Where files go.
     pub(crate) into: PathBuf,
+    /// Whether `into` is the default (the current folder), not a choice.
+    pub(crate) into_is_default: bool,
     /// Take every file without asking.
     pub(crate) accept_all: bool,
     /// Take pictures smaller than this without asking.
@@ -335,6 +337,15 @@ pub(crate) async fn run(
         );
     }
     create_private_dir(&options.into)?;
+    // Checked now, not when the first file comes: a folder others can write in, or not ours,
+    // is refused before anyone sends.
+    if let Err(e) = ferry_driver::receive_folder::ReceiveFolder::open(&options.into) {
+        let hint = match options.into_is_default {
+            true => "; files go to the current folder unless --into DIR says where",
+            false => "",
+        };
+        return Err(Failure::Usage(format!("{e}{hint}")));
+    }
     let session = session::start(
         home,
         net,

@@ -51,6 +51,12 @@ struct Cli {
     /// Print one JSON object per line (events, results, errors) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Log more on standard error: -v what the node and its connections do (ICE pair chosen,
+    /// connections failed and requests dropped and why, transfer states), -vv the sockets
+    /// opened and closed with their addresses, -vvv every byte count. `RUST_LOG`, when set,
+    /// chooses instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,7 +89,8 @@ enum Command {
     Contact(ContactCommand),
     /// Wait for files; ask whether to take each one (answer y or n on standard input).
     Listen {
-        /// Where received files go (default: the platform's download folder).
+        /// Where received files go (default: the current folder, printed at start; refused
+        /// when other users can write in it or it is not yours).
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
         /// Take every file without asking.
@@ -255,19 +262,33 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "size too large".to_owned())
 }
 
-/// Logs go to standard error, filtered by `RUST_LOG` (`warn` when unset), e.g.
-/// `RUST_LOG=debug` or `RUST_LOG=ferry=debug`; coloured only when standard error is a terminal
-/// (a log file or a pipe gets plain text, not escape codes).
-fn init_logs() {
+/// Logs go to standard error, filtered by `RUST_LOG` when it is set (e.g. `RUST_LOG=debug`,
+/// `RUST_LOG=ferry_driver::node=info`), else by `-v` (see [`Cli::verbose`]), else warnings
+/// only; coloured only when standard error is a terminal (a log file or a pipe gets plain
+/// text, not escape codes).
+fn init_logs(verbose: u8) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
+    let by_verbosity = || {
+        let ours = match verbose {
+            0 => LevelFilter::WARN,
+            1 => LevelFilter::INFO,
+            2 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        };
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("ferry", ours)
+            .with_target("ferry_driver", ours)
+            .with_target("ferry_tokio", ours)
+    };
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!("ferry: RUST_LOG={spec:?} is not understood ({e}); logging warnings");
             Targets::new().with_default(LevelFilter::WARN)
         }),
-        _ => Targets::new().with_default(LevelFilter::WARN),
+        _ => by_verbosity(),
     };
     tracing_subscriber::registry()
         .with(
@@ -328,10 +349,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let home = home()?;
             let settings = home.settings()?;
             let net = net.options(&settings)?;
+            let into_is_default = into.is_none() && settings.into.is_none();
             let options = listen::Options {
                 into: into
                     .or(settings.into)
                     .unwrap_or_else(|| home::default_receive_folder(&home)),
+                into_is_default,
                 accept_all,
                 auto_accept_images_under,
                 once,
@@ -375,7 +398,7 @@ fn history(home: &Home, limit: usize, json: bool) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
+    init_logs(cli.verbose);
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),

@@ -285,3 +285,57 @@ fn listen_json_reports_refused_requests_and_failed_connections() {
     );
     kill(&mut open);
 }
+
+/// Without `--into`, `listen` receives into the current folder, says so at start, and
+/// refuses a current folder every user can write in, pointing to `--into`.
+#[cfg(unix)]
+#[test]
+fn listen_receives_into_the_current_folder_unless_others_can_write_there() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::new(LIMIT);
+    w.account("alice");
+    let bob = w.account("bob");
+    let here = w.path("here");
+    std::fs::create_dir(&here).expect("a folder");
+    std::fs::set_permissions(&here, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let refused = w
+        .ferry_piped("bob")
+        .args(["listen", "--once", "--accept-all"])
+        .current_dir(&here)
+        .spawn()
+        .expect("ferry listen starts");
+    let refused = finish(refused);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains("writable by every user") && err.contains("--into"),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&here, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut child = w
+        .ferry("bob")
+        .args(["--json", "listen", "--once", "--accept-all"])
+        .current_dir(&here)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the listening line");
+    let listening: Value = serde_json::from_str(&first).expect("a JSON line");
+    let into = std::fs::canonicalize(listening["into"].as_str().expect("into")).expect("a path");
+    assert_eq!(
+        into,
+        std::fs::canonicalize(&here).expect("here"),
+        "said at start"
+    );
+    let file = w.path("letter.txt");
+    make_file(&file, 5000);
+    let sent = w.run("alice", &["send", &file.to_string_lossy(), "--to", &bob]);
+    assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
+    let _ = finish(child);
+    assert!(std::fs::read(here.join("letter.txt")).is_ok_and(|b| b.len() == 5000));
+}
