@@ -357,8 +357,8 @@ pub(crate) async fn run(
             .collect();
         if !missed.is_empty() {
             report.line(&format!(
-                "Not delivered to {}: Ferry does not queue files for devices that are offline \
-                 yet; run the same send again when they are online",
+                "Not delivered to {}: Ferry does not queue files for offline devices yet; run \
+                 the same send again when they are online",
                 missed.join(", ")
             ));
         }
