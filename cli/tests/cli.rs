@@ -561,6 +561,7 @@ fn listen_and_send_through_a_turn_relay() {
         "bob",
         &into,
         &[
+            "-v",
             "--accept-all",
             "--relay-only",
             "--turn",
@@ -603,6 +604,10 @@ fn listen_and_send_through_a_turn_relay() {
         "listen: {}",
         text(&received.stderr)
     );
+    // `-v` logs each relayed address as its allocation comes, and the selected pair.
+    let log = text(&received.stderr);
+    assert!(log.contains("relay allocated"), "{log}");
+    assert!(log.contains("ICE pair selected"), "{log}");
     let got = std::fs::read(into.join("relayed.bin")).expect("the received file");
     assert!(
         got == std::fs::read(&source).expect("the source"),
