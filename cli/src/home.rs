@@ -45,13 +45,39 @@ pub(crate) struct Home {
 pub(crate) struct Settings {
     /// `--dht`.
     pub(crate) dht: Option<String>,
-    /// `--turn`.
-    pub(crate) turn: Option<String>,
+    /// `--turn`: one URL, or a list of them.
+    #[serde(default)]
+    pub(crate) turn: OneOrMany,
     /// `--stun`, each as HOST:PORT.
     #[serde(default)]
     pub(crate) stun: Vec<String>,
     /// `--into`.
     pub(crate) into: Option<PathBuf>,
+}
+
+/// A setting given as one string or as a list of strings (`"turn": "turn://…"` or
+/// `"turn": ["turn://…", "turn://…"]`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    /// Not given.
+    #[default]
+    None,
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// Every value given, in order.
+    pub(crate) fn values(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 impl Home {
@@ -89,7 +115,7 @@ impl Home {
         };
         serde_json::from_str(&text).map_err(|e| {
             Failure::Usage(format!(
-                "{} is not usable: {e} (it may hold \"dht\", \"turn\" and \"into\", as strings, and \"stun\", a list of HOST:PORT)",
+                "{} is not usable: {e} (it may hold \"dht\" and \"into\", as strings, \"turn\", a string or a list of them, and \"stun\", a list of HOST:PORT)",
                 path.display()
             ))
         })

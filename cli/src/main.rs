@@ -197,8 +197,9 @@ struct NetArgs {
     #[arg(long, env = "FERRY_DHT", value_name = "URL")]
     dht: Option<String>,
     /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r (an IPv6
-    /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated.
-    #[arg(long, env = "FERRY_TURN", value_name = "URL")]
+    /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated, and
+    /// FERRY_TURN may hold several, separated by spaces.
+    #[arg(long, env = "FERRY_TURN", value_name = "URL", value_delimiter = ' ')]
     turn: Vec<String>,
     /// A STUN server (TCP), to learn this machine's public address without a relay:
     /// HOST:PORT; may be repeated. A --turn server serves as one too.
@@ -214,9 +215,14 @@ impl NetArgs {
     fn options(&self, settings: &home::Settings) -> Result<session::NetOptions, Failure> {
         let dht = self.dht.as_deref().or(settings.dht.as_deref());
         let turn: Vec<&str> = if self.turn.is_empty() {
-            settings.turn.as_deref().into_iter().collect()
+            settings.turn.values()
         } else {
-            self.turn.iter().map(String::as_str).collect()
+            // Several spaces between URLs in FERRY_TURN leave empty values.
+            self.turn
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !t.is_empty())
+                .collect()
         };
         if self.relay_only && turn.is_empty() {
             return Err(Failure::Usage(

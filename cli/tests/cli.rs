@@ -523,12 +523,13 @@ fn a_device_that_announced_itself_and_died_exits_5_with_the_stage() {
     assert!(err.contains("could not connect"), "{err}");
 }
 
-/// `listen` and `send` in two processes, with Bob's bytes through a real coturn only
-/// (`--relay-only`, two coturns given with `--turn` twice): the `--turn` URLs reach the
-/// node, and both ends report a relayed path. Only Bob is relay only: two relay-only devices need relay to relay (RFC 6062
-/// Connect through one's own allocation), which is not there yet. (Both were relay only
-/// here, and met over a direct host connection: relay only still connected from host
-/// addresses.)
+/// `listen` and `send` in two processes, both relay only (`--relay-only`) on real coturns:
+/// Alice on one, Bob on two (`--turn` twice, a relayed address on each). Neither offers or
+/// connects from an address of its own, so the only path is relay to relay: Alice's
+/// connection leaves from her relay (RFC 6062 Connect through her allocation) to one of
+/// Bob's relayed addresses, and both ends name the path `relay-relay`. (Before relay to
+/// relay, only Bob could be relay only; and before that, relay only still connected from
+/// host addresses.)
 #[test]
 fn listen_and_send_through_a_turn_relay() {
     // Both devices relay through this coturn, so its relay carries traffic both ways at once:
@@ -577,6 +578,7 @@ fn listen_and_send_through_a_turn_relay() {
             &source.to_string_lossy(),
             "--to",
             &bob,
+            "--relay-only",
             "--turn",
             &turn,
         ],
@@ -584,18 +586,20 @@ fn listen_and_send_through_a_turn_relay() {
     let received = finish(listener);
     let said = text(&sent.stdout);
     assert!(
-        said.lines()
-            .any(|l| l.starts_with("connected to device ") && l.ends_with(": relay (relayed)")),
-        "send reports the relayed path: {said}"
+        said.lines().any(
+            |l| l.starts_with("connected to device ") && l.ends_with(": relay-relay (relayed)")
+        ),
+        "send reports the relay-to-relay path: {said}"
     );
     let heard = json_lines(&received.stdout);
     let connected = events(&heard, "connected");
     assert!(
         connected.len() == 1
-            && connected[0]["path"] == "relay"
+            && connected[0]["path"] == "relay-relay"
             && connected[0]["class"] == "relayed"
-            && connected[0]["local"] == "relay",
-        "listen's connected event names bob's relayed candidate: {connected:?}"
+            && connected[0]["local"] == "relay"
+            && connected[0]["remote"] == "relay",
+        "listen's connected event names both relayed candidates: {connected:?}"
     );
     assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
     assert_eq!(
@@ -609,6 +613,58 @@ fn listen_and_send_through_a_turn_relay() {
     assert!(log.contains("relay allocated"), "{log}");
     assert!(log.contains("ICE pair selected"), "{log}");
     let got = std::fs::read(into.join("relayed.bin")).expect("the received file");
+    assert!(
+        got == std::fs::read(&source).expect("the source"),
+        "byte for byte"
+    );
+}
+
+/// Relay to relay over IPv6: both devices relay only, through a coturn given by its IPv6
+/// address (`turn://…@[::1]:port`), so each allocation is IPv6 (REQUESTED-ADDRESS-FAMILY)
+/// and each offers nothing but its IPv6 relayed candidates: `relay-relay` at both ends means
+/// the file went through IPv6 relayed addresses.
+#[test]
+fn two_relay_only_devices_meet_through_an_ipv6_relay() {
+    let Some(coturn) = ferry_tests::coturn::Coturn::start(&["--relay-threads=1"]) else {
+        return;
+    };
+    let turn = format!(
+        "turn://{}:{}@[::1]:{}?realm={}",
+        ferry_tests::coturn::USER,
+        ferry_tests::coturn::PASSWORD,
+        coturn.port,
+        ferry_tests::coturn::REALM
+    );
+    let w = World::new(LIMIT);
+    w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("over-six.bin");
+    make_file(&source, 256 * 1024 + 3);
+    let into = w.path("in");
+    let relay = ["--relay-only", "--turn", turn.as_str()];
+    let listener = listen(&w, "bob", &into, &[&["--accept-all"][..], &relay].concat());
+    let source_arg = source.to_string_lossy();
+    let sent = w.run(
+        "alice",
+        &[&["--json", "send", &source_arg, "--to", &bob][..], &relay].concat(),
+    );
+    let received = finish(listener);
+    assert_eq!(code(sent.status), Some(0), "send: {}", text(&sent.stderr));
+    assert_eq!(
+        code(received.status),
+        Some(0),
+        "listen: {}",
+        text(&received.stderr)
+    );
+    for (end, out) in [("send", &sent.stdout), ("listen", &received.stdout)] {
+        let lines = json_lines(out);
+        let connected = events(&lines, "connected");
+        assert!(
+            connected.len() == 1 && connected[0]["path"] == "relay-relay",
+            "{end} names the relay-to-relay path: {connected:?}"
+        );
+    }
+    let got = std::fs::read(into.join("over-six.bin")).expect("the received file");
     assert!(
         got == std::fs::read(&source).expect("the source"),
         "byte for byte"
@@ -783,6 +839,24 @@ fn settings_come_from_config_json_in_the_home() {
     assert_eq!(code(bad.status), Some(2));
     let err = text(&bad.stderr);
     assert!(err.contains("config.json") && err.contains("dhtt"), "{err}");
+
+    // Several TURN servers: a list in config.json, or FERRY_TURN separated by spaces. Every
+    // one is read: the second, not a URL, is named in the refusal.
+    let good = "turn://u:p@127.0.0.1:3478?realm=r";
+    let list = serde_json::json!({ "turn": [good, "second-not-a-url"] });
+    std::fs::write(w.path("bob").join("config.json"), list.to_string()).expect("config");
+    let bad = w.run("bob", &["listen", "--once"]);
+    assert_eq!(code(bad.status), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("second-not-a-url"));
+    std::fs::remove_file(w.path("bob").join("config.json")).expect("config removed");
+    let bad = w
+        .ferry_piped("bob")
+        .env("FERRY_TURN", format!("{good}  third-not-a-url"))
+        .args(["listen", "--once"])
+        .output()
+        .expect("ferry runs");
+    assert_eq!(code(bad.status), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("third-not-a-url"));
 }
 
 /// Runs `ferry --json listen --once --accept-all` with its receive folder on a 64 KiB tmpfs,

@@ -633,12 +633,30 @@ fn connection_bind_flow(h: &mut Harness, id: u32, peer: SocketAddr, incoming: bo
     data_conn
 }
 
+/// Asks for a Connect to `peer` on an allocation without a permission for it: the client
+/// permits the peer first (the server's success is given here), then sends the Connect.
+fn connect_after_permission(h: &mut Harness, peer: SocketAddr) {
+    h.client.connect_peer(h.now, peer);
+    h.drain();
+    assert_eq!(
+        method(&h.last().1),
+        CREATE_PERMISSION,
+        "the permission goes first"
+    );
+    h.reply(|m| success(m, &|_, _| {}));
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::Permitted {
+            ips: vec![peer.ip()]
+        })
+    );
+}
+
 #[test]
 fn connect_to_a_peer_then_bind_the_data_connection() {
     let mut h = Harness::allocated("p");
     let peer: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
-    h.client.connect_peer(h.now, peer);
-    h.drain();
+    connect_after_permission(&mut h, peer);
     let (_, req) = h.last();
     let msg = Message::from_bytes(&req).expect("stun");
     assert!(msg.has_method(CONNECT));
@@ -665,8 +683,8 @@ fn connect_errors_are_per_peer() {
     ] {
         let mut h = Harness::allocated("p");
         let peer: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
-        h.client.connect_peer(h.now, peer);
-        h.drain();
+        connect_after_permission(&mut h, peer);
+        assert_eq!(method(&h.last().1), CONNECT);
         h.reply(|m| error(m, code, None));
         assert_eq!(
             h.events.last(),
@@ -674,6 +692,54 @@ fn connect_errors_are_per_peer() {
         );
         assert!(!h.client.is_done(), "the allocation lives on");
     }
+}
+
+/// A server may refuse a Connect to an address without a permission (RFC 6062 §5.2): the
+/// Connect waits for the permission, goes at once when it is installed already, and fails
+/// with the permission's error when the server refuses that.
+#[test]
+fn a_connect_waits_for_its_permission_and_fails_with_it() {
+    let mut h = Harness::allocated("p");
+    let peer: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
+    connect_after_permission(&mut h, peer);
+    assert_eq!(method(&h.last().1), CONNECT, "then the Connect");
+    // A second Connect to that address needs no new permission.
+    let again: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+    let sent = h.sent.len();
+    h.client.connect_peer(h.now, again);
+    h.drain();
+    assert_eq!(h.sent.len(), sent + 1, "one request: {:?}", &h.sent[sent..]);
+    assert_eq!(method(&h.last().1), CONNECT);
+
+    let mut h = Harness::allocated("p");
+    let forbidden: SocketAddr = "127.0.0.2:7000".parse().expect("addr");
+    h.client.connect_peer(h.now, forbidden);
+    h.drain();
+    assert_eq!(method(&h.last().1), CREATE_PERMISSION);
+    h.reply(|m| error(m, 403, None));
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::PeerConnectFailed {
+            peer: forbidden,
+            error: TurnError::Forbidden
+        })
+    );
+    assert_ne!(method(&h.last().1), CONNECT, "no Connect was sent");
+
+    // A peer of the other family is refused at once, without asking the server.
+    let mut h = Harness::allocated("p");
+    let v6: SocketAddr = "[2001:db8::1]:7000".parse().expect("addr");
+    let sent = h.sent.len();
+    h.client.connect_peer(h.now, v6);
+    h.drain();
+    assert_eq!(h.sent.len(), sent);
+    assert_eq!(
+        h.events.last(),
+        Some(&TurnEvent::PeerConnectFailed {
+            peer: v6,
+            error: TurnError::PeerAddressFamilyMismatch
+        })
+    );
 }
 
 #[test]

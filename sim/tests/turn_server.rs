@@ -209,3 +209,24 @@ fn a_connection_bind_takes_only_a_waiting_connection_of_its_own_user() {
     assert_eq!(Harness::verdict(&answer), (MessageClass::Success, None));
     assert_eq!(h.sent_to(data)[1], b"early bytes from the peer");
 }
+
+/// Where this server is stricter than coturn (which connects anyway): a Connect to a peer
+/// without a permission is 403, and the server opens nothing toward it. (Ferry's client
+/// permits a Connect's peer first, so only a raw request reaches this rule.)
+#[test]
+fn a_connect_without_permission_is_forbidden() {
+    let mut h = Harness::new();
+    let control = h.accept(1);
+    h.allocated(control, addr("203.0.113.7:5000"));
+    let elsewhere = addr("203.0.113.8:5000");
+    let answer = h.request(control, CONNECT, ("alice", "pa"), |w, tid| {
+        w.add_attribute(&XorPeerAddress::new(elsewhere, tid))
+            .expect("attr");
+    });
+    assert_eq!(Harness::verdict(&answer), (MessageClass::Error, Some(403)));
+    assert!(
+        !h.out.iter().any(|o| matches!(o, Output::Connect { .. })),
+        "no connection toward the peer: {:?}",
+        h.out
+    );
+}

@@ -190,6 +190,7 @@ impl Net {
                 remote,
                 local_ip,
                 timeout,
+                ..
             } => {
                 self.note(h, format!("connect {conn} {local_ip} → {remote}"));
                 self.next_port += 1;

@@ -597,10 +597,11 @@ pub fn connect_errors_are_named_as_coturn_names_them(f: &mut impl TurnFixture) {
     );
 }
 
-/// Scenario `a_connect_without_permission`: the answer to a Connect to a listening peer for
-/// which the client installed no permission. Servers differ here: coturn connects anyway;
-/// Ferry's server answers 403, as RFC 8656 permissions suggest. Each driver asserts its own.
-pub fn a_connect_without_permission(f: &mut impl TurnFixture) -> TurnEvent {
+/// Scenario `a_connect_before_any_permission`: a Connect to a listening peer for which the
+/// owner asked no permission. Servers differ on such a Connect (coturn connects anyway;
+/// Ferry's simulated server answers 403, as RFC 8656 permissions suggest), so the client
+/// permits the peer first and then connects: on both, the stream opens.
+pub fn a_connect_before_any_permission(f: &mut impl TurnFixture) -> TurnEvent {
     let (_listening, peer_addr) = f.listen_peer(Family::V4);
     start(f, PASSWORD, Family::V4);
     allocate(f);

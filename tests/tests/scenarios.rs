@@ -258,11 +258,11 @@ fn one_transfer(
     b_net: ferry_sim::NetworkId,
     turn: Option<std::net::SocketAddr>,
 ) -> (World, HostId, HostId, TransferId, Duration) {
-    one_transfer_offering(b, a_ip, b_ip, a_net, b_net, turn, &[], false)
+    one_transfer_offering(b, a_ip, b_ip, a_net, b_net, turn, &[], (false, false))
 }
 
-/// [`one_transfer`] with both nodes offering `extra` addresses beside their own, and Bob
-/// relay only when `bob_relay_only`.
+/// [`one_transfer`] with both nodes offering `extra` addresses beside their own, and Alice
+/// and Bob relay only as `relay_only` says.
 #[allow(clippy::too_many_arguments)]
 fn one_transfer_offering(
     mut b: WorldBuilder,
@@ -272,7 +272,7 @@ fn one_transfer_offering(
     b_net: ferry_sim::NetworkId,
     turn: Option<std::net::SocketAddr>,
     extra: &[IpAddr],
-    bob_relay_only: bool,
+    relay_only: (bool, bool),
 ) -> (World, HostId, HostId, TransferId, Duration) {
     let ips = |ip: IpAddr| [&[ip][..], extra].concat();
     let epoch = b.epoch();
@@ -285,20 +285,20 @@ fn one_transfer_offering(
     };
     let ha = b.host(
         spec("a1", a_net, a_ip),
-        node_on(epoch, &alice, &a1, 1, ips(a_ip), turn, &secrets),
+        node_relay_only(
+            epoch,
+            &alice,
+            &a1,
+            1,
+            ips(a_ip),
+            turn,
+            &secrets,
+            relay_only.0,
+        ),
     );
     let hb = b.host(
         spec("b1", b_net, b_ip),
-        node_relay_only(
-            epoch,
-            &bob,
-            &b1,
-            2,
-            ips(b_ip),
-            turn,
-            &secrets,
-            bob_relay_only,
-        ),
+        node_relay_only(epoch, &bob, &b1, 2, ips(b_ip), turn, &secrets, relay_only.1),
     );
     let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
@@ -477,7 +477,7 @@ fn s3_symmetric_nats_go_through_the_relay() {
     insta::assert_snapshot!(world.trace());
 }
 
-/// Seen across real NATs (tests/tests/kernel_nat.rs): nodes that also offer their loopback
+/// Seen across real NATs (cli/tests/kernel_nat.rs): nodes that also offer their loopback
 /// addresses (as two `ferry` meeting through a folder DHT do) asked their relay to permit
 /// every address of the peer in one CreatePermission; coturn refuses a loopback peer, so it
 /// refused the request whole and the relayed path never opened. The simulated relay refuses
@@ -506,7 +506,7 @@ fn s3_symmetric_nats_relay_even_when_loopback_addresses_are_offered() {
         nb,
         Some(turn_addr),
         &["127.0.0.1".parse().expect("ip")],
-        false,
+        (false, false),
     );
     let trace = world.trace();
     assert!(
@@ -544,7 +544,7 @@ fn s3_relay_only_goes_through_the_relay_even_on_one_lan() {
         "192.168.1.2".parse().expect("ip"),
     );
     let (mut world, ha, hb, _, took) =
-        one_transfer_offering(b, a_ip, b_ip, lan, lan, Some(turn_addr), &[], true);
+        one_transfer_offering(b, a_ip, b_ip, lan, lan, Some(turn_addr), &[], (false, true));
     assert_path(&world, ha, hb, "relay");
     let listening = world
         .with_endpoint(hb, |n: &mut Node, _| n.listening())
@@ -560,6 +560,47 @@ fn s3_relay_only_goes_through_the_relay_even_on_one_lan() {
         "TLS runs through the relay"
     );
     eprintln!("s3 relay only on one LAN: send_file → header {took:?}");
+}
+
+/// Relay to relay (RFC 6062 Connect): both devices are relay only, so neither offers an
+/// address a peer could connect to but its relayed one, and neither connects from anything
+/// but its relay. The controlling side's relayed active candidate connects through its own
+/// allocation to the other's relayed address; both ends name the path `relay-relay`, and
+/// the relay carries the file twice (in through one allocation, out through the other).
+#[test]
+fn s3_two_relay_only_devices_meet_relay_to_relay() {
+    let mut b = builder(3);
+    let (turn, turn_addr) = turn_server(&mut b);
+    let (na, nb) = (
+        site(
+            &mut b,
+            "a",
+            [203, 0, 113, 1],
+            RouterKind::Nat(Nat::symmetric()),
+        ),
+        site(
+            &mut b,
+            "b",
+            [203, 0, 113, 2],
+            RouterKind::Nat(Nat::symmetric()),
+        ),
+    );
+    let (mut world, ha, hb, _, took) = one_transfer_offering(
+        b,
+        "192.168.1.2".parse().expect("ip"),
+        "192.168.2.2".parse().expect("ip"),
+        na,
+        nb,
+        Some(turn_addr),
+        &[],
+        (true, true),
+    );
+    assert_path(&world, ha, hb, "relay-relay");
+    assert!(
+        relayed_bytes(&mut world, turn) >= 2 * SIZE,
+        "the relay carried the file in and out"
+    );
+    eprintln!("s3 relay to relay: send_file → header {took:?}");
 }
 
 #[test]

@@ -31,14 +31,14 @@ against_coturn! {
     an_allocation_not_refreshed_in_time_is_gone: &["--max-allocate-lifetime=4"];
 }
 
-/// coturn does not check permissions on Connect: it connects. (Ferry's server answers 403;
-/// `turn_sim` pins that. This test tells us if Debian's coturn ever changes.)
+/// A Connect before any permission opens the stream on coturn too (the client permits the
+/// peer first; coturn itself would connect without one, Ferry's simulated server would not).
 #[test]
-fn coturn_connects_without_a_permission() {
+fn coturn_connects_before_any_permission() {
     let Some(server) = Coturn::start(&[]) else {
         return;
     };
-    let got = turn_suite::a_connect_without_permission(&mut Loopback::new(server));
+    let got = turn_suite::a_connect_before_any_permission(&mut Loopback::new(server));
     assert!(
         matches!(
             got,

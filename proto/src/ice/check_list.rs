@@ -121,23 +121,31 @@ impl CheckList {
         let mut pairs: Vec<Pair> = Vec::new();
         // An active connection leaves from a local interface: a server-reflexive local
         // candidate would be replaced by its base (§6.1.2.4), a host candidate the list
-        // already holds, so only host candidates are paired.
-        let from_host = |c: &&Candidate| c.kind == CandidateType::Host;
+        // already holds, so only host candidates are paired — and relayed ones, whose
+        // connections leave from the relay (RFC 6062 Connect).
+        let opens = |c: &&Candidate| matches!(c.kind, CandidateType::Host | CandidateType::Relayed);
         for l in local
             .iter()
             .filter(|c| c.is_active() && c.component == 1)
-            .filter(from_host)
+            .filter(opens)
         {
             for r in remote.iter().filter(|c| c.is_passive() && c.component == 1) {
                 if l.addr.is_ipv4() != r.addr.is_ipv4() || r.transport != Transport::Tcp {
                     continue;
                 }
+                // Through our relay we connect only to the peer's relay: toward any other
+                // passive candidate of the peer, its own active candidates connecting to
+                // our relayed one make the same path without a Connect. Relay to relay has
+                // no other way (two devices whose firewalls let out only the relay's port).
+                if l.kind == CandidateType::Relayed && r.kind != CandidateType::Relayed {
+                    continue;
+                }
                 let priority = prioritise(role, l, r);
-                // Same local base and remote address: keep the best (§6.1.2.4).
-                if let Some(twin) = pairs
-                    .iter_mut()
-                    .find(|p| p.local.addr == l.addr && p.remote.addr == r.addr)
-                {
+                // Same local base and remote address: keep the best (§6.1.2.4). A relayed
+                // base is not a host base even on one IP (a relay on this machine).
+                if let Some(twin) = pairs.iter_mut().find(|p| {
+                    p.local.addr == l.addr && p.local.kind == l.kind && p.remote.addr == r.addr
+                }) {
                     if priority > twin.priority {
                         twin.local = l.clone();
                         twin.remote = r.clone();

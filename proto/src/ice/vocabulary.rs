@@ -71,6 +71,10 @@ pub enum Output {
         remote: SocketAddr,
         /// The IP of the local active candidate to connect from.
         local_ip: IpAddr,
+        /// The local active candidate is a relayed one (`typ relay tcptype active`): the
+        /// owner opens the connection through its TURN allocation at `local_ip` (RFC 6062
+        /// Connect) instead of from a local address, and reports it like any other.
+        relayed: bool,
         /// Answer [`ConnectError::TimedOut`] after this long.
         timeout: Duration,
     },

@@ -24,6 +24,10 @@ pub struct Footprint {
     pub devices: usize,
     /// Accounts looked up (one per account the application sent to).
     pub lookups: usize,
+    /// Connects through our relays waiting for their stream (RFC 6062): at most one per
+    /// agent connection opening through a relay, each gone with the relay's answer or with
+    /// its connector.
+    pub relay_connects: usize,
     /// The node's own timers armed (its children's are counted with them).
     pub timers: usize,
     /// Outputs queued for the driver and not polled yet.
@@ -40,6 +44,7 @@ impl Node {
             seen: self.signalling.seen_count(),
             devices: self.signalling.device_count(),
             lookups: self.signalling.lookup_count(),
+            relay_connects: self.relays.connects_waiting(),
             timers: self.timers.len(),
             queued_outputs: self.out.len(),
         }

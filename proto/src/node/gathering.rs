@@ -77,11 +77,20 @@ impl Node {
             }
         }
         for (relayed, _) in self.relays.allocations() {
+            let p = next_pref();
             out.push(Candidate::tcp(
                 CandidateType::Relayed,
                 TcpType::Passive,
                 relayed,
-                next_pref(),
+                p,
+            ));
+            // Connections to the peer's relay leave from ours (RFC 6062 Connect): for two
+            // devices that reach nothing but their relays.
+            out.push(Candidate::tcp(
+                CandidateType::Relayed,
+                TcpType::Active,
+                relayed,
+                p,
             ));
         }
         out

@@ -230,7 +230,15 @@ impl Node {
                 conn,
                 remote,
                 local_ip,
+                relayed: true,
+                ..
+            } => self.connect_through_relay(now, id, conn, remote, local_ip),
+            connector::Output::Connect {
+                conn,
+                remote,
+                local_ip,
                 timeout,
+                ..
             } => {
                 // Connect from the listening port of that address, so a NAT maps it as it
                 // maps our passive candidate.

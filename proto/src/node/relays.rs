@@ -18,7 +18,7 @@ use super::connector::Link;
 use super::demux::{Inbound, Route};
 use crate::Error;
 use crate::ice;
-use crate::io::{ConnId, Endpoint, Input, Output};
+use crate::io::{ConnId, ConnectError, Endpoint, Input, Output};
 use crate::rng::SeededRng;
 use crate::turn::{TurnClient, TurnConfig, TurnEvent};
 
@@ -57,9 +57,21 @@ pub(super) enum RelayOutput {
 /// How long after an allocation failed or was lost the node asks its TURN server again.
 pub const RELAY_RETRY: Duration = Duration::from_secs(30);
 
+/// A Connect asked on behalf of an agent, waiting for its stream (RFC 6062).
+#[derive(Debug, Clone, Copy)]
+struct RelayConnect {
+    slot: usize,
+    peer: SocketAddr,
+    connector: u32,
+    agent_conn: ConnId,
+}
+
 /// The node's TURN clients: see the module docs.
 pub(super) struct Relays {
     slots: Vec<Slot>,
+    /// Connects through our allocations for agents' relayed active candidates, oldest
+    /// first; at most one per agent connection, gone with its answer.
+    connects: Vec<RelayConnect>,
 }
 
 impl Relays {
@@ -74,7 +86,10 @@ impl Relays {
                 done: false,
             })
             .collect();
-        Relays { slots }
+        Relays {
+            slots,
+            connects: Vec::new(),
+        }
     }
 
     // ----- getters -----
@@ -102,6 +117,19 @@ impl Relays {
     /// The relayed address of one slot, once allocated.
     pub(super) fn relayed_at(&self, slot: usize) -> Option<SocketAddr> {
         self.slots[slot].allocated.map(|(r, _)| r)
+    }
+
+    /// The slot whose allocation is relayed at `ip` and can reach `peer` (same family).
+    pub(super) fn slot_at(&self, ip: IpAddr, peer: SocketAddr) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            s.allocated
+                .is_some_and(|(r, _)| r.ip() == ip && r.is_ipv4() == peer.is_ipv4())
+        })
+    }
+
+    /// Connects waiting for their stream.
+    pub(super) fn connects_waiting(&self) -> usize {
+        self.connects.len()
     }
 
     /// Whether gathering waits for no client any more.
@@ -167,6 +195,51 @@ impl Relays {
                 slot.client.permit(now, usable);
             }
         }
+    }
+
+    /// Connects `slot`'s allocation to `peer` for `agent_conn` of connector `connector`.
+    pub(super) fn connect_peer(
+        &mut self,
+        now: Instant,
+        slot: usize,
+        peer: SocketAddr,
+        connector: u32,
+        agent_conn: ConnId,
+    ) {
+        self.connects.push(RelayConnect {
+            slot,
+            peer,
+            connector,
+            agent_conn,
+        });
+        self.slots[slot].client.connect_peer(now, peer);
+    }
+
+    /// Takes the oldest Connect of `slot` to `peer`: its stream opened, or it failed.
+    fn answer_connect(&mut self, slot: usize, peer: SocketAddr) -> Option<(u32, ConnId)> {
+        let i = self
+            .connects
+            .iter()
+            .position(|c| c.slot == slot && c.peer == peer)?;
+        let c = self.connects.remove(i);
+        Some((c.connector, c.agent_conn))
+    }
+
+    /// Takes every Connect of `slot` (its client is over).
+    fn take_connects(&mut self, slot: usize) -> Vec<(u32, ConnId)> {
+        let (gone, kept) = std::mem::take(&mut self.connects)
+            .into_iter()
+            .partition::<Vec<_>, _>(|c| c.slot == slot);
+        self.connects = kept;
+        gone.into_iter()
+            .map(|c| (c.connector, c.agent_conn))
+            .collect()
+    }
+
+    /// Forgets the Connects made for connector `connector` (it is gone): their streams,
+    /// if they open, are closed.
+    pub(super) fn forget_connects(&mut self, connector: u32) {
+        self.connects.retain(|c| c.connector != connector);
     }
 
     /// Sends bytes to the peer of a relayed stream.
@@ -370,6 +443,54 @@ impl Node {
         }
     }
 
+    /// Connector `id`'s agent connects from its relayed active candidate at `relayed_ip`:
+    /// a Connect on that allocation to `remote` (RFC 6062), whose stream the agent then
+    /// takes as the connection it asked for.
+    pub(super) fn connect_through_relay(
+        &mut self,
+        now: Instant,
+        id: u32,
+        agent_conn: ConnId,
+        remote: SocketAddr,
+        relayed_ip: IpAddr,
+    ) {
+        match self.relays.slot_at(relayed_ip, remote) {
+            Some(slot) => self.relays.connect_peer(now, slot, remote, id, agent_conn),
+            // The allocation went away since the candidate was offered.
+            None => self.agent_input(
+                now,
+                id,
+                ice::Input::ConnectFailed {
+                    conn: agent_conn,
+                    error: ConnectError::Unreachable,
+                },
+            ),
+        }
+    }
+
+    /// A relayed stream we asked for opened: it becomes the agent's connection, unless the
+    /// agent gave up on it meanwhile (then it is closed).
+    fn relay_connected(&mut self, now: Instant, slot: usize, turn_conn: ConnId, peer: SocketAddr) {
+        let owner = self.relays.answer_connect(slot, peer);
+        let Some((id, agent_conn)) =
+            owner.filter(|(id, conn)| self.connectors.get(id).is_some_and(|c| c.agent_has(*conn)))
+        else {
+            return self.relays.close_peer(slot, turn_conn);
+        };
+        let local = self.relays.relayed_at(slot).unwrap_or(peer);
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.link(agent_conn, Link::Relay { slot, turn_conn });
+        }
+        self.agent_input(
+            now,
+            id,
+            ice::Input::Connected {
+                conn: agent_conn,
+                local,
+            },
+        );
+    }
+
     fn on_turn_event(&mut self, now: Instant, slot: usize, event: TurnEvent) {
         match event {
             TurnEvent::Allocated { .. } => self.check_gathered(now),
@@ -381,6 +502,16 @@ impl Node {
                     for conn in gone {
                         self.agent_input(now, id, ice::Input::Reset { conn });
                     }
+                }
+                for (id, conn) in self.relays.take_connects(slot) {
+                    self.agent_input(
+                        now,
+                        id,
+                        ice::Input::ConnectFailed {
+                            conn,
+                            error: ConnectError::Unreachable,
+                        },
+                    );
                 }
                 self.check_gathered(now);
                 self.check_shut_down();
@@ -404,6 +535,29 @@ impl Node {
             } => {
                 let local = self.relays.relayed_at(slot).unwrap_or(peer);
                 self.wait_inbound(now, Inbound::Relay(slot, conn), local, peer);
+            }
+            TurnEvent::PeerStream {
+                conn,
+                peer,
+                incoming: false,
+            } => self.relay_connected(now, slot, conn, peer),
+            TurnEvent::PeerConnectFailed { peer, error } => {
+                if let Some((id, agent_conn)) = self.relays.answer_connect(slot, peer) {
+                    let error = match error {
+                        // The peer's relay did not take the connection.
+                        crate::turn::TurnError::ConnectionFailed => ConnectError::Refused,
+                        crate::turn::TurnError::Timeout => ConnectError::TimedOut,
+                        other => ConnectError::Other(format!("through the relay: {other}")),
+                    };
+                    self.agent_input(
+                        now,
+                        id,
+                        ice::Input::ConnectFailed {
+                            conn: agent_conn,
+                            error,
+                        },
+                    );
+                }
             }
             TurnEvent::PeerData { conn, data } => {
                 self.inbound_bytes(now, Inbound::Relay(slot, conn), data)

@@ -201,6 +201,7 @@ impl Node {
         self.disarm_connector(id);
         self.timers.clear(NodeTimer::Idle(id));
         self.demux.forget_agent(id);
+        self.relays.forget_connects(id);
         self.timers.clear(NodeTimer::Forget(id));
         self.connectors.remove(&id)
     }

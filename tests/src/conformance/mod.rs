@@ -562,10 +562,11 @@ pub fn reset_peak_memory() -> bool {
 /// coturn's, and he has no other socket than those to coturn (he listens nowhere and
 /// connects from no address of his), so coturn carried the bytes. (It used to go over a
 /// direct host connection: a relay-only node still listened and connected from its host
-/// address.) Alice keeps her direct paths: her active host candidate is what connects to
-/// Bob's relayed one. Two relay-only devices cannot meet yet: the node has no active
-/// relayed candidate, which would connect out through its own TURN server with RFC 6062's
-/// Connect.
+/// address.) Alice keeps her direct paths and has a relay too, so two relayed pairs can
+/// win: her active host candidate connecting to Bob's relayed one (`relay`), or Bob's
+/// relayed active candidate connecting through his allocation to Alice's relayed address
+/// (`relay-relay`, RFC 6062 Connect); which one is valid first depends on timing (the
+/// clean CI run under load nominated the second), and either is what the test asks.
 pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
     use crate::coturn::{Coturn, PASSWORD, USER};
     let Some(coturn) = Coturn::start(&[]) else {
@@ -585,9 +586,8 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
             _ => None,
         });
         let path = path.unwrap_or_else(|| panic!("{}: device {peer} connected", H::NAME));
-        assert_eq!(
-            path.name(),
-            "relay",
+        assert!(
+            matches!(path.name(), "relay" | "relay-relay"),
             "{}: device {peer}'s selected pair is relayed: {path:?}",
             H::NAME
         );
@@ -614,7 +614,8 @@ pub fn relayed_through_a_real_coturn_with_direct_paths_disabled<H: Harness>() {
         relayed[0]
     );
     h.shutdown(1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Bounds a failure only: a starved machine may take seconds to close a socket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while crate::realnet::is_listening(relayed[0]) {
         assert!(
             std::time::Instant::now() < deadline,

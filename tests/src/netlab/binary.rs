@@ -1,14 +1,31 @@
-//! The real `ferry` binary, built once per test process with the cargo that runs the tests.
+//! The real `ferry` binary the lab runs: the one cargo built for the running test (the
+//! `ferry-cli` package's tests name it with [`use_binary`]), else one built once per test
+//! process with the cargo that runs the tests.
+//!
+//! Building it from here costs a whole second build of the dependency tree whenever the
+//! features cargo unifies for `cargo build -p ferry-cli` differ from those of the test run
+//! (they do under `cargo test --workspace`, where dev-dependencies add features): that was
+//! most of the kernel-NAT suite's 39–194 s while each row's transfer took under a second.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The path of a `ferry` binary built from this workspace, in the target folder and profile
-/// of the running test binary (built now if it is not current; cargo decides).
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs `path` as the lab's `ferry` (a test in `ferry-cli` passes
+/// `env!("CARGO_BIN_EXE_ferry")`, the binary cargo built with the test). The first call of
+/// a process decides; later ones change nothing.
+pub fn use_binary(path: impl Into<PathBuf>) {
+    let path = path.into();
+    BINARY.get_or_init(|| private_copy(&path));
+}
+
+/// The `ferry` the lab runs: the one given to [`use_binary`], else one built from this
+/// workspace in the target folder and profile of the running test binary (built now if it is
+/// not current; cargo decides).
 pub fn ferry_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(build).clone()
+    BINARY.get_or_init(build).clone()
 }
 
 fn build() -> PathBuf {
@@ -44,16 +61,19 @@ fn build() -> PathBuf {
     let started = std::time::Instant::now();
     let status = cmd.status().expect("cargo runs");
     assert!(status.success(), "cargo could not build ferry");
-    let built = profile_dir.join("ferry");
-    // A private copy: a target folder shared with other checkouts may get their `ferry`
-    // in its place while this test runs. Copies of runs that are over go first.
-    sweep_copies();
-    let copy = std::env::temp_dir().join(format!("ferry-netlab-{}", std::process::id()));
-    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("no ferry at {}: {e}", built.display()));
     eprintln!(
         "netlab: ferry built (or found current) in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    private_copy(&profile_dir.join("ferry"))
+}
+
+/// A private copy of `built`: a target folder shared with other checkouts may get their
+/// `ferry` in its place while this test runs. Copies of runs that are over go first.
+fn private_copy(built: &std::path::Path) -> PathBuf {
+    sweep_copies();
+    let copy = std::env::temp_dir().join(format!("ferry-netlab-{}", std::process::id()));
+    std::fs::copy(built, &copy).unwrap_or_else(|e| panic!("no ferry at {}: {e}", built.display()));
     copy
 }
 

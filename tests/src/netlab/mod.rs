@@ -29,7 +29,7 @@ mod nat;
 mod process;
 mod turn;
 
-pub use binary::ferry_binary;
+pub use binary::{ferry_binary, use_binary};
 pub use counters::Counters;
 pub use nat::Nat;
 pub use process::{Ferry, Finished};

@@ -62,12 +62,14 @@ impl Agent {
         pair.state = PairState::InProgress;
         pair.conn = Some(conn);
         let (remote, local_ip) = (pair.remote.addr, pair.local.addr.ip());
+        let relayed = pair.local.kind == CandidateType::Relayed;
         self.conns
             .insert(conn, Conn::new(remote, None, false, Some(idx)));
         self.out.push_back(Output::Connect {
             conn,
             remote,
             local_ip,
+            relayed,
             timeout: self.config.connect_timeout,
         });
         self.timers.set(

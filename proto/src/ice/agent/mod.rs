@@ -279,6 +279,12 @@ impl Agent {
         &self.list
     }
 
+    /// Whether `conn` is one of the agent's connections: asked for (or accepted) and not
+    /// closed since. An owner whose connection opens late (through a relay) asks first.
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
     /// The selected pair and its connection.
     pub fn selected(&self) -> Option<(ConnId, &Pair)> {
         let pair = self.list.get(self.selected?)?;

@@ -119,6 +119,8 @@ pub(super) enum Output {
         conn: ConnId,
         remote: SocketAddr,
         local_ip: IpAddr,
+        /// Through our TURN allocation at `local_ip` (RFC 6062 Connect).
+        relayed: bool,
         timeout: Duration,
     },
     /// Bytes to write on a link.
@@ -335,6 +337,11 @@ impl Connector {
             .filter(|(_, l)| matches!(l, Link::Relay { slot: s, .. } if *s == slot))
             .map(|(conn, _)| *conn)
             .collect()
+    }
+
+    /// Whether the agent still waits for (or holds) its connection `conn`.
+    pub(super) fn agent_has(&self, conn: ConnId) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.has_conn(conn))
     }
 
     /// The agent's name for the connection on `link`.

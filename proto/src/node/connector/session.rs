@@ -122,11 +122,13 @@ impl Connector {
                 conn,
                 remote,
                 local_ip,
+                relayed,
                 timeout,
             } => self.out.push_back(Output::Connect {
                 conn,
                 remote,
                 local_ip,
+                relayed,
                 timeout,
             }),
             ice::Output::Send { conn, data } => {

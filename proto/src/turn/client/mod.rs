@@ -166,7 +166,7 @@ pub struct TurnClient {
     unauthenticated: u64,
     pending: BTreeMap<u128, Pending>,
     permissions: BTreeMap<IpAddr, Permission>,
-    /// Peers to Connect to once allocated.
+    /// Peers to Connect to once allocated and once their address is permitted.
     queued_connects: Vec<SocketAddr>,
     data: BTreeMap<ConnId, DataConn>,
     relayed: Option<SocketAddr>,
@@ -222,13 +222,26 @@ impl TurnClient {
         self.unauthenticated
     }
 
-    /// Opens a relayed connection to `peer` (RFC 6062 Connect). The peer's address must be
-    /// permitted first. The result is a [`TurnEvent::PeerStream`] or
-    /// [`TurnEvent::PeerConnectFailed`].
+    /// Opens a relayed connection to `peer` (RFC 6062 Connect). A server may refuse a Connect
+    /// to an address without a permission (RFC 6062 §5.2; the simulator's server does), so
+    /// the client permits the peer's address first when it is not permitted yet, and sends
+    /// the Connect once the permission is installed. The result is a
+    /// [`TurnEvent::PeerStream`] or [`TurnEvent::PeerConnectFailed`].
     pub fn connect_peer(&mut self, now: Instant, peer: SocketAddr) {
+        if !self.same_family(&peer.ip()) {
+            return self.event(TurnEvent::PeerConnectFailed {
+                peer,
+                error: TurnError::PeerAddressFamilyMismatch,
+            });
+        }
         match self.state {
-            State::Allocated => self.request(now, Request::Connect { peer }),
-            State::Connecting | State::Allocating => self.queued_connects.push(peer),
+            State::Allocated if self.is_permitted(peer.ip()) => {
+                self.request(now, Request::Connect { peer })
+            }
+            State::Allocated | State::Connecting | State::Allocating => {
+                self.queued_connects.push(peer);
+                self.permit(now, [peer.ip()]);
+            }
             State::Deallocating | State::Done => self.event(TurnEvent::PeerConnectFailed {
                 peer,
                 error: TurnError::AllocationMismatch,
@@ -468,9 +481,7 @@ impl TurnClient {
                     lifetime,
                 });
                 self.flush_permissions(now);
-                for peer in std::mem::take(&mut self.queued_connects) {
-                    self.request(now, Request::Connect { peer });
-                }
+                self.release_connects(now);
             }
             Request::Refresh { lifetime } if lifetime.is_zero() => self.deallocated(),
             Request::Refresh { .. } => {
@@ -492,6 +503,7 @@ impl TurnClient {
                 }
                 self.arm_permission_timer();
                 self.event(TurnEvent::Permitted { ips });
+                self.release_connects(now);
             }
             Request::Connect { peer } => {
                 let Ok(id) = msg.attribute::<ConnectionId>().map(|c| c.id()) else {
@@ -599,8 +611,20 @@ impl TurnClient {
                 }
                 self.event(TurnEvent::PermissionFailed {
                     ips: ips.clone(),
-                    error,
+                    error: error.clone(),
                 });
+                // A Connect waiting for one of these permissions will not get it.
+                let (failed, held): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                    std::mem::take(&mut self.queued_connects)
+                        .into_iter()
+                        .partition(|peer| ips.contains(&peer.ip()));
+                self.queued_connects = held;
+                for peer in failed {
+                    self.event(TurnEvent::PeerConnectFailed {
+                        peer,
+                        error: error.clone(),
+                    });
+                }
             }
             Request::Connect { peer } => {
                 self.event(TurnEvent::PeerConnectFailed { peer: *peer, error })

@@ -3,7 +3,7 @@
 //! A request refused with 403 (one forbidden address refuses it whole) is asked again
 //! address by address, so only the forbidden ones fail.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -85,6 +85,26 @@ impl TurnClient {
         match next {
             Some(at) => self.timers.set(Timer::Permissions, at),
             None => self.timers.clear(Timer::Permissions),
+        }
+    }
+
+    /// Whether the server has installed a permission for `ip`.
+    pub(super) fn is_permitted(&self, ip: IpAddr) -> bool {
+        matches!(self.permissions.get(&ip), Some(Permission::Active { .. }))
+    }
+
+    /// Sends the Connects that waited for the allocation and their peer's permission.
+    pub(super) fn release_connects(&mut self, now: Instant) {
+        if self.state != State::Allocated {
+            return;
+        }
+        let (ready, held): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            std::mem::take(&mut self.queued_connects)
+                .into_iter()
+                .partition(|peer| self.is_permitted(peer.ip()));
+        self.queued_connects = held;
+        for peer in ready {
+            self.request(now, Request::Connect { peer });
         }
     }
 

@@ -211,6 +211,10 @@ pub(super) fn bounds(side: usize, node: &Node, groups: usize) {
         "side {side}: {f:?}"
     );
     assert!(f.lookups <= groups, "side {side}: {f:?}");
+    // Every pair of every connector, each tried at most 1 + its retries.
+    let ice = ferry_proto::ice::Config::default();
+    let relay_connects = f.connectors * ice.max_pairs * (1 + ice.max_connect_retries as usize);
+    assert!(f.relay_connects <= relay_connects, "side {side}: {f:?}");
     // Two accounts can reach it (the peer's, and ours through the peer's own devices);
     // every file sent reaches at most every device of its account.
     let transfers = 2 * MAX_TRANSFERS_PER_PEER + groups * (1 + MAX_CONNECTORS_PER_ACCOUNT);

@@ -35,6 +35,9 @@ enum Servers {
     TurnBothRelayOnlyB,
 }
 
+/// The path type both ends must name, when a row asks for one.
+const RELAY_RELAY: &str = "relay-relay";
+
 /// The path the bytes must take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path_ {
@@ -66,6 +69,13 @@ fn account(lab: &Lab, side: Side, home: &Path, dht: &Path) -> String {
 
 /// One row: b listens, a sends; returns both ends and what the public segment carried.
 fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
+    row_named(tag, a, b, servers, expect, None)
+}
+
+/// [`row`], with both ends' `connected` event naming `path` when it is given.
+fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: Option<&str>) {
+    // The binary cargo built with this test: no second build (see `netlab::use_binary`).
+    ferry_tests::netlab::use_binary(env!("CARGO_BIN_EXE_ferry"));
     let Some(lab) = Lab::start(tag, a, b) else {
         return;
     };
@@ -146,6 +156,9 @@ fn row(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_) {
             .first("connected")
             .unwrap_or_else(|| panic!("{name}: {end} reports a connected event"));
         let class = connected["class"].as_str().unwrap_or_default();
+        if let Some(path) = path {
+            assert_eq!(connected["path"], path, "{name}: {end}: {connected}");
+        }
         match expect {
             Path_::Direct => assert_eq!(class, "direct", "{name}: {end}: {connected}"),
             Path_::Relayed => assert_eq!(class, "relayed", "{name}: {end}: {connected}"),
@@ -266,5 +279,21 @@ fn cone_symmetric_turn_both_connects() {
         Nat::Symmetric,
         Servers::TurnBoth,
         Path_::Either,
+    );
+}
+
+/// Firewalls that let out nothing but TCP to the relay's port, on both sides, and one
+/// coturn both use: no direct connection can leave either side, and a relayed path needs a
+/// connection from one relay to the other (RFC 6062 Connect through our own allocation to
+/// the peer's relayed address). Both ends name the path `relay-relay`.
+#[test]
+fn turn_port_only_both_sides_relay_to_relay() {
+    row_named(
+        "tt",
+        Nat::TurnPortOnly,
+        Nat::TurnPortOnly,
+        Servers::TurnBoth,
+        Path_::Relayed,
+        Some(RELAY_RELAY),
     );
 }
