@@ -32,6 +32,9 @@ const VERDICT_GRACE: Duration = Duration::from_secs(2);
 /// the verdict arrives, so this is a bound, not a wait.
 const SENDER_CLOSE_WAIT: Duration = ferry_driver::CLOSE_LINGER;
 
+/// How many unfinished received transfers `--ask-again` asks for at start.
+const ASK_AGAIN_AT_START: usize = 16;
+
 /// What is said of an offer refused because standard input ended.
 const NO_ONE_TO_ASK: &str =
     "refused (no one to ask: standard input is closed; see --accept-all and --from)";
@@ -64,6 +67,8 @@ pub(crate) struct Options {
     pub(crate) from: Vec<String>,
     /// Partial data nobody wrote for this long is removed at start.
     pub(crate) keep_partial: Duration,
+    /// Ask again, at start, for received transfers that did not finish.
+    pub(crate) ask_again: bool,
 }
 
 /// Removes, at start, partial data nobody wrote for `age` in the receive folder `into`
@@ -371,6 +376,18 @@ pub(crate) async fn run(
         options.into.display()
     ));
 
+    // `--ask-again`: what we asked for is taken when offered, without asking the user.
+    let mut asked = std::collections::BTreeSet::new();
+    let mut resent = crate::ask::Resent::default();
+    if options.ask_again {
+        for (sender, transfer, name) in crate::ask::unfinished(&records, ASK_AGAIN_AT_START) {
+            report.line(&format!("Asking for {name:?} ({transfer}) again"));
+            asked.insert((sender, transfer));
+            let _ = session
+                .handle
+                .command(move |node, now| node.ask_again(now, sender, transfer));
+        }
+    }
     // Without a terminal nobody reads a question: offers that need an answer are refused,
     // unless a program answers through the pipe (--ask).
     let interactive = options.ask || std::io::stdin().is_terminal();
@@ -435,10 +452,12 @@ pub(crate) async fn run(
                 if !matches!(event, Event::Progress { .. }) {
                     tracing::debug!(?event, "node event");
                 }
+                resent.on_event(&records, &event);
                 match event {
                     Event::IncomingTransfer { transfer, name, size, from } => {
                         let from_text = who(from.as_ref());
-                        let decision = if options.accept_all {
+                        let asked_for = from.as_ref().is_some_and(|p| asked.remove(&(p.account, transfer)));
+                        let decision = if options.accept_all || asked_for {
                             Decision::Accept
                         } else if is_image_name(&name)
                             && options.auto_accept_images_under.is_some_and(|l| size < l)
@@ -464,7 +483,8 @@ pub(crate) async fn run(
                         offers.insert(transfer, offer);
                         match decision {
                             Decision::Accept => {
-                                report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted (--accept-all)"));
+                                let why = if asked_for { "asked for again" } else { "--accept-all" };
+                                report.line(&format!("{from_text} offers {name:?} ({size} bytes): accepted ({why})"));
                                 let _ = session.handle.command(move |node, now| { let _ = node.accept(now, transfer); });
                             }
                             // The node accepts it itself.
@@ -549,6 +569,16 @@ pub(crate) async fn run(
                             }
                             o.keep(&records, transfer, Status::Finished.as_str(), None);
                         }
+                    }
+                    Event::AskAgain { request, from, transfer } => {
+                        crate::ask::answer(&session, &records, &report, &mut resent, request, from, transfer).await;
+                    }
+                    Event::AskAnswered { transfer, device, answer, .. } => {
+                        let label = device.map_or("no device".to_owned(), |d| format!("device {}", &d.to_string()[..12]));
+                        report.line(&match answer {
+                            Ok(a) => format!("asked {label} for {transfer}: {}", if a == ferry_proto::conversation::AskAnswer::Resending { "resending".to_owned() } else { format!("refused ({a})") }),
+                            Err(why) => format!("asked {label} for {transfer}: no answer ({why})"),
+                        });
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
                     Event::PeerUnreachable { device, reason } => {

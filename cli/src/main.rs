@@ -13,12 +13,13 @@
 //! # `--json`
 //! Every line on standard output is one JSON object whose `event` says what it is; ids are
 //! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers. PROTOCOL.md
-//! §11 lists every event, its fields and when it is printed (`cli/tests/event_schema.rs`
+//! §12 lists every event, its fields and when it is printed (`cli/tests/event_schema.rs`
 //! checks the list against this code).
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
 
+mod ask;
 mod contacts;
 mod demo;
 mod failure;
@@ -117,6 +118,10 @@ enum Command {
         /// the same send run again) that nobody wrote for this many days.
         #[arg(long, value_name = "DAYS", default_value_t = 7)]
         keep_partial_days: u64,
+        /// At start, ask the senders of received transfers that did not finish to send them
+        /// again (once each, the 16 most recent), and take what they resend.
+        #[arg(long)]
+        ask_again: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -129,6 +134,21 @@ enum Command {
         /// account show` prints there).
         #[arg(long, value_name = "WHO")]
         to: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Ask the sender of a file received in part (or missed) to send it again, and take it:
+    /// the sender's `listen` checks that the file was sent to you and is unchanged, and
+    /// offers it again under the same id; what arrived before is kept and checked. Exit
+    /// code 0 once it arrived verified; 6 when a device of the sender refused and none
+    /// resends (the code is printed: not_a_recipient, unknown_transfer, file_changed, ...);
+    /// 4 when no device of the sender announced itself; 5 when none could be reached.
+    Ask {
+        /// The transfer id, as `ferry history` shows it on this side.
+        id: u64,
+        /// Where received files go (default: as for `listen`; partial data is kept there).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -350,6 +370,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ask,
             from,
             keep_partial_days,
+            ask_again,
             net,
         } => {
             let home = home()?;
@@ -369,6 +390,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 keep_partial: std::time::Duration::from_secs(
                     keep_partial_days.saturating_mul(86_400),
                 ),
+                ask_again,
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }
@@ -376,6 +398,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let home = home()?;
             let net = net.options(&home.settings()?)?;
             runtime()?.block_on(send::run(&home, &net, &file, &to, json))
+        }
+        Command::Ask { id, into, net } => {
+            let home = home()?;
+            let settings = home.settings()?;
+            let net = net.options(&settings)?;
+            let options = ask::Options {
+                transfer: ferry_proto::transfer::TransferId(id),
+                into: into
+                    .or(settings.into)
+                    .unwrap_or_else(|| home::default_receive_folder(&home)),
+            };
+            runtime()?.block_on(ask::run(&home, &net, &options, json))
         }
         Command::History { limit } => history(&home()?, limit, json),
     }

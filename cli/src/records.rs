@@ -104,7 +104,10 @@ pub(crate) struct DevicePart {
 /// One transfer, sent or received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Record {
-    /// The transfer's id: the group's for a sent file, the transfer's for a received one.
+    /// The record's id: the group's for a sent file, the transfer's for a received one. The
+    /// id both sides share is the one on the wire, each device's [`DevicePart::transfer`]:
+    /// a receiver's record is named by it, and a sender finds its record by it
+    /// ([`Records::sent_with`]), whatever the group.
     pub(crate) id: String,
     /// Which way it went.
     pub(crate) direction: Direction,
@@ -245,6 +248,27 @@ impl Record {
         self.id.parse().ok().map(TransferId)
     }
 
+    /// Whether `id` names this record: its own id, or a device's transfer id (the id its
+    /// receiver saw).
+    pub(crate) fn named_by(&self, id: TransferId) -> bool {
+        let id = id.to_string();
+        self.id == id || self.devices.values().any(|p| p.transfer == id)
+    }
+
+    /// The ids the devices saw, when one differs from the record's own (a sent record).
+    fn device_ids(&self) -> String {
+        let ids: Vec<&str> = self
+            .devices
+            .values()
+            .map(|p| p.transfer.as_str())
+            .filter(|t| *t != self.id)
+            .collect();
+        match ids.as_slice() {
+            [] => String::new(),
+            ids => format!(" (as the devices see it: {})", ids.join(", ")),
+        }
+    }
+
     /// One line for `ferry history`.
     pub(crate) fn line(&self) -> String {
         let (way, peer) = match self.direction {
@@ -275,13 +299,14 @@ impl Record {
             )
         };
         format!(
-            "{}  {way}  {:?}  {} bytes  {peer} {}  {finished}/{} device(s) {state}  id {}",
+            "{}  {way}  {:?}  {} bytes  {peer} {}  {finished}/{} device(s) {state}  id {}{}",
             utc(self.updated),
             self.name,
             self.size,
             &self.peer_account[..self.peer_account.len().min(12)],
             self.devices.len(),
-            self.id
+            self.id,
+            self.device_ids()
         )
     }
 }
@@ -306,6 +331,22 @@ fn utc(secs: u64) -> String {
         rest / 60 % 60,
         rest % 60
     )
+}
+
+/// A sent record claimed by this process ([`Records::claim`]); the lock goes with it, and
+/// its file when no one else waits on it.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Removed while still held: a process that opened it meanwhile holds a file no one
+        // else finds, and a new claim makes a new one; either way one holder per record.
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// The records folder of a home.
@@ -370,6 +411,48 @@ impl Records {
                 && r.source.as_ref() == Some(source)
                 && !r.is_finished()
         }))
+    }
+
+    /// The record of a file we sent that `id` names: the group's id, or the transfer id one
+    /// of its devices saw (and a request to send it again names).
+    pub(crate) fn sent_with(&self, id: TransferId) -> Result<Option<Record>, Failure> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .find(|r| r.direction == Direction::Sent && r.named_by(id)))
+    }
+
+    /// The record of a file `from` sent us as `id`.
+    pub(crate) fn received_as(
+        &self,
+        id: TransferId,
+        from: Option<AccountId>,
+    ) -> Result<Option<Record>, Failure> {
+        Ok(self.all()?.into_iter().find(|r| {
+            r.direction == Direction::Received
+                && r.named_by(id)
+                && from.is_none_or(|a| r.peer_account == a.to_string())
+        }))
+    }
+
+    /// Claims the sent record `id` for this process: a lock (`flock`) on
+    /// `sent-<id>.lock` in the records folder, held until the [`Claim`] is dropped. `None`
+    /// when another process holds it: two `send`s of one file at once never take up one
+    /// record (each would resume into the other's data under one id).
+    pub(crate) fn claim(&self, id: &str) -> Result<Option<Claim>, Failure> {
+        fs::create_dir_all(&self.dir).map_err(|e| self.failure("create", &e))?;
+        let path = self.dir.join(format!("sent-{id}.lock"));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| self.failure("write in", &e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim { _file: file, path })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(self.failure("lock in", &e)),
+        }
     }
 
     /// Writes `record` (crash-safe: a temporary file, fsynced, renamed over the old one).
@@ -502,6 +585,53 @@ mod tests {
             records.save(&r).expect("save");
         }
         assert_eq!(records.all().expect("read").len(), 2);
+    }
+
+    #[test]
+    fn a_sender_finds_its_record_by_the_id_its_receiver_saw() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let bob = AccountId([7; 20]);
+        let (group, sub) = (TransferId(5), TransferId(6));
+        let mut sent = Record::sent(group, bob, source("/a"), "a");
+        sent.set_state(DeviceId([9; 32]), sub, "ongoing", None);
+        records.save(&sent).expect("save");
+        let received = Record::received(sub, AccountId([1; 20]), DeviceId([2; 32]), "a", 10);
+        records.save(&received).expect("save");
+        assert_eq!(records.sent_with(sub).expect("read"), Some(sent.clone()));
+        assert_eq!(records.sent_with(group).expect("read"), Some(sent.clone()));
+        assert_eq!(records.sent_with(TransferId(7)).expect("read"), None);
+        assert!(
+            sent.line().contains("id 5 (as the devices see it: 6)"),
+            "{}",
+            sent.line()
+        );
+        assert_eq!(
+            records
+                .received_as(sub, Some(AccountId([1; 20])))
+                .expect("read"),
+            Some(received)
+        );
+        assert_eq!(records.received_as(sub, Some(bob)).expect("read"), None);
+    }
+
+    #[test]
+    fn a_sent_record_is_claimed_by_one_process_at_a_time() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let records = Records::new(home.path());
+        let first = records.claim("5").expect("claim");
+        assert!(first.is_some());
+        assert!(records.claim("5").expect("claim").is_none(), "held");
+        assert!(
+            records.claim("6").expect("claim").is_some(),
+            "another record"
+        );
+        drop(first);
+        assert!(records.claim("5").expect("claim").is_some(), "let go");
+        assert!(
+            records.all().expect("read").is_empty(),
+            "lock files are not records"
+        );
     }
 
     #[test]

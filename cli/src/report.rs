@@ -1,7 +1,7 @@
 //! What `listen` and `send` show: progress bars with speed and time left on a terminal,
 //! plain lines otherwise (one per phase, and a few while bytes move), or one JSON object per
 //! line with `--json` (progress at most about four a second per transfer, every phase
-//! change always; PROTOCOL.md's event table lists them all).
+//! change always; PROTOCOL.md §12 lists them all).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;

@@ -102,7 +102,24 @@ pub(crate) async fn run(
     let size = meta.len();
     let records = Records::new(home.dir());
     let source_file = SourceFile::of(&source, &meta);
-    let earlier = records.unfinished_send(account, &source_file)?;
+    // An unfinished send of this file is taken up only if no other `send` holds it now.
+    let mut claim = None;
+    let earlier = match records.unfinished_send(account, &source_file)? {
+        Some(r) => match records.claim(&r.id)? {
+            Some(c) => {
+                claim = Some(c);
+                Some(r)
+            }
+            None => {
+                tracing::info!(
+                    "the unfinished send {} is being taken up by another process",
+                    r.id
+                );
+                None
+            }
+        },
+        None => None,
+    };
 
     // A sender takes no files: its driver is named a folder it never makes.
     let folder = home.dir().join("received");
@@ -135,6 +152,11 @@ pub(crate) async fn run(
     let taken_up = earlier
         .as_ref()
         .is_some_and(|r| r.transfer_id() == Some(group));
+    if !taken_up {
+        // Ours before it is written, so that no other `send` takes it up while we run.
+        claim = records.claim(&group.to_string())?;
+    }
+    let _claim = claim;
     let mut record = match earlier {
         Some(mut r) if taken_up => {
             report.line(&format!(

@@ -1,4 +1,4 @@
-//! PROTOCOL.md §11 is the `--json` schema: every event the `ferry` command can print has a
+//! PROTOCOL.md §12 is the `--json` schema: every event the `ferry` command can print has a
 //! row there, with each of its fields. This reads the command's source for every JSON object
 //! it builds with an `event` (and the one it names by `insert`), and the table, and checks
 //! one against the other both ways.
@@ -57,15 +57,15 @@ fn emitted() -> BTreeMap<String, BTreeSet<String>> {
     found
 }
 
-/// The rows of §11: event name → the text of its fields column (several rows joined).
+/// The rows of §12: event name → the text of its fields column (several rows joined).
 fn table() -> BTreeMap<String, String> {
     let spec =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../PROTOCOL.md"))
             .expect("PROTOCOL.md");
     let section = spec
-        .split("\n## 11. ")
+        .split("\n## 12. ")
         .nth(1)
-        .expect("PROTOCOL.md has §11, the --json events");
+        .expect("PROTOCOL.md has §12, the --json events");
     let mut rows: BTreeMap<String, String> = BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split(" | ").collect();
@@ -90,18 +90,18 @@ fn every_json_event_and_field_has_a_row_in_protocol_md() {
     for (event, keys) in &emitted {
         let fields = rows
             .get(event)
-            .unwrap_or_else(|| panic!("`{event}` has no row in PROTOCOL.md §11"));
+            .unwrap_or_else(|| panic!("`{event}` has no row in PROTOCOL.md §12"));
         for key in keys {
             assert!(
                 fields.contains(&format!("`{key}`")),
-                "`{event}`'s field `{key}` is not in its row of PROTOCOL.md §11"
+                "`{event}`'s field `{key}` is not in its row of PROTOCOL.md §12"
             );
         }
     }
     for event in rows.keys() {
         assert!(
             emitted.contains_key(event),
-            "PROTOCOL.md §11 has a row for `{event}`, which the command never prints"
+            "PROTOCOL.md §12 has a row for `{event}`, which the command never prints"
         );
     }
 }

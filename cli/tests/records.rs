@@ -1,7 +1,7 @@
 //! Issue 14 (records) with the real `ferry` binary in temporary homes: `ferry history` on both
 //! sides (each run a new process, so the records outlive the processes that wrote them), Ctrl-C on
 //! `listen` keeping what arrived, and the same `send` run again resuming from it, said on
-//! both sides.
+//! both sides; `ferry ask` after an interrupted receive.
 
 mod common;
 
@@ -321,4 +321,133 @@ fn a_file_named_as_a_picture_that_is_none_is_cancelled_and_nothing_kept() {
     assert_eq!(sent.status.code(), Some(7), "{}", text(&sent.stderr));
     assert!(!into.join("holiday.jpg").exists());
     assert!(partials(&into).is_empty(), "{:?}", partials(&into));
+}
+
+/// Bob's listener is stopped with Ctrl-C while a file arrives; Alice's `send` ends. Bob then
+/// runs `ferry ask ID` with the id his history shows, while Alice listens: her listener finds
+/// the send in her records by that id (the one Bob saw), checks the file, resends under the
+/// same id, and Bob's `ask` resumes from what he kept (prefix verified) and exits 0 with the
+/// file byte for byte; her history then shows it finished. Before that, with Alice's file touched, the same request is refused
+/// `file_changed` (exit 6) and nothing is sent; an id Bob never received is a usage error.
+#[test]
+fn ferry_ask_after_an_interrupted_receive_gets_the_file_verified() {
+    let w = World::new(LIMIT);
+    let alice = w.account("alice");
+    let bob = w.account("bob");
+    let source = w.path("asked.bin");
+    let size = 48 << 20;
+    make_file(&source, size);
+    let into = w.path("in");
+
+    // 1. Bytes arrive; Bob's listener is stopped; Alice's send ends.
+    let (listener, rx) = w.listen("bob", &into, false);
+    let sender = w
+        .ferry_piped("alice")
+        .args(["--json", "send"])
+        .arg(&source)
+        .args(["--to", &bob])
+        .spawn()
+        .expect("ferry send starts");
+    until(&rx, |v| {
+        v["event"] == "progress" && v["done"].as_u64().is_some_and(|d| d > 0)
+    });
+    signal(&listener, "-INT");
+    assert_eq!(finish(listener).status.code(), Some(7));
+    assert_eq!(finish(sender).status.code(), Some(5));
+    let received = w.history("bob");
+    assert_eq!(received.len(), 1, "{received:?}");
+    let id = received[0]["id"].as_str().expect("an id").to_owned();
+    let sent = w.history("alice");
+    assert_ne!(
+        sent[0]["id"].as_str(),
+        Some(id.as_str()),
+        "a group id of its own"
+    );
+    let seen = sent[0]["devices"]
+        .as_object()
+        .and_then(|d| d.values().next())
+        .map(|p| p["transfer"].clone());
+    assert_eq!(
+        seen,
+        Some(Value::from(id.clone())),
+        "Alice records the id Bob saw"
+    );
+    let held = partials(&into);
+    assert_eq!(held.len(), 1, "{held:?}");
+
+    // 2. Alice listens; an unknown id is refused here, before any network.
+    let (alice_listener, alice_rx) = w.listen("alice", &w.path("alice-in"), false);
+    let unknown = w.run("bob", &["ask", "12345", "--into", &into.to_string_lossy()]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+
+    // 3. Alice's file changed (its modification time): refused, file_changed.
+    let meta = std::fs::metadata(&source).expect("source");
+    let touch = |at| {
+        std::fs::File::options()
+            .write(true)
+            .open(&source)
+            .and_then(|f| f.set_modified(at))
+            .expect("set mtime");
+    };
+    let mtime = meta.modified().expect("mtime");
+    touch(mtime + Duration::from_secs(60));
+    let into_arg = into.to_string_lossy().into_owned();
+    let refused = w.run("bob", &["--json", "ask", &id, "--into", &into_arg]);
+    let said = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(6), "{said}");
+    assert!(said.contains("file_changed"), "{said}");
+    let answers = json_lines(&refused.stdout);
+    assert_eq!(events(&answers, "ask_answer")[0]["answer"], "file_changed");
+    assert!(events(&answers, "resuming").is_empty());
+
+    // 4. The file as it was sent: resent, resumed, verified.
+    touch(mtime);
+    let asked = w.run("bob", &["--json", "ask", &id, "--into", &into_arg]);
+    let said = text(&asked.stderr);
+    assert_eq!(asked.status.code(), Some(0), "{said}");
+    let lines = json_lines(&asked.stdout);
+    assert_eq!(events(&lines, "ask_answer")[0]["answer"], "resending");
+    let resuming = events(&lines, "resuming");
+    assert_eq!(resuming.len(), 1, "{lines:?}");
+    assert!(resuming[0]["offset"].as_u64().is_some_and(|o| o > 0));
+    assert_eq!(resuming[0]["prefix_verified"], true, "{lines:?}");
+    assert_eq!(events(&lines, "verified").len(), 1, "{lines:?}");
+    assert!(
+        std::fs::read(into.join("asked.bin")).expect("received")
+            == std::fs::read(&source).expect("source"),
+        "byte for byte"
+    );
+    assert!(partials(&into).is_empty());
+    let after = w.history("bob");
+    assert_eq!(after[0]["id"].as_str(), Some(id.as_str()));
+    assert!(after[0]["final_path"].is_string(), "{after:?}");
+    let served: Vec<Value> = alice_rx.try_iter().collect();
+    let answers: Vec<&Value> = events(&served, "asked_again");
+    assert_eq!(
+        answers
+            .iter()
+            .map(|a| a["answer"].as_str())
+            .collect::<Vec<_>>(),
+        [Some("file_changed"), Some("resending")],
+        "{served:?}"
+    );
+    assert!(answers.iter().all(|a| a["from_account"] == bob.as_str()));
+    let _ = alice;
+    signal(&alice_listener, "-INT");
+    finish(alice_listener);
+    // Alice's record follows the resend: finished for Bob's device, with the digest.
+    let sent = w.history("alice");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let part = &sent[0]["devices"]
+        .as_object()
+        .and_then(|d| d.values().next().cloned())
+        .expect("bob's part");
+    assert_eq!(part["transfer"].as_str(), Some(id.as_str()));
+    assert_eq!(part["state"], "finished", "{sent:?}");
+    assert_eq!(
+        sent[0]["sha3_512"],
+        events(&lines, "verified")[0]["sha3_512"]
+    );
+    let again = w.run("bob", &["ask", &id, "--into", &into_arg]);
+    assert_eq!(again.status.code(), Some(2), "received whole already");
 }

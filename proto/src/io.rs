@@ -578,6 +578,31 @@ pub enum Event {
         /// The final name (receiving side), empty on the sending side.
         name: String,
     },
+    /// A peer's device asks us to send a transfer again
+    /// ([`Node::ask_again`](crate::node::Node::ask_again) there); its request matched its
+    /// TLS session. Answer with [`Node::answer_ask`](crate::node::Node::answer_ask) after
+    /// checking the records: was `transfer` sent to `from`'s account, and is its source
+    /// file unchanged?
+    AskAgain {
+        /// Names the request in the answer.
+        request: crate::node::AskId,
+        /// The asking account and device (TLS-verified).
+        from: crate::tls::PeerIdentity,
+        /// The transfer id the asking device saw.
+        transfer: TransferId,
+    },
+    /// A device of the sender's account answered our request to send `transfer` again, or
+    /// could not be asked (`device` is `None` when no device announced itself).
+    AskAnswered {
+        /// The transfer asked for.
+        transfer: TransferId,
+        /// The device that answered.
+        device: Option<crate::tls::DeviceId>,
+        /// Its answer, or why there is none.
+        answer: Result<crate::conversation::AskAnswer, String>,
+        /// Whether every device asked has now answered: the request is over.
+        last: bool,
+    },
     /// A node's [`shutdown`](crate::node::Node::shutdown) is complete: its transfers are
     /// cancelled, its connections closed and its TURN allocations deleted. The driver may stop.
     ShutDown,

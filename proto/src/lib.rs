@@ -88,6 +88,7 @@
 //! - [`transfer`]: the header, `GO` / `NGO`, Ferry's frames, and the sending and receiving
 //!   state machines (byte for byte in `PROTOCOL.md`).
 //! - [`aggregate`]: the optimistic view of one file sent to several devices.
+//! - [`conversation`]: the ask-again request (`data-transfer-request`) and its answers.
 //! - [`stun`]: RFC 4571 framing and the STUN messages ICE speaks, on `stun-types`.
 //! - [`ice`]: ICE over TCP: candidates in Jami's text form, the description blob, the check
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
@@ -101,6 +102,7 @@
 
 pub mod aggregate;
 pub mod channel;
+pub mod conversation;
 pub mod ice;
 pub mod io;
 pub mod node;

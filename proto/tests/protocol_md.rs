@@ -70,6 +70,9 @@ fn the_spec_has_every_vector_this_test_checks() {
     assert_eq!(
         names,
         [
+            "ask-answer-file-changed",
+            "ask-answer-resending",
+            "ask-request",
             "channel-request",
             "channel-unit",
             "frame-cancel-user",
@@ -389,6 +392,48 @@ fn a_peer_without_the_feature_gets_todays_reply() {
     }
 }
 
+/// The ask-again request (§11): the core writes the vector's bytes and reads them back; the
+/// answers too.
+#[test]
+fn ask_again_lines() {
+    use ferry_proto::conversation::{AskAnswer, TransferRequest};
+    use ferry_proto::tls::{AccountId, DeviceId};
+    use ferry_proto::transfer::TransferId;
+    let request = TransferRequest {
+        conversation: AccountId([0xab; 20]),
+        interaction: TransferId(42),
+        device: DeviceId([0xcd; 32]),
+    };
+    let wire = vector("ask-request");
+    assert_eq!(hex::encode(request.encode()), hex::encode(&wire));
+    assert_eq!(
+        TransferRequest::decode(&wire[..wire.len() - 1]),
+        Ok(request)
+    );
+    for (name, answer) in [
+        ("ask-answer-resending", AskAnswer::Resending),
+        ("ask-answer-file-changed", AskAnswer::FileChanged),
+    ] {
+        let wire = vector(name);
+        assert_eq!(answer.encode(), wire, "{name}");
+        assert_eq!(AskAnswer::decode(&wire[..wire.len() - 1]), Ok(answer));
+    }
+    // Every code of the table is one the core knows, and the other way round.
+    let table: Vec<&str> = SPEC
+        .split("## 11.")
+        .nth(1)
+        .expect("§11")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .filter(|c| !["conversation", "interaction", "deviceId"].contains(c))
+        .collect();
+    let mut codes: Vec<&str> = AskAnswer::ALL.iter().map(|a| a.as_str()).collect();
+    let mut table = table;
+    codes.sort_unstable();
+    table.sort_unstable();
+    assert_eq!(table, codes);
+}
+
 /// The value a row of the limits table (§10) gives, by the name in its first column.
 fn limit(name: &str) -> String {
     let row = SPEC
@@ -461,6 +506,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("transfer::DECISION_TIMEOUT", transfer::DECISION_TIMEOUT),
         ("transfer::ACCEPT_TIMEOUT", transfer::ACCEPT_TIMEOUT),
         ("transfer::LINGER", transfer::LINGER),
+        ("node::ASK_TIMEOUT", ASK_TIMEOUT),
         (
             "turn::PERMISSION_REFRESH",
             ferry_proto::turn::PERMISSION_REFRESH,
@@ -481,6 +527,10 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("transfer::frame::MAX_DATA", transfer::frame::MAX_DATA),
         ("transfer::SEND_WINDOW", transfer::SEND_WINDOW),
         ("transfer::WRITE_WINDOW", transfer::WRITE_WINDOW),
+        (
+            "conversation::MAX_REQUEST",
+            ferry_proto::conversation::MAX_REQUEST,
+        ),
     ];
     for (name, value) in sizes {
         assert_eq!(limit(name), bytes(value), "{name}");
@@ -504,6 +554,8 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("channel::MAX_PEER_CHANNELS", MAX_PEER_CHANNELS),
         ("node::MAX_TRANSFERS_PER_PEER", MAX_TRANSFERS_PER_PEER),
         ("node::MAX_OFFERS_PER_PEER", MAX_OFFERS_PER_PEER),
+        ("node::MAX_ASKS_PER_PEER", MAX_ASKS_PER_PEER),
+        ("node::MAX_OWN_ASKS", MAX_OWN_ASKS),
         (
             "node::REQUEST_CHECKS_PER_WINDOW",
             REQUEST_CHECKS_PER_WINDOW as usize,

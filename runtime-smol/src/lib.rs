@@ -33,7 +33,8 @@ use std::io::{self, IoSlice};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use ferry_driver::runtime::{READ_CHUNK, Runtime};
+use ferry_driver::ReadBuffer;
+use ferry_driver::runtime::Runtime;
 use smol::Async;
 use smol::io::AsyncWriteExt as _;
 use socket2::SockRef;
@@ -88,15 +89,16 @@ impl Runtime for Smol {
     }
 
     /// Reads into the spare capacity of `buf` (nothing zeroed first), inside one synchronous
-    /// attempt: dropping the future between attempts leaves `buf` as it was.
-    async fn read<'a>(stream: &'a Async<TcpStream>, buf: &'a mut Vec<u8>) -> io::Result<usize> {
+    /// attempt: dropping the future between attempts leaves `buf` as it was. An attempt that
+    /// finds nothing gives the buffer back to its pool.
+    async fn read<'a>(stream: &'a Async<TcpStream>, buf: &'a mut ReadBuffer) -> io::Result<usize> {
         stream
             .read_with(|socket| {
-                buf.reserve(READ_CHUNK);
-                Ok(rustix::io::read(
-                    socket,
-                    rustix::buffer::spare_capacity(&mut *buf),
-                )?)
+                let read = rustix::io::read(socket, rustix::buffer::spare_capacity(buf.vec()));
+                if read.is_err() {
+                    buf.release_if_empty();
+                }
+                Ok(read?)
             })
             .await
     }

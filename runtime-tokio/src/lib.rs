@@ -31,7 +31,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use ferry_driver::runtime::{READ_CHUNK, Runtime};
+use ferry_driver::ReadBuffer;
+use ferry_driver::runtime::Runtime;
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -105,12 +106,13 @@ impl Runtime for Tokio {
     }
 
     /// Reads into the spare capacity of `buf`: no zeroing, no copy.
-    async fn read<'a>(stream: &'a TcpStream, buf: &'a mut Vec<u8>) -> io::Result<usize> {
+    /// Waits until readable, then reads into the spare capacity of `buf`; a wake-up that
+    /// finds nothing gives the buffer back to its pool.
+    async fn read<'a>(stream: &'a TcpStream, buf: &'a mut ReadBuffer) -> io::Result<usize> {
         loop {
-            buf.reserve(READ_CHUNK);
             stream.readable().await?;
-            match stream.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            match stream.try_read_buf(buf.vec()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.release_if_empty(),
                 read => return read,
             }
         }

@@ -23,6 +23,9 @@
 //! byte: in all, in SHA3 and AES-GCM, and the rest — the protocol's path — with its largest
 //! functions. Instruction counts do not depend on the machine's load.
 //!
+//! With `FERRY_BENCH_STRACE=1` both sides run under `strace -f -c` instead (64 MiB unless
+//! `FERRY_BENCH_MIB` says otherwise) and it prints each side's system calls per 64 MiB.
+//!
 //! It ends with the in-process baseline of earlier rounds: rustls alone over a loopback pair
 //! (skip it with `FERRY_BENCH_RUSTLS=0`).
 #![allow(missing_docs, clippy::print_stdout)]
@@ -35,6 +38,8 @@ mod cost;
 mod pair;
 #[path = "transfer/side.rs"]
 mod side;
+#[path = "transfer/strace.rs"]
+mod strace;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -108,23 +113,29 @@ fn main() {
         side::run(&role);
         return;
     }
-    let valgrind = std::env::var("FERRY_BENCH_CALLGRIND").is_ok_and(|v| v != "0");
+    let on = |name: &str| std::env::var(name).is_ok_and(|v| v != "0");
+    let tool = match (on("FERRY_BENCH_CALLGRIND"), on("FERRY_BENCH_STRACE")) {
+        (true, _) => pair::Tool::Callgrind,
+        (_, true) => pair::Tool::Strace,
+        _ => pair::Tool::None,
+    };
+    let counting = tool != pair::Tool::None;
     let mib: u64 = std::env::var("FERRY_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if valgrind { 64 } else { 1024 });
+        .unwrap_or(if counting { 64 } else { 1024 });
     let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol,tokio".into());
-    if !valgrind {
+    if !counting {
         sha3_implementations();
     }
-    let run = pair::Run::new(mib << 20, valgrind);
+    let run = pair::Run::new(mib << 20, tool);
     let concurrency = std::env::var("FERRY_BENCH_CONCURRENCY").unwrap_or_else(|_| "1".into());
     for runtime in runtimes.split(',') {
         for files in concurrency.split(',').filter_map(|n| n.parse().ok()) {
             run.pair(runtime, files);
         }
     }
-    if !valgrind && std::env::var("FERRY_BENCH_RUSTLS").map_or(true, |v| v != "0") {
+    if !counting && std::env::var("FERRY_BENCH_RUSTLS").map_or(true, |v| v != "0") {
         let tls = rustls_baseline(&block());
         println!(
             "in-process baseline: rustls TLS 1.3 AES-256-GCM over loopback, 1 GiB in {:.2} s ({:.2} GiB/s)",

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ferry_proto::conversation::AskAnswer;
 use ferry_proto::io::Event;
-use ferry_proto::node::Node;
+use ferry_proto::node::{AskDecision, AskId, Node};
 use ferry_proto::tls::{AccountId, DeviceId};
 use ferry_proto::transfer::TransferId;
 use futures_lite::FutureExt as _;
@@ -110,6 +111,56 @@ impl<R: Runtime> Client<R> {
             .call(move |node, now| node.send_file_again(now, account, source, name, group, devices))
             .await?;
         Ok(group)
+    }
+
+    /// Asks every device of `account` to send the transfer we saw as `transfer` again
+    /// ([`Node::ask_again`](ferry_proto::node::Node::ask_again)); answers come as
+    /// [`ClientEvent::AskAnswered`], the file as an offer under the same id.
+    pub async fn ask_again(
+        &self,
+        account: AccountId,
+        transfer: TransferId,
+    ) -> Result<(), ClientError> {
+        self.ask_again_claiming(account, transfer, None).await
+    }
+
+    /// [`ask_again`](Self::ask_again) naming `claimed` as the asking device
+    /// ([`Node::ask_again_claiming`](ferry_proto::node::Node::ask_again_claiming)): what a
+    /// lying peer sends, for tests of the holder's check.
+    pub async fn ask_again_claiming(
+        &self,
+        account: AccountId,
+        transfer: TransferId,
+        claimed: Option<DeviceId>,
+    ) -> Result<(), ClientError> {
+        self.handle
+            .call(move |node, now| node.ask_again_claiming(now, account, transfer, claimed))
+            .await?;
+        Ok(())
+    }
+
+    /// Answers a request ([`ClientEvent::AskAgain`]) by sending the file at `path` again to
+    /// the asking device, under the asked id; returns the group id of that send. The
+    /// application checked its records first ([`sent_file::decide`](crate::sent_file::decide)).
+    pub async fn resend(
+        &self,
+        request: AskId,
+        path: impl AsRef<Path>,
+    ) -> Result<Option<TransferId>, ClientError> {
+        let (source, name) = source_of(path.as_ref())?;
+        let decision = AskDecision::Resend { source, name };
+        Ok(self
+            .handle
+            .call(move |node, now| node.answer_ask(now, request, decision))
+            .await??)
+    }
+
+    /// Refuses a request ([`ClientEvent::AskAgain`]) with `code`.
+    pub async fn refuse_ask(&self, request: AskId, code: AskAnswer) -> Result<(), ClientError> {
+        self.handle
+            .call(move |node, now| node.answer_ask(now, request, AskDecision::Refuse(code)))
+            .await??;
+        Ok(())
     }
 
     /// Accepts an offered file ([`ClientEvent::Incoming`]).

@@ -257,6 +257,29 @@ pub enum ClientEvent {
         /// The stage that failed and why.
         reason: String,
     },
+    /// A device of a peer asks us to send a transfer again; its request matched its TLS
+    /// session. Answer with the client's `resend` or `refuse_ask` (see
+    /// [`sent_file::decide`](crate::sent_file::decide)).
+    AskAgain {
+        /// Names the request in the answer.
+        request: ferry_proto::node::AskId,
+        /// The asking account and device (TLS-verified).
+        from: PeerIdentity,
+        /// The transfer id that device saw.
+        transfer: TransferId,
+    },
+    /// A device of the sender answered our request (`ask_again`) to send `transfer` again,
+    /// or could not be asked (`device` is `None`: none announced itself).
+    AskAnswered {
+        /// The transfer asked for.
+        transfer: TransferId,
+        /// The device.
+        device: Option<DeviceId>,
+        /// Its answer, or why there is none.
+        answer: Result<ferry_proto::conversation::AskAnswer, String>,
+        /// Whether every device asked has answered.
+        last: bool,
+    },
     /// The node finished its shutdown (the client's `shutdown` waits for this one).
     ShutDown,
 }
@@ -354,6 +377,26 @@ impl ClientEvent {
                 ClientEvent::PeerUnreachable { device, reason }
             }
             Event::ShutDown => ClientEvent::ShutDown,
+            Event::AskAgain {
+                request,
+                from,
+                transfer,
+            } => ClientEvent::AskAgain {
+                request,
+                from,
+                transfer,
+            },
+            Event::AskAnswered {
+                transfer,
+                device,
+                answer,
+                last,
+            } => ClientEvent::AskAnswered {
+                transfer,
+                device,
+                answer,
+                last,
+            },
             // A newer core's event that this client does not translate yet.
             other => ClientEvent::Unknown(format!("{other:?}")),
         }

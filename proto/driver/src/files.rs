@@ -2,8 +2,9 @@
 //! partial and final files inside one receive folder.
 //!
 //! [`FileService`] answers each operation synchronously with std::fs; [`FileThread`] runs it
-//! on a thread of its own, so that reading, writing and above all hashing never wait behind
-//! (or hold up) the event loop that runs TLS.
+//! on a small pool of threads of its own (each file pinned to one), so that reading, writing
+//! and above all hashing never wait behind (or hold up) the event loop that runs TLS, and
+//! several transfers use several cores.
 //!
 //! - A partial file is `<sender account>-<transfer id>.ferry-part` ([`PartialKey`]) in the
 //!   private folder inside the receive folder, never named after the offered name,
@@ -17,8 +18,8 @@
 //!   first read past its start (a resumed send) has the skipped part hashed then. The reads
 //!   and writes that follow extend the digest, so each byte is read from disk and hashed
 //!   once, and [`FileOp::Digest`] reads only bytes it never saw.
-//! - Two open operations on the same partial file are refused: two transfers writing one file
-//!   would only corrupt it.
+//! - Two open operations on the same partial file are refused, on whichever workers they
+//!   run: two transfers writing one file would only corrupt it.
 
 mod failure;
 mod io;
@@ -27,22 +28,24 @@ mod names;
 mod tests;
 mod thread;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
 use ferry_proto::io::{FileId, FileOp, FileResult};
 use ferry_proto::transfer::{PartialKey, SafeName, StreamDigest};
 
+use crate::buffers::BufferPool;
 use crate::receive_folder::ReceiveFolder;
 use failure::Failure;
 use io::{hash_from_disk, read_at, write_all_at};
 use names::{partial_name, variant};
 
 pub use names::PARTIAL_SUFFIX;
-pub use thread::FileThread;
+pub use thread::{FileThread, MAX_WORKERS};
 
 /// Most " (n)" variants tried before a commit gives up.
 const MAX_VARIANTS: u32 = 10_000;
@@ -66,6 +69,12 @@ struct Partial {
 pub struct FileService {
     folder: PathBuf,
     open: BTreeMap<FileId, OpenFile>,
+    /// Buffers for [`FileOp::Read`]: the data goes on in them, and they come back (their
+    /// bytes still initialised, so nothing is zeroed again) once the core has sent it.
+    buffers: Arc<BufferPool>,
+    /// The partial files open in this service and its [`sibling`](Self::sibling)s, by name:
+    /// one partial file is never open twice, whichever worker holds it.
+    partials: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for FileService {
@@ -83,7 +92,24 @@ impl FileService {
         FileService {
             folder: receive_folder.into(),
             open: BTreeMap::new(),
+            buffers: BufferPool::new(ferry_proto::transfer::frame::MAX_DATA),
+            partials: Arc::default(),
         }
+    }
+
+    /// A service for another worker: the same receive folder, buffers and partial files,
+    /// none of this one's open files.
+    pub fn sibling(&self) -> FileService {
+        FileService {
+            folder: self.folder.clone(),
+            open: BTreeMap::new(),
+            buffers: self.buffers.clone(),
+            partials: self.partials.clone(),
+        }
+    }
+
+    fn partials(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.partials.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The receive folder.
@@ -149,13 +175,25 @@ impl FileService {
     ) -> Result<FileResult, Failure> {
         self.check_free(file)?;
         let key = partial_name(key);
-        if self
-            .open
-            .values()
-            .any(|o| o.partial.as_ref().is_some_and(|p| p.key == key))
-        {
+        // Claimed before it opens, so that no other worker opens it meanwhile.
+        if !self.partials().insert(key.clone()) {
             return Err(Failure::Busy);
         }
+        let opened = self.open_claimed(file, name, size, key.clone(), resume);
+        if opened.is_err() {
+            self.partials().remove(&key);
+        }
+        opened
+    }
+
+    fn open_claimed(
+        &mut self,
+        file: FileId,
+        name: SafeName,
+        size: u64,
+        key: String,
+        resume: bool,
+    ) -> Result<FileResult, Failure> {
         let folder = ReceiveFolder::open(&self.folder)?;
         let (handle, len) = folder.open_partial(&key, size, resume)?;
         // Hash the prefix now, once: the writes that follow start where it ends.
@@ -197,13 +235,14 @@ impl FileService {
     }
 
     fn read(&mut self, file: FileId, offset: u64, len: u32) -> Result<FileResult, Failure> {
+        let buffers = self.buffers.clone();
         let open = self.get(file)?;
         if offset > open.digest.hashed() {
             // A resumed send starts past the start: hash the part the peer already holds now,
             // so the reads that follow extend the digest and no byte is read twice.
             hash_from_disk(&open.file, &mut open.digest, offset)?;
         }
-        let mut buf = vec![0; len as usize];
+        let mut buf = buffers.take_filled(len as usize);
         let got = read_at(&open.file, &mut buf, offset)?;
         if got < buf.len() {
             return Err(Failure::Short);
@@ -212,7 +251,7 @@ impl FileService {
         Ok(FileResult::Data {
             file,
             offset,
-            data: Bytes::from(buf),
+            data: buffers.freeze(buf),
         })
     }
 
@@ -264,12 +303,17 @@ impl FileService {
         let base = partial.name.as_str();
         let variants = (0..MAX_VARIANTS).map(|n| variant(base, n));
         let name = partial.folder.commit(&open.file, &partial.key, variants)?;
+        let key = partial.key.clone();
         self.open.remove(&file);
+        self.partials().remove(&key);
         Ok(FileResult::Committed { file, name })
     }
 
     fn close(&mut self, file: FileId, discard: bool) -> Result<FileResult, Failure> {
         let open = self.open.remove(&file).ok_or(Failure::NotOpen)?;
+        if let Some(partial) = &open.partial {
+            self.partials().remove(&partial.key);
+        }
         // Only a partial file is ever deleted: a source belongs to the user.
         if let (true, Some(partial)) = (discard, &open.partial) {
             partial.folder.remove_partial(&partial.key, &open.file)?;

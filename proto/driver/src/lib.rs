@@ -19,6 +19,7 @@
 //! - [`identity_files`]: accounts and devices saved as PEM files, private keys readable by
 //!   the owner only;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
+//! - [`sent_file`]: the holder's checks of a request to send a file again ([`sent_file::decide`]);
 //! - [`receive_folder`]: the receive folder, opened so that nobody else who can write in it
 //!   can turn a transfer's writes against the user;
 //! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
@@ -33,6 +34,7 @@
 //!   and [`Stopped`], what a command to a driver that ended gets.
 
 pub mod app;
+pub mod buffers;
 pub mod client;
 pub mod dht;
 pub mod files;
@@ -46,10 +48,12 @@ pub mod pump;
 pub mod receive_folder;
 pub mod run_loop;
 pub mod runtime;
+pub mod sent_file;
 pub mod shell;
 pub mod write_queue;
 
 pub use app::Client;
+pub use buffers::{BufferPool, ReadBuffer};
 pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};

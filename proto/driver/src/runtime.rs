@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use socket2::SockRef;
 
+use crate::buffers::{BufferPool, ReadBuffer};
 use crate::net::{connect_error, finish_connect, reset_on_close};
 use crate::{Net, SocketEvent, Tag, Write, WriteQueue};
 
@@ -50,13 +51,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Completes once `stream` is writable (a connect in progress has finished).
     fn writable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send + '_;
 
-    /// Reads what is there (at least one byte, or 0 at end of stream), appending to `buf`
-    /// (into its spare capacity: nothing is zeroed first).
+    /// Reads what is there (at least one byte, or 0 at end of stream), appending to
+    /// [`ReadBuffer::vec`] (into its spare capacity: nothing is zeroed first). Between
+    /// attempts that find nothing it calls [`ReadBuffer::release_if_empty`], so that a
+    /// connection waiting for bytes holds no buffer.
     /// Cancel-safe: the reader drops this future when told to pause, so a future dropped
-    /// before it completes must have read nothing and left `buf` as it was.
+    /// before it completes must have read nothing and left `buf`'s bytes as they were.
     fn read<'a>(
         stream: &'a Self::Stream,
-        buf: &'a mut Vec<u8>,
+        buf: &'a mut ReadBuffer,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 
     /// Writes as much of `data` as the socket takes now (at least one byte).
@@ -69,7 +72,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn socket(stream: &Self::Stream) -> SockRef<'_>;
 }
 
-/// Bytes a reader asks for at a time.
+/// Bytes a reader asks for at a time: the size of the buffers its [`BufferPool`] keeps.
 pub const READ_CHUNK: usize = 64 * 1024;
 
 /// A runtime's sockets as the shell's [`Net`]: an accept task per listener, a connect task
@@ -77,12 +80,18 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// [`SocketEvent`]s on one channel.
 pub struct Tasks<R: Runtime> {
     report: Sender<SocketEvent<R::Stream>>,
+    /// The readers' buffers, shared by every connection: bytes read go on in them and they
+    /// come back once the core has taken the bytes.
+    buffers: Arc<BufferPool>,
 }
 
 impl<R: Runtime> Tasks<R> {
     /// Tasks that report on `report`.
     pub fn new(report: Sender<SocketEvent<R::Stream>>) -> Tasks<R> {
-        Tasks { report }
+        Tasks {
+            report,
+            buffers: BufferPool::new(READ_CHUNK),
+        }
     }
 }
 
@@ -143,7 +152,8 @@ impl<R: Runtime> Net for Tasks<R> {
         let stream = Arc::new(stream);
         let (writes, writes_rx) = async_channel::unbounded();
         let (reading, reading_rx) = async_channel::unbounded();
-        let reader = read_loop::<R>(tag, stream.clone(), reading_rx, self.report.clone());
+        let buf = ReadBuffer::new(self.buffers.clone());
+        let reader = read_loop::<R>(tag, stream.clone(), buf, reading_rx, self.report.clone());
         let writer = write_loop::<R>(tag, stream.clone(), writes_rx, self.report.clone());
         Conn {
             stream,
@@ -173,10 +183,10 @@ impl<R: Runtime> Net for Tasks<R> {
 async fn read_loop<R: Runtime>(
     tag: Tag,
     stream: Arc<R::Stream>,
+    mut buf: ReadBuffer,
     reading: Receiver<bool>,
     report: Sender<SocketEvent<R::Stream>>,
 ) {
-    let mut buf: Vec<u8> = Vec::new();
     let mut on = true;
     loop {
         // The latest word on pausing wins; while paused, only that word can wake us.
@@ -206,17 +216,8 @@ async fn read_loop<R: Runtime>(
         };
         let (event, last) = match read {
             Ok(0) => (SocketEvent::Eof { tag }, true),
-            Ok(n) => {
-                let data = if n >= READ_CHUNK / 2 {
-                    // The buffer itself becomes the bytes handed on: no copy.
-                    Bytes::from(std::mem::take(&mut buf))
-                } else {
-                    // A small read gets an allocation of its own, so that a peer that trickles
-                    // bytes cannot make the core hold a whole read buffer per byte.
-                    let data = Bytes::copy_from_slice(&buf);
-                    buf.clear();
-                    data
-                };
+            Ok(_) => {
+                let data = buf.split();
                 (SocketEvent::Received { tag, data }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),

@@ -32,6 +32,11 @@ pub struct Footprint {
     pub timers: usize,
     /// Outputs queued for the driver and not polled yet.
     pub queued_outputs: usize,
+    /// Peers' requests to send again, read or waiting for the application (at most
+    /// [`MAX_ASKS_PER_PEER`](super::MAX_ASKS_PER_PEER) per account).
+    pub their_asks: usize,
+    /// Our own requests to send again (at most [`MAX_OWN_ASKS`](super::MAX_OWN_ASKS)).
+    pub own_asks: usize,
 }
 
 impl Node {
@@ -47,6 +52,8 @@ impl Node {
             relay_connects: self.relays.connects_waiting(),
             timers: self.timers.len(),
             queued_outputs: self.out.len(),
+            their_asks: self.asks.len().1,
+            own_asks: self.asks.len().0,
         }
     }
 }

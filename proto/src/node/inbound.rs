@@ -44,9 +44,19 @@ impl Node {
         }
         match self.demux.route(conn) {
             Some(Route::Turn { slot, turn_conn }) => {
+                // A connection that never opened leaves no socket to close: its name goes
+                // now. (The client closes the others itself. Kept, the name held the slot's
+                // client for ever, since a client is started again only once it holds no
+                // connection: the fault sweep's seed 438, a data connection for a Connect
+                // that timed out while the uplink was down, left a node without a relay.)
+                let gone = matches!(input, Input::ConnectFailed { .. });
                 let renamed = rename(input, turn_conn);
                 if let Err(e) = self.relays.handle_input(now, slot, renamed) {
                     bug(&mut self.bugs.turn_input, "TURN client input", &e);
+                }
+                if gone {
+                    self.relays.forget_conn(slot, turn_conn);
+                    self.demux.forget(conn);
                 }
             }
             Some(Route::Stun) => self.on_probe_input(now, conn, input),

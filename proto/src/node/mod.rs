@@ -35,6 +35,7 @@
 //! through our TURN allocation) is not anyone's until its first ICE check names the session
 //! by its USERNAME; until then it is *unrouted*, buffered up to a bound and for a while.
 
+mod asks;
 mod budget;
 mod config;
 mod connector;
@@ -64,6 +65,7 @@ use crate::timer::Timers;
 use crate::tls::{AccountId, DeviceId};
 use crate::transfer::{Status, TransferId};
 
+pub use asks::{ASK_TIMEOUT, AskDecision, AskId, MAX_ASKS_PER_PEER, MAX_OWN_ASKS};
 pub use budget::{
     ANNOUNCEMENT_CHECKS_PER_WINDOW, HELD_PER_WINDOW, REQUEST_CHECKS_PER_WINDOW, SIGNATURE_WINDOW,
 };
@@ -114,6 +116,8 @@ pub struct Node {
     by_device: BTreeMap<DeviceId, u32>,
     signalling: Signalling,
     transfers: Transfers,
+    /// Requests to send a transfer again, ours and the peers'.
+    asks: asks::Asks,
     dropped: DroppedValues,
     bugs: Bugs,
     /// Every deadline of the node and of its children that are not machines of their own.
@@ -166,6 +170,7 @@ impl Node {
             by_device: BTreeMap::new(),
             signalling: Signalling::new(),
             transfers: Transfers::new(),
+            asks: asks::Asks::default(),
             dropped: DroppedValues::default(),
             bugs: Bugs::default(),
             timers: Timers::new(),
@@ -275,7 +280,7 @@ impl Node {
         name: String,
     ) -> TransferId {
         let group = self.new_transfer_id();
-        self.start_group(now, group, account, source, name, BTreeMap::new())
+        self.start_group(now, group, account, source, name, BTreeMap::new(), None)
     }
 
     /// Sends a file again as [`send_file`](Self::send_file) does, under the ids an earlier
@@ -295,9 +300,12 @@ impl Node {
             true => group,
             false => self.new_transfer_id(),
         };
-        self.start_group(now, group, account, source, name, devices)
+        self.start_group(now, group, account, source, name, devices, None)
     }
 
+    /// A group for `account`: every device of it, or only the device `only` (a file sent
+    /// again because that device asked).
+    #[allow(clippy::too_many_arguments)]
     fn start_group(
         &mut self,
         now: Instant,
@@ -306,6 +314,7 @@ impl Node {
         source: String,
         name: String,
         again: BTreeMap<DeviceId, TransferId>,
+        only: Option<DeviceId>,
     ) -> TransferId {
         if self.stopping != Stopping::No {
             // A node that is shutting down takes no new work.
@@ -313,7 +322,7 @@ impl Node {
             return group;
         }
         self.transfers
-            .add_group(group, account, source, name, again);
+            .add_group(group, account, source, name, again, only);
         self.timers
             .set(NodeTimer::Lookup(group), now + LOOKUP_TIMEOUT);
         let (key, new) = self.signalling.look_up(account);
@@ -505,6 +514,10 @@ impl Node {
     /// Work that a pump leaves behind: failed connectors to forget, resets of transfers
     /// whose connection died, the idle timers of ready connections.
     fn after_pump(&mut self, now: Instant) {
+        if self.asks.is_retrying() {
+            self.retry_asks(now);
+            self.pump(now);
+        }
         self.forget_failed(now);
         self.watch_idle(now);
         while let Some(t) = self.pending_reset.pop_front() {

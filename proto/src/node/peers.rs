@@ -377,6 +377,9 @@ impl Node {
             return;
         };
         let device = c.device();
+        // An answer that never got through (a request left on the DHT by a process that is
+        // gone, say) is no proof the device cannot be reached: our requests try our own.
+        let (answerer, account, recipient) = (!c.is_requester(), c.peer().account, c.recipient());
         let Some(was_ready) = c.fail() else {
             return;
         };
@@ -390,6 +393,8 @@ impl Node {
         if self.by_device.get(&device) == Some(&id) {
             self.by_device.remove(&device);
             self.subs_unreachable(device, &why);
+            let retry = (answerer && !was_ready).then_some((account, recipient));
+            self.asks_unreachable(device, &why, retry);
         }
         if was_ready {
             for t in self.transfers_on(id) {

@@ -178,6 +178,11 @@ impl Relays {
         }
     }
 
+    /// Forgets the node's name for one of `slot`'s client's connections (it never opened).
+    pub(super) fn forget_conn(&mut self, slot: usize, turn_conn: ConnId) {
+        self.slots[slot].to_node.remove(&turn_conn);
+    }
+
     /// Records the node's name for a connection a client asked for.
     pub(super) fn name(&mut self, slot: usize, turn_conn: ConnId, conn: ConnId) {
         self.slots[slot].to_node.insert(turn_conn, conn);

@@ -35,6 +35,10 @@ pub(super) enum NodeTimer {
     /// A device of the group verified the file [`UNJOINED_GRACE`](super::UNJOINED_GRACE)
     /// ago: the devices that never answered are not waited for any longer.
     Unjoined(TransferId),
+    /// Our request to send a transfer again stops waiting for any device of the sender.
+    AskLookup(TransferId),
+    /// A peer's request to send again was not whole, or not decided, in time.
+    Ask(super::AskId),
     /// One of a connector's timers.
     Connector(u32, connector::Timer),
     /// A ready connection no channel used for [`IDLE_TIMEOUT`](super::IDLE_TIMEOUT) closes.
@@ -61,6 +65,8 @@ impl NodeTimer {
             NodeTimer::LookupRetry(_) => "lookup retry",
             NodeTimer::Lookup(_) => "device lookup",
             NodeTimer::Unjoined(_) => "unjoined devices",
+            NodeTimer::AskLookup(_) => "ask-again lookup",
+            NodeTimer::Ask(_) => "ask-again request",
             NodeTimer::Connector(_, connector::Timer::Retry) => "request retry",
             NodeTimer::Connector(_, connector::Timer::Answer) => "answer timeout",
             NodeTimer::Connector(_, connector::Timer::Permission) => "permission wait",
@@ -166,6 +172,8 @@ impl Node {
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),
             NodeTimer::Lookup(group) => self.lookup_failed(group),
             NodeTimer::Unjoined(group) => self.subs_unjoined(group),
+            NodeTimer::AskLookup(transfer) => self.ask_lookup_over(transfer),
+            NodeTimer::Ask(request) => self.ask_timed_out(now, request),
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),
             NodeTimer::Idle(id) => self.close_idle(now, id),
             NodeTimer::Forget(id) => self.forget_connector(id),

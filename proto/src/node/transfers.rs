@@ -60,6 +60,8 @@ struct Group {
     /// The ids an earlier send of this file gave each device's sub-transfer: used again, so
     /// a receiver finds the partial data it keeps under (our account, that id).
     again: BTreeMap<DeviceId, TransferId>,
+    /// The one device this group is for (a file sent again to the device that asked).
+    only: Option<DeviceId>,
 }
 
 /// A sub-transfer whose channel is not open yet.
@@ -115,6 +117,7 @@ impl Transfers {
         self.groups
             .iter()
             .filter(|(_, g)| g.account == account && !g.devices.contains_key(&device))
+            .filter(|(_, g)| g.only.is_none_or(|d| d == device))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -186,6 +189,7 @@ impl Transfers {
         source: String,
         name: String,
         again: BTreeMap<DeviceId, TransferId>,
+        only: Option<DeviceId>,
     ) {
         self.groups.insert(
             group,
@@ -196,6 +200,7 @@ impl Transfers {
                 aggregate: Aggregate::new(0),
                 devices: BTreeMap::new(),
                 again,
+                only,
             },
         );
     }
@@ -244,6 +249,7 @@ impl Node {
         self.transfers
             .groups_of(account)
             .any(|g| self.timers.is_set(NodeTimer::Lookup(g)))
+            || self.asks.looks_up(account)
     }
 
     /// Stops a group's wait for its first device: `true` if it was still waiting, with no
@@ -577,6 +583,10 @@ impl Node {
 
     /// A channel event of connector `id`.
     pub(super) fn on_mux_event(&mut self, now: Instant, id: u32, event: MuxEvent) {
+        // Requests to send again have channels of their own.
+        let Some(event) = self.on_ask_mux_event(now, id, event) else {
+            return;
+        };
         match event {
             MuxEvent::OpenRequest { channel, name } => {
                 let tid = name
@@ -708,6 +718,7 @@ impl Node {
 
     /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
     pub(super) fn open_pending_channels(&mut self, now: Instant, id: u32) {
+        self.open_ask_channels(now, id);
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };

@@ -36,7 +36,10 @@ pub fn encode_into(payload: &[u8], out: &mut BytesMut) {
 
 /// The frame (or frames, past [`MAX_FRAME`]) holding `payload`.
 pub fn encode(payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(LENGTH_PREFIX + payload.len());
+    // Room for every frame's length too: a buffer two bytes short would be copied whole
+    // when the second frame's length comes.
+    let frames = payload.len().div_ceil(MAX_FRAME).max(1);
+    let mut out = BytesMut::with_capacity(LENGTH_PREFIX * frames + payload.len());
     encode_into(payload, &mut out);
     out.freeze()
 }
@@ -62,6 +65,9 @@ impl FrameDecoder {
         while !data.is_empty() {
             let want = self.needed();
             let take = want.min(data.len());
+            // Room for the rest of this frame at once: a buffer grown step by step would copy
+            // the frame again at each step.
+            self.buf.reserve(want);
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if let Some(frame) = self.take_frame() {

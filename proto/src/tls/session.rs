@@ -35,9 +35,6 @@ use super::verify::{PeerCheckError, PeerIdentity, Pin, PinnedVerifier, peer_chec
 /// The server name both sides use: fixed, since identity is checked by the pin.
 pub const SERVER_NAME: &str = "ferry.invalid";
 
-/// Room made for plaintext when some arrives: one TLS record's worth at least.
-const READ_CHUNK: usize = 16 * 1024;
-
 /// Maps the driver's `Instant`s to Unix time: `unix` was the Unix time at `instant`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnixAnchor {
@@ -366,19 +363,10 @@ impl TlsSession {
     }
 
     fn process(&mut self) {
-        if let Err(e) = self.conn.process_new_packets() {
-            // rustls queued an alert for the peer; send it before giving up.
-            self.flush();
-            let failure = match (peer_check_failure(&e), e) {
-                (Some(check), _) => TlsFailure::PeerRejected(check),
-                (None, rustls::Error::AlertReceived(alert)) => {
-                    TlsFailure::AlertReceived(format!("{alert:?}"))
-                }
-                (None, rustls::Error::DecryptError) => TlsFailure::Corrupt,
-                (None, other) => TlsFailure::Protocol(other.to_string()),
-            };
-            return self.fail(failure);
-        }
+        let state = match self.conn.process_new_packets() {
+            Ok(state) => state,
+            Err(e) => return self.on_error(e),
+        };
         if self.state == State::Handshaking && !self.conn.is_handshaking() {
             match self.identify_peer() {
                 Some(peer) => {
@@ -393,7 +381,21 @@ impl TlsSession {
                 }
             }
         }
-        self.read_plaintext();
+        self.read_plaintext(state.plaintext_bytes_to_read());
+    }
+
+    fn on_error(&mut self, e: rustls::Error) {
+        // rustls queued an alert for the peer; send it before giving up.
+        self.flush();
+        let failure = match (peer_check_failure(&e), e) {
+            (Some(check), _) => TlsFailure::PeerRejected(check),
+            (None, rustls::Error::AlertReceived(alert)) => {
+                TlsFailure::AlertReceived(format!("{alert:?}"))
+            }
+            (None, rustls::Error::DecryptError) => TlsFailure::Corrupt,
+            (None, other) => TlsFailure::Protocol(other.to_string()),
+        };
+        self.fail(failure);
     }
 
     /// The ids of the chain the verifier accepted.
@@ -404,11 +406,13 @@ impl TlsSession {
         Some(PeerIdentity { account, device })
     }
 
-    /// Hands out every plaintext byte rustls holds as one [`Output::Plaintext`], copied
-    /// once straight from rustls's buffers (no zeroed scratch buffer, one allocation per batch).
-    fn read_plaintext(&mut self) {
+    /// Hands out every plaintext byte rustls holds (`ready` of them, as its state said) as
+    /// one [`Output::Plaintext`], copied once straight from rustls's buffers: no zeroed
+    /// scratch buffer, one allocation per batch of its exact size (a buffer that grew would
+    /// copy the batch again).
+    fn read_plaintext(&mut self, ready: usize) {
         use std::io::BufRead as _;
-        let mut plain: Vec<u8> = Vec::new();
+        let mut plain: Vec<u8> = Vec::with_capacity(ready);
         loop {
             let mut reader = self.conn.reader();
             match reader.fill_buf() {
@@ -420,9 +424,6 @@ impl TlsSession {
                 }
                 Ok(chunk) => {
                     let n = chunk.len();
-                    if plain.is_empty() {
-                        plain.reserve_exact(n.max(READ_CHUNK));
-                    }
                     plain.extend_from_slice(chunk);
                     reader.consume(n);
                 }

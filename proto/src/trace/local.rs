@@ -45,6 +45,26 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
             names.labels.account_name(account),
             names.labels.device_name(device)
         )),
+        Event::AskAgain { from, transfer, .. } => Summary::plain(format!(
+            "device {} asks for {} again",
+            names.labels.device_name(&from.device),
+            ids.of(*transfer)
+        )),
+        Event::AskAnswered {
+            transfer,
+            device,
+            answer,
+            ..
+        } => {
+            let t = ids.of(*transfer);
+            let who = device.map_or("no device".to_owned(), |d| {
+                format!("device {}", names.labels.device_name(&d))
+            });
+            Summary::plain(match answer {
+                Ok(a) => format!("{t} asked again: {who} answers {a}"),
+                Err(why) => format!("{t} asked again: {who}: {why}"),
+            })
+        }
         Event::Connected { device, path } => Summary::plain(format!(
             "path to device {}: {path}",
             names.labels.device_name(device)

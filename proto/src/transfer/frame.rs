@@ -18,6 +18,7 @@
 //! A frame of an unknown type, or whose length does not fit its type, is a protocol
 //! violation: the decoder never buffers more than one largest frame.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -144,10 +145,19 @@ pub enum FrameError {
     BadVerdict(u8),
 }
 
+/// Most pieces a [`FrameDecoder`] keeps apart before it joins them: a sender that trickles
+/// bytes must not make it hold more pieces than bytes are worth.
+const MAX_PIECES: usize = 16;
+
 /// Cuts a byte stream split anywhere into frames.
+///
+/// It keeps the pieces it was given as they came: a frame inside one piece comes out as a
+/// slice of it, without a copy, and only a frame split across pieces is joined, once, into
+/// a buffer of its exact size.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    buf: BytesMut,
+    pieces: VecDeque<Bytes>,
+    len: usize,
 }
 
 impl FrameDecoder {
@@ -156,24 +166,83 @@ impl FrameDecoder {
         FrameDecoder::default()
     }
 
-    /// Takes more bytes.
+    /// Takes more bytes (a copy of them; see [`push_bytes`](Self::push_bytes)).
     pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        self.push_bytes(Bytes::copy_from_slice(data));
+    }
+
+    /// Takes more bytes, keeping them as they are: the frames inside them come out as
+    /// slices of `data`.
+    pub fn push_bytes(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        self.pieces.push_back(data);
+        if self.pieces.len() > MAX_PIECES {
+            let all = self.take(self.len);
+            self.len = all.len();
+            self.pieces.push_back(all);
+        }
     }
 
     /// Bytes received and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.len
+    }
+
+    /// The first `N` bytes held, across pieces; zeros past the end.
+    fn peek<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let mut at = 0;
+        for piece in &self.pieces {
+            let n = (N - at).min(piece.len());
+            out[at..at + n].copy_from_slice(&piece[..n]);
+            at += n;
+            if at == N {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The first `n` bytes held (at most [`buffered`](Self::buffered)): a slice of the first
+    /// piece when it holds them all, else a copy of exactly `n` bytes.
+    fn take(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.len);
+        self.len -= n;
+        if let Some(front) = self.pieces.front_mut()
+            && front.len() >= n
+        {
+            let out = front.split_to(n);
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+            return out;
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(front) = self.pieces.front_mut() else {
+                break;
+            };
+            let k = (n - out.len()).min(front.len());
+            out.extend_from_slice(&front[..k]);
+            front.advance(k);
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+        }
+        out.freeze()
     }
 
     /// The next whole frame, if one has arrived. An error is final: the stream cannot be
     /// re-synchronised.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buf.len() < FRAME_HEADER {
+        if self.len < FRAME_HEADER {
             return Ok(None);
         }
-        let kind = self.buf[0];
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+        let [kind, l0, l1, l2, l3] = self.peek::<FRAME_HEADER>();
+        let len = u32::from_be_bytes([l0, l1, l2, l3]);
         let fits = match kind {
             DATA => (1..=MAX_DATA as u32).contains(&len),
             END => len == 64,
@@ -185,11 +254,11 @@ impl FrameDecoder {
             return Err(FrameError::BadLength { kind, len });
         }
         let len = len as usize;
-        if self.buf.len() < FRAME_HEADER + len {
+        if self.len < FRAME_HEADER + len {
             return Ok(None);
         }
-        self.buf.advance(FRAME_HEADER);
-        let payload = self.buf.split_to(len).freeze();
+        self.take(FRAME_HEADER);
+        let payload = self.take(len);
         Ok(Some(match kind {
             DATA => Frame::Data(payload),
             END => {
@@ -205,5 +274,69 @@ impl FrameDecoder {
                 b => return Err(FrameError::BadVerdict(b)),
             },
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> Bytes {
+        let mut out = BytesMut::new();
+        Frame::Data(Bytes::from(vec![3u8; 1000])).encode_into(&mut out);
+        Frame::Verdict(true).encode_into(&mut out);
+        Frame::Data(Bytes::from(vec![4u8; 70])).encode_into(&mut out);
+        out.freeze()
+    }
+
+    fn drain(d: &mut FrameDecoder) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = d.next_frame().expect("valid frames") {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[test]
+    fn pieces_split_anywhere_decode_the_same_and_a_whole_frame_is_not_copied() {
+        let stream = stream();
+        let whole = drain(&mut {
+            let mut d = FrameDecoder::new();
+            d.push(&stream);
+            d
+        });
+        assert_eq!(whole.len(), 3);
+        for cut in (0..stream.len()).step_by(7) {
+            let mut d = FrameDecoder::new();
+            d.push_bytes(stream.slice(..cut));
+            let mut frames = drain(&mut d);
+            d.push_bytes(stream.slice(cut..));
+            frames.extend(drain(&mut d));
+            assert_eq!(frames, whole, "cut at {cut}");
+            assert_eq!(d.buffered(), 0);
+        }
+        let mut d = FrameDecoder::new();
+        d.push_bytes(stream.clone());
+        let Some(Frame::Data(first)) = d.next_frame().expect("valid") else {
+            panic!("a DATA frame first");
+        };
+        assert_eq!(
+            first.as_ptr(),
+            stream[FRAME_HEADER..].as_ptr(),
+            "a slice of the piece it came in"
+        );
+    }
+
+    #[test]
+    fn a_trickle_of_bytes_keeps_few_pieces() {
+        let stream = stream();
+        let mut d = FrameDecoder::new();
+        let mut frames = Vec::new();
+        for b in stream.iter() {
+            d.push(&[*b]);
+            assert!(d.pieces.len() <= MAX_PIECES);
+            frames.extend(drain(&mut d));
+        }
+        assert_eq!(frames.len(), 3);
     }
 }

@@ -331,7 +331,7 @@ impl Incoming {
             // (or a violation) now would report a failure for a file that gets its name.
             State::Done(_) | State::Committing => {}
             _ if self.framed => {
-                self.frames.push(&data);
+                self.frames.push_bytes(data);
                 while !matches!(self.state, State::Done(_)) {
                     match self.frames.next_frame() {
                         Ok(Some(frame)) => self.on_frame(now, frame),

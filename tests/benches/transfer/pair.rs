@@ -5,12 +5,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::callgrind;
+use super::{callgrind, strace};
+
+/// What each side runs under: nothing, or a tool that counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tool {
+    /// Timed runs, with the primitives measured after.
+    None,
+    /// `valgrind --tool=callgrind`: instructions per byte.
+    Callgrind,
+    /// `strace -f -c`: system calls per 64 MiB.
+    Strace,
+}
 
 /// One benchmark run: the file and the folder the sides share.
 pub(crate) struct Run {
     bytes: u64,
-    valgrind: bool,
+    tool: Tool,
     dir: tempfile::TempDir,
     /// CPUs to pin the sender and receiver to, when the machine has two or more.
     cpus: Option<(usize, usize)>,
@@ -21,16 +32,16 @@ type Figures = BTreeMap<String, String>;
 
 impl Run {
     /// Writes a file of `bytes` (a whole number of MiB) in a fresh folder.
-    pub(crate) fn new(bytes: u64, valgrind: bool) -> Run {
+    pub(crate) fn new(bytes: u64, tool: Tool) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).expect("out");
         write_file(&out.join("bench.bin"), bytes, 1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpus = (cores >= 2 && !valgrind).then_some((0, 1));
+        let cpus = (cores >= 2 && tool == Tool::None).then_some((0, 1));
         Run {
             bytes,
-            valgrind,
+            tool,
             dir,
             cpus,
         }
@@ -39,18 +50,26 @@ impl Run {
     fn side(&self, runtime: &str, send: bool, files: usize) -> Child {
         let role = if send { "send" } else { "receive" };
         let exe = std::env::current_exe().expect("this benchmark's path");
-        let mut command = if self.valgrind {
-            let mut c = Command::new("valgrind");
-            c.arg("--tool=callgrind")
-                .arg(format!(
-                    "--callgrind-out-file={}",
-                    self.callgrind_file(runtime, send).display()
-                ))
-                .arg("-q")
-                .arg(exe);
-            c
-        } else {
-            Command::new(exe)
+        let mut command = match self.tool {
+            Tool::Callgrind => {
+                let mut c = Command::new("valgrind");
+                c.arg("--tool=callgrind")
+                    .arg(format!(
+                        "--callgrind-out-file={}",
+                        self.tool_file(runtime, send).display()
+                    ))
+                    .arg("-q")
+                    .arg(exe);
+                c
+            }
+            Tool::Strace => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-c", "-o"])
+                    .arg(self.tool_file(runtime, send))
+                    .arg(exe);
+                c
+            }
+            Tool::None => Command::new(exe),
         };
         command
             .env("FERRY_BENCH_ROLE", role)
@@ -60,7 +79,11 @@ impl Run {
             .env("FERRY_BENCH_FILES", files.to_string())
             .env(
                 "FERRY_BENCH_PRIMITIVES",
-                if self.valgrind || files > 1 { "0" } else { "1" },
+                if self.tool != Tool::None || files > 1 {
+                    "0"
+                } else {
+                    "1"
+                },
             )
             .stdout(Stdio::piped());
         // Several files at once may use every core; one file gets one core per side.
@@ -73,9 +96,14 @@ impl Run {
         command.spawn().expect("start a side")
     }
 
-    fn callgrind_file(&self, runtime: &str, send: bool) -> PathBuf {
+    fn tool_file(&self, runtime: &str, send: bool) -> PathBuf {
         let role = if send { "send" } else { "receive" };
-        std::env::temp_dir().join(format!("ferry-callgrind-{runtime}-{role}.out"))
+        let tool = if self.tool == Tool::Strace {
+            "strace"
+        } else {
+            "callgrind"
+        };
+        std::env::temp_dir().join(format!("ferry-{tool}-{runtime}-{role}.out"))
     }
 
     /// `files` transfers at once (over one connection) between two processes on `runtime`,
@@ -115,9 +143,13 @@ impl Run {
                 None => String::new(),
             }
         );
-        if self.valgrind {
+        if self.tool != Tool::None {
             for (name, send) in [("sender", true), ("receiver", false)] {
-                callgrind::report(name, &self.callgrind_file(runtime, send), self.bytes);
+                let file = self.tool_file(runtime, send);
+                match self.tool {
+                    Tool::Callgrind => callgrind::report(name, &file, self.bytes),
+                    _ => strace::report(name, &file, self.bytes),
+                }
             }
             return;
         }
@@ -160,6 +192,23 @@ fn concurrency(
         cpu_r / gib,
         gib / wall / bound
     );
+    // Where the work went: with a worker per file, each file's digest on its own thread.
+    for (name, f) in [("sender", send), ("receiver", receive)] {
+        println!(
+            "  {name:<8} per live thread, s/GiB: {}",
+            threads(f, gib).join(", ")
+        );
+    }
+}
+
+/// Each live thread's CPU seconds per GiB, from a side's `threads` figure.
+fn threads(f: &Figures, gib: f64) -> Vec<String> {
+    f.get("threads")
+        .map_or("", String::as_str)
+        .split(',')
+        .filter_map(|t| t.rsplit_once(':'))
+        .map(|(n, cpu)| format!("{n} {:.2}", cpu.parse::<f64>().unwrap_or(0.0) / gib))
+        .collect()
 }
 
 fn num(f: &Figures, key: &str) -> f64 {
@@ -180,15 +229,9 @@ fn side_line(name: &str, f: &Figures, gib: f64, aes: &str, socket: &str, file: &
         per("file"),
         per("cpu") / sum
     );
-    let threads = f.get("threads").map_or("", String::as_str);
-    let threads: Vec<String> = threads
-        .split(',')
-        .filter_map(|t| t.rsplit_once(':'))
-        .map(|(n, cpu)| format!("{n} {:.2}", cpu.parse::<f64>().unwrap_or(0.0) / gib))
-        .collect();
     println!(
         "           per live thread, s/GiB (process lifetime): {}",
-        threads.join(", ")
+        threads(f, gib).join(", ")
     );
 }
 

@@ -20,6 +20,7 @@ use ferry_proto::turn::TurnConfig;
 
 use crate::content;
 
+pub mod ask;
 pub mod real;
 pub mod records;
 pub mod sim;
@@ -90,6 +91,25 @@ pub trait Harness: Sized {
         group: TransferId,
         devices: std::collections::BTreeMap<DeviceId, TransferId>,
     ) -> TransferId;
+
+    /// `peer` asks every device of `sender` to send `transfer` again
+    /// ([`Node::ask_again`](ferry_proto::node::Node::ask_again)); with `claimed`, the request
+    /// names that device instead of `peer`'s ([`Node::ask_again_claiming`](ferry_proto::node::Node::ask_again_claiming)).
+    ///
+    /// Every device of a harness serves such requests as `ferry listen` does: from a record
+    /// of what it sent through the harness (account, source file, the id each device saw),
+    /// it resends, or refuses `unknown_transfer`, `not_a_recipient` or `file_changed`.
+    fn ask_again(
+        &mut self,
+        peer: Peer,
+        sender: AccountId,
+        transfer: TransferId,
+        claimed: Option<DeviceId>,
+    );
+
+    /// `file`, sent by `peer`, changes where it is: the same name and size, the bytes of
+    /// `seed` (a new modification time).
+    fn change_file(&mut self, peer: Peer, file: &TestFile, seed: u64);
 
     /// `peer` accepts an offer.
     fn accept(&mut self, peer: Peer, transfer: TransferId);
@@ -220,8 +240,11 @@ pub struct Cast {
     pub alice: Account,
     /// Bob's account.
     pub bob: Account,
-    /// Alice's device, then Bob's.
+    /// Alice's device, then Bob's, then Carol's if she has one ([`with_carol`](Self::with_carol)).
     pub devices: Vec<Device>,
+    /// Carol's account: a third party, to whom Alice sends nothing.
+    pub carol: Account,
+    carol_device: bool,
 }
 
 impl Cast {
@@ -240,11 +263,27 @@ impl Cast {
         for i in 0..bob_devices {
             devices.push(device(&bob, &format!("b{}", i + 1)));
         }
+        let carol = account("carol").expect("account");
         Cast {
             alice,
             bob,
             devices,
+            carol,
+            carol_device: false,
         }
+    }
+
+    /// As [`new`](Self::new), and one device of Carol's last.
+    pub fn with_carol(bob_devices: usize) -> Cast {
+        let mut cast = Cast::new(bob_devices);
+        let validity = Validity::days_from(unix_now().saturating_sub(86_400), 30);
+        let c1 = cast
+            .carol
+            .add_device(&derive_seed(b"conformance", "c1"), validity)
+            .expect("device");
+        cast.devices.push(c1);
+        cast.carol_device = true;
+        cast
     }
 
     /// Starts them on `H`: peer 0 is Alice's device, peers 1.. Bob's.
@@ -253,7 +292,14 @@ impl Cast {
             .devices
             .iter()
             .enumerate()
-            .map(|(i, d)| (if i == 0 { &self.alice } else { &self.bob }, d))
+            .map(|(i, d)| {
+                let owner = match i {
+                    0 => &self.alice,
+                    i if self.carol_device && i == self.devices.len() - 1 => &self.carol,
+                    _ => &self.bob,
+                };
+                (owner, d)
+            })
             .collect();
         H::start(&list, setup)
     }
@@ -668,13 +714,42 @@ impl Folders {
 
     /// Writes `file` into the outbox (in pieces: never the whole file in memory).
     pub fn write(&self, file: &TestFile) -> PathBuf {
-        use std::io::Write as _;
         // A folder per seed: two files of one name are two sources, neither written over
         // the other while it is read.
         let folder = self.outbox.join(format!("seed-{}", file.seed));
         std::fs::create_dir_all(&folder).expect("outbox folder");
         let path = folder.join(&file.name);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        Folders::fill(&path, file);
+        path
+    }
+
+    /// Writes the bytes of `seed` over `file` where [`write`](Self::write) put it; its
+    /// modification time moves on by a second at least (a coarse clock may not show it).
+    pub fn overwrite(&self, file: &TestFile, seed: u64) {
+        let path = self
+            .outbox
+            .join(format!("seed-{}", file.seed))
+            .join(&file.name);
+        let before = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        Folders::fill(
+            &path,
+            &TestFile {
+                seed,
+                ..file.clone()
+            },
+        );
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(before + Duration::from_secs(1)))
+            .expect("set mtime");
+    }
+
+    fn fill(path: &Path, file: &TestFile) {
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
         let mut buf = vec![0; 1 << 20];
         let mut at = 0;
         while at < file.size {
@@ -684,7 +759,6 @@ impl Folders {
             at += n as u64;
         }
         out.flush().expect("flush");
-        path
     }
 
     /// Length and SHA3-512 of `name` in the inbox.

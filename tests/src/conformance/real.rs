@@ -42,6 +42,17 @@ pub enum Command {
         /// The answer.
         answer: mpsc::Sender<Result<TransferId, ClientError>>,
     },
+    /// `ask_again` (with a claimed device: `Node::ask_again_claiming`).
+    AskAgain {
+        /// The sender's account.
+        sender: AccountId,
+        /// The transfer.
+        transfer: TransferId,
+        /// The device the request names instead of ours.
+        claimed: Option<DeviceId>,
+        /// The answer.
+        answer: mpsc::Sender<Result<(), ClientError>>,
+    },
     /// `accept`.
     Accept(TransferId, mpsc::Sender<Result<(), ClientError>>),
     /// `refuse`.
@@ -160,6 +171,26 @@ impl<R: ClientRuntime> Harness for Real<R> {
             answer,
         })
         .expect("send_file_again")
+    }
+
+    fn ask_again(
+        &mut self,
+        peer: Peer,
+        sender: AccountId,
+        transfer: TransferId,
+        claimed: Option<DeviceId>,
+    ) {
+        self.ask(peer, |answer| Command::AskAgain {
+            sender,
+            transfer,
+            claimed,
+            answer,
+        })
+        .expect("ask_again");
+    }
+
+    fn change_file(&mut self, peer: Peer, file: &TestFile, seed: u64) {
+        self.devices[peer].folders.overwrite(file, seed);
     }
 
     fn accept(&mut self, peer: Peer, transfer: TransferId) {

@@ -61,7 +61,7 @@ pub fn two_sends_of_one_name_never_touch_each_others_data<H: Harness>() {
 /// Alice sends `f` to Bob's device and cancels while bytes flow: Bob's device keeps what
 /// arrived, under (Alice's account, the sub-transfer's id). Returns the group and that id,
 /// once the cancelled channel has had time to close.
-fn send_and_cancel<H: Harness>(
+pub(super) fn send_and_cancel<H: Harness>(
     h: &mut H,
     cast: &Cast,
     f: &super::TestFile,
@@ -114,7 +114,11 @@ fn send_again<H: Harness>(
 
 /// What `peer` says about where `transfer` starts: `Ok((offset, verified))` for a resume,
 /// `Err(held)` for a restart at 0.
-fn start_of<H: Harness>(h: &mut H, peer: usize, transfer: TransferId) -> Result<(u64, bool), u64> {
+pub(super) fn start_of<H: Harness>(
+    h: &mut H,
+    peer: usize,
+    transfer: TransferId,
+) -> Result<(u64, bool), u64> {
     h.wait(peer, WAIT, |e| match e {
         ClientEvent::Resuming {
             transfer: t,

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_driver::ClientEvent;
+use ferry_proto::conversation::AskAnswer;
 use ferry_proto::io::Event;
-use ferry_proto::node::{Node, NodeConfig};
+use ferry_proto::node::{AskDecision, AskId, Node, NodeConfig};
 use ferry_proto::tls::{Account, AccountId, Device, DeviceId, UnixAnchor};
 use ferry_proto::transfer::{Digest, TransferId};
 use ferry_sim::{HostId, HostSpec, LinkSpec, World};
@@ -26,11 +27,26 @@ pub struct Simulated {
     /// very time were taken (the world keeps the latest events only, so no index is stable).
     seen: Vec<(Duration, usize)>,
     pending: Vec<Vec<ClientEvent>>,
+    /// Per host, what it sent, by group id and by the id each device saw: its records, from
+    /// which it serves requests to send again.
+    sent: Vec<BTreeMap<TransferId, Sent>>,
+}
+
+/// A host's record of a file it sent.
+#[derive(Debug, Clone)]
+struct Sent {
+    to: AccountId,
+    /// The simulator's source (`seed:S:N`), and whether the file changed since.
+    source: String,
+    name: String,
+    changed: bool,
 }
 
 impl Simulated {
     fn collect(&mut self) {
-        for (i, host) in self.hosts.iter().enumerate() {
+        let mut asks = Vec::new();
+        for i in 0..self.hosts.len() {
+            let host = &self.hosts[i];
             let (last, count) = self.seen[i];
             let mut at_last = 0;
             for (at, event) in self.world.events::<Event>(*host) {
@@ -47,9 +63,65 @@ impl Simulated {
                     self.seen[i] = (at, 0);
                 }
                 self.seen[i].1 += 1;
-                self.pending[i].push(ClientEvent::from_event(event, Path::new("")));
+                let event = ClientEvent::from_event(event, Path::new(""));
+                match &event {
+                    ClientEvent::Reaching {
+                        group, transfer, ..
+                    } => {
+                        if let Some(s) = self.sent[i].get(group).cloned() {
+                            self.sent[i].insert(*transfer, s);
+                        }
+                    }
+                    ClientEvent::AskAgain {
+                        request,
+                        from,
+                        transfer,
+                    } => asks.push((i, *request, from.account, *transfer)),
+                    _ => {}
+                }
+                self.pending[i].push(event);
             }
         }
+        for (i, request, from, transfer) in asks {
+            self.serve(i, request, from, transfer);
+        }
+    }
+
+    /// Answers a request as `listen` does: from the host's records of what it sent.
+    fn serve(&mut self, i: usize, request: AskId, from: AccountId, transfer: TransferId) {
+        let decision = match self.sent[i].get(&transfer) {
+            None => AskDecision::Refuse(AskAnswer::UnknownTransfer),
+            Some(s) if s.to != from => AskDecision::Refuse(AskAnswer::NotARecipient),
+            Some(s) if s.changed => AskDecision::Refuse(AskAnswer::FileChanged),
+            Some(s) => AskDecision::Resend {
+                source: s.source.clone(),
+                name: s.name.clone(),
+            },
+        };
+        let answered = self
+            .world
+            .with_endpoint(self.hosts[i], |n: &mut Node, now| {
+                n.answer_ask(now, request, decision)
+            })
+            .expect("every host runs a node");
+        if let Ok(Some(group)) = answered
+            && let Some(s) = self.sent[i].get(&transfer).cloned()
+        {
+            self.sent[i].insert(group, s);
+        }
+    }
+
+    /// Keeps what `peer` sent under `group`.
+    fn record(&mut self, peer: Peer, group: TransferId, to: AccountId, file: &TestFile) {
+        self.sent[peer].insert(
+            group,
+            Sent {
+                to,
+                source: format!("seed:{}:{}", file.seed, file.size),
+                name: file.name.clone(),
+                changed: false,
+            },
+        );
     }
 
     fn on_node<R>(&mut self, peer: Peer, f: impl FnOnce(&mut Node, std::time::Instant) -> R) -> R {
@@ -101,6 +173,7 @@ impl Harness for Simulated {
             hosts,
             seen: vec![(Duration::ZERO, 0); n],
             pending: vec![Vec::new(); n],
+            sent: vec![BTreeMap::new(); n],
         };
         // Listeners bound, announcements on the DHT.
         sim.world.run_for(Duration::from_secs(1));
@@ -111,7 +184,9 @@ impl Harness for Simulated {
     fn send_file(&mut self, peer: Peer, to: AccountId, file: &TestFile) -> TransferId {
         let source = format!("seed:{}:{}", file.seed, file.size);
         let name = file.name.clone();
-        self.on_node(peer, move |n, now| n.send_file(now, to, source, name))
+        let group = self.on_node(peer, move |n, now| n.send_file(now, to, source, name));
+        self.record(peer, group, to, file);
+        group
     }
 
     fn send_file_again(
@@ -124,9 +199,32 @@ impl Harness for Simulated {
     ) -> TransferId {
         let source = format!("seed:{}:{}", file.seed, file.size);
         let name = file.name.clone();
-        self.on_node(peer, move |n, now| {
+        let group = self.on_node(peer, move |n, now| {
             n.send_file_again(now, to, source, name, group, devices)
-        })
+        });
+        self.record(peer, group, to, file);
+        group
+    }
+
+    fn ask_again(
+        &mut self,
+        peer: Peer,
+        sender: AccountId,
+        transfer: TransferId,
+        claimed: Option<DeviceId>,
+    ) {
+        self.on_node(peer, move |n, now| {
+            n.ask_again_claiming(now, sender, transfer, claimed)
+        });
+    }
+
+    fn change_file(&mut self, peer: Peer, file: &TestFile, _seed: u64) {
+        // The simulator's sources are their seeds: the record of the file says it changed,
+        // as the metadata of a real file would.
+        let source = format!("seed:{}:{}", file.seed, file.size);
+        for s in self.sent[peer].values_mut().filter(|s| s.source == source) {
+            s.changed = true;
+        }
     }
 
     fn accept(&mut self, peer: Peer, transfer: TransferId) {

@@ -472,3 +472,81 @@ fn two_transfers_of_one_name_keep_apart_and_a_raw_form_open_starts_at_zero() {
         0
     );
 }
+
+#[test]
+fn a_pool_keeps_each_files_order_and_one_partial_file_open_once_across_workers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (tx, rx) = mpsc::channel();
+    let pool = FileThread::spawn_workers(
+        FileService::new(dir.path()),
+        move |result| {
+            let _ = tx.send(result);
+        },
+        2,
+    )
+    .expect("workers");
+    assert_eq!(pool.workers(), 2);
+    let (first, second) = (FileId(1), FileId(2));
+    assert_ne!(pool.worker_of(first), pool.worker_of(second));
+    let content = data(64 * 1024 + 17, 9);
+    // Every operation of one file queued at once: its worker runs them in order.
+    pool.submit(FileOp::OpenPartial {
+        file: first,
+        name: name("one.bin"),
+        size: content.len() as u64,
+        key: key(1),
+        resume: false,
+    });
+    for (i, chunk) in content.chunks(4096).enumerate() {
+        let data = Bytes::copy_from_slice(chunk);
+        let offset = (i * 4096) as u64;
+        pool.submit(FileOp::Write {
+            file: first,
+            offset,
+            data,
+        });
+    }
+    pool.submit(FileOp::Digest {
+        file: first,
+        len: content.len() as u64,
+    });
+    let mut results = Vec::new();
+    while !results
+        .iter()
+        .any(|r| matches!(r, FileResult::Digest { .. }))
+    {
+        results.push(rx.recv().expect("a result"));
+    }
+    assert!(matches!(results[0], FileResult::Opened { len: 0, .. }));
+    let FileResult::Digest { digest, .. } = results.last().expect("the digest") else {
+        unreachable!("the loop ends on a digest");
+    };
+    assert_eq!(*digest, Digest::of(&content), "the writes ran in order");
+    // The same partial file, from a file of the other worker: refused while the first holds it.
+    let open_second = || FileOp::OpenPartial {
+        file: second,
+        name: name("one.bin"),
+        size: content.len() as u64,
+        key: key(1),
+        resume: true,
+    };
+    pool.submit(open_second());
+    assert!(matches!(
+        rx.recv().expect("a result"),
+        FileResult::Failed { file, .. } if file == second
+    ));
+    pool.submit(FileOp::Close { file: first });
+    assert_eq!(
+        rx.recv().expect("a result"),
+        FileResult::Closed { file: first }
+    );
+    pool.submit(open_second());
+    assert_eq!(
+        rx.recv().expect("a result"),
+        FileResult::Opened {
+            file: second,
+            len: content.len() as u64
+        },
+        "free again once closed, with what the first wrote"
+    );
+}
