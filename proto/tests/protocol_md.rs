@@ -423,6 +423,10 @@ fn ask_again_lines() {
         .split("## 11.")
         .nth(1)
         .expect("§11")
+        // §11 ends where the next section (the CLI's --json events) starts.
+        .split("\n## ")
+        .next()
+        .expect("§11's text")
         .lines()
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
         .filter(|c| !["conversation", "interaction", "deviceId"].contains(c))
