@@ -1,6 +1,6 @@
 //! Where ferry keeps things: the identity folder (`--home`, `FERRY_HOME`, or the platform's
 //! data folder), the folder DHT (`--dht`, `FERRY_DHT`, or the platform's runtime or cache
-//! folder) and the receive folder (`--into`, or the platform's download folder).
+//! folder) and the receive folder (`--into`, or the current folder).
 //!
 //! Settings that would otherwise be given every time (`dht`, `turn`, `into`) can be kept in
 //! `config.json`: in the home when `--home` / `FERRY_HOME` names one, else in the platform's
@@ -17,7 +17,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use directories::{ProjectDirs, UserDirs};
+use directories::ProjectDirs;
 use ferry_driver::identity_files::load_device;
 use ferry_proto::signal::Announcement;
 use ferry_proto::tls::{Device, Revocations};
@@ -234,11 +234,11 @@ pub(crate) fn default_dht_folder() -> Result<PathBuf, Failure> {
     Ok(base.join("dht"))
 }
 
-/// The default receive folder: the platform's download folder, else `received` in the home.
+/// The default receive folder: the current folder, as croc and magic-wormhole do (`listen`
+/// checks it as any receive folder, and says how to choose another when it is refused); the
+/// home's `received` if there is no current folder.
 pub(crate) fn default_receive_folder(home: &Home) -> PathBuf {
-    UserDirs::new()
-        .and_then(|u| u.download_dir().map(Path::to_owned))
-        .unwrap_or_else(|| home.dir().join("received"))
+    std::env::current_dir().unwrap_or_else(|_| home.dir().join("received"))
 }
 
 /// A device and the announcement its account signed for it.

@@ -4,7 +4,7 @@
 //! name in the receive folder and get their final name only once their SHA3-512 matched.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,19 +36,33 @@ const SENDER_CLOSE_WAIT: Duration = ferry_driver::CLOSE_LINGER;
 const ASK_AGAIN_AT_START: usize = 16;
 
 /// What is said of an offer refused because standard input ended.
-const NO_ONE_TO_ASK: &str = "refused (no one to ask: standard input is closed; see --accept-all)";
+const NO_ONE_TO_ASK: &str =
+    "refused (no one to ask: standard input is closed; see --accept-all and --from)";
+/// What is said of an offer refused because standard input is not a terminal.
+const NOT_A_TERMINAL: &str = "refused (no one to ask: standard input is not a terminal; take \
+     files without asking with --accept-all, from chosen contacts only with --from NAME, or \
+     answer through a pipe with --ask)";
+/// At most this many lines a minute say that a connection request was refused or a
+/// connection failed (each with its `--json` event); past it they are counted, and the
+/// next line that goes says how many were not shown. A stranger can make any number of
+/// accounts and requests.
+const REFUSALS_PER_MINUTE: u32 = 20;
 
 /// What `ferry listen` was asked.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     /// Where files go.
     pub(crate) into: PathBuf,
+    /// Whether `into` is the default (the current folder), not a choice.
+    pub(crate) into_is_default: bool,
     /// Take every file without asking.
     pub(crate) accept_all: bool,
     /// Take pictures smaller than this without asking.
     pub(crate) auto_accept_images_under: Option<u64>,
     /// Stop after the first transfer ends, with its outcome as the exit code.
     pub(crate) once: bool,
+    /// Read answers from standard input even when it is not a terminal.
+    pub(crate) ask: bool,
     /// Answer only these (contact names or account ids); empty: the contacts, if any.
     pub(crate) from: Vec<String>,
     /// Partial data nobody wrote for this long is removed at start.
@@ -199,6 +213,106 @@ impl Answer {
     }
 }
 
+/// The lines and events that make failures and refusals visible, at most
+/// [`REFUSALS_PER_MINUTE`] a minute.
+struct Shown {
+    minute: Instant,
+    count: u32,
+    hidden: u64,
+}
+
+impl Shown {
+    fn new() -> Shown {
+        Shown {
+            minute: Instant::now(),
+            count: 0,
+            hidden: 0,
+        }
+    }
+
+    /// Whether one more may go now; if so, `(n more not shown)` for those held back.
+    fn admit(&mut self) -> Option<String> {
+        if self.minute.elapsed() >= Duration::from_secs(60) {
+            self.minute = Instant::now();
+            self.count = 0;
+        }
+        if self.count >= REFUSALS_PER_MINUTE {
+            self.hidden += 1;
+            return None;
+        }
+        self.count += 1;
+        Some(match std::mem::take(&mut self.hidden) {
+            0 => String::new(),
+            n => format!(" ({n} more before this not shown)"),
+        })
+    }
+
+    /// An incoming (or our) connection to `device` failed: the stage, and why.
+    fn connection_failed(&mut self, report: &Report, device: DeviceId, reason: &str) {
+        let Some(more) = self.admit() else { return };
+        let stage = stage_of(reason);
+        report.json(json!({
+            "event": "connection_failed",
+            "device": device.to_string(),
+            "stage": stage,
+            "reason": reason,
+        }));
+        report.line(&format!(
+            "connection with device {} failed ({stage}): {reason}{more}",
+            &device.to_string()[..12]
+        ));
+    }
+
+    /// A connection request was refused before any answer.
+    fn request_refused(
+        &mut self,
+        report: &Report,
+        account: ferry_proto::tls::AccountId,
+        device: DeviceId,
+        reason: &str,
+    ) {
+        let Some(more) = self.admit() else { return };
+        report.json(json!({
+            "event": "refused",
+            "stage": "request",
+            "account": account.to_string(),
+            "device": device.to_string(),
+            "transfer": null,
+            "reason": reason,
+        }));
+        let hint = if reason == "not a contact" {
+            " (`ferry contact add NAME ID` or --from to answer it)"
+        } else {
+            ""
+        };
+        report.line(&format!(
+            "refused a connection request from account {account} (device {}): {reason}{hint}{more}",
+            &device.to_string()[..12]
+        ));
+    }
+
+    /// An offer was refused here (by the person, or for want of one): the event only (its
+    /// line is the offer's own).
+    fn offer_refused(&self, report: &Report, transfer: TransferId, o: &Offer, why: &str) {
+        report.json(json!({
+            "event": "refused",
+            "stage": "offer",
+            "account": o.record.as_ref().map(|r| r.peer_account.clone()),
+            "device": o.device.map(|d| d.to_string()),
+            "transfer": transfer.to_string(),
+            "reason": why,
+        }));
+    }
+}
+
+/// The stage a node's failure text names (`"ICE: no pair"` → `ICE`), or `connection`.
+fn stage_of(reason: &str) -> &str {
+    match reason.split_once(": ") {
+        Some((stage, _)) if stage.len() <= 12 && !stage.contains(' ') => stage,
+        _ => "connection",
+    }
+}
+
 /// Listens until interrupted, or, with `--once`, until the first transfer ends.
 pub(crate) async fn run(
     home: &Home,
@@ -228,6 +342,15 @@ pub(crate) async fn run(
         );
     }
     create_private_dir(&options.into)?;
+    // Checked now, not when the first file comes: a folder others can write in, or not ours,
+    // is refused before anyone sends.
+    if let Err(e) = ferry_driver::receive_folder::ReceiveFolder::open(&options.into) {
+        let hint = match options.into_is_default {
+            true => "; files go to the current folder unless --into DIR says where",
+            false => "",
+        };
+        return Err(Failure::Usage(format!("{e}{hint}")));
+    }
     let session = session::start(
         home,
         net,
@@ -265,11 +388,20 @@ pub(crate) async fn run(
                 .command(move |node, now| node.ask_again(now, sender, transfer));
         }
     }
-    let mut answers = if options.accept_all {
+    // Without a terminal nobody reads a question: offers that need an answer are refused,
+    // unless a program answers through the pipe (--ask).
+    let interactive = options.ask || std::io::stdin().is_terminal();
+    let no_one_to_ask = if interactive {
+        NO_ONE_TO_ASK
+    } else {
+        NOT_A_TERMINAL
+    };
+    let mut answers = if options.accept_all || !interactive {
         None
     } else {
         Some(answers())
     };
+    let mut shown = Shown::new();
     // Offers waiting for an answer, asked in turn.
     let mut asking: VecDeque<TransferId> = VecDeque::new();
     let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
@@ -364,7 +496,7 @@ pub(crate) async fn run(
                                         ask(&report, &offers, &transfer);
                                     } else {
                                         asking.clear();
-                                        report.line(&format!("{from_text} offers {name:?}: {NO_ONE_TO_ASK}"));
+                                        report.line(&format!("{from_text} offers {name:?}: {no_one_to_ask}"));
                                         let _ = session.handle.command(move |node, now| { let _ = node.refuse(now, transfer); });
                                     }
                                 }
@@ -400,7 +532,12 @@ pub(crate) async fn run(
                                     Some(r) => format!("{status} ({r})"),
                                     None => status.to_string(),
                                 };
-                                report.finish(transfer, &text);
+                                let refused_here = status == Status::ClosedByHost && reason == Some(Reason::Refused);
+                                if let Some(o) = offers.get(&transfer).filter(|_| refused_here) {
+                                    let why = if answers.is_some() { "refused here" } else { no_one_to_ask };
+                                    shown.offer_refused(&report, transfer, o, why);
+                                }
+                                report.fail(transfer, &text);
                             }
                         }
                         if let Some(o) = offers.get_mut(&transfer) {
@@ -444,10 +581,26 @@ pub(crate) async fn run(
                         });
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
-                    Event::PeerUnreachable { device, .. } => {
+                    Event::PeerUnreachable { device, reason } => {
+                        let (mut cut, mut any) = (false, false);
                         for o in offers.values_mut().filter(|o| o.device == Some(device)) {
                             o.peer_gone = true;
+                            any = true;
+                            cut |= match &o.status {
+                                Some((s, r)) => !s.is_final() || *r == Some(Reason::ConnectionLost),
+                                None => true,
+                            };
                         }
+                        // A sender closing once its transfers are over (done or refused) is
+                        // no failure, whatever the close looked like; one that vanished
+                        // mid-transfer is, and so is a connection that failed before any
+                        // offer came.
+                        if cut || !any {
+                            shown.connection_failed(&report, device, &reason);
+                        }
+                    }
+                    Event::RequestDropped { account, device, reason } => {
+                        shown.request_refused(&report, account, device, reason);
                     }
                     _ => {}
                 }
@@ -498,7 +651,7 @@ pub(crate) async fn run(
                     let verdict = match (yes, answers.is_some()) {
                         (true, _) => "accepted",
                         (false, true) => "refused",
-                        (false, false) => NO_ONE_TO_ASK,
+                        (false, false) => no_one_to_ask,
                     };
                     report.line(&format!("{:?}: {verdict}", o.name));
                 }

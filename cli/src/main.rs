@@ -12,18 +12,9 @@
 //!
 //! # `--json`
 //! Every line on standard output is one JSON object whose `event` says what it is; ids are
-//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers.
-//!
-//! | command | events and their fields |
-//! |---|---|
-//! | `account new` | `account_created`: `account`, `device`, `home` |
-//! | `account show` | `account`: `account`, `device`, `account_key_here`, `home` |
-//! | `device add` / `import` / `revoke` | `device_added`: `account`, `device`, `file`; `device_imported`: `account`, `device`, `home`; `device_revoked`: `account`, `device`, `list_number`, `file` |
-//! | `listen` | `listening`: `account`, `device`, `into`; `incoming`: `transfer`, `name`, `size`, `from_account`, `from_device`, `decision` (`accept`, `auto` or `ask`); `status`: `transfer`, `status` (Jami's names), `reason`; `progress`: `transfer`, `label`, `done`, `total` (each percent); `resuming`: `transfer`, `label`, `offset`, `total` (a transfer that starts past what the receiver kept); `verified`: `transfer`, `name`, `path`, `sha3_512`; `asked_again`: `transfer`, `from_account`, `from_device`, `answer` (a peer asked for a file again) |
-//! | `send` | `sending`: `group`, `file`, `name`, `size`, `to`, `from_device`, `again` (an unfinished send of this file taken up under its ids); `aggregate`: `group`, `status`, `done`, `total`; `device`: `transfer`, `device`, `label`; `status`, `progress`, `resuming` as above; `verified`: `transfer`, `device`, `sha3_512`; `done`: `delivered`, `devices`, `sha3_512` |
-//! | `ask` | `ask_answer`: `transfer`, `device`, `answer` (a code of PROTOCOL.md §11) or `reason`; then `status`, `progress`, `resuming`, `verified` as for `listen` |
-//! | `history` | `record`: `id`, `direction` (`sent`, `received`), `peer_account`, `name`, `size`, `sha3_512`, `source` (`path`, `size`, `mtime_secs`, `mtime_nanos`, `inode`), `final_path`, `devices` (by device id: `transfer`, `state`, `reason`, `updated`), `created`, `updated` (Unix seconds) |
-//! | any, on failure | `error`: `kind`, `message`, `exit_code` (the last line) |
+//! strings (transfer ids too: they are 64-bit), sizes and byte counts numbers. PROTOCOL.md
+//! §12 lists every event, its fields and when it is printed (`cli/tests/event_schema.rs`
+//! checks the list against this code).
 
 // A command-line tool prints to stdout by design.
 #![allow(clippy::print_stdout)]
@@ -36,6 +27,7 @@ mod home;
 mod identity;
 mod listen;
 mod outcome;
+mod rate;
 mod records;
 mod report;
 mod send;
@@ -60,6 +52,12 @@ struct Cli {
     /// Print one JSON object per line (events, results, errors) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Log more on standard error: -v what the node and its connections do (ICE pair chosen,
+    /// connections failed and requests dropped and why, transfer states), -vv the sockets
+    /// opened and closed with their addresses, -vvv every byte count. `RUST_LOG`, when set,
+    /// chooses instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,7 +90,8 @@ enum Command {
     Contact(ContactCommand),
     /// Wait for files; ask whether to take each one (answer y or n on standard input).
     Listen {
-        /// Where received files go (default: the platform's download folder).
+        /// Where received files go (default: the current folder, printed at start; refused
+        /// when other users can write in it or it is not yours).
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
         /// Take every file without asking.
@@ -105,6 +104,11 @@ enum Command {
         /// Stop after the first transfer ends; its outcome is the exit code.
         #[arg(long)]
         once: bool,
+        /// Ask on standard input even when it is not a terminal (a program that answers one
+        /// line, y or n, per offer). Without it and without a terminal, offers that need an
+        /// answer are refused, with a line saying so.
+        #[arg(long)]
+        ask: bool,
         /// Answer only these accounts (contact names or account ids, comma-separated), and
         /// your own devices; others are refused before any connection. Default: your
         /// contacts, if you have any; else anyone who knows your account id.
@@ -284,19 +288,33 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "size too large".to_owned())
 }
 
-/// Logs go to standard error, filtered by `RUST_LOG` (`warn` when unset), e.g.
-/// `RUST_LOG=debug` or `RUST_LOG=ferry=debug`; coloured only when standard error is a terminal
-/// (a log file or a pipe gets plain text, not escape codes).
-fn init_logs() {
+/// Logs go to standard error, filtered by `RUST_LOG` when it is set (e.g. `RUST_LOG=debug`,
+/// `RUST_LOG=ferry_driver::node=info`), else by `-v` (see [`Cli::verbose`]), else warnings
+/// only; coloured only when standard error is a terminal (a log file or a pipe gets plain
+/// text, not escape codes).
+fn init_logs(verbose: u8) {
     use std::io::IsTerminal as _;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
+    let by_verbosity = || {
+        let ours = match verbose {
+            0 => LevelFilter::WARN,
+            1 => LevelFilter::INFO,
+            2 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        };
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("ferry", ours)
+            .with_target("ferry_driver", ours)
+            .with_target("ferry_tokio", ours)
+    };
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!("ferry: RUST_LOG={spec:?} is not understood ({e}); logging warnings");
             Targets::new().with_default(LevelFilter::WARN)
         }),
-        _ => Targets::new().with_default(LevelFilter::WARN),
+        _ => by_verbosity(),
     };
     tracing_subscriber::registry()
         .with(
@@ -349,6 +367,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             accept_all,
             auto_accept_images_under,
             once,
+            ask,
             from,
             keep_partial_days,
             ask_again,
@@ -357,13 +376,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let home = home()?;
             let settings = home.settings()?;
             let net = net.options(&settings)?;
+            let into_is_default = into.is_none() && settings.into.is_none();
             let options = listen::Options {
                 into: into
                     .or(settings.into)
                     .unwrap_or_else(|| home::default_receive_folder(&home)),
+                into_is_default,
                 accept_all,
                 auto_accept_images_under,
                 once,
+                ask,
                 from,
                 keep_partial: std::time::Duration::from_secs(
                     keep_partial_days.saturating_mul(86_400),
@@ -416,7 +438,7 @@ fn history(home: &Home, limit: usize, json: bool) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
+    init_logs(cli.verbose);
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),

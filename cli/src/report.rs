@@ -1,11 +1,17 @@
-//! What `listen` and `send` show: progress bars on a terminal, plain lines otherwise, or one
-//! JSON object per line with `--json`.
+//! What `listen` and `send` show: progress bars with speed and time left on a terminal,
+//! plain lines otherwise (one per phase, and a few while bytes move), or one JSON object per
+//! line with `--json` (progress at most about four a second per transfer, every phase
+//! change always; PROTOCOL.md §12 lists them all).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
+use std::time::Instant;
 
 use ferry_proto::transfer::TransferId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub(crate) use crate::rate::size_text;
+use crate::rate::{Meter, Throttle};
 
 /// How to show things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +27,11 @@ enum Mode {
 struct Line {
     label: String,
     bar: ProgressBar,
-    /// The last quarter printed (plain lines) or percent printed (JSON).
+    /// The last quarter printed (plain lines).
     last_step: Option<u64>,
+    /// When the last JSON progress line went.
+    throttle: Throttle,
+    meter: Meter,
 }
 
 /// The output of one command.
@@ -31,6 +40,8 @@ pub(crate) struct Report {
     bars: MultiProgress,
     lines: BTreeMap<TransferId, Line>,
     aggregate: Option<ProgressBar>,
+    /// The aggregate's last JSON line: its state, and when it went.
+    aggregate_json: (Option<String>, Throttle),
 }
 
 impl Report {
@@ -53,6 +64,7 @@ impl Report {
             bars: MultiProgress::with_draw_target(target),
             lines: BTreeMap::new(),
             aggregate: None,
+            aggregate_json: (None, Throttle::default()),
         }
     }
 
@@ -106,12 +118,28 @@ impl Report {
         self.aggregate = Some(bar);
     }
 
-    /// The group's bar moves.
-    pub(crate) fn aggregate(&self, done: u64, total: u64, status: &str) {
+    /// The group's bar moves; with `--json`, an `aggregate` line (`group`, `status`, `done`,
+    /// `total`) on every change of state and at most about four a second otherwise.
+    pub(crate) fn aggregate(&mut self, group: TransferId, done: u64, total: u64, status: &str) {
         if let Some(bar) = &self.aggregate {
             bar.set_length(total);
             bar.set_position(done);
             bar.set_message(status.to_owned());
+        }
+        let (last, throttle) = &mut self.aggregate_json;
+        let changed = last.as_deref() != Some(status);
+        if self.mode == Mode::Json && throttle.pass(Instant::now(), changed || done == total) {
+            *last = Some(status.to_owned());
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "aggregate",
+                    "group": group.to_string(),
+                    "status": status,
+                    "done": done,
+                    "total": total,
+                })
+            );
         }
     }
 
@@ -129,40 +157,80 @@ impl Report {
                 label,
                 bar,
                 last_step: None,
+                throttle: Throttle::default(),
+                meter: Meter::new(),
             },
         );
     }
 
-    /// Bytes moved: the bar moves; plain lines every quarter; JSON every percent.
+    /// A transfer enters a phase: a line `LABEL: TEXT` for a person, and with `--json` a
+    /// `phase` event (`transfer`, `label`, `phase`, and `detail` when there is more to say).
+    pub(crate) fn phase(
+        &self,
+        transfer: TransferId,
+        phase: &str,
+        text: &str,
+        detail: Option<&str>,
+    ) {
+        let Some(line) = self.lines.get(&transfer) else {
+            return;
+        };
+        self.json(serde_json::json!({
+            "event": "phase",
+            "transfer": transfer.to_string(),
+            "label": line.label,
+            "phase": phase,
+            "detail": detail,
+        }));
+        if self.mode == Mode::Bars {
+            line.bar.set_message(phase.replace('_', " "));
+        }
+        self.line(&format!("{}: {text}", line.label));
+    }
+
+    /// Bytes moved: the bar moves; plain lines every quarter, with speed and time left; JSON
+    /// at most about four a second (the first and the last always).
     pub(crate) fn progress(&mut self, transfer: TransferId, done: u64, total: u64) {
         let mode = self.mode;
         let Some(line) = self.lines.get_mut(&transfer) else {
             return;
         };
+        let now = Instant::now();
+        line.meter.update(now, done);
         line.bar.set_length(total);
         line.bar.set_position(done);
-        let (steps, text) = match mode {
-            Mode::Bars => return,
-            Mode::Lines => (4, None),
-            Mode::Json => (100, Some(())),
-        };
-        let step = (done * steps).checked_div(total).unwrap_or(steps);
-        if line.last_step.replace(step) == Some(step) {
-            return;
-        }
-        if text.is_some() {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "event": "progress",
-                    "transfer": transfer.to_string(),
-                    "label": line.label,
-                    "done": done,
-                    "total": total,
-                })
-            );
-        } else {
-            println!("{}: {done}/{total} bytes", line.label);
+        match mode {
+            Mode::Bars => {}
+            Mode::Lines => {
+                let step = (done * 4).checked_div(total).unwrap_or(4);
+                if line.last_step.replace(step) != Some(step) && step > 0 {
+                    println!(
+                        "{}: {} of {} ({}%){}",
+                        line.label,
+                        size_text(done),
+                        size_text(total),
+                        step * 25,
+                        line.meter.text(total)
+                    );
+                }
+            }
+            Mode::Json => {
+                let edge = line.last_step.replace(0).is_none() || done == total;
+                if line.throttle.pass(now, edge) {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "progress",
+                            "transfer": transfer.to_string(),
+                            "label": line.label,
+                            "done": done,
+                            "total": total,
+                            "bytes_per_sec": line.meter.rate().map(|r| r as u64),
+                            "seconds_left": line.meter.left(total).map(|d| d.as_secs()),
+                        })
+                    );
+                }
+            }
         }
     }
 
@@ -228,6 +296,17 @@ impl Report {
         }
     }
 
+    /// A transfer failed: its bar stays where the bytes stopped, drawn as failed, and a line
+    /// says `text`.
+    pub(crate) fn fail(&mut self, transfer: TransferId, text: &str) {
+        if let Some(line) = self.lines.get(&transfer) {
+            line.bar.set_style(failed_style());
+            line.bar.abandon_with_message(format!("failed: {text}"));
+            let label = line.label.clone();
+            self.line(&format!("{label}: {text}"));
+        }
+    }
+
     /// Every bar stops where it is.
     pub(crate) fn close(&self) {
         for line in self.lines.values() {
@@ -243,35 +322,15 @@ impl Report {
 
 fn style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
+        "{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4} left  {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
 }
 
-/// `bytes` for a person: `512.3 MiB`, `1.0 GiB`, `900 bytes`.
-pub(crate) fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::size_text;
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(size_text(900), "900 bytes");
-        assert_eq!(size_text(537_185_485), "512.3 MiB");
-        assert_eq!(size_text(1 << 30), "1.0 GiB");
-    }
+/// A failed transfer's bar: where its bytes stopped, crossed out, and why.
+fn failed_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("xx ")
 }

@@ -1,5 +1,12 @@
 //! `ferry send FILE --to ACCOUNT`: the file goes to every device of the account; each device
 //! has its own progress, and the optimistic aggregate sums them up.
+//!
+//! Deadlines a person meets: an account none of whose devices is announced is reported after
+//! [`LOOKUP_TIMEOUT`] (15 s), with a line every [`TICK`] while looking; a device that is
+//! announced but does not answer is given up after the node's `ANSWER_TIMEOUT` (30 s), or
+//! [`UNJOINED_GRACE`](ferry_proto::node::UNJOINED_GRACE) (3 s) after another device of the
+//! account verified the file ("not reached (offline?)"). Files are not queued for offline
+//! devices yet: the same send, run again when the device is online, reaches it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +29,9 @@ use crate::session::{self, NetOptions};
 /// How long, once every device's transfer ended, to wait for a digest verdict still on its
 /// way.
 const VERDICT_GRACE: Duration = Duration::from_secs(2);
+/// How often a line says the send still looks up the account's devices, or still waits for
+/// a device to answer.
+const TICK: Duration = Duration::from_secs(5);
 
 /// One device's sub-transfer.
 struct Sub {
@@ -30,11 +40,20 @@ struct Sub {
     resumed: u64,
     status: Option<(Status, Option<Reason>)>,
     verified: Option<String>,
+    /// When it was found (for "no answer yet" lines while it connects).
+    found: Instant,
+    /// The last phase reported.
+    phase: &'static str,
 }
 
 impl Sub {
     fn label(&self) -> String {
         format!("device {}", &self.device.to_string()[..12])
+    }
+
+    /// Whether its device has not answered yet: connecting, nothing from it.
+    fn connecting(&self) -> bool {
+        self.phase == "connecting"
     }
 
     fn ended(&self) -> bool {
@@ -109,8 +128,8 @@ pub(crate) async fn run(
     let mut report = Report::new(json_mode);
     report.add_aggregate("all devices", size);
     report.line(&format!(
-        "Sending {name} ({size} bytes) to every device of {account} (looking for them for up \
-         to {} s)",
+        "Sending {name} ({}) to every device of {to} (looking them up for up to {} s)",
+        crate::report::size_text(size),
         LOOKUP_TIMEOUT.as_secs()
     ));
     let source_text = source.to_string_lossy().into_owned();
@@ -161,8 +180,13 @@ pub(crate) async fn run(
         "again": taken_up,
     }));
 
+    report.json(json!({"event": "phase", "phase": "looking_up", "to": account.to_string()}));
     let mut subs: BTreeMap<TransferId, Sub> = BTreeMap::new();
+    let looking_since = Instant::now();
+    let mut tick = tokio::time::interval_at((looking_since + TICK).into(), TICK);
+    // The data phase: from the first byte to the last verdict, for the final rate.
     let mut started: Option<Instant> = None;
+    let mut data_end: Option<Instant> = None;
     let mut unknown = false;
     let mut cancelled_here = false;
     let mut grace: Option<Instant> = None;
@@ -187,9 +211,8 @@ pub(crate) async fn run(
                 }
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
-                        let sub = Sub { device, resumed: 0, status: None, verified: None };
+                        let sub = Sub { device, resumed: 0, status: None, verified: None, found: Instant::now(), phase: "connecting" };
                         let label = sub.label();
-                        report.line(&format!("{label}: found, connecting"));
                         report.json(json!({
                             "event": "device",
                             "transfer": transfer.to_string(),
@@ -197,6 +220,7 @@ pub(crate) async fn run(
                             "label": label,
                         }));
                         report.add(transfer, label, size);
+                        report.phase(transfer, "connecting", "found, connecting", None);
                         subs.insert(transfer, sub);
                         record.set_state(device, transfer, Status::Created.as_str(), None);
                         keep(&records, &record);
@@ -216,6 +240,11 @@ pub(crate) async fn run(
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
                         started.get_or_insert_with(Instant::now);
                         report.progress(transfer, done, total);
+                        if let Some(sub) = subs.get_mut(&transfer).filter(|s| done == total && s.phase == "sending") {
+                            // Every byte left: the receiver checks the SHA3-512 and answers.
+                            sub.phase = "verifying";
+                            report.phase(transfer, "verifying", "every byte sent, the receiver checks the SHA3-512", None);
+                        }
                     }
                     Event::Status { transfer, status, reason } => {
                         if let Some(sub) = subs.get_mut(&transfer) {
@@ -225,12 +254,22 @@ pub(crate) async fn run(
                                 "status": status.as_str(),
                                 "reason": reason.as_ref().map(ToString::to_string),
                             }));
+                            if status.is_error() {
+                                sub.phase = "failed";
+                                let text = failed_text(status, reason.as_ref());
+                                report.json(json!({
+                                    "event": "phase",
+                                    "transfer": transfer.to_string(),
+                                    "label": sub.label(),
+                                    "phase": "failed",
+                                    "detail": text,
+                                }));
+                                report.fail(transfer, &text);
+                            } else if let Some((phase, text)) = phase_of(status).filter(|(p, _)| *p != sub.phase) {
+                                sub.phase = phase;
+                                report.phase(transfer, phase, text, None);
+                            }
                             if status.is_final() {
-                                let text = match &reason {
-                                    Some(r) => format!("{status} ({r})"),
-                                    None => status.to_string(),
-                                };
-                                report.finish(transfer, &text);
                                 let why = reason.as_ref().map(ToString::to_string);
                                 record.set_state(sub.device, transfer, status.as_str(), why);
                                 keep(&records, &record);
@@ -247,19 +286,22 @@ pub(crate) async fn run(
                                 "sha3_512": digest.to_string(),
                             }));
                             sub.verified = Some(digest.to_string());
+                            sub.phase = "done";
+                            data_end = Some(Instant::now());
+                            report.finish(transfer, "done, SHA3-512 verified");
+                            report.json(json!({
+                                "event": "phase",
+                                "transfer": transfer.to_string(),
+                                "label": sub.label(),
+                                "phase": "done",
+                                "detail": null,
+                            }));
                             record.sha3_512 = Some(digest.to_string());
                             keep(&records, &record);
                         }
                     }
                     Event::Aggregate { group: g, status, done, total } if g == group => {
-                        report.aggregate(done, total.max(size), status.as_str());
-                        report.json(json!({
-                            "event": "aggregate",
-                            "group": group.to_string(),
-                            "status": status.as_str(),
-                            "done": done,
-                            "total": total,
-                        }));
+                        report.aggregate(group, done, total.max(size), status.as_str());
                         if status == Status::UnjoinablePeer && subs.is_empty() {
                             unknown = true;
                         }
@@ -282,11 +324,26 @@ pub(crate) async fn run(
                     break;
                 }
             }
+            _ = tick.tick() => {
+                let waited = looking_since.elapsed().as_secs();
+                if subs.is_empty() {
+                    report.line(&format!("looking up {to}'s devices… {waited} s"));
+                }
+                for sub in subs.values().filter(|s| s.connecting()) {
+                    let secs = sub.found.elapsed().as_secs();
+                    report.line(&format!("{}: no answer yet… {secs} s", sub.label()));
+                }
+            }
             () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,
         }
     }
     report.close();
-    let elapsed = started.map(|s| s.elapsed());
+    // Only the data phase counts: not the lookup, nor the wait for devices that never came.
+    let elapsed = started.map(|s| {
+        data_end
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(s)
+    });
     session.close().await;
 
     let delivered: Vec<&Sub> = subs.values().filter(|s| s.verified.is_some()).collect();
@@ -306,15 +363,25 @@ pub(crate) async fn run(
         if let Some(t) = elapsed {
             // Only what crossed counts: a device that resumed had the rest already.
             let kept = delivered.iter().map(|s| s.resumed).min().unwrap_or(0);
-            let mib = size.saturating_sub(kept) as f64 / (1024.0 * 1024.0);
             let already = match kept {
                 0 => String::new(),
                 k => format!(" ({} were there already)", crate::report::size_text(k)),
             };
             report.line(&format!(
-                "{mib:.1} MiB in {:.2} s: {:.1} MiB/s{already}",
-                t.as_secs_f64(),
-                mib / t.as_secs_f64().max(1e-9)
+                "{}{already}",
+                crate::rate::throughput_text(size.saturating_sub(kept), t)
+            ));
+        }
+        let missed: Vec<String> = subs
+            .values()
+            .filter(|s| s.verified.is_none())
+            .map(Sub::label)
+            .collect();
+        if !missed.is_empty() {
+            report.line(&format!(
+                "Not delivered to {}: Ferry does not queue files for offline devices yet; run \
+                 the same send again when they are online",
+                missed.join(", ")
             ));
         }
         return Ok(());
@@ -324,7 +391,7 @@ pub(crate) async fn run(
     }
     if subs.is_empty() {
         return Err(Failure::UnknownContact(format!(
-            "no device of {account} announced itself within {} s: check the account id, and \
+            "no device of {to} announced itself within {} s: check the account id, and \
              that `ferry listen` runs there on the same DHT",
             LOOKUP_TIMEOUT.as_secs()
         )));
@@ -337,4 +404,31 @@ pub(crate) async fn run(
         })
         .collect();
     Err(combine(failures).unwrap_or_else(|| Failure::Internal("no outcome".to_owned())))
+}
+
+/// The phase a sub-transfer's state starts, with its line: `None` for states that start
+/// none (a failure is drawn apart, `finished` waits for the verdict).
+fn phase_of(status: Status) -> Option<(&'static str, &'static str)> {
+    match status {
+        Status::WaitPeerAcceptance => Some((
+            "waiting_for_acceptance",
+            "connected, waiting for acceptance",
+        )),
+        Status::Ongoing => Some(("sending", "accepted, sending")),
+        _ => None,
+    }
+}
+
+/// What a person reads for a sub-transfer that failed: "not reached (offline?)" for a
+/// device that could not be reached, else the state and its reason.
+fn failed_text(status: Status, reason: Option<&Reason>) -> String {
+    match (status, reason) {
+        (Status::UnjoinablePeer, Some(Reason::Unreachable(why))) => {
+            let why = why.strip_prefix("not reached (offline?): ").unwrap_or(why);
+            format!("not reached (offline?): {why}")
+        }
+        (Status::UnjoinablePeer, _) => "not reached (offline?)".to_owned(),
+        (status, Some(r)) => format!("{status} ({r})"),
+        (status, None) => status.to_string(),
+    }
 }

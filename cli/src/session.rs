@@ -121,6 +121,9 @@ pub(crate) struct Session {
     pub(crate) device: DeviceFile,
     /// The driver's task.
     driver: tokio::task::JoinHandle<()>,
+    /// The task that logs our relayed addresses, when there are TURN servers, and what it
+    /// logged.
+    relays: Option<(tokio::task::JoinHandle<()>, Relayed)>,
 }
 
 impl Session {
@@ -132,10 +135,19 @@ impl Session {
             handle,
             events,
             driver,
+            relays,
             ..
         } = self;
         // Events nobody reads any more must not hold the driver up.
         drop(events);
+        // The relay task holds a handle, and the driver ends only once every handle is gone.
+        // A relay allocated since its last look is logged now.
+        if let Some((task, known)) = relays {
+            task.abort();
+            let _ = task.await;
+            let last = relays_changed(&handle, &known);
+            let _ = tokio::time::timeout(Duration::from_secs(1), last).await;
+        }
         let counts = handle.call(|node, _| (node.dropped(), node.ready_connections()));
         if let Ok(Ok((dropped, ready))) = tokio::time::timeout(Duration::from_secs(1), counts).await
         {
@@ -202,12 +214,56 @@ pub(crate) fn start(
         ))
     })?;
     let driver = tokio::spawn(driver.run());
+    let relays = (!net.turn.is_empty()).then(|| {
+        let known = Relayed::default();
+        let task = tokio::spawn(log_relays(handle.clone(), known.clone()));
+        (task, known)
+    });
     Ok(Session {
         handle,
         events,
         device,
         driver,
+        relays,
     })
+}
+
+/// How often [`log_relays`] asks the node for its relayed addresses.
+const RELAY_WATCH: Duration = Duration::from_millis(500);
+
+/// Our relayed addresses logged so far.
+type Relayed = std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>;
+
+/// Logs (target `ferry::relay`, `-v`) each relayed address of ours as its TURN allocation
+/// comes and goes: the node keeps them without an event, so they are asked for, every
+/// [`RELAY_WATCH`] and once more when the session closes. Ends when the node does.
+async fn log_relays(handle: Handle<Node>, known: Relayed) {
+    let mut every = tokio::time::interval(RELAY_WATCH);
+    loop {
+        every.tick().await;
+        if !relays_changed(&handle, &known).await {
+            return;
+        }
+    }
+}
+
+/// Asks the node for its relayed addresses and logs the changes; `false` once the node is
+/// gone.
+async fn relays_changed(handle: &Handle<Node>, known: &Relayed) -> bool {
+    let Ok(now) = handle.call(|node, _| node.relayed()).await else {
+        return false;
+    };
+    let Ok(mut known) = known.lock() else {
+        return false;
+    };
+    for addr in now.iter().filter(|a| !known.contains(a)) {
+        tracing::info!(target: "ferry::relay", relayed = %addr, "relay allocated");
+    }
+    for addr in known.iter().filter(|a| !now.contains(a)) {
+        tracing::info!(target: "ferry::relay", relayed = %addr, "relay allocation gone");
+    }
+    *known = now;
+    true
 }
 
 /// Ctrl-C from now on, as a future that ends when it comes. The handler is installed before

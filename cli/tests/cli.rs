@@ -307,8 +307,9 @@ fn a_refused_transfer_exits_6_on_both_sides_and_leaves_nothing() {
     make_file(&source, 50_000);
     let into = w.path("received");
 
-    let mut listener = listen(&w, "bob", &into, &[]);
-    // The answer is typed before the offer comes: it waits for the question.
+    // A program answers through the pipe (--ask): the answer is written before the offer
+    // comes, and waits for the question.
+    let mut listener = listen(&w, "bob", &into, &["--ask"]);
     listener
         .stdin
         .take()
@@ -344,8 +345,9 @@ fn an_interrupted_send_cancels_and_both_sides_exit_7() {
     make_file(&source, 200_000);
     let into = w.path("received");
 
-    // Nobody answers: the offer waits, and the sender is interrupted meanwhile.
-    let mut listener = listen(&w, "bob", &into, &[]);
+    // Nobody answers the pipe (--ask): the offer waits, and the sender is interrupted
+    // meanwhile.
+    let mut listener = listen(&w, "bob", &into, &["--ask"]);
     let _keep_stdin_open = listener.stdin.take();
     let stdout = listener.stdout.take().expect("stdout");
     let (asked_tx, asked) = mpsc::channel();
@@ -457,11 +459,21 @@ fn a_file_that_is_not_a_picture_is_refused_when_nobody_can_answer() {
     let received = finish(listener);
     assert_eq!(code(sent.status), Some(6), "{}", text(&sent.stderr));
     assert_eq!(code(received.status), Some(6), "{}", text(&received.stderr));
-    assert!(text(&received.stdout).contains("standard input is closed"));
+    // Standard input is not a terminal: no question, a refusal that says what to do.
+    let said = text(&received.stdout);
+    assert!(said.contains("standard input is not a terminal"), "{said}");
+    assert!(
+        said.contains("--accept-all") && said.contains("--from"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("Accept?"),
+        "no prompt nobody can see: {said}"
+    );
     assert_eq!(files_in(&into), Vec::<String>::new());
 }
 
-/// Takes [`ferry_proto::node::LOOKUP_TIMEOUT`] (30 s): nobody announces the account.
+/// Takes [`ferry_proto::node::LOOKUP_TIMEOUT`] (15 s): nobody announces the account.
 #[test]
 fn an_unknown_contact_exits_4() {
     let w = World::new(LIMIT);
@@ -550,6 +562,7 @@ fn listen_and_send_through_a_turn_relay() {
         "bob",
         &into,
         &[
+            "-v",
             "--accept-all",
             "--relay-only",
             "--turn",
@@ -595,6 +608,10 @@ fn listen_and_send_through_a_turn_relay() {
         "listen: {}",
         text(&received.stderr)
     );
+    // `-v` logs each relayed address as its allocation comes, and the selected pair.
+    let log = text(&received.stderr);
+    assert!(log.contains("relay allocated"), "{log}");
+    assert!(log.contains("ICE pair selected"), "{log}");
     let got = std::fs::read(into.join("relayed.bin")).expect("the received file");
     assert!(
         got == std::fs::read(&source).expect("the source"),

@@ -482,6 +482,20 @@ pub enum Event {
         /// The device.
         device: crate::tls::DeviceId,
     },
+    /// A device's connection request was dropped before any answer: the requester hears
+    /// nothing and learns none of our addresses. Once per request (a retried request is
+    /// not told again).
+    RequestDropped {
+        /// Its account.
+        account: crate::tls::AccountId,
+        /// The device.
+        device: crate::tls::DeviceId,
+        /// Why: `"not a contact"` (only contacts are answered, see
+        /// [`NodeConfig::only_contacts`](crate::node::NodeConfig::only_contacts)) or
+        /// `"no room for one more connection"` (see
+        /// [`MAX_CONNECTORS`](crate::node::MAX_CONNECTORS); its retry gets another chance).
+        reason: &'static str,
+    },
     /// A connection to (or from) a device is up (ICE selected a pair, TLS verified the
     /// device): which path carries it. Once per connection.
     Connected {

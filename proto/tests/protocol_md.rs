@@ -423,6 +423,10 @@ fn ask_again_lines() {
         .split("## 11.")
         .nth(1)
         .expect("§11")
+        // §11 ends where the next section (the CLI's --json events) starts.
+        .split("\n## ")
+        .next()
+        .expect("§11's text")
         .lines()
         .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
         .filter(|c| !["conversation", "interaction", "deviceId"].contains(c))
@@ -486,6 +490,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::PERMISSION_WAIT", PERMISSION_WAIT),
         ("node::ANSWER_RETRY", ANSWER_RETRY),
         ("node::LOOKUP_TIMEOUT", LOOKUP_TIMEOUT),
+        ("node::UNJOINED_GRACE", UNJOINED_GRACE),
         ("node::FORGET_FAILED", FORGET_FAILED),
         ("node::LIVENESS_TIMEOUT", LIVENESS_TIMEOUT),
         ("node::TLS_TIMEOUT", TLS_TIMEOUT),

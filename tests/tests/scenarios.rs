@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::ice::SelectedPath;
 use ferry_proto::io::Event;
-use ferry_proto::node::Node;
+use ferry_proto::node::{ANSWER_TIMEOUT, Node, UNJOINED_GRACE};
 use ferry_proto::tls::{Account, Device, UnixAnchor};
 use ferry_proto::trace::{Labels, NodeWire, TlsSecrets};
 use ferry_proto::transfer::{Status, TransferId};
@@ -642,8 +642,13 @@ fn public_node(
     )
 }
 
-/// Alice, and Bob with the given devices, on the open internet.
-fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<HostId>) {
+/// Alice, and Bob with the given devices, on the open internet; those at the indices in
+/// `offline` announce themselves, then go offline.
+fn alice_and_bob(
+    seed: u64,
+    devices: &[&str],
+    offline: &[usize],
+) -> (World, Account, HostId, Vec<HostId>) {
     let mut b = builder(seed);
     let secrets = Arc::new(TlsSecrets::new());
     let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
@@ -671,9 +676,8 @@ fn alice_and_bob(seed: u64, devices: &[&str]) -> (World, Account, HostId, Vec<Ho
             )
         })
         .collect();
-    if devices.len() == 3 {
-        // The third device announced itself, then went offline.
-        b.fault(secs(1), Fault::LinkDown(LinkOf::Host(hosts[2])));
+    for &i in offline {
+        b.fault(secs(1), Fault::LinkDown(LinkOf::Host(hosts[i])));
     }
     let mut world = traced(&mut b, &secrets);
     world.run_for(secs(2));
@@ -738,7 +742,7 @@ fn s11_a_send_does_not_wait_on_an_answer_that_cannot_get_through() {
 
 #[test]
 fn s5_three_devices_one_accepts_one_refuses_one_offline() {
-    let (mut world, bob, ha, bobs) = alice_and_bob(5, &["b1", "b2", "b3"]);
+    let (mut world, bob, ha, bobs) = alice_and_bob(5, &["b1", "b2", "b3"], &[2]);
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     assert!(run_until(&mut world, secs(30), |w| !incoming(w, bobs[0])
         .is_empty()
@@ -775,8 +779,79 @@ fn s5_three_devices_one_accepts_one_refuses_one_offline() {
     insta::assert_snapshot!(world.trace());
 }
 
+/// A contact with one live device and one that announced itself and then went offline: once
+/// the live one has verified the file, the sender waits no more than `UNJOINED_GRACE` for the
+/// other (not the rest of the 30-s answer timeout), which ends `unjoinable_peer`, "not
+/// reached". Timed on the virtual clock, from the events.
+#[test]
+fn s5_an_offline_device_is_not_waited_for_once_another_verified() {
+    let (mut world, bob, ha, bobs) = alice_and_bob(11, &["b1", "b2"], &[1]);
+    let sent_at = world.now();
+    let group = send(&mut world, ha, &bob, SIZE, "notes.txt");
+    assert!(run_until(&mut world, secs(30), |w| !incoming(w, bobs[0]).is_empty()));
+    let t1 = incoming(&world, bobs[0])[0].1;
+    accept(&mut world, bobs[0], t1);
+    let subs = |w: &World| -> Vec<(TransferId, ferry_proto::tls::DeviceId)> {
+        w.events::<Event>(ha)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::SubTransfer {
+                    group: g,
+                    transfer,
+                    device,
+                } if g == group => Some((transfer, device)),
+                _ => None,
+            })
+            .collect()
+    };
+    let ended = |w: &World| {
+        let subs = subs(w);
+        subs.len() == 2
+            && subs
+                .iter()
+                .all(|(t, _)| status(w, ha, *t).is_some_and(Status::is_final))
+    };
+    assert!(
+        run_until(&mut world, secs(60), ended),
+        "both sub-transfers end"
+    );
+    let subs = subs(&world);
+    let dead_device = SEEDS.device(&bob, "b2").id();
+    let (dead, _) = *subs
+        .iter()
+        .find(|(_, d)| *d == dead_device)
+        .expect("the offline device has a sub-transfer");
+    assert_eq!(status(&world, ha, t1), Some(Status::Finished));
+    assert_eq!(status(&world, ha, dead), Some(Status::UnjoinablePeer));
+    let why = reason(&world, ha, dead).expect("a reason");
+    assert!(why.contains("not reached (offline?)"), "{why}");
+    let when = |pred: &dyn Fn(&Event) -> bool| {
+        world
+            .events::<Event>(ha)
+            .into_iter()
+            .find(|(_, e)| pred(e))
+            .map(|(t, _)| t)
+            .expect("the event")
+    };
+    let verified = when(&|e| matches!(e, Event::Verified { transfer, .. } if *transfer == t1));
+    let unjoined = when(
+        &|e| matches!(e, Event::Status { transfer, status: Status::UnjoinablePeer, .. } if *transfer == dead),
+    );
+    // The event times count from the start of the world; the send began at `sent_at`.
+    assert!(
+        unjoined >= verified && unjoined <= verified + UNJOINED_GRACE + ms(100),
+        "verified at {verified:?}, the offline device given up at {unjoined:?}"
+    );
+    assert!(
+        unjoined < sent_at + ANSWER_TIMEOUT,
+        "given up before the answer timeout ({unjoined:?}, sent at {sent_at:?})"
+    );
+    assert!(received_whole(&world, bobs[0], "notes.txt", SIZE));
+    no_violations(&world);
+}
+
 fn cancel_mid_file(sender_cancels: bool) -> String {
-    let (mut world, bob, ha, bobs) = alice_and_bob(6, &["b1"]);
+    let (mut world, bob, ha, bobs) = alice_and_bob(6, &["b1"], &[]);
     let hb = bobs[0];
     let size = 8_000_000;
     let group = send(&mut world, ha, &bob, size, "big.bin");
@@ -826,7 +901,7 @@ fn s6_receiver_cancels_mid_file() {
 
 #[test]
 fn s9_a_second_file_reuses_the_connection() {
-    let (mut world, bob, ha, bobs) = alice_and_bob(9, &["b1"]);
+    let (mut world, bob, ha, bobs) = alice_and_bob(9, &["b1"], &[]);
     let hb = bobs[0];
     for (round, name) in ["one.bin", "two.bin"].into_iter().enumerate() {
         let group = send(&mut world, ha, &bob, 50_000, name);
@@ -875,7 +950,7 @@ fn s9_two_devices_sending_to_each_other_at_once_end_with_one_connection() {
 
 #[test]
 fn s10_nobody_answers_unjoinable_after_the_timeouts() {
-    let (mut world, bob, ha, bobs) = alice_and_bob(10, &["b1"]);
+    let (mut world, bob, ha, bobs) = alice_and_bob(10, &["b1"], &[]);
     world.schedule(world.now(), Fault::LinkDown(LinkOf::Host(bobs[0])));
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");
     let started = world.now();
@@ -986,7 +1061,7 @@ fn s7_a_lost_request_is_retried_with_its_id_and_duplicates_change_nothing() {
 #[test]
 fn s8_a_forged_answer_from_another_account_is_dropped() {
     // SECURITY: row 81
-    let (mut world, bob, ha, bobs) = alice_and_bob(8, &["b1"]);
+    let (mut world, bob, ha, bobs) = alice_and_bob(8, &["b1"], &[]);
     // Bob's device is gone; Mallory, who watches Alice's key on the DHT, answers in its place.
     world.schedule(world.now(), Fault::LinkDown(LinkOf::Host(bobs[0])));
     let group = send(&mut world, ha, &bob, SIZE, "photo.jpg");

@@ -41,6 +41,7 @@ pub mod files;
 pub mod folder_dht;
 pub mod identity_files;
 pub mod interfaces;
+mod logs;
 pub mod net;
 pub mod opendht;
 pub mod pump;

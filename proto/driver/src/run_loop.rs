@@ -98,7 +98,11 @@ enum Wake<E, S> {
     Socket(SocketEvent<S>),
 }
 
-impl<E: Endpoint, R: Runtime> Driver<E, R> {
+impl<E: Endpoint, R: Runtime> Driver<E, R>
+where
+    // The shell logs a node's events (`logs::event`).
+    E::Event: 'static,
+{
     /// A driver for `endpoint`, the handle to command it and the receiver of its events.
     /// Starts the file thread; sockets open once [`run`](Self::run) runs.
     pub fn new(endpoint: E, config: Config) -> io::Result<Parts<E, R>> {

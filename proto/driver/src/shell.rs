@@ -225,7 +225,11 @@ pub struct Shell<E: Endpoint, N: Net> {
     closing: bool,
 }
 
-impl<E: Endpoint, N: Net> Shell<E, N> {
+impl<E: Endpoint, N: Net> Shell<E, N>
+where
+    // Logged by `logs::event` when it is a node's.
+    E::Event: 'static,
+{
     /// Wraps `endpoint` with a file thread and a DHT client made from `config`, whose results
     /// go to `deliver` (a send on the runtime's channel of inputs, for
     /// [`handle_input`](Self::handle_input)).
@@ -326,6 +330,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                 };
                 let tag = self.tag();
                 let conn = self.accepted_id();
+                tracing::debug!(target: "ferry_driver::net", ?conn, %remote, "connection accepted");
                 let io = self.net.start(tag, stream);
                 self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
                 self.conns.insert(conn, tag);
@@ -343,6 +348,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                     return;
                 };
                 let conn = *conn;
+                tracing::debug!(target: "ferry_driver::net", ?conn, %local, "connection opened");
                 self.timers.clear(tag);
                 let io = self.net.start(tag, stream);
                 self.sockets.insert(tag, Socket::Open(Open::new(conn, io)));
@@ -351,6 +357,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             SocketEvent::ConnectFailed { tag, error } => {
                 if let Some(Socket::Connecting { conn, .. }) = self.sockets.get(&tag) {
                     let conn = *conn;
+                    tracing::debug!(target: "ferry_driver::net", ?conn, ?error, "connect failed");
                     self.forget(tag);
                     self.feed(now, Input::ConnectFailed { conn, error });
                 }
@@ -566,6 +573,7 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
             } => {
                 let listening = self.listeners.values().map(|l| l.local);
                 let local = local_port.map(|port| net::local_for(remote, port, listening));
+                tracing::debug!(target: "ferry_driver::net", ?conn, %remote, ?local, "connecting");
                 let tag = self.tag();
                 let started = net::start_connect(remote, local).and_then(|socket| {
                     self.net
@@ -595,8 +603,12 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                     }
                 }
             }
-            Output::Close { conn } => self.close(now, conn),
+            Output::Close { conn } => {
+                tracing::debug!(target: "ferry_driver::net", ?conn, "closing");
+                self.close(now, conn);
+            }
             Output::Reset { conn } => {
+                tracing::debug!(target: "ferry_driver::net", ?conn, "resetting");
                 let Some(tag) = self.conns.remove(&conn) else {
                     return;
                 };
@@ -634,7 +646,10 @@ impl<E: Endpoint, N: Net> Shell<E, N> {
                 self.dht.cancel_listen(key);
             }
             Output::File(op) => self.files.submit(op),
-            Output::Event(event) => self.events.push_back(event),
+            Output::Event(event) => {
+                crate::logs::event(&event);
+                self.events.push_back(event);
+            }
             // A newer core's output that this driver cannot carry out: counted, so a test or
             // a log can see it, rather than silently dropped.
             _ => self.unknown_outputs += 1,

@@ -35,8 +35,21 @@ pub const FORGET_FAILED: Duration = Duration::from_secs(2 * 30);
 /// How long the peer of a ready connection has to answer a liveness check, asked when a new
 /// request from the same device arrives (a few round trips, on a loaded host too).
 pub const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a file sent to an account waits for any device to announce itself.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a file sent to an account waits for any device to announce itself. An
+/// announcement is on the DHT long before anyone sends (a device puts it when it starts, and
+/// again every [`ANNOUNCE_EVERY`]): a lookup finds it within a DHT round trip, and a lossy DHT
+/// is asked again every [`REQUEST_RETRY`]. So an account none of whose devices was ever
+/// announced (a wrong id, a contact that never ran Ferry) is told after three tries, not
+/// after Jami's answer timeout.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a file sent to every device of an account still waits, once one device has
+/// verified it, for a device that never answered our connection request (its announcement
+/// is on the DHT, but the device is offline): then that device's sub-transfer ends
+/// `unjoinable_peer` ("not reached"), instead of holding the sender for the rest of
+/// [`ANSWER_TIMEOUT`]. A device that answered (ICE, TLS or its transfer under way) is waited
+/// for as long as its own deadlines say. Short, because the device had the whole data phase
+/// of the other one to answer already, and a DHT answer takes a round trip.
+pub const UNJOINED_GRACE: Duration = Duration::from_secs(3);
 /// How long a ready connection that no channel uses stays open: then our side ends TLS
 /// (close_notify) and closes, and the peer, hearing close_notify while it uses no channel
 /// either, closes its side too. Long enough that the next file a user picks after a first

@@ -333,6 +333,11 @@ impl Node {
         if stranger && self.config.only_contacts {
             // Refused before ICE: no answer, no candidates, no connection.
             self.dropped.not_a_contact += 1;
+            self.out.push_back(Output::Event(Event::RequestDropped {
+                account: opened.account,
+                device: opened.device,
+                reason: "not a contact",
+            }));
             return;
         }
         let Some(seal_key) = msg.seal else {
@@ -347,6 +352,11 @@ impl Node {
             // No answer now; the requester's retry (the same id) gets another chance.
             self.dropped.requests_over_budget += 1;
             self.signalling.seen.forget(opened.device, msg.id, false);
+            self.out.push_back(Output::Event(Event::RequestDropped {
+                account: opened.account,
+                device: opened.device,
+                reason: "no room for one more connection",
+            }));
             return;
         }
         if let Some(existing) = self.by_device.get(&opened.device).copied() {

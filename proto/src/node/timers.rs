@@ -32,6 +32,9 @@ pub(super) enum NodeTimer {
     LookupRetry(DhtKey),
     /// A group's wait for any device of its account is over.
     Lookup(TransferId),
+    /// A device of the group verified the file [`UNJOINED_GRACE`](super::UNJOINED_GRACE)
+    /// ago: the devices that never answered are not waited for any longer.
+    Unjoined(TransferId),
     /// Our request to send a transfer again stops waiting for any device of the sender.
     AskLookup(TransferId),
     /// A peer's request to send again was not whole, or not decided, in time.
@@ -61,6 +64,7 @@ impl NodeTimer {
             NodeTimer::Unrouted(_) => "unrouted connection",
             NodeTimer::LookupRetry(_) => "lookup retry",
             NodeTimer::Lookup(_) => "device lookup",
+            NodeTimer::Unjoined(_) => "unjoined devices",
             NodeTimer::AskLookup(_) => "ask-again lookup",
             NodeTimer::Ask(_) => "ask-again request",
             NodeTimer::Connector(_, connector::Timer::Retry) => "request retry",
@@ -97,8 +101,8 @@ impl NodeTimer {
 impl Node {
     /// Why [`poll_timeout`](crate::io::Endpoint::poll_timeout) chose its deadline, for logs
     /// and traces: one of the node's timers (`"gathering"`, `"announcement"`,
-    /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"request retry"`,
-    /// `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
+    /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"unjoined devices"`,
+    /// `"request retry"`, `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
     /// `"forget failed connection"`, `"signature window"`, `"relay retry"`), an ICE agent's (its own
     /// [`timeout_reason`](crate::ice::Agent::timeout_reason)), `"turn client"` or
     /// `"transfer"`. When several fall due at once, the first of that list.
@@ -167,6 +171,7 @@ impl Node {
             }
             NodeTimer::LookupRetry(key) => self.retry_lookup(now, key),
             NodeTimer::Lookup(group) => self.lookup_failed(group),
+            NodeTimer::Unjoined(group) => self.subs_unjoined(group),
             NodeTimer::AskLookup(transfer) => self.ask_lookup_over(transfer),
             NodeTimer::Ask(request) => self.ask_timed_out(now, request),
             NodeTimer::Connector(id, timer) => self.connector_timer(now, id, timer),

@@ -18,7 +18,7 @@ use super::connector::Stage;
 use super::counters::bug;
 use super::peers::Pauser;
 use super::timers::NodeTimer;
-use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node};
+use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node, UNJOINED_GRACE};
 use crate::Error;
 use crate::aggregate::Aggregate;
 use crate::channel::{ChannelId, MuxEvent};
@@ -432,8 +432,49 @@ impl Node {
         };
         if let Some(group) = group {
             self.update_aggregate(group, &event);
+            let verified = matches!(event, Event::Verified { .. });
+            if verified && self.transfers.pending.values().any(|p| p.group == group) {
+                // Another device has the file: one that never answered is not waited for
+                // long (see `UNJOINED_GRACE`).
+                self.timers
+                    .set(NodeTimer::Unjoined(group), now + UNJOINED_GRACE);
+            }
         }
         self.out.push_back(Output::Event(event));
+    }
+
+    /// [`UNJOINED_GRACE`] after a device of `group` verified the file: the sub-transfers
+    /// still waiting for a device that never answered our connection request end
+    /// `unjoinable_peer`. Those whose device answered (ICE, TLS, a channel asked for) go on
+    /// under their own deadlines.
+    pub(super) fn subs_unjoined(&mut self, group: TransferId) {
+        let unjoined: Vec<TransferId> = self
+            .transfers
+            .pending
+            .iter()
+            .filter(|(_, p)| p.group == group && p.channel.is_none())
+            .filter(|(_, p)| {
+                let stage = self
+                    .by_device
+                    .get(&p.device)
+                    .and_then(|id| self.connectors.get(id))
+                    .map(|c| c.stage());
+                matches!(
+                    stage,
+                    None | Some(Stage::Gathering | Stage::WaitAnswer | Stage::Failed)
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for sub in unjoined {
+            self.transfers.pending.remove(&sub);
+            let why = format!(
+                "not reached (offline?): no answer to our request {} s after another device \
+                 of the account verified the file",
+                UNJOINED_GRACE.as_secs()
+            );
+            self.sub_failed(sub, group, Status::UnjoinablePeer, Reason::Unreachable(why));
+        }
     }
 
     fn update_aggregate(&mut self, group: TransferId, event: &Event) {

@@ -17,9 +17,10 @@ pub struct AccountId(pub [u8; 20]);
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeviceId(pub [u8; 32]);
 
-/// A string that is not a well-formed id.
+/// A string that is not a well-formed id (of the kind the first field names, for `Debug`);
+/// its message is only what was expected, since the caller says which id it wanted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a {0}: expected {1} lowercase hex characters")]
+#[error("expected {1} lowercase hex characters")]
 pub struct BadId(&'static str, usize);
 
 impl AccountId {

@@ -36,6 +36,15 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
                 )
             })
         }
+        Event::RequestDropped {
+            account,
+            device,
+            reason,
+        } => Summary::plain(format!(
+            "request of account {} device {} dropped: {reason}",
+            names.labels.account_name(account),
+            names.labels.device_name(device)
+        )),
         Event::AskAgain { from, transfer, .. } => Summary::plain(format!(
             "device {} asks for {} again",
             names.labels.device_name(&from.device),
