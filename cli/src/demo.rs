@@ -91,6 +91,7 @@ fn start(
     dht: &DhtStore,
     anchor: UnixAnchor,
     turn: &Option<TurnConfig>,
+    relay_only: bool,
 ) -> Result<Peer, String> {
     let announcement = account.announce(device).map_err(|e| e.to_string())?;
     let mut config = NodeConfig::new(
@@ -102,7 +103,11 @@ fn start(
     );
     if let Some(t) = turn {
         config.turn = vec![t.clone()];
-        config.relay_only = true;
+        // Bob's devices offer only their relayed address, so Alice can reach them through
+        // the relay alone. Not Alice's too: a relay-only node has no address of its own to
+        // connect from, and two of them form no ICE pair at all (each offers only a passive
+        // relayed candidate), which is how `demo --relay` failed before.
+        config.relay_only = relay_only;
     }
     let node = Node::new(Instant::now(), config);
     let (driver, handle, events) = Driver::new(node, Config::new(folder).with_dht(dht))
@@ -258,9 +263,9 @@ pub(crate) async fn run(options: Options) -> Result<bool, String> {
         std::fs::create_dir_all(&f).map_err(|e| format!("cannot create {}: {e}", f.display()))?;
         folders.push(f);
     }
-    let pa = start(&alice, &a1, &folders[0], &dht, anchor, &turn)?;
-    let pb1 = start(&bob, &b1, &folders[1], &dht, anchor, &turn)?;
-    let pb2 = start(&bob, &b2, &folders[2], &dht, anchor, &turn)?;
+    let pa = start(&alice, &a1, &folders[0], &dht, anchor, &turn, false)?;
+    let pb1 = start(&bob, &b1, &folders[1], &dht, anchor, &turn, true)?;
+    let pb2 = start(&bob, &b2, &folders[2], &dht, anchor, &turn, true)?;
 
     let bob_id = bob.id();
     let source_text = source.to_string_lossy().into_owned();

@@ -860,9 +860,11 @@ fn settings_come_from_config_json_in_the_home() {
 }
 
 /// Runs `ferry --json listen --once --accept-all` with its receive folder on a 64 KiB tmpfs,
-/// in a mount namespace of its own (`unshare -m`, root); `None` when this user cannot.
+/// in a mount namespace of its own (`unshare -m`, root); `None` when this user cannot. When
+/// the listener has exited, and before the namespace (and the tmpfs with it) is gone, what the
+/// receive folder holds is written to `listing`, one name a line, hidden names included.
 #[cfg(target_os = "linux")]
-fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
+fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path, listing: &Path) -> Option<Child> {
     let allowed = Command::new("unshare")
         .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"])
         .stderr(Stdio::null())
@@ -878,13 +880,16 @@ fn listen_on_a_tiny_disk(w: &World, home: &str, into: &Path) -> Option<Child> {
     std::fs::create_dir_all(into).expect("the mount point");
     // The tmpfs is mounted on the receive folder, seen by this process alone; mode 0700, since
     // a receive folder every user can write in (a tmpfs's default, 1777) is refused.
-    let script = "mount -t tmpfs -o size=64k,mode=0700 tmpfs \"$1\" && shift && exec \"$@\"";
+    let script = "mount -t tmpfs -o size=64k,mode=0700 tmpfs \"$1\" || exit 100; \
+                  dir=$1; listing=$2; shift 2; \"$@\"; rc=$?; \
+                  ls -A \"$dir\" > \"$listing\"; exit $rc";
     let spawned = Command::new("unshare")
         .env("FERRY_HOME", w.path(home))
         .env("FERRY_DHT", format!("file:{}", w.path("dht").display()))
         .env_remove("RUST_LOG")
         .args(["-m", "sh", "-c", script, "sh"])
         .arg(into)
+        .arg(listing)
         .arg(env!("CARGO_BIN_EXE_ferry"))
         .args(["--json", "listen", "--once", "--accept-all", "--into"])
         .arg(into)
@@ -907,7 +912,8 @@ fn a_full_disk_exits_9_on_both_sides() {
     let source = w.path("too-big.bin");
     make_file(&source, 1024 * 1024);
     let into = w.path("tiny");
-    let Some(listener) = listen_on_a_tiny_disk(&w, "bob", &into) else {
+    let listing = w.path("tiny-listing.txt");
+    let Some(listener) = listen_on_a_tiny_disk(&w, "bob", &into, &listing) else {
         return;
     };
     let sent = w.run(
@@ -929,8 +935,14 @@ fn a_full_disk_exits_9_on_both_sides() {
     assert_eq!(code(sent.status), Some(9), "send: {}", text(&sent.stderr));
     let error = json_lines(&sent.stdout).pop().expect("a last line");
     assert_eq!(error["kind"], "file");
-    // The mount is gone with the listener: whatever it wrote was on the tmpfs.
-    assert!(!into.join("too-big.bin").exists());
+    // Looked at inside the namespace, after the listener exited and before the tmpfs went
+    // with it (looking here afterwards would see the empty mount point whatever happened):
+    // no file under any visible name; the partial data the disk could hold may stay, hidden.
+    let held = std::fs::read_to_string(&listing).expect("the listing written in the namespace");
+    assert!(
+        held.lines().all(|name| name.starts_with('.')),
+        "only the hidden folder of partial data may stay in the receive folder: {held:?}"
+    );
 }
 
 /// A long-running `listen` (no `--once`) of `home`, with its `--json` lines arriving on a

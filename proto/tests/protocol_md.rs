@@ -92,6 +92,9 @@ fn the_spec_has_every_vector_this_test_checks() {
             "session-framed-sender",
             "session-jami-receiver",
             "session-jami-sender",
+            "signal-answer",
+            "signal-request",
+            "signal-request-time",
         ]
     );
 }
@@ -512,6 +515,10 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("transfer::LINGER", transfer::LINGER),
         ("node::ASK_TIMEOUT", ASK_TIMEOUT),
         (
+            "signal::REQUEST_WINDOW",
+            ferry_proto::signal::REQUEST_WINDOW,
+        ),
+        (
             "turn::PERMISSION_REFRESH",
             ferry_proto::turn::PERMISSION_REFRESH,
         ),
@@ -572,4 +579,54 @@ fn the_limits_table_gives_the_values_of_the_code() {
     for (name, value) in counts {
         assert_eq!(limit(name), value.to_string(), "{name}");
     }
+}
+
+/// §9's connection messages: the first form, the request with a time (§9.1), the answer.
+fn signal_messages() -> [(&'static str, ferry_proto::signal::PeerConnection); 3] {
+    use ferry_proto::signal::PeerConnection;
+    let request = PeerConnection {
+        id: 0x0102_0304_0506_0708,
+        is_answer: false,
+        ice: "0d04b932\n7c33834e7cf944bf0e367b47\n\
+              H1 1 TCP 2130706431 203.0.113.9 5000 typ host tcptype passive\n"
+            .into(),
+        addresses: vec!["203.0.113.9:5000".parse().expect("an address")],
+        seal: Some([0x11; 32]),
+        time: None,
+    };
+    let timed = PeerConnection {
+        time: Some(1_795_651_200),
+        ..request.clone()
+    };
+    let answer = PeerConnection {
+        is_answer: true,
+        addresses: Vec::new(),
+        seal: None,
+        ..request.clone()
+    };
+    [
+        ("signal-request", request),
+        ("signal-request-time", timed),
+        ("signal-answer", answer),
+    ]
+}
+
+#[test]
+fn signal_messages_both_forms() {
+    use ferry_proto::signal::PeerConnection;
+    for (name, msg) in signal_messages() {
+        let wire = vector(name);
+        assert_eq!(
+            hex::encode(msg.encode()),
+            hex::encode(&wire),
+            "{name}: the code's bytes"
+        );
+        assert_eq!(PeerConnection::decode(&wire), Ok(msg), "{name}");
+    }
+    // The first form is the timed one without its last key: an older reader that ignores
+    // unknown keys reads a timed request as the same request.
+    let first = vector("signal-request");
+    let timed = vector("signal-request-time");
+    assert_eq!(timed[0], first[0] + 1, "one more map entry");
+    assert_eq!(&timed[1..first.len()], &first[1..]);
 }

@@ -26,6 +26,7 @@ fn request() -> PeerConnection {
         ice: "0d04b932\n7c33834e7cf944bf0e367b47\nH6e6ca682 1 TCP 2130706431 192.168.0.123 42751 typ host tcptype passive\n".into(),
         addresses: vec!["203.0.113.7:4242".parse().expect("addr"), "[2001:db8::1]:4242".parse().expect("addr")],
         seal: Some([3; 32]),
+        time: None,
     }
 }
 

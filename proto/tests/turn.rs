@@ -308,6 +308,7 @@ fn a_stale_nonce_re_signs_the_same_request_and_a_loop_of_them_ends() {
     let (_, again) = h.last();
     let again = Message::from_bytes(&again).expect("stun");
     assert!(again.has_method(ALLOCATE), "the same request");
+    assert_eq!(h.client.stale_nonces(), 1, "one 438 counted");
     assert_eq!(
         again
             .attribute::<Nonce>()
@@ -319,6 +320,11 @@ fn a_stale_nonce_re_signs_the_same_request_and_a_loop_of_them_ends() {
     for n in 3..6 {
         h.reply(|m| error(m, 438, Some(&format!("nonce-{n}"))));
     }
+    assert_eq!(
+        h.client.stale_nonces(),
+        4,
+        "each 438 counted, the last one too"
+    );
     assert_eq!(
         h.events,
         [TurnEvent::Failed {

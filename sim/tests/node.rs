@@ -200,3 +200,139 @@ fn two_nodes_behind_symmetric_nats_meet_through_the_turn_server() {
         eprintln!("{}", world.trace());
     }
 }
+
+/// Bob's process crashes in the middle of a file ([`World::crash_and_restart`]): Alice hears
+/// a reset and her transfer ends; Bob's host keeps the partial data and no file open; the new
+/// process listens and announces again, and Alice's send under the same ids (her records)
+/// resumes from what Bob kept, the prefix verified, and the file arrives whole.
+#[test]
+fn a_receiver_that_crashes_mid_file_keeps_its_partial_data_and_the_send_again_resumes() {
+    const BIG: u64 = 4_000_000;
+    let mut b = World::builder(33);
+    let epoch = b.epoch();
+    let internet = b.internet();
+    let (alice, bob) = (account("alice"), account("bob"));
+    let (a1, b1) = (device(&alice, "a1"), device(&bob, "b1"));
+    let link = LinkSpec::latency(ms(10)).with_bandwidth(1_000_000);
+    let a_ip: IpAddr = "198.51.100.6".parse().expect("ip");
+    let b_ip: IpAddr = "198.51.100.7".parse().expect("ip");
+    let ha = b.host(
+        HostSpec::new("a1", internet)
+            .v4([198, 51, 100, 6])
+            .link(link),
+        node(epoch, &alice, &a1, 1, a_ip),
+    );
+    let hb = b.host(
+        HostSpec::new("b1", internet)
+            .v4([198, 51, 100, 7])
+            .link(link),
+        node(epoch, &bob, &b1, 2, b_ip),
+    );
+    let mut world = b.trace().build().expect("world");
+    world.run_for(secs(1));
+    let source = format!("seed:9:{BIG}");
+    let group = world
+        .with_endpoint(ha, |n: &mut Node, now| {
+            n.send_file(now, bob.id(), source.clone(), "big.bin".into())
+        })
+        .expect("a node");
+    let mut t = None;
+    while t.is_none() && world.now() < secs(30) {
+        world.run_for(ms(100));
+        t = incoming(&world, hb);
+    }
+    let t = t.unwrap_or_else(|| panic!("bob hears of the file\n{}", world.trace()));
+    world
+        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
+        .expect("a node")
+        .expect("accept");
+    // A second in: about a quarter of the file is on Bob's disk.
+    world.run_for(secs(1));
+    assert_eq!(world.partial_files(hb), 1);
+    assert!(world.open_files(hb) > 0, "Bob is writing");
+    let bob_again = {
+        let anchor = UnixAnchor {
+            instant: epoch,
+            unix: Duration::from_secs(T0),
+        };
+        let config = NodeConfig::new(
+            b1.clone(),
+            bob.announce(&b1).expect("a"),
+            vec![b_ip],
+            3,
+            anchor,
+        );
+        Node::new(world.instant(), config)
+    };
+    // SECURITY: row 136
+    world.crash_and_restart(hb, bob_again);
+    assert_eq!(world.open_files(hb), 0, "its files closed with it");
+    assert_eq!(world.partial_files(hb), 1, "what it wrote is kept");
+    world.run_for(secs(5));
+    let ended = world.events::<Event>(ha).iter().find_map(|(_, e)| match e {
+        Event::Aggregate {
+            group: g, status, ..
+        } if *g == group && status.is_final() => Some(*status),
+        _ => None,
+    });
+    assert!(
+        ended.is_some_and(|s| s != Status::Finished),
+        "Alice's send ended with the crash: {ended:?}\n{}",
+        world.trace()
+    );
+
+    // Alice sends again under the ids of her records, once her failed connection is
+    // forgotten; Bob's new process takes it up where the old one stopped.
+    world.run_for(secs(70));
+    let again_from = world.now();
+    let devices = [(b1.id(), t)].into_iter().collect();
+    world
+        .with_endpoint(ha, |n: &mut Node, now| {
+            n.send_file_again(
+                now,
+                bob.id(),
+                source.clone(),
+                "big.bin".into(),
+                group,
+                devices,
+            )
+        })
+        .expect("a node");
+    let mut offered = None;
+    while offered.is_none() && world.now() < again_from + secs(30) {
+        world.run_for(ms(100));
+        offered = world
+            .events::<Event>(hb)
+            .iter()
+            .find_map(|(at, e)| match e {
+                Event::IncomingTransfer { transfer, .. } if *at >= again_from => Some(*transfer),
+                _ => None,
+            });
+    }
+    assert_eq!(offered, Some(t), "the same id\n{}", world.trace());
+    world
+        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
+        .expect("a node")
+        .expect("accept");
+    world.run_for(secs(30));
+    no_violations(&world);
+    let resumed = world
+        .events::<Event>(hb)
+        .iter()
+        .find_map(|(at, e)| match e {
+            Event::Resuming {
+                offset, verified, ..
+            } if *at >= again_from => Some((*offset, *verified)),
+            _ => None,
+        });
+    let (offset, verified) = resumed.unwrap_or_else(|| panic!("resumed\n{}", world.trace()));
+    assert!(
+        offset > 0 && offset < BIG && verified,
+        "{offset} {verified}"
+    );
+    let digest = ferry_sim::files::Source { size: BIG, seed: 9 }.digest();
+    let stored = world
+        .received_file(hb, "big.bin")
+        .unwrap_or_else(|| panic!("committed\n{}", world.trace()));
+    assert_eq!((stored.len, stored.digest()), (BIG, digest));
+}

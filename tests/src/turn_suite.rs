@@ -635,14 +635,21 @@ pub fn a_forbidden_address_does_not_sink_the_others(f: &mut impl TurnFixture) ->
 
 /// Scenario `a_stale_nonce_is_renewed`: the server's nonces last 2 s; 4 s after the
 /// allocation a CreatePermission still succeeds (the server answers 438 Stale Nonce with a
-/// new nonce, the client signs the request again).
+/// new nonce, the client signs the request again). The client's count of 438s proves the
+/// nonce did go stale: without it the test would pass against a server that ignored the
+/// option.
 pub fn a_stale_nonce_is_renewed(f: &mut impl TurnFixture) {
     start(f, PASSWORD, Family::V4);
     allocate(f);
+    assert_eq!(f.client().stale_nonces(), 0, "the nonce is fresh at first");
     f.run_for(Duration::from_secs(4));
     let peer_ip = f.peer_ip(Family::V4);
     permit(f, peer_ip);
     assert!(!f.client().is_done());
+    assert!(
+        f.client().stale_nonces() > 0,
+        "the permission was granted, but no 438 came: the nonce never went stale"
+    );
 }
 
 /// Scenario `a_permission_is_kept_past_five_minutes`: permissions last 5 minutes on the

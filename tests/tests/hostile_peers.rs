@@ -220,6 +220,7 @@ fn request_from(from: &Device, to: &Device) -> Bytes {
         ice: "0d04b932\n7c33834e7cf944bf0e367b47\nH1 1 TCP 2130706431 203.0.113.9 5000 typ host tcptype passive\n".into(),
         addresses: vec!["203.0.113.9:5000".parse().expect("an address")],
         seal: Some(from.seal_public_key()),
+        time: None,
     };
     let mut rng = SeededRng::new(3);
     Bytes::from(seal(from, &to.recipient(), &request.encode(), &mut rng).expect("sealed"))

@@ -1110,10 +1110,12 @@ mod strangers {
             ice: agent.local_description().to_string(),
             addresses: Vec::new(),
             seal: Some(device.seal_public_key()),
+            time: None,
         };
         let recipient = Recipient {
             device: to.id(),
             seal_key: to.seal_public_key(),
+            features: ferry_proto::signal::Features::default(),
         };
         let mut rng = ferry_proto::rng::SeededRng::new(seed);
         Bytes::from(signal::seal(device, &recipient, &msg.encode(), &mut rng).expect("sealed"))

@@ -285,9 +285,10 @@ proptest! {
         candidates in proptest::collection::vec(candidate(), 0..8),
         addresses in proptest::collection::vec(socket_addr(), 0..8),
         seal in proptest::option::of(any::<[u8; 32]>()),
+        time in proptest::option::of(any::<u64>()),
     ) {
         let ice = Description { ufrag, pwd, candidates }.to_string();
-        let m = PeerConnection { id, is_answer, ice, addresses, seal };
+        let m = PeerConnection { id, is_answer, ice, addresses, seal, time };
         prop_assert_eq!(PeerConnection::decode(&m.encode()), Ok(m));
     }
 

@@ -1078,6 +1078,7 @@ fn s8_a_forged_answer_from_another_account_is_dropped() {
             ice: String::new(),
             addresses: vec![],
             seal: None,
+            time: None,
         };
         let sealed = ferry_proto::signal::seal(
             &m1,

@@ -140,6 +140,7 @@ fn sealed_requests(m1: &Device, to: &Device, _: &Account) -> Vec<Bytes> {
                 ice: String::new(),
                 addresses: Vec::new(),
                 seal: Some(m1.seal_public_key()),
+                time: None,
             };
             let mut rng = SeededRng::new(id);
             signal::seal(m1, &to.recipient(), &message.encode(), &mut rng)

@@ -52,6 +52,10 @@ pub struct DroppedValues {
     /// [`SIGNATURE_WINDOW`](super::SIGNATURE_WINDOW)) and were not drawn to be held for the
     /// next window.
     pub over_signature_budget: u64,
+    /// Requests whose time is outside [`REQUEST_WINDOW`](crate::signal::REQUEST_WINDOW)
+    /// of ours, or without a time from a device that announced
+    /// [`REQUEST_TIME`](crate::signal::REQUEST_TIME): old requests replayed.
+    pub stale_requests: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

@@ -180,6 +180,14 @@ impl Node {
             out: VecDeque::new(),
             config,
         };
+        // What this version reads goes into the announcement, signed by the device (its
+        // account signed the rest once): requesters put a time in their requests to us.
+        // An announcement that does not parse goes out as it is (verified by its readers).
+        if let Ok(announcement) =
+            signal::Announcement::with_our_features(&node.config.announcement, &node.config.device)
+        {
+            node.config.announcement = announcement;
+        }
         // Relay only listens nowhere: the peer's only way in is our relayed address, and
         // nothing of ours connects from a local address either (no host candidates).
         let listen_on = if node.config.relay_only {

@@ -285,6 +285,12 @@ impl Node {
             self.dropped.unopened += 1;
             return;
         };
+        if !msg.is_answer && !self.request_in_time(&opened, &msg, unix_now.as_secs()) {
+            // Outside the window, or without a time from a device that announced it sends
+            // one: refused whether or not the replay memory still holds its id.
+            self.dropped.stale_requests += 1;
+            return;
+        }
         let failed_before = !msg.is_answer
             && self.connectors.values().any(|c| {
                 c.answers(opened.device, msg.id) && c.stage() == Stage::Failed && !c.is_denied()
@@ -347,6 +353,10 @@ impl Node {
         let recipient = Recipient {
             device: opened.device,
             seal_key,
+            // A request with a time comes from a device that reads one (PROTOCOL.md §9.1).
+            features: signal::Features {
+                request_time: msg.time.is_some(),
+            },
         };
         if !self.room_for_connector(now, opened.account) {
             // No answer now; the requester's retry (the same id) gets another chance.
@@ -400,6 +410,18 @@ impl Node {
         if self.gathered {
             self.connector_gathered(now, id);
         }
+    }
+
+    /// Whether a request's time is acceptable (see [`signal::request_in_time`]): the
+    /// features its device announced are known if we read its announcement.
+    fn request_in_time(&self, opened: &signal::Opened, msg: &PeerConnection, now: u64) -> bool {
+        let announced = self
+            .signalling
+            .known
+            .get(&opened.account)
+            .and_then(|devices| devices.get(&opened.device))
+            .map(|a| a.features);
+        signal::request_in_time(msg.time, now, announced)
     }
 
     /// A put under `key` failed: an answer of ours still awaited there (its requester is

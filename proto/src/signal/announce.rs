@@ -1,9 +1,12 @@
 //! Device announcements: how a sender learns a contact's devices.
 //!
 //! ```text
-//! msgpack { v: 1, account: bin, device: bin, seal: bin(32), sig: bin(64) }
+//! msgpack { v: 1, account: bin, device: bin, seal: bin(32), sig: bin(64),
+//!           features?: [str], fsig?: bin(64) }
 //!   account, device: certificates (DER); seal: the device's X25519 sealing key
 //!   sig: Ed25519 by the ACCOUNT key over "ferry-announce-v1" ‖ device ‖ seal
+//!   features, fsig: what the device reads beyond the first formats, signed by the DEVICE
+//!   key over "ferry-features-v1" ‖ device ‖ (name ‖ 0x00)* (see `features.rs`)
 //! ```
 //! Put under [`devices_key`](super::devices_key) of the account. A reader checks that the
 //! account certificate is the account it looked up, that it signed the device certificate
@@ -13,6 +16,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
+use super::features::{self, Features};
 use super::seal::Recipient;
 use crate::tls::{Account, AccountId, Device, DeviceId, IdentityError, Revocations};
 
@@ -31,6 +35,10 @@ struct Wire {
     seal: Vec<u8>,
     #[serde(with = "serde_bytes")]
     sig: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    fsig: Option<Vec<u8>>,
 }
 
 /// A verified announcement: one device of an account, and how to seal to it.
@@ -44,6 +52,8 @@ pub struct Announcement {
     pub device_cert: CertificateDer<'static>,
     /// The device's sealing key.
     pub seal_key: [u8; 32],
+    /// What the device announced it reads (none, from a device that announced no list).
+    pub features: Features,
 }
 
 impl Announcement {
@@ -52,6 +62,7 @@ impl Announcement {
         Recipient {
             device: self.device,
             seal_key: self.seal_key,
+            features: self.features,
         }
     }
 
@@ -139,6 +150,11 @@ impl Announcement {
             .map_err(|_| SignalError::BadSignature)?;
         let device = DeviceId::of_certificate(&device_cert)
             .map_err(|_| SignalError::Malformed("device certificate"))?;
+        let features = match (&wire.features, &wire.fsig) {
+            (None, None) => Features::default(),
+            (Some(names), Some(sig)) => features::verify(&device_cert, names, sig)?,
+            _ => return Err(SignalError::Malformed("feature list without its signature")),
+        };
         if revocations
             .of(account)
             .is_some_and(|list| list.names(&device))
@@ -158,7 +174,21 @@ impl Announcement {
             device,
             device_cert,
             seal_key,
+            features,
         })
+    }
+
+    /// `announcement` (as its account signed it for `device`) with the list of what this
+    /// version reads ([`Features::ours`]) added and signed by `device`: what a node puts on
+    /// the DHT. The account's part is kept byte for byte, so a reader that does not know the
+    /// list reads the announcement as before.
+    pub fn with_our_features(announcement: &[u8], device: &Device) -> Result<Vec<u8>, SignalError> {
+        let mut wire: Wire = rmp_serde::from_slice(announcement)
+            .map_err(|_| SignalError::Malformed("announcement"))?;
+        let names = Features::ours().names();
+        wire.fsig = Some(features::sign(device, &names)?);
+        wire.features = Some(names);
+        rmp_serde::to_vec_named(&wire).map_err(|_| SignalError::Malformed("encoding"))
     }
 }
 
@@ -179,6 +209,8 @@ impl Account {
             device: device.certificate().to_vec(),
             seal: seal.to_vec(),
             sig: sig.as_ref().to_vec(),
+            features: None,
+            fsig: None,
         };
         rmp_serde::to_vec_named(&wire).map_err(|e| IdentityError::Generate(e.to_string()))
     }

@@ -7,6 +7,7 @@
 //! | `ice` | string | the ICE description blob (ufrag, pwd, one line per candidate) |
 //! | `addresses` | [string] | request: the requester's public addresses; answer: the answerer's relay addresses (`1.2.3.4:5`, `[v6]:5`) |
 //! | `seal` | bin(32), request only | Ferry: the requester's sealing key, for the answer |
+//! | `time` | u64, request only | Ferry: Unix seconds when it was sealed; only to a device that announced `request-time` |
 
 use core::net::SocketAddr;
 
@@ -31,6 +32,10 @@ pub struct PeerConnection {
     /// Ferry: in a request, the requester's sealing key, so the answer needs no lookup of
     /// its announcement (the request is signed by the requester's device, so it is its key).
     pub seal: Option<[u8; 32]>,
+    /// Ferry: in a request to a device that announced
+    /// [`REQUEST_TIME`](super::REQUEST_TIME), the Unix time (seconds) it was sealed at; the
+    /// receiver refuses it outside [`REQUEST_WINDOW`](super::REQUEST_WINDOW).
+    pub time: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -41,6 +46,8 @@ struct Wire {
     addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     seal: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<u64>,
 }
 
 /// Most addresses a message may carry (a host has few; a flood is refused).
@@ -57,6 +64,7 @@ impl PeerConnection {
             ice: self.ice.clone(),
             addresses: self.addresses.iter().map(SocketAddr::to_string).collect(),
             seal: self.seal.map(|k| k.to_vec()),
+            time: self.time,
         };
         // Encoding a plain struct into a Vec cannot fail.
         rmp_serde::to_vec_named(&wire).unwrap_or_default()
@@ -89,6 +97,7 @@ impl PeerConnection {
                         .map_err(|_| SignalError::Malformed("sealing key"))?,
                 ),
             },
+            time: wire.time,
         })
     }
 }

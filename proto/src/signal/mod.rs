@@ -7,6 +7,7 @@
 //! value that fails a check is an [`SignalError`] its owner counts and drops.
 
 mod announce;
+mod features;
 mod keys;
 mod message;
 mod replay;
@@ -16,6 +17,7 @@ mod sender;
 
 pub use crate::rng::SeededRng;
 pub use announce::Announcement;
+pub use features::{Features, REQUEST_TIME, REQUEST_WINDOW, request_in_time};
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};

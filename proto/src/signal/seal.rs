@@ -20,6 +20,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use super::SignalError;
+use super::features::Features;
 use crate::rng::SeededRng;
 use crate::tls::{AccountId, Device, DeviceId, Revocations};
 
@@ -53,13 +54,16 @@ struct Inner {
     sig: Vec<u8>,
 }
 
-/// Where a sealed value goes: a device and its public sealing key (from its announcement).
+/// Where a sealed value goes: a device and its public sealing key (from its announcement),
+/// and what it announced it reads (so a request carries only what it understands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recipient {
     /// The device.
     pub device: DeviceId,
     /// Its X25519 public key.
     pub seal_key: [u8; 32],
+    /// What it announced ([`Features::default`] if unknown: the first formats only).
+    pub features: Features,
 }
 
 /// A value opened and verified.
@@ -95,11 +99,13 @@ impl Device {
         out
     }
 
-    /// This device as a recipient.
+    /// This device as a recipient that announced no features (one reading the first
+    /// formats only).
     pub fn recipient(&self) -> Recipient {
         Recipient {
             device: self.id(),
             seal_key: self.seal_public_key(),
+            features: Features::default(),
         }
     }
 }

@@ -194,6 +194,7 @@ mod tests {
             ice: String::new(),
             addresses: Vec::new(),
             seal: None,
+            time: None,
         };
         let mut rng = SeededRng::new(7);
         let sealed = signal::seal(&a1, &b1.recipient(), &request.encode(), &mut rng).expect("seal");

@@ -24,20 +24,29 @@
 //!   whatever restarts the server went through;
 //! - determinism is checked by the caller (two runs, one trace).
 //!
-//! Not yet drawn (it needs [records]' crash-safe partial data): a process crash and restart
-//! of either side.
+//!
+//! On a quarter of the seeds one process also crashes, Alice's or Bob's, at a random time
+//! while the first attempt runs ([`World::crash_and_restart`]): its sockets are reset, its
+//! open files closed, its memory lost; the partial data it wrote and its records (here, the
+//! ids of the send) are kept, and it starts again at once. The invariants then cover the
+//! survivor: its transfers end in bounded time; and once the faults heal, Alice sends again
+//! under the ids her records kept, as `ferry send` does, and the file arrives verified,
+//! resumed with its prefix checked or started from zero (`resumed_verified`, `restarted`),
+//! never ending in a digest mismatch.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_proto::io::{CLOSE_LINGER, Event};
 use ferry_proto::node::{IDLE_TIMEOUT, Node};
+use ferry_proto::tls::DeviceId;
 use ferry_proto::transfer::{LINGER, Status, TransferId};
 use ferry_proto::turn::TurnConfig;
 use ferry_sim::rng::SimRng;
 use ferry_sim::turn_server::{TurnServer, TurnServerConfig};
 use ferry_sim::{DhtSpec, Fault, HostId, HostSpec, LinkOf, LinkSpec, World};
 
+use crate::crash::{Crash, Sent, how_it_started, records_of};
 use crate::nodes::Pair;
 
 /// The most virtual time an attempt may take to reach final states on both sides.
@@ -128,15 +137,7 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         )
     });
     let (mut lossy, mut clean_uplink) = (false, None);
-    let Pair {
-        bob,
-        kind,
-        router,
-        ha,
-        hb,
-        size,
-        ..
-    } = Pair::build(
+    let pair = Pair::build(
         &mut b,
         &mut rng,
         seed,
@@ -153,6 +154,14 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         relay.clone(),
     )
     .map_err(|e| (e, None))?;
+    let (bob, kind, router, ha, hb, size) = (
+        &pair.bob,
+        pair.kind,
+        pair.router,
+        pair.ha,
+        pair.hb,
+        pair.size,
+    );
     let turn_host = relay.as_ref().map(|(_, only)| {
         tally.fault(if *only {
             "relay_only_path"
@@ -237,20 +246,48 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
         }
     }
 
+    // A process crash, drawn from a generator of its own: a seed without one builds and runs
+    // the world it did before crashes were drawn.
+    let mut crash_rng = SimRng::new(seed ^ 0x0063_7261_7368);
+    let mut crash = crash_rng.chance(0.25).then(|| Crash {
+        bob: crash_rng.chance(0.5),
+        at: ms(1_000 + crash_rng.below(15_000)),
+        seed: crash_rng.next_u64(),
+    });
+    if let Some(c) = &crash {
+        last_fault = last_fault.max(c.at);
+    }
+
     world.run_for(Duration::from_secs(1));
     let source = format!("seed:{seed}:{size}");
-    let first = attempt(&mut world, ha, hb, &bob.id(), &source, cancel);
-    let first = match first {
-        Ok(status) => status,
+    let first = attempt(
+        &mut world,
+        (ha, hb),
+        &bob.id(),
+        &source,
+        cancel,
+        (&pair, &mut crash),
+    );
+    let (group, first) = match first {
+        Ok(ended) => ended,
         Err(why) => return Err((why, Some(Box::new(world)))),
     };
+    // The crash came, or the attempt ended before it was due (then it never comes).
+    let crashed = group.crashed;
+    if crashed {
+        tally.fault(if group.crashed_bob {
+            "crash_receiver"
+        } else {
+            "crash_sender"
+        });
+    }
     tally.check("terminal");
     if let Err(why) = no_corrupt_file(&world, hb, seed, size) {
         return Err((why, Some(Box::new(world))));
     }
     tally.check("no_corrupt_file");
 
-    if first != Status::Finished {
+    if first != Some(Status::Finished) {
         // The path returns: every fault that ends is over, the DHT and the uplink lose
         // nothing any more; the NAT keeps its new mappings. (On a lossy path a connect's
         // handshake can outlast ICE's connect timeout, and a failed pair is not retried:
@@ -275,14 +312,24 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
             world.schedule(now, f);
         }
         world.run_for(Duration::from_secs(1));
-        let again = attempt(&mut world, ha, hb, &bob.id(), &source, None);
+        // After a crash Alice sends again under the ids her records kept (as `ferry send`
+        // does), so that what Bob kept is taken up; otherwise as a new send.
+        let records = crashed.then(|| records_of(&world, ha, group.id));
+        let again_from = world.now();
+        let again = attempt_again(&mut world, (ha, hb), &bob.id(), &source, records);
         match again {
-            Ok(Status::Finished) => {}
+            Ok(Some(Status::Finished)) => {}
             Ok(other) => {
-                let why = format!("sent again after {first} and the faults healed: {other}");
+                let why = format!("sent again after {first:?} and the faults healed: {other:?}");
                 return Err((why, Some(Box::new(world))));
             }
             Err(why) => return Err((format!("sent again: {why}"), Some(Box::new(world)))),
+        }
+        if crashed {
+            match how_it_started(&world, hb, again_from) {
+                Ok(name) => tally.check(name),
+                Err(why) => return Err((why, Some(Box::new(world)))),
+            }
         }
         match no_corrupt_file(&world, hb, seed, size) {
             Ok(true) => tally.check("again_verified"),
@@ -324,40 +371,119 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
     Ok((world, tally))
 }
 
-/// Alice sends the file; Bob accepts each offer; `cancel` happens when due. Returns the
-/// group's final status once it and every transfer Bob was offered are final, or why not.
+/// Alice sends the file again (under `records`' ids when given); Bob accepts.
+fn attempt_again(
+    world: &mut World,
+    (ha, hb): (HostId, HostId),
+    to: &ferry_proto::tls::AccountId,
+    source: &str,
+    records: Option<(TransferId, BTreeMap<DeviceId, TransferId>)>,
+) -> Result<Option<Status>, String> {
+    let send = Send {
+        to,
+        source,
+        records,
+    };
+    attempt_with(world, (ha, hb), send, None, None).map(|(_, status)| status)
+}
+
+/// What Alice sends.
+struct Send<'a> {
+    to: &'a ferry_proto::tls::AccountId,
+    source: &'a str,
+    records: Option<(TransferId, BTreeMap<DeviceId, TransferId>)>,
+}
+
+/// Alice sends the file; Bob accepts each offer; `cancel` and the crash happen when due.
+/// Returns the group and its final status (`None` if Alice's process crashed: her new process
+/// knows nothing of it) once it and every transfer Bob's live process was offered are final,
+/// or why not.
 fn attempt(
     world: &mut World,
-    ha: HostId,
-    hb: HostId,
+    (ha, hb): (HostId, HostId),
     to: &ferry_proto::tls::AccountId,
     source: &str,
     cancel: Option<Cancel>,
-) -> Result<Status, String> {
+    (pair, crash): (&Pair, &mut Option<Crash>),
+) -> Result<(Sent, Option<Status>), String> {
+    let send = Send {
+        to,
+        source,
+        records: None,
+    };
+    attempt_with(world, (ha, hb), send, cancel, Some((pair, crash)))
+}
+
+fn attempt_with(
+    world: &mut World,
+    (ha, hb): (HostId, HostId),
+    send: Send<'_>,
+    cancel: Option<Cancel>,
+    mut crash: Option<(&Pair, &mut Option<Crash>)>,
+) -> Result<(Sent, Option<Status>), String> {
     let start = world.now();
-    let seen_before = offers(world, hb).len();
+    // Offers since then are this attempt's (after Bob's crash, his new process's).
+    let mut since = start;
+    let Send {
+        to,
+        source,
+        records,
+    } = send;
     let group = world
-        .with_endpoint(ha, |n: &mut Node, now| {
-            n.send_file(now, *to, source.to_owned(), "sweep.bin".into())
+        .with_endpoint(ha, |n: &mut Node, now| match records {
+            Some((group, devices)) => n.send_file_again(
+                now,
+                *to,
+                source.to_owned(),
+                "sweep.bin".into(),
+                group,
+                devices,
+            ),
+            None => n.send_file(now, *to, source.to_owned(), "sweep.bin".into()),
         })
         .ok_or("a1 is not a node")?;
-    let mut answered: Vec<TransferId> = offers(world, hb)[..seen_before].to_vec();
+    let mut sent = Sent {
+        id: group,
+        crashed: false,
+        crashed_bob: false,
+    };
+    let mut answered: Vec<TransferId> = Vec::new();
     let mut cancelled = false;
     loop {
-        let offered = offers(world, hb);
-        let group_end = final_of(world, ha, group, true);
-        let all_final = offered[seen_before..]
+        let offered = offers(world, hb, since);
+        // The group of a process that crashed has no end to report: its new process never
+        // heard of it.
+        let group_end = match sent.crashed && !sent.crashed_bob {
+            true => Some(None),
+            false => final_of(world, ha, group, true, start).map(Some),
+        };
+        let all_final = offered
             .iter()
-            .all(|t| final_of(world, hb, *t, false).is_some());
+            .all(|t| final_of(world, hb, *t, false, start).is_some());
         if let (Some(status), true) = (group_end, all_final) {
-            return Ok(status);
+            return Ok((sent, status));
+        }
+        if let Some((pair, slot)) = crash.as_mut()
+            && slot.is_some_and(|c| world.now() >= c.at)
+            && let Some(c) = slot.take()
+        {
+            let host = if c.bob { hb } else { ha };
+            let node = pair.restarted(c.bob, world.instant(), c.seed)?;
+            world.crash_and_restart(host, node);
+            sent.crashed = true;
+            sent.crashed_bob = c.bob;
+            if c.bob {
+                // What the crashed process was offered ended with it.
+                since = world.now();
+                answered.clear();
+            }
         }
         if world.now() - start > BOUND {
             return Err(format!(
                 "not final after {BOUND:?}: sender {group_end:?}, receiver {:?}",
-                offered[seen_before..]
+                offered
                     .iter()
-                    .map(|t| final_of(world, hb, *t, false))
+                    .map(|t| final_of(world, hb, *t, false, start))
                     .collect::<Vec<_>>()
             ));
         }
@@ -377,7 +503,7 @@ fn attempt(
                 world.with_endpoint(ha, |n: &mut Node, now| n.cancel(now, group));
             }
             Some(Cancel::ByReceiver(at)) if !cancelled && world.now() >= at => {
-                if let Some(t) = offered[seen_before..].last().copied() {
+                if let Some(t) = offered.last().copied() {
                     cancelled = true;
                     world.with_endpoint(hb, |n: &mut Node, now| n.cancel(now, t));
                 }
@@ -388,10 +514,13 @@ fn attempt(
     }
 }
 
-fn offers(world: &World, host: HostId) -> Vec<TransferId> {
+/// The transfers `host` was offered since `since` (ids, since a send again under its records'
+/// ids offers one id twice).
+pub(crate) fn offers(world: &World, host: HostId, since: Duration) -> Vec<TransferId> {
     world
         .events::<Event>(host)
         .iter()
+        .filter(|(at, _)| *at >= since)
         .filter_map(|(_, e)| match e {
             Event::IncomingTransfer { transfer, .. } => Some(*transfer),
             _ => None,
@@ -399,12 +528,20 @@ fn offers(world: &World, host: HostId) -> Vec<TransferId> {
         .collect()
 }
 
-/// The final status of `t` on `host`: a group's aggregate (`group`), else a transfer's.
-fn final_of(world: &World, host: HostId, t: TransferId, group: bool) -> Option<Status> {
+/// The final status of `t` on `host` since `since`: a group's aggregate (`group`), else a
+/// transfer's. (A send again under its records' ids reuses the ids of an earlier one.)
+fn final_of(
+    world: &World,
+    host: HostId,
+    t: TransferId,
+    group: bool,
+    since: Duration,
+) -> Option<Status> {
     world
         .events::<Event>(host)
         .iter()
         .rev()
+        .take_while(|(at, _)| *at >= since)
         .find_map(|(_, e)| match e {
             Event::Aggregate {
                 group: g, status, ..

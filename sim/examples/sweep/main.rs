@@ -40,6 +40,7 @@
 //! - the same seed run twice gives the same trace, byte for byte.
 #![allow(clippy::print_stdout)]
 
+mod crash;
 mod faults;
 mod nodes;
 

@@ -51,6 +51,20 @@ pub(crate) fn node(
     ip: IpAddr,
     configure: impl FnOnce(&mut NodeConfig),
 ) -> Result<Node, String> {
+    node_at(epoch, epoch, account, device, seed, ip, configure)
+}
+
+/// [`node`], started at `now` (a process started again after a crash) with its clock
+/// anchored at `epoch` as every node's is.
+fn node_at(
+    epoch: Instant,
+    now: Instant,
+    account: &Account,
+    device: &Device,
+    seed: u64,
+    ip: IpAddr,
+    configure: impl FnOnce(&mut NodeConfig),
+) -> Result<Node, String> {
     let anchor = UnixAnchor {
         instant: epoch,
         unix: Duration::from_secs(T0),
@@ -60,7 +74,7 @@ pub(crate) fn node(
         .map_err(|e| format!("announce: {e}"))?;
     let mut config = NodeConfig::new(device.clone(), announce, vec![ip], seed, anchor);
     configure(&mut config);
-    Ok(Node::new(epoch, config))
+    Ok(Node::new(now, config))
 }
 
 pub(crate) fn link(rng: &mut SimRng) -> LinkSpec {
@@ -101,6 +115,19 @@ pub(crate) struct Pair {
     pub(crate) ha: HostId,
     pub(crate) hb: HostId,
     pub(crate) size: u64,
+    /// What each node is made of, to start it again after a crash.
+    remake: Remake,
+}
+
+/// What the two nodes are made of: their identities (on disk, so a crash keeps them), their
+/// addresses and their relay.
+struct Remake {
+    epoch: Instant,
+    /// The seed the identities are derived from.
+    seed: u64,
+    a_ip: IpAddr,
+    b_ip: IpAddr,
+    relay: Option<(TurnConfig, bool)>,
 }
 
 impl Pair {
@@ -157,6 +184,31 @@ impl Pair {
             ha,
             hb,
             size,
+            remake: Remake {
+                epoch,
+                seed,
+                a_ip: a_ip.into(),
+                b_ip: b_ip.into(),
+                relay,
+            },
+        })
+    }
+
+    /// Alice's node (`bob` false) or Bob's, as its process starts again at `now` after a
+    /// crash: the same identity, address and relay, a new random seed, nothing in memory.
+    pub(crate) fn restarted(&self, bob: bool, now: Instant, seed: u64) -> Result<Node, String> {
+        let r = &self.remake;
+        let (name, device_name, ip) = match bob {
+            false => ("alice", "a1", r.a_ip),
+            true => ("bob", "b1", r.b_ip),
+        };
+        let account = account(r.seed, name)?;
+        let device = device(r.seed, &account, device_name)?;
+        node_at(r.epoch, now, &account, &device, seed, ip, |c| {
+            if let Some((turn, only)) = &r.relay {
+                c.turn = vec![turn.clone()];
+                c.relay_only = bob && *only;
+            }
         })
     }
 }

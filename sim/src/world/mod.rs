@@ -45,6 +45,7 @@ use crate::record::Tracer;
 use crate::rng::SimRng;
 use crate::tcp::{ConnKey, Conns};
 
+mod crash;
 mod dht;
 mod fault;
 mod net;
@@ -102,7 +103,8 @@ pub struct Stats {
 /// [`run_until`](World::run_until), [`run_for`](World::run_for),
 /// [`run_until_idle`](World::run_until_idle). **Acting between runs**:
 /// [`with_endpoint`](World::with_endpoint) (an application command on one endpoint, carried
-/// out at the current instant) and [`schedule`](World::schedule) (a fault). **Looking**:
+/// out at the current instant), [`schedule`](World::schedule) (a fault) and
+/// [`crash_and_restart`](World::crash_and_restart) (a process dies and starts again). **Looking**:
 /// everything else (the clock, hosts and addresses, NAT mappings, endpoints, files, the DHT,
 /// counters, violations, the trace); looking never changes the run.
 pub struct World {
@@ -455,7 +457,7 @@ impl World {
         self.mark(host);
     }
 
-    fn mark(&mut self, host: HostId) {
+    pub(crate) fn mark(&mut self, host: HostId) {
         if !self.dirty.contains(&host) {
             self.dirty.push_back(host);
         }
@@ -562,7 +564,7 @@ impl World {
         });
     }
 
-    fn output(&mut self, h: HostId, out: Output<BoxedEvent>) {
+    pub(crate) fn output(&mut self, h: HostId, out: Output<BoxedEvent>) {
         match out {
             Output::Listen { listener, local } => self.listen(h, listener, local),
             Output::Unlisten { listener } => self.unlisten(h, listener),

@@ -196,10 +196,12 @@ pub fn seeds() -> Vec<Seed> {
             .unwrap_or_default(),
         addresses: vec!["203.0.113.7:4242".parse().expect("an address")],
         seal: Some(ids.a1.seal_public_key()),
+        time: None,
     };
     let answer = PeerConnection {
         is_answer: true,
         seal: None,
+        time: None,
         ..pc.clone()
     };
     add("signal_decode", "request", pc.encode());

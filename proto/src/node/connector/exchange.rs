@@ -45,6 +45,12 @@ impl Connector {
             ice: agent.local_description().to_string(),
             addresses: env.public,
             seal: Some(env.config.device.seal_public_key()),
+            // Only to a device that announced it reads one: others get the first form.
+            time: self
+                .recipient
+                .features
+                .request_time
+                .then(|| env.config.anchor.at(now).as_secs()),
         };
         self.agent = Some(agent);
         match signal::seal(&env.config.device, &self.recipient, &msg.encode(), env.rng) {
@@ -100,6 +106,7 @@ impl Connector {
             ice: agent.local_description().to_string(),
             addresses: env.relayed,
             seal: None,
+            time: None,
         };
         if let Err(e) = agent.set_remote_description(now, remote) {
             return self.out.push_back(Output::Fail(format!("ICE: {e}")));

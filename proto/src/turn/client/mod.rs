@@ -164,6 +164,9 @@ pub struct TurnClient {
     authenticated: bool,
     /// Answers dropped for want of a valid MESSAGE-INTEGRITY.
     unauthenticated: u64,
+    /// 438 Stale Nonce answers taken (each re-signs its request, or ends it past
+    /// `MAX_STALE_NONCE`).
+    stale_nonces: u64,
     pending: BTreeMap<u128, Pending>,
     permissions: BTreeMap<IpAddr, Permission>,
     /// Peers to Connect to once allocated and once their address is permitted.
@@ -196,6 +199,7 @@ impl TurnClient {
             nonce: None,
             authenticated: false,
             unauthenticated: 0,
+            stale_nonces: 0,
             pending: BTreeMap::new(),
             permissions: BTreeMap::new(),
             queued_connects: Vec::new(),
@@ -220,6 +224,13 @@ impl TurnClient {
     /// damaged, or from a server that does not sign): for logs and tests.
     pub fn unauthenticated(&self) -> u64 {
         self.unauthenticated
+    }
+
+    /// How many 438 Stale Nonce answers were taken (RFC 8489 §9.2.5): each re-signed its
+    /// request with the new nonce, or ended it after `MAX_STALE_NONCE` in a row. For logs, and
+    /// for tests that must know a server's nonce really went stale.
+    pub fn stale_nonces(&self) -> u64 {
+        self.stale_nonces
     }
 
     /// Opens a relayed connection to `peer` (RFC 6062 Connect). A server may refuse a Connect
@@ -572,6 +583,7 @@ impl TurnClient {
                 self.fail_request(&pending.request, TurnError::WrongCredentials)
             }
             (438, _, Some(nonce)) => {
+                self.stale_nonces += 1;
                 if pending.stale_nonces >= MAX_STALE_NONCE {
                     return self.fail_request(&pending.request, TurnError::StaleNonceLoop);
                 }

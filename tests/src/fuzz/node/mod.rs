@@ -339,6 +339,7 @@ fn stranger_request(w: &mut World, side: usize, s: &mut Script<'_>) {
         ),
         addresses: Vec::new(),
         seal: Some(from.seal_public_key()),
+        time: None,
     };
     let mut rng = SeededRng::new(u64::from(s.u16()));
     let Ok(value) = signal::seal(from, &to.recipient(), &message.encode(), &mut rng) else {

@@ -1,0 +1,135 @@
+//! What a device announces it reads beyond the first signalling formats, and the request
+//! timestamp the first such feature adds (PROTOCOL.md §9.1).
+//!
+//! The list rides in the device's announcement, after the account's signature, signed by the
+//! device itself: every running Ferry node can add it to the announcement its account signed
+//! once (a device holds no account key). A reader that does not know the keys ignores them, as
+//! msgpack maps allow. A requester puts a new element into a request only for a device that
+//! announced it, so a device that announced nothing gets the bytes it always got.
+
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+
+use super::SignalError;
+use crate::tls::Device;
+
+/// The feature name of the request timestamp.
+pub const REQUEST_TIME: &str = "request-time";
+/// How far a request's timestamp may be from the receiver's clock, either way: the clock skew
+/// tolerated between two devices. A request outside it is refused, so one replayed after the
+/// replay memory ([`REMEMBERED`](super::REMEMBERED)) forgot it is refused all the same.
+pub const REQUEST_WINDOW: Duration = Duration::from_secs(600);
+
+const CONTEXT: &[u8] = b"ferry-features-v1";
+/// Most feature names read from one announcement, and the longest name.
+const MAX_FEATURES: usize = 16;
+const MAX_NAME: usize = 64;
+
+/// The features a device announced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// It reads the `time` of a request and refuses one outside [`REQUEST_WINDOW`]
+    /// ([`REQUEST_TIME`]).
+    pub request_time: bool,
+}
+
+impl Features {
+    /// What this version of Ferry announces.
+    pub fn ours() -> Features {
+        Features { request_time: true }
+    }
+
+    /// The names announced, in the order they are signed.
+    pub(super) fn names(self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.request_time {
+            out.push(REQUEST_TIME.to_owned());
+        }
+        out
+    }
+
+    /// From the names read (names not known are ignored).
+    pub(super) fn from_names(names: &[String]) -> Features {
+        Features {
+            request_time: names.iter().any(|n| n == REQUEST_TIME),
+        }
+    }
+}
+
+/// What the device signs: the context, its certificate, then each name followed by a NUL.
+pub(super) fn signed(device_cert: &[u8], names: &[String]) -> Vec<u8> {
+    let mut m = [CONTEXT, device_cert].concat();
+    for n in names {
+        m.extend_from_slice(n.as_bytes());
+        m.push(0);
+    }
+    m
+}
+
+/// The device's signature over its feature list.
+pub(super) fn sign(device: &Device, names: &[String]) -> Result<Vec<u8>, SignalError> {
+    let key = device
+        .signing_key()
+        .map_err(|_| SignalError::Malformed("our own signing key"))?;
+    Ok(key
+        .sign(&signed(device.certificate(), names))
+        .as_ref()
+        .to_vec())
+}
+
+/// Checks a feature list read from an announcement whose device certificate is `device_cert`
+/// (already checked to be signed by its account).
+pub(super) fn verify(
+    device_cert: &CertificateDer<'_>,
+    names: &[String],
+    sig: &[u8],
+) -> Result<Features, SignalError> {
+    if names.len() > MAX_FEATURES || names.iter().any(|n| n.len() > MAX_NAME) {
+        return Err(SignalError::Malformed("feature list"));
+    }
+    let signer = webpki::EndEntityCert::try_from(device_cert)
+        .map_err(|_| SignalError::Malformed("device certificate"))?;
+    signer
+        .verify_signature(webpki::ring::ED25519, &signed(device_cert, names), sig)
+        .map_err(|_| SignalError::BadSignature)?;
+    Ok(Features::from_names(names))
+}
+
+/// Whether a request's `time` (Unix seconds; `None` in the first form) is acceptable at `now`
+/// (Unix seconds) from a device whose announced features, if we read them, are `announced`: a
+/// time must be within [`REQUEST_WINDOW`]; no time is accepted only from a device not known to
+/// announce [`REQUEST_TIME`] (an older peer).
+pub fn request_in_time(time: Option<u64>, now: u64, announced: Option<Features>) -> bool {
+    match time {
+        Some(t) => t.abs_diff(now) <= REQUEST_WINDOW.as_secs(),
+        None => !announced.is_some_and(|f| f.request_time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_ten_minutes_either_way_and_no_time_only_from_an_older_peer() {
+        let now = 1_800_000_000;
+        assert!(request_in_time(Some(now), now, None));
+        assert!(request_in_time(Some(now - 600), now, None));
+        assert!(request_in_time(Some(now + 600), now, None));
+        assert!(!request_in_time(Some(now - 601), now, None));
+        assert!(!request_in_time(Some(now + 601), now, None));
+        assert!(!request_in_time(Some(0), now, None));
+        assert!(!request_in_time(Some(u64::MAX), now, None));
+        assert!(request_in_time(None, now, None));
+        assert!(request_in_time(None, now, Some(Features::default())));
+        assert!(!request_in_time(None, now, Some(Features::ours())));
+    }
+
+    #[test]
+    fn unknown_names_are_ignored() {
+        let names = vec!["later-thing".to_owned(), REQUEST_TIME.to_owned()];
+        assert_eq!(Features::from_names(&names), Features::ours());
+        assert_eq!(Features::from_names(&names[..1]), Features::default());
+    }
+}
