@@ -484,6 +484,7 @@ fn the_limits_table_gives_the_values_of_the_code() {
     use ferry_proto::node::*;
     use ferry_proto::transfer::{self, header};
     let ice = Config::default();
+    let turn = ferry_proto::turn::TurnConfig::new(([192, 0, 2, 1], 3478).into(), "u", "p");
     let durations = [
         ("node::UNROUTED_TIMEOUT", UNROUTED_TIMEOUT),
         ("node::GATHER_TIMEOUT", GATHER_TIMEOUT),
@@ -518,6 +519,9 @@ fn the_limits_table_gives_the_values_of_the_code() {
             "signal::REQUEST_WINDOW",
             ferry_proto::signal::REQUEST_WINDOW,
         ),
+        ("turn::TurnConfig::keepalive", turn.keepalive),
+        ("turn::TurnConfig::request_timeout", turn.request_timeout),
+        ("turn::TurnConfig::connect_timeout", turn.connect_timeout),
         (
             "turn::PERMISSION_REFRESH",
             ferry_proto::turn::PERMISSION_REFRESH,

@@ -256,10 +256,10 @@ fn allocation_with_the_401_dance_then_refresh_at_half_life() {
     assert_eq!(h.client.relayed(), Some(relayed()));
     assert_eq!(
         h.client.poll_timeout(),
-        Some(h.now + Duration::from_secs(300)),
-        "refresh at half the lifetime"
+        Some(h.now + Duration::from_secs(60)),
+        "a Refresh at the keepalive (60 s), sooner than half the lifetime (300 s)"
     );
-    h.now += Duration::from_secs(300);
+    h.now += Duration::from_secs(60);
     h.client.handle_timeout(h.now);
     h.drain();
     let (_, refresh) = h.last();
@@ -277,8 +277,43 @@ fn allocation_with_the_401_dance_then_refresh_at_half_life() {
     );
     assert_eq!(
         h.client.poll_timeout(),
-        Some(h.now + Duration::from_secs(30))
+        Some(h.now + Duration::from_secs(30)),
+        "refresh at half the lifetime, sooner than the keepalive"
     );
+}
+
+/// A control connection that died without a word (the server restarted while its reset could
+/// not reach us): the keepalive's Refresh gets no answer, and the allocation fails within
+/// the keepalive and the request timeout (70 s), not at the lifetime's half (300 s).
+#[test]
+fn a_silent_control_connection_fails_the_allocation_at_the_keepalive() {
+    let mut h = Harness::new("p", Family::V4);
+    h.reply(|m| error(m, 401, Some("nonce-1")));
+    h.reply(|m| {
+        success(m, &|w, m| {
+            w.add_attribute(&XorRelayedAddress::new(relayed(), m.transaction_id()))
+                .expect("attr");
+            w.add_attribute(&XorMappedAddress::new(mapped(), m.transaction_id()))
+                .expect("attr");
+            w.add_attribute(&Lifetime::new(600)).expect("attr");
+        })
+    });
+    let allocated_at = h.now;
+    // Nothing more comes from the server.
+    while let Some(at) = h.client.poll_timeout() {
+        if at > allocated_at + Duration::from_secs(300) || h.client.is_done() {
+            break;
+        }
+        h.now = at;
+        h.client.handle_timeout(h.now);
+        h.drain();
+    }
+    assert!(
+        matches!(h.events.last(), Some(TurnEvent::Failed { .. })),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.now - allocated_at, Duration::from_secs(70));
 }
 
 #[test]

@@ -30,10 +30,16 @@ pub struct TurnConfig {
     pub request_timeout: Duration,
     /// How long a TCP connection to the server may take.
     pub connect_timeout: Duration,
+    /// The longest the allocation goes without a Refresh, whatever its lifetime: a control
+    /// connection that died without a word (the server restarted while its reset could not
+    /// reach us, a path that went dark) is noticed within this and `request_timeout`, not at
+    /// half the lifetime (300 s).
+    pub keepalive: Duration,
 }
 
 impl TurnConfig {
-    /// A configuration with Ferry's defaults: IPv4, 600 s lifetime, 10 s timeouts.
+    /// A configuration with Ferry's defaults: IPv4, 600 s lifetime, 10 s timeouts, a
+    /// Refresh at least every 60 s.
     pub fn new(
         server: SocketAddr,
         username: impl Into<String>,
@@ -47,6 +53,7 @@ impl TurnConfig {
             lifetime: Duration::from_secs(600),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(60),
         }
     }
 }

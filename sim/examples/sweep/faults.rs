@@ -58,10 +58,11 @@ const SETTLE: Duration = Duration::from_secs(45);
 
 /// How long after the last fault Alice sends again when there is a relay: a TURN client
 /// whose server restarted while the reset could not reach it (its link down or stalled)
-/// learns that its allocation is gone only when its next refresh fails, half the allocation's
-/// lifetime (300 s) later, and allocates again [`RELAY_RETRY`](ferry_proto::node::RELAY_RETRY) after that; until then it
-/// still offers the dead relayed address.
-const RELAY_SETTLE: Duration = Duration::from_secs(420);
+/// learns that its allocation is gone when its next Refresh fails, at most the keepalive
+/// ([`TurnConfig::keepalive`], 60 s) and a request's timeout (10 s) later, and allocates again
+/// [`RELAY_RETRY`](ferry_proto::node::RELAY_RETRY) after that; until then it still offers the
+/// dead relayed address. (Before the keepalive it was half the lifetime, 300 s: 420 s here.)
+const RELAY_SETTLE: Duration = Duration::from_secs(150);
 
 /// What a seed did: faults injected and invariants checked, by name.
 #[derive(Debug, Default)]

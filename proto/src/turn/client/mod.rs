@@ -4,7 +4,7 @@
 //!  control connection ── Allocate ──401──▶ Allocate (signed) ──▶ Allocated { relayed, mapped }
 //!        │                      438: re-sign with the new nonce, same request
 //!        ├── CreatePermission(ip…) every 4 min while wanted
-//!        ├── Refresh at half the lifetime; Refresh(0) to deallocate
+//!        ├── Refresh at half the lifetime, or every keepalive (60 s) if sooner; Refresh(0) to deallocate
 //!        ├── Connect(peer) ──▶ CONNECTION-ID ──▶ data connection ── ConnectionBind ──▶ PeerStream
 //!        └── ConnectionAttempt(peer, CONNECTION-ID) ──▶ data connection ── ConnectionBind ──▶ PeerStream
 //! ```
@@ -485,7 +485,8 @@ impl TurnClient {
                 };
                 self.state = State::Allocated;
                 self.relayed = Some(relayed);
-                self.timers.set(Timer::Refresh, now + lifetime / 2);
+                self.timers
+                    .set(Timer::Refresh, now + self.refresh_in(lifetime));
                 self.event(TurnEvent::Allocated {
                     relayed,
                     mapped,
@@ -500,7 +501,8 @@ impl TurnClient {
                     .attribute::<Lifetime>()
                     .map(|l| Duration::from_secs(l.seconds().into()))
                     .unwrap_or(self.config.lifetime);
-                self.timers.set(Timer::Refresh, now + lifetime / 2);
+                self.timers
+                    .set(Timer::Refresh, now + self.refresh_in(lifetime));
                 self.event(TurnEvent::Refreshed { lifetime });
             }
             Request::CreatePermission { ips } => {
@@ -609,6 +611,13 @@ impl TurnClient {
                 self.fail_request(&pending.request, TurnError::from_code(code, &reason))
             }
         }
+    }
+
+    /// When the next Refresh goes: at half the lifetime the server gave, or after
+    /// [`TurnConfig::keepalive`] if that is sooner, so that a dead control connection is
+    /// noticed by the Refresh's timeout rather than at the lifetime's half.
+    fn refresh_in(&self, lifetime: Duration) -> Duration {
+        (lifetime / 2).min(self.config.keepalive)
     }
 
     /// Reports a request's failure in the terms of what it was for.
