@@ -255,12 +255,7 @@ async fn take(
         let grace = verified.then(|| tokio::time::sleep(SENDER_CLOSE_WAIT));
         tokio::select! {
             event = session.events.recv() => {
-                let Some(event) = event else {
-                    return Err(Failure::Internal("the node stopped".to_owned()));
-                };
-                if !matches!(event, Event::Progress { .. }) {
-                    tracing::debug!(?event, "node event");
-                }
+                let event = session::node_event(event)?;
                 match event {
                     Event::AskAnswered { transfer: t, device: d, answer, last } if t == transfer => {
                         let label = d.map_or("no device".to_owned(), |d| format!("device {}", &d.to_string()[..12]));

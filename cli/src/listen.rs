@@ -446,12 +446,7 @@ pub(crate) async fn run(
         let answers_open = answers.is_some();
         tokio::select! {
             event = session.events.recv() => {
-                let Some(event) = event else {
-                    return Err(Failure::Internal("the node stopped".to_owned()));
-                };
-                if !matches!(event, Event::Progress { .. }) {
-                    tracing::debug!(?event, "node event");
-                }
+                let event = session::node_event(event)?;
                 resent.on_event(&records, &event);
                 match event {
                     Event::IncomingTransfer { transfer, name, size, from } => {

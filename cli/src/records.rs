@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ferry_driver::sent_file::SentFile;
 use ferry_proto::tls::{AccountId, DeviceId};
 use ferry_proto::transfer::{Status, TransferId};
 use serde::{Deserialize, Serialize};
@@ -54,33 +55,19 @@ pub(crate) struct SourceFile {
 }
 
 impl SourceFile {
-    /// The file at `path` (canonical already), as it is now.
+    /// The file at `path` (canonical already), as it is now: what the driver records of a
+    /// sent file ([`SentFile::from_metadata`]), kept in the record.
     pub(crate) fn of(path: &Path, meta: &fs::Metadata) -> SourceFile {
-        #[cfg(unix)]
-        let (mtime_secs, mtime_nanos, inode) = {
-            use std::os::unix::fs::MetadataExt as _;
-            (
-                meta.mtime(),
-                u32::try_from(meta.mtime_nsec()).unwrap_or(0),
-                meta.ino(),
-            )
-        };
-        #[cfg(not(unix))]
-        let (mtime_secs, mtime_nanos, inode) = {
-            let since = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-                .unwrap_or_default();
-            (
-                i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-                since.subsec_nanos(),
-                0,
-            )
-        };
+        let SentFile {
+            path,
+            size,
+            mtime_secs,
+            mtime_nanos,
+            inode,
+        } = SentFile::from_metadata(path.to_owned(), meta);
         SourceFile {
-            path: path.to_owned(),
-            size: meta.len(),
+            path,
+            size,
             mtime_secs,
             mtime_nanos,
             inode,

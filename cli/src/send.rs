@@ -203,12 +203,7 @@ pub(crate) async fn run(
         let sleep = grace.map(|at| tokio::time::sleep_until(at.into()));
         tokio::select! {
             event = session.events.recv() => {
-                let Some(event) = event else {
-                    return Err(Failure::Internal("the node stopped".to_owned()));
-                };
-                if !matches!(event, Event::Progress { .. }) {
-                    tracing::debug!(?event, "node event");
-                }
+                let event = session::node_event(event)?;
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
                         let sub = Sub { device, resumed: 0, status: None, verified: None, found: Instant::now(), phase: "connecting" };

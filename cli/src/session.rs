@@ -266,6 +266,19 @@ async fn relays_changed(handle: &Handle<Node>, known: &Relayed) -> bool {
     true
 }
 
+/// What one receive from the node's event stream gave: the event, logged at debug (progress
+/// aside, it comes too often), or `Internal` when the node stopped, which it does only
+/// when told to.
+pub(crate) fn node_event(event: Option<Event>) -> Result<Event, Failure> {
+    let Some(event) = event else {
+        return Err(Failure::Internal("the node stopped".to_owned()));
+    };
+    if !matches!(event, Event::Progress { .. }) {
+        tracing::debug!(?event, "node event");
+    }
+    Ok(event)
+}
+
 /// Ctrl-C from now on, as a future that ends when it comes. The handler is installed before
 /// this returns, so an interrupt after it is seen (one before would end the process at
 /// once); if it cannot be installed, the future never ends.

@@ -67,6 +67,22 @@ fn incoming(world: &World, host: HostId) -> Option<TransferId> {
         })
 }
 
+/// Waits up to `within` (virtual) for `host` to be offered a file, accepts it, and returns
+/// its transfer id.
+fn accept_the_offer(world: &mut World, host: HostId, within: Duration) -> TransferId {
+    let mut t = None;
+    while t.is_none() && world.now() < within {
+        world.run_for(ms(100));
+        t = incoming(world, host);
+    }
+    let t = t.unwrap_or_else(|| panic!("bob hears of the file\n{}", world.trace()));
+    world
+        .with_endpoint(host, |n: &mut Node, now| n.accept(now, t))
+        .expect("a node")
+        .expect("accept");
+    t
+}
+
 #[test]
 fn a_node_behind_a_nat_sends_a_file_to_a_public_node() {
     let mut b = World::builder(31);
@@ -100,16 +116,7 @@ fn a_node_behind_a_nat_sends_a_file_to_a_public_node() {
             n.send_file(now, bob.id(), format!("seed:7:{SIZE}"), "photo.jpg".into())
         })
         .expect("a node");
-    let mut t = None;
-    while t.is_none() && world.now() < secs(30) {
-        world.run_for(ms(100));
-        t = incoming(&world, hb);
-    }
-    let t = t.unwrap_or_else(|| panic!("bob hears of the file\n{}", world.trace()));
-    world
-        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
-        .expect("a node")
-        .expect("accept");
+    let t = accept_the_offer(&mut world, hb, secs(30));
     world.run_for(secs(30));
     no_violations(&world);
     let digest = ferry_sim::files::Source {
@@ -175,16 +182,7 @@ fn two_nodes_behind_symmetric_nats_meet_through_the_turn_server() {
             )
         })
         .expect("a node");
-    let mut t = None;
-    while t.is_none() && world.now() < secs(60) {
-        world.run_for(ms(100));
-        t = incoming(&world, hb);
-    }
-    let t = t.unwrap_or_else(|| panic!("bob hears of the file\n{}", world.trace()));
-    world
-        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
-        .expect("a node")
-        .expect("accept");
+    accept_the_offer(&mut world, hb, secs(60));
     world.run_for(secs(60));
     no_violations(&world);
     let digest = ferry_sim::files::Source {
@@ -236,16 +234,7 @@ fn a_receiver_that_crashes_mid_file_keeps_its_partial_data_and_the_send_again_re
             n.send_file(now, bob.id(), source.clone(), "big.bin".into())
         })
         .expect("a node");
-    let mut t = None;
-    while t.is_none() && world.now() < secs(30) {
-        world.run_for(ms(100));
-        t = incoming(&world, hb);
-    }
-    let t = t.unwrap_or_else(|| panic!("bob hears of the file\n{}", world.trace()));
-    world
-        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
-        .expect("a node")
-        .expect("accept");
+    let t = accept_the_offer(&mut world, hb, secs(30));
     // A second in: about a quarter of the file is on Bob's disk.
     world.run_for(secs(1));
     assert_eq!(world.partial_files(hb), 1);

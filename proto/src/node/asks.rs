@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::counters::bug;
 use super::timers::NodeTimer;
-use super::{LOOKUP_TIMEOUT, Node, REQUEST_RETRY, Stopping};
+use super::{LOOKUP_TIMEOUT, Node, Stopping};
 use crate::Error;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::conversation::{AskAnswer, LineReader, REQUEST_CHANNEL, TransferRequest};
@@ -162,14 +162,7 @@ impl Node {
         );
         self.timers
             .set(NodeTimer::AskLookup(transfer), now + LOOKUP_TIMEOUT);
-        let (key, new) = self.signalling.look_up(account);
-        if new {
-            self.out.push_back(Output::DhtListen { key });
-        }
-        if !self.signalling.knows(&account) {
-            self.timers
-                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
-        }
+        self.look_up_account(now, account);
         for a in self.signalling.devices(&account) {
             self.ask_device(now, &a);
         }

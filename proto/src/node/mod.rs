@@ -333,14 +333,7 @@ impl Node {
             .add_group(group, account, source, name, again, only);
         self.timers
             .set(NodeTimer::Lookup(group), now + LOOKUP_TIMEOUT);
-        let (key, new) = self.signalling.look_up(account);
-        if new {
-            self.out.push_back(Output::DhtListen { key });
-        }
-        if !self.signalling.knows(&account) {
-            self.timers
-                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
-        }
+        self.look_up_account(now, account);
         self.aggregate_event(group, Status::Created);
         // Devices already known get their sub-transfer now; others as they announce.
         for a in self.signalling.devices(&account) {

@@ -108,6 +108,20 @@ impl Signalling {
 }
 
 impl Node {
+    /// Looks `account`'s devices up, for a send or a request to send again: listens on its
+    /// key (once, whoever asks), and looks again every [`REQUEST_RETRY`] until an
+    /// announcement is known.
+    pub(super) fn look_up_account(&mut self, now: Instant, account: AccountId) {
+        let (key, new) = self.signalling.look_up(account);
+        if new {
+            self.out.push_back(Output::DhtListen { key });
+        }
+        if !self.signalling.knows(&account) {
+            self.timers
+                .set(NodeTimer::LookupRetry(key), now + REQUEST_RETRY);
+        }
+    }
+
     /// A lookup's retry timer fired: while a group for that account still waits and none
     /// of its devices is known, listen again (which delivers what is stored again).
     pub(super) fn retry_lookup(&mut self, now: Instant, key: DhtKey) {
