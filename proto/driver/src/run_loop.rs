@@ -2,7 +2,7 @@
 //!
 //! A [`Driver`] owns a [`Shell`] and waits on four things, deadline first so that a busy
 //! socket cannot starve a timer: the endpoint's next deadline, a command from a [`Handle`],
-//! an input from the file thread or the DHT, and a report from a socket task. After each
+//! an input from the file workers or the DHT, and a report from a socket task. After each
 //! wake-up it hands the endpoint's events to the application through [`Events`], waiting
 //! when the application is behind (which bounds memory: TCP then pushes back on the peers).
 
@@ -104,7 +104,7 @@ where
     E::Event: 'static,
 {
     /// A driver for `endpoint`, the handle to command it and the receiver of its events.
-    /// Starts the file thread; sockets open once [`run`](Self::run) runs.
+    /// Starts the file workers; sockets open once [`run`](Self::run) runs.
     pub fn new(endpoint: E, config: Config) -> io::Result<Parts<E, R>> {
         let (report, sockets) = async_channel::bounded(SOCKET_QUEUE);
         let (deliver, inputs) = async_channel::unbounded();

@@ -1,7 +1,7 @@
 //! The runtime-independent half of a driver: the [`Shell`] around one [`Endpoint`].
 //!
 //! A runtime (smol, tokio) provides sockets and tasks through the [`Net`] trait and an event
-//! loop that waits for the next [`SocketEvent`], [`Input`] (from the file thread and the DHT),
+//! loop that waits for the next [`SocketEvent`], [`Input`] (from the file workers and the DHT),
 //! application command or deadline, and hands it to the shell. The shell carries out every
 //! [`Output`] and keeps the bookkeeping both runtimes would otherwise write twice:
 //!
@@ -305,7 +305,7 @@ where
         self.drain(now);
     }
 
-    /// An input from the file thread or the DHT.
+    /// An input from the file workers or the DHT.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         // A value already queued when the endpoint stopped listening is not news to it.
         if let Input::DhtValue { key, .. } = &input {
