@@ -20,7 +20,8 @@
 //!   verified (resuming from what Bob holds, or from the start);
 //! - `no_leak`: once both sides are idle, neither holds a socket (lingering closes included)
 //!   but its TURN allocation's, and nothing is left half-closed;
-//! - `relay_reallocated`: with a relay, each node holds its allocation again once idle,
+//! - `relay_reallocated`: with a relay, each node holds its allocation again once idle (a
+//!   relayed address, and its connection to the TURN server),
 //!   whatever restarts the server went through;
 //! - determinism is checked by the caller (two runs, one trace).
 //!
@@ -348,10 +349,20 @@ pub(crate) fn check(seed: u64) -> Result<(World, Tally), Broke> {
     // A node with a relay keeps one connection: its allocation's, to the TURN server.
     let kept = usize::from(turn_host.is_some());
     let held = (world.held_sockets(ha), world.held_sockets(hb));
-    if kept > 0 && (held.0 < kept || held.1 < kept) {
+    // A held socket is not proof of an allocation (a control connection that died silently
+    // is held too, as the TURN keepalive's first run showed): each node must also have its
+    // relayed address.
+    let mut allocations = |h: HostId| {
+        world
+            .with_endpoint(h, |n: &mut Node, _| n.relayed().len())
+            .unwrap_or(0)
+    };
+    let allocated = (allocations(ha), allocations(hb));
+    if kept > 0 && (held.0 < kept || held.1 < kept || allocated.0 < kept || allocated.1 < kept) {
         let why = format!(
-            "idle, and a node holds no relay allocation (sockets held, alice and bob: {held:?}): \
-             it never allocated again after the TURN server restarted"
+            "idle, and a node holds no relay allocation (sockets held, alice and bob: {held:?}; \
+             relayed addresses: {allocated:?}): it never allocated again after the TURN \
+             server restarted"
         );
         return Err((why, Some(Box::new(world))));
     }
