@@ -6,10 +6,10 @@
 use ferry_driver::ClientEvent;
 use ferry_proto::conversation::AskAnswer;
 use ferry_proto::tls::DeviceId;
-use ferry_proto::transfer::{Status, TransferId};
+use ferry_proto::transfer::TransferId;
 
-use super::records::{send_and_cancel, start_of};
-use super::{Cast, Harness, Peer, Setup, WAIT, ended, file, offer};
+use super::records::{resumed_whole, send_and_cancel};
+use super::{Cast, Harness, Peer, Setup, WAIT, file, offer};
 
 /// `peer`'s request for `transfer` gets Alice's device's answer (the only device asked).
 fn answer<H: Harness>(h: &mut H, cast: &Cast, peer: Peer, transfer: TransferId) -> AskAnswer {
@@ -48,22 +48,7 @@ pub fn a_recipient_asks_again_and_resumes<H: Harness>() {
         H::NAME
     );
     h.accept(1, o.transfer);
-    let (offset, verified) = start_of(&mut h, 1, sub).expect("a resume, not a restart");
-    assert!(offset > 0, "{}: the resend started at 0", H::NAME);
-    assert!(verified, "{}: the kept prefix was verified", H::NAME);
-    assert_eq!(
-        start_of(&mut h, 0, sub),
-        Ok((offset, true)),
-        "the sender agrees"
-    );
-    assert_eq!(ended(&mut h, 1, sub), (Status::Finished, None));
-    assert_eq!(ended(&mut h, 0, sub), (Status::Finished, None));
-    assert_eq!(
-        h.received(1, &f.name),
-        Some((f.size, f.digest())),
-        "{}: the file asked for is the one sent",
-        H::NAME
-    );
+    let offset = resumed_whole(&mut h, &f, sub);
     eprintln!(
         "{}: asked again, resumed at {offset} of {}",
         H::NAME,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry_driver::ClientEvent;
 use ferry_proto::transfer::{Reason, Status, TransferId};
 
-use super::{Cast, Harness, Setup, WAIT, ended, file, group_ended, offer, reaching};
+use super::{Cast, Harness, Setup, TestFile, WAIT, ended, file, group_ended, offer, reaching};
 
 /// How long the resume scenario lets a cancelled channel close (it takes a round trip): a
 /// pause, not a bound on anything.
@@ -112,6 +112,25 @@ fn send_again<H: Harness>(
     h.accept(1, o.transfer);
 }
 
+/// Sub-transfer `sub` of `f`, sent again from device 0 to device 1, resumed past 0 with the
+/// receiver's prefix verified, the sender agreeing; both ends finished and the file received
+/// is the one sent. Where it resumed.
+pub(super) fn resumed_whole<H: Harness>(h: &mut H, f: &TestFile, sub: TransferId) -> u64 {
+    let (offset, verified) = start_of(h, 1, sub).expect("a resume, not a restart");
+    assert!(offset > 0, "{}: the send again started at 0", H::NAME);
+    assert!(verified, "{}: the receiver's prefix was verified", H::NAME);
+    assert_eq!(start_of(h, 0, sub), Ok((offset, true)), "the sender agrees");
+    assert_eq!(ended(h, 1, sub), (Status::Finished, None));
+    assert_eq!(ended(h, 0, sub), (Status::Finished, None));
+    assert_eq!(
+        h.received(1, &f.name),
+        Some((f.size, f.digest())),
+        "{}: the file resumed is the one sent",
+        H::NAME
+    );
+    offset
+}
+
 /// What `peer` says about where `transfer` starts: `Ok((offset, verified))` for a resume,
 /// `Err(held)` for a restart at 0.
 pub(super) fn start_of<H: Harness>(
@@ -149,22 +168,7 @@ pub fn a_send_taken_up_again_resumes_from_what_was_kept<H: Harness>() {
     let f = file("resumed.bin", 64 << 20, 23);
     let (group, sub) = send_and_cancel(&mut h, &cast, &f);
     send_again(&mut h, &cast, &f, group, sub);
-    let (offset, verified) = start_of(&mut h, 1, sub).expect("a resume, not a restart");
-    assert!(offset > 0, "{}: the second send started at 0", H::NAME);
-    assert!(verified, "{}: the receiver's prefix was verified", H::NAME);
-    assert_eq!(
-        start_of(&mut h, 0, sub),
-        Ok((offset, true)),
-        "the sender agrees"
-    );
-    assert_eq!(ended(&mut h, 1, sub), (Status::Finished, None));
-    assert_eq!(ended(&mut h, 0, sub), (Status::Finished, None));
-    assert_eq!(
-        h.received(1, &f.name),
-        Some((f.size, f.digest())),
-        "{}: the resumed file is the one sent",
-        H::NAME
-    );
+    let offset = resumed_whole(&mut h, &f, sub);
     eprintln!("{}: resumed at {offset} of {} bytes", H::NAME, f.size);
 }
 
