@@ -5,12 +5,15 @@
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use ferry_proto::turn::{Family, TurnClient, TurnEvent};
 
 use crate::realnet::RealNet;
-use crate::turn_suite::{Peer, PeerHost, PeerLog, PeerState, ServerFault, TurnFixture};
+use crate::turn_suite::{
+    EARLY_DATA_KEPT, Peer, PeerHost, PeerLog, PeerState, ServerFault, TurnFixture,
+};
 
 /// A TURN server listening on both loopbacks.
 pub trait LoopbackServer {
@@ -19,6 +22,11 @@ pub trait LoopbackServer {
     /// Makes it fail; `false` (the default) when it cannot.
     fn fault(&self, _fault: ServerFault) -> bool {
         false
+    }
+    /// How many of a peer's bytes it keeps before the client binds the connection: exactly
+    /// [`EARLY_DATA_KEPT`] unless the server says otherwise.
+    fn early_data_kept(&self) -> RangeInclusive<usize> {
+        EARLY_DATA_KEPT..=EARLY_DATA_KEPT
     }
 }
 
@@ -246,6 +254,10 @@ impl<S: LoopbackServer> TurnFixture for Loopback<S> {
 
     fn fault(&mut self, fault: ServerFault) -> bool {
         self.server.fault(fault)
+    }
+
+    fn early_data_kept(&self) -> RangeInclusive<usize> {
+        self.server.early_data_kept()
     }
 }
 
