@@ -491,7 +491,6 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::ANNOUNCE_EVERY", ANNOUNCE_EVERY),
         ("node::REQUEST_RETRY", REQUEST_RETRY),
         ("node::ANSWER_TIMEOUT", ANSWER_TIMEOUT),
-        ("node::PERMISSION_WAIT", PERMISSION_WAIT),
         ("node::ANSWER_RETRY", ANSWER_RETRY),
         ("node::LOOKUP_TIMEOUT", LOOKUP_TIMEOUT),
         ("node::UNJOINED_GRACE", UNJOINED_GRACE),

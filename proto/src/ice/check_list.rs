@@ -271,6 +271,24 @@ impl CheckList {
         self.nomination_candidate_unless(impatient, |_| false)
     }
 
+    /// Whether pair `idx` is the best that can still win: no pair above it has succeeded,
+    /// and none above it is still in progress or waiting unless `unlikely` holds for it (a
+    /// pair that failed and waits to be tried again does not count, as for nomination).
+    /// Regular nomination would nominate such a pair as soon as its check succeeds.
+    pub fn best_possible_unless(&self, idx: usize, unlikely: impl Fn(usize) -> bool) -> bool {
+        let Some(pair) = self.pairs.get(idx) else {
+            return false;
+        };
+        !self.pairs.iter().enumerate().any(|(i, p)| {
+            p.priority > pair.priority
+                && match p.state {
+                    PairState::Succeeded => true,
+                    PairState::Failed(_) => false,
+                    _ => !unlikely(i),
+                }
+        })
+    }
+
     /// [`nomination_candidate`](Self::nomination_candidate), letting no pair for which
     /// `unlikely` holds (a pair not expected to succeed) hold nomination back.
     pub fn nomination_candidate_unless(

@@ -21,8 +21,6 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REQUEST_RETRY: Duration = Duration::from_secs(5);
 /// How long the TLS handshake may take once ICE selected a pair.
 pub const TLS_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an answerer waits for its relay to install the requester's permissions.
-pub const PERMISSION_WAIT: Duration = Duration::from_secs(2);
 /// How often a node puts its announcement again (DHT values expire; OpenDHT keeps them 10
 /// minutes), and how soon after a failed put.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);

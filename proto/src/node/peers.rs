@@ -135,17 +135,6 @@ impl Node {
         true
     }
 
-    /// A relay installed (or refused) permissions: an answerer waiting for them answers.
-    pub(super) fn connectors_permitted(&mut self, now: Instant, ips: &[core::net::IpAddr]) {
-        for id in self.connector_ids() {
-            if !self.connectors.get(&id).is_some_and(|c| c.waits_for(ips)) {
-                continue;
-            }
-            self.with_env(id, |c, env| c.answer_now(now, env));
-            self.on_connector_outputs(now, id);
-        }
-    }
-
     /// Requester: the answer came.
     pub(super) fn connector_answer(&mut self, now: Instant, id: u32, answer: PeerConnection) {
         let Some(c) = self.connectors.get_mut(&id) else {
@@ -167,7 +156,8 @@ impl Node {
 
     /// One of a connector's timers fired.
     pub(super) fn connector_timer(&mut self, now: Instant, id: u32, timer: connector::Timer) {
-        if self.with_env(id, |c, env| c.handle_timer(now, timer, env)) {
+        if let Some(c) = self.connectors.get_mut(&id) {
+            c.handle_timer(now, timer);
             self.on_connector_outputs(now, id);
         }
     }

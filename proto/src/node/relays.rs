@@ -530,9 +530,9 @@ impl Node {
                     );
                 }
             }
-            TurnEvent::Permitted { ips } | TurnEvent::PermissionFailed { ips, .. } => {
-                self.connectors_permitted(now, &ips)
-            }
+            // Nothing waits for a permission: a connection the relay refused before its
+            // permission came is tried again by the agent.
+            TurnEvent::Permitted { .. } | TurnEvent::PermissionFailed { .. } => {}
             TurnEvent::PeerStream {
                 conn,
                 peer,

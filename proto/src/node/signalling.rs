@@ -450,7 +450,7 @@ impl Node {
             .filter(|(_, c)| {
                 !c.is_requester()
                     && signal::peer_key(&c.device()) == key
-                    && matches!(c.stage(), Stage::WaitPermission | Stage::Ice | Stage::Tls)
+                    && matches!(c.stage(), Stage::Ice | Stage::Tls)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -465,7 +465,7 @@ impl Node {
         let Some(c) = self.connectors.get(&id) else {
             return;
         };
-        if !matches!(c.stage(), Stage::WaitPermission | Stage::Ice | Stage::Tls) {
+        if !matches!(c.stage(), Stage::Ice | Stage::Tls) {
             return;
         }
         if let Some(value) = c.sealed_answer() {

@@ -69,7 +69,6 @@ impl NodeTimer {
             NodeTimer::Ask(_) => "ask-again request",
             NodeTimer::Connector(_, connector::Timer::Retry) => "request retry",
             NodeTimer::Connector(_, connector::Timer::Answer) => "answer timeout",
-            NodeTimer::Connector(_, connector::Timer::Permission) => "permission wait",
             NodeTimer::Connector(_, connector::Timer::Tls) => "tls handshake",
             NodeTimer::Idle(_) => "idle connection",
             NodeTimer::Forget(_) => "forget failed connection",
@@ -102,7 +101,7 @@ impl Node {
     /// Why [`poll_timeout`](crate::io::Endpoint::poll_timeout) chose its deadline, for logs
     /// and traces: one of the node's timers (`"gathering"`, `"announcement"`,
     /// `"unrouted connection"`, `"lookup retry"`, `"device lookup"`, `"unjoined devices"`,
-    /// `"request retry"`, `"answer timeout"`, `"permission wait"`, `"tls handshake"`, `"idle connection"`,
+    /// `"request retry"`, `"answer timeout"`, `"tls handshake"`, `"idle connection"`,
     /// `"forget failed connection"`, `"signature window"`, `"relay retry"`), an ICE agent's (its own
     /// [`timeout_reason`](crate::ice::Agent::timeout_reason)), `"turn client"` or
     /// `"transfer"`. When several fall due at once, the first of that list.

@@ -101,7 +101,26 @@ impl Agent {
     }
 
     /// Sends a Binding request on the pair's connection.
-    pub(super) fn send_check(&mut self, now: Instant, idx: usize, kind: TxKind) {
+    ///
+    /// The controlling agent nominates with the first check of a pair that nothing better
+    /// can beat any more ([`CheckList::best_possible_unless`]): regular nomination would
+    /// nominate that pair as soon as the check succeeds, in a second check one round trip
+    /// later; carrying USE-CANDIDATE at once (as RFC 5245's aggressive nomination did, but
+    /// only for that pair) ends the checks a round trip sooner with the same choice. A
+    /// controlled agent must accept USE-CANDIDATE on any check (RFC 8445 §7.3.1.5).
+    ///
+    /// [`CheckList::best_possible_unless`]: crate::ice::check_list::CheckList::best_possible_unless
+    pub(super) fn send_check(&mut self, now: Instant, idx: usize, mut kind: TxKind) {
+        if kind == TxKind::Check
+            && self.role == Role::Controlling
+            && self.state == State::Checking
+            && self.nominating.is_none()
+        {
+            let unlikely = |i: usize| self.unlikely.get(i).copied().unwrap_or(false);
+            if self.list.best_possible_unless(idx, unlikely) {
+                kind = TxKind::Nominate;
+            }
+        }
         let Some((remote_ufrag, remote_pwd)) = self.remote_credentials.clone() else {
             return;
         };
@@ -135,6 +154,9 @@ impl Agent {
             conn,
             data: framing::encode(&message),
         });
+        if kind == TxKind::Nominate {
+            self.nominating = Some(idx);
+        }
         let deadline = match kind {
             TxKind::Consent => now + self.config.consent_timeout,
             TxKind::Check | TxKind::Nominate => now + self.config.check_timeout,

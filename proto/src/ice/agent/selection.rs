@@ -57,7 +57,7 @@ impl Agent {
             .list
             .nomination_candidate_unless(self.nomination_wait_over, unlikely);
         if let Some(idx) = best {
-            self.nominating = Some(idx);
+            // It marks the pair as being nominated once the check is out.
             self.send_check(now, idx, TxKind::Nominate);
         }
     }

@@ -4,8 +4,7 @@
 //! ```text
 //! requester (ICE controlled, TLS server)         answerer (ICE controlling, TLS client)
 //!   Gathering ─ request on the DHT (retried) ──▶   Gathering
-//!   WaitAnswer                                     permits the requester on its relay
-//!                                                  WaitPermission ─ answer on the DHT
+//!   WaitAnswer ◀──────────── answer on the DHT ───  permits the requester on its relay
 //!   Ice ◀───────────── checks, nomination ──────▶ Ice
 //!   Tls ◀──────────── TLS 1.3, pinned ──────────▶ Tls
 //!   Ready: a channel multiplexer over TLS          Ready
@@ -58,8 +57,6 @@ pub(super) enum Stage {
     Gathering,
     /// Requester: the request is on the DHT.
     WaitAnswer,
-    /// Answerer: the relay is installing the requester's permissions.
-    WaitPermission,
     /// ICE checks.
     Ice,
     /// The TLS handshake on the selected pair.
@@ -89,15 +86,13 @@ pub(super) enum Timer {
     Retry,
     /// Requester: no answer came.
     Answer,
-    /// Answerer: stop waiting for permissions.
-    Permission,
     /// The TLS handshake took too long.
     Tls,
 }
 
 impl Timer {
     /// Every timer, for disarming them all.
-    pub(super) const ALL: [Timer; 4] = [Timer::Retry, Timer::Answer, Timer::Permission, Timer::Tls];
+    pub(super) const ALL: [Timer; 3] = [Timer::Retry, Timer::Answer, Timer::Tls];
 }
 
 /// What a connector asks of the node.
@@ -304,11 +299,6 @@ impl Connector {
             .unwrap_or_default()
     }
 
-    /// Answerer: whether it waits for permissions for one of `ips`.
-    pub(super) fn waits_for(&self, ips: &[IpAddr]) -> bool {
-        self.stage == Stage::WaitPermission && self.peer_ips.iter().any(|ip| ips.contains(ip))
-    }
-
     /// Whether the connection is ready and no channel is known on it (none requested,
     /// offered or open).
     pub(super) fn is_idle(&self) -> bool {
@@ -454,7 +444,7 @@ impl Connector {
     /// The requester asked again: it has not heard our answer, so our ICE deadline counts
     /// from now (see [`Agent::restart_deadline`](crate::ice::Agent::restart_deadline)).
     pub(super) fn requester_asks_again(&mut self, now: Instant) {
-        if self.requester || !matches!(self.stage, Stage::WaitPermission | Stage::Ice) {
+        if self.requester || self.stage != Stage::Ice {
             return;
         }
         if let Some(agent) = self.agent.as_mut() {
