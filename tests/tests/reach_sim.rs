@@ -7,7 +7,10 @@
 //!   one DHT one-way after the answerer).
 //! - On a lossy path a SYN retransmitted twice takes longer than ICE's 3-s connect timeout,
 //!   and a check can go unanswered for its 2 s: a failed pair tried again still connects,
-//!   where one attempt per pair lost the whole session (seen in the fault sweep).
+//!   where one attempt per pair lost the whole session (seen in the fault sweep); and a
+//!   check whose answer TCP resends late is waited for on a connection the peer checked on
+//!   (at 40 % loss seeds 19 and 39 failed: the controlled side gave up on the connection
+//!   the controlling side had selected).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -26,7 +29,7 @@ use ferry_tests::identity::{Seeds, node_config};
 const SEEDS: Seeds = Seeds::new(b"reach", b"reach");
 const SIZE: u64 = 200_000;
 const HOP: Duration = Duration::from_millis(10);
-const LOSS: f64 = 0.35;
+const LOSS: f64 = 0.40;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -263,7 +266,7 @@ fn lossy(seed: u64, loss: f64, retries: u32) -> (bool, usize) {
     (done, connects)
 }
 
-/// Half of Alice's crossings lost, over 30 seeds: with retries every transfer connects and
+/// 40 % of Alice's crossings lost, over 40 seeds: with retries every transfer connects and
 /// finishes; with one attempt per pair, some sessions fail (the scenario needs the retries).
 #[test]
 fn a_lossy_handshake_is_retried_within_the_ice_deadline() {

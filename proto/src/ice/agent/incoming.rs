@@ -155,9 +155,10 @@ impl Agent {
             }
             _ => {}
         }
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.heard = true;
         let mapped = c.remote;
         if let Ok(response) = Builder::new(Class::Success, BINDING, message.transaction)
             .xor_mapped(mapped)

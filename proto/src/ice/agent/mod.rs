@@ -126,6 +126,9 @@ struct Conn {
     early_bytes: usize,
     /// We asked the driver to stop reading it (early data before the remote description).
     paused: bool,
+    /// An authenticated check of the peer's came in on it: the peer speaks ICE on this
+    /// connection, so the answer to ours is late, not missing.
+    heard: bool,
 }
 
 impl Conn {
@@ -140,6 +143,7 @@ impl Conn {
             early_data: Vec::new(),
             early_bytes: 0,
             paused: false,
+            heard: false,
         }
     }
 }
@@ -430,12 +434,22 @@ impl Agent {
                 }
             }
         }
-        while let Some((_, tx)) = self.transactions.pop_expired(now) {
+        while let Some((id, tx)) = self.transactions.pop_expired(now) {
             // A consent check that goes unanswered only matters through the consent timer.
             if tx.kind == TxKind::Consent || self.state != State::Checking {
                 continue;
             }
-            // No answer on an open TCP connection: nothing will come (no retransmission).
+            // The peer's own check came in on this connection: our answer is on its way
+            // (a response TCP resends on a lossy path comes 1 s, then 3 s late, past the
+            // check timeout); waiting costs nothing, the negotiation's deadline bounds it.
+            // Failing here closed a connection the peer had just selected.
+            if self.conns.get(&tx.conn).is_some_and(|c| c.heard && c.open) {
+                let deadline = now + self.config.check_timeout;
+                self.transactions.start(id, tx, deadline);
+                continue;
+            }
+            // No answer on an open TCP connection from a peer that never spoke ICE on it:
+            // nothing will come.
             self.fail_pair(now, tx.pair, PairFailure::Silent);
             self.close_conn(tx.conn);
         }
