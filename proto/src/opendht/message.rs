@@ -473,7 +473,11 @@ impl Encoder {
         })
     }
 
+    /// `w`, left out when no family is named (the requester's own, to OpenDHT).
     fn want(w: &mut Writer, want: Want) {
+        if want == Want::default() {
+            return;
+        }
         let n = usize::from(want.v4) + usize::from(want.v6);
         w.str("w").array(n);
         if want.v4 {
@@ -499,7 +503,8 @@ impl Encoder {
     /// `get` of the values under `key`.
     pub fn get(&self, tid: Tid, key: InfoHash, want: Want) -> Vec<u8> {
         self.request(tid, "get", |w| {
-            w.map(3).str("id").bin(&self.id.0).str("h").bin(&key.0);
+            w.map(2 + usize::from(want != Want::default()));
+            w.str("id").bin(&self.id.0).str("h").bin(&key.0);
             Self::want(w, want);
         })
     }

@@ -11,10 +11,15 @@
 //! §13. Every constant below names the one of OpenDHT 2.4.12 it copies.
 
 pub mod constants;
+mod incoming;
 mod info_hash;
 pub mod message;
 pub mod msgpack;
+pub mod node;
 pub mod parts;
+pub mod routing;
+pub mod search;
+pub mod storage;
 pub mod value;
 
 pub use info_hash::InfoHash;
