@@ -64,6 +64,7 @@ impl Node {
         h.finalize()[..TOKEN_SIZE].to_vec()
     }
 
+    // SECURITY: row 141
     fn token_matches(&self, token: &[u8], addr: &SocketAddr) -> bool {
         token == Node::token(&self.secret, addr) || token == Node::token(&self.old_secret, addr)
     }
