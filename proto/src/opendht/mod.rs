@@ -11,12 +11,14 @@
 //! §13. Every constant below names the one of OpenDHT 2.4.12 it copies.
 
 pub mod constants;
+mod encoder;
 mod incoming;
 mod info_hash;
 pub mod message;
 pub mod msgpack;
 pub mod node;
 pub mod parts;
+mod replies;
 pub mod routing;
 pub mod search;
 pub mod storage;

@@ -8,10 +8,10 @@
 //! [`Node::put`] and [`Node::listen`], and joins a network with [`Node::bootstrap`] (an
 //! address: resolving names is the driver's business).
 //!
-//! What others ask of us is answered in [`super::incoming`]; what we ask of them is
-//! tracked here in one table of requests, each resent after `MAX_RESPONSE_TIME` up to
-//! `MAX_ATTEMPT_COUNT` times (`NetworkEngine::requestStep`). Everything dropped is
-//! counted in [`Dropped`].
+//! What others ask of us is answered in `incoming.rs`, their answers to us are read in
+//! `replies.rs`; what we ask of them is tracked here in one table of requests, each resent
+//! after `MAX_RESPONSE_TIME` up to `MAX_ATTEMPT_COUNT` times (`NetworkEngine::requestStep`).
+//! Everything dropped is counted in [`Dropped`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -471,7 +471,7 @@ impl Node {
         self.requests.insert(tid, pending);
     }
 
-    fn start_search(&mut self, now: Instant, key: InfoHash, op: Op) -> Option<SearchId> {
+    pub(super) fn start_search(&mut self, now: Instant, key: InfoHash, op: Op) -> Option<SearchId> {
         if self.searches.len() >= MAX_SEARCHES {
             self.dropped.searches_refused += 1;
             return None;
@@ -533,7 +533,7 @@ impl Node {
     }
 
     /// Reports a search's round once it is over, and schedules the next one.
-    fn settle(&mut self, now: Instant, id: SearchId) {
+    pub(super) fn settle(&mut self, now: Instant, id: SearchId) {
         let Some(s) = self.searches.get_mut(&id) else {
             return;
         };
@@ -581,107 +581,6 @@ impl Node {
                 }
                 s.next_round = Some(now + LISTEN_EXPIRE_TIME - REANNOUNCE_MARGIN);
             }
-        }
-    }
-
-    fn on_reply(&mut self, now: Instant, from: SocketAddr, m: Message) {
-        // Values pushed to one of our listens come as replies to its socket id.
-        if let Some(search) = self.sockets.get(&m.tid).copied() {
-            if !self.requests.contains_key(&m.tid) {
-                self.deliver(search, m.values);
-                return;
-            }
-        }
-        let Some(pending) = self.requests.get(&m.tid) else {
-            self.dropped.unexpected_reply += 1;
-            return;
-        };
-        if pending.to != from || pending.id.is_some_and(|id| Some(id) != m.id) {
-            self.dropped.unexpected_reply += 1;
-            return;
-        }
-        let Some(p) = self.requests.remove(&m.tid) else {
-            return;
-        };
-        let Some(sender) = m.id else {
-            // An error without the sender's id: the request failed.
-            self.expired(now, p);
-            return;
-        };
-        self.heard(now, sender, from, true);
-        match p.purpose {
-            Purpose::Ping => {
-                if p.id.is_none() {
-                    // A bootstrap node answered: look ourselves up to fill the table.
-                    let own = self.enc.id;
-                    self.start_search(now, own, Op::Get);
-                }
-            }
-            Purpose::Lookup(id) => {
-                for n in m.nodes4.iter().chain(&m.nodes6) {
-                    if n.id != self.enc.id {
-                        self.heard(now, n.id, n.addr, false);
-                    }
-                }
-                let Some(s) = self.searches.get_mut(&id) else {
-                    return;
-                };
-                if m.kind == Some(Kind::Error) {
-                    s.failed(&sender);
-                } else {
-                    s.replied(&sender, &m.token);
-                    for n in m.nodes4.iter().chain(&m.nodes6) {
-                        if n.id != self.enc.id {
-                            s.insert(*n);
-                        }
-                    }
-                }
-                if !matches!(s.op, Op::Put(_)) {
-                    self.deliver(id, m.values);
-                }
-                self.step(now, id);
-            }
-            Purpose::Store(id) => {
-                if let Some(s) = self.searches.get_mut(&id) {
-                    if m.kind == Some(Kind::Error) {
-                        s.failed(&sender);
-                    } else {
-                        s.acked(&sender);
-                        if matches!(s.op, Op::Listen) {
-                            let values = m.values;
-                            self.deliver(id, values);
-                        }
-                    }
-                }
-                self.settle(now, id);
-            }
-        }
-    }
-
-    fn deliver(&mut self, id: SearchId, values: Vec<Value>) {
-        let Some(s) = self.searches.get_mut(&id) else {
-            return;
-        };
-        let fresh: Vec<Value> = values.into_iter().filter(|v| s.seen.insert(v.id)).collect();
-        if !fresh.is_empty() {
-            self.events.push_back(Event::Values {
-                search: id,
-                key: s.key,
-                values: fresh,
-            });
-        }
-    }
-
-    fn expired(&mut self, now: Instant, p: Pending) {
-        self.dropped.requests_expired += 1;
-        if let Some(id) = p.id {
-            self.table_mut(&p.to).unanswered(id);
-        }
-        if let Purpose::Lookup(search) | Purpose::Store(search) = p.purpose {
-            if let (Some(s), Some(id)) = (self.searches.get_mut(&search), p.id) {
-                s.failed(&id);
-            }
-            self.step(now, search);
         }
     }
 
