@@ -92,6 +92,8 @@
 //! - [`stun`]: RFC 4571 framing and the STUN messages ICE speaks, on `stun-types`.
 //! - [`ice`]: ICE over TCP: candidates in Jami's text form, the description blob, the check
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
+//! - [`opendht`]: a native OpenDHT node: OpenDHT's UDP wire format and, on it, a Kademlia
+//!   node that stores for others and runs our own gets, puts and listens.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`turn`]: TURN over TCP (RFC 8656, RFC 6062): a relayed address for a device.
 //! - [`timer`]: the table of deadlines each state machine keeps.
@@ -106,6 +108,7 @@ pub mod conversation;
 pub mod ice;
 pub mod io;
 pub mod node;
+pub mod opendht;
 pub mod rng;
 pub mod signal;
 pub mod stun;

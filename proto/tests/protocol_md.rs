@@ -84,6 +84,20 @@ fn the_spec_has_every_vector_this_test_checks() {
             "header-framed",
             "header-framed-features",
             "header-jami",
+            "opendht-asked-find",
+            "opendht-asked-get",
+            "opendht-asked-ping",
+            "opendht-error",
+            "opendht-find-reply",
+            "opendht-get-reply",
+            "opendht-get-reply-head",
+            "opendht-listen",
+            "opendht-listen-push",
+            "opendht-ping",
+            "opendht-pong",
+            "opendht-put",
+            "opendht-put-reply",
+            "opendht-value-part",
             "reply-go",
             "reply-go-at",
             "reply-go-verify",
@@ -632,4 +646,108 @@ fn signal_messages_both_forms() {
     let timed = vector("signal-request-time");
     assert_eq!(timed[0], first[0] + 1, "one more map entry");
     assert_eq!(&timed[1..first.len()], &first[1..]);
+}
+
+/// §13: every OpenDHT vector decodes to what it says, and ours are what our encoder writes.
+#[test]
+fn opendht_messages() {
+    use ferry_proto::opendht::InfoHash;
+    use ferry_proto::opendht::message::{Encoder, Kind, Message, Want};
+    use ferry_proto::opendht::parts::{Outcome, Reassembly};
+
+    let decode = |name: &str| {
+        Message::decode(&vector(&format!("opendht-{name}")))
+            .unwrap_or_else(|e| panic!("opendht-{name}: {e}"))
+    };
+    let mut own = [0u8; 20];
+    own[..6].copy_from_slice(b"ferry!");
+    let enc = Encoder {
+        id: InfoHash(own),
+        network: 0,
+    };
+
+    // Ours, byte for byte.
+    assert_eq!(enc.ping(1001), vector("opendht-ping"));
+    let listen = decode("listen");
+    let token = listen.token.clone();
+    assert_eq!(token.len(), 32);
+    assert_eq!(
+        enc.listen(listen.tid, InfoHash::get(b"foo"), &token, 77),
+        vector("opendht-listen")
+    );
+    let put = decode("put");
+    assert_eq!(put.kind, Some(Kind::AnnounceValue));
+    let value = put.values[0].clone();
+    assert_eq!(
+        (value.id, value.value_type, &value.data[..]),
+        (0x5eed_000a, 0, &b"from ferry"[..])
+    );
+    let key = put.info_hash.expect("h");
+    assert_eq!(key, InfoHash::get(b"ferry-small"));
+    let again = enc.put(put.tid, key, &value, &put.token);
+    assert_eq!(
+        (again.message, again.parts.len()),
+        (vector("opendht-put"), 0)
+    );
+
+    // dhtnode's.
+    let pong = decode("pong");
+    assert_eq!(
+        (pong.kind, pong.tid, pong.ua.as_deref()),
+        (Some(Kind::Reply), 1001, Some("RNG1"))
+    );
+    assert_eq!(pong.reported_addr, Some("127.0.0.1".parse().expect("ip")));
+    let dhtnode = pong.id.expect("id");
+    let found = decode("find-reply");
+    assert_eq!(found.id, Some(dhtnode));
+    assert_eq!(found.nodes4.len(), 2);
+    assert!(
+        found
+            .nodes4
+            .iter()
+            .any(|n| n.id == enc.id && n.addr.port() == 4300)
+    );
+    assert_eq!(found.token.len(), 32);
+    let got = decode("get-reply");
+    assert_eq!(got.values.len(), 1);
+    assert_eq!(
+        (got.values[0].value_type, &got.values[0].data[..]),
+        (0, &b"hello"[..])
+    );
+    let head = decode("get-reply-head");
+    assert_eq!(head.value_headers, [(0, 1055)]);
+    let part = decode("value-part");
+    assert_eq!(part.kind, Some(Kind::ValueData));
+    let from = "127.0.0.1:4222".parse().expect("addr");
+    let now = std::time::Instant::now();
+    let mut parts = Reassembly::new();
+    assert_eq!(parts.start(now, from, head), Outcome::Held);
+    let Outcome::Complete(done) = parts.part(now, from, &part) else {
+        panic!("one part completes the 1055-byte value");
+    };
+    assert_eq!(done.values[0].data, vec![b'B'; 1000]);
+    let confirmed = decode("put-reply");
+    assert_eq!(
+        (confirmed.tid, confirmed.value_id),
+        (put.tid, Some(0x5eed_000a))
+    );
+    let refused = decode("error");
+    assert_eq!(
+        (refused.kind, refused.error_code, refused.id),
+        (Some(Kind::Error), Some(401), Some(dhtnode))
+    );
+    let pushed = decode("listen-push");
+    assert_eq!(
+        (pushed.tid, &pushed.values[0].data[..]),
+        (77, &b"again"[..])
+    );
+    assert_eq!(decode("asked-ping").kind, Some(Kind::Ping));
+    let find = decode("asked-find");
+    assert_eq!(find.kind, Some(Kind::FindNode));
+    assert_eq!(find.want, Some(Want { v4: true, v6: true }));
+    let get = decode("asked-get");
+    assert_eq!(
+        (get.kind, get.info_hash),
+        (Some(Kind::GetValues), Some(key))
+    );
 }

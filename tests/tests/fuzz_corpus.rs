@@ -95,6 +95,8 @@ replay! {
     identity_pem,
     // SECURITY: row 128
     node,
+    // SECURITY: row 137
+    opendht_message,
     // SECURITY: row 93
     opendht_proxy,
     // SECURITY: row 101

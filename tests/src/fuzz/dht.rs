@@ -156,3 +156,49 @@ pub(crate) fn fifo(path: &Path) -> io::Result<()> {
 pub(crate) fn fifo(_: &Path) -> io::Result<()> {
     Ok(())
 }
+
+/// One datagram to Ferry's native OpenDHT node: decoded (values re-packed read back the
+/// same), then fed twice to a node, whose answers stay few and whose memory stays bounded
+/// whatever the bytes.
+pub fn opendht_message(data: &[u8]) {
+    use ferry_proto::opendht::InfoHash;
+    use ferry_proto::opendht::message::{Message, Want};
+    use ferry_proto::opendht::node::{Config, Node};
+    use ferry_proto::opendht::value::Value;
+
+    if let Ok(m) = Message::decode(data) {
+        for v in &m.values {
+            assert_eq!(
+                Value::from_packed(&v.packed).as_ref(),
+                Ok(v),
+                "re-packing changed a value"
+            );
+        }
+        assert!(m.nodes4.len() * 26 <= data.len() && m.nodes6.len() * 38 <= data.len());
+    }
+    let now = std::time::Instant::now();
+    let mut node = Node::new(Config {
+        id: InfoHash([7; 20]),
+        network: 0,
+        want: Want { v4: true, v6: true },
+        seed: 1,
+    });
+    node.handle_timeout(now);
+    let from = std::net::SocketAddr::from(([192, 0, 2, 1], 4222));
+    node.handle_input(now, from, data);
+    node.handle_input(now, from, data);
+    let mut answers = 0;
+    while let Some(d) = node.poll_output() {
+        assert_eq!(d.addr, from, "an answer goes only to the sender");
+        answers += 1;
+    }
+    // A request is answered by one datagram, its values by at most 64 KiB / MTU parts.
+    assert!(answers <= 2 * (1 + 64), "{answers} datagrams for one input");
+    assert!(node.storage().bytes() <= 2 * 64 * 1024);
+    node.handle_timeout(now + std::time::Duration::from_secs(3600));
+    assert_eq!(
+        node.storage().values(),
+        0,
+        "everything expired after an hour"
+    );
+}

@@ -25,7 +25,7 @@ mod transfer;
 mod turn;
 
 pub use channel::channel_units;
-pub use dht::{folder_dht, opendht_proxy};
+pub use dht::{folder_dht, opendht_message, opendht_proxy};
 pub use ice::{ice_candidate, ice_description};
 pub use identity::{identity_pem, revocation_list};
 pub use node::node;
@@ -49,6 +49,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("ice_description", ice_description),
     ("identity_pem", identity_pem),
     ("node", node),
+    ("opendht_message", opendht_message),
     ("opendht_proxy", opendht_proxy),
     ("revocation_list", revocation_list),
     ("rfc4571_deframer", rfc4571_deframer),

@@ -75,11 +75,14 @@ pub fn seeds() -> Vec<Seed> {
             Some("reply") => "transfer_reply",
             Some("frame") => "transfer_frame",
             Some("channel") => "channel_units",
+            Some("opendht") => "opendht_message",
             _ if name.ends_with("-sender") => "transfer_header",
             _ => "transfer_reply",
         };
         if target == "channel_units" {
             add(target, name, [&[0u8, 3][..], bytes].concat());
+        } else if target == "opendht_message" {
+            add(target, name, bytes.clone());
         } else {
             add(target, name, with_split(0, bytes));
             add(target, &format!("{name}-split"), with_split(5, bytes));
