@@ -228,6 +228,11 @@ struct NetArgs {
     /// Offer only the relayed path (needs a TURN server).
     #[arg(long)]
     relay_only: bool,
+    /// Do not ask the home router to forward the listening port. By default Ferry asks it
+    /// (PCP, then NAT-PMP, then UPnP-IGD), offers the mapped address to peers, renews the
+    /// mapping and deletes it when it stops; `"port_mapping": false` in config.json too.
+    #[arg(long, env = "FERRY_NO_PORT_MAPPING")]
+    no_port_mapping: bool,
 }
 
 impl NetArgs {
@@ -265,6 +270,10 @@ impl NetArgs {
                 .map(|s| session::parse_stun(s))
                 .collect::<Result<_, _>>()?,
             relay_only: self.relay_only,
+            // Relay only never maps: it offers no address of ours.
+            port_mapping: !self.relay_only
+                && !self.no_port_mapping
+                && settings.port_mapping.unwrap_or(true),
         })
     }
 }

@@ -106,6 +106,7 @@ pub mod conversation;
 pub mod ice;
 pub mod io;
 pub mod node;
+pub mod portmap;
 pub mod rng;
 pub mod signal;
 pub mod stun;

@@ -97,6 +97,9 @@ replay! {
     node,
     // SECURITY: row 93
     opendht_proxy,
+    // SECURITY: row 137
+    // SECURITY: row 140
+    portmap_replies,
     // SECURITY: row 101
     revocation_list,
     // SECURITY: row 38
