@@ -38,7 +38,12 @@ pub enum Failure {
 /// The IPv4 default gateway, from the kernel's routing table (Linux); `None` elsewhere or
 /// when there is none.
 pub fn default_gateway() -> Option<Ipv4Addr> {
-    gateway_in(&std::fs::read_to_string("/proc/net/route").ok()?)
+    // This thread's network namespace (`/proc/net` is the process's main thread's): the
+    // service's thread is in the namespace of the thread that started it.
+    let table = std::fs::read_to_string("/proc/thread-self/net/route")
+        .or_else(|_| std::fs::read_to_string("/proc/net/route"))
+        .ok()?;
+    gateway_in(&table)
 }
 
 /// The default route's gateway in the text of `/proc/net/route`.
