@@ -20,6 +20,8 @@ pub use clients::{Failure, default_gateway};
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -84,10 +86,15 @@ struct Held {
 pub struct PortMapper {
     commands: Option<mpsc::Sender<Command>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when dropped: an exchange under way stops waiting for answers (an SSDP search
+    /// of a network without a gateway would otherwise hold the drop 1.5 s). A mapping whose
+    /// answer never came is then not known, nor deleted: its lease ends it.
+    stop: Arc<AtomicBool>,
 }
 
 impl Drop for PortMapper {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         self.commands = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -108,12 +115,15 @@ impl PortMapper {
         deliver: impl Fn(Input) + Send + 'static,
     ) -> std::io::Result<PortMapper> {
         let (commands, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ferry-portmap".into())
-            .spawn(move || Service::new(config, deliver).run(rx))?;
+            .spawn(move || Service::new(config, deliver, stopping).run(rx))?;
         Ok(PortMapper {
             commands: Some(commands),
             thread: Some(thread),
+            stop,
         })
     }
 
@@ -137,15 +147,17 @@ struct Service<D> {
     deliver: D,
     held: BTreeMap<ListenerId, Held>,
     rng: ring::rand::SystemRandom,
+    stop: Arc<AtomicBool>,
 }
 
 impl<D: Fn(Input)> Service<D> {
-    fn new(config: PortMapConfig, deliver: D) -> Self {
+    fn new(config: PortMapConfig, deliver: D, stop: Arc<AtomicBool>) -> Self {
         Service {
             config,
             deliver,
             held: BTreeMap::new(),
             rng: ring::rand::SystemRandom::new(),
+            stop,
         }
     }
 
@@ -223,24 +235,29 @@ impl<D: Fn(Input)> Service<D> {
         let gateway = self.config.gateway.or_else(default_gateway);
         let lease = self.config.lease;
         let mut why = Vec::new();
+        let stop = self.stop.clone();
+        let stop = stop.as_ref();
         for protocol in self.config.protocols.clone() {
+            if stop.load(Ordering::Relaxed) {
+                why.push("stopped".to_owned());
+                break;
+            }
             let tried = match (protocol, gateway) {
                 (MappingProtocol::Pcp, Some(gateway)) => {
                     let nonce = self.nonce();
-                    clients::pcp_map(gateway, local, nonce, lease, had)
+                    clients::pcp_map(stop, gateway, local, nonce, lease, had)
                         .map(|m| m.map(|m| (m, How::Pcp { gateway, nonce })))
                 }
                 (MappingProtocol::NatPmp, Some(gateway)) => {
                     let suggested = had.map_or(local.port(), |a| a.port());
-                    clients::natpmp_map(gateway, local, suggested, lease)
+                    clients::natpmp_map(stop, gateway, local, suggested, lease)
                         .map(|m| m.map(|m| (m, How::NatPmp { gateway })))
                 }
-                (MappingProtocol::UpnpIgd, _) => {
-                    clients::upnp_discover(*local.ip()).and_then(|control| {
+                (MappingProtocol::UpnpIgd, _) => clients::upnp_discover(stop, *local.ip())
+                    .and_then(|control| {
                         clients::upnp_map(&control, local, lease)
                             .map(|m| Some((m, How::Upnp { control })))
-                    })
-                }
+                    }),
                 (_, None) => Err(Failure::NoAnswer("no default gateway".into())),
             };
             match tried {
@@ -258,9 +275,11 @@ impl<D: Fn(Input)> Service<D> {
         let had = held.mapping.external;
         let renewed = match &held.how {
             How::Pcp { gateway, nonce } => {
-                clients::pcp_map(*gateway, held.local, *nonce, lease, Some(had))
+                clients::pcp_map(&self.stop, *gateway, held.local, *nonce, lease, Some(had))
             }
-            How::NatPmp { gateway } => clients::natpmp_map(*gateway, held.local, had.port(), lease),
+            How::NatPmp { gateway } => {
+                clients::natpmp_map(&self.stop, *gateway, held.local, had.port(), lease)
+            }
             How::Upnp { control } => clients::upnp_map(control, held.local, lease).map(Some),
         };
         match renewed {
@@ -305,11 +324,18 @@ impl<D: Fn(Input)> Service<D> {
         for (_, held) in std::mem::take(&mut self.held) {
             let external = held.mapping.external;
             let done = match &held.how {
-                How::Pcp { gateway, nonce } => {
-                    clients::pcp_map(*gateway, held.local, *nonce, Duration::ZERO, None).map(|_| ())
-                }
+                How::Pcp { gateway, nonce } => clients::pcp_map(
+                    &clients::NEVER,
+                    *gateway,
+                    held.local,
+                    *nonce,
+                    Duration::ZERO,
+                    None,
+                )
+                .map(|_| ()),
                 How::NatPmp { gateway } => {
-                    clients::natpmp_map(*gateway, held.local, 0, Duration::ZERO).map(|_| ())
+                    clients::natpmp_map(&clients::NEVER, *gateway, held.local, 0, Duration::ZERO)
+                        .map(|_| ())
                 }
                 How::Upnp { control } => clients::upnp_unmap(control, external.port()),
             };

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_proto::portmap::{MapError, PortMapping, natpmp, pcp, upnp};
@@ -14,6 +15,11 @@ use ferry_proto::portmap::{MapError, PortMapping, natpmp, pcp, upnp};
 pub const SSDP_WAIT: Duration = Duration::from_millis(1500);
 /// Bound on each HTTP step (connect, write, read) to the gateway.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a wait looks at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// A stop flag nobody sets: deletions always run to their end.
+pub static NEVER: AtomicBool = AtomicBool::new(false);
+
 /// The waits between PCP or NAT-PMP retransmissions.
 const RETRANSMIT: [Duration; 3] = [
     Duration::from_millis(250),
@@ -63,7 +69,9 @@ fn gateway_in(table: &str) -> Option<Ipv4Addr> {
 
 /// Sends `request` to `gateway`'s port 5351 from `local`'s address, retransmitting, and
 /// returns the first reply `accept` takes; replies it answers `NotOurs` for are skipped.
+/// Once `stop` is set it waits no more (the driver is gone: nobody wants the answer).
 fn udp_exchange<T>(
+    stop: &AtomicBool,
     local: Ipv4Addr,
     gateway: Ipv4Addr,
     request: &[u8],
@@ -74,13 +82,16 @@ fn udp_exchange<T>(
     let mut buf = vec![0u8; pcp::MAX_MESSAGE];
     let mut last: Option<MapError> = None;
     for wait in RETRANSMIT {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         socket.send(request)?;
         let until = Instant::now() + wait;
         while let Some(left) = until.checked_duration_since(Instant::now()) {
-            if left.is_zero() {
+            if left.is_zero() || stop.load(Ordering::Relaxed) {
                 break;
             }
-            socket.set_read_timeout(Some(left))?;
+            socket.set_read_timeout(Some(left.min(STOP_CHECK)))?;
             let n = match socket.recv(&mut buf) {
                 Ok(n) => n,
                 Err(e)
@@ -89,7 +100,7 @@ fn udp_exchange<T>(
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    break;
+                    continue;
                 }
                 // An ICMP port unreachable: nothing listens there.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -110,8 +121,9 @@ fn udp_exchange<T>(
     })
 }
 
-/// PCP MAP of `local`'s port (lifetime 0 deletes it).
+/// PCP MAP of `local`'s port (lifetime 0 deletes it); its waits end once `stop` is set.
 pub fn pcp_map(
+    stop: &AtomicBool,
     gateway: Ipv4Addr,
     local: SocketAddrV4,
     nonce: [u8; 12],
@@ -124,24 +136,22 @@ pub fn pcp_map(
     if lifetime.is_zero() {
         // A deletion's answer has lifetime 0, which the mapping parser refuses: a success
         // result for our nonce is all we need.
-        return udp_exchange(
-            *local.ip(),
-            gateway,
-            &request,
-            |reply| match pcp::parse_map_response(reply, nonce, internal) {
+        return udp_exchange(stop, *local.ip(), gateway, &request, |reply| {
+            match pcp::parse_map_response(reply, nonce, internal) {
                 Ok(_) | Err(MapError::Lease(0)) => Ok(None),
                 Err(e) => Err(e),
-            },
-        );
+            }
+        });
     }
-    udp_exchange(*local.ip(), gateway, &request, |reply| {
+    udp_exchange(stop, *local.ip(), gateway, &request, |reply| {
         pcp::parse_map_response(reply, nonce, internal).map(Some)
     })
 }
 
 /// NAT-PMP: the external address, then a TCP mapping of `local`'s port (lifetime 0 and
-/// `suggested` 0 delete it).
+/// `suggested` 0 delete it); its waits end once `stop` is set.
 pub fn natpmp_map(
+    stop: &AtomicBool,
     gateway: Ipv4Addr,
     local: SocketAddrV4,
     suggested: u16,
@@ -149,30 +159,28 @@ pub fn natpmp_map(
 ) -> Result<Option<PortMapping>, Failure> {
     let request = natpmp::map_request(local.port(), suggested, lifetime);
     if lifetime.is_zero() {
-        return udp_exchange(
-            *local.ip(),
-            gateway,
-            &request,
-            |reply| match natpmp::parse_map_response(reply, local, Ipv4Addr::BROADCAST) {
+        return udp_exchange(stop, *local.ip(), gateway, &request, |reply| {
+            match natpmp::parse_map_response(reply, local, Ipv4Addr::BROADCAST) {
                 Ok(_) | Err(MapError::Lease(0)) => Ok(None),
                 Err(e) => Err(e),
-            },
-        );
+            }
+        });
     }
     let external = udp_exchange(
+        stop,
         *local.ip(),
         gateway,
         &natpmp::external_address_request(),
         natpmp::parse_external_address,
     )?;
-    udp_exchange(*local.ip(), gateway, &request, |reply| {
+    udp_exchange(stop, *local.ip(), gateway, &request, |reply| {
         natpmp::parse_map_response(reply, local, external).map(Some)
     })
 }
 
 /// SSDP search from `local`'s address, then the gateway's description: where its
-/// port-mapping service takes SOAP actions.
-pub fn upnp_discover(local: Ipv4Addr) -> Result<upnp::Control, Failure> {
+/// port-mapping service takes SOAP actions. The wait for answers ends once `stop` is set.
+pub fn upnp_discover(stop: &AtomicBool, local: Ipv4Addr) -> Result<upnp::Control, Failure> {
     let socket = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -187,10 +195,10 @@ pub fn upnp_discover(local: Ipv4Addr) -> Result<upnp::Control, Failure> {
     let mut buf = vec![0u8; upnp::MAX_SSDP + 1];
     let mut last: Option<Failure> = None;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
-        if left.is_zero() {
+        if left.is_zero() || stop.load(Ordering::Relaxed) {
             break;
         }
-        socket.set_read_timeout(Some(left))?;
+        socket.set_read_timeout(Some(left.min(STOP_CHECK)))?;
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
             Err(e)
@@ -199,7 +207,7 @@ pub fn upnp_discover(local: Ipv4Addr) -> Result<upnp::Control, Failure> {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                break;
+                continue;
             }
             Err(e) => return Err(e.into()),
         };
@@ -318,6 +326,7 @@ mod tests {
         // Nothing listens on loopback's port 5351 here: the ICMP error ends the exchange.
         let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
         let got = pcp_map(
+            &NEVER,
             Ipv4Addr::LOCALHOST,
             local,
             [1; 12],
