@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn listening(n: &mut Node, now: Instant) -> SocketAddr {
-        let local: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let local: SocketAddr = "10.0.0.1:4000".parse().expect("a test value");
         n.handle_input(
             now,
             Input::Listening {
@@ -161,14 +161,14 @@ mod tests {
                 local,
             },
         )
-        .unwrap();
+        .expect("a test value");
         local
     }
 
     fn mapping(local: SocketAddr) -> PortMapping {
         PortMapping {
             internal: local,
-            external: "198.18.2.2:4000".parse().unwrap(),
+            external: "198.18.2.2:4000".parse().expect("a test value"),
             lease: Duration::from_secs(3600),
             protocol: MappingProtocol::UpnpIgd,
         }
@@ -194,11 +194,11 @@ mod tests {
                 mapping: mapping(local),
             },
         )
-        .unwrap();
+        .expect("a test value");
         let offered = n.local_candidates();
         let mapped: Vec<_> = offered
             .iter()
-            .filter(|c| c.addr == "198.18.2.2:4000".parse().unwrap())
+            .filter(|c| c.addr == "198.18.2.2:4000".parse().expect("a test value"))
             .collect();
         assert_eq!(mapped.len(), 1, "{offered:?}");
         assert_eq!(mapped[0].kind, crate::ice::CandidateType::ServerReflexive);
@@ -211,7 +211,8 @@ mod tests {
             !out.contains(&Output::Event(crate::io::Event::ShutDown)),
             "waits for the deletion"
         );
-        n.handle_input(now, Input::PortsUnmapped).unwrap();
+        n.handle_input(now, Input::PortsUnmapped)
+            .expect("a test value");
         assert!(drain(&mut n).contains(&Output::Event(crate::io::Event::ShutDown)));
     }
 
@@ -227,7 +228,7 @@ mod tests {
                 mapping: mapping(local),
             },
         )
-        .unwrap();
+        .expect("a test value");
         n.handle_input(
             now,
             Input::PortMappingLost {
@@ -235,7 +236,7 @@ mod tests {
                 reason: "renewal refused".into(),
             },
         )
-        .unwrap();
+        .expect("a test value");
         assert!(
             n.local_candidates()
                 .iter()
@@ -243,7 +244,7 @@ mod tests {
         );
         // Someone else's mapping (not our listening address) is not offered.
         let mut other = mapping(local);
-        other.internal = "10.0.0.9:4000".parse().unwrap();
+        other.internal = "10.0.0.9:4000".parse().expect("a test value");
         n.handle_input(
             now,
             Input::PortMapped {
@@ -251,7 +252,7 @@ mod tests {
                 mapping: other,
             },
         )
-        .unwrap();
+        .expect("a test value");
         assert!(
             n.local_candidates()
                 .iter()

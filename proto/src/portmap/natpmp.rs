@@ -112,7 +112,7 @@ mod tests {
     use super::*;
 
     fn internal() -> SocketAddrV4 {
-        "10.2.0.2:4000".parse().unwrap()
+        "10.2.0.2:4000".parse().expect("a test value")
     }
 
     fn answer(internal: u16, external: u16, lifetime: u32) -> Vec<u8> {
@@ -132,10 +132,12 @@ mod tests {
 
     #[test]
     fn replies_give_the_address_and_the_mapping() {
-        let ip = parse_external_address(&[0, 128, 0, 0, 0, 0, 0, 1, 198, 18, 2, 2]).unwrap();
+        let ip = parse_external_address(&[0, 128, 0, 0, 0, 0, 0, 1, 198, 18, 2, 2])
+            .expect("a test value");
         assert_eq!(ip, Ipv4Addr::new(198, 18, 2, 2));
-        let m = parse_map_response(&answer(4000, 4001, 3600), internal(), ip).unwrap();
-        assert_eq!(m.external, "198.18.2.2:4001".parse().unwrap());
+        let m =
+            parse_map_response(&answer(4000, 4001, 3600), internal(), ip).expect("a test value");
+        assert_eq!(m.external, "198.18.2.2:4001".parse().expect("a test value"));
         assert_eq!(m.lease, Duration::from_secs(3600));
         assert_eq!(m.protocol, MappingProtocol::NatPmp);
     }
@@ -153,7 +155,8 @@ mod tests {
             parse_map_response(&answer(4000, 4001, 0), internal(), ip),
             Err(MapError::Lease(0))
         );
-        let long = parse_map_response(&answer(4000, 4001, u32::MAX), internal(), ip).unwrap();
+        let long = parse_map_response(&answer(4000, 4001, u32::MAX), internal(), ip)
+            .expect("a test value");
         assert_eq!(long.lease, super::super::REQUESTED_LEASE);
         assert!(matches!(
             parse_map_response(&[0, 130, 0, 3], internal(), ip),

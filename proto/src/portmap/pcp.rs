@@ -161,7 +161,7 @@ mod tests {
     const NONCE: [u8; 12] = [7; 12];
 
     fn internal() -> SocketAddr {
-        "10.2.0.2:4000".parse().unwrap()
+        "10.2.0.2:4000".parse().expect("a test value")
     }
 
     /// What a gateway answers to `request`: success, `lifetime`, external 198.18.2.2:`port`.
@@ -202,8 +202,9 @@ mod tests {
             Duration::from_secs(3600),
             None,
         );
-        let m = parse_map_response(&answer(&req, 7200, 4000), NONCE, internal()).unwrap();
-        assert_eq!(m.external, "198.18.2.2:4000".parse().unwrap());
+        let m =
+            parse_map_response(&answer(&req, 7200, 4000), NONCE, internal()).expect("a test value");
+        assert_eq!(m.external, "198.18.2.2:4000".parse().expect("a test value"));
         assert_eq!(
             m.lease,
             Duration::from_secs(3600),

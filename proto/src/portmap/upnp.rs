@@ -370,11 +370,11 @@ mod tests {
     #[test]
     fn an_ssdp_answer_gives_the_location_on_the_answering_host() {
         // SECURITY: row 140
-        let gw: IpAddr = GATEWAY.parse().unwrap();
+        let gw: IpAddr = GATEWAY.parse().expect("a test value");
         let answer = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: x\r\n\
             Location: http://10.2.0.1:5000/rootDesc.xml\r\n\r\n";
-        let (addr, path) = parse_ssdp_answer(answer, gw).unwrap();
-        assert_eq!(addr, "10.2.0.1:5000".parse().unwrap());
+        let (addr, path) = parse_ssdp_answer(answer, gw).expect("a test value");
+        assert_eq!(addr, "10.2.0.1:5000".parse().expect("a test value"));
         assert_eq!(path, "/rootDesc.xml");
         let elsewhere = b"HTTP/1.1 200 OK\r\nLOCATION: http://192.0.2.9:80/x\r\n\r\n";
         assert_eq!(
@@ -389,8 +389,8 @@ mod tests {
     #[test]
     fn the_description_names_the_wan_ip_connection_control() {
         // SECURITY: row 140
-        let by: SocketAddr = "10.2.0.1:5000".parse().unwrap();
-        let c = parse_description(&description("/ctl/IPConn"), by).unwrap();
+        let by: SocketAddr = "10.2.0.1:5000".parse().expect("a test value");
+        let c = parse_description(&description("/ctl/IPConn"), by).expect("a test value");
         assert_eq!(c.addr, by);
         assert_eq!(c.path, "/ctl/IPConn");
         assert_eq!(c.service, "urn:schemas-upnp-org:service:WANIPConnection:1");
@@ -408,11 +408,11 @@ mod tests {
     #[test]
     fn soap_requests_and_answers() {
         let c = Control {
-            addr: "10.2.0.1:5000".parse().unwrap(),
+            addr: "10.2.0.1:5000".parse().expect("a test value"),
             path: "/ctl/IPConn".to_owned(),
             service: SERVICES[1],
         };
-        let internal: SocketAddr = "10.2.0.2:4000".parse().unwrap();
+        let internal: SocketAddr = "10.2.0.2:4000".parse().expect("a test value");
         let add = c.add_port_mapping(internal, 4000, Duration::from_secs(3600));
         assert!(add.starts_with("POST /ctl/IPConn HTTP/1.1\r\n"), "{add}");
         assert!(add.contains(
@@ -420,17 +420,17 @@ mod tests {
         ));
         assert!(add.contains("<NewInternalClient>10.2.0.2</NewInternalClient>"));
         assert!(add.contains("<NewLeaseDuration>3600</NewLeaseDuration>"));
-        let (head, body) = add.split_once("\r\n\r\n").unwrap();
+        let (head, body) = add.split_once("\r\n\r\n").expect("a test value");
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
 
         let ok = "HTTP/1.1 200 OK\r\nContent-Length: 120\r\n\r\n<s:Envelope><s:Body>\
             <u:GetExternalIPAddressResponse><NewExternalIPAddress>198.18.2.2\
             </NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>";
-        let n = ok.split_once("\r\n\r\n").unwrap().1.len();
+        let n = ok.split_once("\r\n\r\n").expect("a test value").1.len();
         let ok = ok.replace("Content-Length: 120", &format!("Content-Length: {n}"));
-        let body = parse_http_response(ok.as_bytes()).unwrap();
-        let m = mapping(internal, 4000, Duration::from_secs(3600), &body).unwrap();
-        assert_eq!(m.external, "198.18.2.2:4000".parse().unwrap());
+        let body = parse_http_response(ok.as_bytes()).expect("a test value");
+        let m = mapping(internal, 4000, Duration::from_secs(3600), &body).expect("a test value");
+        assert_eq!(m.external, "198.18.2.2:4000".parse().expect("a test value"));
         assert_eq!(m.protocol, MappingProtocol::UpnpIgd);
         assert_eq!(
             mapping(internal, 4000, Duration::ZERO, &body),
@@ -475,7 +475,7 @@ mod tests {
         ] {
             assert!(parse_http_response(bad.as_bytes()).is_err(), "{bad:?}");
         }
-        let internal: SocketAddr = "10.2.0.2:4000".parse().unwrap();
+        let internal: SocketAddr = "10.2.0.2:4000".parse().expect("a test value");
         for body in [
             "",
             "<NewExternalIPAddress>not an ip</NewExternalIPAddress>",
