@@ -231,7 +231,12 @@ struct NetArgs {
     /// Do not ask the home router to forward the listening port. By default Ferry asks it
     /// (PCP, then NAT-PMP, then UPnP-IGD), offers the mapped address to peers, renews the
     /// mapping and deletes it when it stops; `"port_mapping": false` in config.json too.
-    #[arg(long, env = "FERRY_NO_PORT_MAPPING")]
+    /// (FERRY_NO_PORT_MAPPING=1 does the same.)
+    #[arg(
+        long,
+        env = "FERRY_NO_PORT_MAPPING",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     no_port_mapping: bool,
 }
 
@@ -466,5 +471,35 @@ fn main() -> ExitCode {
             eprintln!("ferry: {failure}");
             ExitCode::from(failure.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(relay_only: bool, no_port_mapping: bool) -> NetArgs {
+        NetArgs {
+            dht: Some("file:/nonexistent-ferry-dht".to_owned()),
+            turn: vec!["turn://u:p@127.0.0.1:3478?realm=r".to_owned()],
+            stun: Vec::new(),
+            relay_only,
+            no_port_mapping,
+        }
+    }
+
+    #[test]
+    fn port_mapping_is_on_unless_refused_or_relay_only() {
+        let mapping = |args: NetArgs, settings: home::Settings| {
+            args.options(&settings).expect("options").port_mapping
+        };
+        let off = home::Settings {
+            port_mapping: Some(false),
+            ..home::Settings::default()
+        };
+        assert!(mapping(net(false, false), home::Settings::default()));
+        assert!(!mapping(net(false, true), home::Settings::default()));
+        assert!(!mapping(net(false, false), off));
+        assert!(!mapping(net(true, false), home::Settings::default()));
     }
 }

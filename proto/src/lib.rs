@@ -94,6 +94,8 @@
 //!   list and the agent that finds, nominates and keeps a TCP path to one peer.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`turn`]: TURN over TCP (RFC 8656, RFC 6062): a relayed address for a device.
+//! - [`portmap`]: port mapping on the home router: PCP, NAT-PMP and UPnP-IGD messages and
+//!   their parsers (the driver does the I/O).
 //! - [`timer`]: the table of deadlines each state machine keeps.
 //! - [`rng`]: seeded randomness, never the system's.
 //!
