@@ -53,6 +53,8 @@ pub(crate) struct Settings {
     pub(crate) stun: Vec<String>,
     /// `--into`.
     pub(crate) into: Option<PathBuf>,
+    /// `false` is `--no-port-mapping`; absent or `true` maps.
+    pub(crate) port_mapping: Option<bool>,
 }
 
 /// A setting given as one string or as a list of strings (`"turn": "turn://…"` or
@@ -115,7 +117,7 @@ impl Home {
         };
         serde_json::from_str(&text).map_err(|e| {
             Failure::Usage(format!(
-                "{} is not usable: {e} (it may hold \"dht\" and \"into\", as strings, \"turn\", a string or a list of them, and \"stun\", a list of HOST:PORT)",
+                "{} is not usable: {e} (it may hold \"dht\" and \"into\", as strings, \"turn\", a string or a list of them, \"stun\", a list of HOST:PORT, and \"port_mapping\", true or false)",
                 path.display()
             ))
         })

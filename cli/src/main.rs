@@ -228,6 +228,16 @@ struct NetArgs {
     /// Offer only the relayed path (needs a TURN server).
     #[arg(long)]
     relay_only: bool,
+    /// Do not ask the home router to forward the listening port. By default Ferry asks it
+    /// (PCP, then NAT-PMP, then UPnP-IGD), offers the mapped address to peers, renews the
+    /// mapping and deletes it when it stops; `"port_mapping": false` in config.json too.
+    /// (FERRY_NO_PORT_MAPPING=1 does the same.)
+    #[arg(
+        long,
+        env = "FERRY_NO_PORT_MAPPING",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    no_port_mapping: bool,
 }
 
 impl NetArgs {
@@ -265,6 +275,10 @@ impl NetArgs {
                 .map(|s| session::parse_stun(s))
                 .collect::<Result<_, _>>()?,
             relay_only: self.relay_only,
+            // Relay only never maps: it offers no address of ours.
+            port_mapping: !self.relay_only
+                && !self.no_port_mapping
+                && settings.port_mapping.unwrap_or(true),
         })
     }
 }
@@ -457,5 +471,35 @@ fn main() -> ExitCode {
             eprintln!("ferry: {failure}");
             ExitCode::from(failure.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(relay_only: bool, no_port_mapping: bool) -> NetArgs {
+        NetArgs {
+            dht: Some("file:/nonexistent-ferry-dht".to_owned()),
+            turn: vec!["turn://u:p@127.0.0.1:3478?realm=r".to_owned()],
+            stun: Vec::new(),
+            relay_only,
+            no_port_mapping,
+        }
+    }
+
+    #[test]
+    fn port_mapping_is_on_unless_refused_or_relay_only() {
+        let mapping = |args: NetArgs, settings: home::Settings| {
+            args.options(&settings).expect("options").port_mapping
+        };
+        let off = home::Settings {
+            port_mapping: Some(false),
+            ..home::Settings::default()
+        };
+        assert!(mapping(net(false, false), home::Settings::default()));
+        assert!(!mapping(net(false, true), home::Settings::default()));
+        assert!(!mapping(net(false, false), off));
+        assert!(!mapping(net(true, false), home::Settings::default()));
     }
 }

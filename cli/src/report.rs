@@ -77,7 +77,7 @@ impl Report {
 
     /// A line for a person, not printed with `--json`.
     /// A connection to `device` is up on `path`: one line, and the `connected` event
-    /// (`path`: host / srflx / prflx / relay / relay-relay; `class`: direct / relayed; the
+    /// (`path`: host / srflx / prflx / mapped / relay / relay-relay; `class`: direct / relayed; the
     /// kinds of our and the peer's candidate).
     pub(crate) fn connected(
         &self,

@@ -109,6 +109,8 @@ pub(crate) struct NetOptions {
     pub(crate) stun: Vec<SocketAddr>,
     /// Offer only the relayed path.
     pub(crate) relay_only: bool,
+    /// Ask the home router to forward the listening port.
+    pub(crate) port_mapping: bool,
 }
 
 /// A running node.
@@ -188,6 +190,7 @@ pub(crate) fn start(
     .with_paths(paths);
     client.turn = net.turn.clone();
     client.stun = net.stun.clone();
+    client.port_mapping = net.port_mapping;
     client.revocations = revocations;
     client.auto_accept_images_under = auto_accept_images_under;
     let mut config = client
@@ -203,6 +206,7 @@ pub(crate) fn start(
         dht = ?net.dht,
         turn = ?net.turn.iter().map(|t| t.server).collect::<Vec<_>>(),
         stun = ?net.stun,
+        port_mapping = net.port_mapping,
         "starting the node"
     );
     let node = Node::new(Instant::now(), config);

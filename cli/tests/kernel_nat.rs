@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_tests::netlab::{
-    Counters, Ferry, Finished, Lab, Nat, Side, TURN_ADDRS, TURN_PORT, TurnServer,
+    Counters, Ferry, Finished, Lab, MiniUpnpd, Nat, Side, TURN_ADDRS, TURN_PORT, TurnServer,
 };
 
 /// The file each row sends.
@@ -33,10 +33,17 @@ enum Servers {
     TurnAStunB,
     /// TURN on both sides, and side b (the listener) relay only.
     TurnBothRelayOnlyB,
+    /// The lab's coturn as a STUN server on both of its addresses, on side a only: side b
+    /// learns its public address from its router's port mapping alone.
+    StunA,
 }
 
 /// The path type both ends must name, when a row asks for one.
 const RELAY_RELAY: &str = "relay-relay";
+
+/// The path type the listener names when the peer came through its router's port mapping
+/// (the sender names it `srflx`).
+const MAPPED: &str = "mapped";
 
 /// The path the bytes must take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +112,7 @@ fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: O
         Servers::StunBoth => (&with_stun, &with_stun),
         Servers::TurnAStunB => (&with_turn, &with_stun),
         Servers::TurnBothRelayOnlyB => (&with_turn, &relay_only),
+        Servers::StunA => (&with_stun, &[]),
     };
     let mut listen_args = vec![
         "--json",
@@ -117,8 +125,30 @@ fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: O
     let mut send_args = vec!["--json", "send", &source_arg, "--to", &bob];
     listen_args.extend(for_b);
     send_args.extend(for_a);
+    // A UPnP router runs miniupnpd; the sender starts once the listener's port is mapped
+    // (a listener offers the mapping it has when asked, and is asked within a second).
+    let upnpd = if b == Nat::Upnp {
+        if !MiniUpnpd::installed() {
+            return;
+        }
+        Some(MiniUpnpd::start(&lab, Side::B))
+    } else {
+        None
+    };
     let before = lab.counters();
     let listener = Ferry::spawn(&lab.host(Side::B), &home_b, &dht, &listen_args);
+    if let Some(upnpd) = &upnpd {
+        let host = lab.host_addr(Side::B);
+        let until = std::time::Instant::now() + LIMIT;
+        while upnpd.forwarded_to(host).is_empty() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the listener's port is never mapped; miniupnpd said:\n{}",
+                upnpd.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let sender = Ferry::spawn(&lab.host(Side::A), &home_a, &dht, &send_args);
     let sent = sender.finish(LIMIT);
     // A listener whose sender failed waits for nobody: it is ended soon after.
@@ -143,6 +173,15 @@ fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: O
         "{name}: listen: {}",
         received.stderr
     );
+    if let Some(upnpd) = &upnpd {
+        // The listener deleted its mapping when it stopped.
+        let left = upnpd.forwarded_to(lab.host_addr(Side::B));
+        assert!(
+            left.is_empty(),
+            "{name}: the listener's mapping is gone from miniupnpd: {left:?}\n{}",
+            upnpd.log()
+        );
+    }
     let got = std::fs::read(into.join("sixteen.bin")).expect("the received file");
     assert!(
         got == std::fs::read(&source).expect("the source"),
@@ -156,7 +195,13 @@ fn row_named(tag: &str, a: Nat, b: Nat, servers: Servers, expect: Path_, path: O
             .first("connected")
             .unwrap_or_else(|| panic!("{name}: {end} reports a connected event"));
         let class = connected["class"].as_str().unwrap_or_default();
-        if let Some(path) = path {
+        // The side that holds the mapping names the path `mapped`; the other sees a
+        // server-reflexive candidate (on the wire a mapped address is `srflx`, as in Jami).
+        let want = match (path, end) {
+            (Some(MAPPED), "send") => Some("srflx"),
+            (p, _) => p,
+        };
+        if let Some(path) = want {
             assert_eq!(connected["path"], path, "{name}: {end}: {connected}");
         }
         match expect {
@@ -295,5 +340,22 @@ fn turn_port_only_both_sides_relay_to_relay() {
         Servers::TurnBoth,
         Path_::Relayed,
         Some(RELAY_RELAY),
+    );
+}
+
+/// Behind a home router that maps ports (miniupnpd: UPnP-IGD, NAT-PMP, PCP), the listener
+/// asks it to forward its listening port and offers the mapped address; the sender, behind a
+/// cone NAT with STUN, connects straight to it. The listener has no STUN server: it learns
+/// its public address from the mapping alone. It names the path `mapped`, the bytes go
+/// router to router, and the mapping is gone from miniupnpd once the listener stopped.
+#[test]
+fn cone_upnp_stun_only_direct_through_the_mapped_port() {
+    row_named(
+        "cu",
+        Nat::Cone,
+        Nat::Upnp,
+        Servers::StunA,
+        Path_::Direct,
+        Some(MAPPED),
     );
 }

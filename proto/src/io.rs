@@ -351,6 +351,29 @@ pub enum Input {
     },
     /// The answer to a [`FileOp`].
     File(FileResult),
+
+    // ----- port mapping (the driver's service, see `crate::portmap`) -----
+    /// The gateway maps a TCP port to a listener asked for with [`Output::MapPort`]: a new
+    /// mapping, or the renewal of one (same listener, perhaps another external address).
+    /// The node offers `mapping.external` to peers as a server-reflexive passive candidate.
+    PortMapped {
+        /// The listener whose port is mapped.
+        listener: ListenerId,
+        /// What the gateway granted.
+        mapping: crate::portmap::PortMapping,
+    },
+    /// No mapping for this listener: none could be made (no gateway answered, every
+    /// protocol refused), or a renewal failed and the mapping is gone. Its candidate is
+    /// withdrawn from what the node offers next.
+    PortMappingLost {
+        /// The listener.
+        listener: ListenerId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Every mapping asked for was deleted (or the gateway could not be reached to delete
+    /// it): the answer to [`Output::UnmapPorts`].
+    PortsUnmapped,
 }
 
 /// Something the driver must do, drained from an [`Endpoint`] with `poll_output`.
@@ -446,6 +469,19 @@ pub enum Output<E = Event> {
     File(FileOp),
     /// Something for the owner (the application, for a node).
     Event(E),
+
+    // ----- port mapping (the driver's service, see `crate::portmap`) -----
+    /// Ask the home router to forward a TCP port to this listener (PCP, NAT-PMP, then
+    /// UPnP-IGD), keep the mapping renewed, and report it with [`Input::PortMapped`] or
+    /// [`Input::PortMappingLost`]. A driver without the service answers `PortMappingLost`.
+    MapPort {
+        /// The listener.
+        listener: ListenerId,
+        /// Its bound address (a LAN address: what the gateway forwards to).
+        local: SocketAddr,
+    },
+    /// Delete every mapping made for this endpoint, then answer [`Input::PortsUnmapped`].
+    UnmapPorts,
 }
 
 /// What the application hears.

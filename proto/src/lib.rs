@@ -96,6 +96,8 @@
 //!   node that stores for others and runs our own gets, puts and listens.
 //! - [`trace`]: one readable line per protocol event, for logs and snapshots.
 //! - [`turn`]: TURN over TCP (RFC 8656, RFC 6062): a relayed address for a device.
+//! - [`portmap`]: port mapping on the home router: PCP, NAT-PMP and UPnP-IGD messages and
+//!   their parsers (the driver does the I/O).
 //! - [`timer`]: the table of deadlines each state machine keeps.
 //! - [`rng`]: seeded randomness, never the system's.
 //!
@@ -109,6 +111,7 @@ pub mod ice;
 pub mod io;
 pub mod node;
 pub mod opendht;
+pub mod portmap;
 pub mod rng;
 pub mod signal;
 pub mod stun;

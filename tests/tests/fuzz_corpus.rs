@@ -99,6 +99,9 @@ replay! {
     opendht_message,
     // SECURITY: row 93
     opendht_proxy,
+    // SECURITY: row 142
+    // SECURITY: row 145
+    portmap_replies,
     // SECURITY: row 101
     revocation_list,
     // SECURITY: row 38

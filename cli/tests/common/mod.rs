@@ -36,6 +36,8 @@ impl World {
         c.env("FERRY_HOME", self.path(home))
             .env("FERRY_DHT", format!("file:{}", self.path("dht").display()))
             .env_remove("FERRY_TURN")
+            // These tests run in this machine's own network: no PCP or SSDP to its router.
+            .env("FERRY_NO_PORT_MAPPING", "1")
             .stdin(Stdio::null());
         match std::env::var("FERRY_TEST_LOG") {
             Ok(filter) => c.env("RUST_LOG", filter),

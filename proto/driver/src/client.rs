@@ -40,6 +40,9 @@ pub struct ClientConfig {
     /// STUN servers (TCP) for server-reflexive candidates without a relay; every TURN
     /// server serves as one too.
     pub stun: Vec<std::net::SocketAddr>,
+    /// Ask the home router to forward the listening ports (PCP, NAT-PMP, UPnP-IGD; see
+    /// [`NodeConfig::port_mapping`]). Off by default; never with [`Paths::relay_only`].
+    pub port_mapping: bool,
     /// Accept incoming pictures smaller than this without asking.
     pub auto_accept_images_under: Option<u64>,
     /// The seed of the node's random values (ICE credentials, transfer ids); `None` draws one
@@ -60,6 +63,7 @@ impl ClientConfig {
             paths: Paths::default(),
             turn: Vec::new(),
             stun: Vec::new(),
+            port_mapping: false,
             auto_accept_images_under: None,
             seed: None,
             revocations: Revocations::default(),
@@ -129,6 +133,7 @@ impl ClientConfig {
             }
         }
         config.relay_only = !self.paths.direct;
+        config.port_mapping = self.port_mapping && self.paths.direct;
         config.auto_accept_images_under = self.auto_accept_images_under;
         config.revocations = self.revocations.clone();
         Ok(config)

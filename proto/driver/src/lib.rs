@@ -30,6 +30,8 @@
 //!   event loop (`mio`, `poll(2)`) instead of a runtime;
 //! - [`write_queue`]: a connection's queued bytes and FIN, written in batches;
 //! - [`interfaces`]: the host's addresses, filtered by a [`Paths`] policy;
+//! - [`portmap`]: the port-mapping service ([`PortMapper`]): PCP, NAT-PMP and UPnP-IGD
+//!   mappings of the listening ports, renewed and deleted, reported to the node;
 //! - here: a driver's [`Config`] (receive folder, which [`Dht`]), the live [`DhtConnection`],
 //!   and [`Stopped`], what a command to a driver that ended gets.
 
@@ -44,6 +46,7 @@ pub mod interfaces;
 mod logs;
 pub mod net;
 pub mod opendht;
+pub mod portmap;
 pub mod pump;
 pub mod receive_folder;
 pub mod run_loop;
@@ -60,6 +63,7 @@ pub use files::{FileService, FileThread};
 pub use folder_dht::FolderClient;
 pub use interfaces::{LocalAddr, Paths, local_addresses};
 pub use opendht::ProxyClient;
+pub use portmap::{PortMapConfig, PortMapper};
 pub use pump::Pump;
 pub use run_loop::{Command, Driver, Events, Handle, Parts};
 pub use runtime::{Runtime, Tasks};

@@ -223,6 +223,18 @@ pub struct Shell<E: Endpoint, N: Net> {
     unknown_outputs: u64,
     /// After [`close_all`](Self::close_all): the endpoint is no longer run.
     closing: bool,
+    /// The port-mapping service, started at the endpoint's first `MapPort`.
+    portmap: PortMapService,
+}
+
+/// Where the shell's port-mapping service stands.
+enum PortMapService {
+    /// This shell has none (made with [`Shell::new`]): every `MapPort` is answered lost.
+    Unavailable,
+    /// Not started yet; its reports go to this.
+    Idle(Box<dyn Fn(Input) + Send + Sync>),
+    /// Running.
+    Running(crate::portmap::PortMapper),
 }
 
 impl<E: Endpoint, N: Net> Shell<E, N>
@@ -244,6 +256,7 @@ where
         let to_files = deliver.clone();
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
+        let to_portmap = deliver.clone();
         let dht = match &config.dht {
             super::Dht::Embedded(store) => DhtConnection::Embedded(store.client(deliver)),
             super::Dht::OpenDht { proxy } => {
@@ -253,7 +266,9 @@ where
                 DhtConnection::Folder(super::FolderClient::new(path, deliver)?)
             }
         };
-        Ok(Shell::new(endpoint, net, files, dht))
+        let mut shell = Shell::new(endpoint, net, files, dht);
+        shell.portmap = PortMapService::Idle(Box::new(to_portmap));
+        Ok(shell)
     }
 
     /// Wraps `endpoint`. Nothing happens until the first handler call: call
@@ -278,6 +293,7 @@ where
             last_refused: None,
             unknown_outputs: 0,
             closing: false,
+            portmap: PortMapService::Unavailable,
         }
     }
 
@@ -646,6 +662,11 @@ where
                 self.dht.cancel_listen(key);
             }
             Output::File(op) => self.files.submit(op),
+            Output::MapPort { listener, local } => self.map_port(now, listener, local),
+            Output::UnmapPorts => match &self.portmap {
+                PortMapService::Running(mapper) => mapper.unmap_all(),
+                _ => self.feed(now, Input::PortsUnmapped),
+            },
             Output::Event(event) => {
                 crate::logs::event(&event);
                 self.events.push_back(event);
@@ -653,6 +674,28 @@ where
             // A newer core's output that this driver cannot carry out: counted, so a test or
             // a log can see it, rather than silently dropped.
             _ => self.unknown_outputs += 1,
+        }
+    }
+
+    /// Hands a `MapPort` to the port-mapping service, started on the first one.
+    fn map_port(&mut self, now: Instant, listener: ListenerId, local: SocketAddr) {
+        if let PortMapService::Idle(_) = self.portmap {
+            let PortMapService::Idle(deliver) =
+                std::mem::replace(&mut self.portmap, PortMapService::Unavailable)
+            else {
+                return;
+            };
+            match crate::portmap::PortMapper::spawn(Default::default(), deliver) {
+                Ok(mapper) => self.portmap = PortMapService::Running(mapper),
+                Err(e) => tracing::warn!("no port-mapping thread: {e}"),
+            }
+        }
+        match &self.portmap {
+            PortMapService::Running(mapper) => mapper.map(listener, local),
+            _ => {
+                let reason = "this driver has no port-mapping service".to_owned();
+                self.feed(now, Input::PortMappingLost { listener, reason });
+            }
         }
     }
 

@@ -17,6 +17,10 @@ pub struct SelectedPath {
     pub local: CandidateType,
     /// The peer's candidate's kind.
     pub remote: CandidateType,
+    /// Whether the peer reached our listening port through a mapping the home router made
+    /// for it (PCP, NAT-PMP, UPnP-IGD): on the wire such a candidate is `srflx`, so only
+    /// the side that holds the mapping knows it (the node sets it; ICE leaves it false).
+    pub mapped: bool,
 }
 
 impl SelectedPath {
@@ -25,14 +29,17 @@ impl SelectedPath {
         self.local == CandidateType::Relayed || self.remote == CandidateType::Relayed
     }
 
-    /// `relay-relay` when both ends are relayed, `relay` when one is, else `srflx` or
-    /// `prflx` when an end is reflexive (through a NAT), else `host`.
+    /// `relay-relay` when both ends are relayed, `relay` when one is, else `mapped` when
+    /// [`mapped`](Self::mapped), `srflx` or `prflx` when an end is reflexive (through a
+    /// NAT), else `host`.
     pub fn name(&self) -> &'static str {
         let either = |kind| self.local == kind || self.remote == kind;
         if self.local == CandidateType::Relayed && self.remote == CandidateType::Relayed {
             "relay-relay"
         } else if self.is_relayed() {
             "relay"
+        } else if self.mapped {
+            "mapped"
         } else if either(CandidateType::ServerReflexive) {
             "srflx"
         } else if either(CandidateType::PeerReflexive) {
@@ -65,12 +72,25 @@ mod tests {
 
     #[test]
     fn a_path_is_named_by_its_most_telling_end() {
-        let name = |local, remote| SelectedPath { local, remote }.to_string();
+        let name = |local, remote| {
+            SelectedPath {
+                local,
+                remote,
+                mapped: false,
+            }
+            .to_string()
+        };
         assert_eq!(name(Host, Host), "host (direct)");
         assert_eq!(name(Host, ServerReflexive), "srflx (direct)");
         assert_eq!(name(Host, PeerReflexive), "prflx (direct)");
         assert_eq!(name(Host, Relayed), "relay (relayed)");
         assert_eq!(name(Relayed, PeerReflexive), "relay (relayed)");
         assert_eq!(name(Relayed, Relayed), "relay-relay (relayed)");
+        let mapped = SelectedPath {
+            local: Host,
+            remote: PeerReflexive,
+            mapped: true,
+        };
+        assert_eq!(mapped.to_string(), "mapped (direct)");
     }
 }

@@ -104,6 +104,12 @@ pub struct NodeConfig {
     /// through our relay. Its only connections are to its TURN servers. (Two relay-only
     /// nodes need relay to relay, RFC 6062 Connect, which is not there yet.)
     pub relay_only: bool,
+    /// Ask the home router to forward our listening ports (PCP, NAT-PMP, UPnP-IGD, through
+    /// the driver's service: [`Output::MapPort`](crate::io::Output::MapPort)) and offer the
+    /// mapped addresses as server-reflexive candidates. Off by default here (a simulator or
+    /// an embedding without the service has nothing to answer with); the `ferry` CLI turns
+    /// it on. Never in [`relay_only`](Self::relay_only) mode.
+    pub port_mapping: bool,
     /// Ask the application ([`Event::ConnectionRequest`]) before answering a device of an
     /// account that is not ours and not in [`contacts`](Self::contacts); off, every valid
     /// request is answered (the application still accepts or refuses each file).
@@ -141,6 +147,7 @@ impl NodeConfig {
             ice: ice::Config::default(),
             auto_accept_images_under: None,
             relay_only: false,
+            port_mapping: false,
             ask_before_connecting: false,
             contacts: std::collections::BTreeSet::new(),
             only_contacts: false,

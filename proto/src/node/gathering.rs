@@ -1,6 +1,7 @@
 //! Gathering: the candidates the node offers peers, and the moment they are known.
 //!
-//! Listening addresses come from the driver, server-reflexive and relayed addresses from
+//! Listening addresses come from the driver, mapped ones from its port-mapping service
+//! ([`portmap`](super::portmap)), server-reflexive and relayed addresses from
 //! the TURN clients ([`Relays`](super::relays::Relays)); connectors wait for gathering to
 //! end (or for [`GATHER_TIMEOUT`](super::GATHER_TIMEOUT)) before they make their agents.
 
@@ -12,7 +13,8 @@ use crate::ice::{Candidate, CandidateType, TcpType};
 
 impl Node {
     /// What we offer peers: host candidates on every listening address (none when relay
-    /// only), server-reflexive ones from what TURN servers saw, relayed ones
+    /// only), server-reflexive ones from the home router's port mappings and from what STUN
+    /// and TURN servers saw, relayed ones
     /// last, in decreasing local preference.
     pub(super) fn local_candidates(&self) -> Vec<Candidate> {
         let mut out = Vec::new();
@@ -42,8 +44,16 @@ impl Node {
             ));
         }
         if !self.config.relay_only {
-            // Where our own STUN probes saw the NAT map a listening port: exact.
+            // Where the home router forwards a listening port (PCP, NAT-PMP, UPnP-IGD): as
+            // Jami does, a server-reflexive passive candidate, offered first (the gateway
+            // itself said it forwards it).
             let mut reflexive: Vec<SocketAddr> = Vec::new();
+            for l in &listening {
+                if let Some(mapped) = self.portmaps.external(*l) {
+                    reflexive.push(mapped);
+                }
+            }
+            // Where our own STUN probes saw the NAT map a listening port: exact.
             for l in &listening {
                 for mapped in self.reflexive.reflexive(*l) {
                     if !reflexive.contains(&mapped) {
@@ -105,6 +115,9 @@ impl Node {
         if self.listeners_pending == 0 {
             self.start_probes(now);
         }
+        // Port mappings are not waited for: a router without any of the three protocols
+        // costs the SSDP wait (1.5 s), too much for every sender; a mapping known when the
+        // candidates are made (a listener's, long before anyone asks) is offered.
         if self.listeners_pending == 0 && self.relays.gathered() && self.reflexive.gathered() {
             self.gathered = true;
             self.timers.clear(NodeTimer::Gather);

@@ -45,6 +45,7 @@ mod footprint;
 mod gathering;
 mod inbound;
 mod peers;
+mod portmap;
 mod reflexive;
 mod relays;
 mod signalling;
@@ -75,6 +76,7 @@ pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
 pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
 pub use footprint::Footprint;
+pub use portmap::UNMAP_WAIT;
 pub use reflexive::{Mapping, STUN_TIMEOUT};
 pub use relays::RELAY_RETRY;
 use relays::Relays;
@@ -109,6 +111,8 @@ pub struct Node {
     listeners_pending: usize,
     relays: Relays,
     reflexive: reflexive::Reflexive,
+    /// Our listening ports as the home router forwards them.
+    portmaps: portmap::PortMaps,
     gathered: bool,
     demux: Demux,
     connectors: BTreeMap<u32, Connector>,
@@ -163,6 +167,7 @@ impl Node {
             listeners_pending: 0,
             relays,
             reflexive: reflexive::Reflexive::new(&config.stun),
+            portmaps: portmap::PortMaps::default(),
             gathered: false,
             demux: Demux::default(),
             connectors: BTreeMap::new(),
@@ -402,9 +407,11 @@ impl Node {
 
     /// Shuts the node down, for an application that quits: every transfer is cancelled (the
     /// peers hear CANCEL, not a lost connection), every connection ends with TLS close_notify
-    /// and is closed, listeners and DHT listens stop, and every TURN allocation is deleted.
-    /// [`Event::ShutDown`] comes once the TURN servers answered (or gave up, after the TURN
-    /// client's own retransmissions); the driver can then stop. Afterwards the node takes
+    /// and is closed, listeners and DHT listens stop, every TURN allocation is deleted and so
+    /// is every port mapping ([`Output::UnmapPorts`]). [`Event::ShutDown`] comes once the
+    /// TURN servers answered (or gave up, after the TURN client's own retransmissions) and
+    /// the driver deleted the mappings (or [`UNMAP_WAIT`] passed); the driver can
+    /// then stop. Afterwards the node takes
     /// no new work: peers' requests are ignored, accepted connections closed, and a
     /// [`send_file`](Node::send_file) ends at once with [`Status::ClosedByHost`].
     /// Calling it again does nothing.
@@ -443,6 +450,7 @@ impl Node {
             self.out.push_back(Output::DhtCancelListen { key });
         }
         self.relays.deallocate(now);
+        self.unmap_ports(now);
         self.pump(now);
         self.after_pump(now);
         self.check_shut_down();
@@ -452,7 +460,10 @@ impl Node {
 
     /// Emits [`Event::ShutDown`] once a shutdown has released every TURN allocation.
     fn check_shut_down(&mut self) {
-        if self.stopping == Stopping::Releasing && self.relays.released() {
+        if self.stopping == Stopping::Releasing
+            && self.relays.released()
+            && !self.portmaps.unmapping()
+        {
             self.stopping = Stopping::Done;
             self.out.push_back(Output::Event(Event::ShutDown));
         }
@@ -541,6 +552,7 @@ impl Endpoint for Node {
                     if l.1.is_none() {
                         l.1 = Some(local);
                         self.listeners_pending = self.listeners_pending.saturating_sub(1);
+                        self.map_listener(listener, local);
                     }
                 }
                 self.check_gathered(now);
@@ -572,6 +584,9 @@ impl Endpoint for Node {
                 }
             }
             Input::File(result) => self.on_file(now, result)?,
+            Input::PortMapped { listener, mapping } => self.on_port_mapped(listener, mapping),
+            Input::PortMappingLost { listener, .. } => self.on_port_mapping_lost(listener),
+            Input::PortsUnmapped => self.ports_unmapped(),
             Input::Connected { conn, .. }
             | Input::ConnectFailed { conn, .. }
             | Input::Received { conn, .. }

@@ -272,9 +272,12 @@ impl Node {
             }
             connector::Output::Ready => {
                 if let Some(c) = self.connectors.get(&id)
-                    && let Some(path) = c.path()
+                    && let Some(mut path) = c.path()
                 {
                     let device = c.device();
+                    path.mapped = c
+                        .selected_local()
+                        .is_some_and(|local| self.through_mapping(&path, local));
                     self.out
                         .push_back(Output::Event(Event::Connected { device, path }));
                 }

@@ -21,6 +21,8 @@ use crate::transfer::TransferId;
 pub(super) enum NodeTimer {
     /// Gathering stops waiting for listeners and relays.
     Gather,
+    /// A shutdown stops waiting for the driver to delete our port mappings.
+    Unmap,
     /// A STUN probe ran out of time.
     StunProbe(usize),
     /// Put our announcement again.
@@ -59,6 +61,7 @@ impl NodeTimer {
     fn reason(self) -> &'static str {
         match self {
             NodeTimer::Gather => "gathering",
+            NodeTimer::Unmap => "port unmapping",
             NodeTimer::StunProbe(_) => "stun probe",
             NodeTimer::Announce => "announcement",
             NodeTimer::Unrouted(_) => "unrouted connection",
@@ -157,6 +160,7 @@ impl Node {
                 self.check_gathered(now);
             }
             NodeTimer::StunProbe(index) => self.probe_expired(now, index),
+            NodeTimer::Unmap => self.ports_unmapped(),
             NodeTimer::Announce => {
                 self.announce();
                 self.timers

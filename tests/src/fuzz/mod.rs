@@ -18,6 +18,7 @@ mod dht;
 mod ice;
 mod identity;
 mod node;
+mod portmap;
 mod seeds;
 mod signal;
 mod stun;
@@ -29,6 +30,7 @@ pub use dht::{folder_dht, opendht_message, opendht_proxy};
 pub use ice::{ice_candidate, ice_description};
 pub use identity::{identity_pem, revocation_list};
 pub use node::node;
+pub use portmap::portmap_replies;
 pub use seeds::{Seed, seeds, spec_vectors};
 pub use signal::{signal_decode, signal_open};
 pub use stun::{rfc4571_deframer, stun_decode};
@@ -51,6 +53,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("node", node),
     ("opendht_message", opendht_message),
     ("opendht_proxy", opendht_proxy),
+    ("portmap_replies", portmap_replies),
     ("revocation_list", revocation_list),
     ("rfc4571_deframer", rfc4571_deframer),
     ("signal_decode", signal_decode),

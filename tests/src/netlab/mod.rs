@@ -28,12 +28,14 @@ mod counters;
 mod nat;
 mod process;
 mod turn;
+mod upnp;
 
 pub use binary::{ferry_binary, use_binary};
 pub use counters::Counters;
 pub use nat::Nat;
 pub use process::{Ferry, Finished};
 pub use turn::{RELAY_PORTS, TURN_ADDRS, TURN_PORT, TurnServer};
+pub use upnp::MiniUpnpd;
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -214,9 +216,22 @@ impl Lab {
         self.nats[usize::from(side.index() - 1)]
     }
 
-    /// `side`'s router's address on the public segment.
-    pub fn router_public(side: Side) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, side.index(), 2)
+    /// `side`'s router's address on the public segment: in 198.18.0.0/15 (RFC 2544), except
+    /// for a [`Nat::Upnp`] router, whose miniupnpd maps nothing behind a reserved address:
+    /// it gets 11.250.N.2 (the example miniupnpd's own tests give of an address it takes).
+    /// Nothing of the lab reaches any other network, whatever the addresses.
+    pub fn router_public(&self, side: Side) -> Ipv4Addr {
+        let [a, b] = self.uplink_net(side);
+        Ipv4Addr::new(a, b, side.index(), 2)
+    }
+
+    /// The first two octets of `side`'s uplink network.
+    fn uplink_net(&self, side: Side) -> [u8; 2] {
+        if self.nat(side) == Nat::Upnp {
+            [11, 250]
+        } else {
+            [198, 18]
+        }
     }
 
     /// `side`'s host address: private behind a NAT, public (routed by the public segment)
@@ -277,16 +292,17 @@ impl Lab {
             let i = side.index();
             let uplink = format!("r{}", side.letter());
             Self::link(&public, &uplink, &router, "wan");
+            let [n1, n2] = self.uplink_net(side);
             ip(&[
                 "-n",
                 &public,
                 "addr",
                 "add",
-                &format!("198.18.{i}.1/24"),
+                &format!("{n1}.{n2}.{i}.1/24"),
                 "dev",
                 &uplink,
             ]);
-            let wan = Self::router_public(side);
+            let wan = self.router_public(side);
             ip(&[
                 "-n",
                 &router,
@@ -303,7 +319,7 @@ impl Lab {
                 "add",
                 "default",
                 "via",
-                &format!("198.18.{i}.1"),
+                &format!("{n1}.{n2}.{i}.1"),
             ]);
             Self::forward(&router);
 

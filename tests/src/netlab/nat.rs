@@ -23,6 +23,11 @@ pub enum Nat {
     Symmetric,
     /// A cone NAT whose firewall lets out only TCP to the TURN servers' port.
     TurnPortOnly,
+    /// A home router running Debian's miniupnpd (UPnP-IGD, NAT-PMP and PCP, see
+    /// [`MiniUpnpd`](super::MiniUpnpd)): a cone NAT that also forwards the ports its hosts
+    /// ask it to map. Its public address is outside the reserved ranges (miniupnpd refuses
+    /// to map behind a reserved or private one); it exists only inside the lab.
+    Upnp,
 }
 
 impl Nat {
@@ -38,6 +43,7 @@ impl Nat {
             Nat::Cone => "cone",
             Nat::Symmetric => "symmetric",
             Nat::TurnPortOnly => "turn-port-only",
+            Nat::Upnp => "upnp",
         }
     }
 
@@ -46,7 +52,14 @@ impl Nat {
         let masquerade = match self {
             Nat::None => return "table ip lab {\n}\n".to_owned(),
             Nat::Symmetric => "masquerade fully-random",
-            Nat::Cone | Nat::TurnPortOnly => "masquerade",
+            Nat::Cone | Nat::TurnPortOnly | Nat::Upnp => "masquerade",
+        };
+        // What miniupnpd maps it DNATs (its own table, `MiniUpnpd::TABLE`); this table's
+        // filter must let those connections through too.
+        let mapped = if self == Nat::Upnp {
+            "ct status dnat accept"
+        } else {
+            ""
         };
         let out = match self {
             Nat::TurnPortOnly => format!(
@@ -64,6 +77,7 @@ impl Nat {
   chain forward {{
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
+    {mapped}
     {out}
   }}
   chain input {{

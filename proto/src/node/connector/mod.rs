@@ -179,6 +179,8 @@ pub(super) struct Connector {
     selected: Option<ConnId>,
     /// The kinds of the selected pair's candidates, once selected.
     path: Option<ice::SelectedPath>,
+    /// Our candidate's address in the selected pair (a mapped path is named from it).
+    selected_local: Option<core::net::SocketAddr>,
     tls: Option<TlsSession>,
     mux: Option<Mux>,
     /// Bytes written to the selected link, and acknowledged by it.
@@ -214,6 +216,7 @@ impl Connector {
             next_relay_in: 0,
             selected: None,
             path: None,
+            selected_local: None,
             tls: None,
             mux: None,
             wire_sent: 0,
@@ -313,6 +316,11 @@ impl Connector {
     /// The path ICE selected, once it did.
     pub(super) fn path(&self) -> Option<ice::SelectedPath> {
         self.path
+    }
+
+    /// Our candidate's address in the selected pair, once selected.
+    pub(super) fn selected_local(&self) -> Option<core::net::SocketAddr> {
+        self.selected_local
     }
 
     /// The link of the selected pair.

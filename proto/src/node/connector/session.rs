@@ -163,7 +163,9 @@ impl Connector {
                 self.path = Some(ice::SelectedPath {
                     local: local.kind,
                     remote: remote.kind,
+                    mapped: false,
                 });
+                self.selected_local = Some(local.addr);
                 self.start_tls(now, conn, config)
             }
             ice::Output::Event(ice::Event::Failed { reason, pairs }) => {
