@@ -61,6 +61,7 @@ fn hello_header(ext: bool) -> Header {
         offset: 0,
         extension: ext.then_some(1),
         prefix_digest: false,
+        manifest: None,
     }
 }
 
@@ -84,6 +85,8 @@ fn the_spec_has_every_vector_this_test_checks() {
             "header-framed",
             "header-framed-features",
             "header-jami",
+            "header-manifest-file",
+            "manifest",
             "reply-go",
             "reply-go-at",
             "reply-go-verify",
@@ -112,6 +115,7 @@ fn headers() {
     }
     let features = Header {
         prefix_digest: true,
+        manifest: None,
         ..hello_header(true)
     };
     let wire = vector("header-framed-features");
@@ -633,4 +637,49 @@ fn signal_messages_both_forms() {
     let timed = vector("signal-request-time");
     assert_eq!(timed[0], first[0] + 1, "one more map entry");
     assert_eq!(&timed[1..first.len()], &first[1..]);
+}
+
+/// §13: the manifest's bytes, written by the code and read back; a file of a manifest names it
+/// in its header; a header without a manifest is today's byte for byte.
+#[test]
+fn manifest_and_its_files() {
+    use ferry_proto::transfer::manifest::wire::ManifestParser;
+    use ferry_proto::transfer::manifest::{Entry, EntryKind, Manifest, RelPath};
+    let manifest = Manifest::new(vec![
+        Entry {
+            path: RelPath::parse("trip/hello.txt").expect("path"),
+            kind: EntryKind::File {
+                id: TransferId(42),
+                size: 5,
+            },
+        },
+        Entry {
+            path: RelPath::parse("trip/empty").expect("path"),
+            kind: EntryKind::Folder,
+        },
+    ])
+    .expect("a valid manifest");
+    let wire = vector("manifest");
+    assert_eq!(
+        String::from_utf8_lossy(&manifest.encode()),
+        String::from_utf8_lossy(&wire)
+    );
+    assert_eq!(ManifestParser::new().feed(&wire), Ok(Some(manifest)));
+
+    let mut header = hello_header(true);
+    header.prefix_digest = true;
+    header.manifest = Some(TransferId(7));
+    let wire = vector("header-manifest-file");
+    assert_eq!(header.encode().as_ref(), wire.as_slice());
+    assert_eq!(HeaderParser::new().push(&wire), Ok(Some(header.clone())));
+    // Never in the raw form, and absent without a manifest: today's bytes.
+    header.extension = None;
+    header.prefix_digest = false;
+    assert_eq!(header.encode().as_ref(), vector("header-jami").as_slice());
+    let mut header = hello_header(true);
+    header.prefix_digest = true;
+    assert_eq!(
+        header.encode().as_ref(),
+        vector("header-framed-features").as_slice()
+    );
 }

@@ -238,6 +238,7 @@ impl Outgoing {
                     offset: 0,
                     extension: (self.form == Form::Framed).then_some(EXTENSION_VERSION),
                     prefix_digest: self.form == Form::Framed,
+                    manifest: None,
                 };
                 self.send(header.encode());
                 self.state = State::WaitReply;
