@@ -547,6 +547,14 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("transfer::SEND_WINDOW", transfer::SEND_WINDOW),
         ("transfer::WRITE_WINDOW", transfer::WRITE_WINDOW),
         (
+            "transfer::manifest::MAX_MANIFEST",
+            transfer::manifest::MAX_MANIFEST,
+        ),
+        (
+            "transfer::manifest::MAX_PATH_BYTES",
+            transfer::manifest::MAX_PATH_BYTES,
+        ),
+        (
             "conversation::MAX_REQUEST",
             ferry_proto::conversation::MAX_REQUEST,
         ),
@@ -575,6 +583,14 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::MAX_OFFERS_PER_PEER", MAX_OFFERS_PER_PEER),
         ("node::MAX_ASKS_PER_PEER", MAX_ASKS_PER_PEER),
         ("node::MAX_OWN_ASKS", MAX_OWN_ASKS),
+        (
+            "transfer::manifest::MAX_ENTRIES",
+            transfer::manifest::MAX_ENTRIES,
+        ),
+        (
+            "transfer::manifest::MAX_DEPTH",
+            transfer::manifest::MAX_DEPTH,
+        ),
         (
             "node::REQUEST_CHECKS_PER_WINDOW",
             REQUEST_CHECKS_PER_WINDOW as usize,

@@ -75,6 +75,7 @@ pub fn seeds() -> Vec<Seed> {
             Some("reply") => "transfer_reply",
             Some("frame") => "transfer_frame",
             Some("channel") => "channel_units",
+            Some("manifest") => "transfer_manifest",
             _ if name.ends_with("-sender") => "transfer_header",
             _ => "transfer_reply",
         };
