@@ -682,6 +682,44 @@ fn manifest_and_its_files() {
     );
     assert_eq!(ManifestParser::new().feed(&wire), Ok(Some(manifest)));
 
+    // The sender's machine writes the vector for a file of manifest 7, and the receiver's
+    // machine reads the manifest's id from it; in Jami's form the key is never written.
+    let now = Instant::now();
+    for (form, expected) in [
+        (Form::Framed, vector("header-manifest-file")),
+        (Form::Raw, vector("header-jami")),
+    ] {
+        let mut alice = Outgoing::new(
+            TransferId(42),
+            FileId(1),
+            "hello".into(),
+            "hello.txt".into(),
+            form,
+        )
+        .with_manifest(TransferId(7));
+        let _ = alice.poll_output(); // the file's opening
+        alice
+            .handle_input(
+                now,
+                Input::File(FileResult::Opened {
+                    file: FileId(1),
+                    len: 5,
+                }),
+            )
+            .expect("opened");
+        let sent = std::iter::from_fn(|| alice.poll_output())
+            .find_map(|o| match o {
+                Output::Send(bytes) => Some(bytes),
+                _ => None,
+            })
+            .expect("a header");
+        assert_eq!(sent.as_ref(), expected.as_slice());
+    }
+    let mut bob = Incoming::new(TransferId(42), FileId(2), Form::Framed);
+    bob.handle_input(now, Input::Received(vector("header-manifest-file").into()))
+        .expect("a header");
+    assert_eq!(bob.header().and_then(|h| h.manifest), Some(TransferId(7)));
+
     let mut header = hello_header(true);
     header.prefix_digest = true;
     header.manifest = Some(TransferId(7));

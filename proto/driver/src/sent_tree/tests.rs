@@ -116,7 +116,7 @@ fn special_files_are_left_out_and_bad_sets_of_paths_refused() {
     fs::create_dir(&trip).expect("mkdir");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &trip.join("fifo"),
+        trip.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
         0,

@@ -52,6 +52,9 @@ fn a_manifest_round_trips_split_at_every_byte() {
     }
 }
 
+/// Which error a case expects.
+type IsError = fn(&ManifestError) -> bool;
+
 // SECURITY: row 137
 #[test]
 fn hostile_paths_are_refused_before_anything_is_made() {
@@ -59,7 +62,7 @@ fn hostile_paths_are_refused_before_anything_is_made() {
         let path = serde_json::Value::from(path);
         format!(r#"{{"path":{path},"kind":"file","id":"7","size":1}}"#)
     };
-    let cases: [(&str, fn(&ManifestError) -> bool); 9] = [
+    let cases: [(&str, IsError); 9] = [
         ("../evil", |e| matches!(e, ManifestError::DotComponent(_))),
         ("a/../../evil", |e| {
             matches!(e, ManifestError::DotComponent(_))
