@@ -47,7 +47,7 @@ pub struct Header {
     /// Whether the sender announced [`PREFIX_DIGEST`] in [`FEATURES_KEY`] (sent only with
     /// the framed form).
     pub prefix_digest: bool,
-    /// The manifest this file belongs to ([`MANIFEST_KEY`](super::manifest::MANIFEST_KEY)),
+    /// The manifest this file belongs to ([`MANIFEST_KEY`]),
     /// written only with the framed form, to a device that announced the `manifest` feature.
     pub manifest: Option<TransferId>,
 }

@@ -9,7 +9,7 @@
 //!
 //! Every path is checked here, before anything touches a disk: no absolute path, no `.` or
 //! `..`, no empty component, each component made safe as a `Display-Name` is
-//! ([`SafeName`]), bounded length and depth, no two entries at one path (after
+//! ([`SafeName`](super::SafeName)), bounded length and depth, no two entries at one path (after
 //! sanitising), no entry below a file, no transfer id used twice. A manifest that breaks any
 //! rule is refused whole, so a hostile one leaves nothing behind.
 //!
