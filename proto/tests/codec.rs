@@ -17,6 +17,7 @@ fn header() -> Header {
         offset: 0,
         extension: Some(1),
         prefix_digest: false,
+        manifest: None,
     }
 }
 
@@ -65,7 +66,8 @@ fn header_fields_are_trimmed_unknown_keys_ignored_and_cr_tolerated() {
             display_name: "a b".to_owned(),
             offset: 2,
             extension: None,
-            prefix_digest: false
+            prefix_digest: false,
+            manifest: None,
         }
     );
 }

@@ -29,6 +29,7 @@ fn header(size: u64, offset: u64, ext: bool) -> Bytes {
         offset,
         extension: ext.then_some(1),
         prefix_digest: false,
+        manifest: None,
     }
     .encode()
 }

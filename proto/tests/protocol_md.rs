@@ -61,6 +61,7 @@ fn hello_header(ext: bool) -> Header {
         offset: 0,
         extension: ext.then_some(1),
         prefix_digest: false,
+        manifest: None,
     }
 }
 
@@ -98,6 +99,8 @@ fn the_spec_has_every_vector_this_test_checks() {
             "opendht-put",
             "opendht-put-reply",
             "opendht-value-part",
+            "header-manifest-file",
+            "manifest",
             "reply-go",
             "reply-go-at",
             "reply-go-verify",
@@ -126,6 +129,7 @@ fn headers() {
     }
     let features = Header {
         prefix_digest: true,
+        manifest: None,
         ..hello_header(true)
     };
     let wire = vector("header-framed-features");
@@ -556,6 +560,14 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("transfer::SEND_WINDOW", transfer::SEND_WINDOW),
         ("transfer::WRITE_WINDOW", transfer::WRITE_WINDOW),
         (
+            "transfer::manifest::MAX_MANIFEST",
+            transfer::manifest::MAX_MANIFEST,
+        ),
+        (
+            "transfer::manifest::MAX_PATH_BYTES",
+            transfer::manifest::MAX_PATH_BYTES,
+        ),
+        (
             "conversation::MAX_REQUEST",
             ferry_proto::conversation::MAX_REQUEST,
         ),
@@ -584,6 +596,14 @@ fn the_limits_table_gives_the_values_of_the_code() {
         ("node::MAX_OFFERS_PER_PEER", MAX_OFFERS_PER_PEER),
         ("node::MAX_ASKS_PER_PEER", MAX_ASKS_PER_PEER),
         ("node::MAX_OWN_ASKS", MAX_OWN_ASKS),
+        (
+            "transfer::manifest::MAX_ENTRIES",
+            transfer::manifest::MAX_ENTRIES,
+        ),
+        (
+            "transfer::manifest::MAX_DEPTH",
+            transfer::manifest::MAX_DEPTH,
+        ),
         (
             "node::REQUEST_CHECKS_PER_WINDOW",
             REQUEST_CHECKS_PER_WINDOW as usize,
@@ -749,5 +769,85 @@ fn opendht_messages() {
     assert_eq!(
         (get.kind, get.info_hash),
         (Some(Kind::GetValues), Some(key))
+/// §14: the manifest's bytes, written by the code and read back; a file of a manifest names it
+/// in its header; a header without a manifest is today's byte for byte.
+#[test]
+fn manifest_and_its_files() {
+    use ferry_proto::transfer::manifest::wire::ManifestParser;
+    use ferry_proto::transfer::manifest::{Entry, EntryKind, Manifest, RelPath};
+    let manifest = Manifest::new(vec![
+        Entry {
+            path: RelPath::parse("trip/hello.txt").expect("path"),
+            kind: EntryKind::File {
+                id: TransferId(42),
+                size: 5,
+            },
+        },
+        Entry {
+            path: RelPath::parse("trip/empty").expect("path"),
+            kind: EntryKind::Folder,
+        },
+    ])
+    .expect("a valid manifest");
+    let wire = vector("manifest");
+    assert_eq!(
+        String::from_utf8_lossy(&manifest.encode()),
+        String::from_utf8_lossy(&wire)
+    );
+    assert_eq!(ManifestParser::new().feed(&wire), Ok(Some(manifest)));
+
+    // The sender's machine writes the vector for a file of manifest 7, and the receiver's
+    // machine reads the manifest's id from it; in Jami's form the key is never written.
+    let now = Instant::now();
+    for (form, expected) in [
+        (Form::Framed, vector("header-manifest-file")),
+        (Form::Raw, vector("header-jami")),
+    ] {
+        let mut alice = Outgoing::new(
+            TransferId(42),
+            FileId(1),
+            "hello".into(),
+            "hello.txt".into(),
+            form,
+        )
+        .with_manifest(TransferId(7));
+        let _ = alice.poll_output(); // the file's opening
+        alice
+            .handle_input(
+                now,
+                Input::File(FileResult::Opened {
+                    file: FileId(1),
+                    len: 5,
+                }),
+            )
+            .expect("opened");
+        let sent = std::iter::from_fn(|| alice.poll_output())
+            .find_map(|o| match o {
+                Output::Send(bytes) => Some(bytes),
+                _ => None,
+            })
+            .expect("a header");
+        assert_eq!(sent.as_ref(), expected.as_slice());
+    }
+    let mut bob = Incoming::new(TransferId(42), FileId(2), Form::Framed);
+    bob.handle_input(now, Input::Received(vector("header-manifest-file").into()))
+        .expect("a header");
+    assert_eq!(bob.header().and_then(|h| h.manifest), Some(TransferId(7)));
+
+    let mut header = hello_header(true);
+    header.prefix_digest = true;
+    header.manifest = Some(TransferId(7));
+    let wire = vector("header-manifest-file");
+    assert_eq!(header.encode().as_ref(), wire.as_slice());
+    assert_eq!(HeaderParser::new().push(&wire), Ok(Some(header.clone())));
+    // Never in the raw form, and absent without a manifest: today's bytes.
+    header.extension = None;
+    header.prefix_digest = false;
+    assert_eq!(header.encode().as_ref(), vector("header-jami").as_slice());
+    let mut header = hello_header(true);
+    header.prefix_digest = true;
+    assert_eq!(
+        header.encode().as_ref(),
+        vector("header-framed-features").as_slice()
     );
 }

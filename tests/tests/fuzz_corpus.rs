@@ -116,6 +116,8 @@ replay! {
     transfer_header,
     // SECURITY: row 22
     transfer_machines,
+    // SECURITY: row 146
+    transfer_manifest,
     transfer_reply,
     // SECURITY: row 64
     turn_client,

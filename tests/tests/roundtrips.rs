@@ -167,6 +167,7 @@ proptest! {
         display_name in display_name(),
         extension in proptest::option::of(any::<u32>()),
         prefix_digest in any::<bool>(),
+        manifest in proptest::option::of(any::<u64>()),
         tail in proptest::collection::vec(any::<u8>(), 0..40),
         raw_cuts in proptest::collection::vec(any::<usize>(), 0..8),
     ) {
@@ -176,6 +177,8 @@ proptest! {
             offset: if content_length == 0 { 0 } else { offset_frac % (content_length + 1) },
             extension,
             prefix_digest,
+            // Written and read in the framed form only.
+            manifest: extension.and(manifest.map(ferry_proto::transfer::TransferId)),
         };
         let mut stream = header.encode().to_vec();
         stream.extend_from_slice(&tail);

@@ -20,6 +20,7 @@
 //!   the owner only;
 //! - [`dht`]: the embedded in-process DHT ([`DhtStore`]) that stands in for OpenDHT;
 //! - [`sent_file`]: the holder's checks of a request to send a file again ([`sent_file::decide`]);
+//! - [`sent_tree`]: the files and folders of a send walked into a manifest ([`sent_tree::walk`]);
 //! - [`receive_folder`]: the receive folder, opened so that nobody else who can write in it
 //!   can turn a transfer's writes against the user;
 //! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
@@ -52,6 +53,7 @@ pub mod receive_folder;
 pub mod run_loop;
 pub mod runtime;
 pub mod sent_file;
+pub mod sent_tree;
 pub mod shell;
 pub mod write_queue;
 

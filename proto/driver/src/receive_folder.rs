@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+mod tree;
+
+pub use tree::SubFolder;
+
 /// The private folder inside the receive folder that holds partial data.
 pub const PRIVATE_FOLDER: &str = ".ferry-partial";
 
@@ -79,6 +83,10 @@ pub enum FolderError {
         "this file system cannot commit a received file atomically (a hard link from /proc/self/fd failed: {0}); choose a receive folder on another file system"
     )]
     NoAtomicCommit(io::Error),
+    /// What is at a folder's place on a manifest entry's path is not a folder Ferry made or
+    /// may receive into (a symlink, a file, another user's, open to every user).
+    #[error("{0} is not a folder Ferry can receive into ({1}): refused")]
+    NotAFolder(String, &'static str),
     /// Every variant of the name is taken.
     #[error("no free name left for this file")]
     NoFreeName,
@@ -233,13 +241,24 @@ impl ReceiveFolder {
         key: &str,
         variants: impl Iterator<Item = String>,
     ) -> Result<String, FolderError> {
+        self.commit_into(&self.dir, file, key, variants)
+    }
+
+    /// [`commit`](Self::commit) into the folder `dir` (the receive folder or one below it).
+    fn commit_into(
+        &self,
+        dir: &OwnedFd,
+        file: &File,
+        key: &str,
+        variants: impl Iterator<Item = String>,
+    ) -> Result<String, FolderError> {
         let source = format!("/proc/self/fd/{}", file.as_raw_fd());
         for candidate in variants {
-            match rustix::fs::linkat(CWD, &source, &self.dir, &candidate, AtFlags::SYMLINK_FOLLOW) {
+            match rustix::fs::linkat(CWD, &source, dir, &candidate, AtFlags::SYMLINK_FOLLOW) {
                 Ok(()) => {
                     self.remove_partial(key, file)?;
                     // Make the new name durable (a folder fsync).
-                    rustix::fs::fsync(&self.dir)?;
+                    rustix::fs::fsync(dir)?;
                     return Ok(candidate);
                 }
                 // Taken (by a file, a folder, a symlink that is never followed): the next one.

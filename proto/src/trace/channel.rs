@@ -199,6 +199,7 @@ mod tests {
             offset: 0,
             extension: Some(1),
             prefix_digest: false,
+            manifest: None,
         };
         let mut unit = BytesMut::new();
         encode_unit(ch, &header.encode(), &mut unit);

@@ -6,12 +6,16 @@
 //! Offset: <first byte the sender will send>\n
 //! Ferry-Frames: 1\n            (Ferry only; Jami ignores unknown keys)
 //! Ferry-Features: prefix-digest\n   (Ferry only, with Ferry-Frames; see FEATURES_KEY)
+//! Ferry-Manifest: <id>\n       (Ferry only, a file of a manifest, to a device that announced it)
 //! \n
 //! ```
 //!
 //! The sender writes it in one piece; [`HeaderParser`] accepts it split at any byte.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::TransferId;
+use super::manifest::MANIFEST_KEY;
 
 /// Longest header line in bytes, without its `\n` (Jami's limit).
 pub const MAX_LINE: usize = 1023;
@@ -43,6 +47,9 @@ pub struct Header {
     /// Whether the sender announced [`PREFIX_DIGEST`] in [`FEATURES_KEY`] (sent only with
     /// the framed form).
     pub prefix_digest: bool,
+    /// The manifest this file belongs to ([`MANIFEST_KEY`]),
+    /// written only with the framed form, to a device that announced the `manifest` feature.
+    pub manifest: Option<TransferId>,
 }
 
 /// Why a header was rejected.
@@ -93,6 +100,9 @@ impl Header {
         if self.prefix_digest {
             out.put_slice(format!("{FEATURES_KEY}: {PREFIX_DIGEST}\n").as_bytes());
         }
+        if let (Some(_), Some(m)) = (self.extension, self.manifest) {
+            out.put_slice(format!("{MANIFEST_KEY}: {m}\n").as_bytes());
+        }
         out.put_u8(b'\n');
         out.freeze()
     }
@@ -114,6 +124,7 @@ pub struct HeaderParser {
     extension: Option<u32>,
     /// The features line, once seen (a second one is a duplicate).
     features: Option<bool>,
+    manifest: Option<TransferId>,
 }
 
 impl HeaderParser {
@@ -192,6 +203,11 @@ impl HeaderParser {
                 let prefix = value.split(',').any(|f| f.trim() == PREFIX_DIGEST);
                 set_once(&mut self.features, prefix, FEATURES_KEY)
             }
+            MANIFEST_KEY => set_once(
+                &mut self.manifest,
+                TransferId(parse_u64(value, MANIFEST_KEY)?),
+                MANIFEST_KEY,
+            ),
             _ => Ok(()), // Unknown keys are ignored, as Jami does.
         }
     }
@@ -213,6 +229,8 @@ impl HeaderParser {
             offset,
             extension: self.extension,
             prefix_digest: self.features.unwrap_or(false),
+            // Meaningful only in the framed form, which is the only form that writes it.
+            manifest: self.extension.and(self.manifest),
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod frame;
 pub mod header;
 pub(crate) mod id;
 mod incoming;
+pub mod manifest;
 pub(crate) mod name;
 mod outgoing;
 mod picture;

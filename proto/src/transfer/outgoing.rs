@@ -81,6 +81,8 @@ pub struct Outgoing {
     claimed: Option<(u64, Digest)>,
     /// The digest sent in END.
     end_digest: Option<Digest>,
+    /// The manifest this file belongs to, named in the framed header (`PROTOCOL.md` §14).
+    manifest: Option<TransferId>,
     file_open: bool,
     stream_open: bool,
     timers: Timers<Timer>,
@@ -118,6 +120,7 @@ impl Outgoing {
             digest_asked: false,
             claimed: None,
             end_digest: None,
+            manifest: None,
             file_open: false,
             stream_open: true,
             timers: Timers::new(),
@@ -127,6 +130,14 @@ impl Outgoing {
         this.out
             .push_back(Output::File(FileOp::OpenSource { file, source }));
         this
+    }
+
+    /// Makes this file one of the manifest `manifest` (`PROTOCOL.md` §14): its header names it
+    /// (`Ferry-Manifest`), in the framed form only (a raw-form header never carries it). Only
+    /// for a device that announced the `manifest` feature; set before the file is opened.
+    pub fn with_manifest(mut self, manifest: TransferId) -> Outgoing {
+        self.manifest = Some(manifest);
+        self
     }
 
     /// The transfer's id.
@@ -238,6 +249,7 @@ impl Outgoing {
                     offset: 0,
                     extension: (self.form == Form::Framed).then_some(EXTENSION_VERSION),
                     prefix_digest: self.form == Form::Framed,
+                    manifest: self.manifest,
                 };
                 self.send(header.encode());
                 self.state = State::WaitReply;

@@ -17,6 +17,7 @@ mod channel;
 mod dht;
 mod ice;
 mod identity;
+mod manifest;
 mod node;
 mod portmap;
 mod seeds;
@@ -29,6 +30,7 @@ pub use channel::channel_units;
 pub use dht::{folder_dht, opendht_message, opendht_proxy};
 pub use ice::{ice_candidate, ice_description};
 pub use identity::{identity_pem, revocation_list};
+pub use manifest::transfer_manifest;
 pub use node::node;
 pub use portmap::portmap_replies;
 pub use seeds::{Seed, seeds, spec_vectors};
@@ -62,6 +64,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("transfer_frame", transfer_frame),
     ("transfer_header", transfer_header),
     ("transfer_machines", transfer_machines),
+    ("transfer_manifest", transfer_manifest),
     ("transfer_reply", transfer_reply),
     ("turn_client", turn_client),
     ("turn_server", turn_server),

@@ -76,6 +76,7 @@ pub fn seeds() -> Vec<Seed> {
             Some("frame") => "transfer_frame",
             Some("channel") => "channel_units",
             Some("opendht") => "opendht_message",
+            Some("manifest") => "transfer_manifest",
             _ if name.ends_with("-sender") => "transfer_header",
             _ => "transfer_reply",
         };

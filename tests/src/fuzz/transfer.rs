@@ -270,6 +270,7 @@ fn incoming(s: &mut Script<'_>, form: Form, now: &mut Instant) {
             offset: 0,
             extension: (s.byte() & 1 == 0).then_some(1),
             prefix_digest: false,
+            manifest: None,
         };
         m.handle_input(*now, Input::Received(header.encode()))
             .expect("network bytes are never a caller error");
