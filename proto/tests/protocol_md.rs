@@ -769,6 +769,9 @@ fn opendht_messages() {
     assert_eq!(
         (get.kind, get.info_hash),
         (Some(Kind::GetValues), Some(key))
+    );
+}
+
 /// §14: the manifest's bytes, written by the code and read back; a file of a manifest names it
 /// in its header; a header without a manifest is today's byte for byte.
 #[test]
