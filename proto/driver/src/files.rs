@@ -15,15 +15,18 @@
 //!   a half-written file under a final name and nothing is ever overwritten.
 //! - Each open file carries a [`StreamDigest`] fed by its reads and writes. A partial file
 //!   opened with a prefix already on disk has that prefix hashed once, when it opens; a source
-//!   first read past its start (a resumed send) has the skipped part hashed then. The reads
-//!   and writes that follow extend the digest, so each byte is read from disk and hashed
-//!   once, and [`FileOp::Digest`] reads only bytes it never saw.
+//!   is hashed from its start as soon as it opens, between operations ([`prehash`]), so that
+//!   a resumed send has its prefix's digest (nearly) ready when the peer's `GO n` comes, while
+//!   the peer hashed its own part at the same time. The reads and writes that follow extend
+//!   the digest, so each byte is hashed once, and [`FileOp::Digest`] reads only bytes it
+//!   never saw (or, for a prefix the pass went past, from the nearest state it kept).
 //! - Two open operations on the same partial file are refused, on whichever workers they
 //!   run: two transfers writing one file would only corrupt it.
 
 mod failure;
 mod io;
 mod names;
+mod prehash;
 #[cfg(test)]
 mod tests;
 mod thread;
@@ -43,6 +46,7 @@ use crate::receive_folder::ReceiveFolder;
 use failure::Failure;
 use io::{hash_from_disk, read_at, write_all_at};
 use names::{partial_name, variant};
+use prehash::{CHECKPOINT_EVERY, Prehash, digest_of_prefix};
 
 pub use names::PARTIAL_SUFFIX;
 pub use thread::{FileThread, MAX_WORKERS};
@@ -55,6 +59,8 @@ struct OpenFile {
     /// For a partial file: where it is and the final name it is meant to get.
     partial: Option<Partial>,
     digest: StreamDigest,
+    /// For a source: its digest computed ahead of the reads.
+    prehash: Option<Prehash>,
 }
 
 /// An open partial file's place: the verified folders, its name in the private one, and the
@@ -75,6 +81,8 @@ pub struct FileService {
     /// The partial files open in this service and its [`sibling`](Self::sibling)s, by name:
     /// one partial file is never open twice, whichever worker holds it.
     partials: Arc<Mutex<BTreeSet<String>>>,
+    /// How far apart a source's kept digest states are ([`prehash`]).
+    checkpoint_every: u64,
 }
 
 impl std::fmt::Debug for FileService {
@@ -94,6 +102,7 @@ impl FileService {
             open: BTreeMap::new(),
             buffers: BufferPool::new(ferry_proto::transfer::frame::MAX_DATA),
             partials: Arc::default(),
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 
@@ -105,6 +114,39 @@ impl FileService {
             open: BTreeMap::new(),
             buffers: self.buffers.clone(),
             partials: self.partials.clone(),
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
+    /// The same service keeping a source's digest states `every` bytes apart (tests use small
+    /// files).
+    #[cfg(test)]
+    fn with_checkpoint_every(mut self, every: u64) -> FileService {
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// Whether a source is being hashed ahead of its reads: [`prehash_step`](Self::prehash_step)
+    /// has work to do.
+    pub fn prehashing(&self) -> bool {
+        self.open
+            .values()
+            .any(|o| o.prehash.as_ref().is_some_and(Prehash::is_active))
+    }
+
+    /// Hashes one more chunk of a source ahead of its reads (one megabyte at most, so that
+    /// the next operation waits for little): the file thread calls it while no operation
+    /// waits.
+    pub fn prehash_step(&mut self) {
+        let Some(open) = self
+            .open
+            .values_mut()
+            .find(|o| o.prehash.as_ref().is_some_and(Prehash::is_active))
+        else {
+            return;
+        };
+        if let Some(pass) = open.prehash.as_mut() {
+            pass.step(&open.file, &mut open.digest);
         }
     }
 
@@ -159,6 +201,10 @@ impl FileService {
             return Err(Failure::NotAFile);
         }
         self.insert(file, handle, None, StreamDigest::new())?;
+        let every = self.checkpoint_every;
+        if let Ok(open) = self.get(file) {
+            open.prehash = Some(Prehash::new(meta.len(), every));
+        }
         Ok(FileResult::Opened {
             file,
             len: meta.len(),
@@ -225,6 +271,7 @@ impl FileService {
                 file: handle,
                 partial,
                 digest,
+                prehash: None,
             },
         );
         Ok(())
@@ -237,6 +284,9 @@ impl FileService {
     fn read(&mut self, file: FileId, offset: u64, len: u32) -> Result<FileResult, Failure> {
         let buffers = self.buffers.clone();
         let open = self.get(file)?;
+        if let Some(pass) = open.prehash.as_mut() {
+            pass.stop();
+        }
         if offset > open.digest.hashed() {
             // A resumed send starts past the start: hash the part the peer already holds now,
             // so the reads that follow extend the digest and no byte is read twice.
@@ -271,14 +321,16 @@ impl FileService {
 
     fn digest(&mut self, file: FileId, len: u64) -> Result<FileResult, Failure> {
         let open = self.get(file)?;
+        if let Some(pass) = open.prehash.as_mut() {
+            pass.stop();
+        }
         let digest = if open.digest.hashed() <= len {
             hash_from_disk(&open.file, &mut open.digest, len)?;
             open.digest.clone().finish()
         } else {
-            // A digest of less than what passed through: only a fresh pass can give it.
-            let mut fresh = StreamDigest::new();
-            hash_from_disk(&open.file, &mut fresh, len)?;
-            fresh.finish()
+            // A digest of less than what passed through: from the nearest state kept below
+            // `len` (a source hashed ahead of its reads), else from the start.
+            digest_of_prefix(&open.file, open.prehash.as_ref(), len)?.finish()
         };
         Ok(FileResult::Digest { file, digest })
     }

@@ -9,7 +9,7 @@ use ferry_proto::transfer::StreamDigest;
 use super::failure::Failure;
 
 /// How much a [`FileOp::Digest`](ferry_proto::io::FileOp::Digest) reads from disk at a time.
-const HASH_CHUNK: usize = 1024 * 1024;
+pub(super) const HASH_CHUNK: usize = 1024 * 1024;
 
 /// Extends `digest` from disk up to `len` bytes.
 pub(super) fn hash_from_disk(

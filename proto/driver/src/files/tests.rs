@@ -286,6 +286,77 @@ fn a_resumed_send_hashes_the_skipped_part_once() {
     );
 }
 
+/// The sender's half of a resume, with the source hashed ahead: `GO n` for an `n` the pass
+/// went past is answered from the nearest kept state, the send from `n` on extends the
+/// digest the pass made, and the whole file's digest is right.
+#[test]
+fn a_source_hashed_ahead_answers_a_prefix_from_its_nearest_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut service = FileService::new(dir.path()).with_checkpoint_every(1000);
+    let content = data(5500, 9);
+    let path = dir.path().join("ahead.bin");
+    fs::write(&path, &content).expect("source");
+    let file = FileId(1);
+    let source = path.to_string_lossy().into_owned();
+    service.perform(FileOp::OpenSource { file, source });
+    assert!(
+        service.prehashing(),
+        "a source is hashed from the start once open"
+    );
+    while service.prehashing() {
+        service.prehash_step();
+    }
+    assert_eq!(
+        service.open[&file].digest.hashed(),
+        5500,
+        "the pass read it all"
+    );
+    let prefix = Digest::of(&content[..3456]);
+    assert_eq!(
+        service.perform(FileOp::Digest { file, len: 3456 }),
+        FileResult::Digest {
+            file,
+            digest: prefix
+        }
+    );
+    let got = service.perform(FileOp::Read {
+        file,
+        offset: 3456,
+        len: 2044,
+    });
+    assert!(matches!(got, FileResult::Data { .. }), "{got:?}");
+    let digest = Digest::of(&content);
+    assert_eq!(
+        service.perform(FileOp::Digest { file, len: 5500 }),
+        FileResult::Digest { file, digest }
+    );
+}
+
+/// A read stops the pass: the reads extend the digest from where it got to, as before.
+#[test]
+fn the_first_read_stops_the_pass_ahead() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut service = FileService::new(dir.path()).with_checkpoint_every(1000);
+    let content = data(4000, 10);
+    let path = dir.path().join("stop.bin");
+    fs::write(&path, &content).expect("source");
+    let file = FileId(1);
+    let source = path.to_string_lossy().into_owned();
+    service.perform(FileOp::OpenSource { file, source });
+    service.prehash_step();
+    service.perform(FileOp::Read {
+        file,
+        offset: 0,
+        len: 4000,
+    });
+    assert!(!service.prehashing());
+    let digest = Digest::of(&content);
+    assert_eq!(
+        service.perform(FileOp::Digest { file, len: 4000 }),
+        FileResult::Digest { file, digest }
+    );
+}
+
 #[test]
 fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
     let dir = tempfile::tempdir().expect("temp dir");

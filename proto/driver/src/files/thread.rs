@@ -56,7 +56,23 @@ impl FileThread {
             std::thread::Builder::new()
                 .name(format!("ferry-files-{i}"))
                 .spawn(move || {
-                    for op in rx {
+                    loop {
+                        // Between operations, a source is hashed ahead of its reads.
+                        let op = if service.prehashing() {
+                            match rx.try_recv() {
+                                Ok(op) => op,
+                                Err(mpsc::TryRecvError::Empty) => {
+                                    service.prehash_step();
+                                    continue;
+                                }
+                                Err(mpsc::TryRecvError::Disconnected) => break,
+                            }
+                        } else {
+                            match rx.recv() {
+                                Ok(op) => op,
+                                Err(_) => break,
+                            }
+                        };
                         deliver(service.perform(op));
                     }
                 })?;
