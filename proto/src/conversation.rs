@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tls::{AccountId, DeviceId};
+use crate::tls::{AccountId, DeviceId, PeerIdentity};
 use crate::transfer::TransferId;
 
 /// The name of the channel that carries one request and its answer.
@@ -89,6 +89,24 @@ impl TransferRequest {
             interaction: TransferId(interaction),
             device: wire.device_id.parse().map_err(|_| BadLine::Malformed)?,
         })
+    }
+
+    /// The holder's checks of a whole request `line` that came on the pinned TLS session of
+    /// `peer` (whose device is `revoked` or not, by the revocation list known now): the
+    /// transfer asked for, or the code to answer. Neither `deviceId` nor `conversation` is
+    /// trusted: they must be the session's device and account.
+    pub fn check(
+        line: Result<Vec<u8>, BadLine>,
+        peer: &PeerIdentity,
+        revoked: bool,
+    ) -> Result<TransferId, AskAnswer> {
+        match line.and_then(|l| TransferRequest::decode(&l)) {
+            Err(_) => Err(AskAnswer::BadRequest),
+            Ok(r) if r.device != peer.device => Err(AskAnswer::DeviceMismatch),
+            Ok(_) if revoked => Err(AskAnswer::NotARecipient),
+            Ok(r) if r.conversation != peer.account => Err(AskAnswer::NotARecipient),
+            Ok(r) => Ok(r.interaction),
+        }
     }
 }
 
@@ -249,6 +267,55 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// Every code a holder answers from the request alone, against the session's identity.
+    #[test]
+    fn a_request_is_checked_against_its_session() {
+        let session = PeerIdentity {
+            account: AccountId([0xab; 20]),
+            device: DeviceId([0xcd; 32]),
+        };
+        let line = |r: TransferRequest| {
+            let mut l = r.encode();
+            l.pop();
+            Ok(l)
+        };
+        let check = |l, revoked| TransferRequest::check(l, &session, revoked);
+        assert_eq!(check(line(request()), false), Ok(TransferId(42)));
+        // SECURITY: row 133
+        assert_eq!(
+            check(Ok(b"not json".to_vec()), false),
+            Err(AskAnswer::BadRequest)
+        );
+        assert_eq!(
+            check(Err(BadLine::TooLong), false),
+            Err(AskAnswer::BadRequest)
+        );
+        // SECURITY: row 132
+        let other_device = TransferRequest {
+            device: DeviceId([0xee; 32]),
+            ..request()
+        };
+        assert_eq!(
+            check(line(other_device), false),
+            Err(AskAnswer::DeviceMismatch)
+        );
+        // SECURITY: row 149
+        let other_conversation = TransferRequest {
+            conversation: AccountId([0x11; 20]),
+            ..request()
+        };
+        assert_eq!(
+            check(line(other_conversation), false),
+            Err(AskAnswer::NotARecipient),
+            "the conversation must be the session's account"
+        );
+        assert_eq!(
+            check(line(request()), true),
+            Err(AskAnswer::NotARecipient),
+            "a device revoked since its connection was made"
+        );
     }
 
     #[test]

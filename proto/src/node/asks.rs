@@ -574,13 +574,7 @@ impl Node {
             return;
         };
         let peer = t.peer;
-        let checked = match line.and_then(|l| TransferRequest::decode(&l)) {
-            Err(_) => Err(AskAnswer::BadRequest),
-            Ok(r) if r.device != peer.device => Err(AskAnswer::DeviceMismatch),
-            Ok(_) if self.is_revoked(&peer) => Err(AskAnswer::NotARecipient),
-            Ok(r) if r.conversation != peer.account => Err(AskAnswer::NotARecipient),
-            Ok(r) => Ok(r.interaction),
-        };
+        let checked = TransferRequest::check(line, &peer, self.is_revoked(&peer));
         match checked {
             Err(code) => self.end_request(now, request, code),
             Ok(transfer) => {
