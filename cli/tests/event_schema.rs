@@ -62,10 +62,12 @@ fn table() -> BTreeMap<String, String> {
     let spec =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../PROTOCOL.md"))
             .expect("PROTOCOL.md");
-    let section = spec
+    let after = spec
         .split("\n## 12. ")
         .nth(1)
         .expect("PROTOCOL.md has §12, the --json events");
+    // §12 ends where the next section starts (§13 and §14 have tables of their own).
+    let section = after.split("\n## ").next().unwrap_or(after);
     let mut rows: BTreeMap<String, String> = BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split(" | ").collect();
