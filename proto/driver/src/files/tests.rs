@@ -40,6 +40,21 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Receives `content` as `file_name` in `service`, starting at what is already there.
+/// Writes `content` to `name` in `dir` and opens it as source 1.
+fn open_source(
+    service: &mut FileService,
+    dir: &std::path::Path,
+    name: &str,
+    content: &[u8],
+) -> FileId {
+    let path = dir.join(name);
+    fs::write(&path, content).expect("source");
+    let file = FileId(1);
+    let source = path.to_string_lossy().into_owned();
+    service.perform(FileOp::OpenSource { file, source });
+    file
+}
+
 fn receive(service: &mut FileService, id: u64, file_name: &str, content: &[u8]) -> FileResult {
     let file = FileId(id);
     let size = content.len() as u64;
@@ -267,11 +282,7 @@ fn a_resumed_send_hashes_the_skipped_part_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path());
     let content = data(5000, 8);
-    let path = dir.path().join("s.bin");
-    fs::write(&path, &content).expect("source");
-    let file = FileId(1);
-    let source = path.to_string_lossy().into_owned();
-    service.perform(FileOp::OpenSource { file, source });
+    let file = open_source(&mut service, dir.path(), "s.bin", &content);
     let got = service.perform(FileOp::Read {
         file,
         offset: 3000,
@@ -294,11 +305,7 @@ fn a_source_hashed_ahead_answers_a_prefix_from_its_nearest_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path()).with_checkpoint_every(1000);
     let content = data(5500, 9);
-    let path = dir.path().join("ahead.bin");
-    fs::write(&path, &content).expect("source");
-    let file = FileId(1);
-    let source = path.to_string_lossy().into_owned();
-    service.perform(FileOp::OpenSource { file, source });
+    let file = open_source(&mut service, dir.path(), "ahead.bin", &content);
     assert!(
         service.prehashing(),
         "a source is hashed from the start once open"
@@ -338,11 +345,7 @@ fn the_first_read_stops_the_pass_ahead() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut service = FileService::new(dir.path()).with_checkpoint_every(1000);
     let content = data(4000, 10);
-    let path = dir.path().join("stop.bin");
-    fs::write(&path, &content).expect("source");
-    let file = FileId(1);
-    let source = path.to_string_lossy().into_owned();
-    service.perform(FileOp::OpenSource { file, source });
+    let file = open_source(&mut service, dir.path(), "stop.bin", &content);
     service.prehash_step();
     service.perform(FileOp::Read {
         file,
