@@ -15,7 +15,7 @@
 //!   a half-written file under a final name and nothing is ever overwritten.
 //! - Each open file carries a [`StreamDigest`] fed by its reads and writes. A partial file
 //!   opened with a prefix already on disk has that prefix hashed once, when it opens; a source
-//!   is hashed from its start as soon as it opens, between operations ([`prehash`]), so that
+//!   is hashed from its start as soon as it opens, between operations (module `prehash`), so that
 //!   a resumed send has its prefix's digest (nearly) ready when the peer's `GO n` comes, while
 //!   the peer hashed its own part at the same time. The reads and writes that follow extend
 //!   the digest, so each byte is hashed once, and [`FileOp::Digest`] reads only bytes it
