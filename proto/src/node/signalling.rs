@@ -370,6 +370,7 @@ impl Node {
             // A request with a time comes from a device that reads one (PROTOCOL.md §9.1).
             features: signal::Features {
                 request_time: msg.time.is_some(),
+                ..signal::Features::default()
             },
         };
         if !self.room_for_connector(now, opened.account) {
