@@ -219,6 +219,12 @@ fn a_device_that_announced_nothing_gets_and_is_served_with_the_first_form() {
         });
     }
     bob.wait(Duration::from_secs(3));
+    // Bob keeps what each device announced (what a sender reads to choose a manifest or
+    // separate offers, PROTOCOL.md §14); of a3 he read no announcement.
+    let announced = |d: &Device| bob.node.announced_features(&alice.id(), &d.id());
+    assert_eq!(announced(&a1), Some(Features::ours()));
+    assert_eq!(announced(&a2), Some(Features::default()));
+    assert_eq!(announced(&a3), None);
     let to_a1 = bob.put_to(&a1);
     let to_a2 = bob.put_to(&a2);
     let request_to = |sent: &[PeerConnection]| {

@@ -108,6 +108,21 @@ impl Signalling {
 }
 
 impl Node {
+    /// What a device of `account` announced it reads beyond the first formats (`PROTOCOL.md`
+    /// §9.1), if we read its announcement: whether a manifest (§14) may go to it, say.
+    /// `None` for a device we know nothing of (not looked up, or not announced).
+    pub fn announced_features(
+        &self,
+        account: &AccountId,
+        device: &DeviceId,
+    ) -> Option<signal::Features> {
+        self.signalling
+            .known
+            .get(account)
+            .and_then(|devices| devices.get(device))
+            .map(|a| a.features)
+    }
+
     /// Looks `account`'s devices up, for a send or a request to send again: listens on its
     /// key (once, whoever asks), and looks again every [`REQUEST_RETRY`] until an
     /// announcement is known.
@@ -370,6 +385,7 @@ impl Node {
             // A request with a time comes from a device that reads one (PROTOCOL.md §9.1).
             features: signal::Features {
                 request_time: msg.time.is_some(),
+                ..signal::Features::default()
             },
         };
         if !self.room_for_connector(now, opened.account) {

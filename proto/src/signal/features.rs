@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::SignalError;
 use crate::tls::Device;
+use crate::transfer::manifest::MANIFEST;
 
 /// The feature name of the request timestamp.
 pub const REQUEST_TIME: &str = "request-time";
@@ -32,12 +33,20 @@ pub struct Features {
     /// It reads the `time` of a request and refuses one outside [`REQUEST_WINDOW`]
     /// ([`REQUEST_TIME`]).
     pub request_time: bool,
+    /// It reads a manifest on a `file-manifest://` channel and takes the files named in it
+    /// without asking again (`PROTOCOL.md` §14): several files and folders may go to it as
+    /// one offer ([`MANIFEST`](crate::transfer::manifest::MANIFEST)).
+    pub manifest: bool,
 }
 
 impl Features {
     /// What this version of Ferry announces.
     pub fn ours() -> Features {
-        Features { request_time: true }
+        Features {
+            request_time: true,
+            // Announced once the node serves `file-manifest://` channels (§14's status).
+            manifest: false,
+        }
     }
 
     /// The names announced, in the order they are signed.
@@ -46,6 +55,9 @@ impl Features {
         if self.request_time {
             out.push(REQUEST_TIME.to_owned());
         }
+        if self.manifest {
+            out.push(MANIFEST.to_owned());
+        }
         out
     }
 
@@ -53,6 +65,7 @@ impl Features {
     pub(super) fn from_names(names: &[String]) -> Features {
         Features {
             request_time: names.iter().any(|n| n == REQUEST_TIME),
+            manifest: names.iter().any(|n| n == MANIFEST),
         }
     }
 }
@@ -131,5 +144,18 @@ mod tests {
         let names = vec!["later-thing".to_owned(), REQUEST_TIME.to_owned()];
         assert_eq!(Features::from_names(&names), Features::ours());
         assert_eq!(Features::from_names(&names[..1]), Features::default());
+    }
+
+    #[test]
+    fn the_manifest_feature_is_read_and_named_after_request_time() {
+        let names = vec![MANIFEST.to_owned(), "later-thing".to_owned()];
+        let read = Features::from_names(&names);
+        assert!(read.manifest && !read.request_time);
+        let both = Features {
+            request_time: true,
+            manifest: true,
+        };
+        assert_eq!(both.names(), vec![REQUEST_TIME, MANIFEST]);
+        assert_eq!(Features::from_names(&both.names()), both);
     }
 }

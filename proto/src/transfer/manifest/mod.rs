@@ -13,15 +13,18 @@
 //! sanitising), no entry below a file, no transfer id used twice. A manifest that breaks any
 //! rule is refused whole, so a hostile one leaves nothing behind.
 //!
-//! [`wire`] is the codec; [`Claims`] checks the files that come under an accepted manifest.
+//! [`wire`] is the codec; [`ManifestOffer`] and [`ManifestIntake`] run its channel on either
+//! side; [`Claims`] checks the files that come under an accepted manifest.
 
 mod claims;
+mod offer;
 mod path;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use claims::{ClaimError, Claims};
+pub use offer::{ChannelOutput, IntakeState, ManifestIntake, ManifestOffer, OfferState, Refusal};
 pub use path::RelPath;
 
 use super::TransferId;
