@@ -3,7 +3,7 @@
 //! vectors of both). Values over the packet limit go as value parts after their message
 //! (`packValueHeader`, `sendValueParts`).
 
-use std::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 
 use super::InfoHash;
 use super::constants::{AF_INET, AF_INET6, MAX_PACKET_VALUE_SIZE, MAX_VALUES_INLINE, MTU, MY_V};

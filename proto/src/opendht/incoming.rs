@@ -8,8 +8,8 @@
 //! our storage limits is confirmed anyway, as OpenDHT does ("we lie to the requestor …
 //! to prevent them from backtracking, and hence polluting the DHT"), and counted.
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;

@@ -10,7 +10,7 @@
 //! callers count and ignore, as OpenDHT does. Encoding is [`Encoder`]'s. The byte layouts
 //! are in PROTOCOL.md §13.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::InfoHash;
 use super::constants::{

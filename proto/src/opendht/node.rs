@@ -13,8 +13,8 @@
 //! after `MAX_RESPONSE_TIME` up to `MAX_ATTEMPT_COUNT` times (`NetworkEngine::requestStep`).
 //! Everything dropped is counted in [`Dropped`].
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::InfoHash;

@@ -9,8 +9,8 @@
 //! messages held and the bytes they announce are bounded, so a stranger cannot make us
 //! hold memory it never sends.
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::constants::{RX_MAX_PACKET_TIME, RX_TIMEOUT};

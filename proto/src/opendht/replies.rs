@@ -4,7 +4,7 @@
 //! A reply counts only from the address we asked and under the id we expected (a
 //! bootstrap ping expects none); anything else is counted as `unexpected_reply`.
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Instant;
 
 use super::message::{Kind, Message};

@@ -9,8 +9,8 @@
 //! in place of a bad node; otherwise its most dubious node is pinged and the newcomer is
 //! dropped (counted), which keeps long-lived nodes as Kademlia prefers them.
 
+use core::net::SocketAddr;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::InfoHash;

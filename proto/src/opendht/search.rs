@@ -250,7 +250,7 @@ impl Search {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
+    use core::net::SocketAddr;
 
     fn node(b: u8) -> NodeInfo {
         NodeInfo {

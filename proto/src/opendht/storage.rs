@@ -7,8 +7,8 @@
 //! of an id already stored replaces the value (its bytes charged to the new putter).
 //! Listeners (address and socket id) last `LISTEN_EXPIRE_TIME` unless renewed.
 
+use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::InfoHash;
@@ -238,8 +238,8 @@ impl Storage {
 mod tests {
     use super::*;
 
-    const ALICE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-    const BOB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+    const ALICE: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 1));
+    const BOB: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 2));
 
     #[test]
     fn a_value_expires_ten_minutes_after_its_last_put() {
