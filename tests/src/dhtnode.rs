@@ -86,14 +86,17 @@ impl DhtNodes {
             children: vec![spawn(&["-s", "-p", "4222", "--proxyserver", "8080"])],
             proxy,
         };
-        nodes
-            .children
-            .push(spawn(&["-s", "-p", "4223", "-b", "127.0.0.1:4222"]));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // The first node serves (its proxy listens: its DHT socket is bound) before the second
+        // bootstraps from it: a bootstrap ping that finds no socket is not tried again soon.
+        // The deadline bounds a failure only (a loaded machine starts processes slowly).
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !is_listening(proxy) {
             assert!(Instant::now() < deadline, "the OpenDHT proxy did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        nodes
+            .children
+            .push(spawn(&["-s", "-p", "4223", "-b", "127.0.0.1:4222"]));
         nodes
     }
 }

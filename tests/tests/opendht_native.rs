@@ -238,9 +238,12 @@ fn ferry_speaks_opendht_with_a_real_dhtnode() {
     if !in_network_namespace("ferry_speaks_opendht_with_a_real_dhtnode") {
         return;
     }
+    // A is bound before B bootstraps from it: a bootstrap ping that finds no socket is not
+    // tried again for minutes, and on a loaded machine B started first (CI: "A never listed
+    // B" after 60 s).
     let mut a = DhtNodeCli::start(&["-p", "4222"]);
-    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
     a.wait_for(0, "running on port 4222");
+    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
     b.wait_for(0, "running on port 4223");
     let node_a: SocketAddr = "127.0.0.1:4222".parse().expect("addr");
     let mut ferry = Ferry::new();
@@ -472,10 +475,12 @@ fn a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens() {
     if !in_network_namespace("a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens") {
         return;
     }
+    // A is bound before the others bootstrap from it (see the test above).
     let a = DhtNodeCli::start(&["-p", "4222"]);
+    a.wait_for(0, "running on port 4222");
     let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
     let mut c = DhtNodeCli::start(&["-p", "4224", "-b", "127.0.0.1:4222"]);
-    for (node, port) in [(&a, 4222), (&b, 4223), (&c, 4224)] {
+    for (node, port) in [(&b, 4223), (&c, 4224)] {
         node.wait_for(0, &format!("running on port {port}"));
     }
     let mut ferry = FerryNode::new(4300);
