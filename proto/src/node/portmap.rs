@@ -165,6 +165,18 @@ mod tests {
         local
     }
 
+    /// The driver reports `mapping` of listener 1.
+    fn mapped(n: &mut Node, now: Instant, mapping: PortMapping) {
+        n.handle_input(
+            now,
+            Input::PortMapped {
+                listener: ListenerId(1),
+                mapping,
+            },
+        )
+        .expect("a test value");
+    }
+
     fn mapping(local: SocketAddr) -> PortMapping {
         PortMapping {
             internal: local,
@@ -187,14 +199,7 @@ mod tests {
             }),
             "{asked:?}"
         );
-        n.handle_input(
-            now,
-            Input::PortMapped {
-                listener: ListenerId(1),
-                mapping: mapping(local),
-            },
-        )
-        .expect("a test value");
+        mapped(&mut n, now, mapping(local));
         let offered = n.local_candidates();
         let mapped: Vec<_> = offered
             .iter()
@@ -221,14 +226,7 @@ mod tests {
         // SECURITY: row 143
         let (mut n, now) = node(true, false);
         let local = listening(&mut n, now);
-        n.handle_input(
-            now,
-            Input::PortMapped {
-                listener: ListenerId(1),
-                mapping: mapping(local),
-            },
-        )
-        .expect("a test value");
+        mapped(&mut n, now, mapping(local));
         n.handle_input(
             now,
             Input::PortMappingLost {
@@ -245,14 +243,7 @@ mod tests {
         // Someone else's mapping (not our listening address) is not offered.
         let mut other = mapping(local);
         other.internal = "10.0.0.9:4000".parse().expect("a test value");
-        n.handle_input(
-            now,
-            Input::PortMapped {
-                listener: ListenerId(1),
-                mapping: other,
-            },
-        )
-        .expect("a test value");
+        mapped(&mut n, now, other);
         assert!(
             n.local_candidates()
                 .iter()

@@ -192,16 +192,21 @@ mod tests {
         assert_eq!(&r[44..60], &Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().octets());
     }
 
-    #[test]
-    fn a_success_gives_the_mapping_with_a_checked_lease() {
-        // SECURITY: row 144
-        let req = map_request(
+    /// Our MAP request for TCP port 4000 for an hour, with [`NONCE`].
+    fn our_request() -> [u8; MAP_LEN] {
+        map_request(
             NONCE,
             internal().ip(),
             4000,
             Duration::from_secs(3600),
             None,
-        );
+        )
+    }
+
+    #[test]
+    fn a_success_gives_the_mapping_with_a_checked_lease() {
+        // SECURITY: row 144
+        let req = our_request();
         let m =
             parse_map_response(&answer(&req, 7200, 4000), NONCE, internal()).expect("a test value");
         assert_eq!(m.external, "198.18.2.2:4000".parse().expect("a test value"));
@@ -218,13 +223,7 @@ mod tests {
     #[test]
     fn someone_elses_answer_is_not_taken() {
         // SECURITY: row 143
-        let req = map_request(
-            NONCE,
-            internal().ip(),
-            4000,
-            Duration::from_secs(3600),
-            None,
-        );
+        let req = our_request();
         let ok = answer(&req, 3600, 4000);
         let other = parse_map_response(&ok, [8; 12], internal());
         assert_eq!(other, Err(MapError::NotOurs("another nonce")));
@@ -239,13 +238,7 @@ mod tests {
     #[test]
     fn refusals_and_garbage_are_errors_not_panics() {
         // SECURITY: row 142
-        let req = map_request(
-            NONCE,
-            internal().ip(),
-            4000,
-            Duration::from_secs(3600),
-            None,
-        );
+        let req = our_request();
         let mut refused = answer(&req, 3600, 4000);
         refused[3] = 8;
         assert!(matches!(
