@@ -296,18 +296,15 @@ impl CheckList {
         impatient: bool,
         unlikely: impl Fn(usize) -> bool,
     ) -> Option<usize> {
-        let (best, pair) = self
+        let (best, _) = self
             .pairs
             .iter()
             .enumerate()
             .filter(|(_, p)| p.state == PairState::Succeeded)
             .max_by(|(i, a), (j, b)| a.priority.cmp(&b.priority).then(j.cmp(i)))?;
-        let blocked = self
-            .pairs
-            .iter()
-            .enumerate()
-            .any(|(i, p)| p.priority > pair.priority && !p.state.is_finished() && !unlikely(i));
-        (impatient || !blocked).then_some(best)
+        // No Succeeded pair is above the best one: what may block it is a pair above still
+        // in progress or waiting, as for a check that nominates at once.
+        (impatient || self.best_possible_unless(best, unlikely)).then_some(best)
     }
 }
 
