@@ -27,6 +27,7 @@ pub mod coturn;
 pub mod dhtnode;
 pub mod driven;
 pub mod fuzz;
+pub mod hand;
 pub mod ice_net;
 pub mod identity;
 pub mod netlab;

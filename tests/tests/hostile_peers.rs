@@ -7,11 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::io::{ConnId, Endpoint, Input, ListenerId, Output};
-use ferry_proto::node::{Node, UNROUTED_MAX, UNROUTED_PER_SOURCE};
+use ferry_proto::io::{ConnId, Input, Output};
+use ferry_proto::node::{UNROUTED_MAX, UNROUTED_PER_SOURCE};
 use ferry_proto::signal::{PeerConnection, SeededRng, devices_key, peer_key, seal};
 use ferry_proto::stun::framing;
 use ferry_proto::tls::{Device, Revocations, Validity, derive_seed};
+use ferry_tests::hand::HandNode;
 use ferry_tests::identity::{Seeds, T0, node_config};
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
@@ -19,11 +20,19 @@ const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 const SEEDS: Seeds = Seeds::new(b"hostile", b"hostile");
 
 /// Bob's node, listening on one address, with whatever revocations are given.
-struct Bob {
-    node: Node,
-    now: Instant,
-    listener: ListenerId,
-    outputs: Vec<Output>,
+struct Bob(HandNode);
+
+impl std::ops::Deref for Bob {
+    type Target = HandNode;
+    fn deref(&self) -> &HandNode {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Bob {
+    fn deref_mut(&mut self) -> &mut HandNode {
+        &mut self.0
+    }
 }
 
 impl Bob {
@@ -33,56 +42,15 @@ impl Bob {
         let now = Instant::now();
         let mut config = node_config(now, &bob, &b1, IP, 7);
         config.revocations = revocations;
-        let mut node = Node::new(now, config);
-        let listener = std::iter::from_fn(|| node.poll_output())
-            .find_map(|o| match o {
-                Output::Listen { listener, .. } => Some(listener),
-                _ => None,
-            })
-            .expect("a listener");
-        let mut b = Bob {
-            node,
-            now,
-            listener,
-            outputs: Vec::new(),
-        };
-        b.input(Input::Listening {
-            listener,
-            local: SocketAddr::new(IP, 4000),
-        });
-        b.outputs.clear();
-        b
-    }
-
-    fn input(&mut self, input: Input) {
-        self.node
-            .handle_input(self.now, input)
-            .expect("network input is never a caller error");
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        self.outputs
-            .extend(std::iter::from_fn(|| self.node.poll_output()));
-    }
-
-    fn wait(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(at) = self.node.poll_timeout().filter(|at| *at <= until) {
-            self.now = at.max(self.now);
-            self.node.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = until;
-        self.node.handle_timeout(self.now);
-        self.drain();
+        Bob(HandNode::listening(now, config, SocketAddr::new(IP, 4000)))
     }
 
     fn accept(&mut self, n: u32) -> ConnId {
         let conn = ConnId::Accepted(n);
         let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)), 40_000 + n as u16);
+        let listener = self.listener;
         self.input(Input::Accepted {
-            listener: self.listener,
+            listener,
             conn,
             remote,
         });
@@ -287,8 +255,9 @@ fn dht_values_that_do_not_open_are_counted_and_start_nothing() {
 fn announcements_of_devices_outside_their_validity_are_counted_and_start_nothing() {
     let mut bob = Bob::new(Revocations::new());
     let mallory = SEEDS.account("mallory");
+    let now = bob.now;
     bob.node
-        .send_file(bob.now, mallory.id(), "/nowhere".into(), "x".into());
+        .send_file(now, mallory.id(), "/nowhere".into(), "x".into());
     bob.drain();
     bob.outputs.clear();
     let key = devices_key(&mallory.id());

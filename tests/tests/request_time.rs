@@ -9,13 +9,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::io::{Endpoint, Input, Output};
-use ferry_proto::node::Node;
+use ferry_proto::io::{Input, Output};
 use ferry_proto::signal::{
     self, Announcement, Features, PeerConnection, REQUEST_WINDOW, Recipient, SeededRng,
     devices_key, peer_key,
 };
 use ferry_proto::tls::{Device, Revocations};
+use ferry_tests::hand::HandNode;
 use ferry_tests::identity::{Seeds, T0, node_config};
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
@@ -23,12 +23,19 @@ const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 const SEEDS: Seeds = Seeds::new(b"request-time", b"request-time");
 
 /// Bob's node at `T0`, listening, its gathering done.
-struct Bob {
-    node: Node,
-    /// The instant Bob's clock reads `T0`.
-    epoch: Instant,
-    now: Instant,
-    outputs: Vec<Output>,
+struct Bob(HandNode);
+
+impl std::ops::Deref for Bob {
+    type Target = HandNode;
+    fn deref(&self) -> &HandNode {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Bob {
+    fn deref_mut(&mut self) -> &mut HandNode {
+        &mut self.0
+    }
 }
 
 impl Bob {
@@ -36,55 +43,16 @@ impl Bob {
         let bob = SEEDS.account("bob");
         let b1 = SEEDS.device(&bob, "b1");
         let now = Instant::now();
-        let mut node = Node::new(now, node_config(now, &bob, &b1, IP, 7));
-        let listener = std::iter::from_fn(|| node.poll_output())
-            .find_map(|o| match o {
-                Output::Listen { listener, .. } => Some(listener),
-                _ => None,
-            })
-            .expect("a listener");
-        let mut b = Bob {
-            node,
-            epoch: now,
-            now,
-            outputs: Vec::new(),
-        };
-        b.input(Input::Listening {
-            listener,
-            local: SocketAddr::new(IP, 4000),
-        });
+        let config = node_config(now, &bob, &b1, IP, 7);
+        let mut b = HandNode::listening(now, config, SocketAddr::new(IP, 4000));
         b.wait(Duration::from_secs(1));
         b.outputs.clear();
-        b
-    }
-
-    fn input(&mut self, input: Input) {
-        self.node
-            .handle_input(self.now, input)
-            .expect("network input is never a caller error");
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        self.outputs
-            .extend(std::iter::from_fn(|| self.node.poll_output()));
-    }
-
-    fn wait(&mut self, d: Duration) {
-        let until = self.now + d;
-        while let Some(at) = self.node.poll_timeout().filter(|at| *at <= until) {
-            self.now = at.max(self.now);
-            self.node.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = until;
-        self.node.handle_timeout(self.now);
-        self.drain();
+        Bob(b)
     }
 
     /// Bob's clock, in Unix seconds.
     fn unix_now(&self) -> u64 {
-        T0 + (self.now - self.epoch).as_secs()
+        T0 + (self.now - self.start).as_secs()
     }
 
     /// A value under Bob's device key, as the DHT delivers it.
@@ -190,8 +158,9 @@ fn a_device_that_announced_nothing_gets_and_is_served_with_the_first_form() {
 
     // Bob sends to Alice: a1 announces `request-time` (as every node now does), a2 the
     // announcement its account signed and nothing more.
+    let now = bob.now;
     bob.node
-        .send_file(bob.now, alice.id(), "/nowhere".into(), "x".into());
+        .send_file(now, alice.id(), "/nowhere".into(), "x".into());
     let key = devices_key(&alice.id());
     let old = alice.announce(&a2).expect("an announcement");
     let new = Announcement::with_our_features(&alice.announce(&a1).expect("a"), &a1)
