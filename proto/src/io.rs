@@ -27,6 +27,9 @@ use crate::transfer::id::TransferId;
 pub use crate::transfer::status::FileError;
 use crate::transfer::status::{Reason, Status};
 
+/// How many top-level names [`Event::IncomingManifest`] shows.
+pub const MANIFEST_NAMES_SHOWN: usize = 5;
+
 /// How long a driver keeps a connection after [`Output::Close`] while the peer has not
 /// closed its side: the socket (a descriptor) is held that long at most.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(10);
@@ -120,6 +123,10 @@ pub enum FileOp {
         /// digest to check a prefix against (Jami's raw form): what is held is emptied and
         /// the file starts at 0.
         resume: bool,
+        /// For a file of an accepted manifest (`PROTOCOL.md` §14): where it goes, below the
+        /// tree [`FileOp::MakeTree`] made for that manifest; `None` for a file on its own,
+        /// committed at the top of the receive folder under `name`.
+        place: Option<crate::transfer::manifest::Place>,
     },
     /// Read `len` bytes at `offset`; answered by [`FileResult::Data`].
     Read {
@@ -155,6 +162,20 @@ pub enum FileOp {
         /// Which file.
         file: FileId,
     },
+    /// Make the folders of an accepted manifest (`PROTOCOL.md` §14) before its `GO`: each
+    /// top-level entry gets a free name in the receive folder once (the `name (1)` rule),
+    /// remembered under `key` (the sender's account and the manifest's id), and every folder
+    /// the manifest lists, or that holds a file of it, is made below it, never following a
+    /// link. Answered by [`FileResult::TreeMade`], or [`FileResult::Failed`] (the manifest is
+    /// then refused). `file` names the operation only: no file is opened.
+    MakeTree {
+        /// Names this operation and its answer.
+        file: FileId,
+        /// The sender's account and the manifest's id.
+        key: crate::transfer::id::PartialKey,
+        /// The manifest, as accepted.
+        manifest: crate::transfer::manifest::Manifest,
+    },
     /// Delete the partial file; answered by [`FileResult::Closed`].
     Discard {
         /// Which file.
@@ -184,6 +205,7 @@ impl FileOp {
             | FileOp::Write { file, .. }
             | FileOp::Digest { file, .. }
             | FileOp::Commit { file }
+            | FileOp::MakeTree { file, .. }
             | FileOp::Discard { file }
             | FileOp::Close { file }
             | FileOp::Truncate { file } => *file,
@@ -235,6 +257,11 @@ pub enum FileResult {
         /// The name it was given.
         name: String,
     },
+    /// The folders of a manifest are made ([`FileOp::MakeTree`]).
+    TreeMade {
+        /// Which operation.
+        file: FileId,
+    },
     /// The file is closed (and deleted, after [`FileOp::Discard`]).
     Closed {
         /// Which file.
@@ -259,6 +286,7 @@ impl FileResult {
             | FileResult::Digest { file, .. }
             | FileResult::Committed { file, .. }
             | FileResult::Closed { file }
+            | FileResult::TreeMade { file }
             | FileResult::Failed { file, .. } => *file,
         }
     }
@@ -499,8 +527,43 @@ pub enum Event {
         /// Who offers it, once known (a node fills it in; a lone transfer cannot know).
         from: Option<crate::tls::PeerIdentity>,
     },
+    /// A peer offers several files and folders as one (`PROTOCOL.md` §14); the application
+    /// accepts or refuses the whole with [`Node::accept`](crate::node::Node::accept) or
+    /// [`Node::refuse`](crate::node::Node::refuse) of `manifest`. Once accepted, each of its
+    /// files is told by [`ManifestFile`](Event::ManifestFile) and taken without asking; the
+    /// manifest's own [`Status`](Event::Status) says when the offer is over.
+    IncomingManifest {
+        /// The manifest's id: what to accept or refuse.
+        manifest: TransferId,
+        /// Who offers it.
+        from: crate::tls::PeerIdentity,
+        /// How many files it lists.
+        files: usize,
+        /// How many folders it lists.
+        folders: usize,
+        /// The sum of the files' sizes.
+        size: u64,
+        /// Its first top-level names (at most [`MANIFEST_NAMES_SHOWN`]), made safe.
+        names: Vec<String>,
+    },
+    /// A file of an accepted manifest began to arrive: it is taken without asking, and its
+    /// [`Status`](Event::Status), [`Progress`](Event::Progress) and
+    /// [`Verified`](Event::Verified) follow under `transfer`.
+    ManifestFile {
+        /// The manifest it belongs to.
+        manifest: TransferId,
+        /// The file's transfer.
+        transfer: TransferId,
+        /// Its path in the manifest (relative to the top of the offer, `/`-separated).
+        path: String,
+        /// Its size.
+        size: u64,
+    },
     /// A file sent to an account reaches one more of its devices: `transfer` is that
-    /// device's sub-transfer of `group`.
+    /// device's sub-transfer of `group`. For a send of several files
+    /// ([`Node::send_files`](crate::node::Node::send_files)), each device gets one with
+    /// `group` the whole send and `transfer` that device's manifest (its offer), and one per
+    /// file with `group` that file's group.
     SubTransfer {
         /// What [`send_file`](crate::node::Node::send_file) returned.
         group: TransferId,

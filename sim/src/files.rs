@@ -7,10 +7,11 @@
 //! simulated disk takes writes in order (a write may overlap what is there, never leave a
 //! gap), which is how Ferry's receiver writes. A write that would leave a gap fails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use ferry_proto::io::{FileError, FileId, FileOp, FileResult};
+use ferry_proto::transfer::manifest::EntryKind;
 use ferry_proto::transfer::{Digest, StreamDigest};
 
 use crate::content;
@@ -98,7 +99,8 @@ enum Open {
         /// Where its bytes are kept: the [`PartialKey`](ferry_proto::transfer::PartialKey)'s
         /// text, never the offered name.
         key: String,
-        /// The final name it gets at the commit.
+        /// The final name it gets at the commit: a path below its manifest's tree for a
+        /// file of a manifest.
         name: String,
     },
 }
@@ -110,8 +112,13 @@ pub(crate) struct Files {
     open: BTreeMap<FileId, Open>,
     /// Partial files by [`PartialKey`](ferry_proto::transfer::PartialKey) (its text).
     pub(crate) partials: BTreeMap<String, Stored>,
-    /// Committed files by the name they got.
+    /// Committed files by the name they got (a path `top/…/name` for a file of a manifest).
     pub(crate) finals: BTreeMap<String, Stored>,
+    /// Folders made for manifests, by path.
+    pub(crate) folders: BTreeSet<String>,
+    /// For each manifest whose tree was made (its key's text): the name each top-level entry
+    /// got (the `name (1)` rule, applied once).
+    trees: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Files {
@@ -144,8 +151,28 @@ impl Files {
                 size,
                 key,
                 resume,
+                place,
             } => {
-                let (key, name) = (key.to_string(), name.as_str().to_owned());
+                let name = match place {
+                    None => name.as_str().to_owned(),
+                    Some(place) => {
+                        let tree = self.trees.get(&place.manifest.to_string());
+                        let top = tree.and_then(|t| t.get(place.path.top()));
+                        let Some(top) = top else {
+                            return (
+                                fail(FileError::NotFound),
+                                Some(format!("{file:?} placed in a manifest with no tree")),
+                            );
+                        };
+                        let rest = place.path.to_string();
+                        let rest = rest.split_once('/').map_or("", |(_, r)| r);
+                        match rest {
+                            "" => top.clone(),
+                            rest => format!("{top}/{rest}"),
+                        }
+                    }
+                };
+                let key = key.to_string();
                 let partial = self.partials.entry(key.clone()).or_insert_with(Stored::new);
                 if partial.len > size || !resume {
                     *partial = Stored::new();
@@ -258,7 +285,9 @@ impl Files {
                     // Never replace a file: take the first free "name (n)".
                     let mut final_name = name.clone();
                     let mut n = 1;
-                    while self.finals.contains_key(&final_name) {
+                    while self.finals.contains_key(&final_name)
+                        || self.folders.contains(&final_name)
+                    {
                         final_name = format!("{name} ({n})");
                         n += 1;
                     }
@@ -280,6 +309,51 @@ impl Files {
                 }
                 None => unknown(file),
             },
+            FileOp::MakeTree {
+                file,
+                key,
+                manifest,
+            } => {
+                // A file at the top takes its free name when it is committed, as a single
+                // file does; a folder at the top takes one now, for the whole tree below it.
+                let top_files: BTreeSet<String> = manifest
+                    .entries()
+                    .iter()
+                    .filter(|e| e.path.components().len() == 1)
+                    .filter(|e| !matches!(e.kind, EntryKind::Folder))
+                    .map(|e| e.path.to_string())
+                    .collect();
+                let mut tops = BTreeMap::new();
+                for top in manifest.top_names(usize::MAX) {
+                    let mut got = top.to_owned();
+                    if !top_files.contains(top) {
+                        let mut n = 1;
+                        while self.name_taken(&got) {
+                            got = format!("{top} ({n})");
+                            n += 1;
+                        }
+                        self.folders.insert(got.clone());
+                    }
+                    tops.insert(top.to_owned(), got);
+                }
+                for entry in manifest.entries() {
+                    let path = entry.path.to_string();
+                    let mut parts: Vec<&str> = path.split('/').collect();
+                    if !matches!(entry.kind, EntryKind::Folder) {
+                        parts.pop();
+                    }
+                    let mut folder = String::new();
+                    for (i, part) in parts.iter().enumerate() {
+                        folder = match i {
+                            0 => tops[*part].clone(),
+                            _ => format!("{folder}/{part}"),
+                        };
+                        self.folders.insert(folder.clone());
+                    }
+                }
+                self.trees.insert(key.to_string(), tops);
+                (FileResult::TreeMade { file }, None)
+            }
             FileOp::Discard { file } => match self.open.remove(&file) {
                 Some(Open::Partial { key, .. }) => {
                     self.partials.remove(&key);
@@ -311,6 +385,14 @@ impl Files {
                 Some(format!("unsupported {other:?}")),
             ),
         }
+    }
+
+    /// Whether a committed file or a made folder has this name, or lies below it.
+    fn name_taken(&self, name: &str) -> bool {
+        let below = format!("{name}/");
+        self.folders.contains(name)
+            || self.finals.contains_key(name)
+            || self.finals.keys().any(|k| k.starts_with(&below))
     }
 
     /// A source by the name the host was given it, or, for a name `seed:<seed>:<len>`, the
@@ -379,6 +461,7 @@ mod tests {
             size: source.size,
             key: key(1),
             resume: true,
+            place: None,
         });
         assert_eq!(
             r,
@@ -431,6 +514,7 @@ mod tests {
             size: 10,
             key: key(1),
             resume: true,
+            place: None,
         });
         let (r, bad) = files.handle(FileOp::Write {
             file: FileId(1),
@@ -467,6 +551,7 @@ mod tests {
             size: 1000,
             key: key(1),
             resume: true,
+            place: None,
         });
         assert_eq!(
             r,
@@ -482,6 +567,7 @@ mod tests {
             size: 10,
             key: key(1),
             resume: true,
+            place: None,
         });
         assert_eq!(
             r,
@@ -510,6 +596,7 @@ mod tests {
                 size: 1000,
                 key,
                 resume,
+                place: None,
             })
         };
         // Another transfer of the same name finds nothing of the first's.

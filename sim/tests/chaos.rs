@@ -95,6 +95,7 @@ impl Chaos {
                     transfer: ferry_proto::transfer::TransferId(1),
                 },
                 resume: true,
+                place: None,
             }),
             _ => Output::File(match r.below(5) {
                 0 => FileOp::Write {

@@ -477,6 +477,7 @@ fn files_are_served_from_seeds_and_received_files_are_committed_under_their_name
                 size: source.size,
                 key: HELD,
                 resume: true,
+                place: None,
             }),
         );
     // The receiver already holds 1 MB of it (a resume) and writes the rest.

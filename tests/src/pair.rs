@@ -588,6 +588,7 @@ impl Pair {
                 size,
                 key,
                 resume,
+                ..
             } => {
                 let key = key.to_string();
                 let partial = self.disk.partials.entry(key.clone()).or_default();

@@ -608,6 +608,7 @@ pub fn files_through_the_driver<R: Runtime>() {
                 transfer: ferry_proto::transfer::TransferId(2),
             },
             resume: true,
+            place: None,
         },
         FileOp::Write {
             file,

@@ -155,6 +155,7 @@ fn open(service: &mut FileService, file_name: &str, size: u64) -> Result<u64, St
         size,
         key: KEY,
         resume: true,
+        place: None,
     }) {
         FileResult::Opened { len, .. } => Ok(len),
         FileResult::Failed { error, .. } => Err(error.to_string()),
@@ -181,6 +182,7 @@ fn receive(service: &mut FileService, file_name: &str, content: &[u8]) -> String
             transfer: TransferId(7),
         },
         resume: true,
+        place: None,
     });
     assert_eq!(opened, FileResult::Opened { file, len: 0 });
     let data = Bytes::copy_from_slice(content);

@@ -18,6 +18,26 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
             "{} incoming {name:?} {size} bytes",
             ids.of(*transfer)
         )),
+        Event::IncomingManifest {
+            manifest,
+            files,
+            folders,
+            size,
+            names: shown,
+            ..
+        } => Summary::plain(format!(
+            "{} incoming manifest: {files} files, {folders} folders, {size} bytes, {shown:?}",
+            ids.of(*manifest)
+        )),
+        Event::ManifestFile {
+            manifest,
+            transfer,
+            path,
+            size,
+        } => {
+            let (m, t) = (ids.of(*manifest), ids.of(*transfer));
+            Summary::plain(format!("{m} file {t} {path:?} {size} bytes, taken"))
+        }
         Event::SubTransfer {
             group, transfer, ..
         } => {
@@ -150,9 +170,26 @@ pub fn event(event: &Event, names: &mut Names) -> Summary {
 pub fn file_op(op: &FileOp) -> Summary {
     match op {
         FileOp::OpenSource { source, .. } => Summary::plain(format!("file open {source:?}")),
-        FileOp::OpenPartial { name, size, .. } => Summary::plain(format!(
+        FileOp::OpenPartial {
+            name,
+            size,
+            place: None,
+            ..
+        } => Summary::plain(format!(
             "file open partial for {:?} ({size} bytes)",
             name.as_str()
+        )),
+        FileOp::OpenPartial {
+            size,
+            place: Some(place),
+            ..
+        } => Summary::plain(format!(
+            "file open partial for {:?} in its manifest ({size} bytes)",
+            place.path.to_string()
+        )),
+        FileOp::MakeTree { manifest, .. } => Summary::plain(format!(
+            "file make the tree of a manifest ({} entries)",
+            manifest.entries().len()
         )),
         FileOp::Read { len, .. } => Summary::sum("read", u64::from(*len)),
         FileOp::Write { data, .. } => Summary::sum("write", data.len() as u64),

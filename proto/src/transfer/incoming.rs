@@ -31,6 +31,7 @@ use bytes::Bytes;
 
 use super::frame::{CancelCode, Frame, FrameDecoder};
 use super::header::{EXTENSION_VERSION, Header, HeaderParser};
+use super::manifest::Place;
 use super::picture::MagicCheck;
 use super::reply::Reply;
 use super::{
@@ -78,6 +79,8 @@ struct Owner {
     sender: Option<AccountId>,
     /// For a file taken as a picture without asking: its first bytes, until they tell.
     picture: Option<MagicCheck>,
+    /// For a file of an accepted manifest: where it goes (`PROTOCOL.md` §14).
+    place: Option<Place>,
 }
 
 /// Receives one file from one stream.
@@ -172,6 +175,13 @@ impl Incoming {
         self.owner.picture = Some(MagicCheck::default());
     }
 
+    /// The file belongs to an accepted manifest: it goes at `place`, below the manifest's
+    /// tree, instead of at the top of the receive folder. Call it before
+    /// [`accept`](Self::accept).
+    pub fn place_at(&mut self, place: Place) {
+        self.owner.place = Some(place);
+    }
+
     /// The transfer's id.
     pub fn id(&self) -> TransferId {
         self.id
@@ -237,6 +247,7 @@ impl Incoming {
             // checked: a raw-form peer starts at 0, whatever is held under its key. A file
             // that must prove to be a picture starts at 0 too: its first bytes are checked.
             resume: self.framed && self.owner.picture.is_none(),
+            place: self.owner.place.clone(),
         }));
         Ok(())
     }

@@ -64,6 +64,7 @@ fn receive(service: &mut FileService, id: u64, file_name: &str, content: &[u8]) 
         size,
         key: key(id),
         resume: true,
+        place: None,
     });
     let FileResult::Opened { len: start, .. } = opened else {
         panic!("{opened:?}");
@@ -146,6 +147,7 @@ fn a_resume_hashes_the_prefix_once_and_the_digest_matches() {
         size: content.len() as u64,
         key: key(9),
         resume: true,
+        place: None,
     });
     assert_eq!(opened, FileResult::Opened { file, len: 40_000 });
     // The prefix is hashed already: the writes that follow extend it.
@@ -198,6 +200,7 @@ fn discard_deletes_the_partial_and_close_keeps_it() {
             size: 10,
             key: key(5),
             resume: true,
+            place: None,
         });
         let data = Bytes::from_static(b"abc");
         service.perform(FileOp::Write {
@@ -379,6 +382,7 @@ fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
         size: 1,
         key: key(1),
         resume: true,
+        place: None,
     });
     let second = FileId(2);
     let busy = service.perform(FileOp::OpenPartial {
@@ -387,6 +391,7 @@ fn missing_sources_busy_partials_and_unknown_ids_are_failures() {
         size: 1,
         key: key(1),
         resume: true,
+        place: None,
     });
     assert!(
         matches!(
@@ -426,6 +431,7 @@ fn a_symlink_at_the_partial_path_is_refused_not_followed() {
         size: 10,
         key: key(1),
         resume: true,
+        place: None,
     });
     let FileResult::Failed {
         error: FileError::Other(why),
@@ -474,6 +480,7 @@ fn the_thread_answers_in_order() {
         size: 3,
         key: key(1),
         resume: true,
+        place: None,
     });
     thread.submit(FileOp::Write {
         file,
@@ -514,6 +521,7 @@ fn two_transfers_of_one_name_keep_apart_and_a_raw_form_open_starts_at_zero() {
             size: 10_000,
             key: key(id),
             resume,
+            place: None,
         })
     };
     // Another transfer offering the same name neither sees nor touches the first's prefix.
@@ -570,6 +578,7 @@ fn a_pool_keeps_each_files_order_and_one_partial_file_open_once_across_workers()
         size: content.len() as u64,
         key: key(1),
         resume: false,
+        place: None,
     });
     for (i, chunk) in content.chunks(4096).enumerate() {
         let data = Bytes::copy_from_slice(chunk);
@@ -603,6 +612,7 @@ fn a_pool_keeps_each_files_order_and_one_partial_file_open_once_across_workers()
         size: content.len() as u64,
         key: key(1),
         resume: true,
+        place: None,
     };
     pool.submit(open_second());
     assert!(matches!(

@@ -45,6 +45,17 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// Most components in one entry's path.
 pub const MAX_DEPTH: usize = 64;
 
+/// Where a file of an accepted manifest goes on the receiving side
+/// ([`FileOp::OpenPartial`](crate::io::FileOp::OpenPartial)'s `place`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The manifest: the sender's account and the manifest's id (what
+    /// [`FileOp::MakeTree`](crate::io::FileOp::MakeTree) made its tree under).
+    pub manifest: super::PartialKey,
+    /// The file's path in the manifest.
+    pub path: RelPath,
+}
+
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
