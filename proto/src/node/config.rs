@@ -124,6 +124,9 @@ pub struct NodeConfig {
     /// Where TLS sessions write their secrets, for a trace that shows what travels inside
     /// TLS (the simulator's); `None` anywhere else, since the log decrypts every connection.
     pub tls_key_log: Option<std::sync::Arc<dyn rustls::KeyLog>>,
+    /// What this node announces it reads (`PROTOCOL.md` §9.1):
+    /// [`Features::ours`](crate::signal::Features::ours) unless a test plays an older peer.
+    pub features: crate::signal::Features,
 }
 
 impl NodeConfig {
@@ -152,6 +155,7 @@ impl NodeConfig {
             contacts: std::collections::BTreeSet::new(),
             only_contacts: false,
             tls_key_log: None,
+            features: crate::signal::Features::ours(),
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct DroppedValues {
     /// of ours, or without a time from a device that announced
     /// [`REQUEST_TIME`](crate::signal::REQUEST_TIME): old requests replayed.
     pub stale_requests: u64,
+    /// Files that named a manifest (`PROTOCOL.md` §14) and were refused `invalid`: not in
+    /// an accepted manifest of that connection, not listed, listed with another size, or
+    /// come twice.
+    pub manifest_files_refused: u64,
 }
 
 /// A child's `Err` where none can come, counted by where it came from (see

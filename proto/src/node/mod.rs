@@ -44,10 +44,12 @@ mod demux;
 mod footprint;
 mod gathering;
 mod inbound;
+mod intakes;
 mod peers;
 mod portmap;
 mod reflexive;
 mod relays;
+mod sends;
 mod signalling;
 mod timers;
 mod transfers;
@@ -76,10 +78,12 @@ pub use counters::{Bugs, DroppedValues};
 use demux::{Demux, Inbound};
 pub use demux::{UNROUTED_LIMIT, UNROUTED_MAX, UNROUTED_PER_SOURCE, UNROUTED_TIMEOUT};
 pub use footprint::Footprint;
+pub use intakes::MAX_MANIFESTS_PER_PEER;
 pub use portmap::UNMAP_WAIT;
 pub use reflexive::{Mapping, STUN_TIMEOUT};
 pub use relays::RELAY_RETRY;
 use relays::Relays;
+pub use sends::{MANIFEST_WINDOW, SendEntry, SendKind, Sending};
 use signalling::Signalling;
 use timers::NodeTimer;
 pub(crate) use transfers::FILE_CHANNEL;
@@ -122,6 +126,10 @@ pub struct Node {
     transfers: Transfers,
     /// Requests to send a transfer again, ours and the peers'.
     asks: asks::Asks,
+    /// Sends of several files, one manifest per device (`PROTOCOL.md` §14).
+    sends: sends::Sends,
+    /// Manifests peers offered us.
+    intakes: intakes::Intakes,
     dropped: DroppedValues,
     bugs: Bugs,
     /// Every deadline of the node and of its children that are not machines of their own.
@@ -176,6 +184,8 @@ impl Node {
             signalling: Signalling::new(),
             transfers: Transfers::new(),
             asks: asks::Asks::default(),
+            sends: sends::Sends::default(),
+            intakes: intakes::Intakes::default(),
             dropped: DroppedValues::default(),
             bugs: Bugs::default(),
             timers: Timers::new(),
@@ -188,9 +198,11 @@ impl Node {
         // What this version reads goes into the announcement, signed by the device (its
         // account signed the rest once): requesters put a time in their requests to us.
         // An announcement that does not parse goes out as it is (verified by its readers).
-        if let Ok(announcement) =
-            signal::Announcement::with_our_features(&node.config.announcement, &node.config.device)
-        {
+        if let Ok(announcement) = signal::Announcement::with_features(
+            &node.config.announcement,
+            &node.config.device,
+            node.config.features,
+        ) {
             node.config.announcement = announcement;
         }
         // Relay only listens nowhere: the peer's only way in is our relayed address, and
@@ -382,24 +394,36 @@ impl Node {
         Ok(())
     }
 
-    /// Accepts an incoming transfer.
+    /// Accepts an incoming transfer, or a whole manifest ([`Event::IncomingManifest`]).
     pub fn accept(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
-        self.transfers.accept(now, transfer)?;
+        if !self.accept_manifest(transfer) {
+            self.transfers.accept(now, transfer)?;
+        }
         self.pump(now);
         Ok(())
     }
 
-    /// Refuses an incoming transfer.
+    /// Refuses an incoming transfer, or a whole manifest ([`Event::IncomingManifest`]).
     pub fn refuse(&mut self, now: Instant, transfer: TransferId) -> Result<(), Error> {
-        self.transfers.refuse(now, transfer)?;
+        if !self.refuse_manifest(transfer) {
+            self.transfers.refuse(now, transfer)?;
+        }
         self.pump(now);
         Ok(())
     }
 
-    /// Cancels a transfer: one sub-transfer, an incoming transfer, or a whole group (every
-    /// device of it).
+    /// Cancels a transfer: one sub-transfer, an incoming transfer, a whole group (every
+    /// device of it), or a whole send of several files ([`send_files`](Self::send_files)).
     pub fn cancel(&mut self, now: Instant, transfer: TransferId) {
-        for t in self.transfers.targets(transfer) {
+        let groups = self
+            .sends
+            .groups_of(transfer)
+            .unwrap_or_else(|| vec![transfer]);
+        let targets: Vec<TransferId> = groups
+            .into_iter()
+            .flat_map(|g| self.transfers.targets(g))
+            .collect();
+        for t in targets {
             self.cancel_one(now, t);
         }
         self.pump(now);
@@ -517,6 +541,8 @@ impl Node {
             for t in self.transfers.running() {
                 moved |= self.drain_transfer(now, t);
             }
+            moved |= self.drain_sends(now);
+            moved |= self.drain_intakes(now);
             if !moved {
                 return;
             }
@@ -603,6 +629,8 @@ impl Endpoint for Node {
     fn handle_timeout(&mut self, now: Instant) {
         self.run_timers(now);
         self.transfers.handle_timeout(now);
+        self.sends.handle_timeout(now);
+        self.intakes.handle_timeout(now);
         self.pump(now);
         self.after_pump(now);
     }
@@ -616,6 +644,8 @@ impl Endpoint for Node {
             self.timers.next(),
             self.relays.poll_timeout(),
             self.transfers.poll_timeout(),
+            self.sends.poll_timeout(),
+            self.intakes.poll_timeout(),
         ]
         .into_iter()
         .chain(self.connectors.values().map(Connector::clock_timeout))

@@ -386,6 +386,7 @@ impl Node {
             return;
         };
         self.disarm_connector(id);
+        self.intakes_lost(id);
         self.out.push_back(Output::Event(Event::PeerUnreachable {
             device,
             reason: why.clone(),

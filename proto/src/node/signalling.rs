@@ -284,6 +284,7 @@ impl Node {
     /// a sub-transfer, and the device a connector.
     pub(super) fn on_announcement(&mut self, now: Instant, a: Announcement) {
         self.ask_device(now, &a);
+        self.send_to_device(now, &a);
         for group in self.transfers.groups_without(a.account, a.device) {
             let sub = self.add_sub(group, a.device);
             match self.ensure_connector(now, a.account, a.device, a.recipient()) {

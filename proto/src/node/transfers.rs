@@ -62,6 +62,9 @@ struct Group {
     again: BTreeMap<DeviceId, TransferId>,
     /// The one device this group is for (a file sent again to the device that asked).
     only: Option<DeviceId>,
+    /// The send of several files this file is one of ([`Node::send_files`]): its devices
+    /// get their sub-transfers from the send, one manifest each, not one by one.
+    send: Option<TransferId>,
 }
 
 /// A sub-transfer whose channel is not open yet.
@@ -70,6 +73,11 @@ struct PendingSub {
     device: DeviceId,
     /// The channel asked for, once the connection is ready.
     channel: Option<(u32, ChannelId)>,
+    /// The manifest this file goes under (`PROTOCOL.md` §14): named in its header.
+    manifest: Option<TransferId>,
+    /// Not to be opened yet: its manifest is not accepted, or the files of the manifest
+    /// already open fill the window.
+    held: bool,
 }
 
 /// The node's transfers and groups: see the module docs.
@@ -117,7 +125,7 @@ impl Transfers {
         self.groups
             .iter()
             .filter(|(_, g)| g.account == account && !g.devices.contains_key(&device))
-            .filter(|(_, g)| g.only.is_none_or(|d| d == device))
+            .filter(|(_, g)| g.only.is_none_or(|d| d == device) && g.send.is_none())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -201,8 +209,90 @@ impl Transfers {
                 devices: BTreeMap::new(),
                 again,
                 only,
+                send: None,
             },
         );
+    }
+
+    /// Makes `group` one file of the send `send`.
+    pub(super) fn join_send(&mut self, group: TransferId, send: TransferId) {
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.send = Some(send);
+        }
+    }
+
+    /// Whether `group` still has no sub-transfer for `device`.
+    pub(super) fn lacks(&self, group: TransferId, device: DeviceId) -> bool {
+        self.groups
+            .get(&group)
+            .is_some_and(|g| !g.devices.contains_key(&device))
+    }
+
+    /// Makes a sub-transfer waiting for its channel one of manifest `manifest`, held until
+    /// [`release`](Self::release).
+    pub(super) fn hold(&mut self, sub: TransferId, manifest: TransferId) {
+        if let Some(p) = self.pending.get_mut(&sub) {
+            p.manifest = Some(manifest);
+            p.held = true;
+        }
+    }
+
+    /// Lets a held sub-transfer open its channel; `false` if it no longer waits.
+    pub(super) fn release(&mut self, sub: TransferId) -> bool {
+        match self.pending.get_mut(&sub) {
+            Some(p) => {
+                p.held = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The group of a sub-transfer still waiting for its channel.
+    pub(super) fn group_of_pending(&self, sub: TransferId) -> Option<TransferId> {
+        self.pending.get(&sub).map(|p| p.group)
+    }
+
+    /// Whether `group` is a group still running.
+    pub(super) fn has_group(&self, group: TransferId) -> bool {
+        self.groups.contains_key(&group)
+    }
+
+    /// Whether a sub-transfer is still running or waiting for its channel.
+    pub(super) fn is_live(&self, sub: TransferId) -> bool {
+        self.slots.contains_key(&sub) || self.pending.contains_key(&sub)
+    }
+
+    /// Whether a sub-transfer waits for its channel, held.
+    pub(super) fn is_held(&self, sub: TransferId) -> bool {
+        self.pending.get(&sub).is_some_and(|p| p.held)
+    }
+
+    /// The manifest a running incoming transfer's header names, with the transfer's
+    /// connector, sender and announced size, while it waits for a decision.
+    pub(super) fn manifest_claim(
+        &self,
+        tid: TransferId,
+    ) -> Option<(TransferId, u32, PeerIdentity, u64)> {
+        let slot = self.slots.get(&tid)?;
+        let Transfer::Incoming(m) = &slot.machine else {
+            return None;
+        };
+        let header = m.header()?;
+        Some((
+            header.manifest?,
+            slot.connector,
+            slot.peer,
+            header.content_length,
+        ))
+    }
+
+    /// The incoming transfer `tid`, to place, accept or refuse.
+    pub(super) fn incoming_mut(&mut self, tid: TransferId) -> Option<&mut Incoming> {
+        match self.slots.get_mut(&tid).map(|s| &mut s.machine) {
+            Some(Transfer::Incoming(m)) => Some(m),
+            _ => None,
+        }
     }
 
     /// What cancelling `transfer` cancels: every sub-transfer of a group, else itself.
@@ -236,7 +326,7 @@ impl Transfers {
         }
     }
 
-    fn new_file(&mut self) -> FileId {
+    pub(super) fn new_file(&mut self) -> FileId {
         let file = FileId(self.next_file);
         self.next_file += 1;
         file
@@ -272,7 +362,7 @@ impl Node {
     pub(super) fn new_transfer_id(&mut self) -> TransferId {
         loop {
             let id = TransferId(self.rng.next_u64());
-            if id.0 != 0 && self.transfers.is_free(id) {
+            if id.0 != 0 && self.transfers.is_free(id) && !self.manifest_uses(id) {
                 return id;
             }
         }
@@ -303,6 +393,8 @@ impl Node {
                 group,
                 device,
                 channel: None,
+                manifest: None,
+                held: false,
             },
         );
         sub
@@ -311,7 +403,7 @@ impl Node {
     /// The sub-transfers that asked connector `id` for a channel wait for another one;
     /// `true` if there were any.
     pub(super) fn requeue_pending(&mut self, id: u32) -> bool {
-        let mut any = false;
+        let mut any = self.requeue_offers(Some(id), None);
         for p in self.transfers.pending.values_mut() {
             if p.channel.is_some_and(|(c, _)| c == id) {
                 p.channel = None;
@@ -323,6 +415,7 @@ impl Node {
 
     /// The channels asked for `device` are forgotten: its connection is starting over.
     pub(super) fn reopen_pending(&mut self, device: DeviceId) {
+        self.requeue_offers(None, Some(device));
         for p in self.transfers.pending.values_mut() {
             if p.device == device {
                 p.channel = None;
@@ -394,6 +487,9 @@ impl Node {
         let slot = &self.transfers.slots[&tid];
         let (group, peer) = (slot.group, slot.peer);
         let event = match event {
+            Event::IncomingTransfer { transfer, .. } if self.take_manifest_file(now, transfer) => {
+                return;
+            }
             Event::IncomingTransfer {
                 transfer,
                 name,
@@ -432,6 +528,7 @@ impl Node {
         };
         if let Some(group) = group {
             self.update_aggregate(group, &event);
+            self.offer_sub_event(&event);
             let verified = matches!(event, Event::Verified { .. });
             if verified && self.transfers.pending.values().any(|p| p.group == group) {
                 // Another device has the file: one that never answered is not waited for
@@ -439,6 +536,8 @@ impl Node {
                 self.timers
                     .set(NodeTimer::Unjoined(group), now + UNJOINED_GRACE);
             }
+        } else {
+            self.intake_file_event(&event);
         }
         self.out.push_back(Output::Event(event));
     }
@@ -514,7 +613,21 @@ impl Node {
             reason: Some(reason),
         };
         self.update_aggregate(group, &event);
+        self.offer_sub_event(&event);
         self.out.push_back(Output::Event(event));
+    }
+
+    /// A sub-transfer still waiting for its channel fails, with `status` and `reason`.
+    pub(super) fn fail_pending(
+        &mut self,
+        sub: TransferId,
+        group: TransferId,
+        status: Status,
+        reason: Reason,
+    ) {
+        if self.transfers.pending.remove(&sub).is_some() {
+            self.sub_failed(sub, group, status, reason);
+        }
     }
 
     /// A new sub-transfer finds no room for a connector to its device: it fails at once.
@@ -562,6 +675,9 @@ impl Node {
 
     /// A file operation's result, to the transfer that asked.
     pub(super) fn on_file(&mut self, now: Instant, result: FileResult) -> Result<(), Error> {
+        if self.on_tree(&result) {
+            return Ok(());
+        }
         let Some(tid) = self.transfers.files.get(&result.file()).copied() else {
             return Err(Error::UnknownFile(result.file()));
         };
@@ -585,6 +701,13 @@ impl Node {
     pub(super) fn on_mux_event(&mut self, now: Instant, id: u32, event: MuxEvent) {
         // Requests to send again have channels of their own.
         let Some(event) = self.on_ask_mux_event(now, id, event) else {
+            return;
+        };
+        // So do manifests, ours and the peers'.
+        let Some(event) = self.on_offer_mux_event(now, id, event) else {
+            return;
+        };
+        let Some(event) = self.on_intake_mux_event(now, id, event) else {
             return;
         };
         match event {
@@ -658,7 +781,10 @@ impl Node {
                     return;
                 };
                 let file = self.transfers.new_file();
-                let machine = Outgoing::new(sub, file, source, name, Form::Framed);
+                let mut machine = Outgoing::new(sub, file, source, name, Form::Framed);
+                if let Some(manifest) = p.manifest {
+                    machine = machine.with_manifest(manifest);
+                }
                 let peer = self.connectors[&id].peer();
                 self.transfers.slots.insert(
                     sub,
@@ -719,6 +845,7 @@ impl Node {
     /// Opens the channels of sub-transfers waiting for this connector, if it is ready.
     pub(super) fn open_pending_channels(&mut self, now: Instant, id: u32) {
         self.open_ask_channels(now, id);
+        self.open_offer_channels(now, id);
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
@@ -727,7 +854,7 @@ impl Node {
         }
         let device = c.device();
         for (sub, p) in self.transfers.pending.iter_mut() {
-            if p.device == device && p.channel.is_none() {
+            if p.device == device && p.channel.is_none() && !p.held {
                 match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0)) {
                     Some(Ok(channel)) => p.channel = Some((id, channel)),
                     // Counted, not asserted: see `Bugs::channel_open`.

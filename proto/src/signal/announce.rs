@@ -183,9 +183,19 @@ impl Announcement {
     /// the DHT. The account's part is kept byte for byte, so a reader that does not know the
     /// list reads the announcement as before.
     pub fn with_our_features(announcement: &[u8], device: &Device) -> Result<Vec<u8>, SignalError> {
+        Announcement::with_features(announcement, device, Features::ours())
+    }
+
+    /// The same with the list `features` (a node configured to announce less, as an older
+    /// version would).
+    pub fn with_features(
+        announcement: &[u8],
+        device: &Device,
+        features: Features,
+    ) -> Result<Vec<u8>, SignalError> {
         let mut wire: Wire = rmp_serde::from_slice(announcement)
             .map_err(|_| SignalError::Malformed("announcement"))?;
-        let names = Features::ours().names();
+        let names = features.names();
         wire.fsig = Some(features::sign(device, &names)?);
         wire.features = Some(names);
         rmp_serde::to_vec_named(&wire).map_err(|_| SignalError::Malformed("encoding"))

@@ -44,8 +44,7 @@ impl Features {
     pub fn ours() -> Features {
         Features {
             request_time: true,
-            // Announced once the node serves `file-manifest://` channels (§14's status).
-            manifest: false,
+            manifest: true,
         }
     }
 
@@ -142,7 +141,11 @@ mod tests {
     #[test]
     fn unknown_names_are_ignored() {
         let names = vec!["later-thing".to_owned(), REQUEST_TIME.to_owned()];
-        assert_eq!(Features::from_names(&names), Features::ours());
+        let only_time = Features {
+            request_time: true,
+            manifest: false,
+        };
+        assert_eq!(Features::from_names(&names), only_time);
         assert_eq!(Features::from_names(&names[..1]), Features::default());
     }
 

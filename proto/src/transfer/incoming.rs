@@ -263,6 +263,14 @@ impl Incoming {
         Ok(())
     }
 
+    /// The owner refuses the file as breaking the protocol (`invalid`, with `why`): a file
+    /// that names a manifest that does not list it, say. Only while waiting for a decision.
+    pub fn refuse_invalid(&mut self, now: Instant, why: &'static str) {
+        if self.state == State::WaitHost {
+            self.refuse_with(now, Status::Invalid, Reason::Protocol(why));
+        }
+    }
+
     /// The local user cancels. Harmless once the transfer is over, and once the file is
     /// verified and being renamed (it is too late to lose it then).
     pub fn cancel(&mut self, now: Instant) {

@@ -129,6 +129,16 @@ pub enum Reason {
     /// A file taken as a picture without asking does not start as a JPEG, PNG, GIF or WebP
     /// does.
     NotAPicture,
+    /// A file inside a folder, for a device that did not announce the `manifest` feature
+    /// (Jami, an older Ferry): a folder cannot be sent to it (`PROTOCOL.md` §14).
+    NoFolders,
+    /// A manifest's offer ended with only `done` of its `files` files verified.
+    Incomplete {
+        /// Files verified.
+        done: usize,
+        /// Files the manifest lists.
+        files: usize,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -148,6 +158,13 @@ impl fmt::Display for Reason {
                 "not a picture: its first bytes are no JPEG, PNG, GIF or WebP (only pictures \
                  are taken without asking)",
             ),
+            Reason::NoFolders => f.write_str(
+                "the device does not read folders (an older Ferry, or Jami): send its files \
+                 one by one",
+            ),
+            Reason::Incomplete { done, files } => {
+                write!(f, "{done} of {files} files arrived and were verified")
+            }
         }
     }
 }

@@ -318,6 +318,14 @@ impl World {
         self.hosts.get(host.ix())?.files.finals.get(name)
     }
 
+    /// Whether `host` made a folder `path` for a manifest (`a/b`, below the top-level name
+    /// its tree got).
+    pub fn made_folder(&self, host: HostId, path: &str) -> bool {
+        self.hosts
+            .get(host.ix())
+            .is_some_and(|h| h.files.folders.contains(path))
+    }
+
     /// The partial data `host` holds under `key`.
     pub fn partial_file(
         &self,

@@ -24,7 +24,9 @@ pub mod wire;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use claims::{ClaimError, Claims};
-pub use offer::{ChannelOutput, IntakeState, ManifestIntake, ManifestOffer, OfferState, Refusal};
+pub use offer::{
+    CANCELLED, ChannelOutput, IntakeState, ManifestIntake, ManifestOffer, OfferState, Refusal,
+};
 pub use path::RelPath;
 
 use super::TransferId;

@@ -28,6 +28,9 @@ pub enum ChannelOutput {
     Close,
 }
 
+/// The reason of [`OfferState::Failed`] after [`ManifestOffer::cancel`].
+pub const CANCELLED: &str = "cancelled";
+
 /// Where a sent manifest stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OfferState {
@@ -133,6 +136,14 @@ impl ManifestOffer {
     pub fn ended(&mut self) {
         if matches!(self.state, OfferState::Opening | OfferState::WaitReply) {
             self.fail("the manifest's channel ended before its answer");
+        }
+    }
+
+    /// The local user cancelled the send before the answer: the channel ends, and nothing
+    /// is to be sent.
+    pub fn cancel(&mut self) {
+        if matches!(self.state, OfferState::Opening | OfferState::WaitReply) {
+            self.fail(CANCELLED);
         }
     }
 

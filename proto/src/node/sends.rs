@@ -1,0 +1,675 @@
+//! Sends of several files and folders (`PROTOCOL.md` §14): one offer per device, a manifest
+//! the device accepts or refuses as a whole, then each file as an ordinary transfer.
+//!
+//! Each file of a send is a group of its own (as a file sent with
+//! [`send_file`](Node::send_file) is: one sub-transfer per device, its own aggregate), marked
+//! as one of the send so that devices get their sub-transfers from here, all at once:
+//! - a device that announced `manifest` gets a manifest with its own id (`mid`) listing
+//!   every entry, each file under that device's sub-transfer id; the sub-transfers are held
+//!   until the device answers `GO`, and then at most [`MANIFEST_WINDOW`] of them are open at
+//!   once (the receiver declines channels past its per-peer budget);
+//! - any other device (Jami, an older Ferry) gets each top-level file as its own offer,
+//!   today's bytes, and every file inside a folder fails for it at once
+//!   ([`Reason::NoFolders`]): a folder is never flattened.
+//!
+//! The device's manifest is named to the application as a sub-transfer of the send
+//! ([`Event::SubTransfer`] with `group` the send), and its [`Event::Status`] tells the offer:
+//! `wait_peer_acceptance` once the manifest went, `ongoing` after `GO`, then `finished` when
+//! every file was verified, or a failure (the refusal, or [`Reason::Incomplete`]).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::Node;
+use super::connector::Stage;
+use super::counters::bug;
+use crate::channel::{ChannelId, MuxEvent};
+use crate::io::{Event, Output};
+use crate::signal::Announcement;
+use crate::tls::{AccountId, DeviceId};
+use crate::transfer::manifest::{
+    CANCELLED, CHANNEL_PREFIX, ChannelOutput, Entry, EntryKind, Manifest, ManifestError,
+    ManifestOffer, OfferState, RelPath,
+};
+use crate::transfer::{Reason, Status, TransferId};
+
+/// Most files of one manifest a sender keeps open at once towards one device; the others
+/// wait, held, until one of those ends. Well under the receiver's
+/// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER): its headers count as offers until
+/// they are taken.
+pub const MANIFEST_WINDOW: usize = 8;
+
+/// One entry of a send of several files ([`Node::send_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendEntry {
+    /// Where it goes, relative to the receiver's folder.
+    pub path: RelPath,
+    /// A file (with its source and size) or a folder.
+    pub kind: SendKind,
+}
+
+/// What a [`SendEntry`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendKind {
+    /// A file: the application's reference to it (passed back in
+    /// [`FileOp::OpenSource`](crate::io::FileOp::OpenSource)) and its size, listed in the
+    /// manifest (a file whose size changed by the time it is opened fails on the receiver).
+    File {
+        /// The application's reference.
+        source: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A folder, made on the receiver even if nothing is sent into it.
+    Folder,
+}
+
+/// What [`Node::send_files`] started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sending {
+    /// The send: the `group` of each device's [`Event::SubTransfer`] naming its manifest,
+    /// and what [`Node::cancel`] takes to cancel everything.
+    pub send: TransferId,
+    /// Each file's group, in the order of the entries (folders have none): its
+    /// [`Event::Aggregate`] and its sub-transfers, as a file sent alone.
+    pub files: Vec<TransferId>,
+}
+
+/// One device's offer of a send.
+struct DeviceOffer {
+    offer: ManifestOffer,
+    /// Its sub-transfers, one per file, in the manifest's order.
+    subs: Vec<TransferId>,
+    channel: Option<(u32, ChannelId)>,
+    /// Sub-transfers that ended: whether each was verified.
+    ended: BTreeMap<TransferId, bool>,
+    /// What its [`Event::Status`] last said.
+    told: Status,
+}
+
+/// A send of several files to an account.
+struct Send {
+    account: AccountId,
+    entries: Vec<SendEntry>,
+    /// Per entry, its file's group (`None` for a folder).
+    groups: Vec<Option<TransferId>>,
+    /// Devices that got the send: with their manifest, or `None` (files one by one).
+    devices: BTreeMap<DeviceId, Option<DeviceOffer>>,
+}
+
+/// The node's sends of several files.
+#[derive(Default)]
+pub(super) struct Sends {
+    sends: BTreeMap<TransferId, Send>,
+}
+
+impl Sends {
+    /// Whether `id` names a send or one of its manifests.
+    pub(super) fn uses(&self, id: TransferId) -> bool {
+        self.sends.contains_key(&id)
+            || self
+                .sends
+                .values()
+                .any(|s| s.devices.values().flatten().any(|o| o.offer.id() == id))
+    }
+
+    /// The files' groups of a send (what cancelling it cancels).
+    pub(super) fn groups_of(&self, send: TransferId) -> Option<Vec<TransferId>> {
+        let s = self.sends.get(&send)?;
+        Some(s.groups.iter().flatten().copied().collect())
+    }
+
+    /// The earliest deadline of an offer's answer.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.offers().filter_map(|o| o.offer.poll_timeout()).min()
+    }
+
+    /// Runs the offers' clocks.
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        for s in self.sends.values_mut() {
+            for o in s.devices.values_mut().flatten() {
+                o.offer.handle_timeout(now);
+            }
+        }
+    }
+
+    fn offers(&self) -> impl Iterator<Item = &DeviceOffer> {
+        self.sends
+            .values()
+            .flat_map(|s| s.devices.values().flatten())
+    }
+
+    fn offer_on(&mut self, id: u32, channel: ChannelId) -> Option<&mut DeviceOffer> {
+        self.sends
+            .values_mut()
+            .flat_map(|s| s.devices.values_mut().flatten())
+            .find(|o| o.channel == Some((id, channel)))
+    }
+}
+
+impl Node {
+    /// Sends several files and folders to every device of `account`, as one offer each
+    /// device accepts or refuses as a whole (`PROTOCOL.md` §14; see [`sends`](self) for
+    /// devices that do not read manifests). `entries` list every folder (an empty one is
+    /// kept) and file, a folder before what it holds; their paths must obey the manifest's
+    /// rules (no two at one path, none below a file, at most
+    /// [`MAX_ENTRIES`](crate::transfer::manifest::MAX_ENTRIES)), else nothing starts.
+    ///
+    /// A single file at the top is sent exactly as [`send_file`](Self::send_file) sends it
+    /// (its bytes are today's, to every device): then `send` and its one group are the same id.
+    pub fn send_files(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        entries: Vec<SendEntry>,
+    ) -> Result<Sending, ManifestError> {
+        // The rules are checked once here, with stand-in ids: each device's manifest differs
+        // only in its ids.
+        Manifest::new(manifest_entries(&entries, |i| TransferId(i as u64 + 1)))?;
+        if let [
+            SendEntry {
+                path,
+                kind: SendKind::File { source, .. },
+            },
+        ] = entries.as_slice()
+        {
+            if path.components().len() == 1 {
+                let name = path.top().to_owned();
+                let group = self.send_file(now, account, source.clone(), name);
+                return Ok(Sending {
+                    send: group,
+                    files: vec![group],
+                });
+            }
+        }
+        let send = self.new_transfer_id();
+        let mut groups = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let SendKind::File { source, .. } = &entry.kind else {
+                groups.push(None);
+                continue;
+            };
+            let group = self.new_transfer_id();
+            let name = entry
+                .path
+                .components()
+                .last()
+                .map_or(String::new(), |n| n.as_str().to_owned());
+            groups.push(Some(group));
+            if self.stopping != super::Stopping::No {
+                self.aggregate_event(group, Status::ClosedByHost);
+                continue;
+            }
+            self.transfers
+                .add_group(group, account, source.clone(), name, BTreeMap::new(), None);
+            self.transfers.join_send(group, send);
+            self.timers
+                .set(super::NodeTimer::Lookup(group), now + super::LOOKUP_TIMEOUT);
+            self.aggregate_event(group, Status::Created);
+        }
+        let files = groups.iter().flatten().copied().collect();
+        if self.stopping == super::Stopping::No {
+            self.sends.sends.insert(
+                send,
+                Send {
+                    account,
+                    entries,
+                    groups,
+                    devices: BTreeMap::new(),
+                },
+            );
+            self.look_up_account(now, account);
+            for a in self.signalling.devices(&account) {
+                self.on_announcement(now, a);
+            }
+            self.pump(now);
+        }
+        Ok(Sending { send, files })
+    }
+
+    /// A device of an account announced itself: every send to that account it has not got
+    /// yet goes to it.
+    pub(super) fn send_to_device(&mut self, now: Instant, a: &Announcement) {
+        let sends: Vec<TransferId> = self
+            .sends
+            .sends
+            .iter()
+            .filter(|(_, s)| s.account == a.account && !s.devices.contains_key(&a.device))
+            .map(|(id, _)| *id)
+            .collect();
+        for send in sends {
+            let (entries, groups) = {
+                let s = &self.sends.sends[&send];
+                (s.entries.clone(), s.groups.clone())
+            };
+            // A file whose group is over (no device was found in time) is not sent late.
+            let mut subs = Vec::new();
+            for group in groups.iter().flatten() {
+                if self.transfers.lacks(*group, a.device) {
+                    subs.push(Some(self.add_sub(*group, a.device)));
+                } else {
+                    subs.push(None);
+                }
+            }
+            let offer = match a.features.manifest {
+                true => self.new_offer(a.device, send, &entries, &subs),
+                false => {
+                    self.files_one_by_one(&entries, &groups, &subs);
+                    None
+                }
+            };
+            if let Some(s) = self.sends.sends.get_mut(&send) {
+                s.devices.insert(a.device, offer);
+            }
+            match self.ensure_connector(now, a.account, a.device, a.recipient()) {
+                Some(id) => self.open_pending_channels(now, id),
+                None => {
+                    for sub in subs.into_iter().flatten() {
+                        self.sub_without_room(sub);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The manifest for one device: its sub-transfers held until `GO`.
+    fn new_offer(
+        &mut self,
+        device: DeviceId,
+        send: TransferId,
+        entries: &[SendEntry],
+        subs: &[Option<TransferId>],
+    ) -> Option<DeviceOffer> {
+        let mid = self.new_transfer_id();
+        // Files whose group ended are left out of this device's manifest.
+        let mut files = subs.iter();
+        let listed: Vec<SendEntry> = entries
+            .iter()
+            .filter(|e| match e.kind {
+                SendKind::Folder => true,
+                SendKind::File { .. } => files.next().is_some_and(Option::is_some),
+            })
+            .cloned()
+            .collect();
+        let ids: Vec<TransferId> = subs.iter().flatten().copied().collect();
+        let manifest = Manifest::new(manifest_entries(&listed, |i| ids[i]));
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(e) => {
+                // Checked in `send_files` with other ids: cannot happen; the files fail.
+                bug(&mut self.bugs.channel_open, "a device's manifest", &e);
+                return None;
+            }
+        };
+        for sub in &ids {
+            self.transfers.hold(*sub, mid);
+        }
+        self.out.push_back(Output::Event(Event::SubTransfer {
+            group: send,
+            transfer: mid,
+            device,
+        }));
+        Some(DeviceOffer {
+            offer: ManifestOffer::new(mid, &manifest),
+            subs: ids,
+            channel: None,
+            ended: BTreeMap::new(),
+            told: Status::Created,
+        })
+    }
+
+    /// A device that reads no manifest: top-level files go as they are, files inside a
+    /// folder fail for it.
+    fn files_one_by_one(
+        &mut self,
+        entries: &[SendEntry],
+        groups: &[Option<TransferId>],
+        subs: &[Option<TransferId>],
+    ) {
+        let mut subs = subs.iter();
+        for (entry, group) in entries.iter().zip(groups) {
+            let Some(group) = group else { continue };
+            let Some(Some(sub)) = subs.next() else {
+                continue;
+            };
+            if entry.path.components().len() > 1 {
+                self.fail_pending(*sub, *group, Status::Unsupported, Reason::NoFolders);
+            }
+        }
+    }
+
+    /// Opens the manifest channels waiting for connector `id`, once it is ready.
+    pub(super) fn open_offer_channels(&mut self, now: Instant, id: u32) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        if c.stage() != Stage::Ready {
+            return;
+        }
+        let device = c.device();
+        for s in self.sends.sends.values_mut() {
+            let Some(Some(o)) = s.devices.get_mut(&device) else {
+                continue;
+            };
+            if o.channel.is_some() || *o.offer.state() != OfferState::Opening {
+                continue;
+            }
+            let name = format!("{CHANNEL_PREFIX}{}", o.offer.id().0);
+            match c.open_channel(now, &name) {
+                Some(Ok(channel)) => o.channel = Some((id, channel)),
+                Some(Err(_)) => self.bugs.channel_open += 1,
+                None => {}
+            }
+        }
+    }
+
+    /// Manifest channels asked of connector `id` (or of any connector to `device`) wait
+    /// for another one: that connection is gone or starting over. `true` if there were any.
+    pub(super) fn requeue_offers(&mut self, id: Option<u32>, device: Option<DeviceId>) -> bool {
+        let mut any = false;
+        for (dev, o) in self
+            .sends
+            .sends
+            .values_mut()
+            .flat_map(|s| s.devices.iter_mut())
+        {
+            let Some(o) = o else { continue };
+            let asked_there = o.channel.is_some_and(|(c, _)| Some(c) == id);
+            if (asked_there || device == Some(*dev)) && *o.offer.state() == OfferState::Opening {
+                any |= o.channel.is_some();
+                o.channel = None;
+            }
+        }
+        any
+    }
+
+    /// A channel event that belongs to a manifest we offered: handled, and `None`; else
+    /// the event back.
+    pub(super) fn on_offer_mux_event(
+        &mut self,
+        now: Instant,
+        id: u32,
+        event: MuxEvent,
+    ) -> Option<MuxEvent> {
+        let channel = match &event {
+            MuxEvent::Opened { channel }
+            | MuxEvent::Declined { channel }
+            | MuxEvent::Unanswered { channel }
+            | MuxEvent::Data { channel, .. }
+            | MuxEvent::Ended { channel } => *channel,
+            MuxEvent::OpenRequest { .. } => return Some(event),
+        };
+        let Some(o) = self.sends.offer_on(id, channel) else {
+            return Some(event);
+        };
+        match event {
+            MuxEvent::Opened { .. } => o.offer.opened(now),
+            MuxEvent::Data { data, .. } => o.offer.received(&data),
+            // The device would not have the channel, or never answered: no manifest went.
+            MuxEvent::Declined { .. } | MuxEvent::Unanswered { .. } => {
+                o.channel = None;
+                o.offer.ended();
+            }
+            MuxEvent::Ended { .. } => o.offer.ended(),
+            MuxEvent::OpenRequest { .. } => {}
+        }
+        None
+    }
+
+    /// A sub-transfer's event: an offer whose file ended counts it.
+    pub(super) fn offer_sub_event(&mut self, event: &Event) {
+        let Event::Status {
+            transfer, status, ..
+        } = event
+        else {
+            return;
+        };
+        if !status.is_final() {
+            return;
+        }
+        for o in self
+            .sends
+            .sends
+            .values_mut()
+            .flat_map(|s| s.devices.values_mut().flatten())
+        {
+            if o.subs.contains(transfer) {
+                o.ended.insert(*transfer, *status == Status::Finished);
+                return;
+            }
+        }
+    }
+
+    /// Moves every offer on: its bytes to its channel, its answer to its files, its end.
+    /// `true` if anything moved.
+    pub(super) fn drain_sends(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        let keys: Vec<(TransferId, DeviceId)> = self
+            .sends
+            .sends
+            .iter()
+            .flat_map(|(s, send)| send.devices.keys().map(move |d| (*s, *d)))
+            .collect();
+        for (send, device) in keys {
+            moved |= self.drain_offer(now, send, device);
+        }
+        self.forget_sends();
+        moved
+    }
+
+    fn drain_offer(&mut self, now: Instant, send: TransferId, device: DeviceId) -> bool {
+        let mut moved = self.flush_offer(now, send, device);
+        let Some(o) = self.offer_mut(send, device) else {
+            return moved;
+        };
+        let (mid, state, subs, told) = (
+            o.offer.id(),
+            o.offer.state().clone(),
+            o.subs.clone(),
+            o.told,
+        );
+        if matches!(state, OfferState::Opening | OfferState::WaitReply)
+            && !subs.iter().any(|s| self.transfers.is_live(*s))
+        {
+            // Every file was cancelled (or failed) before the answer: the offer goes too.
+            if let Some(o) = self.offer_mut(send, device) {
+                o.offer.cancel();
+            }
+            return true;
+        }
+        let (status, reason) = match &state {
+            OfferState::Opening => return moved,
+            OfferState::WaitReply => (Status::WaitPeerAcceptance, None),
+            OfferState::Accepted | OfferState::Finished => (Status::Ongoing, None),
+            OfferState::Refused => (Status::ClosedByPeer, Some(Reason::Refused)),
+            OfferState::Failed(CANCELLED) => (Status::ClosedByHost, Some(Reason::Cancelled)),
+            OfferState::Failed(why) if why.contains("in time") => {
+                (Status::TimeoutExpired, Some(Reason::Timeout))
+            }
+            OfferState::Failed(why) => (Status::ClosedByPeer, Some(Reason::Protocol(why))),
+        };
+        if told.is_final() {
+            return moved;
+        }
+        if status.is_final() {
+            // Refused or failed before the files: none of them goes.
+            for sub in &subs {
+                if let Some(group) = self.transfers.group_of_pending(*sub) {
+                    self.fail_pending(
+                        *sub,
+                        group,
+                        status,
+                        reason.clone().unwrap_or(Reason::Refused),
+                    );
+                }
+            }
+            self.tell_offer(send, device, mid, status, reason);
+            return true;
+        }
+        if told != status {
+            self.tell_offer(send, device, mid, status, None);
+            moved = true;
+        }
+        if status == Status::Ongoing {
+            moved |= self.offer_files(now, send, device);
+        }
+        moved
+    }
+
+    /// Carries an offer's outputs to its channel; `true` if there were any.
+    fn flush_offer(&mut self, now: Instant, send: TransferId, device: DeviceId) -> bool {
+        let Some(o) = self.offer_mut(send, device) else {
+            return false;
+        };
+        let channel = o.channel;
+        let mut outputs = Vec::new();
+        while let Some(out) = o.offer.poll_output() {
+            outputs.push(out);
+        }
+        let moved = !outputs.is_empty();
+        for out in outputs {
+            let Some((id, ch)) = channel else { continue };
+            let Some(c) = self.connectors.get_mut(&id) else {
+                continue;
+            };
+            let done = match out {
+                ChannelOutput::Send(data) => c
+                    .send_on_channel(now, ch, &data, &mut self.bugs)
+                    .map(|r| r.map_err(|e| e.to_string())),
+                ChannelOutput::Close => {
+                    c.end_channel(now, ch).map(|r| r.map_err(|e| e.to_string()))
+                }
+            };
+            if let Some(Err(e)) = done {
+                bug(&mut self.bugs.channel_send, "manifest channel", &e);
+            }
+            self.drain_connector(now, id);
+        }
+        moved
+    }
+
+    /// After `GO`: keeps [`MANIFEST_WINDOW`] files open, and ends the offer once every
+    /// file ended.
+    fn offer_files(&mut self, now: Instant, send: TransferId, device: DeviceId) -> bool {
+        let Some(Some(o)) = self
+            .sends
+            .sends
+            .get(&send)
+            .and_then(|s| s.devices.get(&device))
+        else {
+            return false;
+        };
+        let (mid, subs, channel) = (o.offer.id(), o.subs.clone(), o.channel);
+        let live: Vec<TransferId> = subs
+            .iter()
+            .copied()
+            .filter(|s| self.transfers.is_live(*s))
+            .collect();
+        if live.is_empty() {
+            let o = self.offer_mut(send, device);
+            let Some(o) = o else { return false };
+            let done = o.ended.values().filter(|v| **v).count();
+            let files = o.subs.len();
+            o.offer.finish();
+            let (status, reason) = match done == files {
+                true => (Status::Finished, None),
+                false => (
+                    Status::ClosedByPeer,
+                    Some(Reason::Incomplete { done, files }),
+                ),
+            };
+            // The channel's end goes before the send can be forgotten.
+            self.flush_offer(now, send, device);
+            self.tell_offer(send, device, mid, status, reason);
+            return true;
+        }
+        let open = live.iter().filter(|s| !self.transfers.is_held(**s)).count();
+        let mut released = false;
+        let mut room = MANIFEST_WINDOW.saturating_sub(open);
+        let held: Vec<TransferId> = live
+            .iter()
+            .copied()
+            .filter(|s| self.transfers.is_held(*s))
+            .collect();
+        for sub in held {
+            if room == 0 {
+                break;
+            }
+            released |= self.transfers.release(sub);
+            room -= 1;
+        }
+        if released {
+            if let Some((id, _)) = channel {
+                self.open_pending_channels(now, id);
+            }
+        }
+        released
+    }
+
+    fn offer_mut(&mut self, send: TransferId, device: DeviceId) -> Option<&mut DeviceOffer> {
+        self.sends
+            .sends
+            .get_mut(&send)
+            .and_then(|s| s.devices.get_mut(&device))
+            .and_then(Option::as_mut)
+    }
+
+    fn tell_offer(
+        &mut self,
+        send: TransferId,
+        device: DeviceId,
+        mid: TransferId,
+        status: Status,
+        reason: Option<Reason>,
+    ) {
+        if let Some(o) = self.offer_mut(send, device) {
+            o.told = status;
+        }
+        self.out.push_back(Output::Event(Event::Status {
+            transfer: mid,
+            status,
+            reason,
+        }));
+    }
+
+    /// A send is forgotten once every file's group is over and every offer told its end.
+    fn forget_sends(&mut self) {
+        let over: Vec<TransferId> = self
+            .sends
+            .sends
+            .iter()
+            .filter(|(_, s)| {
+                s.groups
+                    .iter()
+                    .flatten()
+                    .all(|g| !self.transfers.has_group(*g))
+                    && s.devices.values().flatten().all(|o| o.told.is_final())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for send in over {
+            self.sends.sends.remove(&send);
+        }
+    }
+}
+
+/// The manifest's entries for `entries`, the `i`-th file under `id(i)`.
+fn manifest_entries(entries: &[SendEntry], id: impl Fn(usize) -> TransferId) -> Vec<Entry> {
+    let mut files = 0;
+    entries
+        .iter()
+        .map(|e| Entry {
+            path: e.path.clone(),
+            kind: match e.kind {
+                SendKind::File { size, .. } => {
+                    files += 1;
+                    EntryKind::File {
+                        id: id(files - 1),
+                        size,
+                    }
+                }
+                SendKind::Folder => EntryKind::Folder,
+            },
+        })
+        .collect()
+}

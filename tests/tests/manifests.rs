@@ -1,0 +1,395 @@
+//! Several files and folders in one send (`PROTOCOL.md` §14), on the simulator: one offer
+//! per device, accepted or refused as a whole, its files taken without asking and placed
+//! below the tree made for it; a device that reads no manifest gets the top-level files one
+//! by one and a clear failure for the rest.
+
+use std::time::Duration;
+
+use ferry_proto::io::Event;
+use ferry_proto::node::{Node, SendEntry, SendKind, Sending};
+use ferry_proto::signal::Features;
+use ferry_proto::tls::{Account, Device};
+use ferry_proto::transfer::manifest::RelPath;
+use ferry_proto::transfer::{Reason, Status, TransferId};
+use ferry_sim::{HostId, HostSpec, LinkSpec, World, WorldBuilder};
+use ferry_tests::identity::{Seeds, node_config};
+
+const SEEDS: Seeds = Seeds::new(b"manifests", b"manifests-device");
+
+/// How many small files the tree holds beside its named ones: more than
+/// [`MANIFEST_WINDOW`](ferry_proto::node::MANIFEST_WINDOW), so the window slides.
+const SMALL: usize = 20;
+
+fn host(
+    b: &mut WorldBuilder,
+    name: &str,
+    account: &Account,
+    device: &Device,
+    last: u8,
+    features: Features,
+) -> HostId {
+    let epoch = b.epoch();
+    let internet = b.internet();
+    let at = [198, 51, 100, last];
+    let mut config = node_config(epoch, account, device, at.into(), u64::from(last));
+    config.features = features;
+    b.host(
+        HostSpec::new(name, internet)
+            .v4(at)
+            .link(LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000)),
+        Node::new(epoch, config),
+    )
+}
+
+fn path(p: &str) -> RelPath {
+    RelPath::parse(p).expect("a path")
+}
+
+fn file(p: &str, size: u64) -> SendEntry {
+    SendEntry {
+        path: path(p),
+        kind: SendKind::File {
+            source: format!("seed:{size}:{size}"),
+            size,
+        },
+    }
+}
+
+fn folder(p: &str) -> SendEntry {
+    SendEntry {
+        path: path(p),
+        kind: SendKind::Folder,
+    }
+}
+
+/// `trip/` with a file, a nested file, an empty folder and [`SMALL`] small files, and a file
+/// `notes.txt` beside it.
+fn tree() -> Vec<SendEntry> {
+    let mut entries = vec![
+        folder("trip"),
+        file("trip/a.txt", 1_000),
+        folder("trip/sub"),
+        file("trip/sub/b.bin", 300_000),
+        folder("trip/empty"),
+    ];
+    for n in 0..SMALL {
+        entries.push(file(&format!("trip/sub/s{n:02}.txt"), 100 + n as u64));
+    }
+    entries.push(file("notes.txt", 500));
+    entries
+}
+
+struct Pair {
+    world: World,
+    alice: HostId,
+    bob: HostId,
+}
+
+fn pair(seed: u64, bob_features: Features) -> Pair {
+    let mut b = World::builder(seed);
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
+    let ha = host(&mut b, "a1", &alice, &a1, 10, Features::ours());
+    let hb = host(&mut b, "b1", &bob, &b1, 20, bob_features);
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(1));
+    Pair {
+        world,
+        alice: ha,
+        bob: hb,
+    }
+}
+
+impl Pair {
+    fn send(&mut self, entries: Vec<SendEntry>) -> Sending {
+        let bob = SEEDS.account("bob").id();
+        self.world
+            .with_endpoint(self.alice, |n: &mut Node, now| {
+                n.send_files(now, bob, entries)
+            })
+            .expect("a node")
+            .expect("a valid send")
+    }
+
+    fn events(&self, host: HostId) -> Vec<Event> {
+        self.world
+            .events::<Event>(host)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// Runs until Bob is offered a manifest; its id.
+    fn offered(&mut self) -> Option<TransferId> {
+        for _ in 0..300 {
+            let offered = self.events(self.bob).into_iter().find_map(|e| match e {
+                Event::IncomingManifest { manifest, .. } => Some(manifest),
+                _ => None,
+            });
+            if offered.is_some() {
+                return offered;
+            }
+            self.world.run_for(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn answer(&mut self, mid: TransferId, accept: bool) {
+        self.world
+            .with_endpoint(self.bob, |n: &mut Node, now| match accept {
+                true => n.accept(now, mid),
+                false => n.refuse(now, mid),
+            })
+            .expect("a node")
+            .expect("a manifest waiting");
+    }
+
+    /// The last final status of `transfer` on `host`.
+    fn end(&self, host: HostId, transfer: TransferId) -> Option<(Status, Option<Reason>)> {
+        self.events(host).into_iter().rev().find_map(|e| match e {
+            Event::Status {
+                transfer: t,
+                status,
+                reason,
+            } if t == transfer && status.is_final() => Some((status, reason)),
+            _ => None,
+        })
+    }
+
+    /// Alice's manifest for Bob's device (the sub-transfer of the send).
+    fn offer_of(&self, send: TransferId) -> Option<TransferId> {
+        self.events(self.alice).into_iter().find_map(|e| match e {
+            Event::SubTransfer {
+                group, transfer, ..
+            } if group == send => Some(transfer),
+            _ => None,
+        })
+    }
+
+    fn run_until(&mut self, mut done: impl FnMut(&Pair) -> bool) {
+        for _ in 0..600 {
+            if done(self) {
+                return;
+            }
+            self.world.run_for(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A folder with a nested folder, an empty folder and more small files than the window,
+/// and a file beside it: one offer, listed before the decision; once accepted every file
+/// arrives below the tree, verified, without another question, and both sides say the
+/// offer finished. The same tree sent again lands in `trip (1)`.
+#[test]
+fn a_folder_arrives_whole_as_one_offer() {
+    let mut p = pair(31, Features::ours());
+    let sending = p.send(tree());
+    assert_eq!(sending.files.len(), SMALL + 3, "one group per file");
+    let mid = p.offered().expect("Bob is offered the manifest");
+    let shown = p.events(p.bob).into_iter().find_map(|e| match e {
+        Event::IncomingManifest {
+            files,
+            folders,
+            size,
+            names,
+            ..
+        } => Some((files, folders, size, names)),
+        _ => None,
+    });
+    let small: u64 = (0..SMALL as u64).map(|n| 100 + n).sum();
+    assert_eq!(
+        shown,
+        Some((
+            SMALL + 3,
+            3,
+            1_000 + 300_000 + 500 + small,
+            vec!["trip".to_owned(), "notes.txt".to_owned()]
+        ))
+    );
+    p.world.run_for(Duration::from_secs(2));
+    let bob_events = p.events(p.bob);
+    assert!(
+        !bob_events.iter().any(|e| matches!(
+            e,
+            Event::IncomingTransfer { .. } | Event::ManifestFile { .. }
+        )),
+        "no file comes before the answer"
+    );
+    p.answer(mid, true);
+    p.run_until(|p| p.end(p.bob, mid).is_some());
+    assert_eq!(p.end(p.bob, mid), Some((Status::Finished, None)));
+    let bob_events = p.events(p.bob);
+    assert!(
+        !bob_events
+            .iter()
+            .any(|e| matches!(e, Event::IncomingTransfer { .. })),
+        "the files are not asked about one by one"
+    );
+    let taken: Vec<String> = bob_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ManifestFile { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(taken.len(), SMALL + 3, "{taken:?}");
+    let verified = bob_events
+        .iter()
+        .filter(|e| matches!(e, Event::Verified { .. }))
+        .count();
+    assert_eq!(verified, SMALL + 3);
+    for (name, size) in [
+        ("trip/a.txt", 1_000),
+        ("trip/sub/b.bin", 300_000),
+        ("trip/sub/s07.txt", 107),
+        ("notes.txt", 500),
+    ] {
+        let got = p.world.received_file(p.bob, name);
+        assert_eq!(got.map(|f| f.len), Some(size), "{name}");
+    }
+    assert!(
+        p.world.made_folder(p.bob, "trip/empty"),
+        "the empty folder is kept"
+    );
+    p.run_until(|p| {
+        p.offer_of(sending.send)
+            .is_some_and(|o| p.end(p.alice, o).is_some())
+    });
+    let offer = p.offer_of(sending.send).expect("Alice's offer to b1");
+    assert_eq!(p.end(p.alice, offer), Some((Status::Finished, None)));
+
+    // Sent again: a new offer (new ids), and the folder taken gives `trip (1)`.
+    let again = p.send(tree());
+    let mid2 = loop {
+        let offers: Vec<TransferId> = p
+            .events(p.bob)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::IncomingManifest { manifest, .. } => Some(manifest),
+                _ => None,
+            })
+            .collect();
+        if offers.len() == 2 {
+            break offers[1];
+        }
+        p.world.run_for(Duration::from_millis(100));
+    };
+    p.answer(mid2, true);
+    p.run_until(|p| p.end(p.bob, mid2).is_some());
+    assert_eq!(p.end(p.bob, mid2), Some((Status::Finished, None)));
+    assert!(p.world.received_file(p.bob, "trip (1)/sub/b.bin").is_some());
+    assert!(p.world.received_file(p.bob, "notes.txt (1)").is_some());
+    assert!(p.world.made_folder(p.bob, "trip (1)/empty"));
+    assert_ne!(again.send, sending.send);
+    assert!(
+        p.world.violations().is_empty(),
+        "{:?}",
+        p.world.violations()
+    );
+}
+
+/// Refused as a whole: nothing is sent, nothing created, and every file of the send ends
+/// refused on Alice's side.
+#[test]
+fn a_refused_manifest_sends_nothing() {
+    let mut p = pair(32, Features::ours());
+    let sending = p.send(tree());
+    let mid = p.offered().expect("Bob is offered the manifest");
+    p.answer(mid, false);
+    p.run_until(|p| {
+        p.offer_of(sending.send)
+            .is_some_and(|o| p.end(p.alice, o).is_some())
+    });
+    let offer = p.offer_of(sending.send).expect("Alice's offer");
+    assert_eq!(
+        p.end(p.alice, offer),
+        Some((Status::ClosedByPeer, Some(Reason::Refused)))
+    );
+    assert_eq!(
+        p.end(p.bob, mid),
+        Some((Status::ClosedByHost, Some(Reason::Refused)))
+    );
+    p.world.run_for(Duration::from_secs(2));
+    let alice_events = p.events(p.alice);
+    for group in &sending.files {
+        let ended = alice_events.iter().rev().find_map(|e| match e {
+            Event::Aggregate {
+                group: g, status, ..
+            } if g == group && status.is_final() => Some(*status),
+            _ => None,
+        });
+        assert_eq!(ended, Some(Status::ClosedByPeer), "every file ends refused");
+    }
+    let bob_events = p.events(p.bob);
+    assert!(!bob_events.iter().any(|e| matches!(
+        e,
+        Event::ManifestFile { .. } | Event::IncomingTransfer { .. } | Event::Progress { .. }
+    )));
+    assert!(p.world.received_file(p.bob, "notes.txt").is_none());
+    assert!(!p.world.made_folder(p.bob, "trip"));
+}
+
+/// A device that did not announce `manifest` (Jami, an older Ferry) gets the top-level file
+/// as a single file's offer, today's bytes, and each file inside the folder fails for it
+/// with a reason that says why.
+#[test]
+fn a_device_without_manifests_gets_top_files_and_a_reason_for_folders() {
+    let older = Features {
+        manifest: false,
+        ..Features::ours()
+    };
+    let mut p = pair(33, older);
+    let sending = p.send(tree());
+    let mut answered = Vec::new();
+    // Accepted by hand: the one file is offered as it always was.
+    for _ in 0..300 {
+        let offers: Vec<TransferId> = p
+            .events(p.bob)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::IncomingTransfer { transfer, .. } => Some(transfer),
+                _ => None,
+            })
+            .collect();
+        for t in offers {
+            if !answered.contains(&t) {
+                answered.push(t);
+                p.answer(t, true);
+            }
+        }
+        if p.world.received_file(p.bob, "notes.txt").is_some() {
+            break;
+        }
+        p.world.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(answered.len(), 1, "only the top-level file is offered");
+    assert!(p.world.received_file(p.bob, "notes.txt").is_some());
+    assert!(
+        p.offer_of(sending.send).is_none(),
+        "no manifest to this device"
+    );
+    let alice_events = p.events(p.alice);
+    let folder_failures = alice_events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Status {
+                    status: Status::Unsupported,
+                    reason: Some(Reason::NoFolders),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        folder_failures,
+        SMALL + 2,
+        "each file inside the folder fails, told why"
+    );
+    assert!(
+        !p.events(p.bob)
+            .iter()
+            .any(|e| matches!(e, Event::IncomingManifest { .. }))
+    );
+}
