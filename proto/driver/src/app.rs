@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use ferry_proto::conversation::AskAnswer;
 use ferry_proto::io::Event;
-use ferry_proto::node::{AskDecision, AskId, Node};
+use ferry_proto::node::{AskDecision, AskId, Node, SendEntry, SendKind, Sending};
 use ferry_proto::tls::{AccountId, DeviceId};
 use ferry_proto::transfer::TransferId;
+use ferry_proto::transfer::manifest::EntryKind;
 use futures_lite::FutureExt as _;
 
 use crate::client::{SHUTDOWN_TIMEOUT, source_of};
 use crate::runtime::Runtime;
+use crate::sent_tree::{SentTree, Skipped};
 use crate::{ClientConfig, ClientError, ClientEvent, Driver, Events, Handle};
 
 /// One device of one account, sending and receiving files on the runtime `R`
@@ -92,6 +94,28 @@ impl<R: Runtime> Client<R> {
             .call(move |node, now| node.send_file(now, account, source, name))
             .await?;
         Ok(group)
+    }
+
+    /// Sends the files and folders at `paths` to every device of `account` as one offer per
+    /// device (`PROTOCOL.md` §14; [`Node::send_files`](ferry_proto::node::Node::send_files)):
+    /// folders with their tree, symlinks inside them left out unless `follow_links`. A single
+    /// file goes as [`send_file`](Self::send_file) sends it. Returns what started and what
+    /// the walk left out.
+    pub async fn send_paths(
+        &self,
+        account: AccountId,
+        paths: &[PathBuf],
+        follow_links: bool,
+    ) -> Result<(Sending, Vec<Skipped>), ClientError> {
+        let tree = crate::sent_tree::walk(paths, follow_links, counter())
+            .map_err(|e| ClientError::Tree(e.to_string()))?;
+        let entries = send_entries(&tree)?;
+        let sending = self
+            .handle
+            .call(move |node, now| node.send_files(now, account, entries))
+            .await?
+            .map_err(|e| ClientError::Tree(e.to_string()))?;
+        Ok((sending, tree.skipped))
     }
 
     /// Sends the file at `path` again under the ids an earlier send of it used (see
@@ -225,4 +249,41 @@ impl<R: Runtime> Client<R> {
         drop(self.events);
         self.driver.await;
     }
+}
+
+/// Stand-in ids for the walk: the node gives each device's manifest its own.
+fn counter() -> impl FnMut(&Path) -> TransferId {
+    let mut next = 0;
+    move |_| {
+        next += 1;
+        TransferId(next)
+    }
+}
+
+/// The node's entries for a walked tree: each file with its source path.
+fn send_entries(tree: &SentTree) -> Result<Vec<SendEntry>, ClientError> {
+    tree.manifest
+        .entries()
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                EntryKind::Folder => SendKind::Folder,
+                EntryKind::File { id, size } => {
+                    let path = tree.sources.get(&id).cloned().unwrap_or_default();
+                    let source = path
+                        .to_str()
+                        .ok_or_else(|| ClientError::Source {
+                            path: path.clone(),
+                            why: "the path is not UTF-8".to_owned(),
+                        })?
+                        .to_owned();
+                    SendKind::File { source, size }
+                }
+            };
+            Ok(SendEntry {
+                path: e.path.clone(),
+                kind,
+            })
+        })
+        .collect()
 }

@@ -153,12 +153,43 @@ pub struct Offer {
     pub from: Option<PeerIdentity>,
 }
 
+/// Several files and folders a peer offers as one (`PROTOCOL.md` §14): accept or refuse
+/// the whole with the client's `accept` / `refuse` of `manifest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderOffer {
+    /// The manifest's id.
+    pub manifest: TransferId,
+    /// The sending account and device (TLS-verified).
+    pub from: PeerIdentity,
+    /// How many files it lists.
+    pub files: usize,
+    /// How many folders.
+    pub folders: usize,
+    /// The sum of the files' sizes.
+    pub size: u64,
+    /// Its first top-level names.
+    pub names: Vec<String>,
+}
+
 /// What a client tells its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEvent {
     /// A peer offers a file.
     Incoming(Offer),
+    /// A peer offers several files and folders as one.
+    IncomingFolder(FolderOffer),
+    /// A file of an accepted [`FolderOffer`] began to arrive (taken without asking).
+    FolderFile {
+        /// The manifest.
+        manifest: TransferId,
+        /// The file's transfer.
+        transfer: TransferId,
+        /// Its path in the offer.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
     /// An event of the core that this client does not translate (the core's events are
     /// `#[non_exhaustive]`), described for logs.
     Unknown(String),
@@ -304,6 +335,32 @@ impl ClientEvent {
                 size,
                 from,
             }),
+            Event::IncomingManifest {
+                manifest,
+                from,
+                files,
+                folders,
+                size,
+                names,
+            } => ClientEvent::IncomingFolder(FolderOffer {
+                manifest,
+                from,
+                files,
+                folders,
+                size,
+                names,
+            }),
+            Event::ManifestFile {
+                manifest,
+                transfer,
+                path,
+                size,
+            } => ClientEvent::FolderFile {
+                manifest,
+                transfer,
+                path,
+                size,
+            },
             Event::SubTransfer {
                 group,
                 transfer,
@@ -423,6 +480,9 @@ pub enum ClientError {
         /// What is wrong with it.
         why: String,
     },
+    /// The paths to send could not be walked, or break a rule of the manifest.
+    #[error("{0}")]
+    Tree(String),
     /// The node refused the call (no such transfer, or not in a state that allows it).
     #[error(transparent)]
     Refused(#[from] ferry_proto::Error),

@@ -30,6 +30,7 @@ mod prehash;
 #[cfg(test)]
 mod tests;
 mod thread;
+mod trees;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -47,9 +48,11 @@ use failure::Failure;
 use io::{hash_from_disk, read_at, write_all_at};
 use names::{partial_name, variant};
 use prehash::{CHECKPOINT_EVERY, Prehash, digest_of_prefix};
+use trees::Trees;
 
 pub use names::PARTIAL_SUFFIX;
 pub use thread::{FileThread, MAX_WORKERS};
+pub use trees::MAX_TREES;
 
 /// Most " (n)" variants tried before a commit gives up.
 const MAX_VARIANTS: u32 = 10_000;
@@ -69,6 +72,8 @@ struct Partial {
     folder: ReceiveFolder,
     key: String,
     name: SafeName,
+    /// For a file of a manifest: the folders it goes in, below the receive folder.
+    within: Vec<String>,
 }
 
 /// Performs [`FileOp`]s on real files. One answer per operation, in order.
@@ -83,6 +88,8 @@ pub struct FileService {
     partials: Arc<Mutex<BTreeSet<String>>>,
     /// How far apart a source's kept digest states are ([`prehash`]).
     checkpoint_every: u64,
+    /// The folders made for manifests, shared with the siblings.
+    trees: Trees,
 }
 
 impl std::fmt::Debug for FileService {
@@ -103,6 +110,7 @@ impl FileService {
             buffers: BufferPool::new(ferry_proto::transfer::frame::MAX_DATA),
             partials: Arc::default(),
             checkpoint_every: CHECKPOINT_EVERY,
+            trees: Trees::default(),
         }
     }
 
@@ -115,6 +123,7 @@ impl FileService {
             buffers: self.buffers.clone(),
             partials: self.partials.clone(),
             checkpoint_every: self.checkpoint_every,
+            trees: self.trees.clone(),
         }
     }
 
@@ -175,8 +184,16 @@ impl FileService {
                 size,
                 key,
                 resume,
+                place,
                 ..
-            } => self.open_partial(file, name, size, &key, resume),
+            } => match place.map(|p| self.trees.place(&p.manifest, &p.path)) {
+                Some(Err(e)) => Err(e),
+                within => {
+                    let within = within.and_then(Result::ok).unwrap_or_default();
+                    self.open_partial(file, name, size, &key, resume, within)
+                }
+            },
+            FileOp::MakeTree { key, manifest, .. } => self.make_tree(file, &key, &manifest),
             FileOp::Read { offset, len, .. } => self.read(file, offset, len),
             FileOp::Write { offset, data, .. } => self.write(file, offset, data),
             FileOp::Digest { len, .. } => self.digest(file, len),
@@ -218,6 +235,7 @@ impl FileService {
         size: u64,
         key: &PartialKey,
         resume: bool,
+        within: Vec<String>,
     ) -> Result<FileResult, Failure> {
         self.check_free(file)?;
         let key = partial_name(key);
@@ -225,7 +243,7 @@ impl FileService {
         if !self.partials().insert(key.clone()) {
             return Err(Failure::Busy);
         }
-        let opened = self.open_claimed(file, name, size, key.clone(), resume);
+        let opened = self.open_claimed(file, name, size, key.clone(), resume, within);
         if opened.is_err() {
             self.partials().remove(&key);
         }
@@ -239,13 +257,19 @@ impl FileService {
         size: u64,
         key: String,
         resume: bool,
+        within: Vec<String>,
     ) -> Result<FileResult, Failure> {
         let folder = ReceiveFolder::open(&self.folder)?;
         let (handle, len) = folder.open_partial(&key, size, resume)?;
         // Hash the prefix now, once: the writes that follow start where it ends.
         let mut digest = StreamDigest::new();
         hash_from_disk(&handle, &mut digest, len)?;
-        let partial = Partial { folder, key, name };
+        let partial = Partial {
+            folder,
+            key,
+            name,
+            within,
+        };
         self.insert(file, handle, Some(partial), digest)?;
         Ok(FileResult::Opened { file, len })
     }
@@ -354,11 +378,34 @@ impl FileService {
         open.file.sync_all()?;
         let base = partial.name.as_str();
         let variants = (0..MAX_VARIANTS).map(|n| variant(base, n));
-        let name = partial.folder.commit(&open.file, &partial.key, variants)?;
+        let name = match partial.within.as_slice() {
+            [] => partial.folder.commit(&open.file, &partial.key, variants)?,
+            within => {
+                // Opened again from the receive folder's descriptor, each component
+                // checked: what was made at MakeTree may have been replaced since.
+                let components: Vec<&str> = within.iter().map(String::as_str).collect();
+                let sub = partial.folder.folder_at(&components)?;
+                let name = partial
+                    .folder
+                    .commit_in(&sub, &open.file, &partial.key, variants)?;
+                format!("{}/{name}", sub.path())
+            }
+        };
         let key = partial.key.clone();
         self.open.remove(&file);
         self.partials().remove(&key);
         Ok(FileResult::Committed { file, name })
+    }
+
+    fn make_tree(
+        &mut self,
+        file: FileId,
+        key: &PartialKey,
+        manifest: &ferry_proto::transfer::manifest::Manifest,
+    ) -> Result<FileResult, Failure> {
+        let folder = ReceiveFolder::open(&self.folder)?;
+        self.trees.make(&folder, key, manifest)?;
+        Ok(FileResult::TreeMade { file })
     }
 
     fn close(&mut self, file: FileId, discard: bool) -> Result<FileResult, Failure> {

@@ -59,7 +59,7 @@ pub mod write_queue;
 
 pub use app::Client;
 pub use buffers::{BufferPool, ReadBuffer};
-pub use client::{ClientConfig, ClientError, ClientEvent, Offer};
+pub use client::{ClientConfig, ClientError, ClientEvent, FolderOffer, Offer};
 pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use folder_dht::FolderClient;

@@ -17,6 +17,7 @@ pub(super) enum Failure {
     AlreadyOpen,
     NotOpen,
     ReadOnly,
+    NoTree,
     Unknown,
 }
 
@@ -53,6 +54,7 @@ impl From<Failure> for FileError {
             Failure::AlreadyOpen => other("this file id is already open"),
             Failure::NotOpen => other("this file id is not open"),
             Failure::ReadOnly => other("not a partial file"),
+            Failure::NoTree => other("the folders of this file's manifest were not made here"),
             Failure::Unknown => other("a file operation this driver does not know"),
         }
     }
