@@ -123,6 +123,9 @@ struct Offer {
     verified: bool,
     /// Its record in the home (an offer from a known peer).
     record: Option<Record>,
+    /// Several files and folders offered as one: verified once its own status says every
+    /// file was.
+    folder: bool,
 }
 
 impl Offer {
@@ -473,7 +476,7 @@ pub(crate) async fn run(
                         first.get_or_insert(transfer);
                         report.add(transfer, name.clone(), size);
                         let record = from.as_ref().map(|p| Record::received(transfer, p.account, p.device, &name, size));
-                        let mut offer = Offer { name: name.clone(), size, from: from_text.clone(), device: from.as_ref().map(|p| p.device), peer_gone: false, status: None, verified: false, record };
+                        let mut offer = Offer { name: name.clone(), size, from: from_text.clone(), device: from.as_ref().map(|p| p.device), peer_gone: false, status: None, verified: false, record, folder: false };
                         offer.keep(&records, transfer, "offered", None);
                         offers.insert(transfer, offer);
                         match decision {
@@ -497,6 +500,55 @@ pub(crate) async fn run(
                                 }
                             }
                         }
+                    }
+                    Event::IncomingManifest { manifest, from, files, folders, size, names } => {
+                        let from_text = who(Some(&from));
+                        let decision = if options.accept_all { Decision::Accept } else { Decision::Ask };
+                        report.json(json!({
+                            "event": "incoming_files",
+                            "transfer": manifest.to_string(),
+                            "files": files,
+                            "folders": folders,
+                            "size": size,
+                            "names": names,
+                            "from_account": from.account.to_string(),
+                            "from_device": from.device.to_string(),
+                            "decision": decision.as_str(),
+                        }));
+                        let more = if names.len() < files + folders { ", …" } else { "" };
+                        let name = format!("{files} files in {folders} folders: {}{more}", names.join(", "));
+                        first.get_or_insert(manifest);
+                        report.add(manifest, format!("{files} files"), size);
+                        let offer = Offer { name: name.clone(), size, from: from_text.clone(), device: Some(from.device), peer_gone: false, status: None, verified: false, record: None, folder: true };
+                        offers.insert(manifest, offer);
+                        match decision {
+                            Decision::Accept => {
+                                report.line(&format!("{from_text} offers {name} ({size} bytes): accepted (--accept-all)"));
+                                let _ = session.handle.command(move |node, now| { let _ = node.accept(now, manifest); });
+                            }
+                            _ => {
+                                asking.push_back(manifest);
+                                if asking.len() == 1 {
+                                    if answers_open {
+                                        ask(&report, &offers, &manifest);
+                                    } else {
+                                        asking.clear();
+                                        report.line(&format!("{from_text} offers {name}: {no_one_to_ask}"));
+                                        let _ = session.handle.command(move |node, now| { let _ = node.refuse(now, manifest); });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Event::ManifestFile { manifest, transfer, path, size } => {
+                        report.json(json!({
+                            "event": "incoming_file",
+                            "offer": manifest.to_string(),
+                            "transfer": transfer.to_string(),
+                            "path": path,
+                            "size": size,
+                        }));
+                        report.add(transfer, path, size);
                     }
                     Event::Resuming { transfer, offset, total, verified } => report.resuming(transfer, offset, total, verified),
                     Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
@@ -534,6 +586,10 @@ pub(crate) async fn run(
                                 }
                                 report.fail(transfer, &text);
                             }
+                        }
+                        if let Some(o) = offers.get_mut(&transfer).filter(|o| o.folder && status == Status::Finished) {
+                            o.verified = true;
+                            report.finish_with(transfer, "verified", &format!("{}: every file received, SHA3-512 verified", o.name));
                         }
                         if let Some(o) = offers.get_mut(&transfer) {
                             if status.is_final() || status == Status::Ongoing {

@@ -31,6 +31,7 @@ mod rate;
 mod records;
 mod report;
 mod send;
+mod send_tree;
 mod session;
 
 use std::path::PathBuf;
@@ -125,11 +126,15 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Send a file to every device of a contact; exit code 0 when at least one device
-    /// received it and its SHA3-512 matched.
+    /// Send files and folders to every device of a contact; exit code 0 when at least one
+    /// device received every file and each SHA3-512 matched.
     Send {
-        /// The file.
-        file: PathBuf,
+        /// The files and folders (a folder goes with its tree, as one offer per device).
+        #[arg(required = true, num_args = 1.., value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Follow symlinks inside folders (by default they are left out, and said).
+        #[arg(long)]
+        follow_links: bool,
         /// The contact: a name from `ferry contact list`, or an account id (what `ferry
         /// account show` prints there).
         #[arg(long, value_name = "WHO")]
@@ -408,10 +413,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             runtime()?.block_on(listen::run(&home, &net, &options, json))
         }
-        Command::Send { file, to, net } => {
+        Command::Send {
+            paths,
+            follow_links,
+            to,
+            net,
+        } => {
             let home = home()?;
             let net = net.options(&home.settings()?)?;
-            runtime()?.block_on(send::run(&home, &net, &file, &to, json))
+            // One file goes as it always did (its records, its resume); anything else as
+            // one offer per device.
+            match paths.as_slice() {
+                [file] if !file.is_dir() => {
+                    runtime()?.block_on(send::run(&home, &net, file, &to, json))
+                }
+                _ => runtime()?.block_on(send_tree::run(
+                    &home,
+                    &net,
+                    &paths,
+                    follow_links,
+                    &to,
+                    json,
+                )),
+            }
         }
         Command::Ask { id, into, net } => {
             let home = home()?;

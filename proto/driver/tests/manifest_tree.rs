@@ -139,7 +139,7 @@ fn a_tree_is_made_and_its_files_committed_below_it() {
     assert!(!dir.path().join("trip (2)").exists());
 }
 
-// SECURITY: row 150
+// SECURITY: row 148
 #[test]
 fn a_symlink_planted_in_the_tree_is_refused_not_followed() {
     let (dir, mut service) = receive_folder();

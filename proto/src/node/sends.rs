@@ -149,8 +149,10 @@ impl Sends {
 
 impl Node {
     /// Sends several files and folders to every device of `account`, as one offer each
-    /// device accepts or refuses as a whole (`PROTOCOL.md` §14; see [`sends`](self) for
-    /// devices that do not read manifests). `entries` list every folder (an empty one is
+    /// device accepts or refuses as a whole (`PROTOCOL.md` §14). A device that did not
+    /// announce `manifest` (Jami, an older Ferry) gets each top-level file as its own offer,
+    /// and every file inside a folder fails for it with [`Reason::NoFolders`]: a folder is
+    /// never flattened. `entries` list every folder (an empty one is
     /// kept) and file, a folder before what it holds; their paths must obey the manifest's
     /// rules (no two at one path, none below a file, at most
     /// [`MAX_ENTRIES`](crate::transfer::manifest::MAX_ENTRIES)), else nothing starts.
@@ -242,6 +244,16 @@ impl Node {
                 let s = &self.sends.sends[&send];
                 (s.entries.clone(), s.groups.clone())
             };
+            // The device's manifest is named first, then its files.
+            let mid = a.features.manifest.then(|| {
+                let mid = self.new_transfer_id();
+                self.out.push_back(Output::Event(Event::SubTransfer {
+                    group: send,
+                    transfer: mid,
+                    device: a.device,
+                }));
+                mid
+            });
             // A file whose group is over (no device was found in time) is not sent late.
             let mut subs = Vec::new();
             for group in groups.iter().flatten() {
@@ -251,9 +263,9 @@ impl Node {
                     subs.push(None);
                 }
             }
-            let offer = match a.features.manifest {
-                true => self.new_offer(a.device, send, &entries, &subs),
-                false => {
+            let offer = match mid {
+                Some(mid) => self.new_offer(mid, &entries, &subs),
+                None => {
                     self.files_one_by_one(&entries, &groups, &subs);
                     None
                 }
@@ -275,12 +287,10 @@ impl Node {
     /// The manifest for one device: its sub-transfers held until `GO`.
     fn new_offer(
         &mut self,
-        device: DeviceId,
-        send: TransferId,
+        mid: TransferId,
         entries: &[SendEntry],
         subs: &[Option<TransferId>],
     ) -> Option<DeviceOffer> {
-        let mid = self.new_transfer_id();
         // Files whose group ended are left out of this device's manifest.
         let mut files = subs.iter();
         let listed: Vec<SendEntry> = entries
@@ -304,11 +314,6 @@ impl Node {
         for sub in &ids {
             self.transfers.hold(*sub, mid);
         }
-        self.out.push_back(Output::Event(Event::SubTransfer {
-            group: send,
-            transfer: mid,
-            device,
-        }));
         Some(DeviceOffer {
             offer: ManifestOffer::new(mid, &manifest),
             subs: ids,

@@ -1,0 +1,453 @@
+//! `ferry send PATH… --to ACCOUNT` with several paths or a folder: one offer per device
+//! (`PROTOCOL.md` §14), the device's bar summing its files, and a bar for all devices.
+//!
+//! A device that announced `manifest` gets the whole send as one offer it accepts or refuses;
+//! its phases are those of the offer (connecting, waiting for acceptance, sending, done). A
+//! device that did not (Jami, an older Ferry) gets each top-level file as its own offer and
+//! a clear failure for files inside folders. The command succeeds when one device has every
+//! file, verified. Resuming a folder send per file, and its records, are not built yet: an
+//! interrupted folder send starts over when run again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferry_driver::sent_tree::SkipReason;
+use ferry_proto::io::Event;
+use ferry_proto::node::{LOOKUP_TIMEOUT, SendEntry, SendKind};
+use ferry_proto::tls::{AccountId, DeviceId};
+use ferry_proto::transfer::manifest::EntryKind;
+use ferry_proto::transfer::{Reason, Status, TransferId};
+use serde_json::json;
+
+use crate::contacts::Contacts;
+use crate::failure::Failure;
+use crate::home::Home;
+use crate::outcome::{combine, failure_of};
+use crate::report::Report;
+use crate::session::{self, NetOptions};
+
+/// How often a line says the send still looks up the account's devices.
+const TICK: Duration = Duration::from_secs(5);
+/// How long, once every device ended, to wait for verdicts still on their way.
+const VERDICT_GRACE: Duration = Duration::from_secs(2);
+
+/// What one device gets.
+struct Device {
+    /// The key of its bar: its manifest, or its first file for a device without manifests.
+    line: TransferId,
+    /// Its manifest, when it reads them.
+    manifest: Option<TransferId>,
+    /// Its files: bytes done and size of each.
+    files: BTreeMap<TransferId, (u64, u64)>,
+    verified: BTreeSet<TransferId>,
+    ended: BTreeMap<TransferId, (Status, Option<Reason>)>,
+    /// The manifest's own end, for a device that reads them.
+    offer_end: Option<(Status, Option<Reason>)>,
+    phase: &'static str,
+}
+
+impl Device {
+    fn label(id: &DeviceId) -> String {
+        format!("device {}", &id.to_string()[..12])
+    }
+
+    fn done(&self) -> u64 {
+        self.files.values().map(|(d, _)| d).sum()
+    }
+
+    /// Whether nothing more will happen for it: its offer ended, or (without manifests)
+    /// every file ended and each that finished has its verdict.
+    fn settled(&self) -> bool {
+        match self.manifest {
+            Some(_) => self.offer_end.is_some(),
+            None => {
+                !self.files.is_empty()
+                    && self.files.keys().all(|t| match self.ended.get(t) {
+                        Some((Status::Finished, _)) => self.verified.contains(t),
+                        Some(_) => true,
+                        None => false,
+                    })
+            }
+        }
+    }
+
+    /// Whether it has every file, verified.
+    fn delivered(&self, files: usize) -> bool {
+        self.verified.len() == files
+    }
+}
+
+/// Sends `paths` to every device of `to`; `Ok` when at least one device has every file.
+pub(crate) async fn run(
+    home: &Home,
+    net: &NetOptions,
+    paths: &[PathBuf],
+    follow_links: bool,
+    to: &str,
+    json_mode: bool,
+) -> Result<(), Failure> {
+    let account: AccountId = Contacts::load(home)?.resolve(to)?;
+    let mut next = 0;
+    let tree = ferry_driver::sent_tree::walk(paths, follow_links, |_| {
+        next += 1;
+        TransferId(next)
+    })
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let manifest = &tree.manifest;
+    let (files, total) = (manifest.file_count(), manifest.total_size());
+    let folders = manifest.entries().len() - files;
+    let entries: Vec<SendEntry> = manifest
+        .entries()
+        .iter()
+        .map(|e| SendEntry {
+            path: e.path.clone(),
+            kind: match e.kind {
+                EntryKind::Folder => SendKind::Folder,
+                EntryKind::File { id, size } => SendKind::File {
+                    source: tree.sources[&id].to_string_lossy().into_owned(),
+                    size,
+                },
+            },
+        })
+        .collect();
+
+    let folder = home.dir().join("received");
+    let session = session::start(home, net, &folder, None, None)?;
+    let mut ctrl_c = session::ctrl_c().await;
+    let mut report = Report::new(json_mode);
+    for s in &tree.skipped {
+        let why = match s.why {
+            SkipReason::Symlink => "a symlink (--follow-links follows them)",
+            SkipReason::Loop => "a symlink to a folder that holds it",
+            _ => "not a file or a folder (a FIFO, socket or device)",
+        };
+        report.json(json!({"event": "left_out", "path": s.path, "why": why}));
+        report.line(&format!("left out: {}: {why}", s.path.display()));
+    }
+    report.add_aggregate("all devices", total);
+    let names: Vec<&str> = manifest.top_names(3);
+    report.line(&format!(
+        "Sending {files} files in {folders} folders ({}): {} to every device of {to} (looking \
+         them up for up to {} s)",
+        crate::report::size_text(total),
+        names.join(", "),
+        LOOKUP_TIMEOUT.as_secs()
+    ));
+    let sending = session
+        .handle
+        .call(move |node, now| node.send_files(now, account, entries))
+        .await
+        .map_err(|_| Failure::Internal("the node stopped".to_owned()))?
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let send = sending.send;
+    let groups: BTreeSet<TransferId> = sending.files.iter().copied().collect();
+    report.json(json!({
+        "event": "sending_files",
+        "send": send.to_string(),
+        "files": files,
+        "folders": folders,
+        "size": total,
+        "to": account.to_string(),
+        "from_device": session.device.device.id().to_string(),
+    }));
+    report.json(json!({"event": "phase", "phase": "looking_up", "to": account.to_string()}));
+
+    let mut devices: BTreeMap<DeviceId, Device> = BTreeMap::new();
+    // Each file's transfer to a device, and the device.
+    let mut subs: BTreeMap<TransferId, DeviceId> = BTreeMap::new();
+    let mut unknown_groups = BTreeSet::new();
+    let looking_since = Instant::now();
+    let mut tick = tokio::time::interval_at((looking_since + TICK).into(), TICK);
+    let mut started: Option<Instant> = None;
+    let mut data_end: Option<Instant> = None;
+    let mut cancelled_here = false;
+    let mut grace: Option<Instant> = None;
+    loop {
+        if devices.is_empty() && !groups.is_empty() && unknown_groups.len() == groups.len() {
+            break;
+        }
+        if !devices.is_empty() && devices.values().all(Device::settled) {
+            break;
+        }
+        // A file that finished without its verdict yet: not waited for long.
+        let ended = !devices.is_empty()
+            && devices
+                .values()
+                .all(|d| d.offer_end.is_some() || d.ended.len() == d.files.len());
+        if ended && grace.is_none() {
+            grace = Some(Instant::now() + VERDICT_GRACE);
+        }
+        let sleep = grace.map(|at| tokio::time::sleep_until(at.into()));
+        tokio::select! {
+            event = session.events.recv() => {
+                let event = session::node_event(event)?;
+                match event {
+                    // A device's manifest (its offer of the whole send).
+                    Event::SubTransfer { group, transfer, device } if group == send => {
+                        let d = devices.entry(device).or_insert_with(|| new_device(transfer));
+                        d.manifest = Some(transfer);
+                        d.line = transfer;
+                        add_device(&mut report, device, transfer, total);
+                    }
+                    // One file to one device.
+                    Event::SubTransfer { group, transfer, device } if groups.contains(&group) => {
+                        subs.insert(transfer, device);
+                        let known = devices.contains_key(&device);
+                        let d = devices.entry(device).or_insert_with(|| new_device(transfer));
+                        d.files.insert(transfer, (0, 0));
+                        if !known {
+                            // A device without manifests: its first file names its bar.
+                            add_device(&mut report, device, transfer, total);
+                        }
+                    }
+                    Event::Progress { transfer, done, total: size } => {
+                        if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
+                            started.get_or_insert_with(Instant::now);
+                            d.files.insert(transfer, (done, size));
+                            let line = d.line;
+                            let done = d.done();
+                            report.progress(line, done, total);
+                            let best = devices.values().map(Device::done).max().unwrap_or(0);
+                            report.aggregate(send, best, total, "ongoing");
+                        }
+                    }
+                    Event::Status { transfer, status, reason } => {
+                        let offer_of = devices.iter().find(|(_, d)| d.manifest == Some(transfer)).map(|(id, _)| *id);
+                        if let Some(device) = offer_of {
+                            offer_status(&mut report, &mut devices, device, transfer, status, reason);
+                        } else if let Some(device) = subs.get(&transfer).copied() {
+                            file_status(&mut report, &mut devices, device, transfer, status, reason);
+                        }
+                    }
+                    Event::Verified { transfer, digest, .. } => {
+                        if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
+                            d.verified.insert(transfer);
+                            report.json(json!({
+                                "event": "verified",
+                                "transfer": transfer.to_string(),
+                                "sha3_512": digest.to_string(),
+                            }));
+                            if d.delivered(files) {
+                                data_end = Some(Instant::now());
+                            }
+                        }
+                    }
+                    Event::Aggregate { group, status: Status::UnjoinablePeer, .. }
+                        if groups.contains(&group) && devices.is_empty() =>
+                    {
+                        unknown_groups.insert(group);
+                    }
+                    Event::Connected { device, path } => report.connected(&device, &path),
+                    Event::IncomingTransfer { transfer, .. } => {
+                        // `send` takes no files.
+                        let _ = session.handle.command(move |node, now| {
+                            let _ = node.refuse(now, transfer);
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            _ = &mut ctrl_c, if !cancelled_here => {
+                cancelled_here = true;
+                report.line("Cancelling…");
+                let _ = session.handle.command(move |node, now| node.cancel(now, send));
+                if devices.is_empty() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if devices.is_empty() {
+                    let waited = looking_since.elapsed().as_secs();
+                    report.line(&format!("looking up {to}'s devices… {waited} s"));
+                }
+            }
+            () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,
+        }
+    }
+    report.close();
+    let elapsed = started.map(|s| {
+        data_end
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(s)
+    });
+    session.close().await;
+
+    let delivered: Vec<DeviceId> = devices
+        .iter()
+        .filter(|(_, d)| d.delivered(files))
+        .map(|(id, _)| *id)
+        .collect();
+    if !delivered.is_empty() {
+        report.json(json!({
+            "event": "done",
+            "delivered": delivered.len(),
+            "devices": devices.len(),
+            "files": files,
+        }));
+        report.line(&format!(
+            "Delivered {files} files to {} of {} device(s), each SHA3-512 verified",
+            delivered.len(),
+            devices.len()
+        ));
+        if let Some(t) = elapsed {
+            report.line(&crate::rate::throughput_text(total, t));
+        }
+        return Ok(());
+    }
+    if cancelled_here {
+        return Err(Failure::Cancelled("cancelled here".to_owned()));
+    }
+    if devices.is_empty() {
+        return Err(Failure::UnknownContact(format!(
+            "no device of {to} announced itself within {} s: check the account id, and \
+             that `ferry listen` runs there on the same DHT",
+            LOOKUP_TIMEOUT.as_secs()
+        )));
+    }
+    let failures = devices
+        .iter()
+        .map(|(id, d)| {
+            let label = Device::label(id);
+            let end = d
+                .offer_end
+                .clone()
+                .or_else(|| d.ended.values().find(|(s, _)| s.is_error()).cloned());
+            match end {
+                Some((status, reason)) => failure_of(status, reason.as_ref(), &label),
+                None => Failure::Unreachable(format!("{label}: no answer")),
+            }
+        })
+        .collect();
+    Err(combine(failures).unwrap_or_else(|| Failure::Internal("no outcome".to_owned())))
+}
+
+fn new_device(line: TransferId) -> Device {
+    Device {
+        line,
+        manifest: None,
+        files: BTreeMap::new(),
+        verified: BTreeSet::new(),
+        ended: BTreeMap::new(),
+        offer_end: None,
+        phase: "connecting",
+    }
+}
+
+fn add_device(report: &mut Report, device: DeviceId, line: TransferId, total: u64) {
+    let label = Device::label(&device);
+    report.json(json!({
+        "event": "device",
+        "transfer": line.to_string(),
+        "device": device.to_string(),
+        "label": label,
+    }));
+    report.add(line, label, total);
+    report.phase(line, "connecting", "found, connecting", None);
+}
+
+/// The offer to a device moved.
+fn offer_status(
+    report: &mut Report,
+    devices: &mut BTreeMap<DeviceId, Device>,
+    device: DeviceId,
+    offer: TransferId,
+    status: Status,
+    reason: Option<Reason>,
+) {
+    let Some(d) = devices.get_mut(&device) else {
+        return;
+    };
+    report.json(json!({
+        "event": "status",
+        "transfer": offer.to_string(),
+        "status": status.as_str(),
+        "reason": reason.as_ref().map(ToString::to_string),
+    }));
+    let (phase, text) = match status {
+        Status::WaitPeerAcceptance => (
+            "waiting_for_acceptance",
+            "connected, waiting for acceptance of the whole offer".to_owned(),
+        ),
+        Status::Ongoing => ("sending", "accepted, sending".to_owned()),
+        Status::Finished => ("done", "done, every file's SHA3-512 verified".to_owned()),
+        s if s.is_error() => (
+            "failed",
+            match &reason {
+                Some(r) => format!("{s} ({r})"),
+                None => s.to_string(),
+            },
+        ),
+        _ => return,
+    };
+    if status.is_final() {
+        d.offer_end = Some((status, reason));
+    }
+    if d.phase == phase {
+        return;
+    }
+    d.phase = phase;
+    match phase {
+        "failed" => {
+            report.json(json!({
+                "event": "phase",
+                "transfer": offer.to_string(),
+                "label": Device::label(&device),
+                "phase": "failed",
+                "detail": text,
+            }));
+            report.fail(offer, &text);
+        }
+        "done" => {
+            report.json(json!({
+                "event": "phase",
+                "transfer": offer.to_string(),
+                "label": Device::label(&device),
+                "phase": "done",
+                "detail": null,
+            }));
+            report.finish(offer, &text);
+        }
+        _ => report.phase(offer, phase, &text, None),
+    }
+}
+
+/// One file to a device moved: counted; for a device without manifests, its phases too.
+fn file_status(
+    report: &mut Report,
+    devices: &mut BTreeMap<DeviceId, Device>,
+    device: DeviceId,
+    transfer: TransferId,
+    status: Status,
+    reason: Option<Reason>,
+) {
+    let Some(d) = devices.get_mut(&device) else {
+        return;
+    };
+    report.json(json!({
+        "event": "status",
+        "transfer": transfer.to_string(),
+        "status": status.as_str(),
+        "reason": reason.as_ref().map(ToString::to_string),
+    }));
+    if status.is_error() {
+        let text = match &reason {
+            Some(r) => format!("{status} ({r})"),
+            None => status.to_string(),
+        };
+        report.line(&format!(
+            "{}: a file failed: {text}",
+            Device::label(&device)
+        ));
+    }
+    if status.is_final() {
+        d.ended.insert(transfer, (status, reason));
+    }
+    if d.manifest.is_none() && d.ended.len() == d.files.len() {
+        let line = d.line;
+        match d.verified.len() == d.files.len() {
+            true => report.finish(line, "done, every file it reads verified"),
+            false => report.fail(line, "some files could not be sent to this device"),
+        }
+    }
+}
