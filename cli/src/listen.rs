@@ -408,6 +408,9 @@ pub(crate) async fn run(
     // Offers waiting for an answer, asked in turn.
     let mut asking: VecDeque<TransferId> = VecDeque::new();
     let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
+    // The files of offers of several files: their offer, and bytes on disk so far (one bar
+    // and one line per offer, not per file).
+    let mut folder_files: BTreeMap<TransferId, (TransferId, u64)> = BTreeMap::new();
     let mut first: Option<TransferId> = None;
     let mut grace: Option<Instant> = None;
     let mut waiting_for_close = false;
@@ -548,10 +551,17 @@ pub(crate) async fn run(
                             "path": path,
                             "size": size,
                         }));
-                        report.add(transfer, path, size);
+                        folder_files.insert(transfer, (manifest, 0));
                     }
                     Event::Resuming { transfer, offset, total, verified } => report.resuming(transfer, offset, total, verified),
                     Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
+                    Event::Progress { transfer, done, .. } if folder_files.contains_key(&transfer) => {
+                        let offer = folder_files.get_mut(&transfer).map(|f| { f.1 = done; f.0 });
+                        if let Some(o) = offer.and_then(|m| offers.get(&m).map(|o| (m, o.size))) {
+                            let sum = folder_files.values().filter(|f| f.0 == o.0).map(|f| f.1).sum();
+                            report.progress(o.0, sum, o.1);
+                        }
+                    }
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
                         report.json(json!({
@@ -589,7 +599,7 @@ pub(crate) async fn run(
                         }
                         if let Some(o) = offers.get_mut(&transfer).filter(|o| o.folder && status == Status::Finished) {
                             o.verified = true;
-                            report.finish_with(transfer, "verified", &format!("{}: every file received, SHA3-512 verified", o.name));
+                            report.finish_with(transfer, "verified", "every file received, each SHA3-512 verified");
                         }
                         if let Some(o) = offers.get_mut(&transfer) {
                             if status.is_final() || status == Status::Ongoing {
@@ -607,11 +617,13 @@ pub(crate) async fn run(
                             "path": path,
                             "sha3_512": digest.to_string(),
                         }));
-                        report.finish_with(
-                            transfer,
-                            "verified",
-                            &format!("received as {}, SHA3-512 verified: {digest}", path.display()),
-                        );
+                        if !folder_files.contains_key(&transfer) {
+                            report.finish_with(
+                                transfer,
+                                "verified",
+                                &format!("received as {}, SHA3-512 verified: {digest}", path.display()),
+                            );
+                        }
                         if let Some(o) = offers.get_mut(&transfer) {
                             o.verified = true;
                             if let Some(r) = o.record.as_mut() {

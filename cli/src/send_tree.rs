@@ -172,9 +172,10 @@ pub(crate) async fn run(
         }
         // A file that finished without its verdict yet: not waited for long.
         let ended = !devices.is_empty()
-            && devices
-                .values()
-                .all(|d| d.offer_end.is_some() || d.ended.len() == d.files.len());
+            && devices.values().all(|d| match d.manifest {
+                Some(_) => d.offer_end.is_some(),
+                None => !d.files.is_empty() && d.ended.len() == d.files.len(),
+            });
         if ended && grace.is_none() {
             grace = Some(Instant::now() + VERDICT_GRACE);
         }
