@@ -393,3 +393,52 @@ fn a_device_without_manifests_gets_top_files_and_a_reason_for_folders() {
             .any(|e| matches!(e, Event::IncomingManifest { .. }))
     );
 }
+
+/// A contact that offers more folders at once than the user answers holds at most
+/// [`MAX_MANIFESTS_PER_PEER`](ferry_proto::node::MAX_MANIFESTS_PER_PEER) of them: the next
+/// manifest channel is declined and counted, and that send fails on its side at once instead
+/// of waiting for an answer no one will give.
+#[test]
+fn offers_past_the_per_peer_bound_are_declined() {
+    use ferry_proto::node::MAX_MANIFESTS_PER_PEER;
+    use ferry_proto::transfer::manifest::DECLINED;
+    let mut p = pair(34, Features::ours());
+    let sends: Vec<Sending> = (0..=MAX_MANIFESTS_PER_PEER)
+        .map(|_| p.send(vec![folder("f"), file("f/a.txt", 10)]))
+        .collect();
+    // SECURITY: row 150
+    p.run_until(|p| {
+        sends
+            .iter()
+            .filter_map(|s| p.offer_of(s.send))
+            .any(|o| p.end(p.alice, o).is_some())
+    });
+    // The others' manifests are read meanwhile.
+    p.world.run_for(Duration::from_secs(2));
+    let offered = p
+        .events(p.bob)
+        .iter()
+        .filter(|e| matches!(e, Event::IncomingManifest { .. }))
+        .count();
+    assert_eq!(
+        offered, MAX_MANIFESTS_PER_PEER,
+        "Bob is asked about the first ones only"
+    );
+    let ended: Vec<(Status, Option<Reason>)> = sends
+        .iter()
+        .filter_map(|s| p.offer_of(s.send))
+        .filter_map(|o| p.end(p.alice, o))
+        .collect();
+    assert_eq!(ended.len(), 1, "one send ends at once: {ended:?}");
+    assert_eq!(
+        ended[0],
+        (Status::ClosedByPeer, Some(Reason::Protocol(DECLINED)))
+    );
+    let dropped = p
+        .world
+        .endpoint::<Node>(p.bob)
+        .expect("bob")
+        .dropped()
+        .channels_over_budget;
+    assert_eq!(dropped, 1);
+}

@@ -411,7 +411,11 @@ impl Node {
             MuxEvent::Opened { .. } => o.offer.opened(now),
             MuxEvent::Data { data, .. } => o.offer.received(&data),
             // The device would not have the channel, or never answered: no manifest went.
-            MuxEvent::Declined { .. } | MuxEvent::Unanswered { .. } => {
+            MuxEvent::Declined { .. } => {
+                o.channel = None;
+                o.offer.declined();
+            }
+            MuxEvent::Unanswered { .. } => {
                 o.channel = None;
                 o.offer.ended();
             }

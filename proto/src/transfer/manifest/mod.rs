@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use claims::{ClaimError, Claims};
 pub use offer::{
-    CANCELLED, ChannelOutput, IntakeState, ManifestIntake, ManifestOffer, OfferState, Refusal,
+    CANCELLED, ChannelOutput, DECLINED, IntakeState, ManifestIntake, ManifestOffer, OfferState,
+    Refusal,
 };
 pub use path::RelPath;
 

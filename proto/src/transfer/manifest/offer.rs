@@ -30,6 +30,8 @@ pub enum ChannelOutput {
 
 /// The reason of [`OfferState::Failed`] after [`ManifestOffer::cancel`].
 pub const CANCELLED: &str = "cancelled";
+/// The reason of [`OfferState::Failed`] after [`ManifestOffer::declined`].
+pub const DECLINED: &str = "the device declined the offer's channel (it has too many offers open)";
 
 /// Where a sent manifest stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,14 @@ impl ManifestOffer {
     pub fn ended(&mut self) {
         if matches!(self.state, OfferState::Opening | OfferState::WaitReply) {
             self.fail("the manifest's channel ended before its answer");
+        }
+    }
+
+    /// The device declined the manifest's channel (it holds as many offers of ours as it
+    /// takes): nothing is to be sent.
+    pub fn declined(&mut self) {
+        if matches!(self.state, OfferState::Opening | OfferState::WaitReply) {
+            self.fail(DECLINED);
         }
     }
 
