@@ -187,16 +187,17 @@ A.A.A.A:YYYY
     }
 
     #[test]
-    fn local_candidates_carry_jami_priorities_and_foundations() {
+    fn local_candidates_carry_rfc6544_priorities_and_pjnath_foundations() {
         let c = Candidate::tcp(
             CandidateType::Host,
             TcpType::Passive,
             addr("192.168.0.126:42751"),
             65535,
         );
+        // Local preference 2^13·4 + 8191 = 40959 (RFC 6544 §4.2, host passive).
         assert_eq!(
             c.to_string(),
-            "Hc0a8007e 1 TCP 2130706431 192.168.0.126 42751 typ host tcptype passive"
+            "Hc0a8007e 1 TCP 2124414975 192.168.0.126 42751 typ host tcptype passive"
         );
         let a = Candidate::tcp(
             CandidateType::Host,
@@ -211,7 +212,10 @@ A.A.A.A:YYYY
             addr("203.0.113.9:42751"),
             65535,
         );
-        assert_eq!(s.priority, 1_694_498_815);
+        assert_eq!(
+            s.priority, 1_684_013_055,
+            "srflx passive: direction preference 2"
+        );
         let r = Candidate::tcp(
             CandidateType::Relayed,
             TcpType::Passive,
@@ -221,6 +225,50 @@ A.A.A.A:YYYY
         assert!(r.priority < s.priority && r.to_string().contains("2001:db8::1 3478 typ relay"));
         let lp = ferry_proto::ice::LocalPreference::Running { start: 65535 };
         assert_eq!((lp.of(0), lp.of(3)), (65535, 65532));
+    }
+
+    /// RFC 6544 §4.2's direction preference, folded into the local preference as libnice's
+    /// `nice_candidate_ice_local_preference` does (`0x2000 · direction + other`): a host or
+    /// relayed address ranks active 6, passive 4, so 2; a server- or peer-reflexive one so 6,
+    /// active 4, passive 2. Before, every TCP candidate of one address had one priority
+    /// (pjnath's flat 65535: 2130706431 for active and passive alike).
+    #[test]
+    fn the_direction_preference_orders_tcp_types_as_rfc6544_and_libnice_do() {
+        use CandidateType::{Host, PeerReflexive, Relayed, ServerReflexive};
+        use TcpType::{Active, Passive, SimultaneousOpen as So};
+        let prio =
+            |kind, tcp, pref| Candidate::tcp(kind, tcp, addr("10.0.0.1:5000"), pref).priority;
+        let expected = [
+            (Host, Active, 2_128_609_279u32),
+            (Host, Passive, 2_124_414_975),
+            (Host, So, 2_120_220_671),
+            (ServerReflexive, So, 1_692_401_663),
+            (ServerReflexive, Active, 1_688_207_359),
+            (ServerReflexive, Passive, 1_684_013_055),
+            (Relayed, Active, 14_680_063),
+            (Relayed, Passive, 10_485_759),
+        ];
+        for (kind, tcp, priority) in expected {
+            assert_eq!(prio(kind, tcp, 65535), priority, "{kind:?} {tcp:?}");
+        }
+        for (tcp, direction) in [(Active, 4), (Passive, 2), (So, 6)] {
+            assert_eq!(tcp.direction_preference(PeerReflexive), direction);
+        }
+        // The owner's own preference keeps its low 13 bits: its order among addresses stays
+        // below the direction, which always wins.
+        assert_eq!(
+            prio(Host, Passive, 65534) + 256,
+            prio(Host, Passive, 65535),
+            "the next address ranks one below"
+        );
+        assert!(prio(Host, Passive, 65535 - 8000) > prio(Host, So, 65535));
+        // Printed and parsed back, an `so` line keeps its port (only active ones say 9).
+        let so = Candidate::tcp(Host, So, addr("10.0.0.1:5000"), 65535);
+        assert_eq!(
+            so.to_string(),
+            "H0a000001 1 TCP 2120220671 10.0.0.1 5000 typ host tcptype so"
+        );
+        assert_eq!(so.to_string().parse::<Candidate>(), Ok(so));
     }
 
     // ----- the check list -----
@@ -266,7 +314,8 @@ A.A.A.A:YYYY
                 (addr("10.0.0.1:9"), addr("203.0.113.2:6000")),
                 (addr("10.0.0.1:9"), addr("198.51.100.1:3478")),
             ],
-            "no local passive or srflx, no remote active, no UDP or so, no family mix; best first"
+            "no local passive or srflx, no remote active, no UDP, no remote so without a local \
+             one, no family mix; best first"
         );
         assert!(list.pairs().iter().all(|p| p.origin == Origin::Active));
         assert!(
@@ -291,6 +340,91 @@ A.A.A.A:YYYY
                 .len(),
             2
         );
+    }
+
+    fn so(kind: CandidateType, a: &str) -> Candidate {
+        Candidate::tcp(kind, TcpType::SimultaneousOpen, addr(a), 65535)
+    }
+
+    /// RFC 6544 §6.2: a local `so` candidate pairs with the peer's `so` ones only, and an
+    /// active and an `so` candidate of one IP share a base (Ferry connects from the listening
+    /// port for both), so toward an address the peer offers both ways one pair stays, the
+    /// better one.
+    #[test]
+    fn simultaneous_open_candidates_pair_with_each_other_under_one_base() {
+        let local = vec![
+            passive(CandidateType::Host, "10.0.0.1:5000"),
+            active("10.0.0.1:9"),
+            so(CandidateType::Host, "10.0.0.1:5000"),
+            // Its base is the host `so` candidate: never paired itself.
+            so(CandidateType::ServerReflexive, "203.0.113.1:5000"),
+        ];
+        let remote = vec![
+            // Ferry's form: passive and so on the listening port.
+            passive(CandidateType::Host, "10.0.0.2:6000"),
+            so(CandidateType::Host, "10.0.0.2:6000"),
+            passive(CandidateType::ServerReflexive, "203.0.113.2:6000"),
+            so(CandidateType::ServerReflexive, "203.0.113.2:6000"),
+            // An agent that binds its `so` candidate on a port of its own (libnice's form).
+            so(CandidateType::Host, "10.0.0.2:7000"),
+            active("10.0.0.2:9"),
+        ];
+        let list = CheckList::form(Role::Controlling, &local, &remote, 100);
+        let pairs: Vec<(TcpType, SocketAddr, TcpType, SocketAddr)> = list
+            .pairs()
+            .iter()
+            .map(|p| {
+                (
+                    p.local.tcp_type.expect("tcp"),
+                    p.local.addr,
+                    p.remote.tcp_type.expect("tcp"),
+                    p.remote.addr,
+                )
+            })
+            .collect();
+        use TcpType::{Active, Passive, SimultaneousOpen as So};
+        assert_eq!(
+            pairs,
+            [
+                // Host: active → passive (6 and 4) beats so ↔ so (2 and 2).
+                (Active, addr("10.0.0.1:9"), Passive, addr("10.0.0.2:6000")),
+                (So, addr("10.0.0.1:5000"), So, addr("10.0.0.2:7000")),
+                // Reflexive: so (6) beats passive (2) on the same connection.
+                (So, addr("10.0.0.1:5000"), So, addr("203.0.113.2:6000")),
+            ]
+        );
+        assert!(list.pairs().iter().all(|p| p.origin == Origin::Active));
+        // Without a local so candidate, the peer's so ones pair with nothing.
+        let list = CheckList::form(Role::Controlling, &local[..2], &remote[4..], 100);
+        assert!(list.pairs().is_empty());
+    }
+
+    /// A peer that offers nothing but `so` candidates (a NATed agent that cannot accept):
+    /// the two `so` pairs are checked, one is selected, both sides on one connection.
+    #[test]
+    fn an_agent_offering_only_simultaneous_open_candidates_is_reached() {
+        let mut alice = host("10.0.0.1", 5000);
+        alice.push(so(CandidateType::Host, "10.0.0.1:5000"));
+        let bob = vec![so(CandidateType::Host, "10.0.0.2:7000")];
+        let (mut net, a, b) = pair_net(alice, bob);
+        net.exchange(a, b);
+        net.run_for(Duration::from_secs(2));
+        assert_same_connection(&net, a, b);
+        for h in [a, b] {
+            let pairs = net.hosts[h].agent.check_list().pairs();
+            assert!(
+                pairs
+                    .iter()
+                    .any(|p| p.local.is_so() && p.remote.is_so() && p.origin == Origin::Active),
+                "each side checks its so ↔ so pair"
+            );
+            assert!(
+                pairs
+                    .iter()
+                    .all(|p| !p.local.is_passive() || p.origin == Origin::Passive),
+                "a passive candidate never opens"
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub struct RouterSpec {
     kind_v4: RouterKind,
     kind_v6: RouterKind,
     link: LinkSpec,
+    maps_ports: bool,
 }
 
 impl RouterSpec {
@@ -65,6 +66,7 @@ impl RouterSpec {
             kind_v4: RouterKind::Open,
             kind_v6: RouterKind::Open,
             link: LinkSpec::default(),
+            maps_ports: false,
         }
     }
 
@@ -102,6 +104,15 @@ impl RouterSpec {
     /// Its uplink.
     pub fn link(mut self, link: LinkSpec) -> RouterSpec {
         self.link = link;
+        self
+    }
+
+    /// A home router that forwards ports on request (UPnP-IGD, NAT-PMP, PCP): a node's
+    /// `MapPort` for a listener behind it gets the port forwarded from the router's external
+    /// address, open to any remote, until `UnmapPorts` (see `World`'s port mapping). Hosts
+    /// behind a router without it are told no gateway maps ports.
+    pub fn port_mapping(mut self, on: bool) -> RouterSpec {
+        self.maps_ports = on;
         self
     }
 }
@@ -389,6 +400,7 @@ impl WorldBuilder {
                 kind_v6: spec.kind_v6,
                 link: links.len() - 1,
                 table: NatTable::default(),
+                maps_ports: spec.maps_ports,
             });
         }
         // Every network must reach the internet without a loop.

@@ -102,6 +102,8 @@ fn boxed<E: fmt::Debug + 'static>(out: Output<E>) -> Result<Output<BoxedEvent>, 
         Output::DhtListen { key } => Output::DhtListen { key },
         Output::DhtCancelListen { key } => Output::DhtCancelListen { key },
         Output::File(op) => Output::File(op),
+        Output::MapPort { listener, local } => Output::MapPort { listener, local },
+        Output::UnmapPorts => Output::UnmapPorts,
         Output::Event(event) => Output::Event(Box::new(event)),
         other => return Err(format!("{other:?}")),
     })
@@ -151,6 +153,8 @@ pub(crate) struct Host {
     pub(crate) spin_reported: bool,
     pub(crate) files: Files,
     pub(crate) dht_listens: BTreeSet<DhtKey>,
+    /// Inside addresses its gateway forwards for it (`MapPort`), until `UnmapPorts`.
+    pub(crate) forwarded: Vec<SocketAddr>,
 }
 
 impl Host {
@@ -183,6 +187,7 @@ impl Host {
             spin_reported: false,
             files: Files::default(),
             dht_listens: BTreeSet::new(),
+            forwarded: Vec::new(),
         }
     }
 

@@ -174,6 +174,9 @@ struct Mapping {
     refs: u32,
     /// When the last connection using it ended.
     idle_since: Duration,
+    /// Asked for from inside (UPnP-IGD, NAT-PMP, PCP): lets in any remote and never
+    /// expires until deleted.
+    forwarded: bool,
 }
 
 /// Past this many remotes, a mapping forgets the oldest-sorted one (memory stays bounded;
@@ -231,6 +234,7 @@ impl NatTable {
                     contacted: BTreeSet::new(),
                     refs: 0,
                     idle_since: now,
+                    forwarded: false,
                 };
                 let id = match self.free.pop() {
                     Some(ix) => {
@@ -269,16 +273,96 @@ impl NatTable {
         let mapping = self.maps[id.0 as usize]
             .as_mut()
             .ok_or(Filtered::NoMapping)?;
-        let allowed = match rules.filtering {
-            Behaviour::EndpointIndependent => true,
-            Behaviour::AddressDependent => mapping.contacted.iter().any(|c| c.ip() == remote.ip()),
-            Behaviour::AddressAndPortDependent => mapping.contacted.contains(&remote),
-        };
+        let allowed = mapping.forwarded
+            || match rules.filtering {
+                Behaviour::EndpointIndependent => true,
+                Behaviour::AddressDependent => {
+                    mapping.contacted.iter().any(|c| c.ip() == remote.ip())
+                }
+                Behaviour::AddressAndPortDependent => mapping.contacted.contains(&remote),
+            };
         if !allowed {
             return Err(Filtered::Refused);
         }
         mapping.refs += 1;
         Ok((id, mapping.key.internal))
+    }
+
+    /// A port mapping asked for from inside (what a UPnP-IGD, NAT-PMP or PCP gateway
+    /// grants): `internal` is reachable from any remote at the returned external address
+    /// until [`unforward`](Self::unforward). It is the endpoint-independent mapping of
+    /// `internal` (the one an outbound connection from it uses behind an
+    /// endpoint-independent mapping NAT, so the peer sees one address either way), made if
+    /// there is none yet; `None` when the NAT is out of ports.
+    pub(crate) fn forward(
+        &mut self,
+        rules: &Nat,
+        now: Duration,
+        internal: SocketAddr,
+        external_ip: IpAddr,
+    ) -> Option<SocketAddr> {
+        let key = MapKey {
+            internal,
+            remote_ip: None,
+            remote_port: None,
+        };
+        let id = match self.by_key.get(&key) {
+            Some(id) => *id,
+            None => {
+                self.expire(rules, now);
+                let port = self.pick_port(rules, internal.port(), external_ip)?;
+                let external = SocketAddr::new(external_ip, port);
+                let mapping = Mapping {
+                    key,
+                    external,
+                    contacted: BTreeSet::new(),
+                    refs: 0,
+                    idle_since: now,
+                    forwarded: false,
+                };
+                let id = match self.free.pop() {
+                    Some(ix) => {
+                        self.maps[ix as usize] = Some(mapping);
+                        MapId(ix)
+                    }
+                    None => {
+                        self.maps.push(Some(mapping));
+                        MapId(self.maps.len() as u32 - 1)
+                    }
+                };
+                self.by_key.insert(key, id);
+                self.by_external.insert(external, id);
+                id
+            }
+        };
+        let mapping = self.maps[id.0 as usize].as_mut()?;
+        if !mapping.forwarded {
+            // The forward holds the mapping as a connection would: it never idles out.
+            mapping.forwarded = true;
+            mapping.refs += 1;
+        }
+        Some(mapping.external)
+    }
+
+    /// Deletes the port mapping of `internal`; the mapping itself lives on while
+    /// connections use it, then idles out as any other. Whether there was one.
+    pub(crate) fn unforward(&mut self, internal: SocketAddr, now: Duration) -> bool {
+        let key = MapKey {
+            internal,
+            remote_ip: None,
+            remote_port: None,
+        };
+        let Some(id) = self.by_key.get(&key).copied() else {
+            return false;
+        };
+        match self.maps[id.0 as usize].as_mut() {
+            Some(m) if m.forwarded => {
+                m.forwarded = false;
+                self.release(id, now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A connection using `id` ended.
@@ -463,5 +547,37 @@ mod tests {
         t.outbound(&rules, later, sa("192.168.1.9:6000"), r, ext_ip())
             .expect("a port");
         assert_eq!(t.len(), 1, "the idle mapping is gone");
+    }
+
+    #[test]
+    fn a_forwarded_port_lets_anyone_in_until_deleted() {
+        let rules = Nat::symmetric().with_port_preservation(true);
+        let mut t = NatTable::default();
+        let inside = sa("192.168.1.2:5000");
+        let stranger = sa("1.1.1.1:80");
+        let external = t
+            .forward(&rules, Duration::ZERO, inside, ext_ip())
+            .expect("a port");
+        assert_eq!(external, SocketAddr::new(ext_ip(), 5000), "port preserved");
+        assert_eq!(
+            t.forward(&rules, Duration::ZERO, inside, ext_ip()),
+            Some(external),
+            "asking again renews the same mapping"
+        );
+        let (id, to) = t.inbound(&rules, external, stranger).expect("let in");
+        assert_eq!(to, inside);
+        t.release(id, Duration::from_secs(1));
+        // Long idle, still there: a forward does not expire.
+        let later = Duration::from_secs(1) + 2 * rules.idle_timeout;
+        t.expire(&rules, later);
+        assert!(t.inbound(&rules, external, stranger).is_ok());
+        assert!(t.unforward(inside, later));
+        assert!(!t.unforward(inside, later), "deleted once");
+        // One connection still holds it (the inbound above); once it ends, the filter is
+        // the NAT's own again: a stranger is refused, then the mapping idles out.
+        assert_eq!(
+            t.inbound(&rules, external, stranger),
+            Err(Filtered::Refused)
+        );
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct Router {
     pub(crate) kind_v6: RouterKind,
     pub(crate) link: usize,
     pub(crate) table: NatTable,
+    /// Forwards ports on request (UPnP-IGD, NAT-PMP, PCP).
+    pub(crate) maps_ports: bool,
 }
 
 impl Router {

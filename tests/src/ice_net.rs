@@ -109,11 +109,13 @@ impl Net {
         }
     }
 
-    /// Adds a host; every passive candidate of its agent becomes reachable.
+    /// Adds a host; every passive candidate of its agent becomes reachable, and so does every
+    /// simultaneous-open one (a connection to it stands for the peer's half of a
+    /// simultaneous open, which Ferry's listener on the same port accepts).
     pub fn add(&mut self, name: &str, agent: Agent) -> usize {
         let idx = self.hosts.len();
         for c in agent.local_description().candidates {
-            if c.is_passive() {
+            if c.is_passive() || c.is_so() {
                 self.routes.insert(c.addr, Route::To(idx));
             }
         }

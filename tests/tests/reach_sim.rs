@@ -1,6 +1,10 @@
-//! [reach] in the simulator: paths that need more than one try.
-//! `cargo test -p ferry-tests --test reach_sim`
+//! [reach] in the simulator: the rows of the issue's table that the `scenarios` do not
+//! hold, and paths that need more than one try.
+//! `cargo test -p ferry-tests --test reach_sim -- --nocapture` prints set-up in RTTs.
 //!
+//! - Port-restricted cone NATs on two networks, STUN only, meet directly; so does a device
+//!   behind a router that forwards its port (UPnP-IGD / NAT-PMP / PCP, simulated by the
+//!   router itself) and a device behind a cone NAT, either way round.
 //! - Two nodes behind port-restricted cone NATs with a STUN server only (no relay to fall
 //!   back on) meet on their server-reflexive candidates by TCP simultaneous open, even when
 //!   the DHT takes longer one way than ICE's connect timeout (the requester starts its checks
@@ -35,14 +39,31 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// A home network behind a port-restricted cone NAT at `ext`.
-fn site(b: &mut WorldBuilder, name: &str, ext: [u8; 4]) -> NetworkId {
+/// The home routers of the issue's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// A port-restricted cone NAT (endpoint-independent mapping, address-and-port-dependent
+    /// filtering): the common home router.
+    Cone,
+    /// A router that forwards a port on request (UPnP-IGD, NAT-PMP, PCP) and is otherwise
+    /// symmetric, so that the forwarded port is the only way in: its STUN-seen mapping
+    /// changes with the destination, and its filter lets nobody in unasked.
+    Upnp,
+}
+
+/// A home network behind a router of kind `home` at `ext`.
+fn home(b: &mut WorldBuilder, name: &str, ext: [u8; 4], home: Home) -> NetworkId {
     let internet = b.internet();
     let net = b.network(name);
+    let nat = match home {
+        Home::Cone => Nat::port_restricted_cone(),
+        Home::Upnp => Nat::symmetric(),
+    };
     b.router(
         RouterSpec::new(name, internet, net)
             .v4(ext)
-            .kind(RouterKind::Nat(Nat::port_restricted_cone()))
+            .kind(RouterKind::Nat(nat))
+            .port_mapping(home == Home::Upnp)
             .link(LinkSpec::latency(HOP)),
     );
     net
@@ -119,6 +140,18 @@ fn across_cones(
     dht_latency: Duration,
     retries: u32,
 ) -> (World, [HostId; 2], TransferId) {
+    let (world, hosts, group, _) = across(seed, dht_latency, retries, [Home::Cone, Home::Cone]);
+    (world, hosts, group)
+}
+
+/// [`across_cones`] with Alice and Bob behind the routers `homes`; both ask their gateway
+/// for port mappings (only a [`Home::Upnp`] one grants them).
+fn across(
+    seed: u64,
+    dht_latency: Duration,
+    retries: u32,
+    homes: [Home; 2],
+) -> (World, [HostId; 2], TransferId, Duration) {
     let mut b = World::builder(seed);
     b.dht(DhtSpec {
         latency: dht_latency,
@@ -126,8 +159,8 @@ fn across_cones(
         ..DhtSpec::default()
     });
     let stun = stun_server(&mut b);
-    let na = site(&mut b, "nat-a", [203, 0, 113, 1]);
-    let nb = site(&mut b, "nat-b", [203, 0, 113, 2]);
+    let na = home(&mut b, "nat-a", [203, 0, 113, 1], homes[0]);
+    let nb = home(&mut b, "nat-b", [203, 0, 113, 2], homes[1]);
     let epoch = b.epoch();
     let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
     let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
@@ -135,6 +168,7 @@ fn across_cones(
         let mut config = node_config(epoch, account, device, IpAddr::from(ip), seed);
         config.stun = vec![stun];
         config.ice.max_connect_retries = retries;
+        config.port_mapping = true;
         b.host(
             HostSpec::new(name, net).v4(ip).link(LinkSpec::latency(HOP)),
             Node::new(epoch, config),
@@ -145,12 +179,108 @@ fn across_cones(
     let mut world = b.trace().build().expect("world");
     world.run_for(secs(2));
     let to = bob.id();
+    let sent_at = world.now();
     let group = world
         .with_endpoint(ha, move |n: &mut Node, now| {
             n.send_file(now, to, format!("seed:7:{SIZE}"), "skewed.bin".to_owned())
         })
         .expect("a node");
-    (world, [ha, hb], group)
+    (world, [ha, hb], group, sent_at)
+}
+
+/// The DHT latency of the table's rows (a put or a delivery), as in `scenarios`.
+const DHT_LATENCY: Duration = Duration::from_millis(100);
+
+/// One row of the issue's table in the simulator: Alice behind `homes[0]` sends Bob behind
+/// `homes[1]` a file, STUN only; both connect directly, on the paths named `names` (each
+/// side names its own: `mapped` where it holds the mapping, `srflx` where it sees the
+/// other's). Returns the set-up after the DHT hops in round trips between the two hosts
+/// (`send_file` → the header at Bob, less the lookup and two DHT one-ways), and prints it.
+fn table_row(row: &str, homes: [Home; 2], names: [&str; 2]) -> f64 {
+    let retries = ferry_proto::ice::Config::default().max_connect_retries;
+    let (mut world, [ha, hb], group, sent_at) = across(5, DHT_LATENCY, retries, homes);
+    let in_time = run_until(&mut world, secs(60), |w| offered(w, hb).is_some());
+    if !in_time && std::env::var_os("REACH_DEBUG").is_some() {
+        eprintln!("{}", world.trace());
+    }
+    assert!(
+        in_time,
+        "{row}: bob is offered the file; alice: {:?}, bob: {:?}",
+        unreachable(&world, ha),
+        unreachable(&world, hb)
+    );
+    let offered_at = events(&world, hb)
+        .into_iter()
+        .find_map(|(at, e)| matches!(e, Event::IncomingTransfer { .. }).then_some(at))
+        .expect("an offer");
+    let t = offered(&world, hb).expect("an offer");
+    world
+        .with_endpoint(hb, |n: &mut Node, now| n.accept(now, t))
+        .expect("a node")
+        .expect("offered");
+    assert!(
+        run_until(&mut world, secs(60), |w| finished(w, ha, group)),
+        "{row}: alice's view finishes"
+    );
+    for ((who, h), name) in [("alice", ha), ("bob", hb)].into_iter().zip(names) {
+        let paths = connected(&world, h);
+        assert_eq!(paths.len(), 1, "{row}, {who}: one connection: {paths:?}");
+        assert!(
+            !paths[0].1.is_relayed() && paths[0].1.name() == name,
+            "{row}, {who}: directly on {name}: {paths:?}"
+        );
+    }
+    // Host link and router uplink each way: 4 hops one way.
+    let rtt = HOP * 8;
+    let took = offered_at - sent_at;
+    let rtts = took.saturating_sub(DHT_LATENCY * 5).as_secs_f64() / rtt.as_secs_f64();
+    eprintln!(
+        "reach_sim {row}: send_file → header {took:?} = lookup {DHT_LATENCY:?} + 2 DHT one-way \
+         of {:?} + {rtts:.2} RTT of {rtt:?}",
+        DHT_LATENCY * 2
+    );
+    rtts
+}
+
+/// The issue's "cone / cone, STUN only, both sides" row across two networks (s1 has both
+/// hosts on one LAN): port-restricted cone NATs, which let the peer's SYN in only once their
+/// own went out to it, meet on their server-reflexive candidates by TCP simultaneous open.
+#[test]
+fn port_restricted_cones_on_two_networks_meet_directly_with_stun_only() {
+    let rtts = table_row(
+        "cone / cone (STUN only)",
+        [Home::Cone, Home::Cone],
+        ["srflx", "srflx"],
+    );
+    // As the full-cone scenario: 4.5.
+    assert!(rtts < 4.55, "set-up took {rtts:.2} RTT after the DHT hops");
+}
+
+/// The issue's "behind a UPnP router / cone, STUN only" row, both ways round: the router
+/// forwards the listening port (and is otherwise symmetric, so nothing else gets in); the
+/// device behind it names its path `mapped`, the peer sees a server-reflexive candidate.
+#[test]
+fn a_device_behind_a_upnp_router_is_reached_through_the_mapped_port() {
+    for (row, homes, names) in [
+        (
+            "upnp / cone (STUN only)",
+            [Home::Upnp, Home::Cone],
+            ["mapped", "srflx"],
+        ),
+        (
+            "cone / upnp (STUN only)",
+            [Home::Cone, Home::Upnp],
+            ["srflx", "mapped"],
+        ),
+    ] {
+        // 6.1 and 5.1 (see the report): the device behind the router also offers the
+        // address a STUN server saw, which its symmetric mapping makes useless.
+        let rtts = table_row(row, homes, names);
+        assert!(
+            rtts < 6.2,
+            "{row}: set-up took {rtts:.2} RTT after the DHT hops"
+        );
+    }
 }
 
 /// One DHT one-way (put + delivery) of 3.2 s, past ICE's 3-s connect timeout: the

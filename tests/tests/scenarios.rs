@@ -461,6 +461,36 @@ fn s2_full_cone_nats_meet_on_server_reflexive_candidates() {
     insta::assert_snapshot!(world.trace());
 }
 
+/// The cone row across two networks (s1 has both hosts on one LAN): port-restricted
+/// cone NATs let a SYN in only from an address their side has sent one to. The answerer's
+/// SYN to the requester's server-reflexive address, sent one DHT one-way before the requester
+/// starts, is dropped by the requester's NAT, but it leaves the answerer's NAT open to the
+/// requester's mapped address (as conntrack keeps a SYN_SENT entry), so the requester's SYN
+/// from its listening port gets through: as fast as full-cone NATs.
+#[test]
+fn s2_port_restricted_cone_nats_meet_on_server_reflexive_candidates() {
+    let (mut world, turn, [ha, hb], took) = behind_nats(12, Nat::port_restricted_cone());
+    for h in [ha, hb] {
+        let p = paths(&world, h);
+        assert!(
+            p.len() == 1 && !p[0].is_relayed() && p[0].name() == "srflx",
+            "the server-reflexive pair, directly: {p:?}"
+        );
+    }
+    assert!(
+        relayed_bytes(&mut world, turn) < SIZE,
+        "the relay did not carry the file"
+    );
+    assert!(
+        tls_between(&world.trace(), "a1", "b1") && !tls_between(&world.trace(), "a1", "turn"),
+        "the server-reflexive pair carries TLS, not the relay"
+    );
+    let rtts = report("s2 port-restricted cone NATs", took, HOP * 8);
+    // As s2 full-cone: 4.5 (and the simulated processing of a fraction of a millisecond).
+    assert!(rtts < 4.55, "set-up took {rtts:.2} RTT after the DHT hops");
+    insta::assert_snapshot!(world.trace());
+}
+
 #[test]
 fn s3_symmetric_nats_go_through_the_relay() {
     let (mut world, turn, [ha, hb], took) = behind_nats(3, Nat::symmetric());

@@ -15,7 +15,7 @@ use core::net::{IpAddr, SocketAddr};
 use std::fmt;
 use std::str::FromStr;
 
-use super::priority::candidate_priority;
+use super::priority::{candidate_priority, tcp_local_preference};
 
 /// The port an active TCP candidate advertises (RFC 6544 §4.5).
 pub const ACTIVE_PORT: u16 = 9;
@@ -82,7 +82,8 @@ pub enum TcpType {
     Active,
     /// Accepts connections, never opens them.
     Passive,
-    /// Simultaneous open (`so`): parsed and printed, never paired by Ferry.
+    /// Simultaneous open (`so`, RFC 6544 §4.5): both sides open a connection to each other
+    /// from this address at once. Paired only with the peer's `so` candidates.
     SimultaneousOpen,
 }
 
@@ -93,6 +94,23 @@ impl TcpType {
             TcpType::Active => "active",
             TcpType::Passive => "passive",
             TcpType::SimultaneousOpen => "so",
+        }
+    }
+
+    /// RFC 6544 §4.2's direction preference (0–7) of a candidate of this TCP type and `kind`,
+    /// with libnice's table: a host or relayed address prefers active (6), then passive (4),
+    /// then simultaneous open (2), since a host can always open a connection; behind a NAT
+    /// (server- and peer-reflexive) simultaneous open comes first (6), then active (4), then
+    /// passive (2), since an inbound SYN needs a mapping the NAT may not keep open.
+    pub fn direction_preference(self, kind: CandidateType) -> u16 {
+        let natted = matches!(
+            kind,
+            CandidateType::ServerReflexive | CandidateType::PeerReflexive
+        );
+        match (self, natted) {
+            (TcpType::Active, false) | (TcpType::SimultaneousOpen, true) => 6,
+            (TcpType::Passive, false) | (TcpType::Active, true) => 4,
+            (TcpType::SimultaneousOpen, false) | (TcpType::Passive, true) => 2,
         }
     }
 }
@@ -119,8 +137,9 @@ pub struct Candidate {
 impl Candidate {
     /// A local TCP candidate of component 1, with a foundation made the way pjnath does
     /// (type letter, then eight hex digits: the IPv4 address, or a hash of the IPv6 one) and
-    /// the priority of [`candidate_priority`]. An active candidate gets port 9 whatever
-    /// `addr` says.
+    /// the priority of [`candidate_priority`], its local preference folded with RFC 6544's
+    /// direction preference ([`tcp_local_preference`]). An active candidate gets port 9
+    /// whatever `addr` says.
     pub fn tcp(
         kind: CandidateType,
         tcp_type: TcpType,
@@ -135,7 +154,11 @@ impl Candidate {
             foundation: foundation(kind, addr.ip()),
             component: 1,
             transport: Transport::Tcp,
-            priority: candidate_priority(kind.type_preference(), local_preference, 1),
+            priority: candidate_priority(
+                kind.type_preference(),
+                tcp_local_preference(kind, tcp_type, local_preference),
+                1,
+            ),
             addr,
             kind,
             tcp_type: Some(tcp_type),
@@ -150,6 +173,11 @@ impl Candidate {
     /// Whether this is a TCP candidate that accepts connections.
     pub fn is_passive(&self) -> bool {
         self.transport == Transport::Tcp && self.tcp_type == Some(TcpType::Passive)
+    }
+
+    /// Whether this is a TCP simultaneous-open candidate.
+    pub fn is_so(&self) -> bool {
+        self.transport == Transport::Tcp && self.tcp_type == Some(TcpType::SimultaneousOpen)
     }
 }
 

@@ -1,13 +1,18 @@
 //! The check list: candidate pairs, their states and their order (RFC 8445 §6.1.2, with
 //! RFC 6544's rules for TCP).
 //!
-//! Forming pairs for TCP keeps only *active → passive*: a local active host candidate opens a
-//! connection to a remote passive one. A local passive candidate never starts a check (it
-//! waits for the peer's connection), a remote active one cannot be connected to, and
-//! simultaneous-open and UDP candidates are not paired at all. Pairs whose addresses are of
-//! different IP families are dropped, and of pairs with the same local and remote address
-//! only the highest-priority one stays (RFC 8445 §6.1.2.4). Pairs a passive side learns from
-//! an incoming check are added later with [`CheckList::add_passive`].
+//! Forming pairs for TCP keeps *active → passive* and *so ↔ so* (RFC 6544 §6.2): a local
+//! active host candidate opens a connection to a remote passive one, and a local
+//! simultaneous-open candidate opens one to a remote simultaneous-open one while the peer
+//! opens the same connection the other way. A local passive candidate never starts a check
+//! (it waits for the peer's connection), a remote active one cannot be connected to, and UDP
+//! candidates are not paired at all. Pairs whose addresses are of different IP families are
+//! dropped, and of pairs with the same local base and remote address only the
+//! highest-priority one stays (RFC 8445 §6.1.2.4). Ferry's active and `so` connections both
+//! leave from the listening port of their IP, so an active and an `so` candidate on one IP
+//! share a base: toward a peer address offered both ways, one connection is tried, under the
+//! better pair. Pairs a passive side learns from an incoming check are added later with
+//! [`CheckList::add_passive`].
 //!
 //! Pairs are kept in insertion order, so indices stay stable for timers and transactions;
 //! every choice ("which pair next", "which valid pair is best") scans them by priority,
@@ -23,7 +28,8 @@ use crate::io::ConnId;
 /// Which side opened the pair's TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// We connect from a local active candidate to a remote passive one.
+    /// We connect: from a local active candidate to a remote passive one, or from a local
+    /// simultaneous-open candidate to a remote one.
     Active,
     /// The peer connected to one of our passive candidates; we learned the pair from its
     /// first check.
@@ -124,12 +130,18 @@ impl CheckList {
         // already holds, so only host candidates are paired — and relayed ones, whose
         // connections leave from the relay (RFC 6062 Connect).
         let opens = |c: &&Candidate| matches!(c.kind, CandidateType::Host | CandidateType::Relayed);
+        // Relayed connections leave through a TURN Connect, which has no simultaneous open.
+        let so = |c: &&Candidate| c.is_so() && c.kind == CandidateType::Host;
         for l in local
             .iter()
-            .filter(|c| c.is_active() && c.component == 1)
+            .filter(|c| (c.is_active() || so(c)) && c.component == 1)
             .filter(opens)
         {
-            for r in remote.iter().filter(|c| c.is_passive() && c.component == 1) {
+            // Active to passive, so to so (RFC 6544 §6.2).
+            let partner = |r: &&Candidate| {
+                if l.is_so() { r.is_so() } else { r.is_passive() }
+            };
+            for r in remote.iter().filter(|c| c.component == 1).filter(partner) {
                 if l.addr.is_ipv4() != r.addr.is_ipv4() || r.transport != Transport::Tcp {
                     continue;
                 }
@@ -142,9 +154,12 @@ impl CheckList {
                 }
                 let priority = prioritise(role, l, r);
                 // Same local base and remote address: keep the best (§6.1.2.4). A relayed
-                // base is not a host base even on one IP (a relay on this machine).
+                // base is not a host base even on one IP (a relay on this machine); active
+                // (port 9) and so candidates of one IP connect from the same listening port.
                 if let Some(twin) = pairs.iter_mut().find(|p| {
-                    p.local.addr == l.addr && p.local.kind == l.kind && p.remote.addr == r.addr
+                    p.local.addr.ip() == l.addr.ip()
+                        && p.local.kind == l.kind
+                        && p.remote.addr == r.addr
                 }) {
                     if priority > twin.priority {
                         twin.local = l.clone();

@@ -14,6 +14,19 @@ pub fn candidate_priority(type_preference: u8, local_preference: u16, component:
     (u32::from(type_preference) << 24) + (u32::from(local_preference) << 8) + (256 - component)
 }
 
+/// The local preference of a TCP candidate (RFC 6544 §4.2): `2^13 · direction-pref +
+/// other-pref`, where the other preference is the low 13 bits of the owner's own
+/// `local_preference` (its order among its addresses). libnice computes it the same way;
+/// Jami's pjnath gives every candidate 65535, and the peer's values only ever enter a pair's
+/// priority, which both sides compute from the same two numbers.
+pub fn tcp_local_preference(
+    kind: super::CandidateType,
+    tcp_type: super::TcpType,
+    local_preference: u16,
+) -> u16 {
+    (tcp_type.direction_preference(kind) << 13) | (local_preference & 0x1fff)
+}
+
 /// How local candidates get their local preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalPreference {

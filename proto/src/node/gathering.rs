@@ -12,10 +12,10 @@ use super::{Node, NodeTimer};
 use crate::ice::{Candidate, CandidateType, TcpType};
 
 impl Node {
-    /// What we offer peers: host candidates on every listening address (none when relay
-    /// only), server-reflexive ones from the home router's port mappings and from what STUN
-    /// and TURN servers saw, relayed ones
-    /// last, in decreasing local preference.
+    /// What we offer peers: host candidates on every listening address, passive, active and
+    /// simultaneous-open (none when relay only), server-reflexive ones from the home router's
+    /// port mappings and from what STUN and TURN servers saw (simultaneous-open too where a
+    /// STUN server saw the mapping), relayed ones last, in decreasing local preference.
     pub(super) fn local_candidates(&self) -> Vec<Candidate> {
         let mut out = Vec::new();
         let mut pref: u16 = 65535;
@@ -42,6 +42,14 @@ impl Node {
                 *addr,
                 p,
             ));
+            // Our connections leave from the listening port, so that port is also a
+            // simultaneous-open candidate (RFC 6544 §5.1), for peers that offer `so` ones.
+            out.push(Candidate::tcp(
+                CandidateType::Host,
+                TcpType::SimultaneousOpen,
+                *addr,
+                p,
+            ));
         }
         if !self.config.relay_only {
             // Where the home router forwards a listening port (PCP, NAT-PMP, UPnP-IGD): as
@@ -53,11 +61,18 @@ impl Node {
                     reflexive.push(mapped);
                 }
             }
-            // Where our own STUN probes saw the NAT map a listening port: exact.
+            // Where our own STUN probes saw the NAT map a listening port: exact. Our
+            // connections leave from that port through the same mapping (not an
+            // address-dependent one: `reflexive` offers none behind those), so the address
+            // is a simultaneous-open candidate too, the one RFC 6544 §4.2 ranks first behind
+            // a NAT: a filtering NAT drops the peer's SYN to a passive address until our own
+            // SYN went out, which is exactly what a simultaneous open does.
+            let mut simultaneous: Vec<SocketAddr> = Vec::new();
             for l in &listening {
                 for mapped in self.reflexive.reflexive(*l) {
                     if !reflexive.contains(&mapped) {
                         reflexive.push(mapped);
+                        simultaneous.push(mapped);
                     }
                 }
             }
@@ -78,12 +93,21 @@ impl Node {
                 }
             }
             for addr in reflexive {
+                let p = next_pref();
                 out.push(Candidate::tcp(
                     CandidateType::ServerReflexive,
                     TcpType::Passive,
                     addr,
-                    next_pref(),
+                    p,
                 ));
+                if simultaneous.contains(&addr) {
+                    out.push(Candidate::tcp(
+                        CandidateType::ServerReflexive,
+                        TcpType::SimultaneousOpen,
+                        addr,
+                        p,
+                    ));
+                }
             }
         }
         for (relayed, _) in self.relays.allocations() {

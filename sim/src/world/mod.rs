@@ -49,6 +49,7 @@ mod crash;
 mod dht;
 mod fault;
 mod net;
+mod portmap;
 
 /// Events kept per host for [`World::events`]; past this the oldest are dropped.
 const EVENTS_KEPT: usize = 10_000;
@@ -607,6 +608,8 @@ impl World {
                 }
                 self.input(h, Input::File(result));
             }
+            Output::MapPort { listener, local } => self.map_port(h, listener, local),
+            Output::UnmapPorts => self.unmap_ports(h),
             Output::Event(event) => {
                 if let Some(t) = &mut self.tracer {
                     let s = crate::record::event(&*event, &mut t.names);

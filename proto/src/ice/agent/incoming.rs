@@ -209,7 +209,9 @@ impl Agent {
         };
         let (remote_addr, local_addr) = (c.remote, c.local);
         let same_family = |a: &SocketAddr| a.is_ipv4() == remote_addr.is_ipv4();
-        let passive = || self.local.iter().filter(|l| l.is_passive());
+        // Our `so` candidates share the listening port, so the peer's half of a simultaneous
+        // open may arrive as an accepted connection too.
+        let passive = || self.local.iter().filter(|l| l.is_passive() || l.is_so());
         let local = passive()
             .find(|l| Some(l.addr) == local_addr)
             .or_else(|| {
@@ -227,12 +229,18 @@ impl Agent {
             self.close_conn(conn);
             return;
         };
-        // Active candidates advertise port 9: match the source by IP alone (RFC 6544 §7.2).
+        // A simultaneous-open candidate is its real address; active candidates advertise
+        // port 9: match their source by IP alone (RFC 6544 §7.2).
         let known = self
             .remote
             .iter()
-            .filter(|r| r.is_active() && r.addr.ip() == remote_addr.ip())
-            .max_by_key(|r| r.priority)
+            .find(|r| r.is_so() && r.addr == remote_addr)
+            .or_else(|| {
+                self.remote
+                    .iter()
+                    .filter(|r| r.is_active() && r.addr.ip() == remote_addr.ip())
+                    .max_by_key(|r| r.priority)
+            })
             .cloned();
         let remote = match known {
             Some(r) => r,
