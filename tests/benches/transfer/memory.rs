@@ -18,6 +18,10 @@
 //!   the peak from `VmHWM` after resetting it (`/proc/self/clear_refs`), so a short-lived
 //!   high is not missed between samples.
 //!
+//! On smol unless `FERRY_BENCH_RUNTIMES` says otherwise: on tokio the hub's accepts have
+//! hung (the test clients' loop awaits the driver's answer to a command while the driver
+//! waits for room in its full event queue, 256 events, which only that loop empties).
+//!
 //! ```sh
 //! FERRY_BENCH_MEMORY=1 cargo bench -p ferry-tests --bench transfer
 //! FERRY_BENCH_MEMORY=1 FERRY_BENCH_CONNECTIONS=200 FERRY_BENCH_TRANSFERS=20 cargo bench -p ferry-tests --bench transfer
@@ -286,15 +290,23 @@ fn hub(runtime: &str, dir: &Path, connections: usize, transfers: usize) {
     let sockets = sockets();
     let _ = std::fs::write("/proc/self/clear_refs", b"5");
     let start = Instant::now();
+    // Every accept asked before any answer is awaited: the client's loop takes commands
+    // before events, so the accepts go through before the transfers' events fill the
+    // driver's event queue (a loop that awaits a call while the driver waits on a full
+    // queue never gets its answer).
     let mut running = Vec::new();
+    let mut answers = Vec::new();
     for (h, transfer, _) in offers.iter().filter(|o| o.2 > 1).take(transfers) {
         let (tx, rx) = std::sync::mpsc::channel();
         assert!(
             (hubs[*h].commands)(Command::Accept(*transfer, tx)),
             "the hub runs"
         );
-        rx.recv().expect("the hub answers").expect("accept");
+        answers.push(rx);
         running.push(*transfer);
+    }
+    for rx in answers {
+        rx.recv().expect("the hub answers").expect("accept");
     }
     let mut ended = 0;
     while ended < running.len() {
