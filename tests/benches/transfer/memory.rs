@@ -19,8 +19,10 @@
 //!   high is not missed between samples.
 //!
 //! On smol unless `FERRY_BENCH_RUNTIMES` says otherwise: on tokio the hub's accepts have
-//! hung (the test clients' loop awaits the driver's answer to a command while the driver
-//! waits for room in its full event queue, 256 events, which only that loop empties).
+//! hung twice in two runs, its main thread waiting for an accept's answer and every driver
+//! thread idle in `epoll_wait`. Not proven: the test clients' loop may await the driver's
+//! answer to a command while the driver waits for room in its full event queue (256 events),
+//! which only that loop empties.
 //!
 //! ```sh
 //! FERRY_BENCH_MEMORY=1 cargo bench -p ferry-tests --bench transfer
