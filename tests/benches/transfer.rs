@@ -26,6 +26,13 @@
 //! With `FERRY_BENCH_STRACE=1` both sides run under `strace -f -c` instead (64 MiB unless
 //! `FERRY_BENCH_MIB` says otherwise) and it prints each side's system calls per 64 MiB.
 //!
+//! With `FERRY_BENCH_MEMORY=1` it measures memory instead: RSS per idle authenticated
+//! connection (1,000 of them) and per active transfer (100 at once) in one receiving process
+//! (see `transfer/memory.rs`).
+//!
+//! Timed runs start with SHA3-512 by several implementations on one core (the `sha3` crate,
+//! `keccak-asm`, OpenSSL); `FERRY_BENCH_HASHES=1` prints only that.
+//!
 //! It ends with the in-process baseline of earlier rounds: rustls alone over a loopback pair
 //! (skip it with `FERRY_BENCH_RUSTLS=0`).
 #![allow(missing_docs, clippy::print_stdout)]
@@ -34,6 +41,10 @@
 mod callgrind;
 #[path = "transfer/cost.rs"]
 mod cost;
+#[path = "transfer/hashes.rs"]
+mod hashes;
+#[path = "transfer/memory.rs"]
+mod memory;
 #[path = "transfer/pair.rs"]
 mod pair;
 #[path = "transfer/side.rs"]
@@ -109,6 +120,9 @@ fn rustls_baseline(data: &[u8]) -> Duration {
 }
 
 fn main() {
+    if memory::role().is_some() {
+        return;
+    }
     if let Some(role) = side::Role::from_env() {
         side::run(&role);
         return;
@@ -125,8 +139,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if counting { 64 } else { 1024 });
     let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol,tokio".into());
+    if on("FERRY_BENCH_MEMORY") {
+        // smol unless asked: the tokio hub's accepts can hang (see `transfer/memory.rs`).
+        let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol".into());
+        for runtime in runtimes.split(',') {
+            memory::run(runtime);
+        }
+        return;
+    }
     if !counting {
-        sha3_implementations();
+        hashes::compare(&block());
+    }
+    if on("FERRY_BENCH_HASHES") {
+        return;
     }
     let run = pair::Run::new(mib << 20, tool);
     let concurrency = std::env::var("FERRY_BENCH_CONCURRENCY").unwrap_or_else(|_| "1".into());
@@ -142,39 +167,5 @@ fn main() {
             tls.as_secs_f64(),
             1.0 / tls.as_secs_f64()
         );
-    }
-}
-
-/// The `sha3` crate against OpenSSL's SHA3-512 (its `openssl speed`, when the command is
-/// there), both on one core, both in CPU time, in the same run.
-fn sha3_implementations() {
-    let bytes = 256u64 << 20;
-    let (cpu, _) = cost::sha3(&block(), bytes);
-    let ours = bytes as f64 / f64::from(1u32 << 30) / cpu;
-    let openssl = std::process::Command::new("openssl")
-        .args([
-            "speed", "-seconds", "2", "-bytes", "1048576", "-evp", "sha3-512",
-        ])
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let line = text.lines().rev().find(|l| l.starts_with("sha3-512"))?;
-            let kilo: f64 = line
-                .split_whitespace()
-                .nth(1)?
-                .trim_end_matches('k')
-                .parse()
-                .ok()?;
-            Some(kilo * 1000.0 / f64::from(1u32 << 30))
-        });
-    match openssl {
-        Some(theirs) => println!(
-            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s, OpenSSL {theirs:.3} GiB/s (openssl speed -evp sha3-512): OpenSSL / sha3 crate = {:.2}",
-            theirs / ours
-        ),
-        None => println!(
-            "SHA3-512 on one core (CPU time): sha3 crate {ours:.3} GiB/s (no `openssl` command to compare)"
-        ),
     }
 }

@@ -44,6 +44,90 @@ pub fn encode(payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Frames bytes as they are written, straight into one buffer: the frames [`encode`] would
+/// make of everything written, without the copy `encode` makes. Each frame's length is kept
+/// as two bytes of room and filled in when the frame is full or the writer finishes; a
+/// producer that writes into a [`std::io::Write`] (rustls's `write_tls`) frames in place.
+#[derive(Debug, Default)]
+pub struct FrameWriter {
+    buf: Vec<u8>,
+    /// Where the length of the frame being filled sits.
+    open: Option<usize>,
+}
+
+impl FrameWriter {
+    /// An empty writer.
+    pub fn new() -> FrameWriter {
+        FrameWriter::default()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The frames of everything written, in one buffer.
+    pub fn finish(mut self) -> Bytes {
+        self.close();
+        Bytes::from(self.buf)
+    }
+
+    /// Makes room for `n` more payload bytes and their frames' lengths at once: a buffer
+    /// grown step by step would copy what it holds again at each step.
+    fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n + LENGTH_PREFIX * (n / MAX_FRAME + 1));
+    }
+
+    fn put(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let at = match self.open {
+                Some(at) if self.buf.len() - at - LENGTH_PREFIX < MAX_FRAME => at,
+                _ => {
+                    self.close();
+                    let at = self.buf.len();
+                    self.buf.extend_from_slice(&[0; LENGTH_PREFIX]);
+                    self.open = Some(at);
+                    at
+                }
+            };
+            let room = MAX_FRAME - (self.buf.len() - at - LENGTH_PREFIX);
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.buf.extend_from_slice(now);
+            data = rest;
+        }
+    }
+
+    /// Writes the length of the frame being filled.
+    fn close(&mut self) {
+        if let Some(at) = self.open.take() {
+            // `put` never lets a frame pass MAX_FRAME, so the length fits in u16.
+            let len = (self.buf.len() - at - LENGTH_PREFIX) as u16;
+            self.buf[at..at + LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+impl std::io::Write for FrameWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.reserve(data.len());
+        self.put(data);
+        Ok(data.len())
+    }
+
+    fn write_vectored(&mut self, parts: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = parts.iter().map(|p| p.len()).sum();
+        self.reserve(n);
+        for part in parts {
+            self.put(part);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Cuts a TCP byte stream, split anywhere, into RFC 4571 frames.
 #[derive(Debug, Default, Clone)]
 pub struct FrameDecoder {
@@ -113,6 +197,34 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn the_writer_frames_as_encode_does() {
+        let data: Vec<u8> = (0..3 * MAX_FRAME + 17).map(|i| (i % 251) as u8).collect();
+        // Written whole, in odd pieces, and vectored across a frame's end.
+        for cuts in [
+            vec![],
+            vec![1, 5, MAX_FRAME - 3],
+            vec![MAX_FRAME, MAX_FRAME + 1],
+        ] {
+            let mut w = FrameWriter::new();
+            let mut rest = &data[..];
+            for cut in cuts {
+                let (a, b) = rest.split_at(cut.min(rest.len()));
+                let (a1, a2) = a.split_at(a.len() / 2);
+                let n = w
+                    .write_vectored(&[std::io::IoSlice::new(a1), std::io::IoSlice::new(a2)])
+                    .expect("a Vec takes every byte");
+                assert_eq!(n, a.len());
+                rest = b;
+            }
+            w.write_all(rest).expect("a Vec takes every byte");
+            assert_eq!(w.finish(), encode(&data));
+        }
+        assert!(FrameWriter::new().is_empty());
+        assert!(FrameWriter::new().finish().is_empty());
+    }
 
     #[test]
     fn every_split_decodes_the_same() {

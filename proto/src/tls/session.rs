@@ -86,7 +86,8 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Output {
-    /// TLS records to write to the transport.
+    /// TLS records to write to the transport (in RFC 4571 frames after
+    /// [`TlsSession::rfc4571_framed`]).
     Transmit(Bytes),
     /// The handshake is done; the peer is who the pin said.
     Established(PeerIdentity),
@@ -140,6 +141,8 @@ pub struct TlsSession {
     state: State,
     peer: Option<PeerIdentity>,
     out: VecDeque<Output>,
+    /// Records leave in RFC 4571 frames ([`rfc4571_framed`](TlsSession::rfc4571_framed)).
+    rfc4571: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -243,9 +246,25 @@ impl TlsSession {
             state: State::Handshaking,
             peer: None,
             out: VecDeque::new(),
+            rfc4571: false,
         };
         session.flush();
         Ok(session)
+    }
+
+    /// From now on, each [`Output::Transmit`] holds its records in RFC 4571 frames (as
+    /// [`framing::encode`](crate::stun::framing::encode) would frame them), written in place
+    /// as rustls writes the records: for an ICE-TCP path, which frames every run of
+    /// application bytes, without copying each record once more to frame it. Records already
+    /// waiting (the ClientHello) are framed too.
+    pub fn rfc4571_framed(mut self) -> TlsSession {
+        self.rfc4571 = true;
+        for out in &mut self.out {
+            if let Output::Transmit(records) = out {
+                *records = crate::stun::framing::encode(records);
+            }
+        }
+        self
     }
 
     /// Feeds transport bytes or the transport's end.
@@ -456,6 +475,14 @@ impl TlsSession {
     }
 
     fn flush(&mut self) {
+        while self.rfc4571 && self.conn.wants_write() {
+            // One output per `write_tls`, as below: the same sends, framed in place.
+            let mut frames = crate::stun::framing::FrameWriter::new();
+            match self.conn.write_tls(&mut frames) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => self.out.push_back(Output::Transmit(frames.finish())),
+            }
+        }
         while self.conn.wants_write() {
             let mut records = Vec::new();
             match self.conn.write_tls(&mut records) {

@@ -72,7 +72,7 @@ pub(crate) fn threads() -> Vec<(String, f64)> {
 }
 
 /// Thread CPU seconds and wall seconds of `f`.
-fn measure(f: impl FnOnce()) -> (f64, f64) {
+pub(crate) fn measure(f: impl FnOnce()) -> (f64, f64) {
     let (cpu, wall) = (thread_cpu(), Instant::now());
     f();
     (thread_cpu() - cpu, wall.elapsed().as_secs_f64())

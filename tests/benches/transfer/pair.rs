@@ -253,7 +253,7 @@ fn figures(child: Child) -> Option<Figures> {
 }
 
 /// The test content of `bytes`, in pieces: never the whole file in memory.
-fn write_file(path: &Path, bytes: u64, seed: u64) {
+pub(crate) fn write_file(path: &Path, bytes: u64, seed: u64) {
     use std::io::Write as _;
     let mut out = std::fs::File::create(path).expect("create the file");
     let mut buf = vec![0; 1 << 20];

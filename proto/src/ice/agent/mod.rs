@@ -535,6 +535,18 @@ impl Agent {
         Ok(queued)
     }
 
+    /// [`send`](Self::send) for bytes already in RFC 4571 frames (a TLS session's records,
+    /// [`TlsSession::rfc4571_framed`](crate::tls::TlsSession::rfc4571_framed)): queued as
+    /// they are, no copy to frame them.
+    pub fn send_framed(&mut self, frames: Bytes) -> Result<usize, Error> {
+        let Some((conn, _)) = self.selected().filter(|_| self.state == State::Selected) else {
+            return Err(Error::NotNow("no selected pair"));
+        };
+        let queued = frames.len();
+        self.out.push_back(Output::Send { conn, data: frames });
+        Ok(queued)
+    }
+
     /// Checks consent on the selected pair now (RFC 7675), and lets it expire unless the
     /// peer answers `within` (or sooner, if consent was due to expire sooner anyway). For a
     /// peer that may have vanished: a new request from its device says it lost its side.

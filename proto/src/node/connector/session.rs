@@ -203,7 +203,7 @@ impl Connector {
             config.tls_key_log.clone(),
         ) {
             Ok(session) => {
-                self.tls = Some(session);
+                self.tls = Some(session.rfc4571_framed());
                 self.stage = Stage::Tls;
                 // The answerer's checks can succeed before its answer reaches the requester,
                 // whose side of TLS waits for that answer: give it the answer's time too.
@@ -226,7 +226,7 @@ impl Connector {
         match out {
             tls::Output::Transmit(bytes) => {
                 if let Some(agent) = self.agent.as_mut() {
-                    if let Err(e) = agent.send(&bytes) {
+                    if let Err(e) = agent.send_framed(bytes) {
                         bug(&mut bugs.agent_send, "ICE agent send", &e);
                     }
                 }
