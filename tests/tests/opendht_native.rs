@@ -715,6 +715,22 @@ fn two_ferry_clis_meet_through_a_dhtnode_network_with_bootstrap_only() {
     // only the meeting place).
     let _stun = TurnServer::start(&lab);
     let public = lab.public();
+    // `dhtnode` answers from a socket bound to every address, so the kernel picks the
+    // source of each answer: toward a router, that router's link address, not the address
+    // it was asked on, and the router's NAT drops an answer from an address its host never
+    // wrote to. A machine of one address (every real `dhtnode`) has no such choice: the
+    // routes toward the two routers say to answer from the nodes' address.
+    for (side, link) in [(Side::A, "ra"), (Side::B, "rb")] {
+        let o = lab.router_public(side).octets();
+        let status = Command::new("ip")
+            .args(["-n", &public, "route", "replace"])
+            .arg(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+            .args(["dev", link, "src"])
+            .arg(TURN_ADDRS[0].to_string())
+            .status()
+            .expect("ip runs");
+        assert!(status.success(), "the public segment's route toward {link}");
+    }
     let first = format!("{}:4222", TURN_ADDRS[0]);
     let dht_a = DhtNodeCli::start_in(Some(&public), &["-p", "4222"]);
     dht_a.wait_for(0, "running on port 4222");
