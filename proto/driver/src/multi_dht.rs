@@ -178,6 +178,7 @@ mod tests {
         (several, rx, a, b)
     }
 
+    // SECURITY: row 150
     #[test]
     fn a_value_from_two_backends_is_news_once_and_a_put_is_answered_once() {
         let (mut several, rx, a, b) = two_stores();
@@ -227,6 +228,7 @@ mod tests {
         }));
     }
 
+    // SECURITY: row 150
     #[test]
     fn remembered_values_stay_bounded() {
         let (mut several, _rx, _a, _b) = two_stores();

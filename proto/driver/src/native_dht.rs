@@ -67,6 +67,9 @@ pub struct NativeConfig {
     /// A file the node writes its [`NativeStatus`] to, as JSON, every [`STATUS_FILE_EVERY`]
     /// (replaced whole: written beside, then renamed), for `ferry dht status`.
     pub status_file: Option<std::path::PathBuf>,
+    /// How long puts and listens wait for the node to join before they start anyway
+    /// ([`JOIN_WAIT`]).
+    pub join_wait: Duration,
 }
 
 impl NativeConfig {
@@ -77,6 +80,7 @@ impl NativeConfig {
             bootstrap,
             network: 0,
             status_file: None,
+            join_wait: JOIN_WAIT,
         }
     }
 }
@@ -212,7 +216,7 @@ impl NativeClient {
             joined: config.bootstrap.is_empty(),
             status_file: config.status_file.clone(),
             next_status_file: Instant::now(),
-            join_by: Instant::now() + JOIN_WAIT,
+            join_by: Instant::now() + config.join_wait,
             held: Vec::new(),
         };
         std::thread::Builder::new()
@@ -541,5 +545,61 @@ impl Service {
         s.listens = self.listens.len();
         s.joined = self.joined;
         s.dropped = self.node.dropped().clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "never {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    // SECURITY: row 151
+    #[test]
+    fn a_network_that_never_answers_fails_puts_in_bounded_time_and_memory() {
+        // A bootstrap node that never answers (a bound socket nobody reads), and a name that
+        // does not resolve.
+        let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut config = NativeConfig::new(vec![
+            silent.local_addr().expect("addr").to_string(),
+            "no-such-host.invalid:4222".to_owned(),
+        ]);
+        config.bind = "127.0.0.1:0".parse().expect("addr");
+        config.join_wait = Duration::from_millis(200);
+        let (tx, rx) = mpsc::channel();
+        let client = NativeClient::new(&config, move |i| {
+            let _ = tx.send(i);
+        })
+        .expect("starts");
+        let key = DhtKey([9; 20]);
+        for i in 0..(MAX_PUTS as u32 + 6) {
+            client.put(key, Bytes::copy_from_slice(&i.to_be_bytes()));
+        }
+        // Each put is answered, as stored nowhere (the oldest ones as they are ended).
+        let mut answered = 0;
+        let deadline = Instant::now() + PATIENCE;
+        while answered < MAX_PUTS + 6 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{answered} puts answered");
+            if let Ok(Input::DhtPutDone { ok, .. }) = rx.recv_timeout(left) {
+                assert!(!ok, "stored nowhere");
+                answered += 1;
+            }
+        }
+        wait_for("the status", || {
+            let s = client.status();
+            s.joined && s.our_values == MAX_PUTS && s.our_values_stored == 0
+        });
+        let s = client.status();
+        assert_eq!(s.unresolved, ["no-such-host.invalid:4222"]);
+        assert_eq!(s.nodes, 0);
     }
 }
