@@ -97,7 +97,11 @@ fn print(mut status: serde_json::Value, whose: &str, json: bool) -> Result<(), F
         }
     );
     println!("routing table: {} nodes, {} good", n("nodes"), n("good"));
-    println!("stored for others: {} values", n("stored"));
+    println!(
+        "stored for others: {} values, {} listens",
+        n("stored"),
+        n("listeners")
+    );
     println!(
         "our values: {} ({} stored on the network at their last round); listens: {}",
         n("our_values"),

@@ -70,6 +70,8 @@ pub struct NativeConfig {
     /// How long puts and listens wait for the node to join before they start anyway
     /// ([`JOIN_WAIT`]).
     pub join_wait: Duration,
+    /// How often bootstrap nodes are tried again while the table is empty ([`REBOOTSTRAP`]).
+    pub rebootstrap: Duration,
 }
 
 impl NativeConfig {
@@ -81,6 +83,7 @@ impl NativeConfig {
             network: 0,
             status_file: None,
             join_wait: JOIN_WAIT,
+            rebootstrap: REBOOTSTRAP,
         }
     }
 }
@@ -98,12 +101,17 @@ pub struct NativeStatus {
     pub good: usize,
     /// Values we store for others.
     pub stored: usize,
+    /// Others' listens we hold.
+    pub listeners: usize,
     /// Our own values being kept on the network (re-announced).
     pub our_values: usize,
     /// Of those, stored on at least one node at their last round.
     pub our_values_stored: usize,
     /// Keys we listen to.
     pub listens: usize,
+    /// Listens started, restarts included (a listen started before the node joined a
+    /// network starts again when it joins).
+    pub listens_started: u64,
     /// Whether the node has joined a network (its first lookup after a bootstrap answer).
     pub joined: bool,
     /// Bootstrap names that did not resolve, at the last try.
@@ -123,9 +131,11 @@ impl NativeStatus {
             "nodes": self.nodes,
             "good": self.good,
             "stored": self.stored,
+            "listeners": self.listeners,
             "our_values": self.our_values,
             "our_values_stored": self.our_values_stored,
             "listens": self.listens,
+            "listens_started": self.listens_started,
             "unresolved": self.unresolved,
             "dropped": {
                 "malformed": d.malformed,
@@ -205,15 +215,18 @@ impl NativeClient {
             socket,
             node,
             bootstrap: config.bootstrap.clone(),
+            rebootstrap: config.rebootstrap,
             deliver: Box::new(deliver),
             puts: BTreeMap::new(),
             put_order: VecDeque::new(),
             listens: BTreeMap::new(),
+            listens_started: 0,
             status: status.clone(),
             next_bootstrap: Instant::now(),
             next_status: Instant::now(),
             // A node with no bootstrap node is the first of its network: nothing to wait for.
             joined: config.bootstrap.is_empty(),
+            in_network: config.bootstrap.is_empty(),
             status_file: config.status_file.clone(),
             next_status_file: Instant::now(),
             join_by: Instant::now() + config.join_wait,
@@ -273,16 +286,20 @@ struct Service {
     socket: UdpSocket,
     node: Node,
     bootstrap: Vec<String>,
+    rebootstrap: Duration,
     deliver: Deliver,
     puts: BTreeMap<SearchId, Put>,
     /// Oldest first, to end the oldest past [`MAX_PUTS`].
     put_order: VecDeque<SearchId>,
     listens: BTreeMap<DhtKey, SearchId>,
+    listens_started: u64,
     status: Arc<Mutex<NativeStatus>>,
     next_bootstrap: Instant,
     next_status: Instant,
-    /// Whether the lookup of our own id that follows a bootstrap answer is done.
+    /// Whether puts and listens are carried out (the node joined, or `join_by` passed).
     joined: bool,
+    /// Whether the lookup of our own id that follows a bootstrap answer is done.
+    in_network: bool,
     /// When held commands start anyway.
     join_by: Instant,
     /// Puts and listens asked before the node joined: started on the empty table, a put
@@ -347,7 +364,7 @@ impl Service {
     }
 
     fn bootstrap(&mut self, now: Instant) {
-        self.next_bootstrap = now + REBOOTSTRAP;
+        self.next_bootstrap = now + self.rebootstrap;
         let mut unresolved = Vec::new();
         for name in &self.bootstrap {
             let addrs: Vec<SocketAddr> = match name.to_socket_addrs() {
@@ -385,6 +402,7 @@ impl Service {
                 if !self.listens.contains_key(&key) {
                     if let Some(search) = self.node.listen(now, InfoHash(key.0)) {
                         self.listens.insert(key, search);
+                        self.listens_started += 1;
                     }
                 }
             }
@@ -491,12 +509,29 @@ impl Service {
                 }
                 Event::GetDone { .. } => {
                     let table = self.node.table(false).len() + self.node.table(true).len();
-                    if !self.joined && table > 0 {
+                    if !self.in_network && table > 0 {
                         tracing::info!(nodes = table, "joined the DHT");
-                        self.join(Instant::now());
+                        self.in_network = true;
+                        if self.joined {
+                            // Started without a network: listens started on the empty
+                            // table would wait a whole renewal period.
+                            self.relisten(Instant::now());
+                        } else {
+                            self.join(Instant::now());
+                        }
                     }
                 }
             }
+        }
+    }
+
+    fn relisten(&mut self, now: Instant) {
+        let keys: Vec<DhtKey> = self.listens.keys().copied().collect();
+        for key in keys {
+            if let Some(old) = self.listens.remove(&key) {
+                self.node.cancel(old);
+            }
+            self.command(now, Command::Listen(key));
         }
     }
 
@@ -536,6 +571,7 @@ impl Service {
         s.nodes = self.node.table(false).len() + self.node.table(true).len();
         s.good = self.node.table(false).good(now) + self.node.table(true).good(now);
         s.stored = self.node.storage().values();
+        s.listeners = self.node.storage().listeners_total();
         s.our_values = self.puts.len();
         s.our_values_stored = self
             .puts
@@ -543,7 +579,8 @@ impl Service {
             .filter(|p| p.stored.is_some_and(|n| n > 0))
             .count();
         s.listens = self.listens.len();
-        s.joined = self.joined;
+        s.listens_started = self.listens_started;
+        s.joined = self.in_network;
         s.dropped = self.node.dropped().clone();
     }
 }
@@ -560,6 +597,59 @@ mod tests {
             assert!(Instant::now() < deadline, "never {what}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn client(bootstrap: Vec<String>, bind: &str) -> (NativeClient, mpsc::Receiver<Input>) {
+        let mut config = NativeConfig::new(bootstrap);
+        config.bind = bind.parse().expect("addr");
+        config.join_wait = Duration::from_millis(200);
+        config.rebootstrap = Duration::from_millis(300);
+        let (tx, rx) = mpsc::channel();
+        let client = NativeClient::new(&config, move |i| {
+            let _ = tx.send(i);
+        })
+        .expect("starts");
+        (client, rx)
+    }
+
+    #[test]
+    fn a_listen_started_before_any_network_hears_values_once_the_node_joins() {
+        // B's bootstrap node is not there yet: B gives up waiting and listens on an empty
+        // table; A comes up on that port later, B joins it, and C's put reaches B's listen.
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free port")
+            .port();
+        let first = format!("127.0.0.1:{port}");
+        let (b, b_rx) = client(vec![first.clone()], "127.0.0.1:0");
+        let key = DhtKey([5; 20]);
+        b.listen(key);
+        wait_for("B gave up waiting", || b.status().listens_started == 1);
+        assert!(!b.status().joined);
+        let (a, _) = client(Vec::new(), &first);
+        wait_for("B joined A", || b.status().joined);
+        // Joining started B's listen again, on a table that now holds A (else it would wait
+        // for its renewal, 20 s later), and A holds it.
+        wait_for("B's listen started again", || {
+            b.status().listens_started == 2
+        });
+        wait_for("A holds B's listen", || a.status().listeners == 1);
+        let (c, c_rx) = client(vec![first], "127.0.0.1:0");
+        c.put(key, Bytes::from_static(b"to B"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "B never heard C's value");
+            if let Ok(Input::DhtValue { value, .. }) = b_rx.recv_timeout(left) {
+                assert_eq!(&value[..], b"to B");
+                break;
+            }
+        }
+        let mut c_rx = c_rx.iter();
+        assert!(
+            c_rx.any(|i| i == Input::DhtPutDone { key, ok: true }),
+            "C's put is stored"
+        );
     }
 
     // SECURITY: row 151
@@ -596,7 +686,7 @@ mod tests {
         }
         wait_for("the status", || {
             let s = client.status();
-            s.joined && s.our_values == MAX_PUTS && s.our_values_stored == 0
+            !s.joined && s.our_values == MAX_PUTS && s.our_values_stored == 0
         });
         let s = client.status();
         assert_eq!(s.unresolved, ["no-such-host.invalid:4222"]);
