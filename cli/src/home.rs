@@ -2,7 +2,7 @@
 //! data folder), the folder DHT (`--dht`, `FERRY_DHT`, or the platform's runtime or cache
 //! folder) and the receive folder (`--into`, or the current folder).
 //!
-//! Settings that would otherwise be given every time (`dht`, `turn`, `into`) can be kept in
+//! Settings that would otherwise be given every time (`dht`, `bootstrap`, `turn`, `into`) can be kept in
 //! `config.json`: in the home when `--home` / `FERRY_HOME` names one, else in the platform's
 //! configuration folder; flags and environment variables win over it.
 //!
@@ -55,6 +55,11 @@ pub(crate) struct Settings {
     pub(crate) into: Option<PathBuf>,
     /// `false` is `--no-port-mapping`; absent or `true` maps.
     pub(crate) port_mapping: Option<bool>,
+    /// `--bootstrap`: one HOST:PORT, or a list of them.
+    #[serde(default)]
+    pub(crate) bootstrap: OneOrMany,
+    /// `--dht-port`.
+    pub(crate) dht_port: Option<u16>,
 }
 
 /// A setting given as one string or as a list of strings (`"turn": "turn://…"` or
@@ -117,7 +122,7 @@ impl Home {
         };
         serde_json::from_str(&text).map_err(|e| {
             Failure::Usage(format!(
-                "{} is not usable: {e} (it may hold \"dht\" and \"into\", as strings, \"turn\", a string or a list of them, \"stun\", a list of HOST:PORT, and \"port_mapping\", true or false)",
+                "{} is not usable: {e} (it may hold \"dht\" and \"into\", as strings, \"turn\", a string or a list of them, \"stun\", a list of HOST:PORT, \"bootstrap\", a HOST:PORT or a list of them, \"dht_port\", a number, and \"port_mapping\", true or false)",
                 path.display()
             ))
         })

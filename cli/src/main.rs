@@ -22,6 +22,7 @@
 mod ask;
 mod contacts;
 mod demo;
+mod dht;
 mod failure;
 mod home;
 mod identity;
@@ -157,12 +158,39 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Ferry's own OpenDHT node (the one `--bootstrap` starts).
+    #[command(subcommand)]
+    Dht(DhtCommand),
     /// The transfers sent and received with this home, most recent first: each with its
     /// id, peer, size, devices and state (an unfinished send resumes when run again).
     History {
         /// Show at most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DhtCommand {
+    /// The node's routing table (nodes, good nodes), the values it stores for others, our
+    /// own values and listens, and what it dropped: a running `ferry listen --bootstrap`'s
+    /// node if there is one with this home, else a node started for a moment from
+    /// `--bootstrap` (exit code 5 when no bootstrap node answers).
+    Status {
+        /// Bootstrap nodes for a probe, HOST:PORT (default: config.json's "bootstrap").
+        #[arg(
+            long,
+            env = "FERRY_BOOTSTRAP",
+            value_name = "HOST:PORT",
+            value_delimiter = ' '
+        )]
+        bootstrap: Vec<String>,
+        /// The probe's UDP port (default: any).
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        dht_port: u16,
+        /// How long a probe waits for the network to answer, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        wait: u64,
     },
 }
 
@@ -221,6 +249,21 @@ struct NetArgs {
     /// file:PATH for a folder. Default: a folder shared by every ferry of this user here.
     #[arg(long, env = "FERRY_DHT", value_name = "URL")]
     dht: Option<String>,
+    /// An OpenDHT node to join the network through, HOST:PORT (a `dhtnode`; Jami's public
+    /// network's is bootstrap.jami.net:4222). With it, ferry runs its own OpenDHT node over
+    /// UDP beside the --dht one (puts go to both, listens listen on both), so machines that
+    /// share no folder meet. May be repeated; FERRY_BOOTSTRAP may hold several, separated
+    /// by spaces; "bootstrap" in config.json too.
+    #[arg(
+        long,
+        env = "FERRY_BOOTSTRAP",
+        value_name = "HOST:PORT",
+        value_delimiter = ' '
+    )]
+    bootstrap: Vec<String>,
+    /// The UDP port of ferry's own OpenDHT node (default: any; OpenDHT's usual one is 4222).
+    #[arg(long, value_name = "PORT")]
+    dht_port: Option<u16>,
     /// A TURN server for the relayed path: turn://user:pass@host:port?realm=r (an IPv6
     /// server, `turn://user:pass@[addr]:port`, relays over IPv6); may be repeated, and
     /// FERRY_TURN may hold several, separated by spaces.
@@ -269,8 +312,22 @@ impl NetArgs {
         } else {
             &self.stun
         };
+        let bootstrap: Vec<&str> = if self.bootstrap.is_empty() {
+            settings.bootstrap.values()
+        } else {
+            self.bootstrap
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !b.is_empty())
+                .collect()
+        };
         Ok(session::NetOptions {
             dht: session::parse_dht(dht)?,
+            bootstrap: bootstrap
+                .into_iter()
+                .map(session::parse_bootstrap)
+                .collect::<Result<_, _>>()?,
+            dht_port: self.dht_port.or(settings.dht_port).unwrap_or(0),
             turn: turn
                 .into_iter()
                 .map(session::parse_turn)
@@ -450,6 +507,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime()?.block_on(ask::run(&home, &net, &options, json))
         }
         Command::History { limit } => history(&home()?, limit, json),
+        Command::Dht(DhtCommand::Status {
+            bootstrap,
+            dht_port,
+            wait,
+        }) => {
+            let home = home()?;
+            let settings = home.settings()?;
+            let bootstrap: Vec<String> = if bootstrap.iter().all(String::is_empty) {
+                settings
+                    .bootstrap
+                    .values()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                bootstrap.into_iter().filter(|b| !b.is_empty()).collect()
+            };
+            let bootstrap = bootstrap
+                .iter()
+                .map(|b| session::parse_bootstrap(b))
+                .collect::<Result<Vec<_>, _>>()?;
+            dht::status(
+                &home,
+                &bootstrap,
+                dht_port,
+                std::time::Duration::from_secs(wait),
+                json,
+            )
+        }
     }
 }
 
@@ -505,6 +591,8 @@ mod tests {
     fn net(relay_only: bool, no_port_mapping: bool) -> NetArgs {
         NetArgs {
             dht: Some("file:/nonexistent-ferry-dht".to_owned()),
+            bootstrap: Vec::new(),
+            dht_port: None,
             turn: vec!["turn://u:p@127.0.0.1:3478?realm=r".to_owned()],
             stun: Vec::new(),
             relay_only,

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use ferry_driver::{CLOSE_LINGER, ClientConfig, Paths};
+use ferry_driver::{CLOSE_LINGER, ClientConfig, Dht, NativeConfig, Paths};
 use ferry_proto::io::Event;
 use ferry_proto::node::Node;
 use ferry_proto::turn::TurnConfig;
@@ -59,6 +59,17 @@ fn resolve(host_port: &str) -> Option<SocketAddr> {
     host_port.to_socket_addrs().ok()?.next()
 }
 
+/// Reads `--bootstrap`: `HOST:PORT` (`[V6]:PORT` for an IPv6 address), checked for form
+/// only: the DHT node resolves names itself, again while none answers.
+pub(crate) fn parse_bootstrap(host_port: &str) -> Result<String, Failure> {
+    let bad = || Failure::Usage(format!("not a bootstrap node (HOST:PORT): {host_port}"));
+    let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) || host.contains('/') {
+        return Err(bad());
+    }
+    Ok(host_port.to_owned())
+}
+
 /// Reads `--turn`: `turn://USER:PASS@HOST:PORT?realm=R`. The realm, if given, is only
 /// checked for form: the client uses the one the server announces.
 pub(crate) fn parse_turn(url: &str) -> Result<TurnConfig, Failure> {
@@ -103,6 +114,11 @@ pub(crate) fn parse_stun(server: &str) -> Result<SocketAddr, Failure> {
 pub(crate) struct NetOptions {
     /// Where the DHT is.
     pub(crate) dht: DhtChoice,
+    /// Bootstrap nodes of an OpenDHT network (`--bootstrap`): when any, our own OpenDHT
+    /// node runs beside `dht`.
+    pub(crate) bootstrap: Vec<String>,
+    /// Our OpenDHT node's UDP port (0: any).
+    pub(crate) dht_port: u16,
     /// The TURN servers (`--turn`, repeatable).
     pub(crate) turn: Vec<TurnConfig>,
     /// STUN servers.
@@ -178,10 +194,19 @@ pub(crate) fn start(
         loopback: matches!(net.dht, DhtChoice::Folder(_)),
         ..Paths::default()
     };
-    let driver_config = match &net.dht {
-        DhtChoice::Folder(path) => Config::new(receive_folder).with_folder_dht(path),
-        DhtChoice::Proxy(addr) => Config::new(receive_folder).with_opendht(*addr),
+    let mut dht = match &net.dht {
+        DhtChoice::Folder(path) => Dht::Folder { path: path.clone() },
+        DhtChoice::Proxy(addr) => Dht::OpenDht { proxy: *addr },
     };
+    if !net.bootstrap.is_empty() {
+        // Both: processes of this machine meet at once through the folder, others through
+        // the network.
+        let mut native = NativeConfig::new(net.bootstrap.clone());
+        native.bind.set_port(net.dht_port);
+        native.status_file = Some(home.dir().join(crate::dht::STATUS_FILE));
+        dht = Dht::Several(vec![dht, Dht::Native(native)]);
+    }
+    let driver_config = Config::new(receive_folder).with_dht_choice(dht);
     let mut client = ClientConfig::new(
         device.device.clone(),
         device.announcement.clone(),
@@ -204,6 +229,7 @@ pub(crate) fn start(
         device = %device.device.id(),
         ips = ?config.local_ips,
         dht = ?net.dht,
+        bootstrap = ?net.bootstrap,
         turn = ?net.turn.iter().map(|t| t.server).collect::<Vec<_>>(),
         stun = ?net.stun,
         port_mapping = net.port_mapping,

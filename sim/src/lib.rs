@@ -84,6 +84,7 @@
 mod builder;
 pub mod content;
 pub mod dht;
+pub mod dht_world;
 pub mod fault;
 pub mod files;
 mod host;
@@ -97,6 +98,7 @@ pub mod record;
 pub mod rng;
 mod tcp;
 pub mod turn_server;
+pub mod udp;
 mod world;
 
 pub use builder::{BuildError, HostSpec, RouterSpec, WorldBuilder};

@@ -31,7 +31,20 @@ struct DhtNodeCli {
 
 impl DhtNodeCli {
     fn start(args: &[&str]) -> DhtNodeCli {
-        let mut child = Command::new("/usr/bin/dhtnode")
+        DhtNodeCli::start_in(None, args)
+    }
+
+    /// Starts it in the named network namespace `ns` (`ip netns exec`), or in this one.
+    fn start_in(ns: Option<&str>, args: &[&str]) -> DhtNodeCli {
+        let mut command = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/bin/dhtnode"]);
+                c
+            }
+            None => Command::new("/usr/bin/dhtnode"),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -565,4 +578,243 @@ fn a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens() {
         "{:?}",
         ferry.node.dropped()
     );
+}
+
+/// Waits for what `rx` delivers until `done` holds of one input (or fails after `PATIENCE`).
+fn wait_input(
+    rx: &std::sync::mpsc::Receiver<ferry_proto::io::Input>,
+    what: &str,
+    done: impl Fn(&ferry_proto::io::Input) -> bool,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "never {what}");
+        if let Ok(input) = rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            if done(&input) {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until the native node's status (brought up to date every quarter of a second)
+/// satisfies `done`.
+fn wait_status(
+    client: &ferry_driver::NativeClient,
+    what: &str,
+    done: impl Fn(&ferry_driver::NativeStatus) -> bool,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done(&client.status()) {
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: {:?}",
+            client.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The driver's native backend (`ferry_driver::NativeClient`: its own UDP socket and thread)
+/// in a network of three `dhtnode`s: what it puts, with a Ferry signalling value's size, is
+/// read by another node's `g`; what `dhtnode` puts it gets and hears through a listen; the
+/// same bytes put again reuse the running put; its status counts the network.
+#[test]
+fn the_native_backend_puts_gets_and_listens_on_a_dhtnode_network() {
+    use ferry_driver::{NativeClient, NativeConfig};
+    use ferry_proto::io::{DhtKey, Input};
+    if !in_network_namespace("the_native_backend_puts_gets_and_listens_on_a_dhtnode_network") {
+        return;
+    }
+    let a = DhtNodeCli::start(&["-p", "4222"]);
+    a.wait_for(0, "running on port 4222");
+    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
+    let mut c = DhtNodeCli::start(&["-p", "4224", "-b", "127.0.0.1:4222"]);
+    for (node, port) in [(&b, 4223), (&c, 4224)] {
+        node.wait_for(0, &format!("running on port {port}"));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut config = NativeConfig::new(vec!["localhost:4222".to_owned()]);
+    config.bind = "127.0.0.1:0".parse().expect("addr");
+    let client = NativeClient::new(&config, move |input| {
+        let _ = tx.send(input);
+    })
+    .expect("the native node starts");
+
+    // A put asked before the node joined waits for it, then is stored on the network.
+    let key = DhtKey(InfoHash::get(b"ferry-driver-native").0);
+    let signal = vec![b'D'; 1300];
+    client.put(key, bytes::Bytes::from(signal.clone()));
+    wait_input(
+        &rx,
+        "stored",
+        |i| matches!(i, Input::DhtPutDone { key: k, ok } if *k == key && *ok),
+    );
+    let from = c.output_len();
+    c.command("g ferry-driver-native");
+    let out = c.wait_for(from, "Get: ");
+    // `dhtnode` shows a value this large by its size.
+    assert!(out.contains("data:1300 bytes"), "C did not read it:\n{out}");
+    // The same bytes again (the core re-announcing): answered by the running put.
+    client.put(key, bytes::Bytes::from(signal));
+    wait_input(
+        &rx,
+        "the repeat answered",
+        |i| matches!(i, Input::DhtPutDone { key: k, ok } if *k == key && *ok),
+    );
+    wait_status(&client, "one put, kept alive", |s| {
+        s.our_values == 1 && s.our_values_stored == 1
+    });
+
+    // B's value: heard through a listen, and B's next one pushed.
+    let from = b.output_len();
+    b.command("p from-dhtnode-b hello");
+    b.wait_for(from, "Put: ");
+    let heard = DhtKey(InfoHash::get(b"from-dhtnode-b").0);
+    client.listen(heard);
+    let value_is = |want: &'static [u8]| move |i: &Input| matches!(i, Input::DhtValue { key, value } if *key == heard && value[..] == *want);
+    wait_input(&rx, "heard B's value", value_is(b"hello"));
+    let from = b.output_len();
+    b.command("p from-dhtnode-b again");
+    b.wait_for(from, "Put: ");
+    wait_input(&rx, "heard B's new value", value_is(b"again"));
+    client.cancel_listen(heard);
+
+    // At least A, which answered; `dhtnode` lists to others only nodes that answered *it*
+    // (OpenDHT's `isGood`), so B and C may not be known yet in a network this young.
+    wait_status(&client, "the network counted", |s| {
+        s.joined && s.nodes >= 1 && s.good >= 1 && s.listens == 0
+    });
+    let status = client.status();
+    assert_eq!(status.dropped.malformed, 0, "{status:?}");
+    assert!(status.unresolved.is_empty(), "{status:?}");
+}
+
+/// Two `ferry` CLIs on two hosts behind two kernel NATs (the `netlab`), each with a folder
+/// DHT of its own (they share none), meet through a network of two `dhtnode`s on the public
+/// segment with `--bootstrap` only, and transfer a file; the listener's `ferry dht status`
+/// shows its node in the network meanwhile.
+#[test]
+fn two_ferry_clis_meet_through_a_dhtnode_network_with_bootstrap_only() {
+    use ferry_tests::netlab::{Ferry, Lab, Nat, Side, TURN_ADDRS, TURN_PORT, TurnServer};
+    let limit = Duration::from_secs(240);
+    if !std::path::Path::new("/usr/bin/dhtnode").exists() {
+        assert!(
+            std::env::var("FERRY_REQUIRE_INTEROP").is_ok_and(|v| v != "1")
+                || std::env::var("FERRY_REQUIRE_INTEROP").is_err(),
+            "FERRY_REQUIRE_INTEROP=1 but dhtnode is not installed"
+        );
+        eprintln!("SKIP: dhtnode is not installed");
+        return;
+    }
+    let Some(lab) = Lab::start("dht", Nat::Cone, Nat::Cone) else {
+        return;
+    };
+    // coturn as a STUN server: each side learns its public address for ICE (the DHT is
+    // only the meeting place).
+    let _stun = TurnServer::start(&lab);
+    let public = lab.public();
+    // `dhtnode` answers from a socket bound to every address, so the kernel picks the
+    // source of each answer: toward a router, that router's link address, not the address
+    // it was asked on, and the router's NAT drops an answer from an address its host never
+    // wrote to. A machine of one address (every real `dhtnode`) has no such choice: the
+    // routes toward the two routers say to answer from the nodes' address.
+    for (side, link) in [(Side::A, "ra"), (Side::B, "rb")] {
+        let o = lab.router_public(side).octets();
+        let status = Command::new("ip")
+            .args(["-n", &public, "route", "replace"])
+            .arg(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+            .args(["dev", link, "src"])
+            .arg(TURN_ADDRS[0].to_string())
+            .status()
+            .expect("ip runs");
+        assert!(status.success(), "the public segment's route toward {link}");
+    }
+    let first = format!("{}:4222", TURN_ADDRS[0]);
+    let dht_a = DhtNodeCli::start_in(Some(&public), &["-p", "4222"]);
+    dht_a.wait_for(0, "running on port 4222");
+    let dht_b = DhtNodeCli::start_in(Some(&public), &["-p", "4223", "-b", &first]);
+    dht_b.wait_for(0, "running on port 4223");
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (folder_a, folder_b) = (dir.path().join("dht-a"), dir.path().join("dht-b"));
+    let account = |side, home: &std::path::Path, folder: &std::path::Path| {
+        let made = Ferry::spawn(&lab.host(side), home, folder, &["--json", "account", "new"])
+            .finish(limit);
+        assert_eq!(made.code, Some(0), "account new: {}", made.stderr);
+        made.first("account_created").expect("account_created").1["account"]
+            .as_str()
+            .expect("an account id")
+            .to_owned()
+    };
+    account(Side::A, &home_a, &folder_a);
+    let bob = account(Side::B, &home_b, &folder_b);
+    let source = dir.path().join("through-the-dht.bin");
+    let data: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&source, &data).expect("the file");
+    let into = dir.path().join("received");
+    let stun = TURN_ADDRS.map(|a| format!("{a}:{TURN_PORT}"));
+    let (into_arg, source_arg) = (into.display().to_string(), source.display().to_string());
+    let net: Vec<&str> = vec![
+        "--bootstrap",
+        &first,
+        "--stun",
+        &stun[0],
+        "--stun",
+        &stun[1],
+    ];
+    let mut listen_args = vec![
+        "--json",
+        "listen",
+        "--once",
+        "--accept-all",
+        "--into",
+        &into_arg,
+    ];
+    listen_args.extend(&net);
+    let listener = Ferry::spawn(&lab.host(Side::B), &home_b, &folder_b, &listen_args);
+    // The listener's node is in the network before the sender starts: its status file says
+    // so (read through `ferry dht status`).
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        let shown = Ferry::spawn(
+            &lab.host(Side::B),
+            &home_b,
+            &folder_b,
+            &["--json", "dht", "status"],
+        )
+        .finish(limit);
+        if let Some((_, s)) = shown.first("dht_status") {
+            if s["joined"] == true && s["listens"].as_u64().is_some_and(|l| l >= 1) {
+                break s.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the listener never joined: {shown:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("listener's DHT status: {status}");
+    assert!(status["nodes"].as_u64().is_some_and(|n| n >= 2), "{status}");
+    assert_eq!(status["source"], "the running ferry's node");
+
+    let mut send_args = vec!["--json", "send", &source_arg, "--to", &bob];
+    send_args.extend(&net);
+    let sent = Ferry::spawn(&lab.host(Side::A), &home_a, &folder_a, &send_args).finish(limit);
+    let received = listener.finish(if sent.code == Some(0) {
+        limit
+    } else {
+        Duration::ZERO
+    });
+    assert_eq!(sent.code, Some(0), "send: {}", sent.stderr);
+    assert_eq!(received.code, Some(0), "listen: {}", received.stderr);
+    let got = std::fs::read(into.join("through-the-dht.bin")).expect("the received file");
+    assert!(got == data, "the file arrived byte for byte");
+    // Nothing of either side's folder DHT reached the other: they met through the network.
+    assert_ne!(folder_a, folder_b);
 }

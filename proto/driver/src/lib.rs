@@ -26,6 +26,9 @@
 //! - [`folder_dht`]: a DHT in a shared folder ([`FolderClient`]), for nodes in different
 //!   processes of one machine;
 //! - [`opendht`]: OpenDHT itself, through a `dhtnode`'s HTTP proxy ([`ProxyClient`]);
+//! - [`native_dht`]: OpenDHT itself, natively: Ferry's own OpenDHT node on a UDP socket
+//!   ([`NativeClient`]), bootstrapped from `host:port`;
+//! - [`multi_dht`]: several DHTs at once ([`SeveralDhts`]: put to all, listen on all);
 //! - [`net`]: listening and connecting sockets with address and port reuse;
 //! - [`pump`]: one connection on a non-blocking socket ([`Pump`]), for an application's own
 //!   event loop (`mio`, `poll(2)`) instead of a runtime;
@@ -45,6 +48,8 @@ pub mod folder_dht;
 pub mod identity_files;
 pub mod interfaces;
 mod logs;
+pub mod multi_dht;
+pub mod native_dht;
 pub mod net;
 pub mod opendht;
 pub mod portmap;
@@ -64,6 +69,8 @@ pub use dht::{DhtClient, DhtStore};
 pub use files::{FileService, FileThread};
 pub use folder_dht::FolderClient;
 pub use interfaces::{LocalAddr, Paths, local_addresses};
+pub use multi_dht::SeveralDhts;
+pub use native_dht::{NativeClient, NativeConfig, NativeStatus};
 pub use opendht::ProxyClient;
 pub use portmap::{PortMapConfig, PortMapper};
 pub use pump::Pump;
@@ -77,7 +84,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use ferry_proto::io::DhtKey;
+use ferry_proto::io::{DhtKey, Input};
 
 /// What a driver needs besides its endpoint.
 #[derive(Debug, Clone)]
@@ -104,6 +111,12 @@ pub enum Dht {
         /// The folder; created if missing.
         path: PathBuf,
     },
+    /// Ferry's own OpenDHT node on a UDP socket (see [`native_dht`]).
+    Native(NativeConfig),
+    /// Several at once: each put goes to all, each listen listens on all (see
+    /// [`multi_dht`]); local processes meet at once through a folder while remote ones meet
+    /// through the network.
+    Several(Vec<Dht>),
 }
 
 impl Config {
@@ -132,6 +145,12 @@ impl Config {
         self.dht = Dht::Folder { path: path.into() };
         self
     }
+
+    /// Uses `dht` instead (any choice, [`Dht::Several`] included).
+    pub fn with_dht_choice(mut self, dht: Dht) -> Config {
+        self.dht = dht;
+        self
+    }
 }
 
 /// A driver's live DHT.
@@ -143,14 +162,57 @@ pub enum DhtConnection {
     OpenDht(ProxyClient),
     /// A DHT in a folder.
     Folder(FolderClient),
+    /// Ferry's own OpenDHT node.
+    Native(NativeClient),
+    /// Several at once.
+    Several(SeveralDhts),
 }
 
 impl DhtConnection {
+    /// Connects to `dht`; its answers go to `deliver`.
+    pub fn open(
+        dht: &Dht,
+        deliver: impl Fn(Input) + Clone + Send + Sync + 'static,
+    ) -> std::io::Result<DhtConnection> {
+        Ok(match dht {
+            Dht::Embedded(store) => DhtConnection::Embedded(store.client(deliver)),
+            Dht::OpenDht { proxy } => DhtConnection::OpenDht(ProxyClient::new(*proxy, deliver)?),
+            Dht::Folder { path } => DhtConnection::Folder(FolderClient::new(path, deliver)?),
+            Dht::Native(config) => DhtConnection::Native(NativeClient::new(config, deliver)?),
+            Dht::Several(all) => DhtConnection::Several(SeveralDhts::new(
+                all.iter()
+                    .map(|d| DhtConnection::open(d, deliver.clone()))
+                    .collect::<std::io::Result<_>>()?,
+            )),
+        })
+    }
+
+    /// Whether an answer from the DHT is news for the endpoint: with several DHTs, a value
+    /// two of them deliver is news once, and a put is done once, when one stored it (or
+    /// all failed).
+    pub(crate) fn admit(&mut self, input: &Input) -> bool {
+        match self {
+            DhtConnection::Several(c) => c.admit(input),
+            _ => true,
+        }
+    }
+
+    /// The native node's status, if one of the DHTs is native.
+    pub fn native_status(&self) -> Option<NativeStatus> {
+        match self {
+            DhtConnection::Native(c) => Some(c.status()),
+            DhtConnection::Several(c) => c.native_status(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn put(&mut self, key: DhtKey, value: Bytes) {
         match self {
             DhtConnection::Embedded(c) => c.put(key, value),
             DhtConnection::OpenDht(c) => c.put(key, value),
             DhtConnection::Folder(c) => c.put(key, value),
+            DhtConnection::Native(c) => c.put(key, value),
+            DhtConnection::Several(c) => c.put(key, value),
         }
     }
 
@@ -159,6 +221,8 @@ impl DhtConnection {
             DhtConnection::Embedded(c) => c.listen(key),
             DhtConnection::OpenDht(c) => c.listen(key),
             DhtConnection::Folder(c) => c.listen(key),
+            DhtConnection::Native(c) => c.listen(key),
+            DhtConnection::Several(c) => c.listen(key),
         }
     }
 
@@ -167,6 +231,8 @@ impl DhtConnection {
             DhtConnection::Embedded(c) => c.cancel_listen(key),
             DhtConnection::OpenDht(c) => c.cancel_listen(key),
             DhtConnection::Folder(c) => c.cancel_listen(key),
+            DhtConnection::Native(c) => c.cancel_listen(key),
+            DhtConnection::Several(c) => c.cancel_listen(key),
         }
     }
 }

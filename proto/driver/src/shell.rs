@@ -36,7 +36,6 @@ use bytes::Bytes;
 use super::DhtConnection;
 use super::files::FileThread;
 use super::net;
-use super::opendht::ProxyClient;
 use ferry_proto::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
 use ferry_proto::timer::Timers;
 
@@ -257,15 +256,7 @@ where
         let service = super::FileService::new(&config.receive_folder);
         let files = FileThread::spawn(service, move |result| to_files(Input::File(result)))?;
         let to_portmap = deliver.clone();
-        let dht = match &config.dht {
-            super::Dht::Embedded(store) => DhtConnection::Embedded(store.client(deliver)),
-            super::Dht::OpenDht { proxy } => {
-                DhtConnection::OpenDht(ProxyClient::new(*proxy, deliver)?)
-            }
-            super::Dht::Folder { path } => {
-                DhtConnection::Folder(super::FolderClient::new(path, deliver)?)
-            }
-        };
+        let dht = DhtConnection::open(&config.dht, deliver)?;
         let mut shell = Shell::new(endpoint, net, files, dht);
         shell.portmap = PortMapService::Idle(Box::new(to_portmap));
         Ok(shell)
@@ -323,6 +314,9 @@ where
 
     /// An input from the file workers or the DHT.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if !self.dht.admit(&input) {
+            return;
+        }
         // A value already queued when the endpoint stopped listening is not news to it.
         if let Input::DhtValue { key, .. } = &input {
             if !self.dht_listening.contains(key) {

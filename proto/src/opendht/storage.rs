@@ -70,6 +70,11 @@ impl Storage {
         self.keys.values().map(|k| k.values.len()).sum()
     }
 
+    /// Others' listens we hold, in all.
+    pub fn listeners_total(&self) -> usize {
+        self.keys.values().map(|k| k.listeners.len()).sum()
+    }
+
     /// Bytes stored, in all.
     pub fn bytes(&self) -> usize {
         self.total
