@@ -564,12 +564,7 @@ pub(crate) async fn run(
                     }
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
                     Event::Status { transfer, status, reason } => {
-                        report.json(json!({
-                            "event": "status",
-                            "transfer": transfer.to_string(),
-                            "status": status.as_str(),
-                            "reason": reason.as_ref().map(ToString::to_string),
-                        }));
+                        report.status(transfer, status, reason.as_ref());
                         if status.is_final() {
                             // An offer withdrawn while we asked is not asked any more.
                             if asking.front() == Some(&transfer) {

@@ -110,6 +110,21 @@ impl Report {
         }
     }
 
+    /// With `--json`, a `status` event: `transfer` moved to `status` (why, for a failure).
+    pub(crate) fn status(
+        &self,
+        transfer: TransferId,
+        status: ferry_proto::transfer::Status,
+        reason: Option<&ferry_proto::transfer::Reason>,
+    ) {
+        self.json(serde_json::json!({
+            "event": "status",
+            "transfer": transfer.to_string(),
+            "status": status.as_str(),
+            "reason": reason.map(ToString::to_string),
+        }));
+    }
+
     /// A bar for the whole group, below the others.
     pub(crate) fn add_aggregate(&mut self, label: &str, size: u64) {
         let bar = self.bars.add(ProgressBar::new(size));

@@ -243,12 +243,7 @@ pub(crate) async fn run(
                     }
                     Event::Status { transfer, status, reason } => {
                         if let Some(sub) = subs.get_mut(&transfer) {
-                            report.json(json!({
-                                "event": "status",
-                                "transfer": transfer.to_string(),
-                                "status": status.as_str(),
-                                "reason": reason.as_ref().map(ToString::to_string),
-                            }));
+                            report.status(transfer, status, reason.as_ref());
                             if status.is_error() {
                                 sub.phase = "failed";
                                 let text = failed_text(status, reason.as_ref());
@@ -302,12 +297,7 @@ pub(crate) async fn run(
                         }
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
-                    Event::IncomingTransfer { transfer, .. } => {
-                        // `send` takes no files.
-                        let _ = session.handle.command(move |node, now| {
-                            let _ = node.refuse(now, transfer);
-                        });
-                    }
+                    Event::IncomingTransfer { transfer, .. } => refuse_incoming(&session, transfer),
                     _ => {}
                 }
             }
@@ -385,11 +375,7 @@ pub(crate) async fn run(
         return Err(Failure::Cancelled("cancelled here".to_owned()));
     }
     if subs.is_empty() {
-        return Err(Failure::UnknownContact(format!(
-            "no device of {to} announced itself within {} s: check the account id, and \
-             that `ferry listen` runs there on the same DHT",
-            LOOKUP_TIMEOUT.as_secs()
-        )));
+        return Err(no_device_of(to));
     }
     let failures = subs
         .values()
@@ -399,6 +385,23 @@ pub(crate) async fn run(
         })
         .collect();
     Err(combine(failures).unwrap_or_else(|| Failure::Internal("no outcome".to_owned())))
+}
+
+/// `send` takes no files: an offer that comes to it (from another process of the peer, say)
+/// is refused.
+pub(crate) fn refuse_incoming(session: &session::Session, transfer: TransferId) {
+    let _ = session.handle.command(move |node, now| {
+        let _ = node.refuse(now, transfer);
+    });
+}
+
+/// The failure of a send that found no device of `to`.
+pub(crate) fn no_device_of(to: &str) -> Failure {
+    Failure::UnknownContact(format!(
+        "no device of {to} announced itself within {} s: check the account id, and that \
+         `ferry listen` runs there on the same DHT",
+        LOOKUP_TIMEOUT.as_secs()
+    ))
 }
 
 /// The phase a sub-transfer's state starts, with its line: `None` for states that start

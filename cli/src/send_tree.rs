@@ -240,12 +240,7 @@ pub(crate) async fn run(
                         unknown_groups.insert(group);
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
-                    Event::IncomingTransfer { transfer, .. } => {
-                        // `send` takes no files.
-                        let _ = session.handle.command(move |node, now| {
-                            let _ = node.refuse(now, transfer);
-                        });
-                    }
+                    Event::IncomingTransfer { transfer, .. } => crate::send::refuse_incoming(&session, transfer),
                     _ => {}
                 }
             }
@@ -300,11 +295,7 @@ pub(crate) async fn run(
         return Err(Failure::Cancelled("cancelled here".to_owned()));
     }
     if devices.is_empty() {
-        return Err(Failure::UnknownContact(format!(
-            "no device of {to} announced itself within {} s: check the account id, and \
-             that `ferry listen` runs there on the same DHT",
-            LOOKUP_TIMEOUT.as_secs()
-        )));
+        return Err(crate::send::no_device_of(to));
     }
     let failures = devices
         .iter()
@@ -359,12 +350,7 @@ fn offer_status(
     let Some(d) = devices.get_mut(&device) else {
         return;
     };
-    report.json(json!({
-        "event": "status",
-        "transfer": offer.to_string(),
-        "status": status.as_str(),
-        "reason": reason.as_ref().map(ToString::to_string),
-    }));
+    report.status(offer, status, reason.as_ref());
     let (phase, text) = match status {
         Status::WaitPeerAcceptance => (
             "waiting_for_acceptance",
@@ -425,12 +411,7 @@ fn file_status(
     let Some(d) = devices.get_mut(&device) else {
         return;
     };
-    report.json(json!({
-        "event": "status",
-        "transfer": transfer.to_string(),
-        "status": status.as_str(),
-        "reason": reason.as_ref().map(ToString::to_string),
-    }));
+    report.status(transfer, status, reason.as_ref());
     if status.is_error() {
         let text = match &reason {
             Some(r) => format!("{status} ({r})"),

@@ -21,8 +21,7 @@ use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileOp, FileResult, MANIFEST_NAMES_SHOWN, Output};
 use crate::tls::PeerIdentity;
 use crate::transfer::manifest::{
-    CHANNEL_PREFIX, ChannelOutput, ClaimError, Claims, EntryKind, IntakeState, ManifestIntake,
-    Place, Refusal,
+    CHANNEL_PREFIX, ClaimError, Claims, EntryKind, IntakeState, ManifestIntake, Place, Refusal,
 };
 use crate::transfer::{PartialKey, Reason, Status, TransferId};
 
@@ -386,21 +385,7 @@ impl Node {
             let verified = i.verified;
             for out in outputs {
                 moved = true;
-                let Some(c) = self.connectors.get_mut(&id) else {
-                    continue;
-                };
-                let done = match out {
-                    ChannelOutput::Send(data) => c
-                        .send_on_channel(now, channel, &data, &mut self.bugs)
-                        .map(|r| r.map_err(|e| e.to_string())),
-                    ChannelOutput::Close => c
-                        .end_channel(now, channel)
-                        .map(|r| r.map_err(|e| e.to_string())),
-                };
-                if let Some(Err(e)) = done {
-                    bug(&mut self.bugs.channel_send, "manifest answer", &e);
-                }
-                self.drain_connector(now, id);
+                self.carry(now, id, channel, out);
             }
             let (status, reason) = match state {
                 IntakeState::Reading | IntakeState::WaitDecision => continue,

@@ -525,6 +525,26 @@ impl Node {
         moved
     }
 
+    /// Carries one output of a manifest's machine (ours or a peer's) to its channel, and on
+    /// down to the connection.
+    pub(super) fn carry(&mut self, now: Instant, id: u32, channel: ChannelId, out: ChannelOutput) {
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let done = match out {
+            ChannelOutput::Send(data) => c
+                .send_on_channel(now, channel, &data, &mut self.bugs)
+                .map(|r| r.map_err(|e| e.to_string())),
+            ChannelOutput::Close => c
+                .end_channel(now, channel)
+                .map(|r| r.map_err(|e| e.to_string())),
+        };
+        if let Some(Err(e)) = done {
+            bug(&mut self.bugs.channel_send, "manifest channel", &e);
+        }
+        self.drain_connector(now, id);
+    }
+
     /// Carries an offer's outputs to its channel; `true` if there were any.
     fn flush_offer(&mut self, now: Instant, send: TransferId, device: DeviceId) -> bool {
         let Some(o) = self.offer_mut(send, device) else {
@@ -536,23 +556,10 @@ impl Node {
             outputs.push(out);
         }
         let moved = !outputs.is_empty();
-        for out in outputs {
-            let Some((id, ch)) = channel else { continue };
-            let Some(c) = self.connectors.get_mut(&id) else {
-                continue;
-            };
-            let done = match out {
-                ChannelOutput::Send(data) => c
-                    .send_on_channel(now, ch, &data, &mut self.bugs)
-                    .map(|r| r.map_err(|e| e.to_string())),
-                ChannelOutput::Close => {
-                    c.end_channel(now, ch).map(|r| r.map_err(|e| e.to_string()))
-                }
-            };
-            if let Some(Err(e)) = done {
-                bug(&mut self.bugs.channel_send, "manifest channel", &e);
+        if let Some((id, ch)) = channel {
+            for out in outputs {
+                self.carry(now, id, ch, out);
             }
-            self.drain_connector(now, id);
         }
         moved
     }
