@@ -82,3 +82,49 @@ async fn scenario() {
         start.elapsed()
     );
 }
+
+/// An application that takes no events for a while (busy, or awaiting a call first) does not
+/// stop its driver: commands still run, and the events wait for it, in order, none lost.
+/// Before, the driver waited for room in its event queue (256), so a `call` made meanwhile
+/// never returned and no timer ran (a listener whose output pipe filled stopped answering
+/// its peers' consent checks).
+#[test]
+fn a_call_returns_while_the_application_takes_no_events() {
+    use ferry_proto::io::Output;
+    use ferry_tests::probe::{Probe, ProbeEvent};
+    use smol::future::FutureExt as _;
+
+    const EVENTS: usize = 1_000;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (driver, handle, events) =
+        ferry_smol::Driver::new(Probe::new(), Config::new(folder.path())).expect("driver");
+    std::thread::spawn(move || smol::block_on(driver.run()));
+    // Four times the event queue, emitted at once; nobody takes them yet.
+    handle
+        .command(|p: &mut Probe, _| {
+            for _ in 0..EVENTS {
+                p.ask(Output::Event(ProbeEvent::Woke));
+            }
+        })
+        .expect("running");
+    let answer = smol::block_on(async { handle.call(|_, _| 42).await.ok() }.or(async {
+        smol::Timer::after(Duration::from_secs(30)).await;
+        None
+    }));
+    assert_eq!(answer, Some(42), "the call was answered");
+    let mut woke = 0;
+    let until = Instant::now() + Duration::from_secs(30);
+    while woke < EVENTS && Instant::now() < until {
+        match smol::block_on(async { events.recv().await }.or(async {
+            smol::Timer::after(Duration::from_secs(1)).await;
+            None
+        })) {
+            Some(ProbeEvent::Woke) => woke += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        woke, EVENTS,
+        "every event arrives once the application takes them"
+    );
+}

@@ -26,8 +26,12 @@ pub type Parts<E, R> = (Driver<E, R>, Handle<E>, Events<<E as Endpoint>::Event>)
 const SOCKET_QUEUE: usize = 64;
 /// Most socket reports taken in one go after a wake-up.
 const BATCH: usize = 32;
-/// Events waiting for the application; the driver waits when it is full.
+/// Events waiting for the application. When it is full the driver stops taking socket
+/// reports (TCP pushes back on the peers) but goes on with commands, inputs and timers, and
+/// tries again every [`EVENT_RETRY`].
 const EVENT_QUEUE: usize = 256;
+/// How often a driver whose event queue is full tries to deliver again.
+const EVENT_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Runs one endpoint on the runtime `R`. Made by [`Driver::new`]; [`run`](Driver::run) it on
 /// that runtime.
@@ -131,17 +135,35 @@ where
     /// first, then a FIN) and returns once the peers closed too, or after [`CLOSE_LINGER`].
     /// Dropping the future instead drops every socket at once.
     ///
-    /// The application must keep taking [`Events`]: with a full event queue the driver waits
-    /// for it (and TCP pushes back on the peers), which keeps memory bounded.
+    /// The application should keep taking [`Events`]. While its queue is full the driver
+    /// stops taking socket reports (TCP pushes back on the peers, which keeps memory bounded)
+    /// but still runs commands — so an application that awaits a [`Handle::call`] before it
+    /// takes its events is answered — inputs and timers.
     pub async fn run(mut self) {
         // Carries out what the endpoint asked for when it was made.
         self.shell.handle_timeout(Instant::now());
+        // An event the application had no room for yet: the first to go next time.
+        let mut held: Option<E::Event> = None;
         loop {
-            while let Some(event) = self.shell.poll_event() {
-                // An application that dropped its receiver does not stop the driver.
-                let _ = self.events.send(event).await;
+            while let Some(event) = held.take().or_else(|| self.shell.poll_event()) {
+                match self.events.try_send(event) {
+                    Ok(()) => {}
+                    Err(async_channel::TrySendError::Full(event)) => {
+                        held = Some(event);
+                        break;
+                    }
+                    // An application that dropped its receiver does not stop the driver.
+                    Err(async_channel::TrySendError::Closed(_)) => {}
+                }
             }
-            let deadline = self.shell.poll_timeout();
+            let blocked = held.is_some();
+            let deadline = match (self.shell.poll_timeout(), blocked) {
+                (at, false) => at,
+                (at, true) => {
+                    let retry = Instant::now() + EVENT_RETRY;
+                    Some(at.map_or(retry, |at| at.min(retry)))
+                }
+            };
             // `or` polls in order, deadline first: a busy socket must not starve timers.
             let wake = async {
                 sleep_until::<R>(deadline).await;
@@ -149,7 +171,12 @@ where
             }
             .or(async { Wake::Command(self.commands.recv().await.ok()) })
             .or(async { Wake::Input(next(&self.inputs).await) })
-            .or(async { Wake::Socket(next(&self.sockets).await) })
+            .or(async {
+                if blocked {
+                    std::future::pending::<()>().await;
+                }
+                Wake::Socket(next(&self.sockets).await)
+            })
             .await;
             let now = Instant::now();
             match wake {
@@ -160,7 +187,7 @@ where
                 Wake::Socket(event) => self.shell.handle_socket(now, event),
             }
             // Under load, take what else is ready before waiting again.
-            for _ in 0..BATCH {
+            for _ in 0..if blocked { 0 } else { BATCH } {
                 let Ok(event) = self.sockets.try_recv() else {
                     break;
                 };
