@@ -115,12 +115,12 @@ fn a_call_returns_while_the_application_takes_no_events() {
     let mut woke = 0;
     let until = Instant::now() + Duration::from_secs(30);
     while woke < EVENTS && Instant::now() < until {
-        match smol::block_on(async { events.recv().await }.or(async {
+        let next = smol::block_on(async { events.recv().await }.or(async {
             smol::Timer::after(Duration::from_secs(1)).await;
             None
-        })) {
-            Some(ProbeEvent::Woke) => woke += 1,
-            _ => {}
+        }));
+        if let Some(ProbeEvent::Woke) = next {
+            woke += 1;
         }
     }
     assert_eq!(
