@@ -21,7 +21,7 @@ use super::timers::NodeTimer;
 use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node, UNJOINED_GRACE};
 use crate::Error;
 use crate::aggregate::Aggregate;
-use crate::channel::{ChannelId, MuxEvent};
+use crate::channel::{ChannelError, ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
 use crate::transfer::{
@@ -735,8 +735,14 @@ impl Node {
                         let Some(accepted) = c.accept_channel(now, channel) else {
                             return;
                         };
-                        if let Err(e) = accepted {
-                            bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
+                        match accepted {
+                            Ok(()) => {}
+                            // Too many bytes before our answer: the multiplexer declined it.
+                            Err(ChannelError::EarlyOverflow(_)) => {
+                                self.dropped.channels_over_budget += 1;
+                                return;
+                            }
+                            Err(e) => bug(&mut self.bugs.channel_answer, "channel acceptance", &e),
                         }
                         let file = self.transfers.new_file();
                         let machine = Incoming::new(tid, file, Form::Framed)
@@ -761,47 +767,19 @@ impl Node {
                 }
             }
             MuxEvent::Opened { channel } => {
-                // The sub-transfer that asked for it may have gone meanwhile (cancelled, its
-                // group ended): the channel is ended at once, else it would hold the
-                // connection open for ever (it never goes idle) and the peer's transfer on
-                // it would wait for a header that never comes.
-                let waiting = self.pending_on(id, channel).and_then(|sub| {
-                    let p = self.transfers.pending.remove(&sub)?;
-                    let g = self.transfers.groups.get(&p.group)?;
-                    Some((sub, p, g.source.clone(), g.name.clone()))
-                });
-                let Some((sub, p, source, name)) = waiting else {
-                    let ended = self
-                        .connectors
-                        .get_mut(&id)
-                        .map(|c| c.end_channel(now, channel));
-                    if let Some(Some(Err(e))) = ended {
-                        bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
-                    }
-                    return;
-                };
-                let file = self.transfers.new_file();
-                let mut machine = Outgoing::new(sub, file, source, name, Form::Framed);
-                if let Some(manifest) = p.manifest {
-                    machine = machine.with_manifest(manifest);
+                // Started with its request (early data): it runs already.
+                if self.transfer_on(id, channel).is_none() {
+                    self.start_outgoing(now, id, channel);
                 }
-                let peer = self.connectors[&id].peer();
-                self.transfers.slots.insert(
-                    sub,
-                    Slot {
-                        machine: Transfer::Outgoing(machine),
-                        connector: id,
-                        channel,
-                        group: Some(p.group),
-                        peer,
-                    },
-                );
             }
             MuxEvent::Declined { channel } => {
                 if let Some(sub) = self.pending_on(id, channel) {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
                     }
+                } else if let Some(tid) = self.transfer_on(id, channel) {
+                    // Started early: its stream is gone; the machine closes its file.
+                    self.transfer_input(now, tid, transfer::Input::StreamEnded);
                 }
             }
             MuxEvent::Unanswered { channel } => {
@@ -811,6 +789,8 @@ impl Node {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::TimeoutExpired, Reason::Timeout);
                     }
+                } else if let Some(tid) = self.transfer_on(id, channel) {
+                    self.transfer_input(now, tid, transfer::Input::StreamEnded);
                 }
             }
             MuxEvent::Data { channel, data } => {
@@ -824,6 +804,46 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The sub-transfer waiting for `channel` starts on it: the peer accepted it, or it may
+    /// carry bytes before the answer (early data).
+    fn start_outgoing(&mut self, now: Instant, id: u32, channel: ChannelId) {
+        // The sub-transfer that asked for it may have gone meanwhile (cancelled, its group
+        // ended): the channel is ended at once, else it would hold the connection open for
+        // ever (it never goes idle) and the peer's transfer on it would wait for a header
+        // that never comes.
+        let waiting = self.pending_on(id, channel).and_then(|sub| {
+            let p = self.transfers.pending.remove(&sub)?;
+            let g = self.transfers.groups.get(&p.group)?;
+            Some((sub, p, g.source.clone(), g.name.clone()))
+        });
+        let Some((sub, p, source, name)) = waiting else {
+            let ended = self
+                .connectors
+                .get_mut(&id)
+                .map(|c| c.end_channel(now, channel));
+            if let Some(Some(Err(e))) = ended {
+                bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
+            }
+            return;
+        };
+        let file = self.transfers.new_file();
+        let mut machine = Outgoing::new(sub, file, source, name, Form::Framed);
+        if let Some(manifest) = p.manifest {
+            machine = machine.with_manifest(manifest);
+        }
+        let peer = self.connectors[&id].peer();
+        self.transfers.slots.insert(
+            sub,
+            Slot {
+                machine: Transfer::Outgoing(machine),
+                connector: id,
+                channel,
+                group: Some(p.group),
+                peer,
+            },
+        );
     }
 
     fn pending_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
@@ -852,16 +872,33 @@ impl Node {
         if c.stage() != Stage::Ready {
             return;
         }
-        let device = c.device();
+        let peer = c.peer();
+        // A device that keeps a channel's bytes until it answers (PROTOCOL.md §9.1) gets the
+        // header right behind the request, a round trip before its ACCEPT could come back.
+        let early = self
+            .announced_features(&peer.account, &peer.device)
+            .is_some_and(|f| f.early_channel_data);
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let mut started = Vec::new();
         for (sub, p) in self.transfers.pending.iter_mut() {
-            if p.device == device && p.channel.is_none() && !p.held {
-                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0)) {
-                    Some(Ok(channel)) => p.channel = Some((id, channel)),
+            if p.device == peer.device && p.channel.is_none() && !p.held {
+                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0), early) {
+                    Some(Ok(channel)) => {
+                        p.channel = Some((id, channel));
+                        if early {
+                            started.push(channel);
+                        }
+                    }
                     // Counted, not asserted: see `Bugs::channel_open`.
                     Some(Err(_)) => self.bugs.channel_open += 1,
                     None => {}
                 }
             }
+        }
+        for channel in started {
+            self.start_outgoing(now, id, channel);
         }
     }
 
