@@ -145,8 +145,13 @@ pub enum ChannelError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// We asked; waiting for ACCEPT or DECLINE until the deadline. With `early`, the owner
-    /// may send before the ACCEPT (the peer announced it keeps early bytes).
-    Requested { deadline: Instant, early: bool },
+    /// may send before the ACCEPT (the peer announced it keeps early bytes), and end its
+    /// side (`local_ended`) too.
+    Requested {
+        deadline: Instant,
+        early: bool,
+        local_ended: bool,
+    },
     /// The peer asked; waiting for our answer.
     Offered,
     /// Open; each flag says whether that side ended it.
@@ -267,6 +272,7 @@ impl Mux {
             State::Requested {
                 deadline: now + OPEN_TIMEOUT,
                 early,
+                local_ended: false,
             },
         );
         self.control(name, id, REQUEST);
@@ -370,7 +376,11 @@ impl Mux {
                 State::Open {
                     local_ended: false,
                     ..
-                } | State::Requested { early: true, .. }
+                } | State::Requested {
+                    early: true,
+                    local_ended: false,
+                    ..
+                }
             )
         )
     }
@@ -384,6 +394,24 @@ impl Mux {
     /// Ends our side of a channel.
     pub fn end(&mut self, now: Instant, channel: ChannelId) -> Result<(), ChannelError> {
         self.handle_timeout(now);
+        // An early channel may end before its answer, like any open one.
+        if let Some(State::Requested {
+            deadline,
+            early: true,
+            local_ended: false,
+        }) = self.channels.get(&channel).copied()
+        {
+            self.unit(channel, &[]);
+            self.channels.insert(
+                channel,
+                State::Requested {
+                    deadline,
+                    early: true,
+                    local_ended: true,
+                },
+            );
+            return Ok(());
+        }
         let Some(State::Open {
             local_ended: false,
             remote_ended,
@@ -512,8 +540,32 @@ impl Mux {
             .map(|(id, _)| *id)
             .collect();
         for channel in overdue {
-            self.channels.remove(&channel);
+            self.gone_unopened(channel);
             self.events.push_back(MuxEvent::Unanswered { channel });
+        }
+    }
+
+    /// A channel we asked for will never open (declined, or unanswered). An early one the
+    /// owner may have written on stays, as ended by the peer, until the owner ends its side
+    /// too, so that its owner's end is not a mistake; any other is forgotten.
+    fn gone_unopened(&mut self, channel: ChannelId) {
+        match self.channels.get(&channel).copied() {
+            Some(State::Requested {
+                early: true,
+                local_ended: false,
+                ..
+            }) => {
+                self.channels.insert(
+                    channel,
+                    State::Open {
+                        local_ended: false,
+                        remote_ended: true,
+                    },
+                );
+            }
+            _ => {
+                self.channels.remove(&channel);
+            }
         }
     }
 
@@ -624,11 +676,11 @@ impl Mux {
             }
             // A request on a number that is ours or in use breaks the rule: decline it.
             (REQUEST, _) => self.control("", c.channel, DECLINE),
-            (ACCEPT, Some(State::Requested { .. })) => {
+            (ACCEPT, Some(State::Requested { local_ended, .. })) => {
                 self.channels.insert(
                     c.channel,
                     State::Open {
-                        local_ended: false,
+                        local_ended,
                         remote_ended: false,
                     },
                 );
@@ -636,7 +688,7 @@ impl Mux {
                     .push_back(MuxEvent::Opened { channel: c.channel });
             }
             (DECLINE, Some(State::Requested { .. })) => {
-                self.channels.remove(&c.channel);
+                self.gone_unopened(c.channel);
                 self.events
                     .push_back(MuxEvent::Declined { channel: c.channel });
             }

@@ -433,10 +433,41 @@ fn early_bytes_wait_for_the_answer_then_come_out_or_are_dropped_counted() {
             MuxEvent::Declined { channel: dropped }
         ]
     );
+    // Its owner may have written on it: it ends its side as of a channel the peer ended,
+    // and the channel is gone.
+    c.end(*T0, dropped).expect("a declined early channel ends");
+    assert_eq!(c.end(*T0, dropped), Err(ChannelError::NotOpen(dropped)));
+    // An early channel may also end before its answer: the END waits with its bytes.
+    let short = c.open_early(*T0, "file-transfer://3").expect("open");
+    c.send(*T0, short, b"all").expect("early bytes");
+    c.end(*T0, short).expect("ends before the answer");
     assert_eq!(
-        c.send(*T0, dropped, b"x"),
-        Err(ChannelError::NotOpen(dropped))
+        c.send(*T0, short, b"more"),
+        Err(ChannelError::NotOpen(short))
     );
+    carry(&mut c, &mut s, 5);
+    let _ = events(&mut s);
+    s.accept(*T0, short).expect("offered");
+    assert_eq!(
+        events(&mut s),
+        [
+            MuxEvent::Data {
+                channel: short,
+                data: b"all".to_vec().into()
+            },
+            MuxEvent::Ended { channel: short }
+        ]
+    );
+    s.end(*T0, short).expect("open");
+    carry(&mut s, &mut c, 100);
+    assert_eq!(
+        events(&mut c),
+        [
+            MuxEvent::Opened { channel: short },
+            MuxEvent::Ended { channel: short }
+        ]
+    );
+    assert_eq!(c.end(*T0, short), Err(ChannelError::NotOpen(short)), "gone");
     s.send(*T0, kept, b"GO").expect("open");
     carry(&mut s, &mut c, 100);
     assert_eq!(

@@ -823,8 +823,14 @@ impl Node {
                 .connectors
                 .get_mut(&id)
                 .map(|c| c.end_channel(now, channel));
-            if let Some(Some(Err(e))) = ended {
-                bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
+            match ended {
+                // Opened early, and its transfer has ended its side already (done, failed
+                // or cancelled before the ACCEPT came).
+                Some(Some(Err(ChannelError::NotOpen(_)))) => {}
+                Some(Some(Err(e))) => {
+                    bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e)
+                }
+                _ => {}
             }
             return;
         };
