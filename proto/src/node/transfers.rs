@@ -778,8 +778,15 @@ impl Node {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
                     }
                 } else if let Some(tid) = self.transfer_on(id, channel) {
-                    // Started early: its stream is gone; the machine closes its file.
-                    self.transfer_input(now, tid, transfer::Input::StreamEnded);
+                    // Started early: refused all the same; the machine closes its file.
+                    if let Some(Slot {
+                        machine: Transfer::Outgoing(m),
+                        ..
+                    }) = self.transfers.slots.get_mut(&tid)
+                    {
+                        m.declined();
+                    }
+                    self.drain_transfer(now, tid);
                 }
             }
             MuxEvent::Unanswered { channel } => {

@@ -184,6 +184,14 @@ impl Outgoing {
         }
     }
 
+    /// The peer declined the channel this transfer started on before its answer (early
+    /// channel data): it ends `closed_by_peer`, refused, as one declined before it started
+    /// does, and closes its file.
+    pub fn declined(&mut self) {
+        self.finish(Status::ClosedByPeer, Some(Reason::Refused));
+        self.close_stream();
+    }
+
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
         match input {
