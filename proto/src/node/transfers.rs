@@ -48,6 +48,9 @@ struct Slot {
     channel: ChannelId,
     group: Option<TransferId>,
     peer: PeerIdentity,
+    /// Started on its channel before the peer answered it (early channel data); cleared by
+    /// the answer. Such a transfer starts again if its connection ends without a failure.
+    unanswered: bool,
 }
 
 /// A file sent to every device of an account.
@@ -400,10 +403,12 @@ impl Node {
         sub
     }
 
-    /// The sub-transfers that asked connector `id` for a channel wait for another one;
-    /// `true` if there were any.
-    pub(super) fn requeue_pending(&mut self, id: u32) -> bool {
+    /// The sub-transfers that asked connector `id` for a channel wait for another one, and
+    /// so do those started on it before the peer answered (early channel data: see
+    /// [`withdraw_unanswered`](Self::withdraw_unanswered)); `true` if there were any.
+    pub(super) fn requeue_pending(&mut self, now: Instant, id: u32) -> bool {
         let mut any = self.requeue_offers(Some(id), None);
+        any |= self.withdraw_unanswered(now, id);
         for p in self.transfers.pending.values_mut() {
             if p.channel.is_some_and(|(c, _)| c == id) {
                 p.channel = None;
@@ -411,6 +416,45 @@ impl Node {
             }
         }
         any
+    }
+
+    /// The transfers started on connector `id` before the peer answered their channel go
+    /// back to the pending list, their files closed without an event: the connection ended
+    /// without a failure (it went idle at the peer as our request crossed its close), so
+    /// the peer never saw them and they start again on the next connection. `true` if any.
+    fn withdraw_unanswered(&mut self, now: Instant, id: u32) -> bool {
+        let unanswered: Vec<TransferId> = self
+            .transfers
+            .slots
+            .iter()
+            .filter(|(_, s)| s.connector == id && s.unanswered)
+            .map(|(t, _)| *t)
+            .collect();
+        for tid in &unanswered {
+            let Some(slot) = self.transfers.slots.get_mut(tid) else {
+                continue;
+            };
+            let Transfer::Outgoing(m) = &mut slot.machine else {
+                continue;
+            };
+            m.withdraw();
+            let (manifest, device, group) = (m.manifest(), slot.peer.device, slot.group);
+            // Its file's close goes out; the machine, drained, leaves its slot.
+            self.drain_transfer(now, *tid);
+            if let Some(group) = group {
+                self.transfers.pending.insert(
+                    *tid,
+                    PendingSub {
+                        group,
+                        device,
+                        channel: None,
+                        manifest,
+                        held: false,
+                    },
+                );
+            }
+        }
+        !unanswered.is_empty()
     }
 
     /// The channels asked for `device` are forgotten: its connection is starting over.
@@ -756,6 +800,7 @@ impl Node {
                                 channel,
                                 group: None,
                                 peer,
+                                unanswered: false,
                             },
                         );
                     }
@@ -767,9 +812,14 @@ impl Node {
                 }
             }
             MuxEvent::Opened { channel } => {
-                // Started with its request (early data): it runs already.
-                if self.transfer_on(id, channel).is_none() {
-                    self.start_outgoing(now, id, channel);
+                // Started with its request (early data): it runs already, answered now.
+                match self.transfer_on(id, channel) {
+                    Some(tid) => {
+                        if let Some(slot) = self.transfers.slots.get_mut(&tid) {
+                            slot.unanswered = false;
+                        }
+                    }
+                    None => self.start_outgoing(now, id, channel, false),
                 }
             }
             MuxEvent::Declined { channel } => {
@@ -814,8 +864,8 @@ impl Node {
     }
 
     /// The sub-transfer waiting for `channel` starts on it: the peer accepted it, or it may
-    /// carry bytes before the answer (early data).
-    fn start_outgoing(&mut self, now: Instant, id: u32, channel: ChannelId) {
+    /// carry bytes before the answer (early data: `unanswered`).
+    fn start_outgoing(&mut self, now: Instant, id: u32, channel: ChannelId, unanswered: bool) {
         // The sub-transfer that asked for it may have gone meanwhile (cancelled, its group
         // ended): the channel is ended at once, else it would hold the connection open for
         // ever (it never goes idle) and the peer's transfer on it would wait for a header
@@ -855,6 +905,7 @@ impl Node {
                 channel,
                 group: Some(p.group),
                 peer,
+                unanswered,
             },
         );
     }
@@ -911,7 +962,7 @@ impl Node {
             }
         }
         for channel in started {
-            self.start_outgoing(now, id, channel);
+            self.start_outgoing(now, id, channel, true);
         }
     }
 
