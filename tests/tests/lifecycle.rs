@@ -1775,6 +1775,30 @@ mod idle {
             world.stats().connections > connections,
             "the request crossed the close: the file went on a new connection"
         );
+        // Bob announced early channel data, so the file started behind its request on the
+        // closing connection; it went back to wait for the next one without a word to
+        // Alice's application (no failure), and started again there: created twice.
+        let statuses: Vec<Status> = world
+            .events::<Event>(ha)
+            .into_iter()
+            .filter(|(at, _)| *at >= sent_at)
+            .filter_map(|(_, e)| match e {
+                Event::Status {
+                    transfer, status, ..
+                } if transfer != group => Some(status),
+                _ => None,
+            })
+            .collect();
+        eprintln!("alice's statuses for the file: {statuses:?}");
+        let created = statuses.iter().filter(|s| **s == Status::Created).count();
+        assert_eq!(created, 2, "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| matches!(
+                s,
+                Status::Created | Status::WaitPeerAcceptance | Status::Ongoing | Status::Finished
+            )),
+            "{statuses:?}"
+        );
         assert_eq!(unreachable_events(&world, ha), 0);
         assert!(world.violations().is_empty(), "{:?}", world.violations());
     }
