@@ -447,6 +447,23 @@ impl Mux {
             .any(|s| !matches!(s, State::Requested { .. }))
     }
 
+    /// Whether we ended our side of `channel` (an early channel may be ended before its
+    /// answer, and still be accepted after: its owner has nothing more to do with it).
+    pub fn ended_here(&self, channel: ChannelId) -> bool {
+        matches!(
+            self.channels.get(&channel),
+            Some(
+                State::Requested {
+                    local_ended: true,
+                    ..
+                } | State::Open {
+                    local_ended: true,
+                    ..
+                }
+            )
+        )
+    }
+
     /// How many of the peer's requests were declined because [`MAX_CHANNELS`] were in use,
     /// or [`MAX_PEER_CHANNELS`] of the peer's own.
     pub fn refused(&self) -> u64 {

@@ -408,7 +408,7 @@ impl Node {
     /// [`withdraw_unanswered`](Self::withdraw_unanswered)); `true` if there were any.
     pub(super) fn requeue_pending(&mut self, now: Instant, id: u32) -> bool {
         let mut any = self.requeue_offers(Some(id), None);
-        any |= self.withdraw_unanswered(now, id);
+        any |= self.withdraw_unanswered(now, Some(id), None);
         for p in self.transfers.pending.values_mut() {
             if p.channel.is_some_and(|(c, _)| c == id) {
                 p.channel = None;
@@ -418,16 +418,26 @@ impl Node {
         any
     }
 
-    /// The transfers started on connector `id` before the peer answered their channel go
-    /// back to the pending list, their files closed without an event: the connection ended
-    /// without a failure (it went idle at the peer as our request crossed its close), so
-    /// the peer never saw them and they start again on the next connection. `true` if any.
-    fn withdraw_unanswered(&mut self, now: Instant, id: u32) -> bool {
+    /// The transfers started on connector `id` (or on any connector to `device`) before the
+    /// peer answered their channel go back to the pending list, their files closed without
+    /// an event, as the sub-transfers still waiting for their channel do: the connection
+    /// ended without a failure (it went idle at the peer as our request crossed its close),
+    /// or the device's new request replaced it (its process came back). They start again
+    /// on the next connection. A channel of a connection still up is ended here, so that it
+    /// can go idle. `true` if any.
+    fn withdraw_unanswered(
+        &mut self,
+        now: Instant,
+        id: Option<u32>,
+        device: Option<DeviceId>,
+    ) -> bool {
         let unanswered: Vec<TransferId> = self
             .transfers
             .slots
             .iter()
-            .filter(|(_, s)| s.connector == id && s.unanswered)
+            .filter(|(_, s)| {
+                s.unanswered && (Some(s.connector) == id || Some(s.peer.device) == device)
+            })
             .map(|(t, _)| *t)
             .collect();
         for tid in &unanswered {
@@ -439,6 +449,16 @@ impl Node {
             };
             m.withdraw();
             let (manifest, device, group) = (m.manifest(), slot.peer.device, slot.group);
+            let (connector, channel) = (slot.connector, slot.channel);
+            if let Some(c) = self
+                .connectors
+                .get_mut(&connector)
+                .filter(|c| c.stage() == Stage::Ready)
+            {
+                if let Some(Err(e)) = c.end_channel(now, channel) {
+                    bug(&mut self.bugs.channel_end, "end of a withdrawn channel", &e);
+                }
+            }
             // Its file's close goes out; the machine, drained, leaves its slot.
             self.drain_transfer(now, *tid);
             if let Some(group) = group {
@@ -457,9 +477,11 @@ impl Node {
         !unanswered.is_empty()
     }
 
-    /// The channels asked for `device` are forgotten: its connection is starting over.
-    pub(super) fn reopen_pending(&mut self, device: DeviceId) {
+    /// The channels asked for `device` are forgotten: its connection is starting over. The
+    /// transfers started early on its old connection wait for the new one too.
+    pub(super) fn reopen_pending(&mut self, now: Instant, device: DeviceId) {
         self.requeue_offers(None, Some(device));
+        self.withdraw_unanswered(now, None, Some(device));
         for p in self.transfers.pending.values_mut() {
             if p.device == device {
                 p.channel = None;
@@ -819,6 +841,12 @@ impl Node {
                             slot.unanswered = false;
                         }
                     }
+                    // Ended before its answer: its transfer moved to a newer connection
+                    // (`withdraw_unanswered`); the peer sees the header, then the end.
+                    None if self
+                        .connectors
+                        .get(&id)
+                        .is_some_and(|c| c.channel_ended_here(channel)) => {}
                     None => self.start_outgoing(now, id, channel, false),
                 }
             }

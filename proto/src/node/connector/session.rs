@@ -70,6 +70,11 @@ impl Connector {
         Some(self.mux.as_mut()?.decline(now, channel))
     }
 
+    /// Whether we ended our side of a channel (`false` without a multiplexer).
+    pub(in crate::node) fn channel_ended_here(&self, channel: ChannelId) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.ended_here(channel))
+    }
+
     /// Ends our side of a channel. `None` without a multiplexer.
     pub(in crate::node) fn end_channel(
         &mut self,
