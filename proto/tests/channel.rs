@@ -440,7 +440,11 @@ fn early_bytes_wait_for_the_answer_then_come_out_or_are_dropped_counted() {
     // An early channel may also end before its answer: the END waits with its bytes.
     let short = c.open_early(*T0, "file-transfer://3").expect("open");
     c.send(*T0, short, b"all").expect("early bytes");
+    assert!(!c.ended_here(short));
     c.end(*T0, short).expect("ends before the answer");
+    // Its owner knows it ended it, whatever the answer brings (the node lets an ACCEPT
+    // for it be).
+    assert!(c.ended_here(short));
     assert_eq!(
         c.send(*T0, short, b"more"),
         Err(ChannelError::NotOpen(short))
@@ -468,6 +472,7 @@ fn early_bytes_wait_for_the_answer_then_come_out_or_are_dropped_counted() {
         ]
     );
     assert_eq!(c.end(*T0, short), Err(ChannelError::NotOpen(short)), "gone");
+    assert!(!c.ended_here(short), "gone");
     s.send(*T0, kept, b"GO").expect("open");
     carry(&mut s, &mut c, 100);
     assert_eq!(
