@@ -7,6 +7,14 @@
 //!           state 0 REQUEST, 1 ACCEPT, 2 DECLINE
 //! ```
 //!
+//! Early data (Ferry, PROTOCOL.md §9.1's `early-channel-data`): a device that announced the
+//! feature keeps the bytes that follow a REQUEST for that channel, at most
+//! [`EARLY_PER_CHANNEL`] per channel and [`EARLY_PER_CONNECTION`] in all, until its owner
+//! answers: an ACCEPT hands them on, a DECLINE drops them (counted in
+//! [`Mux::early_dropped`]). So a sender may put a channel's first bytes right behind its
+//! request ([`Mux::open_early`]) and save the round trip to the ACCEPT; to a device that did
+//! not announce it, nothing is sent before the ACCEPT, as dhtnet does.
+//!
 //! The TLS client numbers the channels it opens with odd numbers, the server with even ones,
 //! so two requests crossing never collide. A channel is over when both sides have ended it.
 //! A request the peer answers neither way within [`OPEN_TIMEOUT`] is given up
@@ -39,6 +47,14 @@ pub const MAX_PEER_CHANNELS: usize = 128;
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest control request accepted.
 const MAX_CONTROL: usize = 1024;
+/// Most bytes kept for one channel the peer asked for before we answer it: a transfer
+/// header (at most [`MAX_HEADER`](crate::transfer::header::MAX_HEADER), 8 KiB) with its unit
+/// framing, twice over. Past it the channel is spoiled: its bytes are dropped and it is
+/// declined whatever the owner answers.
+pub const EARLY_PER_CHANNEL: usize = 16 * 1024;
+/// Most early bytes kept on one connection, over all the channels offered and not answered
+/// yet; past it, the channel whose bytes overflow is spoiled as above.
+pub const EARLY_PER_CONNECTION: usize = 256 * 1024;
 
 pub(crate) const REQUEST: u8 = 0;
 pub(crate) const ACCEPT: u8 = 1;
@@ -120,12 +136,22 @@ pub enum ChannelError {
     /// The channel is not open (or not waiting for an answer, for accept and decline).
     #[error("channel {0} is not in a state for that")]
     NotOpen(ChannelId),
+    /// The peer sent more early bytes on the channel than [`EARLY_PER_CHANNEL`] (or the
+    /// connection's [`EARLY_PER_CONNECTION`]): it was declined instead of accepted.
+    #[error("channel {0} sent too many bytes before its answer; declined")]
+    EarlyOverflow(ChannelId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// We asked; waiting for ACCEPT or DECLINE until the deadline.
-    Requested { deadline: Instant },
+    /// We asked; waiting for ACCEPT or DECLINE until the deadline. With `early`, the owner
+    /// may send before the ACCEPT (the peer announced it keeps early bytes), and end its
+    /// side (`local_ended`) too.
+    Requested {
+        deadline: Instant,
+        early: bool,
+        local_ended: bool,
+    },
     /// The peer asked; waiting for our answer.
     Offered,
     /// Open; each flag says whether that side ended it.
@@ -153,6 +179,17 @@ impl Control {
     }
 }
 
+/// The bytes the peer sent on a channel it asked for, before we answered.
+#[derive(Debug, Default)]
+struct Early {
+    data: Vec<Bytes>,
+    len: usize,
+    /// An empty unit came: the peer ended the channel already.
+    ended: bool,
+    /// Past a bound: everything was dropped and the channel will be declined.
+    spoiled: bool,
+}
+
 /// The multiplexer of one connection.
 #[derive(Debug)]
 pub struct Mux {
@@ -170,6 +207,12 @@ pub struct Mux {
     events: VecDeque<MuxEvent>,
     /// The peer's requests declined for want of room.
     refused: u64,
+    /// Early bytes of offered channels, until answered.
+    early: BTreeMap<ChannelId, Early>,
+    /// Their total.
+    early_total: usize,
+    /// Early bytes dropped: their channel declined, or past a bound.
+    early_dropped: u64,
 }
 
 impl Mux {
@@ -190,11 +233,31 @@ impl Mux {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             refused: 0,
+            early: BTreeMap::new(),
+            early_total: 0,
+            early_dropped: 0,
         }
     }
 
     /// Asks the peer to open a channel for `name`.
     pub fn open(&mut self, now: Instant, name: &str) -> Result<ChannelId, ChannelError> {
+        self.request(now, name, false)
+    }
+
+    /// Like [`open`](Self::open), and the channel may carry bytes at once, behind its
+    /// request, before the peer's ACCEPT: only for a peer that announced it keeps them
+    /// (`early-channel-data`), and no more than [`EARLY_PER_CHANNEL`] before the ACCEPT (the
+    /// caller's to keep; the peer declines the channel past it).
+    pub fn open_early(&mut self, now: Instant, name: &str) -> Result<ChannelId, ChannelError> {
+        self.request(now, name, true)
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        name: &str,
+        early: bool,
+    ) -> Result<ChannelId, ChannelError> {
         self.handle_timeout(now);
         if self.channels.len() >= MAX_CHANNELS {
             return Err(ChannelError::TooMany);
@@ -208,6 +271,8 @@ impl Mux {
             id,
             State::Requested {
                 deadline: now + OPEN_TIMEOUT,
+                early,
+                local_ended: false,
             },
         );
         self.control(name, id, REQUEST);
@@ -230,6 +295,20 @@ impl Mux {
         if self.channels.get(&channel) != Some(&State::Offered) {
             return Err(ChannelError::NotOpen(channel));
         }
+        let early = self.early.remove(&channel).unwrap_or_default();
+        self.early_total -= early.len;
+        if early.spoiled {
+            self.channels.remove(&channel);
+            self.control("", channel, DECLINE);
+            return if yes {
+                Err(ChannelError::EarlyOverflow(channel))
+            } else {
+                Ok(())
+            };
+        }
+        if !yes {
+            self.early_dropped += early.len as u64;
+        }
         if yes {
             self.channels.insert(
                 channel,
@@ -242,6 +321,15 @@ impl Mux {
             self.channels.remove(&channel);
         }
         self.control("", channel, if yes { ACCEPT } else { DECLINE });
+        if yes {
+            // What came before the answer, in order, as if it came now.
+            for data in early.data {
+                self.events.push_back(MuxEvent::Data { channel, data });
+            }
+            if early.ended {
+                self.on_unit(channel, Bytes::new());
+            }
+        }
         Ok(())
     }
 
@@ -253,11 +341,8 @@ impl Mux {
         data: &[u8],
     ) -> Result<(), ChannelError> {
         self.handle_timeout(now);
-        match self.channels.get(&channel) {
-            Some(State::Open {
-                local_ended: false, ..
-            }) => {}
-            _ => return Err(ChannelError::NotOpen(channel)),
+        if !self.sendable(channel) {
+            return Err(ChannelError::NotOpen(channel));
         }
         for piece in data.chunks(MAX_UNIT) {
             self.unit(channel, piece);
@@ -273,11 +358,8 @@ impl Mux {
         channel: ChannelId,
         data: &'a [u8],
     ) -> Result<Vec<(UnitHeader, &'a [u8])>, ChannelError> {
-        match self.channels.get(&channel) {
-            Some(State::Open {
-                local_ended: false, ..
-            }) => {}
-            _ => return Err(ChannelError::NotOpen(channel)),
+        if !self.sendable(channel) {
+            return Err(ChannelError::NotOpen(channel));
         }
         Ok(data
             .chunks(MAX_UNIT)
@@ -285,9 +367,51 @@ impl Mux {
             .collect())
     }
 
+    /// Whether bytes may go on `channel`: open and not ended by us, or asked for with
+    /// [`open_early`](Self::open_early) and not answered yet.
+    fn sendable(&self, channel: ChannelId) -> bool {
+        matches!(
+            self.channels.get(&channel),
+            Some(
+                State::Open {
+                    local_ended: false,
+                    ..
+                } | State::Requested {
+                    early: true,
+                    local_ended: false,
+                    ..
+                }
+            )
+        )
+    }
+
+    /// Early bytes dropped so far: those of channels declined (by the owner, or for
+    /// sending more than [`EARLY_PER_CHANNEL`] or [`EARLY_PER_CONNECTION`] before the answer).
+    pub fn early_dropped(&self) -> u64 {
+        self.early_dropped
+    }
+
     /// Ends our side of a channel.
     pub fn end(&mut self, now: Instant, channel: ChannelId) -> Result<(), ChannelError> {
         self.handle_timeout(now);
+        // An early channel may end before its answer, like any open one.
+        if let Some(State::Requested {
+            deadline,
+            early: true,
+            local_ended: false,
+        }) = self.channels.get(&channel).copied()
+        {
+            self.unit(channel, &[]);
+            self.channels.insert(
+                channel,
+                State::Requested {
+                    deadline,
+                    early: true,
+                    local_ended: true,
+                },
+            );
+            return Ok(());
+        }
         let Some(State::Open {
             local_ended: false,
             remote_ended,
@@ -321,6 +445,23 @@ impl Mux {
         self.channels
             .values()
             .any(|s| !matches!(s, State::Requested { .. }))
+    }
+
+    /// Whether we ended our side of `channel` (an early channel may be ended before its
+    /// answer, and still be accepted after: its owner has nothing more to do with it).
+    pub fn ended_here(&self, channel: ChannelId) -> bool {
+        matches!(
+            self.channels.get(&channel),
+            Some(
+                State::Requested {
+                    local_ended: true,
+                    ..
+                } | State::Open {
+                    local_ended: true,
+                    ..
+                }
+            )
+        )
     }
 
     /// How many of the peer's requests were declined because [`MAX_CHANNELS`] were in use,
@@ -412,12 +553,36 @@ impl Mux {
         let overdue: Vec<ChannelId> = self
             .channels
             .iter()
-            .filter(|(_, s)| matches!(s, State::Requested { deadline } if *deadline <= now))
+            .filter(|(_, s)| matches!(s, State::Requested { deadline, .. } if *deadline <= now))
             .map(|(id, _)| *id)
             .collect();
         for channel in overdue {
-            self.channels.remove(&channel);
+            self.gone_unopened(channel);
             self.events.push_back(MuxEvent::Unanswered { channel });
+        }
+    }
+
+    /// A channel we asked for will never open (declined, or unanswered). An early one the
+    /// owner may have written on stays, as ended by the peer, until the owner ends its side
+    /// too, so that its owner's end is not a mistake; any other is forgotten.
+    fn gone_unopened(&mut self, channel: ChannelId) {
+        match self.channels.get(&channel).copied() {
+            Some(State::Requested {
+                early: true,
+                local_ended: false,
+                ..
+            }) => {
+                self.channels.insert(
+                    channel,
+                    State::Open {
+                        local_ended: false,
+                        remote_ended: true,
+                    },
+                );
+            }
+            _ => {
+                self.channels.remove(&channel);
+            }
         }
     }
 
@@ -426,7 +591,7 @@ impl Mux {
         self.channels
             .values()
             .filter_map(|s| match s {
-                State::Requested { deadline } => Some(*deadline),
+                State::Requested { deadline, .. } => Some(*deadline),
                 _ => None,
             })
             .min()
@@ -445,6 +610,9 @@ impl Mux {
     fn on_unit(&mut self, channel: ChannelId, data: Bytes) {
         if channel == 0 {
             return self.on_control(&data);
+        }
+        if self.channels.get(&channel) == Some(&State::Offered) {
+            return self.on_early(channel, data);
         }
         // Bytes for a channel that is not open (ended, declined, never opened) are dropped:
         // they may have crossed our own end on the way.
@@ -473,6 +641,34 @@ impl Mux {
         self.events.push_back(MuxEvent::Ended { channel });
     }
 
+    /// Bytes on a channel the peer asked for and we have not answered: kept, within bounds,
+    /// for the answer.
+    fn on_early(&mut self, channel: ChannelId, data: Bytes) {
+        let total = self.early_total;
+        let early = self.early.entry(channel).or_default();
+        if early.spoiled || early.ended {
+            // Spoiled: dropped with the rest. After its end: nothing may follow.
+            self.early_dropped += data.len() as u64;
+            return;
+        }
+        if data.is_empty() {
+            early.ended = true;
+            return;
+        }
+        if early.len + data.len() > EARLY_PER_CHANNEL || total + data.len() > EARLY_PER_CONNECTION {
+            self.early_dropped += (early.len + data.len()) as u64;
+            self.early_total -= early.len;
+            early.data.clear();
+            early.len = 0;
+            early.spoiled = true;
+            return;
+        }
+        let len = data.len();
+        early.len += len;
+        early.data.push(data);
+        self.early_total += len;
+    }
+
     fn on_control(&mut self, data: &[u8]) {
         let Some(c) = Control::read(data) else {
             return;
@@ -497,11 +693,11 @@ impl Mux {
             }
             // A request on a number that is ours or in use breaks the rule: decline it.
             (REQUEST, _) => self.control("", c.channel, DECLINE),
-            (ACCEPT, Some(State::Requested { .. })) => {
+            (ACCEPT, Some(State::Requested { local_ended, .. })) => {
                 self.channels.insert(
                     c.channel,
                     State::Open {
-                        local_ended: false,
+                        local_ended,
                         remote_ended: false,
                     },
                 );
@@ -509,7 +705,7 @@ impl Mux {
                     .push_back(MuxEvent::Opened { channel: c.channel });
             }
             (DECLINE, Some(State::Requested { .. })) => {
-                self.channels.remove(&c.channel);
+                self.gone_unopened(c.channel);
                 self.events
                     .push_back(MuxEvent::Declined { channel: c.channel });
             }

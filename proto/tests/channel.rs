@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use ferry_proto::channel::{
-    ChannelError, MAX_UNIT, Mux, MuxError, MuxEvent, OPEN_TIMEOUT, Side, encode_unit,
+    ChannelError, EARLY_PER_CHANNEL, EARLY_PER_CONNECTION, MAX_UNIT, Mux, MuxError, MuxEvent,
+    OPEN_TIMEOUT, Side, encode_unit,
 };
 
 /// The one instant these tests run at (the multiplexer reads no clock).
@@ -383,4 +384,150 @@ fn an_answer_read_after_the_deadline_is_late_even_without_a_timeout_call() {
     c.handle_bytes(*T0 + OPEN_TIMEOUT, &wire)
         .expect("well-formed");
     assert_eq!(events(&mut c), vec![MuxEvent::Unanswered { channel: ch }]);
+}
+
+/// PROTOCOL.md §9.1 `early-channel-data`: the bytes behind a request wait for the answer;
+/// an ACCEPT hands them on in order (their END too), a DECLINE drops them, counted. A channel
+/// opened the first way carries nothing before its ACCEPT, as dhtnet's peers expect.
+#[test]
+fn early_bytes_wait_for_the_answer_then_come_out_or_are_dropped_counted() {
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let kept = c.open_early(*T0, "file-transfer://1").expect("open");
+    c.send(*T0, kept, b"header").expect("early bytes");
+    c.send(*T0, kept, b" and more").expect("early bytes");
+    let dropped = c.open_early(*T0, "file-transfer://2").expect("open");
+    c.send(*T0, dropped, b"unwanted").expect("early bytes");
+    let plain = c.open(*T0, "x").expect("open");
+    assert_eq!(c.send(*T0, plain, b"no"), Err(ChannelError::NotOpen(plain)));
+    carry(&mut c, &mut s, 7);
+    let request = |channel, name: &str| MuxEvent::OpenRequest {
+        channel,
+        name: name.to_owned(),
+    };
+    assert_eq!(
+        events(&mut s),
+        [
+            request(kept, "file-transfer://1"),
+            request(dropped, "file-transfer://2"),
+            request(plain, "x"),
+        ],
+        "nothing but the requests before an answer"
+    );
+    s.accept(*T0, kept).expect("offered");
+    assert_eq!(
+        events(&mut s),
+        [MuxEvent::Data {
+            channel: kept,
+            data: b"header and more".to_vec().into()
+        }]
+    );
+    s.decline(*T0, dropped).expect("offered");
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.early_dropped(), 8, "the declined channel's bytes");
+    // The sender hears the answers as before; the accepted channel is an ordinary one.
+    carry(&mut s, &mut c, 100);
+    assert_eq!(
+        events(&mut c),
+        [
+            MuxEvent::Opened { channel: kept },
+            MuxEvent::Declined { channel: dropped }
+        ]
+    );
+    // Its owner may have written on it: it ends its side as of a channel the peer ended,
+    // and the channel is gone.
+    c.end(*T0, dropped).expect("a declined early channel ends");
+    assert_eq!(c.end(*T0, dropped), Err(ChannelError::NotOpen(dropped)));
+    // An early channel may also end before its answer: the END waits with its bytes.
+    let short = c.open_early(*T0, "file-transfer://3").expect("open");
+    c.send(*T0, short, b"all").expect("early bytes");
+    assert!(!c.ended_here(short));
+    c.end(*T0, short).expect("ends before the answer");
+    // Its owner knows it ended it, whatever the answer brings (the node lets an ACCEPT
+    // for it be).
+    assert!(c.ended_here(short));
+    assert_eq!(
+        c.send(*T0, short, b"more"),
+        Err(ChannelError::NotOpen(short))
+    );
+    carry(&mut c, &mut s, 5);
+    let _ = events(&mut s);
+    s.accept(*T0, short).expect("offered");
+    assert_eq!(
+        events(&mut s),
+        [
+            MuxEvent::Data {
+                channel: short,
+                data: b"all".to_vec().into()
+            },
+            MuxEvent::Ended { channel: short }
+        ]
+    );
+    s.end(*T0, short).expect("open");
+    carry(&mut s, &mut c, 100);
+    assert_eq!(
+        events(&mut c),
+        [
+            MuxEvent::Opened { channel: short },
+            MuxEvent::Ended { channel: short }
+        ]
+    );
+    assert_eq!(c.end(*T0, short), Err(ChannelError::NotOpen(short)), "gone");
+    assert!(!c.ended_here(short), "gone");
+    s.send(*T0, kept, b"GO").expect("open");
+    carry(&mut s, &mut c, 100);
+    assert_eq!(
+        events(&mut c),
+        [MuxEvent::Data {
+            channel: kept,
+            data: b"GO".to_vec().into()
+        }]
+    );
+}
+
+/// SECURITY.md row 153: a peer that sends more than [`EARLY_PER_CHANNEL`] on a channel
+/// before our answer, or more than [`EARLY_PER_CONNECTION`] over its offered channels, has
+/// the channel declined whatever we answer and its bytes dropped, counted: what it makes us
+/// keep stays bounded.
+#[test]
+fn early_bytes_past_a_bound_are_dropped_and_the_channel_declined() {
+    // SECURITY: row 153
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let ch = c.open_early(*T0, "x").expect("open");
+    c.send(*T0, ch, &vec![7u8; EARLY_PER_CHANNEL + 1])
+        .expect("the sender's bound is its caller's to keep");
+    carry(&mut c, &mut s, 1000);
+    let _ = events(&mut s);
+    assert_eq!(s.accept(*T0, ch), Err(ChannelError::EarlyOverflow(ch)));
+    assert!(events(&mut s).is_empty(), "none of its bytes come out");
+    assert_eq!(s.early_dropped(), EARLY_PER_CHANNEL as u64 + 1);
+    carry(&mut s, &mut c, 100);
+    assert_eq!(events(&mut c), [MuxEvent::Declined { channel: ch }]);
+    // Over the connection: 16 channels of a full EARLY_PER_CHANNEL fit, the 17th does not.
+    let (mut c, mut s) = (Mux::new(Side::Client), Mux::new(Side::Server));
+    let full = vec![1u8; EARLY_PER_CHANNEL];
+    let channels: Vec<u16> = (0..=EARLY_PER_CONNECTION / EARLY_PER_CHANNEL)
+        .map(|i| {
+            let ch = c.open_early(*T0, &format!("{i}")).expect("open");
+            c.send(*T0, ch, &full).expect("early bytes");
+            ch
+        })
+        .collect();
+    carry(&mut c, &mut s, 4096);
+    let _ = events(&mut s);
+    let (last, within) = channels.split_last().expect("channels");
+    assert_eq!(
+        s.accept(*T0, *last),
+        Err(ChannelError::EarlyOverflow(*last))
+    );
+    for ch in within {
+        s.accept(*T0, *ch).expect("within the bounds");
+    }
+    let delivered: usize = std::iter::from_fn(|| s.poll_event())
+        .map(|e| match e {
+            MuxEvent::Data { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(delivered, within.len() * EARLY_PER_CHANNEL);
+    assert_eq!(s.early_dropped(), EARLY_PER_CHANNEL as u64);
 }

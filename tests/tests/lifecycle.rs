@@ -372,6 +372,64 @@ fn a_sender_behind_a_nat_that_vanished_and_sends_again_gets_through_at_once() {
     vanish_and_send_again(true);
 }
 
+/// Alice sends to Bob's device over the connection she holds to it, just after Bob's process
+/// vanished and came back: her file starts behind its channel request (early channel data) on
+/// the dead connection, then the new process's request comes. The file moves to the new
+/// connection, as one still waiting for its channel does, and arrives there, instead of
+/// failing when the dead connection's liveness check gives up.
+#[test]
+fn a_file_started_early_on_a_connection_its_device_replaced_moves_to_the_new_one() {
+    use ferry_sim::{Fault, LinkOf};
+    let mut b = World::builder(27);
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let (a1, b1) = (SEEDS.device(&alice, "a1"), SEEDS.device(&bob, "b1"));
+    let ha = peers::host(&mut b, "a1", &alice, &a1, 10);
+    let before = peers::host(&mut b, "b1", &bob, &b1, 20);
+    let after = peers::host(&mut b, "b1-restarted", &bob, &b1, 21);
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(2));
+    let mut answered = Vec::new();
+    let g1 = peers::send(&mut world, ha, &bob, 10_000, "one.bin");
+    while peers::group_end(&world, ha, g1).is_none() {
+        assert!(world.now() < Duration::from_secs(60));
+        world.run_for(Duration::from_millis(20));
+        peers::accept_all(&mut world, before, &mut answered);
+    }
+    assert_eq!(peers::group_end(&world, ha, g1), Some(Status::Finished));
+    // Bob's first process vanishes without a word; Alice still holds its connection.
+    let now = world.now();
+    world.schedule(now, Fault::LinkDown(LinkOf::Host(before)));
+    world.run_for(Duration::from_millis(100));
+    let sent_at = world.now();
+    let g2 = peers::send(&mut world, ha, &bob, 100_000, "two.bin");
+    world.run_for(Duration::from_millis(50));
+    // The new process of the same device sends to Alice: its request reaches her.
+    let g3 = peers::send(&mut world, after, &alice, 1_000, "hello.bin");
+    let mut answered_a = Vec::new();
+    while peers::group_end(&world, ha, g2).is_none()
+        || peers::group_end(&world, after, g3).is_none()
+    {
+        assert!(world.now() < sent_at + Duration::from_secs(120));
+        world.run_for(Duration::from_millis(20));
+        peers::accept_all(&mut world, after, &mut answered);
+        peers::accept_all(&mut world, ha, &mut answered_a);
+    }
+    eprintln!(
+        "a file started early on a replaced connection: {:?} in {:?} (virtual)",
+        peers::group_end(&world, ha, g2),
+        world.now() - sent_at
+    );
+    assert_eq!(peers::group_end(&world, after, g3), Some(Status::Finished));
+    assert_eq!(
+        peers::group_end(&world, ha, g2),
+        Some(Status::Finished),
+        "the file moved to the new connection"
+    );
+    // Its old channel, ended before its answer, was no surprise to the node.
+    assert_eq!(world.endpoint::<Node>(ha).expect("alice").bugs().total(), 0);
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+}
+
 fn vanish_and_send_again(behind_nat: bool) {
     use ferry_sim::{Fault, LinkOf, Nat, RouterKind, RouterSpec};
     let mut b = World::builder(if behind_nat { 24 } else { 22 });
@@ -1774,6 +1832,30 @@ mod idle {
         assert!(
             world.stats().connections > connections,
             "the request crossed the close: the file went on a new connection"
+        );
+        // Bob announced early channel data, so the file started behind its request on the
+        // closing connection; it went back to wait for the next one without a word to
+        // Alice's application (no failure), and started again there: created twice.
+        let statuses: Vec<Status> = world
+            .events::<Event>(ha)
+            .into_iter()
+            .filter(|(at, _)| *at >= sent_at)
+            .filter_map(|(_, e)| match e {
+                Event::Status {
+                    transfer, status, ..
+                } if transfer != group => Some(status),
+                _ => None,
+            })
+            .collect();
+        eprintln!("alice's statuses for the file: {statuses:?}");
+        let created = statuses.iter().filter(|s| **s == Status::Created).count();
+        assert_eq!(created, 2, "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| matches!(
+                s,
+                Status::Created | Status::WaitPeerAcceptance | Status::Ongoing | Status::Finished
+            )),
+            "{statuses:?}"
         );
         assert_eq!(unreachable_events(&world, ha), 0);
         assert!(world.violations().is_empty(), "{:?}", world.violations());

@@ -246,7 +246,7 @@ impl Node {
             if to.channel.is_some() || to.answered {
                 continue;
             }
-            match c.open_channel(now, REQUEST_CHANNEL) {
+            match c.open_channel(now, REQUEST_CHANNEL, false) {
                 Some(Ok(channel)) => to.channel = Some((id, channel)),
                 Some(Err(_)) => self.bugs.channel_open += 1,
                 None => {}

@@ -40,7 +40,10 @@ pub struct DroppedValues {
     pub devices_over_budget: u64,
     /// Channels a peer asked for and we declined: its account already had
     /// [`MAX_TRANSFERS_PER_PEER`](super::MAX_TRANSFERS_PER_PEER) incoming transfers, or
-    /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER) offers not accepted yet.
+    /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER) offers not accepted yet; or it sent
+    /// more on a channel before our answer than
+    /// [`EARLY_PER_CHANNEL`](crate::channel::EARLY_PER_CHANNEL) allows (or the connection's
+    /// [`EARLY_PER_CONNECTION`](crate::channel::EARLY_PER_CONNECTION)).
     pub channels_over_budget: u64,
     /// Channels a peer asked for under transfer id 0 (reserved) or one we already use (for a transfer of ours,
     /// sent or received, or a file group): declined, so a peer-chosen id never takes the

@@ -444,7 +444,8 @@ impl Node {
 
     /// A connector ends without a failure (its connection went idle, here or at the peer):
     /// its connections close, the application hears nothing, and the sub-transfers that
-    /// asked it for a channel the peer never answered go on a new connection.
+    /// asked it for a channel the peer never answered (started early or not) go on a new
+    /// connection.
     pub(super) fn connector_ended(&mut self, now: Instant, id: u32) {
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
@@ -459,7 +460,7 @@ impl Node {
         if self.by_device.get(&peer.device) == Some(&id) {
             self.by_device.remove(&peer.device);
         }
-        if self.requeue_pending(id) {
+        if self.requeue_pending(now, id) {
             match self.ensure_connector(now, peer.account, peer.device, recipient) {
                 Some(next) => self.open_pending_channels(now, next),
                 None => self.subs_unreachable(peer.device, "no room for a new connection"),

@@ -360,7 +360,7 @@ impl Node {
                 continue;
             }
             let name = format!("{CHANNEL_PREFIX}{}", o.offer.id().0);
-            match c.open_channel(now, &name) {
+            match c.open_channel(now, &name, false) {
                 Some(Ok(channel)) => o.channel = Some((id, channel)),
                 Some(Err(_)) => self.bugs.channel_open += 1,
                 None => {}

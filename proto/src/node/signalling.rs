@@ -437,7 +437,7 @@ impl Node {
         }
         self.connectors.insert(id, c);
         self.by_device.insert(opened.device, id);
-        self.reopen_pending(opened.device);
+        self.reopen_pending(now, opened.device);
         if self.gathered {
             self.connector_gathered(now, id);
         }

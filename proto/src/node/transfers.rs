@@ -21,7 +21,7 @@ use super::timers::NodeTimer;
 use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node, UNJOINED_GRACE};
 use crate::Error;
 use crate::aggregate::Aggregate;
-use crate::channel::{ChannelId, MuxEvent};
+use crate::channel::{ChannelError, ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileResult, Output};
 use crate::tls::{AccountId, DeviceId, PeerIdentity};
 use crate::transfer::{
@@ -48,6 +48,9 @@ struct Slot {
     channel: ChannelId,
     group: Option<TransferId>,
     peer: PeerIdentity,
+    /// Started on its channel before the peer answered it (early channel data); cleared by
+    /// the answer. Such a transfer starts again if its connection ends without a failure.
+    unanswered: bool,
 }
 
 /// A file sent to every device of an account.
@@ -400,10 +403,12 @@ impl Node {
         sub
     }
 
-    /// The sub-transfers that asked connector `id` for a channel wait for another one;
-    /// `true` if there were any.
-    pub(super) fn requeue_pending(&mut self, id: u32) -> bool {
+    /// The sub-transfers that asked connector `id` for a channel wait for another one, and
+    /// so do those started on it before the peer answered (early channel data: see
+    /// [`withdraw_unanswered`](Self::withdraw_unanswered)); `true` if there were any.
+    pub(super) fn requeue_pending(&mut self, now: Instant, id: u32) -> bool {
         let mut any = self.requeue_offers(Some(id), None);
+        any |= self.withdraw_unanswered(now, Some(id), None);
         for p in self.transfers.pending.values_mut() {
             if p.channel.is_some_and(|(c, _)| c == id) {
                 p.channel = None;
@@ -413,9 +418,70 @@ impl Node {
         any
     }
 
-    /// The channels asked for `device` are forgotten: its connection is starting over.
-    pub(super) fn reopen_pending(&mut self, device: DeviceId) {
+    /// The transfers started on connector `id` (or on any connector to `device`) before the
+    /// peer answered their channel go back to the pending list, their files closed without
+    /// an event, as the sub-transfers still waiting for their channel do: the connection
+    /// ended without a failure (it went idle at the peer as our request crossed its close),
+    /// or the device's new request replaced it (its process came back). They start again
+    /// on the next connection. A channel of a connection still up is ended here, so that it
+    /// can go idle. `true` if any.
+    fn withdraw_unanswered(
+        &mut self,
+        now: Instant,
+        id: Option<u32>,
+        device: Option<DeviceId>,
+    ) -> bool {
+        let unanswered: Vec<TransferId> = self
+            .transfers
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.unanswered && (Some(s.connector) == id || Some(s.peer.device) == device)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for tid in &unanswered {
+            let Some(slot) = self.transfers.slots.get_mut(tid) else {
+                continue;
+            };
+            let Transfer::Outgoing(m) = &mut slot.machine else {
+                continue;
+            };
+            m.withdraw();
+            let (manifest, device, group) = (m.manifest(), slot.peer.device, slot.group);
+            let (connector, channel) = (slot.connector, slot.channel);
+            if let Some(c) = self
+                .connectors
+                .get_mut(&connector)
+                .filter(|c| c.stage() == Stage::Ready)
+            {
+                if let Some(Err(e)) = c.end_channel(now, channel) {
+                    bug(&mut self.bugs.channel_end, "end of a withdrawn channel", &e);
+                }
+            }
+            // Its file's close goes out; the machine, drained, leaves its slot.
+            self.drain_transfer(now, *tid);
+            if let Some(group) = group {
+                self.transfers.pending.insert(
+                    *tid,
+                    PendingSub {
+                        group,
+                        device,
+                        channel: None,
+                        manifest,
+                        held: false,
+                    },
+                );
+            }
+        }
+        !unanswered.is_empty()
+    }
+
+    /// The channels asked for `device` are forgotten: its connection is starting over. The
+    /// transfers started early on its old connection wait for the new one too.
+    pub(super) fn reopen_pending(&mut self, now: Instant, device: DeviceId) {
         self.requeue_offers(None, Some(device));
+        self.withdraw_unanswered(now, None, Some(device));
         for p in self.transfers.pending.values_mut() {
             if p.device == device {
                 p.channel = None;
@@ -735,8 +801,14 @@ impl Node {
                         let Some(accepted) = c.accept_channel(now, channel) else {
                             return;
                         };
-                        if let Err(e) = accepted {
-                            bug(&mut self.bugs.channel_answer, "channel acceptance", &e);
+                        match accepted {
+                            Ok(()) => {}
+                            // Too many bytes before our answer: the multiplexer declined it.
+                            Err(ChannelError::EarlyOverflow(_)) => {
+                                self.dropped.channels_over_budget += 1;
+                                return;
+                            }
+                            Err(e) => bug(&mut self.bugs.channel_answer, "channel acceptance", &e),
                         }
                         let file = self.transfers.new_file();
                         let machine = Incoming::new(tid, file, Form::Framed)
@@ -750,6 +822,7 @@ impl Node {
                                 channel,
                                 group: None,
                                 peer,
+                                unanswered: false,
                             },
                         );
                     }
@@ -761,47 +834,37 @@ impl Node {
                 }
             }
             MuxEvent::Opened { channel } => {
-                // The sub-transfer that asked for it may have gone meanwhile (cancelled, its
-                // group ended): the channel is ended at once, else it would hold the
-                // connection open for ever (it never goes idle) and the peer's transfer on
-                // it would wait for a header that never comes.
-                let waiting = self.pending_on(id, channel).and_then(|sub| {
-                    let p = self.transfers.pending.remove(&sub)?;
-                    let g = self.transfers.groups.get(&p.group)?;
-                    Some((sub, p, g.source.clone(), g.name.clone()))
-                });
-                let Some((sub, p, source, name)) = waiting else {
-                    let ended = self
-                        .connectors
-                        .get_mut(&id)
-                        .map(|c| c.end_channel(now, channel));
-                    if let Some(Some(Err(e))) = ended {
-                        bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e);
+                // Started with its request (early data): it runs already, answered now.
+                match self.transfer_on(id, channel) {
+                    Some(tid) => {
+                        if let Some(slot) = self.transfers.slots.get_mut(&tid) {
+                            slot.unanswered = false;
+                        }
                     }
-                    return;
-                };
-                let file = self.transfers.new_file();
-                let mut machine = Outgoing::new(sub, file, source, name, Form::Framed);
-                if let Some(manifest) = p.manifest {
-                    machine = machine.with_manifest(manifest);
+                    // Ended before its answer: its transfer moved to a newer connection
+                    // (`withdraw_unanswered`); the peer sees the header, then the end.
+                    None if self
+                        .connectors
+                        .get(&id)
+                        .is_some_and(|c| c.channel_ended_here(channel)) => {}
+                    None => self.start_outgoing(now, id, channel, false),
                 }
-                let peer = self.connectors[&id].peer();
-                self.transfers.slots.insert(
-                    sub,
-                    Slot {
-                        machine: Transfer::Outgoing(machine),
-                        connector: id,
-                        channel,
-                        group: Some(p.group),
-                        peer,
-                    },
-                );
             }
             MuxEvent::Declined { channel } => {
                 if let Some(sub) = self.pending_on(id, channel) {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
                     }
+                } else if let Some(tid) = self.transfer_on(id, channel) {
+                    // Started early: refused all the same; the machine closes its file.
+                    if let Some(Slot {
+                        machine: Transfer::Outgoing(m),
+                        ..
+                    }) = self.transfers.slots.get_mut(&tid)
+                    {
+                        m.declined();
+                    }
+                    self.drain_transfer(now, tid);
                 }
             }
             MuxEvent::Unanswered { channel } => {
@@ -811,6 +874,8 @@ impl Node {
                     if let Some(p) = self.transfers.pending.remove(&sub) {
                         self.sub_failed(sub, p.group, Status::TimeoutExpired, Reason::Timeout);
                     }
+                } else if let Some(tid) = self.transfer_on(id, channel) {
+                    self.transfer_input(now, tid, transfer::Input::StreamEnded);
                 }
             }
             MuxEvent::Data { channel, data } => {
@@ -824,6 +889,53 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The sub-transfer waiting for `channel` starts on it: the peer accepted it, or it may
+    /// carry bytes before the answer (early data: `unanswered`).
+    fn start_outgoing(&mut self, now: Instant, id: u32, channel: ChannelId, unanswered: bool) {
+        // The sub-transfer that asked for it may have gone meanwhile (cancelled, its group
+        // ended): the channel is ended at once, else it would hold the connection open for
+        // ever (it never goes idle) and the peer's transfer on it would wait for a header
+        // that never comes.
+        let waiting = self.pending_on(id, channel).and_then(|sub| {
+            let p = self.transfers.pending.remove(&sub)?;
+            let g = self.transfers.groups.get(&p.group)?;
+            Some((sub, p, g.source.clone(), g.name.clone()))
+        });
+        let Some((sub, p, source, name)) = waiting else {
+            let ended = self
+                .connectors
+                .get_mut(&id)
+                .map(|c| c.end_channel(now, channel));
+            match ended {
+                // Opened early, and its transfer has ended its side already (done, failed
+                // or cancelled before the ACCEPT came).
+                Some(Some(Err(ChannelError::NotOpen(_)))) => {}
+                Some(Some(Err(e))) => {
+                    bug(&mut self.bugs.channel_end, "end of an unwanted channel", &e)
+                }
+                _ => {}
+            }
+            return;
+        };
+        let file = self.transfers.new_file();
+        let mut machine = Outgoing::new(sub, file, source, name, Form::Framed);
+        if let Some(manifest) = p.manifest {
+            machine = machine.with_manifest(manifest);
+        }
+        let peer = self.connectors[&id].peer();
+        self.transfers.slots.insert(
+            sub,
+            Slot {
+                machine: Transfer::Outgoing(machine),
+                connector: id,
+                channel,
+                group: Some(p.group),
+                peer,
+                unanswered,
+            },
+        );
     }
 
     fn pending_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
@@ -852,16 +964,33 @@ impl Node {
         if c.stage() != Stage::Ready {
             return;
         }
-        let device = c.device();
+        let peer = c.peer();
+        // A device that keeps a channel's bytes until it answers (PROTOCOL.md §9.1) gets the
+        // header right behind the request, a round trip before its ACCEPT could come back.
+        let early = self
+            .announced_features(&peer.account, &peer.device)
+            .is_some_and(|f| f.early_channel_data);
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let mut started = Vec::new();
         for (sub, p) in self.transfers.pending.iter_mut() {
-            if p.device == device && p.channel.is_none() && !p.held {
-                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0)) {
-                    Some(Ok(channel)) => p.channel = Some((id, channel)),
+            if p.device == peer.device && p.channel.is_none() && !p.held {
+                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0), early) {
+                    Some(Ok(channel)) => {
+                        p.channel = Some((id, channel));
+                        if early {
+                            started.push(channel);
+                        }
+                    }
                     // Counted, not asserted: see `Bugs::channel_open`.
                     Some(Err(_)) => self.bugs.channel_open += 1,
                     None => {}
                 }
             }
+        }
+        for channel in started {
+            self.start_outgoing(now, id, channel, true);
         }
     }
 

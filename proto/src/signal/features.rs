@@ -17,6 +17,12 @@ use crate::transfer::manifest::MANIFEST;
 
 /// The feature name of the request timestamp.
 pub const REQUEST_TIME: &str = "request-time";
+/// The feature name of early channel data: the device keeps the bytes that follow a channel
+/// request until it answers it (a bounded amount: [`EARLY_PER_CHANNEL`]), so a sender may put
+/// a transfer's header right behind the request instead of after the ACCEPT.
+///
+/// [`EARLY_PER_CHANNEL`]: crate::channel::EARLY_PER_CHANNEL
+pub const EARLY_CHANNEL_DATA: &str = "early-channel-data";
 /// How far a request's timestamp may be from the receiver's clock, either way: the clock skew
 /// tolerated between two devices. A request outside it is refused, so one replayed after the
 /// replay memory ([`REMEMBERED`](super::REMEMBERED)) forgot it is refused all the same.
@@ -37,6 +43,8 @@ pub struct Features {
     /// without asking again (`PROTOCOL.md` §14): several files and folders may go to it as
     /// one offer ([`MANIFEST`](crate::transfer::manifest::MANIFEST)).
     pub manifest: bool,
+    /// It keeps a channel's bytes that come before its answer ([`EARLY_CHANNEL_DATA`]).
+    pub early_channel_data: bool,
 }
 
 impl Features {
@@ -45,6 +53,7 @@ impl Features {
         Features {
             request_time: true,
             manifest: true,
+            early_channel_data: true,
         }
     }
 
@@ -57,6 +66,9 @@ impl Features {
         if self.manifest {
             out.push(MANIFEST.to_owned());
         }
+        if self.early_channel_data {
+            out.push(EARLY_CHANNEL_DATA.to_owned());
+        }
         out
     }
 
@@ -65,6 +77,7 @@ impl Features {
         Features {
             request_time: names.iter().any(|n| n == REQUEST_TIME),
             manifest: names.iter().any(|n| n == MANIFEST),
+            early_channel_data: names.iter().any(|n| n == EARLY_CHANNEL_DATA),
         }
     }
 }
@@ -140,12 +153,17 @@ mod tests {
 
     #[test]
     fn unknown_names_are_ignored() {
-        let names = vec!["later-thing".to_owned(), REQUEST_TIME.to_owned()];
-        let only_time = Features {
+        let names = vec![
+            "later-thing".to_owned(),
+            REQUEST_TIME.to_owned(),
+            EARLY_CHANNEL_DATA.to_owned(),
+        ];
+        let time_and_early = Features {
             request_time: true,
             manifest: false,
+            early_channel_data: true,
         };
-        assert_eq!(Features::from_names(&names), only_time);
+        assert_eq!(Features::from_names(&names), time_and_early);
         assert_eq!(Features::from_names(&names[..1]), Features::default());
     }
 
@@ -154,11 +172,15 @@ mod tests {
         let names = vec![MANIFEST.to_owned(), "later-thing".to_owned()];
         let read = Features::from_names(&names);
         assert!(read.manifest && !read.request_time);
-        let both = Features {
+        let all = Features {
             request_time: true,
             manifest: true,
+            early_channel_data: true,
         };
-        assert_eq!(both.names(), vec![REQUEST_TIME, MANIFEST]);
-        assert_eq!(Features::from_names(&both.names()), both);
+        assert_eq!(
+            all.names(),
+            vec![REQUEST_TIME, MANIFEST, EARLY_CHANNEL_DATA]
+        );
+        assert_eq!(Features::from_names(&all.names()), all);
     }
 }

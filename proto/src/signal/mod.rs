@@ -17,7 +17,7 @@ mod sender;
 
 pub use crate::rng::SeededRng;
 pub use announce::Announcement;
-pub use features::{Features, REQUEST_TIME, REQUEST_WINDOW, request_in_time};
+pub use features::{EARLY_CHANNEL_DATA, Features, REQUEST_TIME, REQUEST_WINDOW, request_in_time};
 pub use keys::{devices_key, peer_key};
 pub use message::{PROTOCOL, PeerConnection};
 pub use replay::{REMEMBERED, SeenIds};

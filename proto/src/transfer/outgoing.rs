@@ -140,6 +140,11 @@ impl Outgoing {
         self
     }
 
+    /// The manifest this file goes under, if any ([`with_manifest`](Self::with_manifest)).
+    pub fn manifest(&self) -> Option<TransferId> {
+        self.manifest
+    }
+
     /// The transfer's id.
     pub fn id(&self) -> TransferId {
         self.id
@@ -181,6 +186,33 @@ impl Outgoing {
                 Reason::Cancelled,
                 CancelCode::User,
             ),
+        }
+    }
+
+    /// The peer declined the channel this transfer started on before its answer (early
+    /// channel data): it ends `closed_by_peer`, refused, as one declined before it started
+    /// does, and closes its file.
+    pub fn declined(&mut self) {
+        self.finish(Status::ClosedByPeer, Some(Reason::Refused));
+        self.close_stream();
+    }
+
+    /// The connection this transfer started on before the peer's answer (early channel data)
+    /// ended without a failure (it went idle at the peer as our request crossed its close):
+    /// the transfer stops without a word to the application and closes its file, its stream
+    /// gone with its connection; the node starts the file again on a new channel.
+    pub fn withdraw(&mut self) {
+        if matches!(self.state, State::Done(_)) {
+            return;
+        }
+        self.state = State::Done(Status::Created);
+        self.timers.clear(Timer::Accept);
+        self.timers.clear(Timer::Linger);
+        self.stream_open = false;
+        if self.file_open {
+            self.file_open = false;
+            self.out
+                .push_back(Output::File(FileOp::Close { file: self.file }));
         }
     }
 

@@ -36,13 +36,20 @@ impl Connector {
         ready
     }
 
-    /// Asks the peer to open a channel. `None` without a multiplexer.
+    /// Asks the peer to open a channel, on which bytes may go at once when `early` (the
+    /// peer announced it keeps them: [`Mux::open_early`]). `None` without a multiplexer.
     pub(in crate::node) fn open_channel(
         &mut self,
         now: Instant,
         name: &str,
+        early: bool,
     ) -> Option<Result<ChannelId, ChannelError>> {
-        Some(self.mux.as_mut()?.open(now, name))
+        let mux = self.mux.as_mut()?;
+        Some(if early {
+            mux.open_early(now, name)
+        } else {
+            mux.open(now, name)
+        })
     }
 
     /// Accepts a channel the peer asked for. `None` without a multiplexer.
@@ -61,6 +68,11 @@ impl Connector {
         channel: ChannelId,
     ) -> Option<Result<(), ChannelError>> {
         Some(self.mux.as_mut()?.decline(now, channel))
+    }
+
+    /// Whether we ended our side of a channel (`false` without a multiplexer).
+    pub(in crate::node) fn channel_ended_here(&self, channel: ChannelId) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.ended_here(channel))
     }
 
     /// Ends our side of a channel. `None` without a multiplexer.
