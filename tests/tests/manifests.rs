@@ -442,3 +442,38 @@ fn offers_past_the_per_peer_bound_are_declined() {
         .channels_over_budget;
     assert_eq!(dropped, 1);
 }
+
+/// The sender cancels a folder it is sending: the receiver's offer ends saying the sender
+/// cancelled (not only how many files arrived), and no file is left under a final name that
+/// was not verified.
+#[test]
+fn a_folder_cancelled_by_its_sender_says_so_on_the_receiving_side() {
+    use ferry_proto::transfer::frame::CancelCode;
+    let mut p = pair(35, Features::ours());
+    let sending = p.send(vec![
+        folder("big"),
+        file("big/one.bin", 5_000_000),
+        file("big/two.bin", 5_000_000),
+    ]);
+    let mid = p.offered().expect("Bob is offered the manifest");
+    p.answer(mid, true);
+    p.run_until(|p| {
+        p.events(p.bob)
+            .iter()
+            .any(|e| matches!(e, Event::Progress { done, .. } if *done > 0))
+    });
+    let send = sending.send;
+    p.world
+        .with_endpoint(p.alice, |n: &mut Node, now| n.cancel(now, send))
+        .expect("a node");
+    p.run_until(|p| p.end(p.bob, mid).is_some());
+    assert_eq!(
+        p.end(p.bob, mid),
+        Some((
+            Status::ClosedByPeer,
+            Some(Reason::PeerCancelled(CancelCode::User))
+        ))
+    );
+    assert!(p.world.received_file(p.bob, "big/one.bin").is_none());
+    assert!(p.world.received_file(p.bob, "big/two.bin").is_none());
+}

@@ -20,6 +20,7 @@ use super::counters::bug;
 use crate::channel::{ChannelId, MuxEvent};
 use crate::io::{Event, FileId, FileOp, FileResult, MANIFEST_NAMES_SHOWN, Output};
 use crate::tls::PeerIdentity;
+use crate::transfer::frame::CancelCode;
 use crate::transfer::manifest::{
     CHANNEL_PREFIX, ClaimError, Claims, EntryKind, IntakeState, ManifestIntake, Place, Refusal,
 };
@@ -39,6 +40,8 @@ struct Intake {
     claims: Option<Claims>,
     /// Its files verified so far.
     verified: usize,
+    /// How the sender cancelled one of its files, if it did: the offer's end says so.
+    cancelled: Option<CancelCode>,
     /// Its files taken, to count their ends.
     files: Vec<TransferId>,
     /// What its [`Event::Status`] last said.
@@ -182,6 +185,7 @@ impl Node {
                 peer,
                 claims: None,
                 verified: 0,
+                cancelled: None,
                 files: Vec::new(),
                 told: Status::Created,
             },
@@ -335,14 +339,26 @@ impl Node {
 
     /// An incoming transfer's event: a manifest whose file was verified counts it.
     pub(super) fn intake_file_event(&mut self, event: &Event) {
-        if let Event::Verified { transfer, .. } = event {
-            if let Some(i) = self
-                .intakes
-                .by_id
-                .values_mut()
-                .find(|i| i.files.contains(transfer))
-            {
-                i.verified += 1;
+        let (transfer, cancel) = match event {
+            Event::Verified { transfer, .. } => (transfer, None),
+            Event::Status {
+                transfer,
+                reason: Some(Reason::PeerCancelled(code)),
+                ..
+            } => (transfer, Some(*code)),
+            _ => return,
+        };
+        if let Some(i) = self
+            .intakes
+            .by_id
+            .values_mut()
+            .find(|i| i.files.contains(transfer))
+        {
+            match cancel {
+                None => i.verified += 1,
+                Some(code) => {
+                    i.cancelled.get_or_insert(code);
+                }
             }
         }
     }
@@ -383,6 +399,7 @@ impl Node {
             let told = i.told;
             let files = i.machine.manifest().map_or(0, |m| m.file_count());
             let verified = i.verified;
+            let cancelled = i.cancelled;
             for out in outputs {
                 moved = true;
                 self.carry(now, id, channel, out);
@@ -403,13 +420,16 @@ impl Node {
                 IntakeState::Ended if told == Status::Ongoing && verified == files => {
                     (Status::Finished, None)
                 }
-                IntakeState::Ended if told == Status::Ongoing => (
-                    Status::ClosedByPeer,
-                    Some(Reason::Incomplete {
-                        done: verified,
-                        files,
-                    }),
-                ),
+                IntakeState::Ended if told == Status::Ongoing => match cancelled {
+                    Some(code) => (Status::ClosedByPeer, Some(Reason::PeerCancelled(code))),
+                    None => (
+                        Status::ClosedByPeer,
+                        Some(Reason::Incomplete {
+                            done: verified,
+                            files,
+                        }),
+                    ),
+                },
                 IntakeState::Ended => (Status::ClosedByPeer, Some(Reason::Cancelled)),
             };
             if !told.is_final() && told != status {
