@@ -592,9 +592,13 @@ pub(crate) async fn run(
                                 report.fail(transfer, &text);
                             }
                         }
-                        if let Some(o) = offers.get_mut(&transfer).filter(|o| o.folder && status == Status::Finished) {
-                            o.verified = true;
-                            report.finish_with(transfer, "verified", "every file received, each SHA3-512 verified");
+                        if let Some(o) = offers.get_mut(&transfer).filter(|o| o.folder && status.is_final()) {
+                            // The offer is over: its files' byte counts are no longer needed.
+                            folder_files.retain(|_, f| f.0 != transfer);
+                            if status == Status::Finished {
+                                o.verified = true;
+                                report.finish_with(transfer, "verified", "every file received, each SHA3-512 verified");
+                            }
                         }
                         if let Some(o) = offers.get_mut(&transfer) {
                             if status.is_final() || status == Status::Ongoing {

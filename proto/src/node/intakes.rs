@@ -62,15 +62,12 @@ impl Intakes {
         self.by_id.contains_key(&id)
     }
 
-    /// How many manifests `peer`'s account has open, and how many of those wait for the
-    /// local user.
-    pub(super) fn of(&self, peer: &PeerIdentity) -> (usize, usize) {
-        let of_peer = self
-            .by_id
+    /// How many manifests `peer`'s account has open.
+    pub(super) fn of(&self, peer: &PeerIdentity) -> usize {
+        self.by_id
             .values()
-            .filter(|i| i.peer.account == peer.account);
-        let waiting = of_peer.clone().filter(|i| i.claims.is_none()).count();
-        (of_peer.count(), waiting)
+            .filter(|i| i.peer.account == peer.account)
+            .count()
     }
 
     /// The earliest deadline of a manifest's reading or decision.
@@ -145,14 +142,11 @@ impl Node {
             .ok()
             .map(TransferId)
             .filter(|m| m.0 != 0);
-        let Some(c) = self.connectors.get_mut(&id) else {
+        let Some(peer) = self.connectors.get(&id).map(|c| c.peer()) else {
             return;
         };
-        let peer = c.peer();
-        let (open, _) = self.intakes.of(&peer);
-        let free = mid.is_some_and(|m| {
-            self.transfers.is_free(m) && !self.sends.uses(m) && !self.intakes.uses(m)
-        });
+        let open = self.intakes.of(&peer);
+        let free = mid.is_some_and(|m| self.transfers.is_free(m) && !self.manifest_uses(m));
         let room = open < MAX_MANIFESTS_PER_PEER
             && self.transfers.offers(Some(peer.account)) < super::MAX_OFFERS_PER_PEER;
         let take = free && room && self.stopping == super::Stopping::No;
@@ -161,6 +155,9 @@ impl Node {
         } else if !take {
             self.dropped.channels_over_budget += 1;
         }
+        let Some(c) = self.connectors.get_mut(&id) else {
+            return;
+        };
         let (Some(mid), true) = (mid, take) else {
             if let Some(Err(e)) = c.decline_channel(now, channel) {
                 bug(
