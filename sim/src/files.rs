@@ -323,8 +323,17 @@ impl Files {
                     .filter(|e| !matches!(e.kind, EntryKind::Folder))
                     .map(|e| e.path.to_string())
                     .collect();
-                let mut tops = BTreeMap::new();
+                // The same manifest again (a send taken up again): the names it got then,
+                // as the driver keeps them with (sender, mid).
+                let known = self.trees.get(&key.to_string()).cloned();
+                let mut tops = known.clone().unwrap_or_default();
                 for top in manifest.top_names(usize::MAX) {
+                    if let Some(got) = known.as_ref().and_then(|k| k.get(top)) {
+                        if !top_files.contains(top) {
+                            self.folders.insert(got.clone());
+                        }
+                        continue;
+                    }
                     let mut got = top.to_owned();
                     if !top_files.contains(top) {
                         let mut n = 1;

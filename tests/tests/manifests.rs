@@ -477,3 +477,154 @@ fn a_folder_cancelled_by_its_sender_says_so_on_the_receiving_side() {
     assert!(p.world.received_file(p.bob, "big/one.bin").is_none());
     assert!(p.world.received_file(p.bob, "big/two.bin").is_none());
 }
+
+/// Interrupted, then taken up again under the same ids (`Node::send_files_again`, as the
+/// CLI does from its records): Bob is offered the same manifest id, listing only the files
+/// he has not verified; they land in the folder made the first time (not `big (1)`), a file
+/// he kept part of resumes from it, and no verified file comes twice.
+#[test]
+fn a_folder_taken_up_again_resumes_per_file_in_the_same_folder() {
+    use ferry_proto::node::{DeviceAgain, SendAgain};
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut p = pair(36, Features::ours());
+    let mut entries = vec![
+        folder("big"),
+        file("big/one.bin", 3_000_000),
+        file("big/two.bin", 3_000_000),
+    ];
+    for n in 0..4 {
+        entries.push(file(&format!("big/s{n}.txt"), 200 + n));
+    }
+    let sending = p.send(entries.clone());
+    let mid = p.offered().expect("Bob is offered the manifest");
+    p.answer(mid, true);
+    // Until the small files are verified and a big one is under way.
+    p.run_until(|p| {
+        let events = p.events(p.bob);
+        let verified = events
+            .iter()
+            .filter(|e| matches!(e, Event::Verified { .. }))
+            .count();
+        verified >= 4
+            && events
+                .iter()
+                .any(|e| matches!(e, Event::Progress { done, .. } if *done > 500_000))
+    });
+    let send = sending.send;
+    p.world
+        .with_endpoint(p.alice, |n: &mut Node, now| n.cancel(now, send))
+        .expect("a node");
+    p.run_until(|p| p.end(p.bob, mid).is_some());
+
+    // What Alice's records would hold: her device's ids and what it verified.
+    let alice_events = p.events(p.alice);
+    let mut subs = BTreeMap::new();
+    let mut device = None;
+    for e in &alice_events {
+        if let Event::SubTransfer {
+            group,
+            transfer,
+            device: d,
+        } = e
+        {
+            if sending.files.contains(group) {
+                subs.insert(*group, *transfer);
+                device = Some(*d);
+            }
+        }
+    }
+    let verified: BTreeSet<TransferId> = alice_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Verified { transfer, .. } => Some(*transfer),
+            _ => None,
+        })
+        .collect();
+    assert!(verified.len() >= 4, "the small files were verified");
+    assert!(verified.len() < 6, "not every file was");
+    let files: Vec<TransferId> = sending.files.iter().map(|g| subs[g]).collect();
+    let again = SendAgain {
+        send,
+        files: sending.files.clone(),
+        devices: BTreeMap::from([(
+            device.expect("Bob's device"),
+            DeviceAgain {
+                manifest: p.offer_of(send).expect("the offer"),
+                files: files.clone(),
+                verified: verified.clone(),
+            },
+        )]),
+    };
+    let bob = SEEDS.account("bob").id();
+    let before = p.events(p.bob).len();
+    p.world
+        .with_endpoint(p.alice, |n: &mut Node, now| {
+            n.send_files_again(now, bob, entries, again)
+        })
+        .expect("a node")
+        .expect("a valid send");
+    let left = 6 - verified.len();
+    let offered = loop {
+        let shown = p.events(p.bob)[before..].iter().find_map(|e| match e {
+            Event::IncomingManifest {
+                manifest, files, ..
+            } => Some((*manifest, *files)),
+            _ => None,
+        });
+        if let Some(shown) = shown {
+            break shown;
+        }
+        p.world.run_for(Duration::from_millis(100));
+    };
+    assert_eq!(offered, (mid, left), "the same manifest, less what arrived");
+    p.answer(mid, true);
+    p.run_until(|p| {
+        p.events(p.bob)[before..].iter().any(|e| {
+            matches!(e, Event::Status { transfer, status, .. } if *transfer == mid && status.is_final())
+        })
+    });
+    let second = p.events(p.bob)[before..].to_vec();
+    let end = second.iter().find_map(|e| match e {
+        Event::Status {
+            transfer,
+            status,
+            reason,
+        } if *transfer == mid && status.is_final() => Some((*status, reason.clone())),
+        _ => None,
+    });
+    assert_eq!(end, Some((Status::Finished, None)));
+    let came: Vec<TransferId> = second
+        .iter()
+        .filter_map(|e| match e {
+            Event::ManifestFile { transfer, .. } => Some(*transfer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(came.len(), left, "{came:?}");
+    assert!(
+        came.iter()
+            .all(|t| files.contains(t) && !verified.contains(t)),
+        "only the files not verified come, under their ids"
+    );
+    let resumed = second.iter().any(
+        |e| matches!(e, Event::Resuming { offset, transfer, .. } if *offset > 0 && came.contains(transfer)),
+    );
+    assert!(resumed, "a file Bob kept part of resumes from it");
+    for (name, size) in [
+        ("big/one.bin", 3_000_000),
+        ("big/two.bin", 3_000_000),
+        ("big/s3.txt", 203),
+    ] {
+        let got = p.world.received_file(p.bob, name);
+        assert_eq!(got.map(|f| f.len), Some(size), "{name}");
+    }
+    assert!(
+        !p.world.made_folder(p.bob, "big (1)"),
+        "the tree lands in the folder made the first time"
+    );
+    assert!(
+        p.world.violations().is_empty(),
+        "{:?}",
+        p.world.violations()
+    );
+}

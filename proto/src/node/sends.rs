@@ -33,6 +33,8 @@ use crate::transfer::manifest::{
 };
 use crate::transfer::{Reason, Status, TransferId};
 
+use super::send_again::{DeviceAgain, SendAgain};
+
 /// Most files of one manifest a sender keeps open at once towards one device; the others
 /// wait, held, until one of those ends. Well under the receiver's
 /// [`MAX_OFFERS_PER_PEER`](super::MAX_OFFERS_PER_PEER): its headers count as offers until
@@ -93,8 +95,11 @@ struct Send {
     entries: Vec<SendEntry>,
     /// Per entry, its file's group (`None` for a folder).
     groups: Vec<Option<TransferId>>,
-    /// Devices that got the send: with their manifest, or `None` (files one by one).
+    /// Devices that got the send: with their manifest, or `None` (files one by one, or
+    /// nothing left to send them).
     devices: BTreeMap<DeviceId, Option<DeviceOffer>>,
+    /// For a send taken up again, each device's earlier ids, until the device is found.
+    again: BTreeMap<DeviceId, DeviceAgain>,
 }
 
 /// The node's sends of several files.
@@ -107,6 +112,10 @@ impl Sends {
     /// Whether `id` names a send or one of its manifests.
     pub(super) fn uses(&self, id: TransferId) -> bool {
         self.sends.contains_key(&id)
+            || self
+                .sends
+                .values()
+                .any(|s| s.again.values().any(|d| d.manifest == id))
             || self
                 .sends
                 .values()
@@ -165,6 +174,18 @@ impl Node {
         account: AccountId,
         entries: Vec<SendEntry>,
     ) -> Result<Sending, ManifestError> {
+        self.start_send(now, account, entries, None)
+    }
+
+    /// [`send_files`](Self::send_files), or with `again` its form taken up again
+    /// ([`send_files_again`](Self::send_files_again)).
+    pub(super) fn start_send(
+        &mut self,
+        now: Instant,
+        account: AccountId,
+        entries: Vec<SendEntry>,
+        again: Option<SendAgain>,
+    ) -> Result<Sending, ManifestError> {
         // The rules are checked once here, with stand-in ids: each device's manifest differs
         // only in its ids.
         Manifest::new(manifest_entries(&entries, |i| TransferId(i as u64 + 1)))?;
@@ -177,21 +198,53 @@ impl Node {
         {
             if path.components().len() == 1 {
                 let name = path.top().to_owned();
-                let group = self.send_file(now, account, source.clone(), name);
+                let (source, group) =
+                    (source.clone(), again.as_ref().and_then(|a| a.files.first()));
+                let group = match (group, &again) {
+                    (Some(group), Some(again)) => {
+                        let devices = again.file_ids(0);
+                        self.send_file_again(now, account, source, name, *group, devices)
+                    }
+                    _ => self.send_file(now, account, source, name),
+                };
                 return Ok(Sending {
                     send: group,
                     files: vec![group],
                 });
             }
         }
-        let send = self.new_transfer_id();
+        let send = match &again {
+            Some(a) if !self.sends.sends.contains_key(&a.send) => self.reuse_id(a.send),
+            _ => self.new_transfer_id(),
+        };
         let mut groups = Vec::with_capacity(entries.len());
+        let mut k = 0;
         for entry in &entries {
-            let SendKind::File { source, .. } = &entry.kind else {
+            let SendKind::File { source, size } = &entry.kind else {
                 groups.push(None);
                 continue;
             };
-            let group = self.new_transfer_id();
+            k += 1;
+            let earlier = again.as_ref().and_then(|a| a.files.get(k - 1).copied());
+            let group = match earlier {
+                Some(id) if !groups.contains(&Some(id)) => self.reuse_id(id),
+                _ => self.new_transfer_id(),
+            };
+            if again.as_ref().is_some_and(|a| a.delivered_file(k - 1)) {
+                // Every device verified it then: not sent, and told so at once.
+                groups.push(Some(group));
+                self.out.push_back(Output::Event(Event::Aggregate {
+                    group,
+                    status: Status::Finished,
+                    done: *size,
+                    total: *size,
+                }));
+                continue;
+            }
+            let ids = again
+                .as_ref()
+                .map(|a| a.file_ids(k - 1))
+                .unwrap_or_default();
             let name = entry
                 .path
                 .components()
@@ -203,7 +256,7 @@ impl Node {
                 continue;
             }
             self.transfers
-                .add_group(group, account, source.clone(), name, BTreeMap::new(), None);
+                .add_group(group, account, source.clone(), name, ids, None);
             self.transfers.join_send(group, send);
             self.timers
                 .set(super::NodeTimer::Lookup(group), now + super::LOOKUP_TIMEOUT);
@@ -218,6 +271,7 @@ impl Node {
                     entries,
                     groups,
                     devices: BTreeMap::new(),
+                    again: again.map(|a| a.devices).unwrap_or_default(),
                 },
             );
             self.look_up_account(now, account);
@@ -240,13 +294,24 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for send in sends {
-            let (entries, groups) = {
-                let s = &self.sends.sends[&send];
-                (s.entries.clone(), s.groups.clone())
+            let Some(s) = self.sends.sends.get_mut(&send) else {
+                continue;
             };
+            let (entries, groups) = (s.entries.clone(), s.groups.clone());
+            let again = s.again.remove(&a.device);
+            let verified = |k: usize| again.as_ref().is_some_and(|d| d.verified_file(k));
+            let files = groups.iter().flatten().count();
+            if again.is_some() && (0..files).all(verified) {
+                // It has every file already: nothing goes to it.
+                s.devices.insert(a.device, None);
+                continue;
+            }
             // The device's manifest is named first, then its files.
             let mid = a.features.manifest.then(|| {
-                let mid = self.new_transfer_id();
+                let mid = match &again {
+                    Some(d) => self.reuse_id(d.manifest),
+                    None => self.new_transfer_id(),
+                };
                 self.out.push_back(Output::Event(Event::SubTransfer {
                     group: send,
                     transfer: mid,
@@ -254,10 +319,11 @@ impl Node {
                 }));
                 mid
             });
-            // A file whose group is over (no device was found in time) is not sent late.
+            // A file whose group is over (no device was found in time) is not sent late,
+            // nor one this device verified in the send taken up again.
             let mut subs = Vec::new();
-            for group in groups.iter().flatten() {
-                if self.transfers.lacks(*group, a.device) {
+            for (k, group) in groups.iter().flatten().enumerate() {
+                if !verified(k) && self.transfers.lacks(*group, a.device) {
                     subs.push(Some(self.add_sub(*group, a.device)));
                 } else {
                     subs.push(None);
