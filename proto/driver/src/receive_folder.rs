@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+mod kept;
 mod tree;
 
 pub use tree::SubFolder;

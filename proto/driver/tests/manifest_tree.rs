@@ -176,3 +176,58 @@ fn a_file_placed_in_a_manifest_whose_tree_was_not_made_is_refused() {
     });
     assert!(matches!(opened, FileResult::Failed { .. }), "{opened:?}");
 }
+
+/// The names a manifest's top-level folders got are kept in the private folder: the same
+/// manifest accepted again by a later process (a send taken up again after a restart)
+/// lands in the same folder, not in `trip (2)`; a kept list that is not ours (a name with a
+/// `/`) is ignored and the tree takes fresh names.
+#[test]
+fn the_same_manifest_after_a_restart_lands_in_the_same_folder() {
+    let (dir, mut service) = receive_folder();
+    fs::create_dir(dir.path().join("trip")).expect("a folder of the user's");
+    assert_eq!(
+        make_tree(&mut service, 7),
+        FileResult::TreeMade { file: FileId(107) }
+    );
+    assert!(dir.path().join("trip (1)/empty").is_dir());
+    drop(service);
+
+    // A new process: nothing in memory.
+    let mut service = FileService::new(dir.path());
+    assert_eq!(
+        make_tree(&mut service, 7),
+        FileResult::TreeMade { file: FileId(107) }
+    );
+    assert!(
+        !dir.path().join("trip (2)").exists(),
+        "the kept names are used"
+    );
+    let got = receive(&mut service, 7, 2, "trip/sub/b.txt", b"hello");
+    assert_eq!(
+        got,
+        FileResult::Committed {
+            file: FileId(2),
+            name: "trip (1)/sub/b.txt".to_owned()
+        }
+    );
+
+    // A kept list naming something outside: ignored, fresh names.
+    let kept = dir
+        .path()
+        .join(".ferry-partial")
+        .join(format!("{}.ferry-tree", key(8)));
+    fs::write(&kept, br#"{"trip":"../escape"}"#).expect("write");
+    let mut service = FileService::new(dir.path());
+    assert_eq!(
+        make_tree(&mut service, 8),
+        FileResult::TreeMade { file: FileId(108) }
+    );
+    assert!(dir.path().join("trip (2)/empty").is_dir());
+    assert!(
+        !dir.path()
+            .parent()
+            .expect("a parent")
+            .join("escape")
+            .exists()
+    );
+}

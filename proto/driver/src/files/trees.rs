@@ -4,8 +4,10 @@
 //!
 //! The `name (1)` rule applies once per top-level folder, when the manifest is accepted: the
 //! name each got is kept under the manifest's key (the sender's account and its id), shared by
-//! every worker, so the files that come later go below it, and the same manifest accepted
-//! again in this process lands in the same folders. A top-level *file* of a manifest takes its
+//! every worker, so the files that come later go below it, and kept in the private folder
+//! (`<sender account>-<mid>.ferry-tree`), so the same manifest accepted again — in this
+//! process or a later one, a send taken up again — lands in the same folders (pruned with
+//! the partial data, by age). A top-level *file* of a manifest takes its
 //! free name when it is committed, as a single file does. Below the top level nothing is
 //! renamed: Ferry made those folders itself, inside a folder it made.
 //!
@@ -36,6 +38,42 @@ struct TreeNames {
     order: VecDeque<String>,
 }
 
+/// Largest kept list of top-level names read back (a manifest's tops are a few hundred
+/// bytes; more is not ours).
+const MAX_TREE_BYTES: u64 = 1 << 20;
+
+/// What the kept list of a manifest's top-level names is called in the private folder:
+/// `<sender account>-<mid>.ferry-tree`.
+fn tree_name(key: &str) -> String {
+    format!("{key}.ferry-tree")
+}
+
+/// The top-level names an earlier process gave the manifest `key` (kept in the private
+/// folder), if there is a readable list of single names. Anything else is said in the log
+/// and ignored: the tree then takes fresh names, as a new one would.
+fn kept_tops(folder: &ReceiveFolder, key: &str) -> Option<BTreeMap<String, String>> {
+    let bytes = match folder.kept(&tree_name(key), MAX_TREE_BYTES) {
+        Ok(bytes) => bytes?,
+        Err(e) => {
+            tracing::warn!("the names kept for manifest {key} are not read: {e}");
+            return None;
+        }
+    };
+    let tops: BTreeMap<String, String> = match serde_json::from_slice(&bytes) {
+        Ok(tops) => tops,
+        Err(e) => {
+            tracing::warn!("the names kept for manifest {key} are not a list: {e}");
+            return None;
+        }
+    };
+    let single = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\0']);
+    if !tops.iter().all(|(top, got)| single(top) && single(got)) {
+        tracing::warn!("the names kept for manifest {key} are not single names");
+        return None;
+    }
+    Some(tops)
+}
+
 /// The names tried for a top-level folder: itself, then `name (n)`.
 fn folder_variant(name: &str, n: u32) -> String {
     match n {
@@ -56,7 +94,15 @@ impl Trees {
         let known = self.lock().by_key.get(&key).cloned();
         let tops = match known {
             Some(tops) => tops,
-            None => self.name_tops(folder, manifest)?,
+            None => match kept_tops(folder, &key) {
+                Some(tops) => tops,
+                None => {
+                    let tops = self.name_tops(folder, manifest)?;
+                    let bytes = serde_json::to_vec(&tops).unwrap_or_default();
+                    folder.keep(&tree_name(&key), &bytes)?;
+                    tops
+                }
+            },
         };
         for entry in manifest.entries() {
             let mut components: Vec<&str> =
