@@ -176,6 +176,15 @@ pub enum FileOp {
         /// The manifest, as accepted.
         manifest: crate::transfer::manifest::Manifest,
     },
+    /// Forget the top-level names [`FileOp::MakeTree`] kept under `key`: every file of that
+    /// manifest arrived, so no send taken up again will need them. Answered by
+    /// [`FileResult::Closed`] (also when nothing was kept). `file` names the operation only.
+    ForgetTree {
+        /// Names this operation and its answer.
+        file: FileId,
+        /// The sender's account and the manifest's id.
+        key: crate::transfer::id::PartialKey,
+    },
     /// Delete the partial file; answered by [`FileResult::Closed`].
     Discard {
         /// Which file.
@@ -206,6 +215,7 @@ impl FileOp {
             | FileOp::Digest { file, .. }
             | FileOp::Commit { file }
             | FileOp::MakeTree { file, .. }
+            | FileOp::ForgetTree { file, .. }
             | FileOp::Discard { file }
             | FileOp::Close { file }
             | FileOp::Truncate { file } => *file,

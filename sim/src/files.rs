@@ -118,7 +118,7 @@ pub(crate) struct Files {
     pub(crate) folders: BTreeSet<String>,
     /// For each manifest whose tree was made (its key's text): the name each top-level entry
     /// got (the `name (1)` rule, applied once).
-    trees: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) trees: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Files {
@@ -362,6 +362,10 @@ impl Files {
                 }
                 self.trees.insert(key.to_string(), tops);
                 (FileResult::TreeMade { file }, None)
+            }
+            FileOp::ForgetTree { file, key } => {
+                self.trees.remove(&key.to_string());
+                (FileResult::Closed { file }, None)
             }
             FileOp::Discard { file } => match self.open.remove(&file) {
                 Some(Open::Partial { key, .. }) => {

@@ -515,6 +515,7 @@ fn a_folder_taken_up_again_resumes_per_file_in_the_same_folder() {
         .with_endpoint(p.alice, |n: &mut Node, now| n.cancel(now, send))
         .expect("a node");
     p.run_until(|p| p.end(p.bob, mid).is_some());
+    assert_eq!(p.world.kept_trees(p.bob), 1, "kept for a send taken up again");
 
     // What Alice's records would hold: her device's ids and what it verified.
     let alice_events = p.events(p.alice);
@@ -621,6 +622,11 @@ fn a_folder_taken_up_again_resumes_per_file_in_the_same_folder() {
     assert!(
         !p.world.made_folder(p.bob, "big (1)"),
         "the tree lands in the folder made the first time"
+    );
+    assert_eq!(
+        p.world.kept_trees(p.bob),
+        0,
+        "the names are forgotten once every file arrived"
     );
     assert!(
         p.world.violations().is_empty(),

@@ -198,6 +198,7 @@ impl FileService {
             FileOp::Write { offset, data, .. } => self.write(file, offset, data),
             FileOp::Digest { len, .. } => self.digest(file, len),
             FileOp::Commit { .. } => self.commit(file),
+            FileOp::ForgetTree { key, .. } => self.forget_tree(file, &key),
             FileOp::Discard { .. } => self.close(file, true),
             FileOp::Close { .. } => self.close(file, false),
             FileOp::Truncate { .. } => self.truncate(file),
@@ -406,6 +407,12 @@ impl FileService {
         let folder = ReceiveFolder::open(&self.folder)?;
         self.trees.make(&folder, key, manifest)?;
         Ok(FileResult::TreeMade { file })
+    }
+
+    fn forget_tree(&mut self, file: FileId, key: &PartialKey) -> Result<FileResult, Failure> {
+        let folder = ReceiveFolder::open(&self.folder)?;
+        self.trees.forget(&folder, key)?;
+        Ok(FileResult::Closed { file })
     }
 
     fn close(&mut self, file: FileId, discard: bool) -> Result<FileResult, Failure> {

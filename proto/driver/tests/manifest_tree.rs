@@ -180,7 +180,7 @@ fn a_file_placed_in_a_manifest_whose_tree_was_not_made_is_refused() {
 /// The names a manifest's top-level folders got are kept in the private folder: the same
 /// manifest accepted again by a later process (a send taken up again after a restart)
 /// lands in the same folder, not in `trip (2)`; a kept list that is not ours (a name with a
-/// `/`) is ignored and the tree takes fresh names.
+/// `/`) is ignored and the tree takes fresh names; [`FileOp::ForgetTree`] removes the list.
 #[test]
 fn the_same_manifest_after_a_restart_lands_in_the_same_folder() {
     let (dir, mut service) = receive_folder();
@@ -210,6 +210,21 @@ fn the_same_manifest_after_a_restart_lands_in_the_same_folder() {
             name: "trip (1)/sub/b.txt".to_owned()
         }
     );
+
+    // Every file arrived: the names are forgotten, here and on disk.
+    let kept_7 = dir
+        .path()
+        .join(".ferry-partial")
+        .join(format!("{}.ferry-tree", key(7)));
+    assert!(kept_7.is_file(), "kept while the manifest may come again");
+    assert_eq!(
+        service.perform(FileOp::ForgetTree {
+            file: FileId(200),
+            key: key(7)
+        }),
+        FileResult::Closed { file: FileId(200) }
+    );
+    assert!(!kept_7.exists(), "forgotten once every file arrived");
 
     // A kept list naming something outside: ignored, fresh names.
     let kept = dir

@@ -12,7 +12,7 @@
 //! `ongoing` after `GO`, and when the sender ends the channel after its last file,
 //! `finished` if every file was verified, else [`Reason::Incomplete`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::Node;
@@ -54,6 +54,8 @@ pub(super) struct Intakes {
     by_id: BTreeMap<TransferId, Intake>,
     /// [`FileOp::MakeTree`]s out, by the id that names them.
     making: BTreeMap<FileId, TransferId>,
+    /// [`FileOp::ForgetTree`]s out.
+    forgetting: BTreeSet<FileId>,
 }
 
 impl Intakes {
@@ -261,6 +263,9 @@ impl Node {
 
     /// The driver's answer to a [`FileOp::MakeTree`]; `false` if it was not one.
     pub(super) fn on_tree(&mut self, result: &FileResult) -> bool {
+        if self.intakes.forgetting.remove(&result.file()) {
+            return true;
+        }
         let Some(mid) = self.intakes.making.remove(&result.file()) else {
             return false;
         };
@@ -430,6 +435,9 @@ impl Node {
                 IntakeState::Ended => (Status::ClosedByPeer, Some(Reason::Cancelled)),
             };
             if !told.is_final() && told != status {
+                if status == Status::Finished {
+                    self.forget_tree(mid);
+                }
                 self.tell_intake(mid, status, reason);
                 moved = true;
             }
@@ -446,6 +454,22 @@ impl Node {
             }
         }
         moved
+    }
+
+    /// Every file of `mid` arrived: the names its tree got need not be kept for a send
+    /// taken up again (one that did not finish keeps them, so its files land there then).
+    fn forget_tree(&mut self, mid: TransferId) {
+        let Some(i) = self.intakes.by_id.get(&mid) else {
+            return;
+        };
+        let key = PartialKey {
+            sender: Some(i.peer.account),
+            transfer: mid,
+        };
+        let file = self.transfers.new_file();
+        self.intakes.forgetting.insert(file);
+        self.out
+            .push_back(Output::File(FileOp::ForgetTree { file, key }));
     }
 
     fn tell_intake(&mut self, mid: TransferId, status: Status, reason: Option<Reason>) {

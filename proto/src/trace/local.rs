@@ -195,6 +195,7 @@ pub fn file_op(op: &FileOp) -> Summary {
         FileOp::Write { data, .. } => Summary::sum("write", data.len() as u64),
         FileOp::Digest { len, .. } => Summary::plain(format!("file sha3-512 of {len} bytes")),
         FileOp::Commit { .. } => Summary::plain("file commit to final name"),
+        FileOp::ForgetTree { .. } => Summary::plain("file forget the tree of a manifest"),
         FileOp::Discard { .. } => Summary::plain("file discard partial"),
         FileOp::Close { .. } => Summary::plain("file close"),
         FileOp::Truncate { .. } => Summary::plain("file truncate partial to 0"),

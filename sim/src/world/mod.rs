@@ -340,6 +340,12 @@ impl World {
             .get(&key.to_string())
     }
 
+    /// How many manifests' top-level names `host` keeps (for a send taken up again; forgotten
+    /// once every file of the manifest arrived).
+    pub fn kept_trees(&self, host: HostId) -> usize {
+        self.hosts.get(host.ix()).map_or(0, |h| h.files.trees.len())
+    }
+
     /// How many partial files `host` holds.
     pub fn partial_files(&self, host: HostId) -> usize {
         self.hosts

@@ -129,6 +129,17 @@ impl Trees {
         Ok(())
     }
 
+    /// Forgets the names the manifest `key` got, here and in the private folder.
+    pub(super) fn forget(&self, folder: &ReceiveFolder, key: &PartialKey) -> Result<(), Failure> {
+        let key = key.to_string();
+        let mut names = self.lock();
+        names.by_key.remove(&key);
+        names.order.retain(|k| *k != key);
+        drop(names);
+        folder.forget(&tree_name(&key))?;
+        Ok(())
+    }
+
     /// Gives each top-level folder of `manifest` a free name in the receive folder.
     fn name_tops(
         &self,

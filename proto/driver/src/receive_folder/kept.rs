@@ -5,7 +5,7 @@
 
 use std::io::{Read as _, Write as _};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{FolderError, ReceiveFolder, check_regular};
@@ -59,5 +59,13 @@ impl ReceiveFolder {
             return Err(FolderError::NotAPartialFile(name.to_owned(), "too large"));
         }
         Ok(Some(bytes))
+    }
+
+    /// Removes the kept file `name`, if it is there.
+    pub fn forget(&self, name: &str) -> Result<(), FolderError> {
+        match rustix::fs::unlinkat(&self.private, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
