@@ -553,7 +553,11 @@ pub(crate) async fn run(
                         }));
                         folder_files.insert(transfer, (manifest, 0));
                     }
-                    Event::Resuming { transfer, offset, total, verified } => report.resuming(transfer, offset, total, verified),
+                    Event::Resuming { transfer, offset, total, verified } => match folder_files.get(&transfer) {
+                        // A file of a folder offer: said on the offer's line.
+                        Some((offer, _)) => report.resuming_in(*offer, transfer, offset, total, verified),
+                        None => report.resuming(transfer, offset, total, verified),
+                    },
                     Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
                     Event::Progress { transfer, done, .. } if folder_files.contains_key(&transfer) => {
                         let offer = folder_files.get_mut(&transfer).map(|f| { f.1 = done; f.0 });

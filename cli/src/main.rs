@@ -24,6 +24,7 @@ mod contacts;
 mod demo;
 mod dht;
 mod failure;
+mod folder_records;
 mod home;
 mod identity;
 mod listen;
@@ -542,19 +543,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// `ferry history`: the records, most recent first.
 fn history(home: &Home, limit: usize, json: bool) -> Result<(), Failure> {
     let records = records::Records::new(home.dir()).all()?;
-    if records.is_empty() && !json {
+    let sends = folder_records::FolderRecords::new(home.dir()).all()?;
+    if records.is_empty() && sends.is_empty() && !json {
         println!("No transfers yet.");
     }
-    for record in records.iter().take(limit) {
-        if json {
-            let mut value = serde_json::to_value(record)
-                .map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))?;
-            if let Some(object) = value.as_object_mut() {
-                object.insert("event".to_owned(), "record".into());
-            }
-            println!("{value}");
-        } else {
-            println!("{}", record.line());
+    // Both kinds, most recent first: (when, JSON, line).
+    let as_json = |value: Result<serde_json::Value, serde_json::Error>| {
+        value.map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))
+    };
+    let mut all = Vec::new();
+    for r in &records {
+        let mut value = as_json(serde_json::to_value(r))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("event".to_owned(), "record".into());
+        }
+        all.push((r.updated, value, r.line()));
+    }
+    for r in &sends {
+        let mut value = as_json(serde_json::to_value(r))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("event".to_owned(), "files_record".into());
+        }
+        all.push((r.updated, value, r.line()));
+    }
+    all.sort_by_key(|(updated, ..)| std::cmp::Reverse(*updated));
+    for (_, value, line) in all.into_iter().take(limit) {
+        match json {
+            true => println!("{value}"),
+            false => println!("{line}"),
         }
     }
     Ok(())

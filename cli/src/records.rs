@@ -299,7 +299,7 @@ impl Record {
 }
 
 /// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rest = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -360,7 +360,11 @@ impl Records {
         let mut records = Vec::new();
         for entry in entries.flatten().take(MAX_RECORDS * 2) {
             let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
+            if path.extension().is_none_or(|e| e != "json")
+                || crate::folder_records::FolderRecords::is_one(
+                    &entry.file_name().to_string_lossy(),
+                )
+            {
                 continue;
             }
             let Ok(meta) = entry.metadata() else {

@@ -251,7 +251,20 @@ impl Report {
 
     /// A transfer starts at `done` of `total` bytes, kept from an earlier try.
     pub(crate) fn resuming(&self, transfer: TransferId, done: u64, total: u64, verified: bool) {
-        let Some(label) = self.lines.get(&transfer).map(|l| l.label.as_str()) else {
+        self.resuming_in(transfer, transfer, done, total, verified);
+    }
+
+    /// [`resuming`](Self::resuming) for a transfer shown on the line `line` (a file of a
+    /// folder, on its offer's line).
+    pub(crate) fn resuming_in(
+        &self,
+        line: TransferId,
+        transfer: TransferId,
+        done: u64,
+        total: u64,
+        verified: bool,
+    ) {
+        let Some(label) = self.lines.get(&line).map(|l| l.label.as_str()) else {
             return;
         };
         self.json(serde_json::json!({

@@ -5,8 +5,12 @@
 //! its phases are those of the offer (connecting, waiting for acceptance, sending, done). A
 //! device that did not (Jami, an older Ferry) gets each top-level file as its own offer and
 //! a clear failure for files inside folders. The command succeeds when one device has every
-//! file, verified. Resuming a folder send per file, and its records, are not built yet: an
-//! interrupted folder send starts over when run again.
+//! file, verified.
+//!
+//! Each send is recorded ([`folder_records`](crate::folder_records)): the same paths sent
+//! again to the same contact, while a device lacks some file, take the send up under its
+//! ids — each device is offered its manifest again, is not sent what it verified, and
+//! resumes the file it kept part of.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -22,8 +26,10 @@ use serde_json::json;
 
 use crate::contacts::Contacts;
 use crate::failure::Failure;
+use crate::folder_records::{FolderRecord, FolderRecords, SentEntry};
 use crate::home::Home;
 use crate::outcome::{combine, failure_of};
+use crate::records::{Records, SourceFile};
 use crate::report::Report;
 use crate::session::{self, NetOptions};
 
@@ -31,6 +37,9 @@ use crate::session::{self, NetOptions};
 const TICK: Duration = Duration::from_secs(5);
 /// How long, once every device ended, to wait for verdicts still on their way.
 const VERDICT_GRACE: Duration = Duration::from_secs(2);
+/// Longest a change to the send's record waits to be written (changes within it are
+/// written together: a few hundred files verify in a second).
+const RECORD_EVERY: Duration = Duration::from_millis(200);
 
 /// What one device gets.
 struct Device {
@@ -111,6 +120,27 @@ pub(crate) async fn run(
             },
         })
         .collect();
+    let sent_entries = sent_entries(&tree)?;
+    let folder_records = FolderRecords::new(home.dir());
+    let records = Records::new(home.dir());
+    // An unfinished send of these very entries is taken up only if no other `send` holds it.
+    let mut claim = None;
+    let earlier = match folder_records.unfinished(account, &sent_entries)? {
+        Some(r) => match records.claim(&r.id)? {
+            Some(c) => {
+                claim = Some(c);
+                Some(r)
+            }
+            None => {
+                tracing::info!(
+                    "the unfinished send {} is being taken up by another process",
+                    r.id
+                );
+                None
+            }
+        },
+        None => None,
+    };
 
     let folder = home.dir().join("received");
     let session = session::start(home, net, &folder, None, None)?;
@@ -134,14 +164,63 @@ pub(crate) async fn run(
         names.join(", "),
         LOOKUP_TIMEOUT.as_secs()
     ));
+    let again = earlier.as_ref().map(FolderRecord::again);
     let sending = session
         .handle
-        .call(move |node, now| node.send_files(now, account, entries))
+        .call(move |node, now| match again {
+            Some(again) => node.send_files_again(now, account, entries, again),
+            None => node.send_files(now, account, entries),
+        })
         .await
         .map_err(|_| Failure::Internal("the node stopped".to_owned()))?
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let send = sending.send;
     let groups: BTreeSet<TransferId> = sending.files.iter().copied().collect();
+    let taken_up = earlier.as_ref().is_some_and(|r| r.id == send.to_string());
+    if !taken_up {
+        // Ours before it is written, so that no other `send` takes it up while we run.
+        claim = records.claim(&send.to_string())?;
+    }
+    let _claim = claim;
+    // What each device had before this run, and the files every device had (not sent).
+    let had = earlier
+        .as_ref()
+        .filter(|_| taken_up)
+        .map(FolderRecord::verified_sizes)
+        .unwrap_or_default();
+    let delivered_groups: BTreeSet<TransferId> = (0..files)
+        .filter(|k| {
+            earlier
+                .as_ref()
+                .is_some_and(|r| taken_up && delivered_to_all(r, *k))
+        })
+        .filter_map(|k| sending.files.get(k).copied())
+        .collect();
+    let mut record = match earlier {
+        Some(mut r) if taken_up => {
+            r.groups = sending.files.iter().map(TransferId::to_string).collect();
+            r
+        }
+        _ => FolderRecord::new(send, account, sent_entries, &sending.files),
+    };
+    let already: Vec<DeviceId> = had
+        .iter()
+        .filter(|(_, files_had)| files_had.len() == files)
+        .map(|(d, _)| *d)
+        .collect();
+    if taken_up {
+        report.line(&format!(
+            "Taking up the unfinished send {send} of these files: each device is sent only \
+             what it has not verified, and resumes the file it kept part of"
+        ));
+        for d in &already {
+            report.line(&format!(
+                "{}: has every file already (an earlier send)",
+                Device::label(d)
+            ));
+        }
+    }
+    keep(&folder_records, &record);
     report.json(json!({
         "event": "sending_files",
         "send": send.to_string(),
@@ -150,8 +229,11 @@ pub(crate) async fn run(
         "size": total,
         "to": account.to_string(),
         "from_device": session.device.device.id().to_string(),
+        "again": taken_up,
     }));
     report.json(json!({"event": "phase", "phase": "looking_up", "to": account.to_string()}));
+    let mut saved = Instant::now();
+    let mut dirty = false;
 
     let mut devices: BTreeMap<DeviceId, Device> = BTreeMap::new();
     // Each file's transfer to a device, and the device.
@@ -164,9 +246,13 @@ pub(crate) async fn run(
     let mut cancelled_here = false;
     let mut grace: Option<Instant> = None;
     loop {
-        if devices.is_empty() && !groups.is_empty() && unknown_groups.len() == groups.len() {
+        if devices.is_empty()
+            && !groups.is_empty()
+            && unknown_groups.len() + delivered_groups.len() >= groups.len()
+        {
             break;
         }
+        let write_record = dirty.then(|| tokio::time::sleep_until((saved + RECORD_EVERY).into()));
         if !devices.is_empty() && devices.values().all(Device::settled) {
             break;
         }
@@ -186,7 +272,9 @@ pub(crate) async fn run(
                 match event {
                     // A device's manifest (its offer of the whole send).
                     Event::SubTransfer { group, transfer, device } if group == send => {
-                        let d = devices.entry(device).or_insert_with(|| new_device(transfer));
+                        record.part(device).manifest = Some(transfer.to_string());
+                        dirty = true;
+                        let d = devices.entry(device).or_insert_with(|| new_device(transfer, had.get(&device)));
                         d.manifest = Some(transfer);
                         d.line = transfer;
                         add_device(&mut report, device, transfer, total);
@@ -194,8 +282,10 @@ pub(crate) async fn run(
                     // One file to one device.
                     Event::SubTransfer { group, transfer, device } if groups.contains(&group) => {
                         subs.insert(transfer, device);
+                        record.part(device).files.insert(group.to_string(), transfer.to_string());
+                        dirty = true;
                         let known = devices.contains_key(&device);
-                        let d = devices.entry(device).or_insert_with(|| new_device(transfer));
+                        let d = devices.entry(device).or_insert_with(|| new_device(transfer, had.get(&device)));
                         d.files.insert(transfer, (0, 0));
                         if !known {
                             // A device without manifests: its first file names its bar.
@@ -216,12 +306,18 @@ pub(crate) async fn run(
                     Event::Status { transfer, status, reason } => {
                         let offer_of = devices.iter().find(|(_, d)| d.manifest == Some(transfer)).map(|(id, _)| *id);
                         if let Some(device) = offer_of {
+                            record.part(device).state = status.as_str().to_owned();
+                            dirty = true;
                             offer_status(&mut report, &mut devices, device, transfer, status, reason);
                         } else if let Some(device) = subs.get(&transfer).copied() {
                             file_status(&mut report, &mut devices, device, transfer, status, reason);
                         }
                     }
                     Event::Verified { transfer, digest, .. } => {
+                        if let Some(device) = subs.get(&transfer) {
+                            record.part(*device).verified.insert(transfer.to_string());
+                            dirty = true;
+                        }
                         if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
                             d.verified.insert(transfer);
                             report.json(json!({
@@ -238,6 +334,11 @@ pub(crate) async fn run(
                         if groups.contains(&group) && devices.is_empty() =>
                     {
                         unknown_groups.insert(group);
+                    }
+                    Event::Resuming { transfer, offset, total: size, verified } => {
+                        if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get(dev)) {
+                            report.resuming_in(d.line, transfer, offset, size, verified);
+                        }
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
                     Event::IncomingTransfer { transfer, .. } => crate::send::refuse_incoming(&session, transfer),
@@ -258,10 +359,15 @@ pub(crate) async fn run(
                     report.line(&format!("looking up {to}'s devices… {waited} s"));
                 }
             }
+            () = async { if let Some(s) = write_record { s.await } }, if dirty => {
+                keep(&folder_records, &record);
+                (saved, dirty) = (Instant::now(), false);
+            }
             () = async { if let Some(s) = sleep { s.await } }, if grace.is_some() => break,
         }
     }
     report.close();
+    keep(&folder_records, &record);
     let elapsed = started.map(|s| {
         data_end
             .unwrap_or_else(Instant::now)
@@ -269,22 +375,24 @@ pub(crate) async fn run(
     });
     session.close().await;
 
-    let delivered: Vec<DeviceId> = devices
+    let mut delivered: Vec<DeviceId> = devices
         .iter()
         .filter(|(_, d)| d.delivered(files))
         .map(|(id, _)| *id)
         .collect();
+    delivered.extend(already.iter().filter(|d| !devices.contains_key(d)));
+    let reached = devices.len() + already.iter().filter(|d| !devices.contains_key(d)).count();
     if !delivered.is_empty() {
         report.json(json!({
             "event": "done",
             "delivered": delivered.len(),
-            "devices": devices.len(),
+            "devices": reached,
             "files": files,
         }));
         report.line(&format!(
             "Delivered {files} files to {} of {} device(s), each SHA3-512 verified",
             delivered.len(),
-            devices.len()
+            reached
         ));
         if let Some(t) = elapsed {
             report.line(&crate::rate::throughput_text(total, t));
@@ -314,12 +422,14 @@ pub(crate) async fn run(
     Err(combine(failures).unwrap_or_else(|| Failure::Internal("no outcome".to_owned())))
 }
 
-fn new_device(line: TransferId) -> Device {
+/// A device first heard of, with the files it verified in an earlier send of these entries.
+fn new_device(line: TransferId, had: Option<&Vec<(TransferId, u64)>>) -> Device {
+    let had = had.map_or(&[][..], Vec::as_slice);
     Device {
         line,
         manifest: None,
-        files: BTreeMap::new(),
-        verified: BTreeSet::new(),
+        files: had.iter().map(|(t, size)| (*t, (*size, *size))).collect(),
+        verified: had.iter().map(|(t, _)| *t).collect(),
         ended: BTreeMap::new(),
         offer_end: None,
         phase: "connecting",
@@ -431,5 +541,50 @@ fn file_status(
             true => report.finish(line, "done, every file it reads verified"),
             false => report.fail(line, "some files could not be sent to this device"),
         }
+    }
+}
+
+/// What the send's record keeps of each entry: its path and, for a file, its source as it
+/// is now (canonical path, size, modification time, inode).
+fn sent_entries(tree: &ferry_driver::sent_tree::SentTree) -> Result<Vec<SentEntry>, Failure> {
+    tree.manifest
+        .entries()
+        .iter()
+        .map(|e| {
+            let source = match e.kind {
+                EntryKind::Folder => None,
+                EntryKind::File { id, .. } => {
+                    let path = &tree.sources[&id];
+                    let meta = std::fs::metadata(path).map_err(|err| {
+                        Failure::Usage(format!("cannot read {}: {err}", path.display()))
+                    })?;
+                    Some(SourceFile::of(path, &meta))
+                }
+            };
+            Ok(SentEntry {
+                path: e.path.to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Whether every device of `record` verified its `k`-th file: it is not sent again.
+fn delivered_to_all(record: &FolderRecord, k: usize) -> bool {
+    let Some(group) = record.groups.get(k) else {
+        return false;
+    };
+    !record.devices.is_empty()
+        && record.devices.values().all(|p| {
+            p.files
+                .get(group)
+                .is_some_and(|sub| p.verified.contains(sub))
+        })
+}
+
+/// Writes the send's record; a record that cannot be written is said, and the send goes on.
+fn keep(records: &FolderRecords, record: &FolderRecord) {
+    if let Err(e) = records.save(record) {
+        tracing::warn!("the send's record is not kept: {e}");
     }
 }

@@ -132,3 +132,169 @@ fn a_folder_and_a_file_arrive_as_one_offer_byte_for_byte() {
             .is_some_and(|p| p.ends_with("trip/link"))
     );
 }
+
+/// A folder send killed half-way and run again, with one listener across both: the second
+/// run takes the send up under its ids (`again`), the listener is offered only the files it
+/// has not verified, the large file it kept part of resumes from it on both sides, the tree
+/// lands in the same folder (no `trip (1)`), byte for byte, and nothing is left in the
+/// private folder. `ferry history` shows the send finished.
+#[test]
+fn a_folder_send_killed_and_run_again_resumes_per_file() {
+    use std::io::{BufRead as _, BufReader};
+    let w = World::new(LIMIT);
+    w.account("alice");
+    let bob = w.account("bob");
+    let trip = w.path("trip");
+    std::fs::create_dir_all(trip.join("sub")).expect("folders");
+    for n in 0..20 {
+        make_file(&trip.join(format!("small {n:02}.txt")), 100 + n);
+    }
+    make_file(&trip.join("sub/large.bin"), 64 * 1024 * 1024);
+    let into = w.path("received");
+    let send = || {
+        w.ferry("alice")
+            .args(["--json", "send"])
+            .arg(&trip)
+            .args(["--to", &bob])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry send starts")
+    };
+
+    let mut listener = w
+        .ferry("bob")
+        .args(["--json", "listen", "--accept-all", "--into"])
+        .arg(&into)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ferry listen starts");
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = listener.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut until = |pick: &dyn Fn(&[serde_json::Value]) -> bool| loop {
+        let line = rx
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|e| panic!("{e} after {seen:?}"));
+        seen.push(line);
+        if pick(&seen) {
+            return seen.clone();
+        }
+    };
+
+    // 1. The small files arrive and the large one is under way; once the sender's record
+    // holds what was verified (it writes it within 200 ms), the sender is killed.
+    let mut sender = send();
+    until(&|lines| {
+        let verified = events(lines, "verified").len();
+        verified >= 20
+            && lines.iter().any(|v| {
+                v["event"] == "progress" && v["done"].as_u64().is_some_and(|d| d > 4 << 20)
+            })
+    });
+    let records = w.path("alice").join("records");
+    let recorded = || -> usize {
+        let Ok(dir) = std::fs::read_dir(&records) else {
+            return 0;
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("sent-files-"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|r| {
+                r["devices"].as_object().map_or(0, |d| {
+                    d.values()
+                        .map(|p| p["verified"].as_array().map_or(0, Vec::len))
+                        .sum()
+                })
+            })
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + LIMIT;
+    while recorded() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record never held the verified files"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sender.kill().expect("kill");
+    let killed = common::finish(sender, LIMIT);
+    assert_eq!(killed.status.code(), None, "killed");
+    let first = json_lines(&killed.stdout);
+    let send_id = events(&first, "sending_files")[0]["send"].clone();
+    let verified_first = until(&|lines| {
+        lines.iter().any(|v| {
+            v["event"] == "status"
+                && v["status"]
+                    .as_str()
+                    .is_some_and(|s| s != "ongoing" && s != "finished")
+        })
+    });
+    let verified_first = events(&verified_first, "verified").len();
+    assert!(verified_first < 21, "the large file was not done");
+
+    // 2. The same send again, to the same listener.
+    let sent = common::finish(send(), LIMIT);
+    assert_eq!(sent.status.code(), Some(0), "send: {}", text(&sent.stderr));
+    let second = json_lines(&sent.stdout);
+    let start = &events(&second, "sending_files")[0];
+    assert_eq!(start["again"], true, "taken up again");
+    assert_eq!(start["send"], send_id, "under its id");
+    let lines = until(&|lines| {
+        events(lines, "incoming_files").len() == 2
+            && lines.iter().any(|v| {
+                v["event"] == "status"
+                    && v["status"] == "finished"
+                    && v["transfer"] == events(lines, "incoming_files")[1]["transfer"]
+            })
+    });
+    let offers = events(&lines, "incoming_files");
+    assert_eq!(
+        offers[0]["transfer"], offers[1]["transfer"],
+        "the same manifest id"
+    );
+    assert_eq!(
+        offers[1]["files"],
+        21 - verified_first,
+        "only what Bob has not verified is offered again"
+    );
+    let resumed = events(&lines, "resuming");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert!(resumed[0]["offset"].as_u64().is_some_and(|o| o > 0));
+    assert_eq!(
+        events(&second, "resuming").len(),
+        1,
+        "the sender says so too"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status();
+    let _ = common::finish(listener, LIMIT);
+
+    assert_eq!(
+        tree_of(&into.join("trip")),
+        tree_of(&trip),
+        "the whole tree, byte for byte"
+    );
+    assert!(!into.join("trip (1)").exists(), "in the same folder");
+    let private: Vec<_> = std::fs::read_dir(into.join(".ferry-partial"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        private.is_empty(),
+        "nothing left in the private folder: {private:?}"
+    );
+    let history = json_lines(&w.run("alice", &["--json", "history"]).stdout);
+    let record = &events(&history, "files_record")[0];
+    assert_eq!(record["id"], send_id);
+    assert_eq!(record["devices"].as_object().map(|d| d.len()), Some(1));
+}
