@@ -515,7 +515,11 @@ fn a_folder_taken_up_again_resumes_per_file_in_the_same_folder() {
         .with_endpoint(p.alice, |n: &mut Node, now| n.cancel(now, send))
         .expect("a node");
     p.run_until(|p| p.end(p.bob, mid).is_some());
-    assert_eq!(p.world.kept_trees(p.bob), 1, "kept for a send taken up again");
+    assert_eq!(
+        p.world.kept_trees(p.bob),
+        1,
+        "kept for a send taken up again"
+    );
 
     // What Alice's records would hold: her device's ids and what it verified.
     let alice_events = p.events(p.alice);
