@@ -519,9 +519,14 @@ pub(crate) async fn run(
                             "decision": decision.as_str(),
                         }));
                         let more = if names.len() < files + folders { ", …" } else { "" };
-                        let name = format!("{files} files in {folders} folders: {}{more}", names.join(", "));
+                        let name = format!(
+                            "{} in {}: {}{more}",
+                            crate::report::count(files, "file"),
+                            crate::report::count(folders, "folder"),
+                            names.join(", ")
+                        );
                         first.get_or_insert(manifest);
-                        report.add(manifest, format!("{files} files"), size);
+                        report.add(manifest, crate::report::count(files, "file"), size);
                         let offer = Offer { name: name.clone(), size, from: from_text.clone(), device: Some(from.device), peer_gone: false, status: None, verified: false, record: None, folder: true };
                         offers.insert(manifest, offer);
                         match decision {

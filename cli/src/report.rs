@@ -362,3 +362,11 @@ fn failed_style() -> ProgressStyle {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("xx ")
 }
+
+/// `n` things: `1 file`, `3 files`, `0 folders`.
+pub(crate) fn count(n: usize, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        n => format!("{n} {thing}s"),
+    }
+}

@@ -30,7 +30,7 @@ use crate::folder_records::{FolderRecord, FolderRecords, SentEntry};
 use crate::home::Home;
 use crate::outcome::{combine, failure_of};
 use crate::records::{Records, SourceFile};
-use crate::report::Report;
+use crate::report::{Report, count};
 use crate::session::{self, NetOptions};
 
 /// How often a line says the send still looks up the account's devices.
@@ -51,6 +51,9 @@ struct Device {
     files: BTreeMap<TransferId, (u64, u64)>,
     verified: BTreeSet<TransferId>,
     ended: BTreeMap<TransferId, (Status, Option<Reason>)>,
+    /// Bytes it had before this run: files verified then, and the parts it kept and resumed
+    /// from (not counted in the rate).
+    had: u64,
     /// The manifest's own end, for a device that reads them.
     offer_end: Option<(Status, Option<Reason>)>,
     phase: &'static str,
@@ -158,8 +161,9 @@ pub(crate) async fn run(
     report.add_aggregate("all devices", total);
     let names: Vec<&str> = manifest.top_names(3);
     report.line(&format!(
-        "Sending {files} files in {folders} folders ({}): {} to every device of {to} (looking \
-         them up for up to {} s)",
+        "Sending {} in {} ({}): {} to every device of {to} (looking them up for up to {} s)",
+        count(files, "file"),
+        count(folders, "folder"),
         crate::report::size_text(total),
         names.join(", "),
         LOOKUP_TIMEOUT.as_secs()
@@ -336,7 +340,8 @@ pub(crate) async fn run(
                         unknown_groups.insert(group);
                     }
                     Event::Resuming { transfer, offset, total: size, verified } => {
-                        if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get(dev)) {
+                        if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
+                            d.had += offset;
                             report.resuming_in(d.line, transfer, offset, size, verified);
                         }
                     }
@@ -390,12 +395,19 @@ pub(crate) async fn run(
             "files": files,
         }));
         report.line(&format!(
-            "Delivered {files} files to {} of {} device(s), each SHA3-512 verified",
+            "Delivered {} to {} of {}, each SHA3-512 verified",
+            count(files, "file"),
             delivered.len(),
-            reached
+            count(reached, "device")
         ));
         if let Some(t) = elapsed {
-            report.line(&crate::rate::throughput_text(total, t));
+            // The bytes that moved in this run, not those a device had.
+            let moved = devices
+                .values()
+                .map(|d| d.done().saturating_sub(d.had))
+                .max()
+                .unwrap_or(total);
+            report.line(&crate::rate::throughput_text(moved, t));
         }
         return Ok(());
     }
@@ -429,6 +441,7 @@ fn new_device(line: TransferId, had: Option<&Vec<(TransferId, u64)>>) -> Device 
         line,
         manifest: None,
         files: had.iter().map(|(t, size)| (*t, (*size, *size))).collect(),
+        had: had.iter().map(|(_, size)| size).sum(),
         verified: had.iter().map(|(t, _)| *t).collect(),
         ended: BTreeMap::new(),
         offer_end: None,

@@ -476,6 +476,16 @@ fn a_folder_cancelled_by_its_sender_says_so_on_the_receiving_side() {
     );
     assert!(p.world.received_file(p.bob, "big/one.bin").is_none());
     assert!(p.world.received_file(p.bob, "big/two.bin").is_none());
+    // And on Alice's side the offer says it was cancelled here, not "n of m arrived".
+    p.run_until(|p| {
+        p.offer_of(send)
+            .is_some_and(|o| p.end(p.alice, o).is_some())
+    });
+    let offer = p.offer_of(send).expect("Alice's offer");
+    assert_eq!(
+        p.end(p.alice, offer),
+        Some((Status::ClosedByHost, Some(Reason::Cancelled)))
+    );
 }
 
 /// Interrupted, then taken up again under the same ids (`Node::send_files_again`, as the

@@ -83,8 +83,8 @@ struct DeviceOffer {
     /// Its sub-transfers, one per file, in the manifest's order.
     subs: Vec<TransferId>,
     channel: Option<(u32, ChannelId)>,
-    /// Sub-transfers that ended: whether each was verified.
-    ended: BTreeMap<TransferId, bool>,
+    /// Sub-transfers that ended, with their final status.
+    ended: BTreeMap<TransferId, (Status, Option<Reason>)>,
     /// What its [`Event::Status`] last said.
     told: Status,
 }
@@ -494,7 +494,9 @@ impl Node {
     /// A sub-transfer's event: an offer whose file ended counts it.
     pub(super) fn offer_sub_event(&mut self, event: &Event) {
         let Event::Status {
-            transfer, status, ..
+            transfer,
+            status,
+            reason,
         } = event
         else {
             return;
@@ -509,7 +511,7 @@ impl Node {
             .flat_map(|s| s.devices.values_mut().flatten())
         {
             if o.subs.contains(transfer) {
-                o.ended.insert(*transfer, *status == Status::Finished);
+                o.ended.insert(*transfer, (*status, reason.clone()));
                 return;
             }
         }
@@ -650,12 +652,22 @@ impl Node {
         if live.is_empty() {
             let o = self.offer_mut(send, device);
             let Some(o) = o else { return false };
-            let done = o.ended.values().filter(|v| **v).count();
+            let done = o
+                .ended
+                .values()
+                .filter(|(s, _)| *s == Status::Finished)
+                .count();
             let files = o.subs.len();
+            let cancelled_here = o
+                .ended
+                .values()
+                .any(|end| *end == (Status::ClosedByHost, Some(Reason::Cancelled)));
             o.offer.finish();
-            let (status, reason) = match done == files {
-                true => (Status::Finished, None),
-                false => (
+            let (status, reason) = match (done == files, cancelled_here) {
+                (true, _) => (Status::Finished, None),
+                // A file cancelled here (the send, or that file): the offer is, too.
+                (false, true) => (Status::ClosedByHost, Some(Reason::Cancelled)),
+                (false, false) => (
                     Status::ClosedByPeer,
                     Some(Reason::Incomplete { done, files }),
                 ),
