@@ -129,6 +129,16 @@ struct Offer {
 }
 
 impl Offer {
+    /// Whether nothing more will happen to it: it ended, and if it finished its verdict
+    /// came.
+    fn settled(&self) -> bool {
+        match &self.status {
+            Some((Status::Finished, _)) => self.verified,
+            Some((status, _)) => status.is_final(),
+            None => false,
+        }
+    }
+
     /// Sets the record's state and writes it; a record that cannot be written is said, and
     /// the transfer goes on.
     fn keep(&mut self, records: &Records, transfer: TransferId, state: &str, why: Option<String>) {
@@ -427,6 +437,17 @@ pub(crate) async fn run(
     };
 
     loop {
+        // Offers that ended and were said are forgotten (the first one kept for `--once`'s
+        // outcome): a listener that runs for months keeps none per offer it ever saw.
+        let over: Vec<TransferId> = offers
+            .iter()
+            .filter(|(t, o)| o.settled() && !(options.once && first == Some(**t)))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in over {
+            offers.remove(&t);
+            report.forget(t);
+        }
         if options.once
             && let Some(o) = first.and_then(|t| offers.get(&t))
         {

@@ -335,6 +335,15 @@ impl Report {
         }
     }
 
+    /// Forgets a transfer that ended and was said: its bar leaves the screen (its last line
+    /// stays above the bars) and its state goes, so a listener that runs for months keeps
+    /// none per transfer it ever saw.
+    pub(crate) fn forget(&mut self, transfer: TransferId) {
+        if let Some(line) = self.lines.remove(&transfer) {
+            self.bars.remove(&line.bar);
+        }
+    }
+
     /// Every bar stops where it is.
     pub(crate) fn close(&self) {
         for line in self.lines.values() {
