@@ -648,3 +648,101 @@ fn a_folder_taken_up_again_resumes_per_file_in_the_same_folder() {
         p.world.violations()
     );
 }
+
+/// Taken up again for two devices: one verified every file then and is offered nothing
+/// (no manifest, no question), the other is offered the whole send under its earlier ids.
+#[test]
+fn a_device_that_has_every_file_is_not_offered_the_send_again() {
+    use ferry_proto::node::{DeviceAgain, SendAgain};
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut b = World::builder(37);
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let a1 = SEEDS.device(&alice, "a1");
+    let (b1, b2) = (SEEDS.device(&bob, "b1"), SEEDS.device(&bob, "b2"));
+    let ha = host(&mut b, "a1", &alice, &a1, 10, Features::ours());
+    let hb1 = host(&mut b, "b1", &bob, &b1, 20, Features::ours());
+    let hb2 = host(&mut b, "b2", &bob, &b2, 21, Features::ours());
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(1));
+    let entries = vec![
+        folder("trip"),
+        file("trip/a.txt", 1_000),
+        file("trip/b.txt", 2_000),
+    ];
+    let ids = |base: u64| vec![TransferId(base + 1), TransferId(base + 2)];
+    let again = SendAgain {
+        send: TransferId(900),
+        files: ids(910),
+        devices: BTreeMap::from([
+            (
+                b1.id(),
+                DeviceAgain {
+                    manifest: TransferId(920),
+                    files: ids(920),
+                    verified: ids(920).into_iter().collect(),
+                },
+            ),
+            (
+                b2.id(),
+                DeviceAgain {
+                    manifest: TransferId(930),
+                    files: ids(930),
+                    verified: BTreeSet::new(),
+                },
+            ),
+        ]),
+    };
+    let bob_id = bob.id();
+    world
+        .with_endpoint(ha, |n: &mut Node, now| {
+            n.send_files_again(now, bob_id, entries, again)
+        })
+        .expect("a node")
+        .expect("a valid send");
+    let offered = |world: &World, host| {
+        world
+            .events::<Event>(host)
+            .into_iter()
+            .find_map(|(_, e)| match e {
+                Event::IncomingManifest {
+                    manifest, files, ..
+                } => Some((manifest, files)),
+                _ => None,
+            })
+    };
+    for _ in 0..100 {
+        if offered(&world, hb2).is_some() {
+            break;
+        }
+        world.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(
+        offered(&world, hb2),
+        Some((TransferId(930), 2)),
+        "b2: the whole send"
+    );
+    world
+        .with_endpoint(hb2, |n: &mut Node, now| n.accept(now, TransferId(930)))
+        .expect("a node")
+        .expect("a manifest waiting");
+    world.run_for(Duration::from_secs(5));
+    assert_eq!(
+        offered(&world, hb1),
+        None,
+        "b1 had every file: not asked again"
+    );
+    let files: Vec<TransferId> = world
+        .events::<Event>(hb2)
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::ManifestFile { transfer, .. } => Some(transfer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(files, ids(930), "under b2's earlier ids");
+    assert!(world.received_file(hb2, "trip/b.txt").is_some());
+    let bugs = world
+        .with_endpoint(ha, |n: &mut Node, _| n.bugs())
+        .expect("a node");
+    assert_eq!(bugs.total(), 0, "{bugs:?}");
+}

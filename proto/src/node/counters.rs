@@ -101,6 +101,9 @@ pub struct Bugs {
     /// one can happen, so it is counted but not asserted: the sub-transfer keeps waiting,
     /// and is opened when that connection next becomes ready.
     pub channel_open: u64,
+    /// A device's manifest broke a rule of §14 although the send's entries were checked
+    /// against them (a device's manifest differs only in its ids): its files fail instead.
+    pub manifest: u64,
 }
 
 impl Bugs {
@@ -118,6 +121,7 @@ impl Bugs {
             transfer_input,
             auto_accept,
             channel_open,
+            manifest,
         } = *self;
         turn_input
             + agent_input
@@ -130,6 +134,7 @@ impl Bugs {
             + transfer_input
             + auto_accept
             + channel_open
+            + manifest
     }
 }
 

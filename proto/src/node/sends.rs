@@ -300,10 +300,19 @@ impl Node {
             let (entries, groups) = (s.entries.clone(), s.groups.clone());
             let again = s.again.remove(&a.device);
             let verified = |k: usize| again.as_ref().is_some_and(|d| d.verified_file(k));
-            let files = groups.iter().flatten().count();
-            if again.is_some() && (0..files).all(verified) {
-                // It has every file already: nothing goes to it.
-                s.devices.insert(a.device, None);
+            // A file whose group is over (no device was found in time, or one verified it)
+            // is not sent late, nor one this device verified in the send taken up again.
+            let goes: Vec<bool> = groups
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(k, group)| !verified(k) && self.transfers.lacks(*group, a.device))
+                .collect();
+            if !goes.is_empty() && !goes.contains(&true) {
+                // Not one file left for it: no offer.
+                if let Some(s) = self.sends.sends.get_mut(&send) {
+                    s.devices.insert(a.device, None);
+                }
                 continue;
             }
             // The device's manifest is named first, then its files.
@@ -319,15 +328,9 @@ impl Node {
                 }));
                 mid
             });
-            // A file whose group is over (no device was found in time) is not sent late,
-            // nor one this device verified in the send taken up again.
             let mut subs = Vec::new();
-            for (k, group) in groups.iter().flatten().enumerate() {
-                if !verified(k) && self.transfers.lacks(*group, a.device) {
-                    subs.push(Some(self.add_sub(*group, a.device)));
-                } else {
-                    subs.push(None);
-                }
+            for (group, goes) in groups.iter().flatten().zip(goes) {
+                subs.push(goes.then(|| self.add_sub(*group, a.device)));
             }
             let offer = match mid {
                 Some(mid) => self.new_offer(mid, &entries, &subs),
@@ -373,7 +376,7 @@ impl Node {
             Ok(m) => m,
             Err(e) => {
                 // Checked in `send_files` with other ids: cannot happen; the files fail.
-                bug(&mut self.bugs.channel_open, "a device's manifest", &e);
+                bug(&mut self.bugs.manifest, "a device's manifest", &e);
                 return None;
             }
         };
