@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferry_proto::io::Event;
 use ferry_proto::node::is_image_name;
 use ferry_proto::tls::{DeviceId, PeerIdentity};
-use ferry_proto::transfer::{Reason, Status, TransferId};
+use ferry_proto::transfer::{PartialKey, Reason, Status, TransferId};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -528,6 +528,10 @@ pub(crate) async fn run(
                     Event::IncomingManifest { manifest, from, files, folders, size, names } => {
                         let from_text = who(Some(&from));
                         let decision = if options.accept_all { Decision::Accept } else { Decision::Ask };
+                        // An offer accepted before whose files did not all arrive: its files
+                        // land in the folders made then.
+                        let key = PartialKey { sender: Some(from.account), transfer: manifest };
+                        let resuming = ferry_driver::files::keeps_tree(&options.into, &key);
                         report.json(json!({
                             "event": "incoming_files",
                             "transfer": manifest.to_string(),
@@ -538,13 +542,15 @@ pub(crate) async fn run(
                             "from_account": from.account.to_string(),
                             "from_device": from.device.to_string(),
                             "decision": decision.as_str(),
+                            "resuming": resuming,
                         }));
                         let more = if names.len() < files + folders { ", …" } else { "" };
                         let name = format!(
-                            "{} in {}: {}{more}",
+                            "{} in {}: {}{more}{}",
                             crate::report::count(files, "file"),
                             crate::report::count(folders, "folder"),
-                            names.join(", ")
+                            names.join(", "),
+                            if resuming { " (resuming an offer accepted before: the files still missing)" } else { "" }
                         );
                         first.get_or_insert(manifest);
                         report.add(manifest, crate::report::count(files, "file"), size);

@@ -262,6 +262,8 @@ fn a_folder_send_killed_and_run_again_resumes_per_file() {
         offers[0]["transfer"], offers[1]["transfer"],
         "the same manifest id"
     );
+    assert_eq!(offers[0]["resuming"], false);
+    assert_eq!(offers[1]["resuming"], true, "the listener says it resumes");
     assert_eq!(
         offers[1]["files"],
         21 - verified_first,

@@ -52,7 +52,7 @@ use trees::Trees;
 
 pub use names::PARTIAL_SUFFIX;
 pub use thread::{FileThread, MAX_WORKERS};
-pub use trees::MAX_TREES;
+pub use trees::{MAX_TREES, keeps_tree};
 
 /// Most " (n)" variants tried before a commit gives up.
 const MAX_VARIANTS: u32 = 10_000;

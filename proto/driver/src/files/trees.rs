@@ -48,6 +48,15 @@ fn tree_name(key: &str) -> String {
     format!("{key}.ferry-tree")
 }
 
+/// Whether the receive folder at `folder` keeps the top-level names of the manifest `key`:
+/// an offer of it was accepted before and not every file arrived (the same send taken up
+/// again lands in the same folders). A read-only look, for what an application tells its
+/// user.
+pub fn keeps_tree(folder: &std::path::Path, key: &PartialKey) -> bool {
+    let path = ReceiveFolder::partial_path(folder, &tree_name(&key.to_string()));
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 /// The top-level names an earlier process gave the manifest `key` (kept in the private
 /// folder), if there is a readable list of single names. Anything else is said in the log
 /// and ignored: the tree then takes fresh names, as a new one would.
