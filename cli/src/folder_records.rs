@@ -294,6 +294,12 @@ impl FolderRecords {
         if let Ok(dir) = fs::File::open(&self.dir) {
             let _ = dir.sync_all();
         }
+        Ok(())
+    }
+
+    /// Removes the least recently updated records past [`MAX_FOLDER_RECORDS`] (once per
+    /// send, not at each write: a write comes every 200 ms while files verify).
+    pub(crate) fn prune(&self) -> Result<(), Failure> {
         for old in self.all()?.iter().skip(MAX_FOLDER_RECORDS) {
             let _ = fs::remove_file(self.dir.join(FolderRecord::file_name(&old.id)));
         }

@@ -421,6 +421,8 @@ pub(crate) async fn run(
     // The files of offers of several files: their offer, and bytes on disk so far (one bar
     // and one line per offer, not per file).
     let mut folder_files: BTreeMap<TransferId, (TransferId, u64)> = BTreeMap::new();
+    // Each such offer's bytes on disk so far: the sum of its files'.
+    let mut offer_bytes: BTreeMap<TransferId, u64> = BTreeMap::new();
     let mut first: Option<TransferId> = None;
     let mut grace: Option<Instant> = None;
     let mut waiting_for_close = false;
@@ -592,10 +594,14 @@ pub(crate) async fn run(
                     },
                     Event::Restarted { transfer, held, total } => report.restarted(transfer, held, total, false),
                     Event::Progress { transfer, done, .. } if folder_files.contains_key(&transfer) => {
-                        let offer = folder_files.get_mut(&transfer).map(|f| { f.1 = done; f.0 });
-                        if let Some(o) = offer.and_then(|m| offers.get(&m).map(|o| (m, o.size))) {
-                            let sum = folder_files.values().filter(|f| f.0 == o.0).map(|f| f.1).sum();
-                            report.progress(o.0, sum, o.1);
+                        // The offer's sum is kept as its files move, not summed at each event.
+                        let moved = folder_files.get_mut(&transfer).map(|f| (f.0, std::mem::replace(&mut f.1, done)));
+                        if let Some((offer, before)) = moved {
+                            let sum = offer_bytes.entry(offer).or_insert(0);
+                            *sum = *sum - before.min(*sum) + done;
+                            if let Some(o) = offers.get(&offer) {
+                                report.progress(offer, *sum, o.size);
+                            }
                         }
                     }
                     Event::Progress { transfer, done, total } => report.progress(transfer, done, total),
@@ -631,6 +637,7 @@ pub(crate) async fn run(
                         if let Some(o) = offers.get_mut(&transfer).filter(|o| o.folder && status.is_final()) {
                             // The offer is over: its files' byte counts are no longer needed.
                             folder_files.retain(|_, f| f.0 != transfer);
+                            offer_bytes.remove(&transfer);
                             if status == Status::Finished {
                                 o.verified = true;
                                 report.finish_with(transfer, "verified", "every file received, each SHA3-512 verified");

@@ -39,11 +39,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use ferry_proto::io::{FileId, FileOp, FileResult};
+use ferry_proto::io::{FileError, FileId, FileOp, FileResult};
 use ferry_proto::transfer::{PartialKey, SafeName, StreamDigest};
 
 use crate::buffers::BufferPool;
-use crate::receive_folder::ReceiveFolder;
+use crate::receive_folder::{Durable, ReceiveFolder};
 use failure::Failure;
 use io::{hash_from_disk, read_at, write_all_at};
 use names::{partial_name, variant};
@@ -51,7 +51,7 @@ use prehash::{CHECKPOINT_EVERY, Prehash, digest_of_prefix};
 use trees::Trees;
 
 pub use names::PARTIAL_SUFFIX;
-pub use thread::{FileThread, MAX_WORKERS};
+pub use thread::{COMMIT_BATCH, COMMIT_WAIT, FileThread, MAX_WORKERS};
 pub use trees::{MAX_TREES, keeps_tree};
 
 /// Most " (n)" variants tried before a commit gives up.
@@ -372,23 +372,75 @@ impl FileService {
     }
 
     fn commit(&mut self, file: FileId) -> Result<FileResult, Failure> {
+        self.commit_as(file, Durable::Now)
+    }
+
+    /// Commits several verified files at once (`PROTOCOL.md` §14, *Durability*): one
+    /// `syncfs` makes every one's bytes durable before any gets its name, and one more makes
+    /// the names durable, instead of two fsyncs per file. One file alone is committed as
+    /// [`FileOp::Commit`] always is (a `syncfs` would flush what others wrote, too). The
+    /// results, in the order of `files`.
+    pub fn commit_batch(&mut self, files: &[FileId]) -> Vec<FileResult> {
+        let fail = |file: FileId, error: &FileError| FileResult::Failed {
+            file,
+            error: error.clone(),
+        };
+        if let [file] = files {
+            let result = self.commit(*file).map_err(FileError::from);
+            return vec![result.unwrap_or_else(|e| fail(*file, &e))];
+        }
+        let synced = ReceiveFolder::open(&self.folder).and_then(|f| f.sync_all().map(|()| f));
+        let folder = match synced {
+            Ok(folder) => folder,
+            Err(e) => {
+                let error = FileError::from(Failure::from(e));
+                return files.iter().map(|f| fail(*f, &error)).collect();
+            }
+        };
+        let results: Vec<FileResult> = files
+            .iter()
+            .map(|f| {
+                let result = self.commit_as(*f, Durable::Batch).map_err(FileError::from);
+                result.unwrap_or_else(|e| fail(*f, &e))
+            })
+            .collect();
+        if let Err(e) = folder.sync_all() {
+            // The names may not survive a crash: say so rather than claim they are durable.
+            let error = FileError::from(Failure::from(e));
+            return results
+                .into_iter()
+                .map(|r| match r {
+                    FileResult::Committed { file, .. } => fail(file, &error),
+                    other => other,
+                })
+                .collect();
+        }
+        results
+    }
+
+    fn commit_as(&mut self, file: FileId, durable: Durable) -> Result<FileResult, Failure> {
         let open = self.get(file)?;
         let Some(partial) = &open.partial else {
             return Err(Failure::ReadOnly);
         };
-        open.file.sync_all()?;
+        if durable == Durable::Now {
+            open.file.sync_all()?;
+        }
         let base = partial.name.as_str();
         let variants = (0..MAX_VARIANTS).map(|n| variant(base, n));
         let name = match partial.within.as_slice() {
-            [] => partial.folder.commit(&open.file, &partial.key, variants)?,
+            [] => partial
+                .folder
+                .commit(&open.file, &partial.key, variants, durable)?,
             within => {
                 // Opened again from the receive folder's descriptor, each component
                 // checked: what was made at MakeTree may have been replaced since.
                 let components: Vec<&str> = within.iter().map(String::as_str).collect();
                 let sub = partial.folder.folder_at(&components)?;
-                let name = partial
-                    .folder
-                    .commit_in(&sub, &open.file, &partial.key, variants)?;
+                let name =
+                    partial
+                        .folder
+                        .commit_in(&sub, &open.file, &partial.key, variants, durable)?;
                 format!("{}/{name}", sub.path())
             }
         };

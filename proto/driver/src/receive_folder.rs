@@ -102,6 +102,16 @@ impl From<Errno> for FolderError {
     }
 }
 
+/// How a commit makes its new name durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// An fsync of its folder, before the commit returns.
+    Now,
+    /// Later, by the caller, for a batch of commits at once
+    /// ([`ReceiveFolder::sync_all`]).
+    Batch,
+}
+
 /// The receive folder and its private folder, both opened and verified.
 #[derive(Debug)]
 pub struct ReceiveFolder {
@@ -235,14 +245,23 @@ impl ReceiveFolder {
 
     /// Gives the verified partial `file` (called `key`) the first free variant of `name` in
     /// the receive folder, through its descriptor, and removes its partial name. Returns the
-    /// name it got.
+    /// name it got. With [`Durable::Now`] the folder is fsynced after; with
+    /// [`Durable::Batch`] the caller makes the names durable ([`sync_all`](Self::sync_all)).
     pub fn commit(
         &self,
         file: &File,
         key: &str,
         variants: impl Iterator<Item = String>,
+        durable: Durable,
     ) -> Result<String, FolderError> {
-        self.commit_into(&self.dir, file, key, variants)
+        self.commit_into(&self.dir, file, key, variants, durable)
+    }
+
+    /// Flushes everything written on the receive folder's file system (`syncfs`): the data
+    /// of a batch of partial files before their commits, and their new names after.
+    pub fn sync_all(&self) -> Result<(), FolderError> {
+        rustix::fs::syncfs(&self.private)?;
+        Ok(())
     }
 
     /// [`commit`](Self::commit) into the folder `dir` (the receive folder or one below it).
@@ -252,14 +271,17 @@ impl ReceiveFolder {
         file: &File,
         key: &str,
         variants: impl Iterator<Item = String>,
+        durable: Durable,
     ) -> Result<String, FolderError> {
         let source = format!("/proc/self/fd/{}", file.as_raw_fd());
         for candidate in variants {
             match rustix::fs::linkat(CWD, &source, dir, &candidate, AtFlags::SYMLINK_FOLLOW) {
                 Ok(()) => {
                     self.remove_partial(key, file)?;
-                    // Make the new name durable (a folder fsync).
-                    rustix::fs::fsync(dir)?;
+                    if durable == Durable::Now {
+                        // Make the new name durable (a folder fsync).
+                        rustix::fs::fsync(dir)?;
+                    }
                     return Ok(candidate);
                 }
                 // Taken (by a file, a folder, a symlink that is never followed): the next one.

@@ -43,7 +43,7 @@ struct Intake {
     /// How the sender cancelled one of its files, if it did: the offer's end says so.
     cancelled: Option<CancelCode>,
     /// Its files taken, to count their ends.
-    files: Vec<TransferId>,
+    files: BTreeSet<TransferId>,
     /// What its [`Event::Status`] last said.
     told: Status,
 }
@@ -185,7 +185,7 @@ impl Node {
                 claims: None,
                 verified: 0,
                 cancelled: None,
-                files: Vec::new(),
+                files: BTreeSet::new(),
                 told: Status::Created,
             },
         );
@@ -297,7 +297,7 @@ impl Node {
             Some(i) if i.connector == connector && i.peer.account == peer.account => {
                 match i.claims.as_mut().map(|c| c.claim(tid, size)) {
                     Some(Ok(entry)) => {
-                        i.files.push(tid);
+                        i.files.insert(tid);
                         Ok(entry.path.clone())
                     }
                     Some(Err(ClaimError::NotInManifest(_))) => Err("not in the manifest"),

@@ -261,16 +261,6 @@ impl Transfers {
         self.groups.contains_key(&group)
     }
 
-    /// Whether a sub-transfer is still running or waiting for its channel.
-    pub(super) fn is_live(&self, sub: TransferId) -> bool {
-        self.slots.contains_key(&sub) || self.pending.contains_key(&sub)
-    }
-
-    /// Whether a sub-transfer waits for its channel, held.
-    pub(super) fn is_held(&self, sub: TransferId) -> bool {
-        self.pending.get(&sub).is_some_and(|p| p.held)
-    }
-
     /// The manifest a running incoming transfer's header names, with the transfer's
     /// connector, sender and announced size, while it waits for a decision.
     pub(super) fn manifest_claim(

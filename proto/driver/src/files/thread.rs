@@ -6,9 +6,16 @@
 //! were submitted, so its digest sees its bytes in order, and one transfer's long digest
 //! delays only the files that share its worker. A transfer has one file, so a transfer is
 //! pinned to one worker.
+//!
+//! Commits are gathered (`PROTOCOL.md` §14, *Durability*): a verified file waits at most
+//! [`COMMIT_WAIT`] for others on its worker, up to [`COMMIT_BATCH`], and they are committed
+//! with one `syncfs` before and one after ([`FileService::commit_batch`]) instead of two
+//! fsyncs each; the worker goes on with other files' operations meanwhile. A file alone is
+//! fsynced as ever.
 
 use std::io;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use ferry_proto::io::{FileId, FileOp, FileResult};
 
@@ -17,6 +24,42 @@ use super::FileService;
 /// Most workers a pool starts, however many cores there are: a transfer's digest is the
 /// heaviest work, and more workers than concurrent transfers would only sleep.
 pub const MAX_WORKERS: usize = 4;
+
+/// Longest a verified file waits for others to be committed with it.
+pub const COMMIT_WAIT: Duration = Duration::from_millis(10);
+
+/// Most files committed at once.
+pub const COMMIT_BATCH: usize = 256;
+
+/// Verified files waiting to be committed together, on one worker.
+#[derive(Default)]
+struct Commits {
+    files: Vec<FileId>,
+    due: Option<Instant>,
+}
+
+impl Commits {
+    fn add(&mut self, file: FileId) {
+        self.files.push(file);
+        self.due.get_or_insert_with(|| Instant::now() + COMMIT_WAIT);
+    }
+
+    fn is_due(&self) -> bool {
+        self.files.len() >= COMMIT_BATCH || self.due.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Commits them all and hands each result over.
+    fn flush(&mut self, service: &mut FileService, deliver: &mut impl FnMut(FileResult)) {
+        if self.files.is_empty() {
+            return;
+        }
+        for result in service.commit_batch(&self.files) {
+            deliver(result);
+        }
+        self.files.clear();
+        self.due = None;
+    }
+}
 
 /// [`FileService`]s on a pool of threads, each file pinned to one: operations go in with
 /// [`submit`](Self::submit), results come out through the `deliver` callback, in order for
@@ -56,7 +99,11 @@ impl FileThread {
             std::thread::Builder::new()
                 .name(format!("ferry-files-{i}"))
                 .spawn(move || {
+                    let mut commits = Commits::default();
                     loop {
+                        if commits.is_due() {
+                            commits.flush(&mut service, &mut deliver);
+                        }
                         // Between operations, a source is hashed ahead of its reads.
                         let op = if service.prehashing() {
                             match rx.try_recv() {
@@ -67,14 +114,32 @@ impl FileThread {
                                 }
                                 Err(mpsc::TryRecvError::Disconnected) => break,
                             }
+                        } else if let Some(due) = commits.due {
+                            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                                Ok(op) => op,
+                                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            }
                         } else {
                             match rx.recv() {
                                 Ok(op) => op,
                                 Err(_) => break,
                             }
                         };
-                        deliver(service.perform(op));
+                        match op {
+                            FileOp::Commit { file } => commits.add(file),
+                            op => {
+                                // A file's operations stay in order: one waiting to be
+                                // committed is committed first.
+                                if commits.files.contains(&op.file()) {
+                                    commits.flush(&mut service, &mut deliver);
+                                }
+                                deliver(service.perform(op));
+                            }
+                        }
                     }
+                    // The handle is gone: what waits is committed all the same.
+                    commits.flush(&mut service, &mut deliver);
                 })?;
             senders.push(ops);
         }

@@ -122,8 +122,9 @@ impl ReceiveFolder {
         file: &File,
         key: &str,
         variants: impl Iterator<Item = String>,
+        durable: super::Durable,
     ) -> Result<String, FolderError> {
-        self.commit_into(&folder.fd, file, key, variants)
+        self.commit_into(&folder.fd, file, key, variants, durable)
     }
 }
 
@@ -165,7 +166,13 @@ mod tests {
         assert_eq!(held, 0);
         file.write_all(b"hello").expect("write");
         let name = folder
-            .commit_in(&sub, &file, "k1", names("hello.txt"))
+            .commit_in(
+                &sub,
+                &file,
+                "k1",
+                names("hello.txt"),
+                super::super::Durable::Now,
+            )
             .expect("committed");
         assert_eq!(name, "hello.txt");
         let at = dir.path().join("trip/a/b/hello.txt");
