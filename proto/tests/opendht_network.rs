@@ -233,6 +233,7 @@ fn a_put_is_kept_alive_by_refresh_not_sent_again() {
     net.run(Duration::from_secs(30));
     let key = InfoHash::get(b"kept-alive");
     let now = net.now;
+    net.node(15).listen(now, key).expect("a search");
     net.node(8)
         .put(now, key, Value::new(42, 0, vec![b'k'; 1300]))
         .expect("a search");
@@ -257,6 +258,11 @@ fn a_put_is_kept_alive_by_refresh_not_sent_again() {
     net.node(21).get(now, key).expect("a search");
     net.run(Duration::from_secs(10));
     assert_eq!(values_of(&net.take_events(21)), [vec![b'k'; 1300]]);
+    // The storing nodes told the listener of each refresh (`u` with `re`), and it was given
+    // the value once.
+    let heard = net.node(15).sent().clone();
+    assert!(heard.value_updates_heard >= 2, "{heard:?}");
+    assert_eq!(values_of(&net.take_events(15)), [vec![b'k'; 1300]]);
 }
 
 /// A node that lost our value (it restarted) does not show it in its `get` reply: the
