@@ -164,6 +164,32 @@ fn a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens() {
         values_in(e).contains(&b"again".to_vec())
     });
 
+    // The listen outlives its 30-s expiry: renewed in place (the same `listen` to the same
+    // nodes, answered, no new lookup), it still hears B's value 45 s later.
+    let (sent, expired) = (
+        ferry.node.sent().clone(),
+        ferry.node.dropped().requests_expired,
+    );
+    let until = Instant::now() + Duration::from_secs(45);
+    ferry.run_until("45 s of listening", |_| Instant::now() >= until);
+    let renewed = ferry.node.sent().clone();
+    assert!(
+        renewed.listens_sent >= sent.listens_sent + 2,
+        "renewals: {sent:?} → {renewed:?}"
+    );
+    assert_eq!(renewed.gets_sent, sent.gets_sent, "renewed without lookups");
+    assert_eq!(
+        ferry.node.dropped().requests_expired,
+        expired,
+        "every renewal answered"
+    );
+    let from = b.output_len();
+    b.command("p from-dhtnode later");
+    b.wait_for(from, "Put: ");
+    ferry.run_until("heard B's value after the renewals", |e| {
+        values_in(e).contains(&b"later".to_vec())
+    });
+
     // Ferry stores for others: B's puts reached it (it is among the closest of four).
     assert!(
         ferry.node.storage().values() >= 1,
