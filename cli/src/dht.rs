@@ -96,7 +96,36 @@ fn print(mut status: serde_json::Value, whose: &str, json: bool) -> Result<(), F
             "no (no bootstrap node answered yet)"
         }
     );
-    println!("routing table: {} nodes, {} good", n("nodes"), n("good"));
+    println!(
+        "routing table: {} nodes ({} IPv6), {} good",
+        n("nodes"),
+        n("nodes6"),
+        n("good")
+    );
+    if let Some(local6) = field("local6").as_str() {
+        println!("IPv6: {local6}");
+    }
+    let public: Vec<String> = field("public")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "public address (as the nodes we asked see us): {}",
+        if public.is_empty() {
+            "unknown".to_owned()
+        } else {
+            public.join(" ")
+        }
+    );
+    println!(
+        "reachable from outside: {} ({} nodes we never contacted reached us)",
+        field("reachable").as_str().unwrap_or("unknown"),
+        n("strangers")
+    );
     println!(
         "stored for others: {} values, {} listens",
         n("stored"),
@@ -107,6 +136,16 @@ fn print(mut status: serde_json::Value, whose: &str, json: bool) -> Result<(), F
         n("our_values"),
         n("our_values_stored"),
         n("listens")
+    );
+    let sent = field("sent");
+    let sent_n = |k: &str| sent.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    println!(
+        "kept alive by: {} puts, {} refreshes ({} refused), {} listens sent; {} updates heard",
+        sent_n("puts"),
+        sent_n("refreshes"),
+        sent_n("refreshes_refused"),
+        sent_n("listens"),
+        sent_n("updates_heard")
     );
     if let Some(names) = field("unresolved").as_array().filter(|a| !a.is_empty()) {
         let names: Vec<&str> = names.iter().filter_map(|v| v.as_str()).collect();

@@ -102,6 +102,23 @@ impl Net {
         }
     }
 
+    /// The node at `a` restarts: same id and address, nothing stored, bootstraps again.
+    fn restart(&mut self, a: SocketAddr) {
+        let id = self.nodes[&a].id();
+        let mut node = Node::new(Config {
+            id,
+            network: 0,
+            want: Want {
+                v4: true,
+                v6: false,
+            },
+            seed: u64::from(a.ip().to_string().len() as u32) ^ 0x5eed,
+        });
+        node.handle_timeout(self.now);
+        node.bootstrap(self.now, addr(0));
+        self.nodes.insert(a, node);
+    }
+
     fn take_events(&mut self, i: usize) -> Vec<Event> {
         self.events.remove(&addr(i)).unwrap_or_default()
     }
@@ -205,6 +222,134 @@ fn a_cancelled_put_expires_after_ten_minutes() {
     net.run(Duration::from_secs(11 * 60));
     let held: usize = net.nodes.values().map(|n| n.storage().values()).sum();
     assert_eq!(held, 0, "nobody holds the value past its expiry");
+}
+
+/// Our value is kept alive by `refresh`es, not sent whole again: after 25 minutes (2.5
+/// lifetimes) it is still readable, the putter sent it whole only in the first round (and
+/// to nodes that did not hold it), and its later rounds were refreshes.
+#[test]
+fn a_put_is_kept_alive_by_refresh_not_sent_again() {
+    let mut net = Net::new(30, 6);
+    net.run(Duration::from_secs(30));
+    let key = InfoHash::get(b"kept-alive");
+    let now = net.now;
+    net.node(15).listen(now, key).expect("a search");
+    net.node(8)
+        .put(now, key, Value::new(42, 0, vec![b'k'; 1300]))
+        .expect("a search");
+    net.run(Duration::from_secs(10));
+    let first = net.node(8).sent().clone();
+    assert_eq!(
+        (first.puts_sent, first.refreshes_sent),
+        (8, 0),
+        "the first round puts"
+    );
+    net.run(Duration::from_secs(25 * 60));
+    let later = net.node(8).sent().clone();
+    assert!(
+        later.refreshes_sent >= 16,
+        "two rounds of refreshes: {later:?}"
+    );
+    assert!(
+        later.puts_sent < first.puts_sent + 8,
+        "the value was not sent whole again each round: {later:?}"
+    );
+    let now = net.now;
+    net.node(21).get(now, key).expect("a search");
+    net.run(Duration::from_secs(10));
+    assert_eq!(values_of(&net.take_events(21)), [vec![b'k'; 1300]]);
+    // The storing nodes told the listener of each refresh (`u` with `re`), and it was given
+    // the value once.
+    let heard = net.node(15).sent().clone();
+    assert!(heard.value_updates_heard >= 2, "{heard:?}");
+    assert_eq!(values_of(&net.take_events(15)), [vec![b'k'; 1300]]);
+}
+
+/// A node that lost our value (it restarted) does not show it in its `get` reply: the
+/// value goes to it whole again at the next round, the others get refreshes.
+#[test]
+fn a_node_that_lost_the_value_gets_it_whole_again() {
+    let mut net = Net::new(12, 7);
+    net.run(Duration::from_secs(30));
+    let key = InfoHash::get(b"lost-and-put");
+    let now = net.now;
+    net.node(3)
+        .put(now, key, Value::new(5, 0, b"v".to_vec()))
+        .expect("a search");
+    net.run(Duration::from_secs(10));
+    // The holders restart and lose what they stored (a new node at the same address).
+    let holders: Vec<SocketAddr> = net
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.storage().values() == 1)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(holders.len() >= 8);
+    let before = net.node(3).sent().clone();
+    let lost = &holders[..3];
+    for a in lost {
+        net.restart(*a);
+    }
+    net.run(Duration::from_secs(11 * 60));
+    let sent = net.node(3).sent().clone();
+    let (puts, refreshes) = (
+        sent.puts_sent - before.puts_sent,
+        sent.refreshes_sent - before.refreshes_sent,
+    );
+    assert!(
+        puts >= 1 && refreshes >= 1 && puts + refreshes >= 8,
+        "the lost ones put, the others refreshed: {sent:?}"
+    );
+    let holding = net
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.storage().values() == 1)
+        .count();
+    assert!(holding >= 8, "the value is on {holding} nodes again");
+    let now = net.now;
+    net.node(9).get(now, key).expect("a search");
+    net.run(Duration::from_secs(10));
+    assert_eq!(values_of(&net.take_events(9)), [b"v".to_vec()]);
+}
+
+/// A listen is renewed by sending `listen` again to the same nodes, without lookups, and
+/// a value its owner changed (same id, new content) reaches the listener again.
+#[test]
+fn a_listen_is_renewed_in_place_and_hears_an_owner_update() {
+    let mut net = Net::new(30, 8);
+    net.run(Duration::from_secs(30));
+    let key = InfoHash::get(b"updated");
+    let now = net.now;
+    net.node(11).listen(now, key).expect("a search");
+    net.run(Duration::from_secs(5));
+    let listens = net.node(11).sent().listens_sent;
+    assert_eq!(listens, 4, "LISTEN_NODES nodes");
+    let now = net.now;
+    let first = net
+        .node(4)
+        .put(now, key, Value::new(7, 0, b"first".to_vec()))
+        .expect("a search");
+    net.run(Duration::from_secs(5));
+    assert_eq!(values_of(&net.take_events(11)), [b"first".to_vec()]);
+    // Five minutes: 15 renewals of the 4 listens, and no lookup (no `get` sent).
+    let gets = net.node(11).sent().gets_sent;
+    net.run(Duration::from_secs(5 * 60));
+    let renewed = net.node(11).sent().listens_sent - listens;
+    assert!((4 * 14..=4 * 16).contains(&renewed), "{renewed} renewals");
+    assert_eq!(
+        net.node(11).sent().gets_sent,
+        gets,
+        "renewed without lookups"
+    );
+    // The owner changes its value: same id, new content.
+    net.node(4).cancel(first);
+    let now = net.now;
+    net.node(4)
+        .put(now, key, Value::new(7, 0, b"second".to_vec()))
+        .expect("a search");
+    net.run(Duration::from_secs(5));
+    assert_eq!(values_of(&net.take_events(11)), [b"second".to_vec()]);
+    assert_eq!(net.node(11).sent().updates_heard, 1);
 }
 
 #[test]

@@ -100,6 +100,11 @@ fn the_spec_has_every_vector_this_test_checks() {
             "opendht-pong",
             "opendht-put",
             "opendht-put-reply",
+            "opendht-refresh",
+            "opendht-refresh-404",
+            "opendht-refresh-reply",
+            "opendht-refresh-unknown-id",
+            "opendht-update",
             "opendht-value-part",
             "reply-go",
             "reply-go-at",
@@ -769,6 +774,52 @@ fn opendht_messages() {
     assert_eq!(
         (get.kind, get.info_hash),
         (Some(Kind::GetValues), Some(key))
+    );
+
+    // Refresh: ours byte for byte; dhtnode's confirmations and its 404.
+    let refresh = decode("refresh");
+    assert_eq!(
+        (refresh.kind, refresh.value_id, refresh.info_hash),
+        (
+            Some(Kind::Refresh),
+            Some(0xf00d),
+            Some(InfoHash::get(b"ferry-refresh"))
+        )
+    );
+    assert_eq!(
+        enc.refresh(
+            refresh.tid,
+            InfoHash::get(b"ferry-refresh"),
+            0xf00d,
+            &refresh.token
+        ),
+        vector("opendht-refresh")
+    );
+    let ok = decode("refresh-reply");
+    assert_eq!(
+        (ok.kind, ok.tid, ok.value_id),
+        (Some(Kind::Reply), refresh.tid, Some(0xf00d))
+    );
+    let unknown = decode("refresh-unknown-id");
+    assert_eq!(
+        (unknown.kind, unknown.value_id),
+        (Some(Kind::Reply), Some(0xdead))
+    );
+    let missing = decode("refresh-404");
+    assert_eq!(
+        (missing.kind, missing.error_code),
+        (Some(Kind::Error), Some(404))
+    );
+    // A listen update: ours byte for byte.
+    let update = decode("update");
+    assert_eq!(
+        (update.kind, update.tid, &update.refreshed[..]),
+        (Some(Kind::ValueUpdate), 88, &[0xf00d][..])
+    );
+    let token: Vec<u8> = (0..32).collect();
+    assert_eq!(
+        enc.update(88, &token, "re", &[0xf00d]),
+        vector("opendht-update")
     );
 }
 

@@ -7,8 +7,8 @@
 //! other DHT backends (`dht`, `folder_dht`, `opendht`): the endpoint asks for
 //! [`Output::DhtPut`](ferry_proto::io::Output::DhtPut) and its siblings and gets
 //! [`Input::DhtValue`] / [`Input::DhtPutDone`] back, whichever backend carries them out. Its
-//! socket is a plain blocking UDP socket on one thread, so it needs no async runtime and both
-//! runtimes get it unchanged; the sans-IO node stays pure (its datagrams in and out are the
+//! sockets are plain blocking UDP sockets, each read by a thread of its own for the node's
+//! thread, so it needs no async runtime and both runtimes get it unchanged; the sans-IO node stays pure (its datagrams in and out are the
 //! `Datagram`s of its own house verbs), so the simulator drives the same node on virtual
 //! UDP (`ferry_sim::udp`).
 //!
@@ -18,11 +18,13 @@
 //! (the core's announcement every five minutes) reuses its running put instead of starting a
 //! second; at most [`MAX_PUTS`] puts are kept alive, the oldest ended first. Listens are
 //! renewed by the node. Bootstrap names are resolved here, again every [`REBOOTSTRAP`] while
-//! the routing table is empty.
+//! the routing table is empty; a name may resolve to IPv4 and IPv6 addresses, and each is
+//! tried through the socket of its family (`sockets`: IPv4, and IPv6 when the host has it).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ use sha2::{Digest as _, Sha256};
 use ferry_proto::io::{DhtKey, Input};
 use ferry_proto::opendht::InfoHash;
 use ferry_proto::opendht::message::Want;
-use ferry_proto::opendht::node::{self, Dropped, Event, Node};
+use ferry_proto::opendht::node::{self, Event, Node};
 use ferry_proto::opendht::search::SearchId;
 use ferry_proto::opendht::value::Value;
 
@@ -52,14 +54,21 @@ pub const JOIN_WAIT: Duration = Duration::from_secs(15);
 pub const STATUS_FILE_EVERY: Duration = Duration::from_secs(2);
 /// Most commands held while the node joins.
 const MAX_HELD: usize = 1024;
-/// Largest datagram read (OpenDHT's parts are 1,280 bytes; its messages stay under 1,500).
-const MAX_DATAGRAM: usize = 2048;
+
+mod sockets;
+mod status;
+
+use sockets::{Incoming, Sockets};
+pub use status::NativeStatus;
 
 /// How the native node is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeConfig {
     /// The UDP address to bind (`0.0.0.0:0`: any port, IPv4). OpenDHT's own port is 4222.
     pub bind: SocketAddr,
+    /// Where the IPv6 socket goes when `bind` is IPv4 (`[::]:0`: the IPv4 socket's port if
+    /// free, else any; `None`: IPv4 only). A host without IPv6 gets no IPv6 socket.
+    pub bind6: Option<SocketAddr>,
     /// Bootstrap nodes, `host:port`, resolved by the node's thread.
     pub bootstrap: Vec<String>,
     /// The network id (0: OpenDHT's public network, Jami's).
@@ -79,81 +88,13 @@ impl NativeConfig {
     pub fn new(bootstrap: Vec<String>) -> NativeConfig {
         NativeConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            bind6: Some(SocketAddr::from(([0u16; 8], 0))),
             bootstrap,
             network: 0,
             status_file: None,
             join_wait: JOIN_WAIT,
             rebootstrap: REBOOTSTRAP,
         }
-    }
-}
-
-/// What the native node is doing, for `ferry dht status` and logs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NativeStatus {
-    /// Our UDP address.
-    pub local: Option<SocketAddr>,
-    /// Our node id, hex.
-    pub id: String,
-    /// Nodes in the routing tables (IPv4 and IPv6).
-    pub nodes: usize,
-    /// Of those, the good ones (heard from recently).
-    pub good: usize,
-    /// Values we store for others.
-    pub stored: usize,
-    /// Others' listens we hold.
-    pub listeners: usize,
-    /// Our own values being kept on the network (re-announced).
-    pub our_values: usize,
-    /// Of those, stored on at least one node at their last round.
-    pub our_values_stored: usize,
-    /// Keys we listen to.
-    pub listens: usize,
-    /// Listens started, restarts included (a listen started before the node joined a
-    /// network starts again when it joins).
-    pub listens_started: u64,
-    /// Whether the node has joined a network (its first lookup after a bootstrap answer).
-    pub joined: bool,
-    /// Bootstrap names that did not resolve, at the last try.
-    pub unresolved: Vec<String>,
-    /// What the node dropped, by reason.
-    pub dropped: Dropped,
-}
-
-impl NativeStatus {
-    /// As JSON (the form of the status file and of `ferry dht status --json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        let d = &self.dropped;
-        serde_json::json!({
-            "local": self.local.map(|a| a.to_string()),
-            "id": self.id,
-            "joined": self.joined,
-            "nodes": self.nodes,
-            "good": self.good,
-            "stored": self.stored,
-            "listeners": self.listeners,
-            "our_values": self.our_values,
-            "our_values_stored": self.our_values_stored,
-            "listens": self.listens,
-            "listens_started": self.listens_started,
-            "unresolved": self.unresolved,
-            "dropped": {
-                "malformed": d.malformed,
-                "unknown_kind": d.unknown_kind,
-                "wrong_network": d.wrong_network,
-                "bad_sender": d.bad_sender,
-                "unexpected_reply": d.unexpected_reply,
-                "rate_limited": d.rate_limited,
-                "bad_token": d.bad_token,
-                "store_refused": d.store_refused,
-                "bad_values": d.bad_values,
-                "parts": d.parts,
-                "parts_expired": d.parts_expired,
-                "table_full": d.table_full,
-                "requests_expired": d.requests_expired,
-                "searches_refused": d.searches_refused,
-            },
-        })
     }
 }
 
@@ -171,6 +112,7 @@ pub struct NativeClient {
     commands: mpsc::Sender<Command>,
     status: Arc<Mutex<NativeStatus>>,
     local: SocketAddr,
+    local6: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for NativeClient {
@@ -187,9 +129,9 @@ impl NativeClient {
         config: &NativeConfig,
         deliver: impl Fn(Input) + Send + 'static,
     ) -> io::Result<NativeClient> {
-        let socket = UdpSocket::bind(config.bind)?;
-        socket.set_read_timeout(Some(TICK))?;
-        let local = socket.local_addr()?;
+        let (sockets, datagrams) = Sockets::open(config.bind, config.bind6)?;
+        let local6 = sockets.local6();
+        let local = sockets.local4().or(local6).unwrap_or(config.bind);
         let mut seed = [0u8; 28];
         SystemRandom::new()
             .fill(&mut seed)
@@ -200,19 +142,20 @@ impl NativeClient {
             id: InfoHash(id),
             network: config.network,
             want: Want {
-                v4: local.is_ipv4(),
-                v6: local.is_ipv6(),
+                v4: sockets.local4().is_some(),
+                v6: local6.is_some(),
             },
             seed: u64::from_be_bytes(seed[20..].try_into().unwrap_or_default()),
         });
         let status = Arc::new(Mutex::new(NativeStatus {
-            local: Some(local),
+            local: sockets.local4(),
+            local6,
             id: hex::encode(id),
             ..NativeStatus::default()
         }));
         let (commands, rx) = mpsc::channel();
         let mut service = Service {
-            socket,
+            sockets,
             node,
             bootstrap: config.bootstrap.clone(),
             rebootstrap: config.rebootstrap,
@@ -227,6 +170,7 @@ impl NativeClient {
             // A node with no bootstrap node is the first of its network: nothing to wait for.
             joined: config.bootstrap.is_empty(),
             in_network: config.bootstrap.is_empty(),
+            joined_at: config.bootstrap.is_empty().then(Instant::now),
             status_file: config.status_file.clone(),
             next_status_file: Instant::now(),
             join_by: Instant::now() + config.join_wait,
@@ -234,17 +178,23 @@ impl NativeClient {
         };
         std::thread::Builder::new()
             .name("ferry-opendht".into())
-            .spawn(move || service.run(&rx))?;
+            .spawn(move || service.run(&rx, &datagrams))?;
         Ok(NativeClient {
             commands,
             status,
             local,
+            local6,
         })
     }
 
-    /// Our UDP address.
+    /// Our UDP address (IPv4's, or IPv6's when bound to IPv6 only).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Our IPv6 UDP address, when the node has an IPv6 socket beside its IPv4 one.
+    pub fn local_addr6(&self) -> Option<SocketAddr> {
+        self.local6
     }
 
     /// What the node is doing (up to date within a quarter of a second).
@@ -283,7 +233,7 @@ struct Put {
 }
 
 struct Service {
-    socket: UdpSocket,
+    sockets: Sockets,
     node: Node,
     bootstrap: Vec<String>,
     rebootstrap: Duration,
@@ -300,6 +250,8 @@ struct Service {
     joined: bool,
     /// Whether the lookup of our own id that follows a bootstrap answer is done.
     in_network: bool,
+    /// When it was.
+    joined_at: Option<Instant>,
     /// When held commands start anyway.
     join_by: Instant,
     /// Puts and listens asked before the node joined: started on the empty table, a put
@@ -310,8 +262,7 @@ struct Service {
 }
 
 impl Service {
-    fn run(&mut self, commands: &mpsc::Receiver<Command>) {
-        let mut buf = [0u8; MAX_DATAGRAM];
+    fn run(&mut self, commands: &mpsc::Receiver<Command>, datagrams: &mpsc::Receiver<Incoming>) {
         loop {
             loop {
                 match commands.try_recv() {
@@ -355,10 +306,12 @@ impl Service {
                 .poll_timeout()
                 .map_or(TICK, |t| t.saturating_duration_since(now))
                 .clamp(Duration::from_millis(1), TICK);
-            let _ = self.socket.set_read_timeout(Some(wait));
-            // An error is a timeout, or an ICMP error reported on the socket: nothing to read.
-            if let Ok((n, from)) = self.socket.recv_from(&mut buf) {
-                self.node.handle_input(Instant::now(), from, &buf[..n]);
+            if let Ok((from, data)) = datagrams.recv_timeout(wait) {
+                self.node.handle_input(Instant::now(), from, &data);
+                // Take what else came at once before looking at deadlines again.
+                while let Ok((from, data)) = datagrams.try_recv() {
+                    self.node.handle_input(Instant::now(), from, &data);
+                }
             }
         }
     }
@@ -373,7 +326,7 @@ impl Service {
             };
             let usable: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| a.is_ipv4() == self.status_local_is_v4())
+                .filter(|a| self.sockets.reaches(a))
                 .collect();
             if usable.is_empty() {
                 unresolved.push(name.clone());
@@ -389,10 +342,6 @@ impl Service {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .unresolved = unresolved;
-    }
-
-    fn status_local_is_v4(&self) -> bool {
-        self.socket.local_addr().map_or(true, |a| a.is_ipv4())
     }
 
     fn command(&mut self, now: Instant, command: Command) {
@@ -477,8 +426,7 @@ impl Service {
     /// Sends what the node gives and hands its events over.
     fn flush(&mut self) {
         while let Some(d) = self.node.poll_output() {
-            // A datagram the kernel refuses (no route, a full buffer) is lost, as on the wire.
-            let _ = self.socket.send_to(&d.data, d.addr);
+            self.sockets.send(&d.data, d.addr);
         }
         while let Some(event) = self.node.poll_event() {
             match event {
@@ -512,6 +460,7 @@ impl Service {
                     if !self.in_network && table > 0 {
                         tracing::info!(nodes = table, "joined the DHT");
                         self.in_network = true;
+                        self.joined_at = Some(Instant::now());
                         if self.joined {
                             // Started without a network: listens started on the empty
                             // table would wait a whole renewal period.
@@ -568,8 +517,19 @@ impl Service {
 
     fn update_status(&self, now: Instant) {
         let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        s.nodes = self.node.table(false).len() + self.node.table(true).len();
+        s.nodes6 = self.node.table(true).len();
+        s.nodes = self.node.table(false).len() + s.nodes6;
         s.good = self.node.table(false).good(now) + self.node.table(true).good(now);
+        let reach = self.node.reach();
+        s.public = [false, true]
+            .into_iter()
+            .filter_map(|v6| reach.public_address(v6))
+            .collect();
+        let joined_for = self.joined_at.map(|t| now.saturating_duration_since(t));
+        s.reachable = reach.verdict(joined_for, s.good).as_str();
+        s.strangers = reach.strangers();
+        s.sent = self.node.sent().clone();
+        s.socket_dropped = self.sockets.queue_full.load(Ordering::Relaxed) + self.sockets.no_socket;
         s.stored = self.node.storage().values();
         s.listeners = self.node.storage().listeners_total();
         s.our_values = self.puts.len();

@@ -227,7 +227,7 @@ fn the_same_manifest_after_a_restart_lands_in_the_same_folder() {
     assert!(!kept_7.exists(), "forgotten once every file arrived");
 
     // A kept list naming something outside: ignored, fresh names.
-    // SECURITY: row 154
+    // SECURITY: row 158
     let kept = dir
         .path()
         .join(".ferry-partial")

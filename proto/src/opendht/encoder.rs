@@ -244,6 +244,26 @@ impl Encoder {
         })
     }
 
+    /// A listen's update (`tellListenerRefreshed`, `tellListenerExpired`): the ids of
+    /// values refreshed (`field` "re") or expired ("exp"), to the listen's socket id.
+    pub fn update(&self, sid: Tid, token: &[u8], field: &str, ids: &[u64]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.map(4 + usize::from(self.network != 0)).str("u");
+        w.map(1 + usize::from(!ids.is_empty()) + usize::from(!token.is_empty()));
+        w.str("id").bin(&self.id.0);
+        if !token.is_empty() {
+            w.str("token").bin(token);
+        }
+        if !ids.is_empty() {
+            w.str(field).array(ids.len());
+            for id in ids {
+                w.uint(*id);
+            }
+        }
+        self.trailer(&mut w, sid, "r");
+        w.buf
+    }
+
     /// An error answering the request `tid` (`sendError`, with our id).
     pub fn error(&self, tid: Tid, code: u16, text: &str) -> Vec<u8> {
         let mut w = Writer::new();

@@ -102,6 +102,7 @@ impl Node {
             return;
         }
         let Some(sender) = m.id else { return };
+        self.reach.request_from(from);
         self.heard(now, sender, from, false);
         let tid = m.tid;
         match m.kind {
@@ -208,6 +209,7 @@ impl Node {
                     return;
                 }
                 let answer = if self.storage.refresh(now, &key, vid) {
+                    self.tell_listeners_update(key, "re", vid);
                     self.enc.value_announced(tid, vid, from)
                 } else {
                     self.enc.error(tid, ERROR_NOT_FOUND, "Storage not found")
@@ -232,6 +234,16 @@ impl Node {
         self.reply(to, packets.message);
         for p in packets.parts {
             self.reply(to, p);
+        }
+    }
+
+    /// Tells `key`'s listeners that a value was refreshed (`re`) or expired (`exp`), as
+    /// `tellListenerRefreshed` / `tellListenerExpired` do.
+    pub(super) fn tell_listeners_update(&mut self, key: InfoHash, field: &str, vid: u64) {
+        for (who, sid) in self.storage.listeners(&key) {
+            let token = Node::token(&self.secret, &who);
+            let u = self.enc.update(sid, &token, field, &[vid]);
+            self.reply(who, u);
         }
     }
 

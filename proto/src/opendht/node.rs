@@ -18,14 +18,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::InfoHash;
-use super::constants::{
-    LISTEN_EXPIRE_TIME, MAX_ATTEMPT_COUNT, MAX_RESPONSE_TIME, MAX_SEARCHES, REANNOUNCE_MARGIN,
-    SEARCH_NODES, TOKEN_ROTATION, VALUE_EXPIRATION,
-};
+use super::constants::{MAX_ATTEMPT_COUNT, MAX_RESPONSE_TIME, TOKEN_ROTATION};
 use super::message::{Encoder, Kind, Message, NodeInfo, Tid, Want};
 use super::parts::{Outcome, Reassembly};
 use super::routing::{Insert, RoutingTable};
 use super::search::{Op, Search, SearchId};
+
 use super::storage::Storage;
 use super::value::Value;
 use crate::rng::SeededRng;
@@ -109,6 +107,27 @@ pub(super) enum Purpose {
     Lookup(SearchId),
     /// A search's `put` or `listen`.
     Store(SearchId),
+    /// A search's `refresh` of a value the node holds.
+    Refresh(SearchId),
+}
+
+/// Counters of what our searches sent (how our values and listens were kept alive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// `get`s of our lookups.
+    pub gets_sent: u64,
+    /// `put`s of a whole value.
+    pub puts_sent: u64,
+    /// `refresh`es of a value a node holds.
+    pub refreshes_sent: u64,
+    /// `listen`s (first ones and renewals).
+    pub listens_sent: u64,
+    /// `refresh`es a node answered with an error (it had lost the value: put again).
+    pub refreshes_refused: u64,
+    /// Changed values pushed to our listens (an id given before, new content).
+    pub updates_heard: u64,
+    /// `u` messages (refreshed or expired ids) to our listens.
+    pub value_updates_heard: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +175,9 @@ pub struct Node {
     pub(super) out: VecDeque<Datagram>,
     pub(super) events: VecDeque<Event>,
     pub(super) dropped: Dropped,
-    next_search: u64,
+    pub(super) counters: Sent,
+    pub(super) reach: super::reach::Reach,
+    pub(super) next_search: u64,
 }
 
 /// How often the routing tables are checked for dubious nodes to ping.
@@ -188,6 +209,8 @@ impl Node {
             out: VecDeque::new(),
             events: VecDeque::new(),
             dropped: Dropped::default(),
+            counters: Sent::default(),
+            reach: super::reach::Reach::default(),
             next_search: 0,
             rng,
         }
@@ -213,6 +236,16 @@ impl Node {
     /// What was dropped, by reason.
     pub fn dropped(&self) -> &Dropped {
         &self.dropped
+    }
+
+    /// What the network told us about ourselves: our public address, strangers reaching us.
+    pub fn reach(&self) -> &super::reach::Reach {
+        &self.reach
+    }
+
+    /// What our searches sent and heard.
+    pub fn sent(&self) -> &Sent {
+        &self.counters
     }
 
     /// Our requests in flight.
@@ -304,7 +337,7 @@ impl Node {
     fn process(&mut self, now: Instant, from: SocketAddr, m: Message) {
         match m.kind {
             Some(Kind::Reply | Kind::Error) => self.on_reply(now, from, m),
-            Some(Kind::ValueUpdate) => {}
+            Some(Kind::ValueUpdate) => self.on_update(m),
             Some(_) => self.on_request(now, from, m),
             None => {}
         }
@@ -331,7 +364,9 @@ impl Node {
                 }
             }
         }
-        self.storage.expire(now);
+        for (key, vid) in self.storage.expire(now) {
+            self.tell_listeners_update(key, "exp", vid);
+        }
         self.dropped.parts_expired += self.parts.expire(now) as u64;
         let due: Vec<Tid> = self
             .requests
@@ -355,22 +390,7 @@ impl Node {
                 self.expired(now, p);
             }
         }
-        let rounds: Vec<SearchId> = self
-            .searches
-            .values()
-            .filter(|s| s.next_round.is_some_and(|t| now >= t))
-            .map(|s| s.id)
-            .collect();
-        for id in rounds {
-            let Some(key) = self.searches.get(&id).map(|s| s.key) else {
-                continue;
-            };
-            let known = self.closest(now, &key, SEARCH_NODES);
-            if let Some(s) = self.searches.get_mut(&id) {
-                s.restart(known);
-            }
-            self.step(now, id);
-        }
+        self.due_rounds(now);
     }
 
     /// The next datagram to send.
@@ -390,10 +410,9 @@ impl Node {
             .values()
             .map(|p| p.sent + MAX_RESPONSE_TIME)
             .min();
-        let rounds = self.searches.values().filter_map(|s| s.next_round).min();
         [
             resend,
-            rounds,
+            self.next_round(),
             self.storage.next_expiry(),
             self.parts.next_timeout(),
             self.next_rotation,
@@ -454,6 +473,7 @@ impl Node {
         purpose: Purpose,
         packets: Vec<Vec<u8>>,
     ) {
+        self.reach.contacted(to);
         for data in &packets {
             self.out.push_back(Datagram {
                 addr: to,
@@ -469,119 +489,6 @@ impl Node {
             attempts: 1,
         };
         self.requests.insert(tid, pending);
-    }
-
-    pub(super) fn start_search(&mut self, now: Instant, key: InfoHash, op: Op) -> Option<SearchId> {
-        if self.searches.len() >= MAX_SEARCHES {
-            self.dropped.searches_refused += 1;
-            return None;
-        }
-        self.next_search += 1;
-        let id = SearchId(self.next_search);
-        let known = self.closest(now, &key, SEARCH_NODES);
-        self.searches.insert(id, Search::new(id, key, op, known));
-        self.step(now, id);
-        Some(id)
-    }
-
-    /// Sends what a search needs next: lookups, then its put or listen.
-    pub(super) fn step(&mut self, now: Instant, id: SearchId) {
-        let Some(search) = self.searches.get_mut(&id) else {
-            return;
-        };
-        let key = search.key;
-        let asks = search.next_requests();
-        let stores = search.next_stores();
-        let op = search.op.clone();
-        for n in asks {
-            let tid = self.new_tid();
-            let data = self.enc.get(tid, key, self.want);
-            self.send_request(
-                now,
-                tid,
-                n.addr,
-                Some(n.id),
-                Purpose::Lookup(id),
-                vec![data],
-            );
-        }
-        for (n, token) in stores {
-            let tid = self.new_tid();
-            let packets = match &op {
-                Op::Put(value) => {
-                    let p = self.enc.put(tid, key, value, &token);
-                    std::iter::once(p.message).chain(p.parts).collect()
-                }
-                Op::Listen => {
-                    let sid = self.socket_for(id);
-                    vec![self.enc.listen(tid, key, &token, sid)]
-                }
-                Op::Get => continue,
-            };
-            self.send_request(now, tid, n.addr, Some(n.id), Purpose::Store(id), packets);
-        }
-        self.settle(now, id);
-    }
-
-    fn socket_for(&mut self, search: SearchId) -> Tid {
-        if let Some((sid, _)) = self.sockets.iter().find(|(_, s)| **s == search) {
-            return *sid;
-        }
-        let sid = self.new_tid();
-        self.sockets.insert(sid, search);
-        sid
-    }
-
-    /// Reports a search's round once it is over, and schedules the next one.
-    pub(super) fn settle(&mut self, now: Instant, id: SearchId) {
-        let Some(s) = self.searches.get_mut(&id) else {
-            return;
-        };
-        if !s.synced() || s.next_round.is_some() {
-            return;
-        }
-        let in_flight = self
-            .requests
-            .values()
-            .any(|p| p.purpose == Purpose::Store(id) || p.purpose == Purpose::Lookup(id));
-        match &s.op {
-            Op::Get => {
-                if in_flight
-                    && !s
-                        .nodes
-                        .iter()
-                        .all(|n| n.state != super::search::NodeState::Asked)
-                {
-                    return;
-                }
-                let answered = s
-                    .nodes
-                    .iter()
-                    .filter(|n| n.state == super::search::NodeState::Replied)
-                    .count();
-                self.searches.remove(&id);
-                self.events.push_back(Event::GetDone {
-                    search: id,
-                    answered,
-                });
-            }
-            Op::Put(_) => {
-                if !s.stores_settled() {
-                    return;
-                }
-                self.events.push_back(Event::Stored {
-                    search: id,
-                    nodes: s.acks(),
-                });
-                s.next_round = Some(now + VALUE_EXPIRATION - REANNOUNCE_MARGIN);
-            }
-            Op::Listen => {
-                if !s.stores_settled() {
-                    return;
-                }
-                s.next_round = Some(now + LISTEN_EXPIRE_TIME - REANNOUNCE_MARGIN);
-            }
-        }
     }
 
     /// Whether `addr` is the address the requester has (used by tokens).

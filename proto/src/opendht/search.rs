@@ -8,8 +8,17 @@
 //! sends the value with each node's token to those nodes; a listen registers with the
 //! `LISTEN_NODES` closest. This module keeps the state and decides the next requests;
 //! the node ([`super::node`]) sends them and feeds the answers back.
+//!
+//! Keeping things alive is done as 2.4.12's `searchSendAnnounceValue` and
+//! `searchSynchedNodeListen` do: a node whose `get` reply of this round carried our value
+//! unchanged gets a `refresh` of the value's id, not the whole value again (OpenDHT asks a
+//! probe query for the id and `seq`; we read the whole reply). A confirmation of an earlier
+//! round is not enough: `dhtnode` 2.4.12 confirms a refresh of any id under a key it
+//! stores, even one it lost; a listen is renewed by sending `listen` again, with the same
+//! socket id, to the nodes that confirmed it, without a new lookup (a full lookup runs
+//! only every `NODE_EXPIRE_TIME`, when OpenDHT's search nodes stop being synced).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::InfoHash;
@@ -58,6 +67,20 @@ pub struct SearchNode {
     pub sent: bool,
     /// It confirmed our put or listen.
     pub acked: bool,
+    /// Its `get` reply of this round carried our value unchanged: a `refresh` keeps it, the
+    /// value need not travel again.
+    pub holds: bool,
+}
+
+/// What goes to one node once a search is synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// The node.
+    pub info: NodeInfo,
+    /// The write token its `get` reply gave.
+    pub token: Vec<u8>,
+    /// A `refresh` of our value's id rather than a `put` of the value.
+    pub refresh: bool,
 }
 
 /// One search.
@@ -71,14 +94,22 @@ pub struct Search {
     pub op: Op,
     /// Closest first, at most `SEARCH_NODES`.
     pub nodes: Vec<SearchNode>,
-    /// Value ids already given to the application.
-    pub seen: BTreeSet<u64>,
-    /// When the current round (a lookup, and what follows) is to start again: a put's
-    /// re-announce, a listen's renewal.
+    /// Values already given to the application: id → SHA-256 of the packed value, so a
+    /// value its owner changed (same id, new content) is given again, as `Dht::get` does.
+    pub seen: BTreeMap<u64, [u8; 32]>,
+    /// When the whole round (a lookup, and what follows) is to start again: a put's
+    /// re-announce, a listen's new lookup.
     pub next_round: Option<Instant>,
-    /// The application was told the lookup is done (once per search).
-    pub reported: bool,
+    /// When a listen is sent again to the nodes that confirmed it (no lookup).
+    pub next_renew: Option<Instant>,
+    /// This round's put or listen is over and was reported.
+    pub settled: bool,
 }
+
+/// Values one search remembers having given (a hostile node could push values without
+/// end under new ids): past this, the oldest id is forgotten.
+// SECURITY: row 154
+pub const MAX_SEEN: usize = 4096;
 
 impl Search {
     /// A search for `key`, starting from the nodes we know closest to it.
@@ -88,9 +119,10 @@ impl Search {
             key,
             op,
             nodes: Vec::new(),
-            seen: BTreeSet::new(),
+            seen: BTreeMap::new(),
             next_round: None,
-            reported: false,
+            next_renew: None,
+            settled: false,
         };
         for n in known {
             s.insert(n);
@@ -117,6 +149,7 @@ impl Search {
                 token: Vec::new(),
                 sent: false,
                 acked: false,
+                holds: false,
             },
         );
         self.nodes.truncate(SEARCH_NODES);
@@ -170,6 +203,55 @@ impl Search {
         }
     }
 
+    /// `id`'s `get` reply carried our value as it is: a `refresh` will do.
+    pub fn holds(&mut self, id: &InfoHash) {
+        if let Some(n) = self.node(id) {
+            n.holds = true;
+        }
+    }
+
+    /// `id` answered our `refresh` with an error (it lost the value): the value goes to it
+    /// again whole, in this round.
+    pub fn lost(&mut self, id: &InfoHash) {
+        if let Some(n) = self.node(id) {
+            n.holds = false;
+            n.sent = false;
+        }
+    }
+
+    /// Whether `values` (a `get` reply's) holds what we put, unchanged.
+    pub fn carries_ours(&self, values: &[Value]) -> bool {
+        match &self.op {
+            Op::Put(ours) => values
+                .iter()
+                .any(|v| v.id == ours.id && v.data == ours.data),
+            _ => false,
+        }
+    }
+
+    /// Whether `packed` is new to the application (an id not given yet, or given with
+    /// other content); remembers it.
+    pub fn fresh(&mut self, id: u64, packed: &[u8]) -> bool {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(packed).into();
+        if self.seen.get(&id) == Some(&digest) {
+            return false;
+        }
+        if !self.seen.contains_key(&id) && self.seen.len() >= MAX_SEEN {
+            self.seen.pop_first();
+        }
+        self.seen.insert(id, digest);
+        true
+    }
+
+    /// The listened node says these values expired: forgotten, so that a value put again
+    /// under the same id is given again.
+    pub fn expired_values(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.seen.remove(id);
+        }
+    }
+
     /// The closest `count` nodes that did not fail.
     fn target(&self, count: usize) -> impl Iterator<Item = &SearchNode> {
         self.nodes
@@ -198,9 +280,8 @@ impl Search {
         }
     }
 
-    /// Once synced: the nodes to send our put or listen to now (with their tokens),
-    /// marked sent.
-    pub fn next_stores(&mut self) -> Vec<(NodeInfo, Vec<u8>)> {
+    /// Once synced: the nodes to send our put (or refresh) or listen to now, marked sent.
+    pub fn next_stores(&mut self) -> Vec<Store> {
         if matches!(self.op, Op::Get) || !self.synced() {
             return Vec::new();
         }
@@ -214,7 +295,11 @@ impl Search {
         {
             if !n.sent {
                 n.sent = true;
-                out.push((n.info, n.token.clone()));
+                out.push(Store {
+                    info: n.info,
+                    token: n.token.clone(),
+                    refresh: n.holds && matches!(self.op, Op::Put(_)),
+                });
             }
         }
         out
@@ -233,10 +318,12 @@ impl Search {
             .all(|n| n.acked || n.state == NodeState::Failed)
     }
 
-    /// Starts a new round: every node is asked again (a re-announce or renewal).
+    /// Starts a new round: every node is asked again (a re-announce, a listen's new
+    /// lookup); whether it holds our value, its reply will tell.
     pub fn restart(&mut self, known: Vec<NodeInfo>) {
         for n in &mut self.nodes {
             n.state = NodeState::Candidate;
+            n.holds = false;
             n.sent = false;
             n.acked = false;
         }
@@ -244,6 +331,20 @@ impl Search {
             self.insert(n);
         }
         self.next_round = None;
+        self.next_renew = None;
+        self.settled = false;
+    }
+
+    /// Renews a listen without a lookup: `listen` goes again to the nodes it went to.
+    pub fn renew(&mut self) {
+        for n in &mut self.nodes {
+            if n.sent {
+                n.sent = false;
+                n.acked = false;
+            }
+        }
+        self.next_renew = None;
+        self.settled = false;
     }
 }
 
@@ -302,5 +403,20 @@ mod tests {
             s.failed(&n.id);
         }
         assert!(s.synced(), "every node failed: nothing more to learn");
+    }
+
+    // SECURITY: row 154
+    #[test]
+    fn what_a_search_remembers_is_bounded_and_a_change_is_given_again() {
+        let mut s = Search::new(SearchId(1), InfoHash([0; 20]), Op::Listen, vec![]);
+        assert!(s.fresh(1, b"a"));
+        assert!(!s.fresh(1, b"a"), "the same value is given once");
+        assert!(s.fresh(1, b"b"), "its owner changed it: given again");
+        s.expired_values(&[1]);
+        assert!(s.fresh(1, b"b"), "expired, then put again: given again");
+        for id in 2..(MAX_SEEN as u64 * 3) {
+            s.fresh(id, b"flood");
+        }
+        assert_eq!(s.seen.len(), MAX_SEEN);
     }
 }

@@ -4,7 +4,11 @@
 //! refresh. A value is at most `MAX_VALUE_SIZE` (64 KiB); a key holds at most
 //! `MAX_VALUES_PER_KEY` values, the store `MAX_HASHES` keys and `MAX_STORE_SIZE` bytes,
 //! and one address at most `MAX_STORE_PER_ADDRESS` bytes (OpenDHT's `store_quota`). A put
-//! of an id already stored replaces the value (its bytes charged to the new putter).
+//! of an id already stored with the same content refreshes it; with other content it is an
+//! edit, allowed only from the address that stored the value (its owner, as far as an
+//! unsigned value has one: OpenDHT 2.4.12 refuses every edit of an unsigned value, and
+//! allows a signed one only from its owner with a higher `seq`, which we cannot check
+//! without its signatures).
 //! Listeners (address and socket id) last `LISTEN_EXPIRE_TIME` unless renewed.
 
 use core::net::{IpAddr, SocketAddr};
@@ -49,6 +53,8 @@ pub enum Refusal {
     StoreFull,
     /// The putter's address holds `MAX_STORE_PER_ADDRESS` bytes.
     AddressQuota,
+    /// Other content under the id of a value another address stored.
+    NotOwner,
 }
 
 /// The store.
@@ -134,6 +140,10 @@ impl Storage {
             }
             return Ok(false);
         }
+        // SECURITY: row 157
+        if old.is_some_and(|(owner, _, _)| owner != from) {
+            return Err(Refusal::NotOwner);
+        }
         let freed = old.map_or(0, |(_, len, _)| len);
         let freed_here = old
             .filter(|(f, _, _)| *f == from)
@@ -200,10 +210,12 @@ impl Storage {
             .unwrap_or_default()
     }
 
-    /// Forgets expired values and listeners; returns how many values expired.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Forgets expired values and listeners; returns the values that expired (key, id),
+    /// for their listeners to be told.
+    pub fn expire(&mut self, now: Instant) -> Vec<(InfoHash, u64)> {
         let mut gone = Vec::new();
-        for k in self.keys.values_mut() {
+        let mut ids = Vec::new();
+        for (key, k) in &mut self.keys {
             k.listeners.retain(|_, until| now < *until);
             let expired: Vec<u64> = k
                 .values
@@ -214,6 +226,7 @@ impl Storage {
             for id in expired {
                 if let Some(s) = k.values.remove(&id) {
                     gone.push((s.from, s.value.packed.len()));
+                    ids.push((*key, id));
                 }
             }
         }
@@ -222,7 +235,7 @@ impl Storage {
         for (from, len) in &gone {
             self.uncharge(*from, *len);
         }
-        gone.len()
+        ids
     }
 
     /// When the next value or listener expires.
@@ -255,8 +268,8 @@ mod tests {
         assert_eq!(s.store(now, key, v.clone(), ALICE), Ok(true));
         let later = now + VALUE_EXPIRATION / 2;
         assert_eq!(s.store(later, key, v, ALICE), Ok(false));
-        assert_eq!(s.expire(now + VALUE_EXPIRATION), 0);
-        assert_eq!(s.expire(later + VALUE_EXPIRATION), 1);
+        assert_eq!(s.expire(now + VALUE_EXPIRATION), vec![]);
+        assert_eq!(s.expire(later + VALUE_EXPIRATION), vec![(key, 1)]);
         assert_eq!((s.values(), s.bytes(), s.keys()), (0, 0, 0));
     }
 
@@ -299,5 +312,23 @@ mod tests {
             assert!(s.listen(now, key, "10.0.0.3:1".parse().expect("addr"), sid));
         }
         assert!(!s.listen(now, key, "10.0.0.3:1".parse().expect("addr"), 9999));
+    }
+
+    // SECURITY: row 157
+    #[test]
+    fn only_the_address_that_stored_a_value_changes_it() {
+        let now = Instant::now();
+        let mut s = Storage::new();
+        let key = InfoHash([3; 20]);
+        let v = |data: &[u8]| Value::new(7, 0, data.to_vec());
+        assert_eq!(s.store(now, key, v(b"mine"), ALICE), Ok(true));
+        assert_eq!(s.store(now, key, v(b"theirs"), BOB), Err(Refusal::NotOwner));
+        assert_eq!(s.get(&key)[0].data, b"mine");
+        // The same content from anyone only refreshes it.
+        assert_eq!(s.store(now, key, v(b"mine"), BOB), Ok(false));
+        // Its owner's new content replaces it.
+        assert_eq!(s.store(now, key, v(b"mine, again"), ALICE), Ok(true));
+        assert_eq!(s.get(&key)[0].data, b"mine, again");
+        assert_eq!(s.bytes(), v(b"mine, again").packed.len());
     }
 }

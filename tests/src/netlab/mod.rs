@@ -302,6 +302,22 @@ impl Lab {
                 "dev",
                 &uplink,
             ]);
+            // A server of the public segment bound to every address (`dhtnode`, any UDP
+            // service) answers from the address the kernel picks: toward a router, by
+            // default the link's own address, not the one it was asked on, and the router's
+            // NAT drops an answer from an address its host never wrote to. A real server of
+            // one address has no such choice: the route says to answer from the servers'.
+            ip(&[
+                "-n",
+                &public,
+                "route",
+                "replace",
+                &format!("{n1}.{n2}.{i}.0/24"),
+                "dev",
+                &uplink,
+                "src",
+                &TURN_ADDRS[0].to_string(),
+            ]);
             let wan = self.router_public(side);
             ip(&[
                 "-n",
@@ -360,7 +376,10 @@ impl Lab {
                 // A public host network: the public segment routes it to its router.
                 let o = host_ip.octets();
                 let net = format!("{}.{}.{}.0/24", o[0], o[1], o[2]);
-                ip(&["-n", &public, "route", "add", &net, "via", &wan.to_string()]);
+                let (via, src) = (wan.to_string(), TURN_ADDRS[0].to_string());
+                ip(&[
+                    "-n", &public, "route", "add", &net, "via", &via, "src", &src,
+                ]);
             }
             nft(&router, &self.nat(side).ruleset());
         }

@@ -1,6 +1,7 @@
 //! The native service on loopback: three of its nodes, and a network that never answers.
 
 use super::*;
+use std::net::UdpSocket;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 

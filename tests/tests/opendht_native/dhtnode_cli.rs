@@ -1,0 +1,86 @@
+//! One `dhtnode` with its command line on a pipe: started (in this namespace or a named
+//! one), given commands, its output waited for; killed when dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::PATIENCE;
+
+/// One `dhtnode` with its command line on a pipe; killed when dropped.
+pub(crate) struct DhtNodeCli {
+    child: Child,
+    stdin: ChildStdin,
+    out: Arc<Mutex<String>>,
+}
+
+impl DhtNodeCli {
+    pub(crate) fn start(args: &[&str]) -> DhtNodeCli {
+        DhtNodeCli::start_in(None, args)
+    }
+
+    /// Starts it in the named network namespace `ns` (`ip netns exec`), or in this one.
+    pub(crate) fn start_in(ns: Option<&str>, args: &[&str]) -> DhtNodeCli {
+        let mut command = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/bin/dhtnode"]);
+                c
+            }
+            None => Command::new("/usr/bin/dhtnode"),
+        };
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dhtnode starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let out = Arc::new(Mutex::new(String::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().expect("lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        DhtNodeCli { child, stdin, out }
+    }
+
+    pub(crate) fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("dhtnode reads its command");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Waits until its output after `from` contains `what`; returns that output.
+    pub(crate) fn wait_for(&self, from: usize, what: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let out = self.out.lock().expect("lock").clone();
+            if out.get(from..).is_some_and(|s| s.contains(what)) {
+                return out[from..].to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dhtnode never printed {what:?}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn output_len(&self) -> usize {
+        self.out.lock().expect("lock").len()
+    }
+}
+
+impl Drop for DhtNodeCli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
