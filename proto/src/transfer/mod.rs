@@ -93,6 +93,15 @@ pub enum Input {
 pub enum Output {
     /// Queue bytes on the stream.
     Send(Bytes),
+    /// Queue a DATA frame on the stream: its header, then the file's bytes, the same bytes as
+    /// a [`Send`](Output::Send) of both. Apart, so that the owner seals them into TLS records
+    /// as they are instead of copying the file's bytes behind the header first.
+    SendData {
+        /// The frame's header ([`frame::data_header`]).
+        header: [u8; frame::FRAME_HEADER],
+        /// The payload, as the file read gave it.
+        data: Bytes,
+    },
     /// The transfer is done with the stream: close it once the queue is sent.
     Close,
     /// Abort the stream (Jami's raw form has no other way to cancel).
