@@ -59,7 +59,7 @@ pub const LINGER: Duration = Duration::from_secs(30);
 pub const SEND_WINDOW: usize = 256 * 1024;
 /// Most bytes a receiver has asked to write and not yet seen written; past it, it pauses
 /// reading until the disk catches up.
-pub const WRITE_WINDOW: usize = 1024 * 1024;
+pub const WRITE_WINDOW: usize = 512 * 1024;
 
 /// Which form of the protocol a side offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
