@@ -20,7 +20,8 @@
 //! most what the endpoint sent and `Writable` has not returned (its send window), the file
 //! thread's queue what the endpoint asked and was not answered (its read and write windows),
 //! and what a paused connection holds back is what its reader had read before it stopped (at
-//! most the runtime's socket queue).
+//! most [`READS_IN_FLIGHT`](crate::buffers::READS_IN_FLIGHT) reads: a reader reports no more
+//! until the shell hands earlier ones to the endpoint, see [`SocketEvent::Received`]).
 //!
 //! It is not sans-IO, unlike the endpoint it wraps: it binds listeners and starts connects
 //! itself ([`net::listener`], [`net::start_connect`]) before handing the sockets to the
