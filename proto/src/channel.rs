@@ -350,21 +350,37 @@ impl Mux {
         Ok(())
     }
 
-    /// Like [`send`](Self::send), without copying: the units that carry `data` on an open
-    /// channel, each as its header and its piece of `data`, for the caller to write in order
-    /// (after whatever [`poll_transmit`](Self::poll_transmit) still holds).
+    /// Like [`send`](Self::send) of the bytes of `parts` one after the other, without copying:
+    /// the units that carry them on an open channel, each as its header and its pieces of
+    /// `parts` (cut at [`MAX_UNIT`] as `send` cuts the joined bytes), for the caller to write
+    /// in order (after whatever [`poll_transmit`](Self::poll_transmit) still holds).
     pub fn units<'a>(
         &self,
         channel: ChannelId,
-        data: &'a [u8],
-    ) -> Result<Vec<(UnitHeader, &'a [u8])>, ChannelError> {
+        parts: &[&'a [u8]],
+    ) -> Result<Vec<Unit<'a>>, ChannelError> {
         if !self.sendable(channel) {
             return Err(ChannelError::NotOpen(channel));
         }
-        Ok(data
-            .chunks(MAX_UNIT)
-            .map(|piece| (UnitHeader::new(channel, piece.len()), piece))
-            .collect())
+        let mut units = Vec::new();
+        let (mut pieces, mut len) = (Vec::new(), 0);
+        for part in parts {
+            let mut rest: &'a [u8] = part;
+            while !rest.is_empty() {
+                let (piece, after) = rest.split_at(rest.len().min(MAX_UNIT - len));
+                pieces.push(piece);
+                len += piece.len();
+                rest = after;
+                if len == MAX_UNIT {
+                    units.push((UnitHeader::new(channel, len), std::mem::take(&mut pieces)));
+                    len = 0;
+                }
+            }
+        }
+        if len > 0 {
+            units.push((UnitHeader::new(channel, len), pieces));
+        }
+        Ok(units)
     }
 
     /// Whether bytes may go on `channel`: open and not ended by us, or asked for with
@@ -738,6 +754,9 @@ pub fn encode_unit(channel: ChannelId, data: &[u8], out: &mut BytesMut) {
 
 /// Longest unit header: fixarray, `0xcd` + u16 channel, `0xc6` + u32 length.
 const MAX_HEADER: usize = 9;
+
+/// A unit to write: its header, and the pieces of the caller's bytes it carries, in order.
+pub type Unit<'a> = (UnitHeader, Vec<&'a [u8]>);
 
 /// The bytes before a unit's data, in msgpack's shortest forms, so that the data itself can
 /// be handed on without being copied next to them.

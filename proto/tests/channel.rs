@@ -94,22 +94,37 @@ fn units_written_beside_their_data_are_the_units_send_writes() {
     carry(&mut c, &mut s, 1000);
     s.accept(*T0, ch).expect("offered");
     carry(&mut s, &mut c, 1000);
-    for len in [1, 255, 256, MAX_UNIT, MAX_UNIT + 1, 3 * MAX_UNIT + 7] {
-        let data = vec![9u8; len];
-        let joined: Vec<u8> = c
-            .units(ch, &data)
-            .expect("open")
-            .iter()
-            .flat_map(|(header, piece)| [header.as_bytes(), piece].concat())
-            .collect();
-        c.send(*T0, ch, &data).expect("open");
-        let sent: Vec<u8> = std::iter::from_fn(|| c.poll_transmit())
-            .flat_map(|t| t.to_vec())
-            .collect();
-        assert_eq!(joined, sent, "{len} bytes");
+    for len in [
+        1,
+        255,
+        256,
+        MAX_UNIT,
+        MAX_UNIT + 1,
+        MAX_UNIT + 6,
+        3 * MAX_UNIT + 7,
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        // In pieces cut anywhere (a DATA frame's header before its file bytes, say): the
+        // same bytes as `send` of the whole.
+        for cut in [0, 1, 5, len / 2, len].map(|cut| cut.min(len)) {
+            let parts = [&data[..cut], &data[cut..]];
+            let joined: Vec<u8> = c
+                .units(ch, &parts)
+                .expect("open")
+                .iter()
+                .flat_map(|(header, pieces)| [&[header.as_bytes()][..], pieces].concat())
+                .flatten()
+                .copied()
+                .collect();
+            c.send(*T0, ch, &data).expect("open");
+            let sent: Vec<u8> = std::iter::from_fn(|| c.poll_transmit())
+                .flat_map(|t| t.to_vec())
+                .collect();
+            assert_eq!(joined, sent, "{len} bytes cut at {cut}");
+        }
     }
     assert_eq!(
-        c.units(ch + 2, b"x").err(),
+        c.units(ch + 2, &[b"x"]).err(),
         Some(ChannelError::NotOpen(ch + 2))
     );
 }

@@ -19,7 +19,15 @@ fn drain_in(m: &mut Incoming) -> Vec<Output> {
 }
 
 fn drain_out(m: &mut Outgoing) -> Vec<Output> {
-    std::iter::from_fn(|| m.poll_output()).collect()
+    std::iter::from_fn(|| m.poll_output()).map(joined).collect()
+}
+
+/// A DATA frame's header and payload as the one `Send` of the stream's bytes they stand for.
+fn joined(o: Output) -> Output {
+    match o {
+        Output::SendData { header, data } => Output::Send([&header[..], &data].concat().into()),
+        o => o,
+    }
 }
 
 fn header(size: u64, offset: u64, ext: bool) -> Bytes {

@@ -13,6 +13,14 @@ use ferry_proto::transfer::{Digest, Form, Incoming, Input, Outgoing, Output, Sta
 
 const SPEC: &str = include_str!("../../PROTOCOL.md");
 
+/// A DATA frame's header and payload as the one `Send` of the stream's bytes they stand for.
+fn joined(o: Output) -> Output {
+    match o {
+        Output::SendData { header, data } => Output::Send([&header[..], &data].concat().into()),
+        o => o,
+    }
+}
+
 /// Every vector in the spec, by name.
 fn vectors() -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -210,7 +218,7 @@ fn session_with(
     for _ in 0..100 {
         let mut to_bob = Vec::new();
         let mut to_alice = Vec::new();
-        while let Some(o) = alice.poll_output() {
+        while let Some(o) = alice.poll_output().map(joined) {
             match o {
                 Output::Send(d) => {
                     a_sent.extend_from_slice(&d);
@@ -239,7 +247,7 @@ fn session_with(
                 _ => {}
             }
         }
-        while let Some(o) = bob.poll_output() {
+        while let Some(o) = bob.poll_output().map(joined) {
             match o {
                 Output::Send(d) => {
                     b_sent.extend_from_slice(&d);
@@ -402,7 +410,7 @@ fn a_peer_without_the_feature_gets_todays_reply() {
         // The raw form never resumes (resume: false): the driver empties what is held.
         let held = if header == "header-framed" { 3 } else { 0 };
         let mut sent = Vec::new();
-        while let Some(o) = bob.poll_output() {
+        while let Some(o) = bob.poll_output().map(joined) {
             match o {
                 Output::Send(d) => sent.extend_from_slice(&d),
                 Output::File(FileOp::OpenPartial { file, resume, .. }) => {
@@ -875,7 +883,7 @@ fn manifest_and_its_files() {
                 }),
             )
             .expect("opened");
-        let sent = std::iter::from_fn(|| alice.poll_output())
+        let sent = std::iter::from_fn(|| alice.poll_output().map(joined))
             .find_map(|o| match o {
                 Output::Send(bytes) => Some(bytes),
                 _ => None,

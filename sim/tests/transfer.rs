@@ -79,6 +79,10 @@ impl TransferHost {
             let Some(conn) = self.conn else { break };
             let out = match out {
                 transfer::Output::Send(data) => io::Output::Send { conn, data },
+                transfer::Output::SendData { header, data } => io::Output::Send {
+                    conn,
+                    data: [&header[..], &data].concat().into(),
+                },
                 transfer::Output::Close => io::Output::Close { conn },
                 transfer::Output::Reset => io::Output::Reset { conn },
                 transfer::Output::PauseReading => io::Output::PauseReading { conn },

@@ -140,8 +140,6 @@ fn main() {
         .unwrap_or(if counting { 64 } else { 1024 });
     let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol,tokio".into());
     if on("FERRY_BENCH_MEMORY") {
-        // smol unless asked: the tokio hub's accepts can hang (see `transfer/memory.rs`).
-        let runtimes = std::env::var("FERRY_BENCH_RUNTIMES").unwrap_or_else(|_| "smol".into());
         for runtime in runtimes.split(',') {
             memory::run(runtime);
         }

@@ -409,6 +409,9 @@ impl Pair {
     fn on_output(&mut self, from: Who, out: Output) {
         match out {
             Output::Send(data) => self.send(from, data),
+            Output::SendData { header, data } => {
+                self.send(from, [&header[..], &data].concat().into());
+            }
             Output::Close => self.close(from, "FIN", Input::StreamEnded),
             Output::Reset => self.close(from, "RST", Input::StreamReset),
             Output::PauseReading | Output::ResumeReading => {

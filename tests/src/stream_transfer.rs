@@ -84,6 +84,10 @@ impl StreamTransfer {
             let Some(output) = output else { return };
             self.out.push_back(match output {
                 transfer::Output::Send(data) => Output::Send { conn, data },
+                transfer::Output::SendData { header, data } => Output::Send {
+                    conn,
+                    data: [&header[..], &data].concat().into(),
+                },
                 transfer::Output::Close => Output::Close { conn },
                 transfer::Output::Reset => Output::Reset { conn },
                 transfer::Output::PauseReading => Output::PauseReading { conn },

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use socket2::SockRef;
 
-use crate::buffers::{BufferPool, ReadBuffer};
+use crate::buffers::{BufferPool, ReadBuffer, ReadCredits};
 use crate::net::{connect_error, finish_connect, reset_on_close};
 use crate::{Net, SocketEvent, Tag, Write, WriteQueue};
 
@@ -188,6 +188,7 @@ async fn read_loop<R: Runtime>(
     report: Sender<SocketEvent<R::Stream>>,
 ) {
     let mut on = true;
+    let credits = ReadCredits::default();
     loop {
         // The latest word on pausing wins; while paused, only that word can wake us.
         while let Ok(word) = reading.try_recv() {
@@ -218,7 +219,10 @@ async fn read_loop<R: Runtime>(
             Ok(0) => (SocketEvent::Eof { tag }, true),
             Ok(_) => {
                 let data = buf.split();
-                (SocketEvent::Received { tag, data }, false)
+                // Waits while READS_IN_FLIGHT reads are not yet handed to the core: a paused
+                // connection then holds back that many, not the whole socket queue.
+                let credit = credits.take().await;
+                (SocketEvent::Received { tag, data, credit }, false)
             }
             Err(_) => (SocketEvent::Failed { tag }, true),
         };

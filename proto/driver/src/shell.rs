@@ -8,7 +8,8 @@
 //! - names: a [`Tag`] per socket, never reused, so a late report from a stopped task is
 //!   recognised and dropped; [`ConnId::Accepted`] numbers for accepted connections;
 //! - `PauseReading`: the reader task stops, and what it had already read is held back, in
-//!   order, until `ResumeReading`;
+//!   order, until `ResumeReading`; the reader starts again once the held reads are all
+//!   delivered, so what is held never outgrows one pause's worth;
 //! - closing: a half-close is a FIN after the queued bytes; [`Input::HalfClosed`] when the peer
 //!   ends its side first, [`Input::Closed`] once both sides are done; a `Close` keeps reading
 //!   (and discarding) until the peer's FIN or [`CLOSE_LINGER`], so that unread bytes never
@@ -19,7 +20,8 @@
 //! most what the endpoint sent and `Writable` has not returned (its send window), the file
 //! thread's queue what the endpoint asked and was not answered (its read and write windows),
 //! and what a paused connection holds back is what its reader had read before it stopped (at
-//! most the runtime's socket queue).
+//! most [`READS_IN_FLIGHT`](crate::buffers::READS_IN_FLIGHT) reads: a reader reports no more
+//! until the shell hands earlier ones to the endpoint, see [`SocketEvent::Received`]).
 //!
 //! It is not sans-IO, unlike the endpoint it wraps: it binds listeners and starts connects
 //! itself ([`net::listener`], [`net::start_connect`]) before handing the sockets to the
@@ -34,6 +36,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::DhtConnection;
+use super::buffers::ReadCredit;
 use super::files::FileThread;
 use super::net;
 use ferry_proto::io::{ConnId, ConnectError, DhtKey, Endpoint, Input, ListenerId, Output};
@@ -85,6 +88,9 @@ pub enum SocketEvent<S> {
         tag: Tag,
         /// The bytes.
         data: Bytes,
+        /// Dropped once the bytes are handed to the core (or discarded): until then they
+        /// count among the reader's [`READS_IN_FLIGHT`](crate::buffers::READS_IN_FLIGHT).
+        credit: ReadCredit,
     },
     /// The writer task handed `bytes` more bytes to the system.
     Sent {
@@ -148,7 +154,8 @@ pub trait Net {
 
 /// What a reader reported while its connection was paused, kept in order.
 enum Held {
-    Data(Bytes),
+    /// The bytes, and their place among the reader's reads in flight.
+    Data(Bytes, ReadCredit),
     Eof,
 }
 
@@ -156,6 +163,8 @@ struct Open<C> {
     conn: ConnId,
     io: C,
     paused: bool,
+    /// The reader was last told to read (false from a pause until its held reads are out).
+    reading: bool,
     held: VecDeque<Held>,
     fin_asked: bool,
     fin_sent: bool,
@@ -372,13 +381,14 @@ where
                     self.feed(now, Input::ConnectFailed { conn, error });
                 }
             }
-            SocketEvent::Received { tag, data } => match self.sockets.get_mut(&tag) {
+            SocketEvent::Received { tag, data, credit } => match self.sockets.get_mut(&tag) {
                 Some(Socket::Open(o)) if o.paused || !o.held.is_empty() => {
-                    o.held.push_back(Held::Data(data));
+                    o.held.push_back(Held::Data(data, credit));
                 }
                 Some(Socket::Open(o)) => {
                     let conn = o.conn;
                     self.feed(now, Input::Received { conn, data });
+                    drop(credit);
                 }
                 _ => {} // Closing: read and discarded.
             },
@@ -550,14 +560,27 @@ where
                 continue;
             }
             let conn = o.conn;
-            let next = o.held.pop_front();
-            if !o.held.is_empty() {
-                self.resumed.push_front(tag);
-            }
-            match next {
-                Some(Held::Data(data)) => self.feed(now, Input::Received { conn, data }),
+            match o.held.pop_front() {
+                Some(Held::Data(data, credit)) => {
+                    self.feed(now, Input::Received { conn, data });
+                    drop(credit);
+                }
                 Some(Held::Eof) => self.eof(now, tag),
                 None => {}
+            }
+            // The reader starts again only once what it read before is all delivered: a
+            // reader let go while bytes are still held reads on into the queue at the
+            // socket's speed, and a connection paused again each time its bytes arrive (a
+            // receiver's write window) would grow it by every round's reads.
+            match self.sockets.get_mut(&tag) {
+                Some(Socket::Open(o)) if !o.paused && !o.held.is_empty() => {
+                    self.resumed.push_front(tag);
+                }
+                Some(Socket::Open(o)) if !o.paused && !o.reading => {
+                    o.reading = true;
+                    self.net.set_reading(&o.io, true);
+                }
+                _ => {}
             }
         }
     }
@@ -631,7 +654,10 @@ where
                 if let Some((_, o)) = open(&self.conns, &mut self.sockets, conn) {
                     if !o.paused {
                         o.paused = true;
-                        self.net.set_reading(&o.io, false);
+                        if o.reading {
+                            o.reading = false;
+                            self.net.set_reading(&o.io, false);
+                        }
                     }
                 }
             }
@@ -640,9 +666,12 @@ where
                     if o.paused {
                         o.paused = false;
                         if !o.held.is_empty() {
+                            // The reader starts again once these are delivered (`drain`).
                             self.resumed.push_back(tag);
+                        } else if !o.reading {
+                            o.reading = true;
+                            self.net.set_reading(&o.io, true);
                         }
-                        self.net.set_reading(&o.io, true);
                     }
                 }
             }
@@ -725,7 +754,7 @@ where
         if !o.fin_asked {
             self.net.shutdown_write(&o.io);
         }
-        if o.paused {
+        if !o.reading {
             self.net.set_reading(&o.io, true);
         }
         let lingering: Vec<Tag> = self
@@ -771,6 +800,7 @@ impl<C> Open<C> {
             conn,
             io,
             paused: false,
+            reading: true,
             held: VecDeque::new(),
             fin_asked: false,
             fin_sent: false,
@@ -827,11 +857,16 @@ mod tests {
     struct Script {
         out: VecDeque<Output<()>>,
         fed: Vec<Input>,
+        /// Asks to pause a connection each time it delivers bytes (a full write window).
+        pause_on_received: bool,
     }
 
     impl Endpoint for Script {
         type Event = ();
         fn handle_input(&mut self, _: Instant, input: Input) -> Result<(), ferry_proto::Error> {
+            if let (true, Input::Received { conn, .. }) = (self.pause_on_received, &input) {
+                self.out.push_back(Output::PauseReading { conn: *conn });
+            }
             self.fed.push(input);
             Ok(())
         }
@@ -906,6 +941,7 @@ mod tests {
             SocketEvent::Received {
                 tag,
                 data: data("ab"),
+                credit: ReadCredit::default(),
             },
         );
         shell.handle_socket(
@@ -913,6 +949,7 @@ mod tests {
             SocketEvent::Received {
                 tag,
                 data: data("cd"),
+                credit: ReadCredit::default(),
             },
         );
         shell.handle_socket(now, SocketEvent::Eof { tag });
@@ -941,6 +978,64 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_starts_again_only_once_its_held_reads_are_delivered() {
+        let now = Instant::now();
+        let (mut shell, _dir) = shell();
+        let (conn, tag) = open(&mut shell, now);
+        ask(&mut shell, now, Output::PauseReading { conn });
+        for d in ["ab", "cd"] {
+            shell.handle_socket(
+                now,
+                SocketEvent::Received {
+                    tag,
+                    data: data(d),
+                    credit: ReadCredit::default(),
+                },
+            );
+        }
+        // The first held read fills the write window again: paused before "cd".
+        shell.command(now, |e, _| e.pause_on_received = true);
+        ask(&mut shell, now, Output::ResumeReading { conn });
+        let received = |shell: &TestShell| {
+            (shell.endpoint().fed.iter())
+                .filter(|i| matches!(i, Input::Received { .. }))
+                .count()
+        };
+        assert_eq!(received(&shell), 1);
+        assert_eq!(
+            shell.net.calls[2..],
+            ["reading 1 false"],
+            "not let go with \"cd\" still held: it would read on into the queue"
+        );
+        // Reported by the reader before it stopped: held behind "cd".
+        let ef = data("ef");
+        shell.handle_socket(
+            now,
+            SocketEvent::Received {
+                tag,
+                data: ef,
+                credit: ReadCredit::default(),
+            },
+        );
+        shell.command(now, |e, _| e.pause_on_received = false);
+        ask(&mut shell, now, Output::ResumeReading { conn });
+        assert_eq!(
+            shell.endpoint().fed[2..],
+            [
+                Input::Received {
+                    conn,
+                    data: data("cd")
+                },
+                Input::Received {
+                    conn,
+                    data: data("ef")
+                },
+            ][..]
+        );
+        assert_eq!(shell.net.calls[2..], ["reading 1 false", "reading 1 true"]);
+    }
+
+    #[test]
     fn after_a_reset_late_reports_are_dropped() {
         let now = Instant::now();
         let (mut shell, _dir) = shell();
@@ -951,6 +1046,7 @@ mod tests {
             SocketEvent::Received {
                 tag,
                 data: data("late"),
+                credit: ReadCredit::default(),
             },
         );
         shell.handle_socket(now, SocketEvent::Failed { tag });
@@ -974,6 +1070,7 @@ mod tests {
             SocketEvent::Received {
                 tag,
                 data: data("x"),
+                credit: ReadCredit::default(),
             },
         );
         shell.handle_socket(now, SocketEvent::FinSent { tag });

@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::connector::Stage;
 use super::counters::bug;
 use super::peers::Pauser;
@@ -504,7 +502,10 @@ impl Node {
             let (connector, channel) = (slot.connector, slot.channel);
             match out {
                 transfer::Output::Send(data) => {
-                    self.channel_send(now, connector, channel, tid, data)
+                    self.channel_send(now, connector, channel, tid, &[&data])
+                }
+                transfer::Output::SendData { header, data } => {
+                    self.channel_send(now, connector, channel, tid, &[&header, &data])
                 }
                 transfer::Output::Close | transfer::Output::Reset => {
                     let ended = self
@@ -992,13 +993,13 @@ impl Node {
         id: u32,
         channel: ChannelId,
         tid: TransferId,
-        data: Bytes,
+        parts: &[&[u8]],
     ) {
-        let len = data.len();
+        let len = parts.iter().map(|p| p.len()).sum();
         let Some(c) = self.connectors.get_mut(&id) else {
             return;
         };
-        match c.send_on_channel(now, channel, &data, &mut self.bugs) {
+        match c.send_parts_on_channel(now, channel, parts, &mut self.bugs) {
             Some(Ok(())) => {}
             Some(Err(e)) => return bug(&mut self.bugs.channel_send, "channel send", &e),
             // The connection is gone: the transfer hears that from its reset.

@@ -85,6 +85,13 @@ impl fmt::Display for CancelCode {
     }
 }
 
+/// The header of a DATA frame of `len` payload bytes (at most [`MAX_DATA`]): what
+/// [`Frame::encode_into`] writes before them.
+pub fn data_header(len: usize) -> [u8; FRAME_HEADER] {
+    let [l0, l1, l2, l3] = (len as u32).to_be_bytes();
+    [DATA, l0, l1, l2, l3]
+}
+
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {

@@ -59,7 +59,7 @@ pub const LINGER: Duration = Duration::from_secs(30);
 pub const SEND_WINDOW: usize = 256 * 1024;
 /// Most bytes a receiver has asked to write and not yet seen written; past it, it pauses
 /// reading until the disk catches up.
-pub const WRITE_WINDOW: usize = 1024 * 1024;
+pub const WRITE_WINDOW: usize = 512 * 1024;
 
 /// Which form of the protocol a side offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +93,15 @@ pub enum Input {
 pub enum Output {
     /// Queue bytes on the stream.
     Send(Bytes),
+    /// Queue a DATA frame on the stream: its header, then the file's bytes, the same bytes as
+    /// a [`Send`](Output::Send) of both. Apart, so that the owner seals them into TLS records
+    /// as they are instead of copying the file's bytes behind the header first.
+    SendData {
+        /// The frame's header ([`frame::data_header`]).
+        header: [u8; frame::FRAME_HEADER],
+        /// The payload, as the file read gave it.
+        data: Bytes,
+    },
     /// The transfer is done with the stream: close it once the queue is sent.
     Close,
     /// Abort the stream (Jami's raw form has no other way to cancel).

@@ -306,12 +306,12 @@ impl Outgoing {
                 self.next_data += data.len() as u64;
                 let cost = self.wire_len(data.len());
                 self.reading = self.reading.saturating_sub(cost);
-                let wire = if self.framed {
-                    Frame::Data(data).encode()
+                if self.framed {
+                    // The header beside the file's bytes, not in front of a copy of them.
+                    self.send_data(data);
                 } else {
-                    data
-                };
-                self.send(wire);
+                    self.send(data);
+                }
                 self.unacked.push_back((self.wire_sent, self.next_data));
                 self.pump();
             }
@@ -590,6 +590,18 @@ impl Outgoing {
         self.in_flight += data.len();
         self.wire_sent += data.len() as u64;
         self.out.push_back(Output::Send(data));
+    }
+
+    /// [`send`](Self::send) of `Frame::Data(data)`, as [`Output::SendData`].
+    fn send_data(&mut self, data: Bytes) {
+        if !self.stream_open {
+            return;
+        }
+        let len = FRAME_HEADER + data.len();
+        self.in_flight += len;
+        self.wire_sent += len as u64;
+        let header = super::frame::data_header(data.len());
+        self.out.push_back(Output::SendData { header, data });
     }
 
     fn close_stream(&mut self) {

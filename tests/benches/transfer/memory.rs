@@ -18,11 +18,8 @@
 //!   the peak from `VmHWM` after resetting it (`/proc/self/clear_refs`), so a short-lived
 //!   high is not missed between samples.
 //!
-//! On smol unless `FERRY_BENCH_RUNTIMES` says otherwise: on tokio the hub's accepts have
-//! hung twice in two runs, its main thread waiting for an accept's answer and every driver
-//! thread idle in `epoll_wait`. Not proven: the test clients' loop may await the driver's
-//! answer to a command while the driver waits for room in its full event queue (256 events),
-//! which only that loop empties.
+//! On both runtimes unless `FERRY_BENCH_RUNTIMES` says otherwise. (Tokio's hub hung here
+//! until the driver stopped blocking its loop on a full event queue, `ab5f39e`.)
 //!
 //! ```sh
 //! FERRY_BENCH_MEMORY=1 cargo bench -p ferry-tests --bench transfer

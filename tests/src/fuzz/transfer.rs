@@ -185,6 +185,10 @@ impl Seen {
         for output in outputs {
             match output {
                 Output::Send(bytes) => self.sent.extend_from_slice(&bytes),
+                Output::SendData { header, data } => {
+                    self.sent.extend_from_slice(&header);
+                    self.sent.extend_from_slice(&data);
+                }
                 Output::File(FileOp::Write { offset, data, .. }) => {
                     if let Some(next) = self.next_write {
                         assert_eq!(offset, next, "writes are contiguous");

@@ -93,8 +93,20 @@ impl Connector {
         data: &[u8],
         bugs: &mut Bugs,
     ) -> Option<Result<(), ChannelError>> {
+        self.send_parts_on_channel(now, channel, &[data], bugs)
+    }
+
+    /// [`send_on_channel`](Self::send_on_channel) of the bytes of `parts` one after the
+    /// other, none copied to join them (a DATA frame's header and its file bytes).
+    pub(in crate::node) fn send_parts_on_channel(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        parts: &[&[u8]],
+        bugs: &mut Bugs,
+    ) -> Option<Result<(), ChannelError>> {
         let mux = self.mux.as_mut()?;
-        let units = match mux.units(channel, data) {
+        let units = match mux.units(channel, parts) {
             Ok(units) => units,
             Err(e) => return Some(Err(e)),
         };
@@ -110,7 +122,9 @@ impl Connector {
         // Headers written beside the data, not in front of a copy of it.
         let parts: Vec<&[u8]> = units
             .iter()
-            .flat_map(|(header, piece)| [header.as_bytes(), *piece])
+            .flat_map(|(header, pieces)| {
+                std::iter::once(header.as_bytes()).chain(pieces.iter().copied())
+            })
             .collect();
         if let Err(e) = tls.send_vectored(now, &parts) {
             bug(&mut bugs.tls_send, "TLS send", &e);
