@@ -73,6 +73,12 @@ impl DhtNodeCli {
         }
     }
 
+    /// Whether its output after `from` contains `what` (without waiting).
+    pub(crate) fn printed(&self, from: usize, what: &str) -> bool {
+        let out = self.out.lock().expect("lock");
+        out.get(from..).is_some_and(|s| s.contains(what))
+    }
+
     pub(crate) fn output_len(&self) -> usize {
         self.out.lock().expect("lock").len()
     }
