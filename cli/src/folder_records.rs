@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ferry_proto::node::{DeviceAgain, SendAgain};
@@ -25,7 +24,7 @@ use ferry_proto::transfer::TransferId;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
-use crate::records::{SourceFile, unix_now};
+use crate::records::{SourceFile, folder_failure, unix_now, write_whole};
 
 /// Most records of sends of several files kept; past it, the least recently updated go.
 pub(crate) const MAX_FOLDER_RECORDS: usize = 100;
@@ -133,13 +132,18 @@ impl FolderRecord {
         !self.devices.is_empty() && self.devices.values().all(|p| self.has_all(p))
     }
 
+    /// Each device's part, by its id (a device id that does not parse is skipped).
+    fn parts(&self) -> impl Iterator<Item = (DeviceId, &FolderPart)> {
+        self.devices
+            .iter()
+            .filter_map(|(device, part)| Some((device.parse().ok()?, part)))
+    }
+
     /// The ids to send the same entries again under ([`ferry_proto::node::Node::send_files_again`]).
     pub(crate) fn again(&self) -> SendAgain {
         let devices = self
-            .devices
-            .iter()
-            .filter_map(|(device, part)| {
-                let device: DeviceId = device.parse().ok()?;
+            .parts()
+            .map(|(device, part)| {
                 let files = self
                     .groups
                     .iter()
@@ -150,7 +154,7 @@ impl FolderRecord {
                     files,
                     verified: part.verified.iter().map(|s| id(s)).collect(),
                 };
-                Some((device, again))
+                (device, again)
             })
             .collect();
         SendAgain {
@@ -167,10 +171,8 @@ impl FolderRecord {
             .iter()
             .filter_map(|e| e.source.as_ref().map(|s| s.size))
             .collect();
-        self.devices
-            .iter()
-            .filter_map(|(device, part)| {
-                let device: DeviceId = device.parse().ok()?;
+        self.parts()
+            .map(|(device, part)| {
                 let files = self
                     .groups
                     .iter()
@@ -180,7 +182,7 @@ impl FolderRecord {
                         part.verified.contains(sub).then(|| (id(sub), *size))
                     })
                     .collect();
-                Some((device, files))
+                (device, files)
             })
             .collect()
     }
@@ -281,20 +283,9 @@ impl FolderRecords {
 
     /// Writes `record` (crash-safe: a temporary file, fsynced, renamed over the old one).
     pub(crate) fn save(&self, record: &FolderRecord) -> Result<(), Failure> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.failure("create", &e))?;
         let bytes = serde_json::to_vec(record)
             .map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.failure("write in", &e))?;
-        tmp.write_all(&bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| self.failure("write in", &e))?;
-        tmp.persist(self.dir.join(FolderRecord::file_name(&record.id)))
-            .map_err(|e| self.failure("write in", &e.error))?;
-        if let Ok(dir) = fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_whole(&self.dir, &FolderRecord::file_name(&record.id), &bytes)
     }
 
     /// Removes the least recently updated records past [`MAX_FOLDER_RECORDS`] (once per
@@ -307,10 +298,7 @@ impl FolderRecords {
     }
 
     fn failure(&self, what: &str, e: &std::io::Error) -> Failure {
-        Failure::Usage(format!(
-            "cannot {what} the records folder {}: {e}",
-            self.dir.display()
-        ))
+        folder_failure(&self.dir, what, e)
     }
 }
 

@@ -446,22 +446,33 @@ impl Records {
         }
     }
 
+    /// An unfinished send `found` (by its record `id`) is taken up only if no other `send`
+    /// holds it now: the claim and the record, or neither.
+    pub(crate) fn take_up<R>(
+        &self,
+        found: Option<R>,
+        id: impl Fn(&R) -> &str,
+    ) -> Result<(Option<Claim>, Option<R>), Failure> {
+        let Some(r) = found else {
+            return Ok((None, None));
+        };
+        match self.claim(id(&r))? {
+            Some(c) => Ok((Some(c), Some(r))),
+            None => {
+                tracing::info!(
+                    "the unfinished send {} is being taken up by another process",
+                    id(&r)
+                );
+                Ok((None, None))
+            }
+        }
+    }
+
     /// Writes `record` (crash-safe: a temporary file, fsynced, renamed over the old one).
     pub(crate) fn save(&self, record: &Record) -> Result<(), Failure> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.failure("create", &e))?;
         let bytes = serde_json::to_vec_pretty(record)
             .map_err(|e| Failure::Internal(format!("a record that is not JSON: {e}")))?;
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.failure("write in", &e))?;
-        tmp.write_all(&bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| self.failure("write in", &e))?;
-        tmp.persist(self.dir.join(record.file_name()))
-            .map_err(|e| self.failure("write in", &e.error))?;
-        // The rename is durable once the folder is.
-        if let Ok(dir) = fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        write_whole(&self.dir, &record.file_name(), &bytes)?;
         self.prune()
     }
 
@@ -475,11 +486,35 @@ impl Records {
     }
 
     fn failure(&self, what: &str, e: &std::io::Error) -> Failure {
-        Failure::Usage(format!(
-            "cannot {what} the records folder {}: {e}",
-            self.dir.display()
-        ))
+        folder_failure(&self.dir, what, e)
     }
+}
+
+/// Why the records folder `dir` could not be used.
+pub(crate) fn folder_failure(dir: &Path, what: &str, e: &std::io::Error) -> Failure {
+    Failure::Usage(format!(
+        "cannot {what} the records folder {}: {e}",
+        dir.display()
+    ))
+}
+
+/// Writes `bytes` as the file `name` in the records folder `dir` (made if missing),
+/// crash-safe: a temporary file in the same folder, fsynced, renamed over the old one, then
+/// the folder fsynced. A crash leaves the old content or the new, never half of one.
+pub(crate) fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Failure> {
+    fs::create_dir_all(dir).map_err(|e| folder_failure(dir, "create", &e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| folder_failure(dir, "write in", &e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| folder_failure(dir, "write in", &e))?;
+    tmp.persist(dir.join(name))
+        .map_err(|e| folder_failure(dir, "write in", &e.error))?;
+    // The rename is durable once the folder is.
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -103,23 +103,8 @@ pub(crate) async fn run(
     let records = Records::new(home.dir());
     let source_file = SourceFile::of(&source, &meta);
     // An unfinished send of this file is taken up only if no other `send` holds it now.
-    let mut claim = None;
-    let earlier = match records.unfinished_send(account, &source_file)? {
-        Some(r) => match records.claim(&r.id)? {
-            Some(c) => {
-                claim = Some(c);
-                Some(r)
-            }
-            None => {
-                tracing::info!(
-                    "the unfinished send {} is being taken up by another process",
-                    r.id
-                );
-                None
-            }
-        },
-        None => None,
-    };
+    let found = records.unfinished_send(account, &source_file)?;
+    let (mut claim, earlier) = records.take_up(found, |r| &r.id)?;
 
     // A sender takes no files: its driver is named a folder it never makes.
     let folder = home.dir().join("received");

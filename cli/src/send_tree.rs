@@ -139,23 +139,8 @@ pub(crate) async fn run(
     let folder_records = FolderRecords::new(home.dir());
     let records = Records::new(home.dir());
     // An unfinished send of these very entries is taken up only if no other `send` holds it.
-    let mut claim = None;
-    let earlier = match folder_records.unfinished(account, &sent_entries)? {
-        Some(r) => match records.claim(&r.id)? {
-            Some(c) => {
-                claim = Some(c);
-                Some(r)
-            }
-            None => {
-                tracing::info!(
-                    "the unfinished send {} is being taken up by another process",
-                    r.id
-                );
-                None
-            }
-        },
-        None => None,
-    };
+    let found = folder_records.unfinished(account, &sent_entries)?;
+    let (mut claim, earlier) = records.take_up(found, |r| &r.id)?;
 
     let folder = home.dir().join("received");
     let session = session::start(home, net, &folder, None, None)?;
