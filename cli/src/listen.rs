@@ -129,6 +129,15 @@ struct Offer {
 }
 
 impl Offer {
+    /// Whether it is not over, or a lost connection ended it: a connection that closes on
+    /// it is a failure to say.
+    fn cut(&self) -> bool {
+        match &self.status {
+            Some((s, r)) => !s.is_final() || *r == Some(Reason::ConnectionLost),
+            None => true,
+        }
+    }
+
     /// Whether nothing more will happen to it: it ended, and if it finished its verdict
     /// came.
     fn settled(&self) -> bool {
@@ -418,6 +427,9 @@ pub(crate) async fn run(
     // Offers waiting for an answer, asked in turn.
     let mut asking: VecDeque<TransferId> = VecDeque::new();
     let mut offers: BTreeMap<TransferId, Offer> = BTreeMap::new();
+    // Devices whose offers ended and were forgotten, until their connection closes: whether
+    // one was cut by a lost connection.
+    let mut ended_offers: BTreeMap<DeviceId, bool> = BTreeMap::new();
     // The files of offers of several files: their offer, and bytes on disk so far (one bar
     // and one line per offer, not per file).
     let mut folder_files: BTreeMap<TransferId, (TransferId, u64)> = BTreeMap::new();
@@ -447,7 +459,13 @@ pub(crate) async fn run(
             .map(|(t, _)| *t)
             .collect();
         for t in over {
-            offers.remove(&t);
+            if let Some(o) = offers.remove(&t) {
+                // Its device's connection may close later: whether this offer was cut by a
+                // lost connection is all that is kept of it.
+                if let Some(device) = o.device {
+                    *ended_offers.entry(device).or_insert(false) |= o.cut();
+                }
+            }
             report.forget(t);
         }
         if options.once
@@ -687,14 +705,14 @@ pub(crate) async fn run(
                     }
                     Event::Connected { device, path } => report.connected(&device, &path),
                     Event::PeerUnreachable { device, reason } => {
-                        let (mut cut, mut any) = (false, false);
+                        let (mut cut, mut any) = match ended_offers.remove(&device) {
+                            Some(cut) => (cut, true),
+                            None => (false, false),
+                        };
                         for o in offers.values_mut().filter(|o| o.device == Some(device)) {
                             o.peer_gone = true;
                             any = true;
-                            cut |= match &o.status {
-                                Some((s, r)) => !s.is_final() || *r == Some(Reason::ConnectionLost),
-                                None => true,
-                            };
+                            cut |= o.cut();
                         }
                         // A sender closing once its transfers are over (done or refused) is
                         // no failure, whatever the close looked like; one that vanished

@@ -339,3 +339,34 @@ fn listen_receives_into_the_current_folder_unless_others_can_write_there() {
     let _ = finish(child);
     assert!(std::fs::read(here.join("letter.txt")).is_ok_and(|b| b.len() == 5000));
 }
+
+/// A listener that runs across two sends from one device says nothing of the first
+/// connection closing once its file arrived (its offer was already forgotten: a listener
+/// keeps none per finished offer); it is no failure.
+#[test]
+fn a_sender_closing_after_its_file_arrived_is_no_failure_for_a_running_listener() {
+    let w = World::new(LIMIT);
+    w.account("alice");
+    let bob = w.account("bob");
+    let into = w.path("in");
+    let (mut listen, rx) = listener(&w, "bob", &into, &["--accept-all"]);
+    for n in 0..2 {
+        let file = w.path(&format!("f{n}.bin"));
+        make_file(&file, 10_000);
+        let sent = w.run("alice", &["send", &file.to_string_lossy(), "--to", &bob]);
+        assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
+    }
+    // The second file's verdict comes after the first connection closed.
+    let mut seen = Vec::new();
+    loop {
+        let v = rx.recv_timeout(LIMIT).expect("the listener goes on");
+        let second = v["event"] == "verified" && v["name"] == "f1.bin";
+        seen.push(v);
+        if second {
+            break;
+        }
+    }
+    kill(&mut listen);
+    let failed = events(&seen, "connection_failed");
+    assert!(failed.is_empty(), "{failed:?}");
+}
