@@ -1,7 +1,7 @@
 //! `ferry send PATH…` with folders, between two real processes (`PROTOCOL.md` §14): a tree
-//! with nested and empty folders, a few hundred small files and a large one, and a file
-//! beside it, arrive as one offer, byte for byte, with the tree's shape; a symlink inside the
-//! folder is left out and said.
+//! with nested and empty folders, 1,000 small files and two large ones, and a file beside
+//! it, arrive as one offer, byte for byte, with the tree's shape; a symlink inside the folder
+//! is left out and said. A folder send killed half-way and run again resumes per file.
 
 mod common;
 
@@ -15,7 +15,7 @@ use common::{World, events, json_lines, make_file, text};
 /// Longest any one process may run here.
 const LIMIT: Duration = Duration::from_secs(180);
 /// Small files in the tree.
-const SMALL: usize = 300;
+const SMALL: usize = 1000;
 
 /// Every file and folder below `root`, by its path relative to it: a file's bytes, or `None`
 /// for a folder.
@@ -56,6 +56,7 @@ fn a_folder_and_a_file_arrive_as_one_offer_byte_for_byte() {
         make_file(&folder.join(format!("small {n:03}.txt")), 10 + n * 7);
     }
     make_file(&trip.join("sub/large.bin"), 8 * 1024 * 1024 + 3);
+    make_file(&trip.join("sub/deeper/large 2.bin"), 5 * 1024 * 1024 + 11);
     std::os::unix::fs::symlink("/etc/hostname", trip.join("link")).expect("a symlink");
     let notes = w.path("notes.txt");
     make_file(&notes, 4321);
@@ -112,7 +113,7 @@ fn a_folder_and_a_file_arrive_as_one_offer_byte_for_byte() {
 
     let listen_lines = json_lines(&received.stdout);
     let offer = &events(&listen_lines, "incoming_files")[0];
-    assert_eq!(offer["files"], SMALL + 2);
+    assert_eq!(offer["files"], SMALL + 3);
     assert_eq!(offer["folders"], 4, "trip, sub, deeper, empty");
     assert_eq!(offer["decision"], "accept");
     assert_eq!(
@@ -120,10 +121,10 @@ fn a_folder_and_a_file_arrive_as_one_offer_byte_for_byte() {
         0,
         "not asked file by file"
     );
-    assert_eq!(events(&listen_lines, "verified").len(), SMALL + 2);
+    assert_eq!(events(&listen_lines, "verified").len(), SMALL + 3);
     let send_lines = json_lines(&sent.stdout);
     assert_eq!(events(&send_lines, "done")[0]["delivered"], 1);
-    assert_eq!(events(&send_lines, "done")[0]["files"], SMALL + 2);
+    assert_eq!(events(&send_lines, "done")[0]["files"], SMALL + 3);
     let left_out = events(&send_lines, "left_out");
     assert_eq!(left_out.len(), 1, "the symlink is left out, and said");
     assert!(
