@@ -339,6 +339,9 @@ pub(crate) async fn run(
                     {
                         unknown_groups.insert(group);
                     }
+                    // A send of folders only that found no device.
+                    Event::Aggregate { group, status: Status::UnjoinablePeer, .. }
+                        if group == send && devices.is_empty() => break,
                     Event::Resuming { transfer, offset, total: size, verified } => {
                         if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
                             d.had += offset;

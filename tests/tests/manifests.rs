@@ -746,3 +746,23 @@ fn a_device_that_has_every_file_is_not_offered_the_send_again() {
         .expect("a node");
     assert_eq!(bugs.total(), 0, "{bugs:?}");
 }
+
+/// A send of an empty folder alone: offered (no file in it), accepted, made, and both sides
+/// say finished (an offer with no file was once cancelled before its answer: "every file
+/// ended" was true of it).
+#[test]
+fn an_empty_folder_alone_is_offered_and_made() {
+    let mut p = pair(38, Features::ours());
+    let sending = p.send(vec![folder("empty")]);
+    let mid = p.offered().expect("Bob is offered the folder");
+    p.answer(mid, true);
+    p.run_until(|p| p.end(p.bob, mid).is_some());
+    assert_eq!(p.end(p.bob, mid), Some((Status::Finished, None)));
+    assert!(p.world.made_folder(p.bob, "empty"));
+    p.run_until(|p| {
+        p.offer_of(sending.send)
+            .is_some_and(|o| p.end(p.alice, o).is_some())
+    });
+    let offer = p.offer_of(sending.send).expect("Alice's offer");
+    assert_eq!(p.end(p.alice, offer), Some((Status::Finished, None)));
+}

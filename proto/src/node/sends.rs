@@ -117,6 +117,16 @@ struct Send {
     devices: BTreeMap<DeviceId, Option<DeviceOffer>>,
     /// For a send taken up again, each device's earlier ids, until the device is found.
     again: BTreeMap<DeviceId, DeviceAgain>,
+    /// How long a send of folders only (no file, so no group that looks the account up)
+    /// waits for its first device.
+    lookup_until: Instant,
+}
+
+impl Send {
+    /// Whether it has no file: its folders are its only reason to find a device.
+    fn folders_only(&self) -> bool {
+        self.groups.iter().all(Option::is_none)
+    }
 }
 
 /// The node's sends of several files.
@@ -147,7 +157,15 @@ impl Sends {
 
     /// The earliest deadline of an offer's answer.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.offers().filter_map(|o| o.offer.poll_timeout()).min()
+        let lookups = self
+            .sends
+            .values()
+            .filter(|s| s.devices.is_empty() && s.folders_only())
+            .map(|s| s.lookup_until);
+        self.offers()
+            .filter_map(|o| o.offer.poll_timeout())
+            .chain(lookups)
+            .min()
     }
 
     /// Runs the offers' clocks.
@@ -289,6 +307,7 @@ impl Node {
                     groups,
                     devices: BTreeMap::new(),
                     again: again.map(|a| a.devices).unwrap_or_default(),
+                    lookup_until: now + super::LOOKUP_TIMEOUT,
                 },
             );
             self.look_up_account(now, account);
@@ -559,7 +578,7 @@ impl Node {
         for (send, device) in keys {
             moved |= self.drain_offer(now, send, device);
         }
-        self.forget_sends();
+        self.forget_sends(now);
         moved
     }
 
@@ -744,25 +763,38 @@ impl Node {
         }));
     }
 
-    /// A send is forgotten once every file's group is over and every offer told its end.
-    fn forget_sends(&mut self) {
-        let over: Vec<TransferId> = self
+    /// A send is forgotten once every file's group is over and every offer told its end; a
+    /// send of folders only, once a device got it, or when no device was found in
+    /// [`LOOKUP_TIMEOUT`](super::LOOKUP_TIMEOUT) (then told as a file's group is:
+    /// `unjoinable_peer`).
+    fn forget_sends(&mut self, now: Instant) {
+        let over: Vec<(TransferId, bool)> = self
             .sends
             .sends
             .iter()
             .filter(|(_, s)| {
+                let waits = s.folders_only() && s.devices.is_empty() && now < s.lookup_until;
                 // The offers first (few), then the groups from the last: the last to end.
-                s.devices.values().flatten().all(|o| o.told.is_final())
+                !waits
+                    && s.devices.values().flatten().all(|o| o.told.is_final())
                     && s.groups
                         .iter()
                         .rev()
                         .flatten()
                         .all(|g| !self.transfers.has_group(*g))
             })
-            .map(|(id, _)| *id)
+            .map(|(id, s)| (*id, s.folders_only() && s.devices.is_empty()))
             .collect();
-        for send in over {
+        for (send, unfound) in over {
             self.sends.sends.remove(&send);
+            if unfound {
+                self.out.push_back(Output::Event(Event::Aggregate {
+                    group: send,
+                    status: Status::UnjoinablePeer,
+                    done: 0,
+                    total: 0,
+                }));
+            }
         }
     }
 }
