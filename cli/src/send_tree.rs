@@ -397,12 +397,15 @@ pub(crate) async fn run(
             "devices": reached,
             "files": files,
         }));
-        report.line(&format!(
-            "Delivered {} to {} of {}, each SHA3-512 verified",
-            count(files, "file"),
-            delivered.len(),
-            count(reached, "device")
-        ));
+        let to = format!("to {} of {}", delivered.len(), count(reached, "device"));
+        report.line(&match files {
+            // Folders only: nothing to verify.
+            0 => format!("Delivered {} {to}", count(folders, "folder")),
+            n => format!(
+                "Delivered {} {to}, each SHA3-512 verified",
+                count(n, "file")
+            ),
+        });
         if let Some(t) = elapsed {
             // The bytes that moved in this run, not those a device had.
             let moved = devices
