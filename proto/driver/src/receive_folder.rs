@@ -30,6 +30,8 @@ use rustix::io::Errno;
 mod kept;
 mod tree;
 
+pub(crate) use tree::single;
+
 pub use tree::SubFolder;
 
 /// The private folder inside the receive folder that holds partial data.

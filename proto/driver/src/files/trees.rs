@@ -20,7 +20,7 @@ use ferry_proto::transfer::PartialKey;
 use ferry_proto::transfer::manifest::{EntryKind, Manifest, RelPath};
 
 use super::failure::Failure;
-use crate::receive_folder::ReceiveFolder;
+use crate::receive_folder::{ReceiveFolder, single};
 
 /// Most manifests whose top-level names are remembered; the oldest is forgotten first (its
 /// files, if any still come, are refused: their folder is unknown).
@@ -75,7 +75,6 @@ fn kept_tops(folder: &ReceiveFolder, key: &str) -> Option<BTreeMap<String, Strin
             return None;
         }
     };
-    let single = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\0']);
     if !tops.iter().all(|(top, got)| single(top) && single(got)) {
         tracing::warn!("the names kept for manifest {key} are not single names");
         return None;

@@ -32,7 +32,7 @@ impl SubFolder {
 
 /// A single safe name: not empty, not `.` or `..`, no `/` or NUL (the core's `SafeName`s
 /// are; this is the driver's own check, since a path from elsewhere must not climb either).
-fn single(component: &str) -> bool {
+pub(crate) fn single(component: &str) -> bool {
     !component.is_empty()
         && component != "."
         && component != ".."
