@@ -234,10 +234,7 @@ impl Node {
         {
             return false;
         }
-        let key = PartialKey {
-            sender: Some(i.peer.account),
-            transfer: mid,
-        };
+        let key = tree_key(&i.peer, mid);
         let file = self.transfers.new_file();
         self.intakes.making.insert(file, mid);
         self.out.push_back(Output::File(FileOp::MakeTree {
@@ -315,10 +312,7 @@ impl Node {
             Ok(path) => {
                 let shown = path.to_string();
                 m.place_at(Place {
-                    manifest: PartialKey {
-                        sender: Some(peer.account),
-                        transfer: mid,
-                    },
+                    manifest: tree_key(&peer, mid),
                     path,
                 });
                 if let Err(e) = m.accept(now) {
@@ -462,10 +456,7 @@ impl Node {
         let Some(i) = self.intakes.by_id.get(&mid) else {
             return;
         };
-        let key = PartialKey {
-            sender: Some(i.peer.account),
-            transfer: mid,
-        };
+        let key = tree_key(&i.peer, mid);
         let file = self.transfers.new_file();
         self.intakes.forgetting.insert(file);
         self.out
@@ -484,5 +475,13 @@ impl Node {
             status,
             reason,
         }));
+    }
+}
+
+/// What the driver keeps a manifest's tree under: the sender's account and the manifest's id.
+fn tree_key(peer: &PeerIdentity, mid: TransferId) -> PartialKey {
+    PartialKey {
+        sender: Some(peer.account),
+        transfer: mid,
     }
 }
