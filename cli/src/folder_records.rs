@@ -55,6 +55,14 @@ pub(crate) struct FolderPart {
     pub(crate) state: String,
 }
 
+impl FolderPart {
+    /// The sub-transfer id of the file whose group is `group`, if this device verified it.
+    fn has(&self, group: &str) -> Option<&str> {
+        let sub = self.files.get(group)?;
+        self.verified.contains(sub).then_some(sub.as_str())
+    }
+}
+
 /// A send of several files and folders to an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FolderRecord {
@@ -120,11 +128,16 @@ impl FolderRecord {
 
     /// Whether `part` has every file, verified.
     pub(crate) fn has_all(&self, part: &FolderPart) -> bool {
-        self.groups.iter().all(|g| {
-            part.files
-                .get(g)
-                .is_some_and(|sub| part.verified.contains(sub))
-        })
+        self.groups.iter().all(|g| part.has(g).is_some())
+    }
+
+    /// Whether every device verified the `k`-th file (and there is a device): it is not
+    /// sent again.
+    pub(crate) fn delivered_to_all(&self, k: usize) -> bool {
+        let Some(group) = self.groups.get(k) else {
+            return false;
+        };
+        !self.devices.is_empty() && self.devices.values().all(|p| p.has(group).is_some())
     }
 
     /// Whether every device has every file (and there is a device).
@@ -177,10 +190,7 @@ impl FolderRecord {
                     .groups
                     .iter()
                     .zip(&sizes)
-                    .filter_map(|(g, size)| {
-                        let sub = part.files.get(g)?;
-                        part.verified.contains(sub).then(|| (id(sub), *size))
-                    })
+                    .filter_map(|(g, size)| Some((id(part.has(g)?), *size)))
                     .collect();
                 (device, files)
             })

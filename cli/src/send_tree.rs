@@ -193,7 +193,7 @@ pub(crate) async fn run(
         .filter(|k| {
             earlier
                 .as_ref()
-                .is_some_and(|r| taken_up && delivered_to_all(r, *k))
+                .is_some_and(|r| taken_up && r.delivered_to_all(*k))
         })
         .filter_map(|k| sending.files.get(k).copied())
         .collect();
@@ -587,19 +587,6 @@ fn sent_entries(tree: &ferry_driver::sent_tree::SentTree) -> Result<Vec<SentEntr
             })
         })
         .collect()
-}
-
-/// Whether every device of `record` verified its `k`-th file: it is not sent again.
-fn delivered_to_all(record: &FolderRecord, k: usize) -> bool {
-    let Some(group) = record.groups.get(k) else {
-        return false;
-    };
-    !record.devices.is_empty()
-        && record.devices.values().all(|p| {
-            p.files
-                .get(group)
-                .is_some_and(|sub| p.verified.contains(sub))
-        })
 }
 
 /// Writes the send's record; a record that cannot be written is said, and the send goes on.
