@@ -17,7 +17,7 @@
 //! `wait_peer_acceptance` once the manifest went, `ongoing` after `GO`, then `finished` when
 //! every file was verified, or a failure (the refusal, or [`Reason::Incomplete`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::Node;
@@ -253,19 +253,24 @@ impl Node {
             _ => self.new_transfer_id(),
         };
         let mut groups = Vec::with_capacity(entries.len());
-        let mut k = 0;
+        // The groups chosen so far: an earlier id listed twice (a damaged record) is used once.
+        let mut chosen = BTreeSet::new();
+        let mut seen = 0;
         for entry in &entries {
             let SendKind::File { source, size } = &entry.kind else {
                 groups.push(None);
                 continue;
             };
-            k += 1;
-            let earlier = again.as_ref().and_then(|a| a.files.get(k - 1).copied());
+            // This file's place among the files.
+            let k = seen;
+            seen += 1;
+            let earlier = again.as_ref().and_then(|a| a.files.get(k).copied());
             let group = match earlier {
-                Some(id) if !groups.contains(&Some(id)) => self.reuse_id(id),
+                Some(id) if !chosen.contains(&id) => self.reuse_id(id),
                 _ => self.new_transfer_id(),
             };
-            if again.as_ref().is_some_and(|a| a.delivered_file(k - 1)) {
+            chosen.insert(group);
+            if again.as_ref().is_some_and(|a| a.delivered_file(k)) {
                 // Every device verified it then: not sent, and told so at once.
                 groups.push(Some(group));
                 self.out.push_back(Output::Event(Event::Aggregate {
@@ -276,10 +281,7 @@ impl Node {
                 }));
                 continue;
             }
-            let ids = again
-                .as_ref()
-                .map(|a| a.file_ids(k - 1))
-                .unwrap_or_default();
+            let ids = again.as_ref().map(|a| a.file_ids(k)).unwrap_or_default();
             let name = entry
                 .path
                 .components()
