@@ -233,14 +233,15 @@ impl Node {
         {
             if path.components().len() == 1 {
                 let name = path.top().to_owned();
-                let (source, group) =
-                    (source.clone(), again.as_ref().and_then(|a| a.files.first()));
-                let group = match (group, &again) {
-                    (Some(group), Some(again)) => {
-                        let devices = again.file_ids(0);
-                        self.send_file_again(now, account, source, name, *group, devices)
+                let source = source.clone();
+                let earlier = again
+                    .as_ref()
+                    .and_then(|a| Some((*a.files.first()?, a.file_ids(0))));
+                let group = match earlier {
+                    Some((group, devices)) => {
+                        self.send_file_again(now, account, source, name, group, devices)
                     }
-                    _ => self.send_file(now, account, source, name),
+                    None => self.send_file(now, account, source, name),
                 };
                 return Ok(Sending {
                     send: group,
