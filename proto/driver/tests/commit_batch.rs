@@ -1,9 +1,9 @@
 //! Verified files committed together (`PROTOCOL.md` §14, *Durability*): one `syncfs` before
 //! and one after instead of two fsyncs each, every file under its name and nothing left in
-//! the private folder; on the file workers, commits that come close together (gathered for
-//! up to `COMMIT_WAIT`) all end committed, and a file's later operation still comes after its
-//! commit. What the gathering saves is measured by `cargo bench -p ferry-cli --bench
-//! many_files`, not here.
+//! the private folder; on the file workers, commits that come close together (gathered
+//! while the worker has other operations queued) all end committed, and a file's later
+//! operation still comes after its commit. What the gathering saves is measured by `cargo
+//! bench -p ferry-cli --bench many_files`, not here.
 #![cfg(target_os = "linux")]
 
 use std::fs;
