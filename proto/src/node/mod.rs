@@ -46,6 +46,7 @@ mod gathering;
 mod inbound;
 mod intakes;
 mod peers;
+mod pending;
 mod portmap;
 mod reflexive;
 mod relays;

@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::connector::Stage;
 use super::counters::bug;
 use super::peers::Pauser;
+use super::pending::{Pending, PendingSub};
 use super::timers::NodeTimer;
 use super::{MAX_OFFERS_PER_PEER, MAX_TRANSFERS_PER_PEER, Node, UNJOINED_GRACE};
 use crate::Error;
@@ -68,24 +69,11 @@ struct Group {
     send: Option<TransferId>,
 }
 
-/// A sub-transfer whose channel is not open yet.
-struct PendingSub {
-    group: TransferId,
-    device: DeviceId,
-    /// The channel asked for, once the connection is ready.
-    channel: Option<(u32, ChannelId)>,
-    /// The manifest this file goes under (`PROTOCOL.md` §14): named in its header.
-    manifest: Option<TransferId>,
-    /// Not to be opened yet: its manifest is not accepted, or the files of the manifest
-    /// already open fill the window.
-    held: bool,
-}
-
 /// The node's transfers and groups: see the module docs.
 pub(super) struct Transfers {
     slots: BTreeMap<TransferId, Slot>,
     groups: BTreeMap<TransferId, Group>,
-    pending: BTreeMap<TransferId, PendingSub>,
+    pending: Pending,
     files: BTreeMap<FileId, TransferId>,
     next_file: u64,
 }
@@ -95,7 +83,7 @@ impl Transfers {
         Transfers {
             slots: BTreeMap::new(),
             groups: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             files: BTreeMap::new(),
             next_file: 1,
         }
@@ -107,7 +95,7 @@ impl Transfers {
     /// group.
     pub(super) fn is_free(&self, id: TransferId) -> bool {
         !self.slots.contains_key(&id)
-            && !self.pending.contains_key(&id)
+            && !self.pending.contains(id)
             && !self.groups.contains_key(&id)
     }
 
@@ -232,26 +220,17 @@ impl Transfers {
     /// Makes a sub-transfer waiting for its channel one of manifest `manifest`, held until
     /// [`release`](Self::release).
     pub(super) fn hold(&mut self, sub: TransferId, manifest: TransferId) {
-        if let Some(p) = self.pending.get_mut(&sub) {
-            p.manifest = Some(manifest);
-            p.held = true;
-        }
+        self.pending.hold(sub, manifest);
     }
 
     /// Lets a held sub-transfer open its channel; `false` if it no longer waits.
     pub(super) fn release(&mut self, sub: TransferId) -> bool {
-        match self.pending.get_mut(&sub) {
-            Some(p) => {
-                p.held = false;
-                true
-            }
-            None => false,
-        }
+        self.pending.release(sub)
     }
 
     /// The group of a sub-transfer still waiting for its channel.
     pub(super) fn group_of_pending(&self, sub: TransferId) -> Option<TransferId> {
-        self.pending.get(&sub).map(|p| p.group)
+        self.pending.get(sub).map(|p| p.group)
     }
 
     /// Whether `group` is a group still running.
@@ -345,7 +324,7 @@ impl Node {
     pub(super) fn cancel_one(&mut self, now: Instant, t: TransferId) {
         if let Some(slot) = self.transfers.slots.get_mut(&t) {
             slot.machine.cancel(now);
-        } else if let Some(p) = self.transfers.pending.remove(&t) {
+        } else if let Some(p) = self.transfers.pending.remove(t) {
             self.sub_failed(t, p.group, Status::ClosedByHost, Reason::Cancelled);
         }
     }
@@ -397,12 +376,7 @@ impl Node {
     pub(super) fn requeue_pending(&mut self, now: Instant, id: u32) -> bool {
         let mut any = self.requeue_offers(Some(id), None);
         any |= self.withdraw_unanswered(now, Some(id), None);
-        for p in self.transfers.pending.values_mut() {
-            if p.channel.is_some_and(|(c, _)| c == id) {
-                p.channel = None;
-                any = true;
-            }
-        }
+        any |= self.transfers.pending.forget_channels_of(id);
         any
     }
 
@@ -470,11 +444,7 @@ impl Node {
     pub(super) fn reopen_pending(&mut self, now: Instant, device: DeviceId) {
         self.requeue_offers(None, Some(device));
         self.withdraw_unanswered(now, None, Some(device));
-        for p in self.transfers.pending.values_mut() {
-            if p.device == device {
-                p.channel = None;
-            }
-        }
+        self.transfers.pending.forget_channels_to(device);
     }
 
     /// A group's wait for its first device is over: no device was found.
@@ -587,7 +557,7 @@ impl Node {
             self.update_aggregate(group, &event);
             self.offer_sub_event(&event);
             let verified = matches!(event, Event::Verified { .. });
-            if verified && self.transfers.pending.values().any(|p| p.group == group) {
+            if verified && self.transfers.pending.has_group(group) {
                 // Another device has the file: one that never answered is not waited for
                 // long (see `UNJOINED_GRACE`).
                 self.timers
@@ -607,8 +577,10 @@ impl Node {
         let unjoined: Vec<TransferId> = self
             .transfers
             .pending
-            .iter()
-            .filter(|(_, p)| p.group == group && p.channel.is_none())
+            .of_group(group)
+            .into_iter()
+            .filter_map(|t| Some((t, self.transfers.pending.get(t)?)))
+            .filter(|(_, p)| p.channel.is_none())
             .filter(|(_, p)| {
                 let stage = self
                     .by_device
@@ -620,10 +592,10 @@ impl Node {
                     None | Some(Stage::Gathering | Stage::WaitAnswer | Stage::Failed)
                 )
             })
-            .map(|(t, _)| *t)
+            .map(|(t, _)| t)
             .collect();
         for sub in unjoined {
-            self.transfers.pending.remove(&sub);
+            self.transfers.pending.remove(sub);
             let why = format!(
                 "not reached (offline?): no answer to our request {} s after another device \
                  of the account verified the file",
@@ -682,14 +654,14 @@ impl Node {
         status: Status,
         reason: Reason,
     ) {
-        if self.transfers.pending.remove(&sub).is_some() {
+        if self.transfers.pending.remove(sub).is_some() {
             self.sub_failed(sub, group, status, reason);
         }
     }
 
     /// A new sub-transfer finds no room for a connector to its device: it fails at once.
     pub(super) fn sub_without_room(&mut self, sub: TransferId) {
-        if let Some(p) = self.transfers.pending.remove(&sub) {
+        if let Some(p) = self.transfers.pending.remove(sub) {
             let why = "too many connections to that account's devices".to_owned();
             self.sub_failed(
                 sub,
@@ -702,15 +674,9 @@ impl Node {
 
     /// Every sub-transfer still waiting for a channel to `device` fails: its connector did.
     pub(super) fn subs_unreachable(&mut self, device: DeviceId, why: &str) {
-        let subs: Vec<(TransferId, TransferId)> = self
-            .transfers
-            .pending
-            .iter()
-            .filter(|(_, p)| p.device == device)
-            .map(|(t, p)| (*t, p.group))
-            .collect();
+        let subs = self.transfers.pending.of_device(device);
         for (sub, group) in subs {
-            self.transfers.pending.remove(&sub);
+            self.transfers.pending.remove(sub);
             self.sub_failed(
                 sub,
                 group,
@@ -843,7 +809,7 @@ impl Node {
             }
             MuxEvent::Declined { channel } => {
                 if let Some(sub) = self.pending_on(id, channel) {
-                    if let Some(p) = self.transfers.pending.remove(&sub) {
+                    if let Some(p) = self.transfers.pending.remove(sub) {
                         self.sub_failed(sub, p.group, Status::ClosedByPeer, Reason::Refused);
                     }
                 } else if let Some(tid) = self.transfer_on(id, channel) {
@@ -862,7 +828,7 @@ impl Node {
                 // The device never answered the channel we asked for: its transfer cannot
                 // start; the connection stays for what else runs on it.
                 if let Some(sub) = self.pending_on(id, channel) {
-                    if let Some(p) = self.transfers.pending.remove(&sub) {
+                    if let Some(p) = self.transfers.pending.remove(sub) {
                         self.sub_failed(sub, p.group, Status::TimeoutExpired, Reason::Timeout);
                     }
                 } else if let Some(tid) = self.transfer_on(id, channel) {
@@ -890,7 +856,7 @@ impl Node {
         // ever (it never goes idle) and the peer's transfer on it would wait for a header
         // that never comes.
         let waiting = self.pending_on(id, channel).and_then(|sub| {
-            let p = self.transfers.pending.remove(&sub)?;
+            let p = self.transfers.pending.remove(sub)?;
             let g = self.transfers.groups.get(&p.group)?;
             Some((sub, p, g.source.clone(), g.name.clone()))
         });
@@ -930,11 +896,7 @@ impl Node {
     }
 
     fn pending_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
-        self.transfers
-            .pending
-            .iter()
-            .find(|(_, p)| p.channel == Some((connector, channel)))
-            .map(|(t, _)| *t)
+        self.transfers.pending.on_channel(connector, channel)
     }
 
     fn transfer_on(&self, connector: u32, channel: ChannelId) -> Option<TransferId> {
@@ -965,19 +927,17 @@ impl Node {
             return;
         };
         let mut started = Vec::new();
-        for (sub, p) in self.transfers.pending.iter_mut() {
-            if p.device == peer.device && p.channel.is_none() && !p.held {
-                match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0), early) {
-                    Some(Ok(channel)) => {
-                        p.channel = Some((id, channel));
-                        if early {
-                            started.push(channel);
-                        }
+        for sub in self.transfers.pending.to_open(peer.device) {
+            match c.open_channel(now, &format!("{FILE_CHANNEL}{}", sub.0), early) {
+                Some(Ok(channel)) => {
+                    self.transfers.pending.set_channel(sub, id, channel);
+                    if early {
+                        started.push(channel);
                     }
-                    // Counted, not asserted: see `Bugs::channel_open`.
-                    Some(Err(_)) => self.bugs.channel_open += 1,
-                    None => {}
                 }
+                // Counted, not asserted: see `Bugs::channel_open`.
+                Some(Err(_)) => self.bugs.channel_open += 1,
+                None => {}
             }
         }
         for channel in started {
