@@ -220,11 +220,9 @@ impl Report {
                 let step = (done * 4).checked_div(total).unwrap_or(4);
                 if line.last_step.replace(step) != Some(step) && step > 0 {
                     println!(
-                        "{}: {} of {} ({}%){}",
+                        "{}: {}{}",
                         line.label,
-                        size_text(done),
-                        size_text(total),
-                        step * 25,
+                        share_text(done, total),
                         line.meter.text(total)
                     );
                 }
@@ -357,6 +355,15 @@ impl Report {
     }
 }
 
+/// "135.4 MiB of 300.0 MiB (45%)": the share reached, not the quarter crossed (a resumed
+/// file's first line comes in the quarter it resumed in).
+fn share_text(done: u64, total: u64) -> String {
+    let percent = (u128::from(done) * 100)
+        .checked_div(u128::from(total))
+        .unwrap_or(100);
+    format!("{} of {} ({percent}%)", size_text(done), size_text(total))
+}
+
 fn style() -> ProgressStyle {
     ProgressStyle::with_template(
         "{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4} left  {msg}",
@@ -377,5 +384,24 @@ pub(crate) fn count(n: usize, thing: &str) -> String {
     match n {
         1 => format!("1 {thing}"),
         n => format!("{n} {thing}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_text;
+
+    #[test]
+    fn a_plain_line_says_the_share_reached() {
+        // Resumed at 135 MiB of 300 MiB: its first line comes in the second quarter.
+        assert_eq!(
+            share_text(135 << 20, 300 << 20),
+            "135.0 MiB of 300.0 MiB (45%)"
+        );
+        assert_eq!(
+            share_text(300 << 20, 300 << 20),
+            "300.0 MiB of 300.0 MiB (100%)"
+        );
+        assert_eq!(share_text(0, 0), "0 bytes of 0 bytes (100%)");
     }
 }
