@@ -161,16 +161,26 @@ impl ReceiveFolder {
             folder: path.to_owned(),
             why,
         };
-        match rustix::fs::mkdirat(&dir, PRIVATE_FOLDER, Mode::RWXU) {
-            Ok(()) | Err(Errno::EXIST) => {}
-            Err(e) => return Err(not_private(io::Error::from(e).to_string())),
+        // Opened first, made only when missing (a `mkdirat` of an existing folder still
+        // locks the receive folder, and this runs for every file taken).
+        let open_private = || {
+            rustix::fs::openat(
+                &dir,
+                PRIVATE_FOLDER,
+                flags | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+        };
+        let private = match open_private() {
+            Err(Errno::NOENT) => {
+                match rustix::fs::mkdirat(&dir, PRIVATE_FOLDER, Mode::RWXU) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(not_private(io::Error::from(e).to_string())),
+                }
+                open_private()
+            }
+            other => other,
         }
-        let private = rustix::fs::openat(
-            &dir,
-            PRIVATE_FOLDER,
-            flags | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )
         .map_err(|e| match e {
             Errno::LOOP | Errno::NOTDIR => not_private("a symlink or not a folder".into()),
             e => not_private(io::Error::from(e).to_string()),

@@ -88,19 +88,25 @@ impl ReceiveFolder {
                 return Err(FolderError::NotAFolder(path, "not a single name"));
             }
             let parent = fd.as_ref().unwrap_or(&self.dir);
-            match rustix::fs::mkdirat(parent, component, Mode::RWXU) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let opened = rustix::fs::openat(parent, component, flags, Mode::empty()).map_err(
-                |e| match e {
-                    // Linux says ENOTDIR for a symlink opened with O_NOFOLLOW | O_DIRECTORY.
-                    Errno::LOOP | Errno::NOTDIR => {
-                        FolderError::NotAFolder(path.clone(), what_is_at(parent, component))
+            // Opened first, made only when missing: a `mkdirat` of a folder that exists
+            // still locks its parent, which every file of a folder send would contend for.
+            let opened = match rustix::fs::openat(parent, component, flags, Mode::empty()) {
+                Err(Errno::NOENT) => {
+                    match rustix::fs::mkdirat(parent, component, Mode::RWXU) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
                     }
-                    e => FolderError::Io(e.into()),
-                },
-            )?;
+                    rustix::fs::openat(parent, component, flags, Mode::empty())
+                }
+                other => other,
+            };
+            let opened = opened.map_err(|e| match e {
+                // Linux says ENOTDIR for a symlink opened with O_NOFOLLOW | O_DIRECTORY.
+                Errno::LOOP | Errno::NOTDIR => {
+                    FolderError::NotAFolder(path.clone(), what_is_at(parent, component))
+                }
+                e => FolderError::Io(e.into()),
+            })?;
             let stat = rustix::fs::fstat(&opened)?;
             if stat.st_uid != our_uid() {
                 return Err(FolderError::NotAFolder(path, "another user's"));
