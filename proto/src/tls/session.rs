@@ -143,6 +143,10 @@ pub struct TlsSession {
     out: VecDeque<Output>,
     /// Records leave in RFC 4571 frames ([`rfc4571_framed`](TlsSession::rfc4571_framed)).
     rfc4571: bool,
+    /// The plaintext of the records fed in one [`handle_input`](TlsSession::handle_input),
+    /// handed out as one [`Output::Plaintext`] when it ends: one piece per arrival, not one
+    /// per record, for the layers above to parse.
+    plain: Vec<u8>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -247,6 +251,7 @@ impl TlsSession {
             peer: None,
             out: VecDeque::new(),
             rfc4571: false,
+            plain: Vec::new(),
         };
         session.flush();
         Ok(session)
@@ -275,6 +280,9 @@ impl TlsSession {
         self.set_time(now);
         match input {
             Input::Received(data) => {
+                // Room for all it can hold (the plaintext is shorter than the records):
+                // gathered without growing, so without a copy more.
+                self.plain.reserve(data.len());
                 let mut rest = &data[..];
                 while !rest.is_empty() && self.state != State::Over {
                     match self.conn.read_tls(&mut rest) {
@@ -294,6 +302,7 @@ impl TlsSession {
                 }
             }
         }
+        self.emit_plaintext();
         self.flush();
     }
 
@@ -425,49 +434,45 @@ impl TlsSession {
         Some(PeerIdentity { account, device })
     }
 
-    /// Hands out every plaintext byte rustls holds (`ready` of them, as its state said) as
-    /// one [`Output::Plaintext`], copied once straight from rustls's buffers: no zeroed
-    /// scratch buffer, one allocation per batch of its exact size (a buffer that grew would
-    /// copy the batch again).
+    /// Takes every plaintext byte rustls holds (`ready` of them, as its state said) into the
+    /// arrival's plaintext, copied once straight from rustls's buffers (no zeroed scratch
+    /// buffer); the end of the stream goes out behind it.
     fn read_plaintext(&mut self, ready: usize) {
         use std::io::BufRead as _;
-        let mut plain: Vec<u8> = Vec::with_capacity(ready);
+        self.plain.reserve(ready);
         loop {
             let mut reader = self.conn.reader();
             match reader.fill_buf() {
                 Ok([]) => {
-                    self.push_plaintext(plain);
+                    self.emit_plaintext();
                     self.state = State::Over;
                     self.out.push_back(Output::Closed);
                     return;
                 }
                 Ok(chunk) => {
                     let n = chunk.len();
-                    plain.extend_from_slice(chunk);
+                    self.plain.extend_from_slice(chunk);
                     reader.consume(n);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return self.push_plaintext(plain);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.push_plaintext(plain);
                     return self.fail(TlsFailure::Truncated);
                 }
-                Err(e) => {
-                    self.push_plaintext(plain);
-                    return self.fail(TlsFailure::Protocol(e.to_string()));
-                }
+                Err(e) => return self.fail(TlsFailure::Protocol(e.to_string())),
             }
         }
     }
 
-    fn push_plaintext(&mut self, plain: Vec<u8>) {
-        if !plain.is_empty() {
+    /// The plaintext gathered so far goes out, ahead of whatever follows it.
+    fn emit_plaintext(&mut self) {
+        if !self.plain.is_empty() {
+            let plain = std::mem::take(&mut self.plain);
             self.out.push_back(Output::Plaintext(Bytes::from(plain)));
         }
     }
 
     fn fail(&mut self, failure: TlsFailure) {
+        self.emit_plaintext();
         if self.state != State::Over {
             self.state = State::Over;
             self.out.push_back(Output::Failed(failure));
