@@ -132,7 +132,23 @@ impl std::io::Write for FrameWriter {
 #[derive(Debug, Default, Clone)]
 pub struct FrameDecoder {
     buf: BytesMut,
+    /// Bytes left of a frame handed out as it arrives ([`push_stream`](Self::push_stream)).
+    streaming: usize,
 }
+
+/// What [`FrameDecoder::push_stream`] hands out, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// A whole frame's payload.
+    Frame(Bytes),
+    /// The next bytes of the payload of a frame being streamed.
+    Part(Bytes),
+}
+
+/// How many bytes of a frame's payload [`FrameDecoder::push_stream`] shows its caller to
+/// decide whether to stream it: enough to tell a STUN message
+/// ([`may_be_stun`](crate::stun::may_be_stun)).
+pub const PROBE: usize = 8;
 
 impl FrameDecoder {
     /// An empty decoder.
@@ -163,6 +179,80 @@ impl FrameDecoder {
             frames.push(frame);
         }
         frames
+    }
+
+    /// [`push`](Self::push) for bytes the caller owns, handing out each frame's payload
+    /// without gathering it when it can: a frame that lies whole inside `data` comes out as
+    /// a slice of it ([`Piece::Frame`]); a longer one whose first [`PROBE`] bytes `stream`
+    /// accepts (given them and the frame's length) comes out as it arrives, in slices
+    /// ([`Piece::Part`]), the bytes gathered before the decision first. Only the frames
+    /// `stream` declines (a STUN message to decode whole) are gathered, as `push` gathers
+    /// every frame: an ICE-TCP receiver's application bytes are copied once less.
+    pub fn push_stream(
+        &mut self,
+        mut data: Bytes,
+        stream: impl Fn(&[u8], usize) -> bool,
+    ) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        loop {
+            if self.streaming > 0 {
+                if data.is_empty() {
+                    return pieces;
+                }
+                let n = self.streaming.min(data.len());
+                pieces.push(Piece::Part(data.split_to(n)));
+                self.streaming -= n;
+                continue;
+            }
+            if self.buf.is_empty() && data.len() >= LENGTH_PREFIX {
+                let len = usize::from(u16::from_be_bytes([data[0], data[1]]));
+                if data.len() >= LENGTH_PREFIX + len {
+                    data.advance(LENGTH_PREFIX);
+                    pieces.push(Piece::Frame(data.split_to(len)));
+                    continue;
+                }
+                let probe = LENGTH_PREFIX..LENGTH_PREFIX + PROBE;
+                if len > PROBE && data.len() >= probe.end && stream(&data[probe], len) {
+                    data.advance(LENGTH_PREFIX);
+                    self.streaming = len;
+                    continue;
+                }
+            }
+            if data.is_empty() {
+                return pieces;
+            }
+            // Gathered up to the next point of decision: the header, the probe, the end.
+            let target = match self.frame_len() {
+                None => LENGTH_PREFIX,
+                Some(len) if len > PROBE && self.buf.len() < LENGTH_PREFIX + PROBE => {
+                    LENGTH_PREFIX + PROBE
+                }
+                Some(len) => LENGTH_PREFIX + len,
+            };
+            let take = (target - self.buf.len()).min(data.len());
+            self.buf.reserve(target - self.buf.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data.advance(take);
+            if let Some(frame) = self.take_frame() {
+                pieces.push(Piece::Frame(frame));
+                continue;
+            }
+            if let Some(len) = self.frame_len()
+                && len > PROBE
+                && self.buf.len() == LENGTH_PREFIX + PROBE
+                && stream(&self.buf[LENGTH_PREFIX..], len)
+            {
+                self.buf.advance(LENGTH_PREFIX);
+                self.streaming = len - PROBE;
+                pieces.push(Piece::Part(self.buf.split().freeze()));
+            }
+        }
+    }
+
+    /// The length of the frame whose header is buffered.
+    fn frame_len(&self) -> Option<usize> {
+        (self.buf.len() >= LENGTH_PREFIX)
+            .then(|| usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]])))
     }
 
     /// Bytes received that do not yet make a whole frame.
@@ -243,5 +333,81 @@ mod tests {
             assert_eq!(&frames[2][..], &[7u8; 300][..]);
             assert_eq!(d.buffered(), 0);
         }
+    }
+
+    /// Frames put back together from what `push_stream` handed out, given their lengths.
+    fn reassemble(pieces: &[Piece], lens: &[usize]) -> Vec<Vec<u8>> {
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let mut open: Option<Vec<u8>> = None;
+        for piece in pieces {
+            match piece {
+                Piece::Frame(f) => {
+                    assert!(open.is_none(), "a whole frame inside a streamed one");
+                    frames.push(f.to_vec());
+                }
+                Piece::Part(p) => {
+                    let mut cur = open.take().unwrap_or_default();
+                    cur.extend_from_slice(p);
+                    if cur.len() == lens[frames.len()] {
+                        frames.push(cur);
+                    } else {
+                        open = Some(cur);
+                    }
+                }
+            }
+        }
+        assert!(open.is_none(), "a streamed frame left open");
+        frames
+    }
+
+    #[test]
+    fn streamed_frames_come_out_as_gathered_ones_and_stun_whole() {
+        // A STUN-like start (top bits 0, the magic cookie at 4..8), then application bytes.
+        let mut stun = vec![0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        stun.resize(28, 9);
+        let payloads: Vec<Vec<u8>> = vec![
+            b"hello".to_vec(),
+            Vec::new(),
+            vec![0x17; 300],
+            stun.clone(),
+            (0..1000).map(|i| (i % 253) as u8).collect(),
+            vec![0x17; 9],
+        ];
+        let lens: Vec<usize> = payloads.iter().map(Vec::len).collect();
+        let mut stream = BytesMut::new();
+        for p in &payloads {
+            encode_into(p, &mut stream);
+        }
+        let stream = stream.freeze();
+        let decide = |start: &[u8], len: usize| !crate::stun::may_be_stun(start, len);
+        for a in 0..=stream.len() {
+            for step in [0, 1, 3, 9, 17, 300, 1100] {
+                let b = (a + step).min(stream.len());
+                let mut d = FrameDecoder::new();
+                let mut pieces = Vec::new();
+                for (from, to) in [(0, a), (a, b), (b, stream.len())] {
+                    pieces.extend(d.push_stream(stream.slice(from..to), decide));
+                    assert!(d.buffered() <= LENGTH_PREFIX + MAX_FRAME);
+                }
+                assert_eq!(reassemble(&pieces, &lens), payloads, "cuts at {a}, {b}");
+                assert_eq!(d.buffered(), 0);
+                // The STUN-like frame is never streamed: it comes whole, to be decoded.
+                assert!(pieces.contains(&Piece::Frame(Bytes::from(stun.clone()))));
+            }
+        }
+        // Cut inside the long frame, past its probe: the rest of it is handed on as slices
+        // of what arrived, not gathered.
+        let long_at = stream.len() - (2 + 9) - (2 + 1000);
+        let cut = long_at + 2 + PROBE + 100;
+        let mut d = FrameDecoder::new();
+        let first = d.push_stream(stream.slice(..cut), decide);
+        let rest = stream.slice(cut..);
+        let second = d.push_stream(rest.clone(), decide);
+        assert!(matches!(first.last(), Some(Piece::Part(p)) if p.len() == PROBE + 100));
+        let Some(Piece::Part(tail)) = second.first() else {
+            panic!("{second:?}");
+        };
+        assert_eq!(tail.len(), 1000 - PROBE - 100);
+        assert_eq!(tail.as_ptr(), rest.as_ptr(), "a slice of what arrived");
     }
 }

@@ -139,9 +139,16 @@ pub fn verify_integrity(bytes: &[u8], password: &str) -> Result<(), IntegrityErr
 /// are zero and the magic cookie follows), which is how a framed TCP path tells STUN from
 /// application bytes. TLS records start with 0x14–0x17, so they never look like STUN.
 pub fn looks_like_stun(bytes: &[u8]) -> bool {
-    bytes.len() >= MessageHeader::LENGTH
-        && bytes[0] & 0xc0 == 0
-        && bytes[4..8] == stun_types::message::MAGIC_COOKIE.to_be_bytes()
+    may_be_stun(bytes, bytes.len())
+}
+
+/// Whether a frame of `len` bytes that starts with `start` (its first 8 bytes at least)
+/// could be STUN, as [`looks_like_stun`] would say of the whole frame.
+pub fn may_be_stun(start: &[u8], len: usize) -> bool {
+    len >= MessageHeader::LENGTH
+        && start.len() >= 8
+        && start[0] & 0xc0 == 0
+        && start[4..8] == stun_types::message::MAGIC_COOKIE.to_be_bytes()
 }
 
 /// One decoded STUN message: every attribute ICE and the traces read, copied out.

@@ -23,7 +23,7 @@ mod transactions;
 
 pub use message::{
     BINDING, BuildError, Builder, Class, IntegrityError, RoleAttribute, StunError, StunMessage,
-    looks_like_stun, verify_integrity,
+    looks_like_stun, may_be_stun, verify_integrity,
 };
 pub use rng::StunRng;
 pub use transactions::Transactions;

@@ -55,6 +55,20 @@ impl Agent {
         }
     }
 
+    /// Part of an application frame streamed on the connection that carried the
+    /// application when it began ([`FrameDecoder::push_stream`]): the application's still
+    /// if the connection still carries it, else dropped as a whole frame would be.
+    ///
+    /// [`FrameDecoder::push_stream`]: crate::stun::framing::FrameDecoder::push_stream
+    pub(super) fn on_part(&mut self, conn: ConnId, part: Bytes) {
+        let selected_conn = self.selected().map(|(c, _)| c);
+        if self.state == State::Selected && selected_conn == Some(conn) {
+            self.out.push_back(Output::Data { conn, data: part });
+        } else {
+            self.dropped.non_stun += 1;
+        }
+    }
+
     /// The peer selected this connection first and its application already speaks: keep
     /// its bytes until we select it too. Before the remote description, past
     /// [`early_data_limit`](crate::ice::Config::early_data_limit), the driver stops reading

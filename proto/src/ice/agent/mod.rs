@@ -23,7 +23,7 @@ use super::description::Description;
 use super::{Config, FailReason, Input, Output, PairFailure, Role};
 use crate::Error;
 use crate::io::ConnId;
-use crate::stun::framing::{self, FrameDecoder};
+use crate::stun::framing::{self, FrameDecoder, Piece};
 use crate::stun::{StunRng, Transactions};
 use crate::timer::Timers;
 
@@ -368,14 +368,24 @@ impl Agent {
                     .set(Timer::Silent(conn), now + self.config.check_timeout);
             }
             Input::Received { conn, data } => {
+                // On the selected connection the application's frames are handed on as
+                // they arrive, not gathered (a copy of every byte); STUN is decoded whole.
+                let carries_application =
+                    self.state == State::Selected && self.selected().map(|(c, _)| c) == Some(conn);
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return Ok(());
                 };
-                for frame in c.decoder.push(&data) {
+                let stream = |start: &[u8], len: usize| {
+                    carries_application && !crate::stun::may_be_stun(start, len)
+                };
+                for piece in c.decoder.push_stream(data, stream) {
                     if !self.conns.contains_key(&conn) {
                         break;
                     }
-                    self.on_frame(now, conn, frame);
+                    match piece {
+                        Piece::Frame(frame) => self.on_frame(now, conn, frame),
+                        Piece::Part(part) => self.on_part(conn, part),
+                    }
                 }
             }
             Input::Closed { conn } => self.on_conn_lost(now, conn, PairFailure::Closed),
