@@ -1,9 +1,10 @@
 //! STUN messages and the RFC 4571 framing that carries them on ICE-TCP paths.
 
-use ferry_proto::stun::framing::{FrameDecoder, LENGTH_PREFIX, MAX_FRAME, encode};
+use bytes::Bytes;
+use ferry_proto::stun::framing::{FrameDecoder, LENGTH_PREFIX, MAX_FRAME, Piece, encode};
 use ferry_proto::stun::{
     BINDING, Builder, Class, IntegrityError, RoleAttribute, StunMessage, looks_like_stun,
-    verify_integrity,
+    may_be_stun, verify_integrity,
 };
 
 use super::{Script, pieces};
@@ -103,13 +104,55 @@ fn deframe(parts: &[&[u8]]) -> (Vec<Vec<u8>>, usize) {
     (frames, decoder.buffered())
 }
 
-/// RFC 4571: any split gives the same frames, the deframer never holds a whole frame, and the
-/// frames print back to the bytes they came from.
+/// The frames of `parts` as an ICE agent's connection takes them (`push_stream`, the frames
+/// that do not look like STUN streamed), put back together given the frames' lengths.
+fn deframe_streamed(parts: &[&[u8]], lens: &[usize]) -> Vec<Vec<u8>> {
+    let mut decoder = FrameDecoder::new();
+    let (mut frames, mut open) = (Vec::new(), None::<Vec<u8>>);
+    for part in parts {
+        let data = Bytes::copy_from_slice(part);
+        for piece in decoder.push_stream(data, |start, len| !may_be_stun(start, len)) {
+            match piece {
+                Piece::Frame(f) => {
+                    assert!(open.is_none(), "a whole frame inside a streamed one");
+                    frames.push(f.to_vec());
+                }
+                Piece::Part(p) => {
+                    let mut cur = open.take().unwrap_or_default();
+                    cur.extend_from_slice(&p);
+                    match lens.get(frames.len()) {
+                        Some(&len) if cur.len() == len => frames.push(cur),
+                        Some(&len) => {
+                            assert!(cur.len() < len, "a streamed frame ran long");
+                            open = Some(cur);
+                        }
+                        None => open = Some(cur),
+                    }
+                }
+            }
+        }
+        assert!(
+            decoder.buffered() < LENGTH_PREFIX + MAX_FRAME,
+            "the deframer holds {} bytes",
+            decoder.buffered()
+        );
+    }
+    frames
+}
+
+/// RFC 4571: any split gives the same frames, streamed or gathered, the deframer never
+/// holds a whole frame, and the frames print back to the bytes they came from.
 pub fn rfc4571_deframer(data: &[u8]) {
     let (stream, parts) = pieces(data);
     let whole = deframe(&[stream]);
     let split = deframe(&parts);
     assert_eq!(whole, split, "the split changed the frames");
+    let lens: Vec<usize> = whole.0.iter().map(Vec::len).collect();
+    assert_eq!(
+        deframe_streamed(&parts, &lens),
+        whole.0,
+        "streaming changed the frames"
+    );
     let printed: Vec<u8> = whole.0.iter().flat_map(|f| encode(f).to_vec()).collect();
     assert_eq!(printed.len() + whole.1, stream.len());
     assert!(stream.starts_with(&printed));
