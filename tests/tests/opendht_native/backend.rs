@@ -58,13 +58,7 @@ fn the_native_backend_puts_gets_and_listens_on_a_dhtnode_network() {
     ) {
         return;
     }
-    let a = DhtNodeCli::start(&["-p", "4222"]);
-    a.wait_for(0, "running on port 4222");
-    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
-    let mut c = DhtNodeCli::start(&["-p", "4224", "-b", "127.0.0.1:4222"]);
-    for (node, port) in [(&b, 4223), (&c, 4224)] {
-        node.wait_for(0, &format!("running on port {port}"));
-    }
+    let [_a, mut b, mut c] = DhtNodeCli::network();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut config = NativeConfig::new(vec!["localhost:4222".to_owned()]);
     config.bind = "127.0.0.1:0".parse().expect("addr");
@@ -147,10 +141,7 @@ fn the_native_backend_joins_over_ipv6() {
     if !in_network_namespace("backend::the_native_backend_joins_over_ipv6") {
         return;
     }
-    let a = DhtNodeCli::start(&["-p", "4222"]);
-    a.wait_for(0, "running on port 4222");
-    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
-    b.wait_for(0, "running on port 4223");
+    let [a, mut b] = DhtNodeCli::network();
     let (tx, rx) = std::sync::mpsc::channel();
     let mut config = NativeConfig::new(vec!["[::1]:4222".to_owned()]);
     config.bind = "127.0.0.1:0".parse().expect("addr");

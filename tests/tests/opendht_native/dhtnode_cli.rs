@@ -52,6 +52,30 @@ impl DhtNodeCli {
         DhtNodeCli { child, stdin, out }
     }
 
+    /// `N` dhtnodes on this namespace's loopback, ports 4222, 4223, …, the others
+    /// bootstrapping from the first. The first is bound (it said it runs) before the others
+    /// start: a bootstrap ping that finds no socket is not tried again for minutes, and on a
+    /// loaded machine a node started first never listed the other (CI: "A never listed B"
+    /// after 60 s). Each has said it runs when this returns.
+    pub(crate) fn network<const N: usize>() -> [DhtNodeCli; N] {
+        let port = |i: usize| 4222 + i;
+        let nodes: [DhtNodeCli; N] = std::array::from_fn(|i| {
+            let p = port(i).to_string();
+            let node = match i {
+                0 => DhtNodeCli::start(&["-p", &p]),
+                _ => DhtNodeCli::start(&["-p", &p, "-b", "127.0.0.1:4222"]),
+            };
+            if i == 0 {
+                node.wait_for(0, "running on port 4222");
+            }
+            node
+        });
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            node.wait_for(0, &format!("running on port {}", port(i)));
+        }
+        nodes
+    }
+
     pub(crate) fn command(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").expect("dhtnode reads its command");
         self.stdin.flush().expect("flush");

@@ -91,14 +91,7 @@ fn a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens() {
     if !in_network_namespace("node::a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens") {
         return;
     }
-    // A is bound before the others bootstrap from it (see the test above).
-    let a = DhtNodeCli::start(&["-p", "4222"]);
-    a.wait_for(0, "running on port 4222");
-    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
-    let mut c = DhtNodeCli::start(&["-p", "4224", "-b", "127.0.0.1:4222"]);
-    for (node, port) in [(&b, 4223), (&c, 4224)] {
-        node.wait_for(0, &format!("running on port {port}"));
-    }
+    let [_a, mut b, mut c] = DhtNodeCli::network();
     let mut ferry = FerryNode::new(4300);
     ferry
         .node

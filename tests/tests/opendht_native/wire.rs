@@ -168,13 +168,7 @@ fn ferry_speaks_opendht_with_a_real_dhtnode() {
     if !in_network_namespace("wire::ferry_speaks_opendht_with_a_real_dhtnode") {
         return;
     }
-    // A is bound before B bootstraps from it: a bootstrap ping that finds no socket is not
-    // tried again for minutes, and on a loaded machine B started first (CI: "A never listed
-    // B" after 60 s).
-    let mut a = DhtNodeCli::start(&["-p", "4222"]);
-    a.wait_for(0, "running on port 4222");
-    let mut b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
-    b.wait_for(0, "running on port 4223");
+    let [mut a, mut b] = DhtNodeCli::network();
     let node_a: SocketAddr = "127.0.0.1:4222".parse().expect("addr");
     let mut ferry = Ferry::new();
     let want = Want {
@@ -346,10 +340,7 @@ fn refresh_and_edits_with_a_real_dhtnode() {
     if !in_network_namespace("wire::refresh_and_edits_with_a_real_dhtnode") {
         return;
     }
-    let a = DhtNodeCli::start(&["-p", "4222"]);
-    a.wait_for(0, "running on port 4222");
-    let b = DhtNodeCli::start(&["-p", "4223", "-b", "127.0.0.1:4222"]);
-    b.wait_for(0, "running on port 4223");
+    let [_a, b] = DhtNodeCli::network();
     let node_a: SocketAddr = "127.0.0.1:4222".parse().expect("addr");
     let mut ferry = Ferry::new();
     let key = InfoHash::get(b"ferry-refresh");
