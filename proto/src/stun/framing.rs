@@ -160,25 +160,15 @@ impl FrameDecoder {
     ///
     /// The decoder only ever buffers the incomplete tail: at most one frame header and
     /// payload ([`LENGTH_PREFIX`] + [`MAX_FRAME`] bytes), however much arrives at once.
-    pub fn push(&mut self, mut data: &[u8]) -> Vec<Bytes> {
-        let mut frames = Vec::new();
-        while !data.is_empty() {
-            let want = self.needed();
-            let take = want.min(data.len());
-            // Room for the rest of this frame at once: a buffer grown step by step would copy
-            // the frame again at each step.
-            self.buf.reserve(want);
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if let Some(frame) = self.take_frame() {
-                frames.push(frame);
-            }
-        }
-        // A zero-length frame completes as soon as its header does.
-        while let Some(frame) = self.take_frame() {
-            frames.push(frame);
-        }
-        frames
+    pub fn push(&mut self, data: &[u8]) -> Vec<Bytes> {
+        // Nothing streamed: every frame comes out whole.
+        self.push_stream(Bytes::copy_from_slice(data), |_, _| false)
+            .into_iter()
+            .filter_map(|piece| match piece {
+                Piece::Frame(frame) => Some(frame),
+                Piece::Part(_) => None,
+            })
+            .collect()
     }
 
     /// [`push`](Self::push) for bytes the caller owns, handing out each frame's payload
@@ -258,17 +248,6 @@ impl FrameDecoder {
     /// Bytes received that do not yet make a whole frame.
     pub fn buffered(&self) -> usize {
         self.buf.len()
-    }
-
-    /// How many more bytes the frame being read needs.
-    fn needed(&self) -> usize {
-        if self.buf.len() < LENGTH_PREFIX {
-            LENGTH_PREFIX - self.buf.len()
-        } else {
-            let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
-            // Zero when a whole frame is buffered; `take_frame` then takes it.
-            (LENGTH_PREFIX + len).saturating_sub(self.buf.len())
-        }
     }
 
     fn take_frame(&mut self) -> Option<Bytes> {
