@@ -37,26 +37,6 @@ fn sendme_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A file of `len` bytes that no layer could compress.
-fn make_file(path: &Path, len: u64) {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut file = std::fs::File::create(path).expect("the source file");
-    let mut left = len;
-    while left > 0 {
-        for chunk in block.chunks_mut(8) {
-            // xorshift64: fast, and incompressible enough.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(block.len() as u64) as usize;
-        std::io::Write::write_all(&mut file, &block[..n]).expect("write");
-        left -= n as u64;
-    }
-}
-
 /// Whether two files hold the same bytes.
 fn same(a: &Path, b: &Path) -> bool {
     let (Ok(fa), Ok(fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
@@ -149,7 +129,8 @@ fn main() {
     let rounds = var("FERRY_BENCH_ROUNDS", 5).max(1);
     let dir = tempfile::tempdir().expect("a temporary folder");
     let source = dir.path().join("payload.bin");
-    make_file(&source, mib << 20);
+    // Pseudo-random bytes (`ferry_tests::content`): nothing any layer could compress.
+    ferry_tests::content::write_file(&source, mib << 20, 1);
     let homes = homes::Homes::new(dir.path());
     let sendme = sendme_binary();
     match &sendme {

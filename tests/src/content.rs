@@ -6,6 +6,21 @@
 
 pub use ferry_sim::content::{byte_at, fill, range};
 
+/// Writes the first `bytes` of the content of `seed` to a new file at `path`, in pieces:
+/// never the whole file in memory (the benchmarks' files of a gigabyte).
+pub fn write_file(path: &std::path::Path, bytes: u64, seed: u64) {
+    use std::io::Write as _;
+    let mut out = std::fs::File::create(path).expect("create the file");
+    let mut buf = vec![0; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(buf.len() as u64) as usize;
+        fill(seed, at, &mut buf[..n]);
+        out.write_all(&buf[..n]).expect("write");
+        at += n as u64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

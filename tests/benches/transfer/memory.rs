@@ -117,7 +117,7 @@ pub(crate) fn run(runtime: &str) {
     let transfers = var("FERRY_BENCH_TRANSFERS", 100).min(connections);
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("out")).expect("out");
-    super::pair::write_file(&dir.path().join("out/big.bin"), TRANSFER_BYTES, 7);
+    ferry_tests::content::write_file(&dir.path().join("out/big.bin"), TRANSFER_BYTES, 7);
     std::fs::write(dir.path().join("out/small.bin"), b"x").expect("small file");
     let exe = std::env::current_exe().expect("this benchmark's path");
     let role = |role: &str| {

@@ -2,7 +2,7 @@
 //! for each runtime, and prints what they measured.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use super::{callgrind, strace};
@@ -36,7 +36,7 @@ impl Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).expect("out");
-        write_file(&out.join("bench.bin"), bytes, 1);
+        ferry_tests::content::write_file(&out.join("bench.bin"), bytes, 1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpus = (cores >= 2 && tool == Tool::None).then_some((0, 1));
         Run {
@@ -115,7 +115,7 @@ impl Run {
         for i in 1..files {
             let path = self.dir.path().join("out").join(format!("bench-{i}.bin"));
             if !path.exists() {
-                write_file(&path, self.bytes, 1 + i as u64);
+                ferry_tests::content::write_file(&path, self.bytes, 1 + i as u64);
             }
         }
         let receiver = self.side(runtime, false, files);
@@ -250,18 +250,4 @@ fn figures(child: Child) -> Option<Figures> {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
     )
-}
-
-/// The test content of `bytes`, in pieces: never the whole file in memory.
-pub(crate) fn write_file(path: &Path, bytes: u64, seed: u64) {
-    use std::io::Write as _;
-    let mut out = std::fs::File::create(path).expect("create the file");
-    let mut buf = vec![0; 1 << 20];
-    let mut at = 0;
-    while at < bytes {
-        let n = (bytes - at).min(buf.len() as u64) as usize;
-        ferry_tests::content::fill(seed, at, &mut buf[..n]);
-        out.write_all(&buf[..n]).expect("write");
-        at += n as u64;
-    }
 }
