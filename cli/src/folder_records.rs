@@ -24,7 +24,9 @@ use ferry_proto::transfer::TransferId;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::Failure;
-use crate::records::{SourceFile, folder_failure, unix_now, write_whole};
+use crate::records::{
+    SourceFile, folder_failure, newest_first, read_record, unix_now, write_whole,
+};
 
 /// Most records of sends of several files kept; past it, the least recently updated go.
 pub(crate) const MAX_FOLDER_RECORDS: usize = 100;
@@ -255,25 +257,12 @@ impl FolderRecords {
             if !Self::is_one(&name) || !name.ends_with(".json") {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() || meta.len() > MAX_FOLDER_RECORD_BYTES {
-                continue;
-            }
-            let written = meta.modified().ok();
-            let path = entry.path();
-            match fs::read(&path).map(|b| serde_json::from_slice::<FolderRecord>(&b)) {
-                Ok(Ok(record)) => records.push((record, written)),
-                Ok(Err(e)) => tracing::warn!("{}: not a send record ({e})", path.display()),
-                Err(e) => tracing::warn!("{}: {e}", path.display()),
-            }
+            records.extend(read_record(&entry, MAX_FOLDER_RECORD_BYTES, "send record"));
             if records.len() > MAX_FOLDER_RECORDS * 2 {
                 break;
             }
         }
-        records.sort_by(|(a, a_written), (b, b_written)| {
-            (b.updated, b_written, &b.id).cmp(&(a.updated, a_written, &a.id))
-        });
-        Ok(records.into_iter().map(|(r, _)| r).collect())
+        Ok(newest_first(records, |r: &FolderRecord| (r.updated, &r.id)))
     }
 
     /// The most recent unfinished record of a send of exactly `entries` to `to`.

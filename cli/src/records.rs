@@ -367,25 +367,9 @@ impl Records {
             {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
-                continue;
-            }
-            // A record is rewritten whole at each update: the file's modification time (to
-            // the nanosecond) orders records updated within the same second.
-            let written = meta.modified().ok();
-            match fs::read(&path).map(|bytes| serde_json::from_slice::<Record>(&bytes)) {
-                Ok(Ok(record)) => records.push((record, written)),
-                Ok(Err(e)) => tracing::warn!("{}: not a transfer record ({e})", path.display()),
-                Err(e) => tracing::warn!("{}: {e}", path.display()),
-            }
+            records.extend(read_record(&entry, MAX_RECORD_BYTES, "transfer record"));
         }
-        records.sort_by(|(a, a_written), (b, b_written)| {
-            (b.updated, b_written, &b.id).cmp(&(a.updated, a_written, &a.id))
-        });
-        Ok(records.into_iter().map(|(record, _)| record).collect())
+        Ok(newest_first(records, |r: &Record| (r.updated, &r.id)))
     }
 
     /// The most recent unfinished record of a send of `source` (same path, size,
@@ -496,6 +480,47 @@ pub(crate) fn folder_failure(dir: &Path, what: &str, e: &std::io::Error) -> Fail
         "cannot {what} the records folder {}: {e}",
         dir.display()
     ))
+}
+
+/// One file of a records folder: read if it is a file of at most `max_bytes`, parsed as
+/// `T`, with its modification time (a record is rewritten whole at each update: that time,
+/// to the nanosecond, orders records updated within the same second). `None` for anything
+/// else, with a warning naming `what` for a file that does not read or parse.
+pub(crate) fn read_record<T: serde::de::DeserializeOwned>(
+    entry: &fs::DirEntry,
+    max_bytes: u64,
+    what: &str,
+) -> Option<(T, Option<SystemTime>)> {
+    let meta = entry.metadata().ok()?;
+    if !meta.is_file() || meta.len() > max_bytes {
+        return None;
+    }
+    let written = meta.modified().ok();
+    let path = entry.path();
+    match fs::read(&path).map(|bytes| serde_json::from_slice::<T>(&bytes)) {
+        Ok(Ok(record)) => Some((record, written)),
+        Ok(Err(e)) => {
+            tracing::warn!("{}: not a {what} ({e})", path.display());
+            None
+        }
+        Err(e) => {
+            tracing::warn!("{}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Records most recently updated first: by `key`'s update time, then the file's, then
+/// `key`'s id.
+pub(crate) fn newest_first<T>(
+    mut records: Vec<(T, Option<SystemTime>)>,
+    key: impl Fn(&T) -> (u64, &str),
+) -> Vec<T> {
+    records.sort_by(|(a, a_written), (b, b_written)| {
+        let ((a_updated, a_id), (b_updated, b_id)) = (key(a), key(b));
+        (b_updated, b_written, b_id).cmp(&(a_updated, a_written, a_id))
+    });
+    records.into_iter().map(|(record, _)| record).collect()
 }
 
 /// Writes `bytes` as the file `name` in the records folder `dir` (made if missing),
