@@ -3,7 +3,7 @@
 //! DHT. Bob's first device accepts, the second refuses; Alice sees both sub-transfers and the
 //! optimistic aggregate; the received file's SHA3-512 is checked against the source's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -123,6 +123,8 @@ struct Report {
     per: BTreeMap<TransferId, (String, ProgressBar)>,
     aggregate: ProgressBar,
     last_line: BTreeMap<TransferId, u64>,
+    /// The sub-transfers that reached a final state.
+    over: BTreeSet<TransferId>,
 }
 
 impl Report {
@@ -142,6 +144,7 @@ impl Report {
             per: BTreeMap::new(),
             aggregate,
             last_line: BTreeMap::new(),
+            over: BTreeSet::new(),
         }
     }
 
@@ -185,12 +188,22 @@ impl Report {
             };
             if status.is_final() {
                 bar.finish_with_message(text.clone());
+                self.over.insert(transfer);
             } else {
                 bar.set_message(text.clone());
             }
             let line = format!("alice → {label}: {text}");
             self.line(line);
         }
+    }
+}
+
+impl Report {
+    /// Whether each of `devices` sub-transfers reached its final state. The group's own
+    /// (optimistic) state is final as soon as one device verified, which can be before the
+    /// other device even saw the offer: the demo shows both answers, so it waits for both.
+    fn every_device_over(&self, devices: usize) -> bool {
+        self.per.len() == devices && self.per.keys().all(|t| self.over.contains(t))
     }
 }
 
@@ -282,7 +295,8 @@ pub(crate) async fn run(options: Options) -> Result<bool, String> {
     let mut started: Option<Instant> = None;
     let mut received: Option<String> = None;
     let mut outcome: Option<Status> = None;
-    while outcome.is_none() {
+    let mut elapsed: Option<Duration> = None;
+    while outcome.is_none() || !report.every_device_over(labels.len()) {
         tokio::select! {
             Some(e) = pa.events.recv() => match e {
                 Event::SubTransfer { group: g, transfer, device } if g == group => {
@@ -301,6 +315,7 @@ pub(crate) async fn run(options: Options) -> Result<bool, String> {
                     if status.is_final() {
                         report.aggregate.finish_with_message(status.to_string());
                         outcome = Some(status);
+                        elapsed = started.map(|s| s.elapsed());
                     }
                 }
                 _ => {}
@@ -325,7 +340,6 @@ pub(crate) async fn run(options: Options) -> Result<bool, String> {
             }
         }
     }
-    let elapsed = started.map(|s| s.elapsed());
     // Let the receiving side report its verified file (it may come a moment after).
     let wait = tokio::time::sleep(Duration::from_secs(5));
     tokio::pin!(wait);

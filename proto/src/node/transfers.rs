@@ -67,6 +67,10 @@ struct Group {
     /// The send of several files this file is one of ([`Node::send_files`]): its devices
     /// get their sub-transfers from the send, one manifest each, not one by one.
     send: Option<TransferId>,
+    /// Its optimistic state was told final (a device verified the file, or every device
+    /// failed): no device joins it any more, and its sub-transfers still under way go on
+    /// to their own end, when the group is forgotten.
+    told_final: bool,
 }
 
 /// The node's transfers and groups: see the module docs.
@@ -115,6 +119,7 @@ impl Transfers {
             .iter()
             .filter(|(_, g)| g.account == account && !g.devices.contains_key(&device))
             .filter(|(_, g)| g.only.is_none_or(|d| d == device) && g.send.is_none())
+            .filter(|(_, g)| !g.told_final)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -199,6 +204,7 @@ impl Transfers {
                 again,
                 only,
                 send: None,
+                told_final: false,
             },
         );
     }
@@ -210,11 +216,11 @@ impl Transfers {
         }
     }
 
-    /// Whether `group` still has no sub-transfer for `device`.
+    /// Whether `group` still has no sub-transfer for `device`, and would take one.
     pub(super) fn lacks(&self, group: TransferId, device: DeviceId) -> bool {
         self.groups
             .get(&group)
-            .is_some_and(|g| !g.devices.contains_key(&device))
+            .is_some_and(|g| !g.told_final && !g.devices.contains_key(&device))
     }
 
     /// Makes a sub-transfer waiting for its channel one of manifest `manifest`, held until
@@ -605,11 +611,17 @@ impl Node {
         }
     }
 
+    /// A sub-transfer's event updates its group's optimistic view; a change is told, until
+    /// the view is final. The group is told final as soon as one device verified the file,
+    /// while other devices may still be connecting or receiving: those go on (a slow
+    /// device gets the file too), and a device announced later is not sent a file its
+    /// sender was told is over. The group is forgotten once every sub-transfer ended, so a
+    /// node that runs for months keeps no group per file it ever sent.
     fn update_aggregate(&mut self, group: TransferId, event: &Event) {
         let Some(g) = self.transfers.groups.get_mut(&group) else {
             return;
         };
-        if g.aggregate.apply(event) {
+        if g.aggregate.apply(event) && !g.told_final {
             let (status, done, total) = (
                 g.aggregate.status(),
                 g.aggregate.progress(),
@@ -622,14 +634,16 @@ impl Node {
                 total,
             }));
             if status.is_final() {
-                self.end_group(group);
+                g.told_final = true;
+                self.timers.clear(NodeTimer::Lookup(group));
             }
+        }
+        if g.aggregate.is_over() {
+            self.end_group(group);
         }
     }
 
-    /// A group reached its final state: it is forgotten, so a device announced later is not
-    /// sent a file its sender was told is over (and a node that runs for months keeps no
-    /// group per file it ever sent).
+    /// A group is over: forgotten, with its wait for a first device.
     fn end_group(&mut self, group: TransferId) {
         self.transfers.groups.remove(&group);
         self.timers.clear(NodeTimer::Lookup(group));
@@ -851,8 +865,8 @@ impl Node {
     /// The sub-transfer waiting for `channel` starts on it: the peer accepted it, or it may
     /// carry bytes before the answer (early data: `unanswered`).
     fn start_outgoing(&mut self, now: Instant, id: u32, channel: ChannelId, unanswered: bool) {
-        // The sub-transfer that asked for it may have gone meanwhile (cancelled, its group
-        // ended): the channel is ended at once, else it would hold the connection open for
+        // The sub-transfer that asked for it may have gone meanwhile (cancelled, failed):
+        // the channel is ended at once, else it would hold the connection open for
         // ever (it never goes idle) and the peer's transfer on it would wait for a header
         // that never comes.
         let waiting = self.pending_on(id, channel).and_then(|sub| {
