@@ -76,9 +76,7 @@ fn the_native_backend_puts_gets_and_listens_on_a_dhtnode_network() {
         "stored",
         |i| matches!(i, Input::DhtPutDone { key: k, ok } if *k == key && *ok),
     );
-    let from = c.output_len();
-    c.command("g ferry-driver-native");
-    let out = c.wait_for(from, "Get: ");
+    let out = c.get("ferry-driver-native");
     // `dhtnode` shows a value this large by its size.
     assert!(out.contains("data:1300 bytes"), "C did not read it:\n{out}");
     // The same bytes again (the core re-announcing): answered by the running put.
@@ -163,9 +161,7 @@ fn the_native_backend_joins_over_ipv6() {
         "stored",
         |i| matches!(i, Input::DhtPutDone { key: k, ok } if *k == key && *ok),
     );
-    let from = b.output_len();
-    b.command("g ferry-over-ipv6");
-    let out = b.wait_for(from, "Get: ");
+    let out = b.get("ferry-over-ipv6");
     assert!(out.contains("data:1300 bytes"), "B did not read it:\n{out}");
 
     let heard = DhtKey(InfoHash::get(b"to-ferry-over-ipv6").0);

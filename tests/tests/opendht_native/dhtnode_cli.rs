@@ -81,6 +81,29 @@ impl DhtNodeCli {
         self.stdin.flush().expect("flush");
     }
 
+    /// Its `g word` command, to its end: every value it found, then its own "Get: completed"
+    /// (or "Get: failure") line; returns what it printed. `dhtnode` prints a get in three
+    /// lines or more ("Get: found N value(s)", each value, and the end), which a reader on
+    /// its pipe may see apart: waiting for the first "Get: " could return before the value,
+    /// or at the end line of the get before (CI, under load: the next get's output was
+    /// only the last one's "Get: completed"). So each get is waited for to its end.
+    pub(crate) fn get(&mut self, word: &str) -> String {
+        let from = self.output_len();
+        self.command(&format!("g {word}"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let out = self.out.lock().expect("lock")[from..].to_owned();
+            if out.contains("Get: completed") || out.contains("Get: failure") {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dhtnode's get of {word:?} never ended:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until its output after `from` contains `what`; returns that output.
     pub(crate) fn wait_for(&self, from: usize, what: &str) -> String {
         let deadline = Instant::now() + PATIENCE;

@@ -124,9 +124,7 @@ fn a_ferry_node_joins_a_dhtnode_network_puts_gets_and_listens() {
         e.iter()
             .any(|e| matches!(e, Event::Stored { nodes, .. } if *nodes >= 3))
     });
-    let from = c.output_len();
-    c.command("g ferry-native");
-    let out = c.wait_for(from, "Get: ");
+    let out = c.get("ferry-native");
     assert!(
         out.contains("fe77") || out.contains("SSSSSSSS"),
         "C did not read it:\n{out}"

@@ -270,9 +270,7 @@ fn ferry_speaks_opendht_with_a_real_dhtnode() {
         eprintln!("VECTOR dhtnode put-reply {}", hex::encode(&raw));
         assert_eq!(done.kind, Some(Kind::Reply), "{done:?}");
         assert_eq!(done.value_id, Some(value.id));
-        let from = b.output_len();
-        b.command(&format!("g {word}"));
-        let out = b.wait_for(from, "Get: ");
+        let out = b.get(word);
         let shown = String::from_utf8_lossy(&data[..8]).into_owned();
         assert!(
             out.contains(&format!("{:x}", value.id)) || out.contains(&shown),
