@@ -44,6 +44,8 @@ struct Sub {
     found: Instant,
     /// The last phase reported.
     phase: &'static str,
+    /// Its data phase: its first byte's progress, and its verdict.
+    data: (Option<Instant>, Option<Instant>),
 }
 
 impl Sub {
@@ -169,9 +171,6 @@ pub(crate) async fn run(
     let mut subs: BTreeMap<TransferId, Sub> = BTreeMap::new();
     let looking_since = Instant::now();
     let mut tick = tokio::time::interval_at((looking_since + TICK).into(), TICK);
-    // The data phase: from the first byte to the last verdict, for the final rate.
-    let mut started: Option<Instant> = None;
-    let mut data_end: Option<Instant> = None;
     let mut unknown = false;
     let mut cancelled_here = false;
     let mut grace: Option<Instant> = None;
@@ -191,7 +190,7 @@ pub(crate) async fn run(
                 let event = session::node_event(event)?;
                 match event {
                     Event::SubTransfer { group: g, transfer, device } if g == group => {
-                        let sub = Sub { device, resumed: 0, status: None, verified: None, found: Instant::now(), phase: "connecting" };
+                        let sub = Sub { device, resumed: 0, status: None, verified: None, found: Instant::now(), phase: "connecting", data: (None, None) };
                         let label = sub.label();
                         report.json(json!({
                             "event": "device",
@@ -218,8 +217,10 @@ pub(crate) async fn run(
                         report.restarted(transfer, held, total, true);
                     }
                     Event::Progress { transfer, done, total } if subs.contains_key(&transfer) => {
-                        started.get_or_insert_with(Instant::now);
                         report.progress(transfer, done, total);
+                        if let Some(sub) = subs.get_mut(&transfer) {
+                            sub.data.0.get_or_insert_with(Instant::now);
+                        }
                         if let Some(sub) = subs.get_mut(&transfer).filter(|s| done == total && s.phase == "sending") {
                             // Every byte left: the receiver checks the SHA3-512 and answers.
                             sub.phase = "verifying";
@@ -262,7 +263,7 @@ pub(crate) async fn run(
                             }));
                             sub.verified = Some(digest.to_string());
                             sub.phase = "done";
-                            data_end = Some(Instant::now());
+                            sub.data.1 = Some(Instant::now());
                             report.finish(transfer, "done, SHA3-512 verified");
                             report.json(json!({
                                 "event": "phase",
@@ -308,12 +309,6 @@ pub(crate) async fn run(
         }
     }
     report.close();
-    // Only the data phase counts: not the lookup, nor the wait for devices that never came.
-    let elapsed = started.map(|s| {
-        data_end
-            .unwrap_or_else(Instant::now)
-            .saturating_duration_since(s)
-    });
     session.close().await;
 
     let delivered: Vec<&Sub> = subs.values().filter(|s| s.verified.is_some()).collect();
@@ -330,16 +325,30 @@ pub(crate) async fn run(
             delivered.len(),
             subs.len()
         ));
-        if let Some(t) = elapsed {
+        // The rate is the data phase's of the device that verified first: not the lookup,
+        // nor the wait for devices that never came, nor a device that started late (it
+        // would count its wait as time the bytes took).
+        let fastest = delivered
+            .iter()
+            .filter_map(|s| match s.data {
+                (Some(from), Some(to)) => Some((to, to.saturating_duration_since(from), s)),
+                _ => None,
+            })
+            .min_by_key(|(to, _, _)| *to);
+        if let Some((_, t, sub)) = fastest {
             // Only what crossed counts: a device that resumed had the rest already.
-            let kept = delivered.iter().map(|s| s.resumed).min().unwrap_or(0);
-            let already = match kept {
+            let already = match sub.resumed {
                 0 => String::new(),
                 k => format!(" ({} were there already)", crate::report::size_text(k)),
             };
+            let whom = if delivered.len() > 1 {
+                format!(" to {}, the first to verify", sub.label())
+            } else {
+                String::new()
+            };
             report.line(&format!(
-                "{}{already}",
-                crate::rate::throughput_text(size.saturating_sub(kept), t)
+                "{}{whom}{already}",
+                crate::rate::throughput_text(size.saturating_sub(sub.resumed), t)
             ));
         }
         let missed: Vec<String> = subs
