@@ -766,3 +766,86 @@ fn an_empty_folder_alone_is_offered_and_made() {
     let offer = p.offer_of(sending.send).expect("Alice's offer");
     assert_eq!(p.end(p.alice, offer), Some((Status::Finished, None)));
 }
+
+/// A folder to a contact with a fast device and a slow one (a 400 ms link): the fast one has
+/// every file verified before the slow one answers the offer, and the slow one still gets the
+/// whole tree. (A file's group told final when the first device verified it used to be
+/// forgotten at once, and a sub-transfer of another device still waiting for its channel was
+/// then dropped without a word.)
+#[test]
+fn a_slow_device_gets_the_whole_folder_after_a_fast_one() {
+    let mut b = World::builder(33);
+    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
+    let a1 = SEEDS.device(&alice, "a1");
+    let ha = host(&mut b, "a1", &alice, &a1, 10, Features::ours());
+    let fast = host(
+        &mut b,
+        "b1",
+        &bob,
+        &SEEDS.device(&bob, "b1"),
+        20,
+        Features::ours(),
+    );
+    let slow = {
+        let (epoch, internet) = (b.epoch(), b.internet());
+        let at = [198, 51, 100, 21];
+        let b2 = SEEDS.device(&bob, "b2");
+        b.host(
+            HostSpec::new("b2", internet)
+                .v4(at)
+                .link(LinkSpec::latency(Duration::from_millis(400)).with_bandwidth(20_000_000)),
+            Node::new(epoch, node_config(epoch, &bob, &b2, at.into(), 21)),
+        )
+    };
+    let mut world = b.build().expect("world");
+    world.run_for(Duration::from_secs(1));
+    let mut p = Pair {
+        world,
+        alice: ha,
+        bob: fast,
+    };
+    p.send(tree());
+    let mid = p
+        .offered()
+        .expect("the fast device is offered the manifest");
+    p.answer(mid, true);
+    p.run_until(|p| p.end(p.bob, mid).is_some());
+    assert_eq!(p.end(p.bob, mid), Some((Status::Finished, None)));
+    let offered_to = |p: &Pair, host| {
+        p.events(host).into_iter().find_map(|e| match e {
+            Event::IncomingManifest { manifest, .. } => Some(manifest),
+            _ => None,
+        })
+    };
+    assert!(
+        offered_to(&p, slow).is_none(),
+        "the slow device is not offered the folder before the fast one has it (else this \
+         test tests nothing)"
+    );
+    p.bob = slow;
+    let mid2 = p
+        .offered()
+        .expect("the slow device is offered the folder all the same");
+    p.answer(mid2, true);
+    p.run_until(|p| p.end(p.bob, mid2).is_some());
+    assert_eq!(p.end(p.bob, mid2), Some((Status::Finished, None)));
+    let verified = p
+        .events(slow)
+        .iter()
+        .filter(|e| matches!(e, Event::Verified { .. }))
+        .count();
+    assert_eq!(verified, SMALL + 3, "every file reached the slow device");
+    for (name, size) in [("trip/sub/b.bin", 300_000), ("notes.txt", 500)] {
+        for host in [fast, slow] {
+            let got = p.world.received_file(host, name);
+            assert_eq!(got.map(|f| f.len), Some(size), "{name}");
+        }
+    }
+    assert!(p.world.made_folder(slow, "trip/empty"));
+    assert_ne!(mid, mid2);
+    assert!(
+        p.world.violations().is_empty(),
+        "{:?}",
+        p.world.violations()
+    );
+}
