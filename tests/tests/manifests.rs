@@ -119,13 +119,18 @@ impl Pair {
             .collect()
     }
 
+    /// The first manifest `host` was offered, if any.
+    fn offered_to(&self, host: HostId) -> Option<TransferId> {
+        self.events(host).into_iter().find_map(|e| match e {
+            Event::IncomingManifest { manifest, .. } => Some(manifest),
+            _ => None,
+        })
+    }
+
     /// Runs until Bob is offered a manifest; its id.
     fn offered(&mut self) -> Option<TransferId> {
         for _ in 0..300 {
-            let offered = self.events(self.bob).into_iter().find_map(|e| match e {
-                Event::IncomingManifest { manifest, .. } => Some(manifest),
-                _ => None,
-            });
+            let offered = self.offered_to(self.bob);
             if offered.is_some() {
                 return offered;
             }
@@ -811,14 +816,8 @@ fn a_slow_device_gets_the_whole_folder_after_a_fast_one() {
     p.answer(mid, true);
     p.run_until(|p| p.end(p.bob, mid).is_some());
     assert_eq!(p.end(p.bob, mid), Some((Status::Finished, None)));
-    let offered_to = |p: &Pair, host| {
-        p.events(host).into_iter().find_map(|e| match e {
-            Event::IncomingManifest { manifest, .. } => Some(manifest),
-            _ => None,
-        })
-    };
     assert!(
-        offered_to(&p, slow).is_none(),
+        p.offered_to(slow).is_none(),
         "the slow device is not offered the folder before the fast one has it (else this \
          test tests nothing)"
     );

@@ -699,6 +699,16 @@ fn alice_and_bob(
     devices: &[&str],
     offline: &[usize],
 ) -> (World, Account, HostId, Vec<HostId>) {
+    let linked: Vec<(&str, LinkSpec)> = devices.iter().map(|d| (*d, link())).collect();
+    alice_and_bob_linked(seed, &linked, offline)
+}
+
+/// [`alice_and_bob`], each of Bob's devices on a link of its own.
+fn alice_and_bob_linked(
+    seed: u64,
+    devices: &[(&str, LinkSpec)],
+    offline: &[usize],
+) -> (World, Account, HostId, Vec<HostId>) {
     let mut b = builder(seed);
     let secrets = Arc::new(TlsSecrets::new());
     let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
@@ -714,15 +724,15 @@ fn alice_and_bob(
     let hosts: Vec<HostId> = devices
         .iter()
         .enumerate()
-        .map(|(i, name)| {
-            public_node(
+        .map(|(i, (name, link))| {
+            public_node_linked(
                 &mut b,
                 &secrets,
                 name,
-                &bob,
-                &SEEDS.device(&bob, name),
+                (&bob, &SEEDS.device(&bob, name)),
                 10 + i as u64,
                 20 + i as u8,
+                *link,
             )
         })
         .collect();
@@ -908,38 +918,10 @@ fn s5_an_offline_device_is_not_waited_for_once_another_verified() {
 /// ended. Seen by hand with `ferry demo`, whose second device answered late under load.)
 #[test]
 fn s5_a_slow_device_still_gets_the_file_after_a_fast_one_verified() {
-    let mut b = builder(12);
-    let secrets = Arc::new(TlsSecrets::new());
-    let (alice, bob) = (SEEDS.account("alice"), SEEDS.account("bob"));
-    let ha = public_node(
-        &mut b,
-        &secrets,
-        "a1",
-        &alice,
-        &SEEDS.device(&alice, "a1"),
-        1,
-        10,
-    );
-    let fast = public_node(
-        &mut b,
-        &secrets,
-        "b1",
-        &bob,
-        &SEEDS.device(&bob, "b1"),
-        10,
-        20,
-    );
-    let slow = public_node_linked(
-        &mut b,
-        &secrets,
-        "b2",
-        (&bob, &SEEDS.device(&bob, "b2")),
-        11,
-        21,
-        LinkSpec::latency(ms(400)).with_bandwidth(20_000_000),
-    );
-    let mut world = traced(&mut b, &secrets);
-    world.run_for(secs(2));
+    let slow_link = LinkSpec::latency(ms(400)).with_bandwidth(20_000_000);
+    let (mut world, bob, ha, bobs) =
+        alice_and_bob_linked(12, &[("b1", link()), ("b2", slow_link)], &[]);
+    let (fast, slow) = (bobs[0], bobs[1]);
     let size = 50_000;
     let group = send(&mut world, ha, &bob, size, "notes.txt");
     assert!(run_until(&mut world, secs(30), |w| !incoming(w, fast).is_empty()));
