@@ -148,6 +148,13 @@ impl Report {
         }
     }
 
+    /// Whether each of `devices` sub-transfers reached its final state. The group's own
+    /// (optimistic) state is final as soon as one device verified, which can be before the
+    /// other device even saw the offer: the demo shows both answers, so it waits for both.
+    fn every_device_over(&self, devices: usize) -> bool {
+        self.per.len() == devices && self.per.keys().all(|t| self.over.contains(t))
+    }
+
     fn line(&self, text: String) {
         if self.tty {
             let _ = self.bars.println(text);
@@ -195,15 +202,6 @@ impl Report {
             let line = format!("alice → {label}: {text}");
             self.line(line);
         }
-    }
-}
-
-impl Report {
-    /// Whether each of `devices` sub-transfers reached its final state. The group's own
-    /// (optimistic) state is final as soon as one device verified, which can be before the
-    /// other device even saw the offer: the demo shows both answers, so it waits for both.
-    fn every_device_over(&self, devices: usize) -> bool {
-        self.per.len() == devices && self.per.keys().all(|t| self.over.contains(t))
     }
 }
 
