@@ -59,6 +59,8 @@ struct Device {
     /// The manifest's own end, for a device that reads them.
     offer_end: Option<(Status, Option<Reason>)>,
     phase: &'static str,
+    /// Its data phase: its first byte's progress, and its last file's verdict.
+    data: (Option<Instant>, Option<Instant>),
 }
 
 impl Device {
@@ -245,8 +247,6 @@ pub(crate) async fn run(
     let mut unknown_groups = BTreeSet::new();
     let looking_since = Instant::now();
     let mut tick = tokio::time::interval_at((looking_since + TICK).into(), TICK);
-    let mut started: Option<Instant> = None;
-    let mut data_end: Option<Instant> = None;
     let mut cancelled_here = false;
     let mut grace: Option<Instant> = None;
     loop {
@@ -298,7 +298,7 @@ pub(crate) async fn run(
                     }
                     Event::Progress { transfer, done, total: size } => {
                         if let Some(d) = subs.get(&transfer).and_then(|dev| devices.get_mut(dev)) {
-                            started.get_or_insert_with(Instant::now);
+                            d.data.0.get_or_insert_with(Instant::now);
                             d.set(transfer, done, size);
                             let line = d.line;
                             let done = d.done();
@@ -330,7 +330,7 @@ pub(crate) async fn run(
                                 "sha3_512": digest.to_string(),
                             }));
                             if d.delivered(files) {
-                                data_end = Some(Instant::now());
+                                d.data.1.get_or_insert_with(Instant::now);
                             }
                         }
                     }
@@ -376,11 +376,6 @@ pub(crate) async fn run(
     }
     report.close();
     keep(&folder_records, &record);
-    let elapsed = started.map(|s| {
-        data_end
-            .unwrap_or_else(Instant::now)
-            .saturating_duration_since(s)
-    });
     session.close().await;
 
     let mut delivered: Vec<DeviceId> = devices
@@ -406,14 +401,24 @@ pub(crate) async fn run(
                 count(n, "file")
             ),
         });
-        if let Some(t) = elapsed {
-            // The bytes that moved in this run, not those a device had.
-            let moved = devices
-                .values()
-                .map(|d| d.done().saturating_sub(d.had))
-                .max()
-                .unwrap_or(total);
-            report.line(&crate::rate::throughput_text(moved, t));
+        // The rate is the data phase's of the device that had every file first (as `send`
+        // says it): a device that started late would count its wait as time the bytes took.
+        let fastest = devices
+            .iter()
+            .filter_map(|(id, d)| match d.data {
+                (Some(from), Some(to)) => Some((to, to.saturating_duration_since(from), id, d)),
+                _ => None,
+            })
+            .min_by_key(|(to, ..)| *to);
+        if let Some((_, t, id, d)) = fastest {
+            // The bytes that moved in this run, not those the device had.
+            let moved = d.done().saturating_sub(d.had);
+            let whom = if delivered.len() > 1 {
+                format!(" to {}, the first to verify", Device::label(id))
+            } else {
+                String::new()
+            };
+            report.line(&format!("{}{whom}", crate::rate::throughput_text(moved, t)));
         }
         return Ok(());
     }
@@ -453,6 +458,7 @@ fn new_device(line: TransferId, had: Option<&Vec<(TransferId, u64)>>) -> Device 
         ended: BTreeMap::new(),
         offer_end: None,
         phase: "connecting",
+        data: (None, None),
     }
 }
 
