@@ -8,6 +8,25 @@ use std::time::{Duration, Instant};
 /// 64 KiB was 8,173 lines for 512 MiB).
 pub(crate) const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// A device's data phase: when its first byte was reported, and when its last verdict came.
+pub(crate) type DataPhase = (Option<Instant>, Option<Instant>);
+
+/// Of several devices' data phases, the one that ended first, with its length: the rate a
+/// send reports is that device's. Not from the first device's first byte to the last one's
+/// verdict: a device that started late would count its wait as time the bytes took.
+pub(crate) fn first_to_end<T>(
+    phases: impl IntoIterator<Item = (T, DataPhase)>,
+) -> Option<(T, Duration)> {
+    phases
+        .into_iter()
+        .filter_map(|(who, phase)| match phase {
+            (Some(from), Some(to)) => Some((to, to.saturating_duration_since(from), who)),
+            _ => None,
+        })
+        .min_by_key(|(to, ..)| *to)
+        .map(|(_, took, who)| (who, took))
+}
+
 /// `bytes` for a person: `512.3 MiB`, `1.0 GiB`, `900 bytes`.
 pub(crate) fn size_text(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -149,6 +168,25 @@ mod tests {
             "512.0 MiB in 16.0 s (32.0 MiB/s)"
         );
         assert_eq!(duration_text(Duration::from_secs(185)), "3 min 05 s");
+    }
+
+    #[test]
+    fn the_rate_is_the_first_device_to_end_its_own() {
+        let t0 = Instant::now();
+        let at = |ms| Some(t0 + Duration::from_millis(ms));
+        // b1 ran 100..400 ms; b2 was late (its first byte at 2 s) and ended last; b3 never
+        // got a byte; b4 has bytes and no verdict yet.
+        let phases = [
+            ("b2", (at(2_000), at(2_300))),
+            ("b1", (at(100), at(400))),
+            ("b3", (None, None)),
+            ("b4", (at(50), None)),
+        ];
+        assert_eq!(
+            first_to_end(phases),
+            Some(("b1", Duration::from_millis(300)))
+        );
+        assert_eq!(first_to_end([("b3", (None, None))]), None);
     }
 
     #[test]

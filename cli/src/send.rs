@@ -45,7 +45,7 @@ struct Sub {
     /// The last phase reported.
     phase: &'static str,
     /// Its data phase: its first byte's progress, and its verdict.
-    data: (Option<Instant>, Option<Instant>),
+    data: crate::rate::DataPhase,
 }
 
 impl Sub {
@@ -326,16 +326,9 @@ pub(crate) async fn run(
             subs.len()
         ));
         // The rate is the data phase's of the device that verified first: not the lookup,
-        // nor the wait for devices that never came, nor a device that started late (it
-        // would count its wait as time the bytes took).
-        let fastest = delivered
-            .iter()
-            .filter_map(|s| match s.data {
-                (Some(from), Some(to)) => Some((to, to.saturating_duration_since(from), s)),
-                _ => None,
-            })
-            .min_by_key(|(to, _, _)| *to);
-        if let Some((_, t, sub)) = fastest {
+        // nor the wait for devices that never came (see `rate::first_to_end`).
+        let fastest = crate::rate::first_to_end(delivered.iter().map(|s| (*s, s.data)));
+        if let Some((sub, t)) = fastest {
             // Only what crossed counts: a device that resumed had the rest already.
             let already = match sub.resumed {
                 0 => String::new(),

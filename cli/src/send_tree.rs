@@ -60,7 +60,7 @@ struct Device {
     offer_end: Option<(Status, Option<Reason>)>,
     phase: &'static str,
     /// Its data phase: its first byte's progress, and its last file's verdict.
-    data: (Option<Instant>, Option<Instant>),
+    data: crate::rate::DataPhase,
 }
 
 impl Device {
@@ -401,16 +401,10 @@ pub(crate) async fn run(
                 count(n, "file")
             ),
         });
-        // The rate is the data phase's of the device that had every file first (as `send`
-        // says it): a device that started late would count its wait as time the bytes took.
-        let fastest = devices
-            .iter()
-            .filter_map(|(id, d)| match d.data {
-                (Some(from), Some(to)) => Some((to, to.saturating_duration_since(from), id, d)),
-                _ => None,
-            })
-            .min_by_key(|(to, ..)| *to);
-        if let Some((_, t, id, d)) = fastest {
+        // The rate is the data phase's of the device that had every file first (see
+        // `rate::first_to_end`).
+        let fastest = crate::rate::first_to_end(devices.iter().map(|(id, d)| ((id, d), d.data)));
+        if let Some(((id, d), t)) = fastest {
             // The bytes that moved in this run, not those the device had.
             let moved = d.done().saturating_sub(d.had);
             let whom = if delivered.len() > 1 {
