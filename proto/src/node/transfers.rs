@@ -67,10 +67,17 @@ struct Group {
     /// The send of several files this file is one of ([`Node::send_files`]): its devices
     /// get their sub-transfers from the send, one manifest each, not one by one.
     send: Option<TransferId>,
-    /// Its optimistic state was told final (a device verified the file, or every device
-    /// failed): no device joins it any more, and its sub-transfers still under way go on
-    /// to their own end, when the group is forgotten.
-    told_final: bool,
+}
+
+impl Group {
+    /// Whether its optimistic state is final (a device verified the file, or every device
+    /// failed), which was told once: no device joins it any more, and its sub-transfers
+    /// still under way go on to their own end, when the group is forgotten. (A final
+    /// state stays final: a verified device stays the best, and a group whose every device
+    /// failed takes no new one.)
+    fn told_final(&self) -> bool {
+        self.aggregate.status().is_final()
+    }
 }
 
 /// The node's transfers and groups: see the module docs.
@@ -119,7 +126,7 @@ impl Transfers {
             .iter()
             .filter(|(_, g)| g.account == account && !g.devices.contains_key(&device))
             .filter(|(_, g)| g.only.is_none_or(|d| d == device) && g.send.is_none())
-            .filter(|(_, g)| !g.told_final)
+            .filter(|(_, g)| !g.told_final())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -204,7 +211,6 @@ impl Transfers {
                 again,
                 only,
                 send: None,
-                told_final: false,
             },
         );
     }
@@ -220,7 +226,7 @@ impl Transfers {
     pub(super) fn lacks(&self, group: TransferId, device: DeviceId) -> bool {
         self.groups
             .get(&group)
-            .is_some_and(|g| !g.told_final && !g.devices.contains_key(&device))
+            .is_some_and(|g| !g.told_final() && !g.devices.contains_key(&device))
     }
 
     /// Makes a sub-transfer waiting for its channel one of manifest `manifest`, held until
@@ -621,7 +627,8 @@ impl Node {
         let Some(g) = self.transfers.groups.get_mut(&group) else {
             return;
         };
-        if g.aggregate.apply(event) && !g.told_final {
+        let told_final = g.told_final();
+        if g.aggregate.apply(event) && !told_final {
             let (status, done, total) = (
                 g.aggregate.status(),
                 g.aggregate.progress(),
@@ -634,7 +641,6 @@ impl Node {
                 total,
             }));
             if status.is_final() {
-                g.told_final = true;
                 self.timers.clear(NodeTimer::Lookup(group));
             }
         }
