@@ -90,31 +90,28 @@ impl DhtNodeCli {
     pub(crate) fn get(&mut self, word: &str) -> String {
         let from = self.output_len();
         self.command(&format!("g {word}"));
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let out = self.out.lock().expect("lock")[from..].to_owned();
-            if out.contains("Get: completed") || out.contains("Get: failure") {
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dhtnode's get of {word:?} never ended:\n{out}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_until(from, &format!("the end of its get of {word:?}"), |out| {
+            out.contains("Get: completed") || out.contains("Get: failure")
+        })
     }
 
     /// Waits until its output after `from` contains `what`; returns that output.
     pub(crate) fn wait_for(&self, from: usize, what: &str) -> String {
+        self.wait_until(from, &format!("{what:?}"), |out| out.contains(what))
+    }
+
+    /// Waits until its output after `from` satisfies `done` (at most [`PATIENCE`]);
+    /// returns that output. `awaited` names what it waits for, in the failure.
+    fn wait_until(&self, from: usize, awaited: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let out = self.out.lock().expect("lock").clone();
-            if out.get(from..).is_some_and(|s| s.contains(what)) {
-                return out[from..].to_owned();
+            if let Some(after) = out.get(from..).filter(|s| done(s)) {
+                return after.to_owned();
             }
             assert!(
                 Instant::now() < deadline,
-                "dhtnode never printed {what:?}:\n{out}"
+                "dhtnode never printed {awaited}:\n{out}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
