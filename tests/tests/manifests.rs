@@ -28,15 +28,26 @@ fn host(
     last: u8,
     features: Features,
 ) -> HostId {
+    let link = LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000);
+    host_linked(b, name, (account, device), last, features, link)
+}
+
+/// [`host`] on a link of its own.
+fn host_linked(
+    b: &mut WorldBuilder,
+    name: &str,
+    (account, device): (&Account, &Device),
+    last: u8,
+    features: Features,
+    link: LinkSpec,
+) -> HostId {
     let epoch = b.epoch();
     let internet = b.internet();
     let at = [198, 51, 100, last];
     let mut config = node_config(epoch, account, device, at.into(), u64::from(last));
     config.features = features;
     b.host(
-        HostSpec::new(name, internet)
-            .v4(at)
-            .link(LinkSpec::latency(Duration::from_millis(10)).with_bandwidth(20_000_000)),
+        HostSpec::new(name, internet).v4(at).link(link),
         Node::new(epoch, config),
     )
 }
@@ -791,17 +802,14 @@ fn a_slow_device_gets_the_whole_folder_after_a_fast_one() {
         20,
         Features::ours(),
     );
-    let slow = {
-        let (epoch, internet) = (b.epoch(), b.internet());
-        let at = [198, 51, 100, 21];
-        let b2 = SEEDS.device(&bob, "b2");
-        b.host(
-            HostSpec::new("b2", internet)
-                .v4(at)
-                .link(LinkSpec::latency(Duration::from_millis(400)).with_bandwidth(20_000_000)),
-            Node::new(epoch, node_config(epoch, &bob, &b2, at.into(), 21)),
-        )
-    };
+    let slow = host_linked(
+        &mut b,
+        "b2",
+        (&bob, &SEEDS.device(&bob, "b2")),
+        21,
+        Features::ours(),
+        LinkSpec::latency(Duration::from_millis(400)).with_bandwidth(20_000_000),
+    );
     let mut world = b.build().expect("world");
     world.run_for(Duration::from_secs(1));
     let mut p = Pair {
