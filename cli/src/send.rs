@@ -220,11 +220,11 @@ pub(crate) async fn run(
                         report.progress(transfer, done, total);
                         if let Some(sub) = subs.get_mut(&transfer) {
                             sub.data.0.get_or_insert_with(Instant::now);
-                        }
-                        if let Some(sub) = subs.get_mut(&transfer).filter(|s| done == total && s.phase == "sending") {
-                            // Every byte left: the receiver checks the SHA3-512 and answers.
-                            sub.phase = "verifying";
-                            report.phase(transfer, "verifying", "every byte sent, the receiver checks the SHA3-512", None);
+                            if done == total && sub.phase == "sending" {
+                                // Every byte left: the receiver checks the SHA3-512 and answers.
+                                sub.phase = "verifying";
+                                report.phase(transfer, "verifying", "every byte sent, the receiver checks the SHA3-512", None);
+                            }
                         }
                     }
                     Event::Status { transfer, status, reason } => {
